@@ -1,0 +1,108 @@
+"""Diagnostics: located, severity-tagged messages that travel as values.
+
+Every stage (document readers, the KQL parser, lowering, backends) reports problems as
+`Diagnostic` values carrying a `Span`.  Only the CLI turns them into text.  A stage that
+cannot go on raises `RmmcError`, which simply carries its diagnostics.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A region of a source text: 0-based offsets (end exclusive), 1-based line and column."""
+
+    offset: int
+    end: int
+    line: int
+    column: int
+
+    @staticmethod
+    def point(offset: int, line: int, column: int) -> "Span":
+        return Span(offset, offset, line, column)
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One message about one place.  `span` is relative to the text it was found in
+    (a query, or a whole file once a document has relocated it); `path` names the file."""
+
+    severity: Severity
+    message: str
+    span: Span | None = None
+    code: str = ""
+    path: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def with_path(self, path: str | None) -> "Diagnostic":
+        return replace(self, path=path)
+
+
+def error(message: str, span: Span | None = None, code: str = "error") -> Diagnostic:
+    return Diagnostic(Severity.ERROR, message, span, code)
+
+
+def warning(message: str, span: Span | None = None, code: str = "warning") -> Diagnostic:
+    return Diagnostic(Severity.WARNING, message, span, code)
+
+
+class RmmcError(Exception):
+    """Raised when a stage cannot produce a result; carries the diagnostics that say why."""
+
+    def __init__(self, diagnostics: Diagnostic | list[Diagnostic] | tuple[Diagnostic, ...]):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        super().__init__("; ".join(d.message for d in self.diagnostics))
+
+
+@dataclass(frozen=True)
+class LineIndex:
+    """Maps offsets of a text to 1-based (line, column) and back.  `\\r\\n` counts as one
+    line break; the `\\r` belongs to the line it ends."""
+
+    text: str
+    starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        starts = [0]
+        find = self.text.find
+        pos = find("\n")
+        while pos != -1:
+            starts.append(pos + 1)
+            pos = find("\n", pos + 1)
+        object.__setattr__(self, "starts", tuple(starts))
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """1-based line and column of `offset` (clamped to the text)."""
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect.bisect_right(self.starts, offset) - 1
+        return line + 1, offset - self.starts[line] + 1
+
+    def span(self, offset: int, end: int | None = None) -> Span:
+        line, column = self.position(offset)
+        return Span(offset, offset if end is None else end, line, column)
+
+    def line_text(self, line: int) -> str:
+        """The text of 1-based `line`, without its line break."""
+        if line < 1 or line > len(self.starts):
+            return ""
+        start = self.starts[line - 1]
+        stop = self.starts[line] if line < len(self.starts) else len(self.text)
+        return self.text[start:stop].rstrip("\r\n")
+
+    def offset_of(self, line: int, column: int) -> int:
+        return self.starts[line - 1] + column - 1
