@@ -1,0 +1,55 @@
+# rmmc - make demo | make test | make clean
+# Works on a fresh machine with Python >= 3.11 (PYTHON=...), node and npm. Every step is
+# stamped, so a second run only does what changed. Without npm, `make test` still runs the
+# suite and the tests that need Microsoft's KQL parser skip with the reason.
+
+PYTHON ?= python3
+NPM ?= npm
+PYTEST_ARGS ?=
+
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALL_STAMP := $(VENV)/.rmmc-install.stamp
+TEST_STAMP := $(VENV)/.rmmc-test.stamp
+ORACLE_DIR := tests/oracle
+# npm ci writes this hidden lockfile; it stands for "node_modules is installed".
+ORACLE_STAMP := $(ORACLE_DIR)/node_modules/.package-lock.json
+
+.PHONY: demo test clean install test-deps oracle
+
+## demo: install rmmc into .venv and check the bundled rules
+demo: $(INSTALL_STAMP)
+	$(VENV)/bin/rmmc check rules/
+
+## test: install rmmc with its test extras and the npm oracle, then run the whole suite
+test: $(TEST_STAMP) $(ORACLE_STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+install: $(INSTALL_STAMP)
+test-deps: $(TEST_STAMP) $(ORACLE_STAMP)
+oracle: $(ORACLE_STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rmmc needs Python >= 3.11, $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALL_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(TEST_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@ $(INSTALL_STAMP)
+
+$(ORACLE_STAMP): $(ORACLE_DIR)/package.json $(ORACLE_DIR)/package-lock.json
+	@if command -v $(NPM) >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then \
+		echo "cd $(ORACLE_DIR) && $(NPM) ci"; \
+		cd $(ORACLE_DIR) && $(NPM) ci --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json; \
+	else \
+		echo "make: node/npm not found: the Kusto oracle is not installed and its tests will skip"; \
+	fi
+
+clean:
+	rm -rf $(VENV) $(ORACLE_DIR)/node_modules .pytest_cache .hypothesis build dist out tests/_artifacts
+	rm -rf *.egg-info
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
