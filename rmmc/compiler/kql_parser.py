@@ -1,0 +1,539 @@
+"""KQL text -> syntax tree (`rmmc.compiler.kql_ast`), or located diagnostics.
+
+The grammar lives in `rmmc/grammar/kql.lark`; this module builds the tree while Lark's
+LALR parser reduces (no recursion, so deep input cannot overflow the stack while parsing)
+and turns Lark's exceptions into messages that say what was expected where.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any, Iterable
+
+from rmmc.compiler import kql_ast as A
+from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Severity, Span
+
+MAX_NESTING = 256
+"""Brackets nested deeper than this are refused with a located error (real rules nest < 20)."""
+
+MAX_QUERY_CHARS = 16 * 1024 * 1024
+
+
+class KqlSyntaxError(RmmcError):
+    """A query that is not valid KQL (or uses syntax outside rmmc's subset)."""
+
+
+# ------------------------------------------------------------------ string literals
+
+_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "a": "\a", "b": "\b", "f": "\f", "n": "\n",
+            "r": "\r", "t": "\t", "v": "\v"}
+_ESCAPE_RE = re.compile(r"\\([0-7]{1,3}|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if code in _ESCAPES:
+        return _ESCAPES[code]
+    if code[0] in "xuU":
+        value = int(code[1:], 16)
+    else:
+        value = int(code, 8)
+    return chr(value) if value <= 0x10FFFF else "\ufffd"
+
+
+def decode_string(token_text: str) -> tuple[str, bool]:
+    """The value of one KQL string token and whether it was obfuscated (h'...')."""
+    text = token_text
+    obfuscated = text[:1] in "hH" and len(text) > 1 and text[1] in "'\"@"
+    if obfuscated:
+        text = text[1:]
+    if text.startswith("```") or text.startswith("~~~"):
+        return text[3:-3], obfuscated
+    if text.startswith("@"):
+        quote = text[1]
+        return text[2:-1].replace(quote * 2, quote), obfuscated
+    return _ESCAPE_RE.sub(_unescape, text[1:-1]), obfuscated
+
+
+# ------------------------------------------------------------------ tree building
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """A run of raw source text (inside a generic operator)."""
+
+    start: int
+    end: int
+    line: int
+    column: int
+
+
+class _Items(list):
+    """A comma-separated list on its way to its parent."""
+
+
+def _is_token(x: Any) -> bool:
+    return hasattr(x, "type") and hasattr(x, "start_pos")
+
+
+def _start(x: Any) -> tuple[int, int, int]:
+    if isinstance(x, list):
+        return _start(x[0])
+    if _is_token(x):
+        return x.start_pos, x.line, x.column
+    if isinstance(x, _Raw):
+        return x.start, x.line, x.column
+    span = x.span
+    return span.offset, span.line, span.column
+
+
+def _end(x: Any) -> int:
+    if isinstance(x, list):
+        return _end(x[-1])
+    if _is_token(x):
+        return x.end_pos
+    if isinstance(x, _Raw):
+        return x.end
+    return x.span.end
+
+
+def _has_position(x: Any) -> bool:
+    if isinstance(x, list):
+        return bool(x)
+    return _is_token(x) or isinstance(x, _Raw) or getattr(x, "span", None) is not None
+
+
+def _span(children: Iterable[Any]) -> Span:
+    items = [c for c in children if _has_position(c)]
+    offset, line, column = _start(items[0])
+    return Span(offset, _end(items[-1]), line, column)
+
+
+def _nodes(children: Iterable[Any]) -> list[Any]:
+    """Children that are not punctuation or keyword tokens (nor empty placeholders)."""
+    return [c for c in children if c is not None and not _is_token(c)]
+
+
+_NAME_TOKENS = {"NAME"}
+
+
+def _as_expr(x: Any) -> Any:
+    """Tokens that stand for an expression in lists (names, patterns, `*`)."""
+    if _is_token(x):
+        span = Span(x.start_pos, x.end_pos, x.line, x.column)
+        if x.type == "NAME":
+            return A.Name(str(x), span=span)
+        if x.type == "NAME_PATTERN":
+            return A.NamePattern(str(x), span=span)
+        if x.type == "STAR":
+            return A.Star(span=span)
+        if x.type in ("TRUE", "FALSE"):
+            return A.BoolLit(x.lower() == "true", span=span)
+        if x.type == "NUMBER":
+            return A.NumberLit(str(x), span=span)
+        raise AssertionError(f"unexpected token {x.type}")
+    return x
+
+
+def _name_of(x: Any) -> str:
+    return x.name if isinstance(x, A.Name) else str(x)
+
+
+class _Builder:
+    """Lark callbacks (one per rule or alias) that build `kql_ast` nodes."""
+
+    text: str = ""
+
+    # -- statements
+    def start(self, c):
+        statements = tuple(_nodes(c))
+        span = _span(c) if c else Span(0, 0, 1, 1)
+        return A.Query(statements, span=span)
+
+    def let_statement(self, c):
+        return A.Let(str(c[1]), c[3], span=_span(c))
+
+    def function_def(self, c):
+        view = _is_token(c[0]) and c[0].type == "VIEW"
+        params = tuple(x for x in c if isinstance(x, A.FunctionParam))
+        body = next(x for x in c if isinstance(x, _Items))
+        return A.FunctionDef(params, tuple(body), view, span=_span(c))
+
+    def function_body(self, c):
+        return _Items(_nodes(c))
+
+    def func_param(self, c):
+        default = c[4] if len(c) > 4 else None
+        return A.FunctionParam(str(c[0]), c[2], default, span=_span(c))
+
+    def param_type(self, c):
+        if len(c) == 1:
+            return str(c[0])
+        if len(c) == 3 and _is_token(c[1]) and c[1].type == "STAR":
+            return "*"
+        return tuple(x for x in c if isinstance(x, A.ColumnDecl))
+
+    def set_statement(self, c):
+        value = c[3] if len(c) > 3 else None
+        return A.SetOption(str(c[1]), value, span=_span(c))
+
+    def set_value(self, c):
+        return _as_expr(c[0])
+
+    def expr_statement(self, c):
+        return A.ExprStatement(c[0], span=_span(c))
+
+    # -- tabular
+    def pipe_expr(self, c):
+        if len(c) == 1:
+            return c[0]
+        operators = tuple(x for x in c[2::2])
+        return A.Pipeline(c[0], operators, span=_span(c))
+
+    def generic_source(self, c):
+        return A.GenericSource(str(c[0]), self._raw(c[1:]), span=_span(c))
+
+    def generic_operator(self, c):
+        return A.GenericOperator(str(c[0]), self._raw(c[1:]), span=_span(c))
+
+    def _raw(self, items: list[Any]) -> str:
+        items = [x for x in items if x is not None]
+        if not items:
+            return ""
+        return self.text[_start(items[0])[0]:_end(items[-1])]
+
+    def raw_group(self, c):
+        offset, line, column = _start(c[0])
+        return _Raw(offset, _end(c[-1]), line, column)
+
+    def datatable(self, c):
+        columns = tuple(x for x in c if isinstance(x, A.ColumnDecl))
+        open_values = next(i for i, x in enumerate(c) if _is_token(x) and x.type == "LSQB")
+        values = tuple(_as_expr(x) for x in c[open_values + 1:-1]
+                       if x is not None and not (_is_token(x) and x.type == "COMMA"))
+        return A.Datatable(columns, values, span=_span(c))
+
+    def column_decl(self, c):
+        return A.ColumnDecl(str(c[0]), str(c[2]), span=_span(c))
+
+    # -- operators
+    def where_operator(self, c):
+        return A.Where(c[1], span=_span(c))
+
+    def extend_operator(self, c):
+        return A.Extend(tuple(c[1]), span=_span(c))
+
+    def summarize_operator(self, c):
+        params = tuple(x for x in c if isinstance(x, A.OpParam))
+        lists = [x for x in c if isinstance(x, _Items)]
+        has_by = any(_is_token(x) and x.type == "BY" for x in c)
+        by = tuple(lists.pop()) if has_by else ()
+        aggregates = tuple(lists[0]) if lists else ()
+        return A.Summarize(params, aggregates, by, span=_span(c))
+
+    def project_operator(self, c):
+        items = tuple(c[1]) if len(c) > 1 and c[1] is not None else ()
+        return A.Project(items, span=_span(c))
+
+    def project_away_operator(self, c):
+        return A.ProjectAway(tuple(c[1]), span=_span(c))
+
+    def project_keep_operator(self, c):
+        return A.ProjectKeep(tuple(c[1]), span=_span(c))
+
+    def project_rename_operator(self, c):
+        return A.ProjectRename(tuple(x for x in _nodes(c)), span=_span(c))
+
+    def project_reorder_operator(self, c):
+        return A.ProjectReorder(tuple(_nodes(c)), span=_span(c))
+
+    def distinct_operator(self, c):
+        if _is_token(c[1]):
+            return A.Distinct((_as_expr(c[1]),), span=_span(c))
+        return A.Distinct(tuple(c[1]), span=_span(c))
+
+    def sort_operator(self, c):
+        return A.Sort(tuple(x for x in c if isinstance(x, A.SortKey)), span=_span(c))
+
+    def top_operator(self, c):
+        return A.Top(c[1], c[3], span=_span(c))
+
+    def take_operator(self, c):
+        return A.Take(c[1], span=_span(c))
+
+    def count_operator(self, c):
+        return A.Count(span=_span(c))
+
+    def as_operator(self, c):
+        params = tuple(x for x in c if isinstance(x, A.OpParam))
+        return A.As(params, str(c[-1]), span=_span(c))
+
+    def _join_like(self, c):
+        params = tuple(x for x in c if isinstance(x, A.OpParam))
+        on_index = next(i for i, x in enumerate(c) if _is_token(x) and x.type == "ON")
+        right = _as_expr(c[on_index - 1])
+        on = tuple(x for x in c[on_index + 1:] if not _is_token(x))
+        return params, right, on
+
+    def join_operator(self, c):
+        return A.Join(*self._join_like(c), span=_span(c))
+
+    def lookup_operator(self, c):
+        return A.Lookup(*self._join_like(c), span=_span(c))
+
+    def union_operator(self, c):
+        params = tuple(x for x in c[1:] if isinstance(x, A.OpParam))
+        tables = tuple(_as_expr(x) for x in c[1:]
+                       if not isinstance(x, A.OpParam) and not (_is_token(x) and x.type == "COMMA"))
+        return A.Union(params, tables, span=_span(c))
+
+    def mv_expand_operator(self, c):
+        params = tuple(x for x in c if isinstance(x, A.OpParam))
+        items = tuple(x for x in c if isinstance(x, A.MvExpandItem))
+        limit = c[-1] if len(c) >= 2 and _is_token(c[-2]) and c[-2].type == "LIMIT" else None
+        return A.MvExpand(params, items, limit, span=_span(c))
+
+    def mv_expand_item(self, c):
+        to_type = str(c[4]) if len(c) > 1 else None
+        return A.MvExpandItem(c[0], to_type, span=_span(c))
+
+    def parse_operator(self, c):
+        params = tuple(x for x in c if isinstance(x, A.OpParam))
+        with_index = next(i for i, x in enumerate(c) if _is_token(x) and x.type == "WITH")
+        source = c[with_index - 1]
+        pattern = tuple(_as_expr(x) for x in c[with_index + 1:])
+        return A.Parse(params, source, pattern, span=_span(c))
+
+    def parse_column(self, c):
+        return A.ParseColumn(str(c[0]), str(c[2]) if len(c) > 2 else None, span=_span(c))
+
+    def op_param(self, c):
+        return A.OpParam(str(c[0]), _as_expr(c[2]), span=_span(c))
+
+    # -- lists and assignments
+    def assignments(self, c):
+        return _Items(_as_expr(x) for x in c if not (_is_token(x) and x.type == "COMMA"))
+
+    def name_patterns(self, c):
+        return _Items(_as_expr(x) for x in c if not (_is_token(x) and x.type == "COMMA"))
+
+    def assign(self, c):
+        if _is_token(c[0]) and c[0].type == "LPAR":
+            targets = tuple(str(x) for x in c if _is_token(x) and x.type == "NAME")
+        else:
+            targets = (_name_of(c[0]),)
+        return A.Assignment(targets, c[-1], span=_span(c))
+
+    def rename(self, c):
+        return (_name_of(c[0]), _name_of(c[2]))
+
+    def reorder_item(self, c):
+        direction = str(c[1]) if len(c) > 1 and c[1] is not None else None
+        return A.SortKey(_as_expr(c[0]), direction, span=_span(c))
+
+    def sort_key(self, c):
+        direction = nulls = None
+        for x in c[1:]:
+            if _is_token(x) and x.type in ("ASC", "DESC"):
+                direction = str(x)
+            elif _is_token(x) and x.type in ("FIRST", "LAST"):
+                nulls = str(x)
+        return A.SortKey(c[0], direction, nulls, span=_span(c))
+
+    def call_args(self, c):
+        return _Items(_as_expr(x) for x in c if not (_is_token(x) and x.type == "COMMA"))
+
+    # -- scalar expressions
+    def or_chain(self, c):
+        return A.Logical("or", tuple(c[0::2]), span=_span(c))
+
+    def and_chain(self, c):
+        return A.Logical("and", tuple(c[0::2]), span=_span(c))
+
+    def binary(self, c):
+        left = _as_expr(c[0])
+        if _is_token(c[0]) and c[0].type == "NAME":
+            left = A.Name(str(c[0]), span=_span(c[:1]))
+        return A.Binary(str(c[1]), left, c[2], span=_span(c))
+
+    def render_property(self, c):
+        return A.OpParam(str(c[0]), _as_expr(c[2]), span=_span(c))
+
+    def named_arg(self, c):
+        return A.NamedArg(str(c[0]), c[2], span=_span(c))
+
+    def list_op(self, c):
+        items = tuple(x for x in c[3:-1] if not (_is_token(x) and x.type == "COMMA"))
+        return A.ListOp(str(c[1]), c[0], items, span=_span(c))
+
+    def between(self, c):
+        return A.Between(c[0], c[3], c[5], str(c[1]).startswith("!"), span=_span(c))
+
+    def unary(self, c):
+        return A.Unary(str(c[0]), c[1], span=_span(c))
+
+    def member(self, c):
+        return A.Member(c[0], _name_of(c[2]), span=_span(c))
+
+    def index(self, c):
+        return A.Index(c[0], c[2], span=_span(c))
+
+    def call(self, c):
+        name = A.Name(str(c[0]), span=_span(c[:1]))
+        args = tuple(c[2]) if c[2] is not None else ()
+        return A.Call(name, args, span=_span(c))
+
+    def method_call(self, c):
+        target = A.Member(c[0], str(c[2]), span=_span(c[:3]))
+        args = tuple(c[4]) if c[4] is not None else ()
+        return A.Call(target, args, span=_span(c))
+
+    def name(self, c):
+        return A.Name(str(c[0]), span=_span(c))
+
+    def bracket_name(self, c):
+        return A.Name(c[1].value, span=_span(c))
+
+    def string(self, c):
+        parts = [decode_string(str(t)) for t in c]
+        value = "".join(p[0] for p in parts)
+        return A.StringLit(value, any(p[1] for p in parts), span=_span(c))
+
+    def number(self, c):
+        return A.NumberLit(str(c[0]), span=_span(c))
+
+    def signed_number(self, c):
+        return A.Unary(str(c[0]), A.NumberLit(str(c[1]), span=_span(c[1:])), span=_span(c))
+
+    def timespan(self, c):
+        return A.TimespanLit(str(c[0]), span=_span(c))
+
+    def typed_literal(self, c):
+        text = str(c[0])
+        type_name, _, rest = text.partition("(")
+        return A.TypedLit(type_name.strip(), rest[:-1].strip(), span=_span(c))
+
+    def true(self, c):
+        return A.BoolLit(True, span=_span(c))
+
+    def false(self, c):
+        return A.BoolLit(False, span=_span(c))
+
+    def null(self, c):
+        return A.NullLit(span=_span(c))
+
+    def dynamic(self, c):
+        return A.DynamicLit(c[2], span=_span(c))
+
+    def json_array(self, c):
+        items = tuple(x for x in c[1:-1] if x is not None and not (_is_token(x) and x.type == "COMMA"))
+        return A.DynArray(items, span=_span(c))
+
+    def json_object(self, c):
+        entries = tuple(x for x in c[1:-1] if isinstance(x, tuple))
+        return A.DynObject(entries, span=_span(c))
+
+    def json_entry(self, c):
+        return (c[0].value, c[2])
+
+    def paren(self, c):
+        return A.Paren(c[1], span=_span(c))
+
+
+# ------------------------------------------------------------------ the parser
+
+
+class _TokenTracker:
+    """A post-lexer that watches the token stream: it remembers the last tokens (for error
+    messages) and refuses brackets nested deeper than MAX_NESTING."""
+
+    OPEN = frozenset({"LPAR", "LSQB", "LBRACE"})
+    CLOSE = frozenset({"RPAR", "RSQB", "RBRACE"})
+    always_accept = ()
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.previous = None
+        self.last = None
+
+    def token_before(self, exc: Exception):
+        """The last good token before the place `exc` complains about."""
+        bad = getattr(exc, "token", None)
+        if bad is not None and self.last is not None and self.last.start_pos == getattr(bad, "start_pos", None):
+            return self.previous
+        return self.last
+
+    def process(self, stream):
+        depth = 0
+        opening, closing = self.OPEN, self.CLOSE
+        for token in stream:
+            kind = token.type
+            if kind in opening:
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise _TooDeep(token)
+            elif kind in closing:
+                depth -= 1
+            self.previous, self.last = self.last, token
+            yield token
+
+
+class _TooDeep(Exception):
+    def __init__(self, token):
+        super().__init__("too deep")
+        self.token = token
+
+
+@lru_cache(maxsize=1)
+def _lark():
+    from lark import Lark
+
+    grammar = files("rmmc.grammar").joinpath("kql.lark").read_text(encoding="utf-8")
+    builder = _Builder()
+    tracker = _TokenTracker()
+    parser = Lark(
+        grammar,
+        parser="lalr",
+        lexer="contextual",
+        keep_all_tokens=True,
+        maybe_placeholders=True,
+        transformer=builder,
+        postlex=tracker,
+    )
+    return parser, builder, tracker
+
+
+def parse_kql(text: str) -> A.Query:
+    """Parse a KQL query.  Raises `KqlSyntaxError` (with located diagnostics) when the text
+    is not valid KQL or goes beyond what rmmc reads."""
+    from lark.exceptions import UnexpectedInput
+
+    if len(text) > MAX_QUERY_CHARS:
+        raise KqlSyntaxError(Diagnostic(
+            Severity.ERROR,
+            f"query is too large ({len(text):,} characters; the limit is {MAX_QUERY_CHARS:,})",
+            Span(0, 0, 1, 1), "too-large"))
+    parser, builder, tracker = _lark()
+    builder.text = text
+    tracker.reset()
+    try:
+        return parser.parse(text)
+    except _TooDeep as exc:
+        token = exc.token
+        raise KqlSyntaxError(Diagnostic(
+            Severity.ERROR,
+            f"brackets nested too deeply (more than {MAX_NESTING} levels)",
+            Span(token.start_pos, token.end_pos, token.line, token.column), "too-deep")) from None
+    except UnexpectedInput as exc:
+        from rmmc.compiler.kql_errors import describe_syntax_error
+
+        raise KqlSyntaxError(describe_syntax_error(exc, text, tracker.token_before(exc))) from None
+    except RecursionError:
+        raise KqlSyntaxError(Diagnostic(
+            Severity.ERROR, "query is nested too deeply to parse", Span(0, 0, 1, 1),
+            "too-deep")) from None
