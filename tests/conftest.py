@@ -16,8 +16,10 @@ bounded), "dev" otherwise; HYPOTHESIS_PROFILE overrides both.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -30,7 +32,7 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 if str(TESTS_DIR) not in sys.path:  # make tests/kusto_oracle.py importable from any rootdir
     sys.path.insert(0, str(TESTS_DIR))
 
-from kusto_oracle import KustoOracle, oracle_unavailable_reason  # noqa: E402
+from kusto_oracle import KustoOracle, OracleResult, oracle_unavailable_reason  # noqa: E402
 
 try:
     from hypothesis import HealthCheck, settings
@@ -131,3 +133,25 @@ def kusto_oracle_defender(shared_dir: Path) -> Iterator[KustoOracle]:
         yield oracle
     finally:
         oracle.close()
+
+
+# -- the real-world KQL corpus, read once and judged once by Microsoft's parser --------------
+
+
+@dataclass(frozen=True)
+class CorpusQuery:
+    file: str  # relative to shared/corpus/kql, e.g. "reprise99+Sentinel-Queries/0055.kql"
+    text: str
+
+
+@pytest.fixture(scope="session")
+def kql_corpus_queries(kql_corpus: Path) -> list[CorpusQuery]:
+    index = (kql_corpus / "index.jsonl").read_text(encoding="utf-8").splitlines()
+    files = [json.loads(line)["file"] for line in index if line.strip()]
+    return [CorpusQuery(f, (kql_corpus / f).read_text(encoding="utf-8")) for f in files]
+
+
+@pytest.fixture(scope="session")
+def kql_corpus_verdicts(kusto_oracle: KustoOracle, kql_corpus_queries: list[CorpusQuery]) -> list[OracleResult]:
+    """Microsoft's parser on every corpus query (syntax only), in corpus order."""
+    return kusto_oracle.check_many(q.text for q in kql_corpus_queries)

@@ -181,26 +181,18 @@ def test_bundled_rules_are_valid_against_defender_schema(kusto_oracle_defender: 
 
 
 @pytest.mark.corpus
-def test_corpus_accept_rate_and_throughput(kusto_oracle: KustoOracle, kql_corpus: Path, terminal_report) -> None:
-    files = [json.loads(line)["file"] for line in (kql_corpus / "index.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-    queries = [(kql_corpus / f).read_text(encoding="utf-8") for f in files]
-    assert len(queries) > 3000
-
-    t0 = time.perf_counter()
-    results = kusto_oracle.check_many(queries)
-    elapsed = time.perf_counter() - t0
-
-    assert len(results) == len(queries)
-    crashed = [f for f, r in zip(files, results) if r.error]
+def test_corpus_accept_rate(kql_corpus_queries, kql_corpus_verdicts, terminal_report) -> None:
+    results = kql_corpus_verdicts
+    assert len(kql_corpus_queries) > 3000
+    assert len(results) == len(kql_corpus_queries)
+    crashed = [q.file for q, r in zip(kql_corpus_queries, results) if r.error]
     assert not crashed, crashed[:10]
-    accepted = sum(r.ok for r in results)
+    accepted = sum(r.syntax_ok for r in results)
     rejected = len(results) - accepted
     rate = accepted / len(results)
     line = (
         f"Kusto oracle on shared/corpus/kql: {len(results)} queries, {accepted} accepted, "
-        f"{rejected} rejected ({rate:.2%} accepted) in {elapsed:.1f} s ({len(results) / elapsed:.0f} queries/s)"
+        f"{rejected} rejected ({rate:.2%} accepted)"
     )
     terminal_report(line)
-    print(line)
     assert 0.95 <= rate <= 0.999, line
-    assert elapsed < 60, line

@@ -14,7 +14,7 @@ from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 # Terminals that can start an expression: when one of them is expected, say "an expression".
 _EXPRESSION_STARTS = {"NAME", "STRING", "NUMBER", "TIMESPAN", "TYPED_LITERAL", "TRUE",
                       "FALSE", "NULL", "DYNAMIC", "LPAR", "LSQB", "ADD_OP", "DATATABLE", "UNION",
-                      "GENERIC_SOURCE"}
+                      "GENERIC_SOURCE", "SEARCH", "STAR"}
 # Terminals that continue an expression: binary operators, member access, calls.
 _CONTINUATIONS = {"ADD_OP", "STAR", "SLASH", "PERCENT", "REL_OP", "EQ_OP", "STR_OP", "LIST_OP",
                   "BETWEEN_OP", "MATCHES_REGEX", "DOT", "LSQB", "LPAR", "AND", "OR"}

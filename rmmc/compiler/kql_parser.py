@@ -16,8 +16,10 @@ from typing import Any, Iterable
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Severity, Span
 
-MAX_NESTING = 256
-"""Brackets nested deeper than this are refused with a located error (real rules nest < 20)."""
+MAX_NESTING = 200
+"""Trees nested deeper than this (brackets, or chains such as `a + b + c ...`) are refused with
+a located error: real rules nest less than 20 deep, and a bound keeps every recursive stage
+(printer, lowering, equality) far from Python's recursion limit."""
 
 MAX_QUERY_CHARS = 16 * 1024 * 1024
 
@@ -146,6 +148,11 @@ class _Builder:
     """Lark callbacks (one per rule or alias) that build `kql_ast` nodes."""
 
     text: str = ""
+
+    def _reset(self, text: str) -> None:
+        self.text = text
+        self.depths: dict[int, int] = {}
+        self.keep: list[Any] = []
 
     # -- statements
     def start(self, c):
@@ -308,7 +315,7 @@ class _Builder:
         return A.Parse(params, source, pattern, span=_span(c))
 
     def parse_column(self, c):
-        return A.ParseColumn(str(c[0]), str(c[2]) if len(c) > 2 else None, span=_span(c))
+        return A.ParseColumn(_name_of(_as_expr(c[0])), str(c[2]) if len(c) > 2 else None, span=_span(c))
 
     def op_param(self, c):
         return A.OpParam(str(c[0]), _as_expr(c[2]), span=_span(c))
@@ -379,7 +386,7 @@ class _Builder:
         return A.Member(c[0], _name_of(c[2]), span=_span(c))
 
     def index(self, c):
-        return A.Index(c[0], c[2], span=_span(c))
+        return A.Index(c[0], c[-2], span=_span(c))
 
     def call(self, c):
         name = A.Name(str(c[0]), span=_span(c[:1]))
@@ -443,6 +450,65 @@ class _Builder:
         return A.Paren(c[1], span=_span(c))
 
 
+def _with_depth(callback):
+    """Wrap a tree-building callback so that it records the depth of what it builds and
+    refuses trees deeper than MAX_NESTING (one mechanism for every kind of nesting)."""
+
+    def build(self, children):
+        node = callback(self, children)
+        depths = self.depths
+        deepest = 0
+        for child in children:
+            d = depths.get(id(child))
+            if d is not None and d > deepest:
+                deepest = d
+        depth = deepest + 1
+        if depth > MAX_NESTING:
+            raise _TooDeep(_first_token(children))
+        depths[id(node)] = depth
+        self.keep.append(node)  # ids stay unique while the parse runs
+        return node
+
+    build.__name__ = callback.__name__
+    return build
+
+
+def _first_token(children):
+    for child in children:
+        if _is_token(child):
+            return child
+        span = getattr(child, "span", None)
+        if span is not None:
+            return _SpanToken(span)
+    return _SpanToken(Span(0, 0, 1, 1))
+
+
+@dataclass(frozen=True)
+class _SpanToken:
+    span: Span
+
+    @property
+    def start_pos(self):
+        return self.span.offset
+
+    @property
+    def end_pos(self):
+        return self.span.end
+
+    @property
+    def line(self):
+        return self.span.line
+
+    @property
+    def column(self):
+        return self.span.column
+
+
+for _name, _callback in list(vars(_Builder).items()):
+    if not _name.startswith("_") and callable(_callback):
+        setattr(_Builder, _name, _with_depth(_callback))
+
+
 # ------------------------------------------------------------------ the parser
 
 
@@ -464,7 +530,7 @@ class _TokenTracker:
     def token_before(self, exc: Exception):
         """The last good token before the place `exc` complains about."""
         bad = getattr(exc, "token", None)
-        if bad is not None and self.last is not None and self.last.start_pos == getattr(bad, "start_pos", None):
+        if bad is not None and bad.type != "$END" and self.last is not None and self.last.start_pos == getattr(bad, "start_pos", None):
             return self.previous
         return self.last
 
@@ -519,7 +585,7 @@ def parse_kql(text: str) -> A.Query:
             f"query is too large ({len(text):,} characters; the limit is {MAX_QUERY_CHARS:,})",
             Span(0, 0, 1, 1), "too-large"))
     parser, builder, tracker = _lark()
-    builder.text = text
+    builder._reset(text)
     tracker.reset()
     try:
         return parser.parse(text)
@@ -527,7 +593,7 @@ def parse_kql(text: str) -> A.Query:
         token = exc.token
         raise KqlSyntaxError(Diagnostic(
             Severity.ERROR,
-            f"brackets nested too deeply (more than {MAX_NESTING} levels)",
+            f"query nested too deeply (more than {MAX_NESTING} levels)",
             Span(token.start_pos, token.end_pos, token.line, token.column), "too-deep")) from None
     except UnexpectedInput as exc:
         from rmmc.compiler.kql_errors import describe_syntax_error
@@ -537,3 +603,6 @@ def parse_kql(text: str) -> A.Query:
         raise KqlSyntaxError(Diagnostic(
             Severity.ERROR, "query is nested too deeply to parse", Span(0, 0, 1, 1),
             "too-deep")) from None
+    finally:
+        builder._reset("")
+
