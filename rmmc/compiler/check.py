@@ -1,0 +1,111 @@
+"""`rmmc check`: read rule files, parse every query, and collect located diagnostics.
+
+Each file is handled on its own: a file that cannot be read, or a rule that does not parse,
+becomes diagnostics in the report and the batch goes on.  Positions are in the original
+file (the document readers map query positions back to it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from rmmc.compiler.diagnostics import Diagnostic, Severity
+from rmmc.compiler.documents import FileResult, RuleDocument, iter_rule_files, read_path
+
+
+@dataclass(frozen=True)
+class CheckedRule:
+    document: RuleDocument
+    diagnostics: tuple[Diagnostic, ...]  # in file coordinates, with path
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    path: str
+    source_text: str | None
+    rules: tuple[CheckedRule, ...]
+    diagnostics: tuple[Diagnostic, ...]  # about the file itself
+
+    def all_diagnostics(self) -> list[Diagnostic]:
+        found = list(self.diagnostics)
+        for rule in self.rules:
+            found.extend(rule.diagnostics)
+        # A warning about the file (say, "not valid YAML") travels with each of its rules:
+        # report it once.
+        unique = list(dict.fromkeys(found))
+        return sorted(unique, key=_position)
+
+
+@dataclass
+class CheckReport:
+    files: list[CheckedFile] = field(default_factory=list)
+
+    @property
+    def rule_count(self) -> int:
+        return sum(len(f.rules) for f in self.files)
+
+    def diagnostics(self) -> list[Diagnostic]:
+        return [d for f in self.files for d in f.all_diagnostics()]
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for d in self.diagnostics() if d.severity is severity)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(Severity.ERROR) == 0
+
+    def summary(self) -> str:
+        files, rules = len(self.files), self.rule_count
+        errors, warnings = self.count(Severity.ERROR), self.count(Severity.WARNING)
+        return (f"{files} file{'s' * (files != 1)}, {rules} rule{'s' * (rules != 1)}: "
+                f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
+
+
+def _position(d: Diagnostic) -> tuple[int, int]:
+    return (d.span.offset, 0) if d.span is not None else (-1, 0)
+
+
+def check_document(document: RuleDocument) -> CheckedRule:
+    """Parse one rule's query; its document warnings and parse errors, located in the file."""
+    from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
+
+    found = list(document.warnings)
+    try:
+        parse_kql(document.query)
+    except KqlSyntaxError as exc:
+        found.extend(document.locate(d) for d in exc.diagnostics)
+    except Exception as exc:  # a bug of ours must not stop the batch
+        found.append(_internal_error(document, exc))
+    return CheckedRule(document, tuple(found))
+
+
+def check_file(result: FileResult) -> CheckedFile:
+    rules = tuple(check_document(doc) for doc in result.documents)
+    text = result.documents[0].source.text if result.documents else getattr(result, "text", None)
+    return CheckedFile(result.path, text, rules, tuple(result.diagnostics))
+
+
+def check_paths(paths: Iterable[str]) -> CheckReport:
+    """Check every rule file under `paths` (files, directories, `-` for stdin)."""
+    report = CheckReport()
+    for path in iter_rule_files(paths):
+        try:
+            result = read_path(path)
+            report.files.append(check_file(result))
+        except Exception as exc:  # never a traceback, never a stopped batch
+            report.files.append(CheckedFile(path, None, (), (Diagnostic(
+                Severity.ERROR, f"internal error while reading this file: {type(exc).__name__}: {exc}",
+                None, "internal", path),)))
+    return report
+
+
+def _internal_error(document: RuleDocument, exc: Exception) -> Diagnostic:
+    return Diagnostic(Severity.ERROR,
+                      f"internal error: {type(exc).__name__}: {exc} (please report this rule)",
+                      document.query_span, "internal", document.path)
+
