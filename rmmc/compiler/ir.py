@@ -207,9 +207,11 @@ class Aggregation:
 
 @dataclass(frozen=True)
 class Output:
-    """What the rule returns besides the matching events: computed or constant columns,
-    an aggregation, a projection, an order and a limit.  `computed` keeps KQL expressions
-    (as KQL text) that only the KQL backend can carry."""
+    """What the rule returns besides the matching events, in this order: constant and
+    computed columns added to each event (`computed` keeps KQL expressions as KQL text, which
+    only the KQL backend can carry), an aggregation, then a projection, renames, an order and
+    a limit.  `post` holds further KQL operators after those (canonical KQL text) that the
+    model does not describe; other backends report them as dropped."""
 
     constants: tuple[tuple[str, Value], ...] = ()
     computed: tuple[tuple[str, str], ...] = ()
@@ -218,6 +220,7 @@ class Output:
     renames: tuple[tuple[str, str], ...] = ()
     sort: tuple[tuple[str, str], ...] = ()
     limit: int | None = None
+    post: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
