@@ -150,6 +150,8 @@ class EventKind(str, Enum):
     DEVICE_EVENT = "device_event"
     LOGON = "logon"
     FILE_CERTIFICATE = "file_certificate"
+    DEVICE_INFO = "device_info"
+    DEVICE_NETWORK_INFO = "device_network_info"
     UNKNOWN = "unknown"
 
 

@@ -1,0 +1,175 @@
+"""Lowering KQL to the detection model: what each construct becomes, and what is refused."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from rmmc.compiler import ir
+from rmmc.compiler.lower import lower_text
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def lower(text: str):
+    result = lower_text(text, schema=None)
+    assert result.ok, result.diagnostics
+    return result.rule
+
+
+def refused(text: str):
+    result = lower_text(text, schema=None)
+    assert result.rule is None
+    errors = [d for d in result.diagnostics if d.is_error]
+    assert errors
+    return errors[0]
+
+
+def P(name, op, *values, type="string", **flags):
+    return ir.Predicate(ir.Field(name, type), op, tuple(values), **flags)
+
+
+def test_seed_rule():
+    rule = lower(
+        "let Time_start = now(-5d);\nlet Time_end = now();\n//\nDeviceNetworkEvents\n"
+        "| where Timestamp between (Time_start..Time_end)\n"
+        "| where RemoteUrl has 'remotepc.com'\nand InitiatingProcessVersionInfoCompanyName has 'idrive'\n"
+        "and InitiatingProcessVersionInfoProductName has_any (\n'remotepc',\n'viewer',\n'remotedesktop'\n)\n"
+        "| summarize FirstSeen=min(Timestamp), LastSeen=max(Timestamp),\n"
+        "Report=make_set(ReportId), Count=count() by DeviceId, DeviceName,\nRemoteUrl")
+    assert rule.source.table == "DeviceNetworkEvents"
+    assert rule.lookback == ir.Lookback(timedelta(days=5), "5d")
+    assert rule.condition == ir.And((
+        P("RemoteUrl", ir.Op.TERM, "remotepc.com"),
+        P("InitiatingProcessVersionInfoCompanyName", ir.Op.TERM, "idrive"),
+        P("InitiatingProcessVersionInfoProductName", ir.Op.TERM, "remotepc", "viewer", "remotedesktop"),
+    ))
+    assert rule.output.aggregation == ir.Aggregation(
+        ("DeviceId", "DeviceName", "RemoteUrl"),
+        (ir.Aggregate("FirstSeen", "min", "Timestamp"), ir.Aggregate("LastSeen", "max", "Timestamp"),
+         ir.Aggregate("Report", "make_set", "ReportId"), ir.Aggregate("Count", "count")))
+
+
+@pytest.mark.parametrize("where, window", [
+    ("Timestamp > ago(7d)", timedelta(days=7)),
+    ("Timestamp >= ago(36h)", timedelta(hours=36)),
+    ("ago(1h) < Timestamp", timedelta(hours=1)),
+    ("Timestamp between (ago(30m) .. now())", timedelta(minutes=30)),
+    ("TimeGenerated > ago(1d)", timedelta(days=1)),
+])
+def test_lookback_forms(where, window):
+    rule = lower(f"T | where {where} and x has 'a'")
+    assert rule.lookback.window == window
+    assert rule.condition == P("x", ir.Op.TERM, "a")
+
+
+def test_two_windows_keep_the_narrower():
+    rule = lower("T | where Timestamp > ago(7d) | where Timestamp > ago(1d)")
+    assert rule.lookback.window == timedelta(days=1)
+    assert rule.condition == ir.Const(True)
+
+
+@pytest.mark.parametrize("kql, expected", [
+    ("x == 'A'", P("x", ir.Op.EQUALS, "A", case_sensitive=True)),
+    ("x != 'A'", P("x", ir.Op.EQUALS, "A", case_sensitive=True, negated=True)),
+    ("x =~ 'A'", P("x", ir.Op.EQUALS, "A")),
+    ("x !~ 'A'", P("x", ir.Op.EQUALS, "A", negated=True)),
+    ("'A' == x", P("x", ir.Op.EQUALS, "A", case_sensitive=True)),
+    ("x !has 'a'", P("x", ir.Op.TERM, "a", negated=True)),
+    ("x has_cs 'a'", P("x", ir.Op.TERM, "a", case_sensitive=True)),
+    ("x hasprefix 'a'", P("x", ir.Op.TERM_PREFIX, "a")),
+    ("x !hassuffix_cs 'a'", P("x", ir.Op.TERM_SUFFIX, "a", case_sensitive=True, negated=True)),
+    ("x contains 'a'", P("x", ir.Op.CONTAINS, "a")),
+    ("x notcontains 'a'", P("x", ir.Op.CONTAINS, "a", negated=True)),
+    ("x startswith_cs 'a'", P("x", ir.Op.STARTSWITH, "a", case_sensitive=True)),
+    ("x !endswith 'a'", P("x", ir.Op.ENDSWITH, "a", negated=True)),
+    ("x matches regex '[0-9]+'", P("x", ir.Op.REGEX, "[0-9]+", case_sensitive=True)),
+    ("x in ('a', 'b')", P("x", ir.Op.EQUALS, "a", "b", case_sensitive=True)),
+    ("x !in~ ('a', 'b')", P("x", ir.Op.EQUALS, "a", "b", negated=True)),
+    ("x has_all ('a', 'b')", P("x", ir.Op.TERM, "a", "b", all_values=True)),
+    ("isempty(x)", P("x", ir.Op.EMPTY)),
+    ("isnotempty(x)", P("x", ir.Op.EMPTY, negated=True)),
+    ("not(x has 'a')", ir.Not(P("x", ir.Op.TERM, "a"))),
+    ("x has 'a' or (y has 'b' and z has 'c')", ir.Or((P("x", ir.Op.TERM, "a"), ir.And((P("y", ir.Op.TERM, "b"), P("z", ir.Op.TERM, "c")))))),
+])
+def test_operators(kql, expected):
+    assert lower(f"T | where {kql}").condition == expected
+
+
+def test_lets_lists_and_datatable_folding():
+    rule = lower(
+        "let s = 'one'; let l = dynamic(['a', 'b']);"
+        " let t = datatable(U:string, N:string)['u1', 'x', 'u2', 'y', 'u1', 'z'];"
+        " T | where x has s and y has_any (l) and z has_any ((t | distinct U)) and w in (t | project N)")
+    assert rule.condition == ir.And((
+        P("x", ir.Op.TERM, "one"), P("y", ir.Op.TERM, "a", "b"),
+        P("z", ir.Op.TERM, "u1", "u2"), P("w", ir.Op.EQUALS, "x", "y", "z", case_sensitive=True)))
+
+
+def test_tabular_let_body_is_inlined():
+    rule = lower("let rmmProcess = DeviceProcessEvents | where FileName has 'x'"
+                 " | summarize Count=count() by DeviceId | extend rmmProcessName = 'X'; rmmProcess")
+    assert rule.source.table == "DeviceProcessEvents"
+    assert rule.condition == P("FileName", ir.Op.TERM, "x")
+    assert rule.output.post == ("extend rmmProcessName = 'X'",)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="shared/ not present")
+def test_all_tools_rule_folds_its_170_row_datatable():
+    from rmmc.compiler.documents import read_path
+
+    (doc,) = read_path(SHARED / "corpus/rmm/Network Indicators/rmm__all_netconn.yaml").documents
+    rule = lower(doc.query)
+    (predicate,) = [rule.condition] if isinstance(rule.condition, ir.Predicate) else rule.condition.operands
+    assert predicate.field.name == "RemoteUrl" and predicate.op is ir.Op.TERM
+    assert len(predicate.values) == len(set(predicate.values)) >= 160
+    assert "anydesk.com" in predicate.values and "zohostatic.in" in predicate.values
+    assert [name for name, _ in rule.output.computed] == ["RemoteUrl", "RemoteUrl", "RemoteUrl"]
+
+
+@pytest.mark.parametrize("kql, fragment, column", [
+    ("T | join (U) on x", "join cannot be lowered", 5),
+    ("T | mv-expand x", "mv-expand cannot be lowered", 5),
+    ("T | parse x with * 'a' y", "parse cannot be lowered", 5),
+    ("T | evaluate bag_unpack(x)", "unsupported operator: evaluate", 5),
+    ("union T, U | where x", "unsupported source: union", 1),
+    ("T | where x in (U | project y)", "'in' against a tabular expression that is not constant", 17),
+    ("T | where Timestamp > ago(1d) or x has 'a'", "only lowered as the lookback", 11),
+    ("T | extend y = tolower(x) | where y has 'a'", "computed column 'y'", 35),
+    ("T | summarize count() by x | where count_ > 5 | where y has 'a'", None, None),
+])
+def test_refusals_are_located(kql, fragment, column):
+    result = lower_text(kql, schema=None)
+    if fragment is None:
+        assert result.rule is not None  # a filter on aggregates is kept as post-processing
+        return
+    error = refused(kql)
+    assert fragment in error.message
+    assert error.span.column == column
+
+
+def test_datetime_and_numeric_comparisons():
+    from rmmc.compiler.schema import load_schema
+
+    result = lower_text("DeviceNetworkEvents | where RemotePort between (1 .. 1024)"
+                        " and Timestamp < datetime(2024-05-01) and RemotePort != 443", schema=load_schema())
+    assert result.ok, result.diagnostics
+    assert result.rule.condition == ir.And((
+        P("RemotePort", ir.Op.BETWEEN, 1, 1024, type="int"),
+        P("Timestamp", ir.Op.LT, datetime(2024, 5, 1, tzinfo=timezone.utc), type="datetime"),
+        P("RemotePort", ir.Op.EQUALS, 443, type="int", case_sensitive=True, negated=True),
+    ))
+
+
+def test_unknown_column_has_a_did_you_mean():
+    from rmmc.compiler.schema import load_schema
+
+    result = lower_text("DeviceNetworkEvents | where RemoteUrl has 'a' | summarize count() by AccountUpn",
+                        schema=load_schema())
+    (warning,) = [d for d in result.diagnostics if d.code == "unknown-column"]
+    assert warning.message == ("unknown column 'AccountUpn' in DeviceNetworkEvents; "
+                               "did you mean 'InitiatingProcessAccountUpn'?")
+    assert warning.span.column == 70  # "AccountUpn" starts at offset 69
