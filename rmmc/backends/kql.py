@@ -1,0 +1,609 @@
+"""IR -> KQL (Microsoft Defender XDR advanced hunting, or Sentinel for Sentinel tables).
+
+The query is built as a KQL syntax tree (`rmmc.compiler.kql_ast`) and printed with
+`to_kql`, so every value sits inside a literal the printer escaped and every name is
+bracketed when it is not a plain identifier: no value can change the query's structure.
+
+Each IR node becomes the KQL operator whose meaning the reference evaluator
+(`rmmc.compiler.evaluator`) gives it, i.e. the inverse of the KQL lowering:
+
+    <Table>
+    | where Timestamp > ago(<lookback>)
+    | where <condition>
+    | extend ... | summarize ... | project ... | project-rename ... | sort by ... | take ...
+
+Where KQL cannot say a node exactly the translation carries a `lossy` diagnostic; where
+it cannot say it at all, an `unsupported` one and no text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import datetime, timedelta, timezone
+import math
+import re
+from typing import Any, Iterator
+
+from rmmc.backends.base import EmitOptions, Translation, lossy, note, unsupported
+from rmmc.compiler import kql_ast as A
+from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Span
+from rmmc.compiler.evaluator import coerce, evaluate_predicate
+from rmmc.compiler.ir import (And, Condition, Const, EventKind, Field, Not, Op, Or,
+                              Output, Predicate, Rule, Value, all_of)
+from rmmc.compiler.kql_printer import to_kql
+
+TARGET = "kql"
+
+# ------------------------------------------------------------------ tables and time
+
+
+DEFENDER_TABLES = frozenset("""
+    AADSignInEventsBeta AADSpnSignInEventsBeta AlertEvidence AlertInfo BehaviorEntities
+    BehaviorInfo CloudAppEvents CloudAuditEvents CloudProcessEvents DeviceEvents
+    DeviceFileCertificateInfo DeviceFileEvents DeviceImageLoadEvents DeviceInfo
+    DeviceLogonEvents DeviceNetworkEvents DeviceNetworkInfo DeviceProcessEvents
+    DeviceRegistryEvents EmailAttachmentInfo EmailEvents EmailPostDeliveryEvents EmailUrlInfo
+    IdentityDirectoryEvents IdentityInfo IdentityLogonEvents IdentityQueryEvents
+    MessageEvents MessagePostDeliveryEvents MessageUrlInfo OAuthAppInfo UrlClickEvents
+""".split())
+"""Defender XDR advanced-hunting tables: their time column is `Timestamp`.  Every other
+table is taken as a Sentinel (Log Analytics) table, whose time column is `TimeGenerated`."""
+
+KIND_TABLES = {
+    EventKind.PROCESS: "DeviceProcessEvents",
+    EventKind.NETWORK: "DeviceNetworkEvents",
+    EventKind.FILE: "DeviceFileEvents",
+    EventKind.REGISTRY: "DeviceRegistryEvents",
+    EventKind.IMAGE_LOAD: "DeviceImageLoadEvents",
+    EventKind.DEVICE_EVENT: "DeviceEvents",
+    EventKind.LOGON: "DeviceLogonEvents",
+    EventKind.FILE_CERTIFICATE: "DeviceFileCertificateInfo",
+}
+"""The Defender table holding each kind of event, for rules that name no table."""
+
+
+def time_column(table: str) -> str:
+    """The column a lookback filters on: `Timestamp` in Defender XDR, `TimeGenerated` in Sentinel."""
+    return "Timestamp" if table in DEFENDER_TABLES else "TimeGenerated"
+
+
+_TIMESPAN_UNITS = (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000),
+                   ("s", 1_000_000), ("ms", 1_000), ("microsecond", 1))
+
+
+def timespan_literal(span: timedelta) -> A.Expr:
+    """The exact KQL literal of a timedelta, in the largest unit that divides it
+    (`5d`, `12h`, `90m`, `30s`, `250ms`, `7microsecond`); never rounded."""
+    micros = span // timedelta(microseconds=1)
+    size = abs(micros)
+    if size == 0:
+        literal = A.TimespanLit("0s")
+    else:
+        unit, per = next((u, p) for u, p in _TIMESPAN_UNITS if size % p == 0)
+        literal = A.TimespanLit(f"{size // per}{unit}")
+    return A.Unary("-", literal) if micros < 0 else literal
+
+
+# ------------------------------------------------------------------ literals
+
+
+_TYPE_ALIASES = {"boolean": "bool", "double": "real", "decimal": "real", "time": "timespan",
+                 "int32": "int", "int64": "long", "uniqueid": "guid"}
+_NUMERIC = frozenset({"int", "long", "real"})
+_ORDERED = _NUMERIC | {"datetime", "timespan"}
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+class Refusal(Exception):
+    """A node KQL cannot express: becomes an `unsupported` diagnostic."""
+
+    def __init__(self, message: str, span: Span | None = None):
+        super().__init__(message)
+        self.span = span
+
+
+def type_of(name: str) -> str:
+    return _TYPE_ALIASES.get(name.lower(), name.lower())
+
+
+def datetime_literal(value: datetime) -> A.TypedLit:
+    """`datetime(2024-01-01T10:00:00Z)` in UTC (a naive datetime is UTC, as in the evaluator)."""
+    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}"
+    return A.TypedLit("datetime", text + "Z")
+
+
+def number_literal(value: int | float) -> A.Expr:
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise Refusal(f"{value} does not fit a KQL long")
+        if value == _INT64[0]:  # its magnitude is no long: write the value whole
+            return A.TypedLit("long", str(value))
+        text = A.NumberLit(str(abs(value)))
+        return A.Unary("-", text) if value < 0 else text
+    if math.isnan(value):
+        return A.TypedLit("real", "nan")
+    if math.isinf(value):
+        return A.TypedLit("real", "+inf" if value > 0 else "-inf")
+    text = repr(abs(value))
+    if "e" not in text and "." not in text:
+        text += ".0"
+    literal = A.NumberLit(text)
+    return A.Unary("-", literal) if math.copysign(1.0, value) < 0 else literal
+
+
+def value_literal(value: Any) -> A.Expr:
+    """A literal for a Python value, by its own type (constants of the output)."""
+    if isinstance(value, bool):
+        return A.BoolLit(value)
+    if isinstance(value, (int, float)):
+        return number_literal(value)
+    if isinstance(value, str):
+        return A.StringLit(value)
+    if isinstance(value, datetime):
+        return datetime_literal(value)
+    if isinstance(value, timedelta):
+        return timespan_literal(value)
+    raise Refusal(f"no KQL literal for {type(value).__name__} value {value!r}")
+
+
+def typed_literal(value: Value, type_name: str, field_name: str) -> A.Expr:
+    """A literal of the field's type, the value coerced as the evaluator coerces it."""
+    if type_name == "string":
+        return A.StringLit(value if isinstance(value, str) else str(value))
+    if type_name == "guid":
+        text = str(value)
+        if not _GUID.fullmatch(text):
+            raise Refusal(f"{text!r} is not a GUID (field {field_name} is a guid)")
+        return A.TypedLit("guid", text)
+    try:
+        typed = coerce(value, type_name)
+    except (TypeError, ValueError, OverflowError):
+        raise Refusal(f"{value!r} is not a valid {type_name} (field {field_name})") from None
+    if type_name == "bool":
+        return A.BoolLit(bool(typed))
+    if type_name in _NUMERIC and isinstance(typed, (int, float)):
+        return number_literal(typed)
+    if type_name == "datetime" and isinstance(typed, datetime):
+        return datetime_literal(typed)
+    if type_name == "timespan" and isinstance(typed, timedelta):
+        return timespan_literal(typed)
+    if type_name == "dynamic" and isinstance(typed, (str, int, float, bool)):
+        return value_literal(typed)
+    raise Refusal(f"no KQL literal of type {type_name} for {value!r} (field {field_name})")
+
+
+# ------------------------------------------------------------------ regular expressions
+
+
+def re2_problem(pattern: str) -> str | None:
+    """Why a regex (read as Python syntax) would not run in KQL's RE2, or None.
+    Lookarounds, backreferences, conditionals, atomic groups, possessive repeats, `\\Z`
+    and the verbose and ASCII flags are Python-only.  A pattern Python cannot read is passed
+    as it is: it came from KQL (RE2 has syntax Python lacks, such as `\\pL`)."""
+    try:
+        from re import _constants as C, _parser as P  # type: ignore[attr-defined]
+        tree = P.parse(pattern)
+    except Exception:  # noqa: BLE001 - not Python syntax (or no parser): nothing to say
+        return None
+    if tree.state.flags & re.VERBOSE:
+        return "the verbose flag (?x)"
+    if tree.state.flags & re.ASCII:
+        return "the ASCII flag (?a)"
+    refused = [(C.ASSERT, "lookaround"), (C.ASSERT_NOT, "lookaround"),
+               (C.GROUPREF, "a backreference"), (C.GROUPREF_EXISTS, "a conditional group")]
+    refused += [(getattr(C, n), w) for n, w in (("ATOMIC_GROUP", "an atomic group"),
+                                                ("POSSESSIVE_REPEAT", "a possessive repeat"))
+                if hasattr(C, n)]
+    stack = [tree]
+    while stack:
+        for op, av in stack.pop():  # (opcode, argument) pairs; nested patterns are SubPatterns
+            for code, what in refused:
+                if op is code:
+                    return what
+            if op is C.AT and av is C.AT_END_STRING:
+                return "\\Z"
+            pending = [av]
+            while pending:
+                item = pending.pop()
+                if isinstance(item, P.SubPattern):
+                    stack.append(item)
+                elif isinstance(item, (tuple, list)):
+                    pending.extend(item)
+    return None
+
+
+# ------------------------------------------------------------------ conditions
+
+
+_STRING_OPERATORS = {Op.CONTAINS: "contains", Op.STARTSWITH: "startswith", Op.ENDSWITH: "endswith",
+                     Op.TERM: "has", Op.TERM_PREFIX: "hasprefix", Op.TERM_SUFFIX: "hassuffix"}
+_COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+
+
+def not_(operand: A.Expr) -> A.Expr:
+    return A.Call(A.Name("not"), (operand,))
+
+
+def chain(op: str, operands: list[A.Expr]) -> A.Expr:
+    """`a and b ...` / `a or b ...`; one operand stands alone, none is the neutral constant."""
+    if not operands:
+        return A.BoolLit(op == "and")
+    return operands[0] if len(operands) == 1 else A.Logical(op, tuple(operands))
+
+
+@dataclass
+class ConditionEmitter:
+    """IR conditions -> KQL expressions, collecting the lossy notes on the way."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def lossy(self, message: str, span: Span | None) -> None:
+        d = lossy(TARGET, message, span)
+        if d not in self.diagnostics:
+            self.diagnostics.append(d)
+
+    def emit(self, condition: Condition) -> A.Expr:
+        if isinstance(condition, Predicate):
+            return self.predicate(condition)
+        if isinstance(condition, Const):
+            return A.BoolLit(condition.value)
+        if isinstance(condition, Not):
+            return not_(self.emit(condition.operand))
+        if isinstance(condition, (And, Or)):
+            op = "and" if isinstance(condition, And) else "or"
+            operands: list[A.Expr] = []
+            for operand in condition.operands:
+                expr = self.emit(operand)
+                if isinstance(expr, A.Logical) and expr.op == op and type(operand) is type(condition):
+                    operands.extend(expr.operands)  # (a and b) and c: the same chain
+                else:
+                    operands.append(expr)
+            return chain(op, operands)
+        raise Refusal(f"not a condition: {condition!r}")
+
+    # -- predicates
+
+    def predicate(self, p: Predicate) -> A.Expr:
+        kind = type_of(p.field.type)
+        column = A.Name(p.field.name)
+        if p.op is Op.EXISTS:
+            if kind == "string":
+                self.lossy(f"{p.field.name} exists: KQL strings are never null, so isnotnull() is "
+                           "always true; an event without the field now matches" if not p.negated else
+                           f"{p.field.name} does not exist: KQL strings are never null, so isnull() is "
+                           "always false; an event without the field no longer matches", p.span)
+            return A.Call(A.Name("isnull" if p.negated else "isnotnull"), (column,))
+        if p.op is Op.EMPTY:
+            return A.Call(A.Name("isnotempty" if p.negated else "isempty"), (column,))
+        if p.op is Op.BETWEEN or p.op in _COMPARISONS:
+            return self.comparison(p, kind, column)
+        if p.op is not Op.EQUALS and p.op is not Op.REGEX and p.op not in _STRING_OPERATORS:
+            raise Refusal(f"operator {p.op.value} has no KQL form", p.span)
+        if kind == "string":
+            if not p.values:  # no value: any-of is false, all-of true
+                return A.BoolLit(p.all_values != p.negated)
+            if p.op is Op.EQUALS:
+                return self.string_equality(p, column)
+            return self.regex(p, column) if p.op is Op.REGEX else self.string_test(p, column)
+        return self.typed_test(p, kind, column)
+
+    def typed_test(self, p: Predicate, kind: str, column: A.Name) -> A.Expr:
+        """Equality or a string operator on a field that can be null: the IR's test is false
+        on a null (true when negated), whatever the values."""
+        if not p.values:
+            on_value = p.all_values != p.negated
+            if on_value == p.negated:
+                return A.BoolLit(on_value)
+            return A.Call(A.Name("isnotnull" if on_value else "isnull"), (column,))
+        if p.op is Op.EQUALS:
+            return self.typed_equality(p, kind, column)
+        text = self.as_text(p, kind, column)
+        test = self.regex(p, text) if p.op is Op.REGEX else self.string_test(p, text)
+        probe = Predicate(Field(p.field.name), p.op, p.values, p.all_values, p.case_sensitive)
+        try:
+            passes_empty = evaluate_predicate(probe, {}) is True
+        except (re.error, ValueError):  # a pattern Python cannot read: keep the guard
+            passes_empty = True
+        if not passes_empty:
+            return test  # KQL reads a null as '', where the test is false as on a null
+        if p.negated:  # '' passes the test, a null must not
+            return chain("or", [A.Call(A.Name("isnull"), (column,)), test])
+        return chain("and", [A.Call(A.Name("isnotnull"), (column,)), test])
+
+    def as_text(self, p: Predicate, kind: str, column: A.Name) -> A.Expr:
+        """The field as the string a string operator reads (`tostring()` for typed fields,
+        which KQL requires).  The evaluator reads Python's str() of the value: where that
+        differs from KQL's text form, say so."""
+        if kind == "string":
+            return column
+        if kind in ("real", "datetime", "timespan") or (kind in ("bool", "guid") and p.case_sensitive):
+            self.lossy(f"{p.op.value} on the {kind} field {p.field.name} reads KQL's text form of "
+                       f"the value (tostring), which may differ from the IR's", p.span)
+        if kind == "dynamic":
+            return column  # KQL reads a dynamic value as its JSON text
+        return A.Call(A.Name("tostring"), (column,))
+
+    def values(self, p: Predicate) -> list[A.StringLit]:
+        return [A.StringLit(v if isinstance(v, str) else str(v)) for v in p.values]
+
+    def string_equality(self, p: Predicate, column: A.Expr) -> A.Expr:
+        values = self.values(p)
+        if len(values) == 1 or p.all_values:
+            op = ("!=" if p.negated else "==") if p.case_sensitive else ("!~" if p.negated else "=~")
+            tests = [A.Binary(op, column, v) for v in values]
+            # all of them; negated: not all of them, i.e. one differs (strings are never null)
+            return chain("or" if p.negated else "and", tests)
+        op = "in" if p.case_sensitive else "in~"
+        return A.ListOp("!" + op if p.negated else op, column, tuple(values))
+
+    def typed_equality(self, p: Predicate, kind: str, column: A.Expr) -> A.Expr:
+        values = [typed_literal(v, kind, p.field.name) for v in p.values]
+        if kind == "guid":
+            self.lossy(f"{p.field.name} is compared as a GUID value (hex digits in any case), "
+                       "the IR compares its text", p.span)
+        elif kind == "dynamic":
+            self.lossy(f"{p.field.name} is dynamic: KQL compares the dynamic value, the IR its "
+                       "Python value", p.span)
+        if len(values) == 1 or p.all_values:
+            tests = [A.Binary("!=" if p.negated else "==", column, v) for v in values]
+            return chain("or" if p.negated else "and", tests)
+        return A.ListOp("!in" if p.negated else "in", column, tuple(values))
+
+    def comparison(self, p: Predicate, kind: str, column: A.Expr) -> A.Expr:
+        if kind not in _ORDERED:
+            raise Refusal(f"{p.op.value} on the {kind} field {p.field.name}: KQL orders only "
+                          "numbers, datetimes and timespans", p.span)
+        wanted = 2 if p.op is Op.BETWEEN else 1
+        if len(p.values) != wanted:
+            raise Refusal(f"{p.op.value} on {p.field.name} needs {wanted} value(s), has {len(p.values)}", p.span)
+        bounds = [typed_literal(v, kind, p.field.name) for v in p.values]
+        if p.op is Op.BETWEEN:
+            return A.Between(column, bounds[0], bounds[1], negated=p.negated)
+        test = A.Binary(_COMPARISONS[p.op], column, bounds[0])
+        return not_(test) if p.negated else test  # not(null) stays null, as in the IR
+
+    def string_test(self, p: Predicate, column: A.Expr) -> A.Expr:
+        values = self.values(p)
+        if p.op is Op.TERM and len(values) > 1 and not p.case_sensitive:
+            test = A.ListOp("has_all" if p.all_values else "has_any", column, tuple(values))
+            return not_(test) if p.negated else test  # no !has_any: not() is exact
+        op = _STRING_OPERATORS[p.op] + ("_cs" if p.case_sensitive else "")
+        if p.negated:  # none of them (any-of) / not all of them (all-of): strings are never null
+            return chain("or" if p.all_values else "and", [A.Binary("!" + op, column, v) for v in values])
+        return chain("and" if p.all_values else "or", [A.Binary(op, column, v) for v in values])
+
+    def regex(self, p: Predicate, column: A.Expr) -> A.Expr:
+        tests = []
+        for value in p.values:
+            pattern = value if isinstance(value, str) else str(value)
+            problem = re2_problem(pattern)
+            if problem is not None:
+                raise Refusal(f"regex {pattern!r} on {p.field.name} uses {problem}, which KQL's "
+                              "RE2 engine does not support", p.span)
+            if not p.case_sensitive:
+                pattern = "(?i)" + pattern
+            tests.append(A.Binary("matches regex", column, A.StringLit(pattern)))
+        test = chain("and" if p.all_values else "or", tests)
+        return not_(test) if p.negated else test
+
+
+# ------------------------------------------------------------------ outputs
+
+
+AGGREGATE_FUNCTIONS = frozenset("""
+    count countif dcount dcountif min max minif maxif sum sumif avg avgif make_set make_set_if
+    make_list make_list_if make_bag make_bag_if arg_max arg_min any take_any take_anyif
+    stdev stdevif variance varianceif percentile percentiles count_distinct
+""".split())
+
+
+def names_in(node: Any) -> Iterator[str]:
+    """Every name an expression refers to (iteratively: trees may be deep)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, A.Name):
+            yield item.name
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif is_dataclass(item):
+            stack.extend(getattr(item, f.name) for f in fields(item) if f.name != "span")
+
+
+def parse_fragment(template_head: str, text: str, what: str) -> A.Pipeline:
+    """Parse `T | <head><text>` and return its pipeline (the text stays AST: no splicing)."""
+    from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
+
+    try:
+        query = parse_kql(f"T | {template_head}{text}")
+    except (KqlSyntaxError, RecursionError) as exc:
+        raise Refusal(f"{what} {text!r} is not valid KQL: {exc}") from None
+    body = query.body
+    if len(query.statements) != 1 or not isinstance(body, A.Pipeline) or body.source != A.Name("T"):
+        raise Refusal(f"{what} {text!r} is not a single KQL operator")
+    return body
+
+
+def expression(text: str, what: str) -> A.Expr:
+    """One KQL scalar expression from its text, as a tree (anything more is refused)."""
+    pipeline = parse_fragment("extend __rmmc_expr = ", text, what)
+    ops = pipeline.operators
+    if (len(ops) != 1 or not isinstance(ops[0], A.Extend) or len(ops[0].items) != 1
+            or not isinstance(ops[0].items[0], A.Assignment)
+            or ops[0].items[0].targets != ("__rmmc_expr",)):
+        raise Refusal(f"{what}: {text!r} is not one KQL expression")
+    return ops[0].items[0].value
+
+
+def extend_operators(output: Output) -> list[A.Extend]:
+    """Constants then computed columns, as few `extend`s as keep their meaning: a new
+    `extend` starts where a column uses or redefines one made in the current one (KQL
+    does not let an `extend` see its own columns)."""
+    columns = [(n, value_literal(v)) for n, v in output.constants]
+    columns += [(n, expression(t, f"computed column {n}")) for n, t in output.computed]
+    groups: list[list[tuple[str, A.Expr]]] = []
+    made: set[str] = set()
+    for name, value in columns:
+        if not groups or name in made or made.intersection(names_in(value)):
+            groups.append([])
+            made = set()
+        groups[-1].append((name, value))
+        made.add(name)
+    return [A.Extend(tuple(A.Assignment((n,), v) for n, v in g)) for g in groups]
+
+
+def aggregate_arg(arg: Any, conditions: ConditionEmitter, function: str) -> A.Expr:
+    """An aggregate's extra argument: KQL text as the lowering keeps it (`'100'`,
+    `'RemotePort == 443'`, a column name), `*`, an IR condition or a Python value."""
+    if isinstance(arg, (Predicate, And, Or, Not, Const)):
+        return conditions.emit(arg)
+    if arg == "*":
+        return A.Star()
+    if isinstance(arg, str):
+        return expression(arg, f"argument of {function}")
+    return value_literal(arg)
+
+
+def summarize_operator(output: Output, conditions: ConditionEmitter) -> A.Operator:
+    aggregation = output.aggregation
+    assert aggregation is not None
+    by: list[A.Expr] = [A.Name(k) for k in aggregation.group_by]
+    if aggregation.bin_field is not None:
+        if aggregation.bin_size is None:
+            raise Refusal(f"bin of {aggregation.bin_field} has no size")
+        binned = A.Call(A.Name("bin"), (A.Name(aggregation.bin_field), timespan_literal(aggregation.bin_size)))
+        if aggregation.bin_field in aggregation.group_by:
+            by[aggregation.group_by.index(aggregation.bin_field)] = binned
+        else:
+            by.append(binned)
+    if not aggregation.aggregates and aggregation.bin_field is None:
+        return A.Distinct(tuple(by) if by else (A.Star(),))
+    aggregates: list[A.Expr | A.Assignment] = []
+    for agg in aggregation.aggregates:
+        function = agg.function.lower()
+        if function not in AGGREGATE_FUNCTIONS:
+            raise Refusal(f"aggregate function {agg.function!r} is not one rmmc emits")
+        args = ([A.Name(agg.field)] if agg.field is not None else [])
+        args += [aggregate_arg(a, conditions, function) for a in agg.args]
+        call = A.Call(A.Name(function), tuple(args))
+        aggregates.append(A.Assignment((agg.name,), call) if agg.name else call)
+    return A.Summarize((), tuple(aggregates), tuple(by))
+
+
+def sort_key(column: str, direction: str | None) -> A.SortKey:
+    text = (direction or "").strip().lower() or None
+    if text not in (None, "asc", "desc"):
+        raise Refusal(f"sort direction {direction!r} of {column} is neither asc nor desc")
+    return A.SortKey(A.Name(column), text)
+
+
+def output_operators(output: Output, conditions: ConditionEmitter) -> list[A.Operator]:
+    """Aggregation, projection, renames, order, limit and the KQL-only tail, in the IR's order."""
+    ops: list[A.Operator] = []
+    if output.aggregation is not None:
+        ops.append(summarize_operator(output, conditions))
+    if output.projection:
+        ops.append(A.Project(tuple(A.Name(c) for c in output.projection)))
+    if output.renames:
+        ops.append(A.ProjectRename(tuple((new, old) for new, old in output.renames)))
+    if output.sort:
+        ops.append(A.Sort(tuple(sort_key(c, d) for c, d in output.sort)))
+    if output.limit is not None:
+        if isinstance(output.limit, bool) or output.limit < 0:
+            raise Refusal(f"limit {output.limit!r} is not a row count")
+        ops.append(A.Take(number_literal(output.limit)))
+    for text in getattr(output, "post", ()):
+        ops.extend(parse_fragment("", text, "operator").operators)
+    return ops
+
+
+# ------------------------------------------------------------------ the rule
+
+
+@dataclass
+class KqlQuery:
+    """A built query (None when refused) and what was said while building it."""
+
+    query: A.Query | None
+    diagnostics: tuple[Diagnostic, ...]
+
+
+def _source_table(rule: Rule, found: list[Diagnostic]) -> str:
+    if rule.source.table:
+        return rule.source.table
+    table = KIND_TABLES.get(rule.source.kind)
+    if table is None:
+        raise Refusal("the rule names no table and its kind of event has no Defender table")
+    found.append(note(TARGET, f"the rule names no table: {table} holds its {rule.source.kind.value} events"))
+    return table
+
+
+def _exclusions(rule: Rule, options: EmitOptions, conditions: ConditionEmitter,
+                found: list[Diagnostic]) -> list[Condition]:
+    """The exclusion conditions to AND in (as NOT), and a note or warning for each other one."""
+    applied: list[Condition] = []
+    for exclusion in rule.exclusions:
+        label = exclusion.name or "(unnamed)"
+        if exclusion.condition is None:
+            if options.apply_exclusions:
+                found.append(lossy(TARGET, f"exclusion {label!r} was not understood and is not "
+                                           "applied: the events it excludes still match", exclusion.span))
+            continue
+        if options.apply_exclusions:
+            applied.append(Not(exclusion.condition))
+        else:
+            try:
+                text = "as KQL: | where " + to_kql(not_(ConditionEmitter().emit(exclusion.condition)))
+            except Refusal as refusal:
+                text = f"it has no KQL form ({refusal})"
+            found.append(note(TARGET, f"exclusion {label!r} not applied (apply_exclusions is "
+                                      f"off); {text}", exclusion.span))
+    return applied
+
+
+def build_kql(rule: Rule, options: EmitOptions = EmitOptions()) -> KqlQuery:
+    """The rule as a KQL syntax tree with its diagnostics; `query` is None when refused."""
+    conditions = ConditionEmitter()
+    found: list[Diagnostic] = []
+    try:
+        table = _source_table(rule, found)
+        operators: list[A.Operator] = []
+        if rule.lookback is not None:
+            ago = A.Call(A.Name("ago"), (timespan_literal(rule.lookback.window),))
+            operators.append(A.Where(A.Binary(">", A.Name(time_column(table)), ago)))
+        condition = all_of([rule.condition, *_exclusions(rule, options, conditions, found)])
+        extends = extend_operators(rule.output)
+        where = [] if condition == Const(True) else [A.Where(conditions.emit(condition))]
+        made = {a.targets[0] for e in extends for a in e.items if isinstance(a, A.Assignment)}
+        if made.intersection(names_in(where)):  # the condition reads a column the output makes
+            operators += [*extends, *where]
+        else:
+            operators += [*where, *extends]
+        operators += output_operators(rule.output, conditions)
+    except Refusal as refusal:
+        found.append(unsupported(TARGET, str(refusal), refusal.span))
+        return KqlQuery(None, tuple(conditions.diagnostics + found))
+    source: A.Expr = A.Name(table)
+    body = A.Pipeline(source, tuple(operators)) if operators else source
+    return KqlQuery(A.Query((A.ExprStatement(body),)), tuple(conditions.diagnostics + found))
+
+
+def rule_to_kql_ast(rule: Rule, options: EmitOptions = EmitOptions()) -> A.Query:
+    """The rule as a KQL syntax tree; raises `RmmcError` when KQL cannot express it."""
+    built = build_kql(rule, options)
+    if built.query is None:
+        raise RmmcError([d for d in built.diagnostics if d.is_error])
+    return built.query
+
+
+def emit_kql(rule: Rule, options: EmitOptions = EmitOptions()) -> Translation:
+    """The rule as KQL text (empty when refused), with its lossy/unsupported/note diagnostics."""
+    built = build_kql(rule, options)
+    text = to_kql(built.query) if built.query is not None else ""
+    return Translation(TARGET, text, built.diagnostics)
