@@ -17,9 +17,12 @@ ORACLE_STAMP := $(ORACLE_DIR)/node_modules/.package-lock.json
 
 .PHONY: demo test clean install test-deps oracle
 
-## demo: install rmmc into .venv and check the bundled rules
+## demo: install rmmc into .venv, check the bundled rules and translate them to every target
 demo: $(INSTALL_STAMP)
 	$(VENV)/bin/rmmc check rules/
+	$(VENV)/bin/rmmc translate rules/ --to sigma -o out/sigma --force
+	$(VENV)/bin/rmmc translate rules/ --to kql -o out/kql --force
+	@echo "translations written under out/"
 
 ## test: install rmmc with its test extras and the npm oracle, then run the whole suite
 test: $(TEST_STAMP) $(ORACLE_STAMP)

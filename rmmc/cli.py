@@ -67,5 +67,87 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+_TARGETS = ["sigma", "kql"]
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--to", "target", type=click.Choice(_TARGETS), required=True, help="Target language.")
+@click.option("-o", "--output", "outdir", type=click.Path(file_okay=False), default=None,
+              help="Write one file per rule into this directory (named from the rule's title).")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--loose", is_flag=True,
+              help="Sigma: write KQL `has` as |contains (each widening is reported) instead of the exact term regex.")
+@click.option("--apply-exclusions", is_flag=True,
+              help="AND the false-positive exclusions into the detection (they always travel with the rule).")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Translations and diagnostics as text, or one JSON document.")
+def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bool, loose: bool,
+              apply_exclusions: bool, output_format: str) -> None:
+    """Translate rules to another language, keeping their meaning.
+
+    PATHS are rule files, directories or `-` for standard input.  Without -o the
+    translations go to standard output; diagnostics always go to standard error.  Exit
+    status 0 when every rule translated, 1 when some did not (the others are still written).
+    """
+    from rmmc.backends.base import EmitOptions
+    from rmmc.compiler.documents import iter_rule_files, read_path
+    from rmmc.output import write_translations
+    from rmmc.translate import RuleTranslation, translate_document
+
+    options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions)
+    results: list[RuleTranslation] = []
+    sources: dict[str, str] = {}
+    files = list(iter_rule_files(paths))
+    if not files:
+        raise click.UsageError("no rule files found under " + ", ".join(paths))
+    for path in files:
+        read = read_path(path)
+        for doc in read.documents:
+            sources.setdefault(doc.path, doc.source.text)
+            results.append(translate_document(doc, target, options))
+        if not read.documents:
+            results.append(RuleTranslation(None, target, "", tuple(read.diagnostics)))
+    written = write_translations(results, outdir, force) if outdir else {}
+    _report(results, sources, written, outdir, output_format)
+    sys.exit(0 if all(r.ok and not written.get(id(r), (None, None))[1] for r in results) else 1)
+
+
+def _report(results, sources, written, outdir, output_format) -> None:
+    from rmmc.compiler.diagnostics import LineIndex
+    from rmmc.compiler.render import render_text, to_json
+
+    if output_format == "json":
+        payload = [{
+            "path": r.document.path if r.document else None,
+            "index": r.document.index if r.document else None,
+            "title": r.title,
+            "target": r.target,
+            "ok": r.ok and not written.get(id(r), (None, None))[1],
+            "output": written.get(id(r), (None, None))[0],
+            "text": None if outdir else (r.text or None),
+            "diagnostics": [to_json(d) for d in r.diagnostics]
+                           + ([to_json(written[id(r)][1])] if written.get(id(r), (None, None))[1] else []),
+        } for r in results]
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    indexes = {path: LineIndex(text) for path, text in sources.items()}
+    shown = 0
+    for r in results:
+        for d in r.diagnostics:
+            click.echo(render_text(d, indexes.get(d.path or "")), err=True)
+        problem = written.get(id(r), (None, None))[1]
+        if problem is not None:
+            click.echo(render_text(problem, None), err=True)
+        if not outdir and r.text:
+            if shown:
+                click.echo("---" if r.target == "sigma" else "")
+            click.echo(r.text.rstrip("\n"))
+            shown += 1
+    ok = sum(1 for r in results if r.ok and not written.get(id(r), (None, None))[1])
+    click.echo(f"{ok} of {len(results)} rule{'s' * (len(results) != 1)} translated to {results[0].target}"
+               + (f" into {outdir}" if outdir else ""), err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

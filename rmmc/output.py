@@ -1,0 +1,77 @@
+"""Writing translations to files: one file per rule, named from its title.
+
+Names are sanitised (ASCII letters, digits, `.`, `_`, `-`; no path separators, no leading
+dots, so no traversal), made unique within a run, never overwrite an existing file unless
+forced, and are written atomically (a temporary file in the same directory, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from pathlib import Path
+from typing import Iterable
+
+from rmmc.backends import EXTENSIONS
+from rmmc.compiler.diagnostics import Diagnostic, Severity
+
+MAX_STEM = 100
+
+
+def safe_stem(title: str | None, fallback: str) -> str:
+    """A file-name stem from a rule title: ASCII, no separators, no leading dots."""
+    text = unicodedata.normalize("NFKD", title or "").encode("ascii", "ignore").decode("ascii")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+    stem = re.sub(r"\.{2,}", ".", stem)[:MAX_STEM].strip("._-")
+    return stem or fallback
+
+
+def write_translations(results: Iterable, outdir: str, force: bool = False) -> dict[int, tuple[str | None, Diagnostic | None]]:
+    """Write each successful translation; returns, per result (by id), the path written or
+    the diagnostic saying why it was not."""
+    directory = Path(outdir)
+    directory.mkdir(parents=True, exist_ok=True)
+    root = directory.resolve()
+    used: set[str] = set()
+    outcome: dict[int, tuple[str | None, Diagnostic | None]] = {}
+    for number, result in enumerate(results, start=1):
+        if not result.ok:
+            continue
+        extension = EXTENSIONS.get(result.target, ".txt")
+        stem = safe_stem(result.title, f"rule_{number}")
+        name, n = stem + extension, 2
+        while name.lower() in used:
+            name, n = f"{stem}_{n}{extension}", n + 1
+        used.add(name.lower())
+        target = (directory / name)
+        if target.resolve().parent != root:  # belt and braces: never outside outdir
+            outcome[id(result)] = (None, _problem(result, f"refused to write outside {outdir}: {name}"))
+            continue
+        if target.exists() and not force:
+            outcome[id(result)] = (None, _problem(result, f"{target} exists; not overwritten (use --force)"))
+            continue
+        _atomic_write(target, result.text if result.text.endswith("\n") else result.text + "\n")
+        outcome[id(result)] = (str(target), None)
+    return outcome
+
+
+def _problem(result, message: str) -> Diagnostic:
+    path = result.document.path if result.document is not None else None
+    return Diagnostic(Severity.ERROR, message, None, "output", path)
+
+
+def _atomic_write(target: Path, text: str) -> None:
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent,
+                                         prefix=".rmmc-", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(text)
+        os.replace(handle.name, target)
+    except BaseException:
+        try:
+            os.unlink(handle.name)
+        except OSError:
+            pass
+        raise

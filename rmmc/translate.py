@@ -1,0 +1,68 @@
+"""Translation as a library: rule documents in, target text and located diagnostics out.
+
+`translate_document` runs one document through lowering and one backend; `translate_text`
+does it for the text of a file (any document kind, or bare KQL).  The CLI and content
+pipelines use the same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rmmc.backends.base import EmitOptions
+from rmmc.compiler.diagnostics import Diagnostic, Severity
+from rmmc.compiler.documents import read_text
+from rmmc.compiler.documents.model import RuleDocument
+
+
+@dataclass(frozen=True)
+class RuleTranslation:
+    """One rule translated to one target: `text` is empty when it could not be."""
+
+    document: RuleDocument | None
+    target: str
+    text: str
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.text) and not any(d.is_error for d in self.diagnostics)
+
+    @property
+    def title(self) -> str | None:
+        return self.document.title if self.document is not None else None
+
+
+def translate_document(document: RuleDocument, to: str, options: EmitOptions = EmitOptions(),
+                       schema: Any = "default") -> RuleTranslation:
+    from rmmc.backends import backend
+    from rmmc.compiler.pipeline import compile_document
+
+    compiled = compile_document(document, schema)
+    diagnostics = list(compiled.diagnostics)
+    if compiled.rule is None:
+        return RuleTranslation(document, to, "", tuple(diagnostics))
+    try:
+        result = backend(to)(compiled.rule, options)
+    except Exception as exc:  # a backend bug must not stop a batch
+        diagnostics.append(Diagnostic(Severity.ERROR, f"internal error in the {to} backend: "
+                                      f"{type(exc).__name__}: {exc}", document.query_span,
+                                      "internal", document.path))
+        return RuleTranslation(document, to, "", tuple(diagnostics))
+    for d in result.diagnostics:
+        located = document.locate(d) if d.span is not None else d.with_path(document.path)
+        diagnostics.append(located)
+    text = result.text if not any(d.is_error for d in result.diagnostics) else ""
+    return RuleTranslation(document, to, text, tuple(diagnostics))
+
+
+def translate_text(text: str, to: str = "sigma", path: str = "<text>", loose: bool = False,
+                   apply_exclusions: bool = False, schema: Any = "default") -> list[RuleTranslation]:
+    """Translate every rule of a text (bare KQL or a rule document)."""
+    options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions)
+    result = read_text(text, path)
+    out = [translate_document(doc, to, options, schema) for doc in result.documents]
+    if not result.documents:
+        out.append(RuleTranslation(None, to, "", tuple(result.diagnostics)))
+    return out
