@@ -1,0 +1,145 @@
+"""Rule-document readers: files in, `RuleDocument`s and diagnostics out.
+
+`read_path` / `read_text` read one file (bare KQL, Sentinel YAML, hunt document or
+Markdown, told apart by content) into a `FileResult`; `iter_rule_files` expands the paths
+given on a command line into the rule files they hold.  Nothing here raises on bad input:
+problems come back as diagnostics.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Span, error
+from rmmc.compiler.documents.model import DocumentKind, FalsePositiveScenario, RuleDocument
+from rmmc.compiler.documents.result import FileResult
+from rmmc.compiler.documents.sniff import sniff
+
+__all__ = ["DocumentKind", "FalsePositiveScenario", "FileResult", "RuleDocument",
+           "RULE_EXTENSIONS", "iter_rule_files", "read_bytes", "read_path", "read_text",
+           "sniff"]
+
+RULE_EXTENSIONS = frozenset({".kql", ".csl", ".txt", ".yaml", ".yml", ".md"})
+SKIP_DIRS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".git"})
+MAX_BYTES = 64 * 1024 * 1024
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+
+Reader = Callable[[str, str, LineIndex], FileResult]
+
+
+def iter_rule_files(paths: Iterable[str]) -> Iterator[str]:
+    """Each path as given, directories expanded recursively (sorted) into the rule files
+    they hold; hidden entries, `node_modules` and virtualenvs are skipped.  `-` (stdin) and
+    paths that do not exist are passed through, so the reader can report on them."""
+    seen: set[str] = set()
+    for given in paths:
+        given = str(given)
+        if given != STDIN and os.path.isdir(given):
+            found: Iterable[str] = _walk(given)
+        else:
+            found = (given,)
+        for path in found:
+            if path not in seen:
+                seen.add(path)
+                yield path
+
+
+def _walk(root: str) -> Iterator[str]:
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames
+                             if not d.startswith(".") and d not in SKIP_DIRS)
+        for name in sorted(filenames):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in RULE_EXTENSIONS:
+                yield os.path.join(directory, name)
+
+
+def read_path(path: str | Path, kind: DocumentKind | str | None = None) -> FileResult:
+    """Read one file (`-` reads standard input) into its rules and diagnostics."""
+    name = str(path)
+    if name == STDIN:
+        try:
+            data = sys.stdin.buffer.read(MAX_BYTES + 1)
+        except (OSError, ValueError, AttributeError) as exc:
+            return _failed(STDIN_NAME, f"cannot read standard input: {exc}", "doc-unreadable")
+        return read_bytes(data, STDIN_NAME, kind)
+    try:
+        with open(name, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return _failed(name, f"cannot read file: {reason}", "doc-unreadable")
+    return read_bytes(data, name, kind)
+
+
+def read_bytes(data: bytes, path: str = STDIN_NAME,
+               kind: DocumentKind | str | None = None) -> FileResult:
+    """Decode (UTF-8, BOM kept in the text so offsets stay true) and read."""
+    if len(data) > MAX_BYTES:
+        return _failed(path, f"file is larger than {MAX_BYTES // (1024 * 1024)} MB; not read",
+                       "doc-too-large")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _failed(path, "file is UTF-16 encoded; only UTF-8 is supported", "doc-encoding",
+                       Span(0, 2, 1, 1))
+    nul = data.find(b"\x00")
+    if nul != -1:
+        return _failed(path, f"file looks binary (a NUL byte at byte offset {nul})",
+                       "doc-binary", _prefix_span(data, nul))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _failed(path, f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at byte "
+                       f"offset {exc.start})", "doc-encoding", _prefix_span(data, exc.start))
+    return read_text(text, path, kind)
+
+
+def read_text(text: str, path: str = STDIN_NAME,
+              kind: DocumentKind | str | None = None) -> FileResult:
+    """Read a decoded text; `kind` forces a reader, else the content decides."""
+    source = LineIndex(text)
+    if "\x00" in text:
+        return _failed(path, "file looks binary (it contains NUL characters)", "doc-binary",
+                       source.span(text.index("\x00")))
+    if not text.lstrip("\ufeff").strip():
+        return _failed(path, "file is empty" if not text.lstrip("\ufeff") else "file is blank",
+                       "doc-empty", source.span(0))
+    try:
+        chosen = DocumentKind(kind) if kind is not None else sniff(text, path)
+    except ValueError:
+        return _failed(path, f"unknown document kind {kind!r}", "doc-kind")
+    try:
+        result = _reader(chosen)(text, path, source)
+    except Exception as exc:  # a reader bug must not become a traceback for the user
+        return _failed(path, f"internal error while reading the file as {chosen.value}: "
+                       f"{type(exc).__name__}: {exc}", "doc-internal", kind=chosen)
+    return result.with_path(path)
+
+
+def _reader(kind: DocumentKind) -> Reader:
+    if kind is DocumentKind.SENTINEL_YAML:
+        from rmmc.compiler.documents.sentinel_yaml import read_sentinel_yaml
+        return read_sentinel_yaml
+    if kind is DocumentKind.HUNT:
+        from rmmc.compiler.documents.hunt import read_hunt
+        return read_hunt
+    if kind is DocumentKind.MARKDOWN:
+        from rmmc.compiler.documents.markdown import read_markdown
+        return read_markdown
+    from rmmc.compiler.documents.plain import read_plain
+    return read_plain
+
+
+def _prefix_span(data: bytes, at: int) -> Span:
+    """Where byte offset `at` falls, as character offset / line / column."""
+    prefix = data[:at].decode("utf-8", errors="replace")
+    line, column = LineIndex(prefix).position(len(prefix))
+    return Span(len(prefix), len(prefix) + 1, line, column)
+
+
+def _failed(path: str, message: str, code: str, span: Span | None = None,
+            kind: DocumentKind | None = None) -> FileResult:
+    diagnostic: Diagnostic = error(message, span, code).with_path(path)
+    return FileResult(path, (), (diagnostic,), kind)

@@ -1,0 +1,36 @@
+"""What reading one file gives: its rules and the file-level problems found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from rmmc.compiler.diagnostics import Diagnostic
+from rmmc.compiler.documents.model import DocumentKind, RuleDocument
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The rules read from one file (`documents`, in file order) and the file-level
+    problems (`diagnostics`: unreadable, not UTF-8, binary, empty, no query).  Readers
+    never raise; everything that went wrong is here or in a document's `warnings`."""
+
+    path: str
+    documents: tuple[RuleDocument, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+    kind: DocumentKind | None = None
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.is_error for d in self.all_diagnostics)
+
+    @property
+    def all_diagnostics(self) -> tuple[Diagnostic, ...]:
+        """File-level diagnostics followed by every document's warnings."""
+        return self.diagnostics + tuple(w for doc in self.documents for w in doc.warnings)
+
+    def with_path(self, path: str) -> "FileResult":
+        """The same result with `path` set on it, its documents and all diagnostics."""
+        docs = tuple(replace(d, path=path, warnings=tuple(w.with_path(path) for w in d.warnings))
+                     for d in self.documents)
+        diags = tuple(d.with_path(path) for d in self.diagnostics)
+        return replace(self, path=path, documents=docs, diagnostics=diags)

@@ -1,0 +1,66 @@
+"""Decide what kind of rule document a text is, by content first.
+
+Extensions lie (the hunt seeds are `.txt`; a `.txt` may be bare KQL), so the text decides
+when it can: a `KQL Query` line with scenarios or YAML keys after it is a hunt document, a
+top-level `query:` key is Sentinel YAML, code fences (unless a query comes before the first
+one) or headings are Markdown.  The extension only breaks ties; what is left is bare KQL.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePath
+
+from rmmc.compiler.documents.model import DocumentKind
+
+_HUNT_MARKER = re.compile(r"(?im)^(?:#{1,6}[ \t]*)?(?:\*\*)?KQL[ \t]+Query(?:\*\*)?[ \t]*:?[ \t]*\r?$")
+_HUNT_BODY = re.compile(r"(?im)^[ \t]*(?:[-*+][ \t]+|\d+[.)][ \t]+)?(?:\*\*)?Scenario(?:\*\*)?[ \t]*:"
+                        r"|^(?:query|id|name|tactics)[ \t]*:")
+_QUERY_KEY = re.compile(r"""(?m)^["']?query["']?[ \t]*:(?:[ \t]|\r?$)""")
+_FENCE = re.compile(r"(?m)^ {0,3}(?:```|~~~)")
+_HEADING = re.compile(r"(?m)^#{1,6}[ \t]+\S")
+_KQL_HINTS = re.compile(
+    r"(?im)^[ \t]*\|[ \t]*[a-z][\w-]*"                       # a pipe operator line
+    r"|\|[ \t]*(?:where|project|extend|summarize|take|limit|join|distinct|count|sort|order|"
+    r"top|parse|mv-expand|union|render|lookup|invoke|evaluate|make-series|sample)\b"
+    r"|^[ \t]*let[ \t]+\w+[ \t]*="
+    r"|^[ \t]*(?:union|search|print|datatable|find|range|externaldata|evaluate)\b")
+_TABLE_ONLY = re.compile(r"[ \t]*[A-Z][A-Za-z0-9_]*[ \t]*")
+
+MARKDOWN_EXT = frozenset({".md", ".markdown"})
+YAML_EXT = frozenset({".yaml", ".yml"})
+KQL_EXT = frozenset({".kql", ".csl"})
+
+
+def sniff(text: str, path: str = "") -> DocumentKind:
+    """The kind of `text`; `path`'s extension is only a tiebreak."""
+    ext = PurePath(path).suffix.lower() if path else ""
+    marker = _HUNT_MARKER.search(text)
+    if marker and _HUNT_BODY.search(text, marker.end()):
+        return DocumentKind.HUNT
+    has_query_key = _QUERY_KEY.search(text) is not None
+    fence = _FENCE.search(text)
+    if has_query_key and fence is None:
+        return DocumentKind.SENTINEL_YAML
+    if fence is not None:
+        if has_query_key and ext in YAML_EXT:
+            return DocumentKind.SENTINEL_YAML
+        if ext not in MARKDOWN_EXT and looks_like_kql(text[:fence.start()]):
+            return DocumentKind.KQL   # a query with stray fences after it (a pasted extract)
+        return DocumentKind.MARKDOWN
+    if ext in MARKDOWN_EXT:
+        return DocumentKind.MARKDOWN
+    if ext in YAML_EXT:
+        return DocumentKind.SENTINEL_YAML
+    if ext in KQL_EXT:
+        return DocumentKind.KQL
+    if _HEADING.search(text):
+        return DocumentKind.MARKDOWN
+    return DocumentKind.KQL
+
+
+def looks_like_kql(text: str) -> bool:
+    """A cheap guess that a text holds a query rather than prose or a path."""
+    if not text.strip():
+        return False
+    return bool(_KQL_HINTS.search(text)) or bool(_TABLE_ONLY.fullmatch(text.strip()))
