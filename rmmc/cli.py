@@ -93,7 +93,7 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
     from rmmc.backends.base import EmitOptions
     from rmmc.compiler.documents import iter_rule_files, read_path
     from rmmc.output import write_translations
-    from rmmc.translate import RuleTranslation, translate_document
+    from rmmc.translation import RuleTranslation, translate_document
 
     options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions)
     results: list[RuleTranslation] = []

@@ -59,10 +59,34 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
 
 def translate_text(text: str, to: str = "sigma", path: str = "<text>", loose: bool = False,
                    apply_exclusions: bool = False, schema: Any = "default") -> list[RuleTranslation]:
-    """Translate every rule of a text (bare KQL or a rule document)."""
+    """Translate every rule of a text (bare KQL or a rule document), one result per rule."""
     options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions)
     result = read_text(text, path)
     out = [translate_document(doc, to, options, schema) for doc in result.documents]
     if not result.documents:
         out.append(RuleTranslation(None, to, "", tuple(result.diagnostics)))
     return out
+
+
+@dataclass(frozen=True)
+class TranslationResult:
+    """All the rules of one text translated: the output text (Sigma documents separated by
+    `---`, KQL queries by a blank line), every diagnostic, and the per-rule results."""
+
+    text: str
+    diagnostics: tuple[Diagnostic, ...]
+    rules: tuple[RuleTranslation, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rules) and all(r.ok for r in self.rules)
+
+
+def translate(text: str, to: str = "sigma", *, path: str = "<text>", loose: bool = False,
+              apply_exclusions: bool = False) -> TranslationResult:
+    """Translate the rule(s) in `text` to `to` ("sigma" or "kql"): the library's entry point."""
+    rules = tuple(translate_text(text, to, path, loose, apply_exclusions))
+    separator = "\n---\n" if to == "sigma" else "\n\n"
+    body = separator.join(r.text.rstrip("\n") for r in rules if r.text)
+    diagnostics = tuple(d for r in rules for d in r.diagnostics)
+    return TranslationResult(body + "\n" if body else "", diagnostics, rules)

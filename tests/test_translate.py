@@ -1,0 +1,115 @@
+"""`rmmc translate` and `rmmc.translate`: whole rules through lowering and the backends."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import rmmc
+from rmmc.output import safe_stem
+
+REPO = Path(__file__).resolve().parents[1]
+REMOTEPC = REPO / "rules" / "rmm_remotepc_netconn.txt"
+
+
+def rmmc_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    exe = shutil.which("rmmc", path=str(Path(sys.executable).parent))
+    command = [exe] if exe else [sys.executable, "-m", "rmmc.cli"]
+    return subprocess.run(command + list(args), input=stdin, capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+
+
+def test_library_translate_returns_text_and_diagnostics():
+    result = rmmc.translate(REMOTEPC.read_text(encoding="utf-8"), to="kql")
+    assert result.ok
+    assert result.text.startswith("DeviceNetworkEvents\n| where Timestamp > ago(5d)\n")
+    assert "RemoteUrl has 'remotepc.com'" in result.text
+    assert all(d.severity.value != "error" for d in result.diagnostics)
+
+
+def test_library_translate_reports_a_broken_rule():
+    result = rmmc.translate("DeviceNetworkEvents | join (DeviceInfo) on DeviceId", to="kql")
+    assert not result.ok and result.text == ""
+    (error,) = [d for d in result.diagnostics if d.is_error]
+    assert error.message.startswith("join cannot be lowered")
+    assert (error.span.line, error.span.column) == (1, 23)
+
+
+def test_translate_to_kql_on_stdout():
+    result = rmmc_cli("translate", str(REMOTEPC), "--to", "kql")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "DeviceNetworkEvents"
+    assert result.stderr.strip().splitlines()[-1] == "1 of 1 rule translated to kql"
+
+
+def test_translate_to_sigma_is_valid_yaml_stream():
+    result = rmmc_cli("translate", "rules/", "--to", "sigma")
+    assert result.returncode == 0, result.stderr
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d]
+    titles = [d["title"] for d in documents if "detection" in d]
+    assert len(titles) == 2
+
+
+def test_output_files_are_named_from_titles_and_never_overwritten(tmp_path):
+    out = tmp_path / "out"
+    first = rmmc_cli("translate", "rules/", "--to", "kql", "-o", str(out))
+    assert first.returncode == 0, first.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["Remote_Management_and_Monitoring_tool_-_DistantDesktop_-_Network_Connection.kql",
+                     "Remote_Management_and_Monitoring_tool_-_RemotePC_-_Network_Connection.kql"]
+    target = out / names[1]
+    target.write_text("edited by hand\n", encoding="utf-8")
+    second = rmmc_cli("translate", "rules/", "--to", "kql", "-o", str(out))
+    assert second.returncode == 1
+    assert "exists; not overwritten (use --force)" in second.stderr
+    assert target.read_text(encoding="utf-8") == "edited by hand\n"
+    forced = rmmc_cli("translate", "rules/", "--to", "kql", "-o", str(out), "--force")
+    assert forced.returncode == 0
+    assert target.read_text(encoding="utf-8").startswith("DeviceNetworkEvents")
+    assert not [p for p in out.iterdir() if p.name.startswith(".rmmc-")]  # no temporary left
+
+
+@pytest.mark.parametrize("title, stem", [
+    ("../../etc/passwd", "etc_passwd"),
+    ("a/b\\c", "a_b_c"),
+    (".hidden", "hidden"),
+    ("Résumé — RMM: tool*?", "Resume_RMM_tool"),
+    ("", "rule_1"),
+    ("...", "rule_1"),
+])
+def test_safe_file_names(title, stem):
+    assert safe_stem(title, "rule_1") == stem
+
+
+def test_one_bad_rule_does_not_stop_the_batch(tmp_path):
+    (tmp_path / "a.kql").write_text("DeviceProcessEvents | where FileName =~ 'a.exe'", encoding="utf-8")
+    (tmp_path / "b.kql").write_text("DeviceProcessEvents | where FileName has_any ('a',)", encoding="utf-8")
+    (tmp_path / "c.kql").write_text("DeviceProcessEvents | mv-expand x", encoding="utf-8")
+    (tmp_path / "d.kql").write_text("DeviceProcessEvents | where FileName =~ 'd.exe'", encoding="utf-8")
+    out = tmp_path / "out"
+    result = rmmc_cli("translate", str(tmp_path), "--to", "kql", "-o", str(out), "--format", "json")
+    assert result.returncode == 1
+    payload = json.loads(result.stdout)
+    assert [(Path(r["path"]).name, r["ok"]) for r in payload] == [
+        ("a.kql", True), ("b.kql", False), ("c.kql", False), ("d.kql", True)]
+    assert len(list(out.iterdir())) == 2
+    errors = {Path(r["path"]).name: r["diagnostics"][0] for r in payload if not r["ok"]}
+    assert (errors["b.kql"]["line"], errors["b.kql"]["column"]) == (1, 51)  # the ")" after the comma
+    assert errors["c.kql"]["message"].startswith("mv-expand cannot be lowered")
+
+
+def test_hostile_values_cannot_break_out(tmp_path):
+    rule = tmp_path / "evil.kql"
+    rule.write_text("DeviceProcessEvents | where FileName == 'a\\'; drop | x\\n---\\nevil: 1' "
+                    "and ProcessCommandLine has @'C:\\x*?\"'", encoding="utf-8")
+    kql = rmmc_cli("translate", str(rule), "--to", "kql")
+    assert kql.returncode == 0, kql.stderr
+    again = rmmc.lower_text(kql.stdout)
+    original = rmmc.lower_text(rule.read_text(encoding="utf-8"))
+    assert again.rule.condition == original.rule.condition
