@@ -8,6 +8,7 @@ The query is taken from the `KQL Query` section; metadata from the YAML part.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import replace
 from typing import Any, Sequence
@@ -30,18 +31,23 @@ LABEL = re.compile(r"[ \t]*(?:[-*+][ \t]+|\d+[.)][ \t]+)?(?:\*\*)?"
 FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 
 
-def find_marker(lines: Sequence[Line]) -> int | None:
-    """Index of the `KQL Query` line, if any."""
-    for line in lines:
-        if MARKER.fullmatch(line.text):
-            return line.number
-    return None
+_MARKER_SEARCH = re.compile(r"(?im)^\ufeff?(?:#{1,6}[ \t]*)?(?:\*\*)?KQL[ \t]+Query(?:\*\*)?"
+                            r"[ \t]*:?[ \t]*\r?$")
+
+
+def find_marker(lines: Sequence[Line], text: str) -> int | None:
+    """Index of the `KQL Query` line, if any (one regex scan, then a bisection)."""
+    found = _MARKER_SEARCH.search(text)
+    if found is None:
+        return None
+    number = bisect.bisect_right([ln.start for ln in lines], found.start()) - 1
+    return number if number >= 0 and MARKER.fullmatch(lines[number].text) else None
 
 
 def read_hunt(text: str, path: str, source: LineIndex) -> FileResult:
     """One `RuleDocument` (kind HUNT) with hypothesis, metadata and scenarios."""
     lines = split_lines(text)
-    marker = find_marker(lines)
+    marker = find_marker(lines, text)
     if marker is None:
         return FileResult(path, (), (error("no `KQL Query` line in hunt document",
                                            source.span(0), "doc-no-query"),), DocumentKind.HUNT)
@@ -52,11 +58,11 @@ def read_hunt(text: str, path: str, source: LineIndex) -> FileResult:
     table_at = next((ln.number for ln in lines[marker + 1:scenarios_at]
                      if "|" in ln.text and ln.number + 1 < scenarios_at
                      and TABLE_SEPARATOR.fullmatch(lines[ln.number + 1].text)), scenarios_at)
-    query_lines, after = _query_section(lines, marker + 1, table_at)
+    fenced = _fenced_query(lines, marker + 1, table_at)
+    after = fenced[1] if fenced is not None else marker + 1
     yaml_at = next((ln.number for ln in lines[after:table_at] if YAML_KEY.match(ln.text)),
                    table_at)
-    if after == marker + 1:
-        query_lines = lines[marker + 1:yaml_at]
+    query_lines = fenced[0] if fenced is not None else lines[marker + 1:yaml_at]
 
     warnings: list[Diagnostic] = []
     data: dict[str, Any] = {}
@@ -83,7 +89,7 @@ def read_hunt(text: str, path: str, source: LineIndex) -> FileResult:
             warnings.append(warning("the query under `KQL Query` differs from the YAML query:; "
                                     "using the `KQL Query` section", source.span(starts[0]),
                                     "hunt-query-mismatch"))
-    elif data.get("query"):
+    elif isinstance(data.get("query"), (str, int, float)) and str(data["query"]).strip():
         query, starts, note = locate_query(data["query"], locations.get("query"), text, source)
         warnings.extend(n for n in (note,) if n is not None)
     else:
@@ -103,18 +109,20 @@ def read_hunt(text: str, path: str, source: LineIndex) -> FileResult:
     return FileResult(path, (doc,), (), DocumentKind.HUNT)
 
 
-def _query_section(lines: Sequence[Line], start: int, stop: int) -> tuple[Sequence[Line], int]:
+def _fenced_query(lines: Sequence[Line], start: int, stop: int
+                  ) -> tuple[Sequence[Line], int] | None:
     """A fenced query right after the marker: its lines and the index after the fence.
-    Otherwise ((), start): the caller takes the lines up to the YAML part."""
+    None when the query is not fenced (it then runs up to the YAML part)."""
     first = next((ln.number for ln in lines[start:stop] if not ln.blank), None)
     if first is None:
-        return (), start
+        return None
     opening = FENCE.match(lines[first].text)
     if opening is None:
-        return (), start
+        return None
     fence = opening.group(1)
     for ln in lines[first + 1:stop]:
-        if ln.text.strip().startswith(fence[0] * len(fence)) and not ln.text.strip(fence[0] + " \t"):
+        closing = ln.text.strip()
+        if closing.startswith(fence) and not closing.strip(fence[0]):
             return lines[first + 1:ln.number], ln.number + 1
     return lines[first + 1:stop], stop
 

@@ -1,7 +1,7 @@
 """Reader for Markdown files: every fenced KQL block is one rule.
 
-A block counts when its info string is empty or names KQL (`kql`, `kusto`, `csl`, ...)
-and its content looks like a query; blocks in other languages are skipped.  The title is
+A block counts when its info string names KQL (`kql`, `kusto`, `csl`, ...), or is empty
+and the content looks like a query; blocks in other languages are skipped.  The title is
 the nearest heading above the block, prefixed by the document's H1.
 """
 
@@ -16,8 +16,7 @@ from rmmc.compiler.documents.model import DocumentKind, RuleDocument
 from rmmc.compiler.documents.result import FileResult
 from rmmc.compiler.documents.sniff import looks_like_kql
 
-KQL_INFO = frozenset({"", "kql", "kusto", "csl", "kusto-query", "kql-query", "kustoql",
-                      "azure-kql", "sentinel", "mde", "kql-mde"})
+KQL_INFO = frozenset({"", "kql", "kusto", "csl", "kusto-query", "kql-query", "kustoql"})
 FENCE_OPEN = re.compile(r"( {0,3})(`{3,}|~{3,})(.*)")
 ATX_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*")
 SETEXT_UNDERLINE = re.compile(r" {0,3}(=+|-{2,})[ \t]*")
@@ -41,6 +40,9 @@ def read_markdown(text: str, path: str, source: LineIndex) -> FileResult:
     i = 0
     while i < len(lines):
         line = lines[i]
+        if not _may_start_block(lines, i):
+            i += 1
+            continue
         opening = FENCE_OPEN.fullmatch(line.text)
         if opening and not (opening.group(2)[0] == "`" and "`" in opening.group(3)):
             close = _closing(lines, i + 1, opening.group(2))
@@ -83,14 +85,29 @@ def read_markdown(text: str, path: str, source: LineIndex) -> FileResult:
     return FileResult(path, tuple(docs), tuple(file_diags), DocumentKind.MARKDOWN)
 
 
+def _may_start_block(lines: Sequence[Line], i: int) -> bool:
+    """Cheap pre-check: could line i open a fence or a heading?  (Keeps big files fast.)"""
+    line = lines[i]
+    if line.indent > 3:
+        return False
+    if line.text[line.indent:line.indent + 1] in ("`", "~", "#"):
+        return True
+    if i + 1 < len(lines):
+        nxt = lines[i + 1]
+        return nxt.text[nxt.indent:nxt.indent + 1] in ("=", "-")
+    return False
+
+
 def _closing(lines: Sequence[Line], start: int, fence: str) -> int | None:
     """Index of the line closing a fence opened with `fence`, or None."""
     char, width = fence[0], len(fence)
-    for line in lines[start:]:
+    for k in range(start, len(lines)):
+        line = lines[k]
+        if line.indent > 3 or not line.text.startswith(char, line.indent):
+            continue
         stripped = line.text.strip(" \t")
-        if line.indent <= 3 and len(stripped) >= width and not stripped.strip(char) \
-                and stripped.startswith(char):
-            return line.number
+        if len(stripped) >= width and not stripped.strip(char):
+            return k
     return None
 
 

@@ -13,8 +13,10 @@ from pathlib import PurePath
 
 from rmmc.compiler.documents.model import DocumentKind
 
-_HUNT_MARKER = re.compile(r"(?im)^(?:#{1,6}[ \t]*)?(?:\*\*)?KQL[ \t]+Query(?:\*\*)?[ \t]*:?[ \t]*\r?$")
-_HUNT_BODY = re.compile(r"(?im)^[ \t]*(?:[-*+][ \t]+|\d+[.)][ \t]+)?(?:\*\*)?Scenario(?:\*\*)?[ \t]*:"
+_HUNT_MARKER = re.compile(r"(?im)^\ufeff?(?:#{1,6}[ \t]*)?(?:\*\*)?KQL[ \t]+Query(?:\*\*)?"
+                          r"[ \t]*:?[ \t]*\r?$")
+_HUNT_BODY = re.compile(r"(?im)^[ \t]*(?:[-*+][ \t]+|\d+[.)][ \t]+)?(?:\*\*)?Scenario(?:\*\*)?"
+                        r"[ \t]*:"
                         r"|^(?:query|id|name|tactics)[ \t]*:")
 _QUERY_KEY = re.compile(r"""(?m)^["']?query["']?[ \t]*:(?:[ \t]|\r?$)""")
 _FENCE = re.compile(r"(?m)^ {0,3}(?:```|~~~)")

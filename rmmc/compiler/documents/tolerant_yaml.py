@@ -262,6 +262,7 @@ class _Reader:
         self.i = 0
         self.locations: dict[str, ScalarLocation] = {}
         self.warnings: list[Diagnostic] = []
+        self._memo = (-1, -1)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -281,8 +282,14 @@ class _Reader:
         return not content.rstrip() or content.startswith("#")
 
     def _next_significant(self, j: int) -> int:
+        """First line from j that is not blank or a comment (memoised: nested readers ask
+        again from the same place, and a run of blank lines must be scanned once)."""
+        if j == self._memo[0]:
+            return self._memo[1]
+        start = j
         while j < len(self.lines) and self._ignorable(self.lines[j]):
             j += 1
+        self._memo = (start, j)
         return j
 
     # -- structure -----------------------------------------------------------------------
@@ -461,7 +468,8 @@ class _Reader:
                 if not indented and (line.indent < key_col or (
                         line.indent <= key_col and (
                             _IDENT_KEY.match(line.text, line.indent)
-                            or self._content(line).rstrip() in ("---", "...")))):
+                            or (line.text.startswith(("---", "..."), line.indent)
+                                and self._content(line).rstrip() in ("---", "..."))))):
                     break
             end += 1
         block = lines[self.i:end]
