@@ -136,7 +136,7 @@ def test_all_tools_rule_folds_its_170_row_datatable():
     ("T | parse x with * 'a' y", "parse cannot be lowered", 5),
     ("T | evaluate bag_unpack(x)", "unsupported operator: evaluate", 5),
     ("union T, U | where x", "unsupported source: union", 1),
-    ("T | where x in (U | project y)", "'in' against a tabular expression that is not constant", 17),
+    ("T | where x has_any (U | project y)", "'has_any' against a tabular expression that is not constant", 22),
     ("T | where Timestamp > ago(1d) or x has 'a'", "only lowered as the lookback", 11),
     ("T | extend y = tolower(x) | where y has 'a'", "computed column 'y'", 35),
     ("T | summarize count() by x | where count_ > 5 | where y has 'a'", None, None),
@@ -149,6 +149,15 @@ def test_refusals_are_located(kql, fragment, column):
     error = refused(kql)
     assert fragment in error.message
     assert error.span.column == column
+
+
+def test_in_against_another_table_is_a_subquery_with_lets_inlined():
+    rule = lower("let start = ago(5d); let hashes = U | where Timestamp > start | distinct SHA1;"
+                 " T | where x has 'a' and SHA1 !in~ (hashes)")
+    assert rule.condition == ir.And((
+        P("x", ir.Op.TERM, "a"),
+        ir.InSubquery(ir.Field("SHA1"), "U | where Timestamp > ago(5d) | distinct SHA1", "U",
+                      case_sensitive=False, negated=True)))
 
 
 def test_datetime_and_numeric_comparisons():

@@ -28,7 +28,7 @@ from rmmc.backends.base import EmitOptions, Translation, lossy, note, unsupporte
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Span
 from rmmc.compiler.evaluator import coerce, evaluate_predicate
-from rmmc.compiler.ir import (And, Condition, Const, EventKind, Field, Not, Op, Or,
+from rmmc.compiler.ir import (And, Condition, Const, EventKind, Field, InSubquery, Not, Op, Or,
                               Output, Predicate, Rule, Value, all_of)
 from rmmc.compiler.kql_printer import to_kql
 
@@ -251,6 +251,8 @@ class ConditionEmitter:
     def emit(self, condition: Condition) -> A.Expr:
         if isinstance(condition, Predicate):
             return self.predicate(condition)
+        if isinstance(condition, InSubquery):
+            return self.subquery(condition)
         if isinstance(condition, Const):
             return A.BoolLit(condition.value)
         if isinstance(condition, Not):
@@ -266,6 +268,19 @@ class ConditionEmitter:
                     operands.append(expr)
             return chain(op, operands)
         raise Refusal(f"not a condition: {condition!r}")
+
+    def subquery(self, node: InSubquery) -> A.Expr:
+        """`x in (T | ...)`: the subquery is parsed back to a tree (never spliced as text)."""
+        from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
+
+        try:
+            query = parse_kql(node.query)
+        except KqlSyntaxError as exc:
+            raise Refusal(f"the subquery {node.query!r} is not valid KQL: {exc}", node.span) from None
+        if len(query.statements) != 1 or query.body is None:
+            raise Refusal(f"the subquery {node.query!r} is not one tabular expression", node.span)
+        op = ("!" if node.negated else "") + ("in" if node.case_sensitive else "in~")
+        return A.ListOp(op, A.Name(node.field.name), (A.Paren(query.body),))
 
     # -- predicates
 

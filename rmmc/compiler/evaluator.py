@@ -20,6 +20,9 @@ and measurements of the engine):
   And / Or / Not as in three-valued logic, and a rule matches only when its condition is true.
 * REGEX is an unanchored, case-sensitive search (unless `case_sensitive` is false).
 * EMPTY: null or ''.  EXISTS: the field is present and not null.
+* IN_SUBQUERY (`x in (T | ...)` over another table): equality with one of the values that
+  query returns; the caller supplies those values (`subqueries`, by query text), since they
+  come from other events.  Without them the test is unknown.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
-from rmmc.compiler.ir import (And, Condition, Const, Field, Not, Op, Or, Predicate, Rule)
+from rmmc.compiler.ir import (And, Condition, Const, Field, InSubquery, Not, Op, Or, Predicate, Rule)
 
 Event = Mapping[str, Any]
 
@@ -185,14 +188,34 @@ def evaluate_predicate(p: Predicate, event: Event) -> bool | None:
     return matched != p.negated
 
 
-def evaluate(condition: Condition, event: Event) -> bool | None:
+Subqueries = Mapping[str, Iterable[Any]]
+
+
+def evaluate_subquery(node: InSubquery, event: Event, subqueries: Subqueries | None) -> bool | None:
+    if subqueries is None or node.query not in subqueries:
+        return None
+    value = read(event, node.field)
+    if value is None:
+        return node.negated
+    values = [str(v) for v in subqueries[node.query] if v is not None]
+    text = str(value)
+    if node.case_sensitive:
+        hit = text in values
+    else:
+        hit = fold(text) in {fold(v) for v in values}
+    return hit != node.negated
+
+
+def evaluate(condition: Condition, event: Event, subqueries: Subqueries | None = None) -> bool | None:
     """Three-valued: True, False or None (unknown)."""
     if isinstance(condition, Predicate):
         return evaluate_predicate(condition, event)
+    if isinstance(condition, InSubquery):
+        return evaluate_subquery(condition, event, subqueries)
     if isinstance(condition, And):
         unknown = False
         for operand in condition.operands:
-            result = evaluate(operand, event)
+            result = evaluate(operand, event, subqueries)
             if result is False:
                 return False
             if result is None:
@@ -201,26 +224,27 @@ def evaluate(condition: Condition, event: Event) -> bool | None:
     if isinstance(condition, Or):
         unknown = False
         for operand in condition.operands:
-            result = evaluate(operand, event)
+            result = evaluate(operand, event, subqueries)
             if result is True:
                 return True
             if result is None:
                 unknown = True
         return None if unknown else False
     if isinstance(condition, Not):
-        result = evaluate(condition.operand, event)
+        result = evaluate(condition.operand, event, subqueries)
         return None if result is None else not result
     if isinstance(condition, Const):
         return condition.value
     raise TypeError(f"not a condition: {condition!r}")
 
 
-def matches(rule: Rule, event: Event, apply_exclusions: bool = False) -> bool:
+def matches(rule: Rule, event: Event, apply_exclusions: bool = False,
+            subqueries: Subqueries | None = None) -> bool:
     """Whether the rule selects the event (its lookback is not applied: events carry no
     notion of now here)."""
     if apply_exclusions:
         rule = rule.with_exclusions_applied()
-    return evaluate(rule.condition, event) is True
+    return evaluate(rule.condition, event, subqueries) is True
 
 
 def select(rule: Rule, events: Iterable[Event], apply_exclusions: bool = False) -> list[int]:

@@ -84,13 +84,28 @@ class Not:
 
 
 @dataclass(frozen=True, slots=True)
+class InSubquery:
+    """`field in (T | ...)` against another table: the field's value equals one of the values
+    the KQL tabular expression `query` returns when the rule runs (case-insensitively for
+    `in~`).  `query` is canonical KQL with the lets it used inlined; `table` is the table it
+    reads.  Only a KQL target can run it; other backends say what they do instead."""
+
+    field: Field
+    query: str
+    table: str | None = None
+    case_sensitive: bool = True
+    negated: bool = False
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Const:
     """A condition known at compile time (`has_any ()` is false, an empty `where` true)."""
 
     value: bool
 
 
-Condition = Union[Predicate, And, Or, Not, Const]
+Condition = Union[Predicate, InSubquery, And, Or, Not, Const]
 
 
 def all_of(conditions: list[Condition] | tuple[Condition, ...]) -> Condition:

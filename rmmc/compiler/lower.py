@@ -11,7 +11,7 @@ located error naming the construct: never a silent approximation.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ from rmmc.compiler import ir
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.constants import Constants, NotConstant, RelativeTime, timespan_text
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
-from rmmc.compiler.kql_printer import to_kql
+from rmmc.compiler.kql_printer import expr as kql_expr, to_kql
 
 TIME_COLUMNS = ("Timestamp", "TimeGenerated")
 
@@ -501,9 +501,14 @@ class _Lowerer:
     def _list(self, node: A.ListOp) -> ir.Condition:
         ir_op, cased, negated, all_values = _LIST_OPS[node.op]
         column = self._column(node.left)
+        if ir_op is ir.Op.EQUALS and len(node.items) == 1 and self._is_tabular(node.items[0]):
+            try:
+                self.constants.column_values(node.items[0])
+            except NotConstant:
+                return self._subquery(node, column, cased, negated)
         values: list[Any] = []
         for item in node.items:
-            values.extend(self._list_values(item))
+            values.extend(self._list_values(item, node.op))
         if column.type not in _STRING_TYPES:
             if ir_op is not ir.Op.EQUALS:
                 raise _Unsupported(node, f"'{node.op}' on the {column.type} column '{column.name}' is not lowered")
@@ -518,14 +523,33 @@ class _Lowerer:
             return ir.Const(all_values != negated) if all_values else ir.Const(negated)
         return ir.Predicate(column, ir_op, tuple(strings), all_values, cased, negated, node.span)
 
-    def _list_values(self, item: Any) -> list[Any]:
+    def _is_tabular(self, item: Any) -> bool:
+        while isinstance(item, A.Paren):
+            item = item.expr
+        if isinstance(item, A.Pipeline):
+            return True
+        return isinstance(item, A.Name) and isinstance(self.lets.get(item.name), (A.Pipeline, A.Paren))
+
+    def _subquery(self, node: A.ListOp, column: ir.Field, cased: bool, negated: bool) -> ir.Condition:
+        """`x in (T | ...)` over a real table: kept as a subquery (lets inlined) that only a
+        KQL target can run."""
+        inlined = _inline_lets(node.items[0], self.lets)
+        source, _ = self._flatten(inlined)
+        if not isinstance(source, A.Name):
+            raise _Unsupported(node.items[0], "'in' against this tabular expression cannot be lowered")
+        while isinstance(inlined, A.Paren):
+            inlined = inlined.expr
+        query = kql_expr(inlined)
+        return ir.InSubquery(column, query, source.name, cased, negated, node.span)
+
+    def _list_values(self, item: Any, op: str = "in") -> list[Any]:
         if isinstance(item, A.Paren) or isinstance(item, A.Pipeline) or (
                 isinstance(item, A.Name) and isinstance(self.lets.get(item.name), (A.Pipeline, A.Datatable, A.Paren))):
             try:
                 return self.constants.column_values(item)
             except NotConstant as exc:
                 raise _Unsupported(exc.node if _span(exc.node) else item,
-                                   f"'in' against a tabular expression that is not constant cannot "
+                                   f"'{op}' against a tabular expression that is not constant cannot "
                                    f"be lowered ({exc.reason}); it is a join") from None
         value = self._constant(item)
         return value if isinstance(value, list) else [value]
@@ -594,6 +618,32 @@ _NO_VALUE = object()
 
 def _kql_number_text(value: Any) -> str:
     return str(value)
+
+
+def _inline_lets(node: Any, lets: dict[str, Any], seen: frozenset[str] = frozenset()) -> Any:
+    """`node` with every let it refers to replaced by its bound expression (scalars in
+    parentheses), so it can stand alone in another query."""
+    if isinstance(node, A.Name) and node.name in lets and node.name not in seen:
+        bound = lets[node.name]
+        if isinstance(bound, A.FunctionDef):
+            raise _Unsupported(node, f"'{node.name}' is a function defined in the query")
+        inner = _inline_lets(bound, lets, seen | {node.name})
+        atomic = (A.Paren, A.Pipeline, A.Name, A.StringLit, A.NumberLit, A.TimespanLit, A.TypedLit,
+                  A.BoolLit, A.DynamicLit, A.Call, A.Member, A.Index)
+        return inner if isinstance(inner, atomic) else A.Paren(inner)
+    if isinstance(node, tuple):
+        return tuple(_inline_lets(item, lets, seen) for item in node)
+    if isinstance(node, A.Node):
+        changes = {}
+        for f in fields(node):
+            if f.name == "span":
+                continue
+            value = getattr(node, f.name)
+            new = _inline_lets(value, lets, seen)
+            if new is not value:
+                changes[f.name] = new
+        return replace(node, **changes) if changes else node
+    return node
 
 
 def _conjuncts(node: Any) -> list[Any]:
