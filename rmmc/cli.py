@@ -67,6 +67,48 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Readable text, or the model as JSON.")
+def explain(paths: tuple[str, ...], output_format: str) -> None:
+    """Print the detection model (IR) of each rule: source, lookback, condition tree,
+    output and exclusions, as rmmc understood them."""
+    from rmmc.compiler.diagnostics import LineIndex
+    from rmmc.compiler.documents import iter_rule_files, read_path
+    from rmmc.compiler.explain import explain as explain_rule, to_jsonable
+    from rmmc.compiler.pipeline import compile_document
+    from rmmc.compiler.render import render_text
+
+    files = list(iter_rule_files(paths))
+    if not files:
+        raise click.UsageError("no rule files found under " + ", ".join(paths))
+    ok, rules = True, []
+    for path in files:
+        read = read_path(path)
+        for d in read.diagnostics:
+            click.echo(render_text(d, None), err=True)
+            ok = ok and not d.is_error
+        for doc in read.documents:
+            compiled = compile_document(doc)
+            index = LineIndex(doc.source.text)
+            for d in compiled.diagnostics:
+                if d.severity.value != "note":
+                    click.echo(render_text(d, index), err=True)
+            if compiled.rule is None:
+                ok = False
+                continue
+            if output_format == "json":
+                rules.append({"path": doc.path, "index": doc.index, "rule": to_jsonable(compiled.rule)})
+            else:
+                click.echo(f"# {doc.path}" + (f" #{doc.index + 1}" if doc.index else ""))
+                click.echo(explain_rule(compiled.rule))
+                click.echo("")
+    if output_format == "json":
+        click.echo(json.dumps(rules, indent=2, ensure_ascii=False))
+    sys.exit(0 if ok else 1)
+
+
 _TARGETS = ["sigma", "kql"]
 
 

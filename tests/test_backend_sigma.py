@@ -729,3 +729,49 @@ def test_subquery_against_another_table_is_widened_and_reported():
         assert "InitiatingProcessSHA1" in d.message and "matches more events" in d.message
     t = emit_sigma(rule_of(Or((url, sub))))  # widened to true: nothing left to detect
     assert not t.ok and any("matches every event" in d.message for d in t.diagnostics)
+
+
+# ------------------------------------------------------------------ the bundled seed documents, end to end
+
+
+SEED_EVENTS = [
+    # RemoteUrl, company, product
+    ("https://www.remotepc.com/x", "IDrive Inc.", "RemotePC Viewer"),
+    ("notremotepc.com", "IDrive Inc.", "RemotePC Viewer"),
+    ("remotepc.community", "IDrive Inc.", "RemotePC"),
+    ("REMOTEPC.COM", "IDRIVE", "remotedesktop"),
+    ("a_remotepc.com", "idrive", "RemotePCViewer"),
+    ("remotepc.com", "Other Co", "RemotePC"),
+    ("https://distantdesktop.com/a", "Distant Software", "Distant Desktop"),
+    ("signalserver.xyz:443", "distant software ltd", "The Distant Desktop app"),
+    ("notdistantdesktop.com", "Distant Software", "Distant Desktop"),
+    ("distantdesktop.com", "Distant", "Distant Desktop"),
+    ("", "", ""),
+]
+
+
+@pytest.mark.parametrize("name, selected", [
+    # Worked out by hand from the rules: 'notremotepc.com', 'remotepc.community' and the
+    # product 'RemotePCViewer' (no whole term) do not match; 'REMOTEPC.COM' does.
+    ("rmm_remotepc_netconn.txt", [0, 3]),
+    ("rmm_distantdesktop_netconn.txt", [6, 7]),
+])
+def test_bundled_seed_documents_end_to_end(name, selected):
+    """rules/<seed> -> rmmc.translate -> Sigma that pySigma loads and validates -> pySigma's
+    sqlite backend on a real SQLite database selects exactly what the compiled rule selects."""
+    from pathlib import Path
+
+    import rmmc
+    from rmmc.compiler.documents import read_path
+    from rmmc.compiler.pipeline import compile_document
+
+    path = Path(__file__).resolve().parents[1] / "rules" / name
+    result = rmmc.translate(path.read_text(encoding="utf-8"), to="sigma")
+    assert result.ok, [d.message for d in result.diagnostics if d.is_error]
+    validate(result.text)
+    (document,) = read_path(path).documents
+    rule = compile_document(document).rule
+    events = [{"RemoteUrl": u, "InitiatingProcessVersionInfoCompanyName": c,
+               "InitiatingProcessVersionInfoProductName": p} for u, c, p in SEED_EVENTS]
+    assert evaluator.select(rule, events) == selected
+    assert sqlite_select(result.text, events) == selected

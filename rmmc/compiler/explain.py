@@ -1,0 +1,136 @@
+"""The detection model, readable: what `rmmc explain` prints (text, or JSON for machines)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from rmmc.compiler import ir
+from rmmc.compiler.constants import timespan_text
+
+_OP_WORDS = {
+    ir.Op.EQUALS: "equals", ir.Op.CONTAINS: "contains", ir.Op.STARTSWITH: "starts with",
+    ir.Op.ENDSWITH: "ends with", ir.Op.TERM: "has the term", ir.Op.TERM_PREFIX: "has a term starting with",
+    ir.Op.TERM_SUFFIX: "has a term ending with", ir.Op.REGEX: "matches the regex",
+    ir.Op.EMPTY: "is empty", ir.Op.EXISTS: "exists", ir.Op.LT: "<", ir.Op.LE: "<=", ir.Op.GT: ">",
+    ir.Op.GE: ">=", ir.Op.BETWEEN: "is between",
+}
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, timedelta):
+        return timespan_text(v)
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def predicate_text(p: ir.Predicate) -> str:
+    words = _OP_WORDS[p.op]
+    if p.op in (ir.Op.EMPTY, ir.Op.EXISTS):
+        text = f"{p.field.name} {words}"
+    elif p.op is ir.Op.BETWEEN:
+        text = f"{p.field.name} {words} {_value(p.values[0])} and {_value(p.values[1])} (inclusive)"
+    elif len(p.values) == 1:
+        text = f"{p.field.name} {words} {_value(p.values[0])}"
+    else:
+        quantifier = "all of" if p.all_values else "any of"
+        text = f"{p.field.name} {words} {quantifier} ({', '.join(_value(v) for v in p.values)})"
+    if p.op in ir.STRING_OPS:
+        text += " [case-sensitive]" if p.case_sensitive else " [case-insensitive]"
+    return f"NOT {text}" if p.negated else text
+
+
+def condition_lines(c: ir.Condition, indent: int = 0) -> list[str]:
+    pad = "  " * indent
+    if isinstance(c, ir.Predicate):
+        return [pad + predicate_text(c)]
+    if isinstance(c, ir.InSubquery):
+        op = "is not among" if c.negated else "is among"
+        case = "" if c.case_sensitive else " [case-insensitive]"
+        return [f"{pad}{c.field.name} {op} the values of ({c.query}){case}"]
+    if isinstance(c, ir.Const):
+        return [pad + ("always true" if c.value else "always false")]
+    if isinstance(c, ir.Not):
+        return [pad + "none of:"] + condition_lines(c.operand, indent + 1)
+    head = "all of:" if isinstance(c, ir.And) else "any of:"
+    lines = [pad + head]
+    for operand in c.operands:
+        lines.extend(condition_lines(operand, indent + 1))
+    return lines
+
+
+def explain(rule: ir.Rule) -> str:
+    """A readable account of a rule's detection model."""
+    m, s = rule.metadata, rule.source
+    lines = [f"rule: {m.title or '(untitled)'}" + (f"  [{m.id}]" if m.id else "")]
+    if m.tactics or m.techniques:
+        lines.append(f"  att&ck: {', '.join(m.tactics + m.techniques)}")
+    if m.level:
+        lines.append(f"  level: {m.level}")
+    logsource = "/".join(x for x in (s.product, s.category, s.service) if x) or "none"
+    lines.append(f"  source: {s.table or '(no table)'} ({s.kind.value} events; Sigma logsource {logsource})")
+    lines.append(f"  lookback: {rule.lookback.text or timespan_text(rule.lookback.window)} ending now"
+                 if rule.lookback else "  lookback: none (left to the scheduler)")
+    lines.append("  condition:")
+    lines.extend(condition_lines(rule.condition, 2))
+    out = rule.output
+    if not out.empty:
+        lines.append("  output:")
+        for name, value in out.constants:
+            lines.append(f"    extend {name} = {_value(value)}")
+        for name, text in out.computed:
+            lines.append(f"    extend {name} = {text}  (KQL expression)")
+        if out.aggregation is not None:
+            agg = out.aggregation
+            parts = [f"{a.name} = {a.function}({a.field or ''})" for a in agg.aggregates]
+            keys = ", ".join(agg.group_by) or "(all events)"
+            lines.append(f"    summarize {', '.join(parts) or '(distinct)'} by {keys}")
+        if out.projection:
+            lines.append(f"    project {', '.join(out.projection)}")
+        for new, old in out.renames:
+            lines.append(f"    rename {old} to {new}")
+        if out.sort:
+            lines.append("    sort by " + ", ".join(f"{k} {d}" for k, d in out.sort))
+        if out.limit is not None:
+            lines.append(f"    take {out.limit}")
+        for text in out.post:
+            lines.append(f"    then (KQL only) {text}")
+    if rule.exclusions:
+        lines.append("  exclusions (applied only with --apply-exclusions):")
+        for e in rule.exclusions:
+            lines.append(f"    - {e.name}")
+            if e.condition is not None:
+                lines.extend(condition_lines(e.condition, 4))
+            elif e.text:
+                lines.append(f"        kept as text: {e.text}")
+    return "\n".join(lines)
+
+
+def to_jsonable(value: Any) -> Any:
+    """The IR as plain JSON values (enums by value, times in ISO form, spans dropped)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {"node": type(value).__name__}
+        for f in dataclasses.fields(value):
+            if f.name in ("span", "source_span"):
+                continue
+            out[f.name] = to_jsonable(getattr(value, f.name))
+        return out
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return timespan_text(value)
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def explain_json(rule: ir.Rule) -> str:
+    return json.dumps(to_jsonable(rule), indent=2, ensure_ascii=False)
