@@ -50,9 +50,8 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
                                       f"{type(exc).__name__}: {exc}", document.query_span,
                                       "internal", document.path))
         return RuleTranslation(document, to, "", tuple(diagnostics))
-    for d in result.diagnostics:
-        located = document.locate(d) if d.span is not None else d.with_path(document.path)
-        diagnostics.append(located)
+    # The compiled rule's spans are in file coordinates already: only the path is added.
+    diagnostics.extend(d if d.path else d.with_path(document.path) for d in result.diagnostics)
     text = result.text if not any(d.is_error for d in result.diagnostics) else ""
     return RuleTranslation(document, to, text, tuple(diagnostics))
 

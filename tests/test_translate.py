@@ -113,3 +113,19 @@ def test_hostile_values_cannot_break_out(tmp_path):
     again = rmmc.lower_text(kql.stdout)
     original = rmmc.lower_text(rule.read_text(encoding="utf-8"))
     assert again.rule.condition == original.rule.condition
+
+
+def test_backend_diagnostics_land_in_the_original_file(tmp_path):
+    # A predicate's position (query coordinates in an indented YAML block scalar) and an
+    # exclusion's (read straight from the hunt document) both come out in file coordinates.
+    rule = tmp_path / "rule.yaml"
+    rule.write_text("id: 1\nname: Lookaround\nquery: |\n  DeviceProcessEvents\n"
+                    "  | where ProcessCommandLine matches regex '(?<=a)b'\n", encoding="utf-8")
+    result = rmmc_cli("translate", str(rule), "--to", "kql")
+    assert result.returncode == 1
+    assert f"{rule}:5:11: error: kql: regex '(?<=a)b' on ProcessCommandLine uses lookaround" in result.stderr
+
+    seed = rmmc_cli("translate", str(REMOTEPC), "--to", "kql")
+    line = next(l for l in seed.stderr.splitlines() if "exclusion 'Scheduled System Maintenance" in l)
+    # line 50 of the seed is `Filter/Exclusion: process.name == "schtasks.exe" || ...`
+    assert line.startswith(f"{REMOTEPC}:50:19: note: kql: exclusion")

@@ -153,6 +153,24 @@ def walk_predicates(condition: Condition):
     return out
 
 
+def map_spans(condition: Condition, relocate) -> Condition:
+    """The same condition with every span passed through `relocate` (e.g. from the query's
+    coordinates to its file's)."""
+    if isinstance(condition, (Predicate, InSubquery)):
+        if condition.span is None:
+            return condition
+        from dataclasses import replace
+
+        return replace(condition, span=relocate(condition.span))
+    if isinstance(condition, And):
+        return And(tuple(map_spans(c, relocate) for c in condition.operands))
+    if isinstance(condition, Or):
+        return Or(tuple(map_spans(c, relocate) for c in condition.operands))
+    if isinstance(condition, Not):
+        return Not(map_spans(condition.operand, relocate))
+    return condition
+
+
 # ------------------------------------------------------------------ the rule around it
 
 

@@ -23,7 +23,7 @@ _LEVELS = {"informational": "informational", "info": "informational", "low": "lo
 @dataclass(frozen=True)
 class Compiled:
     document: RuleDocument
-    rule: ir.Rule | None
+    rule: ir.Rule | None  # its spans are in the file's coordinates
     diagnostics: tuple[Diagnostic, ...]  # file coordinates, with the document's path
 
     @property
@@ -82,6 +82,10 @@ def compile_document(document: RuleDocument, schema: Any = "default") -> Compile
         return Compiled(document, None, tuple(found))
     found.extend(document.locate(d) for d in lowered.diagnostics)
     rule = lowered.rule
+    if rule is not None:
+        # From here on every span of the rule is in the file's coordinates, like the
+        # exclusions' (which are read from the file directly).
+        rule = replace(rule, condition=ir.map_spans(rule.condition, document.file_span))
     if rule is not None and document.scenarios:
         exclusions, notes = _exclusions(document, rule)
         rule = replace(rule, exclusions=exclusions)
