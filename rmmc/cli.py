@@ -148,8 +148,12 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
         for doc in read.documents:
             sources.setdefault(doc.path, doc.source.text)
             results.append(translate_document(doc, target, options))
-        if not read.documents:
+        if not read.documents and any(d.is_error for d in read.diagnostics):
+            # A file that could not be read counts as a failed rule; one that simply holds
+            # no query (a Markdown summary) is not a failure.
             results.append(RuleTranslation(None, target, "", tuple(read.diagnostics)))
+    if not results:
+        raise click.UsageError("no rules found under " + ", ".join(paths))
     written = write_translations(results, outdir, force) if outdir else {}
     _report(results, sources, written, outdir, output_format)
     sys.exit(0 if all(r.ok and not written.get(id(r), (None, None))[1] for r in results) else 1)

@@ -129,3 +129,15 @@ def test_backend_diagnostics_land_in_the_original_file(tmp_path):
     line = next(l for l in seed.stderr.splitlines() if "exclusion 'Scheduled System Maintenance" in l)
     # line 50 of the seed is `Filter/Exclusion: process.name == "schtasks.exe" || ...`
     assert line.startswith(f"{REMOTEPC}:50:19: note: kql: exclusion")
+
+
+def test_files_without_rules_are_not_failures(tmp_path):
+    (tmp_path / "summary.md").write_text("# Summary\n\nNo query here.\n", encoding="utf-8")
+    (tmp_path / "rule.kql").write_text("DeviceProcessEvents | where FileName =~ 'a.exe'", encoding="utf-8")
+    result = rmmc_cli("translate", str(tmp_path), "--to", "kql")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "1 of 1 rule translated to kql"
+    only_summary = tmp_path / "only"
+    only_summary.mkdir()
+    (only_summary / "summary.md").write_text("# Summary\n", encoding="utf-8")
+    assert rmmc_cli("translate", str(only_summary), "--to", "kql").returncode == 2
