@@ -52,7 +52,15 @@ def write_translations(results: Iterable, outdir: str, force: bool = False) -> d
         if target.exists() and not force:
             outcome[id(result)] = (None, _problem(result, f"{target} exists; not overwritten (use --force)"))
             continue
+        companions = [(directory / (name[: -len(extension)] + suffix), text)
+                      for suffix, text in getattr(result, "companions", ())]
+        clash = next((c for c, _ in companions if c.exists() and not force), None)
+        if clash is not None:
+            outcome[id(result)] = (None, _problem(result, f"{clash} exists; not overwritten (use --force)"))
+            continue
         _atomic_write(target, result.text if result.text.endswith("\n") else result.text + "\n")
+        for companion, text in companions:
+            _atomic_write(companion, text if text.endswith("\n") else text + "\n")
         outcome[id(result)] = (str(target), None)
     return outcome
 

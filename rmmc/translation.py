@@ -24,6 +24,7 @@ class RuleTranslation:
     target: str
     text: str
     diagnostics: tuple[Diagnostic, ...]
+    companions: tuple[tuple[str, str], ...] = ()  # (file suffix, text) written beside the rule
 
     @property
     def ok(self) -> bool:
@@ -53,7 +54,23 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
     # The compiled rule's spans are in file coordinates already: only the path is added.
     diagnostics.extend(d if d.path else d.with_path(document.path) for d in result.diagnostics)
     text = result.text if not any(d.is_error for d in result.diagnostics) else ""
-    return RuleTranslation(document, to, text, tuple(diagnostics))
+    companions = _sigma_filters(compiled.rule, options, diagnostics, document) if text and to == "sigma" else ()
+    return RuleTranslation(document, to, text, tuple(diagnostics), companions)
+
+
+def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
+                   document: RuleDocument) -> tuple[tuple[str, str], ...]:
+    """Understood exclusions as a Sigma filter file beside the rule (pySigma applies the
+    filters it loads, so they must not share the rule's stream unless asked to apply)."""
+    if options.apply_exclusions or not any(e.condition is not None for e in rule.exclusions):
+        return ()
+    from rmmc.backends.sigma import emit_sigma_filters
+
+    filters = emit_sigma_filters(rule, options)
+    if not filters.text or any(d.is_error for d in filters.diagnostics):
+        diagnostics.extend(d.with_path(document.path) for d in filters.diagnostics if d.is_error)
+        return ()
+    return ((".filters.yml", filters.text),)
 
 
 def translate_text(text: str, to: str = "sigma", path: str = "<text>", loose: bool = False,

@@ -141,3 +141,27 @@ def test_files_without_rules_are_not_failures(tmp_path):
     only_summary.mkdir()
     (only_summary / "summary.md").write_text("# Summary\n", encoding="utf-8")
     assert rmmc_cli("translate", str(only_summary), "--to", "kql").returncode == 2
+
+
+def test_sigma_exclusions_are_written_as_a_filter_file_beside_the_rule(tmp_path):
+    pytest.importorskip("sigma.collection", reason="pySigma is installed by make test")
+    from sigma.collection import SigmaCollection
+
+    out = tmp_path / "out"
+    result = rmmc_cli("translate", "rules/", "--to", "sigma", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    stem = "Remote_Management_and_Monitoring_tool_-_RemotePC_-_Network_Connection"
+    filters = out / f"{stem}.filters.yml"
+    documents = list(yaml.safe_load_all(filters.read_text(encoding="utf-8")))
+    assert len(documents) == 5 and all("filter" in d for d in documents)
+    assert documents[0]["filter"]["rules"] == ["30d32feb-6ac7-4d97-8a99-d40f5dfa61b5"]
+    # The DistantDesktop exclusions are prose: no filter file.
+    assert not list(out.glob("*DistantDesktop*.filters.yml"))
+    collection = SigmaCollection.from_yaml((out / f"{stem}.yml").read_text(encoding="utf-8") + "\n---\n"
+                                           + filters.read_text(encoding="utf-8"))
+    assert len(collection.rules) >= 1
+    # With --apply-exclusions they are in the rule itself, and no filter file is written.
+    applied = tmp_path / "applied"
+    rmmc_cli("translate", "rules/", "--to", "sigma", "-o", str(applied), "--apply-exclusions")
+    assert not list(applied.glob("*.filters.yml"))
+    assert "not filter_" in (applied / f"{stem}.yml").read_text(encoding="utf-8")
