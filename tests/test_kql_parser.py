@@ -231,3 +231,18 @@ def test_nesting_limit_is_a_located_error():
     d = error_of(text)
     assert d.code == "too-deep"
     assert d.span.offset == len("T | where ") + 200  # the 201st "("
+
+
+def test_a_corrupt_grammar_cache_is_rebuilt(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code = "from rmmc.compiler.kql_parser import parse_kql; print(parse_kql('T | take 1').body)"
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    (cache,) = (tmp_path / "rmmc").iterdir()
+    cache.write_bytes(b"not a cache")
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert first.returncode == second.returncode == 0, second.stderr
+    assert first.stdout == second.stdout
+    assert cache.read_bytes() != b"not a cache"  # rebuilt, so the next start is fast again
