@@ -1,0 +1,392 @@
+"""The Splunk SPL backend (rmmc.backends.splunk).
+
+Semantics are checked against the reference evaluator through `tests/spl_interp.py`, a small
+interpreter of the SPL subset the backend emits that models Splunk where it differs from KQL:
+missing fields are null (not ''), `search` gives OR precedence over AND, `f="..."` in search
+is a case-insensitive wildcard match, eval is three-valued.  A wrongly parenthesized search,
+a lost null guard or a bad escape makes the interpreter disagree with the evaluator.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rmmc.backends.base import EmitOptions
+from rmmc.backends.splunk import emit_splunk, regex_literal, term_regex
+from rmmc.compiler.evaluator import matches, term_match
+from rmmc.compiler.ir import (Aggregate, Aggregation, And, Const, EventKind, Field, InSubquery, Lookback,
+                              Metadata, Not, Op, Or, Output, Predicate, Rule, Source)
+from tests.spl_interp import pcre_to_python, selects, tokens
+
+TABLE = "DeviceNetworkEvents"
+
+
+def seed(name: str) -> Rule:
+    from rmmc.compiler.documents import read_path
+    from rmmc.compiler.pipeline import compile_document
+
+    return compile_document(read_path(f"rules/{name}").documents[0]).rule
+
+
+def rule_of(condition, lookback=None, output=Output(), table=TABLE) -> Rule:
+    return Rule(Metadata(title="t"), Source(table, EventKind.NETWORK), condition, lookback, (), output)
+
+
+def P(field, op, *values, type="string", **kw) -> Predicate:
+    return Predicate(Field(field, type), op, tuple(values), **kw)
+
+
+# ------------------------------------------------------------------ golden outputs
+#
+# Checked by hand:
+# * term regex: `has 'remotepc.com'` is `(^|[^0-9A-Za-z])remotepc\.com($|[^0-9A-Za-z])` under
+#   (?i): boundaries on both ends because 'r' and 'm' are ASCII letters (evaluator's TERM); the
+#   '.' is escaped; in the eval string the regex backslash is doubled (`\\.`), the SPL string
+#   escape, so match() receives `\.`.  'Distant Software' keeps its space (literal in PCRE).
+# * precedence: the three conditions are ANDed at the top of one `| where` (eval: AND binds
+#   tighter than OR), the has_any group is parenthesized `( ... OR ... )`.
+# * null handling: every field is read as coalesce(f, "") (KQL's missing string is '').
+# * escaping: only `"`-quoted literals, no `|` outside them except the command separators.
+# * output: fillnull "" before stats (stats drops null by-fields; KQL groups them as ''),
+#   Timestamp -> _time, make_set -> values, count() -> count, group keys through the sigma
+#   profile (DeviceName -> SourceHostname, RemoteUrl -> DestinationHostname).
+
+REMOTEPC = r'''search earliest=-5d latest=now
+| where match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])remotepc\\.com($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoCompanyName, ""), "(?i)(^|[^0-9A-Za-z])idrive($|[^0-9A-Za-z])") AND (match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])remotepc($|[^0-9A-Za-z])") OR match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])viewer($|[^0-9A-Za-z])") OR match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])remotedesktop($|[^0-9A-Za-z])"))
+| fillnull value="" DeviceId SourceHostname DestinationHostname
+| stats min(_time) as FirstSeen max(_time) as LastSeen values(ReportId) as Report count as Count by DeviceId SourceHostname DestinationHostname
+'''
+
+DISTANTDESKTOP = r'''search earliest=-5d latest=now
+| where (match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])distantdesktop\\.com($|[^0-9A-Za-z])") OR match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])signalserver\\.xyz($|[^0-9A-Za-z])")) AND match(coalesce(InitiatingProcessVersionInfoCompanyName, ""), "(?i)(^|[^0-9A-Za-z])Distant Software($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])Distant Desktop($|[^0-9A-Za-z])")
+| fillnull value="" DeviceId SourceHostname DestinationHostname
+| stats min(_time) as FirstSeen max(_time) as LastSeen values(ReportId) as Report count as Count by DeviceId SourceHostname DestinationHostname
+'''
+
+
+def test_golden_remotepc():
+    t = emit_splunk(seed("rmm_remotepc_netconn.txt"))
+    assert t.ok and t.target == "splunk"
+    assert t.text == REMOTEPC
+    assert not [d for d in t.diagnostics if d.code == "lossy"]
+    assert any("no index or sourcetype" in d.message for d in t.diagnostics)
+    assert sum("not applied" in d.message for d in t.diagnostics) == 5
+
+
+def test_golden_distantdesktop():
+    t = emit_splunk(seed("rmm_distantdesktop_netconn.txt"))
+    assert t.ok and t.text == DISTANTDESKTOP
+
+
+def test_seed_semantics_on_events():
+    rule = seed("rmm_remotepc_netconn.txt")
+    text = emit_splunk(rule, fields="defender").text
+    events = [
+        {"RemoteUrl": "https://www.remotepc.com/x", "InitiatingProcessVersionInfoCompanyName": "IDrive Inc.",
+         "InitiatingProcessVersionInfoProductName": "RemotePC Viewer"},
+        {"RemoteUrl": "notremotepc.com", "InitiatingProcessVersionInfoCompanyName": "IDrive",
+         "InitiatingProcessVersionInfoProductName": "viewer"},
+        {"RemoteUrl": "a_remotepc.com", "InitiatingProcessVersionInfoCompanyName": "idrive",
+         "InitiatingProcessVersionInfoProductName": "x-remotedesktop"},
+        {"RemoteUrl": "remotepc.community", "InitiatingProcessVersionInfoCompanyName": "idrive",
+         "InitiatingProcessVersionInfoProductName": "viewer"},
+        {"RemoteUrl": "remotepc.com"},
+    ]
+    assert [selects(text, e) for e in events] == [matches(rule, e) for e in events] == [True, False, True, False, False]
+
+
+def test_field_profiles_and_exclusions():
+    rule = seed("rmm_remotepc_netconn.txt")
+    ecs = emit_splunk(rule, EmitOptions(apply_exclusions=True), fields="ecs")
+    assert "coalesce('process.pe.company', \"\")" in ecs.text  # dotted names quoted in eval
+    assert 'NOT process.name="schtasks.exe"' in ecs.text.splitlines()[0]
+    assert "by host.id host.name destination.domain" in ecs.text
+    assert [d.message for d in ecs.diagnostics if d.code == "lossy"] == [
+        "splunk: field ReportId has no 'ecs' field mapping for table DeviceNetworkEvents: emitted as 'ReportId' "
+        "(the test matches only if the data has that field)"]
+    cim = emit_splunk(rule, fields="cim")
+    warned = {m.group(1) for d in cim.diagnostics if (m := re.search(r"field (\w+) has no 'cim'", d.message))}
+    assert warned == {"InitiatingProcessVersionInfoCompanyName", "InitiatingProcessVersionInfoProductName",
+                      "DeviceId", "ReportId"}
+    assert not emit_splunk(rule, fields="ocsf").ok
+
+
+# ------------------------------------------------------------------ search / where forms
+
+
+def test_search_form_precedence_and_negation():
+    cond = And((Or((P("RemoteUrl", Op.CONTAINS, "a"), P("DeviceName", Op.STARTSWITH, "b"))),
+                P("RemoteUrl", Op.EQUALS, "x", "y", negated=True)))
+    text = emit_splunk(rule_of(cond), fields="defender").text
+    assert text.splitlines()[0] == 'search (RemoteUrl="*a*" OR DeviceName="b*") NOT RemoteUrl IN ("x", "y")'
+    # Splunk would read `A OR B C` as ... the explicit parentheses keep KQL's grouping
+    assert selects(text, {"RemoteUrl": "zz", "DeviceName": "bb"})
+    assert selects(text, {"DeviceName": "b"})  # missing RemoteUrl: '' != 'x' in KQL, NOT matches in search
+    assert not selects(text, {"RemoteUrl": "X"})
+
+
+def test_values_matching_empty_go_to_where():
+    # KQL: RemoteUrl != '' is false on a missing field; search's NOT RemoteUrl="" would be true
+    text = emit_splunk(rule_of(P("RemoteUrl", Op.EQUALS, "", negated=True)), fields="defender").text
+    assert text == 'search *\n| where NOT lower(coalesce(RemoteUrl, ""))==""\n'
+    assert not selects(text, {}) and selects(text, {"RemoteUrl": "a"})
+
+
+def test_star_case_sensitive_and_control_chars_go_to_where():
+    text = emit_splunk(rule_of(P("RemoteUrl", Op.CONTAINS, "a*b")), fields="defender").text
+    assert text == 'search *\n| where match(coalesce(RemoteUrl, ""), "(?i)a\\\\*b")\n'
+    assert selects(text, {"RemoteUrl": "xA*B"}) and not selects(text, {"RemoteUrl": "axxb"})
+    text = emit_splunk(rule_of(P("RemoteUrl", Op.EQUALS, "Ab", case_sensitive=True)), fields="defender").text
+    assert text == 'search *\n| where coalesce(RemoteUrl, "")=="Ab"\n'
+    text = emit_splunk(rule_of(P("RemoteUrl", Op.ENDSWITH, "a\nb")), fields="defender").text
+    assert "\\\\x{0a}" in text and text.count("\n") == 2
+
+
+def test_numeric_null_handling():
+    port = Field("RemotePort", "int")
+    ne = Predicate(port, Op.EQUALS, (443,), negated=True)
+    text = emit_splunk(rule_of(ne), fields="defender").text
+    assert text == "search *\n| where (isnull(RemotePort) OR RemotePort!=443)\n"
+    assert selects(text, {}) and not selects(text, {"RemotePort": 443})
+    lt = Not(Predicate(port, Op.LT, (1024,)))
+    text = emit_splunk(rule_of(lt), fields="defender").text
+    assert text == "search *\n| where (isnotnull(RemotePort) AND RemotePort>=1024)\n"
+    assert not selects(text, {})  # KQL: not(null < 1024) is unknown, not true
+
+
+def test_lookback_units():
+    def head(window):
+        return emit_splunk(rule_of(Const(True), Lookback(window))).text.splitlines()[0]
+    assert head(timedelta(days=5)) == "search earliest=-5d latest=now"
+    assert head(timedelta(hours=36)) == "search earliest=-36h latest=now"
+    assert head(timedelta(minutes=90)) == "search earliest=-90m latest=now"
+    assert head(timedelta(seconds=61)) == "search earliest=-61s latest=now"
+    t = emit_splunk(rule_of(Const(True), Lookback(timedelta(milliseconds=1500))))
+    assert t.text.startswith("search earliest=-2s latest=now")
+    assert any(d.code == "lossy" and "rounded up" in d.message for d in t.diagnostics)
+
+
+def test_insubquery_widened_and_reported():
+    sub = InSubquery(Field("RemoteIP"), "DeviceInfo | project PublicIP", "DeviceInfo")
+    t = emit_splunk(rule_of(And((P("RemoteUrl", Op.CONTAINS, "x"), Not(sub)))), fields="defender")
+    assert t.text == 'search RemoteUrl="*x*"\n'
+    assert [d.code for d in t.diagnostics if "DeviceInfo | project" in d.message] == ["lossy"]
+
+
+def test_constant_false_and_unexpressible_types():
+    t = emit_splunk(rule_of(Const(False)))
+    assert t.text == "search *\n| where false()\n"
+    t = emit_splunk(rule_of(P("IsExcluded", Op.EQUALS, True, type="bool")), fields="defender")
+    assert t.text == "search *\n" and any(d.code == "lossy" for d in t.diagnostics)
+
+
+def test_output_lossy_one_by_one():
+    output = Output(computed=(("x", "strlen(RemoteUrl)"),),
+                    aggregation=Aggregation(("DeviceName",), (Aggregate("n", "count"),
+                                                              Aggregate("a", "arg_max", "Timestamp", ("*",)),
+                                                              Aggregate("l", "make_list", "RemoteUrl"))),
+                    sort=(("n", "desc"),), limit=10, post=("extend y = 1",))
+    t = emit_splunk(rule_of(Const(True), output=output), fields="defender")
+    assert t.text == ('search *\n| fillnull value="" DeviceName\n| stats count as n list(RemoteUrl) as l by DeviceName\n'
+                      '| sort 0 -n\n| head 10\n')
+    lossy = [d.message for d in t.diagnostics if d.code == "lossy"]
+    assert len(lossy) == 4 and any("strlen" in m for m in lossy) and any("arg_max" in m for m in lossy) \
+        and any("100 values" in m for m in lossy) and any("extend y = 1" in m for m in lossy)
+
+
+def test_prefix():
+    assert emit_splunk(rule_of(Const(True)), prefix="index=edr sourcetype=mde").text == \
+        "search index=edr sourcetype=mde\n"
+    bad = emit_splunk(rule_of(Const(True)), prefix="index=a | delete")
+    assert not bad.ok and bad.text == ""
+
+
+# ------------------------------------------------------------------ hostile values
+
+
+HOSTILE = ['x" | delete', 'a\\', '\\"', 'x") OR (1=1', "'; drop", "a|b", "[inputlookup x]", "`macro`",
+           "line\nbreak", "tab\tx", "\x00nul", "é*\\\"|"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize("op", [Op.EQUALS, Op.CONTAINS, Op.TERM, Op.STARTSWITH])
+def test_hostile_values_stay_one_string(value, op):
+    for cs in (False, True):
+        text = emit_splunk(rule_of(P("RemoteUrl", op, value, case_sensitive=cs)), fields="defender").text
+        check_structure(text)
+        assert text.count("\n|") == text.count("\n") - 1  # one line per command
+        assert selects(text, {"RemoteUrl": f"<{value}>" if op is not Op.EQUALS else value}) is True \
+            or op in (Op.STARTSWITH, Op.TERM)
+        assert selects(text, {"RemoteUrl": value}) is matches(rule_of(P("RemoteUrl", op, value, case_sensitive=cs)),
+                                                              {"RemoteUrl": value})
+
+
+def check_structure(text: str) -> None:
+    """Balanced quotes and parentheses; `|` only as command separators; no control characters."""
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", text)
+    lines = text.rstrip("\n").split("\n")
+    assert lines[0].startswith("search ") and all(line.startswith("| ") for line in lines[1:])
+    for line in lines:
+        depth, i, quote = 0, 0, None
+        body = line[2:] if line.startswith("| ") else line
+        while i < len(body):
+            ch = body[i]
+            if quote:
+                if ch == "\\" and quote == '"':
+                    i += 2
+                    continue
+                if ch == quote:
+                    quote = None
+            elif ch in "\"'":
+                quote = ch
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                assert depth >= 0, line
+            elif ch in "|`[":
+                raise AssertionError(f"{ch!r} outside a string: {line}")
+            i += 1
+        assert quote is None and depth == 0, line
+        tokens(body)
+
+
+# ------------------------------------------------------------------ term regex
+
+
+@given(st.text("aZ9._- é\n", max_size=8), st.text("aZ9._- é", min_size=1, max_size=4))
+@settings(max_examples=300)
+def test_term_regex_is_the_evaluator_term(haystack, needle):
+    pattern = pcre_to_python(term_regex(needle))
+    assert (re.search(pattern, haystack) is not None) == term_match(haystack, needle)
+    assert re.fullmatch(pcre_to_python(regex_literal(needle)), needle)
+
+
+# ------------------------------------------------------------------ random rules
+
+
+ALPHABET = 'aB._ *"\\|\n'
+STR_FIELDS = ("RemoteUrl", "DeviceName")
+STR_OPS = [Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.TERM, Op.TERM_PREFIX, Op.TERM_SUFFIX]
+texts = st.text(ALPHABET, max_size=3)
+
+
+@st.composite
+def predicates(draw):
+    kind = draw(st.sampled_from(["string", "string", "string", "int", "special"]))
+    negated = draw(st.booleans())
+    if kind == "string":
+        return Predicate(Field(draw(st.sampled_from(STR_FIELDS))), draw(st.sampled_from(STR_OPS)),
+                         tuple(draw(st.lists(texts, min_size=1, max_size=3))), draw(st.booleans()),
+                         draw(st.booleans()), negated)
+    if kind == "int":
+        op = draw(st.sampled_from([Op.EQUALS, Op.LT, Op.LE, Op.GT, Op.GE, Op.BETWEEN]))
+        count = 2 if op is Op.BETWEEN else (draw(st.integers(1, 2)) if op is Op.EQUALS else 1)
+        values = tuple(draw(st.lists(st.integers(0, 3), min_size=count, max_size=count)))
+        return Predicate(Field("RemotePort", "int"), op, values, negated=negated)
+    op = draw(st.sampled_from([Op.EMPTY, Op.EXISTS, Op.REGEX]))
+    field = draw(st.sampled_from([Field("RemoteUrl"), Field("RemotePort", "int")]))
+    if op is Op.REGEX:
+        return Predicate(Field("RemoteUrl"), op, (draw(st.sampled_from(["^a", "b$", "a.b", '"', "\\\\", "^$"])),),
+                         case_sensitive=draw(st.booleans()), negated=negated)
+    return Predicate(field, op, (), negated=negated)
+
+
+conditions = st.recursive(
+    st.one_of(predicates(), st.sampled_from([Const(True), Const(False)])),
+    lambda inner: st.one_of(st.lists(inner, min_size=2, max_size=3).map(lambda xs: And(tuple(xs))),
+                            st.lists(inner, min_size=2, max_size=3).map(lambda xs: Or(tuple(xs))),
+                            inner.map(Not)),
+    max_leaves=8)
+
+events = st.fixed_dictionaries({}, optional={
+    "RemoteUrl": st.text(ALPHABET, max_size=5), "DeviceName": st.text(ALPHABET, max_size=5),
+    "RemotePort": st.one_of(st.none(), st.integers(0, 3))})
+
+
+@given(conditions, st.lists(events, min_size=1, max_size=6))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_rules_mean_what_the_evaluator_says(condition, sample):
+    rule = rule_of(condition)
+    t = emit_splunk(rule, fields="defender")
+    assert t.ok
+    assert not [d for d in t.diagnostics if d.code == "lossy"], t.diagnostics
+    check_structure(t.text)
+    for event in sample:
+        assert selects(t.text, event) == matches(rule, event), (t.text, event)
+
+
+@given(conditions)
+@settings(max_examples=100, deadline=None)
+def test_every_field_mapped_or_warned(condition):
+    for profile in ("sigma", "cim", "ecs"):
+        t = emit_splunk(rule_of(condition), fields=profile)
+        check_structure(t.text)
+        from rmmc.compiler.schema.profiles import load_profile
+        from rmmc.compiler.ir import walk_predicates
+        for p in walk_predicates(condition):
+            if load_profile(profile).field(TABLE, p.field.name) is None and f"{p.field.name}" in t.text:
+                assert any(f"field {p.field.name} has no '{profile}'" in d.message for d in t.diagnostics)
+
+
+# ------------------------------------------------------------------ pySigma comparison
+
+
+def test_pysigma_splunk_backend_differs():
+    """pySigma-backend-splunk 2.1.0 on our Sigma output of the seed rule: it emits no base
+    search, a rex/eval/search chain for the 3-value |re list, `| regex` for the others, and for
+    the correlation `bin _time span=5d | stats count ... by _time ...`: fixed 5-day buckets
+    instead of the rolling 5-day lookback, and no FirstSeen/LastSeen/Report.  Our output is
+    REMOTEPC above (one where, earliest=-5d, the KQL summarize's outputs)."""
+    sigma = pytest.importorskip("sigma.backends.splunk")
+    from sigma.collection import SigmaCollection
+
+    from rmmc.backends.sigma import emit_sigma
+
+    converted = sigma.SplunkBackend().convert(SigmaCollection.from_yaml(emit_sigma(seed("rmm_remotepc_netconn.txt")).text))
+    text = "\n".join(converted)
+    assert "| rex field=InitiatingProcessVersionInfoProductName" in text
+    assert '| regex DestinationHostname="(?i)(^|[^0-9A-Za-z])remotepc' in text
+    assert "| bin _time span=5d" in text and "FirstSeen" not in text
+    assert emit_splunk(seed("rmm_remotepc_netconn.txt")).text == REMOTEPC
+
+
+@st.composite
+def search_predicates(draw):
+    return Predicate(Field(draw(st.sampled_from(STR_FIELDS))),
+                     draw(st.sampled_from([Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH])),
+                     tuple(draw(st.lists(st.text('aB._"\\|', min_size=1, max_size=2), min_size=1, max_size=3))),
+                     draw(st.booleans()), False, draw(st.booleans()))
+
+
+search_trees = st.recursive(
+    search_predicates(),
+    lambda inner: st.one_of(st.lists(inner, min_size=2, max_size=3).map(lambda xs: And(tuple(xs))),
+                            st.lists(inner, min_size=2, max_size=3).map(lambda xs: Or(tuple(xs))),
+                            inner.map(Not)),
+    max_leaves=8)
+
+
+@given(search_trees, st.lists(events, min_size=1, max_size=8))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_search_only_trees(condition, sample):
+    """Trees `search` says alone: Splunk's OR-before-AND precedence and missing fields."""
+    rule = rule_of(condition)
+    t = emit_splunk(rule, fields="defender")
+    assert "| where" not in t.text
+    check_structure(t.text)
+    for event in sample:
+        assert selects(t.text, event) == matches(rule, event), (t.text, event)
+
+
+def test_distinct_and_sentinel_time():
+    output = Output(aggregation=Aggregation(("DeviceName", "RemoteUrl")))
+    t = emit_splunk(rule_of(P("TimeGenerated", Op.GT, 5, type="int"), output=output), fields="defender")
+    assert t.text == ('search *\n| where (isnotnull(_time) AND _time>5)\n| fillnull value="" DeviceName RemoteUrl\n'
+                      '| stats count by DeviceName RemoteUrl\n| fields - count\n')
+    check_structure(t.text)
