@@ -22,6 +22,9 @@ demo: $(INSTALL_STAMP)
 	$(VENV)/bin/rmmc check rules/
 	$(VENV)/bin/rmmc translate rules/ --to sigma -o out/sigma --force
 	$(VENV)/bin/rmmc translate rules/ --to kql -o out/kql --force
+	$(VENV)/bin/rmmc translate rules/ --to splunk -o out/splunk --force
+	$(VENV)/bin/rmmc translate rules/ --to eql -o out/eql --force
+	$(VENV)/bin/rmmc translate rules/ --to esql -o out/esql --force
 	@echo "translations written under out/"
 
 ## test: install rmmc with its test extras and the npm oracle, then run the whole suite

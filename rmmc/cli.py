@@ -109,7 +109,8 @@ def explain(paths: tuple[str, ...], output_format: str) -> None:
     sys.exit(0 if ok else 1)
 
 
-_TARGETS = ["sigma", "kql"]
+_TARGETS = ["sigma", "kql", "splunk", "eql", "esql"]
+_PROFILES = ["sigma", "cim", "ecs", "defender"]
 
 
 @main.command()
@@ -122,10 +123,13 @@ _TARGETS = ["sigma", "kql"]
               help="Sigma: write KQL `has` as |contains (each widening is reported) instead of the exact term regex.")
 @click.option("--apply-exclusions", is_flag=True,
               help="AND the false-positive exclusions into the detection (they always travel with the rule).")
+@click.option("--fields", type=click.Choice(_PROFILES), default=None,
+              help="Field names for SPL / EQL / ES|QL: sigma (Sysmon), cim (Splunk CIM), ecs "
+                   "(Elastic), defender (raw columns). Default: ecs for EQL and ES|QL, sigma for SPL.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Translations and diagnostics as text, or one JSON document.")
 def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bool, loose: bool,
-              apply_exclusions: bool, output_format: str) -> None:
+              apply_exclusions: bool, fields: str | None, output_format: str) -> None:
     """Translate rules to another language, keeping their meaning.
 
     PATHS are rule files, directories or `-` for standard input.  Without -o the
@@ -147,7 +151,7 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
         read = read_path(path)
         for doc in read.documents:
             sources.setdefault(doc.path, doc.source.text)
-            results.append(translate_document(doc, target, options))
+            results.append(translate_document(doc, target, options, fields=fields))
         if not read.documents and any(d.is_error for d in read.diagnostics):
             # A file that could not be read counts as a failed rule; one that simply holds
             # no query (a Markdown summary) is not a failure.

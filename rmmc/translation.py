@@ -36,8 +36,8 @@ class RuleTranslation:
 
 
 def translate_document(document: RuleDocument, to: str, options: EmitOptions = EmitOptions(),
-                       schema: Any = "default") -> RuleTranslation:
-    from rmmc.backends import backend
+                       schema: Any = "default", fields: str | None = None) -> RuleTranslation:
+    from rmmc.backends import emit
     from rmmc.compiler.pipeline import compile_document
 
     compiled = compile_document(document, schema)
@@ -45,7 +45,7 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
     if compiled.rule is None:
         return RuleTranslation(document, to, "", tuple(diagnostics))
     try:
-        result = backend(to)(compiled.rule, options)
+        result = emit(to, compiled.rule, options, fields)
     except Exception as exc:  # a backend bug must not stop a batch
         diagnostics.append(Diagnostic(Severity.ERROR, f"internal error in the {to} backend: "
                                       f"{type(exc).__name__}: {exc}", document.query_span,
@@ -74,11 +74,12 @@ def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
 
 
 def translate_text(text: str, to: str = "sigma", path: str = "<text>", loose: bool = False,
-                   apply_exclusions: bool = False, schema: Any = "default") -> list[RuleTranslation]:
+                   apply_exclusions: bool = False, schema: Any = "default",
+                   fields: str | None = None) -> list[RuleTranslation]:
     """Translate every rule of a text (bare KQL or a rule document), one result per rule."""
     options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions)
     result = read_text(text, path)
-    out = [translate_document(doc, to, options, schema) for doc in result.documents]
+    out = [translate_document(doc, to, options, schema, fields) for doc in result.documents]
     if not result.documents:
         out.append(RuleTranslation(None, to, "", tuple(result.diagnostics)))
     return out
@@ -99,9 +100,10 @@ class TranslationResult:
 
 
 def translate(text: str, to: str = "sigma", *, path: str = "<text>", loose: bool = False,
-              apply_exclusions: bool = False) -> TranslationResult:
-    """Translate the rule(s) in `text` to `to` ("sigma" or "kql"): the library's entry point."""
-    rules = tuple(translate_text(text, to, path, loose, apply_exclusions))
+              apply_exclusions: bool = False, fields: str | None = None) -> TranslationResult:
+    """Translate the rule(s) in `text` to `to` (see `rmmc.backends.targets()`): the library's
+    entry point.  `fields` picks the field profile for SPL / EQL / ES|QL."""
+    rules = tuple(translate_text(text, to, path, loose, apply_exclusions, fields=fields))
     separator = "\n---\n" if to == "sigma" else "\n\n"
     body = separator.join(r.text.rstrip("\n") for r in rules if r.text)
     diagnostics = tuple(d for r in rules for d in r.diagnostics)
