@@ -126,10 +126,13 @@ _PROFILES = ["sigma", "cim", "ecs", "defender"]
 @click.option("--fields", type=click.Choice(_PROFILES), default=None,
               help="Field names for SPL / EQL / ES|QL: sigma (Sysmon), cim (Splunk CIM), ecs "
                    "(Elastic), defender (raw columns). Default: ecs for EQL and ES|QL, sigma for SPL.")
+@click.option("--package", "package", is_flag=True,
+              help="Wrap each query as a ready-to-import rule: Elastic detection rule (ndjson) for "
+                   "eql/esql, a savedsearches.conf stanza for splunk, a Sentinel analytic rule for kql.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Translations and diagnostics as text, or one JSON document.")
 def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bool, loose: bool,
-              apply_exclusions: bool, fields: str | None, output_format: str) -> None:
+              apply_exclusions: bool, fields: str | None, package: bool, output_format: str) -> None:
     """Translate rules to another language, keeping their meaning.
 
     PATHS are rule files, directories or `-` for standard input.  Without -o the
@@ -151,7 +154,7 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
         read = read_path(path)
         for doc in read.documents:
             sources.setdefault(doc.path, doc.source.text)
-            results.append(translate_document(doc, target, options, fields=fields))
+            results.append(translate_document(doc, target, options, fields=fields, package=package))
         if not read.documents and any(d.is_error for d in read.diagnostics):
             # A file that could not be read counts as a failed rule; one that simply holds
             # no query (a Markdown summary) is not a failure.

@@ -39,7 +39,7 @@ def write_translations(results: Iterable, outdir: str, force: bool = False) -> d
     for number, result in enumerate(results, start=1):
         if not result.ok:
             continue
-        extension = EXTENSIONS.get(result.target, ".txt")
+        extension = getattr(result, "suffix", None) or EXTENSIONS.get(result.target, ".txt")
         stem = safe_stem(result.title, f"rule_{number}")
         name, n = stem + extension, 2
         while name.lower() in used:

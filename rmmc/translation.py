@@ -25,6 +25,7 @@ class RuleTranslation:
     text: str
     diagnostics: tuple[Diagnostic, ...]
     companions: tuple[tuple[str, str], ...] = ()  # (file suffix, text) written beside the rule
+    suffix: str | None = None  # the output file's suffix when not the target's usual one
 
     @property
     def ok(self) -> bool:
@@ -36,7 +37,10 @@ class RuleTranslation:
 
 
 def translate_document(document: RuleDocument, to: str, options: EmitOptions = EmitOptions(),
-                       schema: Any = "default", fields: str | None = None) -> RuleTranslation:
+                       schema: Any = "default", fields: str | None = None,
+                       package: bool = False) -> RuleTranslation:
+    """One rule to one target; with `package`, wrapped as a ready-to-import rule (Elastic
+    ndjson, Splunk savedsearches.conf stanza, Sentinel analytic-rule YAML)."""
     from rmmc.backends import emit
     from rmmc.compiler.pipeline import compile_document
 
@@ -55,7 +59,13 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
     diagnostics.extend(d if d.path else d.with_path(document.path) for d in result.diagnostics)
     text = result.text if not any(d.is_error for d in result.diagnostics) else ""
     companions = _sigma_filters(compiled.rule, options, diagnostics, document) if text and to == "sigma" else ()
-    return RuleTranslation(document, to, text, tuple(diagnostics), companions)
+    suffix = None
+    if package and text:
+        from rmmc.packaging import package as wrap
+
+        suffix, text, notes = wrap(compiled.rule, to, text)
+        diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
+    return RuleTranslation(document, to, text, tuple(diagnostics), companions, suffix)
 
 
 def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],

@@ -165,3 +165,22 @@ def test_sigma_exclusions_are_written_as_a_filter_file_beside_the_rule(tmp_path)
     rmmc_cli("translate", "rules/", "--to", "sigma", "-o", str(applied), "--apply-exclusions")
     assert not list(applied.glob("*.filters.yml"))
     assert "not filter_" in (applied / f"{stem}.yml").read_text(encoding="utf-8")
+
+
+def test_package_writes_ready_to_import_rules(tmp_path):
+    out = tmp_path / "pkg"
+    for target in ("kql", "splunk", "eql", "esql"):
+        result = rmmc_cli("translate", str(REMOTEPC), "--to", target, "--package", "-o", str(out))
+        assert result.returncode == 0, (target, result.stderr)
+    stem = "Remote_Management_and_Monitoring_tool_-_RemotePC_-_Network_Connection"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([f"{stem}.yaml", f"{stem}.conf", f"{stem}.eql.ndjson", f"{stem}.esql.ndjson"])
+    sentinel = yaml.safe_load((out / f"{stem}.yaml").read_text(encoding="utf-8"))
+    assert sentinel["queryPeriod"] == "5d" and sentinel["kind"] == "Scheduled"
+    assert sentinel["query"].startswith("DeviceNetworkEvents\n| where Timestamp > ago(5d)")
+    elastic = json.loads((out / f"{stem}.eql.ndjson").read_text(encoding="utf-8"))
+    assert elastic["language"] == "eql" and elastic["from"] == "now-5d"
+    assert elastic["threat"][0]["tactic"]["id"] == "TA0011"
+    stanza = (out / f"{stem}.conf").read_text(encoding="utf-8")
+    assert stanza.startswith("[Remote Management and Monitoring tool - RemotePC - Network Connection]\n")
+    assert "dispatch.earliest_time = -5d" in stanza

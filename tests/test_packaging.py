@@ -1,0 +1,234 @@
+"""Rule packaging: each package parses in its own format and carries the rule's fields."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import yaml
+
+from rmmc.compiler.documents import read_path
+from rmmc.compiler.pipeline import compile_document
+from rmmc.packaging import package
+from rmmc.translation import translate_document
+
+RULE_PATH = "rules/rmm_remotepc_netconn.txt"
+HOSTILE = 'Evil "quoted" \'title\' ] [x]\n[other]\nsearch = | delete \\'
+
+
+@pytest.fixture(scope="module")
+def doc():
+    return read_path(RULE_PATH).documents[0]
+
+
+@pytest.fixture(scope="module")
+def rule(doc):
+    return compile_document(doc).rule
+
+
+def _query(doc, target):
+    return translate_document(doc, target).text
+
+
+def _hostile(rule):
+    meta = replace(rule.metadata, title=HOSTILE, description=HOSTILE + "\n[default]\nx = 1")
+    return replace(rule, metadata=meta)
+
+
+def parse_conf(text: str) -> dict[str, dict[str, str]]:
+    """A .conf reader: `[stanza]` lines, `key = value`, a trailing backslash continues the
+    value on the next line (the line break is kept)."""
+    stanzas: dict[str, dict[str, str]] = {}
+    current = None
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line.startswith("["):
+            assert line.endswith("]") and line.count("]") == 1, line
+            current = stanzas.setdefault(line[1:-1], {})
+            continue
+        assert current is not None and " = " in line, line
+        key, value = line.split(" = ", 1)
+        while value.endswith("\\") and i < len(lines):
+            value = value[:-1] + "\n" + lines[i]
+            i += 1
+        assert key not in current, key
+        current[key] = value
+    return stanzas
+
+
+# ------------------------------------------------------------------ Elastic
+
+
+@pytest.mark.parametrize("target", ["eql", "esql"])
+def test_elastic_package(doc, rule, target):
+    query = _query(doc, target)
+    suffix, text, diagnostics = package(rule, target, query)
+    assert suffix == f".{target}.ndjson"  # eql and esql packages of one rule can share a folder
+    lines = text.splitlines()
+    assert len(lines) == 1
+    body = json.loads(lines[0])
+    assert body["name"] == rule.metadata.title
+    assert body["rule_id"] == "30d32feb-6ac7-4d97-8a99-d40f5dfa61b5"
+    assert body["description"] == rule.metadata.description
+    assert body["risk_score"] == 47 and body["severity"] == "medium"
+    assert body["type"] == target and body["language"] == target
+    assert body["query"] == query
+    assert body["from"] == "now-5d"
+    assert body["interval"] == "1h"
+    assert body["enabled"] is False and body["version"] == 1
+    assert body["references"] == ["https://github.com/jischell-msft/RemoteManagementMonitoringTools"]
+    assert body["false_positives"][0] == "Scheduled System Maintenance via RemotePC"
+    assert len(body["false_positives"]) == 5
+    if target == "eql":
+        assert body["index"] == ["logs-*"]
+    else:
+        assert "index" not in body
+    [threat] = body["threat"]
+    assert threat["framework"] == "MITRE ATT&CK"
+    assert threat["tactic"] == {"id": "TA0011", "name": "Command and Control",
+                                "reference": "https://attack.mitre.org/tactics/TA0011/"}
+    [technique] = threat["technique"]
+    assert technique["id"] == "T1219"
+    assert technique["reference"] == "https://attack.mitre.org/techniques/T1219/"
+    assert not any(d.is_error for d in diagnostics)
+
+
+def test_elastic_levels_and_generated_id(rule):
+    for level, score in (("low", 21), ("high", 73), ("critical", 99), ("informational", 21)):
+        r = replace(rule, metadata=replace(rule.metadata, level=level))
+        body = json.loads(package(r, "eql", "q")[1])
+        assert body["risk_score"] == score
+        assert body["severity"] == ("low" if level == "informational" else level)
+    no_id = replace(rule, metadata=replace(rule.metadata, id=None))
+    first = json.loads(package(no_id, "eql", "q")[1])["rule_id"]
+    again = json.loads(package(no_id, "esql", "q")[1])["rule_id"]
+    assert first == again and first != rule.metadata.id and len(first) == 36
+
+
+def test_elastic_subtechniques_and_unknown_tactics(rule):
+    meta = replace(rule.metadata, tactics=("CommandAndControl", "Nonsense"),
+                   techniques=("T1219", "T1059.001", "bogus"))
+    suffix, text, diagnostics = package(replace(rule, metadata=meta), "eql", "q")
+    [threat] = json.loads(text)["threat"]
+    ids = {t["id"]: t for t in threat["technique"]}
+    assert set(ids) == {"T1219", "T1059"}
+    assert ids["T1059"]["subtechnique"][0]["reference"] == \
+        "https://attack.mitre.org/techniques/T1059/001/"
+    assert len(diagnostics) == 2
+
+
+@pytest.mark.parametrize("target", ["eql", "esql"])
+def test_elastic_hostile_metadata(rule, target):
+    query = 'a "b" \n c \\ d'
+    _, text, _ = package(_hostile(rule), target, query)
+    lines = text.splitlines()
+    assert len(lines) == 1
+    body = json.loads(lines[0])
+    assert body["name"] == HOSTILE.strip()
+    assert body["query"] == query
+
+
+# ------------------------------------------------------------------ Splunk
+
+
+def test_splunk_package(doc, rule):
+    query = _query(doc, "splunk")
+    assert "\n" in query
+    suffix, text, diagnostics = package(rule, "splunk", query)
+    assert suffix == ".conf"
+    stanzas = parse_conf(text)
+    assert list(stanzas) == [rule.metadata.title]
+    s = stanzas[rule.metadata.title]
+    assert s["search"] == query.strip("\n")  # the trailing line break is not kept
+    assert s["dispatch.earliest_time"] == "-5d"
+    assert s["dispatch.latest_time"] == "now"
+    assert s["cron_schedule"] == "0 * * * *"
+    assert s["enableSched"] == "1"
+    assert s["alert.track"] == "1"
+    assert s["alert.severity"] == "4"
+    assert s["counttype"] == "number of events"
+    assert s["relation"] == "greater than"
+    assert s["quantity"] == "0"
+    assert s["description"] == " ".join(rule.metadata.description.split())
+    assert not any(d.is_error for d in diagnostics)
+
+
+def test_splunk_hostile_metadata(rule):
+    query = "search x\n[other]\n| where y \\"
+    _, text, diagnostics = package(_hostile(rule), "splunk", query)
+    stanzas = parse_conf(text)
+    assert len(stanzas) == 1
+    [(name, s)] = stanzas.items()
+    assert "]" not in name and "[" not in name and "\n" not in name
+    assert "\n" not in s["description"] and not s["description"].endswith("\\")
+    assert s["search"].rstrip() == query
+    assert s["cron_schedule"] == "0 * * * *"  # nothing swallowed the following settings
+    assert diagnostics  # the trailing backslash was noted
+    for line in text.splitlines():
+        # a line starting with "[" is only ever the stanza header or a continued value
+        if line.startswith("["):
+            assert line == f"[{name}]" or line == "[other]\\"
+    # "[other]" sits inside the continued search value, not at the start of a setting
+    assert text.index("[other]") > text.index("search = ")
+
+
+# ------------------------------------------------------------------ Microsoft Sentinel
+
+
+def test_sentinel_package(doc, rule):
+    query = _query(doc, "kql")
+    suffix, text, diagnostics = package(rule, "kql", query)
+    assert suffix == ".yaml"
+    body = yaml.safe_load(text)
+    assert body["id"] == "30d32feb-6ac7-4d97-8a99-d40f5dfa61b5"
+    assert body["name"] == rule.metadata.title
+    assert body["description"] == rule.metadata.description
+    assert body["severity"] == "Medium"
+    assert body["requiredDataConnectors"] == [
+        {"connectorId": "MicrosoftThreatProtection", "dataTypes": ["DeviceNetworkEvents"]}]
+    assert body["queryFrequency"] == "1h"
+    assert body["queryPeriod"] == "5d"
+    assert body["triggerOperator"] == "gt" and body["triggerThreshold"] == 0
+    assert body["tactics"] == ["CommandAndControl"]
+    assert body["relevantTechniques"] == ["T1219"]
+    assert body["query"].rstrip("\n") == query.rstrip("\n")
+    assert body["version"] == "1.0.0" and body["kind"] == "Scheduled"
+    assert "query: |" in text  # a block scalar, as the Sentinel repository writes it
+    assert not any(d.is_error for d in diagnostics)
+
+
+def test_sentinel_hostile_metadata(rule):
+    query = "T\n| where x == 'a: b' // \"c\"\n- [x]"
+    _, text, _ = package(_hostile(rule), "kql", query)
+    body = yaml.safe_load(text)
+    assert body["name"] == HOSTILE.strip()
+    assert body["description"].startswith(HOSTILE.strip())
+    assert body["query"].rstrip("\n") == query
+    assert body["kind"] == "Scheduled"
+    assert list(body)[0] == "id"
+
+
+def test_sentinel_levels(rule):
+    for level, severity in (("informational", "Informational"), ("low", "Low"),
+                            ("high", "High"), ("critical", "High")):
+        r = replace(rule, metadata=replace(rule.metadata, level=level))
+        assert yaml.safe_load(package(r, "kql", "T")[1])["severity"] == severity
+
+
+# ------------------------------------------------------------------ Sigma and errors
+
+
+def test_sigma_unchanged(doc, rule):
+    query = _query(doc, "sigma")
+    assert package(rule, "sigma", query) == (".yml", query, [])
+
+
+def test_unknown_target(rule):
+    with pytest.raises(ValueError):
+        package(rule, "nope", "q")
