@@ -29,7 +29,7 @@ def documents(rmm_corpus: Path):
     return [doc for path in iter_rule_files([str(rmm_corpus)]) for doc in read_path(path).documents]
 
 
-@pytest.mark.parametrize("target", ["kql", "sigma"])
+@pytest.mark.parametrize("target", ["kql", "sigma", "splunk", "eql", "esql"])
 def test_every_valid_rule_translates(documents, rmm_corpus, target):
     failed, broken_seen = [], {}
     for doc in documents:
@@ -59,3 +59,16 @@ def test_kql_output_passes_microsofts_semantic_check(documents, kusto_oracle_def
     # keep it: rmmc warns with a did-you-mean and does not rename a user's column.
     unexpected = [r for r in rejected if not all("AccountUpn" in m or "Sha1" in m for m in r[1])]
     assert not unexpected, unexpected[:5]
+
+
+def test_every_eql_output_parses_with_elastics_eql_package(documents):
+    eql = pytest.importorskip("eql", reason="the eql package is installed by make test")
+    parsed = 0
+    for doc in documents:
+        result = translate_document(doc, "eql", EmitOptions())
+        if not result.ok:
+            continue
+        with eql.parser.elasticsearch_syntax, eql.parser.ignore_missing_functions:
+            eql.parse_query(result.text)
+        parsed += 1
+    assert parsed == 359
