@@ -20,17 +20,16 @@ RMM = SHARED / "corpus" / "rmm"
 
 
 @pytest.fixture(scope="module")
-def rmm() -> Path:
-    if not RMM.is_dir():
-        pytest.skip("/work/shared corpus not available")
-    return RMM
+def rmm(rmm_corpus: Path) -> Path:
+    """The RMM corpus (conftest's fixture skips when shared/ is absent)."""
+    return rmm_corpus
 
 
 @pytest.fixture(scope="module")
-def seeds() -> list[Path]:
-    if not SEEDS.is_dir():
-        pytest.skip("/work/shared seeds not available")
-    return sorted(SEEDS.glob("*.txt"))
+def seeds(shared_dir: Path) -> list[Path]:
+    if not (shared_dir / "seeds").is_dir():
+        pytest.skip("shared/seeds not present")
+    return sorted((shared_dir / "seeds").glob("*.txt"))
 
 
 def assert_maps(doc: RuleDocument) -> None:
