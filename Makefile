@@ -56,6 +56,23 @@ $(ORACLE_STAMP): $(ORACLE_DIR)/package.json $(ORACLE_DIR)/package-lock.json
 	fi
 
 clean:
-	rm -rf $(VENV) $(ORACLE_DIR)/node_modules .pytest_cache .hypothesis build dist out tests/_artifacts
+	rm -rf $(VENV) $(ORACLE_DIR)/node_modules .pytest_cache .hypothesis build dist out tests/_artifacts bench/.venv
 	rm -rf *.egg-info
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+## bench: time rmmc per stage, growth and CLI start against sigma-cli (installed in bench/.venv);
+## prints a table and writes out/bench.json.  BENCH_ARGS='--sample 500 --max-factor 10' for a quick run.
+BENCH_VENV := bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.rmmc-bench.stamp
+BENCH_PEERS ?= "sigma-cli==3.1.0" "pySigma<2" "pysigma-backend-splunk==2.1.0" "pysigma-backend-kusto==1.0.1"
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: $(INSTALL_STAMP) $(BENCH_STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+$(BENCH_STAMP):
+	$(PYTHON) -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check $(BENCH_PEERS) \
+		|| echo "make: could not install sigma-cli into $(BENCH_VENV): the peer sections will say n/a"
+	@touch $@

@@ -1,0 +1,437 @@
+"""rmmc benchmark harness: `make bench` (or `.venv/bin/python bench/run.py`).
+
+Sections, each catching its own failure: (1) rmmc per stage over the real KQL corpus and the
+RMM corpus, (2) growth with input size, (3) cold CLI start, (4) the sigma-cli/pySigma peer.
+Prints a table and writes every figure to out/bench.json.  Timings are one core, wall clock
+(time.perf_counter); nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = (ROOT / ".." / "shared").resolve()
+KQL_CORPUS = SHARED / "corpus" / "kql"
+RMM_CORPUS = SHARED / "corpus" / "rmm"
+SIGMA_RULES = SHARED / "corpus" / "sigma" / "rules" / "windows"
+ALL_TOOLS = RMM_CORPUS / "Network Indicators" / "rmm__all_netconn.yaml"
+CLI_RULE = ROOT / "rules" / "rmm_remotepc_netconn.txt"
+PEER_VENV = ROOT / "bench" / ".venv"
+OUT = ROOT / "out" / "bench.json"
+
+RESULTS: dict = {}
+LINES: list[str] = []
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+    LINES.append(line)
+
+
+def rate(n: int, seconds: float) -> float | None:
+    return n / seconds if seconds > 0 else None
+
+
+def fmt_rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}/s"
+
+
+def maxrss_mb() -> float:
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    raw = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return raw / (1024 * 1024) if sys.platform == "darwin" else raw / 1024
+
+
+def section(name: str):
+    """Run a section; its failure is printed and recorded, never fatal."""
+    def wrap(function):
+        def run(*args, **kwargs):
+            say()
+            say(f"== {name} ==")
+            started = time.perf_counter()
+            try:
+                function(*args, **kwargs)
+            except Exception as exc:
+                RESULTS.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+                say(f"  FAILED: {type(exc).__name__}: {exc}")
+                traceback.print_exc(limit=3)
+            say(f"  (section took {time.perf_counter() - started:.1f}s)")
+        return run
+    return wrap
+
+
+# ---------------------------------------------------------------- 1. rmmc per stage
+
+def _pipeline_stages(paths: list[str], label: str) -> dict:
+    """Time read, parse, lower and each emit over `paths`, one stage at a time."""
+    from rmmc import backends
+    from rmmc.backends.base import EmitOptions
+    from rmmc.compiler.documents import read_path
+    from rmmc.compiler.kql_parser import parse_kql
+    from rmmc.compiler.lower import lower_query
+    from rmmc.compiler.pipeline import metadata_of
+
+    figures: dict = {"files": len(paths)}
+    t0 = time.perf_counter()
+    documents = [doc for p in paths for doc in read_path(p).documents]
+    t_read = time.perf_counter() - t0
+    figures["read"] = {"items": len(paths), "seconds": t_read, "per_s": rate(len(paths), t_read),
+                       "documents": len(documents)}
+
+    parsed, parse_failed = [], 0
+    t0 = time.perf_counter()
+    for doc in documents:
+        try:
+            parsed.append((doc, parse_kql(doc.query)))
+        except Exception:
+            parse_failed += 1
+    t_parse = time.perf_counter() - t0
+    figures["parse"] = {"items": len(documents), "seconds": t_parse,
+                        "per_s": rate(len(documents), t_parse), "ok": len(parsed),
+                        "failed": parse_failed}
+
+    rules, lower_failed = [], 0
+    t0 = time.perf_counter()
+    for doc, query in parsed:
+        try:
+            lowered = lower_query(query, metadata_of(doc))
+        except Exception:
+            lower_failed += 1
+            continue
+        if lowered.rule is not None:
+            rules.append(lowered.rule)
+        else:
+            lower_failed += 1
+    t_lower = time.perf_counter() - t0
+    figures["lower"] = {"items": len(parsed), "seconds": t_lower, "per_s": rate(len(parsed), t_lower),
+                        "ok": len(rules), "failed": lower_failed}
+
+    options = EmitOptions()
+    for target in backends.targets():
+        ok = failed = 0
+        t0 = time.perf_counter()
+        for rule in rules:
+            try:
+                ok += 1 if backends.emit(target, rule, options).ok else 0
+            except Exception:
+                failed += 1
+        seconds = time.perf_counter() - t0
+        figures[f"emit_{target}"] = {"items": len(rules), "seconds": seconds,
+                                     "per_s": rate(len(rules), seconds), "ok": ok, "raised": failed}
+
+    # Peak Python heap of the streaming pipeline (one document at a time), a second pass
+    # under tracemalloc so its overhead does not touch the timings above.
+    tracemalloc.start()
+    for doc in documents:
+        try:
+            lowered = lower_query(parse_kql(doc.query), metadata_of(doc))
+            if lowered.rule is not None:
+                for target in backends.targets():
+                    backends.emit(target, lowered.rule, options)
+        except Exception:
+            pass
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    figures["tracemalloc_peak_mb_streaming"] = peak / (1024 * 1024)
+    figures["maxrss_mb_after"] = maxrss_mb()
+
+    say(f"  {label}: {len(paths)} files, {len(documents)} queries, "
+        f"{len(parsed)} parsed, {len(rules)} lowered")
+    say(f"  {'stage':<14}{'items':>8}{'seconds':>10}{'rate':>14}{'ok':>8}")
+    for stage, fig in figures.items():
+        if isinstance(fig, dict):
+            say(f"  {stage:<14}{fig['items']:>8}{fig['seconds']:>10.3f}{fmt_rate(fig['per_s']):>14}"
+                f"{fig.get('ok', fig.get('documents', '')):>8}")
+    say(f"  peak heap (tracemalloc, streaming pass): {figures['tracemalloc_peak_mb_streaming']:.1f} MB;"
+        f" process max RSS so far: {figures['maxrss_mb_after']:.0f} MB")
+    return figures
+
+
+@section("1a. rmmc per stage: KQL corpus")
+def bench_kql_corpus(sample: int) -> None:
+    index = KQL_CORPUS / "index.jsonl"
+    if not index.is_file():
+        say(f"  skipped: {index} not found (../shared is absent)")
+        RESULTS["kql_corpus"] = {"skipped": "corpus absent"}
+        return
+    files = [json.loads(line)["file"] for line in index.read_text(encoding="utf-8").splitlines()
+             if line.strip()]
+    if sample and sample < len(files):
+        say(f"  sampling: the first {sample} of {len(files)} files (--sample)")
+        files = files[:sample]
+    RESULTS["kql_corpus"] = _pipeline_stages([str(KQL_CORPUS / f) for f in files], "kql corpus")
+
+
+@section("1b. rmmc per stage: RMM corpus")
+def bench_rmm_corpus() -> None:
+    if not RMM_CORPUS.is_dir():
+        say(f"  skipped: {RMM_CORPUS} not found (../shared is absent)")
+        RESULTS["rmm_corpus"] = {"skipped": "corpus absent"}
+        return
+    from rmmc.compiler.documents import iter_rule_files
+    paths = list(iter_rule_files([str(RMM_CORPUS)]))
+    RESULTS["rmm_corpus"] = _pipeline_stages(paths, "rmm corpus")
+
+
+# ---------------------------------------------------------------- 2. growth
+
+def _has_any_rule(n: int) -> str:
+    values = ",\n    ".join(f"'host{i}.example{i % 97}.com'" for i in range(n))
+    return f"DeviceNetworkEvents\n| where RemoteUrl has_any (\n    {values}\n)\n"
+
+
+def _datatable_rows() -> list[tuple[str, str]]:
+    """The all-tools rule's (URI, tool) rows when the corpus is here, else synthetic ones."""
+    if ALL_TOOLS.is_file():
+        from rmmc.compiler.documents import read_path
+        import re
+        query = read_path(str(ALL_TOOLS)).documents[0].query
+        body = query[query.index("[") + 1:query.index("]")]
+        strings = re.findall(r"'((?:[^'\\]|\\.)*)'", body)
+        rows = list(zip(strings[0::2], strings[1::2]))
+        if rows:
+            return rows
+    return [(f"tool{i}.example.com", f"tool{i % 40}") for i in range(187)]
+
+
+def _datatable_rule(rows: list[tuple[str, str]], copies: int) -> str:
+    lines = []
+    for k in range(copies):
+        prefix = "" if k == 0 else f"r{k}."   # unique URIs so `distinct` keeps every copy
+        lines.extend(f"    '{prefix}{uri}','{tool}'," for uri, tool in rows)
+    lines[-1] = lines[-1].rstrip(",")
+    table = "\n".join(lines)
+    return ("let rmm_networkSet = datatable(URI:string,RMM_Tool:string)[\n" + table + "\n];\n"
+            "DeviceNetworkEvents\n| where RemoteUrl has_any ((rmm_networkSet | distinct URI))\n")
+
+
+def _time_steps(text: str) -> dict:
+    from rmmc import backends
+    from rmmc.backends.base import EmitOptions
+    from rmmc.compiler.kql_parser import parse_kql
+    from rmmc.compiler.lower import lower_query
+
+    out = {}
+    t0 = time.perf_counter()
+    query = parse_kql(text)
+    out["parse"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lowered = lower_query(query)
+    out["lower"] = time.perf_counter() - t0
+    if lowered.rule is None:
+        raise RuntimeError("the synthetic rule did not lower: "
+                           + "; ".join(d.message for d in lowered.diagnostics[:2]))
+    for target in ("sigma", "kql"):
+        t0 = time.perf_counter()
+        backends.emit(target, lowered.rule, EmitOptions())
+        out[f"emit_{target}"] = time.perf_counter() - t0
+    out["total"] = sum(out.values())
+    return out
+
+
+def _growth(name: str, unit: str, sizes: list[tuple[str, int]], build) -> dict:
+    rows = {}
+    say(f"  {name}")
+    say(f"  {'size':<6}{unit:>10}{'chars':>11}{'parse s':>10}{'lower s':>10}{'sigma s':>10}"
+        f"{'kql s':>9}{'total s':>10}{'us/item':>10}")
+    for label, n in sizes:
+        text = build(n)
+        steps = _time_steps(text)
+        per_item = steps["total"] / n * 1e6
+        rows[label] = {unit: n, "chars": len(text), **steps, "us_per_item": per_item}
+        say(f"  {label:<6}{n:>10,}{len(text):>11,}{steps['parse']:>10.3f}{steps['lower']:>10.3f}"
+            f"{steps['emit_sigma']:>10.3f}{steps['emit_kql']:>9.3f}{steps['total']:>10.3f}"
+            f"{per_item:>10.1f}")
+    first, last = rows[sizes[0][0]], rows[sizes[-1][0]]
+    ratio = last["us_per_item"] / first["us_per_item"] if first["us_per_item"] else None
+    rows["per_item_ratio_last_vs_1x"] = ratio
+    say(f"  per-item cost {sizes[-1][0]} / 1x = {ratio:.2f}  (1.0 = linear)")
+    return rows
+
+
+@section("2. growth with input size (parse + lower + emit sigma, kql)")
+def bench_growth(max_factor: int) -> None:
+    factors = [f for f in (1, 10, 100) if f <= max_factor]
+    if max_factor < 100:
+        say(f"  reduced: factors {factors} only (--max-factor {max_factor})")
+    RESULTS["growth"] = {}
+    RESULTS["growth"]["has_any_values"] = _growth(
+        "has_any list (1x = 1,000 values)", "values",
+        [(f"{f}x", 1000 * f) for f in factors], _has_any_rule)
+    base = _datatable_rows()
+    say(f"  (datatable base: {len(base)} rows"
+        f"{' from rmm__all_netconn.yaml' if ALL_TOOLS.is_file() else ', synthetic'})")
+    RESULTS["growth"]["datatable_rows"] = _growth(
+        "all-tools datatable replicated", "rows",
+        [(f"{f}x", len(base) * f) for f in factors],
+        lambda n: _datatable_rule(base, n // len(base)))
+
+
+# ---------------------------------------------------------------- 3. cold CLI start
+
+def _best_of(argv: list[str], runs: int = 5) -> tuple[float, int]:
+    subprocess.run(argv, capture_output=True, cwd=ROOT)   # warm-up (fills the grammar cache)
+    best, code = float("inf"), 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, cwd=ROOT)
+        best = min(best, time.perf_counter() - t0)
+        code = done.returncode
+    return best, code
+
+
+def _sigma_one_rule() -> Path | None:
+    if not SIGMA_RULES.is_dir():
+        return None
+    preferred = SIGMA_RULES / "process_creation" / "proc_creation_win_whoami_execution.yml"
+    if preferred.is_file():
+        return preferred
+    return next(iter(sorted(SIGMA_RULES.rglob("*.yml"))), None)
+
+
+@section("3. cold CLI start (best of 5 after one warm-up)")
+def bench_cli() -> None:
+    rmmc_bin = Path(sys.executable).parent / "rmmc"
+    argv = [str(rmmc_bin), "translate", str(CLI_RULE.relative_to(ROOT)), "--to", "sigma"]
+    seconds, code = _best_of(argv)
+    RESULTS["cli"] = {"rmmc": {"argv": argv[1:], "seconds": seconds, "exit": code}}
+    say(f"  rmmc translate {CLI_RULE.name} --to sigma: {seconds * 1000:.0f} ms (exit {code})")
+    sigma_bin = PEER_VENV / "bin" / "sigma"
+    rule = _sigma_one_rule()
+    if not sigma_bin.exists() or rule is None:
+        say("  sigma-cli: n/a (" + ("bench/.venv not installed" if not sigma_bin.exists()
+                                    else "no Sigma rules") + ")")
+        return
+    peer = [str(sigma_bin), "convert", "-t", "splunk", "-p", "splunk_windows", str(rule)]
+    peer_seconds, peer_code = _best_of(peer)
+    RESULTS["cli"]["sigma_cli"] = {"argv": peer[1:], "seconds": peer_seconds, "exit": peer_code}
+    RESULTS["cli"]["ratio_rmmc_over_sigma_cli"] = seconds / peer_seconds
+    say(f"  sigma convert -t splunk -p splunk_windows {rule.name}: {peer_seconds * 1000:.0f} ms "
+        f"(exit {peer_code})")
+    say(f"  ratio rmmc / sigma-cli: {seconds / peer_seconds:.2f} (<1 means rmmc starts faster)")
+
+
+# ---------------------------------------------------------------- 4. the peer
+
+def _peer_versions() -> dict:
+    pip = PEER_VENV / "bin" / "pip"
+    done = subprocess.run([str(pip), "list", "--format=json", "--disable-pip-version-check"],
+                          capture_output=True, text=True, timeout=60)
+    wanted = {"sigma-cli", "pysigma", "pysigma-backend-splunk", "pysigma-backend-kusto"}
+    return {p["name"]: p["version"] for p in json.loads(done.stdout or "[]")
+            if p["name"].lower() in wanted}
+
+
+@section("4. peer: sigma-cli over the SigmaHQ windows rules")
+def bench_peer(sample: int) -> None:
+    sigma_bin = PEER_VENV / "bin" / "sigma"
+    if not sigma_bin.exists():
+        say("  skipped: bench/.venv has no sigma-cli (run `make bench` to install it)")
+        RESULTS["peer"] = {"skipped": "sigma-cli not installed"}
+        return
+    if not SIGMA_RULES.is_dir():
+        say(f"  skipped: {SIGMA_RULES} not found (../shared is absent)")
+        RESULTS["peer"] = {"skipped": "corpus absent"}
+        return
+    n_rules = sum(1 for _ in SIGMA_RULES.rglob("*.yml"))
+    versions = _peer_versions()
+    RESULTS["peer"] = {"versions": versions, "rules": n_rules}
+    say("  versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    say(f"  {'target':<30}{'how':<10}{'rules':>7}{'ok':>7}{'seconds':>9}{'rate':>11}  rmmc")
+    for key, backend, pipeline in (("splunk", "splunk", "splunk_windows"),
+                                   ("kusto_microsoft_xdr", "kusto", "microsoft_xdr")):
+        entry = RESULTS["peer"][key] = {}
+        # (a) the CLI over the whole directory, process start included
+        argv = [str(sigma_bin), "convert", "-t", backend, "-p", pipeline, "-s", str(SIGMA_RULES)]
+        t0 = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
+        seconds = time.perf_counter() - t0
+        queries = sum(1 for line in done.stdout.splitlines() if line.strip())
+        cli = {"argv": argv[1:], "seconds": seconds, "exit": done.returncode,
+               "output_lines": queries, "rules_per_s": rate(n_rules, seconds)}
+        if done.returncode != 0:
+            cli["stopped"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
+        entry["cli"] = cli
+        shown = fmt_rate(cli["rules_per_s"]) if done.returncode == 0 else "stopped"
+        say(f"  {key:<30}{'cli':<10}{n_rules:>7}{'':>7}{seconds:>9.2f}{shown:>11}"
+            "  n/a (Sigma reader not yet built)")
+        if done.returncode != 0:
+            say(f"    sigma convert exited {done.returncode} despite -s: {cli['stopped']}")
+        # (b) pySigma in-process, rule by rule, each failure caught (bench/sigma_peer.py)
+        helper = [str(PEER_VENV / "bin" / "python"), str(ROOT / "bench" / "sigma_peer.py"),
+                  str(SIGMA_RULES), backend, pipeline, str(sample or 0)]
+        done = subprocess.run(helper, capture_output=True, text=True, timeout=240)
+        if done.returncode != 0:
+            say(f"    in-process run failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+            continue
+        lib = json.loads(done.stdout.strip().splitlines()[-1])
+        entry["in_process"] = lib
+        say(f"  {key:<30}{'pysigma':<10}{lib['rules']:>7}{lib['converted']:>7}{lib['seconds']:>9.2f}"
+            f"{fmt_rate(lib['rules_per_s']):>11}  n/a (Sigma reader not yet built)")
+        if lib["failure_kinds"]:
+            say("    failures by kind: " + ", ".join(f"{k} {v}" for k, v in lib["failure_kinds"].items()))
+
+
+# ---------------------------------------------------------------- main
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=ROOT, timeout=10).stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=int, default=0,
+                        help="use only the first N files of the KQL corpus / Sigma rules (0 = all)")
+    parser.add_argument("--max-factor", type=int, default=100, choices=(1, 10, 100),
+                        help="largest growth factor (default 100)")
+    parser.add_argument("--out", default=str(OUT), help="JSON output (default out/bench.json)")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    RESULTS["machine"] = {"cores": os.cpu_count(), "python": platform.python_version(),
+                          "implementation": platform.python_implementation(),
+                          "platform": platform.platform(), "rmmc_commit": _commit(),
+                          "sample": args.sample or None}
+    m = RESULTS["machine"]
+    say(f"rmmc bench: commit {m['rmmc_commit']}, Python {m['python']}, {m['cores']} cores, "
+        f"{m['platform']}")
+    say("timings are wall clock on one core; rates are items per second")
+
+    bench_kql_corpus(args.sample)
+    bench_rmm_corpus()
+    bench_growth(args.max_factor)
+    bench_cli()
+    bench_peer(args.sample)
+
+    RESULTS["total_seconds"] = time.perf_counter() - started
+    RESULTS["maxrss_mb"] = maxrss_mb()
+    say()
+    say(f"total {RESULTS['total_seconds']:.1f}s, process max RSS {RESULTS['maxrss_mb']:.0f} MB")
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(RESULTS, indent=2, default=str) + "\n", encoding="utf-8")
+        say(f"figures written to {out}")
+    except OSError as exc:
+        say(f"could not write {out}: {exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
