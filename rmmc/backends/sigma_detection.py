@@ -221,11 +221,20 @@ def _may_be_unknown(condition: Condition) -> bool:
 
 
 def _unique(values: Iterable[Any]) -> list[Any]:
-    seen: list[Any] = []
+    """The values in order, each once (a set for hashable values: lists of 100,000 values
+    made the list-membership version quadratic)."""
+    seen: set[Any] = set()
+    out: list[Any] = []
     for v in values:
-        if v not in seen:
-            seen.append(v)
-    return seen
+        try:
+            if v in seen:
+                continue
+            seen.add(v)
+        except TypeError:  # an unhashable value: compare with what is kept
+            if v in out:
+                continue
+        out.append(v)
+    return out
 
 
 @dataclass
