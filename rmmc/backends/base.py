@@ -11,8 +11,10 @@ exactly it says so with a diagnostic, never silently:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
+from rmmc.compiler.ir import Condition, Not, Rule
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,32 @@ def unsupported(target: str, message: str, span: Span | None = None) -> Diagnost
 
 def note(target: str, message: str, span: Span | None = None) -> Diagnostic:
     return Diagnostic(Severity.NOTE, f"{target}: {message}", span, "note")
+
+
+def exclusion_conditions(rule: Rule, options: EmitOptions, target: str, found: list[Diagnostic],
+                         render: Callable[[Condition], str] | None = None, form: str = "",
+                         refusal: type[Exception] = Exception) -> list[Condition]:
+    """The rule's exclusions as conditions to AND in (each `Not(...)`) when they are applied.
+    Otherwise one note per exclusion, saying how it reads in the target when `render` can
+    write it (`render` gets the exclusion's condition; `refusal` is what it raises when it
+    cannot, and `form` names the target's language in that message).  An exclusion rmmc did
+    not understand, when asked to apply it, is lossy: the events it excludes still match."""
+    applied: list[Condition] = []
+    for exclusion in rule.exclusions:
+        label = exclusion.name or "(unnamed)"
+        if exclusion.condition is None:
+            if options.apply_exclusions:
+                found.append(lossy(target, f"exclusion {label!r} was not understood and is not "
+                                           "applied: the events it excludes still match", exclusion.span))
+            continue
+        if options.apply_exclusions:
+            applied.append(Not(exclusion.condition))
+            continue
+        message = f"exclusion {label!r} not applied (apply_exclusions is off)"
+        if render is not None:
+            try:
+                message += "; " + render(exclusion.condition)
+            except refusal as exc:
+                message += f"; it has no {form} form ({exc})"
+        found.append(note(target, message, exclusion.span))
+    return applied

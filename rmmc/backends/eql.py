@@ -41,7 +41,7 @@ import math
 import re
 from typing import Any
 
-from rmmc.backends.base import EmitOptions, Translation, lossy, note, unsupported
+from rmmc.backends.base import EmitOptions, exclusion_conditions, Translation, lossy, note, unsupported
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import evaluate_predicate
@@ -514,23 +514,9 @@ def build_eql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: Any =
         found.append(note(TARGET, f"events of kind {rule.source.kind.value} have no EQL event "
                                   "category: the query reads `any`"))
     try:
-        extra: list[Condition] = []
-        for exclusion in rule.exclusions:
-            label = exclusion.name or "(unnamed)"
-            if exclusion.condition is None:
-                if options.apply_exclusions:
-                    found.append(lossy(TARGET, f"exclusion {label!r} was not understood and is not "
-                                               "applied: the events it excludes still match", exclusion.span))
-                continue
-            if options.apply_exclusions:
-                extra.append(Not(exclusion.condition))
-            else:
-                try:
-                    text = "as EQL: and " + ConditionEmitter(names).emit(Not(exclusion.condition))
-                except Refusal as refusal:
-                    text = f"it has no EQL form ({refusal})"
-                found.append(note(TARGET, f"exclusion {label!r} not applied (apply_exclusions is "
-                                          f"off); {text}", exclusion.span))
+        extra = exclusion_conditions(
+            rule, options, TARGET, found, form="EQL", refusal=Refusal,
+            render=lambda c: "as EQL: and " + ConditionEmitter(names).emit(Not(c)))
         condition = all_of([rule.condition, *extra])
         condition, replaced = widen(condition, lambda c: isinstance(c, InSubquery))
         for node in replaced:

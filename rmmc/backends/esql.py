@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from rmmc.backends.base import EmitOptions, Translation, lossy, note, unsupported
+from rmmc.backends.base import EmitOptions, exclusion_conditions, Translation, lossy, note, unsupported
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.compiler.evaluator import coerce, fold, is_term_char
@@ -486,25 +486,13 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
                                            "(ES|QL spans are whole milliseconds): slightly older "
                                            "events now match"))
             commands.append(f"WHERE {em.column('Timestamp')} > NOW() - {span}")
-        condition = rule.condition
-        for exclusion in rule.exclusions:
-            label = exclusion.name or "(unnamed)"
-            if exclusion.condition is None:
-                if options.apply_exclusions:
-                    found.append(lossy(TARGET, f"exclusion {label!r} was not understood and is not "
-                                               "applied: the events it excludes still match", exclusion.span))
-                continue
-            if options.apply_exclusions:
-                condition = all_of([condition, Not(exclusion.condition)])
-            else:
-                try:
-                    side = Emitter(em.table, profile, fields)
-                    wide, _ = widen(Not(exclusion.condition), lambda n: isinstance(n, InSubquery))
-                    text = "as ES|QL: | WHERE " + strip_parens(side.emit(wide))
-                except Refusal as refusal:
-                    text = f"it has no ES|QL form ({refusal})"
-                found.append(note(TARGET, f"exclusion {label!r} not applied (apply_exclusions is "
-                                          f"off); {text}", exclusion.span))
+        def exclusion_text(c: Condition) -> str:
+            side = Emitter(em.table, profile, fields)
+            wide, _ = widen(Not(c), lambda n: isinstance(n, InSubquery))
+            return "as ES|QL: | WHERE " + strip_parens(side.emit(wide))
+
+        condition = all_of([rule.condition, *exclusion_conditions(
+            rule, options, TARGET, found, render=exclusion_text, form="ES|QL", refusal=Refusal)])
         condition, replaced = widen(condition, lambda n: isinstance(n, InSubquery))
         for node in replaced:
             assert isinstance(node, InSubquery)

@@ -24,7 +24,7 @@ import math
 import re
 from typing import Any, Iterator
 
-from rmmc.backends.base import EmitOptions, Translation, lossy, note, unsupported
+from rmmc.backends.base import exclusion_conditions, EmitOptions, Translation, lossy, note, unsupported
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Span
 from rmmc.compiler.evaluator import coerce, evaluate_predicate
@@ -562,24 +562,9 @@ def _source_table(rule: Rule, found: list[Diagnostic]) -> str:
 def _exclusions(rule: Rule, options: EmitOptions, conditions: ConditionEmitter,
                 found: list[Diagnostic]) -> list[Condition]:
     """The exclusion conditions to AND in (as NOT), and a note or warning for each other one."""
-    applied: list[Condition] = []
-    for exclusion in rule.exclusions:
-        label = exclusion.name or "(unnamed)"
-        if exclusion.condition is None:
-            if options.apply_exclusions:
-                found.append(lossy(TARGET, f"exclusion {label!r} was not understood and is not "
-                                           "applied: the events it excludes still match", exclusion.span))
-            continue
-        if options.apply_exclusions:
-            applied.append(Not(exclusion.condition))
-        else:
-            try:
-                text = "as KQL: | where " + to_kql(not_(ConditionEmitter().emit(exclusion.condition)))
-            except Refusal as refusal:
-                text = f"it has no KQL form ({refusal})"
-            found.append(note(TARGET, f"exclusion {label!r} not applied (apply_exclusions is "
-                                      f"off); {text}", exclusion.span))
-    return applied
+    return exclusion_conditions(
+        rule, options, TARGET, found, form="KQL", refusal=Refusal,
+        render=lambda c: "as KQL: | where " + to_kql(not_(ConditionEmitter().emit(c))))
 
 
 def build_kql(rule: Rule, options: EmitOptions = EmitOptions()) -> KqlQuery:

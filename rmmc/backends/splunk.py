@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from rmmc.backends.base import EmitOptions, Translation, lossy, note, unsupported
+from rmmc.backends.base import exclusion_conditions, EmitOptions, Translation, lossy, note, unsupported
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, is_term_char
@@ -425,19 +425,7 @@ def _output(output: Output, emitter: Emitter, found: list[Diagnostic]) -> list[s
 
 
 def _exclusions(rule: Rule, options: EmitOptions, found: list[Diagnostic]) -> list[Condition]:
-    applied: list[Condition] = []
-    for exclusion in rule.exclusions:
-        label = exclusion.name or "(unnamed)"
-        if exclusion.condition is None:
-            if options.apply_exclusions:
-                found.append(lossy(TARGET, f"exclusion {label!r} was not understood and is not applied: "
-                                           "the events it excludes still match", exclusion.span))
-            continue
-        if options.apply_exclusions:
-            applied.append(Not(exclusion.condition))
-        else:
-            found.append(note(TARGET, f"exclusion {label!r} not applied (apply_exclusions is off)", exclusion.span))
-    return applied
+    return exclusion_conditions(rule, options, TARGET, found)
 
 
 def _check_prefix(prefix: str) -> str:
