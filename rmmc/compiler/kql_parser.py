@@ -120,9 +120,6 @@ def _nodes(children: Iterable[Any]) -> list[Any]:
     return [c for c in children if c is not None and not _is_token(c)]
 
 
-_NAME_TOKENS = {"NAME"}
-
-
 def _as_expr(x: Any) -> Any:
     """Tokens that stand for an expression in lists (names, patterns, `*`)."""
     if _is_token(x):

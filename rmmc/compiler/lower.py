@@ -358,11 +358,9 @@ class _Lowerer:
         extra: tuple[Any, ...] = ()
         if function in ("count",) and args:
             raise _Unsupported(expr, "count() takes no argument")
-        if function in ("countif",) or function.endswith("if") and function not in ("countif",):
+        if function.endswith("if"):  # countif, make_set_if ...: the predicate comes last
             extra = (to_kql(args[-1]),) if args else ()
-            args = args[:-1] if function != "countif" else ()
-            if function == "countif" and extra:
-                pass
+            args = () if function == "countif" else args[:-1]
         if args:
             first = args[0]
             if isinstance(first, A.Name):
@@ -518,7 +516,7 @@ class _Lowerer:
         for v in values:
             if isinstance(v, bool) or v is None:
                 raise _Unsupported(node, f"'{node.op}' list holds a non-string value {v!r}")
-            strings.append(v if isinstance(v, str) else _kql_number_text(v))
+            strings.append(v if isinstance(v, str) else str(v))
         if not strings:
             return ir.Const(all_values != negated) if all_values else ir.Const(negated)
         return ir.Predicate(column, ir_op, tuple(strings), all_values, cased, negated, node.span)
@@ -614,10 +612,6 @@ class _Lowerer:
 
 
 _NO_VALUE = object()
-
-
-def _kql_number_text(value: Any) -> str:
-    return str(value)
 
 
 def _inline_lets(node: Any, lets: dict[str, Any], seen: frozenset[str] = frozenset()) -> Any:
