@@ -20,6 +20,10 @@ and measurements of the engine):
   And / Or / Not as in three-valued logic, and a rule matches only when its condition is true.
 * REGEX is an unanchored, case-sensitive search (unless `case_sensitive` is false).
 * EMPTY: null or ''.  EXISTS: the field is present and not null.
+* CIDR: the value reads as an IPv4 or IPv6 address (Python's `ipaddress`, surrounding white
+  space not allowed) inside one of the networks (`10.0.0.0/8`); anything else is false
+  (KQL's `ipv4_is_in_range` gives null there, which `where` treats as false).  An IPv4
+  value is never inside an IPv6 network or the other way round.
 * IN_SUBQUERY (`x in (T | ...)` over another table): equality with one of the values that
   query returns; the caller supplies those values (`subqueries`, by query text), since they
   come from other events.  Without them the test is unknown.
@@ -118,6 +122,30 @@ def coerce(value: Any, type_name: str) -> Any:
 # ------------------------------------------------------------------ predicates
 
 
+@lru_cache(maxsize=1024)
+def _network(text: str):
+    import ipaddress
+
+    return ipaddress.ip_network(text, strict=False)
+
+
+def in_networks(value: Any, networks: Iterable[Any]) -> bool:
+    """Whether `value` is an IP address inside one of `networks` (CIDR texts)."""
+    import ipaddress
+
+    if value is None or isinstance(value, bool):
+        return False
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    for text in networks:
+        network = _network(str(text))
+        if network.version == address.version and address in network:
+            return True
+    return False
+
+
 def _string_test(op: Op, value: str, needle: str, case_sensitive: bool) -> bool:
     if op is Op.REGEX:
         return _regex(needle, case_sensitive).search(value) is not None
@@ -158,6 +186,8 @@ def evaluate_predicate(p: Predicate, event: Event) -> bool | None:
         present = event.get(p.field.name) is not None
         return present != p.negated
     value = read(event, p.field)
+    if p.op is Op.CIDR:
+        return in_networks(value, p.values) != p.negated
     if p.op is Op.EMPTY:
         empty = value is None or value == ""
         return empty != p.negated

@@ -35,6 +35,7 @@ class Op(str, Enum):
     GT = "gt"
     GE = "ge"
     BETWEEN = "between"          # inclusive; values = (low, high)
+    CIDR = "cidr"                # the value is an IP address inside one of the networks
 
 
 STRING_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.TERM,
@@ -198,6 +199,7 @@ class Source:
     product: str | None = None
     category: str | None = None
     service: str | None = None
+    taxonomy: str | None = None  # "sigma": fields are named in the Sigma taxonomy (no table)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, Severity
-from rmmc.compiler.documents.model import RuleDocument
+from rmmc.compiler.documents.model import DocumentKind, RuleDocument
 
 _URL = re.compile(r"https?://[^\s'\"<>)\]]+")
 _LEVELS = {"informational": "informational", "info": "informational", "low": "low",
@@ -74,6 +74,8 @@ def compile_document(document: RuleDocument, schema: Any = "default") -> Compile
     from rmmc.compiler.lower import lower_text
 
     found: list[Diagnostic] = list(document.warnings)
+    if document.kind is DocumentKind.SIGMA:
+        return _compile_sigma(document, found)
     try:
         lowered = lower_text(document.query, metadata_of(document), schema)
     except Exception as exc:  # a bug of ours must not stop a batch
@@ -92,6 +94,20 @@ def compile_document(document: RuleDocument, schema: Any = "default") -> Compile
         found.extend(notes)
     if any(d.is_error for d in found):
         rule = None
+    return Compiled(document, rule, tuple(found))
+
+
+def _compile_sigma(document: RuleDocument, found: list[Diagnostic]) -> Compiled:
+    """A Sigma rule was read with its file (spans in file coordinates already)."""
+    from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
+
+    read = document.metadata.get(SIGMA_KEY)
+    if read is None:
+        found.append(Diagnostic(Severity.ERROR, "internal error: a Sigma document without its rule",
+                                None, "internal", document.path))
+        return Compiled(document, None, tuple(found))
+    found.extend(read.diagnostics)
+    rule = read.rule if not any(d.is_error for d in found) else None
     return Compiled(document, rule, tuple(found))
 
 

@@ -1,7 +1,7 @@
 """Rule-document readers: files in, `RuleDocument`s and diagnostics out.
 
-`read_path` / `read_text` read one file (bare KQL, Sentinel YAML, hunt document or
-Markdown, told apart by content) into a `FileResult`; `iter_rule_files` expands the paths
+`read_path` / `read_text` read one file (bare KQL, Sentinel YAML, Sigma YAML, hunt document
+or Markdown, told apart by content) into a `FileResult`; `iter_rule_files` expands the paths
 given on a command line into the rule files they hold.  Nothing here raises on bad input:
 problems come back as diagnostics.
 """
@@ -125,6 +125,9 @@ def _reader(kind: DocumentKind) -> Reader:
     if kind is DocumentKind.HUNT:
         from rmmc.compiler.documents.hunt import read_hunt
         return read_hunt
+    if kind is DocumentKind.SIGMA:
+        from rmmc.compiler.documents.sigma_yaml import read_sigma_document
+        return read_sigma_document
     if kind is DocumentKind.MARKDOWN:
         from rmmc.compiler.documents.markdown import read_markdown
         return read_markdown

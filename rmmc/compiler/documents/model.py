@@ -19,6 +19,7 @@ class DocumentKind(str, Enum):
     SENTINEL_YAML = "sentinel-yaml"  # Sentinel analytic / hunting rule YAML
     HUNT = "hunt"                    # hypothesis + KQL + YAML + table + false-positive scenarios
     MARKDOWN = "markdown"            # fenced query blocks, several rules per file
+    SIGMA = "sigma"                  # Sigma YAML: rules, correlations, filters (one or more documents)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 Extensions lie (the hunt seeds are `.txt`; a `.txt` may be bare KQL), so the text decides
 when it can: a `KQL Query` line with scenarios or YAML keys after it is a hunt document, a
+top-level `detection:` / `correlation:` / `filter:` block (and no `query:`) is Sigma, a
 top-level `query:` key is Sentinel YAML, code fences (unless a query comes before the first
 one) or headings are Markdown.  The extension only breaks ties; what is left is bare KQL.
 """
@@ -19,6 +20,8 @@ _HUNT_BODY = re.compile(r"(?im)^[ \t]*(?:[-*+][ \t]+|\d+[.)][ \t]+)?(?:\*\*)?Sce
                         r"[ \t]*:"
                         r"|^(?:query|id|name|tactics)[ \t]*:")
 _QUERY_KEY = re.compile(r"""(?m)^["']?query["']?[ \t]*:(?:[ \t]|\r?$)""")
+_SIGMA_BODY = re.compile(r"(?m)^(?:detection|correlation|filter)[ \t]*:[ \t]*(?:#.*)?\r?$")
+_SIGMA_HEAD = re.compile(r"(?m)^(?:title|logsource|name|id)[ \t]*:")
 _FENCE = re.compile(r"(?m)^ {0,3}(?:```|~~~)")
 _HEADING = re.compile(r"(?m)^#{1,6}[ \t]+\S")
 _KQL_HINTS = re.compile(
@@ -41,6 +44,8 @@ def sniff(text: str, path: str = "") -> DocumentKind:
     if marker and _HUNT_BODY.search(text, marker.end()):
         return DocumentKind.HUNT
     has_query_key = _QUERY_KEY.search(text) is not None
+    if not has_query_key and _SIGMA_BODY.search(text) and _SIGMA_HEAD.search(text):
+        return DocumentKind.SIGMA
     fence = _FENCE.search(text)
     if has_query_key and fence is None:
         return DocumentKind.SENTINEL_YAML

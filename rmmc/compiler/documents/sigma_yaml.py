@@ -1,0 +1,26 @@
+"""Reader for Sigma YAML files: one `RuleDocument` per rule the file defines.
+
+The Sigma reader (`rmmc.compiler.sigma`) does the work once for the whole stream, since a
+correlation or a filter document refers to rules beside it; each document carries its read
+rule under `metadata["_sigma"]` for `compile_document`.  The document's query is the whole
+file (line starts map one to one), so every span the reader gives is already in the file.
+"""
+
+from __future__ import annotations
+
+from rmmc.compiler.diagnostics import LineIndex
+from rmmc.compiler.documents.model import DocumentKind, RuleDocument
+from rmmc.compiler.documents.result import FileResult
+
+SIGMA_KEY = "_sigma"
+
+
+def read_sigma_document(text: str, path: str, source: LineIndex) -> FileResult:
+    from rmmc.compiler.sigma import read_sigma_text
+
+    rules, problems = read_sigma_text(text, path, source=source)
+    documents = tuple(
+        RuleDocument(path, DocumentKind.SIGMA, text, source.starts, source, index=i,
+                     title=rule.title, metadata={**rule.metadata, SIGMA_KEY: rule})
+        for i, rule in enumerate(rules))
+    return FileResult(path, documents, tuple(problems), DocumentKind.SIGMA)

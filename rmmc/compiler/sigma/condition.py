@@ -1,0 +1,118 @@
+"""Sigma detection conditions: parsed with `rmmc/grammar/sigma_condition.lark` into a small
+tree, then resolved against a rule's selection names.
+
+`1 of x*` is any of the selections whose names match the pattern (`*` only), `all of x*`
+all of them; `them` is every selection whose name does not start with `_` (pySigma's rule).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+from typing import Union
+
+
+class ConditionError(Exception):
+    """A condition that does not parse or names no selection; `column` is 0-based in the
+    condition text."""
+
+    def __init__(self, message: str, column: int = 0):
+        super().__init__(message)
+        self.column = column
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+    column: int
+
+
+@dataclass(frozen=True)
+class Quantified:
+    quantity: str  # "1" (any) or "all"
+    pattern: str   # a name pattern, or "them"
+    column: int
+
+
+@dataclass(frozen=True)
+class CAnd:
+    items: tuple["CExpr", ...]
+
+
+@dataclass(frozen=True)
+class COr:
+    items: tuple["CExpr", ...]
+
+
+@dataclass(frozen=True)
+class CNot:
+    item: "CExpr"
+
+
+CExpr = Union[Ref, Quantified, CAnd, COr, CNot]
+
+
+@lru_cache(maxsize=1)
+def _parser():
+    from lark import Lark
+
+    grammar = files("rmmc.grammar").joinpath("sigma_condition.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=False)
+
+
+@lru_cache(maxsize=4096)
+def parse_condition(text: str) -> CExpr:
+    """The condition's tree; ConditionError with the column of the problem otherwise."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedToken as exc:
+        found = "the end of the condition" if exc.token.type == "$END" else repr(str(exc.token))
+        column = len(text) if exc.token.type == "$END" else (exc.column or 1) - 1
+        raise ConditionError(f"condition: unexpected {found}", column) from None
+    except UnexpectedCharacters as exc:
+        raise ConditionError(f"condition: unexpected character {text[exc.pos_in_stream]!r}",
+                             exc.pos_in_stream) from None
+    except UnexpectedInput as exc:  # pragma: no cover - the two above cover LALR
+        raise ConditionError(f"condition: {exc}", 0) from None
+    return _build(tree)
+
+
+def _build(tree) -> CExpr:
+    from lark import Token
+
+    if isinstance(tree, Token):
+        return Ref(str(tree), tree.start_pos or 0)
+    kind = tree.data
+    if kind == "reference":
+        token = tree.children[0]
+        return Ref(str(token), token.start_pos or 0)
+    if kind == "negation":
+        return CNot(_build(tree.children[0]))
+    if kind == "and_expr":
+        return CAnd(tuple(_build(c) for c in tree.children))
+    if kind == "or_expr":
+        return COr(tuple(_build(c) for c in tree.children))
+    if kind == "quantifier":
+        quantity, target = tree.children
+        q = str(quantity).lower()
+        return Quantified("all" if q == "all" else "1", str(target).lower() if target.type == "THEM"
+                          else str(target), quantity.start_pos or 0)
+    raise ConditionError(f"condition: unexpected {kind}")  # pragma: no cover
+
+
+def names_for(pattern: str, names: list[str]) -> list[str]:
+    """The selection names a `1 of` / `all of` pattern stands for (in rule order)."""
+    if pattern == "them":
+        return [n for n in names if not n.startswith("_")]
+    if "*" not in pattern:
+        return [n for n in names if n == pattern]
+    regex = re.compile("".join(".*" if ch == "*" else re.escape(ch) for ch in pattern) + r"\Z")
+    return [n for n in names if regex.match(n)]
+
+
+__all__ = ["CAnd", "CExpr", "CNot", "COr", "ConditionError", "Quantified", "Ref", "names_for",
+           "parse_condition"]

@@ -1,0 +1,147 @@
+"""Sigma values (after their modifiers) as predicates of the detection model.
+
+* A string without wildcards is EQUALS; `*x*`, `x*`, `*x` are CONTAINS, STARTSWITH, ENDSWITH;
+  a lone `*` is EXISTS (pySigma: any value, so not on a missing field); any other wildcard
+  pattern is an anchored REGEX (`(?s)^...$`, `*` -> `.*`, `?` -> `.`).  Case-insensitive unless
+  `cased` (Sigma's default).
+* `re` is REGEX (case-sensitive unless `i`; `m`/`s` become inline flags).  The one regex form
+  rmmc's Sigma backend writes for a KQL term match (`sigma_values` docstring) is lifted back to
+  TERM / TERM_PREFIX / TERM_SUFFIX, and a regex that is only an escaped literal to CONTAINS, so
+  KQL -> Sigma -> KQL gives back `has`.
+* null is "the field is missing" (EXISTS negated); numbers and booleans are equality on a
+  numeric / boolean field, or on their text for a string column; `gt`... are comparisons.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rmmc.backends.sigma_values import TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT
+from rmmc.compiler.diagnostics import Span
+from rmmc.compiler.evaluator import is_term_char
+from rmmc.compiler.ir import Field, Op, Predicate
+from rmmc.compiler.sigma.values import (MULTI, SBool, SCidr, SCompare, SExists, SNull, SNumber,
+                                        SRegex, SString, SValue, Wild, literal, normalise)
+
+NUMERIC = frozenset({"int", "long", "real", "double", "decimal"})
+_COMPARE = {"gt": Op.GT, "gte": Op.GE, "lt": Op.LT, "lte": Op.LE}
+_META = "\\.^$|?*+()[]{}"
+_ESCAPED_LITERAL = re.compile(r"(?:\\[\\.^$|?*+()\[\]{}]|[^\\.^$|?*+()\[\]{}])*")
+_UNESCAPE = re.compile(r"\\(.)")
+_LEFT, _RIGHT = TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT
+
+
+def predicate(name: str, column_type: str | None, value: SValue, span: Span | None) -> Predicate:
+    """One Sigma value on one field as a predicate (`column_type` None: the field is not a
+    known column, so its type follows the value)."""
+    kind = column_type or "string"
+    if isinstance(value, SString):
+        return _string(name, kind, value, span)
+    if isinstance(value, SRegex):
+        return _regex(name, kind, value, span)
+    if isinstance(value, SNull):
+        return Predicate(Field(name, kind), Op.EXISTS, negated=True, span=span)
+    if isinstance(value, SExists):
+        return Predicate(Field(name, kind), Op.EXISTS, negated=not value.value, span=span)
+    if isinstance(value, SCidr):
+        return Predicate(Field(name, kind), Op.CIDR, (value.network,), span=span)
+    if isinstance(value, SCompare):
+        number_type = column_type if column_type in NUMERIC else _number_type(value.value)
+        return Predicate(Field(name, number_type), _COMPARE[value.op], (value.value,), span=span)
+    if isinstance(value, SNumber):
+        if column_type is None:
+            return Predicate(Field(name, _number_type(value.value)), Op.EQUALS, (value.value,), span=span)
+        if kind in NUMERIC:
+            return Predicate(Field(name, kind), Op.EQUALS, (value.value,), span=span)
+        return Predicate(Field(name, kind), Op.EQUALS, (str(value.value),), span=span)
+    if isinstance(value, SBool):
+        if column_type is None or kind == "bool":
+            return Predicate(Field(name, "bool"), Op.EQUALS, (value.value,), span=span)
+        return Predicate(Field(name, kind), Op.EQUALS, ("true" if value.value else "false",), span=span)
+    raise TypeError(f"not a Sigma value: {value!r}")
+
+
+def _number_type(n: int | float) -> str:
+    return "real" if isinstance(n, float) else "long"
+
+
+def _string(name: str, kind: str, value: SString, span: Span | None) -> Predicate:
+    parts = normalise(value.parts)
+    field = Field(name, kind)
+    cased = value.cased
+    text = literal(parts)
+    if text is not None:
+        if kind in NUMERIC and _is_number(text):
+            return Predicate(field, Op.EQUALS, (_number(text),), span=span)
+        return Predicate(field, Op.EQUALS, (text,), case_sensitive=cased, span=span)
+    if parts == (MULTI,):
+        return Predicate(field, Op.EXISTS, span=span)
+    if len(parts) == 3 and parts[0] == MULTI and parts[-1] == MULTI and isinstance(parts[1], str):
+        return Predicate(field, Op.CONTAINS, (parts[1],), case_sensitive=cased, span=span)
+    if len(parts) == 2 and isinstance(parts[0], str) and parts[1] == MULTI:
+        return Predicate(field, Op.STARTSWITH, (parts[0],), case_sensitive=cased, span=span)
+    if len(parts) == 2 and parts[0] == MULTI and isinstance(parts[1], str):
+        return Predicate(field, Op.ENDSWITH, (parts[1],), case_sensitive=cased, span=span)
+    return Predicate(field, Op.REGEX, (wildcard_regex(parts),), case_sensitive=cased, span=span)
+
+
+def wildcard_regex(parts) -> str:
+    """An anchored regex for a wildcard pattern; `.` matches a line break too, as `*` does."""
+    body = "".join((".*" if p.char == "*" else ".") if isinstance(p, Wild) else escape(p) for p in parts)
+    return f"(?s)^{body}$"
+
+
+def escape(text: str) -> str:
+    return "".join("\\" + ch if ch in _META else ch for ch in text)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() == text and text != ""
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _regex(name: str, kind: str, value: SRegex, span: Span | None) -> Predicate:
+    field = Field(name, kind)
+    cased = "i" not in value.flags
+    if not value.flags - {"i"}:
+        lifted = lift_term_regex(value.pattern)
+        if lifted is not None:
+            op, needle = lifted
+            return Predicate(field, op, (needle,), case_sensitive=cased, span=span)
+    inline = "".join(sorted(value.flags - {"i"}))
+    pattern = f"(?{inline}){value.pattern}" if inline else value.pattern
+    return Predicate(field, Op.REGEX, (pattern,), case_sensitive=cased, span=span)
+
+
+def lift_term_regex(pattern: str) -> tuple[Op, str] | None:
+    """(operator, needle) when `pattern` is exactly a term regex rmmc's Sigma backend writes
+    (or an escaped literal: CONTAINS); None for any other regex."""
+    left = pattern.startswith(_LEFT)
+    body = pattern[len(_LEFT):] if left else pattern
+    right = body.endswith(_RIGHT)
+    body = body[:-len(_RIGHT)] if right else body
+    if not _ESCAPED_LITERAL.fullmatch(body):
+        return None
+    needle = _UNESCAPE.sub(r"\1", body)
+    if not needle:
+        return None
+    starts, ends = is_term_char(needle[0]), is_term_char(needle[-1])
+    if left and not starts or right and not ends:
+        return None  # a boundary the backend would not write: not its form
+    if left and right:
+        return Op.TERM, needle
+    if left:
+        return (Op.TERM_PREFIX if ends else Op.TERM), needle
+    if right:
+        return (Op.TERM_SUFFIX if starts else Op.TERM), needle
+    return Op.CONTAINS, needle

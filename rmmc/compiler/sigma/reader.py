@@ -1,0 +1,496 @@
+"""Sigma YAML (rules, correlations, filters; one or several documents) into the detection model.
+
+For each rule the reader maps the logsource to the Defender table pySigma's `microsoft_xdr`
+pipeline routes it to (`Schema.table_for_logsource`; `service: <DeviceTable>`, which rmmc's
+Sigma backend writes for tables without a Sigma logsource, names that table), and each Sigma
+field to that table's column (`TableSchema.column_for_sigma`, the inverse map per table:
+`Image` is `FolderPath` in process events and `InitiatingProcessFolderPath` in network events).
+A field with no column there keeps its Sigma name, with a warning.  A logsource with no
+Defender table keeps every field under its Sigma name (`Source.taxonomy == "sigma"`).
+
+Documents that belong together are read together: a correlation (event_count) becomes its
+base rule with a `summarize count() by ...` output, and a filter document ANDs its condition
+into the rules it names, as pySigma applies it.  Nothing raises: every problem is a
+diagnostic at its place in the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from rmmc.compiler import ir
+from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Severity, Span, error, warning
+from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, COr, ConditionError, Quantified, Ref,
+                                           names_for, parse_condition)
+from rmmc.compiler.sigma.predicates import predicate
+from rmmc.compiler.sigma.values import (KNOWN_MODIFIERS, SigmaValueProblem, Unsupported,
+                                        apply_modifiers)
+from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain
+
+_LEVELS = ("informational", "low", "medium", "high", "critical")
+_TECHNIQUE = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
+_TACTIC = re.compile(r"^attack\.([a-z]+(?:[-_][a-z]+)*)$")
+_TIMESPAN = re.compile(r"^(\d+)([smhdwMy])$")
+_TIMESPAN_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_MERGEABLE = frozenset({ir.Op.EQUALS, ir.Op.CONTAINS, ir.Op.STARTSWITH, ir.Op.ENDSWITH, ir.Op.TERM,
+                        ir.Op.TERM_PREFIX, ir.Op.TERM_SUFFIX, ir.Op.REGEX, ir.Op.CIDR})
+COUNT_COLUMN = "Count"
+
+
+@dataclass(frozen=True)
+class SigmaRule:
+    """One rule read from a Sigma file: the rule (None when it has an error), its
+    diagnostics, its metadata as written, and where its document(s) sit in the file."""
+
+    rule: ir.Rule | None
+    diagnostics: tuple[Diagnostic, ...]
+    title: str | None
+    metadata: dict[str, Any]
+    span: Span
+    kind: str = "rule"  # rule, correlation
+
+
+def read_sigma_text(text: str, path: str = "<sigma>", schema: Any = "default",
+                    source: LineIndex | None = None) -> tuple[list[SigmaRule], list[Diagnostic]]:
+    """Every rule of a Sigma YAML stream, and the file-level diagnostics."""
+    source = source or LineIndex(text)
+    documents, problems = load_stream(text, source)
+    if problems:
+        return [], problems
+    if schema == "default":
+        from rmmc.compiler.schema import load_schema
+
+        schema = load_schema()
+    reader = _StreamReader(schema, path)
+    return reader.read([d.root for d in documents if d.root is not None],
+                       [list(d.duplicates) for d in documents if d.root is not None])
+
+
+def read_sigma_rules(text: str, path: str = "<sigma>") -> list[tuple[ir.Rule | None, list[Diagnostic]]]:
+    """(rule, diagnostics) for each rule of a Sigma YAML stream (the library's short form);
+    file-level problems come back as one entry with no rule."""
+    rules, problems = read_sigma_text(text, path)
+    out = [(r.rule, list(r.diagnostics)) for r in rules]
+    if problems:
+        out.append((None, problems))
+    return out
+
+
+# ------------------------------------------------------------------ the stream
+
+
+class _StreamReader:
+    def __init__(self, schema: Any, path: str):
+        self.schema = schema
+        self.path = path
+
+    def read(self, roots: list[Y], duplicates: list[list[Diagnostic]]) -> tuple[list[SigmaRule], list[Diagnostic]]:
+        file_level: list[Diagnostic] = []
+        rules: list[tuple[Y, SigmaRule]] = []
+        correlations: list[Y] = []
+        filters: list[Y] = []
+        for root, dups in zip(roots, duplicates):
+            if not root.is_map:
+                file_level.append(error("a Sigma document must be a mapping (title:, logsource:, "
+                                        "detection: ...)", root.span, "sigma-structure"))
+                continue
+            if root.get("correlation") is not None:
+                correlations.append(root)
+            elif root.get("filter") is not None:
+                filters.append(root)
+            elif root.get("action") is not None and root.get("detection") is None:
+                file_level.append(error(
+                    f"action: {plain(root.get('action'))!r} (a Sigma 1 rule collection) is not "
+                    "supported: write each rule in full", root.key_span("action"), "sigma-unsupported"))
+            elif root.get("detection") is not None:
+                rules.append((root, self.rule(root, dups)))
+            else:
+                file_level.append(error("not a Sigma rule: no detection, correlation or filter",
+                                        root.span, "sigma-structure"))
+        for f in filters:
+            rules = self.apply_filter(f, rules, file_level)
+        hidden: set[int] = set()
+        out: list[SigmaRule] = []
+        correlated: list[tuple[int, SigmaRule]] = []
+        for c in correlations:
+            result, bases = self.correlation(c, rules)
+            spec = plain(c.get("correlation"))
+            if not (isinstance(spec, dict) and spec.get("generate") is True):
+                hidden.update(bases)  # Sigma: base rules are not output on their own by default
+            position = min(bases) if bases else len(rules)
+            correlated.append((position, result))
+        for i, (_, rule) in enumerate(rules):
+            for position, result in correlated:
+                if position == i:
+                    out.append(result)
+            if i not in hidden:
+                out.append(rule)
+        out.extend(result for position, result in correlated if position >= len(rules))
+        return out, file_level
+
+    # -------------------------------------------------------------- one rule
+
+    def rule(self, root: Y, duplicates: list[Diagnostic]) -> SigmaRule:
+        found: list[Diagnostic] = list(duplicates)
+        meta = {k: plain(v) for k, v in root.value.items() if k != "detection"}
+        title = str(meta["title"]).strip() if meta.get("title") else None
+        source, table = self.source(root.get("logsource"), found, root)
+        condition = _Detection(root.get("detection"), table, source, found).condition()
+        rule = None
+        if condition is not None and not any(d.is_error for d in found):
+            rule = ir.Rule(self.metadata(meta, root), source, condition)
+        return SigmaRule(rule, tuple(d.with_path(self.path) for d in found), title, meta, root.span)
+
+    def source(self, logsource: Y | None, found: list[Diagnostic], root: Y) -> tuple[ir.Source, Any]:
+        values = plain(logsource) if logsource is not None else None
+        if not isinstance(values, dict):
+            found.append(error("logsource: missing or not a mapping", (logsource or root).span,
+                               "sigma-structure"))
+            return ir.Source(None, taxonomy="sigma"), None
+        product, category, service = (str(values[k]) if values.get(k) is not None else None
+                                      for k in ("product", "category", "service"))
+        table = None
+        if self.schema is not None:
+            if service is not None and self.schema.table(service) is not None:
+                table = self.schema.table(service)
+            else:
+                table = self.schema.table_for_logsource(product, category, service)
+        if table is None:
+            return ir.Source(None, ir.EventKind.UNKNOWN, product, category, service, taxonomy="sigma"), None
+        return ir.Source(table.name, ir.EventKind(table.event_kind), product, category, service), table
+
+    def metadata(self, meta: dict[str, Any], root: Y) -> ir.Metadata:
+        tags = [str(t) for t in _as_list(meta.get("tags"))]
+        techniques = tuple(m.group(1).upper() for t in tags if (m := _TECHNIQUE.match(t)))
+        tactics = tuple("".join(w.capitalize() for w in re.split(r"[-_]", m.group(1)))
+                        for t in tags if not _TECHNIQUE.match(t) and (m := _TACTIC.match(t)))
+        level = str(meta.get("level") or "").lower()
+        return ir.Metadata(
+            id=str(meta["id"]) if meta.get("id") else None,
+            title=str(meta["title"]).strip() if meta.get("title") else None,
+            description=str(meta["description"]).strip() if meta.get("description") else None,
+            author=str(meta["author"]).strip() if meta.get("author") else None,
+            references=tuple(str(r) for r in _as_list(meta.get("references"))),
+            tactics=tactics, techniques=techniques,
+            level=level if level in _LEVELS else None,
+            status=str(meta["status"]) if meta.get("status") else None,
+            date=str(meta["date"]) if meta.get("date") else None,
+            false_positives=tuple(str(f) for f in _as_list(meta.get("falsepositives")) if f is not None),
+            source_path=self.path, source_span=root.span)
+
+    # -------------------------------------------------------------- filters
+
+    def apply_filter(self, root: Y, rules: list[tuple[Y, SigmaRule]],
+                     file_level: list[Diagnostic]) -> list[tuple[Y, SigmaRule]]:
+        body = root.get("filter")
+        if body is None or not body.is_map:
+            file_level.append(error("filter: must be a mapping with rules, selections and a condition",
+                                    root.span, "sigma-structure"))
+            return rules
+        wanted = {str(r) for r in _as_list(plain(body.get("rules")))}
+        out = []
+        applied = False
+        for y, rule in rules:
+            names = {str(rule.metadata.get("id")), str(rule.metadata.get("name"))}
+            if rule.rule is None or not (wanted & names):
+                out.append((y, rule))
+                continue
+            found: list[Diagnostic] = []
+            detection = Y({k: v for k, v in body.value.items() if k != "rules"}, body.span, body.keys)
+            table = self.schema.table(rule.rule.source.table) if (self.schema and rule.rule.source.table) else None
+            condition = _Detection(detection, table, rule.rule.source, found).condition()
+            found = [d.with_path(self.path) for d in found]
+            if condition is None or any(d.is_error for d in found):
+                out.append((y, replace(rule, rule=None, diagnostics=rule.diagnostics + tuple(found))))
+            else:
+                new_rule = replace(rule.rule, condition=ir.all_of([rule.rule.condition, condition]))
+                note = Diagnostic(Severity.NOTE, f"filter {plain(root.get('title'))!r} is applied "
+                                  "(ANDed into the detection, as pySigma does)", root.span, "sigma-filter",
+                                  self.path)
+                out.append((y, replace(rule, rule=new_rule, diagnostics=rule.diagnostics + tuple(found) + (note,))))
+            applied = True
+        if not applied:
+            file_level.append(warning(
+                f"filter {plain(root.get('title'))!r} names no rule of this file "
+                f"({', '.join(sorted(wanted)) or 'none'}): not applied", root.span, "sigma-filter"))
+        return out
+
+    # -------------------------------------------------------------- correlations
+
+    def correlation(self, root: Y, rules: list[tuple[Y, SigmaRule]]) -> tuple[SigmaRule, list[int]]:
+        found: list[Diagnostic] = []
+        meta = {k: plain(v) for k, v in root.value.items() if k != "correlation"}
+        title = str(meta["title"]).strip() if meta.get("title") else None
+        body = root.get("correlation")
+        spec = plain(body) if body is not None else None
+
+        def failed(message: str, span: Span) -> tuple[SigmaRule, list[int]]:
+            found.append(error(message, span, "sigma-correlation"))
+            return SigmaRule(None, tuple(d.with_path(self.path) for d in found), title, meta,
+                             root.span, "correlation"), bases
+
+        bases: list[int] = []
+        if not isinstance(spec, dict):
+            return failed("correlation: must be a mapping (type, rules, group-by, timespan, condition)",
+                          root.span)
+        wanted = [str(r) for r in _as_list(spec.get("rules"))]
+        for name in wanted:
+            hits = [i for i, (_, r) in enumerate(rules)
+                    if name in (str(r.metadata.get("id")), str(r.metadata.get("name")))]
+            if not hits:
+                return failed(f"correlation: rule {name!r} is not in this file", body.key_span("rules"))
+            bases.extend(hits)
+        kind = spec.get("type")
+        if kind != "event_count":
+            return failed(f"correlation type {kind!r} is not supported (only event_count has a form "
+                          "in rmmc's detection model)", body.key_span("type"))
+        if len(bases) != 1:
+            return failed("correlation: event_count over several rules is not supported",
+                          body.key_span("rules"))
+        base = rules[bases[0]][1]
+        if base.rule is None:
+            found.extend(base.diagnostics)
+            return failed(f"correlation: its rule {wanted[0]!r} has errors", body.key_span("rules"))
+        table = self.schema.table(base.rule.source.table) if (self.schema and base.rule.source.table) else None
+        group_by = []
+        for key in _as_list(spec.get("group-by")):
+            column = _column(str(key), table, found, body.key_span("group-by"))[0]
+            group_by.append(column)
+        window = _timespan(spec.get("timespan"))
+        if window is None:
+            return failed(f"correlation: timespan {spec.get('timespan')!r} is not a Sigma timespan "
+                          "(a number and one of s m h d w)", body.key_span("timespan"))
+        threshold = _threshold(spec.get("condition"))
+        if threshold is None:
+            return failed(f"correlation: condition {spec.get('condition')!r} is not supported "
+                          "(one of gt, gte, lt, lte, eq with a number)", body.key_span("condition"))
+        found.append(warning(
+            f"correlation timespan {spec.get('timespan')} is read as the rule's lookback: events are "
+            "counted over one window ending now, not over every sliding window of that length",
+            body.key_span("timespan"), "sigma-correlation"))
+        post = () if threshold == (">=", 1) else (f"where {COUNT_COLUMN} {threshold[0]} {threshold[1]}",)
+        output = ir.Output(aggregation=ir.Aggregation(tuple(group_by), (ir.Aggregate(COUNT_COLUMN, "count"),)),
+                           post=post)
+        metadata = self.metadata({**base.metadata, **{k: v for k, v in meta.items() if v is not None}}, root)
+        rule = replace(base.rule, metadata=metadata, output=output,
+                       lookback=ir.Lookback(window, str(spec.get("timespan"))))
+        diagnostics = tuple(d.with_path(self.path) for d in found) + base.diagnostics
+        if any(d.is_error for d in diagnostics):
+            rule = None
+        return SigmaRule(rule, diagnostics, title or base.title, meta, root.span, "correlation"), bases
+
+
+# ------------------------------------------------------------------ detection
+
+
+class _Detection:
+    """One `detection:` block (or filter body) into one condition."""
+
+    def __init__(self, node: Y | None, table: Any, source: ir.Source, found: list[Diagnostic]):
+        self.node = node
+        self.table = table
+        self.source = source
+        self.found = found
+        self.built: dict[str, ir.Condition | None] = {}
+
+    def condition(self) -> ir.Condition | None:
+        node = self.node
+        if node is None or not node.is_map:
+            self.found.append(error("detection: must be a mapping of selections and a condition",
+                                    node.span if node else None, "sigma-structure"))
+            return None
+        cond_node = node.get("condition")
+        if cond_node is None:
+            self.found.append(error("detection: no condition", node.span, "sigma-structure"))
+            return None
+        self.names = [k for k in node.value if k != "condition" and k != "timeframe"]
+        if node.get("timeframe") is not None:
+            self.found.append(error("detection: timeframe (Sigma 1 aggregation) is not supported; "
+                                    "use a correlation rule", node.key_span("timeframe"), "sigma-unsupported"))
+            return None
+        texts = cond_node.value if cond_node.is_list else [cond_node]
+        parts = []
+        for item in texts:
+            if not isinstance(item.value, str):
+                self.found.append(error("condition: must be text", item.span, "sigma-structure"))
+                return None
+            try:
+                tree = parse_condition(item.value)
+            except ConditionError as exc:
+                self.found.append(error(str(exc), _at(item, exc.column), "sigma-condition"))
+                return None
+            built = self.resolve(tree, item)
+            if built is None:
+                return None
+            parts.append(built)
+        return ir.any_of(parts)
+
+    def resolve(self, expr: CExpr, where: Y) -> ir.Condition | None:
+        if isinstance(expr, Ref):
+            if expr.name not in self.names:
+                self.found.append(error(f"condition: no selection named {expr.name!r}",
+                                        _at(where, expr.column), "sigma-condition"))
+                return None
+            return self.selection(expr.name)
+        if isinstance(expr, Quantified):
+            names = names_for(expr.pattern, self.names)
+            if not names:
+                self.found.append(error(f"condition: {expr.quantity} of {expr.pattern} matches no selection",
+                                        _at(where, expr.column), "sigma-condition"))
+                return None
+            items = [self.selection(n) for n in names]
+            if any(i is None for i in items):
+                return None
+            return ir.all_of(items) if expr.quantity == "all" else ir.any_of(items)
+        if isinstance(expr, CNot):
+            inner = self.resolve(expr.item, where)
+            if isinstance(inner, ir.Predicate):  # the same test (a comparison stays unknown on null)
+                return inner.negate()
+            return None if inner is None else ir.Not(inner)
+        items = [self.resolve(i, where) for i in expr.items]
+        if any(i is None for i in items):
+            return None
+        return ir.all_of(items) if isinstance(expr, CAnd) else ir.any_of(items)
+
+    def selection(self, name: str) -> ir.Condition | None:
+        if name not in self.built:
+            self.built[name] = self._selection(self.node.value[name], name)
+        return self.built[name]
+
+    def _selection(self, node: Y, name: str) -> ir.Condition | None:
+        if node.is_map:
+            items = [self.item(key, node.key_span(key), value) for key, value in node.value.items()]
+            return None if any(i is None for i in items) else ir.all_of(items)
+        if node.is_list and node.value and all(v.is_map for v in node.value):
+            maps = [self._selection(v, name) for v in node.value]
+            return None if any(m is None for m in maps) else ir.any_of(maps)
+        if node.is_list and any(v.is_map for v in node.value):
+            self.found.append(error(f"selection {name!r} mixes field maps and keywords",
+                                    node.span, "sigma-structure"))
+            return None
+        self.found.append(error(
+            f"selection {name!r} is a keyword (full-text) search: rmmc's detection model tests "
+            "named fields only", node.span, "sigma-keywords"))
+        return None
+
+    def item(self, key: str, key_span: Span, node: Y) -> ir.Condition | None:
+        field, *modifiers = key.split("|")
+        if not field:
+            self.found.append(error(f"{key!r}: a keyword (full-text) search with modifiers: rmmc's "
+                                    "detection model tests named fields only", key_span, "sigma-keywords"))
+            return None
+        for m in modifiers:
+            if m not in KNOWN_MODIFIERS:
+                self.found.append(error(f"unknown modifier {m!r} on {field}", key_span, "sigma-modifier"))
+                return None
+        column, column_type = _column(field, self.table, self.found, key_span, self.source)
+        raws = node.value if node.is_list else [node]
+        if node.is_map:
+            self.found.append(error(f"{key}: a value must be a scalar or a list", node.span, "sigma-structure"))
+            return None
+        link_all = "all" in modifiers
+        per_value: list[list[ir.Predicate]] = []
+        for raw in raws:
+            if raw.is_map or raw.is_list:
+                self.found.append(error(f"{key}: a value must be a scalar", raw.span, "sigma-structure"))
+                return None
+            try:
+                values = apply_modifiers(raw.value, modifiers)
+            except Unsupported as exc:
+                self.found.append(error(f"{key}: {exc}", key_span, "sigma-unsupported"))
+                return None
+            except SigmaValueProblem as exc:
+                self.found.append(error(f"{key}: {exc}", raw.span, "sigma-value"))
+                return None
+            predicates = [predicate(column, column_type, v, raw.span) for v in values]
+            for p in predicates:
+                if p.op is ir.Op.EQUALS and p.values == ("",) and p.field.type == "string":
+                    self.found.append(Diagnostic(
+                        Severity.NOTE, f"{field}: '' also matches events without the field (in the "
+                        "detection model, as in KQL, a missing string reads as '')", raw.span, "sigma-empty"))
+            per_value.append(predicates)
+        if not per_value:
+            return ir.Const(link_all)
+        condition = _link(per_value, link_all)
+        return ir.Not(condition) if "neq" in modifiers else condition
+
+
+def _link(per_value: list[list[ir.Predicate]], link_all: bool) -> ir.Condition:
+    """Any (or, with `all`, every) raw value; a raw value is any of its expansions.  Single
+    predicates that differ only in their value are merged into one multi-valued predicate."""
+    if link_all and all(len(ps) == 1 for ps in per_value):
+        return _merge([ps[0] for ps in per_value], all_values=True)
+    if link_all:
+        return ir.all_of([_merge(ps, all_values=False) for ps in per_value])
+    return _merge([p for ps in per_value for p in ps], all_values=False)
+
+
+def _merge(predicates: list[ir.Predicate], all_values: bool) -> ir.Condition:
+    groups: dict[tuple, list[ir.Predicate]] = {}
+    order: list[tuple] = []
+    for p in predicates:
+        key = (p.field, p.op, p.case_sensitive, p.negated) if p.op in _MERGEABLE else (id(p),)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(p)
+    out: list[ir.Condition] = []
+    for key in order:
+        members = groups[key]
+        first = members[0]
+        if len(members) == 1:
+            out.append(first)
+            continue
+        values = tuple(v for m in members for v in m.values)
+        out.append(ir.Predicate(first.field, first.op, values, all_values, first.case_sensitive,
+                                first.negated, first.span))
+    return ir.all_of(out) if all_values else ir.any_of(out)
+
+
+def _column(field: str, table: Any, found: list[Diagnostic], span: Span,
+            source: ir.Source | None = None) -> tuple[str, str | None]:
+    """The column a Sigma field lands on in the rule's table, and its type."""
+    if table is None:
+        return field, None
+    column = table.column_for_sigma(field)
+    if column is None and table.column_type(field) is not None:
+        column = field  # a Defender column name written as is (rmmc's own Sigma does this)
+    if column is None:
+        found.append(warning(f"Sigma field {field} has no column in {table.name}: kept as {field!r}",
+                             span, "sigma-field"))
+        return field, None
+    return column, table.column_type(column)
+
+
+def _at(node: Y, column: int) -> Span:
+    """The place of a column of a condition text in the file (exact for a plain one-line scalar)."""
+    if node.plain_style:
+        return Span(node.span.offset + column, node.span.offset + column, node.span.line,
+                    node.span.column + column)
+    return node.span
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _timespan(value: Any) -> timedelta | None:
+    match = _TIMESPAN.match(str(value).strip()) if value is not None else None
+    if match is None or match.group(2) in "My":
+        return None
+    return timedelta(seconds=int(match.group(1)) * _TIMESPAN_UNITS[match.group(2)])
+
+
+def _threshold(condition: Any) -> tuple[str, int] | None:
+    if not isinstance(condition, dict) or len(condition) != 1:
+        return None
+    (op, value), = condition.items()
+    symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=="}.get(str(op))
+    if symbol is None or isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return symbol, value
