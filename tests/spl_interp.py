@@ -8,6 +8,7 @@ event).  Missing fields are None.  Regexes are PCRE written for Python's `re`.
 
 from __future__ import annotations
 
+import ipaddress
 import operator
 import re
 
@@ -189,6 +190,15 @@ def call(name, args):
         if args[0] is None:
             return None
         return re.search(pcre_to_python(args[1]), str(args[0])) is not None
+    if name == "cidrmatch":  # cidrmatch("net", ip): false when ip is no address (null on null)
+        if args[1] is None:
+            return None
+        network = ipaddress.ip_network(args[0], strict=False)
+        try:
+            address = ipaddress.ip_address(str(args[1]))
+        except ValueError:
+            return False
+        return address.version == network.version and address in network
     if name == "coalesce":
         return next((a for a in args if a is not None), None)
     if name == "lower":

@@ -355,3 +355,24 @@ def test_missing_profile_module_passes_names_through(monkeypatch):
     t = emit_esql(rule_of(Predicate(Field("RemoteUrl"), Op.EQUALS, ("a",), case_sensitive=True)))
     assert t.ok and 'COALESCE(RemoteUrl, "") == "a"' in t.text
     assert any(d.code == "unmapped-field" for d in t.diagnostics)
+
+
+# ------------------------------------------------------------------ CIDR (Op.CIDR)
+# No ES|QL engine runs here: the text is checked against Elastic's documentation (CIDR_MATCH
+# takes an `ip` and CIDR blocks, any of them; TO_IP gives null for a text that is no address;
+# COALESCE keeps NOT exact on those nulls).
+
+
+def test_cidr_text():
+    ip = Field("RemoteIP")
+    assert where(Predicate(ip, Op.CIDR, ("10.1.2.3/8", "fe80::/10"))) == \
+        'COALESCE(CIDR_MATCH(TO_IP(RemoteIP), "10.0.0.0/8", "fe80::/10"), false)'
+    assert where(Predicate(ip, Op.CIDR, ("10.0.0.0/8",), negated=True)) == \
+        'NOT COALESCE(CIDR_MATCH(TO_IP(RemoteIP), "10.0.0.0/8"), false)'
+    assert where(Predicate(ip, Op.CIDR, ("10.0.0.0/8", "10.1.0.0/16"), all_values=True, negated=True)) == \
+        'NOT (COALESCE(CIDR_MATCH(TO_IP(RemoteIP), "10.0.0.0/8"), false) AND ' \
+        'COALESCE(CIDR_MATCH(TO_IP(RemoteIP), "10.1.0.0/16"), false))'
+    mapped = emit_esql(rule_of(Predicate(ip, Op.CIDR, ("::ffff:0:0/96",))))
+    assert any(d.code == "lossy" and "::ffff:0:0/96" in d.message for d in mapped.diagnostics)
+    assert not emit_esql(rule_of(Predicate(ip, Op.CIDR, ("10.0.0.0/33",)))).ok
+    assert not emit_esql(rule_of(Predicate(Field("RemotePort", "int"), Op.CIDR, ("10.0.0.0/8",)))).ok

@@ -775,3 +775,41 @@ def test_bundled_seed_documents_end_to_end(name, selected):
                "InitiatingProcessVersionInfoProductName": p} for u, c, p in SEED_EVENTS]
     assert evaluator.select(rule, events) == selected
     assert sqlite_select(result.text, events) == selected
+
+
+# ------------------------------------------------------------------ CIDR (Op.CIDR)
+#
+# pySigma's sqlite backend has no CIDR test: it expands `|cidr` into wildcard patterns
+# (`10.*`, IPv6 by groups), so it agrees with the evaluator on addresses and on a missing
+# field, but also matches text that merely starts like one ("10.x", see below).
+
+CIDR_EVENTS = [{"RemoteIP": v} for v in
+               ["10.1.2.3", "11.0.0.1", "fe80::1", "2001:db8::1", "not an ip", ""]] + [{}]
+
+
+@pytest.mark.parametrize("condition", [
+    P("RemoteIP", Op.CIDR, "10.0.0.0/8", "fe80::/10"),
+    P("RemoteIP", Op.CIDR, "10.0.0.0/8", "fe80::/10", negated=True),
+    P("RemoteIP", Op.CIDR, "10.0.0.0/8", "10.1.0.0/16", all_values=True),
+    P("RemoteIP", Op.CIDR, "10.0.0.0/8", "10.1.0.0/16", all_values=True, negated=True),
+    P("RemoteIP", Op.CIDR, "10.1.2.3/8"),
+])
+def test_cidr_loads_and_sqlite_agrees(condition):
+    text = emit_ok(rule_of(condition))
+    validate(text)
+    assert "DestinationIp|cidr" in text
+    assert_same_selection(rule_of(condition), CIDR_EVENTS)
+
+
+def test_cidr_strict_notation_and_its_note():
+    t = emit_sigma(rule_of(P("RemoteIP", Op.CIDR, "10.1.2.3/8", "fe80::/10")))
+    assert t.ok and "- 10.0.0.0/8\n" in t.text and "10.1.2.3" not in t.text
+    assert [d.code for d in t.diagnostics if "10.1.2.3/8" in d.message] == ["note"]
+    assert not emit_sigma(rule_of(P("RemoteIP", Op.CIDR, "10.0.0.0/33"))).ok
+
+
+def test_sqlite_cidr_is_a_wildcard_expansion():
+    """Why the events above hold no '10.x': pySigma's sqlite backend matches it to 10.0.0.0/8."""
+    rule = rule_of(P("RemoteIP", Op.CIDR, "10.0.0.0/8"))
+    assert sqlite_select(emit_ok(rule), [{"RemoteIP": "10.x"}]) == [0]
+    assert evaluator.select(rule, [{"RemoteIP": "10.x"}]) == []

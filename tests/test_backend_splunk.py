@@ -390,3 +390,35 @@ def test_distinct_and_sentinel_time():
     assert t.text == ('search *\n| where (isnotnull(_time) AND _time>5)\n| fillnull value="" DeviceName RemoteUrl\n'
                       '| stats count by DeviceName RemoteUrl\n| fields - count\n')
     check_structure(t.text)
+
+
+# ------------------------------------------------------------------ CIDR (Op.CIDR)
+
+CIDR_EVENTS = [{"RemoteIP": "10.1.2.3"}, {"RemoteIP": "11.0.0.1"}, {"RemoteIP": "fe80::1"},
+               {"RemoteIP": "2001:db8::1"}, {"RemoteIP": "not an ip"}, {"RemoteIP": "10.1.2.x"},
+               {"RemoteIP": ""}, {}]
+CIDR_CONDITIONS = [
+    P("RemoteIP", Op.CIDR, "10.0.0.0/8", "fe80::/10"),
+    P("RemoteIP", Op.CIDR, "10.0.0.0/8", "fe80::/10", negated=True),
+    P("RemoteIP", Op.CIDR, "10.0.0.0/8", "10.1.0.0/16", all_values=True),
+    P("RemoteIP", Op.CIDR, "10.0.0.0/8", "10.1.0.0/16", all_values=True, negated=True),
+    P("RemoteIP", Op.CIDR, "10.1.2.3/8"),  # host bits: the evaluator drops them
+]
+
+
+@pytest.mark.parametrize("condition", CIDR_CONDITIONS)
+def test_cidr_selects_what_the_evaluator_selects(condition):
+    r = rule_of(condition)
+    t = emit_splunk(r, fields="defender")
+    assert t.ok and "cidrmatch(" in t.text, t
+    assert [selects(t.text, e) for e in CIDR_EVENTS] == [matches(r, e) for e in CIDR_EVENTS], t.text
+
+
+def test_cidr_text_and_refusals():
+    t = emit_splunk(rule_of(P("RemoteIP", Op.CIDR, "10.1.2.3/8", "fe80::/10")))
+    assert '| where (cidrmatch("10.0.0.0/8", coalesce(DestinationIp, "")) OR ' \
+           'cidrmatch("fe80::/10", coalesce(DestinationIp, "")))' in t.text
+    bad = emit_splunk(rule_of(P("RemoteIP", Op.CIDR, "10.0.0.0/33")))
+    assert not bad.ok and any("not an IP network" in d.message for d in bad.diagnostics)
+    mapped = emit_splunk(rule_of(P("RemoteIP", Op.CIDR, "::ffff:0:0/96")))
+    assert any(d.code == "lossy" and "::ffff:0:0/96" in d.message for d in mapped.diagnostics)

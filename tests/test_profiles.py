@@ -97,3 +97,53 @@ def test_time_field_and_unknowns():
     assert load_profile("ecs").field("NoSuchTable", "RemoteUrl") is None
     assert load_profile("cim").field(None, "RemoteUrl") is None
     assert load_profile("sigma").field("DeviceNetworkEvents", "NoSuchColumn") is None
+
+
+# ------------------------------------------------------------------ rules named in the Sigma taxonomy
+
+
+def _sigma_taxonomy_rule():
+    from rmmc.compiler.ir import And, EventKind, Field, Metadata, Op, Predicate, Rule, Source
+
+    condition = And((Predicate(Field("Image"), Op.ENDSWITH, ("\\cmd.exe",)),
+                     Predicate(Field("Hashes"), Op.CONTAINS, ("abc",))))
+    return Rule(Metadata(title="t", description="d"),
+                Source(None, EventKind.PROCESS, "windows", "process_creation", taxonomy="sigma"), condition)
+
+
+def test_field_for_sigma():
+    from rmmc.compiler.schema.profiles import field_for_sigma, load_profile
+
+    assert field_for_sigma(load_profile("sigma"), "Image") == "Image"
+    assert field_for_sigma(load_profile("ecs"), "Image") == "process.executable"
+    assert field_for_sigma(load_profile("cim"), "DestinationIp") == "dest_ip"
+    assert field_for_sigma(load_profile("ecs"), "NoSuchSigmaField") is None
+    # Image is FolderPath in one table and InitiatingProcessFolderPath in others: no one answer
+    assert field_for_sigma(load_profile("defender"), "Image") is None
+    assert field_for_sigma(load_profile("defender"), "DestinationIp") == "RemoteIP"
+
+
+def test_backends_keep_or_map_sigma_names():
+    from rmmc.backends.eql import emit_eql
+    from rmmc.backends.esql import emit_esql
+    from rmmc.backends.sigma import emit_sigma
+    from rmmc.backends.splunk import emit_splunk
+
+    rule = _sigma_taxonomy_rule()
+    sigma = emit_sigma(rule)
+    assert "Image|endswith" in sigma.text and "Hashes|contains" in sigma.text
+    assert not [d for d in sigma.diagnostics if "Image" in d.message or "Hashes" in d.message]
+    spl = emit_splunk(rule, fields="sigma")
+    assert "Image" in spl.text and not [d for d in spl.diagnostics if d.code == "lossy"]
+    spl = emit_splunk(rule, fields="cim")
+    assert "process_path" in spl.text
+    assert [d for d in spl.diagnostics if d.code == "lossy"] and \
+        all("Hashes" in d.message for d in spl.diagnostics if d.code == "lossy")
+    eql = emit_eql(rule, fields="ecs")
+    assert "process.executable" in eql.text
+    assert [d.message for d in eql.diagnostics if d.code == "lossy" and "Image" in d.message] == []
+    assert any("Hashes" in d.message for d in eql.diagnostics if d.code == "lossy")
+    esql = emit_esql(rule, fields="ecs")
+    assert "process.executable" in esql.text
+    assert [d.message for d in esql.diagnostics if "Image" in d.message] == []
+    assert any("Hashes" in d.message for d in esql.diagnostics)

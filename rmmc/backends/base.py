@@ -10,11 +10,12 @@ exactly it says so with a diagnostic, never silently:
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Callable
 
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
-from rmmc.compiler.ir import Condition, Not, Rule
+from rmmc.compiler.ir import Condition, Not, Predicate, Rule
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,19 @@ def unsupported(target: str, message: str, span: Span | None = None) -> Diagnost
 
 def note(target: str, message: str, span: Span | None = None) -> Diagnostic:
     return Diagnostic(Severity.NOTE, f"{target}: {message}", span, "note")
+
+
+def cidr_networks(p: Predicate, refusal: Callable[..., Exception] = ValueError) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The networks of an `Op.CIDR` predicate as the evaluator reads them (`ip_network(text,
+    strict=False)`: host bits are dropped); a value that is no network raises `refusal(message,
+    span)`.  `str()` of each is the strict notation every target accepts."""
+    networks = []
+    for value in p.values:
+        try:
+            networks.append(ipaddress.ip_network(str(value), strict=False))
+        except ValueError as exc:
+            raise refusal(f"{value!r} is not an IP network (cidr on {p.field.name}): {exc}", p.span) from None
+    return networks
 
 
 def exclusion_conditions(rule: Rule, options: EmitOptions, target: str, found: list[Diagnostic],

@@ -37,11 +37,12 @@ is a `note` (it belongs to the rule's schedule, e.g. `from: now-5d`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import ipaddress
 import math
 import re
 from typing import Any
 
-from rmmc.backends.base import EmitOptions, exclusion_conditions, Translation, lossy, note, unsupported
+from rmmc.backends.base import cidr_networks, EmitOptions, exclusion_conditions, Translation, lossy, note, unsupported
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import evaluate_predicate
@@ -49,6 +50,7 @@ from rmmc.compiler.ir import (And, Condition, Const, EventKind, InSubquery, Not,
                               Predicate, Rule, all_of, any_of)
 
 TARGET = "eql"
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 
 CATEGORIES = {
     EventKind.PROCESS: "process",
@@ -322,11 +324,16 @@ class Profile:
 
     table: str | None
     profile: Any
+    taxonomy: str | None = None  # "sigma": the rule's fields are Sigma names already
     warnings: list[Diagnostic] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
 
     def name(self, column: str) -> str:
-        mapped = self.profile.field(self.table, column) if self.profile is not None else None
+        mapped = None
+        if self.profile is not None:
+            from rmmc.compiler.schema.profiles import rule_field  # another module's API
+
+            mapped = rule_field(self.profile, self.table, column, self.taxonomy)
         if mapped is None:
             if column not in self.seen:
                 self.seen.add(column)
@@ -366,6 +373,8 @@ class ConditionEmitter:
             return f"{f} != null" if p.negated else f"{f} == null"
         if p.op in _COMPARE or p.op is Op.BETWEEN:
             return self.comparison(p, f, kind)
+        if p.op is Op.CIDR:
+            return self.cidr(p, f, kind)
         if kind != "string":
             return self.typed(p, f, kind)
         if not p.values:
@@ -380,6 +389,29 @@ class ConditionEmitter:
         if p.negated:  # '' fails: so must a missing field, however `not` reads a null
             return f"({f} != null and {test})"
         return test
+
+    def cidr(self, p: Predicate, f: str, kind: str) -> str:
+        """`cidrMatch(f, "net", ...)` (any of the networks; all_values: one call per network,
+        and-ed).  cidrMatch is null on a null (and Elasticsearch holds no value for a text that
+        is no address in an `ip` field), so the negation is `(f == null or not cidrMatch(...))`:
+        a missing value is not inside, as in the IR."""
+        if kind != "string":
+            raise Refusal(f"cidr on the {kind} field {p.field.name} has no exact EQL form", p.span)
+        networks = cidr_networks(p, Refusal)
+        if not networks:
+            return "true" if p.all_values != p.negated else "false"
+        for network in networks:
+            if network.version == 6 and network.overlaps(_IPV4_MAPPED):
+                self.diagnostics.append(lossy(
+                    TARGET, f"cidr {network} on {p.field.name} overlaps ::ffff:0:0/96: Elasticsearch "
+                            "stores an IPv4 address as the IPv4-mapped IPv6 address, so IPv4 values "
+                            "match it, which the IR never does", p.span))
+        literals = [string_literal(str(n)) for n in networks]
+        if p.all_values:
+            test = _join("and", [f"cidrMatch({f}, {n})" for n in literals])
+        else:
+            test = f"cidrMatch({f}, {', '.join(literals)})"
+        return f"({f} == null or not {test})" if p.negated else test
 
     def comparison(self, p: Predicate, f: str, kind: str) -> str:
         if kind not in _NUMERIC:
@@ -507,7 +539,7 @@ def build_eql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: Any =
         profile = None
         found.append(lossy(TARGET, f"field profile {fields!r} is not available ({exc}): every "
                                    "column keeps its own name"))
-    names = Profile(rule.source.table, profile)
+    names = Profile(rule.source.table, profile, rule.source.taxonomy)
     emitter = ConditionEmitter(names)
     category = CATEGORIES.get(rule.source.kind, "any")
     if category == "any":

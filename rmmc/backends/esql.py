@@ -43,13 +43,14 @@ How the meaning is kept (the reference is `rmmc.compiler.evaluator`):
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from rmmc.backends.base import EmitOptions, exclusion_conditions, Translation, lossy, note, unsupported
+from rmmc.backends.base import cidr_networks, EmitOptions, exclusion_conditions, Translation, lossy, note, unsupported
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.compiler.evaluator import coerce, fold, is_term_char
@@ -57,6 +58,7 @@ from rmmc.compiler.ir import (And, Condition, Const, InSubquery, Not, Op, Or, Pr
                               all_of)
 
 TARGET = "esql"
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 DEFAULT_INDEX = "logs-*"
 
 # ------------------------------------------------------------------ field profiles
@@ -223,6 +225,7 @@ class Emitter:
     profile_name: str
     diagnostics: list[Diagnostic] = field(default_factory=list)
     case_folded: bool = False
+    taxonomy: str | None = None  # "sigma": the rule's fields are Sigma names already
 
     def add(self, d: Diagnostic) -> None:
         if d not in self.diagnostics:
@@ -230,7 +233,11 @@ class Emitter:
 
     def column(self, name: str) -> str:
         mapped = None
-        if self.profile is not None and self.table is not None:
+        if self.profile is not None and self.taxonomy == "sigma":
+            from rmmc.compiler.schema.profiles import rule_field
+
+            mapped = rule_field(self.profile, self.table, name, self.taxonomy)
+        elif self.profile is not None and self.table is not None:
             mapped = self.profile.field(self.table, name)
         if mapped is None:
             self.add(Diagnostic(Severity.WARNING, f"{TARGET}: column {name} has no field in the "
@@ -264,6 +271,8 @@ class Emitter:
             return f"({col} IS {'NOT ' if p.negated else ''}NULL)"
         if p.op in (Op.LT, Op.LE, Op.GT, Op.GE, Op.BETWEEN):
             return self.comparison(p, kind, col)
+        if p.op is Op.CIDR:
+            return self.cidr(p, kind, col)
         if p.op is Op.REGEX:
             raise Refusal(f"regex on {p.field.name}: the pattern is RE2 syntax and ES|QL's "
                           "RLIKE reads Lucene syntax; rmmc does not translate it", p.span)
@@ -288,6 +297,31 @@ class Emitter:
             test = paren(join("AND" if p.all_values else "OR", tests))
         if guard is not None:
             test = f"({guard} AND {test})"
+        return f"(NOT {test})" if p.negated else test
+
+    def cidr(self, p: Predicate, kind: str, col: str) -> str:
+        """`COALESCE(CIDR_MATCH(TO_IP(f), "net", ...), false)`: TO_IP gives null (with a
+        warning header) for a text that is no address, CIDR_MATCH null on a null; COALESCE makes
+        that false, so NOT is exact (a missing value or no address is not inside, as in the IR).
+        all_values: one CIDR_MATCH per network, and-ed."""
+        if kind not in ("string", "ip"):
+            raise Refusal(f"cidr on the {kind} field {p.field.name} has no exact ES|QL form", p.span)
+        networks = cidr_networks(p, Refusal)
+        if not networks:
+            return "true" if p.all_values != p.negated else "false"
+        for network in networks:
+            if network.version == 6 and network.overlaps(_IPV4_MAPPED):
+                self.add(lossy(TARGET, f"cidr {network} on {p.field.name} overlaps ::ffff:0:0/96: "
+                                       "Elasticsearch's ip type holds an IPv4 address as the "
+                                       "IPv4-mapped IPv6 address, so IPv4 values match it, which "
+                                       "the IR never does", p.span))
+        subject = f"TO_IP({col})"
+        literals = [string_lit(str(n)) for n in networks]
+        if p.all_values:
+            tests = [f"COALESCE(CIDR_MATCH({subject}, {n}), false)" for n in literals]
+            test = paren(join("AND", tests)) if len(tests) > 1 else tests[0]
+        else:
+            test = f"COALESCE(CIDR_MATCH({subject}, {', '.join(literals)}), false)"
         return f"(NOT {test})" if p.negated else test
 
     def needle(self, p: Predicate, value: Any) -> str:
@@ -474,7 +508,7 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
     if profile is None:
         found.append(note(TARGET, f"field profile {fields!r} is not available: columns keep "
                                   "their Defender names"))
-    em = Emitter(_table(rule), profile, fields)
+    em = Emitter(_table(rule), profile, fields, taxonomy=rule.source.taxonomy)
     try:
         if not _INDEX.fullmatch(index):
             raise Refusal(f"index pattern {index!r} is not a plain index pattern")
@@ -487,7 +521,7 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
                                            "events now match"))
             commands.append(f"WHERE {em.column('Timestamp')} > NOW() - {span}")
         def exclusion_text(c: Condition) -> str:
-            side = Emitter(em.table, profile, fields)
+            side = Emitter(em.table, profile, fields, taxonomy=em.taxonomy)
             wide, _ = widen(Not(c), lambda n: isinstance(n, InSubquery))
             return "as ES|QL: | WHERE " + strip_parens(side.emit(wide))
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timedelta, timezone
+import ipaddress
 import math
 import re
 from typing import Any, Iterator
 
-from rmmc.backends.base import exclusion_conditions, EmitOptions, Translation, lossy, note, unsupported
+from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note,
+                                unsupported)
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Span
 from rmmc.compiler.evaluator import coerce, evaluate_predicate
@@ -221,9 +223,19 @@ def re2_problem(pattern: str) -> str | None:
 # ------------------------------------------------------------------ conditions
 
 
+_TERM_OPS = frozenset({Op.TERM, Op.TERM_PREFIX, Op.TERM_SUFFIX})
 _STRING_OPERATORS = {Op.CONTAINS: "contains", Op.STARTSWITH: "startswith", Op.ENDSWITH: "endswith",
                      Op.TERM: "has", Op.TERM_PREFIX: "hasprefix", Op.TERM_SUFFIX: "hassuffix"}
 _COMPARISONS = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+
+
+def _in_range(function: str, subject: A.Expr, network: str) -> A.Expr:
+    """`coalesce(<function>(subject, "network"), false)`: never null."""
+    return A.Call(A.Name("coalesce"), (A.Call(A.Name(function), (subject, A.StringLit(network))),
+                                       A.BoolLit(False)))
+
+
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 
 
 def not_(operand: A.Expr) -> A.Expr:
@@ -298,6 +310,8 @@ class ConditionEmitter:
             return A.Call(A.Name("isnotempty" if p.negated else "isempty"), (column,))
         if p.op is Op.BETWEEN or p.op in _COMPARISONS:
             return self.comparison(p, kind, column)
+        if p.op is Op.CIDR:
+            return self.cidr(p, kind, column)
         if p.op is not Op.EQUALS and p.op is not Op.REGEX and p.op not in _STRING_OPERATORS:
             raise Refusal(f"operator {p.op.value} has no KQL form", p.span)
         if kind == "string":
@@ -385,6 +399,8 @@ class ConditionEmitter:
 
     def string_test(self, p: Predicate, column: A.Expr) -> A.Expr:
         values = self.values(p)
+        if p.op in _TERM_OPS:
+            self.non_ascii_term_edges(p)
         if p.op is Op.TERM and len(values) > 1 and not p.case_sensitive:
             test = A.ListOp("has_all" if p.all_values else "has_any", column, tuple(values))
             return not_(test) if p.negated else test  # no !has_any: not() is exact
@@ -392,6 +408,41 @@ class ConditionEmitter:
         if p.negated:  # none of them (any-of) / not all of them (all-of): strings are never null
             return chain("or" if p.all_values else "and", [A.Binary("!" + op, column, v) for v in values])
         return chain("and" if p.all_values else "or", [A.Binary(op, column, v) for v in values])
+
+    def non_ascii_term_edges(self, p: Predicate) -> None:
+        """rmmc's term match (the evaluator) counts only ASCII letters and digits as term
+        characters; Kusto's term index may count other letters too (duckdb-kql does).  A needle
+        that starts or ends with such a letter can then need a boundary in Kusto where rmmc
+        needs none: say so rather than claim `has` means the same there."""
+        edges = sorted({v for v in (str(x) for x in p.values)
+                        if v and any(ch.isalnum() and not ch.isascii() for ch in (v[0], v[-1]))})
+        if edges:
+            shown = ", ".join(repr(v) for v in edges[:3]) + (" ..." if len(edges) > 3 else "")
+            self.lossy(f"{p.field.name} {p.op.value} {shown}: a non-ASCII letter at the edge of a term; "
+                       "rmmc treats it as a term separator, Kusto may treat it as part of the term, so "
+                       "the two can differ when a letter or digit follows or precedes it", p.span)
+
+    def cidr(self, p: Predicate, kind: str, column: A.Name) -> A.Expr:
+        """`coalesce(ipv4_is_in_range(F, "net"), false)` (ipv6_ for an IPv6 network) per network,
+        or-ed (and-ed for all_values).  The functions give null when the value is no address
+        (Microsoft's documentation: "null: if conversion ... wasn't successful"), which
+        `coalesce` turns into false, so `not(...)` is exact: a value that is no address, or
+        missing, is not inside.  `ipv6_is_in_range` also reads an IPv4 value (as the mapped
+        address ::ffff:a.b.c.d), while the IR never puts an IPv4 value in an IPv6 network: for an
+        IPv6 network that overlaps ::ffff:0:0/96 the test also requires the value not to read as
+        IPv4 (`not(coalesce(ipv4_is_in_range(F, "0.0.0.0/0"), false))`)."""
+        subject: A.Expr = column if kind in ("string", "dynamic") else A.Call(A.Name("tostring"), (column,))
+        tests: list[A.Expr] = []
+        for network in cidr_networks(p, Refusal):
+            function = "ipv4_is_in_range" if network.version == 4 else "ipv6_is_in_range"
+            test = _in_range(function, subject, str(network))
+            if network.version == 6 and network.overlaps(_IPV4_MAPPED):
+                test = chain("and", [test, not_(_in_range("ipv4_is_in_range", subject, "0.0.0.0/0"))])
+            tests.append(test)
+        test = chain("and" if p.all_values else "or", tests)
+        if isinstance(test, A.BoolLit):
+            return A.BoolLit(test.value != p.negated)
+        return not_(test) if p.negated else test
 
     def regex(self, p: Predicate, column: A.Expr) -> A.Expr:
         tests = []

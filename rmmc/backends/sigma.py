@@ -139,7 +139,7 @@ class _Context:
         self.options = options
         self.diagnostics: list[Diagnostic] = []
         table = _table_schema(rule, schema)
-        self.fields = FieldMapper(rule.source.table, table)
+        self.fields = FieldMapper(rule.source.table, table, rule.source.taxonomy)
         self.lowerer = ConditionLowerer(self.fields, options, self.diagnostics)
         self.meta = MetaBuilder(rule)
         self.logsource = self.meta.logsource(table)

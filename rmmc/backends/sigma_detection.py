@@ -14,6 +14,10 @@ Exactness rests on four rules, each checked against the reference evaluator by t
 * Values are escaped (`sigma_values`); EMPTY is `Field: ''` or `Field: null`; EXISTS is
   `|exists`; `has` is the term regex (`sigma_values` docstring), or `|contains` when the
   needle has no term character at a checked end (then both are the same test).
+* CIDR is `Field|cidr: [networks]` in strict notation (a network with host bits is written
+  as its network address, with a note); never true of a missing field, so `not` is exact.
+  How a Sigma backend runs it is its own: pySigma's sqlite backend, for one, expands it to
+  wildcard patterns (`10.*`), which also match text that is no address.
 * `all_values` is `|contains|all` for contains; any other operator (where pySigma's
   validators reject `|all` without `contains`) becomes one selection per value, ANDed.
 
@@ -26,7 +30,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Union
 
-from rmmc.backends.base import EmitOptions, lossy, note, unsupported
+from rmmc.backends.base import EmitOptions, cidr_networks, lossy, note, unsupported
 from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_values import (escape_plain, regex_portability, term_boundaries,
                                         term_regex)
@@ -333,6 +337,8 @@ class ConditionLowerer:
         if p.op is Op.EMPTY:
             name = self.fields.sigma(p.field.name, p.span)
             return Leaf([{name: ""}, {name: None}])
+        if p.op is Op.CIDR:
+            return self._cidr(p)
         if p.op is Op.EQUALS and kind not in ("string", "guid"):
             return self._typed_equals(p)
         if kind not in TEXT_TYPES:
@@ -361,6 +367,27 @@ class ConditionLowerer:
         if string_field and evaluate_predicate(replace(p, negated=False), {}) is True:
             base = _or_null(base, self.fields.sigma(p.field.name, p.span))
         return base
+
+    def _cidr(self, p: Predicate) -> Lowered:
+        """`Field|cidr: [networks]` (any of them); all_values: one selection per network, ANDed.
+        pySigma wants strict notation (no host bits): a network written with host bits is
+        written as its network (the same addresses), with a note."""
+        if p.field.type != "string":
+            return self._refuse(p, f"cidr on a {p.field.type} field has no exact Sigma form")
+        try:
+            networks = cidr_networks(p)
+        except ValueError as exc:
+            return self._refuse(p, str(exc))
+        texts = _unique(str(n) for n in networks)
+        for value, network in zip(p.values, networks):
+            said = note(TARGET, f"cidr network {value!r} on {p.field.name} written as {str(network)!r} "
+                                "(Sigma needs the network address; the same addresses)", p.span)
+            if str(value).strip() != str(network) and said not in self.diagnostics:
+                self.diagnostics.append(said)
+        if not texts:  # any-of nothing is false, all-of nothing true
+            return p.all_values
+        name = self.fields.sigma(p.field.name, p.span)
+        return _keyed(f"{name}|cidr", texts, p.all_values, split=True)
 
     @staticmethod
     def _drop_always(p: Predicate, values: list[str]) -> tuple[list[str], bool]:

@@ -1,6 +1,7 @@
 """Defender column -> Sigma field, for one rule's table, with the diagnostics that says how.
 
-The map is the schema's (`TableSchema.sigma_field`).  A column the table does not map keeps
+A rule whose fields are Sigma names already (`Source.taxonomy == "sigma"`) keeps them, silently.
+Otherwise the map is the schema's (`TableSchema.sigma_field`).  A column the table does not map keeps
 its own name, with one note naming it; a column SigmaHQ has no field for (`non_taxonomy`) is
 emitted under its Defender name, listed in one note; a bare-file-name column mapped to a
 full-path Sigma field (`name_only`: ParentImage) gets a note.  Two columns landing on one Sigma field
@@ -24,6 +25,7 @@ class FieldMapper:
 
     table_name: str | None
     table: Any | None  # a rmmc.compiler.schema.TableSchema, or None when the table is unknown
+    taxonomy: str | None = None  # "sigma": the rule's fields are Sigma names already (kept, silently)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     _mapped: dict[str, str] = field(default_factory=dict)
     _owner: dict[str, str] = field(default_factory=dict)
@@ -34,13 +36,18 @@ class FieldMapper:
         known = self._mapped.get(column)
         if known is not None:
             return known
-        mapped = self.table.sigma_field(column) if self.table is not None else None
+        if self.taxonomy == "sigma":
+            mapped: str | None = column
+        else:
+            mapped = self.table.sigma_field(column) if self.table is not None else None
         if mapped is None:
             mapped = column
             where = f"table {self.table_name}" if self.table is not None else (
                 f"unknown table {self.table_name}" if self.table_name else "a rule without a table")
             self.diagnostics.append(note(
                 TARGET, f"field {column} has no Sigma field mapping for {where}: emitted as '{column}'", span))
+        elif self.taxonomy == "sigma":
+            pass
         elif column in getattr(self.table, "non_taxonomy", ()):
             self._non_taxonomy.append(column)
         elif column in getattr(self.table, "name_only", ()):

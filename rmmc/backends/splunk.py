@@ -52,21 +52,23 @@ control character); without it a note says the search runs over every index sear
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from rmmc.backends.base import exclusion_conditions, EmitOptions, Translation, lossy, note, unsupported
+from rmmc.backends.base import cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note, unsupported
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, is_term_char
 from rmmc.compiler.ir import (And, Condition, Const, InSubquery, Not, Op, Or, Output, Predicate, Rule,
                               all_of, any_of)
-from rmmc.compiler.schema.profiles import load_profile
+from rmmc.compiler.schema.profiles import load_profile, rule_field
 
 TARGET = "splunk"
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 TIME_FIELD = "_time"
 
 _SEARCH_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
@@ -79,8 +81,12 @@ _EVAL_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@ -]*\Z")
 # ------------------------------------------------------------------ literals
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def has_control(text: str) -> bool:
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+    """Whether the text holds an ASCII control character (C0 or DEL)."""
+    return _CONTROL.search(text) is not None
 
 
 def quote(text: str) -> str:
@@ -179,6 +185,7 @@ def _matches_empty(p: Predicate) -> bool:
 class Emitter:
     table: str | None
     profile_name: str
+    taxonomy: str | None = None  # "sigma": the rule's fields are Sigma names already
     diagnostics: list[Diagnostic] = field(default_factory=list)
     _fields: dict[str, str] = field(default_factory=dict)
     _non_ascii_warned: bool = False
@@ -195,7 +202,7 @@ class Emitter:
         if column in ("Timestamp", "TimeGenerated"):  # Defender / Sentinel event time
             name = TIME_FIELD
         else:
-            name = self.profile.field(self.table, column)
+            name = rule_field(self.profile, self.table, column, self.taxonomy)
             if name is None:
                 name = column
                 where = f"table {self.table}" if self.table else "a rule without a table"
@@ -222,6 +229,8 @@ class Emitter:
         p = node
         if p.op in (Op.EXISTS, Op.EMPTY):
             return True
+        if p.op is Op.CIDR:
+            return p.field.type == "string"
         if p.field.type in _STRINGLIKE:
             return p.op is not Op.REGEX or all(isinstance(v, str) for v in p.values)
         if p.field.type in _NUMERIC:
@@ -277,9 +286,30 @@ class Emitter:
         if p.field.type in _NUMERIC:
             return self.numeric(p, f)
         x = f"coalesce({f}, \"\")"
+        if p.op is Op.CIDR:
+            return self.cidr(p, x)
         tests = [self.string_test(p, x, str(v)) for v in p.values]
         if not tests:  # no values: `in ()` is false
             body = "false()"
+        elif len(tests) == 1:
+            body = tests[0]
+        else:
+            body = "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
+        return f"NOT {body}" if p.negated else body
+
+    def cidr(self, p: Predicate, x: str) -> str:
+        """`cidrmatch("net", x)` per network (eval syntax; x is `coalesce(f, "")`, which is no
+        address, so a missing field is not inside and NOT is exact)."""
+        networks = cidr_networks(p)
+        for network in networks:
+            if network.version == 6 and network.overlaps(_IPV4_MAPPED):
+                self.diagnostics.append(lossy(
+                    TARGET, f"cidr {network} on {p.field.name} overlaps the IPv4-mapped block "
+                            "::ffff:0:0/96: whether Splunk's cidrmatch puts an IPv4 value in it is "
+                            "not documented (the IR never does)", p.span))
+        tests = [f"cidrmatch({quote(str(n))}, {x})" for n in networks]
+        if not tests:
+            body = "true()" if p.all_values else "false()"
         elif len(tests) == 1:
             body = tests[0]
         else:
@@ -438,7 +468,7 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
                  prefix: str | None = None) -> tuple[str, list[Diagnostic]]:
     """The SPL text and its diagnostics (raises ValueError for a name SPL cannot carry)."""
     found: list[Diagnostic] = []
-    emitter = Emitter(rule.source.table, fields)
+    emitter = Emitter(rule.source.table, fields, rule.source.taxonomy)
     condition = all_of([rule.condition, *_exclusions(rule, options, found)])
     condition, replaced = widen(condition, lambda n: not emitter.expressible(n))
     for node in replaced:

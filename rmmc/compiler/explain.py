@@ -16,7 +16,7 @@ _OP_WORDS = {
     ir.Op.ENDSWITH: "ends with", ir.Op.TERM: "has the term", ir.Op.TERM_PREFIX: "has a term starting with",
     ir.Op.TERM_SUFFIX: "has a term ending with", ir.Op.REGEX: "matches the regex",
     ir.Op.EMPTY: "is empty", ir.Op.EXISTS: "exists", ir.Op.LT: "<", ir.Op.LE: "<=", ir.Op.GT: ">",
-    ir.Op.GE: ">=", ir.Op.BETWEEN: "is between",
+    ir.Op.GE: ">=", ir.Op.BETWEEN: "is between", ir.Op.CIDR: "is an IP address in network",
 }
 
 
@@ -38,6 +38,10 @@ def predicate_text(p: ir.Predicate) -> str:
         text = f"{p.field.name} {words} {_value(p.values[0])} and {_value(p.values[1])} (inclusive)"
     elif len(p.values) == 1:
         text = f"{p.field.name} {words} {_value(p.values[0])}"
+    elif p.op is ir.Op.CIDR:
+        quantifier = "all of" if p.all_values else "any of"
+        text = (f"{p.field.name} is an IP address in {quantifier} the networks "
+                f"({', '.join(_value(v) for v in p.values)})")
     else:
         quantifier = "all of" if p.all_values else "any of"
         text = f"{p.field.name} {words} {quantifier} ({', '.join(_value(v) for v in p.values)})"

@@ -14,6 +14,13 @@ comes from and what it leaves out on purpose):
 the column through under its own name and warns, naming it.  A mapping exists only where the
 target field means the same thing: a wrong field name would silently change the rule.
 
+Rules whose fields are Sigma taxonomy names already (`Source.taxonomy == "sigma"`: a Sigma rule
+whose logsource has no Defender table) go through `field_for_sigma`: the ``sigma`` profile keeps
+the name; another profile maps it when the Defender columns whose Sigma name it is (the
+schema's ``to_sigma``, name-only and non-taxonomy columns left out) map to one and the same
+field in every table of the profile that maps them; else None (unmapped, as above).
+`rule_field` chooses between the two for a backend.
+
 Time field (the column ``Timestamp``): ``_time`` for sigma and cim (the event time of a
 Splunk event: Sigma has no time field and CIM datasets inherit ``_time``), ``@timestamp``
 for ecs, ``Timestamp`` for defender.  `Profile.field(table, "Timestamp")` returns it too.
@@ -28,7 +35,7 @@ from importlib.resources import files
 from types import MappingProxyType
 from typing import Mapping
 
-__all__ = ["PROFILES", "Profile", "load_profile"]
+__all__ = ["PROFILES", "Profile", "field_for_sigma", "load_profile", "rule_field"]
 
 PROFILES = ("sigma", "cim", "ecs", "defender")
 TIME_COLUMN = "Timestamp"
@@ -72,3 +79,47 @@ def load_profile(name: str) -> Profile:
     raw = json.loads(files(__package__).joinpath(f"{name}.json").read_text(encoding="utf-8"))
     tables = MappingProxyType({t: MappingProxyType(dict(cols)) for t, cols in raw["tables"].items()})
     return Profile(name=name, tables=tables, time_field_name=raw["time_field"])
+
+
+@cache
+def _sigma_targets(profile_name: str) -> Mapping[str, frozenset[str]]:
+    """Sigma field -> the fields of this profile its Defender columns map to (all tables)."""
+    from rmmc.compiler.schema import load_schema
+
+    profile = load_profile(profile_name)
+    schema = load_schema()
+    targets: dict[str, set[str]] = {}
+    for table_name in profile.tables if profile.name != "defender" else schema.tables:
+        table = schema.table(table_name)
+        if table is None:
+            continue
+        for column, sigma in table.to_sigma.items():
+            if column in table.non_taxonomy or column in table.name_only:
+                continue
+            mapped = profile.field(table_name, column)
+            if mapped is not None:
+                targets.setdefault(sigma, set()).add(mapped)
+    return MappingProxyType({k: frozenset(v) for k, v in targets.items()})
+
+
+def field_for_sigma(profile: Profile, sigma_field: str) -> str | None:
+    """The field of `profile` for a Sigma taxonomy field name, or None (unmapped).
+
+    The ``sigma`` profile keeps the name.  Another profile maps it when every table of the
+    profile that maps a Defender column whose Sigma name is `sigma_field` maps it to the same
+    field; when they disagree (or none does) the answer is None."""
+    if sigma_field == TIME_COLUMN:
+        return profile.time_field()
+    if profile.name == "sigma":
+        return sigma_field
+    targets = _sigma_targets(profile.name).get(sigma_field, frozenset())
+    return next(iter(targets)) if len(targets) == 1 else None
+
+
+def rule_field(profile, table: str | None, column: str, taxonomy: str | None = None) -> str | None:
+    """The field a backend writes for a rule's column: `profile.field(table, column)`, or, when
+    the rule's fields are Sigma names (`taxonomy == "sigma"`), `field_for_sigma`.  `profile`
+    may be any object with `.field(table, column)` (a Sigma name then passes through it as is)."""
+    if taxonomy == "sigma" and isinstance(profile, Profile):
+        return field_for_sigma(profile, column)
+    return profile.field(table, column)
