@@ -407,3 +407,22 @@ def test_yaml_errors_are_located_and_never_raise():
     rules, problems = read_sigma_text("title: x\ndetection:\n  sel: [a\n", "bad.yml")
     assert not rules and problems[0].is_error
     assert "not valid YAML" in problems[0].message and problems[0].span.line >= 3
+
+
+def test_hex_text_on_a_numeric_column_is_its_number():
+    """Regression (SigmaHQ proc_creation_win_susp_elevated_system_shell_uncommon_parent.yml):
+    `LogonId: '0x3e7'` on Defender's long LogonId was an EQUALS on the text '0x3e7', which no
+    long ever equals, so the rule could never match (the Sigma backend refused it as always
+    false, KQL as not a valid long).  Windows writes the SYSTEM logon id as 0x3e7; Defender
+    holds it as 999."""
+    cond = condition_of("""
+        sel:
+            LogonId: '0x3e7'
+        condition: sel
+    """)
+    assert cond == ir.Predicate(ir.Field("LogonId", "long"), Op.EQUALS, (999,))
+    rule, _ = read_one(sigma("sel:\n    LogonId: '0x3e7'\ncondition: sel"))
+    assert matches(rule, {"LogonId": 999}) and not matches(rule, {"LogonId": 998})
+    # on a string column (no schema: Sigma names) the text stays text
+    rule, _ = read_one(sigma("sel:\n    LogonId: '0x3e7'\ncondition: sel"), schema=None)
+    assert rule.condition == ir.Predicate(ir.Field("LogonId", "string"), Op.EQUALS, ("0x3e7",))

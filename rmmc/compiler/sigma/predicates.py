@@ -10,6 +10,8 @@
   KQL -> Sigma -> KQL gives back `has`.
 * null is "the field is missing" (EXISTS negated); numbers and booleans are equality on a
   numeric / boolean field, or on their text for a string column; `gt`... are comparisons.
+  A string that is a decimal or a hex number (`'0x3e7'`, as Windows logs write ids) on a
+  numeric column is equality with that number.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _COMPARE = {"gt": Op.GT, "gte": Op.GE, "lt": Op.LT, "lte": Op.LE}
 _META = "\\.^$|?*+()[]{}"
 _ESCAPED_LITERAL = re.compile(r"(?:\\[\\.^$|?*+()\[\]{}]|[^\\.^$|?*+()\[\]{}])*")
 _UNESCAPE = re.compile(r"\\(.)")
+_HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 _LEFT, _RIGHT = TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT
 
 
@@ -73,6 +76,10 @@ def _string(name: str, kind: str, value: SString, span: Span | None) -> Predicat
     if text is not None:
         if kind in NUMERIC and _is_number(text):
             return Predicate(field, Op.EQUALS, (_number(text),), span=span)
+        if kind in NUMERIC and _HEX.fullmatch(text):
+            # Windows logs write ids in hex ('0x3e7', the SYSTEM logon id); Defender's numeric
+            # columns hold the number (LogonId 999): the same value.
+            return Predicate(field, Op.EQUALS, (int(text, 16),), span=span)
         return Predicate(field, Op.EQUALS, (text,), case_sensitive=cased, span=span)
     if parts == (MULTI,):
         return Predicate(field, Op.EXISTS, span=span)

@@ -199,7 +199,7 @@ class _StreamReader:
                 out.append((y, rule))
                 continue
             found: list[Diagnostic] = []
-            detection = Y({k: v for k, v in body.value.items() if k != "rules"}, body.span, body.keys)
+            detection = body.with_value({k: v for k, v in body.value.items() if k != "rules"})
             table = self.schema.table(rule.rule.source.table) if (self.schema and rule.rule.source.table) else None
             condition = _Detection(detection, table, rule.rule.source, found).condition()
             found = [d.with_path(self.path) for d in found]
@@ -405,7 +405,7 @@ class _Detection:
             except SigmaValueProblem as exc:
                 self.found.append(error(f"{key}: {exc}", raw.span, "sigma-value"))
                 return None
-            predicates = [predicate(column, column_type, v, raw.span) for v in values]
+            predicates = [predicate(column, column_type, v, key_span) for v in values]
             for p in predicates:
                 if p.op is ir.Op.EQUALS and p.values == ("",) and p.field.type == "string":
                     self.found.append(Diagnostic(

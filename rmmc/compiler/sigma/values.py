@@ -111,8 +111,13 @@ _B64_END = (None, -3, -2)
 # ------------------------------------------------------------------ plain strings
 
 
+_SPECIAL = re.compile(r"[\\*?]")
+
+
 def parse_plain(text: str) -> tuple[Part, ...]:
     """A Sigma plain string as literal text and wildcards (pySigma's escaping rules)."""
+    if _SPECIAL.search(text) is None:  # the common case: nothing special
+        return (text,) if text else ()
     parts: list[Part] = []
     acc: list[str] = []
     escaped = False
@@ -147,6 +152,8 @@ def literal(parts: tuple[Part, ...]) -> str | None:
 
 def normalise(parts: tuple[Part, ...]) -> tuple[Part, ...]:
     """Adjacent literals joined and runs of `*` collapsed (the same pattern)."""
+    if len(parts) <= 1 and (not parts or parts[0] != ""):
+        return parts
     out: list[Part] = []
     for p in parts:
         if isinstance(p, str):
@@ -215,7 +222,7 @@ def _apply(modifier: str, value: SValue, raw: object, applied: list[str]) -> lis
             parts = (MULTI, *parts)
         if modifier in ("contains", "startswith") and not (parts and parts[-1] == MULTI):
             parts = (*parts, MULTI)
-        return [replace(s, parts=parts)]
+        return [SString(parts, s.cased)]
     if modifier == "cased":
         return [replace(_text_of(value, modifier), cased=True)]
     if modifier == "re":

@@ -9,7 +9,7 @@ error comes back as a located message, never as an exception.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import yaml
@@ -29,16 +29,29 @@ _NULL = "tag:yaml.org,2002:null"
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
-@dataclass(slots=True)
 class Y:
     """One YAML node: `value` is a dict (str -> Y), a list of Y, or a plain scalar.
-    `keys` holds the span of each mapping key; `plain_style` says a scalar was written
-    unquoted on one line (so a column inside it is a column in the file)."""
+    `span` (computed when asked: most are never needed) is where the node sits; `key_span`
+    where a mapping's key does.  `plain_style` says a scalar was written unquoted on one line
+    (so a column inside it is a column in the file)."""
 
-    value: Any
-    span: Span
-    keys: dict[str, Span] = field(default_factory=dict)
-    plain_style: bool = False
+    __slots__ = ("value", "_node", "_source", "_keys")
+
+    def __init__(self, value: Any, node: Any, source: LineIndex, keys: dict[str, Any] | None = None):
+        self.value = value
+        self._node = node
+        self._source = source
+        self._keys = keys
+
+    @property
+    def plain_style(self) -> bool:
+        node = self._node
+        return (isinstance(node, yaml.ScalarNode) and not node.style
+                and node.start_mark.line == node.end_mark.line)
+
+    @property
+    def span(self) -> Span:
+        return _node_span(self._node, self._source)
 
     @property
     def is_map(self) -> bool:
@@ -52,7 +65,12 @@ class Y:
         return self.value.get(key) if isinstance(self.value, dict) else None
 
     def key_span(self, key: str) -> Span:
-        return self.keys.get(key, self.span)
+        node = self._keys.get(key) if self._keys else None
+        return _node_span(node, self._source) if node is not None else self.span
+
+    def with_value(self, value: Any) -> "Y":
+        """The same place holding another value (a mapping with some keys left out)."""
+        return Y(value, self._node, self._source, self._keys)
 
 
 @dataclass(frozen=True)
@@ -60,7 +78,6 @@ class YamlDocument:
     """One document of the stream: its root node (None for an empty document)."""
 
     root: Y | None
-    span: Span
     duplicates: tuple[Diagnostic, ...] = ()
 
 
@@ -73,7 +90,7 @@ def load_stream(text: str, source: LineIndex) -> tuple[list[YamlDocument], list[
                 continue
             duplicates: list[Diagnostic] = []
             root = _convert(node, source, duplicates)
-            documents.append(YamlDocument(root, root.span, tuple(duplicates)))
+            documents.append(YamlDocument(root, tuple(duplicates)))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         span = _mark_span(mark, source) if mark is not None else None
@@ -100,25 +117,22 @@ def _node_span(node: yaml.Node, source: LineIndex) -> Span:
 
 
 def _convert(node: yaml.Node, source: LineIndex, duplicates: list[Diagnostic]) -> Y:
-    span = _node_span(node, source)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Y] = {}
-        keys: dict[str, Span] = {}
+        keys: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             key_text = "" if key is None else str(key)
-            key_span = _node_span(key_node, source)
             if key_text in out:
                 duplicates.append(warning(
                     f"duplicate key {key_text!r}: the last one is used (as YAML loaders do)",
-                    key_span, "sigma-duplicate-key"))
+                    _node_span(key_node, source), "sigma-duplicate-key"))
             out[key_text] = _convert(value_node, source, duplicates)
-            keys[key_text] = key_span
-        return Y(out, span, keys)
+            keys[key_text] = key_node
+        return Y(out, node, source, keys)
     if isinstance(node, yaml.SequenceNode):
-        return Y([_convert(item, source, duplicates) for item in node.value], span)
-    plain = not node.style and node.start_mark.line == node.end_mark.line
-    return Y(_scalar(node), span, plain_style=plain)
+        return Y([_convert(item, source, duplicates) for item in node.value], node, source)
+    return Y(_scalar(node), node, source)
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
