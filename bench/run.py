@@ -281,15 +281,17 @@ def bench_growth(max_factor: int) -> None:
 
 # ---------------------------------------------------------------- 3. cold CLI start
 
-def _best_of(argv: list[str], runs: int = 5) -> tuple[float, int]:
+def _best_of(argv: list[str], runs: int = 5) -> tuple[float, int, float]:
+    """Best and median wall time of `runs` runs after one warm-up, and the exit status."""
     subprocess.run(argv, capture_output=True, cwd=ROOT)   # warm-up (fills the grammar cache)
-    best, code = float("inf"), 0
+    times, code = [], 0
     for _ in range(runs):
         t0 = time.perf_counter()
         done = subprocess.run(argv, capture_output=True, cwd=ROOT)
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
         code = done.returncode
-    return best, code
+    times.sort()
+    return times[0], code, times[len(times) // 2]
 
 
 def _sigma_one_rule() -> Path | None:
@@ -305,9 +307,11 @@ def _sigma_one_rule() -> Path | None:
 def bench_cli() -> None:
     rmmc_bin = Path(sys.executable).parent / "rmmc"
     argv = [str(rmmc_bin), "translate", str(CLI_RULE.relative_to(ROOT)), "--to", "sigma"]
-    seconds, code = _best_of(argv)
-    RESULTS["cli"] = {"rmmc": {"argv": argv[1:], "seconds": seconds, "exit": code}}
-    say(f"  rmmc translate {CLI_RULE.name} --to sigma: {seconds * 1000:.0f} ms (exit {code})")
+    seconds, code, median = _best_of(argv)
+    RESULTS["cli"] = {"rmmc": {"argv": argv[1:], "seconds": seconds, "median_seconds": median,
+                               "exit": code}}
+    say(f"  rmmc translate {CLI_RULE.name} --to sigma: {seconds * 1000:.0f} ms "
+        f"(median {median * 1000:.0f} ms, exit {code})")
     sigma_bin = PEER_VENV / "bin" / "sigma"
     rule = _sigma_one_rule()
     if not sigma_bin.exists() or rule is None:
@@ -315,7 +319,7 @@ def bench_cli() -> None:
                                     else "no Sigma rules") + ")")
         return
     peer = [str(sigma_bin), "convert", "-t", "splunk", "-p", "splunk_windows", str(rule)]
-    peer_seconds, peer_code = _best_of(peer)
+    peer_seconds, peer_code, _ = _best_of(peer)
     RESULTS["cli"]["sigma_cli"] = {"argv": peer[1:], "seconds": peer_seconds, "exit": peer_code}
     RESULTS["cli"]["ratio_rmmc_over_sigma_cli"] = seconds / peer_seconds
     say(f"  sigma convert -t splunk -p splunk_windows {rule.name}: {peer_seconds * 1000:.0f} ms "

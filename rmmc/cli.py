@@ -7,7 +7,6 @@ internal error with the rule it happened on.
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -26,7 +25,10 @@ def main() -> None:
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Report for people (text) or machines (json).")
 @click.option("-q", "--quiet", is_flag=True, help="Report errors only (and the summary line).")
-def check(paths: tuple[str, ...], output_format: str, quiet: bool) -> None:
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Files handled at once (default: every core; 1: one after another in this "
+                   "process). Small batches always run in this process.")
+def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | None) -> None:
     """Read rule documents and report what is wrong with them.
 
     PATHS are files, directories (searched for .kql .csl .txt .yaml .yml .md) or `-` for
@@ -35,13 +37,18 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool) -> None:
     """
     from rmmc.compiler.check import check_paths
     from rmmc.compiler.diagnostics import LineIndex, Severity
+    from rmmc.compiler.documents import iter_rule_files
     from rmmc.compiler.render import render_text, to_json
+    from rmmc.parallel import show_progress
 
-    report = check_paths(paths)
-    if not report.files:
+    files = list(iter_rule_files(paths))
+    if not files:
         raise click.UsageError("no rule files found under " + ", ".join(paths))
+    report = check_paths(files, _jobs(jobs), show_progress(files, output_format == "json"))
 
     if output_format == "json":
+        import json
+
         payload = {
             "files": [
                 {"path": f.path,
@@ -105,6 +112,8 @@ def explain(paths: tuple[str, ...], output_format: str) -> None:
                 click.echo(explain_rule(compiled.rule))
                 click.echo("")
     if output_format == "json":
+        import json
+
         click.echo(json.dumps(rules, indent=2, ensure_ascii=False))
     sys.exit(0 if ok else 1)
 
@@ -131,39 +140,63 @@ _PROFILES = ["sigma", "cim", "ecs", "defender"]
                    "eql/esql, a savedsearches.conf stanza for splunk, a Sentinel analytic rule for kql.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Translations and diagnostics as text, or one JSON document.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Files handled at once (default: every core; 1: one after another in this "
+                   "process). Small batches always run in this process.")
 def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bool, loose: bool,
-              apply_exclusions: bool, fields: str | None, package: bool, output_format: str) -> None:
+              apply_exclusions: bool, fields: str | None, package: bool, output_format: str,
+              jobs: int | None) -> None:
     """Translate rules to another language, keeping their meaning.
 
     PATHS are rule files, directories or `-` for standard input.  Without -o the
     translations go to standard output; diagnostics always go to standard error.  Exit
     status 0 when every rule translated, 1 when some did not (the others are still written).
     """
+    from functools import partial
+
     from rmmc.backends.base import EmitOptions
-    from rmmc.compiler.documents import iter_rule_files, read_path
-    from rmmc.output import write_translations
-    from rmmc.translation import RuleTranslation, translate_document
+    from rmmc.compiler.documents import iter_rule_files
+    from rmmc.parallel import run_batch, show_progress
+    from rmmc.translation import RuleTranslation, file_failed, translate_file
 
     options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions)
-    results: list[RuleTranslation] = []
-    sources: dict[str, str] = {}
     files = list(iter_rule_files(paths))
     if not files:
         raise click.UsageError("no rule files found under " + ", ".join(paths))
-    for path in files:
-        read = read_path(path)
-        for doc in read.documents:
-            sources.setdefault(doc.path, doc.source.text)
-            results.append(translate_document(doc, target, options, fields=fields, package=package))
-        if not read.documents and any(d.is_error for d in read.diagnostics):
-            # A file that could not be read counts as a failed rule; one that simply holds
-            # no query (a Markdown summary) is not a failure.
-            results.append(RuleTranslation(None, target, "", tuple(read.diagnostics)))
+    per_file = run_batch(partial(translate_file, to=target, options=options, fields=fields,
+                                 package=package),
+                         files, _jobs(jobs), partial(file_failed, to=target),
+                         progress=show_progress(files, output_format == "json"),
+                         label="translating", prepare=_prepare_translate)
+    results: list[RuleTranslation] = [r for file_results in per_file for r in file_results]
+    sources: dict[str, str] = {}
+    for r in results:
+        if r.document is not None:
+            sources.setdefault(r.document.path, r.document.source.text)
     if not results:
         raise click.UsageError("no rules found under " + ", ".join(paths))
-    written = write_translations(results, outdir, force) if outdir else {}
+    written = {}
+    if outdir:
+        from rmmc.output import write_translations
+
+        written = write_translations(results, outdir, force)
     _report(results, sources, written, outdir, output_format)
     sys.exit(0 if all(r.ok and not written.get(id(r), (None, None))[1] for r in results) else 1)
+
+
+def _jobs(jobs: int | None) -> int:
+    from rmmc.parallel import default_jobs
+
+    return jobs if jobs else default_jobs()
+
+
+def _prepare_translate() -> None:
+    """Build the parsers and load the backends before workers fork, so each inherits them."""
+    from rmmc.backends import emit  # noqa: F401
+    from rmmc.compiler import exclusions, kql_parser
+
+    kql_parser._lark()
+    exclusions._lark()
 
 
 def _report(results, sources, written, outdir, output_format) -> None:
@@ -171,6 +204,8 @@ def _report(results, sources, written, outdir, output_format) -> None:
     from rmmc.compiler.render import render_text, to_json
 
     if output_format == "json":
+        import json
+
         payload = [{
             "path": r.document.path if r.document else None,
             "index": r.document.index if r.document else None,

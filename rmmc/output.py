@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Iterable
@@ -71,6 +70,8 @@ def _problem(result, message: str) -> Diagnostic:
 
 
 def _atomic_write(target: Path, text: str) -> None:
+    import tempfile  # only when writing: keeps a cold start to stdout light
+
     handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent,
                                          prefix=".rmmc-", suffix=".tmp", delete=False)
     try:

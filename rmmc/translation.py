@@ -68,6 +68,29 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
     return RuleTranslation(document, to, text, tuple(diagnostics), companions, suffix)
 
 
+def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
+                   fields: str | None = None, package: bool = False) -> list[RuleTranslation]:
+    """Every rule of one file (`-` is standard input) translated, in file order.  A file
+    that cannot be read gives one failed result holding why; one that simply holds no query
+    (a Markdown summary) gives none.  `rmmc translate` runs this once per file, in this
+    process or in a worker (`rmmc.parallel`)."""
+    from rmmc.compiler.documents import read_path
+
+    read = read_path(path)
+    results = [translate_document(doc, to, options, fields=fields, package=package)
+               for doc in read.documents]
+    if not read.documents and any(d.is_error for d in read.diagnostics):
+        results.append(RuleTranslation(None, to, "", tuple(read.diagnostics)))
+    return results
+
+
+def file_failed(path: str, message: str, to: str) -> list[RuleTranslation]:
+    """The result of a file whose translation failed unexpectedly (a bug, a dead worker)."""
+    return [RuleTranslation(None, to, "", (Diagnostic(
+        Severity.ERROR, f"internal error while translating this file: {message}", None,
+        "internal", path),))]
+
+
 def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
                    document: RuleDocument) -> tuple[tuple[str, str], ...]:
     """Understood exclusions as a Sigma filter file beside the rule (pySigma applies the

@@ -90,18 +90,37 @@ def check_file(result: FileResult) -> CheckedFile:
     return CheckedFile(result.path, text, rules, tuple(result.diagnostics))
 
 
-def check_paths(paths: Iterable[str]) -> CheckReport:
-    """Check every rule file under `paths` (files, directories, `-` for stdin)."""
-    report = CheckReport()
-    for path in iter_rule_files(paths):
-        try:
-            result = read_path(path)
-            report.files.append(check_file(result))
-        except Exception as exc:  # never a traceback, never a stopped batch
-            report.files.append(CheckedFile(path, None, (), (Diagnostic(
-                Severity.ERROR, f"internal error while reading this file: {type(exc).__name__}: {exc}",
-                None, "internal", path),)))
-    return report
+def check_one(path: str) -> CheckedFile:
+    """Check one rule file (`-` for stdin); never raises."""
+    try:
+        return check_file(read_path(path))
+    except Exception as exc:  # never a traceback, never a stopped batch
+        return file_failed(path, f"{type(exc).__name__}: {exc}")
+
+
+def file_failed(path: str, message: str) -> CheckedFile:
+    """The report of a file whose check failed unexpectedly (a bug, a dead worker)."""
+    return CheckedFile(path, None, (), (Diagnostic(
+        Severity.ERROR, f"internal error while reading this file: {message}",
+        None, "internal", path),))
+
+
+def check_paths(paths: Iterable[str], jobs: int = 1, progress: bool = False) -> CheckReport:
+    """Check every rule file under `paths` (files, directories, `-` for stdin), in order;
+    with `jobs` > 1, large batches are checked on that many processes (`rmmc.parallel`),
+    with the same report."""
+    from rmmc.parallel import run_batch
+
+    files = list(iter_rule_files(paths))
+    return CheckReport(run_batch(check_one, files, jobs, file_failed, progress=progress,
+                                 label="checking", prepare=_prepare))
+
+
+def _prepare() -> None:
+    """Build the KQL parser before workers fork, so each one inherits it."""
+    from rmmc.compiler.kql_parser import _lark
+
+    _lark()
 
 
 def _internal_error(document: RuleDocument, exc: Exception) -> Diagnostic:

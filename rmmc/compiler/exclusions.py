@@ -40,7 +40,6 @@ import re
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib.resources import files
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Union
@@ -250,12 +249,11 @@ _LOCK = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _lark():
-    from lark import Lark
+    from rmmc.grammar import load_parser
 
-    grammar = files("rmmc.grammar").joinpath("exclusion.lark").read_text(encoding="utf-8")
     builder = _Builder()
-    parser = Lark(grammar, parser="lalr", lexer="contextual", keep_all_tokens=True,
-                  transformer=builder)
+    parser = load_parser("exclusion.lark", parser="lalr", lexer="contextual",
+                         keep_all_tokens=True, transformer=builder)
     return parser, builder
 
 

@@ -7,11 +7,9 @@ and turns Lark's exceptions into messages that say what was expected where.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.resources import files
 from typing import Any, Iterable
 
 from rmmc.compiler import kql_ast as A
@@ -555,45 +553,20 @@ class _TooDeep(Exception):
 
 @lru_cache(maxsize=1)
 def _lark():
-    from lark import Lark
+    from rmmc.grammar import load_parser
 
-    grammar = files("rmmc.grammar").joinpath("kql.lark").read_text(encoding="utf-8")
     builder = _Builder()
     tracker = _TokenTracker()
-    options = dict(parser="lalr", lexer="contextual", keep_all_tokens=True,
-                   maybe_placeholders=True, transformer=builder, postlex=tracker)
-    cache = _cache_file(grammar)
-    try:
-        parser = Lark(grammar, cache=cache, **options)
-    except Exception:  # an unreadable cache must never stop the parser: rebuild it
-        if isinstance(cache, str):
-            try:
-                os.remove(cache)
-            except OSError:
-                pass
-        try:
-            parser = Lark(grammar, cache=cache, **options)
-        except Exception:
-            parser = Lark(grammar, **options)
+    parser = load_parser("kql.lark", parser="lalr", lexer="contextual", keep_all_tokens=True,
+                         maybe_placeholders=True, transformer=builder, postlex=tracker)
     return parser, builder, tracker
 
 
 def _cache_file(grammar: str) -> str | bool:
-    """Where Lark keeps the analysed grammar between runs (a cold start then loads it in
-    milliseconds instead of building LALR tables); per grammar text and Lark version, in the
-    user's cache directory.  Without a writable one, Lark's own temporary-file cache."""
-    import hashlib
+    """Where Lark keeps the analysed KQL grammar between runs (see `rmmc.grammar`)."""
+    from rmmc.grammar import cache_file
 
-    import lark
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "rmmc")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
-        return True
-    digest = hashlib.sha256((grammar + lark.__version__).encode("utf-8")).hexdigest()[:16]
-    return os.path.join(folder, f"kql-grammar-{digest}.lark-cache")
+    return cache_file("kql.lark", grammar)
 
 
 def parse_kql(text: str) -> A.Query:

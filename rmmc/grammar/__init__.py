@@ -1,0 +1,220 @@
+"""rmmc's Lark grammars (`kql.lark`, `exclusion.lark`): the only place syntax is defined.
+
+`load_parser(name, **options)` builds the LALR parser of one of them, keeping its analysed
+form (parse tables, terminals) and what its lexers' regular expressions compile to in the
+user's cache directory between runs, so that a cold start loads them instead of building the
+tables and compiling the expressions again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def grammar_text(name: str) -> str:
+    """The text of grammar file `name` (say `kql.lark`)."""
+    try:
+        with open(os.path.join(_HERE, name), encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:  # installed somewhere without real files (a zip): ask importlib
+        from importlib.resources import files
+
+        return files(__name__).joinpath(name).read_text(encoding="utf-8")
+
+
+def cache_file(name: str, grammar: str) -> str | bool:
+    """Where Lark keeps the analysed grammar between runs; per grammar file, grammar text
+    and Lark version, in the user's cache directory.  Without a writable one, Lark's own
+    temporary-file cache."""
+    import hashlib
+
+    import lark
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "rmmc")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return True
+    digest = hashlib.sha256((grammar + lark.__version__).encode("utf-8")).hexdigest()[:16]
+    stem = name[: -len(".lark")] if name.endswith(".lark") else name
+    return os.path.join(folder, f"{stem}-grammar-{digest}.lark-cache")
+
+
+def load_parser(name: str, **options):
+    """A `lark.Lark` for grammar file `name` with `options`, through the cache; an
+    unreadable cache never stops the parser (it is removed and rebuilt)."""
+    from lark import Lark
+
+    grammar = grammar_text(name)
+    cache = cache_file(name, grammar)
+    try:
+        parser = Lark(grammar, cache=cache, **options)
+    except Exception:
+        if isinstance(cache, str):
+            try:
+                os.remove(cache)
+            except OSError:
+                pass
+        try:
+            parser = Lark(grammar, cache=cache, **options)
+        except Exception:
+            parser = Lark(grammar, **options)
+    _use_cached_re(parser)
+    return parser
+
+
+# ------------------------------------------------------------------ compiled lexer regexes
+#
+# Lark's contextual lexer compiles one large regular expression per parser state it meets,
+# on first use: in a cold run that is most of the time spent parsing the first query.  Python
+# cannot keep a compiled expression between runs, but it can keep what `re` compiles it to:
+# `_LexerRe.compile` stores, per (pattern, flags), the arguments `re` gives `_sre.compile`
+# (checked to give an equal pattern object before they are kept), in the user's cache
+# directory, per Python build.  Anything unexpected falls back to plain `re.compile`.
+
+_RE_CACHE_MAX = 1000  # the KQL grammar's lexer states number about 160
+
+
+class _LexerRe:
+    """Stands for the `re` module in Lark's lexers; only `compile` differs."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.known: dict | None = None
+        self.added = 0
+
+    def __getattr__(self, name: str):
+        import re
+
+        return getattr(re, name)
+
+    def _load(self) -> dict:
+        if self.known is None:
+            self.known = {}
+            if self.path is not None:
+                try:
+                    import marshal
+
+                    with open(self.path, "rb") as handle:
+                        loaded = marshal.load(handle)
+                    if isinstance(loaded, dict):
+                        self.known = loaded
+                except (OSError, EOFError, ValueError, TypeError):
+                    pass
+        return self.known
+
+    def compile(self, pattern, flags=0):
+        import re
+
+        if not isinstance(pattern, str) or self.path is None:
+            return re.compile(pattern, flags)
+        kept = self._load().get((pattern, int(flags)))
+        if kept is not None:
+            try:
+                import _sre
+                from array import array
+
+                code = array("I")
+                code.frombytes(kept[2])  # kept as bytes: loading the file stays a copy
+                return _sre.compile(kept[0], kept[1], code.tolist(), *kept[3:])
+            except Exception:
+                pass
+        compiled = re.compile(pattern, flags)
+        self._remember(pattern, int(flags), compiled)
+        return compiled
+
+    def _remember(self, pattern: str, flags: int, compiled) -> None:
+        try:
+            import _sre
+            from re import _compiler, _parser
+
+            parsed = _parser.parse(pattern, flags)
+            code = _compiler._code(parsed, flags)
+            groupindex = dict(parsed.state.groupdict)
+            indexgroup = [None] * parsed.state.groups
+            for name, index in groupindex.items():
+                indexgroup[index] = name
+            args = (pattern, int(flags | parsed.state.flags), [int(c) for c in code],
+                    parsed.state.groups - 1,
+                    groupindex, tuple(indexgroup))
+            if _sre.compile(*args) != compiled:
+                return
+            from array import array
+
+            packed = array("I", args[2])
+            if packed.itemsize != _sre.CODESIZE:
+                return
+            args = args[:2] + (packed.tobytes(),) + args[3:]
+        except Exception:  # another Python's internals: just do not cache
+            return
+        known = self._load()
+        if len(known) >= _RE_CACHE_MAX:
+            known.clear()
+        known[(pattern, flags)] = args
+        if not self.added:
+            import atexit
+
+            atexit.register(self.save)
+        self.added += 1
+
+    def save(self) -> None:
+        """Write what this run added (merged with what another run may have written)."""
+        if not self.added or self.path is None:
+            return
+        import marshal
+        import tempfile
+
+        mine, self.known, self.added = self.known or {}, None, 0
+        merged = self._load()
+        merged.update(mine)
+        try:
+            handle = tempfile.NamedTemporaryFile("wb", dir=os.path.dirname(self.path),
+                                                 prefix=".rmmc-", suffix=".tmp", delete=False)
+            try:
+                with handle:
+                    marshal.dump(merged, handle)
+                os.replace(handle.name, self.path)
+            except BaseException:
+                os.unlink(handle.name)
+                raise
+        except Exception:
+            pass
+        self.known = merged
+
+
+_LEXER_RE: _LexerRe | None = None
+
+
+def _lexer_re() -> _LexerRe:
+    global _LEXER_RE
+    if _LEXER_RE is None:
+        path = None
+        if sys.implementation.name == "cpython":
+            import _sre
+            import hashlib
+
+            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+            folder = os.path.join(base, "rmmc")
+            build = hashlib.sha256(f"2|{sys.version}|{_sre.MAGIC}|{_sre.CODESIZE}".encode()).hexdigest()[:16]
+            if os.path.isdir(folder) and os.access(folder, os.W_OK):
+                path = os.path.join(folder, f"lexer-re-{build}.marshal")
+        _LEXER_RE = _LexerRe(path)
+    return _LEXER_RE
+
+
+def _use_cached_re(parser) -> None:
+    """Point every lexer of a Lark LALR parser at `_LexerRe` (their scanners are built lazily,
+    so none has compiled anything yet)."""
+    shim = _lexer_re()
+    frontend = getattr(parser, "parser", None)
+    lexer = getattr(frontend, "lexer", None)
+    lexer = getattr(lexer, "lexer", lexer)  # through the postlexer connector
+    found = list(getattr(lexer, "lexers", {}).values())
+    found.append(getattr(lexer, "root_lexer", None))
+    for basic in found:
+        if basic is not None and getattr(basic, "_scanner", True) is None and hasattr(basic, "re"):
+            basic.re = shim
