@@ -15,7 +15,7 @@ ORACLE_DIR := tests/oracle
 # npm ci writes this hidden lockfile; it stands for "node_modules is installed".
 ORACLE_STAMP := $(ORACLE_DIR)/node_modules/.package-lock.json
 
-.PHONY: demo test clean install test-deps oracle
+.PHONY: demo test verify-long clean install test-deps oracle
 
 ## demo: install rmmc into .venv, check the bundled rules and translate them to every target
 demo: $(INSTALL_STAMP)
@@ -30,6 +30,11 @@ demo: $(INSTALL_STAMP)
 ## test: install rmmc with its test extras and the npm oracle, then run the whole suite
 test: $(TEST_STAMP) $(ORACLE_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## verify-long: the five translation properties (tests/test_properties.py) with a large example
+## budget (hypothesis profile "long": 5000 examples each; the suite's own budget is minutes)
+verify-long: $(TEST_STAMP) $(ORACLE_STAMP)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/test_properties.py -p no:cacheprovider --hypothesis-show-statistics $(PYTEST_ARGS)
 
 install: $(INSTALL_STAMP)
 test-deps: $(TEST_STAMP) $(ORACLE_STAMP)

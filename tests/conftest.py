@@ -11,7 +11,8 @@
   (shown even when output is captured).
 
 Hypothesis runs under the "ci" profile when the CI environment variable is set (deterministic,
-bounded), "dev" otherwise; HYPOTHESIS_PROFILE overrides both.
+bounded), "dev" otherwise; HYPOTHESIS_PROFILE overrides both ("long": 5000 examples per property,
+for `make verify-long`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ else:
         suppress_health_check=[HealthCheck.too_slow],
     )
     settings.register_profile("dev", deadline=None, max_examples=100)
+    # `make verify-long`: the properties (tests/test_properties.py) with a large budget.
+    settings.register_profile(
+        "long",
+        deadline=None,
+        max_examples=5000,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
