@@ -17,7 +17,7 @@ ORACLE_STAMP := $(ORACLE_DIR)/node_modules/.package-lock.json
 
 .PHONY: demo test verify-long clean install test-deps oracle
 
-## demo: install rmmc into .venv, check the bundled rules and translate them to every target
+## demo: install rmmc into .venv, check the bundled rules, translate them to every target, verify them
 demo: $(INSTALL_STAMP)
 	$(VENV)/bin/rmmc check rules/
 	$(VENV)/bin/rmmc translate rules/ --to sigma -o out/sigma --force
@@ -26,6 +26,7 @@ demo: $(INSTALL_STAMP)
 	$(VENV)/bin/rmmc translate rules/ --to eql -o out/eql --force
 	$(VENV)/bin/rmmc translate rules/ --to esql -o out/esql --force
 	@echo "translations written under out/"
+	$(VENV)/bin/rmmc verify rules/
 
 ## test: install rmmc with its test extras and the npm oracle, then run the whole suite
 test: $(TEST_STAMP) $(ORACLE_STAMP)
@@ -45,7 +46,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALL_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[verify]'
 	@touch $@
 
 $(TEST_STAMP): pyproject.toml | $(PY)

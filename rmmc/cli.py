@@ -237,5 +237,14 @@ def _report(results, sources, written, outdir, output_format) -> None:
                + (f" into {outdir}" if outdir else ""), err=True)
 
 
+def _register_verify() -> None:
+    from rmmc.verify.command import verify
+
+    main.add_command(verify)
+
+
+_register_verify()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,249 @@
+"""Run a translation on events with a real engine, where one is installed.
+
+* kql: `duckdb-kql` (a KQL engine on DuckDB) over a table holding the events, missing strings
+  stored as '' (Defender's strings are never null);
+* sigma: pySigma's sqlite backend converts the rule and SQLite runs it (columns `TEXT COLLATE
+  NOCASE`, a Python REGEXP function), missing fields stored as NULL (Sigma's model);
+* eql: the `eql` package's Python engine.
+
+Without the engine (`pip install rmmc[verify]` brings all three), KQL and Sigma outputs are
+read back by rmmc itself and run by the reference evaluator (this checks the text rmmc wrote
+against its own reading, not an engine), and EQL is not checked.  Splunk and ES|QL have no
+engine that can run here.  Each runner returns the indexes of the events selected.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import replace
+from typing import Any, Callable
+
+from rmmc.compiler.ir import Field, Output, Rule, walk_predicates
+
+
+class EngineUnavailable(Exception):
+    """The engine for a target is not installed or cannot run this rule."""
+
+
+Runner = Callable[[Rule, str, list[dict[str, Any]]], list[int]]
+INDEX = "rmmc_event"
+_DUCK_TYPES = {"string": "VARCHAR", "guid": "VARCHAR", "int": "INTEGER", "long": "BIGINT",
+               "real": "DOUBLE", "double": "DOUBLE", "decimal": "DOUBLE", "bool": "BOOLEAN",
+               "datetime": "TIMESTAMP", "dynamic": "VARCHAR", "timespan": "VARCHAR"}
+_SQLITE_TYPES = {"string": "TEXT COLLATE NOCASE", "guid": "TEXT COLLATE NOCASE", "int": "INTEGER",
+                 "long": "INTEGER", "real": "REAL", "double": "REAL", "decimal": "REAL", "bool": "INTEGER"}
+
+
+def condition_only(rule: Rule) -> Rule:
+    """The rule's detection alone: no lookback, no output shaping (what verification runs)."""
+    return replace(rule, lookback=None, output=Output(), exclusions=())
+
+
+def fields_of(rule: Rule) -> dict[str, Field]:
+    out: dict[str, Field] = {}
+    for p in walk_predicates(rule.condition):
+        out.setdefault(p.field.name, p.field)
+    return out
+
+
+# ------------------------------------------------------------------ KQL
+
+
+def run_kql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
+    try:
+        import duckdb_kql
+    except ImportError:
+        raise EngineUnavailable("duckdb-kql is not installed") from None
+    table = _first_word(text) or rule.source.table or "T"
+    fields = fields_of(rule)
+    con = duckdb_kql.connect()
+    columns = ", ".join([f'"{INDEX}" BIGINT'] + [f'"{n}" {_DUCK_TYPES.get(f.type, "VARCHAR")}'
+                                                 for n, f in fields.items()])
+    con.execute(f'CREATE TABLE "{table}" ({columns})')
+    for i, event in enumerate(events):
+        row = [i]
+        for name, f in fields.items():
+            value = event.get(name)
+            if value is None and f.type == "string":
+                value = ""
+            row.append(str(value) if f.type in ("dynamic", "timespan") and value is not None else value)
+        con.execute(f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(row))})', row)
+    try:
+        relation = duckdb_kql.query(con, text)
+    except Exception as exc:  # the engine's own limits (functions it lacks)
+        raise EngineUnavailable(f"duckdb-kql cannot run it: {type(exc).__name__}: {str(exc)[:200]}") from None
+    at = relation.columns.index(INDEX)
+    return sorted(row[at] for row in relation.fetchall())
+
+
+def run_kql_readback(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
+    from rmmc.compiler.evaluator import matches
+    from rmmc.compiler.lower import lower_text
+
+    lowered = lower_text(text)
+    if lowered.rule is None:
+        raise EngineUnavailable("rmmc cannot read its own KQL back: " +
+                                "; ".join(d.message for d in lowered.diagnostics if d.is_error))
+    return [i for i, e in enumerate(events) if matches(lowered.rule, e)]
+
+
+def _first_word(text: str) -> str | None:
+    m = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\n|\||$)", text)
+    return m.group(1) if m else None
+
+
+# ------------------------------------------------------------------ Sigma
+
+
+def run_sigma_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
+    try:
+        from sigma.backends.sqlite import sqliteBackend
+        from sigma.collection import SigmaCollection
+    except ImportError:
+        raise EngineUnavailable("pySigma and pysigma-backend-sqlite are not installed") from None
+    try:
+        queries = sqliteBackend().convert(SigmaCollection.from_yaml(text))
+    except Exception as exc:
+        raise EngineUnavailable(f"pySigma's sqlite backend refuses it: {str(exc)[:200]}") from None
+    if len(queries) != 1 or not str(queries[0]).startswith("SELECT * FROM "):
+        raise EngineUnavailable("pySigma's sqlite backend gave no single query")
+    query = str(queries[0])
+    table = query.split()[3]
+    names = _sigma_names(rule)
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.create_function("regexp", 2, _regexp, deterministic=True)
+        spec = ", ".join([f'"{INDEX}" INTEGER'] + [f'"{s}" {_SQLITE_TYPES.get(f.type, "TEXT COLLATE NOCASE")}'
+                                                     for s, f in names.values()])
+        conn.execute(f"CREATE TABLE {table} ({spec})")
+        for i, event in enumerate(events):
+            row = [i] + [_sqlite_value(event.get(column)) for column in names]
+            conn.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(row))})", row)
+        return sorted(r[0] for r in conn.execute(query.replace("SELECT *", f'SELECT "{INDEX}"', 1)))
+    except sqlite3.Error as exc:
+        raise EngineUnavailable(f"SQLite cannot run pySigma's query: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _sigma_names(rule: Rule) -> dict[str, tuple[str, Field]]:
+    """Column -> (Sigma field, Field) as the Sigma backend names them."""
+    from rmmc.backends.sigma_fields import FieldMapper
+    from rmmc.compiler.schema import load_schema
+
+    table = load_schema().table(rule.source.table) if rule.source.table else None
+    mapper = FieldMapper(rule.source.table, table)
+    out = {}
+    for name, f in fields_of(rule).items():
+        sigma = name if rule.source.taxonomy == "sigma" else mapper.sigma(name)
+        out[name] = (sigma, f)
+    return out
+
+
+def _regexp(pattern: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return 1 if re.search(pattern, str(value)) else 0
+    except re.error:
+        return None
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if value is None or isinstance(value, (int, float, str)):
+        return value
+    return str(value)
+
+
+def run_sigma_readback(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
+    from rmmc.compiler.evaluator import matches
+    from rmmc.compiler.sigma import read_sigma_rules
+
+    read = read_sigma_rules(text)
+    rules = [r for r, _ in read if r is not None]
+    if len(rules) != 1:
+        raise EngineUnavailable("rmmc cannot read its own Sigma back")
+    return [i for i, e in enumerate(events) if matches(rules[0], e)]
+
+
+# ------------------------------------------------------------------ EQL
+
+
+def run_eql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
+    try:
+        import eql
+        from eql.parser import elasticsearch_syntax, ignore_missing_functions, parse_query
+    except ImportError:
+        raise EngineUnavailable("the eql package is not installed") from None
+    try:
+        with elasticsearch_syntax, ignore_missing_functions:
+            query = parse_query(anchor_regexes(text))
+    except Exception as exc:
+        raise EngineUnavailable(f"the eql package cannot parse it: {str(exc)[:200]}") from None
+    out: list[int] = []
+    engine = eql.PythonEngine()
+    engine.add_query(query)
+    engine.add_output_hook(lambda result: out.extend(e.data[INDEX] for e in result.events))
+    category = text.split()[0] if text.split() and text.split()[0] != "any" else "process"
+    engine.stream_events([eql.Event(category, 0, {**{k: v for k, v in e.items() if v is not None},
+                                                  INDEX: i}) for i, e in enumerate(events)])
+    return sorted(set(out))
+
+
+_REGEX_OP = re.compile(r"\bregex~?\s*")
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def anchor_regexes(text: str) -> str:
+    """The query with each `regex` pattern made whole-value and DOTALL (`(?s:...)\\Z`) for the eql package:
+    Elasticsearch matches a Lucene regex against the whole value, where the package uses
+    Python's `re.match` (anchored at the start only, `.` not matching a line break)."""
+    out, at = [], 0
+    for op in _REGEX_OP.finditer(text):
+        if op.start() < at:
+            continue
+        pos = op.end()
+        out.append(text[at:pos])
+        if text.startswith("(", pos):
+            close = _closing(text, pos)
+            out.append(_STRING.sub(_anchored, text[pos:close]))
+            at = close
+        else:
+            m = _STRING.match(text, pos)
+            if m is None:
+                at = pos
+                continue
+            out.append(_anchored(m))
+            at = m.end()
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _anchored(m: re.Match[str]) -> str:
+    return '"(?s:' + m.group(1) + r')\\Z"'
+
+
+def _closing(text: str, start: int) -> int:
+    """The index just after the `)` closing the list that opens at `start` (strings skipped)."""
+    i = start + 1
+    while i < len(text):
+        if text[i] == '"':
+            m = _STRING.match(text, i)
+            i = m.end() if m else i + 1
+            continue
+        if text[i] == ")":
+            return i + 1
+        i += 1
+    return len(text)
+
+
+ENGINES: dict[str, list[tuple[str, Runner]]] = {
+    "kql": [("duckdb-kql", run_kql_engine), ("rmmc read-back", run_kql_readback)],
+    "sigma": [("pySigma sqlite", run_sigma_engine), ("rmmc read-back", run_sigma_readback)],
+    "eql": [("eql package", run_eql_engine)],  # regexes anchored as Elasticsearch does
+    "splunk": [],
+    "esql": [],
+}

@@ -1,0 +1,107 @@
+"""`rmmc verify`: events around a rule's values, each translation run on its engine, verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rmmc.backends.base import EmitOptions, Translation
+from rmmc.compiler.ir import Field, Metadata, Op, Predicate, Rule, Source
+from rmmc.verify import verify_paths, verify_rule
+from rmmc.verify.engines import anchor_regexes
+from rmmc.verify.events import boundary_events
+
+ROOT = Path(__file__).resolve().parent.parent
+URL = Field("RemoteUrl")
+
+
+def net_rule(*predicates) -> Rule:
+    from rmmc.compiler.ir import all_of
+
+    return Rule(Metadata(title="t"), Source("DeviceNetworkEvents"), all_of(list(predicates)))
+
+
+def by_target(verdicts):
+    return {v.target: v for v in verdicts}
+
+
+def test_boundary_events_sit_on_the_term_boundaries():
+    events = boundary_events(net_rule(Predicate(URL, Op.TERM, ("remotepc.com",))))
+    urls = {e.get("RemoteUrl", None) for e in events}
+    for wanted in ("remotepc.com", "REMOTEPC.COM", "xremotepc.comx", "a remotepc.com b",
+                   "remotepc.comx", "xremotepc.com", "", None):
+        assert wanted in urls, wanted
+    assert events == boundary_events(net_rule(Predicate(URL, Op.TERM, ("remotepc.com",))))  # deterministic
+
+
+def test_seed_rules_agree_on_every_engine_that_runs_here():
+    pytest.importorskip("duckdb_kql")
+    pytest.importorskip("sigma.backends.sqlite")
+    pytest.importorskip("eql")
+    verdicts = list(verify_paths([str(ROOT / "rules")], ["kql", "sigma", "eql", "splunk"]))
+    assert len(verdicts) == 2
+    for v in verdicts:
+        got = by_target(v.targets)
+        assert got["kql"].status == "agree" and got["kql"].engine == "duckdb-kql", got["kql"]
+        assert got["sigma"].status == "agree" and got["sigma"].engine == "pySigma sqlite", got["sigma"]
+        assert got["eql"].status == "agree", got["eql"]
+        assert got["splunk"].status == "unchecked"
+        assert v.events > 50
+
+
+def test_a_wrong_translation_is_caught_with_a_counterexample(monkeypatch):
+    import rmmc.backends as backends
+
+    pytest.importorskip("duckdb_kql")
+    rule = net_rule(Predicate(URL, Op.TERM, ("remotepc.com",)))
+    wrong = "DeviceNetworkEvents\n| where RemoteUrl contains 'remotepc.com'"  # has widened, unflagged
+    monkeypatch.setattr(backends, "emit", lambda target, r, options, fields=None: Translation(target, wrong))
+    _, verdicts = verify_rule(rule, ["kql"])
+    (v,) = verdicts
+    assert v.status == "disagree" and v.failed
+    assert v.expected is False and "remotepc.com" in v.counterexample["RemoteUrl"]
+    assert v.counterexample["RemoteUrl"].lower() != "remotepc.com"
+
+
+def test_flagged_widening_is_approximate_not_a_failure():
+    pytest.importorskip("sigma.backends.sqlite")
+    rule = net_rule(Predicate(URL, Op.TERM, ("remotepc.com",)))
+    _, verdicts = verify_rule(rule, ["sigma"], EmitOptions(loose=True))
+    (v,) = verdicts
+    assert v.status == "approximate" and not v.failed
+    assert "as flagged" in v.detail
+
+
+def test_refused_and_unchecked():
+    rule = net_rule(Predicate(URL, Op.REGEX, ("(?=x)a",)))  # RE2 has no lookahead
+    _, verdicts = verify_rule(rule, ["kql", "esql"])
+    got = by_target(verdicts)
+    assert got["kql"].status == "refused" and "RE2" in got["kql"].detail
+    assert got["esql"].status in ("refused", "unchecked")
+
+
+def test_eql_regexes_are_anchored_for_the_package():
+    assert anchor_regexes('a where X regex~ "b\\\\.c" and Y regex ("d", "e\\"f")') == \
+        'a where X regex~ "(?s:b\\\\.c)\\\\Z" and Y regex ("(?s:d)\\\\Z", "(?s:e\\"f)\\\\Z")'
+
+
+def test_cli_verify_exit_status_and_json(tmp_path):
+    from rmmc.cli import main
+
+    pytest.importorskip("duckdb_kql")
+    rule = tmp_path / "r.kql"
+    rule.write_text('DeviceNetworkEvents\n| where RemoteUrl has "remotepc.com" and RemotePort > 440\n')
+    result = CliRunner().invoke(main, ["verify", str(rule), "--to", "kql,splunk", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    statuses = {t["target"]: t["status"] for t in payload["rules"][0]["targets"]}
+    assert statuses == {"kql": "agree", "splunk": "unchecked"}
+    broken = tmp_path / "b.kql"
+    broken.write_text("DeviceNetworkEvents | where (")
+    result = CliRunner().invoke(main, ["verify", str(broken), "--to", "kql"])
+    assert result.exit_code == 1 and "error" in result.output
+    result = CliRunner().invoke(main, ["verify", str(rule), "--to", "nope"])
+    assert result.exit_code == 2
