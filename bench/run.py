@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -295,12 +296,11 @@ def _best_of(argv: list[str], runs: int = 5) -> tuple[float, int, float]:
 
 
 def _sigma_one_rule() -> Path | None:
+    """A process-creation rule both tools translate (the first in name order)."""
     if not SIGMA_RULES.is_dir():
         return None
-    preferred = SIGMA_RULES / "process_creation" / "proc_creation_win_whoami_execution.yml"
-    if preferred.is_file():
-        return preferred
-    return next(iter(sorted(SIGMA_RULES.rglob("*.yml"))), None)
+    return next(iter(sorted((SIGMA_RULES / "process_creation").glob("*.yml"))), None) or \
+        next(iter(sorted(SIGMA_RULES.rglob("*.yml"))), None)
 
 
 @section("3. cold CLI start (best of 5 after one warm-up)")
@@ -325,6 +325,14 @@ def bench_cli() -> None:
     say(f"  sigma convert -t splunk -p splunk_windows {rule.name}: {peer_seconds * 1000:.0f} ms "
         f"(exit {peer_code})")
     say(f"  ratio rmmc / sigma-cli: {seconds / peer_seconds:.2f} (<1 means rmmc starts faster)")
+    same = [str(rmmc_bin), "translate", str(rule), "--to", "splunk"]
+    same_seconds, same_code, same_median = _best_of(same)
+    RESULTS["cli"]["rmmc_same_rule"] = {"argv": same[1:], "seconds": same_seconds,
+                                        "median_seconds": same_median, "exit": same_code,
+                                        "ratio_over_sigma_cli": same_seconds / peer_seconds}
+    say(f"  rmmc translate {rule.name} --to splunk: {same_seconds * 1000:.0f} ms "
+        f"(median {same_median * 1000:.0f} ms, exit {same_code}); ratio rmmc / sigma-cli: "
+        f"{same_seconds / peer_seconds:.2f}")
 
 
 # ---------------------------------------------------------------- 4. the peer
@@ -338,54 +346,123 @@ def _peer_versions() -> dict:
             if p["name"].lower() in wanted}
 
 
-@section("4. peer: sigma-cli over the SigmaHQ windows rules")
+_TRANSLATED = re.compile(r"(\d+) of (\d+) rules? translated")
+
+
+def _rmmc_cli_batch(target: str, jobs: int) -> dict:
+    """`rmmc translate <SigmaHQ windows> --to target -j jobs` to standard output: the same job as
+    `sigma convert` on the directory (process start included, queries printed, nothing written
+    to disk)."""
+    rmmc_bin = Path(sys.executable).parent / "rmmc"
+    argv = [str(rmmc_bin), "translate", str(SIGMA_RULES), "--to", target, "-j", str(jobs)]
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    seconds = time.perf_counter() - t0
+    found = _TRANSLATED.search(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
+    return {"argv": argv[1:], "seconds": seconds, "exit": done.returncode,
+            "translated": int(found.group(1)) if found else None,
+            "rules": int(found.group(2)) if found else None}
+
+
+def _rmmc_in_process(target: str, sample: int) -> dict:
+    """Read, compile and emit each Sigma rule in this process, one core, rule by rule."""
+    from rmmc.backends import emit
+    from rmmc.backends.base import EmitOptions
+    from rmmc.compiler.documents import read_path
+    from rmmc.compiler.pipeline import compile_document
+
+    files = sorted(SIGMA_RULES.rglob("*.yml"))[: sample or None]
+    options = EmitOptions()
+
+    def run() -> int:
+        converted = 0
+        for path in files:
+            for document in read_path(str(path)).documents:
+                compiled = compile_document(document)
+                if compiled.rule is not None and emit(target, compiled.rule, options).ok:
+                    converted += 1
+        return converted
+
+    run()  # warm: grammars loaded, caches filled (the peer's run is warm the same way)
+    t0 = time.perf_counter()
+    converted = run()
+    seconds = time.perf_counter() - t0
+    return {"rules": len(files), "converted": converted, "seconds": seconds,
+            "rules_per_s": rate(len(files), seconds)}
+
+
+@section("4. peer: sigma-cli vs rmmc over the SigmaHQ windows rules")
 def bench_peer(sample: int) -> None:
     sigma_bin = PEER_VENV / "bin" / "sigma"
-    if not sigma_bin.exists():
-        say("  skipped: bench/.venv has no sigma-cli (run `make bench` to install it)")
-        RESULTS["peer"] = {"skipped": "sigma-cli not installed"}
-        return
     if not SIGMA_RULES.is_dir():
         say(f"  skipped: {SIGMA_RULES} not found (../shared is absent)")
         RESULTS["peer"] = {"skipped": "corpus absent"}
         return
+    have_peer = sigma_bin.exists()
+    if not have_peer:
+        say("  sigma-cli not installed (run `make bench`): rmmc alone, no ratios")
     n_rules = sum(1 for _ in SIGMA_RULES.rglob("*.yml"))
-    versions = _peer_versions()
+    versions = _peer_versions() if have_peer else {}
+    cores = os.cpu_count() or 1
     RESULTS["peer"] = {"versions": versions, "rules": n_rules}
-    say("  versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
-    say(f"  {'target':<30}{'how':<10}{'rules':>7}{'ok':>7}{'seconds':>9}{'rate':>11}  rmmc")
-    for key, backend, pipeline in (("splunk", "splunk", "splunk_windows"),
-                                   ("kusto_microsoft_xdr", "kusto", "microsoft_xdr")):
+    if versions:
+        say("  versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    say(f"  {'target':<22}{'who / how':<26}{'rules':>7}{'ok':>7}{'seconds':>9}{'rate':>10}{'x peer':>8}")
+    for key, backend, pipeline, target in (("splunk", "splunk", "splunk_windows", "splunk"),
+                                           ("kusto_microsoft_xdr", "kusto", "microsoft_xdr", "kql")):
         entry = RESULTS["peer"][key] = {}
-        # (a) the CLI over the whole directory, process start included
-        argv = [str(sigma_bin), "convert", "-t", backend, "-p", pipeline, "-s", str(SIGMA_RULES)]
-        t0 = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=240)
-        seconds = time.perf_counter() - t0
-        queries = sum(1 for line in done.stdout.splitlines() if line.strip())
-        cli = {"argv": argv[1:], "seconds": seconds, "exit": done.returncode,
-               "output_lines": queries, "rules_per_s": rate(n_rules, seconds)}
-        if done.returncode != 0:
-            cli["stopped"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
-        entry["cli"] = cli
-        shown = fmt_rate(cli["rules_per_s"]) if done.returncode == 0 else "stopped"
-        say(f"  {key:<30}{'cli':<10}{n_rules:>7}{'':>7}{seconds:>9.2f}{shown:>11}"
-            "  n/a (Sigma reader not yet built)")
-        if done.returncode != 0:
-            say(f"    sigma convert exited {done.returncode} despite -s: {cli['stopped']}")
-        # (b) pySigma in-process, rule by rule, each failure caught (bench/sigma_peer.py)
-        helper = [str(PEER_VENV / "bin" / "python"), str(ROOT / "bench" / "sigma_peer.py"),
-                  str(SIGMA_RULES), backend, pipeline, str(sample or 0)]
-        done = subprocess.run(helper, capture_output=True, text=True, timeout=240)
-        if done.returncode != 0:
-            say(f"    in-process run failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-            continue
-        lib = json.loads(done.stdout.strip().splitlines()[-1])
-        entry["in_process"] = lib
-        say(f"  {key:<30}{'pysigma':<10}{lib['rules']:>7}{lib['converted']:>7}{lib['seconds']:>9.2f}"
-            f"{fmt_rate(lib['rules_per_s']):>11}  n/a (Sigma reader not yet built)")
-        if lib["failure_kinds"]:
-            say("    failures by kind: " + ", ".join(f"{k} {v}" for k, v in lib["failure_kinds"].items()))
+        peer_cli_rate = peer_lib_rate = None
+        if have_peer:
+            # (a) the CLI over the whole directory, process start included
+            argv = [str(sigma_bin), "convert", "-t", backend, "-p", pipeline, "-s", str(SIGMA_RULES)]
+            t0 = time.perf_counter()
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+            seconds = time.perf_counter() - t0
+            cli = {"argv": argv[1:], "seconds": seconds, "exit": done.returncode,
+                   "output_lines": sum(1 for line in done.stdout.splitlines() if line.strip()),
+                   "rules_per_s": rate(n_rules, seconds)}
+            if done.returncode != 0:
+                cli["stopped"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
+            else:
+                peer_cli_rate = cli["rules_per_s"]
+            entry["cli"] = cli
+            shown = fmt_rate(cli["rules_per_s"]) if done.returncode == 0 else "stopped"
+            say(f"  {key:<22}{'sigma-cli, cli':<26}{n_rules:>7}{'':>7}{seconds:>9.2f}{shown:>10}")
+            if done.returncode != 0:
+                say(f"    sigma convert exited {done.returncode} despite -s: {cli['stopped']}")
+            # (b) pySigma in-process, rule by rule, each failure caught (bench/sigma_peer.py)
+            helper = [str(PEER_VENV / "bin" / "python"), str(ROOT / "bench" / "sigma_peer.py"),
+                      str(SIGMA_RULES), backend, pipeline, str(sample or 0)]
+            done = subprocess.run(helper, capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                say(f"    in-process run failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+            else:
+                lib = json.loads(done.stdout.strip().splitlines()[-1])
+                entry["in_process"] = lib
+                peer_lib_rate = lib["rules_per_s"]
+                say(f"  {key:<22}{'pySigma, in-process':<26}{lib['rules']:>7}{lib['converted']:>7}"
+                    f"{lib['seconds']:>9.2f}{fmt_rate(lib['rules_per_s']):>10}")
+                if lib["failure_kinds"]:
+                    say("    failures by kind: " + ", ".join(f"{k} {v}" for k, v in lib["failure_kinds"].items()))
+        # (c) rmmc, the same jobs
+        for jobs in sorted({1, cores}):
+            run = _rmmc_cli_batch(target, jobs)
+            run["rules_per_s"] = rate(n_rules, run["seconds"])
+            run["ratio_over_peer_cli"] = (run["rules_per_s"] / peer_cli_rate
+                                          if peer_cli_rate and run["rules_per_s"] else None)
+            entry[f"rmmc_cli_j{jobs}"] = run
+            ratio = f"{run['ratio_over_peer_cli']:.1f}x" if run["ratio_over_peer_cli"] else "n/a"
+            say(f"  {key:<22}{f'rmmc, cli -j {jobs}':<26}{n_rules:>7}{run['translated'] or 0:>7}"
+                f"{run['seconds']:>9.2f}{fmt_rate(run['rules_per_s']):>10}{ratio:>8}")
+        lib = _rmmc_in_process(target, sample)
+        lib["ratio_over_peer_in_process"] = (lib["rules_per_s"] / peer_lib_rate
+                                             if peer_lib_rate and lib["rules_per_s"] else None)
+        entry["rmmc_in_process"] = lib
+        ratio = f"{lib['ratio_over_peer_in_process']:.1f}x" if lib["ratio_over_peer_in_process"] else "n/a"
+        say(f"  {key:<22}{'rmmc, in-process, 1 core':<26}{lib['rules']:>7}{lib['converted']:>7}"
+            f"{lib['seconds']:>9.2f}{fmt_rate(lib['rules_per_s']):>10}{ratio:>8}")
+    say("  x peer: rmmc's rules/s over sigma-cli's (cli rows: over sigma-cli's cli row; in-process:"
+        " over pySigma in-process); the peer's cli runs on one core")
 
 
 # ---------------------------------------------------------------- main

@@ -3,8 +3,8 @@
 `run_batch(work, files, jobs)` calls `work(path)` for every file and returns the results in
 the order of `files`, whatever order the workers finish in.  It runs in this process
 (exactly the serial loop) when `jobs` is 1 or the batch is too small to pay for the worker
-start-up; otherwise in a `ProcessPoolExecutor`, one task per file: only the path goes to a
-worker and only that file's result comes back.
+start-up; otherwise in a `ProcessPoolExecutor`, files sent in chunks (`chunk_size`): only the
+paths go to a worker and only those files' results come back.
 
 `work` must be a module-level function (picklable) that never raises for bad input; should
 it raise anyway, or should a worker die (a crash, the OOM killer), `on_error(path, message)`
@@ -90,32 +90,50 @@ def _guarded(work: Callable[[str], R], path: str, on_error: Callable[[str, str],
         return on_error(path, f"{type(exc).__name__}: {exc}")
 
 
+MAX_CHUNK = 32
+"""Files per task at most: one task per file made the pool's own traffic (a pickled call and
+result per file) cost more than the work on small rules."""
+
+
+def chunk_size(files: int, jobs: int) -> int:
+    """About eight tasks per worker (so a slow file does not leave a core idle), 1..MAX_CHUNK."""
+    return max(1, min(MAX_CHUNK, files // (jobs * 8)))
+
+
+def _run_chunk(work, paths: list[str], on_error) -> list:
+    return [_guarded(work, path, on_error) for path in paths]
+
+
 def _parallel(work, files: list[str], jobs: int, on_error, bar) -> list:
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     results: dict[int, object] = {}
     lost: list[int] = []
+    size = chunk_size(len(files), jobs)
+    chunks = [list(range(start, min(start + size, len(files)))) for start in range(0, len(files), size)]
     with ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as pool:
-        futures = [_submit(pool, work, path, on_error) for path in files]
+        futures = [_submit(pool, _run_chunk, work, [files[n] for n in chunk], on_error) for chunk in chunks]
         try:
-            for number, future in enumerate(futures):  # in input order
+            for chunk, future in zip(chunks, futures):  # in input order
                 try:
-                    results[number] = future.result()
+                    for number, result in zip(chunk, future.result()):
+                        results[number] = result
                 except BrokenProcessPool:
-                    lost.append(number)
+                    lost.extend(chunk)
                     continue
-                except Exception as exc:  # the result could not come back (unpicklable)
-                    results[number] = on_error(files[number], f"{type(exc).__name__}: {exc}")
-                bar.update(1)
+                except Exception as exc:  # the results could not come back (unpicklable)
+                    for number in chunk:
+                        results[number] = on_error(files[number], f"{type(exc).__name__}: {exc}")
+                bar.update(len(chunk))
         except BaseException:  # Ctrl-C: drop what has not started, do not wait for it
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-    while lost:  # a worker died: run what was lost on one fresh worker, in order, so the
-        pending, lost = lost, []  # first file whose result is lost is the one that crashed
+    while lost:  # a worker died: run what was lost on one fresh worker, one file per task and
+        pending, lost = lost, []  # in order, so the first file whose result is lost crashed it
         crashed = False
         with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as pool:
-            retried = [(number, _submit(pool, work, files[number], on_error))
+            retried = [(number, _submit(pool, _guarded, work, files[number], on_error))
                        for number in pending]
             for number, future in retried:
                 try:
@@ -133,12 +151,12 @@ def _parallel(work, files: list[str], jobs: int, on_error, bar) -> list:
     return [results[number] for number in range(len(files))]
 
 
-def _submit(pool, work, path, on_error):
+def _submit(pool, function, *args):
     """`pool.submit`, or a future holding the reason it could not be submitted."""
     from concurrent.futures import Future
 
     try:
-        return pool.submit(_guarded, work, path, on_error)
+        return pool.submit(function, *args)
     except Exception as exc:  # BrokenProcessPool: a worker died while we were submitting
         future: Future = Future()
         future.set_exception(exc)

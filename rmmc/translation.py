@@ -7,7 +7,7 @@ pipelines use the same functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rmmc.backends.base import EmitOptions
@@ -76,9 +76,16 @@ def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
     process or in a worker (`rmmc.parallel`)."""
     from rmmc.compiler.documents import read_path
 
+    from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
+
     read = read_path(path)
     results = [translate_document(doc, to, options, fields=fields, package=package)
                for doc in read.documents]
+    # A Sigma document carries its read rule for compilation; once translated it is dead
+    # weight (and would travel back from a worker process).
+    results = [replace(r, document=replace(r.document, metadata={k: v for k, v in r.document.metadata.items()
+                                                                  if k != SIGMA_KEY}))
+               if r.document is not None and SIGMA_KEY in r.document.metadata else r for r in results]
     if not read.documents and any(d.is_error for d in read.diagnostics):
         results.append(RuleTranslation(None, to, "", tuple(read.diagnostics)))
     return results

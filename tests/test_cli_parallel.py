@@ -208,3 +208,11 @@ def test_corpus_parallel_matches_serial(rmm_corpus: Path, tmp_path: Path) -> Non
     spread = _run(["check", str(rmm_corpus), "-j", "2", "--format", "json"])
     assert serial.exit_code == spread.exit_code
     assert serial.stdout_bytes == spread.stdout_bytes
+
+
+def test_chunk_size_bounds():
+    from rmmc.parallel import MAX_CHUNK, chunk_size
+
+    assert chunk_size(10, 2) == 1            # small batches: one file per task
+    assert chunk_size(160, 2) == 10          # about eight tasks per worker
+    assert chunk_size(100_000, 2) == MAX_CHUNK
