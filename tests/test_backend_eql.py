@@ -25,7 +25,7 @@ eql = pytest.importorskip("eql")
 from eql.parser import elasticsearch_syntax, ignore_missing_functions, parse_query  # noqa: E402
 
 from rmmc.backends.base import EmitOptions  # noqa: E402
-from rmmc.backends.eql import (emit_eql, field_name, re2_to_lucene, string_literal,  # noqa: E402
+from rmmc.backends.eql import (emit_eql, field_name, re2_to_lucene,  # noqa: E402
                                term_regex, Refusal)
 from rmmc.compiler.evaluator import evaluate, term_match  # noqa: E402
 from rmmc.compiler.ir import (And, Const, EventKind, Field, InSubquery, Metadata, Not, Op, Or,  # noqa: E402
@@ -431,3 +431,159 @@ def test_cidr_text():
     t = emit_eql(rule_of(_ip("::/0")), fields=_IpProfile())
     assert any(d.code == "lossy" and "::ffff:0:0/96" in d.message for d in t.diagnostics)
     assert not emit_eql(rule_of(_ip("nonsense")), fields=_IpProfile()).ok
+
+
+# ------------------------------------------------------------------ Sigma wildcard values (Op.REGEX)
+
+
+from rmmc.backends.base import Wildcard, wildcard_pattern  # noqa: E402
+from rmmc.compiler.sigma.predicates import wildcard_regex  # noqa: E402
+from rmmc.compiler.sigma.values import MULTI, SINGLE  # noqa: E402
+
+ANY, ONE = Wildcard.ANY, Wildcard.ONE
+APPDATA = r"(?s)^C:\\Users\\.*\\AppData\\x.\.exe$"  # what the Sigma reader writes for C:\Users\*\AppData\x?.exe
+
+
+def wild(*values, **kw) -> Predicate:
+    return Predicate(Field("A"), Op.REGEX, values, **kw)
+
+
+@pytest.mark.parametrize("regex,pattern", [
+    (APPDATA, ("C:\\Users\\", ANY, "\\AppData\\x", ONE, ".exe")),
+    (r"(?s)^a.*b$", ("a", ANY, "b")),
+    (r"(?s)^..*.$", (ONE, ANY, ONE)),
+    (r"(?s)^.*.$", (ANY, ONE)),
+    (r"(?s)^a\*b\?c\\d\$\^\|\(\)\[\]\{\}\+\..*$", ("a*b?c\\d$^|()[]{}+.", ANY)),
+    ("(?s)^a\nb .*# -/$", ("a\nb ", ANY, "# -/")),
+    (r"(?s)^$", ()),
+    (r"(?s)^\\$", ("\\",)),
+])
+def test_wildcard_pattern_reads_the_form(regex, pattern):
+    assert wildcard_pattern(regex) == pattern
+
+
+@pytest.mark.parametrize("regex", [
+    r"(?s)^a+$", r"^a.*$", r"(?s)a.*$", r"(?s)^a.*", r"(?si)^a.*$", r"(?i)^a.*$", r"(?s)^a\$",
+    r"(?s)^a|b$", r"(?s)^(a).*$", r"(?s)^[ab].*$", r"(?s)^a.*?$", r"(?s)^a.+$", r"(?s)^a{2}.*$",
+    r"(?s)^a\d.*$", r"(?s)^a\-.*$", r"(?s)^a\b.*$", r"(?s)^^a$", r"(?s)^a$$", r"(?s)^a.**$",
+    r"(?s)^a?$", r"(?s)^a*$", "(?s)^a\\", "", "(?s)^", r".*(?s)^a$", r"(?s)^a$ ",
+])
+def test_wildcard_pattern_rejects_everything_else(regex):
+    assert wildcard_pattern(regex) is None
+
+
+@given(st.lists(st.one_of(st.text(alphabet='ab\\.*?$^()[]{}|+\n é', min_size=1, max_size=3),
+                          st.sampled_from([MULTI, SINGLE])), max_size=6))
+def test_wildcard_pattern_inverts_the_sigma_reader(parts):
+    """Whatever the reader writes, read back: the same parts (adjacent literals joined)."""
+    expected: list = []
+    for part in parts:
+        if isinstance(part, str) and expected and isinstance(expected[-1], str):
+            expected[-1] += part
+        else:
+            expected.append(part if isinstance(part, str) else Wildcard(part.char))
+    assert wildcard_pattern(wildcard_regex(parts)) == tuple(expected)
+
+
+@pytest.mark.parametrize("predicate,text", [
+    (wild(APPDATA), 'a like~ "C:\\\\Users\\\\*\\\\AppData\\\\x?.exe"'),
+    (wild(APPDATA, case_sensitive=True), 'a like "C:\\\\Users\\\\*\\\\AppData\\\\x?.exe"'),
+    (wild(r"(?s)^a.*b$", r"(?s)^c.d$"), 'a like~ ("a*b", "c?d")'),
+    (wild(r"(?s)^a.*b$", r"(?s)^c.d$", all_values=True), 'a like~ "a*b" and a like~ "c?d"'),
+    (wild(APPDATA, negated=True), 'a == null or not a like~ "C:\\\\Users\\\\*\\\\AppData\\\\x?.exe"'),
+    (wild(r"(?s)^a.*b$", r"(?s)^c.d$", negated=True, case_sensitive=True),
+     'a == null or not a like ("a*b", "c?d")'),
+    (wild(r"(?s)^.*$"), 'a == null or a like~ "*"'),           # '' passes: so does a missing field
+    (wild(r"(?s)^.*$", negated=True), 'a != null and not a like~ "*"'),
+    # a literal * or ? has no escape in an EQL wildcard: the same pattern as a Lucene regex
+    (wild(r"(?s)^a\*b.*c.$"), 'a regex~ "a\\\\*b.*c."'),
+    (wild(r"(?s)^a\?.*$", r"(?s)^x.*y$"), 'a like~ "x*y" or a regex~ "a\\\\?.*"'),
+    (wild("(?s)^a\x01.*$"), 'a regex~ "a\\u{01}.*"'),  # U+0001 is Elasticsearch's LIKE escape
+    # any other regex: as before
+    (wild(r"\d+\.exe"), 'a regex~ ".*([0-9]+\\\\.exe).*"'),
+])
+def test_wildcard_regex_text(predicate, text):
+    t = emit(predicate)
+    assert t.ok and t.text == f"process where {text}", t.text
+    parse(t.text)
+
+
+def test_non_wildcard_regexes_are_still_refused():
+    for regex in (r"(?s)^a+$", r"^a.*$", r"(?s)^a.*?$"):
+        t = emit(wild(regex))
+        assert not t.ok and any(d.code == "unsupported" for d in t.diagnostics), regex
+
+
+# Elasticsearch's `like` reading for the `eql` package: the same adaptation `rmmc verify` uses.
+from rmmc.verify.engines import elasticsearch_wildcards  # noqa: E402
+
+
+APPDATA_EVENTS = [
+    {"a": "C:\\Users\\bob\\AppData\\x1.exe"},
+    {"a": "c:\\users\\BOB\\appdata\\X1.EXE"},          # other case
+    {"a": "C:\\Users\\b\no\nb\\AppData\\x1.exe"},      # line breaks inside the * run
+    {"a": "C:\\Users\\bob\\AppData\\x\n.exe"},          # a line break as the ? character
+    {},                                                  # missing field
+    {"a": ""},
+    {"a": "C:\\Users\\bob\\AppData\\x12.exe"},          # ? is exactly one character
+    {"a": "C:\\Users\\bob\\AppData\\x.exe"},
+    {"a": "C:\\Users\\*\\AppData\\x?.exe"},             # the pattern's own text
+    {"a": "D:\\C:\\Users\\bob\\AppData\\x1.exe"},       # anchored at the start
+    {"a": "C:\\Users\\bob\\AppData\\x1.exe.bak"},       # ... and at the end
+    {"a": "C:/Users/bob/AppData/x1.exe"},
+]
+
+
+def _expected(predicate: Predicate, events: list[dict]) -> list[int]:
+    return [i for i, e in enumerate(events) if evaluate(predicate, {"A": e["a"]} if "a" in e else {}) is True]
+
+
+@pytest.mark.parametrize("predicate", [wild(APPDATA), wild(APPDATA, negated=True),
+                                       wild(APPDATA, r"(?s)^.*\\bob\\.*$"),
+                                       wild(APPDATA, r"(?s)^.*\\bob\\.*$", negated=True),
+                                       wild(APPDATA, r"(?s)^.*\\bob\\.*$", all_values=True),
+                                       wild(r"(?s)^.*$"), wild(r"(?s)^.*$", negated=True), wild(r"(?s)^.$")])
+def test_wildcards_run_like_the_evaluator(predicate):
+    t = emit(predicate)
+    assert t.ok and " like~ " in t.text, t.text
+    expected = _expected(predicate, APPDATA_EVENTS)
+    with elasticsearch_wildcards():
+        assert run(t.text, APPDATA_EVENTS) == expected, t.text
+
+
+def test_literal_wildcard_characters_run_like_the_evaluator():
+    """Sigma `a\\*b?\\?*` (a literal * and ?): a Lucene regex, run whole-value as Elasticsearch does."""
+    predicate = wild(r"(?s)^a\*b.\?.*$")
+    t = emit(predicate)
+    assert t.text == 'process where a regex~ "a\\\\*b.\\\\?.*"'
+    pattern = parse(t.text).first.query.arguments[1].value
+    for value in ["a*bx?", "A*BX?tail", "a*b\n?\nmore", "axbx?", "a*bx", "a*b?", "a*bxy?", "", "a*b??"]:
+        assert bool(re.fullmatch(pattern, value, re.S | re.I)) == evaluate(predicate, {"A": value}), value
+
+
+def test_a_final_line_break_is_where_the_evaluator_differs():
+    """The evaluator runs `(?s)^...$` with Python's `re`, whose `$` also matches before a
+    line break that ends the value; the wildcard (Sigma's meaning, Elasticsearch's `like`)
+    does not match it.  Only a value ending in a line break is read differently."""
+    predicate = wild(APPDATA)
+    value = "C:\\Users\\bob\\AppData\\x1.exe\n"
+    assert evaluate(predicate, {"A": value}) is True
+    with elasticsearch_wildcards():
+        assert run(emit(predicate).text, [{"a": value}]) == []
+
+
+PATTERN_PARTS = st.lists(st.one_of(st.text(alphabet="aB\\.$ \n", min_size=1, max_size=2),
+                                   st.sampled_from([MULTI, SINGLE])), min_size=1, max_size=5)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(PATTERN_PARTS, st.lists(st.one_of(st.none(), st.text(alphabet="aAbB\\.$ \n", max_size=6)),
+                               min_size=1, max_size=5), st.booleans())
+def test_random_wildcards_agree_with_evaluator(parts, values, negated):
+    predicate = wild(wildcard_regex(parts), negated=negated)
+    values = [v for v in values if v is None or not v.endswith("\n")]  # the final line break: above
+    events = [{} if v is None else {"a": v} for v in values]
+    t = emit(predicate)
+    assert t.ok and " like~ " in t.text, t.text
+    with elasticsearch_wildcards():
+        assert run(t.text, events) == _expected(predicate, events), t.text

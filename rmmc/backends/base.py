@@ -10,6 +10,7 @@ exactly it says so with a diagnostic, never silently:
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from dataclasses import dataclass
 from typing import Callable
@@ -89,3 +90,70 @@ def exclusion_conditions(rule: Rule, options: EmitOptions, target: str, found: l
                 message += f"; it has no {form} form ({exc})"
         found.append(note(target, message, exclusion.span))
     return applied
+
+
+# ------------------------------------------------------------------ wildcard regexes
+
+
+class Wildcard(enum.Enum):
+    """A wildcard of a `wildcard_pattern`: `ANY` any run of characters (Sigma/EQL/ES|QL `*`),
+    `ONE` exactly one character (`?`).  Never equal to a literal string."""
+
+    ANY = "*"
+    ONE = "?"
+
+
+_WILDCARD_PREFIX = "(?s)^"
+_WILDCARD_META = frozenset("\\.^$|?*+()[]{}")
+
+
+def wildcard_pattern(regex: str) -> tuple[str | Wildcard, ...] | None:
+    """The wildcard pattern a regex of exactly the form rmmc's Sigma reader writes for a value
+    with a wildcard inside (`wildcard_regex`) stands for, or None for any other regex.
+
+    The form: `(?s)^` + body + `$`, the body a sequence of `.*` (`Wildcard.ANY`), `.`
+    (`Wildcard.ONE`), a character that is no regex metacharacter (`\\.^$|?*+()[]{}`), or one
+    of those metacharacters escaped with one backslash (a literal).  Adjacent literals are
+    joined into one string; the result alternates literals and wildcards in order (`(?s)^$`
+    gives `()`: only the empty value).  With `(?s)`, `.` matches any character, a line break
+    too, as a wildcard does in Sigma, EQL `like` and ES|QL `LIKE` (Lucene automata).
+
+    One difference stays with the caller: the evaluator runs the regex with Python's `re`,
+    where `$` also matches just before a line break that ends the value, so `(?s)^a$` matches
+    'a\\n' and the wildcard `a` does not (RE2, which KQL uses, reads `$` as the very end too)."""
+    if not regex.startswith(_WILDCARD_PREFIX) or not regex.endswith("$"):
+        return None
+    body, i = regex[len(_WILDCARD_PREFIX):], 0
+    parts: list[str | Wildcard] = []
+    literal: list[str] = []
+
+    def flush() -> None:
+        if literal:
+            parts.append("".join(literal))
+            literal.clear()
+
+    end = len(body) - 1  # the closing `$`
+    while i < end:
+        ch = body[i]
+        if ch == ".":
+            flush()
+            if body.startswith(".*", i):
+                parts.append(Wildcard.ANY)
+                i += 2
+            else:
+                parts.append(Wildcard.ONE)
+                i += 1
+        elif ch == "\\":
+            if i + 1 >= end or body[i + 1] not in _WILDCARD_META:
+                return None  # `\\d`, `\\-`, ... or the `$` escaped: not the form
+            literal.append(body[i + 1])
+            i += 2
+        elif ch in _WILDCARD_META:
+            return None  # an operator the form never holds (`+`, `|`, a group, an anchor ...)
+        else:
+            literal.append(ch)
+            i += 1
+    if i != end:
+        return None  # the last `$` was consumed as an escaped literal
+    flush()
+    return tuple(parts)

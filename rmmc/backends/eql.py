@@ -22,6 +22,15 @@ gives it:
 * `matches regex` (an unanchored RE2 search) as `.*(<pattern>).*` in Lucene syntax, after
   translating what has an exact Lucene form (`\\d` -> `[0-9]`, `.` -> `[^\\n]`, ...) and
   refusing what has none (anchors, `\\b`, lookaround, lazy repeats, inline flags, ...).
+* a Sigma wildcard value (the regex `(?s)^...$` the Sigma reader writes for `a*b?c`, read
+  back by `base.wildcard_pattern`) as `f like~ "a*b?c"` (cased: `like`; several values:
+  `like~ ("a*b", "c?d")`).  Elasticsearch turns an EQL wildcard string into a LIKE pattern
+  where every `*` and `?` is a wildcard and nothing escapes them (its escape character is
+  U+0001, `%` and `_` are escaped with it), and a backslash is an ordinary character; its
+  wildcards match any character, a line break too, as `(?s)` does.  A pattern whose literal
+  text holds `*`, `?` or U+0001 is written as the equivalent whole-value Lucene regex
+  instead (`regex~ "a\\*b.*"`, `.` matching any character in Lucene).  (The evaluator's `$`
+  also matches before a final line break: see `wildcard_pattern`.)
 
 Strings: KQL reads a missing string as '', EQL as null, and a test on null is not true in
 EQL (`not f : "x"` does not match an event without `f`).  Negations are pushed down to the
@@ -42,7 +51,8 @@ import math
 import re
 from typing import Any
 
-from rmmc.backends.base import cidr_networks, EmitOptions, exclusion_conditions, Translation, lossy, note, unsupported
+from rmmc.backends.base import (cidr_networks, EmitOptions, exclusion_conditions, Translation, lossy, note,
+                                unsupported, Wildcard, wildcard_pattern)
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import evaluate_predicate
@@ -278,6 +288,25 @@ def re2_to_lucene(pattern: str) -> str:
     return ".*(" + "".join(out) + ").*"
 
 
+_LIKE_UNSAYABLE = frozenset("*?\x01")  # always wildcards / Elasticsearch's LIKE escape character
+
+
+def like_pattern(pattern: tuple[str | Wildcard, ...]) -> str | None:
+    """A `wildcard_pattern` as the text of an EQL `like` pattern, or None when a literal part
+    holds `*`, `?` (EQL has no escape for them) or U+0001 (the escape character Elasticsearch
+    gives the LIKE pattern it makes of it)."""
+    if any(isinstance(part, str) and _LIKE_UNSAYABLE & set(part) for part in pattern):
+        return None
+    return "".join(part if isinstance(part, str) else part.value for part in pattern)
+
+
+def wildcard_lucene(pattern: tuple[str | Wildcard, ...]) -> str:
+    """A `wildcard_pattern` as the whole-value Lucene regex that matches the same values
+    (Lucene's `.` matches any character, a line break too)."""
+    return "".join(lucene_escape(part) if isinstance(part, str) else
+                   (".*" if part is Wildcard.ANY else ".") for part in pattern)
+
+
 # ------------------------------------------------------------------ conditions
 
 
@@ -454,8 +483,7 @@ class ConditionEmitter:
         values = [v if isinstance(v, str) else str(v) for v in p.values]
         ci = not p.case_sensitive
         if p.op is Op.REGEX:
-            lucene = [re2_to_lucene(v) for v in values]
-            tests = [self.regex(f, r, ci) for r in lucene]
+            tests = self.regexes(f, values, ci, p.all_values)
         elif p.op in (Op.TERM, Op.TERM_PREFIX, Op.TERM_SUFFIX):
             tests = [self.regex(f, term_regex(v, p.op is not Op.TERM_SUFFIX, p.op is not Op.TERM_PREFIX), ci)
                      for v in values]
@@ -474,6 +502,31 @@ class ConditionEmitter:
     def regex(f: str, pattern: str, ci: bool) -> str:
         return f"{f} {'regex~' if ci else 'regex'} {string_literal(pattern)}"
 
+    def regexes(self, f: str, values: list[str], ci: bool, all_values: bool) -> list[str]:
+        """REGEX values: a Sigma wildcard regex as a `like` pattern (or, when its literal text
+        cannot be in one, a Lucene regex), any other as `re2_to_lucene` gives it."""
+        likes: list[str] = []
+        tests: list[str] = []
+        for value in values:
+            pattern = wildcard_pattern(value)
+            if pattern is None:
+                tests.append(self.regex(f, re2_to_lucene(value), ci))
+            elif (like := like_pattern(pattern)) is not None:
+                likes.append(like)
+            else:
+                tests.append(self.regex(f, wildcard_lucene(pattern), ci))
+        return self.likes(f, likes, ci, all_values) + tests
+
+    @staticmethod
+    def likes(f: str, patterns: list[str], ci: bool, all_values: bool) -> list[str]:
+        """`f like~ "p"` per pattern (all_values), or one test over the list (any of them)."""
+        keyword = "like~" if ci else "like"
+        if all_values or len(patterns) == 1:
+            return [f"{f} {keyword} {string_literal(x)}" for x in patterns]
+        if patterns:
+            return [f"{f} {keyword} ({', '.join(string_literal(x) for x in patterns)})"]
+        return []
+
     def equality(self, f: str, values: list[str], ci: bool, all_values: bool) -> list[str]:
         if all_values or len(values) == 1:
             if ci:
@@ -486,15 +539,7 @@ class ConditionEmitter:
     def wildcard(self, f: str, op: Op, values: list[str], ci: bool, all_values: bool) -> list[str]:
         like = [v for v in values if not _WILDCARDS & set(v)]
         other = [v for v in values if _WILDCARDS & set(v)]  # no escape for * ? in a pattern
-        tests: list[str] = []
-        keyword = "like~" if ci else "like"
-        patterns = [_LIKE_SHAPES[op].format(v) for v in like]
-        if all_values:
-            tests += [f"{f} {keyword} {string_literal(x)}" for x in patterns]
-        elif len(patterns) == 1:
-            tests.append(f"{f} {keyword} {string_literal(patterns[0])}")
-        elif patterns:
-            tests.append(f"{f} {keyword} ({', '.join(string_literal(x) for x in patterns)})")
+        tests = self.likes(f, [_LIKE_SHAPES[op].format(v) for v in like], ci, all_values)
         tests += [self.regex(f, _REGEX_SHAPES[op].format(lucene_escape(v)), ci) for v in other]
         return tests
 

@@ -33,7 +33,15 @@ How the meaning is kept (the reference is `rmmc.compiler.evaluator`):
   a side where the value starts/ends with an ASCII letter or digit:
   `(v|.*[^0-9a-z]v)([^0-9a-z].*)?` ("starts the field, or follows a non-term character",
   then "ends the field, or a non-term character follows").
-* Regex predicates (RE2 syntax) are refused: Lucene's syntax differs.
+* A Sigma wildcard value (the regex `(?s)^...$` the Sigma reader writes for `a*b?c`, read
+  back by `base.wildcard_pattern`) becomes `LIKE` with that wildcard pattern:
+  `COALESCE(f, "") LIKE "a*b?c"`, case-insensitive `TO_LOWER(COALESCE(f, "")) LIKE "a*b?c"`
+  with the pattern lower-cased in rmmc as for the other tests; several values are or-ed.
+  In a LIKE pattern `*` is any run of characters and `?` one character (a line break too:
+  Lucene's wildcard automaton), and a backslash escapes `*`, `?` and itself, so a literal
+  `*` `?` `\\` is written `\\*` `\\?` `\\\\` (then doubled again inside the string literal).
+  (The evaluator's `$` also matches before a final line break: see `wildcard_pattern`.)
+* Other regex predicates (RE2 syntax) are refused: Lucene's syntax differs.
 * `InSubquery` is widened (replaced by the constant that keeps a superset of the events),
   each replaced node reported lossy.
 * Aggregates: count -> COUNT(*), min/max/sum/avg, make_set -> VALUES; dcount ->
@@ -50,7 +58,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from rmmc.backends.base import cidr_networks, EmitOptions, exclusion_conditions, Translation, lossy, note, unsupported
+from rmmc.backends.base import (cidr_networks, EmitOptions, exclusion_conditions, Translation, lossy, note,
+                                unsupported, Wildcard, wildcard_pattern)
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.compiler.evaluator import coerce, fold, is_term_char
@@ -106,6 +115,12 @@ def lucene_escape(text: str) -> str:
     non-letter is that character); letters and non-ASCII characters stay as they are."""
     return "".join("\\" + ch if ch < "\x7f" and ch > " " and not ch.isalnum() else ch
                    for ch in text)
+
+
+def like_escape(text: str) -> str:
+    """`text` as a LIKE pattern matching exactly itself: `*`, `?` and `\\` escaped with `\\`
+    (the only characters LIKE gives a meaning, and the only ones it lets `\\` escape)."""
+    return "".join("\\" + ch if ch in "*?\\" else ch for ch in text)
 
 
 def term_regex(needle: str, check_start: bool = True, check_end: bool = True,
@@ -273,9 +288,12 @@ class Emitter:
             return self.comparison(p, kind, col)
         if p.op is Op.CIDR:
             return self.cidr(p, kind, col)
+        patterns = []
         if p.op is Op.REGEX:
-            raise Refusal(f"regex on {p.field.name}: the pattern is RE2 syntax and ES|QL's "
-                          "RLIKE reads Lucene syntax; rmmc does not translate it", p.span)
+            patterns = [wildcard_pattern(v) if isinstance(v, str) else None for v in p.values]
+            if any(x is None for x in patterns):
+                raise Refusal(f"regex on {p.field.name}: the pattern is RE2 syntax and ES|QL's "
+                              "RLIKE reads Lucene syntax; rmmc does not translate it", p.span)
         if kind not in _TEXT_LIKE and not (p.op is Op.EQUALS and kind not in ("dynamic",)):
             raise Refusal(f"{p.op.value} on the {kind} field {p.field.name} has no exact "
                           "ES|QL form", p.span)
@@ -291,6 +309,9 @@ class Emitter:
             self.case_folded = True
         if p.op is Op.EQUALS:
             test = self.equality(p, kind, subject)
+        elif p.op is Op.REGEX:
+            tests = [f"{subject} LIKE {string_lit(self.like(p, x))}" for x in patterns]
+            test = paren(join("AND" if p.all_values else "OR", tests))
         else:
             tests = [f"{subject} RLIKE {string_lit(pattern_regex(p.op, self.needle(p, v), p.case_sensitive))}"
                      for v in p.values]
@@ -323,6 +344,12 @@ class Emitter:
         else:
             test = f"COALESCE(CIDR_MATCH({subject}, {', '.join(literals)}), false)"
         return f"(NOT {test})" if p.negated else test
+
+    def like(self, p: Predicate, pattern: tuple[str | Wildcard, ...]) -> str:
+        """A `wildcard_pattern` as a LIKE pattern: literal parts (lower-cased when the test is
+        case-insensitive) with `*`, `?` and `\\` escaped by a backslash."""
+        return "".join(like_escape(self.needle(p, part)) if isinstance(part, str) else part.value
+                       for part in pattern)
 
     def needle(self, p: Predicate, value: Any) -> str:
         text = value if isinstance(value, str) else str(value)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -184,13 +185,37 @@ def run_eql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[
     except Exception as exc:
         raise EngineUnavailable(f"the eql package cannot parse it: {str(exc)[:200]}") from None
     out: list[int] = []
-    engine = eql.PythonEngine()
-    engine.add_query(query)
-    engine.add_output_hook(lambda result: out.extend(e.data[INDEX] for e in result.events))
-    category = text.split()[0] if text.split() and text.split()[0] != "any" else "process"
-    engine.stream_events([eql.Event(category, 0, {**{k: v for k, v in e.items() if v is not None},
-                                                  INDEX: i}) for i, e in enumerate(events)])
+    with elasticsearch_wildcards():
+        engine = eql.PythonEngine()
+        engine.add_query(query)
+        engine.add_output_hook(lambda result: out.extend(e.data[INDEX] for e in result.events))
+        category = text.split()[0] if text.split() and text.split()[0] != "any" else "process"
+        engine.stream_events([eql.Event(category, 0, {**{k: v for k, v in e.items() if v is not None},
+                                                      INDEX: i}) for i, e in enumerate(events)])
     return sorted(set(out))
+
+
+@contextmanager
+def elasticsearch_wildcards():
+    """The `eql` package (1.0.x) reads only `*` as a `like` wildcard (`?` is literal there) and
+    lets `$` end the pattern (so a final line break is ignored); Elasticsearch reads `*` and
+    `?` and matches the whole value.  Within this block the package does too (its flags keep
+    DOTALL: a wildcard matches a line break)."""
+    from eql import functions
+
+    saved = functions.Wildcard.to_regex
+
+    def to_regex(cls, *wildcards):
+        def one(w: str) -> str:
+            return "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch)
+                           for ch in functions.fold_case(w)) + r"\Z"
+        return "|".join(f"(?:{one(w)})" for w in wildcards)
+
+    functions.Wildcard.to_regex = classmethod(to_regex)
+    try:
+        yield
+    finally:
+        functions.Wildcard.to_regex = classmethod(saved.__func__)
 
 
 _REGEX_OP = re.compile(r"\bregex~?\s*")

@@ -23,7 +23,7 @@ from typing import Any
 
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Severity, Span, error, warning
-from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, COr, ConditionError, Quantified, Ref,
+from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, ConditionError, Quantified, Ref,
                                            names_for, parse_condition)
 from rmmc.compiler.sigma.predicates import predicate
 from rmmc.compiler.sigma.values import (KNOWN_MODIFIERS, SigmaValueProblem, Unsupported,
