@@ -1,4 +1,4 @@
-"""rmmc: a detection-rule compiler (KQL hunting rules to Sigma, KQL and more, meaning kept).
+"""rmmc: a detection-rule compiler (KQL and Sigma rules to Sigma, KQL, SPL, EQL, ES|QL, meaning kept).
 
 The library surface; every name is imported on first use so that `import rmmc` stays light:
 
@@ -7,6 +7,8 @@ The library surface; every name is imported on first use so that `import rmmc` s
 - `matches(rule, event)`, the reference evaluator
 - `translate(text, to="sigma", loose=False, apply_exclusions=False) -> TranslationResult`
 - `read_path(path)`, `read_text(text)`: rule documents; `check_paths(paths)`: `rmmc check`
+- `read_sigma_rules(text) -> [(Rule | None, diagnostics)]`: Sigma YAML into the detection model
+- `verify_rule(rule, targets)`, `verify_paths(paths, targets)`: `rmmc verify`
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ _EXPORTS = {
     "read_path": "rmmc.compiler.documents",
     "read_text": "rmmc.compiler.documents",
     "check_paths": "rmmc.compiler.check",
+    "read_sigma_rules": "rmmc.compiler.sigma",
+    "verify_rule": "rmmc.verify.runner",
+    "verify_paths": "rmmc.verify.runner",
     "Diagnostic": "rmmc.compiler.diagnostics",
     "Severity": "rmmc.compiler.diagnostics",
     "Span": "rmmc.compiler.diagnostics",

@@ -105,3 +105,15 @@ def test_cli_verify_exit_status_and_json(tmp_path):
     assert result.exit_code == 1 and "error" in result.output
     result = CliRunner().invoke(main, ["verify", str(rule), "--to", "nope"])
     assert result.exit_code == 2
+
+
+def test_library_surface_reads_sigma_and_verifies():
+    import rmmc
+
+    text = ("title: t\nlogsource: {category: process_creation, product: windows}\n"
+            "detection:\n  sel: {CommandLine|contains: evil}\n  condition: sel\n")
+    (rule, diagnostics), = rmmc.read_sigma_rules(text)
+    assert rule is not None and not diagnostics
+    count, verdicts = rmmc.verify_rule(rule, ["sigma"])
+    assert count > 5 and verdicts[0].status in ("agree", "unchecked")
+    assert "ProcessCommandLine contains 'evil'" in rmmc.translate(text, to="kql").text
