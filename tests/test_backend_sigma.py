@@ -668,7 +668,24 @@ def test_value_helpers():
 def test_regex_portability_note():
     t = emit_sigma(rule_of(P("RemoteUrl", Op.REGEX, r"\w+\.com$", cased=True)))
     notes = [d.message for d in t.diagnostics if d.code == "note"]
-    assert any("final newline" in m for m in notes) and any("ASCII-only in RE2" in m for m in notes)
+    assert any("ASCII-only in RE2" in m for m in notes)
+    # `$`: RE2 (and the model) end the value there, Sigma's engines also before a final
+    # line break: a change of meaning, so lossy rather than a note.
+    assert any(d.code == "lossy" and "final line break" in d.message for d in t.diagnostics)
+
+
+def test_reader_wildcard_regex_goes_back_to_a_sigma_wildcard():
+    """The anchored regex the Sigma reader writes for `C:\\Users\\*\\x?.exe` (a wildcard
+    inside the value) is written back as that Sigma value, not as `|re`, and reads back the same."""
+    from rmmc.compiler.sigma import read_sigma_rules
+
+    regex = r"(?s)^C:\\Users\\.*\\x.\.exe$"
+    t = emit_sigma(rule_of(P("RemoteUrl", Op.REGEX, regex)))
+    assert t.ok and "|re" not in t.text
+    detection = yaml.safe_load(t.text)["detection"]["selection"]
+    assert list(detection.values()) == [r"C:\\Users\\*\\x?.exe"]  # literal backslashes escaped
+    (back, _), = read_sigma_rules(t.text)
+    assert back.condition.values == (regex,)
 
 
 # ------------------------------------------------------------------ post-aggregation operators

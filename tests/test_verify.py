@@ -117,3 +117,40 @@ def test_library_surface_reads_sigma_and_verifies():
     count, verdicts = rmmc.verify_rule(rule, ["sigma"])
     assert count > 5 and verdicts[0].status in ("agree", "unchecked")
     assert "ProcessCommandLine contains 'evil'" in rmmc.translate(text, to="kql").text
+
+
+def test_eql_regex_carets_and_dollars_are_lucene_literals_for_the_package():
+    text = 'process where A regex~ ".*(^[^\\n]*^).*" and B regex~ "a\\\\^b\\\\\\"$"'
+    assert anchor_regexes(text) == \
+        'process where A regex~ "(?s:.*(\\\\^[^\\n]*\\\\^).*)\\\\Z" and B regex~ "(?s:a\\\\^b\\\\\\"\\\\$)\\\\Z"'
+
+
+def test_engines_that_cannot_check_a_rule_say_so():
+    pytest.importorskip("eql")
+    pytest.importorskip("sigma.backends.sqlite")
+    cased = net_rule(Predicate(URL, Op.CONTAINS, ("RemotePC",), case_sensitive=True))
+    _, verdicts = verify_rule(cased, ["eql"])
+    assert verdicts[0].status == "unchecked" and "folds case" in verdicts[0].detail
+    network = net_rule(Predicate(Field("RemoteIP"), Op.CIDR, ("10.0.0.0/8",)))
+    _, verdicts = verify_rule(network, ["sigma"])
+    assert verdicts[0].status == "agree" and verdicts[0].engine == "rmmc read-back"
+
+
+def test_sqlite_folds_case_as_the_model_does():
+    pytest.importorskip("sigma.backends.sqlite")
+    from rmmc.verify.engines import _like
+
+    assert _like("%arrêté%", "Service ARRÊTÉ") == 1
+    assert _like("a\\_b", "a_b", "\\") == 1 and _like("a\\_b", "axb", "\\") == 0
+    assert _like("a%", "a\nb") == 1
+    rule = net_rule(Predicate(URL, Op.EQUALS, ("ARRÊTÉ",)))
+    _, verdicts = verify_rule(rule, ["sigma"])
+    assert verdicts[0].status == "agree" and verdicts[0].engine == "pySigma sqlite"
+
+
+def test_rules_with_sigma_field_names_are_checked_under_those_names():
+    pytest.importorskip("eql")
+    rule = Rule(Metadata(title="t"), Source(None, taxonomy="sigma", product="windows", category="driver_load"),
+                Predicate(Field("ImageLoaded"), Op.ENDSWITH, ("\\evil.sys",)))
+    _, verdicts = verify_rule(rule, ["eql"])
+    assert verdicts[0].status == "agree", verdicts[0]

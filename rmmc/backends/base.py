@@ -116,11 +116,8 @@ def wildcard_pattern(regex: str) -> tuple[str | Wildcard, ...] | None:
     of those metacharacters escaped with one backslash (a literal).  Adjacent literals are
     joined into one string; the result alternates literals and wildcards in order (`(?s)^$`
     gives `()`: only the empty value).  With `(?s)`, `.` matches any character, a line break
-    too, as a wildcard does in Sigma, EQL `like` and ES|QL `LIKE` (Lucene automata).
-
-    One difference stays with the caller: the evaluator runs the regex with Python's `re`,
-    where `$` also matches just before a line break that ends the value, so `(?s)^a$` matches
-    'a\\n' and the wildcard `a` does not (RE2, which KQL uses, reads `$` as the very end too)."""
+    too, as a wildcard does in Sigma, EQL `like` and ES|QL `LIKE` (Lucene automata).  `$` is the very
+    end of the value (RE2's reading, which the evaluator follows), as for a wildcard."""
     if not regex.startswith(_WILDCARD_PREFIX) or not regex.endswith("$"):
         return None
     body, i = regex[len(_WILDCARD_PREFIX):], 0

@@ -29,8 +29,7 @@ gives it:
   U+0001, `%` and `_` are escaped with it), and a backslash is an ordinary character; its
   wildcards match any character, a line break too, as `(?s)` does.  A pattern whose literal
   text holds `*`, `?` or U+0001 is written as the equivalent whole-value Lucene regex
-  instead (`regex~ "a\\*b.*"`, `.` matching any character in Lucene).  (The evaluator's `$`
-  also matches before a final line break: see `wildcard_pattern`.)
+  instead (`regex~ "a\\*b.*"`, `.` matching any character in Lucene).
 
 Strings: KQL reads a missing string as '', EQL as null, and a test on null is not true in
 EQL (`not f : "x"` does not match an event without `f`).  Negations are pushed down to the

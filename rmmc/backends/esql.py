@@ -40,7 +40,6 @@ How the meaning is kept (the reference is `rmmc.compiler.evaluator`):
   In a LIKE pattern `*` is any run of characters and `?` one character (a line break too:
   Lucene's wildcard automaton), and a backslash escapes `*`, `?` and itself, so a literal
   `*` `?` `\\` is written `\\*` `\\?` `\\\\` (then doubled again inside the string literal).
-  (The evaluator's `$` also matches before a final line break: see `wildcard_pattern`.)
 * Other regex predicates (RE2 syntax) are refused: Lucene's syntax differs.
 * `InSubquery` is widened (replaced by the constant that keeps a superset of the events),
   each replaced node reported lossy.

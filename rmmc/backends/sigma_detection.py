@@ -30,12 +30,13 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Union
 
-from rmmc.backends.base import EmitOptions, cidr_networks, lossy, note, unsupported
+from rmmc.backends.base import (EmitOptions, Wildcard, cidr_networks, lossy, note, unsupported,
+                                wildcard_pattern)
 from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_values import (escape_plain, regex_portability, term_boundaries,
                                         term_regex)
 from rmmc.compiler.diagnostics import Diagnostic
-from rmmc.compiler.evaluator import coerce, evaluate_predicate, fold
+from rmmc.compiler.evaluator import coerce, evaluate_predicate, fold, re2_dollar
 from rmmc.compiler.ir import And, Condition, Const, InSubquery, Not, Op, Or, Predicate
 
 NUMERIC_TYPES = frozenset({"int", "long", "real", "double", "decimal"})
@@ -434,8 +435,17 @@ class ConditionLowerer:
             return _keyed(key, [escape_plain(v) for v in values], p.all_values,
                           split=p.op is not Op.CONTAINS)
         if p.op is Op.REGEX:
+            wildcards = [wildcard_pattern(v) for v in values]
+            if all(w is not None for w in wildcards):  # the reader's form of a Sigma wildcard value
+                return _keyed(f"{name}{cased}", [_sigma_wildcard(w) for w in wildcards], p.all_values,
+                              split=True)
             for message in _unique(m for v in values for m in regex_portability(v)):
                 self.diagnostics.append(note(TARGET, f"regex on {p.field.name}: {message}", p.span))
+            if any(re2_dollar(v) != v for v in values):
+                self.diagnostics.append(lossy(
+                    TARGET, f"regex on {p.field.name}: '$' is the very end of the value in KQL's RE2 "
+                            "(and rmmc's model); Sigma backends' engines (PCRE, Python) also match it "
+                            "before a final line break, so such values now match too", p.span))
             key = f"{name}|re" + ("" if case_sensitive else "|i")
             return _keyed(key, values, p.all_values, split=True)
         if p.op in _TERM_OPS:
@@ -453,6 +463,12 @@ class ConditionLowerer:
             return leaf
         key = f"{name}|re" + ("" if case_sensitive else "|i")
         return _keyed(key, [term_regex(p.op, v) for v in values], p.all_values, split=True)
+
+
+def _sigma_wildcard(parts) -> str:
+    """A `wildcard_pattern` as a Sigma plain value: literals escaped, `*` and `?` as wildcards."""
+    return "".join(escape_plain(p) if isinstance(p, str) else ("*" if p is Wildcard.ANY else "?")
+                   for p in parts)
 
 
 def _keyed(key: str, values: list[Any], all_values: bool, split: bool) -> Lowered:

@@ -67,8 +67,6 @@ def term_regex(op: Op, needle: str) -> str:
 # ------------------------------------------------------------------ regex portability
 
 _PORTABILITY_CHECKS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?<!\\)(?:\\\\)*\$"),
-     "'$' also matches before a final newline in PCRE and Python, only at the very end in RE2"),
     (re.compile(r"(?<!\\)(?:\\\\)*\\Z"),
      "'\\Z' is not RE2 syntax (PCRE: end or before a final newline; Python: very end)"),
     (re.compile(r"(?<!\\)(?:\\\\)*\\[wWdDsSbB]"),

@@ -18,7 +18,9 @@ and measurements of the engine):
   A positive test on a null value is false, a negated one true (`==` / `!=` with null).
 * Comparisons (LT ... BETWEEN) with a null are unknown; unknown propagates through
   And / Or / Not as in three-valued logic, and a rule matches only when its condition is true.
-* REGEX is an unanchored, case-sensitive search (unless `case_sensitive` is false).
+* REGEX is an unanchored, case-sensitive search (unless `case_sensitive` is false), with RE2's
+  meaning (KQL's engine): `$` is the very end of the text unless multi-line mode is on (Python
+  would also match before a final line break; `re2_dollar` rewrites it).
 * EMPTY: null or ''.  EXISTS: the field is present and not null.
 * CIDR: the value reads as an IPv4 or IPv6 address (Python's `ipaddress`, surrounding white
   space not allowed) inside one of the networks (`10.0.0.0/8`); anything else is false
@@ -71,7 +73,53 @@ def term_match(haystack: str, needle: str, check_start: bool = True, check_end: 
 
 @lru_cache(maxsize=4096)
 def _regex(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
-    return re.compile(pattern, 0 if case_sensitive else re.IGNORECASE)
+    return re.compile(re2_dollar(pattern), 0 if case_sensitive else re.IGNORECASE)
+
+
+_LEADING_FLAGS = re.compile(r"\(\?([a-zA-Z]+)\)")
+
+
+def re2_dollar(pattern: str) -> str:
+    """The pattern with RE2's `$` for Python's `re`: outside multi-line mode RE2 reads `$` as
+    the very end of the text, Python also before a final line break, so each unescaped `$`
+    outside a character class becomes `\\Z` (Python's very end).  A pattern that turns on
+    multi-line mode in its leading flags (`(?m)`, `(?sm)` ...) keeps its `$`, which both read as
+    the end of a line."""
+    if "$" not in pattern:
+        return pattern
+    at = 0
+    while (m := _LEADING_FLAGS.match(pattern, at)) is not None:
+        if "m" in m.group(1):
+            return pattern
+        at = m.end()
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            if ch == "]":
+                in_class = False
+        elif ch == "[":
+            in_class = True
+            out.append(ch)
+            i += 1
+            if pattern.startswith("^", i):  # `[^]...]`: a leading `]` is a literal
+                out.append("^")
+                i += 1
+            if pattern.startswith("]", i):
+                out.append("]")
+                i += 1
+            continue
+        elif ch == "$":
+            out.append("\\Z")
+            i += 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 # ------------------------------------------------------------------ reading a field

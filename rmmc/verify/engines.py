@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable
 
-from rmmc.compiler.ir import Field, Output, Rule, walk_predicates
+from rmmc.compiler.ir import STRING_OPS, Field, Op, Output, Rule, walk_predicates
 
 
 class EngineUnavailable(Exception):
@@ -103,6 +103,9 @@ def run_sigma_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> lis
         from sigma.collection import SigmaCollection
     except ImportError:
         raise EngineUnavailable("pySigma and pysigma-backend-sqlite are not installed") from None
+    if any(p.op is Op.CIDR for p in walk_predicates(rule.condition)):
+        raise EngineUnavailable("pySigma's sqlite backend matches |cidr as text prefixes, not as "
+                                "networks")
     try:
         queries = sqliteBackend().convert(SigmaCollection.from_yaml(text))
     except Exception as exc:
@@ -115,6 +118,11 @@ def run_sigma_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> lis
     conn = sqlite3.connect(":memory:")
     try:
         conn.create_function("regexp", 2, _regexp, deterministic=True)
+        # Sigma's case-insensitive matching folds every letter; SQLite's NOCASE and LIKE fold
+        # ASCII only.  Both are redefined to fold as the model does (`fold`).
+        conn.create_collation("NOCASE", _nocase)
+        conn.create_function("like", 2, _like, deterministic=True)
+        conn.create_function("like", 3, _like, deterministic=True)
         spec = ", ".join([f'"{INDEX}" INTEGER'] + [f'"{s}" {_SQLITE_TYPES.get(f.type, "TEXT COLLATE NOCASE")}'
                                                      for s, f in names.values()])
         conn.execute(f"CREATE TABLE {table} ({spec})")
@@ -151,6 +159,32 @@ def _regexp(pattern: str, value: Any) -> int | None:
         return None
 
 
+def _nocase(a: str, b: str) -> int:
+    from rmmc.compiler.evaluator import fold
+
+    fa, fb = fold(a), fold(b)
+    return (fa > fb) - (fa < fb)
+
+
+def _like(pattern: Any, value: Any, escape: Any = None) -> int | None:
+    """SQLite's `value LIKE pattern [ESCAPE e]` (called as like(pattern, value, e)), case folded
+    as the model folds: `%` any run, `_` one character, both crossing line breaks."""
+    from rmmc.compiler.evaluator import fold
+
+    if pattern is None or value is None:
+        return None
+    out, i, text = [], 0, str(pattern)
+    while i < len(text):
+        ch = text[i]
+        if escape is not None and ch == escape and i + 1 < len(text):
+            out.append(re.escape(fold(text[i + 1])))
+            i += 2
+            continue
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(fold(ch)))
+        i += 1
+    return 1 if re.fullmatch("".join(out), fold(str(value)), re.S) is not None else 0
+
+
 def _sqlite_value(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
@@ -179,6 +213,11 @@ def run_eql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[
         from eql.parser import elasticsearch_syntax, ignore_missing_functions, parse_query
     except ImportError:
         raise EngineUnavailable("the eql package is not installed") from None
+    if any(p.case_sensitive and p.op in STRING_OPS and p.field.type == "string"
+           for p in walk_predicates(rule.condition)):
+        raise EngineUnavailable("the eql package folds case in every string test (`like` and "
+                                "`like~`, `regex` and `regex~` alike): a case-sensitive test "
+                                "cannot be checked on it")
     try:
         with elasticsearch_syntax, ignore_missing_functions:
             query = parse_query(anchor_regexes(text))
@@ -248,7 +287,41 @@ def anchor_regexes(text: str) -> str:
 
 
 def _anchored(m: re.Match[str]) -> str:
-    return '"(?s:' + m.group(1) + r')\\Z"'
+    return '"(?s:' + _lucene_literals(m.group(1)) + r')\\Z"'
+
+
+def _lucene_literals(literal: str) -> str:
+    """An EQL string literal's regex with Lucene's literal `^` and `$` (Lucene has no anchors)
+    escaped for Python, whose `re` the package uses: `\\\\^` in the literal is the regex `\\^`.
+    Works on the literal's text: `\\\\` there is one regex backslash, other `\\x` pairs are
+    string escapes (`\\"`, `\\n`) standing for one ordinary character."""
+    out, i, in_class = [], 0, False
+    while i < len(literal):
+        if literal.startswith("\\\\", i):  # a regex escape: keep it with what it escapes
+            width = 2 if literal.startswith("\\", i + 2) else 1
+            out.append(literal[i:i + 2 + width])
+            i += 2 + width
+            continue
+        ch = literal[i]
+        if ch == "\\":  # a string escape: one ordinary character
+            out.append(literal[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if literal.startswith("^", i + 1):
+                out.append("[^")
+                i += 2
+                continue
+        elif ch in "^$":
+            out.append("\\\\" + ch)
+            i += 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def _closing(text: str, start: int) -> int:

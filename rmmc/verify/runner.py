@@ -25,7 +25,9 @@ from rmmc.verify.engines import ENGINES, EngineUnavailable, condition_only
 from rmmc.verify.events import boundary_events
 
 STATUSES = ("agree", "disagree", "approximate", "refused", "unchecked")
-VERIFY_FIELDS = {"eql": "defender", "esql": "defender", "splunk": "defender"}
+# Field names for the targets that take a profile: the rule's own names (Defender columns,
+# or Sigma names for a rule without a Defender table), so the generated events fit as they are.
+VERIFY_FIELDS = {"eql", "esql", "splunk"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
     expected = [i for i, e in enumerate(events) if matches(checked, e)]
     verdicts = []
     for target in targets:
-        translation = emit(target, checked, EmitOptions(loose=options.loose), VERIFY_FIELDS.get(target))
+        fields = ("sigma" if checked.source.taxonomy == "sigma" else "defender") if target in VERIFY_FIELDS else None
+        translation = emit(target, checked, EmitOptions(loose=options.loose), fields)
         if not translation.ok:
             reasons = "; ".join(d.message for d in translation.diagnostics if d.is_error)
             verdicts.append(TargetVerdict(target, "refused", detail=reasons))
