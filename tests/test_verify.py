@@ -154,3 +154,10 @@ def test_rules_with_sigma_field_names_are_checked_under_those_names():
                 Predicate(Field("ImageLoaded"), Op.ENDSWITH, ("\\evil.sys",)))
     _, verdicts = verify_rule(rule, ["eql"])
     assert verdicts[0].status == "agree", verdicts[0]
+
+
+def test_an_engine_that_fails_leaves_the_target_unchecked_not_the_rule_failed():
+    pytest.importorskip("eql")
+    network = net_rule(Predicate(Field("RemoteIP"), Op.CIDR, ("10.0.0.0/8",)))
+    _, verdicts = verify_rule(network, ["eql"])  # the eql package's cidrMatch raises on 'x'
+    assert verdicts[0].status == "unchecked" and "failed" in verdicts[0].detail
