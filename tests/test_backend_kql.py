@@ -286,8 +286,14 @@ def test_exclusions_are_notes_unless_applied():
 
 
 def test_exists_on_a_string_is_flagged():
+    """Sigma's `|exists` / `null` on a string column: KQL reads a missing string as '', so the
+    closest test is isnotempty() / isempty() (pySigma writes isnull(), never true), flagged with
+    exactly what changes: a present but empty value."""
     t = emit_kql(rule(P(URL, Op.EXISTS)))
-    assert t.text.endswith("| where isnotnull(RemoteUrl)") and codes(t) == ["lossy"]
+    assert t.text.endswith("| where isnotempty(RemoteUrl)") and codes(t) == ["lossy"]
+    assert "present but empty no longer matches" in t.diagnostics[0].message
+    t = emit_kql(rule(P(URL, Op.EXISTS, negated=True)))
+    assert t.text.endswith("| where isempty(RemoteUrl)") and "present but empty now matches" in t.diagnostics[0].message
     assert codes(emit_kql(rule(P(PORT, Op.EXISTS)))) == []
 
 

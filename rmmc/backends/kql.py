@@ -301,10 +301,15 @@ class ConditionEmitter:
         column = A.Name(p.field.name)
         if p.op is Op.EXISTS:
             if kind == "string":
-                self.lossy(f"{p.field.name} exists: KQL strings are never null, so isnotnull() is "
-                           "always true; an event without the field now matches" if not p.negated else
-                           f"{p.field.name} does not exist: KQL strings are never null, so isnull() is "
-                           "always false; an event without the field no longer matches", p.span)
+                # A missing string reads as '' in KQL: "has a value" is the closest test KQL can
+                # make (isnotnull() would be always true, isnull() never: pySigma's Sigma `null`).
+                self.lossy(f"{p.field.name} exists: KQL strings are never null (a missing one reads "
+                           "as ''), so it is written isnotempty(): an event whose field is present "
+                           "but empty no longer matches" if not p.negated else
+                           f"{p.field.name} does not exist: KQL strings are never null (a missing one "
+                           "reads as ''), so it is written isempty(): an event whose field is present "
+                           "but empty now matches too", p.span)
+                return A.Call(A.Name("isempty" if p.negated else "isnotempty"), (column,))
             return A.Call(A.Name("isnull" if p.negated else "isnotnull"), (column,))
         if p.op is Op.EMPTY:
             return A.Call(A.Name("isnotempty" if p.negated else "isempty"), (column,))
