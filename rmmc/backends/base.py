@@ -63,6 +63,16 @@ def cidr_networks(p: Predicate, refusal: Callable[..., Exception] = ValueError) 
     return networks
 
 
+IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def reads_ipv4(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Whether an IPv6 network overlaps the IPv4-mapped block ::ffff:0:0/96, where engines that
+    store an IPv4 address as its mapped IPv6 form (or read it so) put IPv4 values, which the
+    IR never does."""
+    return network.version == 6 and network.overlaps(IPV4_MAPPED)
+
+
 def exclusion_conditions(rule: Rule, options: EmitOptions, target: str, found: list[Diagnostic],
                          render: Callable[[Condition], str] | None = None, form: str = "",
                          refusal: type[Exception] = Exception) -> list[Condition]:

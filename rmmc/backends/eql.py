@@ -45,13 +45,12 @@ is a `note` (it belongs to the rule's schedule, e.g. `from: now-5d`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import ipaddress
 import math
 import re
 from typing import Any
 
-from rmmc.backends.base import (cidr_networks, EmitOptions, exclusion_conditions, Translation, lossy, note,
-                                unsupported, Wildcard, wildcard_pattern)
+from rmmc.backends.base import (cidr_networks, reads_ipv4, EmitOptions, exclusion_conditions,
+                                Translation, lossy, note, unsupported, Wildcard, wildcard_pattern)
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import evaluate_predicate
@@ -59,7 +58,6 @@ from rmmc.compiler.ir import (And, Condition, Const, EventKind, InSubquery, Not,
                               Predicate, Rule, all_of, any_of)
 
 TARGET = "eql"
-_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 
 CATEGORIES = {
     EventKind.PROCESS: "process",
@@ -429,7 +427,7 @@ class ConditionEmitter:
         if not networks:
             return "true" if p.all_values != p.negated else "false"
         for network in networks:
-            if network.version == 6 and network.overlaps(_IPV4_MAPPED):
+            if reads_ipv4(network):
                 self.diagnostics.append(lossy(
                     TARGET, f"cidr {network} on {p.field.name} overlaps ::ffff:0:0/96: Elasticsearch "
                             "stores an IPv4 address as the IPv4-mapped IPv6 address, so IPv4 values "

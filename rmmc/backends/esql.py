@@ -50,15 +50,14 @@ How the meaning is kept (the reference is `rmmc.compiler.evaluator`):
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from rmmc.backends.base import (cidr_networks, EmitOptions, exclusion_conditions, Translation, lossy, note,
-                                unsupported, Wildcard, wildcard_pattern)
+from rmmc.backends.base import (cidr_networks, reads_ipv4, EmitOptions, exclusion_conditions,
+                                Translation, lossy, note, unsupported, Wildcard, wildcard_pattern)
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.compiler.evaluator import coerce, fold, is_term_char
@@ -66,7 +65,6 @@ from rmmc.compiler.ir import (And, Condition, Const, InSubquery, Not, Op, Or, Pr
                               all_of)
 
 TARGET = "esql"
-_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 DEFAULT_INDEX = "logs-*"
 
 # ------------------------------------------------------------------ field profiles
@@ -330,7 +328,7 @@ class Emitter:
         if not networks:
             return "true" if p.all_values != p.negated else "false"
         for network in networks:
-            if network.version == 6 and network.overlaps(_IPV4_MAPPED):
+            if reads_ipv4(network):
                 self.add(lossy(TARGET, f"cidr {network} on {p.field.name} overlaps ::ffff:0:0/96: "
                                        "Elasticsearch's ip type holds an IPv4 address as the "
                                        "IPv4-mapped IPv6 address, so IPv4 values match it, which "

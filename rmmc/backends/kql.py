@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timedelta, timezone
-import ipaddress
 import math
 import re
 from typing import Any, Iterator
 
-from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note,
-                                unsupported)
+from rmmc.backends.base import (cidr_networks, reads_ipv4, exclusion_conditions, EmitOptions,
+                                Translation, lossy, note, unsupported)
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Span
 from rmmc.compiler.evaluator import coerce, evaluate_predicate
@@ -235,7 +234,6 @@ def _in_range(function: str, subject: A.Expr, network: str) -> A.Expr:
                                        A.BoolLit(False)))
 
 
-_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 
 
 def not_(operand: A.Expr) -> A.Expr:
@@ -441,7 +439,7 @@ class ConditionEmitter:
         for network in cidr_networks(p, Refusal):
             function = "ipv4_is_in_range" if network.version == 4 else "ipv6_is_in_range"
             test = _in_range(function, subject, str(network))
-            if network.version == 6 and network.overlaps(_IPV4_MAPPED):
+            if reads_ipv4(network):
                 test = chain("and", [test, not_(_in_range("ipv4_is_in_range", subject, "0.0.0.0/0"))])
             tests.append(test)
         test = chain("and" if p.all_values else "or", tests)

@@ -52,14 +52,14 @@ control character); without it a note says the search runs over every index sear
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from rmmc.backends.base import cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note, unsupported
+from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note,
+                                reads_ipv4, unsupported)
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, is_term_char
@@ -68,7 +68,6 @@ from rmmc.compiler.ir import (And, Condition, Const, InSubquery, Not, Op, Or, Ou
 from rmmc.compiler.schema.profiles import load_profile, rule_field
 
 TARGET = "splunk"
-_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 TIME_FIELD = "_time"
 
 _SEARCH_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
@@ -302,7 +301,7 @@ class Emitter:
         address, so a missing field is not inside and NOT is exact)."""
         networks = cidr_networks(p)
         for network in networks:
-            if network.version == 6 and network.overlaps(_IPV4_MAPPED):
+            if reads_ipv4(network):
                 self.diagnostics.append(lossy(
                     TARGET, f"cidr {network} on {p.field.name} overlaps the IPv4-mapped block "
                             "::ffff:0:0/96: whether Splunk's cidrmatch puts an IPv4 value in it is "
