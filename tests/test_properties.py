@@ -42,6 +42,7 @@ from rmmc.compiler.ir import Aggregate, Aggregation, Output, Rule
 from rmmc.compiler.kql_parser import parse_kql
 from rmmc.compiler.lower import lower_query
 from rmmc.compiler.schema import load_schema
+from rmmc.verify.engines import elasticsearch_semantics
 
 from strategies import ENGINE, FULL, Alphabet, cases, table_of
 
@@ -258,72 +259,6 @@ def test_property_4_duckdb_kql(case, data):
 # ------------------------------------------------------------------ 5. the eql package
 
 
-def lucene_to_python(pattern: str) -> str:
-    """A Lucene regex (as Elasticsearch reads it) as a Python one: `^` and `$` are literals
-    in Lucene.  Lucene's optional operators (`# @ & < > ~`) and quoting (`"`) must not occur
-    unescaped in what rmmc writes: they raise here."""
-    out, i, in_class = [], 0, False
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\":
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if in_class:
-            if ch == "]":
-                in_class = False
-            out.append(ch)
-        elif ch == "[":
-            in_class = True
-            out.append(ch)
-            if pattern[i + 1:i + 2] == "^":
-                out.append("^")
-                i += 1
-        elif ch in "^$":
-            out.append("\\" + ch)
-        elif ch in '#@&<>~"':
-            raise AssertionError(f"unescaped Lucene operator {ch!r} in {pattern!r}")
-        else:
-            out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-@contextmanager
-def elasticsearch_regexes() -> Iterator[None]:
-    """The `eql` package (1.0.x) runs `regex` as a Python regex with `re.match` (anchored at
-    the start only) and wildcards as `^...$` (where `$` also matches before a final newline);
-    Elasticsearch reads Lucene syntax and matches both against the whole value.  Within this
-    block the package does too (`lucene_to_python`, `re.fullmatch`)."""
-    from eql import functions
-
-    saved = functions.Match.get_callback, functions.Match.run, functions.Wildcard.to_regex
-
-    def get_callback(cls, source_ast, *regex_literals):
-        compiled = re.compile("|".join(f"(?:{lucene_to_python(r.value)})" for r in regex_literals),
-                              functions.regex_flags())
-        return lambda source, *_: compiled.fullmatch(source) is not None if isinstance(source, str) else None
-
-    def run(cls, source, *patterns):
-        if isinstance(source, str):
-            pattern = "|".join(f"(?:{lucene_to_python(p)})" for p in patterns)
-            return re.fullmatch(pattern, source, functions.regex_flags()) is not None
-        return None
-
-    def to_regex(cls, *wildcards):
-        return "|".join("(?:" + ".*?".join(re.escape(p) for p in functions.fold_case(w).split("*")) + r")\Z"
-                        for w in wildcards)
-
-    functions.Match.get_callback = classmethod(get_callback)
-    functions.Match.run = classmethod(run)
-    functions.Wildcard.to_regex = classmethod(to_regex)
-    try:
-        yield
-    finally:
-        (functions.Match.get_callback, functions.Match.run, functions.Wildcard.to_regex) = (
-            classmethod(saved[0].__func__), classmethod(saved[1].__func__), classmethod(saved[2].__func__))
-
-
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in flat.items():
@@ -343,7 +278,7 @@ def eql_select(rule: Rule, text: str, events: Events) -> list[int]:
     profile = load_profile("ecs")
     table = rule.source.table
     out: list[int] = []
-    with elasticsearch_regexes():
+    with elasticsearch_semantics():
         # Without the package's optimizer: it rewrites `(f == 0 or f == 1) or f < 0` as
         # `f in (0, 1)`, dropping the last test (eql 1.0.1).
         with elasticsearch_syntax, ignore_missing_functions, skip_optimizations:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from rmmc.backends.base import EmitOptions, Translation
 from rmmc.compiler.ir import Field, Metadata, Op, Predicate, Rule, Source
 from rmmc.verify import verify_paths, verify_rule
-from rmmc.verify.engines import anchor_regexes
+from rmmc.verify.engines import lucene_to_python
 from rmmc.verify.events import boundary_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,9 +83,16 @@ def test_refused_and_unchecked():
     assert got["esql"].status in ("refused", "unchecked")
 
 
-def test_eql_regexes_are_anchored_for_the_package():
-    assert anchor_regexes('a where X regex~ "b\\\\.c" and Y regex ("d", "e\\"f")') == \
-        'a where X regex~ "(?s:b\\\\.c)\\\\Z" and Y regex ("(?s:d)\\\\Z", "(?s:e\\"f)\\\\Z")'
+def test_eql_regexes_match_the_whole_value_on_the_package():
+    """Elasticsearch matches a Lucene regex against the whole value (the package alone would
+    take a prefix match), and `.` crosses a line break."""
+    pytest.importorskip("eql")
+    from rmmc.verify.engines import run_eql_engine
+
+    rule = net_rule(Predicate(URL, Op.REGEX, ("b.c",)))
+    events = [{"RemoteUrl": v} for v in ("b.c", "bxc", "b.cd", "ab.c", "b\nc")]
+    assert run_eql_engine(rule, 'network where RemoteUrl regex~ "b.c"', events) == [0, 1, 4]
+    assert run_eql_engine(rule, 'network where RemoteUrl regex~ ("d", "b\\\\.c")', events) == [0]
 
 
 def test_cli_verify_exit_status_and_json(tmp_path):
@@ -120,9 +127,10 @@ def test_library_surface_reads_sigma_and_verifies():
 
 
 def test_eql_regex_carets_and_dollars_are_lucene_literals_for_the_package():
-    text = 'process where A regex~ ".*(^[^\\n]*^).*" and B regex~ "a\\\\^b\\\\\\"$"'
-    assert anchor_regexes(text) == \
-        'process where A regex~ "(?s:.*(\\\\^[^\\n]*\\\\^).*)\\\\Z" and B regex~ "(?s:a\\\\^b\\\\\\"\\\\$)\\\\Z"'
+    assert lucene_to_python(".*(^[^\n]*^).*") == ".*(\\^[^\n]*\\^).*"
+    assert lucene_to_python('a\\^b\\"$') == 'a\\^b"\\$'
+    with pytest.raises(ValueError):
+        lucene_to_python("a~b")  # a Lucene operator rmmc never writes unescaped
 
 
 def test_engines_that_cannot_check_a_rule_say_so():

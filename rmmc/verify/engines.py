@@ -4,7 +4,8 @@
   stored as '' (Defender's strings are never null);
 * sigma: pySigma's sqlite backend converts the rule and SQLite runs it (columns `TEXT COLLATE
   NOCASE`, a Python REGEXP function), missing fields stored as NULL (Sigma's model);
-* eql: the `eql` package's Python engine.
+* eql: the `eql` package's Python engine, matching regexes and wildcards as Elasticsearch does
+  (`elasticsearch_semantics`).
 
 Without the engine (`pip install rmmc[verify]` brings all three), KQL and Sigma outputs are
 read back by rmmc itself and run by the reference evaluator (this checks the text rmmc wrote
@@ -210,7 +211,8 @@ def run_sigma_readback(rule: Rule, text: str, events: list[dict[str, Any]]) -> l
 def run_eql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
     try:
         import eql
-        from eql.parser import elasticsearch_syntax, ignore_missing_functions, parse_query
+        from eql.parser import (elasticsearch_syntax, ignore_missing_functions, parse_query,
+                                skip_optimizations)
     except ImportError:
         raise EngineUnavailable("the eql package is not installed") from None
     if any(p.case_sensitive and p.op in STRING_OPS and p.field.type == "string"
@@ -219,12 +221,14 @@ def run_eql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[
                                 "`like~`, `regex` and `regex~` alike): a case-sensitive test "
                                 "cannot be checked on it")
     try:
-        with elasticsearch_syntax, ignore_missing_functions:
-            query = parse_query(anchor_regexes(text))
+        # Without the package's optimizer: it rewrites `(f == 0 or f == 1) or f < 0` as
+        # `f in (0, 1)`, dropping the last test (eql 1.0.1).
+        with elasticsearch_syntax, ignore_missing_functions, skip_optimizations:
+            query = parse_query(text)
     except Exception as exc:
         raise EngineUnavailable(f"the eql package cannot parse it: {str(exc)[:200]}") from None
     out: list[int] = []
-    with elasticsearch_wildcards():
+    with elasticsearch_semantics():
         engine = eql.PythonEngine()
         engine.add_query(query)
         engine.add_output_hook(lambda result: out.extend(e.data[INDEX] for e in result.events))
@@ -234,15 +238,59 @@ def run_eql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[
     return sorted(set(out))
 
 
+def lucene_to_python(pattern: str) -> str:
+    """A Lucene regex (as Elasticsearch reads it) as a Python one for `re.fullmatch`: `^` and
+    `$` are literals in Lucene.  Lucene's optional operators (`# @ & < > ~`) and quoting (`"`)
+    never occur unescaped in what rmmc writes: ValueError if they do."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if in_class:
+            if ch == "]":
+                in_class = False
+            out.append(ch)
+        elif ch == "[":
+            in_class = True
+            out.append(ch)
+            if pattern[i + 1:i + 2] == "^":
+                out.append("^")
+                i += 1
+        elif ch in "^$":
+            out.append("\\" + ch)
+        elif ch in '#@&<>~"':
+            raise ValueError(f"unescaped Lucene operator {ch!r} in {pattern!r}")
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 @contextmanager
-def elasticsearch_wildcards():
-    """The `eql` package (1.0.x) reads only `*` as a `like` wildcard (`?` is literal there) and
-    lets `$` end the pattern (so a final line break is ignored); Elasticsearch reads `*` and
-    `?` and matches the whole value.  Within this block the package does too (its flags keep
-    DOTALL: a wildcard matches a line break)."""
+def elasticsearch_semantics():
+    """Within this block the `eql` package (1.0.x) matches as Elasticsearch does.  The package
+    runs `regex` as a Python regex with `re.match` (anchored at the start only, `^`/`$` as
+    anchors), and `like` as `^...$` with only `*` as a wildcard (`?` literal, `$` also before a
+    final line break); Elasticsearch reads a Lucene regex (`lucene_to_python`) and a wildcard
+    (`*` any run, `?` one character) against the whole value.  Both keep the package's flags
+    (DOTALL: `.` and the wildcards match a line break)."""
     from eql import functions
 
-    saved = functions.Wildcard.to_regex
+    saved = functions.Match.get_callback, functions.Match.run, functions.Wildcard.to_regex
+
+    def get_callback(cls, source_ast, *regex_literals):
+        compiled = re.compile("|".join(f"(?:{lucene_to_python(r.value)})" for r in regex_literals),
+                              functions.regex_flags())
+        return lambda source, *_: compiled.fullmatch(source) is not None if isinstance(source, str) else None
+
+    def run(cls, source, *patterns):
+        if isinstance(source, str):
+            pattern = "|".join(f"(?:{lucene_to_python(p)})" for p in patterns)
+            return re.fullmatch(pattern, source, functions.regex_flags()) is not None
+        return None
 
     def to_regex(cls, *wildcards):
         def one(w: str) -> str:
@@ -250,98 +298,20 @@ def elasticsearch_wildcards():
                            for ch in functions.fold_case(w)) + r"\Z"
         return "|".join(f"(?:{one(w)})" for w in wildcards)
 
+    functions.Match.get_callback = classmethod(get_callback)
+    functions.Match.run = classmethod(run)
     functions.Wildcard.to_regex = classmethod(to_regex)
     try:
         yield
     finally:
-        functions.Wildcard.to_regex = classmethod(saved.__func__)
-
-
-_REGEX_OP = re.compile(r"\bregex~?\s*")
-_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
-
-
-def anchor_regexes(text: str) -> str:
-    """The query with each `regex` pattern made whole-value and DOTALL (`(?s:...)\\Z`) for the eql package:
-    Elasticsearch matches a Lucene regex against the whole value, where the package uses
-    Python's `re.match` (anchored at the start only, `.` not matching a line break)."""
-    out, at = [], 0
-    for op in _REGEX_OP.finditer(text):
-        if op.start() < at:
-            continue
-        pos = op.end()
-        out.append(text[at:pos])
-        if text.startswith("(", pos):
-            close = _closing(text, pos)
-            out.append(_STRING.sub(_anchored, text[pos:close]))
-            at = close
-        else:
-            m = _STRING.match(text, pos)
-            if m is None:
-                at = pos
-                continue
-            out.append(_anchored(m))
-            at = m.end()
-    out.append(text[at:])
-    return "".join(out)
-
-
-def _anchored(m: re.Match[str]) -> str:
-    return '"(?s:' + _lucene_literals(m.group(1)) + r')\\Z"'
-
-
-def _lucene_literals(literal: str) -> str:
-    """An EQL string literal's regex with Lucene's literal `^` and `$` (Lucene has no anchors)
-    escaped for Python, whose `re` the package uses: `\\\\^` in the literal is the regex `\\^`.
-    Works on the literal's text: `\\\\` there is one regex backslash, other `\\x` pairs are
-    string escapes (`\\"`, `\\n`) standing for one ordinary character."""
-    out, i, in_class = [], 0, False
-    while i < len(literal):
-        if literal.startswith("\\\\", i):  # a regex escape: keep it with what it escapes
-            width = 2 if literal.startswith("\\", i + 2) else 1
-            out.append(literal[i:i + 2 + width])
-            i += 2 + width
-            continue
-        ch = literal[i]
-        if ch == "\\":  # a string escape: one ordinary character
-            out.append(literal[i:i + 2])
-            i += 2
-            continue
-        if in_class:
-            in_class = ch != "]"
-        elif ch == "[":
-            in_class = True
-            if literal.startswith("^", i + 1):
-                out.append("[^")
-                i += 2
-                continue
-        elif ch in "^$":
-            out.append("\\\\" + ch)
-            i += 1
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def _closing(text: str, start: int) -> int:
-    """The index just after the `)` closing the list that opens at `start` (strings skipped)."""
-    i = start + 1
-    while i < len(text):
-        if text[i] == '"':
-            m = _STRING.match(text, i)
-            i = m.end() if m else i + 1
-            continue
-        if text[i] == ")":
-            return i + 1
-        i += 1
-    return len(text)
+        (functions.Match.get_callback, functions.Match.run, functions.Wildcard.to_regex) = (
+            classmethod(saved[0].__func__), classmethod(saved[1].__func__), classmethod(saved[2].__func__))
 
 
 ENGINES: dict[str, list[tuple[str, Runner]]] = {
     "kql": [("duckdb-kql", run_kql_engine), ("rmmc read-back", run_kql_readback)],
     "sigma": [("pySigma sqlite", run_sigma_engine), ("rmmc read-back", run_sigma_readback)],
-    "eql": [("eql package", run_eql_engine)],  # regexes anchored as Elasticsearch does
+    "eql": [("eql package", run_eql_engine)],
     "splunk": [],
     "esql": [],
 }
