@@ -139,19 +139,22 @@ def any_of(conditions: list[Condition] | tuple[Condition, ...]) -> Condition:
     return flat[0] if len(flat) == 1 else Or(tuple(flat))
 
 
-def walk_predicates(condition: Condition):
-    """Every predicate of a condition tree, in order (iterative: trees may be wide)."""
+def walk(condition: Condition):
+    """Every node of a condition tree, parents before children, left to right (iterative:
+    trees may be wide and deep)."""
     stack = [condition]
-    out = []
     while stack:
         node = stack.pop()
-        if isinstance(node, Predicate):
-            out.append(node)
-        elif isinstance(node, (And, Or)):
+        yield node
+        if isinstance(node, (And, Or)):
             stack.extend(reversed(node.operands))
         elif isinstance(node, Not):
             stack.append(node.operand)
-    return out
+
+
+def walk_predicates(condition: Condition):
+    """Every predicate of a condition tree, in order."""
+    return [node for node in walk(condition) if isinstance(node, Predicate)]
 
 
 def map_spans(condition: Condition, relocate) -> Condition:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from rmmc.backends.base import EmitOptions
-from rmmc.compiler.ir import InSubquery, Rule
+from rmmc.compiler.ir import InSubquery, Rule, walk
 from rmmc.verify.engines import ENGINES, EngineUnavailable, condition_only
 from rmmc.verify.events import boundary_events
 
@@ -67,7 +67,7 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
     if options.apply_exclusions:
         checked = condition_only(rule.with_exclusions_applied())
     events = boundary_events(checked, sample=sample)
-    subquery = _has_subquery(checked)
+    subquery = any(isinstance(node, InSubquery) for node in walk(checked.condition))
     expected = [i for i, e in enumerate(events) if matches(checked, e)]
     verdicts = []
     for target in targets:
@@ -109,18 +109,6 @@ def _run(target: str, rule: Rule, text: str, events: list[dict[str, Any]], expec
         return TargetVerdict(target, status, engine, detail, example, diff[0] in expected)
     why = "; ".join(reasons) if reasons else f"no engine for {target} can run here"
     return TargetVerdict(target, "unchecked", detail=why)
-
-
-def _has_subquery(rule: Rule) -> bool:
-    stack = [rule.condition]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, InSubquery):
-            return True
-        stack.extend(getattr(node, "operands", ()))
-        if hasattr(node, "operand"):
-            stack.append(node.operand)
-    return False
 
 
 def verify_paths(paths: Iterable[str], targets: Iterable[str], options: EmitOptions = EmitOptions(),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from rmmc.backends.sigma_values import TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT
+from rmmc.backends.sigma_values import TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT, escape_regex
 from rmmc.compiler.diagnostics import Span
 from rmmc.compiler.evaluator import is_term_char
 from rmmc.compiler.ir import Field, Op, Predicate
@@ -27,7 +27,6 @@ from rmmc.compiler.sigma.values import (MULTI, SBool, SCidr, SCompare, SExists, 
 
 NUMERIC = frozenset({"int", "long", "real", "double", "decimal"})
 _COMPARE = {"gt": Op.GT, "gte": Op.GE, "lt": Op.LT, "lte": Op.LE}
-_META = "\\.^$|?*+()[]{}"
 _ESCAPED_LITERAL = re.compile(r"(?:\\[\\.^$|?*+()\[\]{}]|[^\\.^$|?*+()\[\]{}])*")
 _UNESCAPE = re.compile(r"\\(.)")
 _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
@@ -94,12 +93,9 @@ def _string(name: str, kind: str, value: SString, span: Span | None) -> Predicat
 
 def wildcard_regex(parts) -> str:
     """An anchored regex for a wildcard pattern; `.` matches a line break too, as `*` does."""
-    body = "".join((".*" if p.char == "*" else ".") if isinstance(p, Wild) else escape(p) for p in parts)
+    body = "".join((".*" if p.char == "*" else ".") if isinstance(p, Wild) else escape_regex(p)
+                   for p in parts)
     return f"(?s)^{body}$"
-
-
-def escape(text: str) -> str:
-    return "".join("\\" + ch if ch in _META else ch for ch in text)
 
 
 def _is_number(text: str) -> bool:

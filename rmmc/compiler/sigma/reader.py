@@ -138,7 +138,7 @@ class _StreamReader:
         meta = {k: plain(v) for k, v in root.value.items() if k != "detection"}
         title = str(meta["title"]).strip() if meta.get("title") else None
         source, table = self.source(root.get("logsource"), found, root)
-        condition = _Detection(root.get("detection"), table, source, found).condition()
+        condition = _Detection(root.get("detection"), table, found).condition()
         rule = None
         if condition is not None and not any(d.is_error for d in found):
             rule = ir.Rule(self.metadata(meta, root), source, condition)
@@ -201,7 +201,7 @@ class _StreamReader:
             found: list[Diagnostic] = []
             detection = body.with_value({k: v for k, v in body.value.items() if k != "rules"})
             table = self.schema.table(rule.rule.source.table) if (self.schema and rule.rule.source.table) else None
-            condition = _Detection(detection, table, rule.rule.source, found).condition()
+            condition = _Detection(detection, table, found).condition()
             found = [d.with_path(self.path) for d in found]
             if condition is None or any(d.is_error for d in found):
                 out.append((y, replace(rule, rule=None, diagnostics=rule.diagnostics + tuple(found))))
@@ -226,13 +226,13 @@ class _StreamReader:
         title = str(meta["title"]).strip() if meta.get("title") else None
         body = root.get("correlation")
         spec = plain(body) if body is not None else None
+        bases: list[int] = []
 
         def failed(message: str, span: Span) -> tuple[SigmaRule, list[int]]:
             found.append(error(message, span, "sigma-correlation"))
             return SigmaRule(None, tuple(d.with_path(self.path) for d in found), title, meta,
                              root.span, "correlation"), bases
 
-        bases: list[int] = []
         if not isinstance(spec, dict):
             return failed("correlation: must be a mapping (type, rules, group-by, timespan, condition)",
                           root.span)
@@ -289,10 +289,9 @@ class _StreamReader:
 class _Detection:
     """One `detection:` block (or filter body) into one condition."""
 
-    def __init__(self, node: Y | None, table: Any, source: ir.Source, found: list[Diagnostic]):
+    def __init__(self, node: Y | None, table: Any, found: list[Diagnostic]):
         self.node = node
         self.table = table
-        self.source = source
         self.found = found
         self.built: dict[str, ir.Condition | None] = {}
 
@@ -386,7 +385,7 @@ class _Detection:
             if m not in KNOWN_MODIFIERS:
                 self.found.append(error(f"unknown modifier {m!r} on {field}", key_span, "sigma-modifier"))
                 return None
-        column, column_type = _column(field, self.table, self.found, key_span, self.source)
+        column, column_type = _column(field, self.table, self.found, key_span)
         raws = node.value if node.is_list else [node]
         if node.is_map:
             self.found.append(error(f"{key}: a value must be a scalar or a list", node.span, "sigma-structure"))
@@ -450,8 +449,7 @@ def _merge(predicates: list[ir.Predicate], all_values: bool) -> ir.Condition:
     return ir.all_of(out) if all_values else ir.any_of(out)
 
 
-def _column(field: str, table: Any, found: list[Diagnostic], span: Span,
-            source: ir.Source | None = None) -> tuple[str, str | None]:
+def _column(field: str, table: Any, found: list[Diagnostic], span: Span) -> tuple[str, str | None]:
     """The column a Sigma field lands on in the rule's table, and its type."""
     if table is None:
         return field, None
