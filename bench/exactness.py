@@ -1,0 +1,109 @@
+"""How many real hunting queries each target translates exactly, lossily, or refuses.
+
+Over the files of `../shared/corpus/kql` that read a Defender `Device*` table, run
+`rmmc translate FILES --to TARGET --format json` (the CLI itself, as a user would) and count
+each rule once:
+
+* exact: written, with no error and no `lossy` diagnostic;
+* lossy: written with a `lossy` diagnostic (only with `--allow-lossy` when what fires changes);
+* refused: not written (an error: the construct cannot be said, or it would change what fires).
+
+    python bench/exactness.py [--targets kql,splunk,sigma,eql,esql] [--json out/exactness.json]
+    python bench/exactness.py --causes 15     # also the most frequent first refusal causes
+
+Prints a Markdown table (the README's "Whole queries" table comes from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus" / "kql"
+DEVICE_TABLE = re.compile(r"\bDevice[A-Z][A-Za-z]*(Events|Info|Tvm[A-Za-z]*)\b")
+TARGETS = ("kql", "splunk", "sigma", "eql", "esql")
+
+
+def device_files(corpus: Path = CORPUS) -> list[Path]:
+    """The corpus files whose text names a Device* table."""
+    files = []
+    for path in sorted(corpus.rglob("*")):
+        if path.is_file() and path.suffix in (".kql", ".csl", ".txt", ".md", ".yaml", ".yml"):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if DEVICE_TABLE.search(text):
+                files.append(path)
+    return files
+
+
+def _cause(message: str) -> str:
+    """A refusal message with its values blanked, so equal causes count together."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "<v>", message)
+    text = re.sub(r"\b\d+\b", "<n>", text)
+    return text[:110]
+
+
+def measure(target: str, files: list[Path], extra: list[str]) -> dict:
+    command = [sys.executable, "-m", "rmmc.cli", "translate", *map(str, files), "--to", target,
+               "--format", "json", *extra]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    try:
+        results = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise SystemExit(f"{target}: rmmc did not print JSON (status {done.returncode}):\n{done.stderr[-2000:]}")
+    counts = collections.Counter()
+    causes = collections.Counter()
+    for r in results:
+        diagnostics = r.get("diagnostics", [])
+        errors = [d for d in diagnostics if d.get("severity") == "error"]
+        if r.get("ok") and not errors:
+            lossy = any(d.get("code") == "lossy" for d in diagnostics)
+            counts["lossy" if lossy else "exact"] += 1
+        else:
+            counts["refused"] += 1
+            if errors:
+                causes[_cause(errors[0].get("message", ""))] += 1
+    total = sum(counts.values())
+    return {"target": target, "rules": total, **{k: counts[k] for k in ("exact", "lossy", "refused")},
+            "causes": causes.most_common()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--causes", type=int, default=0, help="print the N most frequent refusal causes")
+    parser.add_argument("--allow-lossy", action="store_true", help="pass --allow-lossy to rmmc")
+    args = parser.parse_args()
+    if not CORPUS.is_dir():
+        raise SystemExit(f"skipped: {CORPUS} is absent")
+    files = device_files()
+    extra = ["--allow-lossy"] if args.allow_lossy else []
+    rows = [measure(t, files, extra) for t in args.targets.split(",")]
+    print(f"{len(files)} files of ../shared/corpus/kql read a Device* table\n")
+    print("| target | rules | exact | lossy | refused |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        n = row["rules"] or 1
+        print(f"| {row['target']} | {row['rules']} | {row['exact']} ({row['exact'] / n:.0%}) "
+              f"| {row['lossy']} ({row['lossy'] / n:.0%}) | {row['refused']} ({row['refused'] / n:.0%}) |")
+    if args.causes:
+        for row in rows:
+            print(f"\n{row['target']}: first refusal causes")
+            for cause, count in row["causes"][:args.causes]:
+                print(f"  {count:5d}  {cause}")
+    if args.json_path:
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_path).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
