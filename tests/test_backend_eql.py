@@ -115,7 +115,7 @@ def test_golden_remotepc():
     assert t.ok and t.text == REMOTEPC
     parse(t.text)
     codes = [(d.code, d.message) for d in t.diagnostics]
-    assert any(c == "lossy" and "aggregation" in m and "--to esql" in m for c, m in codes)
+    assert any(c == "shape" and "summarize" in m and "one row per group" in m for c, m in codes)
     assert any(c == "note" and "now-5d" in m for c, m in codes)
     notes = [m for c, m in codes if c == "note" and "exclusion" in m]
     assert len(notes) == 5

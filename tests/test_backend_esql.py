@@ -24,9 +24,9 @@ from rmmc.backends.base import EmitOptions
 from rmmc.backends.esql import (emit_esql, ident, lucene_escape, pattern_regex, string_lit,
                                 term_regex, time_span)
 from rmmc.compiler.evaluator import fold, term_match
-from rmmc.compiler.ir import (Aggregate, Aggregation, And, Const, EventKind, Field,
-                              InSubquery, Lookback, Metadata, Not, Op, Or, Output, Predicate,
-                              Rule, Source)
+from rmmc.compiler.ir import (Aggregate, And, Const, EventKind, Field, InSubquery, Limit, Lookback,
+                              Metadata, Not, Op, Or, Predicate, Rule, Sort, SortKey, Source, Star,
+                              Summarize)
 
 TABLE = "DeviceNetworkEvents"
 
@@ -50,8 +50,8 @@ def stand_in_profile(monkeypatch):
     monkeypatch.setattr(esql, "_load_profile", lambda name: StandInProfile())
 
 
-def rule_of(condition, output=Output(), lookback=None, exclusions=()):
-    return Rule(Metadata(), Source(TABLE, EventKind.NETWORK), condition, lookback, exclusions, output)
+def rule_of(condition, stages=(), lookback=None, exclusions=()):
+    return Rule(Metadata(), Source(TABLE, EventKind.NETWORK), condition, lookback, exclusions, tuple(stages))
 
 
 def seed(path):
@@ -325,11 +325,12 @@ def test_subquery_is_widened_and_reported():
 
 
 def test_aggregates():
-    output = Output(aggregation=Aggregation(("DeviceId",), (
-        Aggregate("N", "dcount", "RemoteUrl"), Aggregate("L", "make_list", "RemoteUrl"),
-        Aggregate("A", "arg_max", "Timestamp", ("*",)), Aggregate("S", "sum", "RemotePort"))),
-        sort=(("N", "desc"),), limit=10)
-    t = emit_esql(rule_of(Const(True), output))
+    url, port = Field("RemoteUrl"), Field("RemotePort", "int")
+    stages = (Summarize((("DeviceId", Field("DeviceId")),), (
+        Aggregate("N", "dcount", (url,)), Aggregate("L", "make_list", (url,)),
+        Aggregate(None, "arg_max", (Field("Timestamp", "datetime"), Star())), Aggregate("S", "sum", (port,)))),
+        Sort((SortKey(Field("N", "long")),)), Limit(10))
+    t = emit_esql(rule_of(Const(True), stages))
     assert t.ok
     assert t.text == ("FROM logs-*\n| STATS N = COUNT_DISTINCT(url.original), L = VALUES(url.original), "
                       "S = SUM(destination.port) BY host.id\n| SORT N DESC\n| LIMIT 10")

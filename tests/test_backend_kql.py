@@ -25,8 +25,9 @@ from rmmc.backends.kql import (build_kql, emit_kql, re2_problem, rule_to_kql_ast
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.diagnostics import RmmcError, Severity
 from rmmc.compiler.evaluator import matches
-from rmmc.compiler.ir import (Aggregate, Aggregation, And, Const, EventKind, Exclusion, Field,
-                              Lookback, Metadata, Not, Op, Or, Output, Predicate, Rule, Source)
+from rmmc.compiler.ir import (Aggregate, And, Call, Const, EventKind, Exclusion, Extend, Field, Filter,
+                              Limit, Literal, Lookback, Metadata, Not, Op, Or, Predicate, Project,
+                              Rename, Rule, Sort, SortKey, Source, Star, Summarize, Boolean)
 from rmmc.compiler.kql_parser import parse_kql
 from rmmc.compiler.kql_printer import to_kql
 
@@ -42,9 +43,9 @@ EXTRA = Field("AdditionalFields", "dynamic")
 
 
 def rule(condition, *, table: str | None = TABLE, lookback: timedelta | None = None,
-         exclusions=(), output: Output = Output(), kind: EventKind = EventKind.NETWORK) -> Rule:
+         exclusions=(), stages=(), kind: EventKind = EventKind.NETWORK) -> Rule:
     return Rule(Metadata(title="test"), Source(table, kind), condition,
-                Lookback(lookback) if lookback is not None else None, tuple(exclusions), output)
+                Lookback(lookback) if lookback is not None else None, tuple(exclusions), tuple(stages))
 
 
 def where(condition) -> str:
@@ -219,24 +220,25 @@ def test_a_rule_without_table_uses_its_kind():
     assert refused.text == "" and codes(refused) == ["unsupported"]
 
 
-FULL_OUTPUT = Output(
-    constants=(("Tool", "RemotePC"), ("Severity", 3)),
-    computed=(("Host", "tolower(RemoteUrl)"), ("Tagged", "strcat(Host, '/', Tool)")),
-    aggregation=Aggregation(
-        group_by=("DeviceName",),
-        aggregates=(Aggregate("Events", "count"), Aggregate("Urls", "make_set", "RemoteUrl", ("100",)),
-                    Aggregate("Https", "countif", None, ("RemotePort == 443",)),
-                    Aggregate("Http", "countif", None, (P(PORT, Op.EQUALS, (80,)),)),
-                    Aggregate("", "arg_max", "Timestamp", ("*",))),
-        bin_field="Timestamp", bin_size=timedelta(hours=1)),
-    sort=(("Events", "desc"),),
-    limit=10,
+TIME = Field("Timestamp", "datetime")
+FULL_STAGES = (
+    Extend((("Tool", Literal("RemotePC")), ("Severity", Literal(3, "long")),
+            ("Host", Call("tolower", (URL,))))),
+    Extend((("Tagged", Call("strcat", (Field("Host"), Literal("/"), Field("Tool")))),)),
+    Summarize(
+        (("DeviceName", Field("DeviceName")), ("Timestamp", Call("bin", (TIME, Literal(timedelta(hours=1), "timespan")), "datetime"))),
+        (Aggregate("Events", "count"), Aggregate("Urls", "make_set", (URL, Literal(100, "long"))),
+         Aggregate("Https", "countif", (Boolean(P(PORT, Op.EQUALS, (443,))),)),
+         Aggregate(None, "arg_max", (TIME, Star())))),
+    Filter(P(Field("Events", "long"), Op.GT, (5,))),
+    Sort((SortKey(Field("Events", "long")),)),
+    Limit(10),
 )
 
 
 def test_a_whole_rule():
     r = rule(And((P(URL, Op.TERM, ("remotepc.com",)), P(FILE, Op.EQUALS, ("remotepc.exe",), negated=True))),
-             lookback=timedelta(days=7), output=FULL_OUTPUT)
+             lookback=timedelta(days=7), stages=FULL_STAGES)
     t = emit_kql(r)
     assert t.ok and t.diagnostics == ()
     assert t.text == (
@@ -246,29 +248,40 @@ def test_a_whole_rule():
         "| extend Tool = 'RemotePC', Severity = 3, Host = tolower(RemoteUrl)\n"
         "| extend Tagged = strcat(Host, '/', Tool)\n"
         "| summarize Events = count(), Urls = make_set(RemoteUrl, 100), Https = countif(RemotePort == 443), "
-        "Http = countif(RemotePort == 80), arg_max(Timestamp, *) by DeviceName, bin(Timestamp, 1h)\n"
+        "arg_max(Timestamp, *) by DeviceName, Timestamp = bin(Timestamp, 1h)\n"
+        "| where Events > 5\n"
         "| sort by Events desc\n"
         "| take 10")
 
 
-def test_projection_renames_distinct_and_post():
-    out = Output(aggregation=Aggregation(("DeviceName", "RemoteUrl")), projection=("DeviceName",),
-                 renames=(("Device", "DeviceName"),), sort=(("Device", "asc"),), post=("top 3 by Device asc",))
-    assert emit_kql(rule(Const(True), output=out)).text == (
-        "DeviceNetworkEvents\n| distinct DeviceName, RemoteUrl\n| project DeviceName\n"
-        "| project-rename Device = DeviceName\n| sort by Device asc\n| top 3 by Device asc")
+def test_projection_renames_distinct_in_order():
+    stages = (Summarize((("DeviceName", Field("DeviceName")), ("RemoteUrl", URL))),
+              Project((("DeviceName", Field("DeviceName")), ("Len", Call("strlen", (URL,), "long")))),
+              Rename((("Device", "DeviceName"),)), Sort((SortKey(Field("Device"), False),)),
+              Limit(3), Sort((SortKey(Field("Len", "long"), True, True),)))
+    assert emit_kql(rule(Const(True), stages=stages)).text == (
+        "DeviceNetworkEvents\n| distinct DeviceName, RemoteUrl\n| project DeviceName, Len = strlen(RemoteUrl)\n"
+        "| project-rename Device = DeviceName\n| sort by Device asc\n| take 3\n| sort by Len desc nulls first")
 
 
-def test_where_follows_an_extend_it_reads():
-    out = Output(computed=(("Host", "tolower(RemoteUrl)"),))
-    text = emit_kql(rule(P(Field("Host"), Op.TERM, ("x",)), output=out)).text
-    assert text == "DeviceNetworkEvents\n| extend Host = tolower(RemoteUrl)\n| where Host has 'x'"
+def test_stages_keep_their_order():
+    """A filter after an extend tests the extended value: it must stay after it (the bug of
+    writing extends before the where changed which rows a rule returned)."""
+    stages = (Extend((("RemoteUrl", Call("tolower", (URL,))),)), Filter(P(URL, Op.EQUALS, ("x",), case_sensitive=True)))
+    text = emit_kql(rule(P(URL, Op.TERM, ("remotepc.com",)), stages=stages)).text
+    assert text == ("DeviceNetworkEvents\n| where RemoteUrl has 'remotepc.com'\n"
+                    "| extend RemoteUrl = tolower(RemoteUrl)\n| where RemoteUrl == 'x'")
 
 
-@pytest.mark.parametrize("computed", ["1 | take 5", "1; DeviceNetworkEvents", "1, y = 2", "'a", ""])
-def test_computed_text_that_is_not_one_expression_is_refused(computed):
-    t = emit_kql(rule(Const(True), output=Output(computed=(("x", computed),))))
-    assert t.text == "" and codes(t) == ["unsupported"]
+def test_a_test_on_an_expression():
+    length = Call("strlen", (URL,), "long")
+    assert where(P(length, Op.GT, (100,))) == "strlen(RemoteUrl) > 100"
+    first = Call("tostring", (Call("index", (Call("split", (URL, Literal("/")), "dynamic"), Literal(0, "long")),
+                                   "dynamic"),))
+    assert where(P(first, Op.ENDSWITH, ("x.com",))) == "tostring(split(RemoteUrl, '/')[0]) endswith 'x.com'"
+    total = Call("add", (Call("multiply", (PORT, Literal(2, "long")), "long"), Literal(1, "long")), "long")
+    assert where(P(Call("multiply", (total, Call("add", (PORT, PORT), "long")), "long"), Op.LT, (7,))) == \
+        "(RemotePort * 2 + 1) * (RemotePort + RemotePort) < 7"
 
 
 def test_exclusions_are_notes_unless_applied():
@@ -313,11 +326,9 @@ def test_what_kql_cannot_say_is_refused(condition):
         rule_to_kql_ast(rule(condition))
 
 
-def test_unknown_aggregate_functions_and_directions_are_refused():
-    bad_fn = Output(aggregation=Aggregation(("DeviceName",), (Aggregate("n", "count(); drop"),)))
-    bad_dir = Output(sort=(("DeviceName", "desc, x"),))
-    for out in (bad_fn, bad_dir):
-        assert codes(emit_kql(rule(Const(True), output=out))) == ["unsupported"]
+def test_unknown_aggregate_functions_are_refused():
+    bad_fn = (Summarize((("DeviceName", Field("DeviceName")),), (Aggregate("n", "count(); drop"),)),)
+    assert codes(emit_kql(rule(Const(True), stages=bad_fn))) == ["unsupported"]
 
 
 def test_re2_problems():
@@ -333,7 +344,7 @@ def test_re2_problems():
 
 def _oracle_rules() -> list[Rule]:
     rules = [rule(c) for c, _ in EXACT if not (isinstance(c, Predicate) and c.field.name in ("my field", "has"))]
-    rules.append(rule(P(URL, Op.TERM, ("remotepc.com",)), lookback=timedelta(days=7), output=FULL_OUTPUT))
+    rules.append(rule(P(URL, Op.TERM, ("remotepc.com",)), lookback=timedelta(days=7), stages=FULL_STAGES))
     rules.append(rule(P(URL, Op.EXISTS), exclusions=(Exclusion("x", condition=P(URL, Op.EMPTY)),)))
     return rules
 
@@ -507,7 +518,7 @@ def test_round_trip_through_the_lowering(condition):
 
 def test_emit_lower_emit_is_a_fixed_point():
     r = rule(And((P(URL, Op.TERM, ("remotepc.com", "remotepc.co")), P(PORT, Op.BETWEEN, (1, 1024)))),
-             lookback=timedelta(days=7), output=FULL_OUTPUT)
+             lookback=timedelta(days=7), stages=FULL_STAGES)
     once = emit_kql(_lower(emit_kql(r).text))
     twice = emit_kql(_lower(once.text))
     assert once.ok and twice.text == once.text

@@ -37,8 +37,9 @@ from rmmc.backends.sigma_meta import tactic_tag  # noqa: E402
 from rmmc.backends.sigma_values import (escape_plain, escape_regex, sigma_timespan,  # noqa: E402
                                         term_regex)
 from rmmc.compiler import evaluator  # noqa: E402
-from rmmc.compiler.ir import (Aggregate, Aggregation, And, Const, Exclusion, Field,  # noqa: E402
-                              InSubquery, Lookback, Metadata, Not, Op, Or, Output, Predicate, Rule, Source)
+from rmmc.compiler.ir import (Aggregate, And, Call, Const, Exclusion, Extend, Field, Filter,  # noqa: E402
+                              InSubquery, Limit, Literal, Lookback, Metadata, Not, Op, Or, Predicate,
+                              Project, Rule, Sort, SortKey, Source, Summarize)
 from rmmc.compiler.schema import load_schema  # noqa: E402
 
 TABLE = "DeviceNetworkEvents"
@@ -158,12 +159,12 @@ def remotepc_rule() -> Rule:
         description="Finds RemotePC (IDrive) connections. https://www.remotepc.com/ is the vendor.",
         author="rmmc tests", tactics=("CommandAndControl",), techniques=("T1219",), level="Medium",
         date="2024-05-01")
-    output = Output(aggregation=Aggregation(
-        ("DeviceId", "DeviceName", "RemoteUrl"),
-        (Aggregate("Count", "count"), Aggregate("FirstSeen", "min", "Timestamp"),
-         Aggregate("LastSeen", "max", "Timestamp"),
-         Aggregate("Processes", "make_set", "InitiatingProcessFileName"))))
-    return Rule(meta, Source(TABLE), condition, Lookback(timedelta(days=5), "5d"), output=output)
+    summarize = Summarize(
+        tuple((k, Field(k)) for k in ("DeviceId", "DeviceName", "RemoteUrl")),
+        (Aggregate("Count", "count"), Aggregate("FirstSeen", "min", (Field("Timestamp", "datetime"),)),
+         Aggregate("LastSeen", "max", (Field("Timestamp", "datetime"),)),
+         Aggregate("Processes", "make_set", (Field("InitiatingProcessFileName"),))))
+    return Rule(meta, Source(TABLE), condition, Lookback(timedelta(days=5), "5d"), stages=(summarize,))
 
 
 def remotepc_events() -> list[dict[str, Any]]:
@@ -208,10 +209,10 @@ def test_remotepc_rule_text_and_validation():
     assert selection["DestinationHostname|re|i"] == r"(^|[^0-9A-Za-z])remotepc\.com($|[^0-9A-Za-z])"
     assert doc["detection"]["condition"] == "selection"
     messages = [d.message for d in t.diagnostics]
-    assert any("FirstSeen=min(Timestamp) is dropped" in m for m in messages)
-    assert any("LastSeen=max(Timestamp) is dropped" in m for m in messages)
-    assert any("Processes=make_set(InitiatingProcessFileName) is dropped" in m for m in messages)
-    assert [d.code for d in t.diagnostics if "dropped" in d.message] == ["lossy"] * 3
+    assert any("FirstSeen = min(Timestamp) is dropped" in m for m in messages)
+    assert any("LastSeen = max(Timestamp) is dropped" in m for m in messages)
+    assert any("Processes = make_set(InitiatingProcessFileName) is dropped" in m for m in messages)
+    assert [d.code for d in t.diagnostics if "dropped" in d.message] == ["shape"] * 3
 
 
 def test_correlation_loads_as_event_count_correlation():
@@ -249,7 +250,7 @@ def test_correlation_groups_equal_the_evaluators_summarize_groups():
     # pySigma's sqlite backend compares group keys case-insensitively (it groups on lower());
     # the events here hold no two keys that differ only in case, and every key is present.
     expected = {(r["DeviceId"].lower(), r["DeviceName"].lower(), r["RemoteUrl"].lower())
-                for r in evaluator.aggregate(rule, events)}
+                for r in evaluator.run(rule, events)}
     assert got == expected and got
 
 
@@ -602,16 +603,44 @@ def test_datetime_comparison_is_unsupported():
     assert any(d.code == "unsupported" and "datetime" in d.message for d in t.diagnostics)
 
 
-def test_outputs_sigma_cannot_hold_are_reported_one_by_one():
-    output = Output(constants=(("Tool", "RemotePC"),), computed=(("Host", "tolower(DeviceName)"),),
-                    projection=("DeviceName", "RemoteUrl"), sort=(("Timestamp", "desc"),), limit=100)
-    t = emit_sigma(rule_of(P("RemoteUrl", Op.EQUALS, "a"), output=output, lookback=Lookback(timedelta(days=1), "1d")))
+def test_stages_sigma_cannot_hold_are_reported_one_by_one():
+    """Columns, a projection and an order change only what an alert shows (shape); a limit
+    changes which alerts fire (lossy)."""
+    stages = (Extend((("Tool", Literal("RemotePC")), ("Host", Call("tolower", (Field("DeviceName"),))))),
+              Project((("DeviceName", Field("DeviceName")), ("RemoteUrl", Field("RemoteUrl")))),
+              Sort((SortKey(Field("Timestamp", "datetime")),)), Limit(100))
+    t = emit_sigma(rule_of(P("RemoteUrl", Op.EQUALS, "a"), stages=stages, lookback=Lookback(timedelta(days=1), "1d")))
     assert t.ok
-    lossy = [d.message for d in t.diagnostics if d.code == "lossy"]
-    for words in ("Tool='RemotePC'", "Host=tolower(DeviceName)", "projection", "sort by", "limit 100"):
-        assert any(words in m for m in lossy), (words, lossy)
+    shape = [d.message for d in t.diagnostics if d.code == "shape"]
+    for words in ("extend Tool = 'RemotePC', Host = tolower(DeviceName)", "project DeviceName, RemoteUrl",
+                  "sort by Timestamp desc"):
+        assert any(words in m for m in shape), (words, shape)
+    assert [d.message for d in t.diagnostics if d.code == "lossy"] == [
+        "sigma: '| take 100' is dropped: Sigma returns every match, so more alerts fire"]
     assert any("left to the scheduler" in d.message for d in t.diagnostics if d.code == "note")
     assert yaml.safe_load(t.text)["fields"] == ["SourceHostname", "DestinationHostname"]
+
+
+def test_a_filter_on_a_computed_column_moves_into_the_detection():
+    """`extend Host = tolower(DeviceName) | where Host == 'pc1'` is `DeviceName =~ 'pc1'`."""
+    stages = (Extend((("Host", Call("tolower", (Field("DeviceName"),))),)),
+              Filter(P("Host", Op.EQUALS, "pc1", cased=True)))
+    t = emit_sigma(rule_of(P("RemoteUrl", Op.EQUALS, "a"), stages=stages))
+    assert t.ok, t.diagnostics
+    assert yaml.safe_load(t.text)["detection"]["selection"] == {
+        "DestinationHostname": "a", "SourceHostname": "pc1"}
+    assert {d.code for d in t.diagnostics} <= {"note", "shape"}
+    never = (Extend((("Host", Call("tolower", (Field("DeviceName"),))),)),
+             Filter(P("Host", Op.EQUALS, "PC1", cased=True)))  # tolower() never gives 'PC1'
+    refused = emit_sigma(rule_of(P("RemoteUrl", Op.EQUALS, "a"), stages=never))
+    assert not refused.ok and any("matches no event" in d.message for d in refused.diagnostics)
+
+
+def test_a_test_sigma_cannot_say_is_refused():
+    stages = (Extend((("n", Call("strlen", (Field("RemoteUrl"),), "long")),)), Filter(Predicate(Field("n", "long"), Op.GT, (5,))))
+    t = emit_sigma(rule_of(P("RemoteUrl", Op.EQUALS, "a"), stages=stages))
+    assert not t.ok and t.text == ""
+    assert any(d.code == "unsupported" and "strlen(RemoteUrl)" in d.message for d in t.diagnostics)
 
 
 def test_unmapped_field_keeps_its_name_with_a_note():
@@ -691,38 +720,57 @@ def test_reader_wildcard_regex_goes_back_to_a_sigma_wildcard():
 # ------------------------------------------------------------------ post-aggregation operators
 
 
-def counted_rule(post: tuple[str, ...] = (), bin_field: str | None = None, group_by=("DeviceId",)) -> Rule:
-    aggregation = Aggregation(group_by, (Aggregate("Count", "count"), Aggregate("Urls", "dcount", "RemoteUrl")),
-                              bin_field, timedelta(hours=1) if bin_field else None)
+COUNT, URLS = Field("Count", "long"), Field("Urls", "long")
+
+
+def counted_rule(after=(), binned: bool = False, group_by=("DeviceId",)) -> Rule:
+    keys = tuple((k, Field(k)) for k in group_by)
+    if binned:
+        keys += (("Hour", Call("bin", (Field("Timestamp", "datetime"), Literal(timedelta(hours=1), "timespan")),
+                                "datetime")),)
+    summarize = Summarize(keys, (Aggregate("Count", "count"), Aggregate("Urls", "dcount", (Field("RemoteUrl"),))))
     return rule_of(P("RemoteUrl", Op.CONTAINS, "remote"), lookback=Lookback(timedelta(hours=36), "36h"),
-                   output=Output(aggregation=aggregation, post=post))
+                   stages=(summarize, *after))
 
 
 def test_count_threshold_after_summarize_is_the_correlation_condition():
-    t = emit_sigma(counted_rule(post=("where Count > 5", "extend X = 1")))
+    t = emit_sigma(counted_rule(after=(Filter(Predicate(COUNT, Op.GT, (5,))), Extend((("X", Literal(1, "long")),)))))
     assert t.ok
     corr = list(yaml.safe_load_all(t.text))[1]["correlation"]
-    assert corr["condition"] == {"gt": 5} and corr["timespan"] == "36h"
-    lossy = [d.message for d in t.diagnostics if d.code == "lossy"]
-    assert any("'| extend X = 1' is dropped" in m for m in lossy)
-    assert not any("Count > 5" in m for m in lossy)
-    assert any("Urls=dcount(RemoteUrl) is dropped" in m for m in lossy)
+    assert corr == {"type": "event_count", "rules": [corr["rules"][0]], "group-by": ["DeviceId"],
+                    "timespan": "36h", "condition": {"gt": 5}}
+    assert not any(d.code == "lossy" for d in t.diagnostics)
+    shape = [d.message for d in t.diagnostics if d.code == "shape"]
+    assert any("'| extend X = 1' is dropped" in m for m in shape)
+    assert any("Urls = dcount(RemoteUrl) is dropped" in m for m in shape)
     validate(t.text)
 
 
-def test_other_post_filters_are_reported_as_widening():
-    t = emit_sigma(counted_rule(post=("where Urls > 2",)))
+def test_dcount_threshold_is_a_value_count_correlation():
+    t = emit_sigma(counted_rule(after=(Filter(Predicate(URLS, Op.GE, (3,))),)))
+    assert t.ok
+    corr = list(yaml.safe_load_all(t.text))[1]["correlation"]
+    assert corr["type"] == "value_count"
+    assert corr["condition"] == {"field": "DestinationHostname", "gte": 3}
+    assert not any(d.code == "lossy" for d in t.diagnostics)
+    validate(t.text)
+
+
+def test_other_filters_after_summarize_change_what_fires():
+    either = Filter(Or((Predicate(URLS, Op.GT, (2,)), Predicate(COUNT, Op.GT, (9,)))))
+    t = emit_sigma(counted_rule(after=(either,)))
     corr = list(yaml.safe_load_all(t.text))[1]["correlation"]
     assert corr["condition"] == {"gte": 1}
-    assert any("'| where Urls > 2' is dropped (it filters the result rows" in d.message
+    assert any("'| where Urls > 2 or Count > 9' is dropped" in d.message and "now alert" in d.message
                for d in t.diagnostics if d.code == "lossy")
 
 
-def test_bin_group_key_is_dropped_with_a_report():
-    t = emit_sigma(counted_rule(bin_field="Timestamp", group_by=("DeviceId", "Hour")))
+def test_bin_group_key_is_the_timespan_with_a_report():
+    t = emit_sigma(counted_rule(binned=True))
     corr = list(yaml.safe_load_all(t.text))[1]["correlation"]
-    assert corr["group-by"] == ["DeviceId"]
-    assert any("bin(Timestamp" in d.message for d in t.diagnostics if d.code == "lossy")
+    assert corr["group-by"] == ["DeviceId"] and corr["timespan"] == "1h"
+    assert any("bin(Timestamp" in d.message and "straddle" in d.message
+               for d in t.diagnostics if d.code == "lossy")
     validate(t.text)
 
 

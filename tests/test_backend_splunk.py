@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from rmmc.backends.base import EmitOptions
 from rmmc.backends.splunk import emit_splunk, regex_literal, term_regex
 from rmmc.compiler.evaluator import matches, term_match
-from rmmc.compiler.ir import (Aggregate, Aggregation, And, Const, EventKind, Field, InSubquery, Lookback,
-                              Metadata, Not, Op, Or, Output, Predicate, Rule, Source)
+from rmmc.compiler.ir import (Aggregate, And, Call, Const, EventKind, Extend, Field, InSubquery, Limit,
+                              Literal, Lookback, Metadata, Not, Op, Or, Predicate, Rule, Sort, SortKey,
+                              Source, Star, Summarize)
 from tests.spl_interp import pcre_to_python, selects, tokens
 
 TABLE = "DeviceNetworkEvents"
@@ -33,8 +34,8 @@ def seed(name: str) -> Rule:
     return compile_document(read_path(f"rules/{name}").documents[0]).rule
 
 
-def rule_of(condition, lookback=None, output=Output(), table=TABLE) -> Rule:
-    return Rule(Metadata(title="t"), Source(table, EventKind.NETWORK), condition, lookback, (), output)
+def rule_of(condition, lookback=None, stages=(), table=TABLE) -> Rule:
+    return Rule(Metadata(title="t"), Source(table, EventKind.NETWORK), condition, lookback, (), tuple(stages))
 
 
 def P(field, op, *values, type="string", **kw) -> Predicate:
@@ -186,12 +187,12 @@ def test_constant_false_and_unexpressible_types():
 
 
 def test_output_lossy_one_by_one():
-    output = Output(computed=(("x", "strlen(RemoteUrl)"),),
-                    aggregation=Aggregation(("DeviceName",), (Aggregate("n", "count"),
-                                                              Aggregate("a", "arg_max", "Timestamp", ("*",)),
-                                                              Aggregate("l", "make_list", "RemoteUrl"))),
-                    sort=(("n", "desc"),), limit=10, post=("extend y = 1",))
-    t = emit_splunk(rule_of(Const(True), output=output), fields="defender")
+    stages = (Extend((("x", Call("strlen", (Field("RemoteUrl"),), "long")),)),
+              Summarize((("DeviceName", Field("DeviceName")),),
+                        (Aggregate("n", "count"), Aggregate(None, "arg_max", (Field("Timestamp", "datetime"), Star())),
+                         Aggregate("l", "make_list", (Field("RemoteUrl"),)))),
+              Sort((SortKey(Field("n", "long")),)), Limit(10), Extend((("y", Literal(1, "long")),)))
+    t = emit_splunk(rule_of(Const(True), stages=stages), fields="defender")
     assert t.text == ('search *\n| fillnull value="" DeviceName\n| stats count as n list(RemoteUrl) as l by DeviceName\n'
                       '| sort 0 -n\n| head 10\n')
     lossy = [d.message for d in t.diagnostics if d.code == "lossy"]
@@ -385,8 +386,8 @@ def test_random_search_only_trees(condition, sample):
 
 
 def test_distinct_and_sentinel_time():
-    output = Output(aggregation=Aggregation(("DeviceName", "RemoteUrl")))
-    t = emit_splunk(rule_of(P("TimeGenerated", Op.GT, 5, type="int"), output=output), fields="defender")
+    distinct = Summarize((("DeviceName", Field("DeviceName")), ("RemoteUrl", Field("RemoteUrl"))))
+    t = emit_splunk(rule_of(P("TimeGenerated", Op.GT, 5, type="int"), stages=(distinct,)), fields="defender")
     assert t.text == ('search *\n| where (isnotnull(_time) AND _time>5)\n| fillnull value="" DeviceName RemoteUrl\n'
                       '| stats count by DeviceName RemoteUrl\n| fields - count\n')
     check_structure(t.text)

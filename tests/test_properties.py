@@ -38,7 +38,7 @@ from rmmc.backends.eql import emit_eql
 from rmmc.backends.kql import emit_kql
 from rmmc.backends.sigma import emit_sigma
 from rmmc.compiler import evaluator
-from rmmc.compiler.ir import Aggregate, Aggregation, Output, Rule
+from rmmc.compiler.ir import Aggregate, Field, Rule, Summarize
 from rmmc.compiler.kql_parser import parse_kql
 from rmmc.compiler.lower import lower_query
 from rmmc.compiler.schema import load_schema
@@ -243,8 +243,8 @@ def test_property_4_duckdb_kql(case, data):
 
         # the same rule summarized: count() by one string column
         by = data.draw(st.sampled_from(table_of(rule).strings), label="group by")
-        summarized = Rule(rule.metadata, rule.source, rule.condition, output=Output(
-            aggregation=Aggregation((by,), (Aggregate("Count", "count"),))))
+        summarized = Rule(rule.metadata, rule.source, rule.condition, stages=(
+            Summarize(((by, Field(by)),), (Aggregate("Count", "count"),)),))
         ts = emit_kql(summarized)
         assert not refused(ts), ts.diagnostics
         if got != expected:  # reported lossy above: the groups differ too
@@ -252,7 +252,7 @@ def test_property_4_duckdb_kql(case, data):
         columns, rows = duck_rows(duckdb_kql, con, ts.text)
         assert columns == [by, "Count"], (ts.text, columns)
         groups = sorted((row[0], row[1]) for row in rows)
-        reference = sorted((r[by], r["Count"]) for r in evaluator.aggregate(summarized, events))
+        reference = sorted((r[by], r["Count"]) for r in evaluator.run(summarized, events))
         assert groups == reference, (ts.text, groups, reference)
 
 

@@ -368,11 +368,31 @@ correlation:
     assert len(out) == 1  # the base rule is not output on its own (generate: false)
     rule, diags = out[0]
     assert rule is not None, diags
-    agg = rule.output.aggregation
-    assert agg.group_by == ("AccountName",) and agg.aggregates[0].function == "count"
-    assert rule.output.post == ("where Count >= 10",)
+    summarize, threshold = rule.stages
+    assert summarize.keys == ("AccountName",) and summarize.aggregates[0].function == "count"
+    assert threshold == ir.Filter(ir.Predicate(ir.Field("Count", "long"), ir.Op.GE, (10,)))
     assert rule.lookback.window.total_seconds() == 3600
     assert any("sliding" in d.message for d in diags)
+
+
+def test_value_count_correlation_becomes_a_dcount_threshold():
+    text = BASE + """\
+---
+title: Many users
+correlation:
+    type: value_count
+    rules: [base_rule]
+    group-by: [Computer]
+    timespan: 1h
+    condition:
+        field: User
+        gt: 3
+"""
+    (rule, diags), = read_sigma_rules(text)
+    assert rule is not None, diags
+    summarize, threshold = rule.stages
+    assert summarize.aggregates == (ir.Aggregate("Count", "dcount", (ir.Field("AccountName"),)),)
+    assert threshold == ir.Filter(ir.Predicate(ir.Field("Count", "long"), ir.Op.GT, (3,)))
 
 
 def test_unsupported_correlation_type_is_located():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
-from rmmc.compiler.ir import Condition, Not, Predicate, Rule
+from rmmc.compiler.ir import Condition, Field, Not, Predicate, Rule
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,73 @@ def unsupported(target: str, message: str, span: Span | None = None) -> Diagnost
 
 def note(target: str, message: str, span: Span | None = None) -> Diagnostic:
     return Diagnostic(Severity.NOTE, f"{target}: {message}", span, "note")
+
+
+def shape(target: str, message: str, span: Span | None = None) -> Diagnostic:
+    """Only the output's shape changes (a dropped column, an order): the same alerts fire."""
+    return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "shape")
+
+
+def stage_text(stage) -> str:
+    """A stage as the KQL operator that says it, for messages."""
+    from rmmc.backends.kql import ConditionEmitter, stage_operators
+    from rmmc.compiler.kql_printer import to_kql
+
+    try:
+        return " | ".join(to_kql(op) for op in stage_operators(stage, ConditionEmitter()))
+    except Exception:  # noqa: BLE001 - a text for a message only
+        return type(stage).__name__
+
+
+def dropped_stages(stages, target: str, language: str) -> list[Diagnostic]:
+    """What dropping each stage does, for a target that returns matching events only: a
+    filter or a limit changes which alerts fire (`lossy`); an aggregation that no later filter
+    or limit reads, a computed column, a projection, a rename or an order changes only what
+    each alert shows (`shape`)."""
+    from rmmc.compiler import ir
+
+    out = []
+    for stage in stages:
+        text = stage_text(stage)
+        span = getattr(stage, "span", None)
+        if isinstance(stage, ir.Filter):
+            out.append(lossy(target, f"'| {text}' is dropped: {language} cannot filter on what an "
+                                     "earlier stage computed, so rows it removes now alert", span))
+        elif isinstance(stage, ir.Limit):
+            out.append(lossy(target, f"'| {text}' is dropped: {language} returns every match, so "
+                                     "more alerts fire", span))
+        elif isinstance(stage, ir.Summarize):
+            out.append(shape(target, f"'| {text}' is dropped: {language} returns each matching event, "
+                                     "not one row per group", span))
+        else:
+            out.append(shape(target, f"'| {text}' is dropped: {language} returns whole events", span))
+    return out
+
+
+def expression_tests(condition: Condition) -> list[Condition]:
+    """The tests of a condition that are not on a plain field: predicates on an expression
+    (`strlen(x) > 5`) and comparisons between two expressions."""
+    from rmmc.compiler.ir import Compare, walk
+
+    return [node for node in walk(condition)
+            if isinstance(node, Compare) or (isinstance(node, Predicate) and not isinstance(node.field, Field))]
+
+
+def refuse_expression_tests(condition: Condition, target: str, language: str) -> list[Diagnostic]:
+    """One `unsupported` diagnostic per test `language` cannot say because it tests an
+    expression rather than a field."""
+    from rmmc.compiler.functions import describe
+    from rmmc.compiler.ir import Compare
+
+    out = []
+    for node in expression_tests(condition):
+        if isinstance(node, Compare):
+            what = f"{describe(node.left)} {node.op} {describe(node.right)}"
+        else:
+            what = f"a test on {describe(node.field)}"
+        out.append(unsupported(target, f"{what}: {language} cannot test a computed value, and no "
+                                       "test on the raw field means the same", node.span))
+    return out
 
 
 def cidr_networks(p: Predicate, refusal: Callable[..., Exception] = ValueError) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

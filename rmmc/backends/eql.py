@@ -49,8 +49,10 @@ import math
 import re
 from typing import Any
 
-from rmmc.backends.base import (cidr_networks, reads_ipv4, EmitOptions, exclusion_conditions,
-                                Translation, lossy, note, unsupported, Wildcard, wildcard_pattern)
+from rmmc.backends.base import (cidr_networks, dropped_stages, reads_ipv4, refuse_expression_tests, EmitOptions,
+                                exclusion_conditions, Translation, lossy, note, unsupported, Wildcard,
+                                wildcard_pattern)
+from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import evaluate_predicate
@@ -553,28 +555,12 @@ def load_fields(fields: Any) -> Any:
     return load_profile(fields)
 
 
-def _output_losses(rule: Rule) -> list[str]:
-    out = rule.output
-    dropped = []
-    if out.aggregation is not None:
-        agg = out.aggregation
-        what = ", ".join(a.name or a.function for a in agg.aggregates) or "distinct rows"
-        by = f" by {', '.join(agg.group_by)}" if agg.group_by else ""
-        dropped.append(f"the aggregation ({what}{by}): EQL returns each matching event, not one "
-                       "row per group; use --to esql to keep it")
-    if out.constants or out.computed:
-        dropped.append("the added columns " + ", ".join(n for n, _ in (*out.constants, *out.computed)))
-    if out.projection or out.renames:
-        dropped.append("the projection/renames: EQL returns whole events")
-    if out.sort or out.limit is not None:
-        dropped.append("the order and row limit")
-    if out.post:
-        dropped.append("the operators " + " | ".join(out.post))
-    return dropped
-
-
 def build_eql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: Any = "ecs") -> tuple[str, list[Diagnostic]]:
     found: list[Diagnostic] = []
+    rule = push_filters(rule)  # EQL says the detection only: every filter that can move, moves
+    refused = refuse_expression_tests(rule.condition, TARGET, "EQL")
+    if refused:
+        return "", refused
     try:
         profile = load_fields(fields)
     except (ImportError, KeyError, ValueError) as exc:
@@ -608,8 +594,7 @@ def build_eql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: Any =
         text = rule.lookback.text or f"{int(rule.lookback.window.total_seconds())}s"
         found.append(note(TARGET, f"EQL queries hold no time filter: the lookback ({text}) belongs "
                                   f"to the rule's schedule (from: now-{text})"))
-    for what in _output_losses(rule):
-        found.append(lossy(TARGET, f"dropped {what}"))
+    found.extend(dropped_stages(rule.stages, TARGET, "EQL"))
     return f"{category} where {where}", names.warnings + emitter.diagnostics + found
 
 

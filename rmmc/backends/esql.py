@@ -61,6 +61,9 @@ from rmmc.backends.base import (cidr_networks, reads_ipv4, EmitOptions, exclusio
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.compiler.evaluator import coerce, fold, is_term_char
+from rmmc.backends.base import refuse_expression_tests
+from rmmc.backends.legacy_output import classic_output
+from rmmc.compiler.pushdown import push_filters
 from rmmc.compiler.ir import (And, Condition, Const, InSubquery, Not, Op, Or, Predicate, Rule,
                               all_of)
 
@@ -420,7 +423,7 @@ _SIMPLE_AGGREGATES = {"min": "MIN", "max": "MAX", "sum": "SUM", "avg": "AVG", "m
 
 
 def output_commands(rule: Rule, em: Emitter) -> list[str]:
-    out = rule.output
+    out = classic_output(rule)
     commands: list[str] = []
     made: set[str] = set()
 
@@ -528,6 +531,10 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
               index: str = DEFAULT_INDEX) -> Translation:
     """The rule as ES|QL text (empty when refused), with lossy/unsupported/note diagnostics."""
     found: list[Diagnostic] = []
+    rule = push_filters(rule)
+    refused = refuse_expression_tests(rule.condition, TARGET, "ES|QL (in rmmc today)")
+    if refused:
+        return Translation(TARGET, "", tuple(refused))
     profile = _load_profile(fields)
     if profile is None:
         found.append(note(TARGET, f"field profile {fields!r} is not available: columns keep "

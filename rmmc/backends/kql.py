@@ -9,8 +9,8 @@ Each IR node becomes the KQL operator whose meaning the reference evaluator
 
     <Table>
     | where Timestamp > ago(<lookback>)
-    | where <condition>
-    | extend ... | summarize ... | project ... | project-rename ... | sort by ... | take ...
+    | where <detection>
+    | <each stage in the rule's order: extend, where, summarize, project, sort, take ...>
 
 Where KQL cannot say a node exactly the translation carries a `lossy` diagnostic; where
 it cannot say it at all, an `unsupported` one and no text.
@@ -29,8 +29,11 @@ from rmmc.backends.base import (cidr_networks, reads_ipv4, exclusion_conditions,
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Span
 from rmmc.compiler.evaluator import coerce, evaluate_predicate
-from rmmc.compiler.ir import (And, Condition, Const, EventKind, Field, InSubquery, Not, Op, Or,
-                              Output, Predicate, Rule, Value, all_of)
+from rmmc.compiler.functions import SYMBOLS
+from rmmc.compiler.ir import (COMPARE_OPS, Aggregate, And, Call, Compare, Condition, Const, EventKind,
+                              Extend, Field, Filter, InSubquery, Limit, Literal, Not, Op, Or, Predicate,
+                              Project, ProjectAway, Rename, Reorder, Rule, Sort, Stage, Star, Summarize,
+                              Boolean, Value, all_of)
 from rmmc.compiler.kql_printer import to_kql
 
 TARGET = "kql"
@@ -263,6 +266,10 @@ class ConditionEmitter:
             return self.predicate(condition)
         if isinstance(condition, InSubquery):
             return self.subquery(condition)
+        if isinstance(condition, Compare):
+            if condition.op not in COMPARE_OPS:
+                raise Refusal(f"comparison {condition.op!r} has no KQL form", condition.span)
+            return A.Binary(condition.op, self.expr(condition.left), self.expr(condition.right))
         if isinstance(condition, Const):
             return A.BoolLit(condition.value)
         if isinstance(condition, Not):
@@ -292,11 +299,48 @@ class ConditionEmitter:
         op = ("!" if node.negated else "") + ("in" if node.case_sensitive else "in~")
         return A.ListOp(op, A.Name(node.field.name), (A.Paren(query.body),))
 
+    # -- scalar expressions
+
+    def expr(self, node: Any) -> A.Expr:
+        """A model expression as KQL (the inverse of the lowering's `expr`)."""
+        if isinstance(node, Field):
+            return A.Name(node.name)
+        if isinstance(node, Literal):
+            return self.literal(node)
+        if isinstance(node, Boolean):
+            return self.emit(node.condition)
+        if isinstance(node, Star):
+            return A.Star()
+        if isinstance(node, Call):
+            args = [self.expr(a) for a in node.args]
+            if node.function in SYMBOLS and len(args) == 2:
+                op = SYMBOLS[node.function]
+                return A.Binary(op, _operand(args[0], op), _operand(args[1], op, right=True))
+            if node.function == "negate" and len(args) == 1:
+                return A.Unary("-", _atom(args[0]))
+            if node.function == "member" and isinstance(node.args[1], Literal):
+                key = node.args[1].value
+                if isinstance(key, str) and _IDENTIFIER.fullmatch(key) and key not in _KEYWORDS:
+                    return A.Member(_atom(args[0]), key)
+                return A.Index(_atom(args[0]), A.StringLit(str(key)))
+            if node.function in ("member", "index"):
+                return A.Index(_atom(args[0]), args[1])
+            return A.Call(A.Name(node.function), tuple(args))
+        raise Refusal(f"no KQL form for the expression {node!r}")
+
+    def literal(self, node: Literal) -> A.Expr:
+        value, kind = node.value, type_of(node.type)
+        if value is None:
+            return A.TypedLit(kind if kind in _LITERAL_TYPES else "dynamic", "null")
+        if isinstance(value, tuple):
+            return A.DynamicLit(A.DynArray(tuple(value_literal(v) for v in value)))
+        return value_literal(value)
+
     # -- predicates
 
     def predicate(self, p: Predicate) -> A.Expr:
         kind = type_of(p.field.type)
-        column = A.Name(p.field.name)
+        column = self.expr(p.field)
         if p.op is Op.EXISTS:
             if kind == "string":
                 # A missing string reads as '' in KQL: "has a value" is the closest test KQL can
@@ -337,7 +381,7 @@ class ConditionEmitter:
             return self.typed_equality(p, kind, column)
         text = self.as_text(p, kind, column)
         test = self.regex(p, text) if p.op is Op.REGEX else self.string_test(p, text)
-        probe = Predicate(Field(p.field.name), p.op, p.values, p.all_values, p.case_sensitive)
+        probe = Predicate(Field("_"), p.op, p.values, p.all_values, p.case_sensitive)
         try:
             passes_empty = evaluate_predicate(probe, {}) is True
         except (re.error, ValueError):  # a pattern Python cannot read: keep the guard
@@ -462,14 +506,42 @@ class ConditionEmitter:
         return not_(test) if p.negated else test
 
 
-# ------------------------------------------------------------------ outputs
+# ------------------------------------------------------------------ stages
 
 
 AGGREGATE_FUNCTIONS = frozenset("""
     count countif dcount dcountif min max minif maxif sum sumif avg avgif make_set make_set_if
-    make_list make_list_if make_bag make_bag_if arg_max arg_min any take_any take_anyif
-    stdev stdevif variance varianceif percentile percentiles count_distinct
+    make_list make_list_if arg_max arg_min any take_any
 """.split())
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEYWORDS = frozenset({"and", "or", "not", "in", "has", "contains", "between", "by", "on", "with",
+                       "true", "false", "null", "let", "where", "extend", "project", "summarize"})
+_LITERAL_TYPES = frozenset({"bool", "int", "long", "real", "datetime", "timespan", "dynamic", "guid",
+                            "string"})
+
+
+_PRECEDENCE = {"*": 2, "/": 2, "%": 2, "+": 1, "-": 1}
+
+
+def _operand(node: A.Expr, op: str, right: bool = False) -> A.Expr:
+    """`node` as an operand of the arithmetic `op`, in parentheses where it would otherwise bind
+    differently (a lower precedence, or the same on the right: `a - (b - c)`)."""
+    if isinstance(node, A.Binary) and node.op in _PRECEDENCE:
+        inner, outer = _PRECEDENCE[node.op], _PRECEDENCE[op]
+        if inner > outer or (inner == outer and not right):
+            return node
+        return A.Paren(node)
+    if isinstance(node, (A.Binary, A.Logical, A.Between, A.ListOp, A.Unary)):
+        return A.Paren(node)
+    return node
+
+
+def _atom(node: A.Expr) -> A.Expr:
+    """`node` in parentheses where a member access or index after it would bind to its end."""
+    if isinstance(node, (A.Binary, A.Logical, A.Between, A.ListOp, A.Unary)):
+        return A.Paren(node)
+    return node
 
 
 def names_in(node: Any) -> Iterator[str]:
@@ -485,111 +557,56 @@ def names_in(node: Any) -> Iterator[str]:
             stack.extend(getattr(item, f.name) for f in fields(item) if f.name != "span")
 
 
-def parse_fragment(template_head: str, text: str, what: str) -> A.Pipeline:
-    """Parse `T | <head><text>` and return its pipeline (the text stays AST: no splicing)."""
-    from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
-
-    try:
-        query = parse_kql(f"T | {template_head}{text}")
-    except (KqlSyntaxError, RecursionError) as exc:
-        raise Refusal(f"{what} {text!r} is not valid KQL: {exc}") from None
-    body = query.body
-    if len(query.statements) != 1 or not isinstance(body, A.Pipeline) or body.source != A.Name("T"):
-        raise Refusal(f"{what} {text!r} is not a single KQL operator")
-    return body
+def _assignment(name: str, value: A.Expr) -> A.Expr | A.Assignment:
+    """`name = value`, or the bare column when it keeps its own name."""
+    if isinstance(value, A.Name) and value.name == name:
+        return value
+    return A.Assignment((name,), value)
 
 
-def expression(text: str, what: str) -> A.Expr:
-    """One KQL scalar expression from its text, as a tree (anything more is refused)."""
-    pipeline = parse_fragment("extend __rmmc_expr = ", text, what)
-    ops = pipeline.operators
-    if (len(ops) != 1 or not isinstance(ops[0], A.Extend) or len(ops[0].items) != 1
-            or not isinstance(ops[0].items[0], A.Assignment)
-            or ops[0].items[0].targets != ("__rmmc_expr",)):
-        raise Refusal(f"{what}: {text!r} is not one KQL expression")
-    return ops[0].items[0].value
+def _aggregate_call(agg: Aggregate, emitter: "ConditionEmitter") -> A.Expr | A.Assignment:
+    if agg.function not in AGGREGATE_FUNCTIONS:
+        raise Refusal(f"aggregate function {agg.function!r} is not one rmmc emits")
+    call = A.Call(A.Name(agg.function), tuple(emitter.expr(a) for a in agg.args))
+    return A.Assignment((agg.name,), call) if agg.name else call
 
 
-def extend_operators(output: Output) -> list[A.Extend]:
-    """Constants then computed columns, as few `extend`s as keep their meaning: a new
-    `extend` starts where a column uses or redefines one made in the current one (KQL
-    does not let an `extend` see its own columns)."""
-    columns = [(n, value_literal(v)) for n, v in output.constants]
-    columns += [(n, expression(t, f"computed column {n}")) for n, t in output.computed]
-    groups: list[list[tuple[str, A.Expr]]] = []
-    made: set[str] = set()
-    for name, value in columns:
-        if not groups or name in made or made.intersection(names_in(value)):
-            groups.append([])
-            made = set()
-        groups[-1].append((name, value))
-        made.add(name)
-    return [A.Extend(tuple(A.Assignment((n,), v) for n, v in g)) for g in groups]
+def stage_operators(stage: Stage, emitter: "ConditionEmitter") -> list[A.Operator]:
+    """One model stage as the KQL operator that means it."""
+    if isinstance(stage, Filter):
+        return [] if stage.condition == Const(True) else [A.Where(emitter.emit(stage.condition))]
+    if isinstance(stage, Extend):
+        return [A.Extend(tuple(A.Assignment((n,), emitter.expr(e)) for n, e in stage.columns))]
+    if isinstance(stage, Project):
+        return [A.Project(tuple(_assignment(n, emitter.expr(e)) for n, e in stage.columns))]
+    if isinstance(stage, Summarize):
+        by = tuple(_assignment(n, emitter.expr(e)) for n, e in stage.group_by)
+        if not stage.aggregates:
+            if not by:
+                raise Refusal("a distinct of no columns")
+            return [A.Distinct(by)]
+        return [A.Summarize((), tuple(_aggregate_call(a, emitter) for a in stage.aggregates), by)]
+    if isinstance(stage, ProjectAway):
+        return [A.ProjectAway(tuple(_name_or_pattern(p) for p in stage.patterns))]
+    if isinstance(stage, Reorder):
+        return [A.ProjectReorder(tuple(A.SortKey(_name_or_pattern(p)) for p in stage.patterns))]
+    if isinstance(stage, Rename):
+        return [A.ProjectRename(tuple(stage.pairs))]
+    if isinstance(stage, Sort):
+        keys = []
+        for key in stage.keys:
+            nulls = None if key.nulls_first is None else ("first" if key.nulls_first else "last")
+            keys.append(A.SortKey(emitter.expr(key.expr), "desc" if key.descending else "asc", nulls))
+        return [A.Sort(tuple(keys))]
+    if isinstance(stage, Limit):
+        if isinstance(stage.count, bool) or stage.count < 0:
+            raise Refusal(f"limit {stage.count!r} is not a row count")
+        return [A.Take(number_literal(stage.count))]
+    raise Refusal(f"no KQL form for the stage {type(stage).__name__}")
 
 
-def aggregate_arg(arg: Any, conditions: ConditionEmitter, function: str) -> A.Expr:
-    """An aggregate's extra argument: KQL text as the lowering keeps it (`'100'`,
-    `'RemotePort == 443'`, a column name), `*`, an IR condition or a Python value."""
-    if isinstance(arg, (Predicate, And, Or, Not, Const)):
-        return conditions.emit(arg)
-    if arg == "*":
-        return A.Star()
-    if isinstance(arg, str):
-        return expression(arg, f"argument of {function}")
-    return value_literal(arg)
-
-
-def summarize_operator(output: Output, conditions: ConditionEmitter) -> A.Operator:
-    aggregation = output.aggregation
-    assert aggregation is not None
-    by: list[A.Expr] = [A.Name(k) for k in aggregation.group_by]
-    if aggregation.bin_field is not None:
-        if aggregation.bin_size is None:
-            raise Refusal(f"bin of {aggregation.bin_field} has no size")
-        binned = A.Call(A.Name("bin"), (A.Name(aggregation.bin_field), timespan_literal(aggregation.bin_size)))
-        if aggregation.bin_field in aggregation.group_by:
-            by[aggregation.group_by.index(aggregation.bin_field)] = binned
-        else:
-            by.append(binned)
-    if not aggregation.aggregates and aggregation.bin_field is None:
-        return A.Distinct(tuple(by) if by else (A.Star(),))
-    aggregates: list[A.Expr | A.Assignment] = []
-    for agg in aggregation.aggregates:
-        function = agg.function.lower()
-        if function not in AGGREGATE_FUNCTIONS:
-            raise Refusal(f"aggregate function {agg.function!r} is not one rmmc emits")
-        args = ([A.Name(agg.field)] if agg.field is not None else [])
-        args += [aggregate_arg(a, conditions, function) for a in agg.args]
-        call = A.Call(A.Name(function), tuple(args))
-        aggregates.append(A.Assignment((agg.name,), call) if agg.name else call)
-    return A.Summarize((), tuple(aggregates), tuple(by))
-
-
-def sort_key(column: str, direction: str | None) -> A.SortKey:
-    text = (direction or "").strip().lower() or None
-    if text not in (None, "asc", "desc"):
-        raise Refusal(f"sort direction {direction!r} of {column} is neither asc nor desc")
-    return A.SortKey(A.Name(column), text)
-
-
-def output_operators(output: Output, conditions: ConditionEmitter) -> list[A.Operator]:
-    """Aggregation, projection, renames, order, limit and the KQL-only tail, in the IR's order."""
-    ops: list[A.Operator] = []
-    if output.aggregation is not None:
-        ops.append(summarize_operator(output, conditions))
-    if output.projection:
-        ops.append(A.Project(tuple(A.Name(c) for c in output.projection)))
-    if output.renames:
-        ops.append(A.ProjectRename(tuple((new, old) for new, old in output.renames)))
-    if output.sort:
-        ops.append(A.Sort(tuple(sort_key(c, d) for c, d in output.sort)))
-    if output.limit is not None:
-        if isinstance(output.limit, bool) or output.limit < 0:
-            raise Refusal(f"limit {output.limit!r} is not a row count")
-        ops.append(A.Take(number_literal(output.limit)))
-    for text in getattr(output, "post", ()):
-        ops.extend(parse_fragment("", text, "operator").operators)
-    return ops
+def _name_or_pattern(text: str) -> A.Expr:
+    return A.NamePattern(text) if "*" in text else A.Name(text)
 
 
 # ------------------------------------------------------------------ the rule
@@ -632,14 +649,10 @@ def build_kql(rule: Rule, options: EmitOptions = EmitOptions()) -> KqlQuery:
             ago = A.Call(A.Name("ago"), (timespan_literal(rule.lookback.window),))
             operators.append(A.Where(A.Binary(">", A.Name(time_column(table)), ago)))
         condition = all_of([rule.condition, *_exclusions(rule, options, conditions, found)])
-        extends = extend_operators(rule.output)
-        where = [] if condition == Const(True) else [A.Where(conditions.emit(condition))]
-        made = {a.targets[0] for e in extends for a in e.items if isinstance(a, A.Assignment)}
-        if made.intersection(names_in(where)):  # the condition reads a column the output makes
-            operators += [*extends, *where]
-        else:
-            operators += [*where, *extends]
-        operators += output_operators(rule.output, conditions)
+        if condition != Const(True):
+            operators.append(A.Where(conditions.emit(condition)))
+        for stage in rule.stages:  # in the rule's order: that order is part of the meaning
+            operators += stage_operators(stage, conditions)
     except Refusal as refusal:
         found.append(unsupported(TARGET, str(refusal), refusal.span))
         return KqlQuery(None, tuple(conditions.diagnostics + found))

@@ -28,7 +28,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rmmc.backends.base import EmitOptions, Translation, note, unsupported
+from rmmc.backends.base import EmitOptions, Translation, note, refuse_expression_tests, unsupported
+from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.sigma_detection import (ConditionLowerer, Lowered, Namer, compact, render,
                                            s_and, widening_diagnostics)
 from rmmc.backends.sigma_fields import TARGET, FieldMapper
@@ -44,6 +45,10 @@ def emit_sigma(rule: Rule, options: EmitOptions = EmitOptions(), *, schema: Any 
     """The rule as a Sigma YAML stream (rule, then its correlation when it aggregates).
 
     `schema` is a `rmmc.compiler.schema.Schema` (default: `load_schema()`)."""
+    rule = push_filters(rule)  # Sigma says the detection: every filter that can move, moves
+    refused = refuse_expression_tests(rule.condition, TARGET, "Sigma")
+    if refused:
+        return Translation(TARGET, "", tuple(refused))
     ctx = _Context(rule, options, schema)
     detection = ctx.detection(apply_exclusions=options.apply_exclusions)
     plan = plan_output(rule, ctx.fields)

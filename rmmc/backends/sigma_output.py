@@ -1,154 +1,182 @@
-"""What a rule returns, in Sigma: the aggregation as an event_count correlation, and a lossy
-diagnostic for every output Sigma cannot hold.
+"""What a rule returns, in Sigma: an aggregation as a correlation, and a diagnostic for every
+stage Sigma cannot hold.
 
-`summarize ... by K1, K2` over the lookback returns one row per group that has an event, so
-it becomes `correlation: {type: event_count, rules: [<base>], group-by: [K1, K2], timespan:
-<lookback>, condition: {gte: 1}}`: the correlation fires for exactly those groups.  Its count
-is the correlation's event count; every other aggregate (min, max, make_set, dcount, arg_max
-...) and every computed or constant column, projection, rename, sort, limit and later KQL
-operator (`post`) is reported one by one (`lossy`), never dropped silently.  One exception is
-exact: `| where Count > N` right after the summarize becomes the correlation's `gt: N`.
+The rule's filters have already moved into its detection where they could
+(`rmmc.compiler.pushdown`).  What is left:
+
+* `summarize count() by K1, K2` over the lookback becomes `correlation: {type: event_count,
+  rules: [<base>], group-by: [K1, K2], timespan: <lookback>, condition: {gte: 1}}`: it fires
+  for exactly the groups that have an event.  A filter on the count right after it (`| where
+  count_ > 5`) is the correlation's condition (`gt: 5`), and on `dcount(F)` it makes a
+  `value_count` correlation on F: the threshold is kept, never dropped.
+* the timespan is the lookback: "within T" over a hunt of the last T is the KQL count.  With
+  `bin(Timestamp, T)` among the keys KQL counts per aligned bucket of T while a correlation
+  counts within any window of T, which also fires on events that straddle a bucket edge:
+  `lossy`.
+* every other aggregate, computed column, projection, rename or order changes only what an
+  alert shows (`shape`); a filter that is not such a threshold, a limit, or a threshold on
+  an aggregate a correlation cannot count changes which alerts fire (`lossy`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from rmmc.backends.base import lossy, note
+from rmmc.backends.base import dropped_stages, lossy, note, shape, stage_text
 from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_values import sigma_timespan
+from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
-from rmmc.compiler.ir import Aggregate, Rule
 
 DEFAULT_TIMESPAN = timedelta(days=30)  # Defender advanced hunting keeps 30 days of data
-
-
-def _call(agg: Aggregate) -> str:
-    args = [a for a in ((agg.field,) if agg.field else ())] + [str(a) for a in agg.args]
-    return f"{agg.name}={agg.function}({', '.join(args)})"
+_THRESHOLD_OPS = {ir.Op.GT: "gt", ir.Op.GE: "gte", ir.Op.LT: "lt", ir.Op.LE: "lte", ir.Op.EQUALS: "eq"}
 
 
 @dataclass
 class OutputPlan:
-    """The Sigma side of a rule's output."""
+    """The Sigma side of a rule's stages."""
 
     correlation: dict[str, Any] | None = None  # the `correlation:` block, rules: filled later
     fields: list[str] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
 
-def plan_output(rule: Rule, fields: FieldMapper) -> OutputPlan:
+def plan_output(rule: ir.Rule, fields: FieldMapper) -> OutputPlan:
     plan = OutputPlan()
-    out = rule.output
     say = plan.diagnostics.append
-    computed = {name for name, _ in out.computed} | {name for name, _ in out.constants}
-    for name, value in out.constants:
-        say(lossy(TARGET, f"constant column {name}={value!r} is dropped: a Sigma rule returns events"))
-    for name, expr in out.computed:
-        say(lossy(TARGET, f"computed column {name}={expr} is dropped: a Sigma rule returns events"))
-    for new, old in out.renames:
-        say(lossy(TARGET, f"rename {new}={old} is dropped: Sigma keeps field names"))
-    post = list(out.post)
-
-    agg = out.aggregation
-    if agg is None:
-        if out.projection:
-            plan.fields = [fields.sigma(c) for c in out.projection if c not in computed]
-            say(lossy(TARGET, f"projection ({', '.join(out.projection)}) is kept only as the rule's "
-                              "`fields` list: Sigma returns whole events"))
+    stages = list(rule.stages)
+    at = next((i for i, s in enumerate(stages) if isinstance(s, ir.Summarize)), None)
+    before = stages if at is None else stages[:at]
+    computed = _computed_names(before)
+    if at is None:
+        projection = next((s for s in reversed(before) if isinstance(s, ir.Project)), None)
+        plan.diagnostics.extend(dropped_stages([s for s in before if s is not projection], TARGET, "Sigma"))
+        if projection is not None:
+            plan.fields = [fields.sigma(n) for n, e in projection.columns
+                           if isinstance(e, ir.Field) and e.name == n and n not in computed]
+            say(shape(TARGET, f"'| {stage_text(projection)}' is kept only as the rule's `fields` list: "
+                              "Sigma returns whole events", projection.span))
         if rule.lookback is not None:
             say(note(TARGET, f"lookback {_lookback_text(rule)} is left to the scheduler: "
                              "a Sigma rule has no time window"))
-    else:
-        keys = []
-        for key in agg.group_by:
-            if key in computed:
-                say(lossy(TARGET, f"grouping by computed column {key} is dropped: the correlation "
-                                  "groups only by event fields"))
-                continue
-            if agg.bin_field is not None and _is_bin_key(key, agg.bin_field, fields):
-                continue
-            keys.append(fields.sigma(key))
-        if agg.bin_field is not None:
-            say(lossy(TARGET, f"grouping by bin({agg.bin_field}, {agg.bin_size}) is dropped: the "
-                              "correlation counts over its sliding timespan"))
-        for a in agg.aggregates:
-            if a.function == "count" and not a.args:
+        return plan
+    plan.diagnostics.extend(dropped_stages(before, TARGET, "Sigma"))
+    summarize: ir.Summarize = stages[at]  # type: ignore[assignment]
+    after = stages[at + 1:]
+    threshold = None
+    if after and isinstance(after[0], ir.Filter):
+        threshold = _threshold(after[0], summarize)
+        if threshold is not None:
+            after = after[1:]
+    keys, binned = [], None
+    for name, expr in summarize.group_by:
+        if isinstance(expr, ir.Call) and expr.function == "bin" and isinstance(expr.args[0], ir.Field) \
+                and expr.args[0].name in ("Timestamp", "TimeGenerated") and isinstance(expr.args[1], ir.Literal):
+            binned = expr.args[1].value
+            continue
+        if isinstance(expr, ir.Field) and expr.name not in computed:
+            keys.append(fields.sigma(expr.name))
+            continue
+        message = (f"grouping by {name} = {_describe(expr)} is dropped: a correlation groups by "
+                   "event fields only")
+        say(lossy(TARGET, message + (", so its threshold counts other groups" if threshold else ""),
+                  summarize.span) if threshold else shape(TARGET, message, summarize.span))
+    counted = threshold[2] if threshold else None
+    for a in summarize.aggregates:
+        if a is counted or (a.function == "count" and not a.args):
+            if a.function == "count":
                 say(note(TARGET, f"{a.name}=count() is the correlation's event count; the column "
                                  f"name {a.name} is not kept"))
-            else:
-                say(lossy(TARGET, f"{_call(a)} is dropped: Sigma correlations count events"))
-        if not agg.group_by and agg.aggregates:
-            say(lossy(TARGET, "without group keys KQL returns one row even when no event matches "
-                              "(count 0); the correlation fires only when one does"))
-        if rule.lookback is not None:
-            window = rule.lookback.window
-        else:
-            window = DEFAULT_TIMESPAN
-            say(lossy(TARGET, "the rule has no lookback: the correlation timespan is 30d "
-                              "(Defender's hunting retention); set the window you schedule"))
-        spec, exact = sigma_timespan(window)
-        if not exact:
-            say(lossy(TARGET, f"lookback {_lookback_text(rule)} is rounded up to the timespan {spec}"))
-        elif rule.lookback is not None:
-            say(note(TARGET, f"lookback {_lookback_text(rule)} is the correlation timespan {spec}: "
-                             "a sliding window rather than one window ending now"))
-        if keys:
-            say(note(TARGET, "group keys: KQL groups case-sensitively and puts events missing a key "
-                             "under ''; a Sigma correlation leaves both to the backend (pySigma's "
-                             "sqlite backend folds case and skips events missing a key)"))
-        plan.fields = list(keys)
-        correlation: dict[str, Any] = {"type": "event_count", "rules": []}
-        if keys:
-            correlation["group-by"] = keys
-        correlation["timespan"] = spec
-        correlation["condition"] = _threshold(rule, post) or {"gte": 1}
-        plan.correlation = correlation
-        if out.projection:
-            say(lossy(TARGET, f"projection ({', '.join(out.projection)}) is dropped: the correlation "
-                              "reports its group keys and count"))
-    for text in post:
-        effect = (" (it filters the result rows, so Sigma fires for rows the KQL rule drops)"
-                  if text.lstrip().lower().startswith("where") else "")
-        say(lossy(TARGET, f"'| {text}' is dropped{effect}"))
-    if out.sort:
-        order = ", ".join(f"{c} {d}" for c, d in out.sort)
-        say(lossy(TARGET, f"sort by {order} is dropped: Sigma does not order results"))
-    if out.limit is not None:
-        say(lossy(TARGET, f"limit {out.limit} is dropped: Sigma returns every match"))
+            continue
+        call = f"{a.function}({', '.join(_describe(x) for x in a.args)})"
+        say(shape(TARGET, f"{a.name + ' = ' if a.name else ''}{call} is dropped: a Sigma "
+                          "correlation reports its group keys and count", summarize.span))
+    if not summarize.group_by and summarize.aggregates and not threshold:
+        say(lossy(TARGET, "without group keys KQL returns one row even when no event matches "
+                          "(count 0); the correlation fires only when one does"))
+    plan.diagnostics.extend(dropped_stages(after, TARGET, "a Sigma correlation"))
+    window = _window(rule, binned, say)
+    spec, exact = sigma_timespan(window)
+    if not exact:
+        say(lossy(TARGET, f"the window {window} is rounded up to the timespan {spec}"))
+    if keys:
+        say(note(TARGET, "group keys: KQL groups case-sensitively and puts events missing a key "
+                         "under ''; a Sigma correlation leaves both to the backend (pySigma's "
+                         "sqlite backend folds case and skips events missing a key)"))
+    plan.fields = list(keys)
+    kind, condition = "event_count", {"gte": 1}
+    if threshold is not None:
+        op, bound, aggregate = threshold
+        condition = {op: bound}
+        if aggregate.function == "dcount":
+            kind = "value_count"
+            condition = {"field": fields.sigma(aggregate.args[0].name), op: bound}
+    correlation: dict[str, Any] = {"type": kind, "rules": []}
+    if keys:
+        correlation["group-by"] = keys
+    correlation["timespan"] = spec
+    correlation["condition"] = condition
+    plan.correlation = correlation
     return plan
 
 
-_THRESHOLD = re.compile(r"^\s*where\s+(\w+)\s*(>=|>)\s*(\d+)\s*$")
+def _computed_names(stages: list[ir.Stage]) -> set[str]:
+    names: set[str] = set()
+    for stage in stages:
+        if isinstance(stage, (ir.Extend, ir.Project)):
+            names.update(n for n, e in stage.columns if not (isinstance(e, ir.Field) and e.name == n))
+        elif isinstance(stage, ir.Rename):
+            names.update(new for new, _ in stage.pairs)
+    return names
 
 
-def _threshold(rule: Rule, post: list[str]) -> dict[str, int] | None:
-    """`| where Count > N` right after `summarize Count=count()` is the correlation's own
-    condition (`gt: N`); it is taken off `post` when it is."""
-    out, agg = rule.output, rule.output.aggregation
-    if not post or agg is None or out.projection or out.renames or out.sort or out.limit is not None:
+def _threshold(stage: ir.Filter, summarize: ir.Summarize) -> tuple[str, int, ir.Aggregate] | None:
+    """`where <count> <op> N` on the summarize's `count()` (or `dcount(F)` of an event field):
+    the correlation's condition (op, N, the aggregate)."""
+    p = stage.condition
+    if not (isinstance(p, ir.Predicate) and isinstance(p.field, ir.Field) and not p.negated
+            and p.op in _THRESHOLD_OPS and len(p.values) == 1):
         return None
-    match = _THRESHOLD.match(post[0])
-    counts = {a.name for a in agg.aggregates if a.function == "count" and not a.args}
-    if match is None or match.group(1) not in counts:
+    bound = p.values[0]
+    if isinstance(bound, float) and bound == int(bound):
+        bound = int(bound)
+    if isinstance(bound, bool) or not isinstance(bound, int):
         return None
-    post.pop(0)
-    return {"gte" if match.group(2) == ">=" else "gt": int(match.group(3))}
+    for a in summarize.aggregates:
+        if a.name != p.field.name:
+            continue
+        if a.function == "count" and not a.args:
+            return _THRESHOLD_OPS[p.op], bound, a
+        if a.function == "dcount" and len(a.args) == 1 and isinstance(a.args[0], ir.Field):
+            return _THRESHOLD_OPS[p.op], bound, a
+    return None
 
 
-def _is_bin_key(key: str, bin_field: str, fields: FieldMapper) -> bool:
-    """Whether a group key is the `bin(...)` key: the binned column itself, or a name given to
-    the bin (a key that is not a column of the table)."""
-    if key == bin_field:
-        return True
-    table = fields.table
-    return table is not None and table.column_type(key) is None
+def _window(rule: ir.Rule, binned: Any, say) -> timedelta:
+    if isinstance(binned, timedelta):
+        say(lossy(TARGET, f"bin(Timestamp, {binned}) counts per aligned bucket; the correlation "
+                          f"timespan counts within any window of that length, so groups whose events "
+                          "straddle a bucket edge now fire too"))
+        return binned
+    if rule.lookback is not None:
+        say(note(TARGET, f"lookback {_lookback_text(rule)} is the correlation timespan: over a hunt "
+                         "of the last window the counts are the same; scheduled, the correlation "
+                         "counts within any window of that length"))
+        return rule.lookback.window
+    say(lossy(TARGET, "the rule has no lookback: the correlation timespan is 30d "
+                      "(Defender's hunting retention); set the window you schedule"))
+    return DEFAULT_TIMESPAN
 
 
-def _lookback_text(rule: Rule) -> str:
+def _describe(expr: Any) -> str:
+    from rmmc.compiler.functions import describe
+
+    return describe(expr)
+
+
+def _lookback_text(rule: ir.Rule) -> str:
     lb = rule.lookback
     if lb is None:
         return "(none)"

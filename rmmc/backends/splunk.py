@@ -63,7 +63,10 @@ from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, is_term_char
-from rmmc.compiler.ir import (And, Condition, Const, InSubquery, Not, Op, Or, Output, Predicate, Rule,
+from rmmc.backends.base import refuse_expression_tests
+from rmmc.backends.legacy_output import ClassicOutput, classic_output
+from rmmc.compiler.pushdown import push_filters
+from rmmc.compiler.ir import (And, Condition, Const, InSubquery, Not, Op, Or, Predicate, Rule,
                               all_of, any_of)
 from rmmc.compiler.schema.profiles import load_profile, rule_field
 
@@ -374,7 +377,7 @@ def _name(text: str) -> str:
     return text
 
 
-def _output(output: Output, emitter: Emitter, found: list[Diagnostic]) -> list[str]:
+def _output(output: ClassicOutput, emitter: Emitter, found: list[Diagnostic]) -> list[str]:
     commands: list[str] = []
     produced: set[str] = set()
 
@@ -467,6 +470,10 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
                  prefix: str | None = None) -> tuple[str, list[Diagnostic]]:
     """The SPL text and its diagnostics (raises ValueError for a name SPL cannot carry)."""
     found: list[Diagnostic] = []
+    rule = push_filters(rule)
+    refused = refuse_expression_tests(rule.condition, TARGET, "SPL (in rmmc today)")
+    if refused:
+        return "", refused
     emitter = Emitter(rule.source.table, fields, rule.source.taxonomy)
     condition = all_of([rule.condition, *_exclusions(rule, options, found)])
     condition, replaced = widen(condition, lambda n: not emitter.expressible(n))
@@ -504,7 +511,7 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     lines = ["search " + (" ".join(search_terms) if search_terms else "*")]
     if where_terms:
         lines.append("| where " + " AND ".join(where_terms))
-    lines.extend("| " + c for c in _output(rule.output, emitter, found))
+    lines.extend("| " + c for c in _output(classic_output(rule), emitter, found))
     found[:0] = emitter.diagnostics
     return "\n".join(lines) + "\n", found
 

@@ -29,6 +29,14 @@ and measurements of the engine):
 * IN_SUBQUERY (`x in (T | ...)` over another table): equality with one of the values that
   query returns; the caller supplies those values (`subqueries`, by query text), since they
   come from other events.  Without them the test is unknown.
+* A predicate's subject may be a scalar expression (`strlen(x) > 5`): its value, read as its
+  type reads (a string never null), is tested as a field's would be.  Scalar functions mean
+  what `rmmc.compiler.functions` says; `ago()` / `now()` are relative to the query's `now`.
+* COMPARE (`a < b` between two expressions): ordering with a null is unknown; `==` / `=~`
+  with a null is false and `!=` / `!~` true (KQL's equality is total).
+* Stages (`run`): the detection selects events, then each stage turns the list of rows into
+  the next, in order (see `run_stages`).  Aggregation groups rows by the values of its keys
+  (a null key is its own group); an aggregate skips nulls (`count()` counts rows).
 """
 
 from __future__ import annotations
@@ -38,17 +46,29 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
-from rmmc.compiler.ir import (And, Condition, Const, Field, InSubquery, Not, Op, Or, Predicate, Rule)
+from dataclasses import dataclass
+
+from rmmc.compiler import functions as F
+from rmmc.compiler.functions import fold  # noqa: F401 - the one folding, re-exported
+from rmmc.compiler.ir import (And, Call, Compare, Condition, Const, Field, InSubquery, Literal, Not, Op,
+                              Or, Predicate, Rule, Star, Boolean)
 
 Event = Mapping[str, Any]
 
 
-def fold(text: str) -> str:
-    """Lower-case each character one for one (no 'ß' -> 'ss' expansion)."""
-    lowered = text.lower()
-    if len(lowered) == len(text):
-        return lowered
-    return "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
+@dataclass(frozen=True)
+class Context:
+    """What a condition or expression may need besides the row: the values of subqueries
+    (by query text) and the query's `now` (for `ago()` / `now()`)."""
+
+    subqueries: Mapping[str, Iterable[Any]] | None = None
+    now: datetime | None = None
+
+    def current_time(self) -> datetime:
+        return self.now if self.now is not None else datetime.now(timezone.utc)
+
+
+_NO_CONTEXT = Context()
 
 
 def is_term_char(ch: str) -> bool:
@@ -72,8 +92,13 @@ def term_match(haystack: str, needle: str, check_start: bool = True, check_end: 
 
 
 @lru_cache(maxsize=4096)
+def compiled_regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """A KQL (RE2) regex as Python reads it: `$` is the end of the text (`re2_dollar`)."""
+    return re.compile(re2_dollar(pattern), flags)
+
+
 def _regex(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
-    return re.compile(re2_dollar(pattern), 0 if case_sensitive else re.IGNORECASE)
+    return compiled_regex(pattern, 0 if case_sensitive else re.IGNORECASE)
 
 
 _LEADING_FLAGS = re.compile(r"\(\?([a-zA-Z]+)\)")
@@ -124,21 +149,26 @@ def re2_dollar(pattern: str) -> str:
 
 # ------------------------------------------------------------------ reading a field
 
-_NULL = object()
-
 
 def read(event: Event, field: Field) -> Any:
     """The field's value as KQL sees it: '' for a missing string, None for other nulls."""
-    value = event.get(field.name)
-    if field.type == "string":
+    return typed_value(event.get(field.name), field.type)
+
+
+def typed_value(value: Any, type_name: str) -> Any:
+    """A raw value read as `type_name`: strings are never null; other types are null when the
+    value is missing or does not read as the type."""
+    if type_name in F.STRING_TYPES:
         if value is None:
             return ""
-        return value if isinstance(value, str) else str(value)
+        return value if isinstance(value, str) else F.to_text(value)
     if value is None:
         return None
+    if type_name == "dynamic":
+        return value
     try:
-        return coerce(value, field.type)
-    except (TypeError, ValueError):
+        return coerce(value, type_name)
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -165,6 +195,55 @@ def coerce(value: Any, type_name: str) -> Any:
     if type_name == "timespan":
         return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
     return value
+
+
+# ------------------------------------------------------------------ scalar expressions
+
+
+def evaluate_expr(expr: Any, row: Event, ctx: Context = _NO_CONTEXT) -> Any:
+    """The value of a scalar expression over one row (see `rmmc.compiler.functions`)."""
+    if isinstance(expr, Field):
+        return read(row, expr)
+    if isinstance(expr, Literal):
+        return expr.value
+    if isinstance(expr, Boolean):
+        result = evaluate(expr.condition, row, ctx=ctx)
+        return result
+    if isinstance(expr, Call):
+        return _call(expr, row, ctx)
+    if isinstance(expr, Star):
+        return dict(row)
+    raise TypeError(f"not an expression: {expr!r}")
+
+
+def _call(call: Call, row: Event, ctx: Context) -> Any:
+    name = call.function
+    if name == "ago":
+        span = evaluate_expr(call.args[0], row, ctx)
+        return ctx.current_time() - span if isinstance(span, timedelta) else None
+    if name == "now":
+        offset = evaluate_expr(call.args[0], row, ctx) if call.args else timedelta(0)
+        return ctx.current_time() + offset if isinstance(offset, timedelta) else None
+    function = F.FUNCTIONS.get(name)
+    if function is None:
+        raise F.EvaluationError(f"no function {name}() in the model")
+    args = []
+    for i, arg in enumerate(call.args):
+        value = evaluate_expr(arg, row, ctx)
+        if i in function.strings:
+            value = F.to_text(value)
+        args.append(value)
+    result = function.impl(*args)
+    if call.type in F.STRING_TYPES:
+        return F.to_text(result)
+    return result
+
+
+def subject_value(subject: Any, row: Event, ctx: Context = _NO_CONTEXT) -> Any:
+    """A predicate subject's value, read as its type reads (a string is never null)."""
+    if isinstance(subject, Field):
+        return read(row, subject)
+    return typed_value(evaluate_expr(subject, row, ctx), subject.type)
 
 
 # ------------------------------------------------------------------ predicates
@@ -228,12 +307,16 @@ def _compare(op: Op, value: Any, bound: Any) -> bool:
     raise ValueError(f"not a comparison: {op}")
 
 
-def evaluate_predicate(p: Predicate, event: Event) -> bool | None:
+def evaluate_predicate(p: Predicate, event: Event, ctx: Context = _NO_CONTEXT) -> bool | None:
     """True, False, or None (unknown: a comparison with a null)."""
+    subject = p.field
     if p.op is Op.EXISTS:
-        present = event.get(p.field.name) is not None
+        if isinstance(subject, Field):
+            present = event.get(subject.name) is not None
+        else:
+            present = evaluate_expr(subject, event, ctx) is not None
         return present != p.negated
-    value = read(event, p.field)
+    value = subject_value(subject, event, ctx)
     if p.op is Op.CIDR:
         return in_networks(value, p.values) != p.negated
     if p.op is Op.EMPTY:
@@ -244,23 +327,23 @@ def evaluate_predicate(p: Predicate, event: Event) -> bool | None:
             return None
         try:
             if p.op is Op.BETWEEN:
-                low, high = (coerce(v, p.field.type) for v in p.values)
+                low, high = (coerce(v, subject.type) for v in p.values)
                 result = low <= value <= high
             else:
-                result = _compare(p.op, value, coerce(p.values[0], p.field.type))
-        except TypeError:
+                result = _compare(p.op, value, coerce(p.values[0], subject.type))
+        except (TypeError, ValueError):
             return None
         return result != p.negated
     # string operators and equality
     if value is None:  # a null of a non-string type: == is false, != true
         return p.negated
-    if p.field.type != "string" and p.op is Op.EQUALS:
+    if subject.type not in F.STRING_TYPES and p.op is Op.EQUALS and subject.type != "dynamic":
         try:
-            hits = [value == coerce(v, p.field.type) for v in p.values]
+            hits = [value == coerce(v, subject.type) for v in p.values]
         except (TypeError, ValueError):
             hits = [False]
     else:
-        text = value if isinstance(value, str) else str(value)
+        text = value if isinstance(value, str) else F.to_text(value)
         hits = [_string_test(p.op, text, str(v), p.case_sensitive) for v in p.values]
     matched = all(hits) if p.all_values else any(hits)
     return matched != p.negated
@@ -284,16 +367,54 @@ def evaluate_subquery(node: InSubquery, event: Event, subqueries: Subqueries | N
     return hit != node.negated
 
 
-def evaluate(condition: Condition, event: Event, subqueries: Subqueries | None = None) -> bool | None:
+def evaluate_compare(node: Compare, row: Event, ctx: Context = _NO_CONTEXT) -> bool | None:
+    """`left op right`: ordering with a null is unknown; equality is total (a null equals
+    nothing, so `!=` is true)."""
+    left = subject_value(node.left, row, ctx)
+    right = subject_value(node.right, row, ctx)
+    op = node.op
+    if op in ("==", "!=", "=~", "!~"):
+        if left is None or right is None:
+            equal = False
+        elif op in ("=~", "!~"):
+            equal = fold(F.to_text(left)) == fold(F.to_text(right))
+        elif isinstance(left, str) or isinstance(right, str):
+            equal = F.to_text(left) == F.to_text(right)
+        else:
+            equal = _equal_values(left, right)
+        return equal if op in ("==", "=~") else not equal
+    if left is None or right is None:
+        return None
+    try:
+        return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+    except TypeError:
+        return None
+
+
+def _equal_values(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    try:
+        return a == b
+    except TypeError:
+        return False
+
+
+def evaluate(condition: Condition, event: Event, subqueries: Subqueries | None = None,
+             ctx: Context | None = None) -> bool | None:
     """Three-valued: True, False or None (unknown)."""
+    if ctx is None:
+        ctx = Context(subqueries) if subqueries is not None else _NO_CONTEXT
     if isinstance(condition, Predicate):
-        return evaluate_predicate(condition, event)
+        return evaluate_predicate(condition, event, ctx)
     if isinstance(condition, InSubquery):
-        return evaluate_subquery(condition, event, subqueries)
+        return evaluate_subquery(condition, event, ctx.subqueries)
+    if isinstance(condition, Compare):
+        return evaluate_compare(condition, event, ctx)
     if isinstance(condition, And):
         unknown = False
         for operand in condition.operands:
-            result = evaluate(operand, event, subqueries)
+            result = evaluate(operand, event, ctx=ctx)
             if result is False:
                 return False
             if result is None:
@@ -302,14 +423,14 @@ def evaluate(condition: Condition, event: Event, subqueries: Subqueries | None =
     if isinstance(condition, Or):
         unknown = False
         for operand in condition.operands:
-            result = evaluate(operand, event, subqueries)
+            result = evaluate(operand, event, ctx=ctx)
             if result is True:
                 return True
             if result is None:
                 unknown = True
         return None if unknown else False
     if isinstance(condition, Not):
-        result = evaluate(condition.operand, event, subqueries)
+        result = evaluate(condition.operand, event, ctx=ctx)
         return None if result is None else not result
     if isinstance(condition, Const):
         return condition.value
@@ -318,58 +439,24 @@ def evaluate(condition: Condition, event: Event, subqueries: Subqueries | None =
 
 def matches(rule: Rule, event: Event, apply_exclusions: bool = False,
             subqueries: Subqueries | None = None) -> bool:
-    """Whether the rule selects the event (its lookback is not applied: events carry no
-    notion of now here)."""
+    """Whether the rule's detection selects the event (its lookback and stages are not
+    applied: events carry no notion of now here; `run` applies the stages)."""
     if apply_exclusions:
         rule = rule.with_exclusions_applied()
     return evaluate(rule.condition, event, subqueries) is True
 
 
 def select(rule: Rule, events: Iterable[Event], apply_exclusions: bool = False) -> list[int]:
-    """Indexes of the events the rule selects."""
+    """Indexes of the events the rule's detection selects."""
     return [i for i, e in enumerate(events) if matches(rule, e, apply_exclusions)]
 
 
-# ------------------------------------------------------------------ aggregation
+# ------------------------------------------------------------------ stages over rows
 
 
-def aggregate(rule: Rule, events: Iterable[Event]) -> list[dict[str, Any]]:
-    """The rows of the rule's aggregation over the events it selects (group keys plus
-    each aggregate), sorted by group key; without an aggregation, the selected events."""
-    selected = [e for e in events if matches(rule, e)]
-    aggregation = rule.output.aggregation
-    if aggregation is None:
-        return [dict(e) for e in selected]
-    groups: dict[tuple, list[Event]] = {}
-    for e in selected:
-        key = tuple(e.get(k, "") if e.get(k) is not None else "" for k in aggregation.group_by)
-        groups.setdefault(key, []).append(e)
-    rows = []
-    for key, members in groups.items():
-        row = dict(zip(aggregation.group_by, key))
-        for agg in aggregation.aggregates:
-            row[agg.name] = _aggregate_one(agg.function, agg.field, members)
-        rows.append(row)
-    rows.sort(key=lambda r: tuple(str(r[k]) for k in aggregation.group_by))
-    return rows
+def run(rule: Rule, events: Iterable[Event], **options: Any) -> list[dict[str, Any]]:
+    """The rows the whole rule returns: its detection, then every stage (`rmmc.compiler.rows`
+    defines the stages)."""
+    from rmmc.compiler.rows import run as run_rows
 
-
-def _aggregate_one(function: str, field: str | None, members: list[Event]) -> Any:
-    values = [m.get(field) for m in members if field is not None and m.get(field) is not None]
-    if function == "count":
-        return len(members)
-    if function == "dcount":
-        return len(set(values))
-    if function == "min":
-        return min(values) if values else None
-    if function == "max":
-        return max(values) if values else None
-    if function == "sum":
-        return sum(values)
-    if function in ("make_set", "make_set_if"):
-        return sorted(set(values), key=str)
-    if function in ("make_list", "make_list_if"):
-        return values
-    if function in ("any", "take_any"):
-        return values[0] if values else None
-    raise ValueError(f"aggregate {function} has no reference meaning yet")
+    return run_rows(rule, events, **options)

@@ -10,6 +10,7 @@ from typing import Any
 
 from rmmc.compiler import ir
 from rmmc.compiler.constants import timespan_text
+from rmmc.compiler.functions import describe
 
 _OP_WORDS = {
     ir.Op.EQUALS: "equals", ir.Op.CONTAINS: "contains", ir.Op.STARTSWITH: "starts with",
@@ -32,19 +33,20 @@ def _value(v: Any) -> str:
 
 def predicate_text(p: ir.Predicate) -> str:
     words = _OP_WORDS[p.op]
+    subject = p.field.name
     if p.op in (ir.Op.EMPTY, ir.Op.EXISTS):
-        text = f"{p.field.name} {words}"
+        text = f"{subject} {words}"
     elif p.op is ir.Op.BETWEEN:
-        text = f"{p.field.name} {words} {_value(p.values[0])} and {_value(p.values[1])} (inclusive)"
+        text = f"{subject} {words} {_value(p.values[0])} and {_value(p.values[1])} (inclusive)"
     elif len(p.values) == 1:
-        text = f"{p.field.name} {words} {_value(p.values[0])}"
+        text = f"{subject} {words} {_value(p.values[0])}"
     elif p.op is ir.Op.CIDR:
         quantifier = "all of" if p.all_values else "any of"
-        text = (f"{p.field.name} is an IP address in {quantifier} the networks "
+        text = (f"{subject} is an IP address in {quantifier} the networks "
                 f"({', '.join(_value(v) for v in p.values)})")
     else:
         quantifier = "all of" if p.all_values else "any of"
-        text = f"{p.field.name} {words} {quantifier} ({', '.join(_value(v) for v in p.values)})"
+        text = f"{subject} {words} {quantifier} ({', '.join(_value(v) for v in p.values)})"
     if p.op in ir.STRING_OPS:
         text += " [case-sensitive]" if p.case_sensitive else " [case-insensitive]"
     return f"NOT {text}" if p.negated else text
@@ -58,6 +60,8 @@ def condition_lines(c: ir.Condition, indent: int = 0) -> list[str]:
         op = "is not among" if c.negated else "is among"
         case = "" if c.case_sensitive else " [case-insensitive]"
         return [f"{pad}{c.field.name} {op} the values of ({c.query}){case}"]
+    if isinstance(c, ir.Compare):
+        return [f"{pad}{describe(c.left)} {c.op} {describe(c.right)}"]
     if isinstance(c, ir.Const):
         return [pad + ("always true" if c.value else "always false")]
     if isinstance(c, ir.Not):
@@ -67,6 +71,40 @@ def condition_lines(c: ir.Condition, indent: int = 0) -> list[str]:
     for operand in c.operands:
         lines.extend(condition_lines(operand, indent + 1))
     return lines
+
+
+def _columns(columns) -> str:
+    return ", ".join(n if isinstance(e, ir.Field) and e.name == n else f"{n} = {describe(e)}"
+                     for n, e in columns)
+
+
+def stage_lines(stage: ir.Stage, indent: int) -> list[str]:
+    """One stage of the rule, readable (its meaning is `rmmc.compiler.rows`)."""
+    pad = "  " * indent
+    if isinstance(stage, ir.Filter):
+        return [pad + "keep the rows where:"] + condition_lines(stage.condition, indent + 1)
+    if isinstance(stage, ir.Extend):
+        return [pad + "add columns " + _columns(stage.columns)]
+    if isinstance(stage, ir.Project):
+        return [pad + "keep only the columns " + _columns(stage.columns)]
+    if isinstance(stage, ir.Summarize):
+        parts = [f"{a.name} = " if a.name else "" for a in stage.aggregates]
+        parts = [p + f"{a.function}({', '.join(describe(x) for x in a.args)})"
+                 for p, a in zip(parts, stage.aggregates)]
+        keys = _columns(stage.group_by) or "(all rows)"
+        return [pad + f"one row per {keys}" + (f": {', '.join(parts)}" if parts else " (distinct)")]
+    if isinstance(stage, ir.ProjectAway):
+        return [pad + "drop the columns " + ", ".join(stage.patterns)]
+    if isinstance(stage, ir.Rename):
+        return [pad + "rename " + ", ".join(f"{old} to {new}" for new, old in stage.pairs)]
+    if isinstance(stage, ir.Reorder):
+        return [pad + "put first the columns " + ", ".join(stage.patterns)]
+    if isinstance(stage, ir.Sort):
+        return [pad + "sort by " + ", ".join(f"{describe(k.expr)} {'desc' if k.descending else 'asc'}"
+                                             for k in stage.keys)]
+    if isinstance(stage, ir.Limit):
+        return [pad + f"keep the first {stage.count} rows"]
+    return [pad + type(stage).__name__]
 
 
 def explain(rule: ir.Rule) -> str:
@@ -83,28 +121,10 @@ def explain(rule: ir.Rule) -> str:
                  if rule.lookback else "  lookback: none (left to the scheduler)")
     lines.append("  condition:")
     lines.extend(condition_lines(rule.condition, 2))
-    out = rule.output
-    if not out.empty:
-        lines.append("  output:")
-        for name, value in out.constants:
-            lines.append(f"    extend {name} = {_value(value)}")
-        for name, text in out.computed:
-            lines.append(f"    extend {name} = {text}  (KQL expression)")
-        if out.aggregation is not None:
-            agg = out.aggregation
-            parts = [f"{a.name} = {a.function}({a.field or ''})" for a in agg.aggregates]
-            keys = ", ".join(agg.group_by) or "(all events)"
-            lines.append(f"    summarize {', '.join(parts) or '(distinct)'} by {keys}")
-        if out.projection:
-            lines.append(f"    project {', '.join(out.projection)}")
-        for new, old in out.renames:
-            lines.append(f"    rename {old} to {new}")
-        if out.sort:
-            lines.append("    sort by " + ", ".join(f"{k} {d}" for k, d in out.sort))
-        if out.limit is not None:
-            lines.append(f"    take {out.limit}")
-        for text in out.post:
-            lines.append(f"    then (KQL only) {text}")
+    if rule.stages:
+        lines.append("  then, in order:")
+        for stage in rule.stages:
+            lines.extend(stage_lines(stage, 2))
     if rule.exclusions:
         lines.append("  exclusions (applied only with --apply-exclusions):")
         for e in rule.exclusions:

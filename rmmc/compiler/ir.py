@@ -1,12 +1,22 @@
 """The detection model (IR): what a rule means, independent of any query language.
 
-Frontends (KQL lowering, later Sigma) only produce it; backends only consume it; the
-reference evaluator (`rmmc.compiler.evaluator`) defines what every node means over one event.
+Frontends (KQL lowering, the Sigma reader) only produce it; backends only consume it; the
+reference evaluator (`rmmc.compiler.evaluator`) defines what every node means: a condition
+over one row, a scalar expression over one row, and a stage over a list of rows.
 
-A `Predicate` says exactly what it tests: one field, one operator, its values (any of them
-must match, or all of them with `all_values`), case sensitivity and negation.  `has_any`
-is a TERM predicate with several values, `has_all` the same with `all_values=True`, `in~`
-a case-insensitive EQUALS with several values, `!has` a negated TERM, and so on.
+A rule is its source table, a lookback, the *detection* (`condition`, a filter over the
+table's events) and then its *stages* in order: computed columns (`Extend`), further filters
+(`Filter`, e.g. on a computed column or after an aggregation), aggregation (`Summarize`),
+projection (`Project`, `ProjectAway`, `Rename`, `Reorder`), order and limit (`Sort`,
+`Limit`).  The order of stages is part of the meaning: a filter after an extend tests the
+extended value, a filter after a summarize tests the aggregated rows.
+
+A `Predicate` says exactly what it tests: one subject (a field, or a scalar expression over
+the row), one operator, its constant values (any of them must match, or all of them with
+`all_values`), case sensitivity and negation.  `has_any` is a TERM predicate with several
+values, `has_all` the same with `all_values=True`, `in~` a case-insensitive EQUALS with several
+values, `!has` a negated TERM, and so on.  `Compare` compares two expressions (a column with
+another, or with `ago(1d)`).
 """
 
 from __future__ import annotations
@@ -56,7 +66,7 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class Predicate:
-    field: Field
+    field: "Field | Expr"  # the subject: a column, or a scalar expression over the row
     op: Op
     values: tuple[Value, ...] = ()
     all_values: bool = False
@@ -106,7 +116,103 @@ class Const:
     value: bool
 
 
-Condition = Union[Predicate, InSubquery, And, Or, Not, Const]
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """`left op right` between two expressions (neither a constant: that is a `Predicate`).
+    `op` is one of `==` `!=` `<` `<=` `>` `>=` (`==` / `!=` case-sensitive on strings) or
+    `=~` `!~` (case-insensitive string equality)."""
+
+    left: "Expr"
+    op: str
+    right: "Expr"
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+COMPARE_OPS = frozenset({"==", "!=", "<", "<=", ">", ">=", "=~", "!~"})
+
+Condition = Union[Predicate, InSubquery, Compare, And, Or, Not, Const]
+
+
+# ------------------------------------------------------------------ scalar expressions
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """A constant value of a type (`None` is that type's null; a dynamic array is a tuple)."""
+
+    value: Any
+    type: str = "string"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A scalar function of the model (`rmmc.compiler.functions` defines each one: its
+    arguments, result type and meaning) applied to expressions.  Operators are functions too:
+    `add`, `subtract`, `multiply`, `divide`, `modulo`, `negate`; member access on a dynamic
+    value is `member(x, 'key')` and indexing `index(x, i)`."""
+
+    function: str
+    args: tuple["Expr", ...]
+    type: str = "string"
+
+    @property
+    def name(self) -> str:  # what diagnostics call the subject (fields have a name)
+        from rmmc.compiler.functions import describe
+
+        return describe(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Boolean:
+    """A condition used as a boolean value (`iff(x has 'a', 1, 0)`, `extend Flag = x > 5`)."""
+
+    condition: "Condition"
+    type: str = "bool"
+
+    @property
+    def name(self) -> str:
+        return "(condition)"
+
+
+@dataclass(frozen=True, slots=True)
+class Star:
+    """`*` where an aggregate takes every column (`arg_max(Timestamp, *)`)."""
+
+    type: str = "dynamic"
+    name: str = "*"
+
+
+Expr = Union[Field, Literal, Call, Boolean, Star]
+
+
+def is_field(node: Any) -> bool:
+    """Whether a predicate's subject is a plain column (what every backend names directly)."""
+    return isinstance(node, Field)
+
+
+def expr_fields(expr: Any) -> list[Field]:
+    """Every column an expression (or condition) reads, in order, each once."""
+    seen: dict[str, Field] = {}
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Field):
+            seen.setdefault(node.name, node)
+        elif isinstance(node, Call):
+            stack.extend(reversed(node.args))
+        elif isinstance(node, Boolean):
+            stack.append(node.condition)
+        elif isinstance(node, Predicate):
+            stack.append(node.field)
+        elif isinstance(node, InSubquery):
+            seen.setdefault(node.field.name, node.field)
+        elif isinstance(node, Compare):
+            stack.extend((node.right, node.left))
+        elif isinstance(node, (And, Or)):
+            stack.extend(reversed(node.operands))
+        elif isinstance(node, Not):
+            stack.append(node.operand)
+    return list(seen.values())
 
 
 def all_of(conditions: list[Condition] | tuple[Condition, ...]) -> Condition:
@@ -160,7 +266,7 @@ def walk_predicates(condition: Condition):
 def map_spans(condition: Condition, relocate) -> Condition:
     """The same condition with every span passed through `relocate` (e.g. from the query's
     coordinates to its file's)."""
-    if isinstance(condition, (Predicate, InSubquery)):
+    if isinstance(condition, (Predicate, InSubquery, Compare)):
         if condition.span is None:
             return condition
         from dataclasses import replace
@@ -227,44 +333,113 @@ class Exclusion:
 
 @dataclass(frozen=True)
 class Aggregate:
-    """One aggregation output: `name = function(field, ...)`."""
+    """One aggregation: `name = function(args...)`.  `args` are expressions (a condition for
+    `countif` / `dcountif` ... is a `Boolean`; `arg_max(Timestamp, *)` has a `Star`).  `name` is
+    None only for `arg_max` / `arg_min`, which return the columns they name."""
 
-    name: str
-    function: str  # count, countif, dcount, min, max, sum, avg, make_set, make_list, arg_max, arg_min, any, take_any
-    field: str | None = None
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class Aggregation:
-    """`summarize aggregates by group_by` (or `distinct`: no aggregates)."""
-
-    group_by: tuple[str, ...]
-    aggregates: tuple[Aggregate, ...] = ()
-    bin_field: str | None = None
-    bin_size: timedelta | None = None
-
-
-@dataclass(frozen=True)
-class Output:
-    """What the rule returns besides the matching events, in this order: constant and
-    computed columns added to each event (`computed` keeps KQL expressions as KQL text, which
-    only the KQL backend can carry), an aggregation, then a projection, renames, an order and
-    a limit.  `post` holds further KQL operators after those (canonical KQL text) that the
-    model does not describe; other backends report them as dropped."""
-
-    constants: tuple[tuple[str, Value], ...] = ()
-    computed: tuple[tuple[str, str], ...] = ()
-    aggregation: Aggregation | None = None
-    projection: tuple[str, ...] = ()
-    renames: tuple[tuple[str, str], ...] = ()
-    sort: tuple[tuple[str, str], ...] = ()
-    limit: int | None = None
-    post: tuple[str, ...] = ()
+    name: str | None
+    function: str  # count countif dcount dcountif min max minif maxif sum sumif avg make_set make_set_if make_list make_list_if arg_max arg_min any take_any
+    args: tuple[Expr, ...] = ()
 
     @property
-    def empty(self) -> bool:
-        return self == Output()
+    def field(self) -> str | None:
+        """The column aggregated, when the first argument is a plain column."""
+        return self.args[0].name if self.args and isinstance(self.args[0], Field) else None
+
+
+@dataclass(frozen=True)
+class Extend:
+    """Add (or replace) columns, each computed from the row as it was before this stage."""
+
+    columns: tuple[tuple[str, Expr], ...]
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Keep the rows where the condition is true (over the row as the stages so far made it)."""
+
+    condition: Condition
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Summarize:
+    """One row per distinct value of the group keys (name, expression; `bin(Timestamp, 1h)`
+    is a `Call`) holding the aggregates; no keys: one row for all rows (even none, for
+    aggregates).  No aggregates: `distinct`."""
+
+    group_by: tuple[tuple[str, Expr], ...]
+    aggregates: tuple[Aggregate, ...] = ()
+    span: Span | None = field(default=None, compare=False)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.group_by)
+
+
+@dataclass(frozen=True)
+class Project:
+    """Exactly these columns, in this order, each computed from the row before the stage."""
+
+    columns: tuple[tuple[str, Expr], ...]
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ProjectAway:
+    """Drop the columns matching these names (`*` wildcards, as KQL's project-away)."""
+
+    patterns: tuple[str, ...]
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Rename:
+    """Rename columns: (new, old) pairs."""
+
+    pairs: tuple[tuple[str, str], ...]
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Reorder:
+    """Put these columns first (`*` wildcards), the others after: only the column order
+    changes (KQL project-reorder)."""
+
+    patterns: tuple[str, ...]
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class SortKey:
+    expr: Expr
+    descending: bool = True  # KQL's default
+    nulls_first: bool | None = None  # None: KQL's default (nulls last ascending, first descending)
+
+
+@dataclass(frozen=True)
+class Sort:
+    keys: tuple[SortKey, ...]
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `count` rows (KQL take / limit; after a Sort, `top`)."""
+
+    count: int
+    span: Span | None = field(default=None, compare=False)
+
+
+Stage = Union[Extend, Filter, Summarize, Project, ProjectAway, Rename, Reorder, Sort, Limit]
+ROW_STAGES = (Extend, Project, ProjectAway, Rename, Reorder)
+"""Stages that keep one row per event (they only change columns)."""
+
+
+def summarize_of(stages: tuple[Stage, ...]) -> Summarize | None:
+    """The first aggregation of a rule's stages, if any."""
+    return next((s for s in stages if isinstance(s, Summarize)), None)
 
 
 @dataclass(frozen=True)
@@ -291,7 +466,7 @@ class Rule:
     condition: Condition
     lookback: Lookback | None = None
     exclusions: tuple[Exclusion, ...] = ()
-    output: Output = Output()
+    stages: tuple[Stage, ...] = ()
 
     def with_exclusions_applied(self) -> "Rule":
         """The rule with its understood exclusions ANDed in as NOT(...)."""

@@ -2,14 +2,18 @@
 
 What it does: resolves scalar and list lets, folds constant subqueries over `datatable`,
 inlines tabular lets the body refers to, turns `Timestamp between (now(-5d)..now())` /
-`Timestamp > ago(5d)` into the lookback, chains wheres into one AND, and keeps summarize,
-extend, project, sort and take as the rule's output.  What it cannot lower exactly (join,
-`in` against a real table, parse, mv-expand, conditions on computed columns ...) is a
+`Timestamp > ago(5d)` into the lookback, ANDs the leading wheres into the detection, and
+keeps every later operator as a stage, in the query's order: extend, where, summarize /
+count / distinct, project (with expressions), project-away / -keep / -rename / -reorder,
+sort, top, take.  Scalar expressions become model expressions (`rmmc.compiler.functions`),
+so a condition may test a computed column or a function call.  What it cannot lower exactly
+(join, `in` against a real table, parse, mv-expand, a function outside the model ...) is a
 located error naming the construct: never a silent approximation.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -19,6 +23,7 @@ from rmmc.compiler import ir
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.constants import Constants, NotConstant, RelativeTime, timespan_text
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
+from rmmc.compiler.functions import OPERATORS, lookup
 from rmmc.compiler.kql_printer import expr as kql_expr, to_kql
 
 TIME_COLUMNS = ("Timestamp", "TimeGenerated")
@@ -47,15 +52,6 @@ _LIST_OPS: dict[str, tuple[ir.Op, bool, bool, bool]] = {  # op, cased, negated, 
 _COMPARISONS = {"<": ir.Op.LT, "<=": ir.Op.LE, ">": ir.Op.GT, ">=": ir.Op.GE}
 _MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _STRING_TYPES = ("string", "guid")
-
-# Default output names of aggregation functions (Kusto's own naming).
-_DEFAULT_PREFIX = {"count": "count_", "dcount": "dcount_", "min": "min_", "max": "max_",
-                   "sum": "sum_", "avg": "avg_", "make_set": "set_", "make_list": "list_",
-                   "countif": "countif_", "any": "any_", "take_any": "any_"}
-_AGGREGATES = {"count", "countif", "dcount", "dcountif", "min", "max", "sum", "avg", "make_set",
-               "make_set_if", "make_list", "make_list_if", "arg_max", "arg_min", "any",
-               "take_any", "minif", "maxif", "sumif"}
-
 
 class _Unsupported(Exception):
     def __init__(self, node: Any, message: str):
@@ -90,24 +86,45 @@ def _describe(node: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# Aggregation functions: (default-name prefix, fewest and most arguments, result type rule).
+# The default names are Kusto's (checked with Microsoft's parser): `dcount(x)` is dcount_x,
+# `dcount(<expression>)` dcount_, `take_any(x)` keeps x, `arg_max` keeps its columns.
+_SAME = "same"
+AGGREGATES: dict[str, tuple[str, int, int | None, str]] = {
+    "count": ("count_", 0, 0, "long"), "countif": ("countif_", 1, 1, "long"),
+    "dcount": ("dcount_", 1, 2, "long"), "dcountif": ("dcountif_", 2, 3, "long"),
+    "min": ("min_", 1, 1, _SAME), "max": ("max_", 1, 1, _SAME),
+    "minif": ("minif_", 2, 2, _SAME), "maxif": ("maxif_", 2, 2, _SAME),
+    "sum": ("sum_", 1, 1, _SAME), "sumif": ("sumif_", 2, 2, _SAME),
+    "avg": ("avg_", 1, 1, "real"), "avgif": ("avgif_", 2, 2, "real"),
+    "make_set": ("set_", 1, 2, "dynamic"), "make_set_if": ("set_", 2, 3, "dynamic"),
+    "make_list": ("list_", 1, 2, "dynamic"), "make_list_if": ("list_", 2, 3, "dynamic"),
+    "any": ("any_", 1, 1, _SAME), "take_any": ("", 1, 1, _SAME),
+    "arg_max": ("", 2, None, _SAME), "arg_min": ("", 2, None, _SAME),
+}
+_AGGREGATE_ALIASES = {"makeset": "make_set", "makelist": "make_list", "count_distinct": "dcount"}
+# Functions of one column whose result Kusto names after that column (checked on its parser).
+_NAME_KEEPING = frozenset({"bin", "floor", "tostring", "todatetime", "tolong", "toint", "todouble",
+                           "toreal", "tobool", "toboolean", "todynamic", "parse_json", "toguid"})
+_TIME_TYPES = ("datetime", "timespan")
+
+
 @dataclass
 class _State:
-    conditions: list[ir.Condition] = field(default_factory=list)
-    lookbacks: list[tuple[timedelta, str]] = field(default_factory=list)
-    constants: list[tuple[str, Any]] = field(default_factory=list)
-    computed: list[tuple[str, str]] = field(default_factory=list)
-    aggregation: ir.Aggregation | None = None
-    projection: tuple[str, ...] = ()
-    renames: list[tuple[str, str]] = field(default_factory=list)
-    sort: list[tuple[str, str]] = field(default_factory=list)
-    limit: int | None = None
-    post: list[str] = field(default_factory=list)
+    """What lowering has built so far: the detection (leading `where`s), the stages after it,
+    the lookback windows seen, and the row's columns (name -> type) at this point."""
 
-    @property
-    def shaped(self) -> bool:
-        """Whether the rows are no longer the table's events (aggregated or reshaped)."""
-        return (self.aggregation is not None or bool(self.projection) or bool(self.renames)
-                or bool(self.sort) or self.limit is not None or bool(self.post))
+    conditions: list[ir.Condition] = field(default_factory=list)
+    stages: list[ir.Stage] = field(default_factory=list)
+    lookbacks: list[tuple[timedelta, str]] = field(default_factory=list)
+    columns: dict[str, str] | None = None  # None: the table is unknown, any column may exist
+    redefined: set[str] = field(default_factory=set)  # table columns an extend or rename replaced
+    aggregated: bool = False  # a summarize (or take) happened: rows are no longer events
+    closed: bool = False  # a project or summarize made the columns exactly `columns`
+    dropped: set[str] = field(default_factory=set)  # columns a project-away or rename removed
+
+    def add(self, stage: ir.Stage) -> None:
+        self.stages.append(stage)
 
 
 class _Lowerer:
@@ -117,8 +134,8 @@ class _Lowerer:
         self.table = None
         self.lets: dict[str, Any] = {}
         self.constants = Constants(self.lets)
-        self.computed_names: set[str] = set()
         self.warned_columns: set[str] = set()
+        self.state = _State()
 
     # -- diagnostics
     def warn(self, message: str, node: Any = None, code: str = "warning") -> None:
@@ -146,10 +163,12 @@ class _Lowerer:
         if body is None:
             self.error("the query has no result statement (only lets)", query, "no-body")
             return None
+        state = self.state
         try:
             source, operators = self._flatten(body)
             rule_source = self._source(source)
-            state = _State()
+            if self.table is not None:
+                state.columns = dict(self.table.columns)
             for op in operators:
                 self._operator(op, state)
         except _Unsupported as exc:
@@ -159,12 +178,8 @@ class _Lowerer:
         if state.lookbacks:
             window, text = min(state.lookbacks, key=lambda pair: pair[0])
             lookback = ir.Lookback(window, text)
-        output = ir.Output(
-            constants=tuple(state.constants), computed=tuple(state.computed),
-            aggregation=state.aggregation, projection=state.projection,
-            renames=tuple(state.renames), sort=tuple(state.sort), limit=state.limit,
-            post=tuple(state.post))
-        return ir.Rule(metadata, rule_source, ir.all_of(state.conditions), lookback, (), output)
+        return ir.Rule(metadata, rule_source, ir.all_of(state.conditions), lookback, (),
+                       tuple(state.stages))
 
     def _flatten(self, body: Any, seen: frozenset[str] = frozenset()) -> tuple[Any, list[Any]]:
         """The body's source and operators, with tabular lets it starts from inlined."""
@@ -213,63 +228,49 @@ class _Lowerer:
     # -- operators
     def _operator(self, op: Any, state: _State) -> None:
         if isinstance(op, A.Where):
-            if state.shaped:
-                self._post(op, state, "a filter after summarize/project")
-                return
-            for conjunct in _conjuncts(op.predicate):
-                if self._lookback(conjunct, state):
-                    continue
-                state.conditions.append(self.condition(conjunct))
+            self._where(op, state)
         elif isinstance(op, A.Extend):
             self._extend(op, state)
         elif isinstance(op, A.Summarize):
-            if state.shaped:
-                self._post(op, state, "a second summarize")
-                return
-            state.aggregation = self._summarize(op)
+            self._summarize(op, state)
         elif isinstance(op, A.Count):
-            if state.shaped:
-                self._post(op, state, "count after summarize/project")
-                return
-            state.aggregation = ir.Aggregation((), (ir.Aggregate("Count", "count"),))
+            state.add(ir.Summarize((), (ir.Aggregate("Count", "count"),), op.span))
+            self._aggregated(state, {"Count": "long"})
         elif isinstance(op, A.Distinct):
-            if state.shaped or not all(isinstance(i, A.Name) for i in op.items):
-                self._post(op, state, "distinct of expressions")
-                return
-            state.aggregation = ir.Aggregation(tuple(self._column(i).name for i in op.items))
+            self._distinct(op, state)
         elif isinstance(op, A.Project):
-            if state.post or state.renames or state.sort or state.limit is not None or state.projection:
-                self._post(op, state, "project after other reshaping")
-                return
-            if all(isinstance(i, A.Name) for i in op.items):
-                state.projection = tuple(self._output_column(i, state).name for i in op.items)
-            else:
-                self._post(op, state, "project with computed columns")
+            columns = self._columns(op.items, state, "project")
+            state.add(ir.Project(tuple(columns), op.span))
+            self._reshape(state, {n: e for n, e in columns}, keep_others=False)
         elif isinstance(op, A.ProjectRename):
-            if state.sort or state.limit is not None or state.post:
-                self._post(op, state, "project-rename after sort/take")
-                return
-            state.renames.extend(op.renames)
+            pairs = tuple(op.renames)
+            for new, old in pairs:
+                self._known(old, op, state)
+            state.add(ir.Rename(pairs, op.span))
+            if state.columns is not None:
+                renamed = {old: new for new, old in pairs}
+                state.columns = {renamed.get(k, k): t for k, t in state.columns.items()}
+            state.redefined.update(new for new, _ in pairs)
+            state.redefined.update(old for _, old in pairs)
+            state.dropped.update(old for _, old in pairs)
+            state.dropped.difference_update(new for new, _ in pairs)
+        elif isinstance(op, (A.ProjectAway, A.ProjectKeep, A.ProjectReorder)):
+            self._column_selection(op, state)
         elif isinstance(op, A.Sort):
-            if state.limit is not None or state.post or not all(isinstance(k.expr, A.Name) and k.nulls is None for k in op.keys):
-                self._post(op, state, "sort")
-                return
-            state.sort = [(k.expr.name, k.direction or "desc") for k in op.keys]
+            state.add(ir.Sort(tuple(self._sort_key(k, state) for k in op.keys), op.span))
         elif isinstance(op, A.Top):
             count = self._int(op.count)
-            if count is None or state.limit is not None or state.post or not isinstance(op.key.expr, A.Name) or op.key.nulls:
-                self._post(op, state, "top")
-                return
-            state.sort = [(op.key.expr.name, op.key.direction or "desc")]
-            state.limit = count
+            if count is None:
+                raise _Unsupported(op.count, "top needs a constant row count")
+            state.add(ir.Sort((self._sort_key(op.key, state),), op.span))
+            state.add(ir.Limit(count, op.span))
+            state.aggregated = True
         elif isinstance(op, A.Take):
             count = self._int(op.count)
-            if count is None or state.post:
-                self._post(op, state, "take")
-                return
-            state.limit = count if state.limit is None else min(count, state.limit)
-        elif isinstance(op, (A.ProjectAway, A.ProjectKeep, A.ProjectReorder)):
-            self._post(op, state, "column selection")
+            if count is None:
+                raise _Unsupported(op.count, "take needs a constant row count")
+            state.add(ir.Limit(count, op.span))
+            state.aggregated = True
         elif isinstance(op, A.As):
             self.note(f"'as {op.name}' names the result; it has no effect on the detection", op)
         elif isinstance(op, A.Join):
@@ -283,17 +284,137 @@ class _Lowerer:
             raise _Unsupported(op, "mv-expand cannot be lowered: it turns one event into several")
         elif isinstance(op, A.Parse):
             raise _Unsupported(op, "parse cannot be lowered: it extracts new columns at query time")
+        elif isinstance(op, A.GenericOperator) and op.name == "render":
+            self.note("'render' only says how a client draws the result; it is not translated", op)
+        elif isinstance(op, A.GenericOperator) and op.name == "serialize" and op.raw.strip() == "serialize":
+            self.note("'serialize' only marks the rows as ordered; it changes no row", op)
         elif isinstance(op, A.GenericOperator):
             raise _Unsupported(op, f"unsupported operator: {op.name}")
         else:
             raise _Unsupported(op, f"unsupported operator: {type(op).__name__}")
 
-    def _post(self, op: Any, state: _State, what: str) -> None:
-        """An operator after the rows were reshaped: kept as KQL text for the KQL backend;
-        it must not filter the events (that would change what the rule detects)."""
-        if isinstance(op, A.Where) and state.aggregation is None:
-            raise _Unsupported(op, f"{what} cannot be lowered: it filters rows the model does not describe")
-        state.post.append(to_kql(op))
+    def _where(self, op: A.Where, state: _State) -> None:
+        """Leading `where`s are the detection; later ones are filter stages, in place."""
+        leading = not state.stages
+        kept: list[ir.Condition] = []
+        for conjunct in _conjuncts(op.predicate):
+            if self._lookback(conjunct, state):
+                continue
+            kept.append(self.condition(conjunct))
+        if not kept:
+            return
+        if leading:
+            state.conditions.extend(kept)
+        else:
+            state.add(ir.Filter(ir.all_of(kept), op.span))
+
+    def _extend(self, op: A.Extend, state: _State) -> None:
+        columns = self._columns(op.items, state, "extend")
+        state.add(ir.Extend(tuple(columns), op.span))
+        self._reshape(state, dict(columns), keep_others=True)
+
+    def _reshape(self, state: _State, made: dict[str, ir.Expr], keep_others: bool) -> None:
+        """The row's columns after an extend (keep_others) or a project."""
+        if state.columns is not None:
+            columns = dict(state.columns) if keep_others else {}
+            for name, expr in made.items():
+                columns.pop(name, None)
+                columns[name] = expr.type
+            state.columns = columns
+        elif not keep_others:
+            state.columns = {name: expr.type for name, expr in made.items()}
+        if not keep_others:
+            state.closed = True
+        for name, expr in made.items():
+            if not (isinstance(expr, ir.Field) and expr.name == name and name not in state.redefined):
+                state.redefined.add(name)
+        if not keep_others and state.columns is not None:
+            # a table column that a project did not keep as it is can no longer be the lookback's
+            state.redefined.update(n for n in (self.table.columns if self.table else ()) if n not in made)
+
+    def _aggregated(self, state: _State, columns: dict[str, str]) -> None:
+        state.columns = columns
+        state.aggregated = state.closed = True
+
+    def _columns(self, items: Any, state: _State, what: str) -> list[tuple[str, ir.Expr]]:
+        """`name = expr` items (or a bare column / name-keeping call) as (name, expression),
+        each read against the row before the operator."""
+        out: list[tuple[str, ir.Expr]] = []
+        names: set[str] = set()
+        for item in items:
+            if isinstance(item, A.Assignment):
+                if len(item.targets) != 1:
+                    raise _Unsupported(item, f"{what} with several names for one value (a tuple "
+                                       "assignment) cannot be lowered")
+                name, value = item.targets[0], item.value
+            else:
+                value = item
+                name = self._default_name(item)
+                if name is None:
+                    raise _Unsupported(item, f"{what} of {_describe(item)} needs a name (`name = ...`): "
+                                       "rmmc does not reproduce Kusto's generated column names")
+            if name in names:
+                raise _Unsupported(item, f"the column '{name}' is given twice in one {what}")
+            names.add(name)
+            out.append((name, self.expr(value)))
+        return out
+
+    def _default_name(self, node: Any) -> str | None:
+        """Kusto's name for an unnamed column: a column keeps its name, as do `bin()` and the
+        conversions of one column (`tostring(x)` is x)."""
+        while isinstance(node, A.Paren):
+            node = node.expr
+        if isinstance(node, A.Name) and node.name not in self.lets:
+            return node.name
+        if (isinstance(node, A.Call) and isinstance(node.func, A.Name) and node.func.name in _NAME_KEEPING
+                and node.args):
+            return self._default_name(node.args[0])
+        return None
+
+    def _distinct(self, op: A.Distinct, state: _State) -> None:
+        if any(isinstance(i, A.Star) for i in op.items):
+            if state.columns is None:
+                raise _Unsupported(op, "distinct * over a table rmmc does not know cannot be lowered")
+            keys = tuple((n, ir.Field(n, t)) for n, t in state.columns.items())
+        else:
+            keys = tuple(self._columns(op.items, state, "distinct"))
+        state.add(ir.Summarize(keys, (), op.span))
+        self._aggregated(state, {n: e.type for n, e in keys})
+
+    def _column_selection(self, op: Any, state: _State) -> None:
+        patterns = tuple(self._pattern(c) for c in (op.columns if not isinstance(op, A.ProjectReorder)
+                                                     else [k.expr for k in op.columns]))
+        if isinstance(op, A.ProjectReorder):
+            if any(k.direction for k in op.columns):
+                raise _Unsupported(op, "project-reorder with asc/desc ordering cannot be lowered")
+            state.add(ir.Reorder(patterns, op.span))
+            return
+        if isinstance(op, A.ProjectAway):
+            state.add(ir.ProjectAway(patterns, op.span))
+            state.dropped.update(p for p in patterns if "*" not in p)
+            if state.columns is not None:
+                state.columns = {n: t for n, t in state.columns.items()
+                                 if not any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+            return
+        if state.columns is None:
+            raise _Unsupported(op, "project-keep over a table rmmc does not know cannot be lowered")
+        kept = {n: t for n, t in state.columns.items() if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+        state.add(ir.Project(tuple((n, ir.Field(n, t)) for n, t in kept.items()), op.span))
+        state.columns = kept
+
+    def _pattern(self, node: Any) -> str:
+        if isinstance(node, A.Name):
+            return node.name
+        if isinstance(node, A.NamePattern):
+            return node.pattern
+        raise _Unsupported(node, f"expected a column name or pattern, found {_describe(node)}")
+
+    def _sort_key(self, key: A.SortKey, state: _State) -> ir.SortKey:
+        direction = (key.direction or "desc").lower()
+        if direction not in ("asc", "desc"):
+            raise _Unsupported(key, f"sort order '{key.direction}' cannot be lowered")
+        nulls = None if key.nulls is None else key.nulls == "first"
+        return ir.SortKey(self.expr(key.expr), direction == "desc", nulls)
 
     def _int(self, node: Any) -> int | None:
         try:
@@ -302,114 +423,213 @@ class _Lowerer:
             return None
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-    def _extend(self, op: A.Extend, state: _State) -> None:
-        if state.shaped:
-            self._post(op, state, "extend after summarize")
-            return
-        for item in op.items:
-            if not isinstance(item, A.Assignment) or len(item.targets) != 1:
-                raise _Unsupported(item, "extend needs a name for each column (`name = expr`)")
-            name = item.targets[0]
-            try:
-                value = self.constants.value(item.value)
-            except NotConstant:
-                value = _NO_VALUE
-            if value is not _NO_VALUE and isinstance(value, (str, int, float, bool)):
-                state.constants.append((name, value))
-            else:
-                state.computed.append((name, to_kql(item.value)))
-            self.computed_names.add(name)
-
-    def _summarize(self, op: A.Summarize) -> ir.Aggregation:
+    # -- summarize
+    def _summarize(self, op: A.Summarize, state: _State) -> None:
         if op.params:
             self.note("summarize hints have no effect on the detection", op.params[0])
-        group_by: list[str] = []
-        bin_field = bin_size = None
-        for key in op.by:
-            name, expr = (key.targets[0], key.value) if isinstance(key, A.Assignment) else (None, key)
-            if isinstance(expr, A.Name):
-                column = self._group_column(expr)
-                group_by.append(name or column)
-                if name and name != column:
-                    raise _Unsupported(key, "renamed group keys cannot be lowered")
-            elif isinstance(expr, A.Call) and isinstance(expr.func, A.Name) and expr.func.name == "bin" and len(expr.args) == 2 and isinstance(expr.args[0], A.Name):
-                size = self.constants.value(expr.args[1]) if not isinstance(expr.args[1], A.Name) or expr.args[1].name in self.lets else None
-                if not isinstance(size, timedelta):
-                    raise _Unsupported(expr, "bin() needs a constant timespan")
-                bin_field, bin_size = self._group_column(expr.args[0]), size
-                group_by.append(name or bin_field)
-            else:
-                raise _Unsupported(key, f"cannot group by the expression {_describe(expr)}")
-        aggregates = tuple(self._aggregate(a) for a in op.aggregates)
-        return ir.Aggregation(tuple(group_by), aggregates, bin_field, bin_size)
+        keys = self._columns(op.by, state, "summarize by") if op.by else []
+        aggregates: list[ir.Aggregate] = []
+        out_columns: dict[str, str] = {n: e.type for n, e in keys}
+        for item in op.aggregates:
+            aggregate, made = self._aggregate(item, state, out_columns)
+            aggregates.append(aggregate)
+            for name, type_name in made.items():
+                out_columns.setdefault(name, type_name)
+        state.add(ir.Summarize(tuple(keys), tuple(aggregates), op.span))
+        self._aggregated(state, out_columns)
 
-    def _group_column(self, node: A.Name) -> str:
-        if node.name in self.computed_names:
-            return node.name
-        return self._column(node).name
-
-    def _aggregate(self, item: Any) -> ir.Aggregate:
-        name, expr = (item.targets[0], item.value) if isinstance(item, A.Assignment) else (None, item)
-        if not (isinstance(expr, A.Call) and isinstance(expr.func, A.Name) and expr.func.name in _AGGREGATES):
+    def _aggregate(self, item: Any, state: _State, taken: dict[str, str]) -> tuple[ir.Aggregate, dict[str, str]]:
+        name, expr = (item.targets, item.value) if isinstance(item, A.Assignment) else ((), item)
+        while isinstance(expr, A.Paren):
+            expr = expr.expr
+        if not (isinstance(expr, A.Call) and isinstance(expr.func, A.Name)):
             raise _Unsupported(item, f"cannot lower the aggregation {_describe(expr)}")
-        function = expr.func.name
-        args = expr.args
-        column = None
-        extra: tuple[Any, ...] = ()
-        if function in ("count",) and args:
-            raise _Unsupported(expr, "count() takes no argument")
-        if function.endswith("if"):  # countif, make_set_if ...: the predicate comes last
-            extra = (to_kql(args[-1]),) if args else ()
-            args = () if function == "countif" else args[:-1]
-        if args:
-            first = args[0]
-            if isinstance(first, A.Name):
-                column = self._group_column(first)
-            elif isinstance(first, A.Star):
-                column = None
+        function = _AGGREGATE_ALIASES.get(expr.func.name, expr.func.name)
+        spec = AGGREGATES.get(function)
+        if spec is None:
+            raise _Unsupported(expr, f"the aggregation function {function}() is not in rmmc's model")
+        prefix, fewest, most, result = spec
+        count = len(expr.args)
+        if count < fewest or (most is not None and count > most):
+            raise _Unsupported(expr, f"{function}() takes {fewest}" + ("" if most == fewest else
+                               f" to {most}" if most is not None else " or more") + f" arguments, not {count}")
+        args: list[ir.Expr] = []
+        conditional = function.endswith("if")
+        for i, arg in enumerate(expr.args):
+            if isinstance(arg, A.Star):
+                if function not in ("arg_max", "arg_min") or i == 0:
+                    raise _Unsupported(arg, f"'*' is not an argument of {function}()")
+                args.append(ir.Star())
+            elif conditional and i == count - 1:
+                args.append(ir.Boolean(self.condition(arg)))
             else:
-                raise _Unsupported(first, f"cannot aggregate the expression {_describe(first)}")
-            extra = extra + tuple(to_kql(a) for a in args[1:])
-        if name is None:
-            name = _DEFAULT_PREFIX.get(function, function + "_") + (column or "") if function != "count" else "count_"
-        return ir.Aggregate(name, function, column, extra)
-
-    def _output_column(self, node: A.Name, state: _State) -> ir.Field:
-        if node.name in self.computed_names or (state.aggregation and (node.name in state.aggregation.group_by or any(a.name == node.name for a in state.aggregation.aggregates))):
-            return ir.Field(node.name)
-        return self._column(node)
+                args.append(self.expr(arg))
+        if function in ("arg_max", "arg_min"):
+            if name:
+                raise _Unsupported(item, f"naming the columns of {function}() cannot be lowered")
+            made = {}
+            for a in args:
+                if isinstance(a, ir.Star):
+                    made.update(state.columns or {})
+                elif isinstance(a, ir.Field):
+                    made[a.name] = a.type
+                else:
+                    raise _Unsupported(item, f"{function}() of an expression needs its columns named; "
+                                       "rmmc does not reproduce Kusto's generated names")
+            return ir.Aggregate(None, function, tuple(args)), made
+        type_name = args[0].type if result == _SAME and args else ("long" if result == _SAME else result)
+        if len(name) > 1:
+            raise _Unsupported(item, "several names for one aggregate cannot be lowered")
+        if name:
+            column = name[0]
+        elif function == "take_any":
+            if not isinstance(args[0], ir.Field):
+                raise _Unsupported(item, "take_any() of an expression needs a name (`name = ...`)")
+            column = args[0].name
+        else:
+            first = args[0] if args and not (conditional and function == "countif") else None
+            column = prefix + (first.name if isinstance(first, ir.Field) else "")
+            base, n = column, 1
+            while column in taken:
+                column, n = f"{base}{n}", n + 1
+        if column in taken:
+            raise _Unsupported(item, f"the column '{column}' is given twice in one summarize")
+        return ir.Aggregate(column, function, tuple(args)), {column: type_name}
 
     # -- lookback
     def _lookback(self, conjunct: Any, state: _State) -> bool:
-        """Whether `conjunct` is a time window ending now on the time column (then it
-        becomes the lookback)."""
-        if isinstance(conjunct, A.Between) and not conjunct.negated and self._is_time_column(conjunct.left):
+        """Whether `conjunct` is a time window ending now on the table's time column, while
+        the rows are still its events (then it becomes the lookback)."""
+        if state.aggregated:
+            return False
+        if isinstance(conjunct, A.Between) and not conjunct.negated and self._is_time_column(conjunct.left, state):
             low, high = self._time(conjunct.low), self._time(conjunct.high)
             if isinstance(low, RelativeTime) and isinstance(high, RelativeTime):
                 if high.offset != timedelta(0) or low.offset >= timedelta(0):
-                    raise _Unsupported(conjunct, "a time window that does not end now cannot be a lookback")
+                    return False
                 state.lookbacks.append((-low.offset, timespan_text(-low.offset)))
                 return True
             return False
         if isinstance(conjunct, A.Binary) and conjunct.op in (">", ">=", "<", "<="):
             left, right, op = conjunct.left, conjunct.right, conjunct.op
-            if self._is_time_column(right) and not self._is_time_column(left):
+            if self._is_time_column(right, state) and not self._is_time_column(left, state):
                 left, right, op = right, left, _MIRROR[op]
-            if self._is_time_column(left) and op in (">", ">="):
+            if self._is_time_column(left, state) and op in (">", ">="):
                 bound = self._time(right)
                 if isinstance(bound, RelativeTime) and bound.offset < timedelta(0):
                     state.lookbacks.append((-bound.offset, timespan_text(-bound.offset)))
                     return True
         return False
 
-    def _is_time_column(self, node: Any) -> bool:
-        return isinstance(node, A.Name) and node.name in TIME_COLUMNS and node.name not in self.lets
+    def _is_time_column(self, node: Any, state: _State) -> bool:
+        return (isinstance(node, A.Name) and node.name in TIME_COLUMNS and node.name not in self.lets
+                and node.name not in state.redefined)
 
     def _time(self, node: Any) -> Any:
         try:
             return self.constants.value(node)
         except NotConstant:
             return None
+
+    # -- scalar expressions
+    def expr(self, node: Any) -> ir.Expr:
+        """A KQL scalar expression as a model expression (constants folded)."""
+        while isinstance(node, A.Paren):
+            node = node.expr
+        if isinstance(node, A.Name) and node.name not in self.lets:
+            return self._column(node)
+        try:
+            value = self.constants.value(node)
+        except NotConstant:
+            value = _NO_VALUE
+        if value is not _NO_VALUE:
+            return self._literal(value, node)
+        if isinstance(node, A.Call) and isinstance(node.func, A.Name):
+            return self._call(node)
+        if isinstance(node, A.Binary) and node.op in OPERATORS:
+            return self._function("add" if node.op == "+" else OPERATORS[node.op],
+                                  (self.expr(node.left), self.expr(node.right)), node)
+        if isinstance(node, A.Unary) and node.op in ("-", "+"):
+            inner = self.expr(node.operand)
+            return inner if node.op == "+" else self._function("negate", (inner,), node)
+        if isinstance(node, A.Member):
+            return self._function("member", (self.expr(node.target), ir.Literal(node.name)), node)
+        if isinstance(node, A.Index):
+            index = self.expr(node.index)
+            function = "member" if isinstance(index, ir.Literal) and isinstance(index.value, str) else "index"
+            return self._function(function, (self.expr(node.target), index), node)
+        if isinstance(node, (A.Binary, A.Logical, A.ListOp, A.Between)):
+            return ir.Boolean(self.condition(node))
+        raise _Unsupported(node, f"cannot lower the expression {_describe(node)}")
+
+    def _literal(self, value: Any, node: Any) -> ir.Expr:
+        if isinstance(value, RelativeTime):
+            if value.offset <= timedelta(0):
+                return ir.Call("ago", (ir.Literal(-value.offset, "timespan"),), "datetime")
+            return ir.Call("now", (ir.Literal(value.offset, "timespan"),), "datetime")
+        if value is None:
+            return ir.Literal(None, "dynamic")
+        if isinstance(value, bool):
+            return ir.Literal(value, "bool")
+        if isinstance(value, int):
+            return ir.Literal(value, "long")
+        if isinstance(value, float):
+            return ir.Literal(value, "real")
+        if isinstance(value, str):
+            return ir.Literal(value, "string")
+        if isinstance(value, datetime):
+            return ir.Literal(value, "datetime")
+        if isinstance(value, timedelta):
+            return ir.Literal(value, "timespan")
+        if isinstance(value, list):
+            return ir.Literal(tuple(value), "dynamic")
+        raise _Unsupported(node, f"cannot lower the constant {_describe(node)}")
+
+    def _call(self, node: A.Call) -> ir.Expr:
+        name = node.func.name
+        if any(isinstance(a, A.NamedArg) for a in node.args):
+            raise _Unsupported(node, f"named arguments of {name}() cannot be lowered")
+        if name in ("iff", "iif") and len(node.args) == 3:
+            return self._function("iff", (ir.Boolean(self.condition(node.args[0])), self.expr(node.args[1]),
+                                          self.expr(node.args[2])), node)
+        if name == "case" and len(node.args) >= 3 and len(node.args) % 2 == 1:
+            args: list[ir.Expr] = []
+            for i, arg in enumerate(node.args):
+                last = i == len(node.args) - 1
+                args.append(ir.Boolean(self.condition(arg)) if i % 2 == 0 and not last else self.expr(arg))
+            return self._function("case", tuple(args), node)
+        if name in ("not", "isempty", "isnotempty", "isnull", "isnotnull", "notnull", "isnotnull"):
+            return ir.Boolean(self.condition(node))
+        if name in ("ago", "now"):
+            args = tuple(self.expr(a) for a in node.args)
+            if any(a.type != "timespan" for a in args):
+                raise _Unsupported(node, f"{name}() needs a timespan")
+            return ir.Call(name, args, "datetime")
+        spec = lookup(name)
+        if spec is None:
+            raise _Unsupported(node, f"the function {name}() is not in rmmc's model")
+        args = []
+        for i, arg in enumerate(node.args):
+            lowered = self.expr(arg)
+            if i in spec.literal_args and not isinstance(lowered, ir.Literal):
+                raise _Unsupported(arg, f"argument {i + 1} of {name}() must be a constant")
+            args.append(lowered)
+        return self._function(spec.name, tuple(args), node)
+
+    def _function(self, name: str, args: tuple[ir.Expr, ...], node: Any) -> ir.Call:
+        spec = lookup(name)
+        assert spec is not None, name
+        if len(args) < spec.min_args or (spec.max_args is not None and len(args) > spec.max_args):
+            raise _Unsupported(node, f"{name}() does not take {len(args)} arguments")
+        if name in ("trim", "trim_start", "trim_end", "extract", "extract_all", "replace_regex"):
+            position = {"replace_regex": 1}.get(name, 0)
+            pattern = args[position]
+            if isinstance(pattern, ir.Literal) and isinstance(pattern.value, str):
+                self._check_regex(pattern.value, node)
+        type_name = spec.result_type([a.type for a in args])
+        if name == "extract" and len(args) == 4 and isinstance(args[3], ir.Literal):
+            type_name = str(args[3].value)
+        return ir.Call(name, args, type_name)
 
     # -- conditions
     def condition(self, node: Any) -> ir.Condition:
@@ -418,7 +638,8 @@ class _Lowerer:
         if isinstance(node, A.Logical):
             parts = [self.condition(o) for o in node.operands]
             return ir.all_of(parts) if node.op == "and" else ir.any_of(parts)
-        if isinstance(node, A.Call) and isinstance(node.func, A.Name):
+        if isinstance(node, A.Call) and isinstance(node.func, A.Name) and node.func.name in (
+                "not", "isempty", "isnotempty", "isnull", "isnotnull", "notnull"):
             return self._call_condition(node)
         if isinstance(node, A.Binary):
             return self._binary(node)
@@ -428,27 +649,58 @@ class _Lowerer:
             return self._between(node)
         if isinstance(node, A.BoolLit):
             return ir.Const(node.value)
-        if isinstance(node, A.Name) and node.name not in self.lets:
-            column = self._column(node)
-            if column.type not in ("bool", "boolean"):
-                raise _Unsupported(node, f"'{node.name}' is not a boolean column; a condition needs a comparison")
-            return ir.Predicate(column, ir.Op.EQUALS, (True,), span=node.span)
-        raise _Unsupported(node, f"cannot lower the condition {_describe(node)}")
+        value = self.expr(node)
+        if isinstance(value, ir.Boolean):
+            return value.condition
+        if isinstance(value, ir.Literal):
+            if isinstance(value.value, bool):
+                return ir.Const(value.value)
+            raise _Unsupported(node, f"{_describe(node)} is not a condition")
+        if value.type not in ("bool", "boolean", "dynamic"):
+            what = f"'{node.name}' is not a boolean column" if isinstance(node, A.Name) else \
+                f"{_describe(node)} is not a boolean"
+            raise _Unsupported(node, f"{what}; a condition needs a comparison")
+        return ir.Predicate(value, ir.Op.EQUALS, (True,), span=node.span)
 
     def _call_condition(self, node: A.Call) -> ir.Condition:
         name = node.func.name
-        if name == "not" and len(node.args) == 1:
+        if len(node.args) != 1:
+            raise _Unsupported(node, f"{name}() takes one argument")
+        if name == "not":
             return ir.Not(self.condition(node.args[0]))
-        if name in ("isempty", "isnotempty", "isnull", "isnotnull") and len(node.args) == 1:
-            column = self._column(node.args[0])
-            negated = name in ("isnotempty", "isnotnull")
-            if name in ("isnull", "isnotnull") and column.type in _STRING_TYPES:
-                # KQL strings are never null: isnull(s) is always false, isnotnull(s) true.
-                self.note(f"{name}() of a string column is always {str(negated).lower()} in KQL "
-                          "(strings are never null)", node)
-                return ir.Const(negated)
-            return ir.Predicate(column, ir.Op.EMPTY, (), negated=negated, span=node.span)
-        raise _Unsupported(node, f"cannot lower the condition {_describe(node)}")
+        subject = self.expr(node.args[0])
+        negated = name in ("isnotempty", "isnotnull", "notnull")
+        if name in ("isnull", "isnotnull", "notnull") and subject.type in _STRING_TYPES:
+            # KQL strings are never null: isnull(s) is always false, isnotnull(s) true.
+            self.note(f"{name}() of a string is always {str(negated).lower()} in KQL "
+                      "(strings are never null)", node)
+            return ir.Const(negated)
+        if isinstance(subject, ir.Literal):
+            empty = subject.value is None or subject.value == ""
+            return ir.Const(empty != negated)
+        return ir.Predicate(subject, ir.Op.EMPTY, (), negated=negated, span=node.span)
+
+    def _subject_and_value(self, left: Any, right: Any, op: str | None = None) -> tuple[ir.Expr, Any, Any, bool]:
+        """(subject, constant value or _NO_VALUE, the value's node, swapped) of a comparison:
+        the side that is not a constant is the subject."""
+        right_value = self._maybe_constant(right)
+        if right_value is not _NO_VALUE:
+            return self.expr(left), right_value, right, False
+        left_value = self._maybe_constant(left)
+        if left_value is not _NO_VALUE:
+            return self.expr(right), left_value, left, True
+        return self.expr(left), _NO_VALUE, right, False
+
+    def _maybe_constant(self, node: Any) -> Any:
+        while isinstance(node, A.Paren):
+            node = node.expr
+        if isinstance(node, A.Name) and node.name not in self.lets:
+            return _NO_VALUE
+        try:
+            value = self.constants.value(node)
+        except NotConstant:
+            return _NO_VALUE
+        return _NO_VALUE if isinstance(value, RelativeTime) else value
 
     def _binary(self, node: A.Binary) -> ir.Condition:
         op = node.op
@@ -460,58 +712,70 @@ class _Lowerer:
         if op not in _STRING_OPS:
             raise _Unsupported(node, f"unsupported operator '{op}' in a condition")
         ir_op, cased, negated = _STRING_OPS[op]
-        left, right = node.left, node.right
-        if not self._is_column(left) and self._is_column(right) and ir_op is ir.Op.EQUALS:
-            left, right = right, left
-        column = self._column(left)
-        value = self._constant(right)
-        if column.type not in _STRING_TYPES:
+        subject, value, value_node, swapped = self._subject_and_value(node.left, node.right)
+        if swapped and ir_op is not ir.Op.EQUALS:
+            raise _Unsupported(node, f"'{op}' with a constant on its left cannot be lowered")
+        if value is _NO_VALUE:
+            if ir_op is ir.Op.EQUALS:
+                compare = {"==": "==", "!=": "!=", "<>": "!=", "=~": "=~", "!~": "!~"}[op]
+                return ir.Compare(subject, compare, self.expr(node.right), node.span)
+            raise _Unsupported(node.right, f"'{op}' needs a constant value here, not {_describe(node.right)}")
+        if subject.type not in _STRING_TYPES:
             if ir_op is not ir.Op.EQUALS:
-                raise _Unsupported(node, f"'{op}' on the {column.type} column '{column.name}' is not lowered")
-            return ir.Predicate(column, ir.Op.EQUALS, (self._typed(value, column, right),),
+                if subject.type == "dynamic" and isinstance(value, str):
+                    return ir.Predicate(subject, ir_op, (value,), False, cased, negated, node.span)
+                raise _Unsupported(node, f"'{op}' on the {subject.type} {self._what(subject)} is not lowered")
+            return ir.Predicate(subject, ir.Op.EQUALS, (self._typed(value, subject, value_node),),
                                 negated=negated, case_sensitive=True, span=node.span)
         if not isinstance(value, str):
-            raise _Unsupported(right, f"'{op}' needs a string here, not {_describe(right)}")
+            raise _Unsupported(value_node, f"'{op}' needs a string here, not {_describe(value_node)}")
         if ir_op is ir.Op.REGEX:
-            self._check_regex(value, right)
-        return ir.Predicate(column, ir_op, (value,), False, cased, negated, node.span)
+            self._check_regex(value, value_node)
+        return ir.Predicate(subject, ir_op, (value,), False, cased, negated, node.span)
+
+    def _what(self, subject: ir.Expr) -> str:
+        return f"column '{subject.name}'" if isinstance(subject, ir.Field) else f"expression {subject.name}"
 
     def _comparison(self, node: A.Binary, op: str) -> ir.Condition:
-        left, right = node.left, node.right
-        if not self._is_column(left) and self._is_column(right):
-            left, right, op = right, left, _MIRROR[op]
-        column = self._column(left)
-        value = self._constant(right)
-        if isinstance(value, RelativeTime):
-            raise _Unsupported(node, "a comparison with now()/ago() is only lowered as the "
-                               "lookback (a top-level `Timestamp > ago(...)` before summarize)")
-        return ir.Predicate(column, _COMPARISONS[op], (self._typed(value, column, right),), span=node.span)
+        subject, value, value_node, swapped = self._subject_and_value(node.left, node.right)
+        if swapped:
+            op = _MIRROR[op]
+        if value is _NO_VALUE:
+            return ir.Compare(subject, op, self.expr(node.right), node.span)
+        return ir.Predicate(subject, _COMPARISONS[op], (self._typed(value, subject, value_node),), span=node.span)
 
     def _between(self, node: A.Between) -> ir.Condition:
-        column = self._column(node.left)
-        low, high = self._constant(node.low), self._constant(node.high)
-        if isinstance(low, RelativeTime) or isinstance(high, RelativeTime):
-            raise _Unsupported(node, "a time window with now()/ago() is only lowered as the "
-                               "lookback (a top-level `Timestamp between (ago(...) .. now())`)")
-        values = (self._typed(low, column, node.low), self._typed(high, column, node.high))
-        return ir.Predicate(column, ir.Op.BETWEEN, values, negated=node.negated, span=node.span)
+        subject = self.expr(node.left)
+        low, high = self._maybe_constant(node.low), self._maybe_constant(node.high)
+        if low is _NO_VALUE or high is _NO_VALUE:
+            if node.negated:
+                raise _Unsupported(node, "!between with bounds that are not constants cannot be lowered")
+            return ir.all_of([ir.Compare(subject, ">=", self.expr(node.low), node.span),
+                              ir.Compare(subject, "<=", self.expr(node.high), node.span)])
+        values = (self._typed(low, subject, node.low), self._typed(high, subject, node.high))
+        return ir.Predicate(subject, ir.Op.BETWEEN, values, negated=node.negated, span=node.span)
 
     def _list(self, node: A.ListOp) -> ir.Condition:
         ir_op, cased, negated, all_values = _LIST_OPS[node.op]
-        column = self._column(node.left)
         if ir_op is ir.Op.EQUALS and len(node.items) == 1 and self._is_tabular(node.items[0]):
+            column = self._column(node.left) if isinstance(node.left, A.Name) else None
             try:
                 self.constants.column_values(node.items[0])
             except NotConstant:
+                if column is None:
+                    raise _Unsupported(node, f"'{node.op}' of an expression against another query "
+                                       "cannot be lowered") from None
                 return self._subquery(node, column, cased, negated)
+        subject = self.expr(node.left)
         values: list[Any] = []
         for item in node.items:
             values.extend(self._list_values(item, node.op))
-        if column.type not in _STRING_TYPES:
-            if ir_op is not ir.Op.EQUALS:
-                raise _Unsupported(node, f"'{node.op}' on the {column.type} column '{column.name}' is not lowered")
-            typed = tuple(self._typed(v, column, node) for v in values)
-            return ir.Predicate(column, ir.Op.EQUALS, typed, negated=negated, case_sensitive=True, span=node.span)
+        if subject.type not in _STRING_TYPES:
+            if ir_op is not ir.Op.EQUALS and not (subject.type == "dynamic" and all(isinstance(v, str) for v in values)):
+                raise _Unsupported(node, f"'{node.op}' on the {subject.type} {self._what(subject)} is not lowered")
+            if ir_op is ir.Op.EQUALS:
+                typed = tuple(self._typed(v, subject, node) for v in values)
+                return ir.Predicate(subject, ir.Op.EQUALS, typed, negated=negated, case_sensitive=True, span=node.span)
         strings = []
         for v in values:
             if isinstance(v, bool) or v is None:
@@ -519,7 +783,7 @@ class _Lowerer:
             strings.append(v if isinstance(v, str) else str(v))
         if not strings:
             return ir.Const(all_values != negated) if all_values else ir.Const(negated)
-        return ir.Predicate(column, ir_op, tuple(strings), all_values, cased, negated, node.span)
+        return ir.Predicate(subject, ir_op, tuple(strings), all_values, cased, negated, node.span)
 
     def _is_tabular(self, item: Any) -> bool:
         while isinstance(item, A.Paren):
@@ -553,8 +817,9 @@ class _Lowerer:
         return value if isinstance(value, list) else [value]
 
     # -- leaves
-    def _is_column(self, node: Any) -> bool:
-        return isinstance(node, A.Name) and node.name not in self.lets
+    def _known(self, name: str, node: Any, state: _State) -> None:
+        if state.columns is not None and name not in state.columns:
+            raise _Unsupported(node, f"there is no column '{name}' at this point of the query")
 
     def _column(self, node: Any) -> ir.Field:
         if not isinstance(node, A.Name):
@@ -562,22 +827,25 @@ class _Lowerer:
         name = node.name
         if name in self.lets:
             raise _Unsupported(node, f"'{name}' is a let value, not a column")
-        if name in self.computed_names:
-            raise _Unsupported(node, f"a condition on the computed column '{name}' cannot be lowered")
+        state = self.state
+        columns = state.columns
+        if columns is not None and name in columns:
+            return ir.Field(name, columns[name])
+        if state.closed or name in state.dropped:
+            raise _Unsupported(node, f"the column '{name}' is not in the rows at this point of the query "
+                               "(an earlier project, summarize or project-away removed it)")
         table = self.table
         if table is None:
             return ir.Field(name)
-        column_type = table.column_type(name)
-        if column_type is None:
-            if name not in self.warned_columns:
-                self.warned_columns.add(name)
-                hint = table.suggest(name)
-                message = f"unknown column '{name}' in {table.name}"
-                if hint:
-                    message += f"; did you mean '{hint}'?"
-                self.warn(message, node, "unknown-column")
-            return ir.Field(name)
-        return ir.Field(name, column_type)
+        if name not in self.warned_columns:
+            self.warned_columns.add(name)
+            hint = table.suggest(name)
+            where = table.name
+            message = f"unknown column '{name}' in {where}"
+            if hint:
+                message += f"; did you mean '{hint}'?"
+            self.warn(message, node, "unknown-column")
+        return ir.Field(name)
 
     def _constant(self, node: Any) -> Any:
         try:
@@ -586,10 +854,12 @@ class _Lowerer:
             culprit = exc.node if _span(exc.node) is not None else node
             raise _Unsupported(culprit, f"expected a constant value, found {_describe(node)}: {exc.reason}") from None
 
-    def _typed(self, value: Any, column: ir.Field, node: Any) -> Any:
-        kind = column.type
+    def _typed(self, value: Any, subject: ir.Expr, node: Any) -> Any:
+        kind = subject.type
         if kind in ("int", "long") and isinstance(value, int) and not isinstance(value, bool):
             return value
+        if kind in ("int", "long") and isinstance(value, float) and value == int(value):
+            return int(value)
         if kind in ("real", "double", "decimal") and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if kind in ("bool", "boolean") and isinstance(value, bool):
@@ -600,9 +870,12 @@ class _Lowerer:
             return value
         if kind in _STRING_TYPES and isinstance(value, str):
             return value
+        if kind == "dynamic" and isinstance(value, (str, int, float, bool)):
+            return value
         if kind == "dynamic":
-            raise _Unsupported(node, f"comparisons on the dynamic column '{column.name}' are not lowered")
-        raise _Unsupported(node, f"'{column.name}' is {kind}; {_describe(node)} is not a {kind} value")
+            raise _Unsupported(node, f"comparisons on the dynamic {self._what(subject)} are not lowered")
+        what = f"'{subject.name}'" if isinstance(subject, ir.Field) else subject.name
+        raise _Unsupported(node, f"{what} is {kind}; {_describe(node)} is not a {kind} value")
 
     def _check_regex(self, pattern: str, node: Any) -> None:
         try:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable
 
-from rmmc.compiler.ir import STRING_OPS, Field, Op, Output, Rule, walk_predicates
+from rmmc.compiler.ir import STRING_OPS, Field, Op, Rule, walk_predicates
 
 
 class EngineUnavailable(Exception):
@@ -39,7 +39,7 @@ _SQLITE_TYPES = {"string": "TEXT COLLATE NOCASE", "guid": "TEXT COLLATE NOCASE",
 
 def condition_only(rule: Rule) -> Rule:
     """The rule's detection alone: no lookback, no output shaping (what verification runs)."""
-    return replace(rule, lookback=None, output=Output(), exclusions=())
+    return replace(rule, lookback=None, stages=(), exclusions=())
 
 
 def fields_of(rule: Rule) -> dict[str, Field]:

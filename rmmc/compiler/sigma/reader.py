@@ -244,9 +244,9 @@ class _StreamReader:
                 return failed(f"correlation: rule {name!r} is not in this file", body.key_span("rules"))
             bases.extend(hits)
         kind = spec.get("type")
-        if kind != "event_count":
-            return failed(f"correlation type {kind!r} is not supported (only event_count has a form "
-                          "in rmmc's detection model)", body.key_span("type"))
+        if kind not in ("event_count", "value_count"):
+            return failed(f"correlation type {kind!r} is not supported (event_count and value_count "
+                          "have a form in rmmc's detection model)", body.key_span("type"))
         if len(bases) != 1:
             return failed("correlation: event_count over several rules is not supported",
                           body.key_span("rules"))
@@ -263,7 +263,15 @@ class _StreamReader:
         if window is None:
             return failed(f"correlation: timespan {spec.get('timespan')!r} is not a Sigma timespan "
                           "(a number and one of s m h d w)", body.key_span("timespan"))
-        threshold = _threshold(spec.get("condition"))
+        condition = spec.get("condition")
+        counted = None
+        if kind == "value_count":
+            if not isinstance(condition, dict) or not isinstance(condition.get("field"), str):
+                return failed("correlation: a value_count condition names the field whose distinct "
+                              "values it counts (`field:`)", body.key_span("condition"))
+            condition = {k: v for k, v in condition.items() if k != "field"}
+            counted = _column(str(spec["condition"]["field"]), table, found, body.key_span("condition"))[0]
+        threshold = _threshold(condition)
         if threshold is None:
             return failed(f"correlation: condition {spec.get('condition')!r} is not supported "
                           "(one of gt, gte, lt, lte, eq with a number)", body.key_span("condition"))
@@ -271,11 +279,9 @@ class _StreamReader:
             f"correlation timespan {spec.get('timespan')} is read as the rule's lookback: events are "
             "counted over one window ending now, not over every sliding window of that length",
             body.key_span("timespan"), "sigma-correlation"))
-        post = () if threshold == (">=", 1) else (f"where {COUNT_COLUMN} {threshold[0]} {threshold[1]}",)
-        output = ir.Output(aggregation=ir.Aggregation(tuple(group_by), (ir.Aggregate(COUNT_COLUMN, "count"),)),
-                           post=post)
+        stages = correlation_stages(group_by, threshold, counted, table)
         metadata = self.metadata({**base.metadata, **{k: v for k, v in meta.items() if v is not None}}, root)
-        rule = replace(base.rule, metadata=metadata, output=output,
+        rule = replace(base.rule, metadata=metadata, stages=stages,
                        lookback=ir.Lookback(window, str(spec.get("timespan"))))
         diagnostics = tuple(d.with_path(self.path) for d in found) + base.diagnostics
         if any(d.is_error for d in diagnostics):
@@ -482,6 +488,33 @@ def _timespan(value: Any) -> timedelta | None:
     if match is None or match.group(2) in "My":
         return None
     return timedelta(seconds=int(match.group(1)) * _TIMESPAN_UNITS[match.group(2)])
+
+
+_COMPARISON_OPS = {">": ir.Op.GT, ">=": ir.Op.GE, "<": ir.Op.LT, "<=": ir.Op.LE}
+
+
+def correlation_stages(group_by: list[str], threshold: tuple[str, int], counted: str | None,
+                       table: Any) -> tuple[ir.Stage, ...]:
+    """An event_count (or, with `counted`, value_count) correlation as stages: count the events
+    (the distinct values of `counted`) per group, then keep the groups that pass the threshold
+    (none needed for `gte: 1`, which every group passes)."""
+    def field(name: str) -> ir.Field:
+        kind = table.column_type(name) if table is not None else None
+        return ir.Field(name, kind or "string")
+
+    keys = tuple((k, field(k)) for k in group_by)
+    if counted is None:
+        aggregate = ir.Aggregate(COUNT_COLUMN, "count")
+    else:
+        aggregate = ir.Aggregate(COUNT_COLUMN, "dcount", (field(counted),))
+    stages: list[ir.Stage] = [ir.Summarize(keys, (aggregate,))]
+    op, bound = threshold
+    if (op, bound) != (">=", 1):
+        subject = ir.Field(COUNT_COLUMN, "long")
+        test = (ir.Predicate(subject, ir.Op.EQUALS, (bound,), case_sensitive=True) if op == "=="
+                else ir.Predicate(subject, _COMPARISON_OPS[op], (bound,)))
+        stages.append(ir.Filter(test))
+    return tuple(stages)
 
 
 def _threshold(condition: Any) -> tuple[str, int] | None:
