@@ -132,6 +132,9 @@ _PROFILES = ["sigma", "cim", "ecs", "defender"]
               help="Sigma: write KQL `has` as |contains (each widening is reported) instead of the exact term regex.")
 @click.option("--apply-exclusions", is_flag=True,
               help="AND the false-positive exclusions into the detection (they always travel with the rule).")
+@click.option("--allow-lossy", is_flag=True,
+              help="Write translations that would fire on different events than the rule (each "
+                   "difference is reported); without it they are refused.")
 @click.option("--fields", type=click.Choice(_PROFILES), default=None,
               help="Field names for SPL / EQL / ES|QL: sigma (Sysmon), cim (Splunk CIM), ecs "
                    "(Elastic), defender (raw columns). Default: ecs for EQL and ES|QL, sigma for SPL.")
@@ -144,12 +147,13 @@ _PROFILES = ["sigma", "cim", "ecs", "defender"]
               help="Files handled at once (default: every core; 1: one after another in this "
                    "process). Small batches always run in this process.")
 def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bool, loose: bool,
-              apply_exclusions: bool, fields: str | None, package: bool, output_format: str,
-              jobs: int | None) -> None:
+              apply_exclusions: bool, allow_lossy: bool, fields: str | None, package: bool,
+              output_format: str, jobs: int | None) -> None:
     """Translate rules to another language, keeping their meaning.
 
     PATHS are rule files, directories or `-` for standard input.  Without -o the
-    translations go to standard output; diagnostics always go to standard error.  Exit
+    translations go to standard output; diagnostics always go to standard error.  A
+    translation that would change which alerts fire is refused unless --allow-lossy.  Exit
     status 0 when every rule translated, 1 when some did not (the others are still written).
     """
     from functools import partial
@@ -159,7 +163,7 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
     from rmmc.parallel import run_batch, show_progress
     from rmmc.translation import RuleTranslation, file_failed, translate_file
 
-    options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions)
+    options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions, allow_lossy=allow_lossy)
     files = list(iter_rule_files(paths))
     if not files:
         raise click.UsageError("no rule files found under " + ", ".join(paths))
@@ -212,6 +216,7 @@ def _report(results, sources, written, outdir, output_format) -> None:
             "title": r.title,
             "target": r.target,
             "ok": r.ok and not written.get(id(r), (None, None))[1],
+            "verdict": r.verdict if not written.get(id(r), (None, None))[1] else "refused",
             "output": written.get(id(r), (None, None))[0],
             "text": None if outdir else (r.text or None),
             "diagnostics": [to_json(d) for d in r.diagnostics]
@@ -232,9 +237,26 @@ def _report(results, sources, written, outdir, output_format) -> None:
                 click.echo("---" if r.target == "sigma" else "")
             click.echo(r.text.rstrip("\n"))
             shown += 1
-    ok = sum(1 for r in results if r.ok and not written.get(id(r), (None, None))[1])
-    click.echo(f"{ok} of {len(results)} rule{'s' * (len(results) != 1)} translated to {results[0].target}"
-               + (f" into {outdir}" if outdir else ""), err=True)
+    click.echo(translation_summary(results, written, outdir), err=True)
+
+
+def translation_summary(results, written, outdir) -> str:
+    """`N of M rules translated to T: A exact, B lossy, C refused` (lossy ones are written only
+    with --allow-lossy; refused ones that only a lossy translation could say are counted)."""
+    counts = {"exact": 0, "lossy": 0, "refused": 0}
+    blocked = 0
+    for r in results:
+        verdict = r.verdict if not written.get(id(r), (None, None))[1] else "refused"
+        counts[verdict] += 1
+        if verdict == "refused" and any(d.code == "lossy" and d.is_error for d in r.diagnostics):
+            blocked += 1
+    ok = counts["exact"] + counts["lossy"]
+    text = (f"{ok} of {len(results)} rule{'s' * (len(results) != 1)} translated to {results[0].target}"
+            + (f" into {outdir}" if outdir else "")
+            + f": {counts['exact']} exact, {counts['lossy']} lossy, {counts['refused']} refused")
+    if blocked:
+        text += f" ({blocked} only lossily: --allow-lossy writes them)"
+    return text
 
 
 def _register_verify() -> None:

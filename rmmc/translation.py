@@ -10,15 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rmmc.backends.base import EmitOptions
+from rmmc.backends.base import EmitOptions, refuse_lossy
 from rmmc.compiler.diagnostics import Diagnostic, Severity
 from rmmc.compiler.documents import read_text
 from rmmc.compiler.documents.model import RuleDocument
 
 
+EXACT, LOSSY, REFUSED = "exact", "lossy", "refused"
+
+
 @dataclass(frozen=True)
 class RuleTranslation:
-    """One rule translated to one target: `text` is empty when it could not be."""
+    """One rule translated to one target: `text` is empty when it could not be.  Its
+    `verdict` is exact (written, nothing changes which alerts fire), lossy (written with
+    `allow_lossy`, flagged), or refused (not written: it cannot be said, or it would fire
+    differently and lossy translations were not allowed)."""
 
     document: RuleDocument | None
     target: str
@@ -34,6 +40,12 @@ class RuleTranslation:
     @property
     def title(self) -> str | None:
         return self.document.title if self.document is not None else None
+
+    @property
+    def verdict(self) -> str:
+        if not self.ok:
+            return REFUSED
+        return LOSSY if any(d.code == "lossy" for d in self.diagnostics) else EXACT
 
 
 def translate_document(document: RuleDocument, to: str, options: EmitOptions = EmitOptions(),
@@ -56,8 +68,11 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
                                       "internal", document.path))
         return RuleTranslation(document, to, "", tuple(diagnostics))
     # The compiled rule's spans are in file coordinates already: only the path is added.
-    diagnostics.extend(d if d.path else d.with_path(document.path) for d in result.diagnostics)
-    text = result.text if not any(d.is_error for d in result.diagnostics) else ""
+    found = [d if d.path else d.with_path(document.path) for d in result.diagnostics]
+    if not options.allow_lossy:
+        found = refuse_lossy(found)
+    diagnostics.extend(found)
+    text = result.text if not any(d.is_error for d in found) else ""
     companions = _sigma_filters(compiled.rule, options, diagnostics, document) if text and to == "sigma" else ()
     suffix = None
     if package and text:
@@ -115,9 +130,9 @@ def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
 
 def translate_text(text: str, to: str = "sigma", path: str = "<text>", loose: bool = False,
                    apply_exclusions: bool = False, schema: Any = "default",
-                   fields: str | None = None) -> list[RuleTranslation]:
+                   fields: str | None = None, allow_lossy: bool = False) -> list[RuleTranslation]:
     """Translate every rule of a text (bare KQL or a rule document), one result per rule."""
-    options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions)
+    options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions, allow_lossy=allow_lossy)
     result = read_text(text, path)
     out = [translate_document(doc, to, options, schema, fields) for doc in result.documents]
     if not result.documents:
@@ -138,12 +153,27 @@ class TranslationResult:
     def ok(self) -> bool:
         return bool(self.rules) and all(r.ok for r in self.rules)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many rules translated exactly, lossily (only with `allow_lossy`), or were refused."""
+        return verdict_counts(self.rules)
+
+
+def verdict_counts(results) -> dict[str, int]:
+    counts = {EXACT: 0, LOSSY: 0, REFUSED: 0}
+    for r in results:
+        counts[r.verdict] += 1
+    return counts
+
 
 def translate(text: str, to: str = "sigma", *, path: str = "<text>", loose: bool = False,
-              apply_exclusions: bool = False, fields: str | None = None) -> TranslationResult:
+              apply_exclusions: bool = False, fields: str | None = None,
+              allow_lossy: bool = False) -> TranslationResult:
     """Translate the rule(s) in `text` to `to` (see `rmmc.backends.targets()`): the library's
-    entry point.  `fields` picks the field profile for SPL / EQL / ES|QL."""
-    rules = tuple(translate_text(text, to, path, loose, apply_exclusions, fields=fields))
+    entry point.  `fields` picks the field profile for SPL / EQL / ES|QL.  A translation that
+    would change which alerts fire is refused unless `allow_lossy` (then written, flagged)."""
+    rules = tuple(translate_text(text, to, path, loose, apply_exclusions, fields=fields,
+                                 allow_lossy=allow_lossy))
     separator = "\n---\n" if to == "sigma" else "\n\n"
     body = separator.join(r.text.rstrip("\n") for r in rules if r.text)
     diagnostics = tuple(d for r in rules for d in r.diagnostics)

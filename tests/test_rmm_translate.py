@@ -1,5 +1,7 @@
-"""Every valid rule of the real RMM corpus translates to Sigma and KQL; the broken ones fail
-with their located errors and the rest of the batch is still written."""
+"""Every valid rule of the real RMM corpus translates to every target (lossily where a target
+cannot say it all, only when that is allowed); the broken ones fail with their located errors
+and the rest of the batch is still written; and nothing that fires differently is ever written
+unless --allow-lossy asked for it."""
 
 from __future__ import annotations
 
@@ -30,19 +32,28 @@ def documents(rmm_corpus: Path):
 
 
 @pytest.mark.parametrize("target", ["kql", "sigma", "splunk", "eql", "esql"])
-def test_every_valid_rule_translates(documents, rmm_corpus, target):
-    failed, broken_seen = [], {}
+def test_every_valid_rule_translates(documents, rmm_corpus, target, terminal_report):
+    failed, broken_seen, verdicts = [], {}, {"exact": 0, "lossy": 0, "refused": 0}
     for doc in documents:
         relative = str(Path(doc.path).relative_to(rmm_corpus))
-        result = translate_document(doc, target, EmitOptions())
+        strict = translate_document(doc, target, EmitOptions())
+        result = translate_document(doc, target, EmitOptions(allow_lossy=True))
         errors = [d for d in result.diagnostics if d.is_error]
         if relative in BROKEN and any(d.code == "syntax" for d in errors):
             broken_seen.setdefault(relative, errors[0].span.line)
             continue
         if not result.ok:
             failed.append((relative, doc.index, [d.message for d in errors][:2]))
+        # The policy: by default a translation is written only when it fires exactly as the rule.
+        lossy = any(d.code == "lossy" for d in result.diagnostics)
+        if result.ok:
+            assert strict.ok != lossy, (relative, [d.message for d in strict.diagnostics if d.is_error][:2])
+        assert not (strict.ok and any(d.code == "lossy" for d in strict.diagnostics))
+        verdicts[strict.verdict if strict.ok else ("lossy" if lossy else "refused")] += 1
     assert broken_seen == BROKEN
     assert not failed, failed
+    terminal_report(f"RMM corpus to {target}: {verdicts['exact']} exact, {verdicts['lossy']} lossy "
+                    f"(written only with --allow-lossy), {verdicts['refused']} refused")
 
 
 def test_kql_output_passes_microsofts_semantic_check(documents, kusto_oracle_defender):
@@ -65,7 +76,7 @@ def test_every_eql_output_parses_with_elastics_eql_package(documents):
     eql = pytest.importorskip("eql", reason="the eql package is installed by make test")
     parsed = 0
     for doc in documents:
-        result = translate_document(doc, "eql", EmitOptions())
+        result = translate_document(doc, "eql", EmitOptions(allow_lossy=True))
         if not result.ok:
             continue
         with eql.parser.elasticsearch_syntax, eql.parser.ignore_missing_functions:

@@ -45,7 +45,7 @@ def test_translate_to_kql_on_stdout():
     result = rmmc_cli("translate", str(REMOTEPC), "--to", "kql")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "DeviceNetworkEvents"
-    assert result.stderr.strip().splitlines()[-1] == "1 of 1 rule translated to kql"
+    assert result.stderr.strip().splitlines()[-1] == "1 of 1 rule translated to kql: 1 exact, 0 lossy, 0 refused"
 
 
 def test_translate_to_sigma_is_valid_yaml_stream():
@@ -136,7 +136,7 @@ def test_files_without_rules_are_not_failures(tmp_path):
     (tmp_path / "rule.kql").write_text("DeviceProcessEvents | where FileName =~ 'a.exe'", encoding="utf-8")
     result = rmmc_cli("translate", str(tmp_path), "--to", "kql")
     assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "1 of 1 rule translated to kql"
+    assert result.stderr.strip().splitlines()[-1] == "1 of 1 rule translated to kql: 1 exact, 0 lossy, 0 refused"
     only_summary = tmp_path / "only"
     only_summary.mkdir()
     (only_summary / "summary.md").write_text("# Summary\n", encoding="utf-8")

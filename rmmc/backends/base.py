@@ -3,8 +3,11 @@
 A backend turns an IR `Rule` into target text.  Where the target cannot express a node
 exactly it says so with a diagnostic, never silently:
 
-* `lossy` (warning): translated with a flagged approximation (the message says exactly
-  what changes: which events would now match or no longer match);
+* `lossy`: translated with a flagged approximation that changes which alerts fire (the
+  message says exactly what changes: which events would now match or no longer match).
+  Backends report it as a warning; `rmmc.translation` makes it an error (nothing written)
+  unless the user allows lossy translations (`--allow-lossy`);
+* `shape` (warning): only what an alert shows changes (a dropped column, an order);
 * `unsupported` (error): not translated; the rule's output is refused or incomplete.
 """
 
@@ -23,6 +26,7 @@ from rmmc.compiler.ir import Condition, Field, Not, Predicate, Rule
 class EmitOptions:
     loose: bool = False             # Sigma: `has` as |contains (a reported widening) instead of |re
     apply_exclusions: bool = False  # AND the understood exclusions into the detection
+    allow_lossy: bool = False       # write a translation whose alerts differ (flagged), not refuse it
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,16 @@ class Translation:
 
 def lossy(target: str, message: str, span: Span | None = None) -> Diagnostic:
     return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "lossy")
+
+
+LOSSY_HINT = " (refused: the alerts would differ; --allow-lossy writes it anyway)"
+
+
+def refuse_lossy(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> list[Diagnostic]:
+    """The diagnostics with every `lossy` warning made an error: the policy when lossy
+    translations are not allowed."""
+    return [Diagnostic(Severity.ERROR, d.message + LOSSY_HINT, d.span, d.code, d.path)
+            if d.code == "lossy" and d.severity is Severity.WARNING else d for d in diagnostics]
 
 
 def unsupported(target: str, message: str, span: Span | None = None) -> Diagnostic:

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 from rmmc.backends.base import (cidr_networks, reads_ipv4, exclusion_conditions, EmitOptions,
                                 Translation, lossy, note, unsupported)
 from rmmc.compiler import kql_ast as A
-from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Span
+from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Severity, Span
 from rmmc.compiler.evaluator import coerce, evaluate_predicate
 from rmmc.compiler.functions import SYMBOLS
 from rmmc.compiler.ir import (COMPARE_OPS, Aggregate, And, Call, Compare, Condition, Const, EventKind,
@@ -460,14 +460,19 @@ class ConditionEmitter:
         """rmmc's term match (the evaluator) counts only ASCII letters and digits as term
         characters; Kusto's term index may count other letters too (duckdb-kql does).  A needle
         that starts or ends with such a letter can then need a boundary in Kusto where rmmc
-        needs none: say so rather than claim `has` means the same there."""
+        needs none.  The KQL written is the operator the rule's `has` was read from, so the
+        translation itself keeps the source's meaning; what may differ is rmmc's model of it,
+        which `verify` must not call a disagreement: a `model` warning says so."""
         edges = sorted({v for v in (str(x) for x in p.values)
                         if v and any(ch.isalnum() and not ch.isascii() for ch in (v[0], v[-1]))})
         if edges:
             shown = ", ".join(repr(v) for v in edges[:3]) + (" ..." if len(edges) > 3 else "")
-            self.lossy(f"{p.field.name} {p.op.value} {shown}: a non-ASCII letter at the edge of a term; "
-                       "rmmc treats it as a term separator, Kusto may treat it as part of the term, so "
-                       "the two can differ when a letter or digit follows or precedes it", p.span)
+            d = Diagnostic(Severity.WARNING, f"{TARGET}: {p.field.name} {p.op.value} {shown}: a non-ASCII "
+                           "letter at the edge of a term; rmmc's model treats it as a term separator, "
+                           "Kusto may treat it as part of the term, so rmmc's reading of this `has` can "
+                           "differ from Kusto's when a letter or digit follows or precedes it", p.span, "model")
+            if d not in self.diagnostics:
+                self.diagnostics.append(d)
 
     def cidr(self, p: Predicate, kind: str, column: A.Name) -> A.Expr:
         """`coalesce(ipv4_is_in_range(F, "net"), false)` (ipv6_ for an IPv6 network) per network,
