@@ -46,7 +46,9 @@ def read_roots() -> list[str]:
     """Folders a locked-down worker may still read: the Python installation, every import
     location, the folders of the modules already loaded, and rmmc's cache folder."""
     places: set[str] = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    places.update(p for p in sys.path if p and os.path.isabs(p))  # not "" (the working folder)
+    here = os.path.realpath(os.getcwd())
+    # not the working folder ("" or, under `python -m`, its full path): a user's files
+    places.update(p for p in sys.path if p and os.path.isabs(p) and os.path.realpath(p) != here)
     for module in list(sys.modules.values()):
         location = getattr(module, "__file__", None)
         if isinstance(location, str):

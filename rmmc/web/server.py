@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Callable
 
+import uvicorn
+
 from rmmc.web.app import LOOPBACK_HOSTS, create_app
 from rmmc.web.workers import Limits
 
@@ -42,8 +44,6 @@ def url_of(sock: socket.socket, host: str) -> str:
 def serve(host: str = "127.0.0.1", port: int = 8765, limits: Limits = Limits(),
           announce: Callable[[str], None] = print) -> None:
     """Serve until interrupted (Ctrl-C); the workers stop with the server."""
-    import uvicorn
-
     sock = bind(host, port)
     app = create_app(limits, allowed_hosts(host))
     announce(f"rmmc playground: {url_of(sock, host)}  (Ctrl-C stops it)")
