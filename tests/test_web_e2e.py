@@ -1,8 +1,9 @@
 """The playground driven in a real browser: headless Chromium (Debian's `chromium` and
 `chromium-driver`, installed by `make browser`) through selenium, against a real `rmmc web`.
 
-Scenario: paste the RemotePC seed, pick Splunk, see the SPL; type a syntax error, see it
-marked at its line and column; remove it, run verify, see "agree".  A screenshot of the
+Scenario: paste the RemotePC seed, pick Splunk, see the SPL and download the file `rmmc
+translate -o` writes; type a syntax error, see it marked at its line and column; remove it,
+read the explanation, run verify, see "agree".  A screenshot of the
 page is saved under tests/_artifacts/.  Skips with the reason where the browser is missing.
 """
 
@@ -13,8 +14,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import rmmc
+from rmmc.cli import main
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -43,7 +46,12 @@ pytestmark = pytest.mark.skipif(_browser_missing() is not None, reason=str(_brow
 
 
 @pytest.fixture(scope="module")
-def browser():
+def downloads(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -55,6 +63,8 @@ def browser():
     options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    # downloads land in `downloads` without a prompt (headless Chromium holds them otherwise)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     try:
         yield driver
     finally:
@@ -62,7 +72,7 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_paste_pick_splunk_see_error_verify_agree(browser, playground_server):
+def test_paste_pick_splunk_see_error_verify_agree(browser, playground_server, downloads, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -86,7 +96,15 @@ def test_paste_pick_splunk_see_error_verify_agree(browser, playground_server):
     assert find(By.CSS_SELECTOR, "#translations .status").text == "exact"
     assert find(By.ID, "kind").text == "hunt document"
     download = find(By.CSS_SELECTOR, "#downloads a.download")
-    assert download.get_attribute("download") == "Remote_Management_and_Monitoring_tool_-_RemotePC_-_Network_Connection.spl"
+    name = "Remote_Management_and_Monitoring_tool_-_RemotePC_-_Network_Connection.spl"
+    assert download.get_attribute("download") == name
+    download.click()
+    saved = downloads / name
+    wait.until(lambda d: saved.is_file() and saved.stat().st_size > 0)
+    written = CliRunner().invoke(main, ["translate", str(REPO / "rules" / "rmm_remotepc_netconn.txt"),
+                                        "--to", "splunk", "-o", str(tmp_path / "cli")])
+    assert written.exit_code == 0, written.output
+    assert saved.read_bytes() == (tmp_path / "cli" / name).read_bytes()
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "playground-splunk.png"))
 
@@ -121,6 +139,10 @@ def test_paste_pick_splunk_see_error_verify_agree(browser, playground_server):
     ActionChains(browser).send_keys(Keys.BACKSPACE * len("has_any ")).perform()
     assert source.get_property("value") == SEED
     wait.until(lambda d: _output_text(d, "search earliest=-5d"))
+    find(By.ID, "tab-explain").click()
+    explained = wait.until(lambda d: [p.text for p in d.find_elements(By.CSS_SELECTOR, "#explanation pre.output")
+                                      if "stale" not in (d.find_element(By.ID, "explanation").get_attribute("class") or "")])
+    assert "RemoteUrl has the term 'remotepc.com' [case-insensitive]" in explained[0]
     find(By.ID, "tab-verify").click()
     find(By.ID, "run-verify").click()
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#verdicts tr[data-target]"))

@@ -3,8 +3,8 @@
 Each request runs in one of a few worker processes (Pebble's `ProcessPool`, chosen because it
 stops a task that runs over its time limit by ending its worker and starting a fresh one,
 which the standard library's pools cannot do).  A request that arrives while `queue`
-requests are waiting or running is answered 503 at once; one that runs over its time limit is stopped and
-answered 504; one whose client went away is dropped if it has not started yet.
+requests are waiting or running is answered 503 at once; one that runs over its time limit
+is stopped and answered 504; one whose client went away is dropped if it has not started.
 
 Workers are started with `spawn` (a clean interpreter, not a fork of the threaded server),
 warmed up (parsers built, backends and verify engines imported), capped in memory and then
