@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -150,6 +151,7 @@ def test_twenty_concurrent_requests_leave_the_server_responsive(server):
     refused = [a for a in answers if a[1] == 503]
     assert len(served) + len(refused) == len(requests)
     assert all("busy" in body["error"] for _, _, body in refused)  # told at once to try again
+    assert json.loads(server.get("/api/health")[1])["refused"] >= len(refused)
     for action, _, body in served:
         rule = body["rules"][0]
         if action == "verify":
@@ -159,6 +161,37 @@ def test_twenty_concurrent_requests_leave_the_server_responsive(server):
     status, data = server.post("/api/translate", {"text": SEED, "target": "splunk"})
     assert status == 200 and data["text"] == rmmc.translate(SEED, to="splunk").text
     assert health() == 0
+
+
+def test_a_waiting_request_whose_client_leaves_is_dropped(server):
+    """Both workers busy with megabyte pastes, a third request waits; its client hangs up and
+    the request is dropped without running (the server counts it)."""
+    host, port = server.url.split("//")[1].rstrip("/").split(":")
+    answers = []
+
+    def health() -> dict:
+        return json.loads(server.get("/api/health", timeout=30)[1])
+
+    before = health()
+    heavy = [threading.Thread(target=lambda: answers.append(
+        server.post("/api/translate", {"text": MEGABYTE_RULE, "target": "splunk"}))) for _ in range(2)]
+    for thread in heavy:
+        thread.start()
+    while health()["pending"] < 2 and all(t.is_alive() for t in heavy):
+        pass
+    body = json.dumps({"text": SEED, "target": "kql"}).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as leaving:
+        leaving.sendall(f"POST /api/translate HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        # three unfinished on two workers: the third is waiting
+        while health()["pending"] < 3 and all(t.is_alive() for t in heavy):
+            pass
+    for thread in heavy:
+        thread.join(timeout=600)
+    after = health()
+    assert [status for status, _ in answers] == [200, 200]
+    assert after["dropped"] == before["dropped"] + 1
+    assert after["pending"] == 0
 
 
 def test_a_request_over_its_time_limit_is_stopped_and_the_worker_replaced():
@@ -175,6 +208,7 @@ def test_a_request_over_its_time_limit_is_stopped_and_the_worker_replaced():
         answer = client.post("/api/translate", headers=headers,
                              content=json.dumps({"text": MEGABYTE_RULE, "target": "sigma"}))
         assert answer.status_code == 504 and "stopped after 0.2 s" in answer.json()["error"]
+        assert client.get("/api/health").json()["stopped"] == 1
         answer = client.post("/api/translate", headers=headers,
                              content=json.dumps({"text": "DeviceProcessEvents | where FileName == 'a'",
                                                  "target": "kql"}))

@@ -4,7 +4,9 @@ Routes (nothing else is served; no request names a file):
 
 * `GET /`, `/app.js`, `/app.css`, `/favicon.svg`: the page, held in memory from start-up;
 * `GET /api/options`: what the pickers offer (`service.options`);
-* `GET /api/health`: `{"ok": true, "pending": N, "workers": N}`;
+* `GET /api/health`: `{"ok": true, "pending": N, "workers": N, "dropped": N, "stopped": N,
+  "refused": N}` (requests waiting or running; dropped when their client left before they
+  started, stopped at their time limit, refused with the queue full);
 * `POST /api/translate`, `/api/explain`, `/api/verify`: JSON in, JSON out, run by the workers.
 
 Guards: the Host header must name this server (a loopback name, or the host it was bound to),
@@ -142,8 +144,8 @@ def create_app(limits: Limits = Limits(), allowed_hosts: Iterable[str] = LOOPBAC
         return Response(options, media_type="application/json")
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True, "pending": workers.pending, "workers": limits.workers},
-                            headers={"cache-control": "no-store"})
+        return JSONResponse({"ok": True, "pending": workers.pending, "workers": limits.workers,
+                             **workers.counts}, headers={"cache-control": "no-store"})
 
     def action(name: str):
         async def endpoint(request: Request) -> Response:
@@ -186,6 +188,4 @@ def create_app(limits: Limits = Limits(), allowed_hosts: Iterable[str] = LOOPBAC
                Route("/api/health", health, methods=["GET"])]
     routes += [Route(f"/api/{name}", action(name), methods=["POST"]) for name in service.ACTIONS]
     app = Starlette(routes=routes, lifespan=lifespan)
-    guarded = Guard(app, allowed_hosts)
-    guarded.workers = workers  # for the server and the tests
-    return guarded
+    return Guard(app, allowed_hosts)

@@ -86,6 +86,9 @@ class Workers:
         self._pending = 0
         self._lock = threading.Lock()
         self._pool = None
+        # requests dropped before they started (their client left), stopped at their time
+        # limit, refused because the queue was full: for /api/health
+        self.counts = {"dropped": 0, "stopped": 0, "refused": 0}
 
     @property
     def pending(self) -> int:
@@ -118,6 +121,7 @@ class Workers:
             return _answer(503, "the playground is not started")
         with self._lock:
             if self._pending >= self.limits.queue:
+                self.counts["refused"] += 1
                 return _answer(503, f"the playground is busy ({self._pending} requests at once): "
                                     "try again in a moment")
             self._pending += 1
@@ -133,10 +137,11 @@ class Workers:
         try:
             return await asyncio.shield(answer)
         except asyncio.CancelledError:
-            if not future.running():
-                future.cancel()
+            if not future.running() and future.cancel():
+                self.counts["dropped"] += 1
             raise
         except TimeoutError:
+            self.counts["stopped"] += 1
             return _answer(504, f"stopped after {limit:g} s: the rule takes longer than the "
                                 "playground allows (use the CLI)")
         except ProcessExpired as exc:
