@@ -1,7 +1,7 @@
 """The playground driven in a real browser: headless Chromium (Debian's `chromium` and
 `chromium-driver`, installed by `make browser`) through selenium, against a real `rmmc web`.
 
-Scenario: paste the RemotePC seed, pick Splunk, see the SPL and download the file `rmmc
+Scenario: paste the RemotePC seed, pick Splunk, see the SPL, copy it and download the file `rmmc
 translate -o` writes; type a syntax error, see it marked at its line and column; remove it,
 read the explanation, run verify, see "agree".  A screenshot of the
 page is saved under tests/_artifacts/.  Skips with the reason where the browser is missing.
@@ -105,6 +105,14 @@ def test_paste_pick_splunk_see_error_verify_agree(browser, playground_server, do
                                         "--to", "splunk", "-o", str(tmp_path / "cli")])
     assert written.exit_code == 0, written.output
     assert saved.read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    # Copy puts the translation on the clipboard.
+    browser.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": playground_server.url.rstrip("/"), "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    find(By.ID, "copy").click()
+    wait.until(lambda d: d.find_element(By.ID, "copied").text == "copied")
+    clipboard = browser.execute_async_script(
+        "navigator.clipboard.readText().then(arguments[0], (e) => arguments[0]('failed: ' + e))")
+    assert clipboard == expected.text
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "playground-splunk.png"))
 
