@@ -1,7 +1,8 @@
 # rmmc - make demo | make test | make clean
 # Works on a fresh machine with Python >= 3.11 (PYTHON=...), node and npm. Every step is
 # stamped, so a second run only does what changed. Without npm, `make test` still runs the
-# suite and the tests that need Microsoft's KQL parser skip with the reason.
+# suite and the tests that need Microsoft's KQL parser skip with the reason; without Chromium
+# (`make browser` installs it) the playground's browser test skips the same way.
 
 PYTHON ?= python3
 NPM ?= npm
@@ -15,7 +16,7 @@ ORACLE_DIR := tests/oracle
 # npm ci writes this hidden lockfile; it stands for "node_modules is installed".
 ORACLE_STAMP := $(ORACLE_DIR)/node_modules/.package-lock.json
 
-.PHONY: demo test verify-long clean install test-deps oracle
+.PHONY: demo test verify-long clean install test-deps oracle browser
 
 ## demo: install rmmc into .venv, check the bundled rules, translate them to every target, verify them
 demo: $(INSTALL_STAMP)
@@ -27,6 +28,9 @@ demo: $(INSTALL_STAMP)
 	$(VENV)/bin/rmmc translate rules/ --to esql -o out/esql --force
 	@echo "translations written under out/"
 	$(VENV)/bin/rmmc verify rules/
+	@echo ""
+	@echo "The playground (paste a rule, pick a target, see the translation, explain, verify):"
+	@echo "  $(VENV)/bin/rmmc web        then open http://127.0.0.1:8765/ (Ctrl-C stops it)"
 
 ## test: install rmmc with its test extras and the npm oracle, then run the whole suite
 test: $(TEST_STAMP) $(ORACLE_STAMP)
@@ -37,6 +41,24 @@ test: $(TEST_STAMP) $(ORACLE_STAMP)
 verify-long: $(TEST_STAMP) $(ORACLE_STAMP)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/test_properties.py -p no:cacheprovider --hypothesis-show-statistics $(PYTEST_ARGS)
 
+## browser: Debian's chromium and chromium-driver for the playground's browser test
+## (tests/test_web_e2e.py), installed with apt-get only when missing and never interactively;
+## where they cannot be installed (no apt-get, no root) it says so and that test skips.
+BROWSER_PACKAGES ?= chromium chromium-driver fonts-dejavu-core
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "make: chromium and chromedriver are installed"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make: no apt-get: chromium is not installed and the browser test will skip"; \
+	else \
+		if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+		else echo "make: installing chromium needs root: the browser test will skip"; exit 0; fi; \
+		echo "apt-get install $(BROWSER_PACKAGES)"; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null \
+		&& $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) </dev/null >/dev/null \
+		|| echo "make: apt-get could not install chromium: the browser test will skip"; \
+	fi
+
 install: $(INSTALL_STAMP)
 test-deps: $(TEST_STAMP) $(ORACLE_STAMP)
 oracle: $(ORACLE_STAMP)
@@ -46,7 +68,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALL_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[verify]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[verify,web]'
 	@touch $@
 
 $(TEST_STAMP): pyproject.toml | $(PY)

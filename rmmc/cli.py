@@ -259,6 +259,34 @@ def translation_summary(results, written, outdir) -> str:
     return text
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (another than loopback lets other machines in).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Worker processes that run the requests.")
+@click.option("--time-limit", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
+              help="Seconds of work per translate or explain request (verify: three times it).")
+def web(host: str, port: int, workers: int, time_limit: float) -> None:
+    """Serve the translation playground: a local page to paste a rule, pick a target and an
+    environment, and see the translation, its diagnostics, explain and verify.
+
+    Needs the web extra: pip install 'rmmc[web]'.
+    """
+    try:
+        from rmmc.web.server import serve
+        from rmmc.web.workers import Limits
+    except ImportError as exc:
+        raise click.UsageError(f"rmmc web needs the web extra ({exc.name} is not installed): "
+                               "pip install 'rmmc[web]'")
+    limits = Limits(workers=workers, time_limit=time_limit, verify_time_limit=3 * time_limit)
+    try:
+        serve(host, port, limits, announce=click.echo)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
 def _register_verify() -> None:
     from rmmc.verify.command import verify
 

@@ -27,14 +27,11 @@ def safe_stem(title: str | None, fallback: str) -> str:
     return stem or fallback
 
 
-def write_translations(results: Iterable, outdir: str, force: bool = False) -> dict[int, tuple[str | None, Diagnostic | None]]:
-    """Write each successful translation; returns, per result (by id), the path written or
-    the diagnostic saying why it was not."""
-    directory = Path(outdir)
-    directory.mkdir(parents=True, exist_ok=True)
-    root = directory.resolve()
+def output_names(results: Iterable) -> dict[int, tuple[str, str]]:
+    """Per successful result (by id): the file name `write_translations` gives it and its
+    extension.  Names come from titles, unique within the batch (case-insensitively)."""
     used: set[str] = set()
-    outcome: dict[int, tuple[str | None, Diagnostic | None]] = {}
+    names: dict[int, tuple[str, str]] = {}
     for number, result in enumerate(results, start=1):
         if not result.ok:
             continue
@@ -44,6 +41,28 @@ def write_translations(results: Iterable, outdir: str, force: bool = False) -> d
         while name.lower() in used:
             name, n = f"{stem}_{n}{extension}", n + 1
         used.add(name.lower())
+        names[id(result)] = (name, extension)
+    return names
+
+
+def file_text(text: str) -> str:
+    """What is written for a translation's text: it always ends with a line break."""
+    return text if text.endswith("\n") else text + "\n"
+
+
+def write_translations(results: Iterable, outdir: str, force: bool = False) -> dict[int, tuple[str | None, Diagnostic | None]]:
+    """Write each successful translation; returns, per result (by id), the path written or
+    the diagnostic saying why it was not."""
+    directory = Path(outdir)
+    directory.mkdir(parents=True, exist_ok=True)
+    root = directory.resolve()
+    outcome: dict[int, tuple[str | None, Diagnostic | None]] = {}
+    results = list(results)
+    names = output_names(results)
+    for result in results:
+        if not result.ok:
+            continue
+        name, extension = names[id(result)]
         target = (directory / name)
         if target.resolve().parent != root:  # belt and braces: never outside outdir
             outcome[id(result)] = (None, _problem(result, f"refused to write outside {outdir}: {name}"))
@@ -57,9 +76,9 @@ def write_translations(results: Iterable, outdir: str, force: bool = False) -> d
         if clash is not None:
             outcome[id(result)] = (None, _problem(result, f"{clash} exists; not overwritten (use --force)"))
             continue
-        _atomic_write(target, result.text if result.text.endswith("\n") else result.text + "\n")
+        _atomic_write(target, file_text(result.text))
         for companion, text in companions:
-            _atomic_write(companion, text if text.endswith("\n") else text + "\n")
+            _atomic_write(companion, file_text(text))
         outcome[id(result)] = (str(target), None)
     return outcome
 

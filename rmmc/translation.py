@@ -130,11 +130,12 @@ def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
 
 def translate_text(text: str, to: str = "sigma", path: str = "<text>", loose: bool = False,
                    apply_exclusions: bool = False, schema: Any = "default",
-                   fields: str | None = None, allow_lossy: bool = False) -> list[RuleTranslation]:
+                   fields: str | None = None, package: bool = False,
+                   allow_lossy: bool = False) -> list[RuleTranslation]:
     """Translate every rule of a text (bare KQL or a rule document), one result per rule."""
     options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions, allow_lossy=allow_lossy)
     result = read_text(text, path)
-    out = [translate_document(doc, to, options, schema, fields) for doc in result.documents]
+    out = [translate_document(doc, to, options, schema, fields, package) for doc in result.documents]
     if not result.documents:
         out.append(RuleTranslation(None, to, "", tuple(result.diagnostics)))
     return out
@@ -168,12 +169,13 @@ def verdict_counts(results) -> dict[str, int]:
 
 def translate(text: str, to: str = "sigma", *, path: str = "<text>", loose: bool = False,
               apply_exclusions: bool = False, fields: str | None = None,
-              allow_lossy: bool = False) -> TranslationResult:
+              package: bool = False, allow_lossy: bool = False) -> TranslationResult:
     """Translate the rule(s) in `text` to `to` (see `rmmc.backends.targets()`): the library's
-    entry point.  `fields` picks the field profile for SPL / EQL / ES|QL.  A translation that
+    entry point.  `fields` picks the field profile for SPL / EQL / ES|QL; `package` wraps
+    each query as a ready-to-import rule (as `rmmc translate --package`).  A translation that
     would change which alerts fire is refused unless `allow_lossy` (then written, flagged)."""
     rules = tuple(translate_text(text, to, path, loose, apply_exclusions, fields=fields,
-                                 allow_lossy=allow_lossy))
+                                 package=package, allow_lossy=allow_lossy))
     separator = "\n---\n" if to == "sigma" else "\n\n"
     body = separator.join(r.text.rstrip("\n") for r in rules if r.text)
     diagnostics = tuple(d for r in rules for d in r.diagnostics)

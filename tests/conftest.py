@@ -164,3 +164,22 @@ def kql_corpus_queries(kql_corpus: Path) -> list[CorpusQuery]:
 def kql_corpus_verdicts(kusto_oracle: KustoOracle, kql_corpus_queries: list[CorpusQuery]) -> list[OracleResult]:
     """Microsoft's parser on every corpus query (syntax only), in corpus order."""
     return kusto_oracle.check_many(q.text for q in kql_corpus_queries)
+
+
+# -- the playground (`rmmc web`) -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def playground_server():
+    """One real `rmmc web` server on a free loopback port for the session (see
+    tests/playground_server.py); skips when the web extra is not installed."""
+    from playground_server import PlaygroundServer, web_unavailable_reason
+
+    reason = web_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"rmmc web unavailable: {reason}")
+    server = PlaygroundServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
