@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rmmc.backends.base import EmitOptions, refuse_lossy
+from rmmc.backends.base import LOSSY_CODES, EmitOptions, refuse_lossy
 from rmmc.compiler.diagnostics import Diagnostic, Severity
 from rmmc.compiler.documents import read_text
 from rmmc.compiler.documents.model import RuleDocument
@@ -45,7 +45,7 @@ class RuleTranslation:
     def verdict(self) -> str:
         if not self.ok:
             return REFUSED
-        return LOSSY if any(d.code == "lossy" for d in self.diagnostics) else EXACT
+        return LOSSY if any(d.code in LOSSY_CODES for d in self.diagnostics) else EXACT
 
 
 def translate_document(document: RuleDocument, to: str, options: EmitOptions = EmitOptions(),

@@ -155,7 +155,7 @@ def test_lossy_and_refused_are_labelled_with_their_reasons(client):
     lossy = post(client, "translate", {"text": "DeviceNetworkEvents | where RemoteUrl has 'x.com'",
                                        "target": "sigma", "loose": True}).json()["rules"][0]
     assert lossy["status"] == "lossy" and lossy["text"]
-    assert any(d["code"] == "lossy" and "|contains" in d["message"] for d in lossy["diagnostics"])
+    assert any(d["code"] == "loose" and "|contains" in d["message"] for d in lossy["diagnostics"])
     exact = post(client, "translate", {"text": "DeviceNetworkEvents | where RemoteUrl has 'x.com'",
                                        "target": "sigma"}).json()["rules"][0]
     assert exact["status"] == "exact"

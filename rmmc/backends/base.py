@@ -46,6 +46,15 @@ def lossy(target: str, message: str, span: Span | None = None) -> Diagnostic:
     return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "lossy")
 
 
+def asked_lossy(target: str, message: str, span: Span | None = None) -> Diagnostic:
+    """A change in what fires that the user asked for by an option (`--loose`): written, and
+    counted as lossy, without --allow-lossy."""
+    return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "loose")
+
+
+LOSSY_CODES = frozenset({"lossy", "loose"})
+"""Diagnostic codes of a translation whose alerts differ from the rule's."""
+
 LOSSY_HINT = " (refused: the alerts would differ; --allow-lossy writes it anyway)"
 
 

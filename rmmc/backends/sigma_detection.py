@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Union
 
-from rmmc.backends.base import (EmitOptions, Wildcard, cidr_networks, lossy, note, unsupported,
+from rmmc.backends.base import (EmitOptions, Wildcard, asked_lossy, cidr_networks, lossy, note, unsupported,
                                 wildcard_pattern)
 from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_values import (escape_plain, regex_portability, term_boundaries,
@@ -502,9 +502,9 @@ def widening_diagnostics(expr: Lowered) -> list[Diagnostic]:
             inside = repr(f"not{w.values[0]}" if left else f"{w.values[0]}s")
             kind = {Op.TERM: "has", Op.TERM_PREFIX: "hasprefix", Op.TERM_SUFFIX: "hassuffix"}[p.op]
             effect = "now also excludes" if negated else "now also matches"
-            out.append(lossy(
+            out.append(asked_lossy(
                 TARGET,
-                f"{p.field.name} {kind} {shown} is emitted as |contains: it {effect} events where "
-                f"the value occurs inside a longer word (e.g. {inside})",
+                f"{p.field.name} {kind} {shown} is emitted as |contains (--loose): it {effect} events "
+                f"where the value occurs inside a longer word (e.g. {inside})",
                 p.span))
     return out

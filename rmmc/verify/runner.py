@@ -82,7 +82,7 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
                                           "(in (T | ...)): its events cannot be generated here"))
             continue
         # `model`: where rmmc's model and the engine may read the same operator differently
-        lossy = [d.message for d in translation.diagnostics if d.code in ("lossy", "model")]
+        lossy = [d.message for d in translation.diagnostics if d.code in ("lossy", "loose", "model")]
         verdicts.append(_run(target, checked, translation.text, events, expected, lossy))
     return len(events), verdicts
 
