@@ -29,6 +29,7 @@ from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_values import sigma_timespan
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
+from rmmc.compiler.pushdown import computed_columns
 
 DEFAULT_TIMESPAN = timedelta(days=30)  # Defender advanced hunting keeps 30 days of data
 _THRESHOLD_OPS = {ir.Op.GT: "gt", ir.Op.GE: "gte", ir.Op.LT: "lt", ir.Op.LE: "lte", ir.Op.EQUALS: "eq"}
@@ -49,7 +50,7 @@ def plan_output(rule: ir.Rule, fields: FieldMapper) -> OutputPlan:
     stages = list(rule.stages)
     at = next((i for i, s in enumerate(stages) if isinstance(s, ir.Summarize)), None)
     before = stages if at is None else stages[:at]
-    computed = _computed_names(before)
+    computed = computed_columns(before)
     if at is None:
         projection = next((s for s in reversed(before) if isinstance(s, ir.Project)), None)
         plan.diagnostics.extend(dropped_stages([s for s in before if s is not projection], TARGET, "Sigma"))
@@ -120,16 +121,6 @@ def plan_output(rule: ir.Rule, fields: FieldMapper) -> OutputPlan:
     correlation["condition"] = condition
     plan.correlation = correlation
     return plan
-
-
-def _computed_names(stages: list[ir.Stage]) -> set[str]:
-    names: set[str] = set()
-    for stage in stages:
-        if isinstance(stage, (ir.Extend, ir.Project)):
-            names.update(n for n, e in stage.columns if not (isinstance(e, ir.Field) and e.name == n))
-        elif isinstance(stage, ir.Rename):
-            names.update(new for new, _ in stage.pairs)
-    return names
 
 
 def _threshold(stage: ir.Filter, summarize: ir.Summarize) -> tuple[str, int, ir.Aggregate] | None:

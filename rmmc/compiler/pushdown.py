@@ -81,6 +81,17 @@ def push_filters(rule: ir.Rule) -> ir.Rule:
     return replace(rule, condition=condition, stages=tuple(kept))
 
 
+def computed_columns(stages) -> set[str]:
+    """The columns these stages compute or rename: what is no longer the event's own field."""
+    names: set[str] = set()
+    for stage in stages:
+        if isinstance(stage, (ir.Extend, ir.Project)):
+            names.update(n for n, e in stage.columns if not (isinstance(e, ir.Field) and e.name == n))
+        elif isinstance(stage, ir.Rename):
+            names.update(new for new, _ in stage.pairs)
+    return names
+
+
 def _conjuncts(condition: ir.Condition) -> list[ir.Condition]:
     return list(condition.operands) if isinstance(condition, ir.And) else [condition]
 

@@ -22,6 +22,10 @@ KQL:
   ProjectAway drops columns (`*` wildcards), Rename renames, Reorder moves columns first.
 * Sort: stable, by each key in turn; nulls first ascending and last descending unless the key
   says otherwise.  Limit: the first N rows.
+
+Every row remembers the events it came from (`Row.sources`, indexes into `events`): one for a
+row of an event, the group's members for an aggregated row.  `rmmc verify` uses them to tell
+which events an event-level target must alert on.
 """
 
 from __future__ import annotations
@@ -35,7 +39,14 @@ from rmmc.compiler import ir
 from rmmc.compiler.evaluator import Context, Event, evaluate, evaluate_expr
 from rmmc.compiler.functions import to_text
 
-Row = dict[str, Any]
+class Row(dict):
+    """A row: column -> value, and the indexes of the events it came from."""
+
+    __slots__ = ("sources",)
+
+    def __init__(self, values: Any = (), sources: frozenset[int] = frozenset()):
+        super().__init__(values)
+        self.sources = sources
 
 
 def run(rule: ir.Rule, events: Iterable[Event], *, now: datetime | None = None,
@@ -44,7 +55,8 @@ def run(rule: ir.Rule, events: Iterable[Event], *, now: datetime | None = None,
     if apply_exclusions:
         rule = rule.with_exclusions_applied()
     ctx = Context(subqueries, now)
-    rows = [dict(e) for e in events if evaluate(rule.condition, e, ctx=ctx) is True]
+    rows = [Row(e, frozenset((i,))) for i, e in enumerate(events)
+            if evaluate(rule.condition, e, ctx=ctx) is True]
     return run_stages(rule.stages, rows, ctx)
 
 
@@ -61,25 +73,28 @@ def apply_stage(stage: ir.Stage, rows: list[Row], ctx: Context) -> list[Row]:
         out = []
         for row in rows:
             values = [(name, evaluate_expr(expr, row, ctx)) for name, expr in stage.columns]
-            new = dict(row)
+            new = Row(row, _sources(row))
             for name, value in values:
                 new.pop(name, None)  # a replaced column moves to the end, as KQL shows it
                 new[name] = value
             out.append(new)
         return out
     if isinstance(stage, ir.Project):
-        return [{name: evaluate_expr(expr, row, ctx) for name, expr in stage.columns} for row in rows]
+        return [Row({name: evaluate_expr(expr, row, ctx) for name, expr in stage.columns}, _sources(row))
+                for row in rows]
     if isinstance(stage, ir.ProjectAway):
-        return [{k: v for k, v in row.items() if not _matches_any(k, stage.patterns)} for row in rows]
+        return [Row({k: v for k, v in row.items() if not _matches_any(k, stage.patterns)}, _sources(row))
+                for row in rows]
     if isinstance(stage, ir.Rename):
         mapping = {old: new for new, old in stage.pairs}
-        return [{mapping.get(k, k): v for k, v in row.items()} for row in rows]
+        return [Row({mapping.get(k, k): v for k, v in row.items()}, _sources(row)) for row in rows]
     if isinstance(stage, ir.Reorder):
         out = []
         for row in rows:
             first = [k for p in stage.patterns for k in row if fnmatch.fnmatchcase(k, p)]
             first = list(dict.fromkeys(first))
-            out.append({**{k: row[k] for k in first}, **{k: v for k, v in row.items() if k not in first}})
+            out.append(Row({**{k: row[k] for k in first}, **{k: v for k, v in row.items() if k not in first}},
+                           _sources(row)))
         return out
     if isinstance(stage, ir.Summarize):
         return summarize(stage, rows, ctx)
@@ -88,6 +103,10 @@ def apply_stage(stage: ir.Stage, rows: list[Row], ctx: Context) -> list[Row]:
     if isinstance(stage, ir.Limit):
         return rows[:max(stage.count, 0)]
     raise TypeError(f"not a stage: {stage!r}")
+
+
+def _sources(row: Any) -> frozenset[int]:
+    return getattr(row, "sources", frozenset())
 
 
 def _matches_any(name: str, patterns: Iterable[str]) -> bool:
@@ -116,7 +135,7 @@ def summarize(stage: ir.Summarize, rows: list[Row], ctx: Context) -> list[Row]:
         groups[()] = ([], [])
     out = []
     for values, members in groups.values():
-        row: Row = dict(zip(stage.keys, values))
+        row = Row(zip(stage.keys, values), frozenset().union(*(_sources(m) for m in members)))
         for agg in stage.aggregates:
             row.update(aggregate_one(agg, members, ctx))
         out.append(row)

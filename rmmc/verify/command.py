@@ -24,7 +24,8 @@ _ALL = _targets()
 def verify(paths: tuple[str, ...], to: str, loose: bool, apply_exclusions: bool, sample: int,
            output_format: str) -> None:
     """Run each rule and its translations on events generated around its values, and say
-    per target whether they select the same events.
+    per target whether they return the same rows (KQL) or alert on the same events and
+    groups (Sigma, EQL) as the whole rule: detection, computed columns, filters, thresholds.
 
     Engines: duckdb-kql for KQL, pySigma's sqlite backend for Sigma, the eql package for EQL
     (`pip install 'rmmc[verify]'`); without them KQL and Sigma are read back by rmmc.  Splunk

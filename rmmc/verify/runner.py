@@ -1,8 +1,11 @@
-"""What `rmmc verify` runs: does each translation select the events its source selects?
+"""What `rmmc verify` runs: does each translation return what its source returns?
 
-For each rule: events are generated around its values (`events.boundary_events`); the source
-rule's meaning is the reference evaluator's; each translation runs on its target's engine
-(`engines`).  The verdict per target:
+For each rule: events are generated around its values (`events.boundary_events`), and, when it
+aggregates, in groups sized around its thresholds (`whole.group_events`); the source rule's
+meaning is the reference evaluator's, over the whole query (`rmmc.compiler.rows`); each
+translation runs on its target's engine.  KQL must return the same rows; Sigma and EQL, which
+return events, must alert on the same events (or, for a correlation, the same groups)
+(`whole`).  The verdict per target:
 
 * agree: the same events are selected;
 * disagree: some event is selected by one and not the other, and the translation claimed to
@@ -11,7 +14,7 @@ rule's meaning is the reference evaluator's; each translation runs on its target
 * refused: the backend could not express the rule (its error says why);
 * unchecked: no engine for the target here, or the rule reads another table.
 
-Only the detection is checked (lookback and output shaping are left out of both sides).
+The lookback is left out of both sides (it is the schedule's window).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from rmmc.backends.base import EmitOptions
-from rmmc.compiler.ir import InSubquery, Rule, walk
-from rmmc.verify.engines import ENGINES, EngineUnavailable, condition_only
+from dataclasses import replace
+
+from rmmc.compiler.ir import InSubquery, Rule, summarize_of, walk
+from rmmc.verify.engines import ENGINES, EngineUnavailable
 from rmmc.verify.events import boundary_events
 
 STATUSES = ("agree", "disagree", "approximate", "refused", "unchecked")
@@ -61,14 +66,18 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
                 sample: int = 40) -> tuple[int, list[TargetVerdict]]:
     """(number of events, one verdict per target) for an IR rule."""
     from rmmc.backends import emit
-    from rmmc.compiler.evaluator import matches
+    from rmmc.compiler.pushdown import push_filters
+    from rmmc.compiler.rows import run
+    from rmmc.verify.whole import NOW, group_events, with_time
 
-    checked = condition_only(rule)
-    if options.apply_exclusions:
-        checked = condition_only(rule.with_exclusions_applied())
-    events = boundary_events(checked, sample=sample)
-    subquery = any(isinstance(node, InSubquery) for node in walk(checked.condition))
-    expected = [i for i, e in enumerate(events) if matches(checked, e)]
+    source = rule.with_exclusions_applied() if options.apply_exclusions else rule
+    # Translated with its lookback, which every event falls inside (the reference, `run`, never
+    # applies a lookback: events carry no notion of now).
+    checked = replace(source, exclusions=())
+    pushed = push_filters(checked)
+    events = with_time(group_events(pushed, boundary_events(pushed, sample=sample)), checked)
+    subquery = any(isinstance(node, InSubquery) for node in walk(pushed.condition))
+    expected = [] if subquery else run(checked, events, now=NOW)
     verdicts = []
     for target in targets:
         fields = ("sigma" if checked.source.taxonomy == "sigma" else "defender") if target in VERIFY_FIELDS else None
@@ -83,16 +92,30 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
             continue
         # `model`: where rmmc's model and the engine may read the same operator differently
         lossy = [d.message for d in translation.diagnostics if d.code in ("lossy", "loose", "model")]
-        verdicts.append(_run(target, checked, translation.text, events, expected, lossy))
+        verdicts.append(_run(target, checked, pushed, translation.text, events, expected, lossy))
     return len(events), verdicts
 
 
-def _run(target: str, rule: Rule, text: str, events: list[dict[str, Any]], expected: list[int],
-         lossy: list[str]) -> TargetVerdict:
+def _run(target: str, rule: Rule, pushed: Rule, text: str, events: list[dict[str, Any]],
+         expected: list[Any], lossy: list[str]) -> TargetVerdict:
+    """Run one translation on its engine(s) and judge it against the reference."""
+    from rmmc.verify.whole import (alerting_events, correlation_groups, run_kql_rows,
+                                   run_sigma_correlation, same_rows)
+
+    aggregates = summarize_of(rule.stages) is not None
+    if target == "kql":
+        checks = [("duckdb-kql", lambda: _rows(rule, run_kql_rows(rule, text, events), expected, events))]
+    elif target == "sigma" and aggregates:
+        checks = [("pySigma sqlite", lambda: _groups(correlation_groups(rule, events),
+                                                     run_sigma_correlation(rule, text, events)))]
+    else:
+        wanted = alerting_events(expected)
+        checks = [(engine, (lambda runner=runner: _events(wanted, runner(pushed, text, events), events)))
+                  for engine, runner in ENGINES.get(target, []) if engine != "rmmc read-back"]
     reasons = []
-    for engine, runner in ENGINES.get(target, []):
+    for engine, check in checks:
         try:
-            got = runner(rule, text, events)
+            agree, detail, example, in_source = check()
         except EngineUnavailable as exc:
             reasons.append(f"{engine}: {exc}")
             continue
@@ -100,16 +123,45 @@ def _run(target: str, rule: Rule, text: str, events: list[dict[str, Any]], expec
             # text that is no address): that engine cannot check this rule
             reasons.append(f"{engine} failed: {type(exc).__name__}: {str(exc)[:160]}")
             continue
-        if got == expected:
-            return TargetVerdict(target, "agree", engine, f"{len(events)} events, {len(expected)} selected")
-        diff = sorted(set(got) ^ set(expected))
-        example = events[diff[0]]
+        if agree:
+            return TargetVerdict(target, "agree", engine, f"{len(events)} events, {detail}")
         status = "approximate" if lossy else "disagree"
-        detail = (f"{len(diff)} of {len(events)} events differ"
-                  + (f" (as flagged: {lossy[0]})" if lossy else ""))
-        return TargetVerdict(target, status, engine, detail, example, diff[0] in expected)
+        detail += f" (as flagged: {lossy[0]})" if lossy else ""
+        return TargetVerdict(target, status, engine, detail, example, in_source)
     why = "; ".join(reasons) if reasons else f"no engine for {target} can run here"
     return TargetVerdict(target, "unchecked", detail=why)
+
+
+def _rows(rule: Rule, got: list[dict[str, Any]], expected: list[Any], events: list[dict[str, Any]]):
+    from rmmc.verify.whole import same_rows
+
+    agree, why = same_rows(rule, expected, got, events)
+    if agree:
+        return True, f"{len(expected)} rows alike", None, None
+    example = None
+    for row in expected:
+        for i in sorted(getattr(row, "sources", ())):
+            example = events[i]
+            break
+        if example is not None:
+            break
+    return False, why, example, None
+
+
+def _events(wanted: list[int], got: list[int], events: list[dict[str, Any]]):
+    if got == wanted:
+        return True, f"{len(wanted)} alerting", None, None
+    diff = sorted(set(got) ^ set(wanted))
+    return False, f"{len(diff)} of {len(events)} events differ", events[diff[0]], diff[0] in wanted
+
+
+def _groups(wanted: set, got: set):
+    if got == wanted:
+        return True, f"{len(wanted)} groups fire", None, None
+    extra, lacking = sorted(got - wanted, key=repr), sorted(wanted - got, key=repr)
+    what = (f"fires on the group {extra[0]} the rule does not" if extra
+            else f"does not fire on the group {lacking[0]}")
+    return False, what, None, None
 
 
 def verify_paths(paths: Iterable[str], targets: Iterable[str], options: EmitOptions = EmitOptions(),
