@@ -62,7 +62,7 @@ from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions
                                 reads_ipv4, unsupported)
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
-from rmmc.compiler.evaluator import fold, is_term_char
+from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char
 from rmmc.compiler.ir import (And, Condition, Const, InSubquery, Not, Op, Or, Output, Predicate, Rule,
                               all_of, any_of)
 from rmmc.compiler.schema.profiles import load_profile, rule_field
@@ -316,6 +316,8 @@ class Emitter:
         return f"NOT {body}" if p.negated else body
 
     def string_test(self, p: Predicate, x: str, value: str) -> str:
+        if not p.case_sensitive and p.op is not Op.REGEX:  # the needle as the evaluator folds it
+            value = fold_to_ascii(value)
         if not p.case_sensitive and not value.isascii() and not self._non_ascii_warned:
             self._non_ascii_warned = True
             self.diagnostics.append(lossy(
