@@ -16,7 +16,7 @@ ORACLE_DIR := tests/oracle
 # npm ci writes this hidden lockfile; it stands for "node_modules is installed".
 ORACLE_STAMP := $(ORACLE_DIR)/node_modules/.package-lock.json
 
-.PHONY: demo test verify-long clean install test-deps oracle browser
+.PHONY: demo test verify-long fuzz clean install test-deps oracle browser
 
 ## demo: install rmmc into .venv, check the bundled rules, translate them to every target, verify them
 demo: $(INSTALL_STAMP)
@@ -58,6 +58,13 @@ browser:
 		&& $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) </dev/null >/dev/null \
 		|| echo "make: apt-get could not install chromium: the browser test will skip"; \
 	fi
+
+## fuzz: the long hostile-input sweep (tests/fuzz.py): 10,000 seeded mutations of corpus rules
+## through check, translate (every target) and explain; fails on any traceback, internal error,
+## round over 30 s or peak memory over 500 MB, and prints those figures.  FUZZ_ARGS='--seed 7'.
+FUZZ_ARGS ?=
+fuzz: $(TEST_STAMP)
+	$(PY) tests/fuzz.py --mutations 10000 --hang-limit 30 --memory-limit 500 $(FUZZ_ARGS)
 
 install: $(INSTALL_STAMP)
 test-deps: $(TEST_STAMP) $(ORACLE_STAMP)

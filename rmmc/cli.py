@@ -18,6 +18,17 @@ from rmmc import __version__
 @click.version_option(__version__, prog_name="rmmc")
 def main() -> None:
     """rmmc: compile detection rules between KQL, Sigma, SPL and EQL, keeping their meaning."""
+    _tolerant_streams()
+
+
+def _tolerant_streams() -> None:
+    """Text that cannot be encoded (a file name with bytes that are not UTF-8, which Python
+    holds as lone surrogates) is printed escaped rather than ending the run in a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (tests, pipes)
+            pass
 
 
 @main.command()

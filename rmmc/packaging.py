@@ -268,17 +268,6 @@ def _splunk(rule: Rule, query: str, diagnostics: list[Diagnostic]) -> str:
 
 
 def _sentinel(rule: Rule, query: str, diagnostics: list[Diagnostic]) -> str:
-    import yaml
-
-    class _Dumper(yaml.SafeDumper):
-        pass
-
-    def _str(dumper, value: str):
-        style = "|" if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    _Dumper.add_representer(str, _str)
-
     level = _level(rule, "kql", diagnostics)
     if level == "critical":
         diagnostics.append(note("kql", "Sentinel has no critical severity: High"))
@@ -313,4 +302,6 @@ def _sentinel(rule: Rule, query: str, diagnostics: list[Diagnostic]) -> str:
         "version": "1.0.0",
         "kind": "Scheduled",
     })
-    return yaml.dump(body, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096)
+    from rmmc.backends.yaml_text import dump_all
+
+    return dump_all([body], literal_blocks=True)

@@ -55,7 +55,7 @@ from rmmc.backends.base import (cidr_networks, dropped_stages, reads_ipv4, refus
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
-from rmmc.compiler.evaluator import evaluate_predicate
+from rmmc.compiler.evaluator import evaluate_predicate, fold_to_ascii
 from rmmc.compiler.ir import (And, Condition, Const, EventKind, InSubquery, Not, Op, Or,
                               Predicate, Rule, all_of, any_of)
 
@@ -481,6 +481,8 @@ class ConditionEmitter:
     def string_test(self, p: Predicate, f: str) -> str:
         values = [v if isinstance(v, str) else str(v) for v in p.values]
         ci = not p.case_sensitive
+        if ci and p.op is not Op.REGEX:  # the needle as the evaluator folds it
+            values = [fold_to_ascii(v) for v in values]
         if p.op is Op.REGEX:
             tests = self.regexes(f, values, ci, p.all_values)
         elif p.op in (Op.TERM, Op.TERM_PREFIX, Op.TERM_SUFFIX):

@@ -19,8 +19,9 @@ A membership test against another table (`in (T | ...)`, IR `InSubquery`) is wid
 A rule whose condition is constant is refused: Sigma has no exact "every event" (or "no
 event") detection; `|exists` on some field would not be exact.
 
-YAML is written only with `yaml.safe_dump_all` (never by string building), so no value can
-break out of its scalar.
+YAML is written only with PyYAML's safe dumper (`yaml_text.dump_all`, never by string
+building), so no value can break out of its scalar, and line-break characters YAML readers
+fold (NEL, U+2028, U+2029) are written as escapes.
 """
 
 from __future__ import annotations
@@ -266,8 +267,7 @@ def _slug(text: str) -> str:
 
 
 def _dump(documents: list[dict[str, Any]]) -> str:
-    import yaml
+    from rmmc.backends.yaml_text import dump_all
 
-    return yaml.safe_dump_all(documents, sort_keys=False, allow_unicode=True,
-                              default_flow_style=False, width=4096)
+    return dump_all(documents)
 

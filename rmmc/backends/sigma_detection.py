@@ -36,7 +36,7 @@ from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_values import (escape_plain, regex_portability, term_boundaries,
                                         term_regex)
 from rmmc.compiler.diagnostics import Diagnostic
-from rmmc.compiler.evaluator import coerce, evaluate_predicate, fold, re2_dollar
+from rmmc.compiler.evaluator import coerce, evaluate_predicate, fold, fold_to_ascii, re2_dollar
 from rmmc.compiler.ir import And, Condition, Const, InSubquery, Not, Op, Or, Predicate
 
 NUMERIC_TYPES = frozenset({"int", "long", "real", "double", "decimal"})
@@ -360,6 +360,8 @@ class ConditionLowerer:
             return p.all_values
         # KQL compares a guid exactly; its other string operators follow `case_sensitive`.
         case_sensitive = p.case_sensitive or (kind == "guid" and p.op is Op.EQUALS)
+        if not case_sensitive and p.op is not Op.REGEX:  # the needle as the evaluator folds it
+            values = _unique(fold_to_ascii(v) for v in values)
         if p.op is Op.EQUALS:
             values = self._equals_values(p, values, case_sensitive)
             if not values:

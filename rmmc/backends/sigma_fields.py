@@ -5,7 +5,8 @@ Otherwise the map is the schema's (`TableSchema.sigma_field`).  A column the tab
 its own name, with one note naming it; a column SigmaHQ has no field for (`non_taxonomy`) is
 emitted under its Defender name, listed in one note; a bare-file-name column mapped to a
 full-path Sigma field (`name_only`: ParentImage) gets a note.  Two columns landing on one Sigma field
-would merge two different tests, so that is refused.
+would merge two different tests, so that is refused; so is a name holding `|` (a KQL column
+`['a|contains']`), which Sigma would read as the field `a` with a modifier.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ class FieldMapper:
             self.diagnostics.append(note(
                 TARGET, f"{column} holds a bare file name, while Sigma's {mapped} holds a full path "
                         "in other log sources: the test is on the file name", span))
+        if "|" in mapped or not mapped.strip():
+            # pySigma splits a detection key at `|`: the rest would be read as modifiers.
+            self.diagnostics.append(unsupported(
+                TARGET, f"field name {mapped!r} cannot be a Sigma field: "
+                        + ("Sigma reads what follows '|' as value modifiers" if "|" in mapped
+                           else "an empty field is a keyword search"), span))
         owner = self._owner.get(mapped)
         if owner is not None and owner != column:
             self.diagnostics.append(unsupported(

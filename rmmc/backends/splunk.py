@@ -62,7 +62,7 @@ from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions
                                 reads_ipv4, unsupported)
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
-from rmmc.compiler.evaluator import fold, is_term_char
+from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char
 from rmmc.backends.base import refuse_expression_tests
 from rmmc.backends.legacy_output import ClassicOutput, classic_output
 from rmmc.compiler.pushdown import push_filters
@@ -116,9 +116,22 @@ def regex_literal(value: str) -> str:
 
 
 def regex_string(pattern: str) -> str:
-    """A PCRE as an eval string literal; literal control characters become `\\x{hh}`."""
-    pattern = "".join("\\x{%02x}" % ord(ch) if ord(ch) < 32 or ord(ch) == 127 else ch for ch in pattern)
-    return quote(pattern)
+    """A PCRE as an eval string literal.  Control characters cannot go into SPL text, so each
+    becomes `\\x{hh}`, which PCRE reads as that character; one escaped in the pattern
+    (`\\<TAB>`, a literal TAB in PCRE) is replaced with its escape, so the pattern's backslash
+    does not turn `\\x{09}` into a backslash followed by `x{09}`."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            out.append("\\x{%02x}" % ord(nxt) if has_control(nxt) else ch + nxt)
+            i += 2
+            continue
+        out.append("\\x{%02x}" % ord(ch) if has_control(ch) else ch)
+        i += 1
+    return quote("".join(out))
 
 
 def term_regex(value: str, start: bool = True, end: bool = True) -> str:
@@ -319,6 +332,8 @@ class Emitter:
         return f"NOT {body}" if p.negated else body
 
     def string_test(self, p: Predicate, x: str, value: str) -> str:
+        if not p.case_sensitive and p.op is not Op.REGEX:  # the needle as the evaluator folds it
+            value = fold_to_ascii(value)
         if not p.case_sensitive and not value.isascii() and not self._non_ascii_warned:
             self._non_ascii_warned = True
             self.diagnostics.append(lossy(
@@ -372,9 +387,15 @@ _STATS = {"count": "count", "dcount": "dc", "min": "min", "max": "max", "sum": "
 
 
 def _name(text: str) -> str:
-    if not _PLAIN_NAME.match(text):
-        raise ValueError(f"output name {text!r} cannot be written safely in SPL")
-    return text
+    """An output field name as SPL writes it: bare when it is a plain identifier, else in
+    double quotes (`stats count as "Actor IP Address"`, `table "Actor IP Address"`; eval's
+    left-hand side takes them too).  SPL has no escape inside a quoted field name, so a name
+    holding `"`, a backslash or a control character is refused."""
+    if _PLAIN_NAME.match(text):
+        return text
+    if not text.strip() or '"' in text or "\\" in text or has_control(text) or text != text.strip():
+        raise ValueError(f"output name {text!r} cannot be written in SPL (no quoting holds it)")
+    return '"' + text + '"'
 
 
 def _output(output: ClassicOutput, emitter: Emitter, found: list[Diagnostic]) -> list[str]:
@@ -382,7 +403,7 @@ def _output(output: ClassicOutput, emitter: Emitter, found: list[Diagnostic]) ->
     produced: set[str] = set()
 
     def out_field(name: str) -> str:
-        return name if name in produced else emitter.field(name)
+        return _name(name) if name in produced else emitter.field(name)
 
     for name, value in output.constants:
         literal = number(value) if not isinstance(value, str) else None
@@ -437,7 +458,7 @@ def _output(output: ClassicOutput, emitter: Emitter, found: list[Diagnostic]) ->
         produced.update(agg.group_by)
     if output.projection:
         commands.append("table " + " ".join(out_field(c) for c in output.projection))
-    for old, new in output.renames:
+    for new, old in output.renames:  # the IR keeps (new, old), as KQL writes project-rename
         commands.append(f"rename {out_field(old)} as {_name(new)}")
         produced.add(new)
     if output.sort:
@@ -522,6 +543,6 @@ def emit_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str
     (`sigma`, `cim`, `ecs`, `defender`)."""
     try:
         text, found = build_splunk(rule, options, fields=fields, prefix=prefix)
-    except ValueError as error:
-        return Translation(TARGET, "", (unsupported(TARGET, str(error)),))
+    except ValueError as error:  # a name SPL cannot carry: located at the rule's query
+        return Translation(TARGET, "", (unsupported(TARGET, str(error), rule.metadata.source_span),))
     return Translation(TARGET, text, tuple(found))

@@ -71,16 +71,26 @@ def _position(d: Diagnostic) -> tuple[int, int]:
 
 
 def check_document(document: RuleDocument) -> CheckedRule:
-    """Parse one rule's query; its document warnings and parse errors, located in the file."""
+    """Read one rule as `translate` does up to the model: a KQL rule's query is parsed (its
+    document warnings and parse errors, located in the file); a Sigma rule, already read
+    with its file, gives the reader's diagnostics (the rules it refuses are errors here)."""
+    from rmmc.compiler.documents.model import DocumentKind
+
+    if document.kind is DocumentKind.SIGMA:
+        from rmmc.compiler.pipeline import compile_document
+
+        return CheckedRule(document, compile_document(document).diagnostics)
     from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
 
     found = list(document.warnings)
     try:
-        parse_kql(document.query)
+        query = parse_kql(document.query)
     except KqlSyntaxError as exc:
         found.extend(document.locate(d) for d in exc.diagnostics)
     except Exception as exc:  # a bug of ours must not stop the batch
         found.append(_internal_error(document, exc))
+    else:
+        found.extend(document.locate(d) for d in query.warnings)
     return CheckedRule(document, tuple(found))
 
 

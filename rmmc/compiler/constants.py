@@ -149,10 +149,11 @@ class Constants:
                 return timespan(text)
             except ValueError:
                 raise NotConstant(node, f"unreadable timespan '{text}'") from None
-        if node.type in ("int", "long"):
-            return int(text)
-        if node.type in ("real", "double", "decimal"):
-            return float(text)
+        if node.type in ("int", "long", "real", "double", "decimal"):
+            try:
+                return int(text) if node.type in ("int", "long") else float(text)
+            except ValueError:
+                raise NotConstant(node, f"unreadable {node.type} '{text}'") from None
         if node.type in ("bool", "boolean"):
             return text.lower() == "true"
         if node.type == "guid":
@@ -183,7 +184,12 @@ class Constants:
         elif name in ("datetime", "todatetime") and len(args) == 1:
             text = self.value(args[0])
             if isinstance(text, str):
-                return datetime_literal(text)
+                try:
+                    return datetime_literal(text)
+                except ValueError:
+                    hint = (" (a template placeholder, to be filled in before the query runs)"
+                            if "{{" in text or "}}" in text else "")
+                    raise NotConstant(node, f"{name}('{text}') is not a datetime{hint}") from None
         raise NotConstant(node, f"{name}() has no compile-time value here")
 
     # -- tabular constants

@@ -71,6 +71,16 @@ class Context:
 _NO_CONTEXT = Context()
 
 
+def fold_to_ascii(text: str) -> str:
+    """`text` with each non-ASCII character whose fold is an ASCII one replaced by it (KELVIN
+    SIGN U+212A is `k`; it is the only one).  Case-insensitively the two texts are equal, so
+    a backend writes a case-insensitive needle this way: its term edges are then the ones this
+    evaluator sees (`has 'K'` is `has 'k'`), whatever the target's own case folding."""
+    if text.isascii():
+        return text
+    return "".join(f if not ch.isascii() and (f := fold(ch)).isascii() else ch for ch in text)
+
+
 def is_term_char(ch: str) -> bool:
     return ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import typing
 
-from rmmc.compiler.diagnostics import Span
+from rmmc.compiler.diagnostics import Diagnostic, Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +418,8 @@ Statement = typing.Union[Let, SetOption, ExprStatement]
 @dataclass(frozen=True, slots=True)
 class Query(Node):
     statements: tuple[Statement, ...]
+    # What the parser noticed but did not refuse (how Kusto reads an odd escape ...).
+    warnings: tuple[Diagnostic, ...] = field(default=(), compare=False, repr=False, kw_only=True)
 
     @property
     def body(self) -> Expr | None:

@@ -29,34 +29,22 @@ class KqlSyntaxError(RmmcError):
 
 # ------------------------------------------------------------------ string literals
 
-_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "a": "\a", "b": "\b", "f": "\f", "n": "\n",
-            "r": "\r", "t": "\t", "v": "\v"}
-_ESCAPE_RE = re.compile(r"\\([0-7]{1,3}|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)")
-
-
-def _unescape(match: re.Match[str]) -> str:
-    code = match.group(1)
-    if code in _ESCAPES:
-        return _ESCAPES[code]
-    if code[0] in "xuU":
-        value = int(code[1:], 16)
-    else:
-        value = int(code, 8)
-    return chr(value) if value <= 0x10FFFF else "\ufffd"
-
 
 def decode_string(token_text: str) -> tuple[str, bool]:
-    """The value of one KQL string token and whether it was obfuscated (h'...')."""
-    text = token_text
-    obfuscated = text[:1] in "hH" and len(text) > 1 and text[1] in "'\"@"
-    if obfuscated:
-        text = text[1:]
-    if text.startswith("```") or text.startswith("~~~"):
-        return text[3:-3], obfuscated
-    if text.startswith("@"):
-        quote = text[1]
-        return text[2:-1].replace(quote * 2, quote), obfuscated
-    return _ESCAPE_RE.sub(_unescape, text[1:-1]), obfuscated
+    """The value of one KQL string token and whether it was obfuscated (h'...'); the rules
+    are in `rmmc.compiler.kql_strings`."""
+    from rmmc.compiler.kql_strings import decode_literal, pair_surrogates
+
+    decoded = decode_literal(token_text)
+    return pair_surrogates(decoded.value), decoded.obfuscated
+
+
+class _BadString(Exception):
+    """A string literal no target can hold (raised while the tree is built)."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
 
 
 # ------------------------------------------------------------------ tree building
@@ -149,12 +137,13 @@ class _Builder:
         self.text = text
         self.depths: dict[int, int] = {}
         self.keep: list[Any] = []
+        self.warnings: list[Diagnostic] = []
 
     # -- statements
     def start(self, c):
         statements = tuple(_nodes(c))
         span = _span(c) if c else Span(0, 0, 1, 1)
-        return A.Query(statements, span=span)
+        return A.Query(statements, span=span, warnings=tuple(self.warnings))
 
     def let_statement(self, c):
         return A.Let(str(c[1]), c[3], span=_span(c))
@@ -401,9 +390,21 @@ class _Builder:
         return A.Name(c[1].value, span=_span(c))
 
     def string(self, c):
-        parts = [decode_string(str(t)) for t in c]
-        value = "".join(p[0] for p in parts)
-        return A.StringLit(value, any(p[1] for p in parts), span=_span(c))
+        from rmmc.compiler.kql_strings import decode_literal, lone_surrogate, pair_surrogates
+
+        parts = [decode_literal(str(t)) for t in c]
+        for token, part in zip(c, parts):
+            for note in part.notes:
+                self.warnings.append(Diagnostic(
+                    Severity.WARNING, note.message,
+                    Span(token.start_pos + note.start, token.start_pos + note.end, token.line,
+                         token.column + note.start), "kql-string"))
+        value = pair_surrogates("".join(p.value for p in parts))
+        problem = lone_surrogate(value)
+        if problem is not None:
+            raise _BadString(Diagnostic(Severity.ERROR, f"string literal: {problem}", _span(c),
+                                        "kql-string"))
+        return A.StringLit(value, any(p.obfuscated for p in parts), span=_span(c))
 
     def number(self, c):
         return A.NumberLit(str(c[0]), span=_span(c))
@@ -584,6 +585,8 @@ def parse_kql(text: str) -> A.Query:
     tracker.reset()
     try:
         return parser.parse(text)
+    except _BadString as exc:
+        raise KqlSyntaxError(exc.diagnostic) from None
     except _TooDeep as exc:
         token = exc.token
         raise KqlSyntaxError(Diagnostic(

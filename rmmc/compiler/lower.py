@@ -944,7 +944,7 @@ def lower_query(query: A.Query, metadata: ir.Metadata | None = None, schema: Any
         rule = None
     if rule is not None and any(d.is_error for d in lowerer.diagnostics):
         rule = None
-    return Lowered(rule, tuple(lowerer.diagnostics))
+    return Lowered(rule, tuple(query.warnings) + tuple(lowerer.diagnostics))
 
 
 def lower_text(text: str, metadata: ir.Metadata | None = None, schema: Any = "default") -> Lowered:

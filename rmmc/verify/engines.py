@@ -52,11 +52,16 @@ def fields_of(rule: Rule) -> dict[str, Field]:
 # ------------------------------------------------------------------ KQL
 
 
+_UNICODE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\[ux][0-9A-Fa-f]")
+
+
 def run_kql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
     try:
         import duckdb_kql
     except ImportError:
         raise EngineUnavailable("duckdb-kql is not installed") from None
+    if _UNICODE_ESCAPE.search(text):  # it reads `\u0001` as the text `u0001`: an engine gap
+        raise EngineUnavailable("duckdb-kql does not read \\u / \\x escapes in string literals")
     table = _first_word(text) or rule.source.table or "T"
     fields = fields_of(rule)
     con = duckdb_kql.connect()

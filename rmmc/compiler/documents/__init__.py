@@ -9,6 +9,8 @@ problems come back as diagnostics.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -16,12 +18,13 @@ from typing import Callable, Iterable, Iterator
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Span, error
 from rmmc.compiler.documents.model import DocumentKind, FalsePositiveScenario, RuleDocument
 from rmmc.compiler.documents.result import FileResult
-from rmmc.compiler.documents.sniff import sniff
+from rmmc.compiler.documents.sniff import classify, sniff
 
 __all__ = ["DocumentKind", "FalsePositiveScenario", "FileResult", "RuleDocument",
            "RULE_EXTENSIONS", "iter_rule_files", "read_bytes", "read_path", "read_text",
            "sniff"]
 
+_LONE_CR = re.compile(r"\r(?!\n)")
 RULE_EXTENSIONS = frozenset({".kql", ".csl", ".txt", ".yaml", ".yml", ".md"})
 SKIP_DIRS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".git"})
 MAX_BYTES = 64 * 1024 * 1024
@@ -58,7 +61,9 @@ def _walk(root: str) -> Iterator[str]:
 
 
 def read_path(path: str | Path, kind: DocumentKind | str | None = None) -> FileResult:
-    """Read one file (`-` reads standard input) into its rules and diagnostics."""
+    """Read one file (`-` reads standard input) into its rules and diagnostics.  Only
+    regular files are read: a FIFO, socket or device (say, in a folder being searched) is
+    refused with a diagnostic rather than waited on."""
     name = str(path)
     if name == STDIN:
         try:
@@ -67,12 +72,37 @@ def read_path(path: str | Path, kind: DocumentKind | str | None = None) -> FileR
             return _failed(STDIN_NAME, f"cannot read standard input: {exc}", "doc-unreadable")
         return read_bytes(data, STDIN_NAME, kind)
     try:
-        with open(name, "rb") as handle:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then says what it is.
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return _failed(name, f"cannot read file: {reason}", "doc-unreadable")
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return _failed(name, "cannot read file: Is a directory", "doc-unreadable")
+        what = _not_regular(mode)
+        if what is not None:
+            return _failed(name, f"not a regular file ({what}): not read", "doc-not-regular")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         return _failed(name, f"cannot read file: {reason}", "doc-unreadable")
+    finally:
+        os.close(fd)
     return read_bytes(data, name, kind)
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is ("a FIFO" ...), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "not a regular file"
 
 
 def read_bytes(data: bytes, path: str = STDIN_NAME,
@@ -98,7 +128,11 @@ def read_bytes(data: bytes, path: str = STDIN_NAME,
 
 def read_text(text: str, path: str = STDIN_NAME,
               kind: DocumentKind | str | None = None) -> FileResult:
-    """Read a decoded text; `kind` forces a reader, else the content decides."""
+    """Read a decoded text; `kind` forces a reader, else the content decides.  A lone
+    carriage return (old Mac line ends) is a line break in KQL, YAML and Markdown alike: it is
+    read as `\\n`, which keeps every offset where it was."""
+    if "\r" in text:
+        text = _LONE_CR.sub("\n", text)
     source = LineIndex(text)
     if "\x00" in text:
         return _failed(path, "file looks binary (it contains NUL characters)", "doc-binary",
@@ -107,11 +141,17 @@ def read_text(text: str, path: str = STDIN_NAME,
         return _failed(path, "file is empty" if not text.lstrip("\ufeff") else "file is blank",
                        "doc-empty", source.span(0))
     try:
-        chosen = DocumentKind(kind) if kind is not None else sniff(text, path)
+        classified = classify(text, path) if kind is None else None
+        chosen = DocumentKind(kind) if kind is not None else classified.kind
     except ValueError:
         return _failed(path, f"unknown document kind {kind!r}", "doc-kind")
     try:
-        result = _reader(chosen)(text, path, source)
+        if classified is not None and classified.yaml_nodes is not None:
+            from rmmc.compiler.documents.sigma_yaml import read_sigma_document
+
+            result = read_sigma_document(text, path, source, classified.yaml_nodes)
+        else:
+            result = _reader(chosen)(text, path, source)
     except Exception as exc:  # a reader bug must not become a traceback for the user
         return _failed(path, f"internal error while reading the file as {chosen.value}: "
                        f"{type(exc).__name__}: {exc}", "doc-internal", kind=chosen)

@@ -15,6 +15,7 @@ from rmmc.compiler.documents.lines import join_pairs, split_lines
 from rmmc.compiler.documents.model import DocumentKind, RuleDocument
 from rmmc.compiler.documents.result import FileResult
 from rmmc.compiler.documents.tolerant_yaml import ScalarLocation, read_tolerant
+from rmmc.compiler.sigma.yaml_tree import MIN_NODES, NODES_PER_CHAR
 
 STRICT_LIMIT = 512_000   # characters; above this the strict check (~4 s/MB) is skipped
 LIST_KEYS = ("tactics", "relevantTechniques")
@@ -80,13 +81,70 @@ def strict_load(text: str, source: LineIndex, what: str, base: int = 0
     except Exception as exc:  # RecursionError and the like: any failure means "not strict"
         reason = type(exc).__name__
     else:
-        if isinstance(data, dict):
+        surrogate = _lone_surrogate(data)
+        too_large = _expands_past(data, MIN_NODES + NODES_PER_CHAR * len(text))
+        if too_large:
+            reason = ("its aliases expand it to more values than its size allows (an alias bomb?); "
+                      "aliases are read as text")
+        elif surrogate is not None:
+            reason = (f"an escape gives U+{ord(surrogate):04X}, half of a UTF-16 surrogate pair: not "
+                      "a character, which YAML text cannot hold")
+            found = _SURROGATE_ESCAPE.search(text)
+            offset = base + (found.start() if found else 0)
+        elif isinstance(data, dict):
             return {str(k): v for k, v in data.items()}, None
-        if data is None:
+        elif data is None:
             return {}, None
-        reason = f"the top level is a {type(data).__name__}, not a mapping"
+        else:
+            reason = f"the top level is a {type(data).__name__}, not a mapping"
     return None, warning(f"{what} is not valid YAML ({reason}); read with the tolerant reader",
                          source.span(offset), "yaml-invalid")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\(?:u[dD][89a-fA-F][0-9a-fA-F]{2}|U0000[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _lone_surrogate(data: Any) -> str | None:
+    """A surrogate code point anywhere in the loaded YAML (PyYAML's pure-Python loader lets
+    `\\ud800` escapes through; YAML excludes them from its characters), else None."""
+    stack, seen = [data], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found is not None:
+                return found.group()
+        elif isinstance(item, (dict, list, tuple)):
+            if id(item) in seen:  # aliases share one object: each is looked at once
+                continue
+            seen.add(id(item))
+            stack.extend(item.keys() if isinstance(item, dict) else ())
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return None
+
+
+def _expands_past(data: Any, limit: int) -> bool:
+    """Whether the loaded YAML, with every alias expanded, holds more than `limit` values.
+    PyYAML shares one object per anchor, so a small text can stand for a huge tree; sizes are
+    summed per object (memoised), so this costs one look at each distinct object."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        item, done = stack.pop()
+        if not isinstance(item, (dict, list, tuple)):
+            continue
+        key = id(item)
+        children = list(item.values()) if isinstance(item, dict) else list(item)
+        if done:
+            sizes[key] = 1 + sum(sizes.get(id(c), 1) for c in children)
+            if sizes[key] > limit:
+                return True
+        elif key not in sizes:
+            sizes[key] = 0  # a cycle back to an object on the way is not counted again
+            stack.append((item, True))
+            stack.extend((c, False) for c in children)
+    return False
 
 
 def _mark_offset(text: str, mark: Any) -> int:

@@ -8,6 +8,8 @@ file (line starts map one to one), so every span the reader gives is already in 
 
 from __future__ import annotations
 
+from typing import Any
+
 from rmmc.compiler.diagnostics import LineIndex
 from rmmc.compiler.documents.model import DocumentKind, RuleDocument
 from rmmc.compiler.documents.result import FileResult
@@ -15,10 +17,12 @@ from rmmc.compiler.documents.result import FileResult
 SIGMA_KEY = "_sigma"
 
 
-def read_sigma_document(text: str, path: str, source: LineIndex) -> FileResult:
+def read_sigma_document(text: str, path: str, source: LineIndex,
+                        composed: list[Any] | None = None) -> FileResult:
+    """`composed`: the file's YAML nodes when the kind was decided on them (`sniff.classify`)."""
     from rmmc.compiler.sigma import read_sigma_text
 
-    rules, problems = read_sigma_text(text, path, source=source)
+    rules, problems = read_sigma_text(text, path, source=source, composed=composed)
     documents = tuple(
         RuleDocument(path, DocumentKind.SIGMA, text, source.starts, source, index=i,
                      title=rule.title, metadata={**rule.metadata, SIGMA_KEY: rule})

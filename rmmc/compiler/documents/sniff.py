@@ -1,16 +1,22 @@
 """Decide what kind of rule document a text is, by content first.
 
 Extensions lie (the hunt seeds are `.txt`; a `.txt` may be bare KQL), so the text decides
-when it can: a `KQL Query` line with scenarios or YAML keys after it is a hunt document, a
-top-level `detection:` / `correlation:` / `filter:` block (and no `query:`) is Sigma, a
-top-level `query:` key is Sentinel YAML, code fences (unless a query comes before the first
-one) or headings are Markdown.  The extension only breaks ties; what is left is bare KQL.
+when it can.  A `KQL Query` line with scenarios or YAML keys after it is a hunt document.
+Otherwise the text is parsed as YAML: a stream of mappings with a top-level `query` key is
+Sentinel YAML, one with `detection`, `correlation`, `filter` or `logsource` is Sigma, in any
+YAML style (flow mappings too).  Only a text that is not valid YAML falls back to line shapes:
+many real Sentinel files are not (a top-level `query:` line: read by the tolerant reader), and
+a broken Sigma rule (`detection:` and `title:` lines) goes to the Sigma reader, which says where
+the YAML breaks.  Then code fences (unless a query comes before the first one) or headings are
+Markdown.  The extension only breaks ties; what is left is bare KQL.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Any
 
 from rmmc.compiler.documents.model import DocumentKind
 
@@ -37,15 +43,69 @@ YAML_EXT = frozenset({".yaml", ".yml"})
 KQL_EXT = frozenset({".kql", ".csl"})
 
 
+_SIGMA_KEYS = ("detection", "correlation", "filter", "logsource")
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A text's kind and, when YAML decided it, the stream's composed nodes (so the Sigma
+    reader does not parse the text twice)."""
+
+    kind: DocumentKind
+    yaml_nodes: list[Any] | None = None
+
+
 def sniff(text: str, path: str = "") -> DocumentKind:
     """The kind of `text`; `path`'s extension is only a tiebreak."""
+    return classify(text, path).kind
+
+
+def classify(text: str, path: str = "") -> Classified:
+    """The kind of `text` (see the module doc), with the YAML nodes it was decided on."""
     ext = PurePath(path).suffix.lower() if path else ""
     marker = _HUNT_MARKER.search(text)
     if marker and _HUNT_BODY.search(text, marker.end()):
-        return DocumentKind.HUNT
+        return Classified(DocumentKind.HUNT)
+    nodes = _yaml_mappings(text)
+    if nodes is not None:
+        keys = {key for node in nodes for key in _top_keys(node)}
+        if "query" in keys:
+            return Classified(DocumentKind.SENTINEL_YAML)
+        if keys.intersection(_SIGMA_KEYS):
+            return Classified(DocumentKind.SIGMA, nodes)
+        if ext in YAML_EXT:
+            return Classified(DocumentKind.SENTINEL_YAML)
+        return Classified(_by_lines(text, ext, False))
     has_query_key = _QUERY_KEY.search(text) is not None
     if not has_query_key and _SIGMA_BODY.search(text) and _SIGMA_HEAD.search(text):
-        return DocumentKind.SIGMA
+        return Classified(DocumentKind.SIGMA)
+    return Classified(_by_lines(text, ext, has_query_key))
+
+
+def _yaml_mappings(text: str) -> list[Any] | None:
+    """The stream's document nodes when the text is valid YAML whose documents are all
+    mappings (at least one), else None.  Aliases stay shared: composing is linear."""
+    import yaml
+
+    from rmmc.compiler.sigma.yaml_tree import compose_stream
+
+    if ":" not in text:  # no rule mapping without a colon (a bare query, most Markdown)
+        return None
+    nodes, problems = compose_stream(text, None)
+    if problems or not nodes or not all(isinstance(n, yaml.MappingNode) for n in nodes):
+        return None
+    return nodes
+
+
+def _top_keys(node: Any) -> list[str]:
+    import yaml
+
+    return [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+
+
+def _by_lines(text: str, ext: str, has_query_key: bool) -> DocumentKind:
+    """What is left when YAML did not decide: Sentinel YAML that is not valid YAML, Markdown,
+    bare KQL."""
     fence = _FENCE.search(text)
     if has_query_key and fence is None:
         return DocumentKind.SENTINEL_YAML

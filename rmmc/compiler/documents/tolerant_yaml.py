@@ -139,10 +139,34 @@ def _unquote(raw: str) -> str:
                 out.append(chr(int(body[i + 2:i + 2 + width], 16)))
             except (ValueError, OverflowError):
                 out.append(body[i:i + 2 + width])
+            else:
+                if "\ud800" <= out[-1] <= "\udfff":  # half a pair: joined below, or kept as written
+                    out[-1] = (out[-1], body[i:i + 2 + width])
             i += 2 + width
             continue
         out.append(_ESCAPES.get(nxt, "\\" + nxt))
         i += 2
+    return _join_surrogates(out)
+
+
+def _join_surrogates(parts: list) -> str:
+    """The decoded pieces as text: a high and a low surrogate escape next to each other are
+    the character they encode (forgiving: YAML wants `\\U0001F600`); a lone one stays the
+    escape as written, since no text can hold it."""
+    out: list[str] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if isinstance(part, tuple):
+            nxt = parts[i + 1] if i + 1 < len(parts) else None
+            if part[0] < "\udc00" and isinstance(nxt, tuple) and nxt[0] >= "\udc00":
+                out.append((part[0] + nxt[0]).encode("utf-16-le", "surrogatepass").decode("utf-16-le"))
+                i += 2
+                continue
+            out.append(part[1])
+        else:
+            out.append(part)
+        i += 1
     return "".join(out)
 
 

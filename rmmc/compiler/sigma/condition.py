@@ -53,6 +53,10 @@ class CNot:
 
 CExpr = Union[Ref, Quantified, CAnd, COr, CNot]
 
+MAX_DEPTH = 100
+"""Conditions nested deeper than this (`not not not ...`, brackets inside brackets) are refused
+with a located error: real rules nest less than 10 deep, and every later stage recurses."""
+
 
 @lru_cache(maxsize=1)
 def _parser():
@@ -78,7 +82,27 @@ def parse_condition(text: str) -> CExpr:
                              exc.pos_in_stream) from None
     except UnexpectedInput as exc:  # pragma: no cover - the two above cover LALR
         raise ConditionError(f"condition: {exc}", 0) from None
+    _check_depth(tree)
     return _build(tree)
+
+
+def _check_depth(tree) -> None:
+    """ConditionError at the first node nested deeper than MAX_DEPTH (without recursing)."""
+    from lark import Tree
+
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if depth > MAX_DEPTH:
+            first = node
+            while isinstance(first, Tree) and first.children:
+                first = first.children[0]
+            column = getattr(first, "start_pos", None) or 0
+            raise ConditionError(f"condition: nested too deeply (more than {MAX_DEPTH} levels)",
+                                 column)
+        stack.extend((child, depth + 1) for child in node.children)
 
 
 def _build(tree) -> CExpr:

@@ -54,10 +54,12 @@ class SigmaRule:
 
 
 def read_sigma_text(text: str, path: str = "<sigma>", schema: Any = "default",
-                    source: LineIndex | None = None) -> tuple[list[SigmaRule], list[Diagnostic]]:
-    """Every rule of a Sigma YAML stream, and the file-level diagnostics."""
+                    source: LineIndex | None = None, composed: list[Any] | None = None
+                    ) -> tuple[list[SigmaRule], list[Diagnostic]]:
+    """Every rule of a Sigma YAML stream, and the file-level diagnostics.  `composed`: the
+    stream's YAML nodes, when the caller has them already (`yaml_tree.compose_stream`)."""
     source = source or LineIndex(text)
-    documents, problems = load_stream(text, source)
+    documents, problems = load_stream(text, source, composed)
     if problems:
         return [], problems
     if schema == "default":

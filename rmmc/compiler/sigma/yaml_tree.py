@@ -3,12 +3,16 @@
 Sigma rules are strict YAML, so this is a thin layer over PyYAML's composer (the C one when
 libyaml is there: it is several times faster): each document becomes a tree of `Y` nodes, a
 mapping's keys keep their own spans, and scalars are resolved the way `yaml.safe_load` would
-resolve them, except that timestamps stay text (Sigma dates are read as written).  A YAML
-error comes back as a located message, never as an exception.
+resolve them, except that timestamps stay text (Sigma dates are read as written); `<<` merge
+keys are applied as the safe loader applies them.  What the safe loader would not give is
+bounded or refused: tags it does not know (a warning), nesting deeper than MAX_DEPTH, aliases
+expanding far past the text's size (an alias bomb), lone surrogates.  A YAML error comes back
+as a located message, never as an exception.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -75,32 +79,83 @@ class Y:
 
 @dataclass(frozen=True)
 class YamlDocument:
-    """One document of the stream: its root node (None for an empty document)."""
+    """One document of the stream: its root node (None for an empty document) and the
+    warnings found while reading it (duplicate keys, tags the safe loader does not know)."""
 
     root: Y | None
     duplicates: tuple[Diagnostic, ...] = ()
 
 
-def load_stream(text: str, source: LineIndex) -> tuple[list[YamlDocument], list[Diagnostic]]:
-    """Every document of a YAML stream, or the first YAML error, located."""
-    documents: list[YamlDocument] = []
+MAX_DEPTH = 200
+"""Mappings and lists nested deeper than this are refused (real rules nest less than 10)."""
+MIN_NODES = 10_000
+NODES_PER_CHAR = 4
+"""Aliases may repeat a node, so a small text can stand for a huge tree (an "alias bomb":
+nine anchors of nine aliases each, eight deep, are 43 million nodes from 460 bytes).  A text
+without aliases has fewer nodes than characters; a stream may expand to MIN_NODES +
+NODES_PER_CHAR per character before it is refused."""
+
+# The tags PyYAML's safe loader constructs (what pySigma reads rules with); any other tag makes
+# it refuse the document.
+_SAFE_TAGS = frozenset("tag:yaml.org,2002:" + t for t in (
+    "null", "bool", "int", "float", "binary", "timestamp", "omap", "pairs", "set", "str", "seq",
+    "map", "merge", "value"))
+_MERGE = "tag:yaml.org,2002:merge"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Refused(Exception):
+    """The stream cannot be read into a tree: too deep, too large, or not text."""
+
+    def __init__(self, message: str, node: yaml.Node):
+        super().__init__(message)
+        self.message = message
+        self.node = node
+
+
+def compose_stream(text: str, source: LineIndex | None) -> tuple[list[Any], list[Diagnostic]]:
+    """The root node of each non-empty document (aliases still shared), or the first YAML
+    error, located in `source` (when given).  Cheap: the document kind is decided on this
+    (`documents.sniff`)."""
+    nodes: list[Any] = []
     try:
         for node in yaml.compose_all(text, Loader=_Loader):
-            if node is None:
-                continue
-            duplicates: list[Diagnostic] = []
-            root = _convert(node, source, duplicates)
-            documents.append(YamlDocument(root, tuple(duplicates)))
+            if node is not None:
+                nodes.append(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        span = _mark_span(mark, source) if mark is not None else None
+        span = _mark_span(mark, source) if mark is not None and source is not None else None
         problem = exc.problem or "invalid YAML"
         context = f" ({exc.context})" if exc.context else ""
-        return documents, [error(f"not valid YAML: {problem}{context}", span, "sigma-yaml")]
+        return nodes, [error(f"not valid YAML: {problem}{context}", span, "sigma-yaml")]
     except yaml.YAMLError as exc:
-        return documents, [error(f"not valid YAML: {exc}", None, "sigma-yaml")]
+        return nodes, [error(f"not valid YAML: {exc}", None, "sigma-yaml")]
     except RecursionError:
-        return documents, [error("YAML nesting is too deep", None, "sigma-yaml")]
+        return nodes, [error("YAML nesting is too deep", None, "sigma-yaml")]
+    return nodes, []
+
+
+def load_stream(text: str, source: LineIndex, composed: list[Any] | None = None
+                ) -> tuple[list[YamlDocument], list[Diagnostic]]:
+    """Every document of a YAML stream as `Y` trees (merge keys applied as PyYAML's safe
+    loader applies them), or the first problem, located: a YAML error, nesting deeper than
+    MAX_DEPTH, aliases expanding past the budget, a lone surrogate.  `composed`: the stream's
+    nodes when `compose_stream` already read them."""
+    if composed is None:
+        composed, problems = compose_stream(text, source)
+        if problems:
+            return [], problems
+    documents: list[YamlDocument] = []
+    budget = [MIN_NODES + NODES_PER_CHAR * len(text)]
+    for node in composed:
+        notes: list[Diagnostic] = []
+        try:
+            root = _convert(node, source, notes, budget, 0)
+        except _Refused as exc:
+            return documents, [error(exc.message, _node_span(exc.node, source), "sigma-yaml")]
+        except RecursionError:
+            return documents, [error("YAML nesting is too deep", _node_span(node, source), "sigma-yaml")]
+        documents.append(YamlDocument(root, tuple(notes)))
     return documents, []
 
 
@@ -116,23 +171,53 @@ def _node_span(node: yaml.Node, source: LineIndex) -> Span:
     return Span(start.offset, max(start.offset, end.offset), start.line, start.column)
 
 
-def _convert(node: yaml.Node, source: LineIndex, duplicates: list[Diagnostic]) -> Y:
+def _convert(node: yaml.Node, source: LineIndex, notes: list[Diagnostic], budget: list[int],
+             depth: int) -> Y:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Refused("YAML aliases expand this stream to more nodes than its size allows "
+                       f"({MIN_NODES:,} + {NODES_PER_CHAR} per character): refused (an alias bomb?)",
+                       node)
+    if depth > MAX_DEPTH:
+        raise _Refused(f"YAML nesting is too deep (more than {MAX_DEPTH} levels)", node)
+    if node.tag not in _SAFE_TAGS:
+        notes.append(warning(f"tag {node.tag!r} is not a YAML type the safe loader knows (pySigma "
+                             "refuses the file): read as plain YAML", _node_span(node, source),
+                             "sigma-yaml-tag"))
     if isinstance(node, yaml.MappingNode):
+        own = {id(k) for k, _ in node.value if k.tag != _MERGE}
+        try:  # `<<` merge keys, by PyYAML's own code: pySigma loads rules with it
+            _CONSTRUCTOR.flatten_mapping(node)
+        except yaml.constructor.ConstructorError as exc:
+            raise _Refused(f"YAML merge key: {exc.problem}", node) from None
         out: dict[str, Y] = {}
         keys: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             key_text = "" if key is None else str(key)
-            if key_text in out:
-                duplicates.append(warning(
+            _check_text(key_text, key_node)
+            if key_text in out and id(key_node) in own and id(keys[key_text]) in own:
+                notes.append(warning(
                     f"duplicate key {key_text!r}: the last one is used (as YAML loaders do)",
                     _node_span(key_node, source), "sigma-duplicate-key"))
-            out[key_text] = _convert(value_node, source, duplicates)
+            # A later key wins, in the first one's place (as in the dict PyYAML builds).
+            out[key_text] = _convert(value_node, source, notes, budget, depth + 1)
             keys[key_text] = key_node
         return Y(out, node, source, keys)
     if isinstance(node, yaml.SequenceNode):
-        return Y([_convert(item, source, duplicates) for item in node.value], node, source)
-    return Y(_scalar(node), node, source)
+        return Y([_convert(item, source, notes, budget, depth + 1) for item in node.value],
+                 node, source)
+    value = _scalar(node)
+    if isinstance(value, str):
+        _check_text(value, node)
+    return Y(value, node, source)
+
+
+def _check_text(text: str, node: yaml.Node) -> None:
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise _Refused(f"U+{ord(found.group()):04X} is half of a UTF-16 surrogate pair: not a "
+                       "character, and YAML text cannot hold it", node)
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
