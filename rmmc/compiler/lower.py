@@ -540,7 +540,9 @@ class _Lowerer:
             return self._column(node)
         try:
             value = self.constants.value(node)
-        except NotConstant:
+        except NotConstant as exc:
+            if "template placeholder" in exc.reason:  # `{{StartTimeISO}}`: not a runnable rule yet
+                raise _Unsupported(exc.node if _span(exc.node) else node, exc.reason) from None
             value = _NO_VALUE
         if value is not _NO_VALUE:
             return self._literal(value, node)

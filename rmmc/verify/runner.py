@@ -27,6 +27,7 @@ from dataclasses import replace
 
 from rmmc.compiler.ir import InSubquery, Rule, summarize_of, walk
 from rmmc.verify.engines import ENGINES, EngineUnavailable
+from rmmc.verify.whole import INDEX
 from rmmc.verify.events import boundary_events
 
 STATUSES = ("agree", "disagree", "approximate", "refused", "unchecked")
@@ -138,13 +139,15 @@ def _rows(rule: Rule, got: list[dict[str, Any]], expected: list[Any], events: li
     agree, why = same_rows(rule, expected, got, events)
     if agree:
         return True, f"{len(expected)} rows alike", None, None
-    example = None
-    for row in expected:
-        for i in sorted(getattr(row, "sources", ())):
-            example = events[i]
-            break
-        if example is not None:
-            break
+    # The event that shows it: one behind a row only one side has, when the rows still carry
+    # the events' index (no project dropped it), else one behind the rule's first row.
+    want = {i for row in expected for i in getattr(row, "sources", ())}
+    have = {row[INDEX] for row in got if isinstance(row.get(INDEX), int)}
+    if have or not expected:
+        diff = sorted(want ^ have)
+        if diff:
+            return False, why, events[diff[0]], diff[0] in want
+    example = next((events[i] for row in expected for i in sorted(getattr(row, "sources", ()))), None)
     return False, why, example, None
 
 

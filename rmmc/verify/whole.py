@@ -413,12 +413,14 @@ def _column_type(rule: ir.Rule, name: str, value: Any) -> str:
 
 def run_kql_rows(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of a KQL query on duckdb-kql over a table holding `events`."""
-    from rmmc.verify.engines import EngineUnavailable
+    from rmmc.verify.engines import _UNICODE_ESCAPE, EngineUnavailable
 
     try:
         import duckdb_kql
     except ImportError:
         raise EngineUnavailable("duckdb-kql is not installed") from None
+    if _UNICODE_ESCAPE.search(text):  # it reads `\u0001` as the text `u0001`: an engine gap
+        raise EngineUnavailable("duckdb-kql does not read \\u / \\x escapes in string literals")
     table = rule.source.table or (text.split()[0] if text.split() else "T")
     fields = {f.name: f for f in _all_fields(rule)}
     for event in events:  # every column the events hold, as the real table has them all
