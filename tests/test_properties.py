@@ -38,18 +38,27 @@ from rmmc.backends.eql import emit_eql
 from rmmc.backends.kql import emit_kql
 from rmmc.backends.sigma import emit_sigma
 from rmmc.compiler import evaluator
-from rmmc.compiler.ir import Aggregate, Aggregation, Output, Rule
+from rmmc.compiler.ir import Aggregate, Aggregation, Metadata, Op, Output, Rule, Source, walk_predicates
 from rmmc.compiler.kql_parser import parse_kql
 from rmmc.compiler.lower import lower_query
 from rmmc.compiler.schema import load_schema
 from rmmc.verify.engines import elasticsearch_semantics
 
+from boundaries import boundary_examples
 from strategies import ENGINE, FULL, Alphabet, cases, table_of
 
 Events = list[dict[str, Any]]
 
 SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])
+
+
+def rule_metadata() -> Metadata:
+    return Metadata(title="Property rule", description="A fixed rule.")
+
+
+def has_op(rule: Rule, op: Op) -> bool:
+    return any(p.op is op for p in walk_predicates(rule.condition))
 
 
 def refused(t: Translation) -> bool:
@@ -85,6 +94,9 @@ def judge(t: Translation, rule: Rule, events: Events, got: list[int], expected: 
 
 @SETTINGS
 @given(cases(alphabet=FULL))
+# rmmc cannot lower the `coalesce(ipv4_is_in_range(...), false)` its KQL backend writes for
+# CIDR (a gap of the round trip, not of the translation: property 4 runs it on duckdb-kql)
+@boundary_examples(FULL, keep=lambda rule: not has_op(rule, Op.CIDR))
 def test_property_1_kql_round_trip(case):
     rule, events = case
     t = emit_kql(rule)
@@ -103,6 +115,7 @@ def test_property_1_kql_round_trip(case):
 
 @SETTINGS
 @given(cases(alphabet=FULL))
+@boundary_examples(FULL)
 def test_property_2_sigma_round_trip(case):
     sigma_reader = pytest.importorskip("rmmc.compiler.sigma", reason="Sigma reader not present")
     read_sigma_rules = getattr(sigma_reader, "read_sigma_rules", None)
@@ -168,6 +181,7 @@ def sqlite_select(table: str, sigma_text: str, events: Events) -> list[int]:
 
 @SETTINGS
 @given(cases(alphabet=ENGINE))
+@boundary_examples(ENGINE, keep=lambda rule: not has_op(rule, Op.CIDR))
 def test_property_3_pysigma_sqlite(case):
     pytest.importorskip("sigma.backends.sqlite")
     rule, events = case
@@ -229,8 +243,9 @@ def duck_rows(duckdb_kql: Any, con: Any, text: str) -> tuple[list[str], list[tup
 
 
 @SETTINGS
-@given(cases(alphabet=ENGINE), st.data())
-def test_property_4_duckdb_kql(case, data):
+@given(cases(alphabet=ENGINE), st.integers(0, 9))
+@boundary_examples(ENGINE, keep=lambda rule: not has_op(rule, Op.CIDR), extra=(0,))
+def test_property_4_duckdb_kql(case, group):
     rule, events = case
     t = emit_kql(rule)
     assume(not refused(t))
@@ -242,7 +257,8 @@ def test_property_4_duckdb_kql(case, data):
         judge(t, rule, events, got, expected)
 
         # the same rule summarized: count() by one string column
-        by = data.draw(st.sampled_from(table_of(rule).strings), label="group by")
+        strings = table_of(rule).strings
+        by = strings[group % len(strings)]
         summarized = Rule(rule.metadata, rule.source, rule.condition, output=Output(
             aggregation=Aggregation((by,), (Aggregate("Count", "count"),))))
         ts = emit_kql(summarized)
@@ -307,6 +323,8 @@ EQL_ALPHABET = Alphabet("eql", "".join(ch for ch in ENGINE.chars if ch.isprintab
 # forms are checked on their text in tests/test_backend_eql.py.
 @SETTINGS
 @given(cases(alphabet=EQL_ALPHABET, case_sensitive=st.just(False)))
+@boundary_examples(EQL_ALPHABET, keep=lambda rule: not has_op(rule, Op.CIDR) and not any(
+    p.case_sensitive for p in walk_predicates(rule.condition)))
 def test_property_5_eql(case):
     pytest.importorskip("eql")
     rule, events = case
@@ -314,3 +332,84 @@ def test_property_5_eql(case):
     assume(not refused(t))
     note(t.text)
     judge(t, rule, events, eql_select(rule, t.text, events), evaluator.select(rule, events))
+
+
+# ------------------------------------------------------------------ 6. Splunk SPL (tests/spl_interp.py)
+
+
+def spl_select(rule: Rule, text: str, events: Events) -> list[int]:
+    """The events `text` keeps, run by tests/spl_interp.py (Splunk's documented search and
+    eval semantics; regexes on PCRE2), fields named by the `sigma` profile as the backend
+    names them."""
+    from spl_interp import selects
+    from rmmc.compiler.schema.profiles import load_profile
+
+    profile = load_profile("sigma")
+    table = rule.source.table
+    out = []
+    for i, e in enumerate(events):
+        fields = {(profile.field(table, k) or k): v for k, v in e.items() if v is not None}
+        if selects(text, fields):
+            out.append(i)
+    return out
+
+
+@SETTINGS
+@given(cases(alphabet=FULL))
+@boundary_examples(FULL)
+def test_property_6_splunk(case):
+    from rmmc.backends.splunk import emit_splunk
+
+    rule, events = case
+    t = emit_splunk(rule)
+    assume(not refused(t))
+    note(t.text)
+    judge(t, rule, events, spl_select(rule, t.text, events), evaluator.select(rule, events))
+
+
+# ------------------------------------------------------------------ 7. ES|QL (tests/esql_interp.py)
+
+ESQL_INDEX = "_rmmc_i"
+
+
+def esql_select(rule: Rule, text: str, events: Events) -> list[int]:
+    """The events `text` keeps, run by tests/esql_interp.py (ES|QL's documented semantics,
+    RLIKE on Lucene regexes), fields named by the `ecs` profile as the backend names them."""
+    from esql_interp import run
+    from rmmc.compiler.schema.profiles import load_profile
+
+    profile = load_profile("ecs")
+    table = rule.source.table
+    rows = [{**{(profile.field(table, k) or k): v for k, v in e.items() if v is not None}, ESQL_INDEX: i}
+            for i, e in enumerate(events)]
+    return sorted(r[ESQL_INDEX] for r in run(text, rows))
+
+
+@SETTINGS
+@given(cases(alphabet=FULL))
+@boundary_examples(FULL)
+def test_property_7_esql(case):
+    from rmmc.backends.esql import emit_esql
+
+    rule, events = case
+    t = emit_esql(rule)
+    assume(not refused(t))
+    note(t.text)
+    judge(t, rule, events, esql_select(rule, t.text, events), evaluator.select(rule, events))
+
+
+@pytest.mark.xfail(strict=True, reason="defect: Elasticsearch's ip type reads an IPv4-mapped IPv6 "
+                   "value as the IPv4 address, so CIDR_MATCH puts '::ffff:10.1.2.3' inside 10.0.0.0/8; "
+                   "the model never does, and the ES|QL backend flags only IPv6 networks that overlap "
+                   "::ffff:0:0/96, not IPv4 networks")
+def test_esql_cidr_reads_an_ipv4_mapped_value_as_ipv4():
+    from rmmc.backends.esql import emit_esql
+    from rmmc.compiler.ir import Predicate
+    from strategies import TABLE_BY_NAME
+
+    table = TABLE_BY_NAME["DeviceNetworkEvents"]
+    rule = Rule(rule_metadata(), Source(table.name, table.kind),
+                Predicate(table.field("RemoteIP"), Op.CIDR, ("10.0.0.0/8",), negated=True))
+    events = [{"RemoteIP": "::ffff:10.1.2.3"}, {"RemoteIP": "10.1.2.3"}]
+    t = emit_esql(rule)
+    judge(t, rule, events, esql_select(rule, t.text, events), evaluator.select(rule, events))
