@@ -29,9 +29,30 @@ _CLASS_SHORTHAND = {"d": "0-9", "s": " \\t\\n\\r\\f\\v", "w": "0-9A-Za-z_"}
 _UNSUPPORTED = {"~": "complement (~)", "&": "intersection (&)", "<": "numeric interval (<n-m>)"}
 
 
+_JAVA_SIMPLE_LOWER = {"\u0130": "i"}  # Character.toLowerCase(0x130); Python's lower() gives two
+
+
+def other_case(ch: str) -> str:
+    """Java's one-character other case, as Lucene's CASE_INSENSITIVE flag and Elasticsearch's
+    case-insensitive automata use it: the upper case of a lower-case letter, else the lower
+    case (the character itself when that mapping is not one character)."""
+    if ch.islower():
+        up = ch.upper()
+        return up if len(up) == 1 else ch
+    low = _JAVA_SIMPLE_LOWER.get(ch, ch.lower())
+    return low if len(low) == 1 else ch
+
+
+def literal(ch: str, ignore_case: bool = False) -> str:
+    """One character as a Python regex: itself, or `[cC]` with its other case."""
+    if not ignore_case or other_case(ch) == ch:
+        return re.escape(ch)
+    return "[" + re.escape(ch) + re.escape(other_case(ch)) + "]"
+
+
 class _Reader:
-    def __init__(self, pattern: str):
-        self.text, self.i = pattern, 0
+    def __init__(self, pattern: str, ignore_case: bool = False):
+        self.text, self.i, self.ignore_case = pattern, 0, ignore_case
 
     def peek(self) -> str | None:
         return self.text[self.i] if self.i < len(self.text) else None
@@ -100,13 +121,13 @@ class _Reader:
             end = self.text.find('"', self.i)
             if end == -1:
                 raise self.fail("an unclosed quoted string")
-            literal, self.i = self.text[self.i:end], end + 1
-            return re.escape(literal)
+            text, self.i = self.text[self.i:end], end + 1
+            return "".join(literal(c, self.ignore_case) for c in text)
         if ch == "\\":
-            return self.escape(_SHORTHAND, re.escape)
+            return self.escape(_SHORTHAND, lambda c: literal(c, self.ignore_case))
         if ch == "]":
             raise self.fail("an unopened ']'")
-        return re.escape(ch)
+        return literal(ch, self.ignore_case)
 
     def escape(self, shorthand: dict[str, str], literal) -> str:
         nxt = self.peek()
@@ -148,11 +169,13 @@ def _class_literal(ch: str) -> str:
     return "\\" + ch if ch in "\\]^-[" else ch
 
 
-def lucene_regex(pattern: str) -> str:
+def lucene_regex(pattern: str, ignore_case: bool = False) -> str:
     """The Python regex (for `re.fullmatch(..., re.DOTALL)`) that matches exactly the values
     the Lucene regex `pattern` matches; ValueError for what Lucene rejects or what Python
-    cannot say (complement, intersection, numeric intervals)."""
-    reader = _Reader(pattern)
+    cannot say (complement, intersection, numeric intervals).  `ignore_case`: Lucene's
+    CASE_INSENSITIVE match flag: each literal character also matches its `other_case`; classes
+    and ranges stay as written (the limitation the regexp-syntax page documents)."""
+    reader = _Reader(pattern, ignore_case)
     out = reader.union()
     if reader.peek() is not None:
         raise reader.fail("an unopened ')'")
@@ -160,7 +183,5 @@ def lucene_regex(pattern: str) -> str:
 
 
 def lucene_fullmatch(pattern: str, value: str, ignore_case: bool = False) -> bool:
-    """Whether the Lucene regex matches the whole value (`ignore_case`: Lucene's
-    CASE_INSENSITIVE match flag, Unicode simple case folding)."""
-    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
-    return re.fullmatch(lucene_regex(pattern), value, flags) is not None
+    """Whether the Lucene regex matches the whole value (`ignore_case`: see `lucene_regex`)."""
+    return re.fullmatch(lucene_regex(pattern, ignore_case), value, re.DOTALL) is not None
