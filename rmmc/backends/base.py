@@ -38,8 +38,10 @@ class Translation:
         return bool(self.text) and not any(d.is_error for d in self.diagnostics)
 
 
-def lossy(target: str, message: str, span: Span | None = None) -> Diagnostic:
-    return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "lossy")
+def lossy(target: str, message: str, span: Span | None = None, subject: object = None) -> Diagnostic:
+    """`subject`: what changed (see `Diagnostic.subject`): the predicate or node, a `Field`,
+    or a stage name ("output", "lookback", "exclusions")."""
+    return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "lossy", subject=subject)
 
 
 def unsupported(target: str, message: str, span: Span | None = None) -> Diagnostic:
@@ -87,7 +89,8 @@ def exclusion_conditions(rule: Rule, options: EmitOptions, target: str, found: l
         if exclusion.condition is None:
             if options.apply_exclusions:
                 found.append(lossy(target, f"exclusion {label!r} was not understood and is not "
-                                           "applied: the events it excludes still match", exclusion.span))
+                                           "applied: the events it excludes still match", exclusion.span,
+                                   subject="exclusions"))
             continue
         if options.apply_exclusions:
             applied.append(Not(exclusion.condition))

@@ -46,11 +46,11 @@ def plan_output(rule: Rule, fields: FieldMapper) -> OutputPlan:
     say = plan.diagnostics.append
     computed = {name for name, _ in out.computed} | {name for name, _ in out.constants}
     for name, value in out.constants:
-        say(lossy(TARGET, f"constant column {name}={value!r} is dropped: a Sigma rule returns events"))
+        say(lossy(TARGET, f"constant column {name}={value!r} is dropped: a Sigma rule returns events", subject="output"))
     for name, expr in out.computed:
-        say(lossy(TARGET, f"computed column {name}={expr} is dropped: a Sigma rule returns events"))
+        say(lossy(TARGET, f"computed column {name}={expr} is dropped: a Sigma rule returns events", subject="output"))
     for new, old in out.renames:
-        say(lossy(TARGET, f"rename {new}={old} is dropped: Sigma keeps field names"))
+        say(lossy(TARGET, f"rename {new}={old} is dropped: Sigma keeps field names", subject="output"))
     post = list(out.post)
 
     agg = out.aggregation
@@ -58,7 +58,7 @@ def plan_output(rule: Rule, fields: FieldMapper) -> OutputPlan:
         if out.projection:
             plan.fields = [fields.sigma(c) for c in out.projection if c not in computed]
             say(lossy(TARGET, f"projection ({', '.join(out.projection)}) is kept only as the rule's "
-                              "`fields` list: Sigma returns whole events"))
+                              "`fields` list: Sigma returns whole events", subject="output"))
         if rule.lookback is not None:
             say(note(TARGET, f"lookback {_lookback_text(rule)} is left to the scheduler: "
                              "a Sigma rule has no time window"))
@@ -67,32 +67,32 @@ def plan_output(rule: Rule, fields: FieldMapper) -> OutputPlan:
         for key in agg.group_by:
             if key in computed:
                 say(lossy(TARGET, f"grouping by computed column {key} is dropped: the correlation "
-                                  "groups only by event fields"))
+                                  "groups only by event fields", subject="output"))
                 continue
             if agg.bin_field is not None and _is_bin_key(key, agg.bin_field, fields):
                 continue
             keys.append(fields.sigma(key))
         if agg.bin_field is not None:
             say(lossy(TARGET, f"grouping by bin({agg.bin_field}, {agg.bin_size}) is dropped: the "
-                              "correlation counts over its sliding timespan"))
+                              "correlation counts over its sliding timespan", subject="output"))
         for a in agg.aggregates:
             if a.function == "count" and not a.args:
                 say(note(TARGET, f"{a.name}=count() is the correlation's event count; the column "
                                  f"name {a.name} is not kept"))
             else:
-                say(lossy(TARGET, f"{_call(a)} is dropped: Sigma correlations count events"))
+                say(lossy(TARGET, f"{_call(a)} is dropped: Sigma correlations count events", subject="output"))
         if not agg.group_by and agg.aggregates:
             say(lossy(TARGET, "without group keys KQL returns one row even when no event matches "
-                              "(count 0); the correlation fires only when one does"))
+                              "(count 0); the correlation fires only when one does", subject="output"))
         if rule.lookback is not None:
             window = rule.lookback.window
         else:
             window = DEFAULT_TIMESPAN
             say(lossy(TARGET, "the rule has no lookback: the correlation timespan is 30d "
-                              "(Defender's hunting retention); set the window you schedule"))
+                              "(Defender's hunting retention); set the window you schedule", subject="lookback"))
         spec, exact = sigma_timespan(window)
         if not exact:
-            say(lossy(TARGET, f"lookback {_lookback_text(rule)} is rounded up to the timespan {spec}"))
+            say(lossy(TARGET, f"lookback {_lookback_text(rule)} is rounded up to the timespan {spec}", subject="lookback"))
         elif rule.lookback is not None:
             say(note(TARGET, f"lookback {_lookback_text(rule)} is the correlation timespan {spec}: "
                              "a sliding window rather than one window ending now"))
@@ -109,16 +109,16 @@ def plan_output(rule: Rule, fields: FieldMapper) -> OutputPlan:
         plan.correlation = correlation
         if out.projection:
             say(lossy(TARGET, f"projection ({', '.join(out.projection)}) is dropped: the correlation "
-                              "reports its group keys and count"))
+                              "reports its group keys and count", subject="output"))
     for text in post:
         effect = (" (it filters the result rows, so Sigma fires for rows the KQL rule drops)"
                   if text.lstrip().lower().startswith("where") else "")
-        say(lossy(TARGET, f"'| {text}' is dropped{effect}"))
+        say(lossy(TARGET, f"'| {text}' is dropped{effect}", subject="output"))
     if out.sort:
         order = ", ".join(f"{c} {d}" for c, d in out.sort)
-        say(lossy(TARGET, f"sort by {order} is dropped: Sigma does not order results"))
+        say(lossy(TARGET, f"sort by {order} is dropped: Sigma does not order results", subject="output"))
     if out.limit is not None:
-        say(lossy(TARGET, f"limit {out.limit} is dropped: Sigma returns every match"))
+        say(lossy(TARGET, f"limit {out.limit} is dropped: Sigma returns every match", subject="output"))
     return plan
 
 
