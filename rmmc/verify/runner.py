@@ -9,7 +9,8 @@ rule's meaning is the reference evaluator's; each translation runs on its target
   be exact (no lossy diagnostic): a bug, with the event that shows it;
 * approximate: the translation differs, as its lossy diagnostics said it would;
 * refused: the backend could not express the rule (its error says why);
-* unchecked: no engine for the target here, or the rule reads another table.
+* unchecked: no engine for the target here, the engine cannot run the rule (engine error:
+  never replaced by rmmc's own reading), or the rule reads another table.
 
 Only the detection is checked (lookback and output shaping are left out of both sides).
 """
@@ -21,7 +22,7 @@ from typing import Any, Iterable, Iterator
 
 from rmmc.backends.base import EmitOptions
 from rmmc.compiler.ir import InSubquery, Rule, walk
-from rmmc.verify.engines import ENGINES, EngineUnavailable, condition_only
+from rmmc.verify.engines import ENGINES, EngineError, EngineUnavailable, condition_only
 from rmmc.verify.events import boundary_events
 
 STATUSES = ("agree", "disagree", "approximate", "refused", "unchecked")
@@ -92,13 +93,14 @@ def _run(target: str, rule: Rule, text: str, events: list[dict[str, Any]], expec
     for engine, runner in ENGINES.get(target, []):
         try:
             got = runner(rule, text, events)
-        except EngineUnavailable as exc:
+        except EngineUnavailable as exc:  # not installed: the next runner may stand in
             reasons.append(f"{engine}: {exc}")
             continue
-        except Exception as exc:  # the engine itself failed (the eql package's cidrMatch on
-            # text that is no address): that engine cannot check this rule
-            reasons.append(f"{engine} failed: {type(exc).__name__}: {str(exc)[:160]}")
-            continue
+        except EngineError as exc:  # installed but cannot run this rule: never guess
+            return TargetVerdict(target, "unchecked", engine, f"engine error: {exc}")
+        except Exception as exc:  # the engine itself failed
+            return TargetVerdict(target, "unchecked", engine,
+                                 f"engine error: {type(exc).__name__}: {str(exc)[:160]}")
         if got == expected:
             return TargetVerdict(target, "agree", engine, f"{len(events)} events, {len(expected)} selected")
         diff = sorted(set(got) ^ set(expected))
