@@ -44,7 +44,7 @@ if str(TESTS_DIR) not in sys.path:  # make tests/kusto_oracle.py importable from
 from kusto_oracle import KustoOracle, OracleResult, oracle_unavailable_reason  # noqa: E402
 
 try:
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, Phase, settings
 except ImportError:  # the suite still collects without the test extras
     settings = None  # type: ignore[assignment]
 else:
@@ -57,6 +57,8 @@ else:
         suppress_health_check=[HealthCheck.too_slow],
     )
     settings.register_profile("dev", deadline=None, max_examples=100)
+    # tests/test_mutations_caught.py: only the fixed @examples, no random ones, no shrinking.
+    settings.register_profile("explicit", deadline=None, phases=[Phase.explicit], print_blob=False)
     # `make verify-long`: the properties (tests/test_properties.py) with a large budget.
     settings.register_profile(
         "long",
