@@ -15,7 +15,7 @@ ORACLE_DIR := tests/oracle
 # npm ci writes this hidden lockfile; it stands for "node_modules is installed".
 ORACLE_STAMP := $(ORACLE_DIR)/node_modules/.package-lock.json
 
-.PHONY: demo test verify-long clean install test-deps oracle
+.PHONY: demo test verify-long mutate clean install test-deps oracle
 
 ## demo: install rmmc into .venv, check the bundled rules, translate them to every target, verify them
 demo: $(INSTALL_STAMP)
@@ -36,6 +36,18 @@ test: $(TEST_STAMP) $(ORACLE_STAMP)
 ## budget (hypothesis profile "long": 5000 examples each; the suite's own budget is minutes)
 verify-long: $(TEST_STAMP) $(ORACLE_STAMP)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/test_properties.py -p no:cacheprovider --hypothesis-show-statistics $(PYTEST_ARGS)
+
+## mutate: mutation testing (cosmic-ray) of rmmc/backends/ and the evaluator on a temporary copy:
+## a seeded sample of mutants within a time budget; prints the score and the survivors
+## (MUTATE_ARGS='--sample 40 --budget 900' for a quicker run; see mutate/run.py)
+MUTATE_ARGS ?=
+MUTATE_STAMP := $(VENV)/.rmmc-mutate.stamp
+mutate: $(TEST_STAMP) $(ORACLE_STAMP) $(MUTATE_STAMP)
+	$(PY) mutate/run.py $(MUTATE_ARGS)
+
+$(MUTATE_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[mutate]'
+	@touch $@
 
 install: $(INSTALL_STAMP)
 test-deps: $(TEST_STAMP) $(ORACLE_STAMP)

@@ -59,6 +59,11 @@ else:
     settings.register_profile("dev", deadline=None, max_examples=100)
     # tests/test_mutations_caught.py: only the fixed @examples, no random ones, no shrinking.
     settings.register_profile("explicit", deadline=None, phases=[Phase.explicit], print_blob=False)
+    # mutate/test_mutant.py (make mutate): the fixed examples and 30 derandomized random ones,
+    # no shrinking, so a mutant gets the same verdict every time.
+    settings.register_profile("mutation", deadline=None, max_examples=30, derandomize=True, database=None,
+                              phases=[Phase.explicit, Phase.generate], print_blob=False,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     # `make verify-long`: the properties (tests/test_properties.py) with a large budget.
     settings.register_profile(
         "long",
