@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from hypothesis import example
 
-from rmmc.compiler.ir import Field, Metadata, Op, Predicate, Rule, Source, walk_predicates
+from rmmc.compiler.ir import Metadata, Op, Predicate, Rule, Source, walk_predicates
 
 from strategies import TABLE_BY_NAME, Alphabet
 
