@@ -124,3 +124,12 @@ def test_parse_refuses_what_the_package_rejects():
     with pytest.raises(Exception):
         parse("any where my_field = 'a'")  # `=` and single quotes are not Elasticsearch EQL
     assert selects(parse("any where true"), {})
+
+
+def test_a_field_tested_as_ip_and_as_text_has_no_one_meaning():
+    from rmmc.verify.eql_elastic import MixedFieldTypes
+
+    with pytest.raises(MixedFieldTypes):
+        select('any where not ip like~ "*-*" and not cidrMatch(ip, "10.0.0.0/8")', [{"ip": "-"}])
+    # an ip field alone holds no text that is no address: "-" reads as missing
+    assert select('any where ip == null or not cidrMatch(ip, "10.0.0.0/8")', [{"ip": "-"}]) == [0]

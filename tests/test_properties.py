@@ -371,7 +371,14 @@ def test_property_5_eql(case):
     assume(not refused(t))
     note(t.text)
     expected = evaluator.select(rule, events)
-    judge(t, rule, events, eql_select(rule, t.text, events), expected)
+    from rmmc.verify.eql_elastic import MixedFieldTypes
+
+    try:
+        got = eql_select(rule, t.text, events)
+    except MixedFieldTypes:  # one field as ip and as text: no Elasticsearch mapping has both
+        event("eql: a field tested as ip and as text")
+        assume(False)
+    judge(t, rule, events, got, expected)
     judge(t, rule, events, eql_select(rule, t.text, events, null_reading="false"), expected)
 
 

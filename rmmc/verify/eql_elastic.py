@@ -210,6 +210,27 @@ def ip_fields(query: Any) -> set[str]:
             and node.arguments and isinstance(node.arguments[0], ast.Field)}
 
 
+class MixedFieldTypes(ValueError):
+    """The query tests one field both as an `ip` (cidrMatch) and as text: no index mapping
+    gives Elasticsearch both, so the query has no one meaning to check."""
+
+
+def text_fields(query: Any) -> set[str]:
+    """The fields the query compares with strings or matches as text."""
+    from eql import ast
+
+    out = set()
+    for node in query.query:
+        if isinstance(node, ast.FunctionCall) and node.name != "cidrMatch":
+            args = node.arguments
+        elif isinstance(node, ast.Comparison) and (isinstance(node.left, ast.String) or isinstance(node.right, ast.String)):
+            args = [node.left, node.right]
+        else:
+            continue
+        out.update(".".join(str(p) for p in a.full_path) for a in args if isinstance(a, ast.Field))
+    return out
+
+
 def indexed(event: dict[str, Any], ips: set[str]) -> dict[str, Any]:
     """The event as an index holds it: an `ip` field keeps no value that is no address (a
     malformed value is not indexed), so it reads as missing."""
@@ -221,4 +242,8 @@ def select(text: str, events: list[dict[str, Any]], null_reading: str = "three-v
     `cidrMatch` are read as `ip` fields (`indexed`)."""
     query = parse(text)
     ips = ip_fields(query)
+    mixed = ips & text_fields(query)
+    if mixed:
+        raise MixedFieldTypes(f"{', '.join(sorted(mixed))} is tested both with cidrMatch (an ip "
+                              "field) and as text: Elasticsearch maps a field one way")
     return [i for i, e in enumerate(events) if selects(query, indexed(e, ips), null_reading)]
