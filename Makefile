@@ -16,7 +16,7 @@ ORACLE_DIR := tests/oracle
 # npm ci writes this hidden lockfile; it stands for "node_modules is installed".
 ORACLE_STAMP := $(ORACLE_DIR)/node_modules/.package-lock.json
 
-.PHONY: demo test verify-long fuzz clean install test-deps oracle browser
+.PHONY: demo test verify-long fuzz mutate clean install test-deps oracle browser
 
 ## demo: install rmmc into .venv, check the bundled rules, translate them to every target, verify them
 demo: $(INSTALL_STAMP)
@@ -65,6 +65,17 @@ browser:
 FUZZ_ARGS ?=
 fuzz: $(TEST_STAMP)
 	$(PY) tests/fuzz.py --mutations 10000 --hang-limit 30 --memory-limit 500 $(FUZZ_ARGS)
+## mutate: mutation testing (cosmic-ray) of rmmc/backends/ and the evaluator on a temporary copy:
+## a seeded sample of mutants within a time budget; prints the score and the survivors
+## (MUTATE_ARGS='--sample 40 --budget 900' for a quicker run; see mutate/run.py)
+MUTATE_ARGS ?=
+MUTATE_STAMP := $(VENV)/.rmmc-mutate.stamp
+mutate: $(TEST_STAMP) $(ORACLE_STAMP) $(MUTATE_STAMP)
+	$(PY) mutate/run.py $(MUTATE_ARGS)
+
+$(MUTATE_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[mutate]'
+	@touch $@
 
 install: $(INSTALL_STAMP)
 test-deps: $(TEST_STAMP) $(ORACLE_STAMP)

@@ -139,13 +139,14 @@ class KustoOracle:
     Thread-safe (calls are serialized). Use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, schema: str | os.PathLike[str] | None = None, *, node: str | None = None):
+    def __init__(self, schema: str | os.PathLike[str] | None = None, *, node: str | None = None,
+                 literals: bool = False):
         reason = oracle_unavailable_reason()
         if reason is not None:
             raise OracleError(reason)
         node = node or shutil.which("node")
         assert node is not None
-        cmd = [node, str(ORACLE_SCRIPT), "--serve"]
+        cmd = [node, str(ORACLE_SCRIPT), "--serve"] + (["--literals"] if literals else [])
         if schema is not None:
             schema = Path(schema)
             if not schema.is_file():

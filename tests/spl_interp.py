@@ -1,9 +1,18 @@
 """A tiny interpreter for the SPL subset rmmc's Splunk backend emits (tests only).
 
-`search` terms (Splunk precedence: OR binds tighter than AND, implicit AND between terms;
-`f="glob"` is a case-insensitive whole-value match with `*` wildcards, false on a missing
-field) and one `| where` in eval syntax (null is unknown: Kleene logic, only true keeps an
-event).  Missing fields are None.  Regexes are PCRE written for Python's `re`.
+Written from Splunk's documentation (Search Manual: "Boolean expressions", "Difference between
+!= and NOT"; SPL and regular expressions), not from rmmc's evaluator:
+
+* `search` terms: OR binds tighter than AND, AND is implied between terms, NOT applies to the
+  term after it; `f="glob"` is a case-insensitive whole-value match with `*` wildcards, false on
+  a missing field, so `NOT f="v"` keeps events without the field;
+* one `| where` in eval syntax: AND binds tighter than OR; null is unknown (Kleene logic) and
+  only true keeps an event; `match(x, "re")` searches with PCRE (tests/pcre.py: the PCRE2
+  library itself), `lower`, `coalesce`, `isnull`, `isnotnull`, `cidrmatch`, `true()`,
+  `false()`;
+* strings are double-quoted with `\"` and `\\` escaped; single quotes name a field in eval.
+
+Missing fields are None.
 """
 
 from __future__ import annotations
@@ -11,6 +20,11 @@ from __future__ import annotations
 import ipaddress
 import operator
 import re
+
+try:
+    import pcre
+except ImportError:  # imported as tests.spl_interp
+    from tests import pcre
 
 _TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<fq>\'[^\']*\')|(?P<op>==|!=|<=|>=|<|>|=|\(|\)|,)'
                     r'|(?P<word>[A-Za-z0-9_.@*+-]+))', re.S)
@@ -34,6 +48,8 @@ def unquote(literal: str) -> str:
 
 
 def pcre_to_python(pattern: str) -> str:
+    """A PCRE of the subset rmmc writes as a Python `re` pattern (`\\x{hh}`, `\\z`); the
+    interpreter itself matches with PCRE2."""
     pattern = re.sub(r"\\x\{([0-9a-f]{2})\}", r"\\x\1", pattern)
     return pattern.replace("\\z", "\\Z")
 
@@ -101,17 +117,22 @@ class SearchParser(_Parser):
         if self.peek("IN"):
             self.take()
             self.take("(")
-            globs = [unquote(self.take()[1])]
+            globs = [search_value(self.take())]
             while self.peek(","):
                 self.take()
-                globs.append(unquote(self.take()[1]))
+                globs.append(search_value(self.take()))
             self.take(")")
         else:
             self.take("=")
-            globs = [unquote(self.take()[1])]
+            globs = [search_value(self.take())]
         if value is None:
             return False
         return any(glob(g, str(value)) for g in globs)
+
+
+def search_value(tok: tuple[str, str]) -> str:
+    """A search term's value: a quoted string unquoted, a bare word as it is."""
+    return unquote(tok[1]) if tok[0] == "str" else tok[1]
 
 
 def glob(pattern: str, value: str) -> bool:
@@ -189,7 +210,7 @@ def call(name, args):
     if name == "match":
         if args[0] is None:
             return None
-        return re.search(pcre_to_python(args[1]), str(args[0])) is not None
+        return pcre.search(args[1], str(args[0]))
     if name == "cidrmatch":  # cidrmatch("net", ip): false when ip is no address (null on null)
         if args[1] is None:
             return None

@@ -132,18 +132,28 @@ def regex_values(draw, needle: str) -> str:
 STRING_OPS = (Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.TERM, Op.TERM_PREFIX,
               Op.TERM_SUFFIX, Op.REGEX, Op.EMPTY, Op.EXISTS)
 NUMBER_OPS = (Op.EQUALS, Op.LT, Op.LE, Op.GT, Op.GE, Op.BETWEEN, Op.EMPTY, Op.EXISTS)
-BOUNDS = st.integers(-2, 6)
+# Small bounds (so predicates meet), and wide ones: any 32-bit value whose neighbours still fit
+# an `int` column (events hold each bound and the numbers just below and above it).
+BOUNDS = st.one_of(st.integers(-2, 6), st.integers(-(2 ** 31) + 1, 2 ** 31 - 2))
+NETWORKS = ("10.0.0.0/8", "192.168.1.0/24", "10.1.2.3/32", "0.0.0.0/0", "2001:db8::/32",
+            "fe80::/10", "::/0")
+"""CIDR values (`Op.CIDR` on an address column, drawn when `cidr=True`)."""
 
 
 @st.composite
 def predicates(draw, table: Table | None = None, pool: list[str] | None = None,
                alphabet: Alphabet = FULL, case_sensitive: st.SearchStrategy[bool] = st.booleans(),
-               ops: tuple[Op, ...] | None = None) -> Predicate:
+               ops: tuple[Op, ...] | None = None, cidr: bool = False) -> Predicate:
     """One predicate on a column of `table`, with values from `pool` (drawn when None).
-    `ops` limits the operators (both string and numeric ones)."""
+    `ops` limits the operators (both string and numeric ones); `cidr` allows CIDR tests on the
+    table's address column."""
     table = table or draw(st.sampled_from(TABLES))
     pool = pool if pool is not None else draw(needle_pools(alphabet))
     negated = draw(st.booleans())
+    if cidr and "RemoteIP" in table.strings and draw(st.integers(0, 5)) == 0:
+        networks = tuple(draw(st.lists(st.sampled_from(NETWORKS), min_size=1, max_size=2)))
+        return Predicate(table.field("RemoteIP"), Op.CIDR, networks,
+                         all_values=draw(st.booleans()), negated=negated)
     if draw(st.integers(0, 4)) == 0:  # a numeric column
         field = table.field(draw(st.sampled_from(table.numbers)))
         op = draw(st.sampled_from([o for o in NUMBER_OPS if ops is None or o in ops]))
@@ -186,12 +196,12 @@ def conditions(depth: int = 2, leaves: st.SearchStrategy[Condition] | None = Non
 @st.composite
 def rules(draw, depth: int = 2, tables: tuple[Table, ...] = TABLES, alphabet: Alphabet = FULL,
           case_sensitive: st.SearchStrategy[bool] = st.booleans(),
-          ops: tuple[Op, ...] | None = None) -> Rule:
+          ops: tuple[Op, ...] | None = None, cidr: bool = False) -> Rule:
     """A rule over one Defender table: a condition tree on its columns, no output."""
     table = draw(st.sampled_from(tables))
     pool = draw(needle_pools(alphabet))
     condition = draw(conditions(depth, table=table, pool=pool, alphabet=alphabet,
-                                case_sensitive=case_sensitive, ops=ops))
+                                case_sensitive=case_sensitive, ops=ops, cidr=cidr))
     return Rule(Metadata(title="Property rule", description="A generated rule."),
                 Source(table.name, table.kind), condition)
 
@@ -216,6 +226,19 @@ def literal_of(p: Predicate, value: Any) -> str:
         text = text[1:] if text.startswith(".") else text
         text = _UNESCAPE.sub(r"\1", text)
     return text
+
+
+def addresses_around(network: str) -> str:
+    """A few addresses on a network's edges (first, last, just outside), space-separated: each
+    becomes an event value through `variants`' whole-value form."""
+    import ipaddress
+
+    n = ipaddress.ip_network(network, strict=False)
+    first, last = int(n.network_address), int(n.broadcast_address)
+    top = 2 ** n.max_prefixlen - 1
+    picks = {first, last, max(first - 1, 0), min(last + 1, top), (first + last) // 2}
+    kind = ipaddress.IPv6Address if n.version == 6 else ipaddress.IPv4Address
+    return " ".join(str(kind(x)) for x in sorted(picks))
 
 
 def variants(needle: str, alphabet: Alphabet) -> list[str]:
@@ -243,6 +266,9 @@ def field_values(draw, texts: list[str], alphabet: Alphabet) -> str | None:
     return value
 
 
+_ADDRESSES = re.compile(r"[0-9a-f.:]+( [0-9a-f.:]+)*")
+
+
 def boundary_events(rule: Rule, alphabet: Alphabet = FULL, min_size: int = 6,
                     max_size: int = 14) -> st.SearchStrategy[list[dict[str, Any]]]:
     """Events keyed by the rule's columns, around its needles and bounds."""
@@ -251,12 +277,16 @@ def boundary_events(rule: Rule, alphabet: Alphabet = FULL, min_size: int = 6,
     needles_: set[str] = set()
     bounds: set[int] = set()
     for p in predicates_:
+        if p.op is Op.CIDR:
+            needles_.update(addresses_around(str(v)) for v in p.values)
+            continue
         for v in p.values:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 bounds.update({int(v) - 1, int(v), int(v) + 1})
             else:
                 needles_.add(literal_of(p, v))
     texts = sorted({t for n in sorted(needles_) or [""] for t in variants(n, alphabet)})
+    texts += sorted({a for n in needles_ if _ADDRESSES.fullmatch(n) for a in n.split(" ")})
     numbers = sorted(bounds) or [0, 1]
 
     @st.composite

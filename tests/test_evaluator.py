@@ -138,3 +138,14 @@ def test_term_match_is_a_token_match_for_alphanumeric_needles(haystack, needle):
     import re
     runs = re.findall(r"[0-9A-Za-z]+", haystack)
     assert term_match(haystack, needle) == (needle in runs)
+
+
+def test_cidr_with_all_values_needs_every_network():
+    from rmmc.compiler.evaluator import evaluate_predicate
+    from rmmc.compiler.ir import Field, Op, Predicate
+
+    both = Predicate(Field("RemoteIP"), Op.CIDR, ("10.0.0.0/8", "10.1.0.0/16"), all_values=True)
+    assert evaluate_predicate(both, {"RemoteIP": "10.1.2.3"}) is True
+    assert evaluate_predicate(both, {"RemoteIP": "10.2.0.1"}) is False  # in the first only
+    assert evaluate_predicate(Predicate(Field("RemoteIP"), Op.CIDR, ("10.0.0.0/8", "10.1.0.0/16")),
+                              {"RemoteIP": "10.2.0.1"}) is True

@@ -1,4 +1,4 @@
-"""The five properties: every translation of a rule means what the rule means.
+"""The seven properties: every translation of a rule means what the rule means.
 
 Rules and events come from tests/strategies.py (hostile needles, every operator, nested and /
 or / not, case flags; events on the needles' boundaries).  The reference is always
@@ -10,12 +10,20 @@ or / not, case flags; events on the needles' boundaries).  The reference is alwa
    the evaluator's events;
 4. `r`'s KQL, run by duckdb-kql (missing strings loaded as ''), selects them too, and
    `summarize count() by X` gives the evaluator's groups and counts;
-5. `r`'s EQL, run by the `eql` package, selects them where the package's semantics allow.
+5. `r`'s EQL, parsed by the `eql` package and run with Elasticsearch's documented semantics
+   (`rmmc.verify.eql_elastic`), selects them, cased tests included;
+6. `r`'s SPL, run by tests/spl_interp.py (Splunk's documented search and eval semantics, PCRE2),
+   selects them;
+7. `r`'s ES|QL, run by tests/esql_interp.py (ES|QL's documented semantics, Lucene regexes),
+   selects them.
+
+Before the random cases each property runs the fixed boundary cases of tests/boundaries.py.
 
 A translation the backend refused (an `unsupported` error) is skipped with `assume`, and only
-then; a translation it flagged as approximate (`lossy`) may differ from the evaluator, and only
-such a one.  `hypothesis.event` records each skip, so `pytest --hypothesis-show-statistics`
-shows how often they happen.
+then; a translation it flagged as approximate (`lossy`) may differ from the evaluator, but only
+on events where the part each lossy diagnostic names (`Diagnostic.subject`: a predicate, a
+field, a stage) decides the verdict (`judge`).  `hypothesis.event` records each skip, so
+`pytest --hypothesis-show-statistics` shows how often they happen.
 
 The example budget is the profile's (tests/conftest.py): "ci" / "dev" for the suite, "long"
 for `make verify-long`.
@@ -38,18 +46,26 @@ from rmmc.backends.eql import emit_eql
 from rmmc.backends.kql import emit_kql
 from rmmc.backends.sigma import emit_sigma
 from rmmc.compiler import evaluator
-from rmmc.compiler.ir import Aggregate, Field, Rule, Summarize
+from rmmc.compiler.ir import Aggregate, Field, Metadata, Op, Rule, Source, Summarize, walk_predicates
 from rmmc.compiler.kql_parser import parse_kql
 from rmmc.compiler.lower import lower_query
 from rmmc.compiler.schema import load_schema
-from rmmc.verify.engines import elasticsearch_semantics
 
+from boundaries import boundary_examples
 from strategies import ENGINE, FULL, Alphabet, cases, table_of
 
 Events = list[dict[str, Any]]
 
 SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])
+
+
+def rule_metadata() -> Metadata:
+    return Metadata(title="Property rule", description="A fixed rule.")
+
+
+def has_op(rule: Rule, op: Op) -> bool:
+    return any(p.op is op for p in walk_predicates(rule.condition))
 
 
 def refused(t: Translation) -> bool:
@@ -66,18 +82,62 @@ def _shape(message: str) -> str:
     return re.sub(r"\b[A-Z][a-z]+[A-Z]\w*\b", "<column>", message)[:100]
 
 
+def _forced(condition: Any, event: dict[str, Any], node: Any, value: bool | None) -> bool | None:
+    """The condition's three-valued verdict on the event with every occurrence of `node` (a
+    predicate or subquery) read as `value`."""
+    from rmmc.compiler.ir import And, Not, Or
+
+    if condition == node:
+        return value
+    if isinstance(condition, And):
+        results = [_forced(c, event, node, value) for c in condition.operands]
+        return False if False in results else (None if None in results else True)
+    if isinstance(condition, Or):
+        results = [_forced(c, event, node, value) for c in condition.operands]
+        return True if True in results else (None if None in results else False)
+    if isinstance(condition, Not):
+        inner = _forced(condition.operand, event, node, value)
+        return None if inner is None else not inner
+    return evaluator.evaluate(condition, event)
+
+
+def decides(subject: Any, rule: Rule, event: dict[str, Any]) -> bool:
+    """Whether the part a lossy diagnostic names (`Diagnostic.subject`) decides the rule's
+    verdict on the event: forcing that node to true, false or unknown changes whether the rule
+    matches.  A `Field` stands for every test of it; a stage ("output", "lookback", ...) or no
+    subject decides nothing about which events the condition selects."""
+    from rmmc.compiler.ir import Field, walk
+
+    if isinstance(subject, Field):
+        nodes = [n for n in walk(rule.condition) if getattr(n, "field", None) is not None
+                 and n.field.name == subject.name]
+    elif subject is not None and not isinstance(subject, str):
+        nodes = [subject]
+    else:
+        return False
+    for node in nodes:
+        verdicts = {_forced(rule.condition, event, node, v) is True for v in (True, False, None)}
+        if len(verdicts) > 1:
+            return True
+    return False
+
+
 def judge(t: Translation, rule: Rule, events: Events, got: list[int], expected: list[int]) -> None:
-    """`got` must be `expected`, unless the backend reported the translation as lossy."""
+    """`got` must be `expected`, except on events where a part of the rule the backend reported
+    lossy (a diagnostic whose subject is that part) decides the verdict."""
     if got == expected:
         return
-    lossy = [d.message for d in t.diagnostics if d.code == "lossy"]
-    if lossy:
-        for message in lossy:
-            event(f"{t.target}: differs where reported lossy: {_shape(message)}")
+    lossy = [d for d in t.diagnostics if d.code == "lossy"]
+    differing = sorted(set(got) ^ set(expected))
+    unexplained = [i for i in differing if not any(decides(d.subject, rule, events[i]) for d in lossy)]
+    if not unexplained:
+        for d in lossy:
+            event(f"{t.target}: differs where reported lossy: {_shape(d.message)}")
         return
-    differing = [events[i] for i in sorted(set(got) ^ set(expected))]
     raise AssertionError(f"{t.target} selects {got}, the evaluator {expected}\n"
-                         f"rule: {rule.condition}\ntext:\n{t.text}\ndiffering events: {differing}")
+                         f"rule: {rule.condition}\ntext:\n{t.text}\n"
+                         f"differing events no lossy diagnostic explains: {[events[i] for i in unexplained]}\n"
+                         f"lossy: {[d.message for d in lossy]}")
 
 
 # ------------------------------------------------------------------ 1. KQL round trip
@@ -85,6 +145,9 @@ def judge(t: Translation, rule: Rule, events: Events, got: list[int], expected: 
 
 @SETTINGS
 @given(cases(alphabet=FULL))
+# rmmc cannot lower the `coalesce(ipv4_is_in_range(...), false)` its KQL backend writes for
+# CIDR (a gap of the round trip, not of the translation: property 4 runs it on duckdb-kql)
+@boundary_examples(FULL, keep=lambda rule: not has_op(rule, Op.CIDR))
 def test_property_1_kql_round_trip(case):
     rule, events = case
     t = emit_kql(rule)
@@ -102,7 +165,8 @@ def test_property_1_kql_round_trip(case):
 
 
 @SETTINGS
-@given(cases(alphabet=FULL))
+@given(cases(alphabet=FULL, cidr=True))
+@boundary_examples(FULL)
 def test_property_2_sigma_round_trip(case):
     sigma_reader = pytest.importorskip("rmmc.compiler.sigma", reason="Sigma reader not present")
     read_sigma_rules = getattr(sigma_reader, "read_sigma_rules", None)
@@ -152,6 +216,13 @@ def sqlite_select(table: str, sigma_text: str, events: Events) -> list[int]:
     conn = sqlite3.connect(":memory:")
     try:
         conn.create_function("regexp", 2, _regexp, deterministic=True)
+        # SQLite folds ASCII letters only; Sigma's case-insensitive matching folds every letter:
+        # verify's adapters, tested against SQLite's own answers on ASCII (tests/test_verify.py).
+        from rmmc.verify.engines import sqlite_like, sqlite_nocase
+
+        conn.create_collation("NOCASE", sqlite_nocase)
+        conn.create_function("like", 2, sqlite_like, deterministic=True)
+        conn.create_function("like", 3, sqlite_like, deterministic=True)
         spec = ", ".join(f'"{c}" {t}' for c, t in columns.items())
         conn.execute(f"CREATE TABLE logs (rmmc_idx INTEGER, {spec})")
         names = list(columns)
@@ -166,8 +237,13 @@ def sqlite_select(table: str, sigma_text: str, events: Events) -> list[int]:
         conn.close()
 
 
+# The engine alphabet and cased non-ASCII letters (SQLite with verify's case adapters).
+SQLITE_ALPHABET = Alphabet("sqlite", ENGINE.chars + "éÉßİǅ日")
+
+
 @SETTINGS
-@given(cases(alphabet=ENGINE))
+@given(cases(alphabet=SQLITE_ALPHABET))
+@boundary_examples(SQLITE_ALPHABET, keep=lambda rule: not has_op(rule, Op.CIDR))
 def test_property_3_pysigma_sqlite(case):
     pytest.importorskip("sigma.backends.sqlite")
     rule, events = case
@@ -229,8 +305,9 @@ def duck_rows(duckdb_kql: Any, con: Any, text: str) -> tuple[list[str], list[tup
 
 
 @SETTINGS
-@given(cases(alphabet=ENGINE), st.data())
-def test_property_4_duckdb_kql(case, data):
+@given(cases(alphabet=ENGINE), st.integers(0, 9))
+@boundary_examples(ENGINE, keep=lambda rule: not has_op(rule, Op.CIDR), extra=(0,))
+def test_property_4_duckdb_kql(case, group):
     rule, events = case
     t = emit_kql(rule)
     assume(not refused(t))
@@ -242,7 +319,8 @@ def test_property_4_duckdb_kql(case, data):
         judge(t, rule, events, got, expected)
 
         # the same rule summarized: count() by one string column
-        by = data.draw(st.sampled_from(table_of(rule).strings), label="group by")
+        strings = table_of(rule).strings
+        by = strings[group % len(strings)]
         summarized = Rule(rule.metadata, rule.source, rule.condition, stages=(
             Summarize(((by, Field(by)),), (Aggregate("Count", "count"),)),))
         ts = emit_kql(summarized)
@@ -256,61 +334,151 @@ def test_property_4_duckdb_kql(case, data):
         assert groups == reference, (ts.text, groups, reference)
 
 
-# ------------------------------------------------------------------ 5. the eql package
+# ------------------------------------------------------------------ 5. EQL (the eql package's parser)
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        *path, last = key.split(".")
-        node = out
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return out
-
-
-def eql_select(rule: Rule, text: str, events: Events) -> list[int]:
-    eql = pytest.importorskip("eql")
-    from eql.parser import elasticsearch_syntax, ignore_missing_functions, parse_query, skip_optimizations
+def eql_select(rule: Rule, text: str, events: Events, null_reading: str = "three-valued") -> list[int]:
+    """The events `text` selects: parsed by the `eql` package, evaluated with Elasticsearch's
+    documented semantics (`rmmc.verify.eql_elastic`), fields named by the `ecs` profile."""
+    pytest.importorskip("eql")
     from rmmc.compiler.schema.profiles import load_profile
+    from rmmc.verify.eql_elastic import select
 
     profile = load_profile("ecs")
     table = rule.source.table
-    out: list[int] = []
-    with elasticsearch_semantics():
-        # Without the package's optimizer: it rewrites `(f == 0 or f == 1) or f < 0` as
-        # `f in (0, 1)`, dropping the last test (eql 1.0.1).
-        with elasticsearch_syntax, ignore_missing_functions, skip_optimizations:
-            query = parse_query(text)
-        engine = eql.PythonEngine()
-        engine.add_query(query)
-        engine.add_output_hook(lambda result: out.extend(e.data["__i"] for e in result.events))
-        category = text.split()[0]
-        stream = []
-        for i, e in enumerate(events):
-            flat = {(profile.field(table, k) or k): v for k, v in e.items() if v is not None}
-            stream.append(eql.Event(category, 0, {**_nest(flat), "__i": i}))
-        engine.stream_events(stream)
-    return sorted(out)
+    flat = [{(profile.field(table, k) or k): v for k, v in e.items() if v is not None} for e in events]
+    return select(text, flat, null_reading)
 
 
 # The package unescapes `\u{..}` greedily (`"\u{A0}}"` fails to parse there, not in
 # Elasticsearch), and rmmc writes every non-printable character that way: the property's
-# alphabet has none (tab is written `\t`).
-EQL_ALPHABET = Alphabet("eql", "".join(ch for ch in ENGINE.chars if ch.isprintable() or ch == "\t"))
+# alphabet has none (tab and line feed are written `\t` and `\n`).  Nor 'ß', 'İ', 'ǅ': a known
+# defect, tests/test_escaping.py::test_eql_case_folds_like_the_model (xfail).
+EQL_ALPHABET = Alphabet("eql", "".join(ch for ch in FULL.chars
+                                       if (ch.isprintable() or ch in "\t\n") and ch not in "ßİǅ"))
 
 
-# The package folds case for every comparison (`==`, `like`, `regex`, `in`): its parser maps
-# `like` and `like~`, `regex` and `regex~` to the same function, so a cased test cannot be run
-# as Elasticsearch runs it.  The property draws case-insensitive predicates only; the cased
-# forms are checked on their text in tests/test_backend_eql.py.
+# Cased and case-insensitive rules alike: `==`, `like`, `regex`, `in` are case-sensitive in
+# Elasticsearch, `:`, `like~`, `regex~`, `in~` not.  The translation must select the same events
+# whether a test on a missing field reads as null (three-valued) or as false.
 @SETTINGS
-@given(cases(alphabet=EQL_ALPHABET, case_sensitive=st.just(False)))
+@given(cases(alphabet=EQL_ALPHABET, cidr=True))
+@boundary_examples(EQL_ALPHABET)
 def test_property_5_eql(case):
     pytest.importorskip("eql")
     rule, events = case
     t = emit_eql(rule)
     assume(not refused(t))
     note(t.text)
-    judge(t, rule, events, eql_select(rule, t.text, events), evaluator.select(rule, events))
+    expected = evaluator.select(rule, events)
+    from rmmc.verify.eql_elastic import MixedFieldTypes
+
+    try:
+        got = eql_select(rule, t.text, events)
+    except MixedFieldTypes:  # one field as ip and as text: no Elasticsearch mapping has both
+        event("eql: a field tested as ip and as text")
+        assume(False)
+    judge(t, rule, events, got, expected)
+    judge(t, rule, events, eql_select(rule, t.text, events, null_reading="false"), expected)
+
+
+# ------------------------------------------------------------------ 6. Splunk SPL (tests/spl_interp.py)
+
+
+def spl_select(rule: Rule, text: str, events: Events) -> list[int]:
+    """The events `text` keeps, run by tests/spl_interp.py (Splunk's documented search and
+    eval semantics; regexes on PCRE2), fields named by the `sigma` profile as the backend
+    names them."""
+    from spl_interp import selects
+    from rmmc.compiler.schema.profiles import load_profile
+
+    profile = load_profile("sigma")
+    table = rule.source.table
+    out = []
+    for i, e in enumerate(events):
+        fields = {(profile.field(table, k) or k): v for k, v in e.items() if v is not None}
+        if selects(text, fields):
+            out.append(i)
+    return out
+
+
+@SETTINGS
+@given(cases(alphabet=FULL, cidr=True))
+@boundary_examples(FULL)
+def test_property_6_splunk(case):
+    from rmmc.backends.splunk import emit_splunk
+
+    rule, events = case
+    t = emit_splunk(rule)
+    assume(not refused(t))
+    note(t.text)
+    judge(t, rule, events, spl_select(rule, t.text, events), evaluator.select(rule, events))
+
+
+# ------------------------------------------------------------------ 7. ES|QL (tests/esql_interp.py)
+
+ESQL_INDEX = "_rmmc_i"
+
+
+def esql_select(rule: Rule, text: str, events: Events) -> list[int]:
+    """The events `text` keeps, run by tests/esql_interp.py (ES|QL's documented semantics,
+    RLIKE on Lucene regexes), fields named by the `ecs` profile as the backend names them."""
+    from esql_interp import run
+    from rmmc.compiler.schema.profiles import load_profile
+
+    profile = load_profile("ecs")
+    table = rule.source.table
+    rows = [{**{(profile.field(table, k) or k): v for k, v in e.items() if v is not None}, ESQL_INDEX: i}
+            for i, e in enumerate(events)]
+    return sorted(r[ESQL_INDEX] for r in run(text, rows))
+
+
+# Without 'İ': a known defect, test_esql_to_lower_of_a_dotted_capital_i_joins_terms (xfail).
+ESQL_ALPHABET = Alphabet("esql", FULL.chars.replace("İ", ""))
+
+
+@SETTINGS
+@given(cases(alphabet=ESQL_ALPHABET, cidr=True))
+@boundary_examples(ESQL_ALPHABET)
+def test_property_7_esql(case):
+    from rmmc.backends.esql import emit_esql
+
+    rule, events = case
+    t = emit_esql(rule)
+    assume(not refused(t))
+    note(t.text)
+    judge(t, rule, events, esql_select(rule, t.text, events), evaluator.select(rule, events))
+
+
+@pytest.mark.xfail(strict=True, reason="defect: Elasticsearch's ip type reads an IPv4-mapped IPv6 "
+                   "value as the IPv4 address, so CIDR_MATCH puts '::ffff:10.1.2.3' inside 10.0.0.0/8; "
+                   "the model never does, and the ES|QL backend flags only IPv6 networks that overlap "
+                   "::ffff:0:0/96, not IPv4 networks")
+def test_esql_cidr_reads_an_ipv4_mapped_value_as_ipv4():
+    from rmmc.backends.esql import emit_esql
+    from rmmc.compiler.ir import Predicate
+    from strategies import TABLE_BY_NAME
+
+    table = TABLE_BY_NAME["DeviceNetworkEvents"]
+    rule = Rule(rule_metadata(), Source(table.name, table.kind),
+                Predicate(table.field("RemoteIP"), Op.CIDR, ("10.0.0.0/8",), negated=True))
+    events = [{"RemoteIP": "::ffff:10.1.2.3"}, {"RemoteIP": "10.1.2.3"}]
+    t = emit_esql(rule)
+    judge(t, rule, events, esql_select(rule, t.text, events), evaluator.select(rule, events))
+
+
+@pytest.mark.xfail(strict=True, reason="defect: ES|QL's TO_LOWER turns 'İ' into 'i' + U+0307, so "
+                   "in 'aİ' the term 'a' is followed by the letter 'i' and `has 'a'` no longer "
+                   "matches; the backend only notes it (a value holding U+0130 is lossy, text "
+                   "holding it is not)")
+def test_esql_to_lower_of_a_dotted_capital_i_joins_terms():
+    from rmmc.backends.esql import emit_esql
+    from rmmc.compiler.ir import Predicate
+    from strategies import TABLE_BY_NAME
+
+    table = TABLE_BY_NAME["DeviceProcessEvents"]
+    rule = Rule(rule_metadata(), Source(table.name, table.kind),
+                Predicate(table.field("FileName"), Op.TERM, ("a",)))
+    events = [{"FileName": "aİ"}, {"FileName": "a"}]
+    t = emit_esql(rule)
+    judge(t, rule, events, esql_select(rule, t.text, events), evaluator.select(rule, events))

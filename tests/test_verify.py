@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import sqlite3
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from click.testing import CliRunner
 
 from rmmc.backends.base import EmitOptions, Translation
 from rmmc.compiler.ir import Field, Metadata, Op, Predicate, Rule, Source
 from rmmc.verify import verify_paths, verify_rule
-from rmmc.verify.engines import lucene_to_python
+from rmmc.verify.lucene import lucene_fullmatch
 from rmmc.verify.events import boundary_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,31 +130,54 @@ def test_library_surface_reads_sigma_and_verifies():
     assert "ProcessCommandLine contains 'evil'" in rmmc.translate(text, to="kql").text
 
 
-def test_eql_regex_carets_and_dollars_are_lucene_literals_for_the_package():
-    assert lucene_to_python(".*(^[^\n]*^).*") == ".*(\\^[^\n]*\\^).*"
-    assert lucene_to_python('a\\^b\\"$') == 'a\\^b"\\$'
+def test_eql_regex_carets_and_dollars_are_lucene_literals():
+    assert lucene_fullmatch(".*(^[^\n]*^).*", "x^ab^y") and not lucene_fullmatch(".*(^[^\n]*^).*", "ab")
+    assert lucene_fullmatch('a\\^b\\"$', 'a^b"$')
     with pytest.raises(ValueError):
-        lucene_to_python("a~b")  # a Lucene operator rmmc never writes unescaped
+        lucene_fullmatch("a~b", "adb")  # a Lucene operator rmmc never writes unescaped
 
 
-def test_engines_that_cannot_check_a_rule_say_so():
+def test_engines_that_cannot_check_a_rule_say_so_and_never_guess():
     pytest.importorskip("eql")
     pytest.importorskip("sigma.backends.sqlite")
     cased = net_rule(Predicate(URL, Op.CONTAINS, ("RemotePC",), case_sensitive=True))
-    _, verdicts = verify_rule(cased, ["eql"])
-    assert verdicts[0].status == "unchecked" and "folds case" in verdicts[0].detail
+    _, verdicts = verify_rule(cased, ["eql"])  # cased tests run as Elasticsearch runs them
+    assert verdicts[0].status == "agree" and verdicts[0].engine == "eql package", verdicts[0]
     network = net_rule(Predicate(Field("RemoteIP"), Op.CIDR, ("10.0.0.0/8",)))
-    _, verdicts = verify_rule(network, ["sigma"])  # verify never guesses: no read-back fallback
-    assert verdicts[0].status == "unchecked" and "cidr" in verdicts[0].detail
+    _, verdicts = verify_rule(network, ["sigma"])  # never rmmc's read-back in the engine's place
+    assert verdicts[0].status == "unchecked" and verdicts[0].detail.startswith("engine error:"), verdicts[0]
+    assert verdicts[0].engine == "pySigma sqlite"
 
 
-def test_sqlite_folds_case_as_the_model_does():
+ASCII = st.text(alphabet="aAbBzZ09 _%\\\n-", max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ASCII, ASCII)
+def test_sqlite_adapters_answer_as_sqlite_does_on_ascii(a, b):
+    """The adapters replace SQLite's ASCII-only case folding; on ASCII text they must give
+    exactly what SQLite's own NOCASE collation and LIKE give."""
+    from rmmc.verify.engines import sqlite_like, sqlite_nocase
+
+    conn = sqlite3.connect(":memory:")
+    try:
+        builtin_order = conn.execute("SELECT CASE WHEN ? < ? COLLATE NOCASE THEN -1 WHEN ? = ? COLLATE NOCASE "
+                                     "THEN 0 ELSE 1 END", (a, b, a, b)).fetchone()[0]
+        assert sqlite_nocase(a, b) == builtin_order
+        assert sqlite_like(b, a) == conn.execute("SELECT ? LIKE ?", (a, b)).fetchone()[0]
+        assert sqlite_like(b, a, "\\") == conn.execute("SELECT ? LIKE ? ESCAPE '\\'", (a, b)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_sqlite_adapters_fold_every_letter():
     pytest.importorskip("sigma.backends.sqlite")
-    from rmmc.verify.engines import _like
+    from rmmc.verify.engines import sqlite_like, unicode_fold
 
-    assert _like("%arrêté%", "Service ARRÊTÉ") == 1
-    assert _like("a\\_b", "a_b", "\\") == 1 and _like("a\\_b", "axb", "\\") == 0
-    assert _like("a%", "a\nb") == 1
+    assert sqlite_like("%arrêté%", "Service ARRÊTÉ") == 1
+    assert sqlite_like("a\\_b", "a_b", "\\") == 1 and sqlite_like("a\\_b", "axb", "\\") == 0
+    assert sqlite_like("a%", "a\nb") == 1
+    assert unicode_fold("ẞİ") == "ßİ"  # one character for one
     rule = net_rule(Predicate(URL, Op.EQUALS, ("ARRÊTÉ",)))
     _, verdicts = verify_rule(rule, ["sigma"])
     assert verdicts[0].status == "agree" and verdicts[0].engine == "pySigma sqlite"
@@ -165,7 +192,8 @@ def test_rules_with_sigma_field_names_are_checked_under_those_names():
 
 
 def test_an_engine_that_fails_leaves_the_target_unchecked_not_the_rule_failed():
-    pytest.importorskip("eql")
+    pytest.importorskip("duckdb_kql")
     network = net_rule(Predicate(Field("RemoteIP"), Op.CIDR, ("10.0.0.0/8",)))
-    _, verdicts = verify_rule(network, ["eql"])  # the eql package's cidrMatch raises on 'x'
-    assert verdicts[0].status == "unchecked" and "failed" in verdicts[0].detail
+    _, verdicts = verify_rule(network, ["kql"])  # duckdb-kql has no ipv4_is_in_range
+    assert verdicts[0].status == "unchecked" and verdicts[0].engine == "duckdb-kql", verdicts[0]
+    assert verdicts[0].detail.startswith("engine error: duckdb-kql cannot run it")

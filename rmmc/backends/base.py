@@ -42,14 +42,16 @@ class Translation:
         return bool(self.text) and not any(d.is_error for d in self.diagnostics)
 
 
-def lossy(target: str, message: str, span: Span | None = None) -> Diagnostic:
-    return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "lossy")
+def lossy(target: str, message: str, span: Span | None = None, subject: object = None) -> Diagnostic:
+    """`subject`: what changed (see `Diagnostic.subject`): the predicate or node, a `Field`,
+    or a stage name ("output", "lookback", "exclusions")."""
+    return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "lossy", subject=subject)
 
 
-def asked_lossy(target: str, message: str, span: Span | None = None) -> Diagnostic:
+def asked_lossy(target: str, message: str, span: Span | None = None, subject: object = None) -> Diagnostic:
     """A change in what fires that the user asked for by an option (`--loose`): written, and
     counted as lossy, without --allow-lossy."""
-    return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "loose")
+    return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "loose", subject=subject)
 
 
 LOSSY_CODES = frozenset({"lossy", "loose"})
@@ -102,10 +104,11 @@ def dropped_stages(stages, target: str, language: str) -> list[Diagnostic]:
         span = getattr(stage, "span", None)
         if isinstance(stage, ir.Filter):
             out.append(lossy(target, f"'| {text}' is dropped: {language} cannot filter on what an "
-                                     "earlier stage computed, so rows it removes now alert", span))
+                                     "earlier stage computed, so rows it removes now alert", span,
+                             subject=stage))
         elif isinstance(stage, ir.Limit):
             out.append(lossy(target, f"'| {text}' is dropped: {language} returns every match, so "
-                                     "more alerts fire", span))
+                                     "more alerts fire", span, subject=stage))
         elif isinstance(stage, ir.Summarize):
             out.append(shape(target, f"'| {text}' is dropped: {language} returns each matching event, "
                                      "not one row per group", span))
@@ -177,7 +180,8 @@ def exclusion_conditions(rule: Rule, options: EmitOptions, target: str, found: l
         if exclusion.condition is None:
             if options.apply_exclusions:
                 found.append(lossy(target, f"exclusion {label!r} was not understood and is not "
-                                           "applied: the events it excludes still match", exclusion.span))
+                                           "applied: the events it excludes still match", exclusion.span,
+                                   subject="exclusions"))
             continue
         if options.apply_exclusions:
             applied.append(Not(exclusion.condition))

@@ -56,7 +56,7 @@ from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import evaluate_predicate, fold_to_ascii
-from rmmc.compiler.ir import (And, Condition, Const, EventKind, InSubquery, Not, Op, Or,
+from rmmc.compiler.ir import (And, Condition, Const, EventKind, Field, InSubquery, Not, Op, Or,
                               Predicate, Rule, all_of, any_of)
 
 TARGET = "eql"
@@ -366,7 +366,8 @@ class Profile:
             if column not in self.seen:
                 self.seen.add(column)
                 self.warnings.append(lossy(TARGET, f"column {column} has no field in the profile: "
-                                                   f"kept as {column}, which the index may not hold"))
+                                                   f"kept as {column}, which the index may not hold",
+                                           subject=Field(column)))
             mapped = column
         return field_name(mapped)
 
@@ -433,7 +434,7 @@ class ConditionEmitter:
                 self.diagnostics.append(lossy(
                     TARGET, f"cidr {network} on {p.field.name} overlaps ::ffff:0:0/96: Elasticsearch "
                             "stores an IPv4 address as the IPv4-mapped IPv6 address, so IPv4 values "
-                            "match it, which the IR never does", p.span))
+                            "match it, which the IR never does", p.span, p))
         literals = [string_literal(str(n)) for n in networks]
         if p.all_values:
             test = _join("and", [f"cidrMatch({f}, {n})" for n in literals])
@@ -568,7 +569,7 @@ def build_eql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: Any =
     except (ImportError, KeyError, ValueError) as exc:
         profile = None
         found.append(lossy(TARGET, f"field profile {fields!r} is not available ({exc}): every "
-                                   "column keeps its own name"))
+                                   "column keeps its own name", subject="fields"))
     names = Profile(rule.source.table, profile, rule.source.taxonomy)
     emitter = ConditionEmitter(names)
     category = CATEGORIES.get(rule.source.kind, "any")
@@ -585,7 +586,7 @@ def build_eql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: Any =
             found.append(lossy(TARGET, f"{node.field.name} {'!' if node.negated else ''}in "
                                        f"({node.query}) reads other events, which EQL cannot: the "
                                        "test is dropped and events it would reject now match",
-                               node.span))
+                               node.span, node))
         where = emitter.emit(condition)
     except Refusal as refusal:
         found.append(unsupported(TARGET, str(refusal), refusal.span))

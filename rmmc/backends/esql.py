@@ -335,7 +335,7 @@ class Emitter:
                 self.add(lossy(TARGET, f"cidr {network} on {p.field.name} overlaps ::ffff:0:0/96: "
                                        "Elasticsearch's ip type holds an IPv4 address as the "
                                        "IPv4-mapped IPv6 address, so IPv4 values match it, which "
-                                       "the IR never does", p.span))
+                                       "the IR never does", p.span, p))
         subject = f"TO_IP({col})"
         literals = [string_lit(str(n)) for n in networks]
         if p.all_values:
@@ -358,7 +358,7 @@ class Emitter:
         if any(len(ch.lower()) != 1 for ch in text):
             self.add(lossy(TARGET, f"{p.field.name}: the value {text!r} holds a character whose "
                            "lower case is longer (U+0130); ES|QL's TO_LOWER never yields it, so "
-                           "text holding it no longer matches this value", p.span))
+                           "text holding it no longer matches this value", p.span, p))
         return fold(text)
 
     def equality(self, p: Predicate, kind: str, subject: str) -> str:
@@ -442,14 +442,14 @@ def output_commands(rule: Rule, em: Emitter) -> list[str]:
             elif isinstance(v, datetime):
                 lit = datetime_lit(v)
             else:
-                em.add(lossy(TARGET, f"constant column {n} ({v!r}) has no ES|QL literal and is dropped"))
+                em.add(lossy(TARGET, f"constant column {n} ({v!r}) has no ES|QL literal and is dropped", subject="output"))
                 continue
             items.append(f"{ident(n)} = {lit}")
             made.add(n)
         if items:
             commands.append("EVAL " + ", ".join(items))
     for n, text in out.computed:
-        em.add(lossy(TARGET, f"computed column {n} = {text} is KQL and is dropped"))
+        em.add(lossy(TARGET, f"computed column {n} = {text} is KQL and is dropped", subject="output"))
     agg = out.aggregation
     if agg is not None:
         aggregates = []
@@ -463,21 +463,21 @@ def output_commands(rule: Rule, em: Emitter) -> list[str]:
             elif function == "dcount" and a.field is not None and not a.args:
                 call = f"COUNT_DISTINCT({em.column(a.field)})"
                 em.add(lossy(TARGET, f"{a.name} = dcount({a.field}): COUNT_DISTINCT is approximate "
-                                     "(HyperLogLog++), counts may differ from KQL's"))
+                                     "(HyperLogLog++), counts may differ from KQL's", subject="output"))
             elif function == "make_list" and a.field is not None and not a.args:
                 call = f"VALUES({em.column(a.field)})"
                 em.add(lossy(TARGET, f"{a.name} = make_list({a.field}): ES|QL has no list "
-                                     "aggregate; VALUES keeps each value once (duplicates dropped)"))
+                                     "aggregate; VALUES keeps each value once (duplicates dropped)", subject="output"))
             else:
                 em.add(lossy(TARGET, f"aggregate {a.name} = {a.function}({a.field or ''}"
                                      f"{', ' if a.field and a.args else ''}"
-                                     f"{', '.join(map(str, a.args))}) has no ES|QL form and is dropped"))
+                                     f"{', '.join(map(str, a.args))}) has no ES|QL form and is dropped", subject="output"))
                 continue
             aggregates.append(f"{label} = {call}" if label else call)
         groups = [em.column(k) for k in agg.group_by]
         if agg.bin_field is not None:
             em.add(lossy(TARGET, f"bin({agg.bin_field}, {agg.bin_size}) is dropped from the "
-                                 "grouping: rows are not split by time bucket"))
+                                 "grouping: rows are not split by time bucket", subject="output"))
         text = "STATS"
         if aggregates:
             text += " " + ", ".join(aggregates)
@@ -509,7 +509,7 @@ def output_commands(rule: Rule, em: Emitter) -> list[str]:
             raise Refusal(f"limit {out.limit!r} is not a row count")
         commands.append(f"LIMIT {out.limit}")
     for text in out.post:
-        em.add(lossy(TARGET, f"KQL operator `{text}` has no ES|QL translation and is dropped"))
+        em.add(lossy(TARGET, f"KQL operator `{text}` has no ES|QL translation and is dropped", subject="output"))
     return commands
 
 
@@ -549,7 +549,7 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
             if rounded:
                 found.append(lossy(TARGET, f"lookback {rule.lookback.window} rounded up to {span} "
                                            "(ES|QL spans are whole milliseconds): slightly older "
-                                           "events now match"))
+                                           "events now match", subject="lookback"))
             commands.append(f"WHERE {em.column('Timestamp')} > NOW() - {span}")
         def exclusion_text(c: Condition) -> str:
             side = Emitter(em.table, profile, fields, taxonomy=em.taxonomy)
@@ -564,7 +564,7 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
             found.append(lossy(TARGET, f"{node.field.name} {'!' if node.negated else ''}in "
                                        f"({node.query}) needs another query, which ES|QL cannot "
                                        "run here: the test is dropped and events it would reject "
-                                       "now match", node.span))
+                                       "now match", node.span, node))
         if condition != Const(True):
             commands.append("WHERE " + strip_parens(em.emit(condition)))
         commands += output_commands(rule, em)

@@ -256,8 +256,8 @@ class ConditionEmitter:
 
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
-    def lossy(self, message: str, span: Span | None) -> None:
-        d = lossy(TARGET, message, span)
+    def lossy(self, message: str, span: Span | None, subject: object = None) -> None:
+        d = lossy(TARGET, message, span, subject)
         if d not in self.diagnostics:
             self.diagnostics.append(d)
 
@@ -350,7 +350,7 @@ class ConditionEmitter:
                            "but empty no longer matches" if not p.negated else
                            f"{p.field.name} does not exist: KQL strings are never null (a missing one "
                            "reads as ''), so it is written isempty(): an event whose field is present "
-                           "but empty now matches too", p.span)
+                           "but empty now matches too", p.span, subject=p)
                 return A.Call(A.Name("isempty" if p.negated else "isnotempty"), (column,))
             return A.Call(A.Name("isnull" if p.negated else "isnotnull"), (column,))
         if p.op is Op.EMPTY:
@@ -400,7 +400,7 @@ class ConditionEmitter:
             return column
         if kind in ("real", "datetime", "timespan") or (kind in ("bool", "guid") and p.case_sensitive):
             self.lossy(f"{p.op.value} on the {kind} field {p.field.name} reads KQL's text form of "
-                       f"the value (tostring), which may differ from the IR's", p.span)
+                       f"the value (tostring), which may differ from the IR's", p.span, subject=p)
         if kind == "dynamic":
             return column  # KQL reads a dynamic value as its JSON text
         return A.Call(A.Name("tostring"), (column,))
@@ -422,10 +422,10 @@ class ConditionEmitter:
         values = [typed_literal(v, kind, p.field.name) for v in p.values]
         if kind == "guid":
             self.lossy(f"{p.field.name} is compared as a GUID value (hex digits in any case), "
-                       "the IR compares its text", p.span)
+                       "the IR compares its text", p.span, subject=p)
         elif kind == "dynamic":
             self.lossy(f"{p.field.name} is dynamic: KQL compares the dynamic value, the IR its "
-                       "Python value", p.span)
+                       "Python value", p.span, subject=p)
         if len(values) == 1 or p.all_values:
             tests = [A.Binary("!=" if p.negated else "==", column, v) for v in values]
             return chain("or" if p.negated else "and", tests)
@@ -470,7 +470,8 @@ class ConditionEmitter:
             d = Diagnostic(Severity.WARNING, f"{TARGET}: {p.field.name} {p.op.value} {shown}: a non-ASCII "
                            "letter at the edge of a term; rmmc's model treats it as a term separator, "
                            "Kusto may treat it as part of the term, so rmmc's reading of this `has` can "
-                           "differ from Kusto's when a letter or digit follows or precedes it", p.span, "model")
+                           "differ from Kusto's when a letter or digit follows or precedes it", p.span, "model",
+                           subject=p)
             if d not in self.diagnostics:
                 self.diagnostics.append(d)
 

@@ -262,7 +262,7 @@ class ConditionLowerer:
             self.diagnostics.append(lossy(
                 TARGET, f"{node.field.name} {kind} ({node.query}) is dropped: Sigma cannot query "
                         f"another table{source}, so the rule matches more events (as if the test "
-                        "always held where it counts)", node.span))
+                        "always held where it counts)", node.span, subject=node))
         return self.lower(widened)
 
     def lower(self, condition: Condition, negate: bool = False) -> Lowered:
@@ -447,7 +447,7 @@ class ConditionLowerer:
                 self.diagnostics.append(lossy(
                     TARGET, f"regex on {p.field.name}: '$' is the very end of the value in KQL's RE2 "
                             "(and rmmc's model); Sigma backends' engines (PCRE, Python) also match it "
-                            "before a final line break, so such values now match too", p.span))
+                            "before a final line break, so such values now match too", p.span, subject=p))
             key = f"{name}|re" + ("" if case_sensitive else "|i")
             return _keyed(key, values, p.all_values, split=True)
         if p.op in _TERM_OPS:
@@ -508,5 +508,5 @@ def widening_diagnostics(expr: Lowered) -> list[Diagnostic]:
                 TARGET,
                 f"{p.field.name} {kind} {shown} is emitted as |contains (--loose): it {effect} events "
                 f"where the value occurs inside a longer word (e.g. {inside})",
-                p.span))
+                p.span, subject=p))
     return out

@@ -83,7 +83,7 @@ def plan_output(rule: ir.Rule, fields: FieldMapper) -> OutputPlan:
         message = (f"grouping by {name} = {_describe(expr)} is dropped: a correlation groups by "
                    "event fields only")
         say(lossy(TARGET, message + (", so its threshold counts other groups" if threshold else ""),
-                  summarize.span) if threshold else shape(TARGET, message, summarize.span))
+                  summarize.span, subject=summarize) if threshold else shape(TARGET, message, summarize.span))
     counted = threshold[2] if threshold else None
     for a in summarize.aggregates:
         if a is counted or (a.function == "count" and not a.args):
@@ -96,12 +96,12 @@ def plan_output(rule: ir.Rule, fields: FieldMapper) -> OutputPlan:
                           "correlation reports its group keys and count", summarize.span))
     if not summarize.group_by and summarize.aggregates and not threshold:
         say(lossy(TARGET, "without group keys KQL returns one row even when no event matches "
-                          "(count 0); the correlation fires only when one does"))
+                          "(count 0); the correlation fires only when one does", subject=summarize))
     plan.diagnostics.extend(dropped_stages(after, TARGET, "a Sigma correlation"))
     window = _window(rule, binned, say)
     spec, exact = sigma_timespan(window)
     if not exact:
-        say(lossy(TARGET, f"the window {window} is rounded up to the timespan {spec}"))
+        say(lossy(TARGET, f"the window {window} is rounded up to the timespan {spec}", subject="lookback"))
     if keys:
         say(note(TARGET, "group keys: KQL groups case-sensitively and puts events missing a key "
                          "under ''; a Sigma correlation leaves both to the backend (pySigma's "
@@ -149,7 +149,7 @@ def _window(rule: ir.Rule, binned: Any, say) -> timedelta:
     if isinstance(binned, timedelta):
         say(lossy(TARGET, f"bin(Timestamp, {binned}) counts per aligned bucket; the correlation "
                           f"timespan counts within any window of that length, so groups whose events "
-                          "straddle a bucket edge now fire too"))
+                          "straddle a bucket edge now fire too", subject="lookback"))
         return binned
     if rule.lookback is not None:
         say(note(TARGET, f"lookback {_lookback_text(rule)} is the correlation timespan: over a hunt "
@@ -157,7 +157,7 @@ def _window(rule: ir.Rule, binned: Any, say) -> timedelta:
                          "counts within any window of that length"))
         return rule.lookback.window
     say(lossy(TARGET, "the rule has no lookback: the correlation timespan is 30d "
-                      "(Defender's hunting retention); set the window you schedule"))
+                      "(Defender's hunting retention); set the window you schedule", subject="lookback"))
     return DEFAULT_TIMESPAN
 
 

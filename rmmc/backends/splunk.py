@@ -66,7 +66,7 @@ from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char
 from rmmc.backends.base import refuse_expression_tests
 from rmmc.backends.legacy_output import ClassicOutput, classic_output
 from rmmc.compiler.pushdown import push_filters
-from rmmc.compiler.ir import (And, Condition, Const, InSubquery, Not, Op, Or, Predicate, Rule,
+from rmmc.compiler.ir import (And, Condition, Const, Field, InSubquery, Not, Op, Or, Predicate, Rule,
                               all_of, any_of)
 from rmmc.compiler.schema.profiles import load_profile, rule_field
 
@@ -203,7 +203,7 @@ class Emitter:
     taxonomy: str | None = None  # "sigma": the rule's fields are Sigma names already
     diagnostics: list[Diagnostic] = field(default_factory=list)
     _fields: dict[str, str] = field(default_factory=dict)
-    _non_ascii_warned: bool = False
+    _non_ascii_warned: set = field(default_factory=set)  # predicates already reported
 
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
@@ -223,7 +223,7 @@ class Emitter:
                 where = f"table {self.table}" if self.table else "a rule without a table"
                 self.diagnostics.append(lossy(
                     TARGET, f"field {column} has no '{self.profile_name}' field mapping for {where}: "
-                            f"emitted as '{column}' (the test matches only if the data has that field)", span))
+                            f"emitted as '{column}' (the test matches only if the data has that field)", span, subject=Field(column)))
         if not _SEARCH_NAME.match(name) or not _EVAL_NAME.match(name):
             raise ValueError(f"field name {name!r} cannot be written safely in SPL")
         self._fields[column] = name
@@ -321,7 +321,7 @@ class Emitter:
                 self.diagnostics.append(lossy(
                     TARGET, f"cidr {network} on {p.field.name} overlaps the IPv4-mapped block "
                             "::ffff:0:0/96: whether Splunk's cidrmatch puts an IPv4 value in it is "
-                            "not documented (the IR never does)", p.span))
+                            "not documented (the IR never does)", p.span, subject=p))
         tests = [f"cidrmatch({quote(str(n))}, {x})" for n in networks]
         if not tests:
             body = "true()" if p.all_values else "false()"
@@ -334,11 +334,11 @@ class Emitter:
     def string_test(self, p: Predicate, x: str, value: str) -> str:
         if not p.case_sensitive and p.op is not Op.REGEX:  # the needle as the evaluator folds it
             value = fold_to_ascii(value)
-        if not p.case_sensitive and not value.isascii() and not self._non_ascii_warned:
-            self._non_ascii_warned = True
+        if not p.case_sensitive and not value.isascii() and p not in self._non_ascii_warned:
+            self._non_ascii_warned.add(p)
             self.diagnostics.append(lossy(
                 TARGET, f"case-insensitive test of {p.field.name} with non-ASCII text: Splunk's "
-                        "lower()/PCRE (?i) case folding of non-ASCII letters may differ from KQL's", p.span))
+                        "lower()/PCRE (?i) case folding of non-ASCII letters may differ from KQL's", p.span, subject=p))
         if p.op is Op.EQUALS:
             if p.case_sensitive:
                 return f"{x}=={quote(value)}" if not has_control(value) else \
@@ -410,12 +410,12 @@ def _output(output: ClassicOutput, emitter: Emitter, found: list[Diagnostic]) ->
         if isinstance(value, str) and not has_control(value):
             literal = quote(value)
         if literal is None:
-            found.append(lossy(TARGET, f"constant column {name} = {value!r} is dropped (no exact SPL literal)"))
+            found.append(lossy(TARGET, f"constant column {name} = {value!r} is dropped (no exact SPL literal)", subject="output"))
             continue
         commands.append(f"eval {_name(name)}={literal}")
         produced.add(name)
     for name, text in output.computed:
-        found.append(lossy(TARGET, f"computed column {name} = {text} (KQL) is dropped: not translated to SPL"))
+        found.append(lossy(TARGET, f"computed column {name} = {text} (KQL) is dropped: not translated to SPL", subject="output"))
     agg = output.aggregation
     if agg is not None:
         keys = [emitter.field(k) for k in agg.group_by]
@@ -425,7 +425,7 @@ def _output(output: ClassicOutput, emitter: Emitter, found: list[Diagnostic]) ->
             commands.append(f"bin {bf} span={size}")
             found.append(lossy(TARGET, f"bin({agg.bin_field}, {agg.bin_size}) as `bin span={size}`: Splunk "
                                        "aligns bins to the search time zone, KQL to UTC"
-                                       + (" (size rounded up to whole seconds)" if rounded else "")))
+                                       + (" (size rounded up to whole seconds)" if rounded else ""), subject="output"))
             if agg.bin_field not in agg.group_by:
                 keys.append(bf)
         parts = []
@@ -435,10 +435,10 @@ def _output(output: ClassicOutput, emitter: Emitter, found: list[Diagnostic]) ->
                     or (function == "count" and a.field is not None):
                 found.append(lossy(TARGET, f"aggregate {a.name} = {a.function}"
                                            f"({', '.join(str(x) for x in ([a.field] if a.field else []) + list(a.args))}) "
-                                           "is dropped: no exact stats function"))
+                                           "is dropped: no exact stats function", subject="output"))
                 continue
             if function == "list":
-                found.append(lossy(TARGET, f"{a.name} = make_list as list(): Splunk keeps at most 100 values"))
+                found.append(lossy(TARGET, f"{a.name} = make_list as list(): Splunk keeps at most 100 values", subject="output"))
             if a.field == "Timestamp" and function in ("min", "max", "values", "list", "first"):
                 found.append(note(TARGET, f"{a.name} holds _time as epoch seconds (KQL: a datetime)"))
             call = "count" if function == "count" else f"{function}({emitter.field(a.field)})"
@@ -470,7 +470,7 @@ def _output(output: ClassicOutput, emitter: Emitter, found: list[Diagnostic]) ->
     if output.limit is not None:
         commands.append(f"head {int(output.limit)}")
     for text in output.post:
-        found.append(lossy(TARGET, f"KQL operator dropped (not translated to SPL): | {text}"))
+        found.append(lossy(TARGET, f"KQL operator dropped (not translated to SPL): | {text}", subject="output"))
     return commands
 
 
@@ -506,7 +506,7 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
             what = f"{node.field.name} {'not ' if node.negated else ''}{node.op.value} {list(node.values)} " \
                    f"({node.field.type})"
         found.append(lossy(TARGET, f"{what} cannot be said exactly in SPL: dropped, so the query matches "
-                                   "more events (never fewer)", span))
+                                   "more events (never fewer)", span, subject=node))
     condition = _nnf(condition)
     conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
     search_terms: list[str] = []
@@ -520,7 +520,7 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
         search_terms.append(f"earliest=-{text} latest=now")
         if rounded:
             found.append(lossy(TARGET, f"lookback {rule.lookback.window} rounded up to -{text}: "
-                                       "slightly older events also match"))
+                                       "slightly older events also match", subject="lookback"))
     where_terms: list[str] = []
     for c in conjuncts:
         if c == Const(True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +36,18 @@ class Severity(str, Enum):
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     """One message about one place.  `span` is relative to the text it was found in
-    (a query, or a whole file once a document has relocated it); `path` names the file."""
+    (a query, or a whole file once a document has relocated it); `path` names the file.
+    `subject` says what a backend's `lossy` diagnostic is about, so that a check can accept a
+    difference only where that part decides: the IR node of the rule's condition whose test
+    changed (a `Predicate` or `InSubquery`), a `Field` (every test of it), or the name of a
+    stage outside the condition ("output", "lookback", "exclusions"); None when not said."""
 
     severity: Severity
     message: str
     span: Span | None = None
     code: str = ""
     path: str | None = None
+    subject: Any = field(default=None, compare=False, repr=False)
 
     @property
     def is_error(self) -> bool:

@@ -23,7 +23,8 @@ and measurements of the engine):
   would also match before a final line break; `re2_dollar` rewrites it).
 * EMPTY: null or ''.  EXISTS: the field is present and not null.
 * CIDR: the value reads as an IPv4 or IPv6 address (Python's `ipaddress`, surrounding white
-  space not allowed) inside one of the networks (`10.0.0.0/8`); anything else is false
+  space not allowed) inside one of the networks (`10.0.0.0/8`; every one of them with
+  `all_values`, as for the other operators); anything else is false
   (KQL's `ipv4_is_in_range` gives null there, which `where` treats as false).  An IPv4
   value is never inside an IPv6 network or the other way round.
 * IN_SUBQUERY (`x in (T | ...)` over another table): equality with one of the values that
@@ -327,8 +328,9 @@ def evaluate_predicate(p: Predicate, event: Event, ctx: Context = _NO_CONTEXT) -
             present = evaluate_expr(subject, event, ctx) is not None
         return present != p.negated
     value = subject_value(subject, event, ctx)
-    if p.op is Op.CIDR:
-        return in_networks(value, p.values) != p.negated
+    if p.op is Op.CIDR:  # any network, or every one with all_values
+        hits = [in_networks(value, (network,)) for network in p.values]
+        return (all(hits) if p.all_values else any(hits)) != p.negated
     if p.op is Op.EMPTY:
         empty = value is None or value == ""
         return empty != p.negated

@@ -4,20 +4,27 @@
   stored as '' (Defender's strings are never null);
 * sigma: pySigma's sqlite backend converts the rule and SQLite runs it (columns `TEXT COLLATE
   NOCASE`, a Python REGEXP function), missing fields stored as NULL (Sigma's model);
-* eql: the `eql` package's Python engine, matching regexes and wildcards as Elasticsearch does
-  (`elasticsearch_semantics`).
+* eql: the `eql` package's parser, the query evaluated with Elasticsearch's documented
+  semantics (`rmmc.verify.eql_elastic`: cased and case-insensitive tests, wildcards, Lucene
+  regexes, cidrMatch on ip fields).
 
-Without the engine (`pip install rmmc[verify]` brings all three), KQL and Sigma outputs are
-read back by rmmc itself and run by the reference evaluator (this checks the text rmmc wrote
-against its own reading, not an engine), and EQL is not checked.  Splunk and ES|QL have no
-engine that can run here.  Each runner returns the indexes of the events selected.
+Verify never guesses: an engine that is installed but cannot run a rule (it refuses it, lacks a
+function, or fails) raises `EngineError`, and the target is `unchecked (engine error: ...)`.
+Only when an engine is not installed at all (`EngineUnavailable`; `pip install rmmc[verify]`
+brings all three) are KQL and Sigma outputs read back by rmmc itself and run by the reference
+evaluator, reported under the engine name "rmmc read-back" (the text rmmc wrote against its
+own reading, not an engine); EQL is then not checked.  Splunk and ES|QL have no engine that can
+run here.  Each runner returns the indexes of the events selected.
+
+The adapters that bend an engine are each one function, tested against the engine's own
+behaviour (tests/test_verify.py): `sqlite_nocase` and `sqlite_like` (SQLite's NOCASE and LIKE
+fold ASCII only) and, for EQL, `rmmc.verify.lucene` (tests/test_lucene.py).
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -25,7 +32,11 @@ from rmmc.compiler.ir import STRING_OPS, Field, Op, Rule, walk_predicates
 
 
 class EngineUnavailable(Exception):
-    """The engine for a target is not installed or cannot run this rule."""
+    """The engine for a target is not installed here (another runner may stand in)."""
+
+
+class EngineError(Exception):
+    """The engine is installed but cannot run this rule: the target is unchecked."""
 
 
 Runner = Callable[[Rule, str, list[dict[str, Any]]], list[int]]
@@ -79,7 +90,7 @@ def run_kql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[
     try:
         relation = duckdb_kql.query(con, text)
     except Exception as exc:  # the engine's own limits (functions it lacks)
-        raise EngineUnavailable(f"duckdb-kql cannot run it: {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise EngineError(f"duckdb-kql cannot run it: {type(exc).__name__}: {str(exc)[:200]}") from None
     at = relation.columns.index(INDEX)
     return sorted(row[at] for row in relation.fetchall())
 
@@ -110,25 +121,22 @@ def run_sigma_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> lis
     except ImportError:
         raise EngineUnavailable("pySigma and pysigma-backend-sqlite are not installed") from None
     if any(p.op is Op.CIDR for p in walk_predicates(rule.condition)):
-        raise EngineUnavailable("pySigma's sqlite backend matches |cidr as text prefixes, not as "
-                                "networks")
+        raise EngineError("pySigma's sqlite backend matches |cidr as text prefixes, not as networks")
     try:
         queries = sqliteBackend().convert(SigmaCollection.from_yaml(text))
     except Exception as exc:
-        raise EngineUnavailable(f"pySigma's sqlite backend refuses it: {str(exc)[:200]}") from None
+        raise EngineError(f"pySigma's sqlite backend refuses it: {str(exc)[:200]}") from None
     if len(queries) != 1 or not str(queries[0]).startswith("SELECT * FROM "):
-        raise EngineUnavailable("pySigma's sqlite backend gave no single query")
+        raise EngineError("pySigma's sqlite backend gave no single query")
     query = str(queries[0])
     table = query.split()[3]
     names = _sigma_names(rule)
     conn = sqlite3.connect(":memory:")
     try:
         conn.create_function("regexp", 2, _regexp, deterministic=True)
-        # Sigma's case-insensitive matching folds every letter; SQLite's NOCASE and LIKE fold
-        # ASCII only.  Both are redefined to fold as the model does (`fold`).
-        conn.create_collation("NOCASE", _nocase)
-        conn.create_function("like", 2, _like, deterministic=True)
-        conn.create_function("like", 3, _like, deterministic=True)
+        conn.create_collation("NOCASE", sqlite_nocase)
+        conn.create_function("like", 2, sqlite_like, deterministic=True)
+        conn.create_function("like", 3, sqlite_like, deterministic=True)
         spec = ", ".join([f'"{INDEX}" INTEGER'] + [f'"{s}" {_SQLITE_TYPES.get(f.type, "TEXT COLLATE NOCASE")}'
                                                      for s, f in names.values()])
         conn.execute(f"CREATE TABLE {table} ({spec})")
@@ -137,7 +145,7 @@ def run_sigma_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> lis
             conn.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(row))})", row)
         return sorted(r[0] for r in conn.execute(query.replace("SELECT *", f'SELECT "{INDEX}"', 1)))
     except sqlite3.Error as exc:
-        raise EngineUnavailable(f"SQLite cannot run pySigma's query: {exc}") from None
+        raise EngineError(f"SQLite cannot run pySigma's query: {exc}") from None
     finally:
         conn.close()
 
@@ -165,30 +173,38 @@ def _regexp(pattern: str, value: Any) -> int | None:
         return None
 
 
-def _nocase(a: str, b: str) -> int:
-    from rmmc.compiler.evaluator import fold
+def unicode_fold(text: str) -> str:
+    """Each character lower-cased where its lower case is one character ('ß' stays 'ß', 'İ'
+    stays 'İ'): the case-insensitive matching Sigma specifies ("case-insensitive" without an
+    ASCII limit), extended from SQLite's, which folds the 26 ASCII letters only."""
+    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
 
-    fa, fb = fold(a), fold(b)
+
+def sqlite_nocase(a: str, b: str) -> int:
+    """SQLite's NOCASE collation with `unicode_fold` for its ASCII-only folding (the only
+    change: on ASCII text it orders exactly as the built-in does)."""
+    fa, fb = unicode_fold(a), unicode_fold(b)
     return (fa > fb) - (fa < fb)
 
 
-def _like(pattern: Any, value: Any, escape: Any = None) -> int | None:
-    """SQLite's `value LIKE pattern [ESCAPE e]` (called as like(pattern, value, e)), case folded
-    as the model folds: `%` any run, `_` one character, both crossing line breaks."""
-    from rmmc.compiler.evaluator import fold
-
+def sqlite_like(pattern: Any, value: Any, escape: Any = None) -> int | None:
+    """SQLite's `value LIKE pattern [ESCAPE e]` (called as like(pattern, value, e)) with
+    `unicode_fold` for its ASCII-only folding: `%` any run, `_` one character, both crossing
+    line breaks, null on a null (on ASCII text it answers exactly as the built-in does)."""
     if pattern is None or value is None:
         return None
     out, i, text = [], 0, str(pattern)
     while i < len(text):
         ch = text[i]
-        if escape is not None and ch == escape and i + 1 < len(text):
-            out.append(re.escape(fold(text[i + 1])))
+        if escape is not None and ch == escape:
+            if i + 1 == len(text):
+                return 0  # SQLite: an escape character that ends the pattern matches nothing
+            out.append(re.escape(unicode_fold(text[i + 1])))
             i += 2
             continue
-        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(fold(ch)))
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(unicode_fold(ch)))
         i += 1
-    return 1 if re.fullmatch("".join(out), fold(str(value)), re.S) is not None else 0
+    return 1 if re.fullmatch("".join(out), unicode_fold(str(value)), re.S) is not None else 0
 
 
 def _sqlite_value(value: Any) -> Any:
@@ -214,103 +230,19 @@ def run_sigma_readback(rule: Rule, text: str, events: list[dict[str, Any]]) -> l
 
 
 def run_eql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
+    """The EQL text parsed by the `eql` package and evaluated as Elasticsearch does
+    (`rmmc.verify.eql_elastic`)."""
     try:
-        import eql
-        from eql.parser import (elasticsearch_syntax, ignore_missing_functions, parse_query,
-                                skip_optimizations)
+        import eql  # noqa: F401
     except ImportError:
         raise EngineUnavailable("the eql package is not installed") from None
-    if any(p.case_sensitive and p.op in STRING_OPS and p.field.type == "string"
-           for p in walk_predicates(rule.condition)):
-        raise EngineUnavailable("the eql package folds case in every string test (`like` and "
-                                "`like~`, `regex` and `regex~` alike): a case-sensitive test "
-                                "cannot be checked on it")
+    from rmmc.verify.eql_elastic import select
+
     try:
-        # Without the package's optimizer: it rewrites `(f == 0 or f == 1) or f < 0` as
-        # `f in (0, 1)`, dropping the last test (eql 1.0.1).
-        with elasticsearch_syntax, ignore_missing_functions, skip_optimizations:
-            query = parse_query(text)
+        return select(text, [{k: v for k, v in e.items() if v is not None} for e in events])
     except Exception as exc:
-        raise EngineUnavailable(f"the eql package cannot parse it: {str(exc)[:200]}") from None
-    out: list[int] = []
-    with elasticsearch_semantics():
-        engine = eql.PythonEngine()
-        engine.add_query(query)
-        engine.add_output_hook(lambda result: out.extend(e.data[INDEX] for e in result.events))
-        category = text.split()[0] if text.split() and text.split()[0] != "any" else "process"
-        engine.stream_events([eql.Event(category, 0, {**{k: v for k, v in e.items() if v is not None},
-                                                      INDEX: i}) for i, e in enumerate(events)])
-    return sorted(set(out))
-
-
-def lucene_to_python(pattern: str) -> str:
-    """A Lucene regex (as Elasticsearch reads it) as a Python one for `re.fullmatch`: `^` and
-    `$` are literals in Lucene.  Lucene's optional operators (`# @ & < > ~`) and quoting (`"`)
-    never occur unescaped in what rmmc writes: ValueError if they do."""
-    out, i, in_class = [], 0, False
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\":
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if in_class:
-            if ch == "]":
-                in_class = False
-            out.append(ch)
-        elif ch == "[":
-            in_class = True
-            out.append(ch)
-            if pattern[i + 1:i + 2] == "^":
-                out.append("^")
-                i += 1
-        elif ch in "^$":
-            out.append("\\" + ch)
-        elif ch in '#@&<>~"':
-            raise ValueError(f"unescaped Lucene operator {ch!r} in {pattern!r}")
-        else:
-            out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-@contextmanager
-def elasticsearch_semantics():
-    """Within this block the `eql` package (1.0.x) matches as Elasticsearch does.  The package
-    runs `regex` as a Python regex with `re.match` (anchored at the start only, `^`/`$` as
-    anchors), and `like` as `^...$` with only `*` as a wildcard (`?` literal, `$` also before a
-    final line break); Elasticsearch reads a Lucene regex (`lucene_to_python`) and a wildcard
-    (`*` any run, `?` one character) against the whole value.  Both keep the package's flags
-    (DOTALL: `.` and the wildcards match a line break)."""
-    from eql import functions
-
-    saved = functions.Match.get_callback, functions.Match.run, functions.Wildcard.to_regex
-
-    def get_callback(cls, source_ast, *regex_literals):
-        compiled = re.compile("|".join(f"(?:{lucene_to_python(r.value)})" for r in regex_literals),
-                              functions.regex_flags())
-        return lambda source, *_: compiled.fullmatch(source) is not None if isinstance(source, str) else None
-
-    def run(cls, source, *patterns):
-        if isinstance(source, str):
-            pattern = "|".join(f"(?:{lucene_to_python(p)})" for p in patterns)
-            return re.fullmatch(pattern, source, functions.regex_flags()) is not None
-        return None
-
-    def to_regex(cls, *wildcards):
-        def one(w: str) -> str:
-            return "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch)
-                           for ch in functions.fold_case(w)) + r"\Z"
-        return "|".join(f"(?:{one(w)})" for w in wildcards)
-
-    functions.Match.get_callback = classmethod(get_callback)
-    functions.Match.run = classmethod(run)
-    functions.Wildcard.to_regex = classmethod(to_regex)
-    try:
-        yield
-    finally:
-        (functions.Match.get_callback, functions.Match.run, functions.Wildcard.to_regex) = (
-            classmethod(saved[0].__func__), classmethod(saved[1].__func__), classmethod(saved[2].__func__))
+        raise EngineError(f"the eql package cannot parse or run it: {type(exc).__name__}: "
+                          f"{str(exc)[:200]}") from None
 
 
 ENGINES: dict[str, list[tuple[str, Runner]]] = {

@@ -12,7 +12,8 @@ return events, must alert on the same events (or, for a correlation, the same gr
   be exact (no lossy diagnostic): a bug, with the event that shows it;
 * approximate: the translation differs, as its lossy diagnostics said it would;
 * refused: the backend could not express the rule (its error says why);
-* unchecked: no engine for the target here, or the rule reads another table.
+* unchecked: no engine for the target here, the engine cannot run the rule (engine error:
+  never replaced by rmmc's own reading), or the rule reads another table.
 
 The lookback is left out of both sides (it is the schedule's window).
 """
@@ -26,7 +27,7 @@ from rmmc.backends.base import EmitOptions
 from dataclasses import replace
 
 from rmmc.compiler.ir import InSubquery, Rule, summarize_of, walk
-from rmmc.verify.engines import ENGINES, EngineUnavailable
+from rmmc.verify.engines import ENGINES, EngineError, EngineUnavailable
 from rmmc.verify.whole import INDEX
 from rmmc.verify.events import boundary_events
 
@@ -100,30 +101,32 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
 def _run(target: str, rule: Rule, pushed: Rule, text: str, events: list[dict[str, Any]],
          expected: list[Any], lossy: list[str]) -> TargetVerdict:
     """Run one translation on its engine(s) and judge it against the reference."""
-    from rmmc.verify.whole import (alerting_events, correlation_groups, run_kql_rows,
-                                   run_sigma_correlation, same_rows)
+    from rmmc.verify.whole import (alerting_events, correlation_groups, read_kql_rows, run_kql_rows,
+                                   run_sigma_correlation)
 
     aggregates = summarize_of(rule.stages) is not None
     if target == "kql":
-        checks = [("duckdb-kql", lambda: _rows(rule, run_kql_rows(rule, text, events), expected, events))]
+        checks = [("duckdb-kql", lambda: _rows(rule, run_kql_rows(rule, text, events), expected, events)),
+                  ("rmmc read-back", lambda: _rows(rule, read_kql_rows(text, events), expected, events))]
     elif target == "sigma" and aggregates:
         checks = [("pySigma sqlite", lambda: _groups(correlation_groups(rule, events),
                                                      run_sigma_correlation(rule, text, events)))]
     else:
         wanted = alerting_events(expected)
         checks = [(engine, (lambda runner=runner: _events(wanted, runner(pushed, text, events), events)))
-                  for engine, runner in ENGINES.get(target, []) if engine != "rmmc read-back"]
+                  for engine, runner in ENGINES.get(target, [])]
     reasons = []
     for engine, check in checks:
         try:
             agree, detail, example, in_source = check()
-        except EngineUnavailable as exc:
+        except EngineUnavailable as exc:  # not installed: the next runner may stand in
             reasons.append(f"{engine}: {exc}")
             continue
-        except Exception as exc:  # the engine itself failed (the eql package's cidrMatch on
-            # text that is no address): that engine cannot check this rule
-            reasons.append(f"{engine} failed: {type(exc).__name__}: {str(exc)[:160]}")
-            continue
+        except EngineError as exc:  # installed but cannot run this rule: never guess
+            return TargetVerdict(target, "unchecked", engine, f"engine error: {exc}")
+        except Exception as exc:  # the engine itself failed
+            return TargetVerdict(target, "unchecked", engine,
+                                 f"engine error: {type(exc).__name__}: {str(exc)[:160]}")
         if agree:
             return TargetVerdict(target, "agree", engine, f"{len(events)} events, {detail}")
         status = "approximate" if lossy else "disagree"

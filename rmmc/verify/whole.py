@@ -328,8 +328,8 @@ def run_sigma_correlation(rule: ir.Rule, text: str, events: list[dict[str, Any]]
     reports them (text keys lower-cased)."""
     import sqlite3
 
-    from rmmc.verify.engines import (_SQLITE_TYPES, EngineUnavailable, _like, _nocase, _regexp,
-                                     _sigma_names, _sqlite_value)
+    from rmmc.verify.engines import (_SQLITE_TYPES, EngineError, EngineUnavailable, sqlite_like,
+                                     sqlite_nocase, _regexp, _sigma_names, _sqlite_value)
 
     try:
         from sigma.backends.sqlite import sqliteBackend
@@ -339,9 +339,9 @@ def run_sigma_correlation(rule: ir.Rule, text: str, events: list[dict[str, Any]]
     try:
         queries = sqliteBackend().convert(SigmaCollection.from_yaml(text))
     except Exception as exc:
-        raise EngineUnavailable(f"pySigma's sqlite backend refuses it: {str(exc)[:200]}") from None
+        raise EngineError(f"pySigma's sqlite backend refuses it: {str(exc)[:200]}") from None
     if len(queries) != 1:
-        raise EngineUnavailable("pySigma's sqlite backend gave no single correlation query")
+        raise EngineError("pySigma's sqlite backend gave no single correlation query")
     summarize = ir.summarize_of(rule.stages)
     names = _sigma_names(rule)
     counted = [a.args[0].name for a in (summarize.aggregates if summarize else ())
@@ -354,9 +354,9 @@ def run_sigma_correlation(rule: ir.Rule, text: str, events: list[dict[str, Any]]
     conn = sqlite3.connect(":memory:")
     try:
         conn.create_function("regexp", 2, _regexp, deterministic=True)
-        conn.create_collation("NOCASE", _nocase)
-        conn.create_function("like", 2, _like, deterministic=True)
-        conn.create_function("like", 3, _like, deterministic=True)
+        conn.create_collation("NOCASE", sqlite_nocase)
+        conn.create_function("like", 2, sqlite_like, deterministic=True)
+        conn.create_function("like", 3, sqlite_like, deterministic=True)
         columns = [("timestamp", "TEXT")] + [(s, _SQLITE_TYPES.get(f.type, "TEXT COLLATE NOCASE"))
                                              for s, f in names.values()]
         conn.execute("CREATE TABLE logs (" + ", ".join(f'"{n}" {t}' for n, t in columns) + ")")
@@ -371,7 +371,7 @@ def run_sigma_correlation(rule: ir.Rule, text: str, events: list[dict[str, Any]]
             found.add(tuple(_fold(values.get(s)) for s in sigma))
         return found
     except sqlite3.Error as exc:
-        raise EngineUnavailable(f"SQLite cannot run pySigma's correlation: {exc}") from None
+        raise EngineError(f"SQLite cannot run pySigma's correlation: {exc}") from None
     finally:
         conn.close()
 
@@ -413,14 +413,14 @@ def _column_type(rule: ir.Rule, name: str, value: Any) -> str:
 
 def run_kql_rows(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of a KQL query on duckdb-kql over a table holding `events`."""
-    from rmmc.verify.engines import _UNICODE_ESCAPE, EngineUnavailable
+    from rmmc.verify.engines import _UNICODE_ESCAPE, EngineError, EngineUnavailable
 
     try:
         import duckdb_kql
     except ImportError:
         raise EngineUnavailable("duckdb-kql is not installed") from None
     if _UNICODE_ESCAPE.search(text):  # it reads `\u0001` as the text `u0001`: an engine gap
-        raise EngineUnavailable("duckdb-kql does not read \\u / \\x escapes in string literals")
+        raise EngineError("duckdb-kql does not read \\u / \\x escapes in string literals")
     table = rule.source.table or (text.split()[0] if text.split() else "T")
     fields = {f.name: f for f in _all_fields(rule)}
     for event in events:  # every column the events hold, as the real table has them all
@@ -455,7 +455,20 @@ def run_kql_rows(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list
         columns = list(relation.columns)
         return [dict(zip(columns, r)) for r in relation.fetchall()]
     except Exception as exc:  # the engine's own limits (functions it lacks)
-        raise EngineUnavailable(f"duckdb-kql cannot run it: {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise EngineError(f"duckdb-kql cannot run it: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def read_kql_rows(text: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of rmmc's own reading of a KQL query (where duckdb-kql is not installed): the
+    text against rmmc's model of it, not against an engine."""
+    from rmmc.compiler.lower import lower_text
+    from rmmc.verify.engines import EngineError
+
+    lowered = lower_text(text)
+    if lowered.rule is None:
+        raise EngineError("rmmc cannot read its own KQL back: "
+                          + "; ".join(d.message for d in lowered.diagnostics if d.is_error))
+    return run(lowered.rule, events, now=NOW)
 
 
 __all__ = ["INDEX", "NOW", "alerting_events", "correlation_groups", "group_events", "normal",

@@ -16,6 +16,8 @@
 //   --defender      shorthand for --schema with the Defender schema of the shared test data
 //                   ($KQLCHECK_DEFENDER_SCHEMA, else <repo>/../shared/tools/defender_schema.json)
 //   --tree          add an S-expression of the syntax tree ("tree")
+//   --literals      add the value of every string literal, as the parser decodes it ("literals",
+//                   in source order; a compound 'a' 'b' literal is one value)
 //   --pretty        pretty-print JSON (default: one JSON object per line)
 //   --time          print timing summary to stderr
 // Output (one JSON object per query):
@@ -62,6 +64,17 @@ function buildGlobals(K, schemaFile) {
 
 function kindName(K, kind) {
   try { return System.Enum.toString(K.Language.Syntax.SyntaxKind, kind); } catch (e) { return String(kind); }
+}
+
+function stringLiterals(K, el, out) {
+  if (el == null || el.IsToken) return out;
+  const kind = kindName(K, el.Kind);
+  if (kind === 'StringLiteralExpression' || kind === 'CompoundStringLiteralExpression') {
+    out.push(String(el.LiteralValue));
+    return out;
+  }
+  for (let i = 0; i < el.ChildCount; i++) stringLiterals(K, el.GetChild(i), out);
+  return out;
 }
 
 function treeToSexpr(K, el) {
@@ -117,6 +130,7 @@ function check(K, text, globals, opts) {
     diagnostics,
   };
   if (opts.tree) res.tree = treeToSexpr(K, code.Syntax);
+  if (opts.literals) res.literals = stringLiterals(K, code.Syntax, []);
   return res;
 }
 
@@ -171,7 +185,7 @@ function serve(K, globals, opts) {
 
 function main() {
   const argv = process.argv.slice(2);
-  const opts = { files: [], schema: null, tree: false, pretty: false, jsonl: false, time: false, serve: false };
+  const opts = { files: [], schema: null, tree: false, literals: false, pretty: false, jsonl: false, time: false, serve: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--schema') {
@@ -180,11 +194,12 @@ function main() {
     }
     else if (a === '--defender') opts.schema = defaultDefenderSchema();
     else if (a === '--tree') opts.tree = true;
+    else if (a === '--literals') opts.literals = true;
     else if (a === '--pretty') opts.pretty = true;
     else if (a === '--jsonl') opts.jsonl = true;
     else if (a === '--time') opts.time = true;
     else if (a === '--serve') opts.serve = true;
-    else if (a === '-h' || a === '--help') { process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 29).join('\n') + '\n'); return 0; }
+    else if (a === '-h' || a === '--help') { process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 31).join('\n') + '\n'); return 0; }
     else if (a.startsWith('--')) { process.stderr.write('unknown option ' + a + '\n'); return 2; }
     else opts.files.push(a);
   }
