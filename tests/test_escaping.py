@@ -156,9 +156,8 @@ def simple_case(ch: str) -> bool:
                            and len(ch.lower()) == 1 and len(ch.upper()) == 1)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 (9): NEL (U+0085) is a line break to YAML; the "
-                   "Sigma backend writes it unquoted/unescaped, so it reads back as a space")
 def test_sigma_keeps_a_nel():
+    """Issue 11 (9): NEL (U+0085) is a line break to YAML; the Sigma backend double-quotes it."""
     pytest.importorskip("sigma.collection")
     import yaml
 

@@ -562,8 +562,9 @@ def test_8_spl_regex_from_a_sigma_rule_matches_the_tab():
     spl = translate_document(document, "splunk").text
     pattern = spl.split('match(coalesce(CommandLine, ""), "', 1)[1].split('")', 1)[0]
     pattern = pattern.replace("\\\\", "\\")  # the SPL string's own escapes
-    regex = pytest.importorskip("regex")  # PCRE's reading of \x{09}
-    assert regex.search(pattern, "a\tb") and not regex.search(pattern, "a\\x{09}b")
+    import pcre  # tests/pcre.py: the system's PCRE2, as Splunk's match() reads the pattern
+
+    assert pcre.search(pattern, "a\tb") and not pcre.search(pattern, "a\\x{09}b")
 
 
 @pytest.mark.parametrize("char", ["\x85", "\u2028", "\u2029"])
@@ -617,7 +618,9 @@ def test_10_verify_agrees_on_kelvin_sign(query):
     from rmmc.verify import verify_rule
 
     rule = lower_text(query).rule
-    _, verdicts = verify_rule(rule, ["sigma", "eql", "kql"])
+    # Not EQL: Elasticsearch matches a character's one other case, so a Kelvin sign *in the
+    # value* is no 'k' there (tests/test_escaping.py, test_eql_case_folds_like_the_model).
+    _, verdicts = verify_rule(rule, ["sigma", "kql"])
     assert {v.target: v.status for v in verdicts if v.status != "unchecked"} \
         and all(v.status in ("agree", "unchecked") for v in verdicts), verdicts
 
@@ -706,5 +709,4 @@ def test_minor_duckdb_kql_escape_gap_is_not_a_disagreement():
 
     rule = lower_text("DeviceProcessEvents | where ProcessCommandLine has 'a\\u0001b'").rule
     _, (verdict,) = verify_rule(rule, ["kql"])
-    assert verdict.status != "disagree"
-    assert verdict.engine != "duckdb-kql"
+    assert verdict.status == "unchecked" and "escapes" in verdict.detail
