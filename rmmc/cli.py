@@ -14,7 +14,24 @@ import click
 from rmmc import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The `rmmc` group; commands defined in other modules are imported when used, so a run of
+    `check` or `translate` does not load them."""
+
+    lazy = {"verify": "rmmc.verify.command"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            from importlib import import_module
+
+            self.add_command(getattr(import_module(self.lazy[name]), name))
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rmmc")
 def main() -> None:
     """rmmc: compile detection rules between KQL, Sigma, SPL and EQL, keeping their meaning."""
@@ -235,15 +252,6 @@ def _report(results, sources, written, outdir, output_format) -> None:
     ok = sum(1 for r in results if r.ok and not written.get(id(r), (None, None))[1])
     click.echo(f"{ok} of {len(results)} rule{'s' * (len(results) != 1)} translated to {results[0].target}"
                + (f" into {outdir}" if outdir else ""), err=True)
-
-
-def _register_verify() -> None:
-    from rmmc.verify.command import verify
-
-    main.add_command(verify)
-
-
-_register_verify()
 
 
 if __name__ == "__main__":  # pragma: no cover
