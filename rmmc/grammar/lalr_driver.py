@@ -21,6 +21,30 @@ class Fallback(Exception):
     """The fast loop stopped; parse with Lark to get its result or its error."""
 
 
+class _Rows(dict):
+    """The action table, state -> {symbol: action}, each row converted on first use (a run
+    meets a fraction of the states; converting all 615 of KQL's cost a cold start 10 ms).
+    An action is an int (shift to that state) or a tuple (size, callback, origin) (reduce;
+    callback None for a unit rule `?rule: x`, whose one child is its result)."""
+
+    def __init__(self, states: dict, callbacks: dict, shift: Any, expand_single: type):
+        super().__init__()
+        self.states, self.callbacks, self.shift, self.expand_single = states, callbacks, shift, expand_single
+
+    def __missing__(self, state: int) -> dict:
+        row: dict[str, Any] = {}
+        for symbol, (action, arg) in self.states[state].items():
+            if action is self.shift:
+                row[symbol] = arg
+            else:
+                size, callback = len(arg.expansion), self.callbacks[arg]
+                if callback.__class__ is self.expand_single:
+                    callback = None if size == 1 else callback.node_builder
+                row[symbol] = (size, callback, arg.origin.name)
+        self[state] = row
+        return row
+
+
 class LalrDriver:
     """Parses like `lark_parser.parse(text)` for a `Lark(parser="lalr", lexer="contextual")`
     whose lexer state is only the parser state (no post-lexer that changes the stream;
@@ -45,18 +69,7 @@ class LalrDriver:
         self.start_state = table.start_states[start]
         self.end_state = table.end_states[start]
         count = max(table.states) + 1
-        self.actions: list[dict | None] = [None] * count
-        for state, actions in table.states.items():
-            row: dict[str, Any] = {}
-            for symbol, (action, arg) in actions.items():
-                if action is Shift:
-                    row[symbol] = arg  # an int: the state to shift to
-                else:  # a tuple: reduce `arg`
-                    size, callback = len(arg.expansion), callbacks[arg]
-                    if callback.__class__ is ExpandSingleChild:  # a `?rule`: one child is the result
-                        callback = None if size == 1 else callback.node_builder
-                    row[symbol] = (size, callback, arg.origin.name)
-            self.actions[state] = row
+        self.actions = _Rows(table.states, callbacks, Shift, ExpandSingleChild)
         self.terminal_callbacks = {k: v for k, v in callbacks.items() if isinstance(k, str)}
         lexer = frontend.lexer
         self.lexers = getattr(lexer, "lexer", lexer).lexers  # through the post-lexer connector
@@ -67,12 +80,12 @@ class LalrDriver:
         self.units: dict[tuple[int, int, str], int] = {}
         self.skip = None
         if skip_ignored:  # one match for a run of ignored terminals, in Lark's order
-            import re
+            from rmmc.grammar import _lexer_re
 
             ignored = [t for t in lark_parser.terminals if t.name in lark_parser.lexer_conf.ignore]
             ignored.sort(key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
             pattern = "(?:" + "|".join(f"(?:{t.pattern.to_regexp()})" for t in ignored) + ")+"
-            self.skip = re.compile(pattern, lark_parser.lexer_conf.g_regex_flags).match
+            self.skip = _lexer_re().compile(pattern, lark_parser.lexer_conf.g_regex_flags).match
 
     def _scanner(self, state: int) -> tuple:
         """What the lexer of `state` matches with (built on first use, like Lark's)."""
