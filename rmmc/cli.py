@@ -82,10 +82,12 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | N
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
         for checked in report.files:
+            shown = [d for d in checked.all_diagnostics()
+                     if not quiet or d.severity is Severity.ERROR]
+            if not shown:  # most files: no line index needed
+                continue
             source = LineIndex(checked.source_text) if checked.source_text is not None else None
-            for diagnostic in checked.all_diagnostics():
-                if quiet and diagnostic.severity is not Severity.ERROR:
-                    continue
+            for diagnostic in shown:
                 click.echo(render_text(diagnostic, source))
         click.echo(report.summary())
     sys.exit(0 if report.ok else 1)
@@ -186,10 +188,10 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
                          progress=show_progress(files, output_format == "json"),
                          label="translating", prepare=_prepare_translate)
     results: list[RuleTranslation] = [r for file_results in per_file for r in file_results]
-    sources: dict[str, str] = {}
+    sources: dict = {}  # path -> the LineIndex its reader built (not built again)
     for r in results:
         if r.document is not None:
-            sources.setdefault(r.document.path, r.document.source.text)
+            sources.setdefault(r.document.path, r.document.source)
     if not results:
         raise click.UsageError("no rules found under " + ", ".join(paths))
     written = {}
@@ -217,7 +219,6 @@ def _prepare_translate() -> None:
 
 
 def _report(results, sources, written, outdir, output_format) -> None:
-    from rmmc.compiler.diagnostics import LineIndex
     from rmmc.compiler.render import render_text, to_json
 
     if output_format == "json":
@@ -236,7 +237,7 @@ def _report(results, sources, written, outdir, output_format) -> None:
         } for r in results]
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
-    indexes = {path: LineIndex(text) for path, text in sources.items()}
+    indexes = sources
     shown = 0
     for r in results:
         for d in r.diagnostics:
