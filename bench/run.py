@@ -377,6 +377,8 @@ def bench_throughput() -> None:
             f"(CPU {cpu:.2f} s): {fmt_rate(rate(queries, wall))}, max RSS {entry['check_kql']['maxrss_mb']:.0f} MB")
     else:
         say("  check: skipped (../shared is absent)")
+    if SIGMA_RULES.is_dir():
+        entry["serve_sigma"] = _serve_row(rmmc_bin)
     if RMM_CORPUS.is_dir():
         argv = [str(rmmc_bin), "verify", str(RMM_CORPUS), "--format", "json"]
         started = time.perf_counter()
@@ -393,6 +395,36 @@ def bench_throughput() -> None:
             f"{wall:.1f} s: {fmt_rate(rate(rules, wall))} (exit {done.returncode})")
     else:
         say("  verify: skipped (../shared is absent)")
+
+
+def _serve_row(rmmc_bin: Path, count: int = 300) -> dict:
+    """`rmmc serve`: one process, SigmaHQ rules sent one request at a time (as an editor
+    would), each answer read before the next request; the process start is not counted."""
+    files = sorted(SIGMA_RULES.rglob("*.yml"))[:count]
+    child = subprocess.Popen([str(rmmc_bin), "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    latencies, ok = [], 0
+    try:
+        for i, path in enumerate(files):
+            request = json.dumps({"id": i, "command": "translate", "to": "splunk", "path": str(path),
+                                  "text": path.read_text(encoding="utf-8")})
+            started = time.perf_counter()
+            child.stdin.write(request + "\n")
+            child.stdin.flush()
+            answer = json.loads(child.stdout.readline())
+            latencies.append(time.perf_counter() - started)
+            ok += all(r.get("ok") for r in answer.get("results", [])) and "results" in answer
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)
+    first, rest = latencies[0], sorted(latencies[1:])
+    figure = {"requests": len(files), "ok": ok, "first_ms": first * 1000,
+              "median_ms": rest[len(rest) // 2] * 1000 if rest else None,
+              "rules_per_s_after_first": rate(len(rest), sum(rest))}
+    say(f"  rmmc serve, {len(files)} SigmaHQ rules -> splunk one request at a time: first "
+        f"{figure['first_ms']:.0f} ms, then {figure['median_ms']:.2f} ms median per rule "
+        f"({fmt_rate(figure['rules_per_s_after_first'])} after the first; {ok} ok)")
+    return figure
 
 
 # ---------------------------------------------------------------- 4. the peer
