@@ -1,5 +1,7 @@
 """Render rmmc's outputs over the shared corpora, so two commits can be compared byte for byte.
 
+    git archive COMMIT | tar -x -C /tmp/ref                  # a commit to compare with
+    python bench/outputs.py render REFDIR --src /tmp/ref --label COMMIT
     python bench/outputs.py render OUTDIR [--src CHECKOUT]   # one run (any commit)
     python bench/outputs.py compare REFDIR NEWDIR            # exit 1 when they differ
 
@@ -49,11 +51,11 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def render(outdir: Path, src: Path, workers: int) -> int:
+def render(outdir: Path, src: Path, workers: int, label: str | None = None) -> int:
     outdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(src), PYTHONHASHSEED="0")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True,
-                            text=True).stdout.strip() or "(not a git checkout)"
+    commit = label or subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True,
+                                     text=True).stdout.strip() or "(not a git checkout)"
     probe = subprocess.run([sys.executable, "-c", "import rmmc; print(rmmc.__file__)"],
                            env=env, cwd=src, capture_output=True, text=True)
     manifest: dict = {"src": str(src), "commit": commit, "rmmc": probe.stdout.strip(), "jobs": {}}
@@ -93,7 +95,7 @@ def render(outdir: Path, src: Path, workers: int) -> int:
 def compare(ref: Path, new: Path, shown: int) -> int:
     a = json.loads((ref / "manifest.json").read_text(encoding="utf-8"))
     b = json.loads((new / "manifest.json").read_text(encoding="utf-8"))
-    print(f"reference {a['commit'][:12]} ({ref})\nnew       {b['commit'][:12]} ({new})")
+    print(f"reference {a['commit']} ({ref})\nnew       {b['commit']} ({new})")
     differing = 0
     for stem in sorted(set(a["jobs"]) | set(b["jobs"])):
         x, y = a["jobs"].get(stem), b["jobs"].get(stem)
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("render", help="render every target's output over the corpora")
     run.add_argument("outdir", type=Path)
     run.add_argument("--src", type=Path, default=ROOT, help="the rmmc checkout to run")
+    run.add_argument("--label", help="what --src is, for the manifest (say `528ccad, git archive`)")
     run.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
                      help="rmmc's -j (the output does not depend on it)")
     cmp = sub.add_parser("compare", help="compare two render runs")
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--lines", type=int, default=40, help="diff lines shown per stream")
     args = parser.parse_args(argv)
     if args.command == "render":
-        return render(args.outdir, args.src.resolve(), args.jobs)
+        return render(args.outdir, args.src.resolve(), args.jobs, args.label)
     return compare(args.reference, args.new, args.lines)
 
 
