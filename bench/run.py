@@ -287,13 +287,12 @@ COLD_RUNS = 11
 
 
 def _run_once(argv: list[str]) -> tuple[float, float, int, float]:
-    """Wall seconds, CPU seconds (user + system), exit status and max RSS (MB) of one run."""
-    started = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    rss = usage.ru_maxrss / (1024 * 1024) if sys.platform == "darwin" else usage.ru_maxrss / 1024
-    return wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status), rss
+    """Wall seconds, CPU seconds (user + system), exit status and max RSS (MB) of one run,
+    measured by bench/spawn.py (see there why not by this process)."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "spawn.py"), str(ROOT), *argv],
+                          capture_output=True, text=True, timeout=1800)
+    fig = json.loads(done.stdout)
+    return fig["wall"], fig["cpu"], fig["exit"], fig["maxrss_mb"]
 
 
 def _cold(argv: list[str], runs: int = COLD_RUNS) -> dict:
@@ -441,17 +440,26 @@ def _peer_versions() -> dict:
 _TRANSLATED = re.compile(r"(\d+) of (\d+) rules? translated")
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every child process waited for so far: the difference
+    around one run is that run's CPU time, which other load on a shared machine disturbs much
+    less than its wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _rmmc_cli_batch(target: str, jobs: int) -> dict:
     """`rmmc translate <SigmaHQ windows> --to target -j jobs` to standard output: the same job as
     `sigma convert` on the directory (process start included, queries printed, nothing written
     to disk)."""
     rmmc_bin = Path(sys.executable).parent / "rmmc"
     argv = [str(rmmc_bin), "translate", str(SIGMA_RULES), "--to", target, "-j", str(jobs)]
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     seconds = time.perf_counter() - t0
     found = _TRANSLATED.search(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
-    return {"argv": argv[1:], "seconds": seconds, "exit": done.returncode,
+    return {"argv": argv[1:], "seconds": seconds, "cpu_seconds": _children_cpu() - cpu0, "exit": done.returncode,
             "translated": int(found.group(1)) if found else None,
             "rules": int(found.group(2)) if found else None}
 
@@ -499,27 +507,31 @@ def bench_peer(sample: int) -> None:
     RESULTS["peer"] = {"versions": versions, "rules": n_rules}
     if versions:
         say("  versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
-    say(f"  {'target':<22}{'who / how':<26}{'rules':>7}{'ok':>7}{'seconds':>9}{'rate':>10}{'x peer':>8}")
+    say(f"  {'target':<22}{'who / how':<26}{'rules':>7}{'ok':>7}{'seconds':>9}{'rate':>10}{'x peer':>8}"
+        f"{'CPU s':>8}{'x CPU':>7}")
     for key, backend, pipeline, target in (("splunk", "splunk", "splunk_windows", "splunk"),
                                            ("kusto_microsoft_xdr", "kusto", "microsoft_xdr", "kql")):
         entry = RESULTS["peer"][key] = {}
-        peer_cli_rate = peer_lib_rate = None
+        peer_cli_rate = peer_lib_rate = peer_cli_cpu = None
         if have_peer:
             # (a) the CLI over the whole directory, process start included
             argv = [str(sigma_bin), "convert", "-t", backend, "-p", pipeline, "-s", str(SIGMA_RULES)]
+            cpu0 = _children_cpu()
             t0 = time.perf_counter()
             done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
             seconds = time.perf_counter() - t0
-            cli = {"argv": argv[1:], "seconds": seconds, "exit": done.returncode,
+            cli = {"argv": argv[1:], "seconds": seconds, "cpu_seconds": _children_cpu() - cpu0,
+                   "exit": done.returncode,
                    "output_lines": sum(1 for line in done.stdout.splitlines() if line.strip()),
                    "rules_per_s": rate(n_rules, seconds)}
             if done.returncode != 0:
                 cli["stopped"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
             else:
-                peer_cli_rate = cli["rules_per_s"]
+                peer_cli_rate, peer_cli_cpu = cli["rules_per_s"], cli["cpu_seconds"]
             entry["cli"] = cli
             shown = fmt_rate(cli["rules_per_s"]) if done.returncode == 0 else "stopped"
-            say(f"  {key:<22}{'sigma-cli, cli':<26}{n_rules:>7}{'':>7}{seconds:>9.2f}{shown:>10}")
+            say(f"  {key:<22}{'sigma-cli, cli':<26}{n_rules:>7}{'':>7}{seconds:>9.2f}{shown:>10}{'':>8}"
+                f"{cli['cpu_seconds']:>8.2f}")
             if done.returncode != 0:
                 say(f"    sigma convert exited {done.returncode} despite -s: {cli['stopped']}")
             # (b) pySigma in-process, rule by rule, each failure caught (bench/sigma_peer.py)
@@ -542,10 +554,14 @@ def bench_peer(sample: int) -> None:
             run["rules_per_s"] = rate(n_rules, run["seconds"])
             run["ratio_over_peer_cli"] = (run["rules_per_s"] / peer_cli_rate
                                           if peer_cli_rate and run["rules_per_s"] else None)
+            run["cpu_ratio_over_peer_cli"] = (peer_cli_cpu / run["cpu_seconds"]
+                                              if peer_cli_cpu and run["cpu_seconds"] else None)
             entry[f"rmmc_cli_j{jobs}"] = run
             ratio = f"{run['ratio_over_peer_cli']:.1f}x" if run["ratio_over_peer_cli"] else "n/a"
+            cpu_ratio = f"{run['cpu_ratio_over_peer_cli']:.1f}x" if run["cpu_ratio_over_peer_cli"] else "n/a"
             say(f"  {key:<22}{f'rmmc, cli -j {jobs}':<26}{n_rules:>7}{run['translated'] or 0:>7}"
-                f"{run['seconds']:>9.2f}{fmt_rate(run['rules_per_s']):>10}{ratio:>8}")
+                f"{run['seconds']:>9.2f}{fmt_rate(run['rules_per_s']):>10}{ratio:>8}"
+                f"{run['cpu_seconds']:>8.2f}{cpu_ratio:>7}")
         lib = _rmmc_in_process(target, sample)
         lib["ratio_over_peer_in_process"] = (lib["rules_per_s"] / peer_lib_rate
                                              if peer_lib_rate and lib["rules_per_s"] else None)
@@ -554,7 +570,9 @@ def bench_peer(sample: int) -> None:
         say(f"  {key:<22}{'rmmc, in-process, 1 core':<26}{lib['rules']:>7}{lib['converted']:>7}"
             f"{lib['seconds']:>9.2f}{fmt_rate(lib['rules_per_s']):>10}{ratio:>8}")
     say("  x peer: rmmc's rules/s over sigma-cli's (cli rows: over sigma-cli's cli row; in-process:"
-        " over pySigma in-process); the peer's cli runs on one core")
+        " over pySigma in-process); the peer's cli runs on one core.  x CPU: sigma-cli's CPU"
+        " seconds over rmmc's (user + system, all processes): steadier than wall time when"
+        " other work shares the machine")
 
 
 # ---------------------------------------------------------------- main
