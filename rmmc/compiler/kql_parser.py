@@ -618,6 +618,8 @@ def parse_kql(text: str) -> A.Query:
             return _driver().parse(text)
         except Exception:  # not valid, or too deep: Lark says what is wrong, as always
             pass
+        finally:
+            builder._reset("")
     builder._reset(text)
     tracker.reset()
     try:

@@ -30,17 +30,22 @@ class _Rows(dict):
     def __init__(self, states: dict, callbacks: dict, shift: Any, expand_single: type):
         super().__init__()
         self.states, self.callbacks, self.shift, self.expand_single = states, callbacks, shift, expand_single
+        self.reductions: dict[int, tuple] = {}  # id(rule) -> its action (the rules live in `states`)
 
     def __missing__(self, state: int) -> dict:
         row: dict[str, Any] = {}
+        reductions = self.reductions
         for symbol, (action, arg) in self.states[state].items():
             if action is self.shift:
                 row[symbol] = arg
-            else:
+                continue
+            reduce = reductions.get(id(arg))
+            if reduce is None:  # one tuple per rule, however many states reduce it
                 size, callback = len(arg.expansion), self.callbacks[arg]
                 if callback.__class__ is self.expand_single:
                     callback = None if size == 1 else callback.node_builder
-                row[symbol] = (size, callback, arg.origin.name)
+                reduce = reductions[id(arg)] = (size, callback, arg.origin.name)
+            row[symbol] = reduce
         self[state] = row
         return row
 
@@ -91,7 +96,7 @@ class LalrDriver:
         """What the lexer of `state` matches with (built on first use, like Lark's)."""
         lexer = self.lexers[state]
         scanner = lexer.scanner  # builds Lark's scanner and its keyword callbacks
-        entry = (tuple(m.match for m in scanner._mres), dict(lexer.callback),
+        entry = (tuple(m.match for m in scanner._mres), lexer.callback,
                  lexer.newline_types, lexer.ignore_types)
         self.scanners[state] = entry
         return entry
