@@ -81,26 +81,42 @@ def _check(text: str, path: str) -> dict:
             "diagnostics": [to_json(d) for d in diagnostics]}
 
 
-def serve(stdin: IO[str], stdout: IO[str]) -> None:
-    """Answer every request line of `stdin` on `stdout`, one line each, flushed."""
+def serve(stdin: IO[bytes], stdout: IO[str]) -> None:
+    """Answer every request line of `stdin` (bytes, UTF-8) on `stdout`, one line each, flushed."""
     while True:
-        line = stdin.readline(MAX_LINE + 1)
-        if not line:
+        raw = stdin.readline(MAX_LINE + 1)
+        if not raw:
             return
-        if len(line) > MAX_LINE and not line.endswith("\n"):
-            while line and not line.endswith("\n"):  # skip the rest of the oversized line
-                line = stdin.readline(MAX_LINE + 1)
-            response: dict = {"id": None, "error": "request line too long"}
-        elif not line.strip():
-            continue
+        response: dict | None = None
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # skip the rest of the oversized line
+                raw = stdin.readline(MAX_LINE + 1)
+            response = {"id": None, "error": "request line too long"}
         else:
             try:
-                response = handle(json.loads(line))
-            except ValueError as exc:
-                response = {"id": None, "error": f"not a JSON request: {exc}"}
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                response = {"id": None, "error": f"request is not UTF-8 (byte {exc.start})"}
+            else:
+                if not line.strip():
+                    continue
+                try:
+                    request = json.loads(line)
+                except ValueError as exc:
+                    response = {"id": None, "error": f"not a JSON request: {exc}"}
+                else:
+                    response = handle(request)
         stdout.write(json.dumps(response, ensure_ascii=False) + "\n")
         stdout.flush()
 
 
 def main() -> None:
-    serve(sys.stdin, sys.stdout)
+    try:
+        serve(sys.stdin.buffer, sys.stdout)
+    except (BrokenPipeError, KeyboardInterrupt):  # the client went away: no traceback
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass

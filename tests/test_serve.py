@@ -15,12 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES = sorted((ROOT / "rules").glob("*.txt"))[:3]
 
 
-def _serve(lines: list[str]) -> list[dict]:
-    done = subprocess.run([sys.executable, "-m", "rmmc", "serve"], input="\n".join(lines) + "\n",
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+def _serve(lines: list[str | bytes]) -> list[dict]:
+    data = b"\n".join(x if isinstance(x, bytes) else x.encode("utf-8") for x in lines) + b"\n"
+    done = subprocess.run([sys.executable, "-m", "rmmc", "serve"], input=data,
+                          capture_output=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.stderr == b""
+    return [json.loads(line) for line in done.stdout.decode("utf-8").splitlines()]
 
 
 def test_translate_answers_like_the_cli() -> None:
@@ -47,8 +48,9 @@ def test_check_and_bad_requests_each_get_one_line() -> None:
         json.dumps({"id": "c", "command": "explain", "text": "T"}),
         json.dumps({"id": "d", "command": "check", "text": 5}),
         json.dumps({"id": "e", "command": "check", "text": "DeviceEvents | take 5"}),
+        b'{"id": "f", "text": "\xff"}',
     ])
-    assert len(answers) == 7  # the blank line is skipped
+    assert len(answers) == 8  # the blank line is skipped
     first = answers[0]
     assert first["id"] == "a" and first["ok"] is False and first["rules"] == 1
     (diagnostic,) = first["diagnostics"]
@@ -60,3 +62,4 @@ def test_check_and_bad_requests_each_get_one_line() -> None:
     assert answers[4]["id"] == "c" and answers[4]["error"].startswith("unknown command")
     assert answers[5]["id"] == "d" and "'text' must be a string" in answers[5]["error"]
     assert answers[6] == {"id": "e", "ok": True, "rules": 1, "diagnostics": []}
+    assert answers[7] == {"id": None, "error": "request is not UTF-8 (byte 21)"}
