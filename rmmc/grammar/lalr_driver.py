@@ -84,10 +84,10 @@ class LalrDriver:
         self.token_class = Token
         self.units: dict[tuple[int, int, str], int] = {}
         self.skip = None
-        if skip_ignored:  # one match for a run of ignored terminals, in Lark's order
+        ignored = [t for t in lark_parser.terminals if t.name in lark_parser.lexer_conf.ignore]
+        if skip_ignored and ignored:  # one match for a run of ignored terminals, in Lark's order
             from rmmc.grammar import _lexer_re
 
-            ignored = [t for t in lark_parser.terminals if t.name in lark_parser.lexer_conf.ignore]
             ignored.sort(key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
             pattern = "(?:" + "|".join(f"(?:{t.pattern.to_regexp()})" for t in ignored) + ")+"
             self.skip = _lexer_re().compile(pattern, lark_parser.lexer_conf.g_regex_flags).match
