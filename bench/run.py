@@ -1,7 +1,9 @@
 """rmmc benchmark harness: `make bench` (or `.venv/bin/python bench/run.py`).
 
 Sections, each catching its own failure: (1) rmmc per stage over the real KQL corpus and the
-RMM corpus, (2) growth with input size, (3) cold CLI start, (4) the sigma-cli/pySigma peer.
+RMM corpus, (2) growth with input size, (3) cold CLI start beside `python -c pass` (the floor),
+(3b) CLI throughput (`check` over the KQL corpus, `verify` over the RMM corpus), (4) the
+sigma-cli/pySigma peer.
 Prints a table and writes every figure to out/bench.json.  Timings are one core, wall clock
 (time.perf_counter); nothing here asserts on time.
 """
@@ -281,17 +283,31 @@ def bench_growth(max_factor: int) -> None:
 
 # ---------------------------------------------------------------- 3. cold CLI start
 
-def _best_of(argv: list[str], runs: int = 5) -> tuple[float, int, float]:
-    """Best and median wall time of `runs` runs after one warm-up, and the exit status."""
-    subprocess.run(argv, capture_output=True, cwd=ROOT)   # warm-up (fills the grammar cache)
-    times, code = [], 0
+COLD_RUNS = 11
+
+
+def _run_once(argv: list[str]) -> tuple[float, float, int, float]:
+    """Wall seconds, CPU seconds (user + system), exit status and max RSS (MB) of one run,
+    measured by bench/spawn.py (see there why not by this process)."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "spawn.py"), str(ROOT), *argv],
+                          capture_output=True, text=True, timeout=1800)
+    fig = json.loads(done.stdout)
+    return fig["wall"], fig["cpu"], fig["exit"], fig["maxrss_mb"]
+
+
+def _cold(argv: list[str], runs: int = COLD_RUNS) -> dict:
+    """Median (and best) of `runs` runs after one warm-up, which fills rmmc's grammar cache."""
+    _run_once(argv)
+    walls, cpus, code, rss = [], [], 0, 0.0
     for _ in range(runs):
-        t0 = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, cwd=ROOT)
-        times.append(time.perf_counter() - t0)
-        code = done.returncode
-    times.sort()
-    return times[0], code, times[len(times) // 2]
+        wall, cpu, code, peak = _run_once(argv)
+        walls.append(wall)
+        cpus.append(cpu)
+        rss = max(rss, peak)
+    walls.sort()
+    cpus.sort()
+    return {"argv": argv[1:], "runs": runs, "median_seconds": walls[runs // 2], "best_seconds": walls[0],
+            "median_cpu_seconds": cpus[runs // 2], "exit": code, "maxrss_mb": rss}
 
 
 def _sigma_one_rule() -> Path | None:
@@ -302,36 +318,112 @@ def _sigma_one_rule() -> Path | None:
         next(iter(sorted(SIGMA_RULES.rglob("*.yml"))), None)
 
 
-@section("3. cold CLI start (best of 5 after one warm-up)")
+def _say_cold(label: str, fig: dict, floor: dict | None = None) -> None:
+    over = (f", {fig['median_seconds'] / floor['median_seconds']:.1f}x the floor"
+            if floor and floor["median_seconds"] else "")
+    say(f"  {label:<52}{fig['median_seconds'] * 1000:>7.0f} ms median (best {fig['best_seconds'] * 1000:.0f},"
+        f" CPU {fig['median_cpu_seconds'] * 1000:.0f}; exit {fig['exit']}){over}")
+
+
+@section(f"3. cold CLI start (median of {COLD_RUNS} runs after one warm-up)")
 def bench_cli() -> None:
     rmmc_bin = Path(sys.executable).parent / "rmmc"
-    argv = [str(rmmc_bin), "translate", str(CLI_RULE.relative_to(ROOT)), "--to", "sigma"]
-    seconds, code, median = _best_of(argv)
-    RESULTS["cli"] = {"rmmc": {"argv": argv[1:], "seconds": seconds, "median_seconds": median,
-                               "exit": code}}
-    say(f"  rmmc translate {CLI_RULE.name} --to sigma: {seconds * 1000:.0f} ms "
-        f"(median {median * 1000:.0f} ms, exit {code})")
-    sigma_bin = PEER_VENV / "bin" / "sigma"
     rule = _sigma_one_rule()
+    cli: dict = {}
+    RESULTS["cli"] = cli
+    cli["python_floor"] = _cold([sys.executable, "-c", "pass"])
+    _say_cold("python -c pass (the floor)", cli["python_floor"])
+    cli["rmmc_version"] = _cold([str(rmmc_bin), "--version"])
+    _say_cold("rmmc --version", cli["rmmc_version"], cli["python_floor"])
+    if rule is not None:
+        same = [str(rmmc_bin), "translate", str(rule), "--to", "splunk"]
+        cli["rmmc_same_rule"] = _cold(same)
+        _say_cold(f"rmmc translate {rule.name[:24]}.. --to splunk", cli["rmmc_same_rule"], cli["python_floor"])
+    seed = [str(rmmc_bin), "translate", str(CLI_RULE.relative_to(ROOT)), "--to", "sigma"]
+    cli["rmmc"] = _cold(seed)
+    _say_cold(f"rmmc translate {CLI_RULE.name} --to sigma", cli["rmmc"], cli["python_floor"])
+    sigma_bin = PEER_VENV / "bin" / "sigma"
     if not sigma_bin.exists() or rule is None:
         say("  sigma-cli: n/a (" + ("bench/.venv not installed" if not sigma_bin.exists()
                                     else "no Sigma rules") + ")")
         return
     peer = [str(sigma_bin), "convert", "-t", "splunk", "-p", "splunk_windows", str(rule)]
-    peer_seconds, peer_code, _ = _best_of(peer)
-    RESULTS["cli"]["sigma_cli"] = {"argv": peer[1:], "seconds": peer_seconds, "exit": peer_code}
-    RESULTS["cli"]["ratio_rmmc_over_sigma_cli"] = seconds / peer_seconds
-    say(f"  sigma convert -t splunk -p splunk_windows {rule.name}: {peer_seconds * 1000:.0f} ms "
-        f"(exit {peer_code})")
-    say(f"  ratio rmmc / sigma-cli: {seconds / peer_seconds:.2f} (<1 means rmmc starts faster)")
-    same = [str(rmmc_bin), "translate", str(rule), "--to", "splunk"]
-    same_seconds, same_code, same_median = _best_of(same)
-    RESULTS["cli"]["rmmc_same_rule"] = {"argv": same[1:], "seconds": same_seconds,
-                                        "median_seconds": same_median, "exit": same_code,
-                                        "ratio_over_sigma_cli": same_seconds / peer_seconds}
-    say(f"  rmmc translate {rule.name} --to splunk: {same_seconds * 1000:.0f} ms "
-        f"(median {same_median * 1000:.0f} ms, exit {same_code}); ratio rmmc / sigma-cli: "
-        f"{same_seconds / peer_seconds:.2f}")
+    cli["sigma_cli"] = _cold(peer, runs=5)
+    _say_cold("sigma convert -t splunk -p splunk_windows (same rule)", cli["sigma_cli"])
+    if "rmmc_same_rule" in cli:
+        ratio = cli["rmmc_same_rule"]["median_seconds"] / cli["sigma_cli"]["median_seconds"]
+        cli["ratio_rmmc_over_sigma_cli"] = ratio
+        say(f"  ratio rmmc / sigma-cli, same rule: {ratio:.2f} (<1 means rmmc starts faster)")
+
+
+# ---------------------------------------------------------------- 3b. CLI throughput
+
+@section("3b. CLI throughput, one core, process start included")
+def bench_throughput() -> None:
+    rmmc_bin = Path(sys.executable).parent / "rmmc"
+    RESULTS["throughput"] = entry = {}
+    if KQL_CORPUS.is_dir():
+        argv = [str(rmmc_bin), "check", str(KQL_CORPUS), "-j", "1", "-q"]
+        runs = [_run_once(argv) for _ in range(3)]
+        wall = sorted(r[0] for r in runs)[1]
+        cpu = sorted(r[1] for r in runs)[1]
+        queries = sum(1 for line in (KQL_CORPUS / "index.jsonl").read_text(encoding="utf-8").splitlines()
+                      if line.strip())
+        entry["check_kql"] = {"argv": argv[1:], "queries": queries, "median_seconds": wall,
+                              "median_cpu_seconds": cpu, "queries_per_s": rate(queries, wall),
+                              "maxrss_mb": max(r[3] for r in runs)}
+        say(f"  rmmc check ../shared/corpus/kql -j 1: {queries} queries, {wall:.2f} s median of 3 "
+            f"(CPU {cpu:.2f} s): {fmt_rate(rate(queries, wall))}, max RSS {entry['check_kql']['maxrss_mb']:.0f} MB")
+    else:
+        say("  check: skipped (../shared is absent)")
+    if SIGMA_RULES.is_dir():
+        entry["serve_sigma"] = _serve_row(rmmc_bin)
+    if RMM_CORPUS.is_dir():
+        argv = [str(rmmc_bin), "verify", str(RMM_CORPUS), "--format", "json"]
+        started = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+        wall = time.perf_counter() - started
+        try:
+            reported = json.loads(done.stdout).get("rules", [])
+        except (ValueError, AttributeError):
+            reported = []
+        rules = sum(1 for r in reported if not r.get("error"))
+        entry["verify_rmm"] = {"argv": argv[1:], "seconds": wall, "exit": done.returncode,
+                               "rules": rules, "entries": len(reported), "rules_per_s": rate(rules, wall)}
+        say(f"  rmmc verify ../shared/corpus/rmm: {rules} rules verified ({len(reported)} read) in "
+            f"{wall:.1f} s: {fmt_rate(rate(rules, wall))} (exit {done.returncode})")
+    else:
+        say("  verify: skipped (../shared is absent)")
+
+
+def _serve_row(rmmc_bin: Path, count: int = 300) -> dict:
+    """`rmmc serve`: one process, SigmaHQ rules sent one request at a time (as an editor
+    would), each answer read before the next request; the process start is not counted."""
+    files = sorted(SIGMA_RULES.rglob("*.yml"))[:count]
+    child = subprocess.Popen([str(rmmc_bin), "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    latencies, ok = [], 0
+    try:
+        for i, path in enumerate(files):
+            request = json.dumps({"id": i, "command": "translate", "to": "splunk", "path": str(path),
+                                  "text": path.read_text(encoding="utf-8")})
+            started = time.perf_counter()
+            child.stdin.write(request + "\n")
+            child.stdin.flush()
+            answer = json.loads(child.stdout.readline())
+            latencies.append(time.perf_counter() - started)
+            ok += all(r.get("ok") for r in answer.get("results", [])) and "results" in answer
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)
+    first, rest = latencies[0], sorted(latencies[1:])
+    figure = {"requests": len(files), "ok": ok, "first_ms": first * 1000,
+              "median_ms": rest[len(rest) // 2] * 1000 if rest else None,
+              "rules_per_s_after_first": rate(len(rest), sum(rest))}
+    say(f"  rmmc serve, {len(files)} SigmaHQ rules -> splunk one request at a time: first "
+        f"{figure['first_ms']:.0f} ms, then {figure['median_ms']:.2f} ms median per rule "
+        f"({fmt_rate(figure['rules_per_s_after_first'])} after the first; {ok} ok)")
+    return figure
 
 
 # ---------------------------------------------------------------- 4. the peer
@@ -348,17 +440,26 @@ def _peer_versions() -> dict:
 _TRANSLATED = re.compile(r"(\d+) of (\d+) rules? translated")
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every child process waited for so far: the difference
+    around one run is that run's CPU time, which other load on a shared machine disturbs much
+    less than its wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _rmmc_cli_batch(target: str, jobs: int) -> dict:
     """`rmmc translate <SigmaHQ windows> --to target -j jobs` to standard output: the same job as
     `sigma convert` on the directory (process start included, queries printed, nothing written
     to disk)."""
     rmmc_bin = Path(sys.executable).parent / "rmmc"
     argv = [str(rmmc_bin), "translate", str(SIGMA_RULES), "--to", target, "-j", str(jobs)]
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     seconds = time.perf_counter() - t0
     found = _TRANSLATED.search(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "")
-    return {"argv": argv[1:], "seconds": seconds, "exit": done.returncode,
+    return {"argv": argv[1:], "seconds": seconds, "cpu_seconds": _children_cpu() - cpu0, "exit": done.returncode,
             "translated": int(found.group(1)) if found else None,
             "rules": int(found.group(2)) if found else None}
 
@@ -406,27 +507,31 @@ def bench_peer(sample: int) -> None:
     RESULTS["peer"] = {"versions": versions, "rules": n_rules}
     if versions:
         say("  versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
-    say(f"  {'target':<22}{'who / how':<26}{'rules':>7}{'ok':>7}{'seconds':>9}{'rate':>10}{'x peer':>8}")
+    say(f"  {'target':<22}{'who / how':<26}{'rules':>7}{'ok':>7}{'seconds':>9}{'rate':>10}{'x peer':>8}"
+        f"{'CPU s':>8}{'x CPU':>7}")
     for key, backend, pipeline, target in (("splunk", "splunk", "splunk_windows", "splunk"),
                                            ("kusto_microsoft_xdr", "kusto", "microsoft_xdr", "kql")):
         entry = RESULTS["peer"][key] = {}
-        peer_cli_rate = peer_lib_rate = None
+        peer_cli_rate = peer_lib_rate = peer_cli_cpu = None
         if have_peer:
             # (a) the CLI over the whole directory, process start included
             argv = [str(sigma_bin), "convert", "-t", backend, "-p", pipeline, "-s", str(SIGMA_RULES)]
+            cpu0 = _children_cpu()
             t0 = time.perf_counter()
             done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
             seconds = time.perf_counter() - t0
-            cli = {"argv": argv[1:], "seconds": seconds, "exit": done.returncode,
+            cli = {"argv": argv[1:], "seconds": seconds, "cpu_seconds": _children_cpu() - cpu0,
+                   "exit": done.returncode,
                    "output_lines": sum(1 for line in done.stdout.splitlines() if line.strip()),
                    "rules_per_s": rate(n_rules, seconds)}
             if done.returncode != 0:
                 cli["stopped"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
             else:
-                peer_cli_rate = cli["rules_per_s"]
+                peer_cli_rate, peer_cli_cpu = cli["rules_per_s"], cli["cpu_seconds"]
             entry["cli"] = cli
             shown = fmt_rate(cli["rules_per_s"]) if done.returncode == 0 else "stopped"
-            say(f"  {key:<22}{'sigma-cli, cli':<26}{n_rules:>7}{'':>7}{seconds:>9.2f}{shown:>10}")
+            say(f"  {key:<22}{'sigma-cli, cli':<26}{n_rules:>7}{'':>7}{seconds:>9.2f}{shown:>10}{'':>8}"
+                f"{cli['cpu_seconds']:>8.2f}")
             if done.returncode != 0:
                 say(f"    sigma convert exited {done.returncode} despite -s: {cli['stopped']}")
             # (b) pySigma in-process, rule by rule, each failure caught (bench/sigma_peer.py)
@@ -449,10 +554,14 @@ def bench_peer(sample: int) -> None:
             run["rules_per_s"] = rate(n_rules, run["seconds"])
             run["ratio_over_peer_cli"] = (run["rules_per_s"] / peer_cli_rate
                                           if peer_cli_rate and run["rules_per_s"] else None)
+            run["cpu_ratio_over_peer_cli"] = (peer_cli_cpu / run["cpu_seconds"]
+                                              if peer_cli_cpu and run["cpu_seconds"] else None)
             entry[f"rmmc_cli_j{jobs}"] = run
             ratio = f"{run['ratio_over_peer_cli']:.1f}x" if run["ratio_over_peer_cli"] else "n/a"
+            cpu_ratio = f"{run['cpu_ratio_over_peer_cli']:.1f}x" if run["cpu_ratio_over_peer_cli"] else "n/a"
             say(f"  {key:<22}{f'rmmc, cli -j {jobs}':<26}{n_rules:>7}{run['translated'] or 0:>7}"
-                f"{run['seconds']:>9.2f}{fmt_rate(run['rules_per_s']):>10}{ratio:>8}")
+                f"{run['seconds']:>9.2f}{fmt_rate(run['rules_per_s']):>10}{ratio:>8}"
+                f"{run['cpu_seconds']:>8.2f}{cpu_ratio:>7}")
         lib = _rmmc_in_process(target, sample)
         lib["ratio_over_peer_in_process"] = (lib["rules_per_s"] / peer_lib_rate
                                              if peer_lib_rate and lib["rules_per_s"] else None)
@@ -461,7 +570,9 @@ def bench_peer(sample: int) -> None:
         say(f"  {key:<22}{'rmmc, in-process, 1 core':<26}{lib['rules']:>7}{lib['converted']:>7}"
             f"{lib['seconds']:>9.2f}{fmt_rate(lib['rules_per_s']):>10}{ratio:>8}")
     say("  x peer: rmmc's rules/s over sigma-cli's (cli rows: over sigma-cli's cli row; in-process:"
-        " over pySigma in-process); the peer's cli runs on one core")
+        " over pySigma in-process); the peer's cli runs on one core.  x CPU: sigma-cli's CPU"
+        " seconds over rmmc's (user + system, all processes): steadier than wall time when"
+        " other work shares the machine")
 
 
 # ---------------------------------------------------------------- main
@@ -484,6 +595,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
+    # Bytecode ready, as a pip install leaves it (an editable install under
+    # PYTHONDONTWRITEBYTECODE would otherwise compile every module on every cold start).
+    import compileall
+    compileall.compile_dir(str(ROOT / "rmmc"), quiet=1)
     RESULTS["machine"] = {"cores": os.cpu_count(), "python": platform.python_version(),
                           "implementation": platform.python_implementation(),
                           "platform": platform.platform(), "rmmc_commit": _commit(),
@@ -491,12 +606,19 @@ def main(argv: list[str] | None = None) -> int:
     m = RESULTS["machine"]
     say(f"rmmc bench: commit {m['rmmc_commit']}, Python {m['python']}, {m['cores']} cores, "
         f"{m['platform']}")
-    say("timings are wall clock on one core; rates are items per second")
+    say("timings are wall clock on one core; rates are items per second; on a shared machine"
+        " take medians of several runs")
+    try:
+        say(f"load average {os.getloadavg()[0]:.1f} at the start")
+        RESULTS["machine"]["loadavg_start"] = os.getloadavg()[0]
+    except OSError:
+        pass
 
     bench_kql_corpus(args.sample)
     bench_rmm_corpus()
     bench_growth(args.max_factor)
     bench_cli()
+    bench_throughput()
     bench_peer(args.sample)
 
     RESULTS["total_seconds"] = time.perf_counter() - started

@@ -14,7 +14,24 @@ import click
 from rmmc import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The `rmmc` group; commands defined in other modules are imported when used, so a run of
+    `check` or `translate` does not load them."""
+
+    lazy = {"verify": "rmmc.verify.command", "serve": "rmmc.cli_serve"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            from importlib import import_module
+
+            self.add_command(getattr(import_module(self.lazy[name]), name))
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rmmc")
 def main() -> None:
     """rmmc: compile detection rules between KQL, Sigma, SPL and EQL, keeping their meaning."""
@@ -76,10 +93,12 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | N
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
         for checked in report.files:
+            shown = [d for d in checked.all_diagnostics()
+                     if not quiet or d.severity is Severity.ERROR]
+            if not shown:  # most files: no line index needed
+                continue
             source = LineIndex(checked.source_text) if checked.source_text is not None else None
-            for diagnostic in checked.all_diagnostics():
-                if quiet and diagnostic.severity is not Severity.ERROR:
-                    continue
+            for diagnostic in shown:
                 click.echo(render_text(diagnostic, source))
         click.echo(report.summary())
     sys.exit(0 if report.ok else 1)
@@ -184,10 +203,10 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
                          progress=show_progress(files, output_format == "json"),
                          label="translating", prepare=_prepare_translate)
     results: list[RuleTranslation] = [r for file_results in per_file for r in file_results]
-    sources: dict[str, str] = {}
+    sources: dict = {}  # path -> the LineIndex its reader built (not built again)
     for r in results:
         if r.document is not None:
-            sources.setdefault(r.document.path, r.document.source.text)
+            sources.setdefault(r.document.path, r.document.source)
     if not results:
         raise click.UsageError("no rules found under " + ", ".join(paths))
     written = {}
@@ -215,7 +234,6 @@ def _prepare_translate() -> None:
 
 
 def _report(results, sources, written, outdir, output_format) -> None:
-    from rmmc.compiler.diagnostics import LineIndex
     from rmmc.compiler.render import render_text, to_json
 
     if output_format == "json":
@@ -235,7 +253,7 @@ def _report(results, sources, written, outdir, output_format) -> None:
         } for r in results]
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
-    indexes = {path: LineIndex(text) for path, text in sources.items()}
+    indexes = sources
     shown = 0
     for r in results:
         for d in r.diagnostics:
@@ -296,15 +314,6 @@ def web(host: str, port: int, workers: int, time_limit: float) -> None:
         serve(host, port, limits, announce=click.echo)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-
-
-def _register_verify() -> None:
-    from rmmc.verify.command import verify
-
-    main.add_command(verify)
-
-
-_register_verify()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
 
+from lark.lexer import Token as _Token
+
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Severity, Span
 
@@ -21,6 +23,11 @@ a located error: real rules nest less than 20 deep, and a bound keeps every recu
 (printer, lowering, equality) far from Python's recursion limit."""
 
 MAX_QUERY_CHARS = 16 * 1024 * 1024
+
+FAST = True
+"""Parse with `rmmc.grammar.lalr_driver` first (the same tables and callbacks as Lark, in a
+tighter loop), and with Lark itself only when that stops (an error, to be described as Lark
+describes it).  False: Lark only (the tests compare both)."""
 
 
 class KqlSyntaxError(RmmcError):
@@ -65,13 +72,13 @@ class _Items(list):
 
 
 def _is_token(x: Any) -> bool:
-    return hasattr(x, "type") and hasattr(x, "start_pos")
+    return x.__class__ is _Token
 
 
 def _start(x: Any) -> tuple[int, int, int]:
     if isinstance(x, list):
         return _start(x[0])
-    if _is_token(x):
+    if x.__class__ is _Token:
         return x.start_pos, x.line, x.column
     if isinstance(x, _Raw):
         return x.start, x.line, x.column
@@ -82,7 +89,7 @@ def _start(x: Any) -> tuple[int, int, int]:
 def _end(x: Any) -> int:
     if isinstance(x, list):
         return _end(x[-1])
-    if _is_token(x):
+    if x.__class__ is _Token:
         return x.end_pos
     if isinstance(x, _Raw):
         return x.end
@@ -90,15 +97,31 @@ def _end(x: Any) -> int:
 
 
 def _has_position(x: Any) -> bool:
+    cls = x.__class__
+    if cls is _Token or cls is _Raw:
+        return True
     if isinstance(x, list):
         return bool(x)
-    return _is_token(x) or isinstance(x, _Raw) or getattr(x, "span", None) is not None
+    return getattr(x, "span", None) is not None
 
 
-def _span(children: Iterable[Any]) -> Span:
-    items = [c for c in children if _has_position(c)]
-    offset, line, column = _start(items[0])
-    return Span(offset, _end(items[-1]), line, column)
+def _span(children: list[Any]) -> Span:
+    """From the first child with a position to the last one."""
+    for first in children:
+        if first.__class__ is _Token:
+            offset, line, column = first.start_pos, first.line, first.column
+            break
+        if _has_position(first):
+            offset, line, column = _start(first)
+            break
+    else:
+        raise IndexError("no child has a position")
+    for last in reversed(children):
+        if last.__class__ is _Token:
+            return Span(offset, last.end_pos, line, column)
+        if _has_position(last):
+            return Span(offset, _end(last), line, column)
+    raise AssertionError("unreachable")
 
 
 def _nodes(children: Iterable[Any]) -> list[Any]:
@@ -453,16 +476,16 @@ def _with_depth(callback):
 
     def build(self, children):
         node = callback(self, children)
-        depths = self.depths
+        get = self.depths.get
         deepest = 0
         for child in children:
-            d = depths.get(id(child))
-            if d is not None and d > deepest:
+            d = get(id(child), 0)
+            if d > deepest:
                 deepest = d
         depth = deepest + 1
         if depth > MAX_NESTING:
             raise _TooDeep(_first_token(children))
-        depths[id(node)] = depth
+        self.depths[id(node)] = depth
         self.keep.append(node)  # ids stay unique while the parse runs
         return node
 
@@ -563,6 +586,15 @@ def _lark():
     return parser, builder, tracker
 
 
+@lru_cache(maxsize=1)
+def _driver():
+    """The fast loop over the same parser (`rmmc.grammar.lalr_driver`)."""
+    from rmmc.grammar.lalr_driver import LalrDriver
+
+    parser, builder, tracker = _lark()
+    return LalrDriver(parser, (tracker.OPEN, tracker.CLOSE, MAX_NESTING), skip_ignored=True)
+
+
 def _cache_file(grammar: str) -> str | bool:
     """Where Lark keeps the analysed KQL grammar between runs (see `rmmc.grammar`)."""
     from rmmc.grammar import cache_file
@@ -581,6 +613,14 @@ def parse_kql(text: str) -> A.Query:
             f"query is too large ({len(text):,} characters; the limit is {MAX_QUERY_CHARS:,})",
             Span(0, 0, 1, 1), "too-large"))
     parser, builder, tracker = _lark()
+    if FAST:
+        builder._reset(text)
+        try:
+            return _driver().parse(text)
+        except Exception:  # not valid, or too deep: Lark says what is wrong, as always
+            pass
+        finally:
+            builder._reset("")
     builder._reset(text)
     tracker.reset()
     try:

@@ -8,14 +8,14 @@ a table stands for, and column <-> Sigma field for pySigma's ``microsoft_xdr`` p
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.resources import files
 from types import MappingProxyType
 from typing import Any
+
+from rmmc.resources import package_text
 
 __all__ = ["KQL_TYPES", "Schema", "TableSchema", "load_schema"]
 
@@ -85,6 +85,8 @@ class TableSchema:
             hit = self._by_lower.get((prefix + column).lower())
             if hit in self.columns:
                 return hit
+        import difflib
+
         close = difflib.get_close_matches(column.lower(), [c.lower() for c in self.columns], n=1, cutoff=0.75)
         return self._by_lower[close[0]] if close else None
 
@@ -130,6 +132,8 @@ class Schema:
         by_lower = {t.lower(): t for t in self.tables}
         if name.lower() in by_lower:
             return by_lower[name.lower()]
+        import difflib
+
         close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.75)
         return by_lower[close[0]] if close else None
 
@@ -170,7 +174,7 @@ def _table(name: str, raw: Mapping[str, Any], renames: Mapping[str, str]) -> Tab
 @cache
 def load_schema() -> Schema:
     """Load (once) the Defender XDR schema shipped with rmmc."""
-    raw = json.loads(files(__package__).joinpath(DATA_FILE).read_text(encoding="utf-8"))
+    raw = json.loads(package_text(__package__, DATA_FILE))
     renames = raw.get("renames", {})
     tables = {name: _table(name, body, renames) for name, body in raw["tables"].items()}
     return Schema(tables=MappingProxyType(tables))

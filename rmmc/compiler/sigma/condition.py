@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.resources import files
 from typing import Union
 
 
@@ -60,10 +59,12 @@ with a located error: real rules nest less than 10 deep, and every later stage r
 
 @lru_cache(maxsize=1)
 def _parser():
-    from lark import Lark
+    """Through `rmmc.grammar`'s cache of analysed grammars: building the tables of even this
+    small grammar was the largest single cost of translating one Sigma rule cold."""
+    from rmmc.grammar import load_parser
 
-    grammar = files("rmmc.grammar").joinpath("sigma_condition.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=False)
+    return load_parser("sigma_condition.lark", parser="lalr", lexer="contextual",
+                       propagate_positions=False)
 
 
 @lru_cache(maxsize=4096)

@@ -31,9 +31,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
 from types import MappingProxyType
 from typing import Mapping
+
+from rmmc.resources import package_text
 
 __all__ = ["PROFILES", "Profile", "field_for_sigma", "load_profile", "rule_field"]
 
@@ -76,7 +77,7 @@ def load_profile(name: str) -> Profile:
     """Load (once) a profile shipped with rmmc; ValueError for an unknown name."""
     if name not in PROFILES:
         raise ValueError(f"unknown field profile {name!r}; choose one of {', '.join(PROFILES)}")
-    raw = json.loads(files(__package__).joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    raw = json.loads(package_text(__package__, f"{name}.json"))
     tables = MappingProxyType({t: MappingProxyType(dict(cols)) for t, cols in raw["tables"].items()})
     return Profile(name=name, tables=tables, time_field_name=raw["time_field"])
 
