@@ -148,6 +148,18 @@ def test_star_case_sensitive_and_control_chars_go_to_where():
     assert "\\\\x{0a}" in text and text.count("\n") == 2
 
 
+def test_regex_dollar_is_the_very_end():
+    # RE2 (the model) reads `$` as the very end of the text; PCRE also before a final line
+    # break, so `^$` would select "\n": the backend writes PCRE's `\z` (hypothesis found it)
+    rule = rule_of(P("RemoteUrl", Op.REGEX, "^$"))
+    text = emit_splunk(rule, fields="defender").text
+    assert text == 'search *\n| where match(coalesce(RemoteUrl, ""), "(?i)^\\\\z")\n'
+    for event in ({"RemoteUrl": "\n"}, {"RemoteUrl": ""}, {}, {"RemoteUrl": "a"}):
+        assert selects(text, event) == matches(rule, event), event
+    multiline = emit_splunk(rule_of(P("RemoteUrl", Op.REGEX, "(?m)a$")), fields="defender").text
+    assert '"(?i)(?m)a$"' in multiline  # multi-line mode: `$` is the end of a line in both
+
+
 def test_numeric_null_handling():
     port = Field("RemotePort", "int")
     ne = Predicate(port, Op.EQUALS, (443,), negated=True)

@@ -62,7 +62,7 @@ from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions
                                 reads_ipv4, unsupported)
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
-from rmmc.compiler.evaluator import fold, is_term_char
+from rmmc.compiler.evaluator import fold, is_term_char, re2_dollar
 from rmmc.backends.base import refuse_expression_tests
 from rmmc.backends.legacy_output import ClassicOutput, classic_output
 from rmmc.compiler.pushdown import push_filters
@@ -113,6 +113,13 @@ def regex_literal(value: str) -> str:
         else:
             out.append("\\" + ch)
     return "".join(out)
+
+
+def pcre(pattern: str) -> str:
+    """A model (RE2) regex as PCRE reads it the same: PCRE's `$` also matches before a final
+    line break, RE2's only at the very end, so each unescaped `$` outside a character class
+    becomes PCRE's `\\z` (`evaluator.re2_dollar`; multi-line patterns keep their `$`)."""
+    return re2_dollar(pattern, "\\z")
 
 
 def regex_string(pattern: str) -> str:
@@ -333,7 +340,7 @@ class Emitter:
             return f"lower({x})=={quote(fold(value))}"
         flags = "" if p.case_sensitive else "(?i)"
         if p.op is Op.REGEX:
-            return f"match({x}, {regex_string(flags + value)})"
+            return f"match({x}, {regex_string(flags + pcre(value))})"
         literal = regex_literal(value)
         body = {
             Op.CONTAINS: literal,
