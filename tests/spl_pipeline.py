@@ -78,7 +78,7 @@ def unquote(literal: str) -> str:
 def pcre_to_python(pattern: str) -> str:
     """A PCRE as Python's `re` reads it the same, for the syntax rmmc writes: `\\x{hh}`,
     `\\z` (the very end); `$` means the same in both (also before a final line break)."""
-    pattern = re.sub(r"\\x\{([0-9a-fA-F]{2})\}", r"\\x\1", pattern)
+    pattern = re.sub(r"\\x\{([0-9a-fA-F]+)\}", lambda m: "\\U%08x" % int(m.group(1), 16), pattern)
     return re.sub(r"(?<!\\)((?:\\\\)*)\\z", r"\1\\Z", pattern)
 
 

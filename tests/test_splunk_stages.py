@@ -449,3 +449,36 @@ def test_spl_rows_are_the_reference_rows(rule, sample):
         compare(rule, sample)
     except Undocumented as exc:
         raise AssertionError(f"the SPL relies on undocumented behaviour ({exc}):\n{t.text}") from None
+
+
+def test_a_name_spl_cannot_write_is_renamed_for_shape_only():
+    rule = rmmc.lower_text("DeviceNetworkEvents | summarize ['Ports Opened'] = dcount(RemotePort) by DeviceName "
+                           "| where ['Ports Opened'] > 1").rule
+    t = emit_splunk(rule, fields="defender")
+    assert t.ok and "dc(RemotePort) as Ports_Opened by DeviceName\n| where Ports_Opened>1\n" in t.text
+    assert [d.code for d in t.diagnostics if "Ports Opened" in d.message] == ["shape"]
+    events = [{"DeviceName": "a", "RemotePort": p, "Timestamp": T0} for p in (1, 2, 2)]
+    rows = spl_rows(t.text, [to_splunk(e) for e in events])
+    assert rows == [{"DeviceName": "a", "Ports_Opened": 2}]
+
+
+def test_whitespace_class_is_pythons_strip():
+    from rmmc.backends.splunk_expr import WHITESPACE
+
+    assert set(WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+
+
+@pytest.mark.parametrize("query", [
+    "DeviceNetworkEvents | where ipv4_is_private(RemoteUrl)",
+    "DeviceNetworkEvents | where not(ipv4_is_private(RemoteUrl))",
+    "DeviceNetworkEvents | where ipv4_is_private(RemoteUrl) == false",
+    "DeviceNetworkEvents | where ipv4_is_in_range(RemoteUrl, '10.1.0.0/16')",
+    "DeviceNetworkEvents | where not(ipv4_is_in_range(RemoteUrl, '10.1.2.3/16'))",
+    "DeviceNetworkEvents | extend p = iff(ipv4_is_private(RemoteUrl), 'in', 'out')",
+])
+def test_ipv4_functions(query):
+    rule = rmmc.lower_text(query).rule
+    addresses = ["10.1.2.3", " 10.1.2.3 ", "10.1.2.3/24", "10.1.2.3 /24", "010.1.2.3", "172.16.0.1",
+                 "172.32.0.1", "192.168.1.1", "8.8.8.8", "1.2.3", "256.1.1.1", "fe80::1", "", "x",
+                 "\u300010.0.0.1", "10.0.0.1\n"]
+    compare(rule, [{"RemoteUrl": a, "Timestamp": T0} for a in addresses] + [{"Timestamp": T0}])

@@ -70,14 +70,14 @@ from typing import Any
 
 from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note,
                                 reads_ipv4, unsupported)
-from rmmc.backends.splunk_expr import ExprWriter, Spl, SplRefusal, epoch, seconds
+from rmmc.backends.splunk_expr import BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, seconds
 from rmmc.backends.splunk_stages import StageWriter
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, is_term_char, re2_dollar
 from rmmc.compiler.functions import describe
 from rmmc.compiler.pushdown import push_filters
-from rmmc.compiler.ir import (And, Compare, Condition, Const, Field, InSubquery, Not, Op, Or, Predicate, Rule,
+from rmmc.compiler.ir import (And, Call, Compare, Condition, Const, Field, InSubquery, Not, Op, Or, Predicate, Rule,
                               all_of, any_of)
 from rmmc.compiler.schema.profiles import load_profile, rule_field
 
@@ -376,6 +376,9 @@ class Emitter:
             return f"isnotnull({f})" if p.negated else f"isnull({f})"
         if kind in _NUMERIC or kind in ("datetime", "timespan"):
             return self.numeric(p, self.writer.number(subject, p.span))
+        if kind == "bool" and isinstance(subject, Call) and subject.function in BOOL_TESTS \
+                and p.op is Op.EQUALS and p.values and all(isinstance(v, bool) for v in p.values):
+            return self.bool_test(p, *BOOL_TESTS[subject.function](self.writer, subject, p.span))
         if kind in _STRINGLIKE:
             x = self.writer.string(subject, p.span)
             return self.string_predicate(p, x)
@@ -391,6 +394,12 @@ class Emitter:
                 return f"(isnotnull({value.text}) AND {test})"
         raise SplRefusal(f"{describe(subject)} {'not ' if p.negated else ''}{p.op.value} "
                          f"{list(p.values)} ({kind}): no SPL test with KQL's meaning", p.span)
+
+    def bool_test(self, p: Predicate, defined: str, true: str) -> str:
+        """`f(x) == v` for a bool function: a null value equals nothing (so `!=` holds)."""
+        tests = [true if v else f"({defined} AND NOT {true})" for v in p.values]
+        body = tests[0] if len(tests) == 1 else "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
+        return f"NOT {body}" if p.negated else body
 
     def subject(self, p: Predicate, raw: bool) -> "Spl":
         """A predicate's subject; `raw`: a column as the field itself (null when missing)."""

@@ -706,6 +706,55 @@ def _now(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     return Spl(f"(now()+{number_text(seconds(offset))})", False, "number")
 
 
+# ------------------------------------------------------------------ bool functions (tested, not held)
+
+
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+              "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+"""The characters Python's `str.strip()` removes (`str.isspace`), which the model's
+`ipv4_is_private` strips: as a PCRE class, not `\\s` (ASCII only in PCRE)."""
+
+_WS = "[" + "".join("\\x{%02x}" % ord(ch) for ch in WHITESPACE) + "]"
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # no leading zero, as Python reads it
+_ADDRESS = f"{_OCTET}(?:\\.{_OCTET}){{3}}"
+_PRIVATE = (f"(?:10(?:\\.{_OCTET}){{3}}|172\\.(?:1[6-9]|2[0-9]|3[01])(?:\\.{_OCTET}){{2}}"
+            f"|192\\.168(?:\\.{_OCTET}){{2}})")
+
+
+def _ipv4_is_private(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str, str]:
+    """KQL: the text stripped, cut at a '/', read as an IPv4 address (null when it is not
+    one), inside 10/8, 172.16/12 or 192.168/16: both decided by a regex on the text."""
+    text = w.string(call.args[0], span)
+    def shape(address: str) -> str:
+        return "^" + _WS + "*" + address + "(?:/[\\s\\S]*|" + _WS + "*)\\z"
+
+    return (f"match({text}, {regex_literal_text(shape(_ADDRESS))})",
+            f"match({text}, {regex_literal_text(shape(_PRIVATE))})")
+
+
+def _ipv4_is_in_range(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str, str]:
+    """KQL: the text read as an IPv4 address as it is (null when it is not one, or when the
+    network is no IPv4 network), inside the network: `cidrmatch` on a valid address only."""
+    import ipaddress
+
+    text = w.string(call.args[0], span)
+    network = literal_arg(call, 1, str, span)
+    try:
+        net = ipaddress.IPv4Network(network, strict=False)
+    except ValueError:
+        return "false()", "false()"
+    valid = f"match({text}, {regex_literal_text('^' + _ADDRESS + chr(92) + 'z')})"
+    return valid, f"({valid} AND cidrmatch({string_literal(str(net))}, {text}))"
+
+
+BOOL_TESTS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], tuple[str, str]]] = {
+    "ipv4_is_private": _ipv4_is_private,
+    "ipv4_is_in_range": _ipv4_is_in_range,
+}
+"""KQL model functions giving a bool (or null), which SPL tests rather than holds: each gives
+(the condition that the value is not null, the condition that it is true)."""
+
+
 BUILDERS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], Spl]] = {
     "strcat": _strcat,
     "tostring": _tostring,

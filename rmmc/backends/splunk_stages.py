@@ -91,6 +91,7 @@ class StageWriter:
     emitter: Any
     diagnostics: list[Diagnostic] = field(default_factory=list)
     known: list[str] | None = None  # every column of the row, in order, when a stage fixed them
+    renamed: dict[str, str] = field(default_factory=dict)  # columns SPL names otherwise
     _temps: int = 0
 
     # -- names
@@ -103,9 +104,25 @@ class StageWriter:
         mapped = self.emitter.mapped(column)
         if mapped is not None:
             return mapped
-        if not _PLAIN.match(column) or column.startswith("rmmc_t"):
-            raise SplRefusal(f"the column name {column!r} cannot be written safely in SPL")
-        return column
+        return self.own_name(column)
+
+    def own_name(self, column: str) -> str:
+        """A column's own name in SPL: itself when SPL can write it, else (a space, a dash
+        ...) the nearest plain name, which changes only the output's shape (said once)."""
+        if _PLAIN.match(column) and not column.startswith("rmmc_t"):
+            return column
+        name = re.sub(r"[^A-Za-z0-9_]", "_", column)
+        if not re.match(r"[A-Za-z]", name):
+            name = "c_" + name
+        taken = {n for n, _ in self.emitter.columns.values()}
+        base, n = name, 1
+        while name in taken and self.renamed.get(column) != name:
+            name, n = f"{base}_{n}", n + 1
+        if column not in self.renamed:
+            self.renamed[column] = name
+            self.diagnostics.append(shape(TARGET, f"the column {column!r} is named {name} in SPL (a name "
+                                                  "SPL cannot write as it is)"))
+        return self.renamed[column]
 
     def temp(self) -> str:
         self._temps += 1
@@ -380,9 +397,7 @@ class StageWriter:
         mapped = self.emitter.mapped(column)
         if mapped is not None and _FIELD.match(mapped):
             return mapped
-        if not _PLAIN.match(column) or column.startswith("rmmc_t"):
-            raise SplRefusal(f"the column name {column!r} cannot be written safely in SPL")
-        return column
+        return self.own_name(column)
 
     def aggregate(self, agg: ir.Aggregate, evals: list[str], after: list[str], read_later: set[str],
                   stage: ir.Summarize) -> tuple[str, str]:
