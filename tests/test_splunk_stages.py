@@ -482,3 +482,21 @@ def test_ipv4_functions(query):
                  "172.32.0.1", "192.168.1.1", "8.8.8.8", "1.2.3", "256.1.1.1", "fe80::1", "", "x",
                  "\u300010.0.0.1", "10.0.0.1\n"]
     compare(rule, [{"RemoteUrl": a, "Timestamp": T0} for a in addresses] + [{"Timestamp": T0}])
+
+
+def test_split_with_an_index_and_segment_columns():
+    # split(s, d, i) is a one-element array (empty past the end): one value or none in SPL;
+    # a segment kept as a column (no tostring) is a string or null, and a later test on it
+    # treats the null as KQL does (only the negated test holds)
+    q = """DeviceNetworkEvents
+    | extend one = split(RemoteUrl, '/', 1), seg = split(RemoteUrl, '/')[1]
+    | extend n = array_length(one)
+    | where seg != 'b' and n >= 0"""
+    rule = rmmc.lower_text(q).rule
+    events = [{"RemoteUrl": u, "Timestamp": T0} for u in ("a/b", "a/c/d", "a", "", "/")] + [{"Timestamp": T0}]
+    t = emit_splunk(rule, fields="defender")
+    assert [d.code for d in t.diagnostics if "one-element array" in d.message] == ["shape"]
+    rows = spl_rows(t.text, [to_splunk(e) for e in events])
+    expected = reference_rows(rule, events, now=NOW_DT)
+    assert [(r.get("n"), r.get("seg")) for r in rows] == [(r["n"], r["seg"]) for r in expected] == \
+        [(1, "c"), (0, None), (0, None), (1, ""), (0, None)]

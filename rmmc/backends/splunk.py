@@ -69,7 +69,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note,
-                                reads_ipv4, unsupported)
+                                reads_ipv4, shape, unsupported)
 from rmmc.backends.splunk_expr import BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, seconds
 from rmmc.backends.splunk_stages import StageWriter
 from rmmc.backends.widen import widen
@@ -289,6 +289,10 @@ class Emitter:
     def condition_text(self, condition: Condition) -> str:
         return self.where(_nnf(condition))
 
+    def shape_note(self, message: str, span: Span | None = None) -> None:
+        if not any(d.message == f"{TARGET}: {message}" for d in self.diagnostics):
+            self.diagnostics.append(shape(TARGET, message, span))
+
     # ---------------------------------------------------------------- what goes where
 
     def expressible(self, node: Condition) -> bool:
@@ -382,8 +386,8 @@ class Emitter:
         if kind in _STRINGLIKE:
             x = self.writer.string(subject, p.span)
             return self.string_predicate(p, x)
-        if kind == "dynamic" and not isinstance(subject, Field):
-            value = self.writer.value(subject, p.span)
+        if kind == "dynamic":
+            value = self.subject(p, raw=False)
             if value.kind in ("string", "segment") and p.op in _STRING_TEST_OPS:
                 # a dynamic string or null: a null passes only the negated test (evaluator)
                 test = self.string_predicate(replace(p, negated=False), f"coalesce({value.text}, \"\")")

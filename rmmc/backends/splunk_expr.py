@@ -448,6 +448,22 @@ def _index(w: ExprWriter, call: ir.Call, span: Span | None, missing: str = "null
                missing == "null()", "segment")
 
 
+def _split(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
+    """`split(s, d, i)`: KQL's one-element array holding segment i (empty past the last one),
+    as the segment itself or null: one value or none, which is how SPL holds a multivalue
+    field of one value; KQL shows it as `["x"]` (shape only).  `split(s, d)` whole is not
+    written (Splunk's split() does not document its empty segments)."""
+    if len(call.args) != 3:
+        raise SplRefusal(f"{describe(call)}: the whole array of a split is no SPL value rmmc writes "
+                         "(only one segment of it)", span)
+    index = ir.Call("index", (ir.Call("split", call.args[:2], "dynamic"), call.args[2]), "dynamic")
+    segment = _index(w, index, span)
+    shape_note = getattr(w.context, "shape_note", None)
+    if shape_note is not None:
+        shape_note(f"{describe(call)} is one value in SPL, a one-element array in KQL", span)
+    return Spl(segment.text, segment.nullable, "multi", segment.null_if)
+
+
 def _array_length(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     arg = call.args[0]
     if isinstance(arg, ir.Call) and arg.function == "split" and len(arg.args) == 2:
@@ -760,6 +776,7 @@ BUILDERS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], Spl]] = {
     "tostring": _tostring,
     "substring": _substring,
     "index": _index,
+    "split": _split,
     "array_length": _array_length,
     "trim": _trim("^(?:{0})|(?:{0})\\z"),
     "trim_start": _trim("^(?:{0})"),

@@ -188,7 +188,7 @@ class StageWriter:
         values = [(name, self.emitter.writer.value(expr, None), expr) for name, expr in columns]
         targets = [self.out_name(name) for name, _, _ in values]
         for (name, value, expr), target in zip(values, targets):
-            if value.kind == "multi":
+            if value.kind == "multi" and isinstance(expr, ir.Field):
                 raise SplRefusal(f"{name} = {describe(expr)}: a copy of collected values")
         set_so_far: set[str] = set()
         clash = False
