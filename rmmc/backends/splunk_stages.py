@@ -492,6 +492,9 @@ class StageWriter:
         Only by the event time (never null in Splunk) and plain column keys."""
         if len(extremes) > 1:
             raise SplRefusal("several arg_max / arg_min in one summarize")
+        if not stage.group_by:
+            raise SplRefusal(f"{extremes[0].function}() without keys: KQL returns one row even over no "
+                             "events, eventstats none")
         agg = extremes[0]
         by = agg.args[0]
         if not isinstance(by, ir.Field) or self.emitter.column_text(by)[1] != "eventtime":
