@@ -10,6 +10,7 @@ multiset (Splunk's `stats` orders groups its own way, which is output shape), an
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -108,10 +109,38 @@ def kql_view(row: dict, types: dict[str, str], fields: str | None = None) -> tup
     return tuple(sorted(out.items()))
 
 
+def check_structure(text: str) -> None:
+    """One command a line; quotes and parentheses balanced; `|`, a backquote or `[` only
+    inside a string (no value can add a command or a subsearch); no control character."""
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", text), text
+    lines = text.rstrip("\n").split("\n")
+    assert lines[0].startswith("search ") and all(line.startswith("| ") for line in lines[1:]), text
+    for line in lines:
+        body, depth, quote, i = (line[2:] if line.startswith("| ") else line), 0, None, 0
+        while i < len(body):
+            ch = body[i]
+            if quote:
+                if ch == "\\" and quote == '"':
+                    i += 2
+                    continue
+                if ch == quote:
+                    quote = None
+            elif ch in "\"'":
+                quote = ch
+            elif ch in "()":
+                depth += 1 if ch == "(" else -1
+                assert depth >= 0, line
+            else:
+                assert ch not in "|`[", line
+            i += 1
+        assert quote is None and depth == 0, line
+
+
 def compare(rule: Rule, events: list[dict], fields: str = "defender") -> str:
     """Run both and assert the same rows; return the SPL."""
     t = emit_splunk(rule, fields=fields)
     assert t.ok, [d.message for d in t.diagnostics]
+    check_structure(t.text)
     assert not [d for d in t.diagnostics if d.code == "lossy"], [d.message for d in t.diagnostics]
     types = column_types(rule)
     expected = reference_rows(rule, events, now=NOW_DT)
@@ -294,7 +323,7 @@ def test_refusals_are_located():
 
 
 STRING_COLUMNS = ("RemoteUrl", "DeviceName")
-ALPHABET = "ab./:1"
+ALPHABET = 'ab./:1"\\|'  # with a quote, a backslash and a pipe: each must stay inside its string
 texts = st.text(ALPHABET, max_size=4)
 SMALL = st.sampled_from([-3, 2, -1, 0, 1, -2, 3])  # not biased toward 0 as integers() is
 
