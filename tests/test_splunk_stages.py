@@ -219,14 +219,15 @@ def test_all_tools_rule(shared_dir):
 
 def test_extend_reads_the_row_before_it():
     # KQL: every column of one extend is computed from the row before it, so `b` sees the old
-    # RemoteUrl; SPL's eval would see the new one: temporaries keep KQL's meaning
+    # RemoteUrl; SPL's eval would see the new one: temporaries keep KQL's meaning, renamed
+    # onto the columns (rename replaces the field of that name)
     url = Field("RemoteUrl")
     stage = Extend((("RemoteUrl", Call("toupper", (url,), "string")),
                     ("b", Call("strcat", (url, Literal("!")), "string"))))
     rule = rule_of([stage])
     text = compare(rule, [{"RemoteUrl": "ab", "Timestamp": T0}, {"Timestamp": T0}])
     assert text == ('search *\n| eval rmmc_t1=upper(coalesce(RemoteUrl, "")), rmmc_t2=(coalesce(RemoteUrl, "").'
-                    '"!")\n| eval RemoteUrl=rmmc_t1, b=rmmc_t2\n| fields - rmmc_t1, rmmc_t2\n')
+                    '"!")\n| rename rmmc_t1 as RemoteUrl, rmmc_t2 as b\n')
 
 
 def test_threshold_after_stats():
@@ -516,7 +517,7 @@ events = st.fixed_dictionaries(
               "RemotePort": st.sampled_from([-3, -2, -1, 0, 1, 2, 3, 4, None])})
 
 
-@given(multi_stage_rules(), st.lists(events, min_size=3, max_size=8), st.sampled_from(["defender", "sigma", "cim"]))
+@given(multi_stage_rules(), st.lists(events, min_size=3, max_size=8), st.sampled_from(["defender", "sigma", "cim", "ecs"]))
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_spl_rows_are_the_reference_rows(rule, sample, fields):
     t = emit_splunk(rule, fields=fields)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rmmc.backends.base import lossy, note, shape, stage_text
-from rmmc.backends.splunk_expr import Spl, SplRefusal, guard_null, regex_literal_text
+from rmmc.backends.splunk_expr import Spl, SplRefusal
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.functions import NUMERIC_TYPES, STRING_TYPES, describe
@@ -35,6 +35,11 @@ TARGET = "splunk"
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FIELD = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@-]*\Z")
 TIME_TYPES = frozenset({"datetime", "timespan"})
+
+
+def eval_name(name: str) -> str:
+    """A field name as eval reads it: single-quoted unless a plain identifier."""
+    return name if _PLAIN.match(name) else f"'{name}'"
 
 STATS = {
     "count": "count", "countif": "count",
@@ -128,12 +133,17 @@ class StageWriter:
         self._temps += 1
         return f"rmmc_t{self._temps}"
 
-    @staticmethod
-    def lhs(name: str) -> str:
-        """A field name on the left of an eval assignment."""
-        if not _PLAIN.match(name):
-            raise SplRefusal(f"the field {name!r} cannot be assigned in eval (not a plain name)")
-        return name
+    def set_fields(self, assignments: list[tuple[str, str]]) -> list[str]:
+        """Commands setting each field to its eval expression, each read before any is set
+        only when none reads another: one `eval` when every name is plain, else through
+        temporaries renamed onto the fields (eval cannot name a dotted field on its left)."""
+        if not assignments:
+            return []
+        if all(_PLAIN.match(name) for name, _ in assignments):
+            return ["eval " + ", ".join(f"{name}={text}" for name, text in assignments)]
+        temps = [self.temp() for _ in assignments]
+        return ["eval " + ", ".join(f"{t}={text}" for t, (_, text) in zip(temps, assignments)),
+                "rename " + ", ".join(f"{t} as {name}" for t, (name, _) in zip(temps, assignments))]
 
     def define(self, column: str, name: str, kind: str) -> None:
         self.emitter.columns[column] = (name, kind)
@@ -196,16 +206,17 @@ class StageWriter:
             if {f.name for f in ir.expr_fields(expr)} & set_so_far:
                 clash = True
             set_so_far.add(name)
-        parts = [f"{self.lhs(t)}={v.text}" for t, (_, v, _) in zip(targets, values)
-                 if not (v.text == t)]
         commands: list[str] = []
-        if clash:
+        if clash or not all(_PLAIN.match(t) for t in targets):
+            # every value into a temporary first, then each renamed onto its column (rename
+            # replaces a field of that name; a null temporary leaves none, as eval would)
             temps = [self.temp() for _ in values]
             commands.append("eval " + ", ".join(f"{t}={v.text}" for t, (_, v, _) in zip(temps, values)))
-            commands.append("eval " + ", ".join(f"{self.lhs(t)}={tmp}" for t, tmp in zip(targets, temps)))
-            commands.append("fields - " + ", ".join(temps))
-        elif parts:
-            commands.append("eval " + ", ".join(parts))
+            commands.append("rename " + ", ".join(f"{tmp} as {t}" for t, tmp in zip(targets, temps)))
+        else:
+            parts = [f"{t}={v.text}" for t, (_, v, _) in zip(targets, values) if v.text != t]
+            if parts:
+                commands.append("eval " + ", ".join(parts))
         for (name, value, expr), target in zip(values, targets):
             self.define(name, target, kind_of(expr.type, value))
         return commands, targets
@@ -356,7 +367,7 @@ class StageWriter:
             if value.nullable:
                 nullable.add(name)
         parts: list[str] = []
-        after: list[str] = []
+        after: list[tuple[str, str]] = []
         outputs: list[tuple[str, str, str]] = []
         for agg in stage.aggregates:
             part, out_kind = self.aggregate(agg, evals, after, read_later, stage)
@@ -379,10 +390,9 @@ class StageWriter:
         renames = [f"{by_field} as {final}" for _, by_field, final, _ in keys if by_field != final]
         if renames:
             commands.append("rename " + ", ".join(renames))
-        restore = [f"{self.lhs(final)}=if(tostring({final})==\"\", null(), {final})"
+        restore = [(final, f"if(tostring({eval_name(final)})==\"\", null(), {eval_name(final)})")
                    for column, _, final, kind in keys if kind != "string" and column in nullable]
-        if restore or after:
-            commands.append("eval " + ", ".join(restore + after))
+        commands.extend(self.set_fields(restore + after))
         self.emitter.columns = {}
         for column, _, final, kind in keys:
             self.define(column, final, kind)
@@ -399,7 +409,7 @@ class StageWriter:
             return mapped
         return self.own_name(column)
 
-    def aggregate(self, agg: ir.Aggregate, evals: list[str], after: list[str], read_later: set[str],
+    def aggregate(self, agg: ir.Aggregate, evals: list[str], after: list[tuple[str, str]], read_later: set[str],
                   stage: ir.Summarize) -> tuple[str, str]:
         """`function(argument) AS name` for stats (the argument prepared in `evals`, fixes
         after stats in `after`) and the kind of the result."""
@@ -443,7 +453,7 @@ class StageWriter:
                 if condition is not None:
                     test = f"NOT ({condition}) OR {test}"
                 evals.append(f"{temp}=if({test}, null(), \"_\".{value.text})")
-                after.append(f"{self.lhs(name)}=if(isnull({name}), \"\", substr({name}, 2))")
+                after.append((name, f"if(isnull({eval_name(name)}), \"\", substr({eval_name(name)}, 2))"))
                 return f"{function}({temp}) as {name}", "string"
             if arg.type not in NUMERIC_TYPES and arg.type not in TIME_TYPES:
                 raise SplRefusal(f"{agg.function}() of a {arg.type}")
@@ -507,7 +517,7 @@ class StageWriter:
                 raise SplRefusal(f"{agg.function}() by {describe(expr)}: rmmc writes it by columns only")
             keys.append((name, self.emitter.column_text(expr)[0].strip("'"), kind_of(expr.type)))
         evals: list[str] = []
-        after: list[str] = []
+        after: list[tuple[str, str]] = []
         parts, outputs = [], []
         for other in stage.aggregates:
             if other is agg:
@@ -528,9 +538,9 @@ class StageWriter:
         commands.append("dedup " + (" ".join(by_fields) if by_fields else best))
         temps = [best] + [e.split("=", 1)[0] for e in evals]
         commands.append("fields - " + ", ".join(temps))
-        restore = [f"{self.lhs(k)}=if(tostring({k})==\"\", null(), {k})" for _, k, kind in keys if kind != "string"]
-        if restore or after:
-            commands.append("eval " + ", ".join(restore + after))
+        restore = [(k, f"if(tostring({eval_name(k)})==\"\", null(), {eval_name(k)})")
+                   for _, k, kind in keys if kind != "string"]
+        commands.extend(self.set_fields(restore + after))
         columns = [a for a in agg.args[1:]]
         if any(isinstance(a, ir.Star) for a in columns):
             kept = dict(self.emitter.columns)
