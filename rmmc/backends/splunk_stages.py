@@ -27,6 +27,7 @@ from typing import Any
 
 from rmmc.backends.base import lossy, note, shape, stage_text
 from rmmc.backends.splunk_expr import Spl, SplRefusal
+from rmmc.backends.widen import widen
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.functions import NUMERIC_TYPES, STRING_TYPES, describe
@@ -66,6 +67,17 @@ def kind_of(type_name: str, spl: Spl | None = None) -> str:
     if type_name in TIME_TYPES:
         return "time"
     return "number"
+
+
+def describe_condition(node: ir.Condition) -> str:
+    """A short text of a test, for messages."""
+    if isinstance(node, ir.InSubquery):
+        return f"{node.field.name} in ({node.query})"
+    if isinstance(node, ir.Compare):
+        return f"{describe(node.left)} {node.op} {describe(node.right)}"
+    if isinstance(node, ir.Predicate):
+        return f"{describe(node.field)} {'not ' if node.negated else ''}{node.op.value} {list(node.values)}"
+    return type(node).__name__
 
 
 def _reads(stage: ir.Stage) -> set[str]:
@@ -164,9 +176,7 @@ class StageWriter:
 
     def stage(self, stage: ir.Stage, later: tuple[ir.Stage, ...]) -> list[str]:
         if isinstance(stage, ir.Filter):
-            if stage.condition == ir.Const(True):
-                return []
-            return ["where " + self.emitter.condition_text(stage.condition)]
+            return self.filter(stage, later)
         if isinstance(stage, ir.Extend):
             return self.extend(stage.columns)
         if isinstance(stage, ir.Project):
@@ -186,6 +196,20 @@ class StageWriter:
                 raise SplRefusal(f"limit {stage.count!r} is not a row count")
             return [f"head {stage.count}"] if stage.count > 0 else ["where false()"]
         raise SplRefusal(f"no SPL form for the stage {type(stage).__name__}")
+
+    def filter(self, stage: ir.Filter, later: tuple[ir.Stage, ...]) -> list[str]:
+        """`| where`.  A test SPL cannot say is dropped (lossy: more rows) only when every
+        later stage keeps one row per row (no aggregation, no take); else refused."""
+        condition = stage.condition
+        if not any(isinstance(s, (ir.Summarize, ir.Limit)) for s in later):
+            condition, replaced = widen(condition, lambda n: not self.emitter.expressible(n))
+            for node in replaced:
+                self.diagnostics.append(lossy(TARGET, f"'{describe_condition(node)}' cannot be said exactly in "
+                                                      "SPL: dropped from the filter, so more rows are returned "
+                                                      "(never fewer)", getattr(node, "span", None) or stage.span))
+        if condition == ir.Const(True):
+            return []
+        return ["where " + self.emitter.condition_text(condition)]
 
     # -- computed columns
 
