@@ -70,7 +70,7 @@ from typing import Any
 
 from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note,
                                 reads_ipv4, shape, unsupported)
-from rmmc.backends.splunk_expr import BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, seconds
+from rmmc.backends.splunk_expr import BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, eval_name, seconds
 from rmmc.backends.splunk_stages import StageWriter
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
@@ -214,11 +214,6 @@ def _seconds_of(value: Any) -> Any:
     if isinstance(value, timedelta):
         return seconds(value)
     return value
-
-
-def eval_name(name: str) -> str:
-    """A field name as eval reads it: single-quoted unless a plain identifier."""
-    return name if _PLAIN_NAME.match(name) else f"'{name}'"
 
 
 def _matches_empty(p: Predicate) -> bool:

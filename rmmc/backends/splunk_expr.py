@@ -116,6 +116,15 @@ def escape_regex(value: str) -> str:
     return "".join(out)
 
 
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def eval_name(name: str) -> str:
+    """A field name as eval reads it: single-quoted unless a plain identifier (a bare dot
+    would concatenate)."""
+    return name if _PLAIN.match(name) else f"'{name}'"
+
+
 def pcre(pattern: str) -> str:
     """A model (RE2) regex as PCRE reads it the same: each unescaped `$` outside a class is
     PCRE's `\\z` (PCRE's `$` also matches before a final line break)."""

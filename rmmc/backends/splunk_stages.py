@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rmmc.backends.base import lossy, note, shape, stage_text
-from rmmc.backends.splunk_expr import Spl, SplRefusal
+from rmmc.backends.splunk_expr import Spl, SplRefusal, eval_name
 from rmmc.backends.widen import widen
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
@@ -36,11 +36,6 @@ TARGET = "splunk"
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FIELD = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@-]*\Z")
 TIME_TYPES = frozenset({"datetime", "timespan"})
-
-
-def eval_name(name: str) -> str:
-    """A field name as eval reads it: single-quoted unless a plain identifier."""
-    return name if _PLAIN.match(name) else f"'{name}'"
 
 STATS = {
     "count": "count", "countif": "count",
