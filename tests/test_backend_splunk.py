@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from rmmc.backends.base import EmitOptions
 from rmmc.backends.splunk import emit_splunk, regex_literal, term_regex
 from rmmc.compiler.evaluator import matches, term_match
-from rmmc.compiler.ir import (Aggregate, And, Call, Const, EventKind, Extend, Field, InSubquery, Limit,
+from rmmc.compiler.ir import (Aggregate, And, Call, Const, EventKind, Extend, Field, Filter, InSubquery, Limit,
                               Literal, Lookback, Metadata, Not, Op, Or, Predicate, Rule, Sort, SortKey,
                               Source, Star, Summarize)
 from tests.spl_interp import pcre_to_python, selects, tokens
@@ -148,6 +148,18 @@ def test_star_case_sensitive_and_control_chars_go_to_where():
     assert "\\\\x{0a}" in text and text.count("\n") == 2
 
 
+def test_regex_dollar_is_the_very_end():
+    # RE2 (the model) reads `$` as the very end of the text; PCRE also before a final line
+    # break, so `^$` would select "\n": the backend writes PCRE's `\z` (hypothesis found it)
+    rule = rule_of(P("RemoteUrl", Op.REGEX, "^$"))
+    text = emit_splunk(rule, fields="defender").text
+    assert text == 'search *\n| where match(coalesce(RemoteUrl, ""), "(?i)^\\\\z")\n'
+    for event in ({"RemoteUrl": "\n"}, {"RemoteUrl": ""}, {}, {"RemoteUrl": "a"}):
+        assert selects(text, event) == matches(rule, event), event
+    multiline = emit_splunk(rule_of(P("RemoteUrl", Op.REGEX, "(?m)a$")), fields="defender").text
+    assert '"(?i)(?m)a$"' in multiline  # multi-line mode: `$` is the end of a line in both
+
+
 def test_numeric_null_handling():
     port = Field("RemotePort", "int")
     ne = Predicate(port, Op.EQUALS, (443,), negated=True)
@@ -186,18 +198,30 @@ def test_constant_false_and_unexpressible_types():
     assert t.text == "search *\n" and any(d.code == "lossy" for d in t.diagnostics)
 
 
-def test_output_lossy_one_by_one():
+def test_stages_in_order():
+    # every stage is written in the rule's order (no stage is dropped any more): the extend
+    # before stats; arg_max(Timestamp, *) as eventstats max(_time) + where + dedup, the other
+    # aggregates computed by eventstats over the whole group; the sort by a count (never null:
+    # no null rank); take; the extend after it.  make_list's 100-value cap in list() only
+    # changes what is shown here (nothing reads l later): a shape warning, not lossy.
     stages = (Extend((("x", Call("strlen", (Field("RemoteUrl"),), "long")),)),
               Summarize((("DeviceName", Field("DeviceName")),),
                         (Aggregate("n", "count"), Aggregate(None, "arg_max", (Field("Timestamp", "datetime"), Star())),
                          Aggregate("l", "make_list", (Field("RemoteUrl"),)))),
               Sort((SortKey(Field("n", "long")),)), Limit(10), Extend((("y", Literal(1, "long")),)))
     t = emit_splunk(rule_of(Const(True), stages=stages), fields="defender")
-    assert t.text == ('search *\n| fillnull value="" DeviceName\n| stats count as n list(RemoteUrl) as l by DeviceName\n'
-                      '| sort 0 -n\n| head 10\n')
-    lossy = [d.message for d in t.diagnostics if d.code == "lossy"]
-    assert len(lossy) == 4 and any("strlen" in m for m in lossy) and any("arg_max" in m for m in lossy) \
-        and any("100 values" in m for m in lossy) and any("extend y = 1" in m for m in lossy)
+    assert t.text == ('search *\n| eval x=len(coalesce(RemoteUrl, ""))\n| fillnull value="" DeviceName\n'
+                      '| eventstats count as n list(RemoteUrl) as l max(_time) as rmmc_t1 by DeviceName\n'
+                      '| where _time==rmmc_t1\n| dedup DeviceName\n| fields - rmmc_t1\n'
+                      '| sort 0 -num(n)\n| head 10\n| eval y=1\n')
+    assert not [d for d in t.diagnostics if d.code == "lossy"]
+    assert [d.code for d in t.diagnostics if "100 values" in d.message] == ["shape"]
+    check_structure(t.text)
+    # read by a later filter, the cap changes which rows are returned: lossy
+    read = stages[:2] + (Filter(Predicate(Call("array_length", (Field("l", "dynamic"),), "long"), Op.GT, (3,))),)
+    t = emit_splunk(rule_of(Const(True), stages=read), fields="defender")
+    assert [d.code for d in t.diagnostics if "100 values" in d.message] == ["lossy"]
+    assert t.text.endswith("| where if(isnull(l), 0, mvcount(l))>3\n")
 
 
 def test_prefix():

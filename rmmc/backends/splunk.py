@@ -1,11 +1,17 @@
-"""IR -> Splunk SPL (a `search` plus, where needed, one `| where`).
+"""IR -> Splunk SPL: the detection as a `search` plus, where needed, one `| where`, then
+every stage of the rule in its order.
 
 Shape of the query:
 
     search [prefix] earliest=-<lookback> latest=now <search conjuncts>
     | where <eval conjuncts>
-    | eval <constants> | fillnull value="" <group keys> | stats ... by ...
-    | table ... | rename ... | sort 0 ... | head N
+    | <each stage: eval, where, stats, table, fields, rename, sort, head (splunk_stages)>
+
+Filters that can move into the detection are moved there first (`pushdown.push_filters`:
+by substitution, exact); the others stay `| where` in their place, after stats too.
+Scalar expressions are eval expressions with KQL's meaning (`splunk_expr`, where the table
+of functions lives); a test on an expression or a comparison of two expressions is a `where`
+test like any other.
 
 **Split.**  The condition is first widened (parts Splunk cannot say are replaced by the
 constant that only widens, each reported `lossy`), then put in negation normal form (NOT
@@ -24,8 +30,10 @@ never reach search.
 PCRE `match()` with every ASCII non-alphanumeric character backslash-escaped and control
 characters as `\\x{hh}`; the term regex puts `(^|[^0-9A-Za-z])` / `($|[^0-9A-Za-z])` only at
 an end of the value that is an ASCII letter or digit (the evaluator's TERM).  Equality is
-`lower(x)=="v"` (or `x=="v"` when case-sensitive).  Field names other than plain
-identifiers are single-quoted in eval (`'process.pe.company'`: a bare dot would concatenate).
+`lower(x)=="v"` (or `x=="v"` when case-sensitive; eval compares two strings as text).  Field
+names other than plain
+identifiers are single-quoted in eval (`'process.pe.company'`: a bare dot would
+concatenate).
 
 **Null handling.**  KQL reads a missing string as '', Splunk has null.  In `where` every
 string field is read as `coalesce(f, "")`, so each test is two-valued and means what KQL
@@ -39,10 +47,11 @@ EXISTS `isnotnull(f)`.  Multivalue Splunk fields are out of KQL's model (not han
 **Lookback** is `earliest=-<n><unit> latest=now` in the largest of d/h/m/s that divides the
 window; a window in fractions of a second is rounded up to whole seconds (lossy: widens).
 
-**Aggregation**: `| fillnull value="" <keys>` (stats drops events whose by-field is null,
-KQL groups them under '') then `| stats` with count, dc, min, max, sum, avg, values
-(make_set), list (make_list, lossy: at most 100 values) and first (any / take_any); other
-functions, computed columns and post operators are reported `lossy` one by one and dropped.
+**Stages** (`splunk_stages`): computed columns are `eval`s that read the row before them;
+aggregation is `fillnull` + `stats` (or `eventstats` + `where` + `dedup` for arg_max by the
+event time); what SPL cannot say with KQL's meaning is refused (`unsupported`, located at
+the stage), never dropped: a stage that would change which rows come back is no warning.
+Losing only output shape (values() order, a column renamed) is a `shape` warning.
 Fields go through the field profile (`fields=`); Timestamp is `_time`.
 
 **Index / sourcetype**: none is emitted unless `prefix=` is given (e.g. `index=edr
@@ -55,18 +64,20 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note,
-                                reads_ipv4, unsupported)
+                                reads_ipv4, shape, unsupported)
+from rmmc.backends.splunk_expr import BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, eval_name, seconds
+from rmmc.backends.splunk_stages import StageWriter
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
-from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char
-from rmmc.backends.base import refuse_expression_tests
-from rmmc.backends.legacy_output import ClassicOutput, classic_output
+from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dollar
+from rmmc.compiler.functions import describe
 from rmmc.compiler.pushdown import push_filters
-from rmmc.compiler.ir import (And, Condition, Const, Field, InSubquery, Not, Op, Or, Predicate, Rule,
+from rmmc.compiler.ir import (And, Call, Compare, Condition, Const, Field, InSubquery, Not, Op, Or, Predicate, Rule,
                               all_of, any_of)
 from rmmc.compiler.schema.profiles import load_profile, rule_field
 
@@ -74,6 +85,8 @@ TARGET = "splunk"
 TIME_FIELD = "_time"
 
 _SEARCH_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
+_STRING_TEST_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.TERM,
+                              Op.TERM_PREFIX, Op.TERM_SUFFIX, Op.REGEX})
 _NUMERIC = frozenset({"int", "long", "real", "double", "decimal"})
 _STRINGLIKE = frozenset({"string", "guid"})
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -113,6 +126,13 @@ def regex_literal(value: str) -> str:
         else:
             out.append("\\" + ch)
     return "".join(out)
+
+
+def pcre(pattern: str) -> str:
+    """A model (RE2) regex as PCRE reads it the same: PCRE's `$` also matches before a final
+    line break, RE2's only at the very end, so each unescaped `$` outside a character class
+    becomes PCRE's `\\z` (`evaluator.re2_dollar`; multi-line patterns keep their `$`)."""
+    return re2_dollar(pattern, "\\z")
 
 
 def regex_string(pattern: str) -> str:
@@ -175,6 +195,12 @@ def _nnf(node: Condition, positive: bool = True) -> Condition:
         return _nnf(node.operand, not positive)
     if isinstance(node, Predicate):
         return node if positive else node.negate()
+    if isinstance(node, Compare):
+        return node if positive else Compare(node.left, _COMPLEMENT[node.op], node.right, node.span)
+    if isinstance(node, InSubquery):
+        if positive:
+            return node
+        return InSubquery(node.field, node.query, node.table, node.case_sensitive, not node.negated, node.span)
     if isinstance(node, Const):
         return Const(node.value == positive)
     if isinstance(node, (And, Or)):
@@ -190,6 +216,19 @@ def _nnf(node: Condition, positive: bool = True) -> Condition:
     raise TypeError(f"not expected here: {node!r}")
 
 
+_COMPLEMENT = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "==", "=~": "!~", "!~": "=~"}
+"""not(a op b) as one comparison: ordering with a null stays unknown, equality stays total."""
+
+
+def _seconds_of(value: Any) -> Any:
+    """A datetime as epoch seconds, a timespan as seconds (how SPL holds them), else itself."""
+    if isinstance(value, datetime):
+        return epoch(value)
+    if isinstance(value, timedelta):
+        return seconds(value)
+    return value
+
+
 def _matches_empty(p: Predicate) -> bool:
     if p.op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.EQUALS):
         return any(str(v) == "" for v in p.values)
@@ -198,20 +237,28 @@ def _matches_empty(p: Predicate) -> bool:
 
 @dataclass
 class Emitter:
+    """Conditions and expressions over the row as the stages so far made it.  `columns` holds
+    the columns the stages made (KQL name -> SPL name and kind: `string`, `number`, `time`,
+    `segment`, `multi`); any other column is the event's field through the profile."""
+
     table: str | None
     profile_name: str
     taxonomy: str | None = None  # "sigma": the rule's fields are Sigma names already
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    columns: dict[str, tuple[str, str]] = field(default_factory=dict)
     _fields: dict[str, str] = field(default_factory=dict)
     _non_ascii_warned: set = field(default_factory=set)  # predicates already reported
 
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
+        self.writer = ExprWriter(self)
 
     # ---------------------------------------------------------------- fields
 
     def field(self, column: str, span: Span | None = None) -> str:
         """The Splunk field of a column (Timestamp -> _time; unmapped: the column, warned)."""
+        if column in self.columns:
+            return self.columns[column][0]
         if column in self._fields:
             return self._fields[column]
         if column in ("Timestamp", "TimeGenerated"):  # Defender / Sentinel event time
@@ -229,29 +276,49 @@ class Emitter:
         self._fields[column] = name
         return name
 
+    def mapped(self, column: str) -> str | None:
+        """The event field a column names through the profile, without a warning (None: none)."""
+        if column in ("Timestamp", "TimeGenerated"):
+            return TIME_FIELD
+        name = rule_field(self.profile, self.table, column, self.taxonomy)
+        return name if name is not None and _SEARCH_NAME.match(name) else None
+
     def eval_field(self, column: str, span: Span | None = None) -> str:
-        name = self.field(column, span)
-        return name if _PLAIN_NAME.match(name) else f"'{name}'"
+        return eval_name(self.field(column, span))
+
+    def column_text(self, field: Field) -> tuple[str, str]:
+        """(eval name, kind) of a column, for the expression writer."""
+        if field.name in self.columns:
+            name, kind = self.columns[field.name]
+            return eval_name(name), kind
+        name = self.field(field.name, None)
+        return eval_name(name), ("eventtime" if name == TIME_FIELD else "event")
+
+    def condition_text(self, condition: Condition) -> str:
+        return self.where(_nnf(condition))
+
+    def shape_note(self, message: str, span: Span | None = None) -> None:
+        if not any(d.message == f"{TARGET}: {message}" for d in self.diagnostics):
+            self.diagnostics.append(shape(TARGET, message, span))
 
     # ---------------------------------------------------------------- what goes where
 
     def expressible(self, node: Condition) -> bool:
-        """False for nodes widened away: subqueries, and tests Splunk cannot say exactly."""
+        """False for the tests SPL cannot say exactly (a subquery, a type or function SPL has
+        no form for): the detection widens them away (lossy), a later filter refuses them."""
         if isinstance(node, InSubquery):
             return False
-        if not isinstance(node, Predicate):
+        if not isinstance(node, (Predicate, Compare)):
             return True
-        p = node
-        if p.op in (Op.EXISTS, Op.EMPTY):
-            return True
-        if p.op is Op.CIDR:
-            return p.field.type == "string"
-        if p.field.type in _STRINGLIKE:
-            return p.op is not Op.REGEX or all(isinstance(v, str) for v in p.values)
-        if p.field.type in _NUMERIC:
-            if p.op is Op.EQUALS or p.op in (Op.LT, Op.LE, Op.GT, Op.GE, Op.BETWEEN):
-                return bool(p.values) and all(number(v) is not None for v in p.values)
-        return False
+        saved = (len(self.diagnostics), dict(self._fields), self._non_ascii_warned)
+        try:
+            self.where(node)
+        except SplRefusal:
+            return False
+        finally:
+            del self.diagnostics[saved[0]:]
+            self._fields, self._non_ascii_warned = saved[1], saved[2]
+        return True
 
     def searchable(self, node: Condition) -> bool:
         if isinstance(node, (And, Or)):
@@ -259,7 +326,8 @@ class Emitter:
         if not isinstance(node, Predicate):
             return False
         p = node
-        return (p.field.type == "string" and p.op in _SEARCH_OPS and not p.case_sensitive
+        return (isinstance(p.field, Field) and p.field.name not in self.columns
+                and p.field.type == "string" and p.op in _SEARCH_OPS and not p.case_sensitive
                 and bool(p.values) and not _matches_empty(p)
                 and all(isinstance(v, str) and v.isascii() and "*" not in v and not has_control(v)
                         for v in p.values))
@@ -285,25 +353,84 @@ class Emitter:
     # ---------------------------------------------------------------- eval syntax
 
     def where(self, node: Condition) -> str:
+        """A condition in NNF as an eval boolean, true exactly when KQL's is (never null)."""
         if isinstance(node, (And, Or)):
             word = " AND " if isinstance(node, And) else " OR "
             return "(" + word.join(self.where(o) for o in node.operands) + ")"
         if isinstance(node, Const):
             return "true()" if node.value else "false()"
-        return self.predicate(node)  # type: ignore[arg-type]
+        if isinstance(node, Compare):
+            return self.compare(node)
+        if isinstance(node, Predicate):
+            return self.predicate(node)
+        if isinstance(node, InSubquery):
+            raise SplRefusal(f"{node.field.name} in ({node.query}): SPL cannot run a subquery over "
+                             "another table with KQL's meaning", node.span)
+        raise SplRefusal(f"no SPL form for the condition {node!r}")
 
     def predicate(self, p: Predicate) -> str:
-        f = self.eval_field(p.field.name, p.span)
+        subject, kind = p.field, p.field.type
         if p.op is Op.EXISTS:
-            return f"isnull({f})" if p.negated else f"isnotnull({f})"
+            value = self.subject(p, raw=True)
+            if value.kind == "string":  # a computed string is never null in KQL
+                return "false()" if p.negated else "true()"
+            return f"isnull({value.text})" if p.negated else f"isnotnull({value.text})"
         if p.op is Op.EMPTY:
-            return f'(isnotnull({f}) AND {f}!="")' if p.negated else f'(isnull({f}) OR {f}=="")'
-        if p.field.type in _NUMERIC:
-            return self.numeric(p, f)
-        x = f"coalesce({f}, \"\")"
+            value = self.subject(p, raw=True)
+            if value.kind == "string":
+                return f'{value.text}!=""' if p.negated else f'{value.text}==""'
+            if value.kind == "multi":
+                raise SplRefusal(f"isempty() of {describe(subject)}: a collected list is never empty "
+                                 "in KQL's sense here", p.span)
+            f = value.text
+            if value.kind == "segment" or (isinstance(subject, Field) and kind in _STRINGLIKE):
+                return f'(isnotnull({f}) AND {f}!="")' if p.negated else f'(isnull({f}) OR {f}=="")'
+            return f"isnotnull({f})" if p.negated else f"isnull({f})"
+        if kind in _NUMERIC or kind in ("datetime", "timespan"):
+            return self.numeric(p, self.writer.number(subject, p.span))
+        if kind == "bool" and isinstance(subject, Call) and subject.function in BOOL_TESTS \
+                and p.op is Op.EQUALS and p.values and all(isinstance(v, bool) for v in p.values):
+            return self.bool_test(p, *BOOL_TESTS[subject.function](self.writer, subject, p.span))
+        if kind in _STRINGLIKE:
+            x = self.writer.string(subject, p.span)
+            return self.string_predicate(p, x)
+        if kind == "dynamic":
+            value = self.subject(p, raw=False)
+            if value.kind in ("string", "segment") and p.op in _STRING_TEST_OPS:
+                # a dynamic string or null: a null passes only the negated test (evaluator)
+                test = self.string_predicate(replace(p, negated=False), f"coalesce({value.text}, \"\")")
+                if value.kind == "string":
+                    return f"NOT {test}" if p.negated else test
+                if p.negated:
+                    return f"(isnull({value.text}) OR NOT {test})"
+                return f"(isnotnull({value.text}) AND {test})"
+        raise SplRefusal(f"{describe(subject)} {'not ' if p.negated else ''}{p.op.value} "
+                         f"{list(p.values)} ({kind}): no SPL test with KQL's meaning", p.span)
+
+    def bool_test(self, p: Predicate, defined: str, true: str) -> str:
+        """`f(x) == v` for a bool function: a null value equals nothing (so `!=` holds)."""
+        tests = [true if v else f"({defined} AND NOT {true})" for v in p.values]
+        body = tests[0] if len(tests) == 1 else "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
+        return f"NOT {body}" if p.negated else body
+
+    def subject(self, p: Predicate, raw: bool) -> "Spl":
+        """A predicate's subject; `raw`: a column as the field itself (null when missing)."""
+        subject = p.field
+        if isinstance(subject, Field):
+            name, kind = self.column_text(subject)
+            if kind == "multi":
+                return Spl(name, True, "multi")
+            if kind == "segment":
+                return Spl(name, True, "segment")
+            return Spl(name, True, "event")
+        return self.writer.value(subject, p.span)
+
+    def string_predicate(self, p: Predicate, x: str) -> str:
         if p.op is Op.CIDR:
             return self.cidr(p, x)
-        tests = [self.string_test(p, x, str(v)) for v in p.values]
+        if p.op not in _STRING_TEST_OPS:
+            raise SplRefusal(f"{p.op.value} on the string {describe(p.field)}: KQL orders no strings", p.span)
+        tests = [self.string_test(p, x, self.text_value(p, v)) for v in p.values]
         if not tests:  # no values: `in ()` is false
             body = "false()"
         elif len(tests) == 1:
@@ -311,6 +438,34 @@ class Emitter:
         else:
             body = "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
         return f"NOT {body}" if p.negated else body
+
+    def text_value(self, p: Predicate, value: Any) -> str:
+        if p.op is Op.REGEX and not isinstance(value, str):
+            raise SplRefusal(f"regex {value!r} on {describe(p.field)} is not text", p.span)
+        return str(value)
+
+    def compare(self, node: Compare) -> str:
+        """`left op right` between expressions, true exactly when KQL's is: ordering with a
+        null is unknown (false here), `==` with a null false and `!=` true."""
+        left_type, right_type = node.left.type, node.right.type
+        op = node.op
+        if left_type in _STRINGLIKE and right_type in _STRINGLIKE:
+            a, b = self.writer.string(node.left, node.span), self.writer.string(node.right, node.span)
+            if op in ("=~", "!~"):
+                a, b, op = f"lower({a})", f"lower({b})", "==" if op == "=~" else "!="
+            if op not in ("==", "!="):
+                raise SplRefusal(f"{describe(node.left)} {node.op} {describe(node.right)}: KQL orders no "
+                                 "strings", node.span)
+            return f"{a}{op}{b}"
+        numeric = _NUMERIC | {"datetime", "timespan"}
+        if left_type not in numeric or right_type not in numeric or op in ("=~", "!~"):
+            raise SplRefusal(f"{describe(node.left)} {node.op} {describe(node.right)} ({left_type}, "
+                             f"{right_type}): no SPL comparison with KQL's meaning", node.span)
+        a, b = self.writer.number(node.left, node.span), self.writer.number(node.right, node.span)
+        nullable = [v.text for v in (a, b) if v.nullable]
+        if op == "!=":
+            return "(" + " OR ".join([f"isnull({t})" for t in nullable] + [f"{a.text}!={b.text}"]) + ")"
+        return "(" + " AND ".join([f"isnotnull({t})" for t in nullable] + [f"{a.text}{op}{b.text}"]) + ")"
 
     def cidr(self, p: Predicate, x: str) -> str:
         """`cidrmatch("net", x)` per network (eval syntax; x is `coalesce(f, "")`, which is no
@@ -348,7 +503,7 @@ class Emitter:
             return f"lower({x})=={quote(fold(value))}"
         flags = "" if p.case_sensitive else "(?i)"
         if p.op is Op.REGEX:
-            return f"match({x}, {regex_string(flags + value)})"
+            return f"match({x}, {regex_string(flags + pcre(value))})"
         literal = regex_literal(value)
         body = {
             Op.CONTAINS: literal,
@@ -360,118 +515,39 @@ class Emitter:
         }[p.op]
         return f"match({x}, {regex_string(flags + body)})"
 
-    def numeric(self, p: Predicate, f: str) -> str:
-        nums = [number(v) for v in p.values]
+    def numeric(self, p: Predicate, value: Spl) -> str:
+        """A test on a number (a datetime as epoch seconds): a null makes `==` and the
+        comparisons false and `!=` true, as in KQL; the null guards test the columns the value
+        is null through (none for a value never null)."""
+        f = value.text
+        nums = [number(_seconds_of(v)) for v in p.values]
+        if not nums or any(n is None for n in nums) or (p.op is Op.BETWEEN and len(nums) != 2):
+            raise SplRefusal(f"{describe(p.field)} {p.op.value} {list(p.values)}: not a number SPL "
+                             "can compare with", p.span)
+        tests = value.null_tests()
+
+        def present(body: str) -> str:
+            return "(" + " AND ".join([f"isnotnull({t})" for t in tests] + [body]) + ")" if tests else body
+
+        def absent(body: str) -> str:
+            return "(" + " OR ".join([f"isnull({t})" for t in tests] + [body]) + ")" if tests else body
+
         if p.op is Op.EQUALS:
             hits = [f"{f}=={n}" for n in nums]
             if not p.negated:
                 body = hits[0] if len(hits) == 1 else "(" + (" AND " if p.all_values else " OR ").join(hits) + ")"
-                return f"(isnotnull({f}) AND {body})"
+                return present(body)
             misses = [f"{f}!={n}" for n in nums]
             body = misses[0] if len(misses) == 1 else "(" + (" OR " if p.all_values else " AND ").join(misses) + ")"
-            return f"(isnull({f}) OR {body})"
+            return absent(body)
         if p.op is Op.BETWEEN:
             low, high = nums[0], nums[1]
             body = f"({f}<{low} OR {f}>{high})" if p.negated else f"{f}>={low} AND {f}<={high}"
-            return f"(isnotnull({f}) AND {body})"
+            return present(body) if tests else f"({body})"
         op = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[p.op]
         if p.negated:
             op = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[op]
-        return f"(isnotnull({f}) AND {f}{op}{nums[0]})"
-
-
-# ------------------------------------------------------------------ output
-
-_STATS = {"count": "count", "dcount": "dc", "min": "min", "max": "max", "sum": "sum", "avg": "avg",
-          "make_set": "values", "make_list": "list", "any": "first", "take_any": "first"}
-
-
-def _name(text: str) -> str:
-    """An output field name as SPL writes it: bare when it is a plain identifier, else in
-    double quotes (`stats count as "Actor IP Address"`, `table "Actor IP Address"`; eval's
-    left-hand side takes them too).  SPL has no escape inside a quoted field name, so a name
-    holding `"`, a backslash or a control character is refused."""
-    if _PLAIN_NAME.match(text):
-        return text
-    if not text.strip() or '"' in text or "\\" in text or has_control(text) or text != text.strip():
-        raise ValueError(f"output name {text!r} cannot be written in SPL (no quoting holds it)")
-    return '"' + text + '"'
-
-
-def _output(output: ClassicOutput, emitter: Emitter, found: list[Diagnostic]) -> list[str]:
-    commands: list[str] = []
-    produced: set[str] = set()
-
-    def out_field(name: str) -> str:
-        return _name(name) if name in produced else emitter.field(name)
-
-    for name, value in output.constants:
-        literal = number(value) if not isinstance(value, str) else None
-        if isinstance(value, str) and not has_control(value):
-            literal = quote(value)
-        if literal is None:
-            found.append(lossy(TARGET, f"constant column {name} = {value!r} is dropped (no exact SPL literal)", subject="output"))
-            continue
-        commands.append(f"eval {_name(name)}={literal}")
-        produced.add(name)
-    for name, text in output.computed:
-        found.append(lossy(TARGET, f"computed column {name} = {text} (KQL) is dropped: not translated to SPL", subject="output"))
-    agg = output.aggregation
-    if agg is not None:
-        keys = [emitter.field(k) for k in agg.group_by]
-        if agg.bin_field is not None and agg.bin_size is not None:
-            size, rounded = span_text(agg.bin_size)
-            bf = emitter.field(agg.bin_field)
-            commands.append(f"bin {bf} span={size}")
-            found.append(lossy(TARGET, f"bin({agg.bin_field}, {agg.bin_size}) as `bin span={size}`: Splunk "
-                                       "aligns bins to the search time zone, KQL to UTC"
-                                       + (" (size rounded up to whole seconds)" if rounded else ""), subject="output"))
-            if agg.bin_field not in agg.group_by:
-                keys.append(bf)
-        parts = []
-        for a in agg.aggregates:
-            function = _STATS.get(a.function)
-            if function is None or a.args or (function != "count" and a.field is None) \
-                    or (function == "count" and a.field is not None):
-                found.append(lossy(TARGET, f"aggregate {a.name} = {a.function}"
-                                           f"({', '.join(str(x) for x in ([a.field] if a.field else []) + list(a.args))}) "
-                                           "is dropped: no exact stats function", subject="output"))
-                continue
-            if function == "list":
-                found.append(lossy(TARGET, f"{a.name} = make_list as list(): Splunk keeps at most 100 values", subject="output"))
-            if a.field == "Timestamp" and function in ("min", "max", "values", "list", "first"):
-                found.append(note(TARGET, f"{a.name} holds _time as epoch seconds (KQL: a datetime)"))
-            call = "count" if function == "count" else f"{function}({emitter.field(a.field)})"
-            parts.append(f"{call} as {_name(a.name)}")
-            produced.add(a.name)
-        if keys:
-            commands.append("fillnull value=\"\" " + " ".join(keys))
-        by = (" by " + " ".join(keys)) if keys else ""
-        if not parts:
-            parts = ["count as Count"] if not keys else []
-            if not keys:
-                produced.add("Count")
-        if parts:
-            commands.append("stats " + " ".join(parts) + by)
-        else:  # distinct: the groups only
-            commands.extend(["stats count" + by, "fields - count"])
-        produced.update(agg.group_by)
-    if output.projection:
-        commands.append("table " + " ".join(out_field(c) for c in output.projection))
-    for new, old in output.renames:  # the IR keeps (new, old), as KQL writes project-rename
-        commands.append(f"rename {out_field(old)} as {_name(new)}")
-        produced.add(new)
-    if output.sort:
-        keys = []
-        for column, direction in output.sort:
-            keys.append(("+" if (direction or "desc").lower().startswith("asc") else "-") + out_field(column))
-        commands.append("sort 0 " + " ".join(keys))
-        found.append(note(TARGET, "sort: Splunk orders nulls and mixed types its own way"))
-    if output.limit is not None:
-        commands.append(f"head {int(output.limit)}")
-    for text in output.post:
-        found.append(lossy(TARGET, f"KQL operator dropped (not translated to SPL): | {text}", subject="output"))
-    return commands
+        return present(f"{f}{op}{nums[0]}")
 
 
 # ------------------------------------------------------------------ the rule
@@ -492,9 +568,6 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     """The SPL text and its diagnostics (raises ValueError for a name SPL cannot carry)."""
     found: list[Diagnostic] = []
     rule = push_filters(rule)
-    refused = refuse_expression_tests(rule.condition, TARGET, "SPL (in rmmc today)")
-    if refused:
-        return "", refused
     emitter = Emitter(rule.source.table, fields, rule.source.taxonomy)
     condition = all_of([rule.condition, *_exclusions(rule, options, found)])
     condition, replaced = widen(condition, lambda n: not emitter.expressible(n))
@@ -502,8 +575,10 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
         span = getattr(node, "span", None)
         if isinstance(node, InSubquery):
             what = f"{node.field.name} in ({node.query})"
+        elif isinstance(node, Compare):
+            what = f"{describe(node.left)} {node.op} {describe(node.right)}"
         else:
-            what = f"{node.field.name} {'not ' if node.negated else ''}{node.op.value} {list(node.values)} " \
+            what = f"{describe(node.field)} {'not ' if node.negated else ''}{node.op.value} {list(node.values)} " \
                    f"({node.field.type})"
         found.append(lossy(TARGET, f"{what} cannot be said exactly in SPL: dropped, so the query matches "
                                    "more events (never fewer)", span, subject=node))
@@ -532,8 +607,10 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     lines = ["search " + (" ".join(search_terms) if search_terms else "*")]
     if where_terms:
         lines.append("| where " + " AND ".join(where_terms))
-    lines.extend("| " + c for c in _output(classic_output(rule), emitter, found))
+    stages = StageWriter(emitter)
+    lines.extend("| " + c for c in stages.write(rule.stages))
     found[:0] = emitter.diagnostics
+    found.extend(stages.diagnostics)
     return "\n".join(lines) + "\n", found
 
 
@@ -543,6 +620,7 @@ def emit_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str
     (`sigma`, `cim`, `ecs`, `defender`)."""
     try:
         text, found = build_splunk(rule, options, fields=fields, prefix=prefix)
-    except ValueError as error:  # a name SPL cannot carry: located at the rule's query
-        return Translation(TARGET, "", (unsupported(TARGET, str(error), rule.metadata.source_span),))
+    except ValueError as error:  # SplRefusal too: a located reason (else at the rule's query)
+        return Translation(TARGET, "", (unsupported(TARGET, str(error), getattr(error, "span", None)
+                                                    or rule.metadata.source_span),))
     return Translation(TARGET, text, tuple(found))

@@ -115,12 +115,12 @@ def _regex(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
 _LEADING_FLAGS = re.compile(r"\(\?([a-zA-Z]+)\)")
 
 
-def re2_dollar(pattern: str) -> str:
+def re2_dollar(pattern: str, end: str = "\\Z") -> str:
     """The pattern with RE2's `$` for Python's `re`: outside multi-line mode RE2 reads `$` as
     the very end of the text, Python also before a final line break, so each unescaped `$`
-    outside a character class becomes `\\Z` (Python's very end).  A pattern that turns on
-    multi-line mode in its leading flags (`(?m)`, `(?sm)` ...) keeps its `$`, which both read as
-    the end of a line."""
+    outside a character class becomes `\\Z` (Python's very end; `end` names another engine's,
+    e.g. PCRE's `\\z`).  A pattern that turns on multi-line mode in its leading flags (`(?m)`,
+    `(?sm)` ...) keeps its `$`, which both read as the end of a line."""
     if "$" not in pattern:
         return pattern
     at = 0
@@ -150,7 +150,7 @@ def re2_dollar(pattern: str) -> str:
                 i += 1
             continue
         elif ch == "$":
-            out.append("\\Z")
+            out.append(end)
             i += 1
             continue
         out.append(ch)

@@ -34,6 +34,14 @@ class _Gone:
 _GONE = _Gone()
 
 
+class _Unsaid:
+    """A column computed from something no condition on the raw event can say (a subquery
+    inside an `iff`): a filter reading it stays where it is."""
+
+
+_UNSAID = _Unsaid()
+
+
 def push_filters(rule: ir.Rule) -> ir.Rule:
     """The same rule with every filter that can move into the detection moved there."""
     from rmmc.compiler.rewrite import simplify
@@ -62,10 +70,10 @@ def push_filters(rule: ir.Rule) -> ir.Rule:
             continue
         kept.append(stage)
         if isinstance(stage, ir.Extend):
-            made = {name: _substitute_expr(expr, defs, gone) for name, expr in stage.columns}
+            made = {name: _definition_of(expr, defs, gone) for name, expr in stage.columns}
             defs.update(made)
         elif isinstance(stage, ir.Project):
-            defs = {name: _substitute_expr(expr, defs, gone) for name, expr in stage.columns}
+            defs = {name: _definition_of(expr, defs, gone) for name, expr in stage.columns}
             gone = ["*"]
         elif isinstance(stage, ir.Rename):
             renamed = {new: _definition(old, defs, gone) for new, old in stage.pairs}
@@ -105,10 +113,20 @@ def _definition(name: str, defs: dict[str, Any], gone: list[str]) -> Any:
     return _Renamed(name)
 
 
+def _definition_of(expr: Any, defs: dict[str, Any], gone: list[str]) -> Any:
+    """What a computed column is over the raw event, or `_UNSAID`."""
+    try:
+        return _substitute_expr(expr, defs, gone)
+    except _CannotMove:
+        return _UNSAID
+
+
 def _substitute_expr(expr: Any, defs: dict[str, Any], gone: list[str]) -> Any:
     """`expr` over the current row rewritten over the raw event."""
     if isinstance(expr, ir.Field):
         value = _definition(expr.name, defs, gone)
+        if value is _UNSAID:
+            raise _CannotMove()
         if value is _GONE:
             return ir.Literal(None, expr.type)
         if isinstance(value, _Renamed):
