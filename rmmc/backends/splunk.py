@@ -310,7 +310,7 @@ class Emitter:
             return False
         if not isinstance(node, (Predicate, Compare)):
             return True
-        saved = (len(self.diagnostics), dict(self._fields), self._non_ascii_warned)
+        saved = (len(self.diagnostics), dict(self._fields), set(self._non_ascii_warned))
         try:
             self.where(node)
         except SplRefusal:

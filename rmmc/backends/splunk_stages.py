@@ -201,7 +201,8 @@ class StageWriter:
             for node in replaced:
                 self.diagnostics.append(lossy(TARGET, f"'{describe_condition(node)}' cannot be said exactly in "
                                                       "SPL: dropped from the filter, so more rows are returned "
-                                                      "(never fewer)", getattr(node, "span", None) or stage.span))
+                                                      "(never fewer)", getattr(node, "span", None) or stage.span,
+                                              subject=node))
         if condition == ir.Const(True):
             return []
         return ["where " + self.emitter.condition_text(condition)]
@@ -493,7 +494,7 @@ class StageWriter:
         if used_later and (string or function == "list"):
             self.diagnostics.append(lossy(TARGET, f"{agg.name} = {agg.function}(...) as {function}(): {what} "
                                           "and leaves out missing ones, and a later stage reads it, so "
-                                          "rows it decides may differ", stage.span))
+                                          "rows it decides may differ", stage.span, subject=stage))
         else:
             self.diagnostics.append(shape(TARGET, f"{agg.name} = {agg.function}(...) as {function}(): "
                                           f"{what} (the values shown may differ in order or number)",
