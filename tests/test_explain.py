@@ -56,7 +56,7 @@ def test_explain_reports_a_refused_rule():
     bad = REPO / "tests" / "_artifacts"
     bad.mkdir(exist_ok=True)
     path = bad / "explain_join.kql"
-    path.write_text("DeviceProcessEvents | join (DeviceInfo) on DeviceId", encoding="utf-8")
+    path.write_text("DeviceProcessEvents | evaluate bag_unpack(AdditionalFields)", encoding="utf-8")
     result = run("explain", str(path))
     assert result.returncode == 1
-    assert ":1:23: error: join cannot be lowered" in result.stderr
+    assert ":1:23: error: unsupported operator: evaluate" in result.stderr

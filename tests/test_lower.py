@@ -136,12 +136,13 @@ def test_all_tools_rule_folds_its_170_row_datatable():
 
 
 @pytest.mark.parametrize("kql, fragment, column", [
-    ("T | join (U) on x", "join cannot be lowered", 5),
-    ("T | mv-expand x", "mv-expand cannot be lowered", 5),
-    ("T | parse x with * 'a' y", "parse cannot be lowered", 5),
+    ("T | join (U) on $left.x < $right.y", "only equal columns", 17),
+    ("T | mv-expand kind=array x", "mv-expand parameter 'kind' is not lowered", 15),
+    ("T | parse x with * 'a' y:long", "parse into a typed column (y:long)", 24),
+    ("T | parse x with y 'a' *", "the parse column 'y' does not follow a string", 18),
     ("T | evaluate bag_unpack(x)", "unsupported operator: evaluate", 5),
-    ("union T, U | where x", "unsupported source: union", 1),
-    ("T | where x has_any (U | project y)", "'has_any' against a tabular expression that is not constant", 22),
+    ("union * | where x", "union * (every table) is not lowered", 7),
+    ("T | where x has_all (U | project y)", "'has_all' against a tabular expression that is not constant", 22),
     ("T | where x has strcat(y, 'a')", "'has' needs a constant value here", 17),
     ("T | extend y = rand()", "the function rand() is not in rmmc's model", 16),
     ("T | extend tolower(x)", "needs a name", 12),

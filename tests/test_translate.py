@@ -34,10 +34,10 @@ def test_library_translate_returns_text_and_diagnostics():
 
 
 def test_library_translate_reports_a_broken_rule():
-    result = rmmc.translate("DeviceNetworkEvents | join (DeviceInfo) on DeviceId", to="kql")
+    result = rmmc.translate("DeviceNetworkEvents | evaluate bag_unpack(AdditionalFields)", to="kql")
     assert not result.ok and result.text == ""
     (error,) = [d for d in result.diagnostics if d.is_error]
-    assert error.message.startswith("join cannot be lowered")
+    assert error.message.startswith("unsupported operator: evaluate")
     assert (error.span.line, error.span.column) == (1, 23)
 
 
@@ -90,7 +90,7 @@ def test_safe_file_names(title, stem):
 def test_one_bad_rule_does_not_stop_the_batch(tmp_path):
     (tmp_path / "a.kql").write_text("DeviceProcessEvents | where FileName =~ 'a.exe'", encoding="utf-8")
     (tmp_path / "b.kql").write_text("DeviceProcessEvents | where FileName has_any ('a',)", encoding="utf-8")
-    (tmp_path / "c.kql").write_text("DeviceProcessEvents | mv-expand x", encoding="utf-8")
+    (tmp_path / "c.kql").write_text("DeviceProcessEvents | invoke FileProfile(SHA1)", encoding="utf-8")
     (tmp_path / "d.kql").write_text("DeviceProcessEvents | where FileName =~ 'd.exe'", encoding="utf-8")
     out = tmp_path / "out"
     result = rmmc_cli("translate", str(tmp_path), "--to", "kql", "-o", str(out), "--format", "json")
@@ -101,7 +101,7 @@ def test_one_bad_rule_does_not_stop_the_batch(tmp_path):
     assert len(list(out.iterdir())) == 2
     errors = {Path(r["path"]).name: r["diagnostics"][0] for r in payload if not r["ok"]}
     assert (errors["b.kql"]["line"], errors["b.kql"]["column"]) == (1, 51)  # the ")" after the comma
-    assert errors["c.kql"]["message"].startswith("mv-expand cannot be lowered")
+    assert errors["c.kql"]["message"].startswith("unsupported operator: invoke")
 
 
 def test_hostile_values_cannot_break_out(tmp_path):

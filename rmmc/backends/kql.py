@@ -7,10 +7,14 @@ bracketed when it is not a plain identifier: no value can change the query's str
 Each IR node becomes the KQL operator whose meaning the reference evaluator
 (`rmmc.compiler.evaluator`) gives it, i.e. the inverse of the KQL lowering:
 
-    <Table>
+    <Table>                              (or: union [withsource=C] <branch>, <branch> ...)
     | where Timestamp > ago(<lookback>)
     | where <detection>
-    | <each stage in the rule's order: extend, where, summarize, project, sort, take ...>
+    | <each stage in the rule's order: extend, where, summarize, project, sort, take,
+       join kind=K (<right sub-rule>) on ..., mv-expand, parse ...>
+
+Sub-rules (union branches, a join's right side, a subquery `x in (<sub-rule>)`) are written
+the same way, recursively; a branch that is a bare table is written as its name.
 
 Where KQL cannot say a node exactly the translation carries a `lossy` diagnostic; where
 it cannot say it at all, an `unsupported` one and no text.
@@ -31,12 +35,14 @@ from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Severity, Span
 from rmmc.compiler.evaluator import coerce, evaluate_predicate
 from rmmc.compiler.functions import SYMBOLS
 from rmmc.compiler.ir import (COMPARE_OPS, Aggregate, And, Call, Compare, Condition, Const, EventKind,
-                              Extend, Field, Filter, InSubquery, Limit, Literal, Not, Op, Or, Predicate,
-                              Project, ProjectAway, Rename, Reorder, Rule, Sort, Stage, Star, Summarize,
-                              Boolean, Value, all_of)
+                              Extend, Field, Filter, InSubquery, Join, Limit, Literal, MvExpand, Not, Op,
+                              Or, Parse, Predicate, Project, ProjectAway, Rename, Reorder, Rule, Sort,
+                              Stage, Star, Summarize, Boolean, Value, all_of)
 from rmmc.compiler.kql_printer import to_kql
 
 TARGET = "kql"
+HANDLES = frozenset({"union", "join", "subquery", "mv-expand", "parse"})
+"""The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 
 # ------------------------------------------------------------------ tables and time
 
@@ -252,9 +258,11 @@ def chain(op: str, operands: list[A.Expr]) -> A.Expr:
 
 @dataclass
 class ConditionEmitter:
-    """IR conditions -> KQL expressions, collecting the lossy notes on the way."""
+    """IR conditions -> KQL expressions, collecting the lossy notes on the way.  `tabular`
+    writes a sub-rule (a subquery's model) as a KQL tabular expression."""
 
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    tabular: Any = None
 
     def lossy(self, message: str, span: Span | None, subject: object = None) -> None:
         d = lossy(TARGET, message, span, subject)
@@ -287,17 +295,26 @@ class ConditionEmitter:
         raise Refusal(f"not a condition: {condition!r}")
 
     def subquery(self, node: InSubquery) -> A.Expr:
-        """`x in (T | ...)`: the subquery is parsed back to a tree (never spliced as text)."""
+        """`x in (T | ...)` / `x has_any (T | ...)`: the subquery written from its model, or,
+        when it has none, parsed back to a tree from its text (never spliced as text)."""
         from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
 
-        try:
-            query = parse_kql(node.query)
-        except KqlSyntaxError as exc:
-            raise Refusal(f"the subquery {node.query!r} is not valid KQL: {exc}", node.span) from None
-        if len(query.statements) != 1 or query.body is None:
-            raise Refusal(f"the subquery {node.query!r} is not one tabular expression", node.span)
+        if node.rule is not None and self.tabular is not None:
+            body = self.tabular(node.rule)
+        else:
+            try:
+                query = parse_kql(node.query)
+            except KqlSyntaxError as exc:
+                raise Refusal(f"the subquery {node.query!r} is not valid KQL: {exc}", node.span) from None
+            if len(query.statements) != 1 or query.body is None:
+                raise Refusal(f"the subquery {node.query!r} is not one tabular expression", node.span)
+            body = query.body
+        subject = _atom(self.expr(node.field))
+        if node.op is Op.TERM:
+            test = A.ListOp("has_any", subject, (body,))
+            return not_(test) if node.negated else test
         op = ("!" if node.negated else "") + ("in" if node.case_sensitive else "in~")
-        return A.ListOp(op, A.Name(node.field.name), (A.Paren(query.body),))
+        return A.ListOp(op, subject, (body,))
 
     # -- scalar expressions
 
@@ -608,6 +625,34 @@ def stage_operators(stage: Stage, emitter: "ConditionEmitter") -> list[A.Operato
         if isinstance(stage.count, bool) or stage.count < 0:
             raise Refusal(f"limit {stage.count!r} is not a row count")
         return [A.Take(number_literal(stage.count))]
+    if isinstance(stage, Join):
+        if emitter.tabular is None:
+            raise Refusal("a join needs its right side written as a query", stage.span)
+        on = tuple(A.Name(left) if left == right else
+                   A.Binary("==", A.Member(A.Name("$left"), left), A.Member(A.Name("$right"), right))
+                   for left, right in stage.keys)
+        params = (A.OpParam("kind", A.Name(stage.kind)),)
+        right = A.Paren(emitter.tabular(stage.right))
+        return [A.Lookup(params, right, on) if stage.lookup else A.Join(params, right, on)]
+    if isinstance(stage, MvExpand):
+        items = []
+        for name, expr, to_type in stage.columns:
+            value = emitter.expr(expr)
+            item = value if isinstance(value, A.Name) and value.name == name else A.Assignment((name,), value)
+            items.append(A.MvExpandItem(item, to_type))
+        params = (A.OpParam("with_itemindex", A.Name(stage.index)),) if stage.index else ()
+        limit = number_literal(stage.limit) if stage.limit is not None else None
+        return [A.MvExpand(params, tuple(items), limit)]
+    if isinstance(stage, Parse):
+        parts: list[Any] = []
+        for part in stage.pattern:
+            if part is None:
+                parts.append(A.Star())
+            elif isinstance(part, tuple):
+                parts.append(A.ParseColumn(part[0]))
+            else:
+                parts.append(A.StringLit(part))
+        return [A.Parse((), _atom(emitter.expr(stage.source)), tuple(parts))]
     raise Refusal(f"no KQL form for the stage {type(stage).__name__}")
 
 
@@ -644,26 +689,69 @@ def _exclusions(rule: Rule, options: EmitOptions, conditions: ConditionEmitter,
         render=lambda c: "as KQL: | where " + to_kql(not_(ConditionEmitter().emit(c))))
 
 
+def _tables(rule: Rule) -> list[str]:
+    """The tables a rule's rows come from (a union's branches', recursively)."""
+    if rule.union is None:
+        return [rule.source.table] if rule.source.table else []
+    return [t for branch in rule.union.branches for t in _tables(branch)]
+
+
+def _union_source(rule: Rule, conditions: ConditionEmitter, found: list[Diagnostic]) -> A.Union:
+    union = rule.union
+    params = []
+    if union.withsource:
+        params.append(A.OpParam("withsource", A.Name(union.withsource)))
+    if union.fuzzy:
+        params.append(A.OpParam("isfuzzy", A.BoolLit(True)))
+    tables: list[A.Expr] = []
+    for i, branch in enumerate(union.branches):
+        label = union.labels[i] if i < len(union.labels) else None
+        bare = (branch.union is None and branch.source.table and label == branch.source.table
+                and not branch.stages and branch.lookback is None and branch.condition == Const(True))
+        tables.append(A.Name(branch.source.table) if bare else A.Paren(_pipeline(branch, conditions, found)))
+    return A.Union(tuple(params), tuple(tables))
+
+
+def _time_column_of(rule: Rule, found: list[Diagnostic]) -> str:
+    tables = _tables(rule)
+    columns = {time_column(t) for t in tables}
+    if len(columns) > 1:
+        raise Refusal("the union's branches keep time in different columns (Timestamp and "
+                      "TimeGenerated): no one lookback filter fits them")
+    return columns.pop() if columns else time_column(_source_table(rule, found))
+
+
+def _pipeline(rule: Rule, conditions: ConditionEmitter, found: list[Diagnostic],
+              extra: tuple[Condition, ...] = ()) -> A.Expr:
+    """A rule (or sub-rule) as a KQL tabular expression: its source, lookback, detection
+    (with `extra` conditions ANDed in) and stages."""
+    if rule.union is not None:
+        source: A.Expr = _union_source(rule, conditions, found)
+    else:
+        source = A.Name(_source_table(rule, found))
+    operators: list[A.Operator] = []
+    if rule.lookback is not None:
+        ago = A.Call(A.Name("ago"), (timespan_literal(rule.lookback.window),))
+        operators.append(A.Where(A.Binary(">", A.Name(_time_column_of(rule, found)), ago)))
+    condition = all_of([rule.condition, *extra])
+    if condition != Const(True):
+        operators.append(A.Where(conditions.emit(condition)))
+    for stage in rule.stages:  # in the rule's order: that order is part of the meaning
+        operators += stage_operators(stage, conditions)
+    return A.Pipeline(source, tuple(operators)) if operators else source
+
+
 def build_kql(rule: Rule, options: EmitOptions = EmitOptions()) -> KqlQuery:
     """The rule as a KQL syntax tree with its diagnostics; `query` is None when refused."""
-    conditions = ConditionEmitter()
     found: list[Diagnostic] = []
+    conditions = ConditionEmitter()
+    conditions.tabular = lambda sub: _pipeline(sub, conditions, found)
     try:
-        table = _source_table(rule, found)
-        operators: list[A.Operator] = []
-        if rule.lookback is not None:
-            ago = A.Call(A.Name("ago"), (timespan_literal(rule.lookback.window),))
-            operators.append(A.Where(A.Binary(">", A.Name(time_column(table)), ago)))
-        condition = all_of([rule.condition, *_exclusions(rule, options, conditions, found)])
-        if condition != Const(True):
-            operators.append(A.Where(conditions.emit(condition)))
-        for stage in rule.stages:  # in the rule's order: that order is part of the meaning
-            operators += stage_operators(stage, conditions)
+        extra = tuple(_exclusions(rule, options, conditions, found))
+        body = _pipeline(rule, conditions, found, extra)
     except Refusal as refusal:
         found.append(unsupported(TARGET, str(refusal), refusal.span))
         return KqlQuery(None, tuple(conditions.diagnostics + found))
-    source: A.Expr = A.Name(table)
-    body = A.Pipeline(source, tuple(operators)) if operators else source
     return KqlQuery(A.Query((A.ExprStatement(body),)), tuple(conditions.diagnostics + found))
 
 

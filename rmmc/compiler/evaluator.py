@@ -27,9 +27,12 @@ and measurements of the engine):
   `all_values`, as for the other operators); anything else is false
   (KQL's `ipv4_is_in_range` gives null there, which `where` treats as false).  An IPv4
   value is never inside an IPv6 network or the other way round.
-* IN_SUBQUERY (`x in (T | ...)` over another table): equality with one of the values that
-  query returns; the caller supplies those values (`subqueries`, by query text), since they
-  come from other events.  Without them the test is unknown.
+* IN_SUBQUERY (`x in (T | ...)` over another table): equality with one of the values in the
+  first column of what that query returns (`has_any (T | ...)`: one of them is a term of x).
+  When the subquery has a model (`rule`) and the evaluation has an event set (`run` over a
+  multi-table event set), the sub-rule runs over it (`rmmc.compiler.rows`); otherwise the
+  caller supplies the values (`subqueries`, by query text).  Without either the test is
+  unknown.
 * A predicate's subject may be a scalar expression (`strlen(x) > 5`): its value, read as its
   type reads (a string never null), is tested as a field's would be.  Scalar functions mean
   what `rmmc.compiler.functions` says; `ago()` / `now()` are relative to the query's `now`.
@@ -64,6 +67,7 @@ class Context:
 
     subqueries: Mapping[str, Iterable[Any]] | None = None
     now: datetime | None = None
+    events: Any = None  # the event set a sub-rule runs over (`rows.EventSet`), when there is one
 
     def current_time(self) -> datetime:
         return self.now if self.now is not None else datetime.now(timezone.utc)
@@ -364,19 +368,36 @@ def evaluate_predicate(p: Predicate, event: Event, ctx: Context = _NO_CONTEXT) -
 Subqueries = Mapping[str, Iterable[Any]]
 
 
-def evaluate_subquery(node: InSubquery, event: Event, subqueries: Subqueries | None) -> bool | None:
-    if subqueries is None or node.query not in subqueries:
+def evaluate_subquery(node: InSubquery, event: Event, ctx: Context = _NO_CONTEXT) -> bool | None:
+    values = _subquery_values(node, ctx)
+    if values is None:
         return None
-    value = read(event, node.field)
+    value = subject_value(node.field, event, ctx)
     if value is None:
         return node.negated
-    values = [str(v) for v in subqueries[node.query] if v is not None]
-    text = str(value)
-    if node.case_sensitive:
+    text = value if isinstance(value, str) else F.to_text(value)
+    if node.op is Op.TERM:
+        needles = [v if node.case_sensitive else fold(v) for v in values]
+        haystack = text if node.case_sensitive else fold(text)
+        hit = any(term_match(haystack, needle) for needle in needles)
+    elif node.case_sensitive:
         hit = text in values
     else:
         hit = fold(text) in {fold(v) for v in values}
     return hit != node.negated
+
+
+def _subquery_values(node: InSubquery, ctx: Context) -> list[str] | None:
+    """The values a subquery gives (as text, nulls skipped), or None when they are unknown."""
+    if node.rule is not None and ctx.events is not None:
+        from rmmc.compiler.rows import first_column
+
+        raw = first_column(node.rule, ctx, node.column)
+    elif ctx.subqueries is not None and node.query in ctx.subqueries:
+        raw = list(ctx.subqueries[node.query])
+    else:
+        return None
+    return [v if isinstance(v, str) else F.to_text(v) for v in raw if v is not None]
 
 
 def evaluate_compare(node: Compare, row: Event, ctx: Context = _NO_CONTEXT) -> bool | None:
@@ -420,7 +441,7 @@ def evaluate(condition: Condition, event: Event, subqueries: Subqueries | None =
     if isinstance(condition, Predicate):
         return evaluate_predicate(condition, event, ctx)
     if isinstance(condition, InSubquery):
-        return evaluate_subquery(condition, event, ctx.subqueries)
+        return evaluate_subquery(condition, event, ctx)
     if isinstance(condition, Compare):
         return evaluate_compare(condition, event, ctx)
     if isinstance(condition, And):

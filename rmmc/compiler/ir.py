@@ -17,6 +17,16 @@ the row), one operator, its constant values (any of them must match, or all of t
 values, `has_all` the same with `all_values=True`, `in~` a case-insensitive EQUALS with several
 values, `!has` a negated TERM, and so on.  `Compare` compares two expressions (a column with
 another, or with `ago(1d)`).
+
+Several sources.  A rule reads one table's events, or, with `union`, the rows of several
+sub-rules one after the other (`Union`: each branch is a rule with its own source, detection
+and stages).  A `Join` stage matches the rows so far with the rows of another sub-rule on
+equal keys (KQL's join kinds, innerunique, the default, first keeping one row per left key);
+`InSubquery` tests a value against another sub-rule's first column (a semi-join).  The
+evaluator runs them over a *multi-table event set*: one list of events, each naming its table
+under `TABLE` (an event without one belongs to the top rule's table).  `MvExpand` turns one
+row into one per element of a dynamic array; `Parse` extracts columns from a string at
+constant delimiters.
 """
 
 from __future__ import annotations
@@ -96,17 +106,23 @@ class Not:
 
 @dataclass(frozen=True, slots=True)
 class InSubquery:
-    """`field in (T | ...)` against another table: the field's value equals one of the values
-    the KQL tabular expression `query` returns when the rule runs (case-insensitively for
-    `in~`).  `query` is canonical KQL with the lets it used inlined; `table` is the table it
-    reads.  Only a KQL target can run it; other backends say what they do instead."""
+    """`field in (T | ...)` against another table (a semi-join): the field's value equals one
+    of the values in the first column of what the tabular expression returns when the rule
+    runs (case-insensitively for `in~`); with `op` TERM (`has_any (T | ...)`) the field has
+    one of them as a term.  `query` is canonical KQL with the lets it used inlined; `table`
+    is the table it reads; `rule` is its model when rmmc can lower it (the reference evaluator
+    then runs it over the event set), else None (only a KQL target can say it, as written).
+    Other backends say what they do instead."""
 
-    field: Field
+    field: "Field | Expr"
     query: str
     table: str | None = None
     case_sensitive: bool = True
     negated: bool = False
     span: Span | None = field(default=None, compare=False, repr=False)
+    rule: "Rule | None" = field(default=None, compare=False, repr=False)
+    op: "Op" = Op.EQUALS
+    column: str | None = field(default=None, compare=False, repr=False)  # the sub-rule's first column
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +221,7 @@ def expr_fields(expr: Any) -> list[Field]:
         elif isinstance(node, Predicate):
             stack.append(node.field)
         elif isinstance(node, InSubquery):
-            seen.setdefault(node.field.name, node.field)
+            stack.append(node.field)
         elif isinstance(node, Compare):
             stack.extend((node.right, node.left))
         elif isinstance(node, (And, Or)):
@@ -432,7 +448,100 @@ class Limit:
     span: Span | None = field(default=None, compare=False)
 
 
-Stage = Union[Extend, Filter, Summarize, Project, ProjectAway, Rename, Reorder, Sort, Limit]
+JOIN_KINDS = ("innerunique", "inner", "leftouter", "rightouter", "fullouter", "leftsemi",
+              "rightsemi", "leftanti", "rightanti")
+LEFT_ONLY_JOINS = frozenset({"leftsemi", "leftanti"})
+RIGHT_ONLY_JOINS = frozenset({"rightsemi", "rightanti"})
+
+
+@dataclass(frozen=True)
+class Join:
+    """Match the rows so far (left) with the rows of `right` (a sub-rule with its own source,
+    detection and stages) on equal keys, `(left column, right column)` pairs, as KQL's join
+    `kind` says: `innerunique` (KQL's default) first keeps one left row per key value (the
+    first) then pairs it with every matching right row; `inner` pairs every match; `leftouter`
+    / `rightouter` / `fullouter` also keep the unmatched rows of a side (the other side's
+    columns null); `leftsemi` / `leftanti` keep the left rows that have / have no match (left
+    columns only), `rightsemi` / `rightanti` the same for the right rows.  Keys match when
+    equal (strings case-sensitively; a null key matches a null key, as Kusto does).  With
+    `lookup`, KQL's lookup: kind `leftouter` or `inner`, no de-duplication, and the right key
+    columns are not output.
+
+    Output columns: the left's, then the right's, a right column whose name is taken gets
+    the first free `name1`, `name2` ...  `left_columns` / `right_columns` are the sides'
+    columns in order when rmmc knows them (from the schema); None: the columns the rows
+    hold (`join_output_names` decides the names)."""
+
+    kind: str
+    right: "Rule"
+    keys: tuple[tuple[str, str], ...]
+    left_columns: tuple[str, ...] | None = field(default=None, repr=False)
+    right_columns: tuple[str, ...] | None = field(default=None, repr=False)
+    lookup: bool = False
+    span: Span | None = field(default=None, compare=False)
+
+
+def join_output_names(left: list[str] | tuple[str, ...], right: list[str] | tuple[str, ...],
+                      kind: str, right_keys: tuple[str, ...] = (), lookup: bool = False) -> list[str]:
+    """The output name of each right column (in order) of a join whose left side has the
+    columns `left`: '' for a column not output (semi / anti joins, a lookup's right keys)."""
+    if kind in LEFT_ONLY_JOINS:
+        return ["" for _ in right]
+    if kind in RIGHT_ONLY_JOINS:
+        return list(right)
+    taken = set(left)
+    out = []
+    for name in right:
+        if lookup and name in right_keys:
+            out.append("")
+            continue
+        new, n = name, 0
+        while new in taken:
+            n += 1
+            new = f"{name}{n}"
+        taken.add(new)
+        out.append(new)
+    return out
+
+
+@dataclass(frozen=True)
+class MvExpand:
+    """One row per element of dynamic arrays (KQL mv-expand): each `(name, expr, to_type)`
+    expands the array `expr` into the column `name` (replacing a column of that name in
+    place, else added), converted to `to_type` when given (`to typeof(string)`).  Several
+    expand in lockstep (the longest sets the row count, the others pad with null).  An empty
+    array gives no row; null or a scalar one row holding it; a property bag one row per key
+    (a one-key bag).  `limit`: at most that many rows per input row.  `index`: a column
+    holding each element's position (`with_itemindex=`)."""
+
+    columns: tuple[tuple[str, "Expr", str | None], ...]
+    limit: int | None = None
+    index: str | None = None
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Parse:
+    """Extract string columns from a string at constant delimiters (KQL `parse`, kind simple):
+    `pattern` is a sequence of parts, each a literal (a `str`), `None` for `*` (skip any
+    text) or `("column",)` for a column that takes the text up to the next literal; the
+    literals are found left to right (the first place the whole pattern matches, a column
+    taking as little as it can) and the pattern must reach the end of the text.  Where it
+    does not match, every column is ''.  With `drop`, rows that do not match are dropped
+    (`parse-where`)."""
+
+    source: "Expr"
+    pattern: tuple["str | None | tuple[str]", ...]
+    drop: bool = False
+    span: Span | None = field(default=None, compare=False)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(part[0] for part in self.pattern if isinstance(part, tuple))
+
+
+Stage = Union[Extend, Filter, Summarize, Project, ProjectAway, Rename, Reorder, Sort, Limit, Join,
+              MvExpand, Parse]
 ROW_STAGES = (Extend, Project, ProjectAway, Rename, Reorder)
 """Stages that keep one row per event (they only change columns)."""
 
@@ -460,13 +569,33 @@ class Metadata:
 
 
 @dataclass(frozen=True)
+class Union:
+    """The rows of several sub-rules one after the other (KQL `union`, outer: a column one
+    branch lacks is null there).  `withsource` names a column holding, on each row, the table
+    its branch reads (or `union_arg<i>` for a branch that is not a bare table, as Kusto names
+    it: `labels` gives each branch's label); `fuzzy` is `isfuzzy=true` (a branch whose table is
+    missing is skipped: over a given event set, a table with no events)."""
+
+    branches: tuple["Rule", ...]
+    withsource: str | None = None
+    fuzzy: bool = False
+    labels: tuple[str, ...] = ()
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Rule:
+    """A rule: its source's events (or, with `union`, its branches' rows; `source` then names
+    no table, only the kind of event when the branches share one), the detection over them,
+    then the stages in order."""
+
     metadata: Metadata
     source: Source
     condition: Condition
     lookback: Lookback | None = None
     exclusions: tuple[Exclusion, ...] = ()
     stages: tuple[Stage, ...] = ()
+    union: Union | None = None
 
     def with_exclusions_applied(self) -> "Rule":
         """The rule with its understood exclusions ANDed in as NOT(...)."""
@@ -474,3 +603,54 @@ class Rule:
 
         extra = [Not(e.condition) for e in self.exclusions if e.condition is not None]
         return replace(self, condition=all_of([self.condition, *extra]))
+
+
+# ------------------------------------------------------------------ several sources
+
+TABLE = "$table"
+"""The key under which an event of a multi-table event set names its table."""
+
+UNION, JOIN, SUBQUERY, MV_EXPAND, PARSE = "union", "join", "subquery", "mv-expand", "parse"
+
+
+def sub_rules(rule: Rule) -> list[Rule]:
+    """The rules inside a rule, directly: its union branches, its joins' right sides and the
+    lowered subqueries of its conditions."""
+    found: list[Rule] = []
+    if rule.union is not None:
+        found.extend(rule.union.branches)
+    conditions = [rule.condition]
+    for stage in rule.stages:
+        if isinstance(stage, Join):
+            found.append(stage.right)
+        elif isinstance(stage, Filter):
+            conditions.append(stage.condition)
+    for condition in conditions:
+        found.extend(node.rule for node in walk(condition)
+                     if isinstance(node, InSubquery) and node.rule is not None)
+    return found
+
+
+def features(rule: Rule) -> dict[str, Span | None]:
+    """The multi-table and row-multiplying constructs a rule uses (anywhere, sub-rules
+    included), each with the span of its first use: what a backend must handle or refuse."""
+    found: dict[str, Span | None] = {}
+    pending = [rule]
+    while pending:
+        current = pending.pop()
+        if current.union is not None:
+            found.setdefault(UNION, current.union.span)
+        for stage in current.stages:
+            if isinstance(stage, Join):
+                found.setdefault(JOIN, stage.span)
+            elif isinstance(stage, MvExpand):
+                found.setdefault(MV_EXPAND, stage.span)
+            elif isinstance(stage, Parse):
+                found.setdefault(PARSE, stage.span)
+        conditions = [current.condition] + [s.condition for s in current.stages if isinstance(s, Filter)]
+        for condition in conditions:
+            for node in walk(condition):
+                if isinstance(node, InSubquery) and node.rule is not None:
+                    found.setdefault(SUBQUERY, node.span)
+        pending.extend(sub_rules(current))
+    return found

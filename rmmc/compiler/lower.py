@@ -1,14 +1,17 @@
 """Lowering: a parsed KQL query (and its rule document) -> the detection model (IR).
 
 What it does: resolves scalar and list lets, folds constant subqueries over `datatable`,
-inlines tabular lets the body refers to, turns `Timestamp between (now(-5d)..now())` /
-`Timestamp > ago(5d)` into the lookback, ANDs the leading wheres into the detection, and
-keeps every later operator as a stage, in the query's order: extend, where, summarize /
-count / distinct, project (with expressions), project-away / -keep / -rename / -reorder,
-sort, top, take.  Scalar expressions become model expressions (`rmmc.compiler.functions`),
-so a condition may test a computed column or a function call.  What it cannot lower exactly
-(join, `in` against a real table, parse, mv-expand, a function outside the model ...) is a
-located error naming the construct: never a silent approximation.
+inlines tabular lets the body refers to (`materialize()` included: it only caches),
+turns `Timestamp between (now(-5d)..now())` / `Timestamp > ago(5d)` into the lookback, ANDs
+the leading wheres into the detection, and keeps every later operator as a stage, in the
+query's order: extend, where, summarize / count / distinct, project (with expressions),
+project-away / -keep / -rename / -reorder, sort, top, take, join / lookup (the right side
+lowered as a rule of its own), mv-expand, parse.  `union` makes a rule over several branch
+rules; `x in (T | ...)` / `has_any (T | ...)` against a real table is a subquery whose model
+is lowered the same way.  Scalar expressions become model expressions
+(`rmmc.compiler.functions`), so a condition may test a computed column or a function call.
+What it cannot lower exactly (a function outside the model, parse with typed columns ...) is
+a located error naming the construct: never a silent approximation.
 """
 
 from __future__ import annotations
@@ -122,20 +125,29 @@ class _State:
     aggregated: bool = False  # a summarize (or take) happened: rows are no longer events
     closed: bool = False  # a project or summarize made the columns exactly `columns`
     dropped: set[str] = field(default_factory=set)  # columns a project-away or rename removed
+    source: ir.Source = field(default_factory=lambda: ir.Source(None))
+    union: ir.Union | None = None
 
     def add(self, stage: ir.Stage) -> None:
         self.stages.append(stage)
 
 
 class _Lowerer:
-    def __init__(self, schema: Any | None):
+    def __init__(self, schema: Any | None, parent: "_Lowerer | None" = None,
+                 diagnostics: list[Diagnostic] | None = None):
         self.schema = schema
-        self.diagnostics: list[Diagnostic] = []
         self.table = None
-        self.lets: dict[str, Any] = {}
-        self.constants = Constants(self.lets)
-        self.warned_columns: set[str] = set()
         self.state = _State()
+        if parent is None:
+            self.diagnostics: list[Diagnostic] = [] if diagnostics is None else diagnostics
+            self.lets: dict[str, Any] = {}
+            self.constants = Constants(self.lets)
+            self.warned_columns: set[str] = set()
+        else:  # a tabular expression inside the query: the same lets, its own rows
+            self.diagnostics = parent.diagnostics if diagnostics is None else diagnostics
+            self.lets = parent.lets
+            self.constants = parent.constants
+            self.warned_columns = parent.warned_columns
 
     # -- diagnostics
     def warn(self, message: str, node: Any = None, code: str = "warning") -> None:
@@ -163,31 +175,51 @@ class _Lowerer:
         if body is None:
             self.error("the query has no result statement (only lets)", query, "no-body")
             return None
-        state = self.state
         try:
-            source, operators = self._flatten(body)
-            rule_source = self._source(source)
-            if self.table is not None:
-                state.columns = dict(self.table.columns)
-            for op in operators:
-                self._operator(op, state)
+            return self.tabular(body, metadata)
         except _Unsupported as exc:
             self.error(exc.message, exc.node)
             return None
+
+    def tabular(self, body: Any, metadata: ir.Metadata = ir.Metadata()) -> ir.Rule:
+        """A tabular expression as a rule: its source (a table, or a union), then each
+        operator (raises `_Unsupported`)."""
+        state = self.state
+        source, operators = self._flatten(body)
+        if isinstance(source, A.Union):
+            self._union(source, state, None)
+        else:
+            state.source = self._source(source)
+            if self.table is not None:
+                state.columns = dict(self.table.columns)
+        for op in operators:
+            self._operator(op, state)
+        return self._rule(state, metadata)
+
+    def _rule(self, state: _State, metadata: ir.Metadata) -> ir.Rule:
         lookback = None
         if state.lookbacks:
             window, text = min(state.lookbacks, key=lambda pair: pair[0])
             lookback = ir.Lookback(window, text)
-        return ir.Rule(metadata, rule_source, ir.all_of(state.conditions), lookback, (),
-                       tuple(state.stages))
+        return ir.Rule(metadata, state.source, ir.all_of(state.conditions), lookback, (),
+                       tuple(state.stages), state.union)
+
+    def sub(self, node: Any, diagnostics: list[Diagnostic] | None = None) -> tuple[ir.Rule, "_Lowerer"]:
+        """A tabular expression inside the query (a join's right side, a union branch, a
+        subquery) as a rule of its own, and the lowerer that made it (its columns)."""
+        child = _Lowerer(self.schema, self, diagnostics)
+        return child.tabular(node), child
 
     def _flatten(self, body: Any, seen: frozenset[str] = frozenset()) -> tuple[Any, list[Any]]:
-        """The body's source and operators, with tabular lets it starts from inlined."""
+        """The body's source and operators, with tabular lets it starts from inlined (and
+        `materialize(x)`, which only caches x, read as x)."""
         while isinstance(body, A.Paren):
             body = body.expr
         if isinstance(body, A.Pipeline):
             source, operators = self._flatten(body.source, seen)
             return source, operators + list(body.operators)
+        if _is_materialize(body):
+            return self._flatten(body.args[0], seen)
         if isinstance(body, A.Name) and body.name in self.lets:
             if body.name in seen:
                 raise _Unsupported(body, f"'{body.name}' refers to itself")
@@ -274,16 +306,15 @@ class _Lowerer:
         elif isinstance(op, A.As):
             self.note(f"'as {op.name}' names the result; it has no effect on the detection", op)
         elif isinstance(op, A.Join):
-            raise _Unsupported(op, "join cannot be lowered: a rule's detection reads one table "
-                               "(no target rmmc emits can correlate two tables in one query)")
+            self._join(op, state)
         elif isinstance(op, A.Lookup):
-            raise _Unsupported(op, "lookup cannot be lowered: it joins another table")
+            self._join(op, state, lookup=True)
         elif isinstance(op, A.Union):
-            raise _Unsupported(op, "union cannot be lowered: a rule reads one table")
+            self._union(op, state, self._rule(state, ir.Metadata()))
         elif isinstance(op, A.MvExpand):
-            raise _Unsupported(op, "mv-expand cannot be lowered: it turns one event into several")
+            self._mv_expand(op, state)
         elif isinstance(op, A.Parse):
-            raise _Unsupported(op, "parse cannot be lowered: it extracts new columns at query time")
+            self._parse(op, state)
         elif isinstance(op, A.GenericOperator) and op.name == "render":
             self.note("'render' only says how a client draws the result; it is not translated", op)
         elif isinstance(op, A.GenericOperator) and op.name == "serialize" and op.raw.strip() == "serialize":
@@ -292,6 +323,249 @@ class _Lowerer:
             raise _Unsupported(op, f"unsupported operator: {op.name}")
         else:
             raise _Unsupported(op, f"unsupported operator: {type(op).__name__}")
+
+    # -- several sources
+    def _union(self, node: A.Union, state: _State, prior: ir.Rule | None) -> None:
+        """`union A, B ...` (or `... | union B`, whose left side `prior` is the first branch):
+        the state becomes a rule over the branches' rows."""
+        withsource, fuzzy = None, False
+        for param in node.params:
+            name = param.name.lower()
+            if name == "withsource":
+                withsource = self._param_name(param)
+            elif name == "isfuzzy":
+                value = self._constant(param.value)
+                if not isinstance(value, bool):
+                    raise _Unsupported(param, "isfuzzy takes true or false")
+                fuzzy = value
+            elif name == "kind":
+                if self._param_name(param).lower() != "outer":
+                    raise _Unsupported(param, "union kind=inner (only the columns every branch has) "
+                                       "is not lowered")
+            elif name.startswith("hint."):
+                continue  # how a cluster runs it: no effect on the rows
+            else:
+                raise _Unsupported(param, f"union parameter '{param.name}' is not lowered")
+        branches: list[ir.Rule] = []
+        columns: list[dict[str, str] | None] = []
+        if prior is not None:
+            branches.append(prior)
+            columns.append(state.columns)
+        for item in node.tables:
+            if isinstance(item, A.Star):
+                raise _Unsupported(item, "union * (every table) is not lowered: name the tables")
+            if isinstance(item, A.NamePattern):
+                names = self._matching_tables(item)
+                for name in names:
+                    rule, child = self.sub(A.Name(name, span=item.span))
+                    branches.append(rule)
+                    columns.append(child.state.columns)
+                continue
+            rule, child = self.sub(item)
+            branches.append(rule)
+            columns.append(child.state.columns)
+        if len(branches) < 1:
+            raise _Unsupported(node, "union of no table")
+        labels = tuple(_label(rule, i) for i, rule in enumerate(branches))
+        merged = self._union_columns(node, branches, columns, withsource)
+        kinds = {b.source.kind for b in branches}
+        kind = kinds.pop() if len(kinds) == 1 else ir.EventKind.UNKNOWN
+        state.conditions, state.stages, state.lookbacks = [], [], []
+        state.redefined, state.dropped = set(), set()
+        state.aggregated = False
+        state.closed = merged is not None
+        state.columns = merged
+        state.source = ir.Source(None, kind)
+        state.union = ir.Union(tuple(branches), withsource, fuzzy, labels, node.span)
+        self.table = None
+
+    def _param_name(self, param: Any) -> str:
+        value = param.value
+        if isinstance(value, A.Name):
+            return value.name
+        if isinstance(value, A.StringLit):
+            return value.value
+        raise _Unsupported(param, f"{param.name} takes a name here, not {_describe(value)}")
+
+    def _matching_tables(self, item: A.NamePattern) -> list[str]:
+        if self.schema is None:
+            raise _Unsupported(item, f"the table pattern '{item.pattern}' cannot be resolved without a schema")
+        names = [n for n in self.schema.tables if fnmatch.fnmatchcase(n, item.pattern)]
+        if not names:
+            raise _Unsupported(item, f"no table rmmc knows matches '{item.pattern}'")
+        self.note(f"'{item.pattern}' is read as the tables of rmmc's Defender schema that match it: "
+                  f"{', '.join(names)} (a table rmmc does not know is left out)", item, "resolved")
+        return names
+
+    def _union_columns(self, node: Any, branches: list[ir.Rule], columns: list[dict[str, str] | None],
+                       withsource: str | None) -> dict[str, str] | None:
+        """The union's columns: every branch's, in order of first appearance (None when a
+        branch's are unknown)."""
+        merged: dict[str, str] = {withsource: "string"} if withsource else {}
+        for rule, found in zip(branches, columns):
+            if found is None:
+                return None
+            for name, type_name in found.items():
+                if name == withsource:
+                    continue
+                known = merged.setdefault(name, type_name)
+                if known != type_name:
+                    raise _Unsupported(node, f"the column '{name}' is {known} in one branch and {type_name} "
+                                       "in another: Kusto's union splits it by type, which is not lowered")
+        return merged
+
+    def _join(self, op: Any, state: _State, lookup: bool = False) -> None:
+        """`join kind=K (right) on keys` / `lookup`: a stage matching the rows so far with a
+        sub-rule's rows."""
+        what = "lookup" if lookup else "join"
+        kind = "leftouter" if lookup else "innerunique"
+        for param in op.params:
+            name = param.name.lower()
+            if name == "kind":
+                value = self._param_name(param).lower()
+                value = _JOIN_KIND_ALIASES.get(value, value)
+                allowed = ("leftouter", "inner") if lookup else ir.JOIN_KINDS
+                if value not in allowed:
+                    raise _Unsupported(param, f"{what} kind={value} is not a {what} kind rmmc lowers "
+                                       f"({', '.join(allowed)})")
+                kind = value
+            elif name.startswith("hint."):
+                continue  # how a cluster runs it: no effect on the rows
+            else:
+                raise _Unsupported(param, f"{what} parameter '{param.name}' is not lowered")
+        right, child = self.sub(op.right)
+        right_columns = child.state.columns
+        keys = tuple(self._join_key(c, what) for c in op.on)
+        if not keys:
+            raise _Unsupported(op, f"{what} without keys")
+        left_columns = state.columns
+        for (left_key, right_key), node in zip(keys, op.on):
+            self._known(left_key, node, state)
+            if right_columns is not None and right_key not in right_columns:
+                raise _Unsupported(node, f"the right side of the {what} has no column '{right_key}'")
+            if left_columns is not None and right_columns is not None:
+                a, b = left_columns[left_key], right_columns[right_key]
+                if a != b and not {a, b} <= {"string", "guid"}:
+                    raise _Unsupported(node, f"{what} key '{left_key}' is {a} on the left and {b} on the "
+                                       "right: Kusto refuses to match keys of different types")
+        known = left_columns is not None and right_columns is not None
+        if kind in ir.LEFT_ONLY_JOINS:
+            columns = left_columns
+        elif kind in ir.RIGHT_ONLY_JOINS:
+            columns = dict(right_columns) if right_columns is not None else None
+        elif known:
+            names = ir.join_output_names(list(left_columns), list(right_columns), kind,
+                                         tuple(k for _, k in keys), lookup)
+            columns = dict(left_columns)
+            for (column, type_name), name in zip(right_columns.items(), names):
+                if name:
+                    columns[name] = type_name
+        else:
+            columns = None
+        state.add(ir.Join(kind, right, keys, tuple(left_columns) if known else None,
+                          tuple(right_columns) if known else None, lookup, op.span))
+        state.columns = columns
+        state.aggregated = True
+        state.closed = columns is not None
+
+    def _join_key(self, node: Any, what: str) -> tuple[str, str]:
+        while isinstance(node, A.Paren):
+            node = node.expr
+        if isinstance(node, A.Name):
+            return node.name, node.name
+        if isinstance(node, A.Binary) and node.op == "==":
+            sides = {}
+            for side in (node.left, node.right):
+                if (isinstance(side, A.Member) and isinstance(side.target, A.Name)
+                        and side.target.name in ("$left", "$right")):
+                    sides[side.target.name] = side.name
+            if len(sides) == 2:
+                return sides["$left"], sides["$right"]
+        raise _Unsupported(node, f"{what} condition {_describe(node)}: only equal columns (`Key` or "
+                           "`$left.A == $right.B`) are lowered")
+
+    def _mv_expand(self, op: A.MvExpand, state: _State) -> None:
+        index = None
+        for param in op.params:
+            name = param.name.lower()
+            if name == "with_itemindex":
+                index = self._param_name(param)
+            elif name in ("bagexpansion", "kind") and self._param_name(param).lower() == "bag":
+                continue
+            else:
+                raise _Unsupported(param, f"mv-expand parameter '{param.name}' is not lowered")
+        limit = None
+        if op.limit is not None:
+            limit = self._int(op.limit)
+            if limit is None:
+                raise _Unsupported(op.limit, "mv-expand limit needs a constant row count")
+        columns: list[tuple[str, ir.Expr, str | None]] = []
+        for item in op.items:
+            node = item.item
+            if isinstance(node, A.Assignment):
+                if len(node.targets) != 1:
+                    raise _Unsupported(node, "mv-expand with several names for one value is not lowered")
+                name, value = node.targets[0], node.value
+            else:
+                name, value = _expanded_name(node), node
+                if name is None:
+                    raise _Unsupported(node, f"mv-expand of {_describe(node)} needs a name (`name = ...`)")
+            to_type = item.to_type.lower() if item.to_type else None
+            to_type = {"boolean": "bool", "double": "real"}.get(to_type, to_type)
+            if to_type not in (None, "string", "dynamic", "long", "int", "real", "bool"):
+                raise _Unsupported(item, f"mv-expand to typeof({item.to_type}) is not lowered")
+            columns.append((name, self.expr(value), to_type))
+        if index is not None and any(index == name for name, _, _ in columns):
+            raise _Unsupported(op, f"with_itemindex names the expanded column '{index}'")
+        if index is not None and state.columns is not None and index in state.columns:
+            raise _Unsupported(op, f"with_itemindex={index} names a column the rows already have")
+        state.add(ir.MvExpand(tuple(columns), limit, index, op.span))
+        if state.columns is not None:
+            for name, _, to_type in columns:
+                state.columns[name] = to_type or "dynamic"
+            if index is not None:
+                state.columns[index] = "long"
+        state.redefined.update(name for name, _, _ in columns)
+        state.aggregated = True
+
+    def _parse(self, op: A.Parse, state: _State) -> None:
+        for param in op.params:
+            if param.name.lower() == "kind" and self._param_name(param).lower() == "simple":
+                continue
+            raise _Unsupported(param, f"parse {param.name}={_describe(param.value)} is not lowered "
+                               "(only kind=simple)")
+        source = self.expr(op.source)
+        parts: list[Any] = []
+        for i, part in enumerate(op.pattern):
+            if isinstance(part, A.Star):
+                if parts and isinstance(parts[-1], tuple):
+                    raise _Unsupported(part, f"'*' right after the string column '{parts[-1][0]}' is "
+                                       "ambiguous (Kusto refuses it too)")
+                parts.append(None)
+            elif isinstance(part, A.StringLit):
+                if not part.value:
+                    raise _Unsupported(part, "an empty string in a parse pattern (Kusto refuses it too)")
+                parts.append(part.value)
+            elif isinstance(part, A.ParseColumn):
+                if part.type is not None and part.type.lower() != "string":
+                    raise _Unsupported(part, f"parse into a typed column ({part.name}:{part.type}) is not "
+                                       "lowered; parse it as a string and convert it")
+                if not parts or not isinstance(parts[-1], str):
+                    raise _Unsupported(part, f"the parse column '{part.name}' does not follow a string "
+                                       "(Kusto refuses it too)")
+                if any(isinstance(p, tuple) and p[0] == part.name for p in parts):
+                    raise _Unsupported(part, f"the parse column '{part.name}' is given twice")
+                parts.append((part.name,))
+            else:
+                raise _Unsupported(part, f"cannot lower the parse pattern part {_describe(part)}")
+        stage = ir.Parse(source, tuple(parts), False, op.span)
+        state.add(stage)
+        if state.columns is not None:
+            for name in stage.columns:
+                state.columns.pop(name, None)
+                state.columns[name] = "string"
+        state.redefined.update(stage.columns)
+        state.dropped.difference_update(stage.columns)
 
     def _where(self, op: A.Where, state: _State) -> None:
         """Leading `where`s are the detection; later ones are filter stages, in place."""
@@ -759,15 +1033,12 @@ class _Lowerer:
 
     def _list(self, node: A.ListOp) -> ir.Condition:
         ir_op, cased, negated, all_values = _LIST_OPS[node.op]
-        if ir_op is ir.Op.EQUALS and len(node.items) == 1 and self._is_tabular(node.items[0]):
-            column = self._column(node.left) if isinstance(node.left, A.Name) else None
+        if (len(node.items) == 1 and self._is_tabular(node.items[0])
+                and (ir_op is ir.Op.EQUALS or (ir_op is ir.Op.TERM and not all_values))):
             try:
                 self.constants.column_values(node.items[0])
             except NotConstant:
-                if column is None:
-                    raise _Unsupported(node, f"'{node.op}' of an expression against another query "
-                                       "cannot be lowered") from None
-                return self._subquery(node, column, cased, negated)
+                return self._subquery(node, self.expr(node.left), ir_op, cased, negated)
         subject = self.expr(node.left)
         values: list[Any] = []
         for item in node.items:
@@ -787,24 +1058,47 @@ class _Lowerer:
             return ir.Const(all_values != negated) if all_values else ir.Const(negated)
         return ir.Predicate(subject, ir_op, tuple(strings), all_values, cased, negated, node.span)
 
-    def _is_tabular(self, item: Any) -> bool:
+    def _is_tabular(self, item: Any, seen: frozenset[str] = frozenset()) -> bool:
+        """Whether a list item is a tabular expression (a query, a let bound to one, a table)."""
         while isinstance(item, A.Paren):
             item = item.expr
-        if isinstance(item, A.Pipeline):
+        if isinstance(item, (A.Pipeline, A.Union)) or _is_materialize(item):
             return True
-        return isinstance(item, A.Name) and isinstance(self.lets.get(item.name), (A.Pipeline, A.Paren))
+        if isinstance(item, A.Name) and item.name not in seen:
+            bound = self.lets.get(item.name)
+            if bound is None:
+                return self.schema is not None and self.schema.table(item.name) is not None
+            return self._is_tabular(bound, seen | {item.name})
+        return False
 
-    def _subquery(self, node: A.ListOp, column: ir.Field, cased: bool, negated: bool) -> ir.Condition:
-        """`x in (T | ...)` over a real table: kept as a subquery (lets inlined) that only a
-        KQL target can run."""
+    def _subquery(self, node: A.ListOp, subject: ir.Expr, op: ir.Op, cased: bool,
+                  negated: bool) -> ir.Condition:
+        """`x in (T | ...)` / `x has_any (T | ...)` over a real table: a subquery (lets
+        inlined), with its model when rmmc can lower it (else only a KQL target can say it)."""
         inlined = _inline_lets(node.items[0], self.lets)
-        source, _ = self._flatten(inlined)
-        if not isinstance(source, A.Name):
-            raise _Unsupported(node.items[0], "'in' against this tabular expression cannot be lowered")
         while isinstance(inlined, A.Paren):
             inlined = inlined.expr
         query = kql_expr(inlined)
-        return ir.InSubquery(column, query, source.name, cased, negated, node.span)
+        local: list[Diagnostic] = []
+        rule, column, table = None, None, None
+        try:
+            rule, child = self.sub(node.items[0], local)
+        except _Unsupported as exc:
+            why = exc.message
+        else:
+            if any(d.is_error for d in local):
+                why, rule = next(d.message for d in local if d.is_error), None
+            else:
+                self.diagnostics.extend(local)
+                columns = child.state.columns
+                column = next(iter(columns)) if columns else None
+                table = rule.source.table
+        if rule is None:
+            source, _ = self._flatten(inlined)
+            table = source.name if isinstance(source, A.Name) else None
+            self.note(f"the subquery is kept as written, for KQL only: rmmc cannot model it ({why})",
+                      node.items[0], "opaque-subquery")
+        return ir.InSubquery(subject, query, table, cased, negated, node.span, rule, op, column)
 
     def _list_values(self, item: Any, op: str = "in") -> list[Any]:
         if isinstance(item, A.Paren) or isinstance(item, A.Pipeline) or (
@@ -887,11 +1181,40 @@ class _Lowerer:
 
 
 _NO_VALUE = object()
+_JOIN_KIND_ALIASES = {"anti": "leftanti", "leftantisemi": "leftanti", "rightantisemi": "rightanti",
+                      "semi": "leftsemi"}
+
+
+def _is_materialize(node: Any) -> bool:
+    return (isinstance(node, A.Call) and isinstance(node.func, A.Name) and node.func.name == "materialize"
+            and len(node.args) == 1)
+
+
+def _label(rule: ir.Rule, position: int) -> str:
+    """What `union withsource=` says for a branch: its table when it is a bare table, else
+    `union_arg<position>` (as Kusto names it)."""
+    bare = (rule.union is None and rule.source.table and not rule.stages and rule.lookback is None
+            and rule.condition == ir.Const(True))
+    return rule.source.table if bare else f"union_arg{position}"
+
+
+def _expanded_name(node: Any) -> str | None:
+    """Kusto's name for `mv-expand x` (x) and `mv-expand a.b` (a_b)."""
+    while isinstance(node, A.Paren):
+        node = node.expr
+    if isinstance(node, A.Name):
+        return node.name
+    if isinstance(node, A.Member):
+        inner = _expanded_name(node.target)
+        return f"{inner}_{node.name}" if inner else None
+    return None
 
 
 def _inline_lets(node: Any, lets: dict[str, Any], seen: frozenset[str] = frozenset()) -> Any:
     """`node` with every let it refers to replaced by its bound expression (scalars in
     parentheses), so it can stand alone in another query."""
+    if _is_materialize(node):  # materialize(x) only caches x
+        return A.Paren(_inline_lets(node.args[0], lets, seen))
     if isinstance(node, A.Name) and node.name in lets and node.name not in seen:
         bound = lets[node.name]
         if isinstance(bound, A.FunctionDef):

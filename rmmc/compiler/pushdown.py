@@ -54,8 +54,9 @@ def push_filters(rule: ir.Rule) -> ir.Rule:
     kept: list[ir.Stage] = []
     stages = list(rule.stages)
     for index, stage in enumerate(stages):
-        if isinstance(stage, (ir.Summarize, ir.Limit)):
-            kept.extend(stages[index:])
+        if isinstance(stage, (ir.Summarize, ir.Limit, ir.Join, ir.MvExpand)) or (
+                isinstance(stage, ir.Parse) and stage.drop):
+            kept.extend(stages[index:])  # the rows after it are not one per event
             break
         if isinstance(stage, ir.Filter):
             stay = []
@@ -80,6 +81,8 @@ def push_filters(rule: ir.Rule) -> ir.Rule:
             for _, old in stage.pairs:
                 defs[old] = _GONE
             defs.update(renamed)
+        elif isinstance(stage, ir.Parse):  # extracted at query time: no test on the event says it
+            defs.update((name, _UNSAID) for name in stage.columns)
         elif isinstance(stage, ir.ProjectAway):
             for name in list(defs):
                 if any(fnmatch.fnmatchcase(name, p) for p in stage.patterns):
@@ -97,6 +100,10 @@ def computed_columns(stages) -> set[str]:
             names.update(n for n, e in stage.columns if not (isinstance(e, ir.Field) and e.name == n))
         elif isinstance(stage, ir.Rename):
             names.update(new for new, _ in stage.pairs)
+        elif isinstance(stage, ir.Parse):
+            names.update(stage.columns)
+        elif isinstance(stage, ir.MvExpand):
+            names.update(name for name, _, _ in stage.columns)
     return names
 
 
@@ -174,9 +181,11 @@ def _substitute_condition(c: ir.Condition, defs: dict[str, Any], gone: list[str]
         return replace(c, left=_substitute_expr(c.left, defs, gone), right=_substitute_expr(c.right, defs, gone))
     if isinstance(c, ir.InSubquery):
         subject = _substitute_expr(c.field, defs, gone)
-        if not isinstance(subject, ir.Field):
+        if isinstance(subject, ir.Literal):
             raise _CannotMove()
-        return replace(c, field=ir.Field(subject.name, c.field.type))
+        if isinstance(subject, ir.Field):
+            subject = ir.Field(subject.name, c.field.type)
+        return replace(c, field=subject)
     if isinstance(c, ir.And):
         return ir.all_of([_substitute_condition(o, defs, gone) for o in c.operands])
     if isinstance(c, ir.Or):

@@ -23,9 +23,22 @@ KQL:
 * Sort: stable, by each key in turn; nulls first ascending and last descending unless the key
   says otherwise.  Limit: the first N rows.
 
+* Join (KQL's join, see `ir.Join`): the right side is a sub-rule run over the same event set;
+  rows match on equal key values (strings case-sensitively; a missing string is '' and a null
+  key matches a null key, as duckdb-kql measured on Kusto); `innerunique` keeps the first left
+  row of each key before pairing; the output order is each left row's pairs in right order
+  (KQL promises no order).  MvExpand and Parse: see `ir.MvExpand`, `ir.Parse`.
+* A union rule's rows are its branches' rows in branch order (each branch's own detection and
+  stages applied), then its detection and stages.
+
+Several tables: `events` is one list; an event names its table under `ir.TABLE` (`"$table"`,
+not a column: rows do not hold it), and one that does not belongs to the top rule's table.
+Each sub-rule (a union branch, a join's right side, a subquery) reads the events of its own
+table; its lookback, like the top rule's, is not applied.
+
 Every row remembers the events it came from (`Row.sources`, indexes into `events`): one for a
-row of an event, the group's members for an aggregated row.  `rmmc verify` uses them to tell
-which events an event-level target must alert on.
+row of an event, the group's members for an aggregated row, both sides' for a joined row.
+`rmmc verify` uses them to tell which events an event-level target must alert on.
 """
 
 from __future__ import annotations
@@ -37,7 +50,7 @@ from typing import Any, Iterable
 
 from rmmc.compiler import ir
 from rmmc.compiler.evaluator import Context, Event, evaluate, evaluate_expr
-from rmmc.compiler.functions import to_text
+from rmmc.compiler.functions import to_dynamic, to_text
 
 class Row(dict):
     """A row: column -> value, and the indexes of the events it came from."""
@@ -49,15 +62,91 @@ class Row(dict):
         self.sources = sources
 
 
+class EventSet:
+    """A (multi-table) event set: the events, each of the table it names under `ir.TABLE` or
+    else of `default`, and the rows of each sub-rule once run (by identity)."""
+
+    def __init__(self, events: list[Event], default: str | None):
+        self.events = events
+        self.default = default
+        self.tagged = any(ir.TABLE in e for e in events)
+        self._rows: dict[int, tuple[ir.Rule, list[Row]]] = {}
+
+    def of(self, table: str | None) -> Iterable[tuple[int, Event]]:
+        """(index, event without its table tag) of each event of `table`."""
+        if not self.tagged:
+            if table == self.default:
+                yield from enumerate(self.events)
+            return
+        for i, e in enumerate(self.events):
+            if e.get(ir.TABLE, self.default) == table:
+                yield i, ({k: v for k, v in e.items() if k != ir.TABLE} if ir.TABLE in e else e)
+
+    def rows(self, rule: ir.Rule, ctx: Context) -> list[Row]:
+        """A sub-rule's rows, run once."""
+        known = self._rows.get(id(rule))
+        if known is None or known[0] is not rule:
+            known = (rule, rule_rows(rule, ctx))
+            self._rows[id(rule)] = known
+        return known[1]
+
+
 def run(rule: ir.Rule, events: Iterable[Event], *, now: datetime | None = None,
         subqueries: Any = None, apply_exclusions: bool = False) -> list[Row]:
     """The rows the rule returns over `events` (its lookback is not applied)."""
     if apply_exclusions:
         rule = rule.with_exclusions_applied()
-    ctx = Context(subqueries, now)
-    rows = [Row(e, frozenset((i,))) for i, e in enumerate(events)
-            if evaluate(rule.condition, e, ctx=ctx) is True]
+    events = events if isinstance(events, list) else list(events)
+    ctx = Context(subqueries, now, EventSet(events, rule.source.table))
+    return rule_rows(rule, ctx)
+
+
+def rule_rows(rule: ir.Rule, ctx: Context) -> list[Row]:
+    """A rule's rows: its source's events (or its branches' rows) that pass its detection,
+    through its stages."""
+    if rule.union is not None:
+        rows = [r for r in union_rows(rule.union, ctx) if evaluate(rule.condition, r, ctx=ctx) is True]
+    else:
+        rows = [Row(e, frozenset((i,))) for i, e in ctx.events.of(rule.source.table)
+                if evaluate(rule.condition, e, ctx=ctx) is True]
     return run_stages(rule.stages, rows, ctx)
+
+
+def first_column(rule: ir.Rule, ctx: Context, column: str | None = None) -> list[Any]:
+    """The values of a subquery's first column (its only one, or the first it outputs)."""
+    rows = ctx.events.rows(rule, ctx)
+    column = column or output_column(rule)
+    if column is not None:
+        return [row.get(column) for row in rows]
+    return [next(iter(row.values()), None) for row in rows]
+
+
+def output_column(rule: ir.Rule) -> str | None:
+    """The first column a rule outputs, when its last shaping stage names it."""
+    for stage in reversed(rule.stages):
+        if isinstance(stage, ir.Project) and stage.columns:
+            return stage.columns[0][0]
+        if isinstance(stage, ir.Summarize) and (stage.group_by or stage.aggregates):
+            return stage.keys[0] if stage.group_by else stage.aggregates[0].name
+        if isinstance(stage, ir.Rename):
+            continue
+        if not isinstance(stage, (ir.Filter, ir.Sort, ir.Limit)):
+            return None
+    return None
+
+
+def union_rows(union: ir.Union, ctx: Context) -> list[Row]:
+    out: list[Row] = []
+    labels = union.labels or tuple(b.source.table or f"union_arg{i}" for i, b in enumerate(union.branches))
+    for label, branch in zip(labels, union.branches):
+        for row in ctx.events.rows(branch, ctx):
+            if union.withsource:
+                new = Row({union.withsource: label}, row.sources)
+                new.update((k, v) for k, v in row.items() if k != union.withsource)
+            else:
+                new = Row(row, row.sources)
+            out.append(new)
+    return out
 
 
 def run_stages(stages: Iterable[ir.Stage], rows: list[Row], ctx: Context = Context()) -> list[Row]:
@@ -102,6 +191,12 @@ def apply_stage(stage: ir.Stage, rows: list[Row], ctx: Context) -> list[Row]:
         return sort_rows(stage, rows, ctx)
     if isinstance(stage, ir.Limit):
         return rows[:max(stage.count, 0)]
+    if isinstance(stage, ir.Join):
+        return join_rows(stage, rows, ctx)
+    if isinstance(stage, ir.MvExpand):
+        return mv_expand(stage, rows, ctx)
+    if isinstance(stage, ir.Parse):
+        return parse_rows(stage, rows, ctx)
     raise TypeError(f"not a stage: {stage!r}")
 
 
@@ -260,4 +355,162 @@ def sort_rows(stage: ir.Sort, rows: list[Row], ctx: Context) -> list[Row]:
             nulls_first = not nulls_first  # reverse=True flips the null placement back
         out.sort(key=lambda r: _Key(evaluate_expr(key.expr, r, ctx), nulls_first),
                  reverse=key.descending)
+    return out
+
+
+# ------------------------------------------------------------------ joins
+
+
+def columns_of(rows: list[Row]) -> list[str]:
+    """The columns some row holds, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for k in row:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def _join_key(row: Row, columns: list[str]) -> tuple:
+    """A row's key values as join matching sees them: a missing value ('' for a string, null
+    otherwise) is one value, matching itself."""
+    out = []
+    for column in columns:
+        value = row.get(column)
+        out.append(group_key("" if value is None else value))
+    return tuple(out)
+
+
+def join_rows(stage: ir.Join, left: list[Row], ctx: Context) -> list[Row]:
+    right = ctx.events.rows(stage.right, ctx)
+    left_keys = [lk for lk, _ in stage.keys]
+    right_keys = [rk for _, rk in stage.keys]
+    left_columns = list(stage.left_columns) if stage.left_columns is not None else columns_of(left)
+    right_columns = list(stage.right_columns) if stage.right_columns is not None else columns_of(right)
+    names = ir.join_output_names(left_columns, right_columns, stage.kind, tuple(right_keys), stage.lookup)
+    kind = stage.kind
+    if kind == "innerunique" and not stage.lookup:
+        seen: set[tuple] = set()
+        unique = []
+        for row in left:
+            key = _join_key(row, left_keys)
+            if key not in seen:
+                seen.add(key)
+                unique.append(row)
+        left, kind = unique, "inner"
+    by_key: dict[tuple, list[Row]] = {}
+    for row in right:
+        by_key.setdefault(_join_key(row, right_keys), []).append(row)
+    if kind in ir.RIGHT_ONLY_JOINS:
+        matched = {_join_key(row, left_keys) for row in left}
+        keep = kind == "rightsemi"
+        return [Row(row, row.sources) for row in right if (_join_key(row, right_keys) in matched) == keep]
+    if kind in ir.LEFT_ONLY_JOINS:
+        keep = kind == "leftsemi"
+        return [Row(row, row.sources) for row in left if (_join_key(row, left_keys) in by_key) == keep]
+
+    def joined(l_row: Row | None, r_row: Row | None) -> Row:
+        out = Row({c: None for c in left_columns} if l_row is None else l_row,
+                  (l_row.sources if l_row is not None else frozenset())
+                  | (r_row.sources if r_row is not None else frozenset()))
+        for column, name in zip(right_columns, names):
+            if name:
+                out[name] = None if r_row is None else r_row.get(column)
+        return out
+
+    out: list[Row] = []
+    used: set[int] = set()
+    for l_row in left:
+        matches = by_key.get(_join_key(l_row, left_keys), [])
+        for r_row in matches:
+            used.add(id(r_row))
+            out.append(joined(l_row, r_row))
+        if not matches and kind in ("leftouter", "fullouter"):
+            out.append(joined(l_row, None))
+    if kind in ("rightouter", "fullouter"):
+        out.extend(joined(None, r_row) for r_row in right if id(r_row) not in used)
+    return out
+
+
+# ------------------------------------------------------------------ mv-expand and parse
+
+
+def _elements(value: Any) -> list[Any]:
+    """What mv-expand makes of one value: an array's elements, a bag's one-key bags, else the
+    value itself (null included); an empty array or bag gives nothing."""
+    if isinstance(value, str):
+        value = to_dynamic(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, dict):
+        return [{k: v} for k, v in value.items()]
+    return [value]
+
+
+def convert_element(value: Any, to_type: str | None) -> Any:
+    """`to typeof(T)` over one expanded element (as duckdb-kql measured on Kusto): a string
+    is the element's text (null: ''); a number converts (toward zero for an integer), a JSON
+    string does not; a bool is a JSON bool or a whole number (not zero)."""
+    if to_type in (None, "dynamic"):
+        return value
+    if to_type == "string":
+        return to_text(value)
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if to_type in ("long", "int"):
+        return int(value) if is_number else None
+    if to_type in ("real", "double"):
+        return float(value) if is_number else None
+    if to_type in ("bool", "boolean"):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) or (isinstance(value, float) and value == int(value)):
+            return value != 0
+        return None
+    raise ValueError(f"mv-expand to typeof({to_type}) has no reference meaning")
+
+
+def mv_expand(stage: ir.MvExpand, rows: list[Row], ctx: Context) -> list[Row]:
+    out: list[Row] = []
+    for row in rows:
+        lists = [_elements(evaluate_expr(expr, row, ctx)) for _, expr, _ in stage.columns]
+        count = max((len(items) for items in lists), default=0)
+        if stage.limit is not None:
+            count = min(count, max(stage.limit, 0))
+        for i in range(count):
+            new = Row(row, _sources(row))
+            for (name, _, to_type), items in zip(stage.columns, lists):
+                new[name] = convert_element(items[i] if i < len(items) else None, to_type)
+            if stage.index:
+                new[stage.index] = i
+            out.append(new)
+    return out
+
+
+def parse_regex(stage: ir.Parse):
+    """The pattern of a `parse` as a Python regex: literals as text, `*` and each column
+    lazy, the end of the text after the last part (`\\Z`, RE2's `$`)."""
+    import re
+
+    out = []
+    for part in stage.pattern:
+        if part is None:
+            out.append(".*?")
+        elif isinstance(part, tuple):
+            out.append("(.*?)")
+        else:
+            out.append(re.escape(part))
+    return re.compile("".join(out) + r"\Z")
+
+
+def parse_rows(stage: ir.Parse, rows: list[Row], ctx: Context) -> list[Row]:
+    regex = parse_regex(stage)
+    columns = stage.columns
+    out: list[Row] = []
+    for row in rows:
+        found = regex.search(to_text(evaluate_expr(stage.source, row, ctx)))
+        if found is None and stage.drop:
+            continue
+        new = Row(row, _sources(row))
+        for i, column in enumerate(columns):
+            new[column] = found.group(i + 1) if found is not None else ""
+        out.append(new)
     return out
