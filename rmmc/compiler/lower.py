@@ -1062,7 +1062,7 @@ class _Lowerer:
         """Whether a list item is a tabular expression (a query, a let bound to one, a table)."""
         while isinstance(item, A.Paren):
             item = item.expr
-        if isinstance(item, (A.Pipeline, A.Union)) or _is_materialize(item):
+        if isinstance(item, (A.Pipeline, A.Union, A.GenericSource, A.Datatable)) or _is_materialize(item):
             return True
         if isinstance(item, A.Name) and item.name not in seen:
             bound = self.lets.get(item.name)

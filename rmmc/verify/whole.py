@@ -95,7 +95,7 @@ def _thresholds(rule: ir.Rule, summarize: ir.Summarize) -> set[int]:
 def with_time(events: list[dict[str, Any]], rule: ir.Rule) -> list[dict[str, Any]]:
     """Each event with a Timestamp a minute before `NOW` unless the rule tests its own (inside
     any lookback the translations write)."""
-    names = {f.name for f in _all_fields(rule)}
+    names = {f.name for r in all_rules(rule) for f in _all_fields(r)}
     out = []
     for e in events:
         e = dict(e)
@@ -104,6 +104,25 @@ def with_time(events: list[dict[str, Any]], rule: ir.Rule) -> list[dict[str, Any
                 e[column] = NOW - timedelta(minutes=1)
         out.append(e)
     return out
+
+
+def all_rules(rule: ir.Rule) -> list[ir.Rule]:
+    """The rule and every rule inside it (union branches, join right sides, subqueries)."""
+    out, pending = [], [rule]
+    while pending:
+        current = pending.pop()
+        out.append(current)
+        pending.extend(ir.sub_rules(current))
+    return out
+
+
+def tables_read(rule: ir.Rule) -> dict[str, list[ir.Rule]]:
+    """Each table the rule reads, with the (sub-)rules that read it directly."""
+    found: dict[str, list[ir.Rule]] = {}
+    for current in all_rules(rule):
+        if current.union is None and current.source.table:
+            found.setdefault(current.source.table, []).append(current)
+    return found
 
 
 def _all_fields(rule: ir.Rule) -> list[ir.Field]:
@@ -139,6 +158,18 @@ def _all_fields(rule: ir.Rule) -> list[ir.Field]:
         elif isinstance(stage, ir.Rename):
             read(*(ir.Field(old) for _, old in stage.pairs))
             made.update(new for new, _ in stage.pairs)
+        elif isinstance(stage, ir.Join):
+            closed = True  # the columns after it are both sides': not this table's to add
+        elif isinstance(stage, ir.MvExpand):
+            read(*(e for _, e, _ in stage.columns))
+            made.update(n for n, _, _ in stage.columns)
+            if stage.index:
+                made.add(stage.index)
+        elif isinstance(stage, ir.Parse):
+            read(stage.source)
+            made.update(stage.columns)
+    if rule.union is not None:
+        return []  # its branches read the tables
     if rule.lookback is not None:
         from rmmc.backends.kql import time_column
 
@@ -194,12 +225,17 @@ def _columns(rule: ir.Rule) -> tuple[set[str], set[str]]:
     return unordered, skipped
 
 
+def _is_index(column: str) -> bool:
+    """The event-index column, or a join's copy of it (`rmmc_event1` ...)."""
+    return column.startswith(INDEX) and column[len(INDEX):].isdigit() or column == INDEX
+
+
 def comparable_rows(rows: Iterable[dict[str, Any]], rule: ir.Rule) -> list[tuple]:
     unordered, skipped = _columns(rule)
     out = []
     for row in rows:
         items = tuple(sorted((k, normal(v, k in unordered)) for k, v in row.items()
-                             if k not in skipped and k != INDEX and normal(v) is not None))
+                             if k not in skipped and not _is_index(k) and normal(v) is not None))
         out.append(items)
     return out
 
@@ -393,10 +429,10 @@ _DUCK_TYPES = {"string": "VARCHAR", "guid": "VARCHAR", "int": "INTEGER", "long":
                "datetime": "TIMESTAMP", "dynamic": "JSON", "timespan": "INTERVAL"}
 
 
-def _column_type(rule: ir.Rule, name: str, value: Any) -> str:
+def _column_type(table_name: str | None, name: str, value: Any) -> str:
     from rmmc.compiler.schema import load_schema
 
-    table = load_schema().table(rule.source.table) if rule.source.table else None
+    table = load_schema().table(table_name) if table_name else None
     known = table.column_type(name) if table is not None else None
     if known:
         return known
@@ -412,7 +448,10 @@ def _column_type(rule: ir.Rule, name: str, value: Any) -> str:
 
 
 def run_kql_rows(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows of a KQL query on duckdb-kql over a table holding `events`."""
+    """The rows of a KQL query on duckdb-kql over tables holding `events` (each event in the
+    table it names under `ir.TABLE`, or the rule's own).  A rule over several tables gets
+    every column of each table rmmc knows, as the real tables have them (a join names its
+    columns after both sides' columns)."""
     from rmmc.verify.engines import _UNICODE_ESCAPE, EngineError, EngineUnavailable
 
     try:
@@ -421,22 +460,55 @@ def run_kql_rows(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list
         raise EngineUnavailable("duckdb-kql is not installed") from None
     if _UNICODE_ESCAPE.search(text):  # it reads `\u0001` as the text `u0001`: an engine gap
         raise EngineError("duckdb-kql does not read \\u / \\x escapes in string literals")
-    table = rule.source.table or (text.split()[0] if text.split() else "T")
-    fields = {f.name: f for f in _all_fields(rule)}
-    for event in events:  # every column the events hold, as the real table has them all
-        for name, value in event.items():
-            if name not in fields and name != INDEX:
-                fields[name] = ir.Field(name, _column_type(rule, name, value))
     con = duckdb_kql.connect()
     try:
         con.execute("SET TimeZone='UTC'")
     except Exception:  # noqa: BLE001 - not every build knows the setting; UTC is its default
         pass
+    readers = tables_read(rule)
+    default = rule.source.table or (text.split()[0] if text.split() and not readers else None) or "T"
+    if not readers:
+        readers = {default: [rule]}
+    whole = bool(ir.features(rule)) or len(readers) > 1
+    for table, rules in readers.items():
+        members = [(i, e) for i, e in enumerate(events) if e.get(ir.TABLE, default) == table]
+        _create_table(con, table, rules, members, whole)
+    try:
+        relation = duckdb_kql.query(con, text)
+        columns = list(relation.columns)
+        dynamic = [str(t).upper() == "JSON" for t in relation.types]
+        rows = relation.fetchall()
+    except Exception as exc:  # the engine's own limits (functions it lacks)
+        raise EngineError(f"duckdb-kql cannot run it: {type(exc).__name__}: {str(exc)[:200]}") from None
+    try:  # a dynamic column comes back as JSON text: its value is what the text says
+        return [{c: (json.loads(v) if d and isinstance(v, str) else v) for c, d, v in zip(columns, dynamic, r)}
+                for r in rows]
+    except ValueError as exc:
+        raise EngineError(f"duckdb-kql returned a dynamic value that is no JSON: {exc}") from None
+
+
+def _create_table(con: Any, table: str, rules: list[ir.Rule], members: list[tuple[int, dict[str, Any]]],
+                  whole: bool) -> None:
+    """One table of the event set in duckdb: `INDEX` (the event's place in the whole set),
+    then the columns the rules read, the events hold and (with `whole`) the table has."""
+    from rmmc.compiler.schema import load_schema
+
+    fields: dict[str, ir.Field] = {}
+    known = load_schema().table(table)
+    if whole and known is not None:
+        fields.update((c, ir.Field(c, t)) for c, t in known.columns.items())
+    for rule in rules:
+        for f in _all_fields(rule):
+            fields.setdefault(f.name, f)
+    for _, event in members:  # every column the events hold, as the real table has them all
+        for name, value in event.items():
+            if name not in fields and name not in (INDEX, ir.TABLE):
+                fields[name] = ir.Field(name, _column_type(table, name, value))
     names = list(fields)
     spec = ", ".join([f'"{INDEX}" BIGINT'] + [f'"{n}" {_DUCK_TYPES.get(fields[n].type, "VARCHAR")}' for n in names])
     con.execute(f'CREATE TABLE "{table}" ({spec})')
     rows = []
-    for i, event in enumerate(events):
+    for i, event in members:
         row: list[Any] = [i]
         for n in names:
             value, kind = event.get(n), fields[n].type
@@ -450,12 +522,6 @@ def run_kql_rows(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list
         rows.append(row)
     if rows:
         con.executemany(f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(rows[0]))})', rows)
-    try:
-        relation = duckdb_kql.query(con, text)
-        columns = list(relation.columns)
-        return [dict(zip(columns, r)) for r in relation.fetchall()]
-    except Exception as exc:  # the engine's own limits (functions it lacks)
-        raise EngineError(f"duckdb-kql cannot run it: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def read_kql_rows(text: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
