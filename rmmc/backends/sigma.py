@@ -29,39 +29,60 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rmmc.backends.base import EmitOptions, Translation, note, refuse_expression_tests, unsupported
+from dataclasses import replace
+from datetime import timedelta
+
+from rmmc.backends.base import (EmitOptions, Translation, lossy, note, refuse_expression_tests, shape,
+                                stage_text, unsupported)
+from rmmc.compiler.branches import NotSplit, split_union
+from rmmc.compiler.correlate import NotACorrelation, correlation
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.sigma_detection import (ConditionLowerer, Lowered, Namer, compact, render,
                                            s_and, widening_diagnostics)
 from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_meta import MetaBuilder
-from rmmc.backends.sigma_output import plan_output
+from rmmc.backends.sigma_output import DEFAULT_TIMESPAN, plan_output
 from rmmc.compiler.diagnostics import Diagnostic
-from rmmc.compiler.ir import Exclusion, Not, Rule
+from rmmc.compiler.ir import Exclusion, Join, Not, Rule
 
 __all__ = ["emit_sigma", "emit_sigma_filters"]
+HANDLES = frozenset({"union", "join"})
+"""The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 
 
 def emit_sigma(rule: Rule, options: EmitOptions = EmitOptions(), *, schema: Any = None) -> Translation:
-    """The rule as a Sigma YAML stream (rule, then its correlation when it aggregates).
+    """The rule as a Sigma YAML stream (rule, then its correlation when it aggregates; a
+    union as one rule per source; a join as two rules and their temporal correlation).
 
     `schema` is a `rmmc.compiler.schema.Schema` (default: `load_schema()`)."""
+    if rule.union is not None:
+        return _emit_union(rule, options, schema)
+    if any(isinstance(s, Join) for s in rule.stages):
+        return _emit_join(rule, options, schema)
+    documents, diagnostics, _ = _documents(rule, options, schema)
+    return Translation(TARGET, _dump(documents) if documents else "", tuple(diagnostics))
+
+
+def _documents(rule: Rule, options: EmitOptions, schema: Any,
+               named: bool = False) -> tuple[list[dict[str, Any]] | None, list[Diagnostic], str]:
+    """The Sigma documents of a single-table rule (None when refused), what was said, and the
+    rule's `name` (set when `named` or when a correlation refers to it)."""
     rule = push_filters(rule)  # Sigma says the detection: every filter that can move, moves
     refused = refuse_expression_tests(rule.condition, TARGET, "Sigma")
     if refused:
-        return Translation(TARGET, "", tuple(refused))
+        return None, list(refused), ""
     ctx = _Context(rule, options, schema)
     detection = ctx.detection(apply_exclusions=options.apply_exclusions)
     plan = plan_output(rule, ctx.fields)
     ctx.diagnostics.extend(plan.diagnostics)
     ctx.exclusion_notes(options.apply_exclusions)
     if detection is None or any(d.is_error for d in ctx.all_diagnostics()):
-        return Translation(TARGET, "", tuple(ctx.all_diagnostics()))
+        return None, ctx.all_diagnostics(), ""
 
     meta = ctx.meta
     base: dict[str, Any] = {"title": meta.title, "id": meta.rule_id()}
     name = _slug(meta.title) or "rule_" + meta.rule_id().split("-")[0]
-    if plan.correlation is not None:
+    if plan.correlation is not None or named:
         base["name"] = name
     base.update(ctx.header())
     base["logsource"] = ctx.logsource
@@ -92,7 +113,112 @@ def emit_sigma(rule: Rule, options: EmitOptions = EmitOptions(), *, schema: Any 
             corr["falsepositives"] = falsepositives
         corr["level"] = base["level"]
         documents.append(corr)
-    return Translation(TARGET, _dump(documents), tuple(ctx.all_diagnostics()))
+    return documents, ctx.all_diagnostics(), name
+
+
+# ------------------------------------------------------------------ several sources
+
+
+def _part(rule: Rule, label: str) -> Rule:
+    """A rule of a collection: the rule's metadata, titled after its part, its own id."""
+    meta = MetaBuilder(rule)
+    return replace(rule, metadata=replace(rule.metadata, title=f"{meta.title} ({label})",
+                                          id=meta.derived_id(f"part:{label}")))
+
+
+def _emit_union(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
+    """A union: one Sigma rule per source (its own logsource and field names), titled with a
+    shared prefix; together they alert on what the union returns."""
+    try:
+        parts = split_union(rule)
+    except NotSplit as exc:
+        return Translation(TARGET, "", (unsupported(TARGET, str(exc), exc.span),))
+    documents: list[dict[str, Any]] = []
+    diagnostics: list[Diagnostic] = []
+    for label, part in parts:
+        docs, said, _ = _documents(_part(part, label), options, schema)
+        diagnostics.extend(d for d in said if d not in diagnostics)
+        if docs is None:
+            return Translation(TARGET, "", tuple(diagnostics))
+        documents.extend(docs)
+    diagnostics.append(note(TARGET, f"the union is a collection of {len(parts)} Sigma rules, one per "
+                                    "source, titled with the rule's title", rule.union.span))
+    return Translation(TARGET, _dump(documents), tuple(diagnostics))
+
+
+def _emit_join(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
+    """A join of two detections within a time window: the two rules and a `temporal_ordered`
+    (right after left, within T) or `temporal` (within T either way) correlation grouped by
+    the join keys (`rmmc.compiler.correlate`)."""
+    from rmmc.backends.sigma_values import sigma_timespan
+
+    try:
+        found = correlation(rule)
+    except NotACorrelation as exc:
+        return Translation(TARGET, "", (unsupported(TARGET, f"the join: {exc}", exc.span),))
+    diagnostics: list[Diagnostic] = [lossy(TARGET, message, span, subject=node)
+                                     for message, span, node in found.problems]
+    window = found.window
+    if window is not None and window.ordered():
+        kind, span = "temporal_ordered", window.high
+    elif window is not None and window.symmetric():
+        kind, span = "temporal", window.high
+    else:
+        lookbacks = [lb.window for lb in (found.left.lookback, found.right.lookback) if lb is not None]
+        reach = [abs(b) for b in (window.low, window.high) if b is not None] if window else []
+        span = max(reach) if reach else (min(lookbacks) if lookbacks else DEFAULT_TIMESPAN)
+        ordered = window is not None and window.low is not None and window.low >= timedelta(0)
+        kind = "temporal_ordered" if ordered else "temporal"
+        if window is not None and not found.problems:
+            diagnostics.append(lossy(
+                TARGET, f"the window {window.describe()} (right event time minus left) is not one a "
+                f"Sigma correlation says ({'(0, T]' if ordered else '[-T, T]'}): written as {kind} "
+                f"within {span}", found.span, subject=found.join))
+    timespan, exact = sigma_timespan(span)
+    if not exact:
+        diagnostics.append(lossy(TARGET, f"the window {span} is rounded up to the timespan {timespan}",
+                                 found.span, subject=found.join))
+    title = MetaBuilder(rule).title
+    sides = []
+    for label, side in (("left", found.left), ("right", found.right)):
+        part = _part(replace(side, metadata=rule.metadata, exclusions=rule.exclusions if label == "left" else ()),
+                     f"{side.source.table}, {label}")
+        docs, said, name = _documents(part, options, schema, named=True)
+        diagnostics.extend(d for d in said if d not in diagnostics)
+        if docs is None:
+            return Translation(TARGET, "", tuple(diagnostics))
+        sides.append((docs, name, side))
+    (left_docs, left_name, left), (right_docs, right_name, right) = sides
+    if left_name == right_name:
+        right_name = right_docs[0]["name"] = right_name + "_2"
+    group, aliases = [], {}
+    left_fields = FieldMapper(left.source.table, _table_schema(left, schema), left.source.taxonomy)
+    right_fields = FieldMapper(right.source.table, _table_schema(right, schema), right.source.taxonomy)
+    for left_key, right_key in found.keys:
+        a, b = left_fields.sigma(left_key), right_fields.sigma(right_key)
+        group.append(a)
+        if a != b:
+            aliases[a] = {left_name: a, right_name: b}
+    body: dict[str, Any] = {"type": kind, "rules": [left_name, right_name], "group-by": group}
+    if aliases:
+        body["aliases"] = aliases
+    body["timespan"] = timespan
+    meta = MetaBuilder(rule)
+    corr: dict[str, Any] = {
+        "title": title, "id": meta.rule_id(), "status": left_docs[0]["status"],
+        "description": (f"An event of '{left_name}' and one of '{right_name}' with equal "
+                        f"{', '.join(group)}, {'the second at most' if kind == 'temporal_ordered' else 'within'} "
+                        f"{timespan} {'after the first' if kind == 'temporal_ordered' else 'of each other'}: "
+                        "the KQL rule's join."),
+        "correlation": body, "level": left_docs[0]["level"]}
+    diagnostics.append(note(TARGET, "group keys: KQL's join matches keys case-sensitively; a Sigma "
+                                    "correlation leaves that to the backend (pySigma's sqlite backend "
+                                    "folds case and skips events missing a key)", found.span))
+    if found.after:
+        diagnostics.extend(shape(TARGET, f"'| {stage_text(s)}' after the join is dropped: a Sigma "
+                                         "correlation reports its group keys", getattr(s, "span", None))
+                           for s in found.after)
+    return Translation(TARGET, _dump(left_docs + right_docs + [corr]), tuple(diagnostics))
 
 
 def emit_sigma_filters(rule: Rule, options: EmitOptions = EmitOptions(), *,
