@@ -42,8 +42,9 @@ from rmmc.backends.sigma_detection import (ConditionLowerer, Lowered, Namer, com
 from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_meta import MetaBuilder
 from rmmc.backends.sigma_output import DEFAULT_TIMESPAN, plan_output
-from rmmc.compiler.diagnostics import Diagnostic
+from rmmc.compiler.diagnostics import Diagnostic, Severity
 from rmmc.compiler.ir import Exclusion, Join, Not, Rule
+from rmmc.compiler.paths import path_name, path_warning_text, with_paths
 
 __all__ = ["emit_sigma", "emit_sigma_filters"]
 HANDLES = frozenset({"union", "join"})
@@ -68,10 +69,13 @@ def _documents(rule: Rule, options: EmitOptions, schema: Any,
     """The Sigma documents of a single-table rule (None when refused), what was said, and the
     rule's `name` (set when `named` or when a correlation refers to it)."""
     rule = push_filters(rule)  # Sigma says the detection: every filter that can move, moves
+    rule, paths = with_paths(rule)  # `AdditionalFields.x`: a field named by its path
     refused = refuse_expression_tests(rule.condition, TARGET, "Sigma")
     if refused:
         return None, list(refused), ""
     ctx = _Context(rule, options, schema)
+    ctx.diagnostics.extend(Diagnostic(Severity.WARNING, path_warning_text(p, path_name(p, TARGET, rule.source.table),
+                                                                          TARGET), None, "path") for p in paths)
     detection = ctx.detection(apply_exclusions=options.apply_exclusions)
     plan = plan_output(rule, ctx.fields)
     ctx.diagnostics.extend(plan.diagnostics)

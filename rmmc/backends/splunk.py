@@ -77,12 +77,18 @@ from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dollar
 from rmmc.compiler.functions import describe
 from rmmc.compiler.pushdown import push_filters
-from rmmc.compiler.ir import (And, Call, Compare, Condition, Const, Field, InSubquery, Not, Op, Or, Predicate, Rule,
-                              all_of, any_of)
+from rmmc.backends.splunk_multi import (selector, selector_warning, subquery_commands, subsearch_note,
+                                       union_search)
+from rmmc.compiler.diagnostics import Severity
+from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
+                              Op, Or, Predicate, Rule, all_of, any_of, features)
+from rmmc.compiler.paths import PathField, path_name, path_warning_text, with_paths
 from rmmc.compiler.schema.profiles import load_profile, rule_field
 
 TARGET = "splunk"
 TIME_FIELD = "_time"
+HANDLES = frozenset({"union", "join", "subquery", "parse"})
+"""The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 
 _SEARCH_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
 _STRING_TEST_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.TERM,
@@ -200,7 +206,7 @@ def _nnf(node: Condition, positive: bool = True) -> Condition:
     if isinstance(node, InSubquery):
         if positive:
             return node
-        return InSubquery(node.field, node.query, node.table, node.case_sensitive, not node.negated, node.span)
+        return replace(node, negated=not node.negated)
     if isinstance(node, Const):
         return Const(node.value == positive)
     if isinstance(node, (And, Or)):
@@ -248,6 +254,8 @@ class Emitter:
     columns: dict[str, tuple[str, str]] = field(default_factory=dict)
     _fields: dict[str, str] = field(default_factory=dict)
     _non_ascii_warned: set = field(default_factory=set)  # predicates already reported
+    paths: dict[str, PathField] = field(default_factory=dict)  # `AdditionalFields.x` read as fields
+    subsearch: Any = None  # sub-rule -> (its SPL commands, its emitter), for joins and subqueries
 
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
@@ -263,6 +271,11 @@ class Emitter:
             return self._fields[column]
         if column in ("Timestamp", "TimeGenerated"):  # Defender / Sentinel event time
             name = TIME_FIELD
+        elif column in self.paths:
+            path = self.paths[column]
+            name = path_name(path, TARGET, self.table)
+            self.diagnostics.append(Diagnostic(Severity.WARNING, path_warning_text(path, name, TARGET),
+                                               span, "path"))
         else:
             name = rule_field(self.profile, self.table, column, self.taxonomy)
             if name is None:
@@ -288,6 +301,8 @@ class Emitter:
 
     def column_text(self, field: Field) -> tuple[str, str]:
         """(eval name, kind) of a column, for the expression writer."""
+        if isinstance(field, PathField):
+            self.paths.setdefault(field.name, field)
         if field.name in self.columns:
             name, kind = self.columns[field.name]
             return eval_name(name), kind
@@ -326,6 +341,8 @@ class Emitter:
         if not isinstance(node, Predicate):
             return False
         p = node
+        if isinstance(p.field, PathField):
+            self.paths.setdefault(p.field.name, p.field)
         return (isinstance(p.field, Field) and p.field.name not in self.columns
                 and p.field.type == "string" and p.op in _SEARCH_OPS and not p.case_sensitive
                 and bool(p.values) and not _matches_empty(p)
@@ -563,13 +580,47 @@ def _check_prefix(prefix: str) -> str:
     return prefix.strip()
 
 
-def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str = "sigma",
-                 prefix: str | None = None) -> tuple[str, list[Diagnostic]]:
-    """The SPL text and its diagnostics (raises ValueError for a name SPL cannot carry)."""
-    found: list[Diagnostic] = []
-    rule = push_filters(rule)
+class UnionEmitter(Emitter):
+    """The columns of a union's rows: each named alike in every source's SPL fields."""
+
+    branches: list[Emitter] = field(default_factory=list)
+
+    def field(self, column: str, span: Span | None = None) -> str:
+        if column in self.columns:
+            return self.columns[column][0]
+        names = {b.field(column, span) for b in self.branches}
+        if len(names) != 1:
+            raise SplRefusal(f"the column {column} is named differently in the union's sources "
+                             f"({', '.join(sorted(names))}): no one SPL field holds it", span)
+        return names.pop()
+
+    def mapped(self, column: str) -> str | None:
+        names = {b.mapped(column) for b in self.branches}
+        return names.pop() if len(names) == 1 else None
+
+
+def _make_emitter(rule: Rule, fields: str, options: EmitOptions, prefix: str | None,
+                  found: list[Diagnostic]) -> Emitter:
     emitter = Emitter(rule.source.table, fields, rule.source.taxonomy)
+    emitter.subsearch = lambda sub: _subsearch(sub, options, fields, prefix, found)
+    return emitter
+
+
+def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagnostic],
+           pulled: list[InSubquery] | None = None) -> tuple[list[str], list[str]]:
+    """The detection's (search terms, where terms); with `pulled`, top-level subqueries with a
+    model are taken out (to become joins)."""
     condition = all_of([rule.condition, *_exclusions(rule, options, found)])
+    if pulled is not None:
+        conjuncts = _nnf(condition)
+        conjuncts = list(conjuncts.operands) if isinstance(conjuncts, And) else [conjuncts]
+        kept = []
+        for c in conjuncts:
+            if isinstance(c, InSubquery) and c.rule is not None and c.op is Op.EQUALS:
+                pulled.append(c)
+            else:
+                kept.append(c)
+        condition = all_of(kept)
     condition, replaced = widen(condition, lambda n: not emitter.expressible(n))
     for node in replaced:
         span = getattr(node, "span", None)
@@ -585,17 +636,6 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     condition = _nnf(condition)
     conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
     search_terms: list[str] = []
-    if prefix:
-        search_terms.append(_check_prefix(prefix))
-    else:
-        found.append(note(TARGET, "no index or sourcetype: the search covers the default indexes "
-                                  "(pass prefix='index=... sourcetype=...')"))
-    if rule.lookback is not None:
-        text, rounded = span_text(rule.lookback.window)
-        search_terms.append(f"earliest=-{text} latest=now")
-        if rounded:
-            found.append(lossy(TARGET, f"lookback {rule.lookback.window} rounded up to -{text}: "
-                                       "slightly older events also match", subject="lookback"))
     where_terms: list[str] = []
     for c in conjuncts:
         if c == Const(True):
@@ -604,13 +644,118 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
             search_terms.append(emitter.search(c))
         else:
             where_terms.append(emitter.where(c))
-    lines = ["search " + (" ".join(search_terms) if search_terms else "*")]
+    return search_terms, where_terms
+
+
+def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic], quiet: bool = False) -> list[str]:
+    """The search's leading terms: the prefix, the lookback."""
+    terms: list[str] = []
+    if prefix:
+        terms.append(_check_prefix(prefix))
+    elif not quiet:
+        found.append(note(TARGET, "no index or sourcetype: the search covers the default indexes "
+                                  "(pass prefix='index=... sourcetype=...')"))
+    windows = {lb.window for lb in rule_lookbacks if lb is not None}
+    if len(windows) > 1:
+        raise SplRefusal("the union's sources look back over different windows: one search has one "
+                         "time range")
+    if windows:
+        window = windows.pop()
+        text, rounded = span_text(window)
+        terms.append(f"earliest=-{text} latest=now")
+        if rounded:
+            found.append(lossy(TARGET, f"lookback {window} rounded up to -{text}: "
+                                       "slightly older events also match", subject="lookback"))
+    return terms
+
+
+def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None, found: list[Diagnostic],
+              select: bool, sub: bool = False) -> tuple[list[str], Emitter]:
+    """A single-table rule's SPL commands (the first is `search ...`) and its emitter."""
+    rule = push_filters(rule)
+    rule, paths = with_paths(rule)
+    emitter = _make_emitter(rule, fields, options, prefix, found)
+    pulled: list[InSubquery] = []
+    search_terms, where_terms = _terms(emitter, rule, options, found, pulled)
+    head = _head([rule.lookback], prefix, found, quiet=sub)
+    if select:
+        head.insert(1 if prefix else 0, selector(rule.source.table)[0])
+    commands = ["search " + (" ".join(head + search_terms) if head or search_terms else "*")]
     if where_terms:
-        lines.append("| where " + " AND ".join(where_terms))
+        commands.append("where " + " AND ".join(where_terms))
+    for node in pulled:
+        commands.extend(subquery_commands(node, emitter))
+        found.append(subsearch_note())
     stages = StageWriter(emitter)
-    lines.extend("| " + c for c in stages.write(rule.stages))
+    commands.extend(stages.write(rule.stages))
     found[:0] = emitter.diagnostics
     found.extend(stages.diagnostics)
+    return commands, emitter
+
+
+def _subsearch(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
+               found: list[Diagnostic]) -> tuple[list[str], Emitter]:
+    if rule.union is not None:
+        raise SplRefusal("a union inside a join or subquery has no SPL form here")
+    sub_found: list[Diagnostic] = []
+    commands, emitter = _commands(replace(rule, exclusions=()), EmitOptions(loose=options.loose), fields,
+                                  prefix, sub_found, select=True, sub=True)
+    for d in sub_found:
+        if d not in found:
+            found.append(d)
+    return commands, emitter
+
+
+def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
+           found: list[Diagnostic]) -> tuple[list[str], Emitter]:
+    from rmmc.compiler.branches import split_union
+
+    def emitter_for(part: Rule) -> Emitter:
+        part_paths = with_paths(part)[1]
+        made = _make_emitter(part, fields, options, prefix, found)
+        made.paths.update((p.name, p) for p in part_paths)
+        return made
+
+    def terms_of(made: Emitter, part: Rule) -> tuple[list[str], list[str]]:
+        return _terms(made, with_paths(part)[0], options, found)
+
+    searches, wheres, emitters, selectors = union_search(rule, emitter_for, terms_of)
+    lookbacks = [part.lookback for _, part in split_union(replace(rule, stages=()))]
+    head = _head(lookbacks, prefix, found)
+    commands = ["search " + " ".join(head + [" OR ".join(searches)])]
+    if wheres:
+        commands.append("where " + " OR ".join(wheres))
+    union = UnionEmitter(None, fields)
+    union.branches = emitters
+    union.subsearch = lambda sub: _subsearch(sub, options, fields, prefix, found)
+    if rule.union.withsource:
+        cases = ", ".join(f"{test}, {quote(label)}" for label, test in selectors)
+        name = rule.union.withsource
+        if not _PLAIN_NAME.match(name):
+            raise SplRefusal(f"withsource={name}: not a name SPL's eval can set")
+        commands.append(f"eval {name}=case({cases})")
+        union.columns[name] = (name, "string")
+    stages = StageWriter(union)
+    commands.extend(stages.write(push_filters(replace(rule, condition=Const(True))).stages))
+    for made in [*emitters, union]:
+        found.extend(d for d in made.diagnostics if d not in found)
+    found.extend(stages.diagnostics)
+    return commands, union
+
+
+def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str = "sigma",
+                 prefix: str | None = None) -> tuple[str, list[Diagnostic]]:
+    """The SPL text and its diagnostics (raises ValueError for a name SPL cannot carry)."""
+    found: list[Diagnostic] = []
+    used = features(rule)
+    several = any(name in used for name in (UNION, JOIN, SUBQUERY))
+    if rule.union is not None:
+        commands, _ = _union(rule, options, fields, prefix, found)
+    else:
+        commands, _ = _commands(rule, options, fields, prefix, found, select=several)
+    if several:
+        found.append(selector_warning())
+    lines = [commands[0]] + ["| " + c for c in commands[1:]]
     return "\n".join(lines) + "\n", found
 
 

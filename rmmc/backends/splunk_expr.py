@@ -305,6 +305,12 @@ class ExprWriter:
         raise SplRefusal(f"no SPL value for {describe(node)}", span)
 
     def call(self, call: ir.Call, span: Span | None) -> Spl:
+        from rmmc.compiler.paths import field_path
+
+        path = field_path(call)  # `tostring(AdditionalFields.x)`: the field JSON extraction names
+        if path is not None:
+            name, _ = self.context.column_text(path)
+            return Spl(name, True, "segment")
         template = TEMPLATES.get(call.function)
         if template is not None:
             return template.write(self, call, span)

@@ -190,6 +190,15 @@ class StageWriter:
             if isinstance(stage.count, bool) or stage.count < 0:
                 raise SplRefusal(f"limit {stage.count!r} is not a row count")
             return [f"head {stage.count}"] if stage.count > 0 else ["where false()"]
+        if isinstance(stage, ir.Join):
+            from rmmc.backends.splunk_multi import join_commands
+
+            self.known = None
+            return join_commands(stage, later, self)
+        if isinstance(stage, ir.Parse):
+            from rmmc.backends.splunk_multi import parse_commands
+
+            return parse_commands(stage, self)
         raise SplRefusal(f"no SPL form for the stage {type(stage).__name__}")
 
     def filter(self, stage: ir.Filter, later: tuple[ir.Stage, ...]) -> list[str]:
