@@ -56,10 +56,16 @@ from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import evaluate_predicate, fold_to_ascii
-from rmmc.compiler.ir import (And, Condition, Const, EventKind, Field, InSubquery, Not, Op, Or,
+from datetime import timedelta
+
+from rmmc.compiler.diagnostics import Severity
+from rmmc.compiler.ir import (And, Condition, Const, EventKind, Field, InSubquery, Join, Not, Op, Or,
                               Predicate, Rule, all_of, any_of)
+from rmmc.compiler.paths import path_name, path_warning_text, with_paths
 
 TARGET = "eql"
+HANDLES = frozenset({"union", "join"})
+"""The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 
 CATEGORIES = {
     EventKind.PROCESS: "process",
@@ -345,6 +351,10 @@ def _join(op: str, parts: list[str]) -> str:
     return "(" + f" {op} ".join(parts) + ")"
 
 
+_DYNAMIC_COLUMNS = frozenset({"AdditionalFields", "LoggedOnUsers", "ConnectedNetworks", "DnsAddresses",
+                              "DefaultGateways", "IPAddresses"})
+
+
 @dataclass
 class Profile:
     """The field names to write: a profile of `rmmc.compiler.schema.profiles`, or names
@@ -358,6 +368,8 @@ class Profile:
 
     def name(self, column: str) -> str:
         mapped = None
+        if "." in column and column.split(".", 1)[0] in _DYNAMIC_COLUMNS:
+            return field_name(column)  # a path into a dynamic column (warned where it was read)
         if self.profile is not None:
             from rmmc.compiler.schema.profiles import rule_field  # another module's API
 
@@ -559,11 +571,23 @@ def load_fields(fields: Any) -> Any:
 
 
 def build_eql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: Any = "ecs") -> tuple[str, list[Diagnostic]]:
+    if rule.union is not None:
+        return _union(rule, options, fields)
+    if any(isinstance(s, Join) for s in rule.stages):
+        return _sequence(rule, options, fields)
+    return _query(rule, options, fields)
+
+
+def _query(rule: Rule, options: EmitOptions, fields: Any, stages: bool = True) -> tuple[str, list[Diagnostic]]:
+    """`<category> where <condition>` for one table's rule (`stages`: report its stages)."""
     found: list[Diagnostic] = []
     rule = push_filters(rule)  # EQL says the detection only: every filter that can move, moves
+    rule, paths = with_paths(rule)
     refused = refuse_expression_tests(rule.condition, TARGET, "EQL")
     if refused:
         return "", refused
+    found.extend(Diagnostic(Severity.WARNING, path_warning_text(p, path_name(p, TARGET, rule.source.table), TARGET),
+                            None, "path") for p in paths)
     try:
         profile = load_fields(fields)
     except (ImportError, KeyError, ValueError) as exc:
@@ -597,8 +621,103 @@ def build_eql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: Any =
         text = rule.lookback.text or f"{int(rule.lookback.window.total_seconds())}s"
         found.append(note(TARGET, f"EQL queries hold no time filter: the lookback ({text}) belongs "
                                   f"to the rule's schedule (from: now-{text})"))
-    found.extend(dropped_stages(rule.stages, TARGET, "EQL"))
+    if stages:
+        found.extend(dropped_stages(rule.stages, TARGET, "EQL"))
     return f"{category} where {where}", names.warnings + emitter.diagnostics + found
+
+
+def _union(rule: Rule, options: EmitOptions, fields: Any) -> tuple[str, list[Diagnostic]]:
+    """A union: `any where (event.category == "<c>" and <test>) or ...`, one per source."""
+    from rmmc.compiler.branches import NotSplit, split_union
+
+    try:
+        parts = split_union(rule)
+    except NotSplit as exc:
+        return "", [unsupported(TARGET, str(exc), exc.span)]
+    tests: list[str] = []
+    found: list[Diagnostic] = []
+    for _, part in parts:
+        text, said = _query(part, options, fields)
+        found.extend(d for d in said if d not in found)
+        if not text:
+            return "", found
+        category, _, where = text.partition(" where ")
+        if category == "any":
+            found.append(unsupported(TARGET, f"the union's source {part.source.table} has no EQL event "
+                                             "category: its events cannot be told apart", rule.union.span))
+            return "", found
+        tests.append(f"(event.category == {string_literal(category)} and {_wrap(where)})")
+    return "any where " + " or ".join(tests), found
+
+
+def _wrap(where: str) -> str:
+    return where if where.startswith("(") and _balanced_outer(where) else f"({where})"
+
+
+def _maxspan(span: Any) -> str:
+    micros = span // timedelta(microseconds=1)
+    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000), ("ms", 1_000)):
+        if micros % size == 0:
+            return f"{micros // size}{unit}"
+    raise Refusal(f"the window {span} is finer than a millisecond")
+
+
+def _sequence(rule: Rule, options: EmitOptions, fields: Any) -> tuple[str, list[Diagnostic]]:
+    """A join of two detections within a window, the right event after the left: `sequence
+    by <keys> with maxspan=T [<left>] [<right>]` (`rmmc.compiler.correlate`)."""
+    from rmmc.compiler.correlate import NotACorrelation, correlation
+
+    try:
+        found = correlation(rule)
+    except NotACorrelation as exc:
+        return "", [unsupported(TARGET, f"the join: {exc}", exc.span)]
+    said: list[Diagnostic] = [lossy(TARGET, m, span, subject=node) for m, span, node in found.problems]
+    window = found.window
+    if window is None or window.high is None or window.low is None or window.low < timedelta(0):
+        if window is not None and window.high is not None:
+            said.append(lossy(TARGET, f"the window {window.describe()} (right event time minus left) lets "
+                                      "the right event come first, which a sequence does not: written "
+                                      "as a sequence, the left event first", found.span, subject=found.join))
+        spans = [lb.window for lb in (found.left.lookback, found.right.lookback) if lb is not None]
+        reach = window.high if window is not None and window.high is not None else None
+        span = reach or (min(spans) if spans else timedelta(days=30))
+    else:
+        span = window.high
+        if window.low > timedelta(0):
+            said.append(lossy(TARGET, f"the window {window.describe()} starts after the left event: a "
+                                      "sequence's maxspan bounds only the end", found.span, subject=found.join))
+    if window is not None and window.low is not None and window.low == timedelta(0):
+        said.append(lossy(TARGET, "events at the same instant: KQL's window "
+                                  f"{'excludes' if window.low_strict else 'includes'} them, EQL orders them by "
+                                  "its tiebreaker (the index order), so such a pair may fire differently",
+                          found.span, subject=found.join))
+    queries = []
+    for side in (found.left, found.right):
+        text, more = _query(side, options, fields, stages=False)
+        said.extend(d for d in more if d not in said)
+        if not text:
+            return "", said
+        queries.append(text)
+    profile = load_fields(fields)
+    left_names = Profile(found.left.source.table, profile, found.left.source.taxonomy)
+    right_names = Profile(found.right.source.table, profile, found.right.source.taxonomy)
+    lefts = [left_names.name(a) for a, _ in found.keys]
+    rights = [right_names.name(b) for _, b in found.keys]
+    said.extend(w for w in left_names.warnings + right_names.warnings if w not in said)
+    try:
+        maxspan = _maxspan(span)
+    except Refusal as refusal:
+        return "", said + [unsupported(TARGET, str(refusal), found.span)]
+    if lefts == rights:
+        head = f"sequence by {', '.join(lefts)} with maxspan={maxspan}"
+        body = " ".join(f"[{q}]" for q in queries)
+    else:
+        head = f"sequence with maxspan={maxspan}"
+        body = f"[{queries[0]}] by {', '.join(lefts)} [{queries[1]}] by {', '.join(rights)}"
+    said.append(note(TARGET, "join keys: KQL matches them case-sensitively, as EQL's `by` does"))
+    if found.after:
+        said.extend(dropped_stages(list(found.after), TARGET, "an EQL sequence"))
+    return f"{head} {body}", said
 
 
 def _balanced_outer(text: str) -> bool:

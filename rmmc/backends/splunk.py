@@ -82,7 +82,7 @@ from rmmc.backends.splunk_multi import (selector, selector_warning, subquery_com
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
                               Op, Or, Predicate, Rule, all_of, any_of, features)
-from rmmc.compiler.paths import PathField, path_name, path_warning_text, with_paths
+from rmmc.compiler.paths import PathField, path_name, path_warning_text, resolve_path, with_paths
 from rmmc.compiler.schema.profiles import load_profile, rule_field
 
 TARGET = "splunk"
@@ -255,6 +255,7 @@ class Emitter:
     _fields: dict[str, str] = field(default_factory=dict)
     _non_ascii_warned: set = field(default_factory=set)  # predicates already reported
     paths: dict[str, PathField] = field(default_factory=dict)  # `AdditionalFields.x` read as fields
+    aliases: dict[str, Any] = field(default_factory=dict)  # columns that are a dynamic value (paths.dynamic_alias)
     subsearch: Any = None  # sub-rule -> (its SPL commands, its emitter), for joins and subqueries
 
     def __post_init__(self) -> None:
@@ -272,7 +273,7 @@ class Emitter:
         if column in ("Timestamp", "TimeGenerated"):  # Defender / Sentinel event time
             name = TIME_FIELD
         elif column in self.paths:
-            path = self.paths[column]
+            path = resolve_path(self.paths[column], self.aliases)
             name = path_name(path, TARGET, self.table)
             self.diagnostics.append(Diagnostic(Severity.WARNING, path_warning_text(path, name, TARGET),
                                                span, "path"))

@@ -305,9 +305,10 @@ class ExprWriter:
         raise SplRefusal(f"no SPL value for {describe(node)}", span)
 
     def call(self, call: ir.Call, span: Span | None) -> Spl:
-        from rmmc.compiler.paths import field_path
+        from rmmc.compiler.paths import field_path, resolve_aliases
 
-        path = field_path(call)  # `tostring(AdditionalFields.x)`: the field JSON extraction names
+        # `tostring(AdditionalFields.x)`: the field JSON extraction names
+        path = field_path(resolve_aliases(call, getattr(self.context, "aliases", {})))
         if path is not None:
             name, _ = self.context.column_text(path)
             return Spl(name, True, "segment")

@@ -251,6 +251,21 @@ class StageWriter:
         return commands, targets
 
     def extend(self, columns: tuple[tuple[str, ir.Expr], ...]) -> list[str]:
+        from rmmc.compiler.paths import dynamic_alias
+
+        kept = []
+        for name, expr in columns:  # `AF = parse_json(AdditionalFields)`: its paths name fields
+            if dynamic_alias(expr, self.emitter.aliases) is not None:
+                self.emitter.aliases[name] = dynamic_alias(expr, self.emitter.aliases)
+                self.emitter.columns.pop(name, None)
+                self.diagnostics.append(shape(TARGET, f"{name} holds a dynamic value, which SPL has no "
+                                                      "column for: its paths are read as the event's "
+                                                      "fields, the column itself is not in the rows"))
+            else:
+                kept.append((name, expr))
+        columns = tuple(kept)
+        if not columns:
+            return []
         commands, _ = self.assign(columns)
         if self.known is not None:
             for name, _ in columns:

@@ -55,10 +55,49 @@ def field_path(expr: Any) -> PathField | None:
             expr = expr.args[0]
         else:
             return None
-    if not isinstance(expr, ir.Field) or isinstance(expr, PathField) or not keys:
-        return None
+    if not isinstance(expr, ir.Field) or isinstance(expr, PathField) or not keys or expr.type != "dynamic":
+        return None  # a path into a dynamic column (JSON text in a string column is no field elsewhere)
     name = ".".join((expr.name, *keys))
     return PathField(name, "string" if type_name in ("string", "dynamic") else type_name, expr.name, tuple(keys))
+
+
+def dynamic_alias(expr: Any, aliases: dict[str, Any] | None = None) -> Any:
+    """What a computed column stands for when it is a dynamic column or a path into one
+    (`parse_json(AdditionalFields)`, `todynamic(F)`, `F.a`): the expression with earlier
+    aliases resolved, else None."""
+    expr = resolve_aliases(expr, aliases or {})
+    inner = expr
+    while isinstance(inner, ir.Call) and inner.function in _UNWRAP and len(inner.args) == 1:
+        inner = inner.args[0]
+    if inner is not expr and isinstance(inner, ir.Field) and not isinstance(inner, PathField) \
+            and inner.type == "dynamic":
+        return expr
+    if isinstance(expr, ir.Call) and expr.function == "member" and field_path(expr) is not None:
+        return expr
+    return None
+
+
+def resolve_aliases(expr: Any, aliases: dict[str, Any]) -> Any:
+    """`expr` with each column that is an alias of a dynamic value replaced by what it stands for."""
+    if not aliases:
+        return expr
+    if isinstance(expr, ir.Field) and not isinstance(expr, PathField) and expr.name in aliases:
+        return aliases[expr.name]
+    if isinstance(expr, ir.Call):
+        return replace(expr, args=tuple(resolve_aliases(a, aliases) for a in expr.args))
+    return expr
+
+
+def resolve_path(path: PathField, aliases: dict[str, Any]) -> PathField:
+    """A path whose base is an alias (`AF.FileType` with AF = parse_json(AdditionalFields)) as
+    the path into the real column."""
+    if path.base not in aliases:
+        return path
+    expr: Any = aliases[path.base]
+    for key in path.keys:
+        expr = ir.Call("member", (expr, ir.Literal(key)), "dynamic")
+    found = field_path(expr)
+    return replace(found, type=path.type) if found is not None else path
 
 
 def path_name(path: PathField, target: str, table: str | None) -> str:
