@@ -23,7 +23,7 @@ def rmmc(*args: str, stdin: str | None = None, cwd: Path = REPO) -> subprocess.C
 def test_bundled_rules_are_clean():
     result = rmmc("check", "rules/")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[-1] == "2 files, 2 rules: 0 errors, 0 warnings"
+    assert result.stdout.splitlines()[-1] == "7 files, 7 rules: 0 errors, 0 warnings"
     assert "error:" not in result.stdout
 
 

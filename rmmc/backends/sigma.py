@@ -43,7 +43,7 @@ from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_meta import MetaBuilder
 from rmmc.backends.sigma_output import DEFAULT_TIMESPAN, plan_output
 from rmmc.compiler.diagnostics import Diagnostic, Severity
-from rmmc.compiler.ir import Exclusion, Join, Not, Rule
+from rmmc.compiler.ir import Exclusion, Join, Not, Rule, Summarize
 from rmmc.compiler.paths import path_name, path_warning_text, with_paths
 
 __all__ = ["emit_sigma", "emit_sigma_filters"]
@@ -133,21 +133,69 @@ def _part(rule: Rule, label: str) -> Rule:
 def _emit_union(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
     """A union: one Sigma rule per source (its own logsource and field names), titled with a
     shared prefix; together they alert on what the union returns."""
+    at = next((i for i, s in enumerate(rule.stages) if isinstance(s, Summarize)), None)
+    counted = rule.stages[at:] if at is not None else ()
     try:
-        parts = split_union(rule)
+        parts = split_union(replace(rule, stages=rule.stages[:at]) if at is not None else rule)
     except NotSplit as exc:
         return Translation(TARGET, "", (unsupported(TARGET, str(exc), exc.span),))
     documents: list[dict[str, Any]] = []
     diagnostics: list[Diagnostic] = []
+    names: list[str] = []
     for label, part in parts:
-        docs, said, _ = _documents(_part(part, label), options, schema)
+        docs, said, name = _documents(_part(part, label), options, schema, named=bool(counted))
         diagnostics.extend(d for d in said if d not in diagnostics)
         if docs is None:
             return Translation(TARGET, "", tuple(diagnostics))
+        if counted:
+            name = _unique(name, names, _slug(label))
+            docs[0]["name"] = name
         documents.extend(docs)
+        names.append(name)
     diagnostics.append(note(TARGET, f"the union is a collection of {len(parts)} Sigma rules, one per "
                                     "source, titled with the rule's title", rule.union.span))
+    if counted:
+        corr, said = _union_correlation(rule, parts, names, counted, documents[0], schema)
+        diagnostics.extend(d for d in said if d not in diagnostics)
+        if corr is None:
+            return Translation(TARGET, "", tuple(diagnostics))
+        documents.append(corr)
     return Translation(TARGET, _dump(documents), tuple(diagnostics))
+
+
+def _union_correlation(rule: Rule, parts: list[tuple[str, Rule]], names: list[str], counted: tuple[Any, ...],
+                       first: dict[str, Any], schema: Any) -> tuple[dict[str, Any] | None, list[Diagnostic]]:
+    """The aggregation after a union as one correlation over every source's rule (the field
+    names each source's rule uses, joined under aliases where they differ)."""
+    plans = []
+    for _, part in parts:
+        mapper = FieldMapper(part.source.table, _table_schema(part, schema), part.source.taxonomy)
+        plans.append(plan_output(replace(part, stages=tuple(counted), lookback=rule.lookback), mapper))
+    said = list(plans[0].diagnostics)
+    if plans[0].correlation is None or any(d.is_error for d in said):
+        return None, said
+    body = dict(plans[0].correlation, rules=list(names))
+    aliases: dict[str, dict[str, str]] = {}
+    keys = list(body.get("group-by", []))
+    for i, key in enumerate(keys):
+        per = [p.correlation.get("group-by", [])[i] for p in plans]
+        if len(set(per)) > 1:
+            aliases[key] = dict(zip(names, per))
+    field_name = body["condition"].get("field") if isinstance(body.get("condition"), dict) else None
+    if field_name:
+        per = [p.correlation["condition"].get("field") for p in plans]
+        if len(set(per)) > 1:
+            aliases[field_name] = dict(zip(names, per))
+    if aliases:
+        body = {k: v for k, v in body.items() if k not in ("timespan", "condition")}
+        body["aliases"] = aliases
+        body["timespan"] = plans[0].correlation["timespan"]
+        body["condition"] = plans[0].correlation["condition"]
+    meta = MetaBuilder(rule)
+    corr = {"title": meta.title, "id": meta.rule_id(), "status": first["status"],
+            "description": f"Over the rules {', '.join(names)}: the KQL rule's summarize after its union.",
+            "correlation": body, "level": first["level"]}
+    return corr, said
 
 
 def _emit_join(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
@@ -193,8 +241,7 @@ def _emit_join(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
             return Translation(TARGET, "", tuple(diagnostics))
         sides.append((docs, name, side))
     (left_docs, left_name, left), (right_docs, right_name, right) = sides
-    if left_name == right_name:
-        right_name = right_docs[0]["name"] = right_name + "_2"
+    right_name = right_docs[0]["name"] = _unique(right_name, [left_name], "right")
     group, aliases = [], {}
     left_fields = FieldMapper(left.source.table, _table_schema(left, schema), left.source.taxonomy)
     right_fields = FieldMapper(right.source.table, _table_schema(right, schema), right.source.taxonomy)
@@ -390,6 +437,17 @@ def _table_schema(rule: Rule, schema: Any) -> Any | None:
 
         schema = load_schema()
     return schema.table(rule.source.table)
+
+
+def _unique(name: str, taken: list[str], tail: str) -> str:
+    """`name`, or (when a rule of the stream has it) the name with `tail` at its end."""
+    if name not in taken:
+        return name
+    name = f"{name[:79 - len(tail)]}_{tail}"
+    n = 2
+    while name in taken:
+        name, n = f"{name}_{n}", n + 1
+    return name
 
 
 def _slug(text: str) -> str:

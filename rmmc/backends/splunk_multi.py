@@ -253,8 +253,11 @@ def union_search(rule: ir.Rule, emitter_for: Callable[[ir.Rule], Any],
         any_where = any_where or bool(where_terms)
         emitters.append(emitter)
         selectors.append((label, sel_eval))
+    common = len({tuple(w) for _, _, _, w in per_branch}) == 1  # every source tests alike
     for sel_search, search_terms, sel_eval, where_terms in per_branch:
         searches.append("(" + " ".join([sel_search, *search_terms]) + ")")
-        if any_where:
+        if any_where and not common:
             wheres.append("(" + " AND ".join([sel_eval, *where_terms]) + ")")
+    if any_where and common:
+        wheres.append("(" + " AND ".join(per_branch[0][3]) + ")")
     return searches, wheres, emitters, selectors

@@ -100,6 +100,9 @@ def correlation(rule: ir.Rule) -> Correlation:
                               rule.stages[joins[1]].span if len(joins) > 1 else None)
     at = joins[0]
     join: ir.Join = rule.stages[at]  # type: ignore[assignment]
+    if join.kind in ("leftanti", "rightanti"):
+        raise NotACorrelation(f"a {join.kind} join means one event happens without the other: no "
+                              "correlation says that", join.span)
     before = rule.stages[:at]
     for stage in before:
         if not isinstance(stage, ir.ROW_STAGES):

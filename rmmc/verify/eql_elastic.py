@@ -67,16 +67,18 @@ def _keeping_case() -> Iterator[None]:
         LarkToEQL.string_predicate, LarkToEQL.in_set = saved
 
 
-def parse(text: str) -> Any:
+def parse(text: str, sequences: bool = False) -> Any:
     """The query's `where` condition and its event category, parsed by the eql package in
     Elasticsearch syntax (without its optimizer, which rewrites `(f == 0 or f == 1) or f < 0`
-    as `f in (0, 1)` in eql 1.0.1).  Raises the package's errors for text it rejects."""
+    as `f in (0, 1)` in eql 1.0.1).  Raises the package's errors for text it rejects.  With
+    `sequences`, a `sequence` query too (its `ast.Sequence`)."""
     from eql import ast
     from eql.parser import elasticsearch_syntax, ignore_missing_functions, parse_query, skip_optimizations
 
     with _keeping_case(), elasticsearch_syntax, ignore_missing_functions, skip_optimizations:
         query = parse_query(text)
-    if not isinstance(query, ast.PipedQuery) or query.pipes or not isinstance(query.first, ast.EventQuery):
+    allowed = (ast.EventQuery, ast.Sequence) if sequences else (ast.EventQuery,)
+    if not isinstance(query, ast.PipedQuery) or query.pipes or not isinstance(query.first, allowed):
         raise ValueError("only `<category> where <condition>` is in the subset")
     return query.first
 
@@ -247,3 +249,55 @@ def select(text: str, events: list[dict[str, Any]], null_reading: str = "three-v
         raise MixedFieldTypes(f"{', '.join(sorted(mixed))} is tested both with cidrMatch (an ip "
                               "field) and as text: Elasticsearch maps a field one way")
     return [i for i, e in enumerate(events) if selects(query, indexed(e, ips), null_reading)]
+
+
+# ------------------------------------------------------------------ sequences
+
+
+def _category_matches(query: Any, event: dict[str, Any]) -> bool:
+    """`<category> where`: the event's `event.category` is the category (or holds it); `any`
+    reads every event."""
+    category = query.event_type
+    if category == "any":
+        return True
+    value = event.get("event.category")
+    return category in value if isinstance(value, (list, tuple)) else value == category
+
+
+def sequence_groups(text: str, events: list[dict[str, Any]], times: list[float]) -> set[tuple]:
+    """The join-key values of the sequences the query finds, with Elasticsearch's documented
+    semantics: events in order of time, then of the index (the implicit tiebreaker); a match is
+    one event per stage in that order with equal `by` values, the last at most `maxspan` after
+    the first (the syntax reference: "within this duration, starting at the first event").
+    A stage's `by` value is null when a field is missing: such an event joins nothing."""
+    from eql import ast
+
+    sequence = parse(text, sequences=True)
+    if not isinstance(sequence, ast.Sequence):
+        raise ValueError("not a sequence")
+    span = sequence.max_span
+    limit = None if span is None else span.as_milliseconds() / 1000.0
+    order = sorted(range(len(events)), key=lambda i: (times[i], i))
+    stages = sequence.queries
+    found: set[tuple] = set()
+    pending: list[dict[tuple, float]] = [dict() for _ in stages]  # key -> start time of the latest partial match
+    for i in order:
+        event = events[i]
+        for n in reversed(range(len(stages))):  # later stages first: one event advances one stage
+            stage = stages[n]
+            if not _category_matches(stage.query, event) or not selects(stage.query, event):
+                continue
+            key = tuple(event.get(".".join(str(p) for p in f.full_path)) for f in stage.join_values)
+            if any(v is None for v in key):
+                continue
+            if n == 0:
+                start = times[i]
+            else:
+                start = pending[n - 1].get(key)
+                if start is None or (limit is not None and times[i] - start > limit):
+                    continue
+            if n == len(stages) - 1:
+                found.add(key)
+            else:
+                pending[n][key] = max(pending[n].get(key, start), start)
+    return found

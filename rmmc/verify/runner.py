@@ -72,13 +72,21 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
     from rmmc.compiler.rows import run
     from rmmc.verify.whole import NOW, group_events, with_time
 
+    from rmmc.verify.multi import is_multi, multi_events, nest_paths
+
     source = rule.with_exclusions_applied() if options.apply_exclusions else rule
     # Translated with its lookback, which every event falls inside (the reference, `run`, never
     # applies a lookback: events carry no notion of now).
     checked = replace(source, exclusions=())
     pushed = push_filters(checked)
-    events = with_time(group_events(pushed, boundary_events(pushed, sample=sample)), checked)
-    subquery = any(isinstance(node, InSubquery) for node in walk(pushed.condition))
+    multi = is_multi(checked)
+    if multi:  # several sources: tagged events per table (rmmc.verify.multi)
+        events = multi_events(checked, sample=sample)
+    else:
+        events = [nest_paths(e) for e in with_time(group_events(pushed, boundary_events(pushed, sample=sample)),
+                                                   checked)]
+    subquery = any(isinstance(node, InSubquery) and (node.rule is None or not multi)
+                   for node in walk(pushed.condition))
     expected = [] if subquery else run(checked, events, now=NOW)
     verdicts = []
     for target in targets:
@@ -94,18 +102,24 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
             continue
         # `model`: where rmmc's model and the engine may read the same operator differently
         lossy = [d.message for d in translation.diagnostics if d.code in ("lossy", "loose", "model")]
-        verdicts.append(_run(target, checked, pushed, translation.text, events, expected, lossy))
+        verdicts.append(_run(target, checked, pushed, translation.text, events, expected, lossy, multi))
     return len(events), verdicts
 
 
 def _run(target: str, rule: Rule, pushed: Rule, text: str, events: list[dict[str, Any]],
-         expected: list[Any], lossy: list[str]) -> TargetVerdict:
+         expected: list[Any], lossy: list[str], multi: bool = False) -> TargetVerdict:
     """Run one translation on its engine(s) and judge it against the reference."""
+    from rmmc.verify import multi as several
     from rmmc.verify.whole import (alerting_events, correlation_groups, read_kql_rows, run_kql_rows,
                                    run_sigma_correlation)
 
     aggregates = summarize_of(rule.stages) is not None
-    if target == "kql":
+    if multi and target != "kql":
+        engine = {"sigma": "pySigma sqlite", "eql": "eql package"}.get(target, target)
+        checks = [(engine, lambda: several.check(target, rule, text, events, expected))]
+        if target not in ("sigma", "eql"):
+            return TargetVerdict(target, "unchecked", detail=f"no engine for {target} can run here")
+    elif target == "kql":
         checks = [("duckdb-kql", lambda: _rows(rule, run_kql_rows(rule, text, events), expected, events)),
                   ("rmmc read-back", lambda: _rows(rule, read_kql_rows(text, events), expected, events))]
     elif target == "sigma" and aggregates:
@@ -118,7 +132,10 @@ def _run(target: str, rule: Rule, pushed: Rule, text: str, events: list[dict[str
     reasons = []
     for engine, check in checks:
         try:
-            agree, detail, example, in_source = check()
+            outcome = check()
+            if outcome is None:
+                return TargetVerdict(target, "unchecked", engine, "no check of this rule's form here")
+            agree, detail, example, in_source = outcome
         except EngineUnavailable as exc:  # not installed: the next runner may stand in
             reasons.append(f"{engine}: {exc}")
             continue

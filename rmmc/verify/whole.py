@@ -73,6 +73,17 @@ def group_events(rule: ir.Rule, events: list[dict[str, Any]], limit: int = 60) -
                 e[f.name] = j if f.type in ("int", "long", "real") else f"{e.get(f.name) or ''}#{j}"
             if evaluate(rule.condition, e) is not True:
                 e = dict(selected[j % len(selected)], **{k.name: e[k.name] for k in keys})
+            if evaluate(rule.condition, e) is not True:
+                # a key the detection tests: the group is named inside one selected value (a
+                # `has` test still holds), else it keeps that value
+                anchor = selected[0]
+                for key in keys:
+                    if isinstance(anchor.get(key.name), str):
+                        e[key.name] = f"{anchor[key.name]} group{n}"
+                for f in distinct:
+                    e[f.name] = j if f.type in ("int", "long", "real") else f"{selected[0].get(f.name) or ''}#{j}"
+                if evaluate(rule.condition, e) is not True:
+                    e.update({k.name: anchor.get(k.name) for k in keys})
             out.append(e)
     return out
 
