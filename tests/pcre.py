@@ -40,6 +40,10 @@ def _lib() -> ctypes.CDLL:
     lib.pcre2_get_error_message_8.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
     lib.pcre2_code_free_8.argtypes = [ctypes.c_void_p]
     lib.pcre2_match_data_free_8.argtypes = [ctypes.c_void_p]
+    lib.pcre2_get_ovector_pointer_8.restype = ctypes.POINTER(ctypes.c_size_t)
+    lib.pcre2_get_ovector_pointer_8.argtypes = [ctypes.c_void_p]
+    lib.pcre2_substring_number_from_name_8.restype = ctypes.c_int
+    lib.pcre2_substring_number_from_name_8.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
     return lib
 
 
@@ -76,6 +80,27 @@ class Pattern:
         if rc < 0:
             raise PcreError(f"PCRE2 failed matching {self.pattern!r} (error {rc})")
         return True
+
+    def named(self, text: str, names: list[str]) -> dict[str, str] | None:
+        """The text of each named group that took part in the first match (`rex`), or None
+        when the pattern does not match."""
+        lib = _lib()
+        raw = text.encode("utf-8")
+        rc = lib.pcre2_match_8(self._code, raw, len(raw), 0, 0, self._data, None)
+        if rc == PCRE2_ERROR_NOMATCH:
+            return None
+        if rc < 0:
+            raise PcreError(f"PCRE2 failed matching {self.pattern!r} (error {rc})")
+        vector = lib.pcre2_get_ovector_pointer_8(self._data)
+        out = {}
+        for name in names:
+            number = lib.pcre2_substring_number_from_name_8(self._code, name.encode("utf-8"))
+            if number < 0:
+                raise PcreError(f"no group named {name} in {self.pattern!r}")
+            start, end = vector[2 * number], vector[2 * number + 1]
+            if start != ctypes.c_size_t(-1).value:
+                out[name] = raw[start:end].decode("utf-8")
+        return out
 
     def __del__(self) -> None:
         try:

@@ -22,8 +22,17 @@ Documented behaviour modelled:
   point), values (distinct, sorted as text), list (event order, at most 100, as text), first;
   an event whose by-field is null is left out; without `by`, one row even over no events.
 * sort: `num()` / `str()` keys, a missing field last in both directions; `sort 0`: every row.
+* fields: `fields - a b` drops them; `fields a b` keeps them and the internal `_time`, `_raw`
+  (the Search Reference: it does not remove internal fields unless told to).
 * dedup keeps the first event of each combination and drops events missing one of the fields;
   rename `a as b` gives b a's value (none when a is missing); table keeps only its fields.
+* join (Search Reference, join): `join type=inner|left max=N <fields> [<subsearch>]`: the
+  subsearch runs over the same events; each main result pairs with the first N subsearch
+  results (0: all) whose join fields hold the same values, the subsearch's fields overwriting
+  its own (overwrite=true, the default); `inner` drops a result with no match, `left` keeps it
+  as it is.  A join field missing on either side is not documented (raises).
+* rex (Search Reference, rex): `rex field=f "<PCRE>"`: each named group that takes part in
+  the first match becomes a field; no match (or a missing f) leaves the result as it is.
 """
 
 from __future__ import annotations
@@ -466,7 +475,7 @@ def _sort_key(spec: str):
     return m.group(1) == "-", m.group(2) or "auto", (m.group(3) or m.group(4)).strip()
 
 
-def _command(line: str, rows: list[dict]) -> list[dict]:
+def _command(line: str, rows: list[dict], events: list[dict] = ()) -> list[dict]:
     name, _, rest = line.partition(" ")
     if name == "where":
         return [r for r in rows if condition(rest, r) is True]
@@ -531,7 +540,9 @@ def _command(line: str, rows: list[dict]) -> list[dict]:
         fields = _names(rest)
         return [{f: r[f] for f in fields if f in r} for r in rows]
     if name == "fields":
-        assert rest.startswith("- "), line
+        if not rest.startswith("- "):  # `fields a b`: those, and the internal _time and _raw
+            fields = set(_names(rest)) | {"_time", "_raw"}
+            return [{k: v for k, v in r.items() if k in fields} for r in rows]
         fields = _names(rest[2:])
         return [{k: v for k, v in r.items() if k not in fields} for r in rows]
     if name == "rename":
@@ -564,7 +575,69 @@ def _command(line: str, rows: list[dict]) -> list[dict]:
         return out
     if name == "head":
         return rows[:int(rest)]
+    if name == "join":
+        return _join(rest, rows, events)
+    if name == "rex":
+        m = re.fullmatch(r'field=(\S+) ("(?:[^"\\]|\\.)*")', rest)
+        assert m, line
+        pattern = unquote(m.group(2))
+        names = re.findall(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>", pattern)
+        from tests import pcre
+
+        compiled = pcre.compile(pattern)
+        out = []
+        for row in rows:
+            value = row.get(m.group(1))
+            found = compiled.named(str(value), names) if value is not None else None
+            out.append({**row, **found} if found else dict(row))
+        return out
     raise Undocumented(f"command {name} is not modelled")
+
+
+def _join(rest: str, rows: list[dict], events: list[dict]) -> list[dict]:
+    m = re.fullmatch(r"type=(inner|left) max=(\d+) ([A-Za-z0-9_ ]+?) \[(.*)\]", rest, re.S)
+    assert m, rest
+    kind, most, fields, body = m.group(1), int(m.group(2)), m.group(3).split(), m.group(4)
+    right = run("\n".join(_pipeline_lines(body)), events)
+    for row in rows + right:
+        if any(row.get(f) is None for f in fields):
+            raise Undocumented(f"join on {fields}: a result without one of them")
+    out = []
+    for row in rows:
+        matches = [r for r in right if all(str(r[f]) == str(row[f]) for f in fields)]
+        if most:
+            matches = matches[:most]
+        if not matches and kind == "left":
+            out.append(dict(row))
+        out.extend({**row, **r} for r in matches)
+    return out
+
+
+def _pipeline_lines(body: str) -> list[str]:
+    """A one-line subsearch (`search ... | cmd | cmd`) as the lines `run` reads: split at each
+    `|` outside quotes and brackets."""
+    parts, depth, quote, start = [], 0, False, 0
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == '"':
+                quote = False
+        elif ch == '"':
+            quote = True
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(body[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(body[start:].strip())
+    return [parts[0]] + ["| " + p for p in parts[1:]]
 
 
 def run(spl: str, events: list[dict]) -> list[dict]:
@@ -581,5 +654,5 @@ def run(spl: str, events: list[dict]) -> list[dict]:
         assert parser.i == len(parser.toks), "trailing search tokens"
     for line in lines[1:]:
         assert line.startswith("| "), line
-        rows = _command(line[2:], rows)
+        rows = _command(line[2:], rows, events)
     return rows

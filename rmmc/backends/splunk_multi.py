@@ -118,10 +118,10 @@ def join_commands(stage: ir.Join, later: tuple[ir.Stage, ...], writer: Any) -> l
     if kind in ("leftsemi", "leftanti"):
         body += f" | dedup {key_list}"
         if kind == "leftsemi":
-            commands.append(f"join type=inner max=1 {key_list} [{body} | fields {key_list}]")
+            commands.append(f"join type=inner max=1 {key_list} [{body} | table {key_list}]")
             commands.append(f"fields - {key_list}")
         else:
-            commands.append(f"join type=left max=1 {key_list} [{body} | eval rmmc_m=1 | fields {key_list} rmmc_m]")
+            commands.append(f"join type=left max=1 {key_list} [{body} | eval rmmc_m=1 | table {key_list} rmmc_m]")
             commands.append("where isnull(rmmc_m)")
             commands.append(f"fields - {key_list} rmmc_m")
         writer.diagnostics.append(subsearch_note())
@@ -157,7 +157,7 @@ def join_commands(stage: ir.Join, later: tuple[ir.Stage, ...], writer: Any) -> l
     evals = "".join(f", {n}={t}" for n, t, _ in carried)
     fields = " ".join([*keys, *(n for n, _, _ in carried)])
     join_type = "left" if kind == "leftouter" else "inner"
-    commands.append(f"join type={join_type} max=0 {key_list} [{body}{evals} | fields {fields}]")
+    commands.append(f"join type={join_type} max=0 {key_list} [{body}{evals} | table {fields}]")
     commands.append(f"fields - {key_list}")
     strings = [n for n, _, k in carried if k == "string"]
     if kind == "leftouter" and strings:
@@ -187,9 +187,9 @@ def subquery_commands(node: ir.InSubquery, emitter: Any) -> list[str]:
         left, value = f"lower({left})", f"lower({value})"
     body = " | ".join(sub_lines) + f" | eval rmmc_k1={value} | dedup rmmc_k1"
     if not node.negated:
-        return [f"eval rmmc_k1={left}", f"join type=inner max=1 rmmc_k1 [{body} | fields rmmc_k1]",
+        return [f"eval rmmc_k1={left}", f"join type=inner max=1 rmmc_k1 [{body} | table rmmc_k1]",
                 "fields - rmmc_k1"]
-    return [f"eval rmmc_k1={left}", f"join type=left max=1 rmmc_k1 [{body} | eval rmmc_m=1 | fields rmmc_k1 rmmc_m]",
+    return [f"eval rmmc_k1={left}", f"join type=left max=1 rmmc_k1 [{body} | eval rmmc_m=1 | table rmmc_k1 rmmc_m]",
             "where isnull(rmmc_m)", "fields - rmmc_k1 rmmc_m"]
 
 
