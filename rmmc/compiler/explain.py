@@ -104,7 +104,41 @@ def stage_lines(stage: ir.Stage, indent: int) -> list[str]:
                                              for k in stage.keys)]
     if isinstance(stage, ir.Limit):
         return [pad + f"keep the first {stage.count} rows"]
+    if isinstance(stage, ir.Join):
+        keys = ", ".join(a if a == b else f"{a} = {b}" for a, b in stage.keys)
+        what = "lookup" if stage.lookup else "join"
+        return ([pad + f"{what} ({stage.kind}) on {keys} with:"] + rule_lines(stage.right, indent + 1))
+    if isinstance(stage, ir.MvExpand):
+        return [pad + "one row per element of " + ", ".join(
+            f"{n} = {describe(e)}" + (f" (as {t})" if t else "") for n, e, t in stage.columns)
+            + (f", at most {stage.limit} per row" if stage.limit is not None else "")]
+    if isinstance(stage, ir.Parse):
+        pattern = " ".join("*" if p is None else p[0] if isinstance(p, tuple) else repr(p) for p in stage.pattern)
+        return [pad + f"parse {describe(stage.source)} with {pattern}" + (" (drop non-matches)" if stage.drop else "")]
     return [pad + type(stage).__name__]
+
+
+def rule_lines(rule: ir.Rule, indent: int) -> list[str]:
+    """A sub-rule (a union branch, a join's right side), readable."""
+    pad = "  " * indent
+    s = rule.source
+    lines = []
+    if rule.union is not None:
+        lines.append(pad + "the rows of each of:" + (f" (with the source in {rule.union.withsource})"
+                                                      if rule.union.withsource else ""))
+        for branch in rule.union.branches:
+            lines.append(pad + "  -")
+            lines.extend(rule_lines(branch, indent + 2))
+    else:
+        lines.append(pad + f"source: {s.table or '(no table)'}")
+    if rule.lookback:
+        lines.append(pad + f"lookback: {rule.lookback.text or timespan_text(rule.lookback.window)} ending now")
+    if rule.condition != ir.Const(True):
+        lines.append(pad + "condition:")
+        lines.extend(condition_lines(rule.condition, indent + 1))
+    for stage in rule.stages:
+        lines.extend(stage_lines(stage, indent))
+    return lines
 
 
 def explain(rule: ir.Rule) -> str:
@@ -116,7 +150,13 @@ def explain(rule: ir.Rule) -> str:
     if m.level:
         lines.append(f"  level: {m.level}")
     logsource = "/".join(x for x in (s.product, s.category, s.service) if x) or "none"
-    lines.append(f"  source: {s.table or '(no table)'} ({s.kind.value} events; Sigma logsource {logsource})")
+    if rule.union is not None:
+        lines.append("  source: a union" + (f" (the source in {rule.union.withsource})" if rule.union.withsource else ""))
+        for branch in rule.union.branches:
+            lines.append("    -")
+            lines.extend(rule_lines(branch, 3))
+    else:
+        lines.append(f"  source: {s.table or '(no table)'} ({s.kind.value} events; Sigma logsource {logsource})")
     lines.append(f"  lookback: {rule.lookback.text or timespan_text(rule.lookback.window)} ending now"
                  if rule.lookback else "  lookback: none (left to the scheduler)")
     lines.append("  condition:")
