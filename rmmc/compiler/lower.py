@@ -143,11 +143,13 @@ class _Lowerer:
             self.lets: dict[str, Any] = {}
             self.constants = Constants(self.lets)
             self.warned_columns: set[str] = set()
+            self.named: set[str] = set()  # every name the query writes (see `_table_columns`)
         else:  # a tabular expression inside the query: the same lets, its own rows
             self.diagnostics = parent.diagnostics if diagnostics is None else diagnostics
             self.lets = parent.lets
             self.constants = parent.constants
             self.warned_columns = parent.warned_columns
+            self.named = parent.named
 
     # -- diagnostics
     def warn(self, message: str, node: Any = None, code: str = "warning") -> None:
@@ -175,6 +177,7 @@ class _Lowerer:
         if body is None:
             self.error("the query has no result statement (only lets)", query, "no-body")
             return None
+        self.named = _names(query)
         try:
             return self.tabular(body, metadata)
         except _Unsupported as exc:
@@ -191,10 +194,17 @@ class _Lowerer:
         else:
             state.source = self._source(source)
             if self.table is not None:
-                state.columns = dict(self.table.columns)
+                state.columns = self._table_columns(self.table)
         for op in operators:
             self._operator(op, state)
         return self._rule(state, metadata)
+
+    def _table_columns(self, table: Any) -> dict[str, str]:
+        """A table's columns: Defender's, and those only Sentinel's copy has (TimeGenerated ...)
+        when the query names them: a query that reads them runs on Sentinel."""
+        columns = dict(table.columns)
+        columns.update((n, t) for n, t in table.sentinel_columns.items() if n in self.named and n not in columns)
+        return columns
 
     def _rule(self, state: _State, metadata: ir.Metadata) -> ir.Rule:
         lookback = None
@@ -1183,6 +1193,21 @@ class _Lowerer:
 _NO_VALUE = object()
 _JOIN_KIND_ALIASES = {"anti": "leftanti", "leftantisemi": "leftanti", "rightantisemi": "rightanti",
                       "semi": "leftsemi"}
+
+
+def _names(node: Any) -> set[str]:
+    """Every name written in a syntax tree (iteratively: trees may be deep)."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, A.Name):
+            found.add(item.name)
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif isinstance(item, A.Node):
+            stack.extend(getattr(item, f.name) for f in fields(item) if f.name != "span")
+    return found
 
 
 def _is_materialize(node: Any) -> bool:

@@ -481,9 +481,11 @@ def run_kql_rows(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list
     if not readers:
         readers = {default: [rule]}
     whole = bool(ir.features(rule)) or len(readers) > 1
+    modelled = {c for r in all_rules(rule) for s in r.stages if isinstance(s, ir.Join)
+                for c in (*(s.left_columns or ()), *(s.right_columns or ()))}
     for table, rules in readers.items():
         members = [(i, e) for i, e in enumerate(events) if e.get(ir.TABLE, default) == table]
-        _create_table(con, table, rules, members, whole)
+        _create_table(con, table, rules, members, whole, modelled)
     try:
         relation = duckdb_kql.query(con, text)
         columns = list(relation.columns)
@@ -499,7 +501,7 @@ def run_kql_rows(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list
 
 
 def _create_table(con: Any, table: str, rules: list[ir.Rule], members: list[tuple[int, dict[str, Any]]],
-                  whole: bool) -> None:
+                  whole: bool, modelled: set[str] = frozenset()) -> None:
     """One table of the event set in duckdb: `INDEX` (the event's place in the whole set),
     then the columns the rules read, the events hold and (with `whole`) the table has."""
     from rmmc.compiler.schema import load_schema
@@ -508,6 +510,9 @@ def _create_table(con: Any, table: str, rules: list[ir.Rule], members: list[tupl
     known = load_schema().table(table)
     if whole and known is not None:
         fields.update((c, ir.Field(c, t)) for c, t in known.columns.items())
+        read = {f.name for rule in rules for f in _all_fields(rule)}  # Sentinel's columns the rule names
+        read |= modelled  # and those a join of the rule counts among a side's columns
+        fields.update((c, ir.Field(c, t)) for c, t in known.sentinel_columns.items() if c in read)
     for rule in rules:
         for f in _all_fields(rule):
             fields.setdefault(f.name, f)
