@@ -203,6 +203,13 @@ def raw_column(stages: tuple[ir.Stage, ...] | list[ir.Stage], name: str) -> str 
 
             if any(fnmatch.fnmatchcase(name, p) for p in stage.patterns):
                 return None
+        elif isinstance(stage, ir.Summarize):  # a group key that is a field, else computed
+            key = dict(stage.group_by).get(name)
+            if not isinstance(key, ir.Field):
+                return None
+            name = key.name
+        elif isinstance(stage, (ir.Join, ir.MvExpand, ir.Parse)):
+            return None
     return name
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from rmmc.compiler import ir
 from rmmc.compiler.pushdown import push_filters
+from rmmc.compiler.schema import load_schema
 from rmmc.verify.engines import EngineError, EngineUnavailable
 from rmmc.verify.events import boundary_events
 from rmmc.verify.whole import NOW, all_rules, alerting_events
@@ -75,6 +76,28 @@ def _readers(rule: ir.Rule) -> list[ir.Rule]:
     return out
 
 
+def caveats(rule: ir.Rule) -> list[str]:
+    """Where Kusto leaves a result to the engine, or duckdb-kql reads a construct otherwise
+    than Kusto documents (tests/test_multi_table.py): a difference on KQL there is no verdict."""
+    from rmmc.compiler.schema import load_schema
+
+    found = []
+    for current in all_rules(rule):
+        for stage in current.stages:
+            if isinstance(stage, ir.Join) and stage.kind == "innerunique" and not stage.lookup:
+                found.append("innerunique keeps one arbitrary left row per key (the model the first, "
+                             "duckdb-kql another)")
+            if isinstance(stage, ir.Join) and stage.kind in ("leftouter", "rightouter", "fullouter"):
+                found.append(f"a {stage.kind} join fills the other side's string columns: '' in Kusto "
+                             "(strings are never null), NULL in duckdb-kql")
+        if current.union is not None:
+            tables = [load_schema().table(b.source.table or "") for b in current.union.branches]
+            if any(t is None for t in tables) or len({frozenset(t.columns) for t in tables}) > 1:
+                found.append("a union fills a string column one source lacks: '' in Kusto (strings are "
+                             "never null), NULL in duckdb-kql")
+    return list(dict.fromkeys(found))
+
+
 def _key_columns(rule: ir.Rule) -> dict[str, set[str]]:
     """Per table, the event fields a join or subquery matches on."""
     from rmmc.compiler.correlate import raw_column
@@ -96,8 +119,9 @@ def _key_columns(rule: ir.Rule) -> dict[str, set[str]]:
             if isinstance(node, ir.InSubquery) and node.rule is not None and isinstance(node.field, ir.Field):
                 if table:
                     found.setdefault(table, set()).add(node.field.name)
-                if node.rule.source.table and node.column:
-                    found.setdefault(node.rule.source.table, set()).add(node.column)
+                raw = raw_column(node.rule.stages, node.column) if node.column else None
+                if node.rule.source.table and raw:
+                    found.setdefault(node.rule.source.table, set()).add(raw)
     return found
 
 
@@ -167,8 +191,16 @@ def multi_events(rule: ir.Rule, sample: int = 40) -> list[dict[str, Any]]:
             event = dict(event)
             event[ir.TABLE] = table
             pool = KEYS[:2] if table in right else KEYS
+            schema_table = load_schema().table(table)
             for column in sorted(keys.get(table, ())):
-                event[column] = pool[j % len(pool)]
+                kind = schema_table.column_type(column) if schema_table is not None else None
+                value = pool[j % len(pool)]
+                if kind in ("int", "long", "real"):
+                    event[column] = int(value[1:])
+                elif kind == "datetime":
+                    event[column] = base - timedelta(minutes=int(value[1:]))
+                elif kind in (None, "string", "guid"):
+                    event[column] = value
             if "Timestamp" not in event or not hasattr(event["Timestamp"], "tzinfo"):
                 shift = offsets[j % len(offsets)] if table in right and offsets else timedelta(0)
                 event["Timestamp"] = base + shift

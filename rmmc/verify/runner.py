@@ -146,6 +146,12 @@ def _run(target: str, rule: Rule, pushed: Rule, text: str, events: list[dict[str
                                  f"engine error: {type(exc).__name__}: {str(exc)[:160]}")
         if agree:
             return TargetVerdict(target, "agree", engine, f"{len(events)} events, {detail}")
+        if multi and target == "kql":
+            from rmmc.verify.multi import caveats
+
+            known = caveats(rule)
+            if known:  # where the engine may rightly answer otherwise: no verdict
+                return TargetVerdict(target, "unchecked", engine, f"{detail}; engine difference: {known[0]}")
         status = "approximate" if lossy else "disagree"
         detail += f" (as flagged: {lossy[0]})" if lossy else ""
         return TargetVerdict(target, status, engine, detail, example, in_source)

@@ -224,7 +224,7 @@ def normal(value: Any, unordered: bool = False) -> Any:
 def _columns(rule: ir.Rule) -> tuple[set[str], set[str]]:
     """(columns to compare as sets, columns not to compare) of the rule's result."""
     unordered, skipped = set(), set()
-    for stage in rule.stages:
+    for stage in (s for r in all_rules(rule) for s in r.stages):  # a sub-rule's columns may reach the rows
         if isinstance(stage, ir.Summarize):
             for a in stage.aggregates:
                 if a.function in _UNORDERED and a.name:
@@ -233,6 +233,10 @@ def _columns(rule: ir.Rule) -> tuple[set[str], set[str]]:
                     if a.name:
                         skipped.add(a.name)
                     skipped.update(x.name for x in a.args if isinstance(x, ir.Field))
+                limited = (a.function in ("make_set", "make_list") and len(a.args) > 1) or \
+                    (a.function in ("make_set_if", "make_list_if") and len(a.args) > 2)
+                if limited and a.name:  # which values a limit keeps is the engine's choice
+                    skipped.add(a.name)
     return unordered, skipped
 
 
@@ -532,12 +536,22 @@ def _create_table(con: Any, table: str, rules: list[ir.Rule], members: list[tupl
                 value = ""
             elif kind == "dynamic" and value is not None and not isinstance(value, str):
                 value = json.dumps(value)
+            elif kind == "dynamic" and isinstance(value, str) and not _is_json(value):
+                value = json.dumps(value)  # text that is no JSON: the model reads it as a string
             elif kind == "datetime" and isinstance(value, datetime):
                 value = value.astimezone(timezone.utc).replace(tzinfo=None)
             row.append(value)
         rows.append(row)
     if rows:
         con.executemany(f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(rows[0]))})', rows)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_kql_rows(text: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
