@@ -246,3 +246,67 @@ def test_spl_rows_equal_the_evaluators(kql):
         got = [{k: v for k, v in r.items() if k != "category"} for r in got]
     assert _comparable(got, True) == _comparable(expected, False), out.text
     assert math.isfinite(len(got))
+
+
+# ------------------------------------------------------------------ dynamic fields
+
+PATHS = ("DeviceEvents | where ActionType == 'AntivirusDetection'"
+         " and tostring(parse_json(AdditionalFields).ThreatName) has 'Mimikatz'"
+         " and AdditionalFields.WasRemediated == 'false'")
+
+
+@pytest.mark.parametrize("target, written", [
+    ("sigma", "AdditionalFields.ThreatName|re|i:"),
+    ("splunk", "coalesce('AdditionalFields.ThreatName', \"\")"),
+    ("eql", "AdditionalFields.ThreatName regex~"),
+])
+def test_a_path_into_a_dynamic_column_is_a_field_named_by_its_path(target, written):
+    out = _emit(target, PATHS)
+    assert out.ok, out.diagnostics
+    assert written in out.text
+    paths = [d for d in out.diagnostics if d.code == "path"]
+    assert {d.message.split(" is a path")[0].split(": ", 1)[1] for d in paths} == {
+        "AdditionalFields.ThreatName", "AdditionalFields.WasRemediated"}
+    assert not any(d.code == "lossy" for d in out.diagnostics)
+
+
+def test_a_column_bound_to_parse_json_reads_its_paths_in_spl():
+    out = _emit("splunk", "DeviceFileEvents | extend AF = parse_json(AdditionalFields)"
+                          " | where tostring(AF.FileType) == 'Shebang' | project SHA256, T = tostring(AF.FileType)")
+    assert out.ok, out.diagnostics
+    assert "'AdditionalFields.FileType'" in out.text and "AF=" not in out.text  # no column for the bag
+    assert any(d.code == "shape" and "AF holds a dynamic value" in d.message for d in out.diagnostics)
+
+
+def test_json_text_in_a_string_column_is_no_path():
+    out = _emit("sigma", "DeviceNetworkEvents | where tostring(parse_json(RemoteUrl).a) == 'b'")
+    assert not out.ok  # a string column's JSON text is no field of the event elsewhere
+
+
+def test_paths_evaluate_on_the_events_dynamic_value():
+    lowered = lower_text(PATHS)
+    event = {"ActionType": "AntivirusDetection",
+             "AdditionalFields": {"ThreatName": "HackTool:Win32/Mimikatz.A", "WasRemediated": "false"}}
+    assert run(lowered.rule, [event])
+    assert not run(lowered.rule, [dict(event, AdditionalFields={"ThreatName": "Other"})])
+
+
+# ------------------------------------------------------------------ Sigma collections
+
+
+def test_a_count_after_a_union_is_one_correlation_over_every_sources_rule():
+    pytest.importorskip("sigma.collection")
+    from sigma.collection import SigmaCollection
+
+    out = _emit("sigma", "union DeviceProcessEvents, DeviceNetworkEvents | where Timestamp > ago(7d)"
+                         " | where InitiatingProcessVersionInfoCompanyName has 'AnyDesk'"
+                         " | summarize Devices = dcount(DeviceId) by InitiatingProcessVersionInfoCompanyName"
+                         " | where Devices > 3")
+    assert out.ok, out.diagnostics
+    docs = list(yaml.safe_load_all(out.text))
+    rules, corr = docs[:2], docs[2]["correlation"]
+    assert [d["logsource"]["category"] for d in rules] == ["process_creation", "network_connection"]
+    assert corr["type"] == "value_count" and corr["rules"] == [d["name"] for d in rules]
+    assert corr["condition"] == {"field": "DeviceId", "gt": 3} and corr["timespan"] == "7d"
+    assert len({d["name"] for d in rules}) == 2
+    assert len(SigmaCollection.from_yaml(out.text).rules) == 3

@@ -139,17 +139,19 @@ class _Lowerer:
         self.table = None
         self.state = _State()
         if parent is None:
+            self.root = self
             self.diagnostics: list[Diagnostic] = [] if diagnostics is None else diagnostics
             self.lets: dict[str, Any] = {}
             self.constants = Constants(self.lets)
             self.warned_columns: set[str] = set()
-            self.named: set[str] = set()  # every name the query writes (see `_table_columns`)
+            self.query: Any = None  # the query lowered (its names, read once: `_names_written`)
+            self._named: set[str] | None = None
         else:  # a tabular expression inside the query: the same lets, its own rows
             self.diagnostics = parent.diagnostics if diagnostics is None else diagnostics
             self.lets = parent.lets
             self.constants = parent.constants
             self.warned_columns = parent.warned_columns
-            self.named = parent.named
+            self.root = parent.root
 
     # -- diagnostics
     def warn(self, message: str, node: Any = None, code: str = "warning") -> None:
@@ -177,7 +179,7 @@ class _Lowerer:
         if body is None:
             self.error("the query has no result statement (only lets)", query, "no-body")
             return None
-        self.named = _names(query)
+        self.query = query
         try:
             return self.tabular(body, metadata)
         except _Unsupported as exc:
@@ -203,8 +205,16 @@ class _Lowerer:
         """A table's columns: Defender's, and those only Sentinel's copy has (TimeGenerated ...)
         when the query names them: a query that reads them runs on Sentinel."""
         columns = dict(table.columns)
-        columns.update((n, t) for n, t in table.sentinel_columns.items() if n in self.named and n not in columns)
+        if table.sentinel_columns:
+            named = self.root.names_written()
+            columns.update((n, t) for n, t in table.sentinel_columns.items() if n in named and n not in columns)
         return columns
+
+    def names_written(self) -> set[str]:
+        """Every name the query writes (read once, when a table has Sentinel-only columns)."""
+        if self._named is None:
+            self._named = _names(self.query) if self.query is not None else set()
+        return self._named
 
     def _rule(self, state: _State, metadata: ir.Metadata) -> ir.Rule:
         lookback = None
