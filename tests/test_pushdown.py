@@ -7,18 +7,41 @@ from rmmc.compiler import ir
 from rmmc.compiler.pushdown import push_filters
 
 
-def test_a_column_no_raw_condition_can_say_keeps_its_filter_in_place():
-    # iff(x in (subquery), ...) of a computed x cannot be written over the raw event (a
-    # subquery tests a column): the filter that reads
-    # the column stays after the extend (it used to escape as an internal error in every
-    # backend), the filter that does not moves into the detection
+def test_a_subquery_on_a_computed_column_moves_as_a_subquery_on_its_expression():
+    # iff(x in (subquery), ...) of a computed x: the subquery tests the expression that computed
+    # x (a subquery's subject may be any expression), so the whole filter moves into the
+    # detection; no backend may answer it with an internal error (it once escaped as one)
+    from rmmc.backends import emit
+    from rmmc.backends.base import EmitOptions
+
     rule = rmmc.lower_text("""DeviceNetworkEvents
         | extend L = tolower(DeviceName)
         | extend Flag = iff(L in ((DeviceInfo | project DeviceName)), 1, 0)
         | where Flag == 1 and RemotePort == 445""").rule
     pushed = push_filters(rule)
-    assert [type(s).__name__ for s in pushed.stages] == ["Extend", "Extend", "Filter"]
-    assert pushed.stages[2].condition == ir.Predicate(ir.Field("Flag", "long"), ir.Op.EQUALS, (1,),
-                                                      case_sensitive=True)
-    assert pushed.condition == ir.Predicate(ir.Field("RemotePort", "int"), ir.Op.EQUALS, (445,),
-                                            case_sensitive=True)
+    assert [type(s).__name__ for s in pushed.stages] == ["Extend", "Extend"]
+    subjects = [n.field for n in _walk_all(pushed.condition) if isinstance(n, ir.InSubquery)]
+    assert subjects == [ir.Call("tolower", (ir.Field("DeviceName"),))]
+    assert ir.Predicate(ir.Field("RemotePort", "int"), ir.Op.EQUALS, (445,), case_sensitive=True) \
+        in pushed.condition.operands
+    for target in ("kql", "sigma", "splunk", "eql", "esql"):
+        out = emit(target, rule, EmitOptions())
+        assert not any(d.code == "internal" for d in out.diagnostics), target
+
+
+def _walk_all(node):
+    """Every condition node, conditions inside expressions (`iff(c, ...)`) too."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        yield item
+        if isinstance(item, (ir.And, ir.Or)):
+            stack.extend(item.operands)
+        elif isinstance(item, ir.Not):
+            stack.append(item.operand)
+        elif isinstance(item, ir.Predicate):
+            stack.append(item.field)
+        elif isinstance(item, ir.Call):
+            stack.extend(item.args)
+        elif isinstance(item, ir.Boolean):
+            stack.append(item.condition)
