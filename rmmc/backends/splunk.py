@@ -77,8 +77,8 @@ from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dollar
 from rmmc.compiler.functions import describe
 from rmmc.compiler.pushdown import push_filters
-from rmmc.backends.splunk_multi import (selector, selector_warning, subquery_commands, subsearch_note,
-                                       union_search)
+from rmmc.backends.splunk_multi import (branch_column_commands, selector, selector_warning, subquery_commands,
+                                       subsearch_note, union_search)
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
                               Op, Or, Predicate, Rule, all_of, any_of, features)
@@ -730,53 +730,15 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     union = UnionEmitter(None, fields)
     union.branches = emitters
     union.subsearch = lambda sub: _subsearch(sub, options, fields, prefix, found)
-    if rule.union.withsource:
-        cases = ", ".join(f"{test}, {quote(label)}" for label, test in selectors)
-        name = rule.union.withsource
-        if not _PLAIN_NAME.match(name):
-            raise SplRefusal(f"withsource={name}: not a name SPL's eval can set")
-        commands.append(f"eval {name}=case({cases})")
-        union.columns[name] = (name, "string")
     later = push_filters(replace(rule, condition=Const(True))).stages
-    commands.extend(_normalize(union, emitters, selectors, later))
+    parts = [part for _, part in split_union(replace(rule, stages=()))]
+    commands.extend(branch_column_commands(union, parts, emitters, selectors, later))
     stages = StageWriter(union)
     commands.extend(stages.write(later))
     for made in [*emitters, union]:
         found.extend(d for d in made.diagnostics if d not in found)
     found.extend(stages.diagnostics)
     return commands, union
-
-
-def _normalize(union: "UnionEmitter", emitters: list[Emitter], selectors: list[tuple[str, str]],
-               stages: tuple[Any, ...]) -> list[str]:
-    """Columns the union's stages read that its sources name differently in SPL (DeviceName is
-    `DeviceName` in one profile table, `SourceHostname` in another): one field per column, set
-    from each source's own under its selector."""
-    from rmmc.compiler.ir import expr_fields
-    from rmmc.backends.splunk_stages import _reads
-
-    read: dict[str, Field] = {}
-    for stage in stages:
-        for name in sorted(_reads(stage)):
-            read.setdefault(name, Field(name))
-        if isinstance(stage, ir_Project):
-            for name, expr in stage.columns:
-                for f in expr_fields(expr):
-                    read.setdefault(f.name, f)
-    commands = []
-    for name, f in read.items():
-        if name in union.columns:
-            continue
-        names = [e.mapped(name) or name for e in emitters]
-        if len(set(names)) == 1:
-            continue
-        if not _PLAIN_NAME.match(name):
-            raise SplRefusal(f"the column {name} is named differently in the union's sources and "
-                             "is no name SPL's eval can set")
-        cases = ", ".join(f"{test}, {eval_name(e.field(name))}" for (_, test), e in zip(selectors, emitters))
-        commands.append(f"eval {name}=case({cases})")
-        union.columns[name] = (name, "segment" if f.type in _STRINGLIKE else "number")
-    return commands
 
 
 def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str = "sigma",

@@ -240,12 +240,7 @@ def union_search(rule: ir.Rule, emitter_for: Callable[[ir.Rule], Any],
     any_where = False
     per_branch = []
     for label, part in parts:
-        extra = [s for s in part.stages
-                 if not (isinstance(s, ir.Extend) and rule.union.withsource
-                         and [n for n, _ in s.columns] == [rule.union.withsource])]
-        if extra:
-            raise SplRefusal("a union branch with its own stages (a projection, an aggregation ...) "
-                             "has no SPL form here: write its tests only", rule.union.span)
+        branch_columns(part)  # refuses a branch stage SPL cannot say per source
         emitter = emitter_for(part)
         search_terms, where_terms = terms_of(emitter, part)
         sel_search, sel_eval = selector(part.source.table)
@@ -261,3 +256,158 @@ def union_search(rule: ir.Rule, emitter_for: Callable[[ir.Rule], Any],
     if any_where and common:
         wheres.append("(" + " AND ".join(per_branch[0][3]) + ")")
     return searches, wheres, emitters, selectors
+
+
+class BranchColumns:
+    """A union branch's columns after its own row stages: each column's expression over the
+    branch's raw event (None: removed), and, when a projection fixed them, their order."""
+
+    def __init__(self) -> None:
+        self.defs: dict[str, Any] = {}
+        self.closed: list[str] | None = None
+
+    def of(self, name: str, type_name: str = "string") -> Any:
+        """The expression of a column (a raw field when the stages left it as it is), or None."""
+        if name in self.defs:
+            return self.defs[name]
+        if self.closed is not None:
+            return None
+        return ir.Field(name, type_name)
+
+
+def branch_columns(part: ir.Rule) -> BranchColumns:
+    """What a branch's row stages make of its columns (refused: a stage that is not one)."""
+    import fnmatch
+
+    from rmmc.compiler.pushdown import _CannotMove, _substitute_expr
+
+    found = BranchColumns()
+
+    def over_raw(expr: Any) -> Any:
+        try:
+            return _substitute_expr(expr, _Defs(found), [])
+        except _CannotMove:
+            raise SplRefusal("a union branch computes a column from what SPL cannot say per source",
+                             getattr(part.union, "span", None)) from None
+
+    for stage in part.stages:
+        if isinstance(stage, ir.Extend):
+            made = {name: over_raw(expr) for name, expr in stage.columns}
+            found.defs.update(made)
+            if found.closed is not None:
+                found.closed += [n for n in made if n not in found.closed]
+        elif isinstance(stage, ir.Project):
+            made = {name: over_raw(expr) for name, expr in stage.columns}
+            found.defs = made
+            found.closed = list(made)
+        elif isinstance(stage, ir.Rename):
+            renamed = {new: found.of(old) for new, old in stage.pairs}
+            for _, old in stage.pairs:
+                found.defs[old] = None
+            found.defs.update(renamed)
+            if found.closed is not None:
+                olds = {old: new for new, old in stage.pairs}
+                found.closed = [olds.get(n, n) for n in found.closed]
+        elif isinstance(stage, ir.ProjectAway):
+            names = found.closed if found.closed is not None else list(found.defs)
+            for name in names:
+                if any(fnmatch.fnmatchcase(name, p) for p in stage.patterns):
+                    found.defs[name] = None
+            if found.closed is not None:
+                found.closed = [n for n in found.closed if found.defs.get(n) is not None]
+            else:
+                for pattern in stage.patterns:
+                    if "*" not in pattern:
+                        found.defs[pattern] = None
+        elif isinstance(stage, ir.Reorder):
+            continue
+        else:
+            raise SplRefusal(f"a union branch with its own {type(stage).__name__} stage has no SPL form "
+                             "here (one search reads every source)", getattr(stage, "span", None))
+    return found
+
+
+class _Defs(dict):
+    """The pushdown substitution's view of a branch's columns (a removed one reads as null)."""
+
+    def __init__(self, columns: BranchColumns):
+        super().__init__()
+        self.columns = columns
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.columns.defs or self.columns.closed is not None
+
+    def __getitem__(self, name: str) -> Any:
+        from rmmc.compiler.pushdown import _GONE, _Renamed
+
+        value = self.columns.of(name)
+        if value is None:
+            return _GONE
+        if isinstance(value, ir.Field) and not isinstance(value, ir.Call):
+            return _Renamed(value.name)
+        return value
+
+
+def branch_column_commands(union: Any, parts: list[ir.Rule], emitters: list[Any],
+                           selectors: list[tuple[str, str]], stages: tuple[ir.Stage, ...]) -> list[str]:
+    """One `eval c=case(<selector>, <c in that source>, ...)` per column the union's rows hold
+    differently per source (a branch's projection, `withsource`, a field another source names
+    otherwise), for the columns the union's stages read (all of them when no stage after the
+    union fixes its columns); then, when every branch fixed its columns, `table` of them."""
+    from rmmc.backends.splunk import _PLAIN_NAME, quote
+    from rmmc.backends.splunk_stages import _reads
+    from rmmc.compiler.schema import load_schema
+
+    columns = [branch_columns(part) for part in parts]
+    read: dict[str, str] = {}
+    for stage in stages:
+        for name in sorted(_reads(stage)):
+            read.setdefault(name, "string")
+        if isinstance(stage, ir.Project):
+            for _, expr in stage.columns:
+                for f in ir.expr_fields(expr):
+                    read.setdefault(f.name, f.type)
+        if isinstance(stage, (ir.Project, ir.Summarize)):
+            break
+    closes = any(isinstance(s, (ir.Project, ir.Summarize)) for s in stages)
+    all_closed = all(c.closed is not None for c in columns)
+    if not closes:
+        for c in columns:
+            for name in (c.closed or list(c.defs)):
+                read.setdefault(name, "string")
+    commands: list[str] = []
+    for name in read:
+        if name in union.columns:
+            continue
+        exprs = []
+        for part, c in zip(parts, columns):
+            table = load_schema().table(part.source.table or "")
+            exprs.append(c.of(name, (table.column_type(name) if table else None) or "string"))
+        plain = all(isinstance(e, ir.Field) and e.name == name for e in exprs)
+        if plain and len({e.mapped(name) or name for e in emitters}) == 1:
+            continue
+        types = {e.type for e in exprs if e is not None}
+        kind = "string" if types <= {"string", "guid"} else "number" if types <= {"int", "long", "real"} \
+            else "time" if types <= {"datetime"} else None
+        if kind is None:
+            raise SplRefusal(f"the union's column {name} holds values of different types per source "
+                             f"({', '.join(sorted(types))})")
+        if not _PLAIN_NAME.match(name):
+            raise SplRefusal(f"the union's column {name} is no name SPL's eval can set")
+        cases = []
+        for (_, test), emitter, expr in zip(selectors, emitters, exprs):
+            if expr is None:
+                text = '""' if kind == "string" else "null()"
+            elif isinstance(expr, ir.Literal) and isinstance(expr.value, str):
+                text = quote(expr.value)
+            else:
+                value = emitter.writer.value(expr)
+                text = f"coalesce({value.text}, \"\")" if kind == "string" and value.kind != "string" else value.text
+            cases.append(f"{test}, {text}")
+        commands.append(f"eval {name}=case({', '.join(cases)})")
+        union.columns[name] = (name, kind)
+    if not closes and all_closed:
+        shown = list(dict.fromkeys(n for c in columns for n in c.closed))
+        commands.append("table " + " ".join(union.columns[n][0] if n in union.columns else
+                                             (emitters[0].mapped(n) or n) for n in shown))
+    return commands
