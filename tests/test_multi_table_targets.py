@@ -214,6 +214,11 @@ def test_spl_says_joins_and_subqueries_with_splunks_join_and_a_keyed_subsearch()
     "DeviceProcessEvents | where DeviceId in (DeviceNetworkEvents | where RemoteUrl has 'x.com' | distinct DeviceId)",
     "DeviceProcessEvents | where DeviceId !in~ (DeviceNetworkEvents | where RemoteUrl has 'x.com' | distinct DeviceId)",
     "union withsource=S DeviceProcessEvents, DeviceNetworkEvents | where DeviceId == 'd1' | project S, DeviceId",
+    "union withsource=S (DeviceProcessEvents | where FileName =~ 'a.exe' | project DeviceId, Name = FileName),"
+    " (DeviceNetworkEvents | project DeviceId, Name = RemoteUrl, U = strcat(RemoteUrl, '/'))"
+    " | where Name has 'x' or DeviceId == 'd1'",
+    "union (DeviceProcessEvents | project DeviceId, N = FileName), (DeviceNetworkEvents | project DeviceId)"
+    " | summarize c = count(), n = dcount(N) by DeviceId",
     "DeviceProcessEvents | parse ProcessCommandLine with * '--id ' Id ' ' Rest | project Id, Rest",
 ])
 def test_spl_rows_equal_the_evaluators(kql):
