@@ -275,7 +275,18 @@ def _emit_join(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
 def emit_sigma_filters(rule: Rule, options: EmitOptions = EmitOptions(), *,
                        schema: Any = None) -> Translation:
     """The rule's understood exclusions as Sigma filter documents referring to the rule's id
-    (for a separate filter file: loaded beside the rule, pySigma applies them)."""
+    (for a separate filter file: loaded beside the rule, pySigma applies them).  A join's
+    exclusions read its left events: they refer to the rule of the left side."""
+    target_id = None
+    if any(isinstance(s, Join) for s in rule.stages):
+        try:
+            found = correlation(rule)
+        except NotACorrelation:
+            return Translation(TARGET, "", ())
+        target_id = MetaBuilder(_part(replace(found.left, metadata=rule.metadata),
+                                      f"{found.left.source.table}, left")).rule_id()
+    elif rule.union is not None:
+        return Translation(TARGET, "", ())  # a union's exclusions are kept as text
     ctx = _Context(rule, options, schema)
     meta = ctx.meta
     documents = []
@@ -293,7 +304,7 @@ def emit_sigma_filters(rule: Rule, options: EmitOptions = EmitOptions(), *,
                 TARGET, f"exclusion {exclusion.name!r} excludes every event: a Sigma filter needs a detection",
                 exclusion.span))
             continue
-        body: dict[str, Any] = {"rules": [meta.rule_id()], **namer.selections,
+        body: dict[str, Any] = {"rules": [target_id or meta.rule_id()], **namer.selections,
                                 "condition": render(expr, namer)}
         doc: dict[str, Any] = {
             "title": f"{meta.title}: exclude {exclusion.name}",
