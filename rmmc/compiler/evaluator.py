@@ -235,6 +235,8 @@ def _call(call: Call, row: Event, ctx: Context) -> Any:
     if name == "now":
         offset = evaluate_expr(call.args[0], row, ctx) if call.args else timedelta(0)
         return ctx.current_time() + offset if isinstance(offset, timedelta) else None
+    if name == "ingestion_time":
+        return F.to_datetime(row.get(F.INGESTION_TIME))
     function = F.FUNCTIONS.get(name)
     if function is None:
         raise F.EvaluationError(f"no function {name}() in the model")

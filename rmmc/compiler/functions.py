@@ -475,6 +475,44 @@ def _bin(value: Any, size: Any) -> Any:
     return None
 
 
+def _base64_decode(text: str) -> str:
+    """The UTF-8 text a base64 string encodes; '' when it is no base64 or no UTF-8 (duckdb-kql
+    measured Kusto answering an empty string for bytes that are not UTF-8)."""
+    import base64
+    import binascii
+
+    try:
+        data = base64.b64decode(text, validate=True)
+        return data.decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return ""
+
+
+_DIFF_UNITS = {"microsecond": timedelta(microseconds=1), "millisecond": timedelta(milliseconds=1),
+               "second": timedelta(seconds=1), "minute": timedelta(minutes=1), "hour": timedelta(hours=1),
+               "day": timedelta(days=1)}
+
+
+def _datetime_diff(part: str, first: Any, second: Any) -> int | None:
+    """How many `part` boundaries lie between the two datetimes (first - second), as Kusto's
+    documentation counts them: calendar years, quarters and months, whole days, and so on for
+    the units of a day (each datetime truncated to the unit first)."""
+    a, b = to_datetime(first), to_datetime(second)
+    unit = part.strip().lower()
+    if a is None or b is None:
+        return None
+    if unit == "year":
+        return a.year - b.year
+    if unit == "quarter":
+        return (a.year * 4 + (a.month - 1) // 3) - (b.year * 4 + (b.month - 1) // 3)
+    if unit == "month":
+        return (a.year * 12 + a.month) - (b.year * 12 + b.month)
+    if unit in _DIFF_UNITS:
+        size = _DIFF_UNITS[unit]
+        return (a - _EPOCH) // size - (b - _EPOCH) // size
+    raise EvaluationError(f"datetime_diff: no period {part!r}")
+
+
 def _startofday(value: Any) -> Any:
     value = to_datetime(value) if not isinstance(value, datetime) else value
     if value is None:
@@ -632,6 +670,9 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     Function("abs", 1, 1, _same_as(0), _abs),
     Function("bin", 2, 2, _bin_type, _bin),
     Function("startofday", 1, 1, "datetime", _startofday),
+    Function("datetime_diff", 3, 3, "long", _datetime_diff, literal_args=(0,), strings=(0,)),
+    Function("base64_decode_tostring", 1, 1, "string", _base64_decode, strings=(0,)),
+    Function("ingestion_time", 0, 0, "datetime", lambda: None),  # the row's (evaluator)
     Function("ago", 1, 1, "datetime", lambda _: None),     # evaluated with the query's now
     Function("now", 0, 1, "datetime", lambda *_: None),    # (see evaluator.evaluate_expr)
     # addresses
@@ -640,7 +681,10 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
 ]}
 
 ALIASES = {"iif": "iff", "floor": "bin", "tostring": "tostring", "toboolean": "tobool",
-           "toreal": "todouble", "todynamic": "parse_json"}
+           "toreal": "todouble", "todynamic": "parse_json", "base64_decodestring": "base64_decode_tostring"}
+INGESTION_TIME = "$IngestionTime"
+"""The column of an event the evaluator reads `ingestion_time()` from (Kusto keeps it out of the
+table's columns)."""
 """Other KQL spellings of the same function (read by the lowering)."""
 
 OPERATORS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "%": "modulo"}

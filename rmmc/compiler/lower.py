@@ -566,7 +566,9 @@ class _Lowerer:
 
     def _literal(self, value: Any, node: Any) -> ir.Expr:
         if isinstance(value, RelativeTime):
-            if value.offset <= timedelta(0):
+            if value.offset == timedelta(0):
+                return ir.Call("now", (), "datetime")
+            if value.offset < timedelta(0):
                 return ir.Call("ago", (ir.Literal(-value.offset, "timespan"),), "datetime")
             return ir.Call("now", (ir.Literal(value.offset, "timespan"),), "datetime")
         if value is None:
@@ -858,6 +860,7 @@ class _Lowerer:
 
     def _typed(self, value: Any, subject: ir.Expr, node: Any) -> Any:
         kind = subject.type
+        value = _implicit(value, kind)
         if kind in ("int", "long") and isinstance(value, int) and not isinstance(value, bool):
             return value
         if kind in ("int", "long") and isinstance(value, float) and value == int(value):
@@ -887,6 +890,30 @@ class _Lowerer:
 
 
 _NO_VALUE = object()
+
+
+def _implicit(value: Any, kind: str) -> Any:
+    """A constant as Kusto reads it against a column of type `kind`: a string that reads as a
+    number, a bool or a datetime is that value (`RemotePort == '3389'`, `IsLocalAdmin ==
+    'true'`, as duckdb-kql measured Kusto converting), and 0 / 1 are a bool's false / true.
+    Anything else is returned as it is (and refused by `_typed` if it does not fit)."""
+    if isinstance(value, str):
+        if kind in ("int", "long") and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            return int(value)
+        if kind in ("real", "double", "decimal"):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        if kind in ("bool", "boolean") and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if kind == "datetime":
+            from rmmc.compiler.functions import to_datetime
+
+            return to_datetime(value) or value
+    if kind in ("bool", "boolean") and isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return bool(value)
+    return value
 
 
 def _inline_lets(node: Any, lets: dict[str, Any], seen: frozenset[str] = frozenset()) -> Any:
