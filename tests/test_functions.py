@@ -103,3 +103,15 @@ def test_functions_mean_what_duckdb_kql_measured(expression, texts):
         theirs = got[i]
         assert (mine if mine is not None else "") == (theirs if theirs is not None else ""), \
             (expression, text, mine, theirs)
+
+
+@pytest.mark.parametrize("expression, expected", [
+    # learn.microsoft.com/kusto/query/ipv4-is-match-function
+    ("ipv4_is_match('192.168.1.1', '192.168.1.255')", False),
+    ("ipv4_is_match('192.168.1.1/24', '192.168.1.255/24')", True),
+    ("ipv4_is_match('192.168.1.1', '192.168.1.255', 24)", True),
+    ("ipv4_is_match('192.168.1.1', 'not an address')", None),
+    ("string_size('héllo')", 6), ("string_size('')", 0),
+])
+def test_more_documented_examples(expression, expected):
+    assert value(expression) == expected

@@ -358,7 +358,8 @@ def evaluate_predicate(p: Predicate, event: Event, ctx: Context = _NO_CONTEXT) -
             hits = [False]
     else:
         text = value if isinstance(value, str) else F.to_text(value)
-        hits = [_string_test(p.op, text, str(v), p.case_sensitive) for v in p.values]
+        hits = [_string_test(p.op, text, v if isinstance(v, str) else F.to_text(v), p.case_sensitive)
+                for v in p.values]
     matched = all(hits) if p.all_values else any(hits)
     return matched != p.negated
 

@@ -540,6 +540,31 @@ def _ipv4_is_private(value: str) -> bool | None:
     return any(address in ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
 
+def _ipv4_is_match(first: str, second: str, prefix: Any = ...) -> bool | None:
+    """Whether two IPv4 addresses (either may carry a /prefix) are equal on their first
+    `prefix` bits (32 when none is given; the smallest prefix given wins); null when either is
+    no address."""
+    import ipaddress
+
+    def parse(text: str) -> tuple[int, int] | None:
+        address, _, bits = text.strip().partition("/")
+        try:
+            value = int(ipaddress.IPv4Address(address))
+            width = int(bits) if bits else 32
+        except ValueError:
+            return None
+        return (value, width) if 0 <= width <= 32 else None
+
+    a, b = parse(first), parse(second)
+    if a is None or b is None:
+        return None
+    width = min(a[1], b[1], 32 if prefix is ... else (to_long(prefix) if to_long(prefix) is not None else 32))
+    if width < 0:
+        return None
+    mask = ((1 << width) - 1) << (32 - width) if width else 0
+    return (a[0] & mask) == (b[0] & mask)
+
+
 def _ipv4_is_in_range(value: str, network: str) -> bool | None:
     from rmmc.compiler.evaluator import in_networks
     import ipaddress
@@ -678,6 +703,9 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     # addresses
     Function("ipv4_is_private", 1, 1, "bool", _ipv4_is_private, strings=(0,)),
     Function("ipv4_is_in_range", 2, 2, "bool", _ipv4_is_in_range, strings=(0, 1)),
+    Function("ipv4_is_match", 2, 3, "bool", _ipv4_is_match, strings=(0, 1)),
+    Function("string_size", 1, 1, "long", lambda text: len(text.encode("utf-8", "surrogatepass")),
+             strings=(0,)),
 ]}
 
 ALIASES = {"iif": "iff", "floor": "bin", "tostring": "tostring", "toboolean": "tobool",

@@ -136,6 +136,7 @@ class _Lowerer:
         self.constants = Constants(self.lets)
         self.warned_columns: set[str] = set()
         self.state = _State()
+        self._inlining: set[str] = set()
 
     # -- diagnostics
     def warn(self, message: str, node: Any = None, code: str = "warning") -> None:
@@ -546,6 +547,15 @@ class _Lowerer:
             value = _NO_VALUE
         if value is not _NO_VALUE:
             return self._literal(value, node)
+        if isinstance(node, A.Name):  # a scalar let that is no constant here (`2*1h`): its expression
+            bound = self.lets[node.name]
+            if isinstance(bound, (A.FunctionDef, A.Pipeline, A.Datatable)) or node.name in self._inlining:
+                raise _Unsupported(node, f"'{node.name}' is not a scalar value here")
+            self._inlining.add(node.name)
+            try:
+                return self.expr(bound)
+            finally:
+                self._inlining.discard(node.name)
         if isinstance(node, A.Call) and isinstance(node.func, A.Name):
             return self._call(node)
         if isinstance(node, A.Binary) and node.op in OPERATORS:
@@ -633,7 +643,24 @@ class _Lowerer:
         type_name = spec.result_type([a.type for a in args])
         if name == "extract" and len(args) == 4 and isinstance(args[3], ir.Literal):
             type_name = str(args[3].value)
-        return ir.Call(name, args, type_name)
+        call = ir.Call(name, args, type_name)
+        if all(isinstance(a, ir.Literal) for a in args) and name not in _NOT_FOLDED:
+            return self._folded(call, node)
+        return call
+
+    def _folded(self, call: ir.Call, node: Any) -> ir.Expr:
+        """A call on constants as its value (`2*1h` is 2h), computed as the evaluator means it;
+        left as a call when it has no value here."""
+        from rmmc.compiler.evaluator import evaluate_expr
+        from rmmc.compiler.functions import EvaluationError
+
+        try:
+            value = evaluate_expr(call, {})
+        except (EvaluationError, TypeError, ValueError, ArithmeticError):
+            return call
+        if isinstance(value, (list, dict)) or value is None:
+            return call
+        return ir.Literal(value, call.type)
 
     # -- conditions
     def condition(self, node: Any) -> ir.Condition:
@@ -890,6 +917,9 @@ class _Lowerer:
 
 
 _NO_VALUE = object()
+
+
+_NOT_FOLDED = frozenset({"ago", "now", "ingestion_time"})  # their value is the query's, not the text's
 
 
 def _implicit(value: Any, kind: str) -> Any:
