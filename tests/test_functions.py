@@ -115,3 +115,52 @@ def test_functions_mean_what_duckdb_kql_measured(expression, texts):
 ])
 def test_more_documented_examples(expression, expected):
     assert value(expression) == expected
+
+
+@pytest.mark.parametrize("path, expected", [
+    # learn.microsoft.com/kusto/query/parse-path-function, the documented example
+    (r"C:\temp\file.txt", {"Scheme": "", "RootPath": "C:", "DirectoryPath": r"C:\temp", "DirectoryName": "temp",
+                           "Filename": "file.txt", "Extension": "txt", "AlternateDataStreamName": ""}),
+    (r"temp\file.txt", {"Scheme": "", "RootPath": "", "DirectoryPath": "temp", "DirectoryName": "temp",
+                        "Filename": "file.txt", "Extension": "txt", "AlternateDataStreamName": ""}),
+    ("file://C:/temp/file.txt:some.exe", {"Scheme": "file", "RootPath": "C:", "DirectoryPath": "C:/temp",
+                                          "DirectoryName": "temp", "Filename": "file.txt", "Extension": "txt",
+                                          "AlternateDataStreamName": "some.exe"}),
+    (r"\\shared\users\temp\file.txt.gz", {"Scheme": "", "RootPath": "", "DirectoryPath": r"\\shared\users\temp",
+                                          "DirectoryName": "temp", "Filename": "file.txt.gz", "Extension": "gz",
+                                          "AlternateDataStreamName": ""}),
+    ("/usr/lib/temp/file.txt", {"Scheme": "", "RootPath": "", "DirectoryPath": "/usr/lib/temp",
+                                "DirectoryName": "temp", "Filename": "file.txt", "Extension": "txt",
+                                "AlternateDataStreamName": ""}),
+])
+def test_parse_path_as_documented(path, expected):
+    from rmmc.compiler.functions import FUNCTIONS
+
+    assert FUNCTIONS["parse_path"].impl(path) == expected
+
+
+def test_parse_url_parts_and_member_access():
+    url = "scheme://username:password@host:1234/this/is/a/path?k1=v1&k2=v2#fragment"
+    assert value(f"parse_url('{url}')") == {  # learn.microsoft.com/kusto/query/parse-url-function
+        "Scheme": "scheme", "Host": "host", "Port": "1234", "Path": "/this/is/a/path", "Username": "username",
+        "Password": "password", "Query Parameters": {"k1": "v1", "k2": "v2"}, "Fragment": "fragment"}
+    assert value("tostring(parse_url(RemoteUrl).Host)", {"RemoteUrl": "https://a.b/c"}) == "a.b"
+    assert value("tostring(parse_url('not a url').Host)") == ""
+
+
+@settings(max_examples=int(os.environ.get("RMMC_FUNCTION_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(["https://", "http://", "u:p@", "h.io", ":443", "/", "a", "?x=1", "&x=2",
+                                 "&y=", "#f", "@", "?", "[::1]"]), max_size=7).map("".join))
+def test_parse_url_means_what_duckdb_kql_measured(url):
+    duckdb_kql = pytest.importorskip("duckdb_kql")
+    import json
+
+    con = duckdb_kql.connect()
+    con.execute("CREATE TABLE T (s VARCHAR)")
+    con.execute("INSERT INTO T VALUES (?)", [url])
+    (theirs,), = duckdb_kql.query(con, "T | project v = parse_url(s)").fetchall()
+    theirs = json.loads(theirs) if isinstance(theirs, str) else theirs
+    from rmmc.compiler.functions import FUNCTIONS
+
+    assert FUNCTIONS["parse_url"].impl(url) == theirs, url
