@@ -96,14 +96,30 @@ def string_literal(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def regex_literal_text(pattern: str) -> str:
-    """A PCRE as an eval string: control characters as `\\x{hh}` (never raw in the query)."""
-    pattern = "".join("\\x{%02x}" % ord(ch) if ord(ch) < 32 or ord(ch) == 127 else ch for ch in pattern)
-    return '"' + pattern.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def regex_string(pattern: str) -> str:
+    """A PCRE as an eval string literal.  Control characters cannot go into SPL text, so each
+    becomes `\\x{hh}`, which PCRE reads as that character; one escaped in the pattern
+    (`\\<TAB>`, a literal TAB in PCRE) is replaced with its escape, so the pattern's backslash
+    does not turn `\\x{09}` into a backslash followed by `x{09}`."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            out.append("\\x{%02x}" % ord(nxt) if _CONTROL.match(nxt) else ch + nxt)
+            i += 2
+            continue
+        out.append("\\x{%02x}" % ord(ch) if _CONTROL.match(ch) else ch)
+        i += 1
+    return '"' + "".join(out).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def escape_regex(value: str) -> str:
-    """`value` as a PCRE matching exactly that text (ASCII punctuation escaped)."""
+def regex_literal(value: str) -> str:
+    """`value` as a PCRE matching exactly that text: ASCII letters, digits, space and
+    non-ASCII characters as themselves (no pattern here ever sets PCRE's (?x)), every other
+    printable ASCII character backslash-escaped (always literal in PCRE), control characters
+    as `\\x{hh}`."""
     out = []
     for ch in value:
         code = ord(ch)
@@ -424,7 +440,7 @@ def _segment_regex(delimiter: str, index: int) -> str | None:
     """A PCRE whose group 1 is segment `index` of `split(x, delimiter)` (KQL: the text between
     the index-th and the next non-overlapping occurrence, left to right; negative from the
     end), matching when there is such a segment."""
-    d = escape_regex(delimiter)
+    d = regex_literal(delimiter)
     if index >= 0:
         skip = f"(?:[\\s\\S]*?{d}){{{index}}}" if index else ""
         return f"^{skip}([\\s\\S]*?)(?:{d}[\\s\\S]*)?\\z"
@@ -452,7 +468,7 @@ def _index(w: ExprWriter, call: ir.Call, span: Span | None, missing: str = "null
     if regex is None:
         raise SplRefusal(f"{describe(call)}: a segment counted from the end of a split on a "
                          "delimiter of several characters", span)
-    pattern = regex_literal_text(regex)
+    pattern = regex_string(regex)
     return Spl(f"if(match({text}, {pattern}), replace({text}, {pattern}, \"\\\\1\"), {missing})",
                missing == "null()", "segment")
 
@@ -480,7 +496,7 @@ def _array_length(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
         text = w.string(arg.args[0], span)
         if delimiter == "":
             return Spl("1", False, "number")
-        removed = f"len({text})-len(replace({text}, {regex_literal_text(escape_regex(delimiter))}, \"\"))"
+        removed = f"len({text})-len(replace({text}, {regex_string(regex_literal(delimiter))}, \"\"))"
         if len(delimiter) == 1:
             return Spl(f"({removed}+1)", False, "number")
         return Spl(f"(floor(({removed})/{len(delimiter)})+1)", False, "number")
@@ -498,7 +514,7 @@ def _trim(wrapper: str) -> Callable[[ExprWriter, ir.Call, Span | None], Spl]:
     def build(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
         pattern = pcre(literal_arg(call, 0, str, span))
         text = w.string(call.args[1], span)
-        return Spl(f"replace({text}, {regex_literal_text(wrapper.format(pattern))}, \"\")", False, "string")
+        return Spl(f"replace({text}, {regex_string(wrapper.format(pattern))}, \"\")", False, "string")
 
     return build
 
@@ -525,7 +541,7 @@ def _extract(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     body = pcre(regex)
     inner = f"((?:{body}))" if group == 0 else f"(?:{body})"
     whole = f"^[\\s\\S]*?{inner}[\\s\\S]*\\z"
-    return Spl(f"if(match({text}, {regex_literal_text(body)}), replace({text}, {regex_literal_text(whole)}, "
+    return Spl(f"if(match({text}, {regex_string(body)}), replace({text}, {regex_string(whole)}, "
                f"\"\\\\{max(group, 1)}\"), \"\")", False, "string")
 
 
@@ -561,7 +577,7 @@ def _replace_regex(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
             if tree is None or not group_always_set(regex, g):
                 raise SplRefusal(f"replace_regex() names group {g} of {regex!r}, which may take no "
                                  "part in a match", span)
-    return Spl(f"replace({text}, {regex_literal_text(pcre(regex))}, {regex_literal_text(rewrite)})",
+    return Spl(f"replace({text}, {regex_string(pcre(regex))}, {regex_string(rewrite)})",
                False, "string")
 
 
@@ -574,7 +590,7 @@ def _replace_string(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     if "\\" in rewrite or "$" in rewrite:
         raise SplRefusal(f"replace_string() writing {rewrite!r}: a backslash or dollar in Splunk's "
                          "replacement text is not documented", span)
-    return Spl(f"replace({text}, {regex_literal_text(escape_regex(lookup))}, {string_literal(rewrite)})",
+    return Spl(f"replace({text}, {regex_string(regex_literal(lookup))}, {string_literal(rewrite)})",
                False, "string")
 
 
@@ -585,9 +601,9 @@ def _indexof(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     lookup = literal_arg(call, 1, str, span)
     if lookup == "":
         return Spl("0", False, "number")
-    needle = escape_regex(lookup)
-    before = regex_literal_text(f"^([\\s\\S]*?){needle}[\\s\\S]*\\z")
-    return Spl(f"if(match({text}, {regex_literal_text(needle)}), len(replace({text}, {before}, \"\\\\1\")), (-1))",
+    needle = regex_literal(lookup)
+    before = regex_string(f"^([\\s\\S]*?){needle}[\\s\\S]*\\z")
+    return Spl(f"if(match({text}, {regex_string(needle)}), len(replace({text}, {before}, \"\\\\1\")), (-1))",
                False, "number")
 
 
@@ -753,8 +769,8 @@ def _ipv4_is_private(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[s
     def shape(address: str) -> str:
         return "^" + _WS + "*" + address + "(?:/[\\s\\S]*|" + _WS + "*)\\z"
 
-    return (f"match({text}, {regex_literal_text(shape(_ADDRESS))})",
-            f"match({text}, {regex_literal_text(shape(_PRIVATE))})")
+    return (f"match({text}, {regex_string(shape(_ADDRESS))})",
+            f"match({text}, {regex_string(shape(_PRIVATE))})")
 
 
 def _ipv4_is_in_range(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str, str]:
@@ -768,7 +784,7 @@ def _ipv4_is_in_range(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[
         net = ipaddress.IPv4Network(network, strict=False)
     except ValueError:
         return "false()", "false()"
-    valid = f"match({text}, {regex_literal_text('^' + _ADDRESS + chr(92) + 'z')})"
+    valid = f"match({text}, {regex_string('^' + _ADDRESS + chr(92) + 'z')})"
     return valid, f"({valid} AND cidrmatch({string_literal(str(net))}, {text}))"
 
 
