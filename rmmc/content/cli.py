@@ -105,3 +105,37 @@ def _lines(result, rules_dir: str) -> list[str]:
                      + (f" in {rules} rule{'s' * (rules != 1)}" if rules else "")
                      if result.findings else f"check: {result.outdir} is up to date")
     return lines
+
+
+@click.command()
+@click.argument("old")
+@click.argument("new")
+@click.argument("paths", nargs=-1)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="For people (text) or machines (json).")
+@click.option("--exit-code", is_flag=True,
+              help="Exit 1 when some rule's detection or output changed (as `git diff --exit-code`).")
+def diff(old: str, new: str, paths: tuple[str, ...], output_format: str, exit_code: bool) -> None:
+    """Say what changing rules does to detection: for each changed rule, the events it now also
+    selects or no longer selects (one example event each, checked by the reference evaluator),
+    the rows a threshold or later filter now adds or drops, or "same detection".
+
+    OLD and NEW are two rule files, two rules directories, or two git revisions of the
+    repository in the current directory, optionally limited to PATHS:
+    `rmmc diff HEAD~1 HEAD -- rules/`.
+    """
+    from rmmc.content.diff import diff as semantic_diff
+    from rmmc.content.sources import SourceError
+
+    try:
+        result = semantic_diff(old, new, paths)
+    except SourceError as exc:
+        raise click.UsageError(str(exc))
+    if output_format == "json":
+        import json
+
+        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(result.text(), nl=False)
+    changed = any(r.status != "same" for r in result.rules)
+    sys.exit(1 if exit_code and changed else 0)
