@@ -160,7 +160,7 @@ def markdown_queries(path: Path) -> dict[str, str]:
     text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
     out = {}
     headings = {heading: kind for kind, (heading, _) in KINDS.items()}
-    for match in re.finditer(r"(?ms)^### (.+?)[ \t]*\n```[^\n]*\n(.*?)```", text):
+    for match in re.finditer(r"(?ms)^### ([^\n]+?)[ \t]*\n(?:(?!```)[^\n]*\n)*?```[^\n]*\n(.*?)```", text):
         kind = headings.get(match.group(1).strip())
         body = match.group(2)
         if kind is None or not body.strip():
