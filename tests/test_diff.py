@@ -167,3 +167,16 @@ def test_cli_on_two_files_and_two_git_revisions(tmp_path, monkeypatch):
     assert "1 file unchanged" in result.output
     bad = CliRunner().invoke(main, ["diff", "nope", "HEAD"])
     assert bad.exit_code == 2 and "neither a rule file or directory nor a git revision" in bad.output
+
+
+def test_a_widening_and_a_narrowing_in_one_edit_are_said_apart():
+    new = both("RemoteUrl has 'remotepc.com'", "RemoteUrl has_any ('remotepc.com', 'x.com')")
+    new = edit(new, "and InitiatingProcessVersionInfoCompanyName has 'idrive'",
+               "and InitiatingProcessVersionInfoCompanyName has 'idrive'\nand InitiatingProcessFileName =~ 'remotepc.exe'")
+    result = the_diff(new)
+    assert [(d.kind, d.text) for d in result.differences] == [
+        ("gain", "now also selects events where RemoteUrl has 'x.com'"),
+        ("loss", "no longer selects events where InitiatingProcessFileName !~ 'remotepc.exe'")]
+    gain, loss = (d.examples[0] for d in result.differences)
+    assert selects(new, gain) and not selects(SEED, gain)
+    assert selects(SEED, loss) and not selects(new, loss)

@@ -305,8 +305,11 @@ def _why(old: ir.Condition, new: ir.Condition, event: dict[str, Any]) -> list[st
         for n in news:
             if n in olds or not holds(n):
                 continue
-            o = next((o for o in olds if _related(o, n)), old if len(olds) == 1 else None)
-            return _why(o, n, event) if o is not None else [_render(n)]
+            o = next((o for o in olds if _related(o, n)), None)
+            if o is not None:
+                return _why(o, n, event)
+            # a new alternative: it, and what fails the old version
+            return [_render(n)] + (_why(old, n, event) if len(olds) == 1 else [])
         return [_render(new)]
     olds = _disjuncts(old)
     if len(olds) > 1:  # it fails every alternative of the old one: say it against the closest
@@ -318,14 +321,18 @@ def _why(old: ir.Condition, new: ir.Condition, event: dict[str, Any]) -> list[st
         only_new = [c for c in news if c not in olds]
         clauses: list[str] = []
         paired: set[int] = set()
-        replaced = False
-        for o in only_old:
-            if holds(o):
-                continue  # not what stops the old version
+        partner: dict[int, int] = {}  # a changed test of the old version -> the new test it became
+        for i, o in enumerate(only_old):
             k = next((k for k, n in enumerate(only_new) if k not in paired and _related(o, n)), None)
             if k is not None:
                 paired.add(k)
-                clauses += _why(o, only_new[k], event)
+                partner[i] = k
+        replaced = False
+        for i, o in enumerate(only_old):
+            if holds(o):
+                continue  # not what stops the old version
+            if i in partner:
+                clauses += _why(o, only_new[partner[i]], event)
             else:
                 replaced = True
                 clauses.append(_render(_negation(o)))
