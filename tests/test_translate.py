@@ -16,6 +16,8 @@ from rmmc.output import safe_stem
 
 REPO = Path(__file__).resolve().parents[1]
 REMOTEPC = REPO / "rules" / "rmm_remotepc_netconn.txt"
+# the two seed hunts (rules/ also holds the RMM pack, rules/rmm/, which `rmmc build` covers)
+SEEDS = ("rules/rmm_distantdesktop_netconn.txt", "rules/rmm_remotepc_netconn.txt")
 
 
 def rmmc_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -49,7 +51,7 @@ def test_translate_to_kql_on_stdout():
 
 
 def test_translate_to_sigma_is_valid_yaml_stream():
-    result = rmmc_cli("translate", "rules/", "--to", "sigma")
+    result = rmmc_cli("translate", *SEEDS, "--to", "sigma")
     assert result.returncode == 0, result.stderr
     documents = [d for d in yaml.safe_load_all(result.stdout) if d]
     titles = [d["title"] for d in documents if "detection" in d]
@@ -58,18 +60,18 @@ def test_translate_to_sigma_is_valid_yaml_stream():
 
 def test_output_files_are_named_from_titles_and_never_overwritten(tmp_path):
     out = tmp_path / "out"
-    first = rmmc_cli("translate", "rules/", "--to", "kql", "-o", str(out))
+    first = rmmc_cli("translate", *SEEDS, "--to", "kql", "-o", str(out))
     assert first.returncode == 0, first.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names == ["Remote_Management_and_Monitoring_tool_-_DistantDesktop_-_Network_Connection.kql",
                      "Remote_Management_and_Monitoring_tool_-_RemotePC_-_Network_Connection.kql"]
     target = out / names[1]
     target.write_text("edited by hand\n", encoding="utf-8")
-    second = rmmc_cli("translate", "rules/", "--to", "kql", "-o", str(out))
+    second = rmmc_cli("translate", *SEEDS, "--to", "kql", "-o", str(out))
     assert second.returncode == 1
     assert "exists; not overwritten (use --force)" in second.stderr
     assert target.read_text(encoding="utf-8") == "edited by hand\n"
-    forced = rmmc_cli("translate", "rules/", "--to", "kql", "-o", str(out), "--force")
+    forced = rmmc_cli("translate", *SEEDS, "--to", "kql", "-o", str(out), "--force")
     assert forced.returncode == 0
     assert target.read_text(encoding="utf-8").startswith("DeviceNetworkEvents")
     assert not [p for p in out.iterdir() if p.name.startswith(".rmmc-")]  # no temporary left
@@ -148,7 +150,7 @@ def test_sigma_exclusions_are_written_as_a_filter_file_beside_the_rule(tmp_path)
     from sigma.collection import SigmaCollection
 
     out = tmp_path / "out"
-    result = rmmc_cli("translate", "rules/", "--to", "sigma", "-o", str(out))
+    result = rmmc_cli("translate", *SEEDS, "--to", "sigma", "-o", str(out))
     assert result.returncode == 0, result.stderr
     stem = "Remote_Management_and_Monitoring_tool_-_RemotePC_-_Network_Connection"
     filters = out / f"{stem}.filters.yml"
@@ -162,7 +164,7 @@ def test_sigma_exclusions_are_written_as_a_filter_file_beside_the_rule(tmp_path)
     assert len(collection.rules) >= 1
     # With --apply-exclusions they are in the rule itself, and no filter file is written.
     applied = tmp_path / "applied"
-    rmmc_cli("translate", "rules/", "--to", "sigma", "-o", str(applied), "--apply-exclusions")
+    rmmc_cli("translate", *SEEDS, "--to", "sigma", "-o", str(applied), "--apply-exclusions")
     assert not list(applied.glob("*.filters.yml"))
     assert "not filter_" in (applied / f"{stem}.yml").read_text(encoding="utf-8")
 
