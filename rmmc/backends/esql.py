@@ -45,7 +45,7 @@ How the meaning is kept (the reference is `rmmc.compiler.evaluator` and `rmmc.co
   Lucene's wildcard automaton), and a backslash escapes `*`, `?` and itself, so a literal
   `*` `?` `\\` is written `\\*` `\\?` `\\\\` (then doubled again inside the string literal).
 * Another regex predicate (RE2 syntax), when case-sensitive, is `RLIKE ".*(...).*"` with the
-  pattern in Lucene's syntax (`eql.re2_to_lucene`: the same translation as EQL's `regex`, which
+  pattern in Lucene's syntax (`esql_regex.lucene_regex`: no `.*` on an anchored side, which
   refuses what Lucene cannot say); case-insensitive ones are refused (a regex cannot be
   lower-cased as a value can).
 * Tests on expressions (`strlen(x) > 5`, `tolower(x) == 'a'`) and comparisons of two
@@ -69,6 +69,7 @@ from typing import Any
 from rmmc.backends.base import (cidr_networks, reads_ipv4, EmitOptions, exclusion_conditions,
                                 Translation, lossy, note, shape, unsupported, Wildcard, wildcard_pattern)
 from rmmc.backends.esql_expr import Esql, ExprWriter, kind_of
+from rmmc.backends.esql_regex import lucene_regex
 from rmmc.backends.esql_stages import StageWriter
 from rmmc.backends.esql_text import (NUMERIC as _NUMERIC, TEXT_LIKE as _TEXT_LIKE, Refusal,  # noqa: F401
                                      datetime_lit, ident, join, like_escape, lucene_escape, number_lit,
@@ -134,14 +135,12 @@ def pattern_regex(op: Op, needle: str, case_sensitive: bool) -> str:
 
 
 def regex_lucene(pattern: str, span: Span | None) -> str:
-    """A case-sensitive model regex (an unanchored RE2 search) as a whole-value Lucene regex,
-    as EQL's backend writes it for `regex`; `Refusal` for what Lucene cannot say."""
-    from rmmc.backends.eql import Refusal as EqlRefusal, re2_to_lucene
-
+    """A case-sensitive model regex (an unanchored RE2 search) as a whole-value Lucene regex;
+    `Refusal` for what is not written."""
     try:
-        return re2_to_lucene(pattern)
-    except EqlRefusal as refusal:
-        raise Refusal(f"{refusal} (ES|QL's RLIKE reads Lucene syntax)", span) from None
+        return lucene_regex(pattern)
+    except Refusal as refusal:
+        raise Refusal(str(refusal), span) from None
 
 
 # ------------------------------------------------------------------ conditions
@@ -284,11 +283,11 @@ class Emitter:
     def subject(self, p: Predicate) -> Subject:
         kind = p.field.type.lower()
         if isinstance(p.field, Field):
-            stored = self.columns.get(p.field.name)
+            stored = self.columns.get(describe(p.field))
             if stored in ("multi",):
-                raise Refusal(f"a test on {p.field.name}, which holds the values STATS collected: "
+                raise Refusal(f"a test on {describe(p.field)}, which holds the values STATS collected: "
                               "no ES|QL test with KQL's meaning", p.span)
-            col = self.column(p.field.name)
+            col = self.column(describe(p.field))
             if stored == "segment":
                 return Subject(col, col, kind, True, True, segment=True)
             if kind == "string":
@@ -387,13 +386,13 @@ class Emitter:
         that false, so NOT is exact (a missing value or no address is not inside, as in the IR).
         all_values: one CIDR_MATCH per network, and-ed."""
         if kind not in ("string", "ip"):
-            raise Refusal(f"cidr on the {kind} field {p.field.name} has no exact ES|QL form", p.span)
+            raise Refusal(f"cidr on the {kind} field {describe(p.field)} has no exact ES|QL form", p.span)
         networks = cidr_networks(p, Refusal)
         if not networks:
             return "true" if p.all_values != p.negated else "false"
         for network in networks:
             if reads_ipv4(network):
-                self.add(lossy(TARGET, f"cidr {network} on {p.field.name} overlaps ::ffff:0:0/96: "
+                self.add(lossy(TARGET, f"cidr {network} on {describe(p.field)} overlaps ::ffff:0:0/96: "
                                        "Elasticsearch's ip type holds an IPv4 address as the "
                                        "IPv4-mapped IPv6 address, so IPv4 values match it, which "
                                        "the IR never does", p.span, p))
@@ -417,7 +416,7 @@ class Emitter:
         if p.case_sensitive:
             return text
         if any(len(ch.lower()) != 1 for ch in text):
-            self.add(lossy(TARGET, f"{p.field.name}: the value {text!r} holds a character whose "
+            self.add(lossy(TARGET, f"{describe(p.field)}: the value {text!r} holds a character whose "
                            "lower case is longer (U+0130); ES|QL's TO_LOWER never yields it, so "
                            "text holding it no longer matches this value", p.span, p))
         return fold(text)
@@ -426,7 +425,7 @@ class Emitter:
         if kind in _TEXT_LIKE:
             values = [string_lit(self.needle(p, v)) for v in p.values]
         else:
-            values = [typed_lit(v, kind, p.field.name) for v in p.values]
+            values = [typed_lit(v, kind, describe(p.field)) for v in p.values]
         if len(values) == 1:
             return f"({subject} == {values[0]})"
         if p.all_values:
@@ -435,12 +434,12 @@ class Emitter:
 
     def comparison(self, p: Predicate, kind: str, col: str) -> str:
         if kind not in _NUMERIC and kind != "datetime":
-            raise Refusal(f"{p.op.value} on the {kind} field {p.field.name}: rmmc orders only "
+            raise Refusal(f"{p.op.value} on the {kind} field {describe(p.field)}: rmmc orders only "
                           "numbers and datetimes in ES|QL", p.span)
         wanted = 2 if p.op is Op.BETWEEN else 1
         if len(p.values) != wanted:
-            raise Refusal(f"{p.op.value} on {p.field.name} needs {wanted} value(s)", p.span)
-        bounds = [typed_lit(v, kind, p.field.name) for v in p.values]
+            raise Refusal(f"{p.op.value} on {describe(p.field)} needs {wanted} value(s)", p.span)
+        bounds = [typed_lit(v, kind, describe(p.field)) for v in p.values]
         if p.op is Op.BETWEEN:
             test = f"({col} >= {bounds[0]} AND {col} <= {bounds[1]})"
         else:

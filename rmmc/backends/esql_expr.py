@@ -688,9 +688,9 @@ def _ago(w: ExprWriter, call: ir.Call, span: Span | None) -> Esql:
 
 
 def _now(w: ExprWriter, call: ir.Call, span: Span | None) -> Esql:
-    if not call.args:
+    offset = literal_arg(call, 0, timedelta, span) if call.args else timedelta(0)
+    if not offset:
         return Esql("NOW()", "datetime", False)
-    offset = literal_arg(call, 0, timedelta, span)
     sign = "+" if offset >= timedelta(0) else "-"
     return Esql(f"(NOW() {sign} {span_text(offset, span)})", "datetime", False)
 
