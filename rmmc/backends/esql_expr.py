@@ -663,7 +663,8 @@ def _bin(w: ExprWriter, call: ir.Call, span: Span | None) -> Esql:
     value = w.value(call.args[0], span)
     if isinstance(size, timedelta):
         if value.kind != "datetime":
-            raise Refusal(f"{describe(call)}: a timespan column is no ES|QL value", span)
+            raise Refusal(f"{describe(call)}: a bin of time over a {getattr(call.args[0], 'type', '?')} "
+                          "(rmmc writes it for a datetime)", span)
         if size <= timedelta(0):
             raise Refusal(f"{describe(call)}: a size that is not positive", span)
         if ZERO_TO_1970 % size:
