@@ -582,3 +582,19 @@ def test_esql_rows_are_the_reference_rows(rule, sample, fields):
         compare(rule, sample, fields)
     except Undocumented as exc:
         raise AssertionError(f"the ES|QL relies on undocumented behaviour ({exc}):\n{t.text}") from None
+
+
+@pytest.mark.parametrize("query", [
+    "DeviceNetworkEvents | where ipv4_is_private(RemoteUrl)",
+    "DeviceNetworkEvents | where not(ipv4_is_private(RemoteUrl))",
+    "DeviceNetworkEvents | where ipv4_is_private(RemoteUrl) == false",
+    "DeviceNetworkEvents | where ipv4_is_in_range(RemoteUrl, '10.1.0.0/16')",
+    "DeviceNetworkEvents | where not(ipv4_is_in_range(RemoteUrl, '10.1.2.3/16'))",
+    "DeviceNetworkEvents | extend p = iff(ipv4_is_private(RemoteUrl), 'in', 'out')",
+])
+def test_ipv4_functions(query):
+    rule = rmmc.lower_text(query).rule
+    addresses = ["10.1.2.3", " 10.1.2.3 ", "10.1.2.3/24", "10.1.2.3 /24", "010.1.2.3", "172.16.0.1",
+                 "172.32.0.1", "192.168.1.1", "8.8.8.8", "1.2.3", "256.1.1.1", "fe80::1", "", "x",
+                 "\u300010.0.0.1", "10.0.0.1\n", "10.1.2.3/x/y", "\x1c10.0.0.1"]
+    compare(rule, [{"RemoteUrl": a, "Timestamp": T0} for a in addresses] + [{"Timestamp": T0}])

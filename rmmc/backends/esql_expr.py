@@ -696,6 +696,48 @@ def _now(w: ExprWriter, call: ir.Call, span: Span | None) -> Esql:
     return Esql(f"(NOW() {sign} {span_text(offset, span)})", "datetime", False)
 
 
+# ------------------------------------------------------------------ builders: addresses
+
+
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # no leading zero, as the model reads it
+_ADDRESS = f"{_OCTET}(\\.{_OCTET}){{3}}"
+_PRIVATE = (f"(10(\\.{_OCTET}){{3}}|172\\.(1[6-9]|2[0-9]|3[01])(\\.{_OCTET}){{2}}"
+            f"|192\\.168(\\.{_OCTET}){{2}})")
+
+
+def _stripped(address: str) -> str:
+    """A Lucene regex of the texts the model reads as `address` after `strip()` and cutting at
+    the first '/': white space (Python's `str.isspace`), the address, then a '/' and anything,
+    or white space."""
+    from rmmc.backends.splunk_expr import WHITESPACE
+
+    space = "[" + "".join(WHITESPACE) + "]"
+    return f"{space}*{address}(/.*|{space}*)"
+
+
+def _ipv4_is_private(w: ExprWriter, call: ir.Call, span: Span | None) -> Esql:
+    """KQL: the text stripped, cut at a '/', read as an IPv4 address (null when it is not
+    one), inside 10/8, 172.16/12 or 192.168/16: both decided by a Lucene regex on the text."""
+    text = w.string(call.args[0], span)
+    return Esql(f"CASE({text} RLIKE {string_lit(_stripped(_ADDRESS))}, {text} RLIKE "
+                f"{string_lit(_stripped(_PRIVATE))})", "bool")
+
+
+def _ipv4_is_in_range(w: ExprWriter, call: ir.Call, span: Span | None) -> Esql:
+    """KQL: the text read as an IPv4 address as it is (null when it is not one, or when the
+    network is no IPv4 network), inside the network: `CIDR_MATCH` on a valid address only."""
+    import ipaddress
+
+    text = w.string(call.args[0], span)
+    network = literal_arg(call, 1, str, span)
+    try:
+        net = ipaddress.IPv4Network(network, strict=False)
+    except ValueError:
+        return Esql("null", "bool")
+    return Esql(f"CASE({text} RLIKE {string_lit(_ADDRESS)}, COALESCE(CIDR_MATCH(TO_IP({text}), "
+                f"{string_lit(str(net))}), false))", "bool")
+
+
 BUILDERS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], Esql]] = {
     "strcat": _strcat,
     "tostring": _tostring,
@@ -725,5 +767,7 @@ BUILDERS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], Esql]] = {
     "bin": _bin,
     "ago": _ago,
     "now": _now,
+    "ipv4_is_private": _ipv4_is_private,
+    "ipv4_is_in_range": _ipv4_is_in_range,
 }
 """KQL model functions whose ES|QL form depends on their arguments (constants, types)."""
