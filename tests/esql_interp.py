@@ -518,20 +518,26 @@ class _Parser:
 
     # booleanExpression: OR < AND < NOT < predicates
     def boolean(self) -> Expr:
-        left = self.conjunction()
-        while self.peek("or"):
-            self.take()
-            right = self.conjunction()
-            left = (lambda l, r: lambda row: or3(_boolean(l(row)), _boolean(r(row))))(left, right)
-        return left
+        return self.chain("or", self.conjunction, or3)
 
     def conjunction(self) -> Expr:
-        left = self.negation()
-        while self.peek("and"):
+        return self.chain("and", self.negation, and3)
+
+    def chain(self, word: str, operand: Callable[[], Expr], combine: Callable[[Any, Any], Any]) -> Expr:
+        """`a OP b OP c ...`, left to right, evaluated in a loop (a long chain is no deep call)."""
+        parts = [operand()]
+        while self.peek(word):
             self.take()
-            right = self.negation()
-            left = (lambda l, r: lambda row: and3(_boolean(l(row)), _boolean(r(row))))(left, right)
-        return left
+            parts.append(operand())
+        if len(parts) == 1:
+            return parts[0]
+
+        def evaluate(row: Row) -> Any:
+            value = _boolean(parts[0](row))
+            for part in parts[1:]:
+                value = combine(value, _boolean(part(row)))
+            return value
+        return evaluate
 
     def negation(self) -> Expr:
         if self.peek("not"):

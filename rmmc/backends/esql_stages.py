@@ -6,7 +6,10 @@
     Filter     | WHERE <condition>            (after STATS too: a threshold)
     Summarize  | STATS a = AGG(x) [WHERE c], ... BY k = COALESCE(f, ""), ...  | KEEP keys, aggs
                (a missing string key is '' in KQL: COALESCE groups it with ''; a null number
-               key is a group of its own in both; `bin(Timestamp, 1h)` is `DATE_TRUNC`)
+               key is a group of its own in both; `bin(Timestamp, 1h)` is `DATE_TRUNC`; a
+               `dcount` a later stage reads is exact, `MV_COUNT(VALUES(x))`, one only shown
+               the approximate `COUNT_DISTINCT`.  A multivalued field, which the model has no
+               notion of, would put its row in several groups)
     Project    | EVAL ...  | KEEP a, b, c
     ProjectAway| DROP a, b
     Rename     | RENAME a AS b
@@ -373,8 +376,10 @@ class StageWriter:
             # a string is counted as KQL reads it: '' (a missing value too) is one value
             if used_later:
                 self.say(note(TARGET, f"{agg.name} = {agg.function}(...) is counted exactly as "
-                                      "MV_COUNT(VALUES(...)), since a later stage reads it (VALUES is "
-                                      "in technical preview in Elasticsearch)", stage.span))
+                                      "MV_COUNT(VALUES(...)), since a later stage reads it (COUNT_DISTINCT "
+                                      "is approximate); VALUES is in technical preview, and a group with "
+                                      "more values than memory holds fails the query (a circuit breaker "
+                                      "error) rather than being miscounted", stage.span))
                 return f"{target} = COALESCE(MV_COUNT(VALUES({value.text})), 0){where()}", "value", None
             self.say(shape(TARGET, f"{agg.name} = {agg.function}(...) as COUNT_DISTINCT: approximate "
                                    "(exact for small counts), and only shown: no later stage reads it",
