@@ -72,10 +72,9 @@ from rmmc.backends.esql_expr import Esql, ExprWriter, kind_of
 from rmmc.backends.esql_regex import lucene_regex
 from rmmc.backends.esql_stages import StageWriter
 from rmmc.backends.esql_text import (NUMERIC as _NUMERIC, TEXT_LIKE as _TEXT_LIKE, Refusal,  # noqa: F401
-                                     datetime_lit, ident, join, like_escape, lucene_escape, number_lit,
-                                     paren, string_lit, strip_parens, time_span, typed_lit)
+                                     ident, join, like_escape, lucene_escape, paren, string_lit,
+                                     strip_parens, time_span, typed_lit)
 from rmmc.backends.widen import widen
-from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.compiler.evaluator import fold, is_term_char
 from rmmc.compiler.functions import describe

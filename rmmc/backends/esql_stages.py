@@ -34,7 +34,7 @@ from rmmc.backends.esql_text import Refusal, ident, strip_parens
 from rmmc.backends.widen import widen
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
-from rmmc.compiler.functions import NUMERIC_TYPES, STRING_TYPES, describe
+from rmmc.compiler.functions import NUMERIC_TYPES, describe
 
 TARGET = "esql"
 
