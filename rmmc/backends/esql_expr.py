@@ -432,7 +432,7 @@ def matches(text: str, pattern: str, whole: str) -> str:
 def _extract(w: ExprWriter, call: ir.Call, span: Span | None) -> Esql:
     """`extract(R, n, s)`: group n of R's first match, '' when none.  The group must take part
     in every match (Java's `$n` of a group that took none is not documented)."""
-    from rmmc.backends.splunk_expr import _regex_parse, group_always_set
+    from rmmc.compiler.regexes import group_always_set, parse
 
     if len(call.args) != 3:
         raise Refusal("extract() with a type argument has no ES|QL form rmmc writes", span)
@@ -440,7 +440,7 @@ def _extract(w: ExprWriter, call: ir.Call, span: Span | None) -> Esql:
     group = literal_arg(call, 1, int, span)
     text = w.string(call.args[2], span)
     regex, groups = _java(pattern, span)
-    if _regex_parse(pattern) is None:
+    if parse(pattern) is None:
         raise Refusal(f"extract(): the regex {pattern!r} uses syntax rmmc cannot check", span)
     if group < 0 or group > groups:
         return Esql('""', "string", False)
@@ -457,7 +457,7 @@ def _rewrite(rewrite: str, groups: int, pattern: str, span: Span | None) -> str:
     """KQL's rewrite (`\\1` or `$1` name a group, anything else is literal) as a Java
     replacement: `$1`, other `\\` and `$` escaped; a group the regex does not have writes ''
     (KQL); a group that may take no part in a match is refused."""
-    from rmmc.backends.splunk_expr import group_always_set
+    from rmmc.compiler.regexes import group_always_set
 
     out, i = [], 0
     while i < len(rewrite):
@@ -480,7 +480,7 @@ def _rewrite(rewrite: str, groups: int, pattern: str, span: Span | None) -> str:
 
 
 def _replace_regex(w: ExprWriter, call: ir.Call, span: Span | None) -> Esql:
-    from rmmc.backends.splunk_expr import can_match_empty
+    from rmmc.compiler.regexes import can_match_empty
 
     text = w.string(call.args[0], span)
     pattern = literal_arg(call, 1, str, span)
@@ -709,7 +709,7 @@ def _stripped(address: str) -> str:
     """A Lucene regex of the texts the model reads as `address` after `strip()` and cutting at
     the first '/': white space (Python's `str.isspace`), the address, then a '/' and anything,
     or white space."""
-    from rmmc.backends.splunk_expr import WHITESPACE
+    from rmmc.compiler.functions import WHITESPACE
 
     space = "[" + "".join(WHITESPACE) + "]"
     return f"{space}*{address}(/.*|{space}*)"

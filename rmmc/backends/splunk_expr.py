@@ -31,7 +31,8 @@ from typing import Any, Callable, Protocol
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Span
 from rmmc.compiler.evaluator import re2_dollar
-from rmmc.compiler.functions import INTEGER_TYPES, NUMERIC_TYPES, STRING_TYPES, describe
+from rmmc.compiler.functions import INTEGER_TYPES, NUMERIC_TYPES, STRING_TYPES, WHITESPACE, describe
+from rmmc.compiler.regexes import can_match_empty, group_always_set, parse
 
 TIME_TYPES = frozenset({"datetime", "timespan"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -171,58 +172,6 @@ def seconds(value: timedelta) -> int | float:
 def epoch(value: datetime) -> int | float:
     value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     return seconds(value - _EPOCH)
-
-
-def _regex_parse(pattern: str):
-    """Python's parse of a regex (RE2 syntax is nearly Python's), or None."""
-    try:
-        from re import _parser  # type: ignore[attr-defined]
-
-        return _parser.parse(pattern)
-    except Exception:  # noqa: BLE001 - a pattern Python cannot read: callers refuse
-        return None
-
-
-def group_always_set(pattern: str, group: int) -> bool:
-    """Whether capture group `group` takes part in every match of `pattern` (it is inside no
-    alternation and no optional repeat), so no engine's reading of an unset group matters."""
-    from re import _constants as C  # type: ignore[attr-defined]
-
-    tree = _regex_parse(pattern)
-    if tree is None or group > tree.state.groups - 1:
-        return False
-
-    def visit(items, optional: bool) -> bool | None:
-        for op, av in items:
-            if op is C.SUBPATTERN:
-                if av[0] == group:
-                    return not optional
-                found = visit(av[-1], optional)
-            elif op is C.BRANCH:
-                found = None
-                for branch in av[1]:
-                    found = visit(branch, True)
-                    if found is not None:
-                        break
-            elif op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)):
-                found = visit(av[2], optional or av[0] == 0)
-            elif op in (C.ASSERT, C.ASSERT_NOT):
-                found = visit(av[1], True)
-            elif hasattr(C, "ATOMIC_GROUP") and op is C.ATOMIC_GROUP:
-                found = visit(av, optional)
-            else:
-                continue
-            if found is not None:
-                return found
-        return None
-
-    return visit(tree, False) is True
-
-
-def can_match_empty(pattern: str) -> bool:
-    """Whether the regex may match an empty text somewhere (unknown patterns: yes)."""
-    tree = _regex_parse(pattern)
-    return tree is None or tree.getwidth()[0] == 0
 
 
 # ------------------------------------------------------------------ the writer
@@ -528,7 +477,7 @@ def _extract(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     regex = literal_arg(call, 0, str, span)
     group = literal_arg(call, 1, int, span)
     text = w.string(call.args[2], span)
-    tree = _regex_parse(regex)
+    tree = parse(regex)
     if tree is None:
         raise SplRefusal(f"extract(): the regex {regex!r} uses syntax rmmc cannot check", span)
     if group < 0 or group > tree.state.groups - 1:
@@ -572,7 +521,7 @@ def _replace_regex(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
         raise SplRefusal(f"replace_regex() with {regex!r}, which can match an empty text: where "
                          "such matches are replaced differs between engines", span)
     if re.search(r"\\[1-9]", rewrite):
-        tree = _regex_parse(regex)
+        tree = parse(regex)
         for g in map(int, re.findall(r"\\([1-9])", rewrite)):
             if tree is None or not group_always_set(regex, g):
                 raise SplRefusal(f"replace_regex() names group {g} of {regex!r}, which may take no "
@@ -750,10 +699,7 @@ def _now(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
 # ------------------------------------------------------------------ bool functions (tested, not held)
 
 
-WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
-              "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
-"""The characters Python's `str.strip()` removes (`str.isspace`), which the model's
-`ipv4_is_private` strips: as a PCRE class, not `\\s` (ASCII only in PCRE)."""
+
 
 _WS = "[" + "".join("\\x{%02x}" % ord(ch) for ch in WHITESPACE) + "]"
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # no leading zero, as Python reads it

@@ -25,6 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+              "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+"""The characters Python's `str.strip()` removes (`str.isspace`), which the model's
+`ipv4_is_private` strips (targets write them as a class: their `\\s` may be ASCII only)."""
+
 STRING_TYPES = frozenset({"string", "guid"})
 INTEGER_TYPES = frozenset({"int", "long"})
 NUMERIC_TYPES = frozenset({"int", "long", "real", "double", "decimal"})
