@@ -31,8 +31,7 @@ def checked(tmp_path, monkeypatch):
     build(str(rules), "dist", cache_dir="cache")
     netconn = rules / "AnyDesk" / "rmm_AnyDesk_netconn.txt"
     netconn.write_text(netconn.read_text(encoding="utf-8").replace(
-        "and InitiatingProcessVersionInfoProductName has 'AnyDesk'",
-        "and InitiatingProcessVersionInfoProductName matches regex @'AnyDesk\\d{2,}'"), encoding="utf-8")
+        "Count=count()", "Count=count(), Process=take_any(InitiatingProcessFileName)"), encoding="utf-8")
     broken = rules / "DWService" / "rmm_DWService_filesig.txt"
     broken.write_text(broken.read_text(encoding="utf-8").replace("| where Signer", "| where Signer ==", 1),
                       encoding="utf-8")
