@@ -18,17 +18,13 @@ ORACLE_STAMP := $(ORACLE_DIR)/node_modules/.package-lock.json
 
 .PHONY: demo test verify-long fuzz mutate clean install test-deps oracle browser
 
-## demo: install rmmc into .venv, check the bundled rules, translate them to every target, verify them
+## demo: install rmmc into .venv, check the bundled rules (the seeds and the RMM pack), build them for
+## every built-in environment into dist/ (prints the manifest summary), verify the seeds
 demo: $(INSTALL_STAMP)
-	$(VENV)/bin/rmmc check rules/
-	@# exit status 1: some rule is refused by that target (a multi-table hunt), the others written
-	$(VENV)/bin/rmmc translate rules/ --to sigma -o out/sigma --force || [ $$? -eq 1 ]
-	$(VENV)/bin/rmmc translate rules/ --to kql -o out/kql --force
-	$(VENV)/bin/rmmc translate rules/ --to splunk -o out/splunk --force || [ $$? -eq 1 ]
-	$(VENV)/bin/rmmc translate rules/ --to eql -o out/eql --force || [ $$? -eq 1 ]
-	$(VENV)/bin/rmmc translate rules/ --to esql -o out/esql --force || [ $$? -eq 1 ]
-	@echo "translations written under out/"
-	$(VENV)/bin/rmmc verify rules/
+	$(VENV)/bin/rmmc check -q rules/
+	$(VENV)/bin/rmmc build rules/ -o dist
+	@echo "one tree per environment and target under dist/, and dist/manifest.json"
+	$(VENV)/bin/rmmc verify rules/*.txt
 	@echo ""
 	@echo "The playground (paste a rule, pick a target, see the translation, explain, verify):"
 	@echo "  $(VENV)/bin/rmmc web        then open http://127.0.0.1:8765/ (Ctrl-C stops it)"
@@ -103,7 +99,7 @@ $(ORACLE_STAMP): $(ORACLE_DIR)/package.json $(ORACLE_DIR)/package-lock.json
 	fi
 
 clean:
-	rm -rf $(VENV) $(ORACLE_DIR)/node_modules .pytest_cache .hypothesis build dist out tests/_artifacts bench/.venv
+	rm -rf $(VENV) $(ORACLE_DIR)/node_modules .pytest_cache .hypothesis build dist out tests/_artifacts bench/.venv .rmmc_cache
 	rm -rf *.egg-info
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 

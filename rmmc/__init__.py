@@ -9,6 +9,8 @@ The library surface; every name is imported on first use so that `import rmmc` s
 - `read_path(path)`, `read_text(text)`: rule documents; `check_paths(paths)`: `rmmc check`
 - `read_sigma_rules(text) -> [(Rule | None, diagnostics)]`: Sigma YAML into the detection model
 - `verify_rule(rule, targets)`, `verify_paths(paths, targets)`: `rmmc verify`
+- `build(rules_dir, outdir, envs) -> BuildResult`: `rmmc build` (manifest, cache, `check=True`)
+- `diff(old, new, paths) -> DiffResult`: `rmmc diff`, what rule changes do to detection
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ _EXPORTS = {
     "read_sigma_rules": "rmmc.compiler.sigma",
     "verify_rule": "rmmc.verify.runner",
     "verify_paths": "rmmc.verify.runner",
+    "build": "rmmc.content.build",
+    "diff": "rmmc.content.diff",
     "Diagnostic": "rmmc.compiler.diagnostics",
     "Severity": "rmmc.compiler.diagnostics",
     "Span": "rmmc.compiler.diagnostics",

@@ -18,7 +18,8 @@ class _Group(click.Group):
     """The `rmmc` group; commands defined in other modules are imported when used, so a run of
     `check` or `translate` does not load them."""
 
-    lazy = {"verify": "rmmc.verify.command", "serve": "rmmc.cli_serve"}
+    lazy = {"verify": "rmmc.verify.command", "serve": "rmmc.cli_serve",
+            "build": "rmmc.content.cli", "diff": "rmmc.content.cli"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))

@@ -107,6 +107,18 @@ def _plan(results: list, directory: Path) -> list[_Planned]:
     return plans
 
 
+def plan_files(results: Iterable, outdir: str | Path) -> list[tuple[object, tuple[tuple[Path, str], ...]]]:
+    """Each successful result with its files (path, text), named as `write_translations`
+    names them, nothing written: `rmmc build` compares them with what is on disk first."""
+    return [(plan.result, plan.files) for plan in _plan(list(results), Path(outdir))]
+
+
+def write_files(files: Iterable[tuple[Path, str]], force: bool = False) -> str | None:
+    """Write one rule's planned files, all or none (each name reserved by an exclusive create
+    unless `force`); why not, or None."""
+    return _write_rule(tuple(files), force)
+
+
 def output_names(results: Iterable) -> dict[int, tuple[str, str]]:
     """Per successful result (by id): the file name `write_translations` gives it and its
     extension (the playground's downloads are named the same)."""

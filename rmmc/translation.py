@@ -53,10 +53,18 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
                        package: bool = False) -> RuleTranslation:
     """One rule to one target; with `package`, wrapped as a ready-to-import rule (Elastic
     ndjson, Splunk savedsearches.conf stanza, Sentinel analytic-rule YAML)."""
-    from rmmc.backends import emit
     from rmmc.compiler.pipeline import compile_document
 
-    compiled = compile_document(document, schema)
+    return translate_compiled(compile_document(document, schema), to, options, fields, package)
+
+
+def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
+                       fields: str | None = None, package: bool = False) -> RuleTranslation:
+    """`translate_document` for a document compiled already (`rmmc build` compiles each rule
+    once and translates it to every target)."""
+    from rmmc.backends import emit
+
+    document = compiled.document
     diagnostics = list(compiled.diagnostics)
     if compiled.rule is None:
         return RuleTranslation(document, to, "", tuple(diagnostics))

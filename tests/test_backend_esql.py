@@ -70,18 +70,26 @@ def seed(path):
 # (v lower-cased, '.' escaped as `\.`, written `\\.` inside the ES|QL string; both ends of
 # every value are letters, so both boundaries are present); has_any -> OR of those; the
 # summarize -> STATS with make_set -> VALUES and count() -> COUNT(*), grouped by the ECS
-# names of DeviceId, DeviceName, RemoteUrl.  Every parenthesis was counted by hand.
+# names of DeviceId, DeviceName, RemoteUrl, each string key read through COALESCE (a missing
+# key is '' in KQL, its own null group in STATS), ReportId a long (VALUES skips its nulls, as
+# make_set); then KEEP puts the keys first, as KQL shows them (STATS puts the aggregates
+# first), and LIMIT 10000 (ES|QL returns 1,000 rows without a LIMIT).  Every parenthesis was
+# counted by hand.
 REMOTEPC = r'''FROM logs-*
 | WHERE @timestamp > NOW() - 5 days
 | WHERE (TO_LOWER(COALESCE(url.original, "")) RLIKE "(remotepc\\.com|.*[^0-9a-z]remotepc\\.com)([^0-9a-z].*)?") AND (TO_LOWER(COALESCE(process.pe.company, "")) RLIKE "(idrive|.*[^0-9a-z]idrive)([^0-9a-z].*)?") AND (TO_LOWER(COALESCE(process.pe.product, "")) RLIKE "(remotepc|.*[^0-9a-z]remotepc)([^0-9a-z].*)?" OR TO_LOWER(COALESCE(process.pe.product, "")) RLIKE "(viewer|.*[^0-9a-z]viewer)([^0-9a-z].*)?" OR TO_LOWER(COALESCE(process.pe.product, "")) RLIKE "(remotedesktop|.*[^0-9a-z]remotedesktop)([^0-9a-z].*)?")
-| STATS FirstSeen = MIN(@timestamp), LastSeen = MAX(@timestamp), Report = VALUES(event.id), Count = COUNT(*) BY host.id, host.name, url.original'''
+| STATS FirstSeen = MIN(@timestamp), LastSeen = MAX(@timestamp), Report = VALUES(event.id), Count = COUNT(*) BY host.id = COALESCE(host.id, ""), host.name = COALESCE(host.name, ""), url.original = COALESCE(url.original, "")
+| KEEP host.id, host.name, url.original, FirstSeen, LastSeen, Report, Count
+| LIMIT 10000'''
 
 # Same shape; 'Distant Software' / 'Distant Desktop' keep their inner space (a literal in
 # Lucene) and are lower-cased; has_any over two URLs -> two RLIKEs joined by OR.
 DISTANT = r'''FROM logs-*
 | WHERE @timestamp > NOW() - 5 days
 | WHERE (TO_LOWER(COALESCE(url.original, "")) RLIKE "(distantdesktop\\.com|.*[^0-9a-z]distantdesktop\\.com)([^0-9a-z].*)?" OR TO_LOWER(COALESCE(url.original, "")) RLIKE "(signalserver\\.xyz|.*[^0-9a-z]signalserver\\.xyz)([^0-9a-z].*)?") AND (TO_LOWER(COALESCE(process.pe.company, "")) RLIKE "(distant software|.*[^0-9a-z]distant software)([^0-9a-z].*)?") AND (TO_LOWER(COALESCE(process.pe.product, "")) RLIKE "(distant desktop|.*[^0-9a-z]distant desktop)([^0-9a-z].*)?")
-| STATS FirstSeen = MIN(@timestamp), LastSeen = MAX(@timestamp), Report = VALUES(event.id), Count = COUNT(*) BY host.id, host.name, url.original'''
+| STATS FirstSeen = MIN(@timestamp), LastSeen = MAX(@timestamp), Report = VALUES(event.id), Count = COUNT(*) BY host.id = COALESCE(host.id, ""), host.name = COALESCE(host.name, ""), url.original = COALESCE(url.original, "")
+| KEEP host.id, host.name, url.original, FirstSeen, LastSeen, Report, Count
+| LIMIT 10000'''
 
 
 def test_golden_remotepc():
@@ -268,7 +276,8 @@ def test_hostile_values_stay_in_their_literals(condition):
 def where(condition) -> str:
     t = emit_esql(rule_of(condition))
     assert t.ok, t.diagnostics
-    return t.text.split("\n| WHERE ", 1)[1]
+    assert t.text.endswith("\n| LIMIT 10000")  # ES|QL's default is 1,000 rows
+    return t.text.split("\n| WHERE ", 1)[1].split("\n| LIMIT ", 1)[0]
 
 
 def test_string_nulls_are_empty_strings():
@@ -318,25 +327,36 @@ def test_subquery_is_widened_and_reported():
     sub = InSubquery(Field("DeviceId"), "DeviceInfo | project DeviceId", "DeviceInfo")
     url = Predicate(Field("RemoteUrl"), Op.CONTAINS, ("x",), case_sensitive=True)
     t = emit_esql(rule_of(And((url, sub))))
-    assert t.ok and t.text.endswith('| WHERE COALESCE(url.original, "") RLIKE ".*x.*"')
+    assert t.ok and t.text.endswith('| WHERE COALESCE(url.original, "") RLIKE ".*x.*"\n| LIMIT 10000')
     assert [d.code for d in t.diagnostics if "DeviceInfo" in d.message] == ["lossy"]
     t = emit_esql(rule_of(And((url, Not(sub)))))  # under NOT: false, so NOT(...) is true
-    assert t.text.endswith('| WHERE COALESCE(url.original, "") RLIKE ".*x.*"')
+    assert t.text.endswith('| WHERE COALESCE(url.original, "") RLIKE ".*x.*"\n| LIMIT 10000')
 
 
 def test_aggregates():
+    # N = dcount(url), read by the later sort: counted exactly (MV_COUNT of VALUES, not the
+    # approximate COUNT_DISTINCT) and a note says so; L = make_list: VALUES drops duplicates,
+    # only shown (shape); S = sum(port); the string key and the counted url through COALESCE
     url, port = Field("RemoteUrl"), Field("RemotePort", "int")
     stages = (Summarize((("DeviceId", Field("DeviceId")),), (
-        Aggregate("N", "dcount", (url,)), Aggregate("L", "make_list", (url,)),
-        Aggregate(None, "arg_max", (Field("Timestamp", "datetime"), Star())), Aggregate("S", "sum", (port,)))),
+        Aggregate("N", "dcount", (url,)), Aggregate("L", "make_list", (url,)), Aggregate("S", "sum", (port,)))),
         Sort((SortKey(Field("N", "long")),)), Limit(10))
     t = emit_esql(rule_of(Const(True), stages))
     assert t.ok
-    assert t.text == ("FROM logs-*\n| STATS N = COUNT_DISTINCT(url.original), L = VALUES(url.original), "
-                      "S = SUM(destination.port) BY host.id\n| SORT N DESC\n| LIMIT 10")
-    lossy = [d.message for d in t.diagnostics if d.code == "lossy"]
-    assert len(lossy) == 3 and any("approximate" in m for m in lossy)
-    assert any("arg_max" in m for m in lossy) and any("duplicates" in m for m in lossy)
+    assert t.text == ('FROM logs-*\n| STATS N = COALESCE(MV_COUNT(VALUES(COALESCE(url.original, ""))), 0), '
+                      'L = VALUES(COALESCE(url.original, "")), S = SUM(destination.port) BY host.id = '
+                      'COALESCE(host.id, "")\n| KEEP host.id, N, L, S\n| SORT N DESC NULLS LAST\n| LIMIT 10')
+    assert not [d for d in t.diagnostics if d.code == "lossy"]
+    assert [d.code for d in t.diagnostics if "VALUES" in d.message] == ["note", "shape"]
+    # only shown: the approximate COUNT_DISTINCT, said as shape
+    shown = emit_esql(rule_of(Const(True), stages[:1]))
+    assert "N = COUNT_DISTINCT(COALESCE(url.original, \"\"))" in shown.text
+    assert any(d.code == "shape" and "approximate" in d.message for d in shown.diagnostics)
+    # arg_max(Timestamp, *) has no ES|QL form: refused, never dropped
+    extreme = Summarize((("DeviceId", Field("DeviceId")),),
+                        (Aggregate(None, "arg_max", (Field("Timestamp", "datetime"), Star())),))
+    t = emit_esql(rule_of(Const(True), (extreme,)))
+    assert not t.ok and t.text == "" and [d.code for d in t.diagnostics if d.is_error] == ["unsupported"]
 
 
 def test_regex_and_bad_types_are_refused():

@@ -16,7 +16,8 @@ from rmmc.output import safe_stem
 
 REPO = Path(__file__).resolve().parents[1]
 REMOTEPC = REPO / "rules" / "rmm_remotepc_netconn.txt"
-SEEDS = [str(REPO / "rules" / "rmm_distantdesktop_netconn.txt"), str(REMOTEPC)]  # the two seed hunts
+# the two seed hunts (rules/ also holds the RMM pack, rules/rmm/, which `rmmc build` covers)
+SEEDS = ("rules/rmm_distantdesktop_netconn.txt", "rules/rmm_remotepc_netconn.txt")
 
 
 def rmmc_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -45,7 +45,7 @@ def test_seed_rules_agree_on_every_engine_that_runs_here():
     pytest.importorskip("duckdb_kql")
     pytest.importorskip("sigma.backends.sqlite")
     pytest.importorskip("eql")
-    seeds = [str(ROOT / "rules" / name) for name in ("rmm_remotepc_netconn.txt", "rmm_distantdesktop_netconn.txt")]
+    seeds = [str(ROOT / "rules" / name) for name in ("rmm_distantdesktop_netconn.txt", "rmm_remotepc_netconn.txt")]
     verdicts = list(verify_paths(seeds, ["kql", "sigma", "eql", "splunk"]))
     assert len(verdicts) == 2
     for v in verdicts:

@@ -5,13 +5,15 @@ Shape of the query::
     FROM logs-*
     | WHERE @timestamp > NOW() - 5 days
     | WHERE <condition>
-    | EVAL <constants> | STATS ... BY ... | KEEP ... | RENAME ... | SORT ... | LIMIT ...
+    | <each stage, in the rule's order: EVAL, WHERE, STATS, KEEP, DROP, RENAME, SORT, LIMIT>
+    | LIMIT 10000
 
 Field names come from a field profile (`rmmc.compiler.schema.profiles`, ECS by default);
 a column the profile does not map is written under its own name with a warning naming it.
 Names that are not plain identifiers are quoted with backticks (a backtick inside doubled).
+Columns a stage makes keep the event field's name where they replace one, else their KQL name.
 
-How the meaning is kept (the reference is `rmmc.compiler.evaluator`):
+How the meaning is kept (the reference is `rmmc.compiler.evaluator` and `rmmc.compiler.rows`):
 
 * String literals are double-quoted; `\\`, `"`, CR, LF and TAB are escaped (the ES|QL lexer:
   `'"' (ESCAPE_SEQUENCE | ~[\\r\\n"\\\\])* '"'` with `ESCAPE_SEQUENCE: '\\\\' [tnr"\\\\]`).
@@ -21,7 +23,9 @@ How the meaning is kept (the reference is `rmmc.compiler.evaluator`):
   as `COALESCE(field, "")`: tests on strings are two-valued, exactly as in the IR.  Equality
   on a typed field is guarded (`field IS NOT NULL AND ...`) so that it is false, not null, on
   a null (the IR's `==` is false and `!=` true on a null).  Comparisons (`<`, between ...)
-  stay three-valued in both languages, and WHERE keeps only true rows, as the IR does.
+  stay three-valued in both languages, and WHERE keeps only true rows, as the IR does.  Every
+  condition written has the IR's three values exactly, so it is also a bool value (`extend
+  Flag = x > 5`, `iff(...)`).
 * Case-insensitive tests lower-case the field with `TO_LOWER` and the value in rmmc (one
   character for one, as KQL).  Java's lower-casing agrees with that on every character
   except U+0130 'İ' (it becomes 'i' + U+0307): text holding it may compare differently;
@@ -40,35 +44,48 @@ How the meaning is kept (the reference is `rmmc.compiler.evaluator`):
   In a LIKE pattern `*` is any run of characters and `?` one character (a line break too:
   Lucene's wildcard automaton), and a backslash escapes `*`, `?` and itself, so a literal
   `*` `?` `\\` is written `\\*` `\\?` `\\\\` (then doubled again inside the string literal).
-* Other regex predicates (RE2 syntax) are refused: Lucene's syntax differs.
+* Another regex predicate (RE2 syntax), when case-sensitive, is `RLIKE ".*(...).*"` with the
+  pattern in Lucene's syntax (`esql_regex.lucene_regex`: no `.*` on an anchored side, which
+  refuses what Lucene cannot say); case-insensitive ones are refused (a regex cannot be
+  lower-cased as a value can).
+* Tests on expressions (`strlen(x) > 5`, `tolower(x) == 'a'`) and comparisons of two
+  expressions are written like tests on fields, over the expression (`esql_expr`).
 * `InSubquery` is widened (replaced by the constant that keeps a superset of the events),
   each replaced node reported lossy.
-* Aggregates: count -> COUNT(*), min/max/sum/avg, make_set -> VALUES; dcount ->
-  COUNT_DISTINCT (approximate: lossy), make_list -> VALUES (drops duplicates: lossy);
-  anything else is dropped with a lossy diagnostic.
+* Stages (`esql_stages`): every stage in the rule's order, each with KQL's meaning; what ES|QL
+  cannot say is refused (`unsupported`, located at the stage), never dropped.
+* Rows.  ES|QL returns at most 1,000 rows unless a `LIMIT` says more, and never more than
+  10,000 (`esql.query.result_truncation_max_size`, its documented default).  A rule that does
+  not end with a take is written with `| LIMIT 10000`, and a note says that past 10,000 rows
+  the result is cut.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from rmmc.backends.base import (cidr_networks, reads_ipv4, EmitOptions, exclusion_conditions,
-                                Translation, lossy, note, unsupported, Wildcard, wildcard_pattern)
+                                Translation, lossy, note, shape, unsupported, Wildcard, wildcard_pattern)
+from rmmc.backends.esql_expr import Esql, ExprWriter, kind_of
+from rmmc.backends.esql_regex import lucene_regex
+from rmmc.backends.esql_stages import StageWriter
+from rmmc.backends.esql_text import (NUMERIC as _NUMERIC, TEXT_LIKE as _TEXT_LIKE, Refusal,  # noqa: F401
+                                     ident, join, like_escape, lucene_escape, paren, string_lit,
+                                     strip_parens, time_span, typed_lit)
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
-from rmmc.compiler.evaluator import coerce, fold, is_term_char
-from rmmc.backends.base import refuse_expression_tests
-from rmmc.backends.legacy_output import classic_output
+from rmmc.compiler.evaluator import fold, is_term_char
+from rmmc.compiler.functions import describe
 from rmmc.compiler.pushdown import push_filters
-from rmmc.compiler.ir import (And, Condition, Const, InSubquery, Not, Op, Or, Predicate, Rule,
-                              all_of)
+from rmmc.compiler.ir import (And, Compare, Condition, Const, Field, InSubquery, Limit, Not, Op, Or,
+                              Predicate, Rule, all_of)
 
 TARGET = "esql"
 DEFAULT_INDEX = "logs-*"
+MAX_ROWS = 10_000
+"""The most rows an ES|QL query returns (`esql.query.result_truncation_max_size`, default)."""
 
 # ------------------------------------------------------------------ field profiles
 
@@ -82,45 +99,7 @@ def _load_profile(name: str):
     return load_profile(name)
 
 
-# ------------------------------------------------------------------ lexical helpers
-
-_KEYWORDS = frozenset("""
-    and or not like rlike in is null true false by asc desc nulls first last as on with
-    metadata where from row eval stats keep drop rename sort limit dissect grok enrich
-    mv_expand show info
-""".split())
-_PLAIN_PART = re.compile(r"[A-Za-z][A-Za-z0-9_]*|[_@][A-Za-z0-9_]+")
-
-
-def ident(name: str) -> str:
-    """An ES|QL identifier for a field name: plain when every dot-separated part is a plain
-    identifier and no keyword, else the whole name in backticks (backticks doubled)."""
-    parts = name.split(".")
-    if all(_PLAIN_PART.fullmatch(p) and p.lower() not in _KEYWORDS for p in parts):
-        return name
-    return "`" + name.replace("`", "``") + "`"
-
-
-_STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def string_lit(value: str) -> str:
-    """A double-quoted ES|QL string literal holding exactly `value`."""
-    return '"' + "".join(_STRING_ESCAPES.get(ch, ch) for ch in value) + '"'
-
-
-def lucene_escape(text: str) -> str:
-    """`text` as a Lucene regular expression matching exactly itself: every ASCII character
-    other than a letter, digit or space gets a backslash (reserved or not: `\\` + any
-    non-letter is that character); letters and non-ASCII characters stay as they are."""
-    return "".join("\\" + ch if ch < "\x7f" and ch > " " and not ch.isalnum() else ch
-                   for ch in text)
-
-
-def like_escape(text: str) -> str:
-    """`text` as a LIKE pattern matching exactly itself: `*`, `?` and `\\` escaped with `\\`
-    (the only characters LIKE gives a meaning, and the only ones it lets `\\` escape)."""
-    return "".join("\\" + ch if ch in "*?\\" else ch for ch in text)
+# ------------------------------------------------------------------ regexes of tests
 
 
 def term_regex(needle: str, check_start: bool = True, check_end: bool = True,
@@ -154,106 +133,74 @@ def pattern_regex(op: Op, needle: str, case_sensitive: bool) -> str:
     raise ValueError(f"not a pattern operator: {op}")
 
 
-_UNITS = (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000), ("second", 1_000),
-          ("millisecond", 1))
-
-
-def time_span(span: timedelta) -> tuple[str, bool]:
-    """An ES|QL time span literal (`5 days`, `90 minutes`, ...) in the largest unit that
-    divides it, and whether it had to be rounded up to a whole millisecond."""
-    micros = span // timedelta(microseconds=1)
-    millis, rest = divmod(micros, 1000)
-    rounded = rest != 0
-    millis += 1 if rounded else 0
-    if millis == 0:
-        return "0 milliseconds", rounded
-    unit, per = next((u, p) for u, p in _UNITS if millis % p == 0)
-    count = millis // per
-    return f"{count} {unit}{'' if count == 1 else 's'}", rounded
-
-
-class Refusal(Exception):
-    def __init__(self, message: str, span: Span | None = None):
-        super().__init__(message)
-        self.span = span
-
-
-def number_lit(value: int | float) -> str:
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        raise Refusal(f"{value!r} has no ES|QL literal")
-    if isinstance(value, int) and not -(2 ** 63) < value < 2 ** 63:
-        raise Refusal(f"{value} does not fit an ES|QL long")
-    text = repr(value)
-    return f"({text})" if text.startswith("-") else text
-
-
-def datetime_lit(value: datetime) -> str:
-    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    return "TO_DATETIME(" + string_lit(value.strftime("%Y-%m-%dT%H:%M:%S.") +
-                                       f"{value.microsecond // 1000:03d}Z") + ")"
-
-
-_NUMERIC = frozenset({"int", "long", "real", "double", "decimal"})
-_TEXT_LIKE = frozenset({"string", "guid"})
-
-
-def typed_lit(value: Any, kind: str, field_name: str) -> str:
-    if kind in _TEXT_LIKE:
-        return string_lit(value if isinstance(value, str) else str(value))
+def regex_lucene(pattern: str, span: Span | None) -> str:
+    """A case-sensitive model regex (an unanchored RE2 search) as a whole-value Lucene regex;
+    `Refusal` for what is not written."""
     try:
-        typed = coerce(value, kind)
-    except (TypeError, ValueError, OverflowError):
-        raise Refusal(f"{value!r} is not a valid {kind} (field {field_name})") from None
-    if kind in ("bool", "boolean"):
-        return "true" if typed else "false"
-    if kind in _NUMERIC and isinstance(typed, (int, float)):
-        return number_lit(typed)
-    if kind == "datetime" and isinstance(typed, datetime):
-        if typed.microsecond % 1000:
-            raise Refusal(f"{value!r} on {field_name} has sub-millisecond precision")
-        return datetime_lit(typed)
-    raise Refusal(f"no ES|QL literal of type {kind} for {value!r} (field {field_name})")
-
-
-def paren(text: str) -> str:
-    return f"({text})"
-
-
-def join(op: str, parts: list[str]) -> str:
-    """`a AND b ...` / `a OR b ...`, each compound operand in parentheses; none: neutral."""
-    if not parts:
-        return "true" if op == "AND" else "false"
-    if len(parts) == 1:
-        return parts[0]
-    return f" {op} ".join(parts)
+        return lucene_regex(pattern)
+    except Refusal as refusal:
+        raise Refusal(str(refusal), span) from None
 
 
 # ------------------------------------------------------------------ conditions
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What a predicate tests: `raw` for null tests (a field as stored), `value` for the
+    other tests (a string field through COALESCE), the model type, and whether `value` can be
+    null (the test is then guarded so that a null makes it false, as in the IR)."""
+
+    raw: str
+    value: str
+    type: str
+    nullable: bool
+    is_field: bool
+    segment: bool = False  # text or null (one segment of a split)
+
+
 @dataclass
 class Emitter:
+    """Conditions and expressions over the row as the stages so far made it.  `columns` holds
+    the columns the stages made or kept by name (KQL name -> kind: `event` a field's stored
+    value, `value` computed (a string never null), `segment`, `multi`); any other column is
+    the event's field through the profile."""
+
     table: str | None
     profile: Any
     profile_name: str
     diagnostics: list[Diagnostic] = field(default_factory=list)
     case_folded: bool = False
     taxonomy: str | None = None  # "sigma": the rule's fields are Sigma names already
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.writer = ExprWriter(self)
 
     def add(self, d: Diagnostic) -> None:
         if d not in self.diagnostics:
             self.diagnostics.append(d)
 
-    def column(self, name: str) -> str:
-        mapped = None
+    # -- names
+
+    def mapped(self, name: str) -> str | None:
+        """The field a column names through the profile (None: unmapped), without a warning."""
         if self.profile is not None and self.taxonomy == "sigma":
             from rmmc.compiler.schema.profiles import rule_field
 
-            mapped = rule_field(self.profile, self.table, name, self.taxonomy)
-        elif self.profile is not None and self.table is not None:
-            mapped = self.profile.field(self.table, name)
+            return rule_field(self.profile, self.table, name, self.taxonomy)
+        if self.profile is not None and self.table is not None:
+            return self.profile.field(self.table, name)
+        return None
+
+    def out_name(self, name: str) -> str:
+        """The ES|QL name of a column: its field through the profile, else its own."""
+        return self.mapped(name) or name
+
+    def column(self, name: str) -> str:
+        if name in self.columns:
+            return ident(self.out_name(name))
+        mapped = self.mapped(name)
         if mapped is None:
             self.add(Diagnostic(Severity.WARNING, f"{TARGET}: column {name} has no field in the "
                                 f"{self.profile_name!r} profile; written as {name}", None,
@@ -261,56 +208,140 @@ class Emitter:
             mapped = name
         return ident(mapped)
 
-    # -- conditions; every returned text is atomic or parenthesized
+    def check_own_name(self, name: str, span: Span | None = None) -> None:
+        """Refuse a column written under its own name when that name is the field another column
+        of the table maps to (writing it would replace that column's values)."""
+        if self.mapped(name) is not None or self.profile is None or self.table is None:
+            return
+        columns = getattr(self.profile, "columns", None)
+        targets = columns(self.table) if callable(columns) else {}
+        owners = [c for c, f in targets.items() if f == name and c != name]
+        if owners:
+            raise Refusal(f"the column {name} would be written as {name}, the ES|QL field of the "
+                          f"column {owners[0]}", span)
+
+    # -- what the expression writer reads
+
+    def column_value(self, f: Field) -> Esql:
+        kind = self.columns.get(f.name)
+        name = self.column(f.name)
+        if kind in ("multi", "segment"):
+            return Esql(name, kind)
+        k = kind_of(f.type)
+        if k == "string":
+            return Esql(name if kind == "value" else f"COALESCE({name}, \"\")", "string", False)
+        if k in ("number", "datetime", "bool"):
+            return Esql(name, k)
+        raise Refusal(f"{f.name} is a {f.type} column, which has no ES|QL value rmmc reads with "
+                      "KQL's meaning")
+
+    def condition_text(self, c: Condition) -> str:
+        return self.emit(c)
+
+    def note(self, message: str) -> None:
+        self.add(note(TARGET, message))
+
+    def shape(self, message: str) -> None:
+        self.add(shape(TARGET, message))
+
+    def expressible(self, node: Condition) -> bool:
+        """False for a test ES|QL cannot say exactly (a subquery, a function or type rmmc has
+        no ES|QL form for): a last filter widens them away (lossy), others refuse."""
+        if isinstance(node, InSubquery):
+            return False
+        if not isinstance(node, (Predicate, Compare)):
+            return True
+        saved = (list(self.diagnostics), self.case_folded)
+        try:
+            self.emit(node)
+        except Refusal:
+            return False
+        finally:
+            self.diagnostics[:], self.case_folded = saved
+        return True
+
+    # -- conditions; every returned text is atomic or parenthesized, with the IR's three values
 
     def emit(self, c: Condition) -> str:
         if isinstance(c, Const):
             return "true" if c.value else "false"
         if isinstance(c, Predicate):
             return self.predicate(c)
+        if isinstance(c, Compare):
+            return self.compare(c)
         if isinstance(c, Not):
             return f"(NOT {self.emit(c.operand)})"
         if isinstance(c, (And, Or)):
             parts = [self.emit(o) for o in c.operands]
             return paren(join("AND" if isinstance(c, And) else "OR", parts))
+        if isinstance(c, InSubquery):
+            raise Refusal(f"{c.field.name} in ({c.query}): ES|QL cannot run a query over another "
+                          "table here", c.span)
         raise Refusal(f"not a condition ES|QL can say: {c!r}")
+
+    def subject(self, p: Predicate) -> Subject:
+        kind = p.field.type.lower()
+        if isinstance(p.field, Field):
+            stored = self.columns.get(describe(p.field))
+            if stored in ("multi",):
+                raise Refusal(f"a test on {describe(p.field)}, which holds the values STATS collected: "
+                              "no ES|QL test with KQL's meaning", p.span)
+            col = self.column(describe(p.field))
+            if stored == "segment":
+                return Subject(col, col, kind, True, True, segment=True)
+            if kind == "string":
+                value = col if stored == "value" else f"COALESCE({col}, \"\")"
+                return Subject(col, value, kind, False, True)
+            return Subject(col, col, kind, True, True)
+        value = self.writer.value(p.field, p.span)
+        if value.kind == "multi":
+            raise Refusal(f"a test on {describe(p.field)}: no ES|QL test of a collected list with "
+                          "KQL's meaning", p.span)
+        return Subject(value.text, value.text, kind, value.nullable, False,
+                       segment=value.kind == "segment")
 
     def predicate(self, p: Predicate) -> str:
         kind = p.field.type.lower()
-        col = self.column(p.field.name)
+        s = self.subject(p)
+        name = describe(p.field)
+        stringish = kind in _TEXT_LIKE or s.segment
         if p.op is Op.EXISTS:
-            return f"({col} IS {'' if p.negated else 'NOT '}NULL)"
+            if not s.is_field and not s.nullable:
+                return "false" if p.negated else "true"  # a computed string is never null
+            return f"({s.raw} IS {'' if p.negated else 'NOT '}NULL)"
         if p.op is Op.EMPTY:
-            if kind == "string":
-                return f"(COALESCE({col}, \"\") {'!=' if p.negated else '=='} \"\")"
-            return f"({col} IS {'NOT ' if p.negated else ''}NULL)"
+            if stringish and not s.nullable:
+                return f"({s.value} {'!=' if p.negated else '=='} \"\")"
+            if s.segment:
+                test = f"({s.value} IS NULL OR {s.value} == \"\")"
+                return f"(NOT {test})" if p.negated else test
+            return f"({s.raw} IS {'NOT ' if p.negated else ''}NULL)"
         if p.op in (Op.LT, Op.LE, Op.GT, Op.GE, Op.BETWEEN):
-            return self.comparison(p, kind, col)
+            return self.comparison(p, kind, s.value)
         if p.op is Op.CIDR:
-            return self.cidr(p, kind, col)
+            return self.cidr(p, kind, s.raw)
         patterns = []
         if p.op is Op.REGEX:
             patterns = [wildcard_pattern(v) if isinstance(v, str) else None for v in p.values]
-            if any(x is None for x in patterns):
-                raise Refusal(f"regex on {p.field.name}: the pattern is RE2 syntax and ES|QL's "
-                              "RLIKE reads Lucene syntax; rmmc does not translate it", p.span)
-        if kind not in _TEXT_LIKE and not (p.op is Op.EQUALS and kind not in ("dynamic",)):
-            raise Refusal(f"{p.op.value} on the {kind} field {p.field.name} has no exact "
+            if any(x is None for x in patterns) and not p.case_sensitive:
+                raise Refusal(f"regex on {name}: the pattern is RE2 syntax and ES|QL's RLIKE reads "
+                              "Lucene syntax; rmmc translates only case-sensitive ones", p.span)
+        if not stringish and not (p.op is Op.EQUALS and kind not in ("dynamic",)):
+            raise Refusal(f"{p.op.value} on the {kind} field {name} has no exact "
                           "ES|QL form", p.span)
         if not p.values:  # any-of nothing is false, all-of nothing true
             return "true" if p.all_values != p.negated else "false"
-        if kind == "string":
-            subject = f"COALESCE({col}, \"\")"
-            guard = None
-        else:  # the IR's test is false on a null, whatever the values (negated: true)
-            subject, guard = col, f"{col} IS NOT NULL"
-        if not p.case_sensitive and kind in _TEXT_LIKE:
+        subject = s.value
+        guard = f"{s.value} IS NOT NULL" if s.nullable else None
+        if not p.case_sensitive and stringish:
             subject = f"TO_LOWER({subject})"
             self.case_folded = True
         if p.op is Op.EQUALS:
-            test = self.equality(p, kind, subject)
+            test = self.equality(p, "string" if s.segment else kind, subject)
         elif p.op is Op.REGEX:
-            tests = [f"{subject} LIKE {string_lit(self.like(p, x))}" for x in patterns]
+            tests = [f"{subject} LIKE {string_lit(self.like(p, x))}" if x is not None else
+                     f"{subject} RLIKE {string_lit(regex_lucene(v, p.span))}"
+                     for x, v in zip(patterns, p.values)]
             test = paren(join("AND" if p.all_values else "OR", tests))
         else:
             tests = [f"{subject} RLIKE {string_lit(pattern_regex(p.op, self.needle(p, v), p.case_sensitive))}"
@@ -320,19 +351,47 @@ class Emitter:
             test = f"({guard} AND {test})"
         return f"(NOT {test})" if p.negated else test
 
+    def compare(self, c: Compare) -> str:
+        """`left op right` between expressions, with the IR's three values: ordering with a
+        null is null (in both); `==` / `=~` with a null is false and `!=` / `!~` true (KQL's
+        equality is total), so equality is guarded."""
+        left = self.writer.value(c.left, c.span)
+        right = self.writer.value(c.right, c.span)
+        what = f"{describe(c.left)} {c.op} {describe(c.right)}"
+        strings = {"string", "segment"}
+        if left.kind in strings and right.kind in strings:
+            a, b, op = left.text, right.text, c.op
+            if op in ("=~", "!~"):
+                a, b, op = f"TO_LOWER({a})", f"TO_LOWER({b})", "==" if op == "=~" else "!="
+                self.case_folded = True
+            if op not in ("==", "!="):
+                raise Refusal(f"{what}: KQL orders no strings", c.span)
+        elif left.kind == right.kind and left.kind in ("number", "datetime", "bool") and c.op not in ("=~", "!~"):
+            a, b, op = left.text, right.text, c.op
+            if op not in ("==", "!=") and left.kind == "bool":
+                raise Refusal(f"{what}: no order of bools rmmc writes", c.span)
+            if op not in ("==", "!="):
+                return f"({a} {op} {b})"
+        else:
+            raise Refusal(f"{what} ({left.kind}, {right.kind}): no ES|QL comparison with KQL's "
+                          "meaning", c.span)
+        nulls = [f"{v.text} IS NOT NULL" for v in (left, right) if v.nullable]
+        equal = "(" + " AND ".join(nulls + [f"{a} == {b}"]) + ")"
+        return equal if op == "==" else f"(NOT {equal})"
+
     def cidr(self, p: Predicate, kind: str, col: str) -> str:
         """`COALESCE(CIDR_MATCH(TO_IP(f), "net", ...), false)`: TO_IP gives null (with a
         warning header) for a text that is no address, CIDR_MATCH null on a null; COALESCE makes
         that false, so NOT is exact (a missing value or no address is not inside, as in the IR).
         all_values: one CIDR_MATCH per network, and-ed."""
         if kind not in ("string", "ip"):
-            raise Refusal(f"cidr on the {kind} field {p.field.name} has no exact ES|QL form", p.span)
+            raise Refusal(f"cidr on the {kind} field {describe(p.field)} has no exact ES|QL form", p.span)
         networks = cidr_networks(p, Refusal)
         if not networks:
             return "true" if p.all_values != p.negated else "false"
         for network in networks:
             if reads_ipv4(network):
-                self.add(lossy(TARGET, f"cidr {network} on {p.field.name} overlaps ::ffff:0:0/96: "
+                self.add(lossy(TARGET, f"cidr {network} on {describe(p.field)} overlaps ::ffff:0:0/96: "
                                        "Elasticsearch's ip type holds an IPv4 address as the "
                                        "IPv4-mapped IPv6 address, so IPv4 values match it, which "
                                        "the IR never does", p.span, p))
@@ -356,7 +415,7 @@ class Emitter:
         if p.case_sensitive:
             return text
         if any(len(ch.lower()) != 1 for ch in text):
-            self.add(lossy(TARGET, f"{p.field.name}: the value {text!r} holds a character whose "
+            self.add(lossy(TARGET, f"{describe(p.field)}: the value {text!r} holds a character whose "
                            "lower case is longer (U+0130); ES|QL's TO_LOWER never yields it, so "
                            "text holding it no longer matches this value", p.span, p))
         return fold(text)
@@ -365,7 +424,7 @@ class Emitter:
         if kind in _TEXT_LIKE:
             values = [string_lit(self.needle(p, v)) for v in p.values]
         else:
-            values = [typed_lit(v, kind, p.field.name) for v in p.values]
+            values = [typed_lit(v, kind, describe(p.field)) for v in p.values]
         if len(values) == 1:
             return f"({subject} == {values[0]})"
         if p.all_values:
@@ -374,12 +433,12 @@ class Emitter:
 
     def comparison(self, p: Predicate, kind: str, col: str) -> str:
         if kind not in _NUMERIC and kind != "datetime":
-            raise Refusal(f"{p.op.value} on the {kind} field {p.field.name}: rmmc orders only "
+            raise Refusal(f"{p.op.value} on the {kind} field {describe(p.field)}: rmmc orders only "
                           "numbers and datetimes in ES|QL", p.span)
         wanted = 2 if p.op is Op.BETWEEN else 1
         if len(p.values) != wanted:
-            raise Refusal(f"{p.op.value} on {p.field.name} needs {wanted} value(s)", p.span)
-        bounds = [typed_lit(v, kind, p.field.name) for v in p.values]
+            raise Refusal(f"{p.op.value} on {describe(p.field)} needs {wanted} value(s)", p.span)
+        bounds = [typed_lit(v, kind, describe(p.field)) for v in p.values]
         if p.op is Op.BETWEEN:
             test = f"({col} >= {bounds[0]} AND {col} <= {bounds[1]})"
         else:
@@ -388,129 +447,6 @@ class Emitter:
         return f"(NOT {test})" if p.negated else test  # three-valued in both languages
 
 
-def strip_parens(text: str) -> str:
-    """`(x)` -> `x` when the outer parentheses enclose the whole text (for readability)."""
-    if not (text.startswith("(") and text.endswith(")")):
-        return text
-    depth, in_string, in_tick, i = 0, False, False, 0
-    while i < len(text):
-        ch = text[i]
-        if in_string:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_string = False
-        elif in_tick:
-            if ch == "`":
-                in_tick = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "`":
-            in_tick = True
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0 and i != len(text) - 1:
-                return text
-        i += 1
-    return text[1:-1]
-
-
-# ------------------------------------------------------------------ outputs
-
-_SIMPLE_AGGREGATES = {"min": "MIN", "max": "MAX", "sum": "SUM", "avg": "AVG", "make_set": "VALUES"}
-
-
-def output_commands(rule: Rule, em: Emitter) -> list[str]:
-    out = classic_output(rule)
-    commands: list[str] = []
-    made: set[str] = set()
-
-    def name(column: str) -> str:
-        return ident(column) if column in made else em.column(column)
-
-    if out.constants:
-        items = []
-        for n, v in out.constants:
-            if isinstance(v, str):
-                lit = string_lit(v)
-            elif isinstance(v, bool):
-                lit = "true" if v else "false"
-            elif isinstance(v, (int, float)):
-                lit = number_lit(v)
-            elif isinstance(v, datetime):
-                lit = datetime_lit(v)
-            else:
-                em.add(lossy(TARGET, f"constant column {n} ({v!r}) has no ES|QL literal and is dropped", subject="output"))
-                continue
-            items.append(f"{ident(n)} = {lit}")
-            made.add(n)
-        if items:
-            commands.append("EVAL " + ", ".join(items))
-    for n, text in out.computed:
-        em.add(lossy(TARGET, f"computed column {n} = {text} is KQL and is dropped", subject="output"))
-    agg = out.aggregation
-    if agg is not None:
-        aggregates = []
-        for a in agg.aggregates:
-            function = a.function.lower()
-            label = ident(a.name) if a.name else None
-            if function == "count" and a.field is None and not a.args:
-                call = "COUNT(*)"
-            elif function in _SIMPLE_AGGREGATES and a.field is not None and not a.args:
-                call = f"{_SIMPLE_AGGREGATES[function]}({em.column(a.field)})"
-            elif function == "dcount" and a.field is not None and not a.args:
-                call = f"COUNT_DISTINCT({em.column(a.field)})"
-                em.add(lossy(TARGET, f"{a.name} = dcount({a.field}): COUNT_DISTINCT is approximate "
-                                     "(HyperLogLog++), counts may differ from KQL's", subject="output"))
-            elif function == "make_list" and a.field is not None and not a.args:
-                call = f"VALUES({em.column(a.field)})"
-                em.add(lossy(TARGET, f"{a.name} = make_list({a.field}): ES|QL has no list "
-                                     "aggregate; VALUES keeps each value once (duplicates dropped)", subject="output"))
-            else:
-                em.add(lossy(TARGET, f"aggregate {a.name} = {a.function}({a.field or ''}"
-                                     f"{', ' if a.field and a.args else ''}"
-                                     f"{', '.join(map(str, a.args))}) has no ES|QL form and is dropped", subject="output"))
-                continue
-            aggregates.append(f"{label} = {call}" if label else call)
-        groups = [em.column(k) for k in agg.group_by]
-        if agg.bin_field is not None:
-            em.add(lossy(TARGET, f"bin({agg.bin_field}, {agg.bin_size}) is dropped from the "
-                                 "grouping: rows are not split by time bucket", subject="output"))
-        text = "STATS"
-        if aggregates:
-            text += " " + ", ".join(aggregates)
-        if groups:
-            text += " BY " + ", ".join(groups)
-        if text != "STATS":
-            commands.append(text)
-            if groups:
-                em.add(note(TARGET, "STATS puts events whose group field is missing in a null "
-                                    "group, where KQL shows ''"))
-        made.update(a.name for a in agg.aggregates if a.name)
-        made.update(agg.group_by)  # after STATS the group columns are the mapped names
-    if out.projection:
-        commands.append("KEEP " + ", ".join(name(c) for c in out.projection))
-    if out.renames:
-        commands.append("RENAME " + ", ".join(f"{name(old)} AS {ident(new)}" for new, old in out.renames))
-        made.update(new for new, _ in out.renames)
-    if out.sort:
-        keys = []
-        for c, d in out.sort:
-            direction = (d or "").strip().upper()
-            if direction not in ("", "ASC", "DESC"):
-                raise Refusal(f"sort direction {d!r} of {c} is neither asc nor desc")
-            # KQL `sort by` is descending by default
-            keys.append(f"{name(c)} {direction or 'DESC'}")
-        commands.append("SORT " + ", ".join(keys))
-    if out.limit is not None:
-        if isinstance(out.limit, bool) or out.limit < 0:
-            raise Refusal(f"limit {out.limit!r} is not a row count")
-        commands.append(f"LIMIT {out.limit}")
-    for text in out.post:
-        em.add(lossy(TARGET, f"KQL operator `{text}` has no ES|QL translation and is dropped", subject="output"))
-    return commands
 
 
 # ------------------------------------------------------------------ the rule
@@ -532,14 +468,12 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
     """The rule as ES|QL text (empty when refused), with lossy/unsupported/note diagnostics."""
     found: list[Diagnostic] = []
     rule = push_filters(rule)
-    refused = refuse_expression_tests(rule.condition, TARGET, "ES|QL (in rmmc today)")
-    if refused:
-        return Translation(TARGET, "", tuple(refused))
     profile = _load_profile(fields)
     if profile is None:
         found.append(note(TARGET, f"field profile {fields!r} is not available: columns keep "
                                   "their Defender names"))
     em = Emitter(_table(rule), profile, fields, taxonomy=rule.source.taxonomy)
+    stages = StageWriter(em)
     try:
         if not _INDEX.fullmatch(index):
             raise Refusal(f"index pattern {index!r} is not a plain index pattern")
@@ -551,6 +485,7 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
                                            "(ES|QL spans are whole milliseconds): slightly older "
                                            "events now match", subject="lookback"))
             commands.append(f"WHERE {em.column('Timestamp')} > NOW() - {span}")
+
         def exclusion_text(c: Condition) -> str:
             side = Emitter(em.table, profile, fields, taxonomy=em.taxonomy)
             wide, _ = widen(Not(c), lambda n: isinstance(n, InSubquery))
@@ -567,12 +502,21 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
                                        "now match", node.span, node))
         if condition != Const(True):
             commands.append("WHERE " + strip_parens(em.emit(condition)))
-        commands += output_commands(rule, em)
+        commands += stages.write(rule.stages)
+        last = rule.stages[-1] if rule.stages else None
+        if not isinstance(last, Limit):
+            commands.append(f"LIMIT {MAX_ROWS}")
+            found.append(note(TARGET, f"ES|QL returns 1,000 rows unless a LIMIT says more and never "
+                                      f"more than {MAX_ROWS:,} (its default maximum): LIMIT {MAX_ROWS} "
+                                      "is written, and rows past it are cut"))
+        elif last.count > MAX_ROWS:
+            found.append(note(TARGET, f"ES|QL returns at most {MAX_ROWS:,} rows (its default maximum): "
+                                      f"rows past that of the LIMIT {last.count} are cut"))
     except Refusal as refusal:
-        found.append(unsupported(TARGET, str(refusal), refusal.span))
-        return Translation(TARGET, "", tuple(em.diagnostics + found))
+        found.append(unsupported(TARGET, str(refusal), refusal.span or rule.metadata.source_span))
+        return Translation(TARGET, "", tuple(em.diagnostics + stages.diagnostics + found))
     if em.case_folded:
         found.append(note(TARGET, "case-insensitive tests lower-case the field with TO_LOWER: it "
                                   "agrees with KQL's folding except on U+0130 'İ', which TO_LOWER "
                                   "turns into 'i' + U+0307"))
-    return Translation(TARGET, "\n| ".join(commands), tuple(em.diagnostics + found))
+    return Translation(TARGET, "\n| ".join(commands), tuple(em.diagnostics + stages.diagnostics + found))

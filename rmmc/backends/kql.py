@@ -264,6 +264,14 @@ class ConditionEmitter:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     tabular: Any = None
 
+    def model(self, message: str, p: Predicate) -> None:
+        """Where the KQL written is the operator a KQL rule says (so the translation keeps its
+        meaning) but rmmc's model of that operator may differ from Kusto's: `verify` excuses
+        it, the translation is not lossy."""
+        d = Diagnostic(Severity.WARNING, f"{TARGET}: {message}", p.span, "model", subject=p)
+        if d not in self.diagnostics:
+            self.diagnostics.append(d)
+
     def lossy(self, message: str, span: Span | None, subject: object = None) -> None:
         d = lossy(TARGET, message, span, subject)
         if d not in self.diagnostics:
@@ -438,11 +446,11 @@ class ConditionEmitter:
     def typed_equality(self, p: Predicate, kind: str, column: A.Expr) -> A.Expr:
         values = [typed_literal(v, kind, p.field.name) for v in p.values]
         if kind == "guid":
-            self.lossy(f"{p.field.name} is compared as a GUID value (hex digits in any case), "
-                       "the IR compares its text", p.span, subject=p)
+            self.model(f"{p.field.name} is compared as a GUID value (hex digits in any case), "
+                       "rmmc's model compares its text", p)
         elif kind == "dynamic":
-            self.lossy(f"{p.field.name} is dynamic: KQL compares the dynamic value, the IR its "
-                       "Python value", p.span, subject=p)
+            self.model(f"{p.field.name} is dynamic: KQL compares the dynamic value, rmmc's model "
+                       "its text", p)
         if len(values) == 1 or p.all_values:
             tests = [A.Binary("!=" if p.negated else "==", column, v) for v in values]
             return chain("or" if p.negated else "and", tests)

@@ -29,6 +29,7 @@ from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_values import sigma_timespan
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
+from rmmc.compiler.constants import timespan_text
 from rmmc.compiler.pushdown import computed_columns
 
 DEFAULT_TIMESPAN = timedelta(days=30)  # Defender advanced hunting keeps 30 days of data
@@ -147,7 +148,7 @@ def _threshold(stage: ir.Filter, summarize: ir.Summarize) -> tuple[str, int, ir.
 
 def _window(rule: ir.Rule, binned: Any, say) -> timedelta:
     if isinstance(binned, timedelta):
-        say(lossy(TARGET, f"bin(Timestamp, {binned}) counts per aligned bucket; the correlation "
+        say(lossy(TARGET, f"bin(Timestamp, {timespan_text(binned)}) counts per aligned bucket; the correlation "
                           f"timespan counts within any window of that length, so groups whose events "
                           "straddle a bucket edge now fire too", subject="lookback"))
         return binned

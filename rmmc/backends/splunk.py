@@ -70,7 +70,8 @@ from typing import Any
 
 from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note,
                                 reads_ipv4, shape, unsupported)
-from rmmc.backends.splunk_expr import BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, eval_name, seconds
+from rmmc.backends.splunk_expr import (BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, eval_name,
+                                       regex_literal, regex_string, seconds)
 from rmmc.backends.splunk_stages import StageWriter
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
@@ -119,46 +120,11 @@ def quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def regex_literal(value: str) -> str:
-    """`value` as a PCRE matching exactly that text: ASCII letters, digits, space and
-    non-ASCII characters as themselves (no pattern here ever sets PCRE's (?x)), every other printable ASCII character backslash-escaped
-    (always literal in PCRE), control characters as `\\x{hh}`."""
-    out = []
-    for ch in value:
-        code = ord(ch)
-        if code < 32 or code == 127:
-            out.append("\\x{%02x}" % code)
-        elif code > 127 or ch.isalnum() or ch == " ":
-            out.append(ch)
-        else:
-            out.append("\\" + ch)
-    return "".join(out)
-
-
 def pcre(pattern: str) -> str:
     """A model (RE2) regex as PCRE reads it the same: PCRE's `$` also matches before a final
     line break, RE2's only at the very end, so each unescaped `$` outside a character class
     becomes PCRE's `\\z` (`evaluator.re2_dollar`; multi-line patterns keep their `$`)."""
     return re2_dollar(pattern, "\\z")
-
-
-def regex_string(pattern: str) -> str:
-    """A PCRE as an eval string literal.  Control characters cannot go into SPL text, so each
-    becomes `\\x{hh}`, which PCRE reads as that character; one escaped in the pattern
-    (`\\<TAB>`, a literal TAB in PCRE) is replaced with its escape, so the pattern's backslash
-    does not turn `\\x{09}` into a backslash followed by `x{09}`."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            nxt = pattern[i + 1]
-            out.append("\\x{%02x}" % ord(nxt) if has_control(nxt) else ch + nxt)
-            i += 2
-            continue
-        out.append("\\x{%02x}" % ord(ch) if has_control(ch) else ch)
-        i += 1
-    return quote("".join(out))
 
 
 def term_regex(value: str, start: bool = True, end: bool = True) -> str:

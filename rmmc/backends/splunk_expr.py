@@ -31,7 +31,8 @@ from typing import Any, Callable, Protocol
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Span
 from rmmc.compiler.evaluator import re2_dollar
-from rmmc.compiler.functions import INTEGER_TYPES, NUMERIC_TYPES, STRING_TYPES, describe
+from rmmc.compiler.functions import INTEGER_TYPES, NUMERIC_TYPES, STRING_TYPES, WHITESPACE, describe
+from rmmc.compiler.regexes import can_match_empty, group_always_set, parse
 
 TIME_TYPES = frozenset({"datetime", "timespan"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -96,14 +97,30 @@ def string_literal(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def regex_literal_text(pattern: str) -> str:
-    """A PCRE as an eval string: control characters as `\\x{hh}` (never raw in the query)."""
-    pattern = "".join("\\x{%02x}" % ord(ch) if ord(ch) < 32 or ord(ch) == 127 else ch for ch in pattern)
-    return '"' + pattern.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def regex_string(pattern: str) -> str:
+    """A PCRE as an eval string literal.  Control characters cannot go into SPL text, so each
+    becomes `\\x{hh}`, which PCRE reads as that character; one escaped in the pattern
+    (`\\<TAB>`, a literal TAB in PCRE) is replaced with its escape, so the pattern's backslash
+    does not turn `\\x{09}` into a backslash followed by `x{09}`."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            out.append("\\x{%02x}" % ord(nxt) if _CONTROL.match(nxt) else ch + nxt)
+            i += 2
+            continue
+        out.append("\\x{%02x}" % ord(ch) if _CONTROL.match(ch) else ch)
+        i += 1
+    return '"' + "".join(out).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def escape_regex(value: str) -> str:
-    """`value` as a PCRE matching exactly that text (ASCII punctuation escaped)."""
+def regex_literal(value: str) -> str:
+    """`value` as a PCRE matching exactly that text: ASCII letters, digits, space and
+    non-ASCII characters as themselves (no pattern here ever sets PCRE's (?x)), every other
+    printable ASCII character backslash-escaped (always literal in PCRE), control characters
+    as `\\x{hh}`."""
     out = []
     for ch in value:
         code = ord(ch)
@@ -155,58 +172,6 @@ def seconds(value: timedelta) -> int | float:
 def epoch(value: datetime) -> int | float:
     value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     return seconds(value - _EPOCH)
-
-
-def _regex_parse(pattern: str):
-    """Python's parse of a regex (RE2 syntax is nearly Python's), or None."""
-    try:
-        from re import _parser  # type: ignore[attr-defined]
-
-        return _parser.parse(pattern)
-    except Exception:  # noqa: BLE001 - a pattern Python cannot read: callers refuse
-        return None
-
-
-def group_always_set(pattern: str, group: int) -> bool:
-    """Whether capture group `group` takes part in every match of `pattern` (it is inside no
-    alternation and no optional repeat), so no engine's reading of an unset group matters."""
-    from re import _constants as C  # type: ignore[attr-defined]
-
-    tree = _regex_parse(pattern)
-    if tree is None or group > tree.state.groups - 1:
-        return False
-
-    def visit(items, optional: bool) -> bool | None:
-        for op, av in items:
-            if op is C.SUBPATTERN:
-                if av[0] == group:
-                    return not optional
-                found = visit(av[-1], optional)
-            elif op is C.BRANCH:
-                found = None
-                for branch in av[1]:
-                    found = visit(branch, True)
-                    if found is not None:
-                        break
-            elif op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)):
-                found = visit(av[2], optional or av[0] == 0)
-            elif op in (C.ASSERT, C.ASSERT_NOT):
-                found = visit(av[1], True)
-            elif hasattr(C, "ATOMIC_GROUP") and op is C.ATOMIC_GROUP:
-                found = visit(av, optional)
-            else:
-                continue
-            if found is not None:
-                return found
-        return None
-
-    return visit(tree, False) is True
-
-
-def can_match_empty(pattern: str) -> bool:
-    """Whether the regex may match an empty text somewhere (unknown patterns: yes)."""
-    tree = _regex_parse(pattern)
-    return tree is None or tree.getwidth()[0] == 0
 
 
 # ------------------------------------------------------------------ the writer
@@ -431,7 +396,7 @@ def _segment_regex(delimiter: str, index: int) -> str | None:
     """A PCRE whose group 1 is segment `index` of `split(x, delimiter)` (KQL: the text between
     the index-th and the next non-overlapping occurrence, left to right; negative from the
     end), matching when there is such a segment."""
-    d = escape_regex(delimiter)
+    d = regex_literal(delimiter)
     if index >= 0:
         skip = f"(?:[\\s\\S]*?{d}){{{index}}}" if index else ""
         return f"^{skip}([\\s\\S]*?)(?:{d}[\\s\\S]*)?\\z"
@@ -459,7 +424,7 @@ def _index(w: ExprWriter, call: ir.Call, span: Span | None, missing: str = "null
     if regex is None:
         raise SplRefusal(f"{describe(call)}: a segment counted from the end of a split on a "
                          "delimiter of several characters", span)
-    pattern = regex_literal_text(regex)
+    pattern = regex_string(regex)
     return Spl(f"if(match({text}, {pattern}), replace({text}, {pattern}, \"\\\\1\"), {missing})",
                missing == "null()", "segment")
 
@@ -487,7 +452,7 @@ def _array_length(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
         text = w.string(arg.args[0], span)
         if delimiter == "":
             return Spl("1", False, "number")
-        removed = f"len({text})-len(replace({text}, {regex_literal_text(escape_regex(delimiter))}, \"\"))"
+        removed = f"len({text})-len(replace({text}, {regex_string(regex_literal(delimiter))}, \"\"))"
         if len(delimiter) == 1:
             return Spl(f"({removed}+1)", False, "number")
         return Spl(f"(floor(({removed})/{len(delimiter)})+1)", False, "number")
@@ -505,7 +470,7 @@ def _trim(wrapper: str) -> Callable[[ExprWriter, ir.Call, Span | None], Spl]:
     def build(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
         pattern = pcre(literal_arg(call, 0, str, span))
         text = w.string(call.args[1], span)
-        return Spl(f"replace({text}, {regex_literal_text(wrapper.format(pattern))}, \"\")", False, "string")
+        return Spl(f"replace({text}, {regex_string(wrapper.format(pattern))}, \"\")", False, "string")
 
     return build
 
@@ -519,7 +484,7 @@ def _extract(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     regex = literal_arg(call, 0, str, span)
     group = literal_arg(call, 1, int, span)
     text = w.string(call.args[2], span)
-    tree = _regex_parse(regex)
+    tree = parse(regex)
     if tree is None:
         raise SplRefusal(f"extract(): the regex {regex!r} uses syntax rmmc cannot check", span)
     if group < 0 or group > tree.state.groups - 1:
@@ -532,7 +497,7 @@ def _extract(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     body = pcre(regex)
     inner = f"((?:{body}))" if group == 0 else f"(?:{body})"
     whole = f"^[\\s\\S]*?{inner}[\\s\\S]*\\z"
-    return Spl(f"if(match({text}, {regex_literal_text(body)}), replace({text}, {regex_literal_text(whole)}, "
+    return Spl(f"if(match({text}, {regex_string(body)}), replace({text}, {regex_string(whole)}, "
                f"\"\\\\{max(group, 1)}\"), \"\")", False, "string")
 
 
@@ -563,12 +528,12 @@ def _replace_regex(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
         raise SplRefusal(f"replace_regex() with {regex!r}, which can match an empty text: where "
                          "such matches are replaced differs between engines", span)
     if re.search(r"\\[1-9]", rewrite):
-        tree = _regex_parse(regex)
+        tree = parse(regex)
         for g in map(int, re.findall(r"\\([1-9])", rewrite)):
             if tree is None or not group_always_set(regex, g):
                 raise SplRefusal(f"replace_regex() names group {g} of {regex!r}, which may take no "
                                  "part in a match", span)
-    return Spl(f"replace({text}, {regex_literal_text(pcre(regex))}, {regex_literal_text(rewrite)})",
+    return Spl(f"replace({text}, {regex_string(pcre(regex))}, {regex_string(rewrite)})",
                False, "string")
 
 
@@ -581,7 +546,7 @@ def _replace_string(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     if "\\" in rewrite or "$" in rewrite:
         raise SplRefusal(f"replace_string() writing {rewrite!r}: a backslash or dollar in Splunk's "
                          "replacement text is not documented", span)
-    return Spl(f"replace({text}, {regex_literal_text(escape_regex(lookup))}, {string_literal(rewrite)})",
+    return Spl(f"replace({text}, {regex_string(regex_literal(lookup))}, {string_literal(rewrite)})",
                False, "string")
 
 
@@ -592,9 +557,9 @@ def _indexof(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     lookup = literal_arg(call, 1, str, span)
     if lookup == "":
         return Spl("0", False, "number")
-    needle = escape_regex(lookup)
-    before = regex_literal_text(f"^([\\s\\S]*?){needle}[\\s\\S]*\\z")
-    return Spl(f"if(match({text}, {regex_literal_text(needle)}), len(replace({text}, {before}, \"\\\\1\")), (-1))",
+    needle = regex_literal(lookup)
+    before = regex_string(f"^([\\s\\S]*?){needle}[\\s\\S]*\\z")
+    return Spl(f"if(match({text}, {regex_string(needle)}), len(replace({text}, {before}, \"\\\\1\")), (-1))",
                False, "number")
 
 
@@ -741,10 +706,7 @@ def _now(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
 # ------------------------------------------------------------------ bool functions (tested, not held)
 
 
-WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
-              "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
-"""The characters Python's `str.strip()` removes (`str.isspace`), which the model's
-`ipv4_is_private` strips: as a PCRE class, not `\\s` (ASCII only in PCRE)."""
+
 
 _WS = "[" + "".join("\\x{%02x}" % ord(ch) for ch in WHITESPACE) + "]"
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # no leading zero, as Python reads it
@@ -760,8 +722,8 @@ def _ipv4_is_private(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[s
     def shape(address: str) -> str:
         return "^" + _WS + "*" + address + "(?:/[\\s\\S]*|" + _WS + "*)\\z"
 
-    return (f"match({text}, {regex_literal_text(shape(_ADDRESS))})",
-            f"match({text}, {regex_literal_text(shape(_PRIVATE))})")
+    return (f"match({text}, {regex_string(shape(_ADDRESS))})",
+            f"match({text}, {regex_string(shape(_PRIVATE))})")
 
 
 def _ipv4_is_in_range(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str, str]:
@@ -775,7 +737,7 @@ def _ipv4_is_in_range(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[
         net = ipaddress.IPv4Network(network, strict=False)
     except ValueError:
         return "false()", "false()"
-    valid = f"match({text}, {regex_literal_text('^' + _ADDRESS + chr(92) + 'z')})"
+    valid = f"match({text}, {regex_string('^' + _ADDRESS + chr(92) + 'z')})"
     return valid, f"({valid} AND cidrmatch({string_literal(str(net))}, {text}))"
 
 

@@ -174,11 +174,18 @@ class Constants:
             if isinstance(offset, timedelta):
                 return RelativeTime(-offset)
         elif name == "strcat":
-            return "".join(str(self.value(a)) for a in args)
+            from rmmc.compiler.functions import to_text
+
+            parts = [self.value(a) for a in args]
+            if any(isinstance(p, (RelativeTime, list)) for p in parts):
+                raise NotConstant(node, "strcat() of this value has no compile-time text here")
+            return "".join(to_text(p) for p in parts)
         elif name in ("tolower", "toupper") and len(args) == 1:
             text = self.value(args[0])
-            if isinstance(text, str):
-                return text.lower() if name == "tolower" else text.upper()
+            if isinstance(text, str):  # one character for one, as the model's functions fold
+                from rmmc.compiler.functions import fold, upper
+
+                return fold(text) if name == "tolower" else upper(text)
         elif name == "pack_array":
             return [self.value(a) for a in args]
         elif name in ("datetime", "todatetime") and len(args) == 1:

@@ -239,6 +239,8 @@ def _call(call: Call, row: Event, ctx: Context) -> Any:
     if name == "now":
         offset = evaluate_expr(call.args[0], row, ctx) if call.args else timedelta(0)
         return ctx.current_time() + offset if isinstance(offset, timedelta) else None
+    if name == "ingestion_time":
+        return F.to_datetime(row.get(F.INGESTION_TIME))
     function = F.FUNCTIONS.get(name)
     if function is None:
         raise F.EvaluationError(f"no function {name}() in the model")
@@ -360,7 +362,8 @@ def evaluate_predicate(p: Predicate, event: Event, ctx: Context = _NO_CONTEXT) -
             hits = [False]
     else:
         text = value if isinstance(value, str) else F.to_text(value)
-        hits = [_string_test(p.op, text, str(v), p.case_sensitive) for v in p.values]
+        hits = [_string_test(p.op, text, v if isinstance(v, str) else F.to_text(v), p.case_sensitive)
+                for v in p.values]
     matched = all(hits) if p.all_values else any(hits)
     return matched != p.negated
 

@@ -25,6 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+              "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+"""The characters Python's `str.strip()` removes (`str.isspace`), which the model's
+`ipv4_is_private` strips (targets write them as a class: their `\\s` may be ASCII only)."""
+
 STRING_TYPES = frozenset({"string", "guid"})
 INTEGER_TYPES = frozenset({"int", "long"})
 NUMERIC_TYPES = frozenset({"int", "long", "real", "double", "decimal"})
@@ -475,6 +480,95 @@ def _bin(value: Any, size: Any) -> Any:
     return None
 
 
+def _base64_decode(text: str) -> str:
+    """The UTF-8 text a base64 string encodes; '' when it is no base64 or no UTF-8 (duckdb-kql
+    measured Kusto answering an empty string for bytes that are not UTF-8)."""
+    import base64
+    import binascii
+
+    try:
+        data = base64.b64decode(text, validate=True)
+        return data.decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return ""
+
+
+_DIFF_UNITS = {"microsecond": timedelta(microseconds=1), "millisecond": timedelta(milliseconds=1),
+               "second": timedelta(seconds=1), "minute": timedelta(minutes=1), "hour": timedelta(hours=1),
+               "day": timedelta(days=1)}
+
+
+def _datetime_diff(part: str, first: Any, second: Any) -> int | None:
+    """How many `part` boundaries lie between the two datetimes (first - second), as Kusto's
+    documentation counts them: calendar years, quarters and months, whole days, and so on for
+    the units of a day (each datetime truncated to the unit first)."""
+    a, b = to_datetime(first), to_datetime(second)
+    unit = part.strip().lower()
+    if a is None or b is None:
+        return None
+    if unit == "year":
+        return a.year - b.year
+    if unit == "quarter":
+        return (a.year * 4 + (a.month - 1) // 3) - (b.year * 4 + (b.month - 1) // 3)
+    if unit == "month":
+        return (a.year * 12 + a.month) - (b.year * 12 + b.month)
+    if unit in _DIFF_UNITS:
+        size = _DIFF_UNITS[unit]
+        return (a - _EPOCH) // size - (b - _EPOCH) // size
+    raise EvaluationError(f"datetime_diff: no period {part!r}")
+
+
+_URL = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://"
+    r"(?:(?P<user>[^:@/?#]*):(?P<password>[^@/?#]*)@)?"
+    r"(?P<host>\[[^\]]*\]|[^:/?#]*)(?::(?P<port>[0-9]*))?"
+    r"(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?(?:#(?P<fragment>.*))?$", re.S)
+
+
+def _parse_url(text: str) -> dict[str, Any]:
+    """`parse_url`: Scheme, Host, Port, Path, Username, Password, Query Parameters, Fragment,
+    with the rules duckdb-kql measured on Kusto: user info splits only on a colon; query keys
+    sorted, a repeated key an array, a parameter with an empty key or value dropped; a lone
+    trailing `/` is the empty path only at the end of the text; nothing decoded; text that is
+    no URL gives every part empty."""
+    found = _URL.match(text)
+    parts = found.groupdict(default="") if found else {}
+    path = parts.get("path", "")
+    if path == "/" and not re.search(r"[?#]", text):
+        path = ""
+    params: dict[str, Any] = {}
+    for pair in (parts.get("query") or "").split("&") if found else ():
+        key, sep, val = pair.partition("=")
+        if not sep or not key or not val:
+            continue
+        params[key] = [*params[key], val] if isinstance(params.get(key), list) else \
+            ([params[key], val] if key in params else val)
+    return {"Scheme": parts.get("scheme", ""), "Host": parts.get("host", ""), "Port": parts.get("port", ""),
+            "Path": path, "Username": parts.get("user", ""), "Password": parts.get("password", ""),
+            "Query Parameters": dict(sorted(params.items())), "Fragment": parts.get("fragment", "")}
+
+
+def _parse_path(text: str) -> dict[str, str]:
+    """`parse_path`, as Kusto's documented examples split a path: an optional `scheme://`, a
+    drive (`C:`) as the root, the directory up to the last `/` or `\\`, its last name, the file
+    name after it (an alternate data stream after a `:` in it), and the extension after the
+    file name's last dot."""
+    scheme, rest = "", text
+    found = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*)://", text)
+    if found:
+        scheme, rest = found.group(1), text[found.end():]
+    root = rest[:2] if re.match(r"[A-Za-z]:", rest) else ""
+    cut = max(rest.rfind("/"), rest.rfind("\\"))
+    directory, name = (rest[:cut], rest[cut + 1:]) if cut >= 0 else ("", rest)
+    name, _, stream = name.partition(":")
+    folder = re.split(r"[/\\]", directory)[-1] if directory else ""
+    if folder == root:
+        folder = ""
+    extension = name.rsplit(".", 1)[1] if "." in name else ""
+    return {"Scheme": scheme, "RootPath": root, "DirectoryPath": directory, "DirectoryName": folder,
+            "Filename": name, "Extension": extension, "AlternateDataStreamName": stream}
+
+
 def _startofday(value: Any) -> Any:
     value = to_datetime(value) if not isinstance(value, datetime) else value
     if value is None:
@@ -500,6 +594,31 @@ def _ipv4_is_private(value: str) -> bool | None:
     if address is None:
         return None
     return any(address in ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def _ipv4_is_match(first: str, second: str, prefix: Any = ...) -> bool | None:
+    """Whether two IPv4 addresses (either may carry a /prefix) are equal on their first
+    `prefix` bits (32 when none is given; the smallest prefix given wins); null when either is
+    no address."""
+    import ipaddress
+
+    def parse(text: str) -> tuple[int, int] | None:
+        address, _, bits = text.strip().partition("/")
+        try:
+            value = int(ipaddress.IPv4Address(address))
+            width = int(bits) if bits else 32
+        except ValueError:
+            return None
+        return (value, width) if 0 <= width <= 32 else None
+
+    a, b = parse(first), parse(second)
+    if a is None or b is None:
+        return None
+    width = min(a[1], b[1], 32 if prefix is ... else (to_long(prefix) if to_long(prefix) is not None else 32))
+    if width < 0:
+        return None
+    mask = ((1 << width) - 1) << (32 - width) if width else 0
+    return (a[0] & mask) == (b[0] & mask)
 
 
 def _ipv4_is_in_range(value: str, network: str) -> bool | None:
@@ -632,15 +751,26 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     Function("abs", 1, 1, _same_as(0), _abs),
     Function("bin", 2, 2, _bin_type, _bin),
     Function("startofday", 1, 1, "datetime", _startofday),
+    Function("datetime_diff", 3, 3, "long", _datetime_diff, literal_args=(0,), strings=(0,)),
+    Function("base64_decode_tostring", 1, 1, "string", _base64_decode, strings=(0,)),
+    Function("ingestion_time", 0, 0, "datetime", lambda: None),  # the row's (evaluator)
     Function("ago", 1, 1, "datetime", lambda _: None),     # evaluated with the query's now
     Function("now", 0, 1, "datetime", lambda *_: None),    # (see evaluator.evaluate_expr)
     # addresses
     Function("ipv4_is_private", 1, 1, "bool", _ipv4_is_private, strings=(0,)),
     Function("ipv4_is_in_range", 2, 2, "bool", _ipv4_is_in_range, strings=(0, 1)),
+    Function("ipv4_is_match", 2, 3, "bool", _ipv4_is_match, strings=(0, 1)),
+    Function("parse_url", 1, 1, "dynamic", _parse_url, strings=(0,)),
+    Function("parse_path", 1, 1, "dynamic", _parse_path, strings=(0,)),
+    Function("string_size", 1, 1, "long", lambda text: len(text.encode("utf-8", "surrogatepass")),
+             strings=(0,)),
 ]}
 
 ALIASES = {"iif": "iff", "floor": "bin", "tostring": "tostring", "toboolean": "tobool",
-           "toreal": "todouble", "todynamic": "parse_json"}
+           "toreal": "todouble", "todynamic": "parse_json", "base64_decodestring": "base64_decode_tostring"}
+INGESTION_TIME = "$IngestionTime"
+"""The column of an event the evaluator reads `ingestion_time()` from (Kusto keeps it out of the
+table's columns)."""
 """Other KQL spellings of the same function (read by the lowering)."""
 
 OPERATORS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "%": "modulo"}

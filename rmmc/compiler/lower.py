@@ -144,6 +144,7 @@ class _Lowerer:
             self.lets: dict[str, Any] = {}
             self.constants = Constants(self.lets)
             self.warned_columns: set[str] = set()
+            self._inlining: set[str] = set()
             self.query: Any = None  # the query lowered (its names, read once: `_names_written`)
             self._named: set[str] | None = None
         else:  # a tabular expression inside the query: the same lets, its own rows
@@ -151,6 +152,7 @@ class _Lowerer:
             self.lets = parent.lets
             self.constants = parent.constants
             self.warned_columns = parent.warned_columns
+            self._inlining = parent._inlining
             self.root = parent.root
 
     # -- diagnostics
@@ -840,6 +842,15 @@ class _Lowerer:
             value = _NO_VALUE
         if value is not _NO_VALUE:
             return self._literal(value, node)
+        if isinstance(node, A.Name):  # a scalar let that is no constant here (`2*1h`): its expression
+            bound = self.lets[node.name]
+            if isinstance(bound, (A.FunctionDef, A.Pipeline, A.Datatable)) or node.name in self._inlining:
+                raise _Unsupported(node, f"'{node.name}' is not a scalar value here")
+            self._inlining.add(node.name)
+            try:
+                return self.expr(bound)
+            finally:
+                self._inlining.discard(node.name)
         if isinstance(node, A.Call) and isinstance(node.func, A.Name):
             return self._call(node)
         if isinstance(node, A.Binary) and node.op in OPERATORS:
@@ -860,7 +871,9 @@ class _Lowerer:
 
     def _literal(self, value: Any, node: Any) -> ir.Expr:
         if isinstance(value, RelativeTime):
-            if value.offset <= timedelta(0):
+            if value.offset == timedelta(0):
+                return ir.Call("now", (), "datetime")
+            if value.offset < timedelta(0):
                 return ir.Call("ago", (ir.Literal(-value.offset, "timespan"),), "datetime")
             return ir.Call("now", (ir.Literal(value.offset, "timespan"),), "datetime")
         if value is None:
@@ -925,7 +938,24 @@ class _Lowerer:
         type_name = spec.result_type([a.type for a in args])
         if name == "extract" and len(args) == 4 and isinstance(args[3], ir.Literal):
             type_name = str(args[3].value)
-        return ir.Call(name, args, type_name)
+        call = ir.Call(name, args, type_name)
+        if all(isinstance(a, ir.Literal) for a in args) and name not in _NOT_FOLDED:
+            return self._folded(call, node)
+        return call
+
+    def _folded(self, call: ir.Call, node: Any) -> ir.Expr:
+        """A call on constants as its value (`2*1h` is 2h), computed as the evaluator means it;
+        left as a call when it has no value here."""
+        from rmmc.compiler.evaluator import evaluate_expr
+        from rmmc.compiler.functions import EvaluationError
+
+        try:
+            value = evaluate_expr(call, {})
+        except (EvaluationError, TypeError, ValueError, ArithmeticError):
+            return call
+        if isinstance(value, (list, dict)) or value is None:
+            return call
+        return ir.Literal(value, call.type)
 
     # -- conditions
     def condition(self, node: Any) -> ir.Condition:
@@ -1172,6 +1202,7 @@ class _Lowerer:
 
     def _typed(self, value: Any, subject: ir.Expr, node: Any) -> Any:
         kind = subject.type
+        value = _implicit(value, kind)
         if kind in ("int", "long") and isinstance(value, int) and not isinstance(value, bool):
             return value
         if kind in ("int", "long") and isinstance(value, float) and value == int(value):
@@ -1243,6 +1274,33 @@ def _expanded_name(node: Any) -> str | None:
         inner = _expanded_name(node.target)
         return f"{inner}_{node.name}" if inner else None
     return None
+
+
+_NOT_FOLDED = frozenset({"ago", "now", "ingestion_time"})  # their value is the query's, not the text's
+
+
+def _implicit(value: Any, kind: str) -> Any:
+    """A constant as Kusto reads it against a column of type `kind`: a string that reads as a
+    number, a bool or a datetime is that value (`RemotePort == '3389'`, `IsLocalAdmin ==
+    'true'`, as duckdb-kql measured Kusto converting), and 0 / 1 are a bool's false / true.
+    Anything else is returned as it is (and refused by `_typed` if it does not fit)."""
+    if isinstance(value, str):
+        if kind in ("int", "long") and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            return int(value)
+        if kind in ("real", "double", "decimal"):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        if kind in ("bool", "boolean") and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if kind == "datetime":
+            from rmmc.compiler.functions import to_datetime
+
+            return to_datetime(value) or value
+    if kind in ("bool", "boolean") and isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return bool(value)
+    return value
 
 
 def _inline_lets(node: Any, lets: dict[str, Any], seen: frozenset[str] = frozenset()) -> Any:

@@ -251,7 +251,7 @@ def aggregate_one(agg: ir.Aggregate, members: list[Row], ctx: Context) -> Row:
     """One aggregate over a group's rows: {its name: value} (arg_max / arg_min: its columns)."""
     function = agg.function
     rows, args = _conditional(agg, members, ctx)
-    base = function[:-2] if function.endswith("if") and function not in ("countif",) else function
+    base = function.removesuffix("_if").removesuffix("if") if function != "countif" else function
     if function == "count":
         return {agg.name: len(rows)}
     if function == "countif":

@@ -131,12 +131,8 @@ def run_sigma_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> lis
     query = str(queries[0])
     table = query.split()[3]
     names = _sigma_names(rule)
-    conn = sqlite3.connect(":memory:")
+    conn = sigma_sqlite()
     try:
-        conn.create_function("regexp", 2, _regexp, deterministic=True)
-        conn.create_collation("NOCASE", sqlite_nocase)
-        conn.create_function("like", 2, sqlite_like, deterministic=True)
-        conn.create_function("like", 3, sqlite_like, deterministic=True)
         spec = ", ".join([f'"{INDEX}" INTEGER'] + [f'"{s}" {_SQLITE_TYPES.get(f.type, "TEXT COLLATE NOCASE")}'
                                                      for s, f in names.values()])
         conn.execute(f"CREATE TABLE {table} ({spec})")
@@ -148,6 +144,17 @@ def run_sigma_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> lis
         raise EngineError(f"SQLite cannot run pySigma's query: {exc}") from None
     finally:
         conn.close()
+
+
+def sigma_sqlite() -> sqlite3.Connection:
+    """An in-memory SQLite database as pySigma's sqlite backend's queries expect it: a Python
+    REGEXP, and NOCASE / LIKE folding case as the model does (`sqlite_nocase`, `sqlite_like`)."""
+    conn = sqlite3.connect(":memory:")
+    conn.create_function("regexp", 2, _regexp, deterministic=True)
+    conn.create_collation("NOCASE", sqlite_nocase)
+    conn.create_function("like", 2, sqlite_like, deterministic=True)
+    conn.create_function("like", 3, sqlite_like, deterministic=True)
+    return conn
 
 
 def _sigma_names(rule: Rule) -> dict[str, tuple[str, Field]]:

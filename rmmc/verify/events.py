@@ -153,4 +153,10 @@ def _regex_example(pattern: str) -> str:
     return "".join(out)
 
 
-__all__ = ["MISSING", "boundary_events"]
+def satisfying_value(p: Predicate) -> Any:
+    """A value that satisfies the (positive) predicate `p`, or MISSING (`rmmc diff` joins them
+    when several tests read one field)."""
+    return _satisfying(p)
+
+
+__all__ = ["MISSING", "boundary_events", "satisfying_value"]

@@ -379,8 +379,8 @@ def run_sigma_correlation(rule: ir.Rule, text: str, events: list[dict[str, Any]]
     reports them (text keys lower-cased)."""
     import sqlite3
 
-    from rmmc.verify.engines import (_SQLITE_TYPES, EngineError, EngineUnavailable, sqlite_like,
-                                     sqlite_nocase, _regexp, _sigma_names, _sqlite_value)
+    from rmmc.verify.engines import (_SQLITE_TYPES, EngineError, EngineUnavailable, _sigma_names,
+                                     _sqlite_value, sigma_sqlite)
 
     try:
         from sigma.backends.sqlite import sqliteBackend
@@ -402,12 +402,8 @@ def run_sigma_correlation(rule: ir.Rule, text: str, events: list[dict[str, Any]]
             names[key] = (_sigma_key(rule, key), ir.Field(key))
     names = {k: v for k, v in names.items() if v[0].lower() != "timestamp"}  # the table's own
     kept = correlation_keys(rule)
-    conn = sqlite3.connect(":memory:")
+    conn = sigma_sqlite()
     try:
-        conn.create_function("regexp", 2, _regexp, deterministic=True)
-        conn.create_collation("NOCASE", sqlite_nocase)
-        conn.create_function("like", 2, sqlite_like, deterministic=True)
-        conn.create_function("like", 3, sqlite_like, deterministic=True)
         columns = [("timestamp", "TEXT")] + [(s, _SQLITE_TYPES.get(f.type, "TEXT COLLATE NOCASE"))
                                              for s, f in names.values()]
         conn.execute("CREATE TABLE logs (" + ", ".join(f'"{n}" {t}' for n, t in columns) + ")")
