@@ -264,6 +264,7 @@ PATHS = ("DeviceEvents | where ActionType == 'AntivirusDetection'"
     ("sigma", "AdditionalFields.ThreatName|re|i:"),
     ("splunk", "coalesce('AdditionalFields.ThreatName', \"\")"),
     ("eql", "AdditionalFields.ThreatName regex~"),
+    ("esql", 'COALESCE(AdditionalFields.ThreatName, "")'),
 ])
 def test_a_path_into_a_dynamic_column_is_a_field_named_by_its_path(target, written):
     out = _emit(target, PATHS)

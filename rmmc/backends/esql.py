@@ -173,6 +173,7 @@ class Emitter:
     case_folded: bool = False
     taxonomy: str | None = None  # "sigma": the rule's fields are Sigma names already
     columns: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, Any] = field(default_factory=dict)  # `AdditionalFields.x` read as fields (paths.py)
 
     def __post_init__(self) -> None:
         self.writer = ExprWriter(self)
@@ -200,6 +201,13 @@ class Emitter:
     def column(self, name: str) -> str:
         if name in self.columns:
             return ident(self.out_name(name))
+        if name in self.paths:  # a path into a dynamic column: the field JSON extraction names
+            from rmmc.compiler.paths import path_name, path_warning_text
+
+            written = path_name(self.paths[name], TARGET, self.table)
+            self.add(Diagnostic(Severity.WARNING, path_warning_text(self.paths[name], written, TARGET),
+                                None, "path"))
+            return ident(written)
         mapped = self.mapped(name)
         if mapped is None:
             self.add(Diagnostic(Severity.WARNING, f"{TARGET}: column {name} has no field in the "
@@ -223,6 +231,10 @@ class Emitter:
     # -- what the expression writer reads
 
     def column_value(self, f: Field) -> Esql:
+        from rmmc.compiler.paths import PathField
+
+        if isinstance(f, PathField):
+            self.paths.setdefault(f.name, f)
         kind = self.columns.get(f.name)
         name = self.column(f.name)
         if kind in ("multi", "segment"):
@@ -280,7 +292,11 @@ class Emitter:
         raise Refusal(f"not a condition ES|QL can say: {c!r}")
 
     def subject(self, p: Predicate) -> Subject:
+        from rmmc.compiler.paths import PathField
+
         kind = p.field.type.lower()
+        if isinstance(p.field, PathField):
+            self.paths.setdefault(p.field.name, p.field)
         if isinstance(p.field, Field):
             stored = self.columns.get(describe(p.field))
             if stored in ("multi",):
@@ -466,8 +482,11 @@ _INDEX = re.compile(r"[A-Za-z0-9._*:+-]+(,[A-Za-z0-9._*:+-]+)*")
 def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str = "ecs",
               index: str = DEFAULT_INDEX) -> Translation:
     """The rule as ES|QL text (empty when refused), with lossy/unsupported/note diagnostics."""
+    from rmmc.compiler.paths import with_paths
+
     found: list[Diagnostic] = []
     rule = push_filters(rule)
+    rule, _ = with_paths(rule)  # `AdditionalFields.x`: a field named by its path
     profile = _load_profile(fields)
     if profile is None:
         found.append(note(TARGET, f"field profile {fields!r} is not available: columns keep "

@@ -190,6 +190,12 @@ class ExprWriter:
         raise Refusal(f"no ES|QL value for {describe(node)}", span)
 
     def call(self, call: ir.Call, span: Span | None) -> Esql:
+        from rmmc.compiler.paths import field_path
+
+        path = field_path(call)  # `tostring(AdditionalFields.x)`: the field JSON extraction names
+        if path is not None:
+            self.context.column_value(path)  # registers it
+            return Esql(self.context.column(path.name), "segment")
         template = TEMPLATES.get(call.function)
         if template is not None:
             return template.write(self, call, span)
