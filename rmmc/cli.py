@@ -247,7 +247,7 @@ def _report(results, sources, written, outdir, output_format) -> None:
             "ok": r.ok and not written.get(id(r), (None, None))[1],
             "verdict": r.verdict if not written.get(id(r), (None, None))[1] else "refused",
             "output": written.get(id(r), (None, None))[0],
-            "text": None if outdir else (r.text or None),
+            "text": None if outdir else (r.stream or None),
             "diagnostics": [to_json(d) for d in r.diagnostics]
                            + ([to_json(written[id(r)][1])] if written.get(id(r), (None, None))[1] else []),
         } for r in results]
@@ -264,7 +264,7 @@ def _report(results, sources, written, outdir, output_format) -> None:
         if not outdir and r.text:
             if shown:
                 click.echo("---" if r.target == "sigma" else "")
-            click.echo(r.text.rstrip("\n"))
+            click.echo(r.stream.rstrip("\n"))
             shown += 1
     click.echo(translation_summary(results, written, outdir), err=True)
 

@@ -69,7 +69,7 @@ def _translate(request: dict, text: str, path: str) -> dict:
                              apply_exclusions=request.get("apply_exclusions") is True, fields=fields,
                              allow_lossy=request.get("allow_lossy") is True)
     return {"results": [{"title": r.title, "target": r.target, "ok": r.ok, "verdict": r.verdict,
-                         "text": r.text or None, "diagnostics": [to_json(d) for d in r.diagnostics]}
+                         "text": r.stream or None, "diagnostics": [to_json(d) for d in r.diagnostics]}
                         for r in results]}
 
 

@@ -17,6 +17,7 @@ from rmmc.compiler.documents.model import RuleDocument
 
 
 EXACT, LOSSY, REFUSED = "exact", "lossy", "refused"
+CORRELATION_SUFFIX = ".correlation.yml"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ class RuleTranslation:
     @property
     def title(self) -> str | None:
         return self.document.title if self.document is not None else None
+
+    @property
+    def stream(self) -> str:
+        """The text with its correlation companion after it (one Sigma YAML stream): what goes
+        to standard output, where there is one stream."""
+        extra = [t for suffix, t in self.companions if suffix == CORRELATION_SUFFIX]
+        return "---\n".join([self.text, *extra]) if self.text and extra else self.text
 
     @property
     def verdict(self) -> str:
@@ -73,7 +81,12 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
         found = refuse_lossy(found)
     diagnostics.extend(found)
     text = result.text if not any(d.is_error for d in found) else ""
-    companions = _sigma_filters(compiled.rule, options, diagnostics, document) if text and to == "sigma" else ()
+    companions: tuple[tuple[str, str], ...] = ()
+    if text and to == "sigma":
+        text, correlation = split_correlation(text)
+        if correlation:
+            companions += ((CORRELATION_SUFFIX, correlation),)
+        companions += _sigma_filters(compiled.rule, options, diagnostics, document)
     suffix = None
     if package and text:
         from rmmc.packaging import package as wrap
@@ -111,6 +124,16 @@ def file_failed(path: str, message: str, to: str) -> list[RuleTranslation]:
     return [RuleTranslation(None, to, "", (Diagnostic(
         Severity.ERROR, f"internal error while translating this file: {message}", None,
         "internal", path),))]
+
+
+def split_correlation(stream: str) -> tuple[str, str]:
+    """A Sigma stream rmmc wrote (the rule, then its correlation when it has one) as (rule,
+    correlation): the correlation goes to its own file, `<rule>.correlation.yml`, so a Sigma
+    backend without correlations still converts the rule, and pySigma loads both files together
+    (the correlation names the rule).  Our dumper writes each document as a top-level mapping,
+    so a line `---` is always a document separator."""
+    head, sep, tail = stream.partition("\n---\n")
+    return (head + "\n", tail) if sep else (stream, "")
 
 
 def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
@@ -177,6 +200,6 @@ def translate(text: str, to: str = "sigma", *, path: str = "<text>", loose: bool
     rules = tuple(translate_text(text, to, path, loose, apply_exclusions, fields=fields,
                                  package=package, allow_lossy=allow_lossy))
     separator = "\n---\n" if to == "sigma" else "\n\n"
-    body = separator.join(r.text.rstrip("\n") for r in rules if r.text)
+    body = separator.join(r.stream.rstrip("\n") for r in rules if r.text)
     diagnostics = tuple(d for r in rules for d in r.diagnostics)
     return TranslationResult(body + "\n" if body else "", diagnostics, rules)

@@ -674,8 +674,12 @@ def test_metadata_conventions():
     assert doc["tags"] == ["attack.persistence", "attack.t1059.001", "attack.t1219"]
     assert doc["level"] == "informational" and doc["status"] == "experimental"
     assert doc["id"] == str(uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_DNS, "rmmc.sigma"), "not-a-uuid"))
-    assert doc["date"] == date.today()
+    assert "date" not in doc and "modified" not in doc  # never the day of translation
     assert emit_sigma(rule_of(P("RemoteUrl", Op.EQUALS, "a"), metadata=meta)).text == t.text  # deterministic
+    dated = emit_sigma(rule_of(P("RemoteUrl", Op.EQUALS, "a"),
+                               metadata=replace(meta, date="2024/05/01", modified="2025-01-02")))
+    assert yaml.safe_load(dated.text)["date"] == date(2024, 5, 1)
+    assert yaml.safe_load(dated.text)["modified"] == date(2025, 1, 2)
     notes = [d.message for d in t.diagnostics if d.code == "note"]
     assert any("PreAttack" in m for m in notes) and any("X1" in m for m in notes)
     no_id = yaml.safe_load(emit_ok(rule_of(P("RemoteUrl", Op.EQUALS, "a"))))["id"]

@@ -84,7 +84,7 @@ def emit_sigma(rule: Rule, options: EmitOptions = EmitOptions(), *, schema: Any 
             "description": (f"Groups ({keys}) with at least one event of rule '{name}' within "
                             f"{correlation['timespan']}: the KQL rule's summarize."),
         }
-        for key in ("references", "author", "date", "tags"):
+        for key in ("references", "author", "date", "modified", "tags"):
             if key in base:
                 corr[key] = base[key]
         corr["correlation"] = correlation
@@ -123,7 +123,7 @@ def emit_sigma_filters(rule: Rule, options: EmitOptions = EmitOptions(), *,
             "id": meta.derived_id(f"filter:{slug}"),
             "status": meta.status(),
             "description": exclusion.description or exclusion.text or exclusion.name,
-            "date": meta.date(),
+            **{k: v for k, v in (("date", meta.date()), ("modified", meta.modified())) if v is not None},
             "logsource": ctx.logsource,
             "filter": body,
         }
@@ -163,7 +163,9 @@ class _Context:
             out["references"] = references
         if m.author and m.author.strip():
             out["author"] = m.author.strip()
-        out["date"] = meta.date()
+        for key, value in (("date", meta.date()), ("modified", meta.modified())):
+            if value is not None:
+                out[key] = value
         tags = meta.tags()
         if tags:
             out["tags"] = tags

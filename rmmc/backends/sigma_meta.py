@@ -4,7 +4,8 @@ Conventions (each reported as a diagnostic where it applies):
 
 * id: the rule's id when it is a UUID; otherwise a uuid5 of it (or of the title when there is
   none) in rmmc's namespace, so the same rule always gets the same id.
-* date: metadata.date when it reads as a date, else today's date.
+* date / modified: metadata.date / metadata.modified when they read as dates, else left out
+  (never the day of translation: the same rule gives the same file byte for byte every run).
 * tags: tactic `CommandAndControl` (or `Command and Control`) -> `attack.command-and-control`,
   technique `T1059.001` -> `attack.t1059.001`, tactics read from ATT&CK data
   (`rmmc.compiler.attack`: v19 names such as `stealth` and v18's `defense-evasion` alike, each
@@ -95,14 +96,22 @@ class MetaBuilder:
                 out.append(ref)
         return out
 
-    def date(self) -> date:
-        raw = (self.rule.metadata.date or "").strip()
-        if raw:
-            parsed = _parse_date(raw)
-            if parsed is not None:
-                return parsed
-            self.diagnostics.append(note(TARGET, f"date {raw!r} is not a date: today's date is used"))
-        return date.today()
+    def date(self) -> date | None:
+        """The rule's own date, or None (left out)."""
+        return self._date("date", self.rule.metadata.date)
+
+    def modified(self) -> date | None:
+        """The rule's own last-modified date, or None (left out)."""
+        return self._date("modified", self.rule.metadata.modified)
+
+    def _date(self, what: str, raw: str | None) -> date | None:
+        raw = (raw or "").strip()
+        if not raw:
+            return None
+        parsed = _parse_date(raw)
+        if parsed is None:
+            self.diagnostics.append(note(TARGET, f"{what} {raw!r} is not a date: left out"))
+        return parsed
 
     def tags(self) -> list[str]:
         m = self.rule.metadata

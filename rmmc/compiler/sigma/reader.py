@@ -180,6 +180,7 @@ class _StreamReader:
             level=level if level in _LEVELS else None,
             status=str(meta["status"]) if meta.get("status") else None,
             date=str(meta["date"]) if meta.get("date") else None,
+            modified=str(meta["modified"]) if meta.get("modified") else None,
             false_positives=tuple(str(f) for f in _as_list(meta.get("falsepositives")) if f is not None),
             source_path=self.path, source_span=root.span)
 
