@@ -128,7 +128,7 @@ class _Adapter:
         self.table = rule.source.table
         self.schema: FieldSchema = schema_for(source.schema, source.declare, source.members,
                                               source.dynamic, self.table)
-        self.columns = _columns(rule)
+        self.columns = _event_columns(rule)
         self.forms: dict[str, Form] = {}
         self.unknown: set[str] = set()
         self.missing: dict[str, str | None] = {}   # column -> why (explicitly absent) / None
@@ -213,11 +213,20 @@ class _Adapter:
 
     def rename(self, name: str) -> str:
         """An output column's name: a renamed column's takes the environment's name."""
-        form = self.forms.get(name) or (self.form(name) if name in self.columns or name in TIME_COLUMNS else None)
+        form = self.forms.get(name) or (self.form(name) if name in self.columns or name in TIME_COLUMNS
+                                        or self._table_has(name) else None)
         if form is not None and type(form) in (Form, Hives) and not self._member(form.field):
             self.names[name] = form.field
             return form.field
         return name
+
+    def _table_has(self, name: str) -> bool:
+        if self.table is None:
+            return False
+        from rmmc.compiler.schema import load_schema
+
+        table = load_schema().table(self.table)
+        return table is not None and table.column_type(name) is not None
 
     def _member(self, name: str) -> bool:
         return any(name.startswith(c + ".") for c in self.source.dynamic)
@@ -254,7 +263,11 @@ class _Adapter:
             form = self.form(subject.name)
             if form is None:
                 return p  # unknown (reported): kept under its own name
-            return form.forward(p, subject.type, self.ctx)
+            self.ctx.origin = p
+            try:
+                return form.forward(p, subject.type, self.ctx)
+            finally:
+                self.ctx.origin = None
         parts = joined_parts(subject)
         if parts is not None:
             first, _, last = parts
@@ -378,7 +391,8 @@ class _Adapter:
             suggestion = self.schema.suggest(column)
             hint = f" (did you mean {suggestion!r}?)" if suggestion and suggestion != column and not why else ""
             self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: {column} has no field in "
-                                         f"{self.source.match.describe()}{reason}{hint}",
+                                         f"{self.source.match.describe()}{reason}{hint} "
+                                         "(--allow-unknown-fields writes it under its own name)",
                                          self.spans.get(column, rule.metadata.source_span), CODE))
         taxonomy = "sigma" if self.env.target == "sigma" else None
         table = self.target.table or rule.source.table
@@ -405,23 +419,38 @@ def _profile_column(profile: Any, table: str | None, field_name: str) -> str | N
     return next((c for c, f in profile.columns(table).items() if f == field_name), None)
 
 
-def _columns(rule: ir.Rule) -> dict[str, ir.Field]:
-    """Every column the rule reads (detection, exclusions, stages), by name."""
+def _event_columns(rule: ir.Rule) -> dict[str, ir.Field]:
+    """Every event column the rule reads (detection, exclusions, and stages where no earlier
+    stage made a column of that name), by name."""
     out: dict[str, ir.Field] = {}
-    nodes: list[Any] = [rule.condition, *(e.condition for e in rule.exclusions if e.condition is not None)]
-    for stage in rule.stages:
-        nodes.append(stage)
-    stack = nodes
-    import dataclasses
+    made: set[str] = set()
+    closed = False
 
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ir.Field):
-            out.setdefault(node.name, node)
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
-        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node) if f.name != "span")
+    def read(*nodes: Any) -> None:
+        if closed:
+            return
+        for node in nodes:
+            for f in ir.expr_fields(node):
+                if f.name not in made:
+                    out.setdefault(f.name, f)
+
+    read(rule.condition, *(e.condition for e in rule.exclusions if e.condition is not None))
+    for stage in rule.stages:
+        if isinstance(stage, ir.Filter):
+            read(stage.condition)
+        elif isinstance(stage, ir.Extend):
+            read(*(e for _, e in stage.columns))
+            made.update(n for n, _ in stage.columns)
+        elif isinstance(stage, ir.Project):
+            read(*(e for _, e in stage.columns))
+            closed = True
+        elif isinstance(stage, ir.Summarize):
+            read(*(e for _, e in stage.group_by), *(x for a in stage.aggregates for x in a.args))
+            closed = not any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args)
+        elif isinstance(stage, ir.Sort):
+            read(*(k.expr for k in stage.keys))
+        elif isinstance(stage, ir.Rename):
+            made.update(new for new, _ in stage.pairs)
     return out
 
 

@@ -50,11 +50,13 @@ class Context:
     env: str                                     # the environment's name, for messages
     subject: Callable[[str, str], Any]           # env field name, type -> its IR expression
     report: Callable[[Diagnostic], None]
+    origin: ir.Predicate | None = None           # the rule's predicate being rewritten
 
     def lossy(self, message: str, p: ir.Predicate) -> None:
         from rmmc.backends.base import lossy
 
-        self.report(lossy("environment", f"{self.env}: {message}", p.span, subject=p))
+        subject = self.origin if self.origin is not None else p
+        self.report(lossy("environment", f"{self.env}: {message}", p.span, subject=subject))
 
     def note(self, message: str, p: ir.Predicate | None = None) -> None:
         from rmmc.backends.base import note
@@ -135,6 +137,11 @@ class Form:
 
     def normalize(self, event: dict) -> None:
         """Put a generated event's value of the column into the form's domain."""
+
+    def from_env(self, event: dict, out: dict) -> None:
+        """The column's value from an event as the environment holds it (`to_env` reversed)."""
+        if self.field in event:
+            out[self.column] = event[self.field]
 
     def read(self, p: ir.Predicate, columns: dict[str, ir.Field], ctx: Context) -> ir.Condition:
         """A positive test on the environment's field as a test on the column(s)."""
@@ -247,6 +254,11 @@ class Hives(Form):
         if self.column in event:
             out[self.field] = hive_event_value(event[self.column], *self.styles)
 
+    def from_env(self, event, out):
+        if self.field in event:
+            source, target = self.styles
+            out[self.column] = hive_event_value(event[self.field], target, source)
+
     def normalize(self, event):
         value = event.get(self.column)
         if not isinstance(value, str) or not value:
@@ -299,6 +311,10 @@ class Joined(Form):
         def one(q: ir.Predicate) -> ir.Condition:
             v = _text(q.values[0]) if q.values else None
             op = q.op
+            if op is ir.Op.EXISTS:  # both parts are there or neither (the domain)
+                return replace(q, field=subject)
+            if op is ir.Op.EQUALS and v == "":  # a string is never null: == '' is isempty
+                op = ir.Op.EMPTY
             if op is ir.Op.EMPTY:
                 edge = ir.Op.STARTSWITH if first else ir.Op.ENDSWITH
                 return ir.any_of([ir.Predicate(subject, ir.Op.EMPTY, span=q.span),
@@ -310,7 +326,7 @@ class Joined(Form):
                 return replace(q, field=subject)
             if s in v:
                 return ir.Const(False)  # a part never holds the separator
-            if v == "" and op in (ir.Op.STARTSWITH, ir.Op.ENDSWITH, ir.Op.CONTAINS):
+            if v == "" and op in (ir.Op.STARTSWITH, ir.Op.ENDSWITH, ir.Op.CONTAINS, ir.Op.TERM):
                 return ir.Const(True)
             at = lambda o, text: replace(q, field=subject, op=o, values=(text,))  # noqa: E731
             if first:
@@ -351,6 +367,12 @@ class Joined(Form):
         if event.get(self.column) is None and event.get(self.other) is not None:
             event[self.column] = ""
 
+    def from_env(self, event, out):
+        value = event.get(self.field)
+        if isinstance(value, str):
+            first, sep, last = value.partition(self.sep)
+            out[self.column] = (first if self.first else last) if sep else ("" if self.first else value)
+
     def read(self, p, columns, ctx):
         first, last = ((self.column, self.other) if self.first else (self.other, self.column))
         whole = ir.Call("strcat", (columns[first], ir.Literal(self.sep), columns[last]), "string")
@@ -375,7 +397,9 @@ def split_joined(p: ir.Predicate, ctx: Context | None = None) -> ir.Condition:
         return p
     first, s, last = parts
 
-    def on(field: ir.Field, q: ir.Predicate, op: ir.Op, value: str) -> ir.Predicate:
+    def on(field: ir.Field, q: ir.Predicate, op: ir.Op, value: str) -> ir.Condition:
+        if value == "" and op in (ir.Op.STARTSWITH, ir.Op.ENDSWITH, ir.Op.CONTAINS):
+            return ir.Const(True)
         return replace(q, field=field, op=op, values=(value,))
 
     def one(q: ir.Predicate) -> ir.Condition:
@@ -475,8 +499,10 @@ class Item(Form):
 
         def one(q: ir.Predicate) -> ir.Condition:
             v = _text(q.values[0]) if q.values else None
-            if q.op is ir.Op.EMPTY:
+            if q.op is ir.Op.EMPTY or (q.op is ir.Op.EQUALS and v == ""):
                 return negated(ir.Predicate(subject, ir.Op.CONTAINS, (entry,), span=q.span))
+            if q.op is ir.Op.EXISTS:
+                return ir.Predicate(subject, ir.Op.CONTAINS, (entry,), span=q.span)
             if v is None or q.op not in (ir.Op.EQUALS, ir.Op.STARTSWITH, ir.Op.CONTAINS,
                                          ir.Op.ENDSWITH, ir.Op.TERM):
                 ctx.lossy(f"a {q.op.value} test on {self.column} cannot be said on {self.field}: "
@@ -508,6 +534,14 @@ class Item(Form):
         entry = f"{self.key}{self.assign}{value}"
         out[self.field] = f"{out[self.field]}{self.sep}{entry}" if out.get(self.field) else entry
 
+    def from_env(self, event, out):
+        value = event.get(self.field)
+        if isinstance(value, str):
+            for entry in value.split(self.sep):
+                key, assign, digest = entry.partition(self.assign)
+                if assign and key.strip().upper() == self.key.upper():
+                    out[self.column] = digest.strip()
+
     def normalize(self, event):
         value = event.get(self.column)
         size = conventions.digest_length(self.key) or 64
@@ -520,35 +554,34 @@ class Item(Form):
 
 def read_items(p: ir.Predicate, items: dict[str, tuple[ir.Field | None, str, str]], ctx: Context) -> ir.Condition:
     """A test on a `KEY=value,...` list field (`items`: key -> (column or None, sep, assign))
-    as tests on the columns: `Hashes|contains: 'SHA256=AB'` is `SHA256 startswith 'AB'`; a
-    value without a key is any digest containing it.  A key the table has no column for makes
-    its test false, reported `lossy` (the list could hold it)."""
+    as tests on the columns: `Hashes|contains: 'SHA256=AB'` is `SHA256 startswith 'AB'`, and a
+    whole digest is `SHA256 == ...`; a hex value without a key is any digest containing it.
+    A test the columns cannot say (a key the table has no column for, such as IMPHASH in
+    Defender, or a test on the list's text) stays a test on the list field itself, which the
+    table does not have: a target without it then says so."""
+
+    def kept(q: ir.Predicate, why: str) -> ir.Condition:
+        ctx.note(why + f": kept as a test on {q.field.name}", q)
+        return q
 
     def one(q: ir.Predicate) -> ir.Condition:
         v = _text(q.values[0]) if q.values else None
-        if v is None or q.op not in (ir.Op.CONTAINS, ir.Op.EQUALS, ir.Op.STARTSWITH, ir.Op.ENDSWITH):
-            ctx.lossy(f"a {q.op.value} test on a hash list is not rewritten onto digest columns", q)
-            return ir.Const(False)
+        if v is None or q.op is not ir.Op.CONTAINS:
+            return kept(q, f"a {q.op.value} test on the whole list is no digest test")
         key, assign, digest = v.partition("=")
-        if assign and key.upper() in items:
+        if assign and key.upper() in items and re.fullmatch(r"[0-9A-Fa-f]+", digest):
             column = items[key.upper()][0]
             if column is None:
-                ctx.lossy(f"{key.upper()} digests are not held here: the test {v!r} never holds", q)
-                return ir.Const(False)
+                return kept(q, f"{key.upper()} digests have no column here")
             size = conventions.digest_length(key) or 0
-            if q.op is ir.Op.CONTAINS:
-                op = ir.Op.EQUALS if size and len(digest) == size else ir.Op.STARTSWITH
-                return replace(q, field=column, op=op, values=(digest,))
-            if q.op in (ir.Op.EQUALS, ir.Op.STARTSWITH, ir.Op.ENDSWITH):
-                ctx.lossy(f"a {q.op.value} test on the whole hash list is read as a test on "
-                          f"its {key.upper()} digest", q)
-                return replace(q, field=column, op=ir.Op.EQUALS if q.op is not ir.Op.STARTSWITH else ir.Op.STARTSWITH,
-                               values=(digest,))
-        if not assign and q.op is ir.Op.CONTAINS and re.fullmatch(r"[0-9A-Fa-f]+", v):
+            op = ir.Op.EQUALS if size and len(digest) == size else ir.Op.STARTSWITH
+            return replace(q, field=column, op=op, values=(digest,))
+        if not assign and re.fullmatch(r"[0-9A-Fa-f]{3,}", v):
             columns = [c for c, _, _ in items.values() if c is not None]
-            return ir.any_of([replace(q, field=c, op=ir.Op.CONTAINS) for c in columns])
-        ctx.lossy(f"the hash list test {q.op.value} {v!r} is not a digest test", q)
-        return ir.Const(False)
+            if len(columns) == len(items):
+                return ir.any_of([replace(q, field=c) for c in columns])
+            return kept(q, "some digests of the list have no column here")
+        return kept(q, f"{v!r} is no KEY=digest test")
 
     return per_value(p, one)
 
@@ -571,7 +604,9 @@ class Basename(Form):
 
         def one(q: ir.Predicate) -> ir.Condition:
             v = _text(q.values[0]) if q.values else None
-            if q.op is ir.Op.EMPTY:
+            if q.op is ir.Op.EXISTS:  # a file name is there when its path is (the domain)
+                return replace(q, field=subject)
+            if q.op is ir.Op.EMPTY or (q.op is ir.Op.EQUALS and v == ""):
                 return ir.any_of([ir.Predicate(subject, ir.Op.EMPTY, span=q.span),
                                   ir.Predicate(subject, ir.Op.ENDSWITH, (s,), span=q.span)])
             if v is None or q.op not in (ir.Op.EQUALS, ir.Op.STARTSWITH, ir.Op.ENDSWITH,
@@ -581,10 +616,12 @@ class Basename(Form):
                 return replace(q, field=subject)
             if s in v:
                 return ir.Const(False)
+            if v == "":  # every name starts, ends with, contains '' (and has it as a term)
+                return ir.Const(True)
             if q.op is ir.Op.EQUALS:
                 return replace(q, field=subject, op=ir.Op.ENDSWITH, values=(s + v,))
             if q.op is ir.Op.ENDSWITH:
-                return ir.Const(True) if v == "" else replace(q, field=subject)
+                return replace(q, field=subject)
             needle = _lit(v, q)
             rest = f"[^{S}]*"
             if q.op is ir.Op.STARTSWITH:
@@ -604,7 +641,16 @@ class Basename(Form):
         return ir.Call("tostring", (ir.Call("index", (split, ir.Literal(-1, "long")), "dynamic"),), "string")
 
     def to_env(self, event, out):
-        pass  # the path column writes the field
+        path_column = self.spec.options.get("path")
+        if path_column is not None and event.get(path_column) is not None:
+            out.setdefault(self.field, event[path_column])
+        elif event.get(self.column) is not None:
+            out.setdefault(self.field, "C:" + self.sep + str(event[self.column]))
+
+    def from_env(self, event, out):
+        value = event.get(self.field)
+        if isinstance(value, str):
+            out[self.column] = value.rsplit(self.sep, 1)[-1]
 
     def normalize(self, event):
         path_column = self.spec.options.get("path")
@@ -614,10 +660,10 @@ class Basename(Form):
         if path_column is None:
             return
         path = event.get(path_column)
-        if isinstance(name, str) and name:
+        if isinstance(name, str):
             folder = path.rsplit(self.sep, 1)[0] if isinstance(path, str) and self.sep in path else "C:"
             event[path_column] = folder + self.sep + name
-        elif isinstance(path, str) and path:
+        elif isinstance(path, str):
             if self.sep not in path:
                 event[path_column] = path = "C:" + self.sep + path
             event[self.column] = path.rsplit(self.sep, 1)[1]
@@ -682,6 +728,13 @@ class Values(Form):
     def normalize(self, event):
         if self.column in event and event[self.column] not in self.table:
             event[self.column] = next(iter(self.table))
+
+    def from_env(self, event, out):
+        value = event.get(self.field)
+        for key, env_values in self.table.items():
+            if value is not None and any(_same(value, v, False) or str(value) == str(v) for v in env_values):
+                out[self.column] = key
+                return
 
     def read(self, p, columns, ctx):
         from rmmc.compiler.evaluator import evaluate_predicate

@@ -76,5 +76,32 @@ def sigma_readers(table: Any) -> dict[str, Reader]:
         def read_list(p: ir.Predicate, found: list[Diagnostic], group=group) -> ir.Condition:
             return read_items(p, group, context(found))
 
+
         out[field_name] = read_list
+    return out
+
+
+def read_sigma_event(event: dict[str, Any], table: Any) -> dict[str, Any]:
+    """An event as Sysmon writes it (Sigma's names and conventions) on `table`'s columns in
+    Defender's convention: the `sigma` environment's forms read backwards (`Form.from_env`),
+    other fields mapped as the Sigma reader maps rule fields (a field with no column keeps its
+    name).  What SigmaHQ's recorded events are checked on (tests/test_sigma_regression.py)."""
+    from rmmc.environments.forms import form_of
+
+    out: dict[str, Any] = {}
+    taken: set[str] = set()
+    source = _sigma_source(table.name) if table is not None else None
+    if source is not None:
+        for name, spec in source.fields.items():
+            if spec.field is None or spec.form == "rename" or table.column_type(name) is None:
+                continue
+            if spec.field in event:
+                form_of(spec).from_env(event, out)
+                if spec.form not in ("basename", "item"):  # a path still gives the path
+                    taken.add(spec.field)  # column, a list the tests rmmc keeps on it
+    for field_name, value in event.items():
+        if field_name in taken:
+            continue
+        column = (table.column_for_sigma(field_name) if table is not None else None) or field_name
+        out.setdefault(column, value)
     return out
