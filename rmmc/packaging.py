@@ -42,14 +42,16 @@ _SENTINEL_SEVERITY = {"informational": "Informational", "low": "Low", "medium": 
 _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://rmmc/rules")
 
 
-def package(rule: Rule, target: str, query_text: str) -> tuple[str, str, list[Diagnostic]]:
-    """The translated `query_text` of `rule` as an importable rule file for `target`."""
+def package(rule: Rule, target: str, query_text: str,
+            index: str | None = None) -> tuple[str, str, list[Diagnostic]]:
+    """The translated `query_text` of `rule` as an importable rule file for `target`; `index`
+    is the environment's index pattern (Elastic; default `logs-*`)."""
     target = target.lower()
     if target == "sigma":
         return SUFFIXES["sigma"], query_text, []
     diagnostics: list[Diagnostic] = []
     if target in ("eql", "esql"):
-        text = _elastic(rule, target, query_text, diagnostics)
+        text = _elastic(rule, target, query_text, diagnostics, index)
     elif target == "splunk":
         text = _splunk(rule, query_text, diagnostics)
     elif target == "kql":
@@ -144,7 +146,8 @@ def _techniques(rule: Rule, target: str, diagnostics: list[Diagnostic]) -> list[
 # ------------------------------------------------------------------ Elastic
 
 
-def _elastic(rule: Rule, target: str, query: str, diagnostics: list[Diagnostic]) -> str:
+def _elastic(rule: Rule, target: str, query: str, diagnostics: list[Diagnostic],
+             index: str | None = None) -> str:
     level = _level(rule, target, diagnostics)
     if level == "informational":
         diagnostics.append(note(target, "Elastic has no informational severity: low"))
@@ -162,7 +165,7 @@ def _elastic(rule: Rule, target: str, query: str, diagnostics: list[Diagnostic])
         "interval": _duration(INTERVAL),
     }
     if target == "eql":
-        body["index"] = ["logs-*"]
+        body["index"] = (index or "logs-*").split(",")
     body["threat"] = _elastic_threat(rule, target, diagnostics)
     body["references"] = list(rule.metadata.references)
     body["false_positives"] = [e.name for e in rule.exclusions] or list(

@@ -73,8 +73,11 @@ DEFAULT_INDEX = "logs-*"
 # ------------------------------------------------------------------ field profiles
 
 
-def _load_profile(name: str):
-    """The field profile called `name`, or None when the profiles are not available."""
+def _load_profile(name: Any):
+    """The field profile called `name` (or a naming object given as is), or None when the
+    profiles are not available."""
+    if not isinstance(name, str):
+        return name
     try:
         from rmmc.compiler.schema.profiles import load_profile
     except ImportError:
@@ -252,7 +255,7 @@ class Emitter:
             from rmmc.compiler.schema.profiles import rule_field
 
             mapped = rule_field(self.profile, self.table, name, self.taxonomy)
-        elif self.profile is not None and self.table is not None:
+        elif self.profile is not None:  # a profile knows no column of no table: unmapped
             mapped = self.profile.field(self.table, name)
         if mapped is None:
             self.add(Diagnostic(Severity.WARNING, f"{TARGET}: column {name} has no field in the "
@@ -536,6 +539,7 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
     if refused:
         return Translation(TARGET, "", tuple(refused))
     profile = _load_profile(fields)
+    index = getattr(options.placement, "index", None) or index
     if profile is None:
         found.append(note(TARGET, f"field profile {fields!r} is not available: columns keep "
                                   "their Defender names"))

@@ -653,7 +653,8 @@ def build_kql(rule: Rule, options: EmitOptions = EmitOptions()) -> KqlQuery:
         operators: list[A.Operator] = []
         if rule.lookback is not None:
             ago = A.Call(A.Name("ago"), (timespan_literal(rule.lookback.window),))
-            operators.append(A.Where(A.Binary(">", A.Name(time_column(table)), ago)))
+            placed = getattr(options.placement, "time_field", None)
+            operators.append(A.Where(A.Binary(">", A.Name(placed or time_column(table)), ago)))
         condition = all_of([rule.condition, *_exclusions(rule, options, conditions, found)])
         if condition != Const(True):
             operators.append(A.Where(conditions.emit(condition)))

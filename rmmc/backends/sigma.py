@@ -45,7 +45,29 @@ __all__ = ["emit_sigma", "emit_sigma_filters"]
 def emit_sigma(rule: Rule, options: EmitOptions = EmitOptions(), *, schema: Any = None) -> Translation:
     """The rule as a Sigma YAML stream (rule, then its correlation when it aggregates).
 
-    `schema` is a `rmmc.compiler.schema.Schema` (default: `load_schema()`)."""
+    `schema` is a `rmmc.compiler.schema.Schema` (default: `load_schema()`).  A rule on Defender
+    columns is first put into the `sigma` environment (`in_sigma`): Sigma's names and Sysmon's
+    value conventions, the inverse of how the Sigma reader reads them."""
+    rule, found = in_sigma(rule)
+    if any(d.is_error for d in found):
+        return Translation(TARGET, "", tuple(found))
+    translation = _emit_sigma(rule, options, schema)
+    return Translation(TARGET, translation.text, (*found, *translation.diagnostics))
+
+
+def in_sigma(rule: Rule) -> tuple[Rule, list[Diagnostic]]:
+    """A rule on a Defender table's columns in the `sigma` environment (`rmmc.environments`);
+    a rule already in Sigma's names is returned as it is."""
+    if rule.source.taxonomy == "sigma" or rule.source.table is None:
+        return rule, []
+    from rmmc.environments import default_environment
+    from rmmc.environments.adapt import adapt
+
+    adapted = adapt(rule, default_environment("sigma"))
+    return (adapted.rule if adapted.rule is not None else rule), list(adapted.diagnostics)
+
+
+def _emit_sigma(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
     rule = push_filters(rule)  # Sigma says the detection: every filter that can move, moves
     refused = refuse_expression_tests(rule.condition, TARGET, "Sigma")
     if refused:
@@ -99,6 +121,9 @@ def emit_sigma_filters(rule: Rule, options: EmitOptions = EmitOptions(), *,
                        schema: Any = None) -> Translation:
     """The rule's understood exclusions as Sigma filter documents referring to the rule's id
     (for a separate filter file: loaded beside the rule, pySigma applies them)."""
+    rule, found = in_sigma(rule)
+    if any(d.is_error for d in found):
+        return Translation(TARGET, "", tuple(found))
     ctx = _Context(rule, options, schema)
     meta = ctx.meta
     documents = []

@@ -557,10 +557,20 @@ def _exclusions(rule: Rule, options: EmitOptions, found: list[Diagnostic]) -> li
     return exclusion_conditions(rule, options, TARGET, found)
 
 
-def _check_prefix(prefix: str) -> str:
-    if any(ch in prefix for ch in "|`[]") or has_control(prefix):
-        raise ValueError(f"prefix {prefix!r} must be plain search terms (no |, `, [ ], control characters)")
+_MACRO = re.compile(r"`[A-Za-z0-9_.:-]+(?:\([^`|\[\]]*\))?`")
+
+
+def _check_prefix(prefix: str, macros: bool = False) -> str:
+    """Plain search terms; with `macros` (an environment's own search prefix), also macro calls
+    such as `sysmon` in backquotes."""
+    text = _MACRO.sub("", prefix) if macros else prefix
+    if any(ch in text for ch in "|`[]") or has_control(prefix):
+        raise ValueError(f"prefix {prefix!r} must be plain search terms (no |, `, [ ], control characters)"
+                         + (" besides macro calls" if macros else ""))
     return prefix.strip()
+
+
+_DATAMODEL = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)\Z")
 
 
 def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str = "sigma",
@@ -585,9 +595,15 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     condition = _nnf(condition)
     conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
     search_terms: list[str] = []
+    placement = options.placement
+    datamodel = getattr(placement, "datamodel", None)
+    if datamodel is not None and _DATAMODEL.match(datamodel) is None:
+        raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")
     if prefix:
         search_terms.append(_check_prefix(prefix))
-    else:
+    elif getattr(placement, "search", None):
+        search_terms.append(_check_prefix(placement.search, macros=True))
+    elif datamodel is None:
         found.append(note(TARGET, "no index or sourcetype: the search covers the default indexes "
                                   "(pass prefix='index=... sourcetype=...')"))
     if rule.lookback is not None:
@@ -605,6 +621,9 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
         else:
             where_terms.append(emitter.where(c))
     lines = ["search " + (" ".join(search_terms) if search_terms else "*")]
+    if datamodel is not None:  # the data model's events, fields named <Dataset>.<field>
+        model, dataset = _DATAMODEL.match(datamodel).groups()
+        lines = [f"| datamodel {model} {dataset} search", "| " + lines[0]]
     if where_terms:
         lines.append("| where " + " AND ".join(where_terms))
     stages = StageWriter(emitter)
