@@ -94,7 +94,7 @@ class Adapted:
             if column in event:
                 out[column] = event[column]
         for name, values in self.source.filter if self.source else ():
-            out[name] = values[0]
+            out.setdefault(name, values[0])  # a form may have said which of them
         dynamic = self.source.dynamic if self.source else ()
         for name in [n for n in out if any(n.startswith(d + ".") for d in dynamic)]:
             column, _, member = name.partition(".")

@@ -721,13 +721,13 @@ class Values(Form):
     def to_env(self, event, out):
         value = event.get(self.column)
         for key, env_values in self.table.items():
-            if value is not None and _same(value, key, False):
+            if value is not None and _same(value, key, True):
                 out[self.field] = env_values[0]
                 return
 
     def normalize(self, event):
-        if self.column in event and event[self.column] not in self.table:
-            event[self.column] = next(iter(self.table))
+        if not any(_same(event.get(self.column), key, True) for key in self.table):
+            event[self.column] = next(iter(self.table))  # every event has one of the values
 
     def from_env(self, event, out):
         value = event.get(self.field)

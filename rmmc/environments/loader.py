@@ -173,11 +173,14 @@ class _Reader:
         schema = self.texts(node.get("schema"), "schema") or ()
         members = self.texts(node.get("members"), "members") or ()
         for key, values in (("schema", schema), ("members", members)):
+            listed = node.get(key)
+            items = listed.value if listed is not None and listed.is_list else [listed]
             for value in values:
                 if value not in self.sets:
                     close = difflib.get_close_matches(value, sorted(self.sets), n=1, cutoff=0.6)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    self.fail(f"{key}: no field set {value!r}{hint}", node.get(key).span)
+                    at = next((i.span for i in items if i is not None and i.value == value), listed.span)
+                    self.fail(f"{key}: no field set {value!r}{hint}", at)
         return SourceMap(match=match, place=self.placement(node.get("place")),
                          filter=self.filters(node.get("filter")), fields=self.fields(node.get("fields")),
                          names=names, others=others, schema=schema, members=members,
