@@ -357,3 +357,21 @@ def _predicates(rule):
     from rmmc.compiler.ir import walk_predicates
 
     return walk_predicates(rule.condition)
+
+
+def test_the_readme_custom_environment_works(tmp_path):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Environments"):]
+    block = section[section.index("```yaml\n") + len("```yaml\n"):]
+    block = block[:block.index("```")]
+    path = tmp_path / "mine.yml"
+    path.write_text(block, encoding="utf-8")
+    env = load_environment(str(path))
+    assert env.name == "our-splunk" and env.serves("splunk")
+    result = rmmc.translate("DeviceProcessEvents | where FileName =~ 'cmd.exe' and AccountName =~ 'bob'",
+                            to="splunk", env=str(path))
+    assert result.ok, result.diagnostics
+    assert result.text.startswith('search index=edr sourcetype=XmlWinEventLog Image="*\\\\cmd.exe"')
+    assert "DeviceId" in str([d.message for d in rmmc.translate(
+        "DeviceProcessEvents | where FileName =~ 'a' | summarize count() by DeviceId", to="splunk",
+        env=str(path)).diagnostics])
