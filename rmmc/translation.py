@@ -134,7 +134,7 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
     options = replace(options, placement=adapted.placement)
     function = backend(to)
     if to in FIELD_PROFILE_TARGETS:
-        naming = "defender" if to == "splunk" else identity(adapted.environment.time_field)
+        naming = "defender" if to == "splunk" else identity(adapted.placement.time_field)
         return function(adapted.rule, options, fields=naming)
     return function(adapted.rule, options)
 

@@ -87,7 +87,7 @@ class Adapted:
             out[INDEX] = event[INDEX]
         for column in TIME_COLUMNS:
             if column in event:
-                out[self.environment.time_field] = event[column]
+                out[self.placement.time_field or self.environment.time_field] = event[column]
         for column, form in self.forms.items():
             form.to_env(event, out)
         for column in self.unknown:
@@ -115,7 +115,7 @@ def adapt(rule: ir.Rule, env: Environment, allow_unknown_fields: bool = False) -
                    + "; ".join(s.match.describe() for s in env.sources))
         return Adapted(None, env, None, diagnostics=[Diagnostic(Severity.ERROR, message, where, CODE)])
     place = env.place.merged(source.place)
-    target = Target(place.search, place.datamodel, place.index, place.table, env.time_field)
+    target = Target(place.search, place.datamodel, place.index, place.table, source.time_field or env.time_field)
     return _Adapter(rule, env, source, target, allow_unknown_fields).run()
 
 
@@ -146,7 +146,7 @@ class _Adapter:
 
     def spec_for(self, column: str) -> FieldSpec | None:
         if column in TIME_COLUMNS:
-            return FieldSpec(column, self.env.time_field)
+            return FieldSpec(column, self.target.time_field)
         spec = self.source.fields.get(column)
         if spec is not None:
             return spec

@@ -10,7 +10,8 @@ and writes the reduced files rmmc reads at run time:
   techniques v19 moved;
 * `rmmc/environments/data/fields.json`: every field set an environment is checked against
   (ECS names and types, Elastic's non-ECS fields per index pattern, the Splunk Add-on for
-  Sysmon / Windows fields per event code, CIM data-model fields, Log Analytics table columns).
+  Sysmon / Windows fields per event code, CIM data-model fields);
+* `rmmc/environments/data/log_analytics.json`: the Log Analytics (Sentinel) tables' columns.
 
 Nothing is hand-edited in those files: `tests/test_environments_data.py` runs this module into a
 temporary directory and compares.  `--check` does the same from the command line (exit 1 when
@@ -33,11 +34,19 @@ DEFAULT_REFERENCE = PACKAGE.parent.parent / "shared" / "reference"
 OUTPUTS = {
     "attack": PACKAGE / "compiler" / "schema" / "attack.json",
     "fields": HERE / "data" / "fields.json",
+    "log_analytics": HERE / "data" / "log_analytics.json",
 }
 
 
-def dump(data: Any) -> str:
-    """The one JSON layout every generated file uses (sorted keys, one item a line)."""
+def dump(data: Any, compact: bool = False) -> str:
+    """The JSON layout every generated file uses (sorted keys, one item a line; `compact`: one
+    table a line, for the large Log Analytics file)."""
+    if compact:
+        tables = data["tables"]
+        lines = [json.dumps(name) + ": " + json.dumps(tables[name], sort_keys=True, ensure_ascii=False)
+                 for name in sorted(tables)]
+        return ('{"_source": ' + json.dumps(data["_source"]) + ', "tables": {\n'
+                + ",\n".join(lines) + "\n}}\n")
     return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -82,8 +91,11 @@ def build_attack(reference: Path) -> dict:
 
 def build(reference: Path) -> dict[str, str]:
     """Every generated file's text, by output name."""
+    from rmmc.environments.build_fields import build_log_analytics
+
     return {"attack": dump(build_attack(reference)),
-            "fields": dump(build_fields(reference))}
+            "fields": dump(build_fields(reference)),
+            "log_analytics": dump(build_log_analytics(), compact=True)}
 
 
 def build_fields(reference: Path) -> dict:

@@ -8,7 +8,8 @@ rmmc's Defender schema (`rmmc/compiler/schema/defender_xdr.json`):
 * `defender`: the table's Defender XDR columns;
 * `defender:sentinel`: the same plus the columns only Sentinel's copy has (TimeGenerated ...);
 * `sigma`: the Sigma fields pySigma's `microsoft_xdr` pipeline takes for the table (the
-  taxonomy fields that map onto it, and its Defender columns, which the pipeline passes on).
+  taxonomy fields that map onto it, and its Defender columns, which the pipeline passes on);
+* `log_analytics`: the rule's table as Log Analytics holds it (`data/log_analytics.json`).
 
 A set may hold a name that stands for everything under it (`winlog`, typed `object`), and an
 environment may `declare` more names or `prefix.*` patterns.
@@ -24,7 +25,7 @@ from typing import Iterable, Mapping
 
 from rmmc.resources import package_text
 
-TABLE_SETS = ("defender", "defender:sentinel", "sigma")
+TABLE_SETS = ("defender", "defender:sentinel", "sigma", "log_analytics")
 
 
 @cache
@@ -33,9 +34,15 @@ def _data() -> dict:
 
 
 @cache
+def _log_analytics() -> dict:
+    return json.loads(package_text("rmmc.environments", "data/log_analytics.json"))["tables"]
+
+
+@cache
 def set_names() -> frozenset[str]:
     """Every field set an environment may name."""
-    return frozenset(_data()["sets"]) | frozenset(TABLE_SETS)
+    return (frozenset(_data()["sets"]) | frozenset(TABLE_SETS)
+            | frozenset(f"log_analytics:{t}" for t in _log_analytics()))
 
 
 def splunk_source(name: str) -> Mapping[str, str] | None:
@@ -45,6 +52,10 @@ def splunk_source(name: str) -> Mapping[str, str] | None:
 
 def field_set(name: str, table: str | None = None) -> Mapping[str, str]:
     """The fields of one set, name -> type (a table set needs the rule's table)."""
+    if name.startswith("log_analytics:"):
+        return _log_analytics().get(name.split(":", 1)[1], {})
+    if name == "log_analytics":
+        return _log_analytics().get(table, {}) if table else {}
     if name not in TABLE_SETS:
         return _data()["sets"].get(name, {})
     from rmmc.compiler.schema import load_schema
@@ -100,7 +111,13 @@ class FieldSchema:
 
 def schema_for(sets: Iterable[str], declare: Iterable[str], members: Iterable[str],
                dynamic: Iterable[str], table: str | None) -> FieldSchema:
-    sets = tuple(sets)
+    """The names one source may write (built once per source and table)."""
+    return _schema_for(tuple(sets), tuple(declare), tuple(members), tuple(dynamic), table)
+
+
+@cache
+def _schema_for(sets: tuple[str, ...], declare: tuple[str, ...], members: tuple[str, ...],
+                dynamic: tuple[str, ...], table: str | None) -> FieldSchema:
     names: dict[str, str] = {}
     for name in sets:
         names.update(field_set(name, table))

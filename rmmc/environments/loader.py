@@ -20,7 +20,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _FIELD = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@:-]*\Z")
 _TOP = {"name", "description", "target", "assumes", "time_field", "place", "unknown_fields", "sources"}
 _SOURCE = {"match", "place", "filter", "fields", "names", "others", "schema", "members", "declare",
-           "dynamic", "note"}
+           "dynamic", "time_field"}
 _MATCH = {"table", "kind", "product", "category", "service"}
 _PLACE = {"search", "datamodel", "index", "table"}
 _FORMS = {  # form -> (its settings, required ones)
@@ -185,7 +185,9 @@ class _Reader:
                          filter=self.filters(node.get("filter")), fields=self.fields(node.get("fields")),
                          names=names, others=others, schema=schema, members=members,
                          declare=self.texts(node.get("declare"), "declare") or (),
-                         dynamic=self.texts(node.get("dynamic"), "dynamic") or (), span=node.span)
+                         dynamic=self.texts(node.get("dynamic"), "dynamic") or (),
+                         time_field=self.field_name(node.get("time_field"), "time_field")
+                         if node.get("time_field") is not None else None, span=node.span)
 
     def filters(self, node: Y | None) -> tuple[tuple[str, tuple[Any, ...]], ...]:
         if node is None:

@@ -112,6 +112,7 @@ class SourceMap:
     members: tuple[str, ...] = ()
     declare: tuple[str, ...] = ()
     dynamic: tuple[str, ...] = ()
+    time_field: str | None = None  # the source's own, when not the environment's
     span: Span | None = None
 
 
