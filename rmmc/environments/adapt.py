@@ -111,8 +111,12 @@ def adapt(rule: ir.Rule, env: Environment, allow_unknown_fields: bool = False) -
                 "logsource " + ", ".join(f"{k}: {v}" for k, v in (("product", rule.source.product),
                                                                    ("category", rule.source.category),
                                                                    ("service", rule.source.service)) if v))
-        message = (f"environment {env.name} has no source for {what}: its sources take "
-                   + "; ".join(s.match.describe() for s in env.sources))
+        takes = []
+        for s in env.sources:
+            for item in (s.match.table or ()) if s.match.by_table else [s.match.describe()]:
+                if item not in takes:
+                    takes.append(item)
+        message = f"environment {env.name} has no source for {what} (it reads: {', '.join(takes)})"
         return Adapted(None, env, None, diagnostics=[Diagnostic(Severity.ERROR, message, where, CODE)])
     place = env.place.merged(source.place)
     target = Target(place.search, place.datamodel, place.index, place.table, source.time_field or env.time_field)
@@ -190,8 +194,10 @@ class _Adapter:
             return
         suggestion = self.schema.suggest(name)
         hint = f" (did you mean {suggestion!r}?)" if suggestion and suggestion != name else ""
-        what = f"{column} is written {name!r}" if column and column != name else f"field {name!r}"
-        self.say(f"{what}, which {self.env.name} does not have{hint}", column)
+        if column and column != name:
+            self.say(f"{column} is written {name!r}, which {self.where()} here do not have{hint}", column)
+        else:
+            self.say(f"no field {name!r} in {self.where()} here{hint}", column)
 
     def say(self, message: str, column: str | None) -> None:
         span = self.spans.get(column or "", self.rule.metadata.source_span)
@@ -384,14 +390,14 @@ class _Adapter:
         for column, why in self.missing.items():
             if column in self.unknown:
                 why = f" ({self.missing[column]})" if self.missing.get(column) else ""
-                self.say(f"{column} has no field in {self.source.match.describe()}{why}: written "
-                         "under its own name", column)
+                self.say(f"{column} has no field in {self.where()}{why}: written under its own name",
+                         column)
                 continue
             reason = f" ({why})" if why else ""
             suggestion = self.schema.suggest(column)
             hint = f" (did you mean {suggestion!r}?)" if suggestion and suggestion != column and not why else ""
             self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: {column} has no field in "
-                                         f"{self.source.match.describe()}{reason}{hint} "
+                                         f"{self.where()}{reason}{hint} "
                                          "(--allow-unknown-fields writes it under its own name)",
                                          self.spans.get(column, rule.metadata.source_span), CODE))
         taxonomy = "sigma" if self.env.target == "sigma" else None
@@ -400,9 +406,15 @@ class _Adapter:
                           source=replace(rule.source, table=table, taxonomy=taxonomy))
         result = Adapted(adapted, self.env, self.source, self.target, self.found, dict(self.forms),
                          set(self.unknown), dict(self.names))
-        if not result.ok and not any(d.is_error and d.code == CODE for d in self.found):
-            result.rule = None
         return result
+
+    def where(self) -> str:
+        """What the rule reads, for messages: its table, or its Sigma logsource."""
+        src = self.rule.source
+        if src.table:
+            return f"{src.table} events"
+        return "logsource " + ", ".join(f"{k}: {v}" for k, v in (("product", src.product),
+                                        ("category", src.category), ("service", src.service)) if v)
 
     def _joined_pairs(self) -> dict[str, tuple[str, str, str]]:
         pairs = {}
