@@ -40,9 +40,16 @@ def _log_analytics() -> dict:
 
 @cache
 def set_names() -> frozenset[str]:
-    """Every field set an environment may name."""
-    return (frozenset(_data()["sets"]) | frozenset(TABLE_SETS)
-            | frozenset(f"log_analytics:{t}" for t in _log_analytics()))
+    """Every field set an environment may name but the Log Analytics tables (`is_set`)."""
+    return frozenset(_data()["sets"]) | frozenset(TABLE_SETS)
+
+
+def is_set(name: str) -> bool:
+    """Whether an environment may name this field set (a Log Analytics table's only when one
+    is named: their file is large)."""
+    if name.startswith("log_analytics:"):
+        return name.split(":", 1)[1] in _log_analytics()
+    return name in set_names()
 
 
 def splunk_source(name: str) -> Mapping[str, str] | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Span, error
 from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain
+from rmmc.environments.fieldsets import is_set
 from rmmc.environments.model import (TARGETS, Environment, FieldSpec, Match, Placement, SourceMap)
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
@@ -176,7 +177,7 @@ class _Reader:
             listed = node.get(key)
             items = listed.value if listed is not None and listed.is_list else [listed]
             for value in values:
-                if value not in self.sets:
+                if not is_set(value):
                     close = difflib.get_close_matches(value, sorted(self.sets), n=1, cutoff=0.6)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
                     at = next((i.span for i in items if i is not None and i.value == value), listed.span)
