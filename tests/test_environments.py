@@ -375,3 +375,19 @@ def test_the_readme_custom_environment_works(tmp_path):
     assert "DeviceId" in str([d.message for d in rmmc.translate(
         "DeviceProcessEvents | where FileName =~ 'a' | summarize count() by DeviceId", to="splunk",
         env=str(path)).diagnostics])
+
+
+def test_a_list_kept_beside_its_digest_columns_stays_one_list():
+    """SigmaHQ verify found it: a rule with `Hashes|contains` for a digest Defender has a column
+    for and one it has not keeps both the column and the list; an event must hold one list."""
+    rule = sigma("""
+title: h
+logsource: {product: windows, category: process_creation}
+detection:
+  s: {Hashes|contains: ['SHA256=%s', 'IMPHASH=04DE0AD9C37EB7BD52043D2ECAC958DF']}
+  i: {Image|endswith: '\\\\x.exe'}
+  condition: s or i
+""" % HASH.upper())
+    assert {p.field.name for p in _predicates(rule)} == {"SHA256", "Hashes", "FolderPath"}
+    agrees(rule, "sigma")
+    agrees(rule, "elastic-winlogbeat")

@@ -529,7 +529,7 @@ class Item(Form):
 
     def to_env(self, event, out):
         value = event.get(self.column)
-        if value in (None, ""):
+        if value in (None, "") or self.field in event:  # the list itself is there (normalize)
             return
         entry = f"{self.key}{self.assign}{value}"
         out[self.field] = f"{out[self.field]}{self.sep}{entry}" if out.get(self.field) else entry
@@ -545,11 +545,16 @@ class Item(Form):
     def normalize(self, event):
         value = event.get(self.column)
         size = conventions.digest_length(self.key) or 64
-        if value in (None, ""):
-            return
-        if not (isinstance(value, str) and re.fullmatch(f"[0-9A-Fa-f]{{{size}}}", value)):
+        if value not in (None, "") and not (isinstance(value, str) and re.fullmatch(f"[0-9A-Fa-f]{{{size}}}", value)):
             digest = hashlib.sha256(str(value).encode("utf-8", "surrogatepass")).hexdigest()
-            event[self.column] = (digest * 2)[:size]
+            event[self.column] = value = (digest * 2)[:size]
+        if self.field in event:  # the list itself is a column too (a test rmmc kept on it)
+            listed = event[self.field]
+            entries = [e for e in (listed.split(self.sep) if isinstance(listed, str) and listed else [])
+                       if e.partition(self.assign)[0].strip().upper() != self.key.upper()]
+            if value not in (None, ""):
+                entries.append(f"{self.key}{self.assign}{value}")
+            event[self.field] = self.sep.join(entries)
 
 
 def read_items(p: ir.Predicate, items: dict[str, tuple[ir.Field | None, str, str]], ctx: Context) -> ir.Condition:
