@@ -391,3 +391,15 @@ detection:
     assert {p.field.name for p in _predicates(rule)} == {"SHA256", "Hashes", "FolderPath"}
     agrees(rule, "sigma")
     agrees(rule, "elastic-winlogbeat")
+
+
+def test_check_with_an_environment_reports_what_it_lacks_at_the_rule():
+    done = subprocess.run([sys.executable, "-m", "rmmc", "check", "rules/rmm_remotepc_netconn.txt",
+                           "--env", "splunk-sysmon"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 1
+    assert ("rules/rmm_remotepc_netconn.txt:9:5: error: splunk-sysmon: InitiatingProcessVersionInfoCompanyName "
+            "has no field in DeviceNetworkEvents events (Sysmon network events carry no version information)"
+            in done.stdout)
+    plain = subprocess.run([sys.executable, "-m", "rmmc", "check", "rules/rmm_remotepc_netconn.txt"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert plain.returncode == 0 and "splunk-sysmon" not in plain.stdout
