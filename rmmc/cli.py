@@ -57,7 +57,11 @@ def _tolerant_streams() -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
               help="Files handled at once (default: every core; 1: one after another in this "
                    "process). Small batches always run in this process.")
-def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | None) -> None:
+@click.option("--env", "env_option", default=None, metavar="NAME|FILE",
+              help="Also put each rule into this environment and report what it lacks (a "
+                   "built-in name or a YAML file; default: an rmmc.yml at the rules' root).")
+def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | None,
+          env_option: str | None) -> None:
     """Read rule documents and report what is wrong with them.
 
     PATHS are files, directories (searched for .kql .csl .txt .yaml .yml .md) or `-` for
@@ -73,7 +77,8 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | N
     files = list(iter_rule_files(paths))
     if not files:
         raise click.UsageError("no rule files found under " + ", ".join(paths))
-    report = check_paths(files, _jobs(jobs), show_progress(files, output_format == "json"))
+    env = load_env(env_option, paths)
+    report = check_paths(files, _jobs(jobs), show_progress(files, output_format == "json"), env=env)
 
     if output_format == "json":
         import json
@@ -153,6 +158,42 @@ _TARGETS = ["sigma", "kql", "splunk", "eql", "esql"]
 _PROFILES = ["sigma", "cim", "ecs", "defender"]
 
 
+def load_env(option: str | None, paths, target: str | None = None):
+    """The environment `--env` names (or the rmmc.yml at the rules' root), loaded once; None
+    when there is neither.  A file that is not a valid environment is a usage error printed
+    with its located diagnostics (exit status 2)."""
+    from rmmc.environments import EnvironmentError, find_environment, load_environment
+
+    chosen = option or find_environment(paths)
+    if chosen is None:
+        return None
+    try:
+        env = load_environment(chosen)
+    except EnvironmentError as exc:
+        from rmmc.compiler.diagnostics import LineIndex
+        from rmmc.compiler.render import render_text
+
+        for d in exc.diagnostics:
+            source = None
+            if d.path and d.span is not None:
+                try:
+                    with open(d.path, encoding="utf-8") as handle:
+                        source = LineIndex(handle.read())
+                except (OSError, UnicodeDecodeError):
+                    pass
+            click.echo(render_text(d, source), err=True)
+        raise click.exceptions.Exit(2)
+    if target is not None and not env.serves(target):
+        if option:
+            raise click.UsageError(f"environment {env.name} is for {env.target}, not {target}")
+        click.echo(f"rmmc: {chosen} (environment {env.name}) is for {env.target}: {target} uses its "
+                   "default environment", err=True)
+        return None
+    if not option:
+        click.echo(f"rmmc: environment {env.name} from {chosen}", err=True)
+    return env
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--to", "target", type=click.Choice(_TARGETS), required=True, help="Target language.")
@@ -166,9 +207,17 @@ _PROFILES = ["sigma", "cim", "ecs", "defender"]
 @click.option("--allow-lossy", is_flag=True,
               help="Write translations that would fire on different events than the rule (each "
                    "difference is reported); without it they are refused.")
+@click.option("--env", "env_option", default=None, metavar="NAME|FILE",
+              help="Where the rules run: a built-in environment (defender-xdr, sentinel, sigma, "
+                   "splunk-sysmon, splunk-cim, elastic-endpoint, elastic-winlogbeat) or a YAML file. "
+                   "Default: an rmmc.yml at the rules' root, else the target's default "
+                   "(kql: defender-xdr, sigma: sigma, splunk: splunk-sysmon, eql/esql: elastic-winlogbeat).")
+@click.option("--allow-unknown-fields", is_flag=True,
+              help="Write a field the environment does not have (under the rule's own name, with a "
+                   "warning) instead of refusing the rule.")
 @click.option("--fields", type=click.Choice(_PROFILES), default=None,
-              help="Field names for SPL / EQL / ES|QL: sigma (Sysmon), cim (Splunk CIM), ecs "
-                   "(Elastic), defender (raw columns). Default: ecs for EQL and ES|QL, sigma for SPL.")
+              help="Deprecated (use --env): field names from a profile for SPL / EQL / ES|QL, "
+                   "without an environment.")
 @click.option("--package", "package", is_flag=True,
               help="Wrap each query as a ready-to-import rule: Elastic detection rule (ndjson) for "
                    "eql/esql, a savedsearches.conf stanza for splunk, a Sentinel analytic rule for kql.")
@@ -178,7 +227,8 @@ _PROFILES = ["sigma", "cim", "ecs", "defender"]
               help="Files handled at once (default: every core; 1: one after another in this "
                    "process). Small batches always run in this process.")
 def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bool, loose: bool,
-              apply_exclusions: bool, allow_lossy: bool, fields: str | None, package: bool,
+              apply_exclusions: bool, allow_lossy: bool, env_option: str | None,
+              allow_unknown_fields: bool, fields: str | None, package: bool,
               output_format: str, jobs: int | None) -> None:
     """Translate rules to another language, keeping their meaning.
 
@@ -198,8 +248,11 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
     files = list(iter_rule_files(paths))
     if not files:
         raise click.UsageError("no rule files found under " + ", ".join(paths))
+    if fields and env_option:
+        raise click.UsageError("--fields and --env: choose --env (--fields is deprecated)")
+    env = None if fields else load_env(env_option, paths, target)
     per_file = run_batch(partial(translate_file, to=target, options=options, fields=fields,
-                                 package=package),
+                                 package=package, env=env, allow_unknown_fields=allow_unknown_fields),
                          files, _jobs(jobs), partial(file_failed, to=target),
                          progress=show_progress(files, output_format == "json"),
                          label="translating", prepare=_prepare_translate)
@@ -248,7 +301,7 @@ def _report(results, sources, written, outdir, output_format) -> None:
             "ok": r.ok and not written.get(id(r), (None, None))[1],
             "verdict": r.verdict if not written.get(id(r), (None, None))[1] else "refused",
             "output": written.get(id(r), (None, None))[0],
-            "text": None if outdir else (r.text or None),
+            "text": None if outdir else (r.stream or None),
             "diagnostics": [to_json(d) for d in r.diagnostics]
                            + ([to_json(written[id(r)][1])] if written.get(id(r), (None, None))[1] else []),
         } for r in results]
@@ -265,7 +318,7 @@ def _report(results, sources, written, outdir, output_format) -> None:
         if not outdir and r.text:
             if shown:
                 click.echo("---" if r.target == "sigma" else "")
-            click.echo(r.text.rstrip("\n"))
+            click.echo(r.stream.rstrip("\n"))
             shown += 1
     click.echo(translation_summary(results, written, outdir), err=True)
 

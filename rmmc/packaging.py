@@ -24,7 +24,7 @@ import re
 import uuid
 from datetime import timedelta
 
-from rmmc.backends.base import lossy, note
+from rmmc.backends.base import lossy, note, shape
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.ir import Rule
 
@@ -34,27 +34,6 @@ SUFFIXES = {"eql": ".eql.ndjson", "esql": ".esql.ndjson", "splunk": ".conf", "kq
 INTERVAL = timedelta(hours=1)          # how often every packaged rule runs
 DEFAULT_LOOKBACK = timedelta(hours=1)  # the window scanned when the rule gives none
 
-# ATT&CK Enterprise tactics: id, name.
-TACTICS: tuple[tuple[str, str], ...] = (
-    ("TA0043", "Reconnaissance"),
-    ("TA0042", "Resource Development"),
-    ("TA0001", "Initial Access"),
-    ("TA0002", "Execution"),
-    ("TA0003", "Persistence"),
-    ("TA0004", "Privilege Escalation"),
-    ("TA0005", "Defense Evasion"),
-    ("TA0006", "Credential Access"),
-    ("TA0007", "Discovery"),
-    ("TA0008", "Lateral Movement"),
-    ("TA0009", "Collection"),
-    ("TA0011", "Command and Control"),
-    ("TA0010", "Exfiltration"),
-    ("TA0040", "Impact"),
-)
-_TACTIC_KEYS = {re.sub(r"[^a-z0-9]", "", k.lower()): (tid, name)
-                for tid, name in TACTICS for k in (tid, name)}
-_TECHNIQUE = re.compile(r"^T(\d{4})(?:\.(\d{3}))?$", re.IGNORECASE)
-
 _LEVELS = ("informational", "low", "medium", "high", "critical")
 _ELASTIC_RISK = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 _SPLUNK_SEVERITY = {"informational": 2, "low": 3, "medium": 4, "high": 5, "critical": 6}
@@ -63,14 +42,16 @@ _SENTINEL_SEVERITY = {"informational": "Informational", "low": "Low", "medium": 
 _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://rmmc/rules")
 
 
-def package(rule: Rule, target: str, query_text: str) -> tuple[str, str, list[Diagnostic]]:
-    """The translated `query_text` of `rule` as an importable rule file for `target`."""
+def package(rule: Rule, target: str, query_text: str,
+            index: str | None = None) -> tuple[str, str, list[Diagnostic]]:
+    """The translated `query_text` of `rule` as an importable rule file for `target`; `index`
+    is the environment's index pattern (Elastic; default `logs-*`)."""
     target = target.lower()
     if target == "sigma":
         return SUFFIXES["sigma"], query_text, []
     diagnostics: list[Diagnostic] = []
     if target in ("eql", "esql"):
-        text = _elastic(rule, target, query_text, diagnostics)
+        text = _elastic(rule, target, query_text, diagnostics, index)
     elif target == "splunk":
         text = _splunk(rule, query_text, diagnostics)
     elif target == "kql":
@@ -127,35 +108,46 @@ def _duration(delta: timedelta, units=(("d", 86400), ("h", 3600), ("m", 60), ("s
     return f"{seconds}s"
 
 
-def _tactics(rule: Rule, target: str, diagnostics: list[Diagnostic]) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+def _tactics(rule: Rule, target: str, diagnostics: list[Diagnostic]):
+    """The rule's ATT&CK Enterprise tactics (`rmmc.compiler.attack`), one per tactic id, in
+    the rule's order and as the rule names them (v19 `Stealth` or v18 `Defense Evasion`)."""
+    from rmmc.compiler.attack import tactic
+
+    out = []
     for raw in rule.metadata.tactics:
-        found = _TACTIC_KEYS.get(re.sub(r"[^a-z0-9]", "", raw.lower()))
+        found = tactic(raw)
         if found is None:
             diagnostics.append(note(target, f"tactic {raw!r} is not an ATT&CK Enterprise "
                                             "tactic: left out"))
-        elif found not in out:
+        elif all(t.id != found.id for t in out):
             out.append(found)
     return out
 
 
 def _techniques(rule: Rule, target: str, diagnostics: list[Diagnostic]) -> list[str]:
+    from rmmc.compiler.attack import moved, technique_id
+
     out: list[str] = []
     for raw in rule.metadata.techniques:
-        if _TECHNIQUE.match(raw.strip()) is None:
+        tid = technique_id(raw)
+        if tid is None:
             diagnostics.append(note(target, f"technique {raw!r} is not an ATT&CK technique "
                                             "id: left out"))
             continue
-        tid = raw.strip().upper()
         if tid not in out:
             out.append(tid)
+            successor = moved(tid)
+            if successor is not None:
+                diagnostics.append(note(target, f"technique {tid} is {successor[0]} ({successor[1]}) "
+                                                "in ATT&CK v19: written as the rule gives it"))
     return out
 
 
 # ------------------------------------------------------------------ Elastic
 
 
-def _elastic(rule: Rule, target: str, query: str, diagnostics: list[Diagnostic]) -> str:
+def _elastic(rule: Rule, target: str, query: str, diagnostics: list[Diagnostic],
+             index: str | None = None) -> str:
     level = _level(rule, target, diagnostics)
     if level == "informational":
         diagnostics.append(note(target, "Elastic has no informational severity: low"))
@@ -173,7 +165,7 @@ def _elastic(rule: Rule, target: str, query: str, diagnostics: list[Diagnostic])
         "interval": _duration(INTERVAL),
     }
     if target == "eql":
-        body["index"] = ["logs-*"]
+        body["index"] = (index or "logs-*").split(",")
     body["threat"] = _elastic_threat(rule, target, diagnostics)
     body["references"] = list(rule.metadata.references)
     body["false_positives"] = [e.name for e in rule.exclusions] or list(
@@ -186,21 +178,26 @@ def _elastic(rule: Rule, target: str, query: str, diagnostics: list[Diagnostic])
 
 
 def _elastic_threat(rule: Rule, target: str, diagnostics: list[Diagnostic]) -> list[dict]:
+    """Elastic's `threat`: each technique sits under a tactic.  The rule's techniques go under
+    its tactic when it names one; a rule naming several does not say which technique belongs
+    to which (rmmc holds no technique -> tactic table), so they go under the first, with a
+    warning; techniques without any tactic are left out, with a warning."""
     tactics = _tactics(rule, target, diagnostics)
     techniques = _techniques(rule, target, diagnostics)
     if techniques and not tactics:
-        diagnostics.append(lossy(target, "ATT&CK techniques without a tactic cannot be given "
-                                         "to Elastic: left out"))
+        diagnostics.append(shape(target, f"ATT&CK techniques {', '.join(techniques)} have no tactic "
+                                         "in the rule, and Elastic lists techniques under a "
+                                         "tactic: left out of `threat`"))
         return []
     if techniques and len(tactics) > 1:
-        diagnostics.append(note(target, "the rule does not say which tactic each technique "
-                                        f"belongs to: all are listed under {tactics[0][1]}"))
+        diagnostics.append(shape(target, f"the rule names tactics {', '.join(t.name for t in tactics)} "
+                                         "and does not say which technique belongs to which: "
+                                         f"{', '.join(techniques)} are listed under {tactics[0].name}"))
     threat = []
-    for i, (tid, name) in enumerate(tactics):
+    for i, found in enumerate(tactics):
         entry: dict = {
             "framework": "MITRE ATT&CK",
-            "tactic": {"id": tid, "name": name,
-                       "reference": f"https://attack.mitre.org/tactics/{tid}/"},
+            "tactic": {"id": found.id, "name": found.name, "reference": found.reference},
         }
         if i == 0 and techniques:
             entry["technique"] = _elastic_techniques(techniques)
@@ -267,6 +264,24 @@ def _splunk(rule: Rule, query: str, diagnostics: list[Diagnostic]) -> str:
 # ------------------------------------------------------------------ Microsoft Sentinel
 
 
+def _sentinel_tactics(rule: Rule, diagnostics: list[Diagnostic]) -> list[str]:
+    """Tactics as Sentinel spells them (`CommandAndControl`).  Sentinel's analytic rules take
+    the ATT&CK v18 tactic names: v19's Stealth and Defense Impairment, both split from Defense
+    Evasion (TA0005), are written DefenseEvasion, with a note."""
+    from rmmc.compiler.attack import tactic
+
+    out: list[str] = []
+    for found in _tactics(rule, "kql", diagnostics):
+        if found.v18 is not None:
+            older = tactic(found.v18)
+            diagnostics.append(note("kql", f"tactic {found.name} ({found.id}, ATT&CK v19) is written "
+                                           f"{older.camel}: Sentinel takes ATT&CK v18 tactic names"))
+            found = older
+        if found.camel not in out:
+            out.append(found.camel)
+    return out
+
+
 def _sentinel(rule: Rule, query: str, diagnostics: list[Diagnostic]) -> str:
     level = _level(rule, "kql", diagnostics)
     if level == "critical":
@@ -278,8 +293,7 @@ def _sentinel(rule: Rule, query: str, diagnostics: list[Diagnostic]) -> str:
         period = timedelta(days=14)
     period = timedelta(minutes=max(5, -(-int(period.total_seconds()) // 60)))  # whole minutes, >= 5m
     frequency = min(INTERVAL, period)
-    tactics = [name.title().replace(" ", "") for _, name in _tactics(rule, "kql", diagnostics)]
-    # "Command and Control" -> "CommandAndControl", as Sentinel spells tactics
+    tactics = _sentinel_tactics(rule, diagnostics)
     body: dict = {
         "id": _rule_uuid(rule),
         "name": _title(rule),

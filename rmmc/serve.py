@@ -65,12 +65,27 @@ def _translate(request: dict, text: str, path: str) -> dict:
     fields = request.get("fields")
     if fields is not None and fields not in ("sigma", "cim", "ecs", "defender"):
         raise _BadRequest("'fields' must be sigma, cim, ecs or defender")
+    env = request.get("env")
+    if env is not None:
+        from rmmc.environments import BUILTINS
+
+        if env not in BUILTINS:
+            raise _BadRequest(f"'env' must be a built-in environment: {', '.join(BUILTINS)}")
+        if not _serves(env, to):
+            raise _BadRequest(f"environment {env} does not serve {to}")
     results = translate_text(text, to, path, loose=request.get("loose") is True,
                              apply_exclusions=request.get("apply_exclusions") is True, fields=fields,
-                             allow_lossy=request.get("allow_lossy") is True)
+                             allow_lossy=request.get("allow_lossy") is True, env=env,
+                             allow_unknown_fields=request.get("allow_unknown_fields") is True)
     return {"results": [{"title": r.title, "target": r.target, "ok": r.ok, "verdict": r.verdict,
-                         "text": r.text or None, "diagnostics": [to_json(d) for d in r.diagnostics]}
+                         "text": r.stream or None, "diagnostics": [to_json(d) for d in r.diagnostics]}
                         for r in results]}
+
+
+def _serves(env: str, target: str) -> bool:
+    from rmmc.environments import load_environment
+
+    return load_environment(env).serves(target)
 
 
 def _check(text: str, path: str) -> dict:

@@ -17,6 +17,7 @@ from rmmc.compiler.documents.model import RuleDocument
 
 
 EXACT, LOSSY, REFUSED = "exact", "lossy", "refused"
+CORRELATION_SUFFIX = ".correlation.yml"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,13 @@ class RuleTranslation:
         return self.document.title if self.document is not None else None
 
     @property
+    def stream(self) -> str:
+        """The text with its correlation companion after it (one Sigma YAML stream): what goes
+        to standard output, where there is one stream."""
+        extra = [t for suffix, t in self.companions if suffix == CORRELATION_SUFFIX]
+        return "---\n".join([self.text, *extra]) if self.text and extra else self.text
+
+    @property
     def verdict(self) -> str:
         if not self.ok:
             return REFUSED
@@ -50,16 +58,25 @@ class RuleTranslation:
 
 def translate_document(document: RuleDocument, to: str, options: EmitOptions = EmitOptions(),
                        schema: Any = "default", fields: str | None = None,
-                       package: bool = False) -> RuleTranslation:
+                       package: bool = False, env: Any = None,
+                       allow_unknown_fields: bool = False) -> RuleTranslation:
     """One rule to one target; with `package`, wrapped as a ready-to-import rule (Elastic
-    ndjson, Splunk savedsearches.conf stanza, Sentinel analytic-rule YAML)."""
+    ndjson, Splunk savedsearches.conf stanza, Sentinel analytic-rule YAML).
+
+    The rule is first put into `env` (an `rmmc.environments.Environment`, a built-in's name or
+    a file path; None: the target's default environment): the environment's names, value
+    conventions and schema (`rmmc.environments.adapt`).  A field the environment lacks is an
+    error unless `allow_unknown_fields`.  `fields` (a field profile, the old `--fields`) skips
+    environments and names fields by that profile, with a note that it is deprecated."""
     from rmmc.compiler.pipeline import compile_document
 
-    return translate_compiled(compile_document(document, schema), to, options, fields, package)
+    return translate_compiled(compile_document(document, schema), to, options, fields, package,
+                              env, allow_unknown_fields)
 
 
 def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
-                       fields: str | None = None, package: bool = False) -> RuleTranslation:
+                       fields: str | None = None, package: bool = False, env: Any = None,
+                       allow_unknown_fields: bool = False) -> RuleTranslation:
     """`translate_document` for a document compiled already (`rmmc build` compiles each rule
     once and translates it to every target)."""
     from rmmc.backends import emit
@@ -68,8 +85,20 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     diagnostics = list(compiled.diagnostics)
     if compiled.rule is None:
         return RuleTranslation(document, to, "", tuple(diagnostics))
+    placement = None
     try:
-        result = emit(to, compiled.rule, options, fields)
+        if fields is not None and env is None:
+            result = _emit_with_profile(to, compiled.rule, options, fields)
+        elif several_sources(compiled.rule):
+            result = _emit_several(to, compiled.rule, options, fields)
+        else:
+            adapted = _adapt(compiled.rule, to, env, allow_unknown_fields)
+            diagnostics.extend(d if d.path else d.with_path(document.path)
+                               for d in _relaxed(adapted.diagnostics, options))
+            if not adapted.ok:
+                return RuleTranslation(document, to, "", tuple(diagnostics))
+            placement = adapted.placement
+            result = emit_adapted(to, adapted, options)
     except Exception as exc:  # a backend bug must not stop a batch
         diagnostics.append(Diagnostic(Severity.ERROR, f"internal error in the {to} backend: "
                                       f"{type(exc).__name__}: {exc}", document.query_span,
@@ -80,19 +109,96 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     if not options.allow_lossy:
         found = refuse_lossy(found)
     diagnostics.extend(found)
-    text = result.text if not any(d.is_error for d in found) else ""
-    companions = _sigma_filters(compiled.rule, options, diagnostics, document) if text and to == "sigma" else ()
+    text = result.text if not any(d.is_error for d in diagnostics) else ""
+    companions: tuple[tuple[str, str], ...] = ()
+    if text and to == "sigma":
+        text, correlation = split_correlation(text)
+        if correlation:
+            companions += ((CORRELATION_SUFFIX, correlation),)
+        companions += _sigma_filters(compiled.rule, options, diagnostics, document)
     suffix = None
     if package and text:
         from rmmc.packaging import package as wrap
 
-        suffix, text, notes = wrap(compiled.rule, to, text)
+        suffix, text, notes = wrap(compiled.rule, to, text, index=getattr(placement, "index", None))
         diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
     return RuleTranslation(document, to, text, tuple(diagnostics), companions, suffix)
 
 
+def _adapt(rule, to: str, env: Any, allow_unknown_fields: bool):
+    from rmmc.environments import environment_for
+    from rmmc.environments.adapt import adapt
+
+    return adapt(rule, environment_for(to, env), allow_unknown_fields)
+
+
+def _relaxed(diagnostics, options: EmitOptions) -> list[Diagnostic]:
+    """An environment's lossy warnings become errors unless lossy translations are allowed."""
+    return refuse_lossy(list(diagnostics)) if not options.allow_lossy else list(diagnostics)
+
+
+def emit_adapted(to: str, adapted: Any, options: EmitOptions):
+    """Run the backend on a rule an environment has put into its names: every column is written
+    as it is (the identity naming), the time column is the environment's, and the backend gets
+    where the events are (`EmitOptions.placement`)."""
+    from rmmc.backends import FIELD_PROFILE_TARGETS, backend
+    from rmmc.compiler.schema.profiles import identity
+
+    options = replace(options, placement=adapted.placement)
+    function = backend(to)
+    if to in FIELD_PROFILE_TARGETS:
+        naming = "defender" if to == "splunk" else identity(adapted.placement.time_field)
+        return function(adapted.rule, options, fields=naming)
+    return function(adapted.rule, options)
+
+
+def several_sources(rule) -> bool:
+    """Whether the rule reads several sources or multiplies rows (union, join, subquery,
+    mv-expand, parse): environments adapt one source's rule (`rmmc.environments.adapt`)."""
+    from rmmc.compiler.ir import features
+
+    return bool(features(rule))
+
+
+def _emit_several(to: str, rule, options: EmitOptions, fields: str | None):
+    """A rule over several sources, named by the target's default field profile, with a warning
+    that no environment was applied to it (its names may not be the environment's)."""
+    from dataclasses import replace as copy
+
+    from rmmc.backends import emit
+    from rmmc.compiler.ir import features
+
+    result = emit(to, rule, options, fields)
+    used = ", ".join(sorted(features(rule)))
+    warning = Diagnostic(Severity.WARNING, f"{to}: environments adapt rules over one source; this rule "
+                         f"uses {used}, so its fields keep rmmc's default {to} names and no "
+                         "environment's conventions or schema check apply", rule.metadata.source_span,
+                         "environment")
+    return copy(result, diagnostics=(*result.diagnostics, warning))
+
+
+FIELD_ALIASES = {("splunk", "sigma"): "splunk-sysmon", ("splunk", "cim"): "splunk-cim",
+                 ("eql", "ecs"): "elastic-endpoint", ("esql", "ecs"): "elastic-endpoint"}
+
+
+def _emit_with_profile(to: str, rule, options: EmitOptions, fields: str):
+    """The deprecated `--fields PROFILE`: names from a field profile, no environment."""
+    from dataclasses import replace as copy
+
+    from rmmc.backends import emit
+    from rmmc.backends.base import note
+
+    result = emit(to, rule, options, fields)
+    instead = FIELD_ALIASES.get((to, fields))
+    advice = f"--env {instead}" if instead else "--env (see `rmmc translate --help`)"
+    deprecated = note(to, f"--fields {fields} is deprecated: field names, value conventions and "
+                          f"where the data lives now come from an environment ({advice})")
+    return copy(result, diagnostics=(*result.diagnostics, deprecated))
+
+
 def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
-                   fields: str | None = None, package: bool = False) -> list[RuleTranslation]:
+                   fields: str | None = None, package: bool = False, env: Any = None,
+                   allow_unknown_fields: bool = False) -> list[RuleTranslation]:
     """Every rule of one file (`-` is standard input) translated, in file order.  A file
     that cannot be read gives one failed result holding why; one that simply holds no query
     (a Markdown summary) gives none.  `rmmc translate` runs this once per file, in this
@@ -102,7 +208,8 @@ def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
     from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
 
     read = read_path(path)
-    results = [translate_document(doc, to, options, fields=fields, package=package)
+    results = [translate_document(doc, to, options, fields=fields, package=package, env=env,
+                                  allow_unknown_fields=allow_unknown_fields)
                for doc in read.documents]
     # A Sigma document carries its read rule for compilation; once translated it is dead
     # weight (and would travel back from a worker process).
@@ -119,6 +226,16 @@ def file_failed(path: str, message: str, to: str) -> list[RuleTranslation]:
     return [RuleTranslation(None, to, "", (Diagnostic(
         Severity.ERROR, f"internal error while translating this file: {message}", None,
         "internal", path),))]
+
+
+def split_correlation(stream: str) -> tuple[str, str]:
+    """A Sigma stream rmmc wrote (the rule, then its correlation when it has one) as (rule,
+    correlation): the correlation goes to its own file, `<rule>.correlation.yml`, so a Sigma
+    backend without correlations still converts the rule, and pySigma loads both files together
+    (the correlation names the rule).  Our dumper writes each document as a top-level mapping,
+    so a line `---` is always a document separator."""
+    head, sep, tail = stream.partition("\n---\n")
+    return (head + "\n", tail) if sep else (stream, "")
 
 
 def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
@@ -139,11 +256,17 @@ def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
 def translate_text(text: str, to: str = "sigma", path: str = "<text>", loose: bool = False,
                    apply_exclusions: bool = False, schema: Any = "default",
                    fields: str | None = None, package: bool = False,
-                   allow_lossy: bool = False) -> list[RuleTranslation]:
+                   allow_lossy: bool = False, env: Any = None,
+                   allow_unknown_fields: bool = False) -> list[RuleTranslation]:
     """Translate every rule of a text (bare KQL or a rule document), one result per rule."""
     options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions, allow_lossy=allow_lossy)
     result = read_text(text, path)
-    out = [translate_document(doc, to, options, schema, fields, package) for doc in result.documents]
+    if env is not None and not hasattr(env, "sources"):
+        from rmmc.environments import environment_for
+
+        env = environment_for(to, env)  # once for the text (EnvironmentError: a bad environment)
+    out = [translate_document(doc, to, options, schema, fields, package, env, allow_unknown_fields)
+           for doc in result.documents]
     if not result.documents:
         out.append(RuleTranslation(None, to, "", tuple(result.diagnostics)))
     return out
@@ -177,14 +300,19 @@ def verdict_counts(results) -> dict[str, int]:
 
 def translate(text: str, to: str = "sigma", *, path: str = "<text>", loose: bool = False,
               apply_exclusions: bool = False, fields: str | None = None,
-              package: bool = False, allow_lossy: bool = False) -> TranslationResult:
+              package: bool = False, allow_lossy: bool = False, env: Any = None,
+              allow_unknown_fields: bool = False) -> TranslationResult:
     """Translate the rule(s) in `text` to `to` (see `rmmc.backends.targets()`): the library's
-    entry point.  `fields` picks the field profile for SPL / EQL / ES|QL; `package` wraps
-    each query as a ready-to-import rule (as `rmmc translate --package`).  A translation that
-    would change which alerts fire is refused unless `allow_lossy` (then written, flagged)."""
+    entry point.  `env` is the environment (`rmmc.environments`: a built-in's name, a file
+    path or a loaded one; None: the target's default); `fields` the deprecated field profile;
+    `package` wraps each query as a ready-to-import rule (as `rmmc translate --package`).  A
+    translation that would change which alerts fire is refused unless `allow_lossy` (then
+    written, flagged); one that reads a field the environment lacks unless
+    `allow_unknown_fields` (then written, warned)."""
     rules = tuple(translate_text(text, to, path, loose, apply_exclusions, fields=fields,
-                                 package=package, allow_lossy=allow_lossy))
+                                 package=package, allow_lossy=allow_lossy, env=env,
+                                 allow_unknown_fields=allow_unknown_fields))
     separator = "\n---\n" if to == "sigma" else "\n\n"
-    body = separator.join(r.text.rstrip("\n") for r in rules if r.text)
+    body = separator.join(r.stream.rstrip("\n") for r in rules if r.text)
     diagnostics = tuple(d for r in rules for d in r.diagnostics)
     return TranslationResult(body + "\n" if body else "", diagnostics, rules)

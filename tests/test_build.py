@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from rmmc.cli import main
 from rmmc.content.build import MANIFEST, build
-from rmmc.content.environments import BUILTIN, UnknownEnvironment, environment
+from rmmc.content.environments import UnknownEnvironment, builtin_names, environment, environments
 
 REPO = Path(__file__).resolve().parent.parent
 PACK = REPO / "rules" / "rmm"
@@ -40,9 +40,9 @@ def test_the_whole_pack_builds_for_every_environment_and_a_second_run_changes_no
     assert first.ok, (first.problems, [r.path for r in first.rule_errors])
     rules = first.manifest["summary"]["rules"]
     assert rules >= 199  # the pack's 197 and the two seeds
-    assert first.compiled == rules * len(BUILTIN) and first.cached == 0
+    assert first.compiled == rules * len(builtin_names()) and first.cached == 0
     files = tree(out)
-    for env in BUILTIN.values():
+    for env in environments(None):
         for target in env.targets:
             assert any(p.startswith(f"{env.name}/{target.target}/") for p in files) or \
                 first.manifest["summary"]["targets"][env.name][target.target]["exact"] == 0
@@ -76,7 +76,7 @@ def test_the_cli_says_a_second_run_recompiled_nothing(tmp_path):
     args = ["build", str(rules), "-o", str(tmp_path / "dist"), "--cache-dir", str(tmp_path / "c")]
     first = run_cli(*args)
     assert first.exit_code == 0, first.output
-    assert "45 of 45 builds (file x environment) compiled, 0 from the cache" in first.output
+    assert "63 of 63 builds (file x environment) compiled, 0 from the cache" in first.output
     second = run_cli(*args)
     assert second.exit_code == 0
     assert "nothing recompiled" in second.output and "0 files written" in second.output
@@ -91,8 +91,8 @@ def test_only_the_edited_rule_is_recompiled(tmp_path):
     edited.write_text(edited.read_text(encoding="utf-8").replace("'api.playanext.com'", "'api.playanext.com', 'x.com'"),
                       encoding="utf-8")
     again = build(str(rules), str(out), cache_dir=str(cache))
-    assert again.compiled == len(BUILTIN)  # one file, every environment
-    assert all(p.startswith(tuple(BUILTIN)) and "AnyDesk" in p for p in again.written if p != MANIFEST)
+    assert again.compiled == len(builtin_names())  # one file, every environment
+    assert all(p.startswith(tuple(builtin_names())) and "AnyDesk" in p for p in again.written if p != MANIFEST)
     assert MANIFEST in again.written
 
 
@@ -167,8 +167,11 @@ def test_a_build_removes_what_it_no_longer_writes_and_never_overwrites_foreign_f
 
 
 def test_environments_adapter():
-    assert list(BUILTIN) == ["defender-xdr", "sentinel", "splunk-sysmon", "splunk-cim", "elastic-endpoint"]
-    assert environment("splunk-cim").targets[0].arguments() == {"to": "splunk", "fields": "cim", "package": True}
+    assert builtin_names() == ["defender-xdr", "sentinel", "sigma", "splunk-sysmon", "splunk-cim",
+                               "elastic-endpoint", "elastic-winlogbeat"]
+    assert environment("splunk-cim").targets[0].arguments() == {"to": "splunk", "env": "splunk-cim", "package": True}
+    assert [t.target for t in environment("elastic-winlogbeat").targets] == ["eql", "esql"]
+    assert not environment("sigma").targets[0].package and environment("sentinel").targets[0].package
     assert environment("defender-xdr").fingerprint() != environment("sentinel").fingerprint()
     with pytest.raises(UnknownEnvironment, match="built in: defender-xdr"):
         environment("qradar")

@@ -530,10 +530,10 @@ def test_minor_windows_device_names_are_not_written(title, stem):
 # ============================================================ 7, 8, 9, 10, 14: escaping per target
 
 
-def _translate(kql: str, to: str):
+def _translate(kql: str, to: str, fields: str | None = None):
     from rmmc.translation import translate_text
 
-    (result,) = translate_text(kql, to)
+    (result,) = translate_text(kql, to, fields=fields)
     return result
 
 
@@ -631,13 +631,14 @@ def test_14_spl_writes_output_names_with_spaces():
     result = _translate(
         "DeviceLogonEvents\n| where ActionType == 'LogonFailed'\n"
         "| summarize ['Failed Count'] = count() by RemoteIP\n"
-        "| project-rename ['Actor IP Address'] = RemoteIP\n| sort by ['Failed Count'] desc", "splunk")
+        "| project-rename ['Actor IP Address'] = RemoteIP\n| sort by ['Failed Count'] desc", "splunk",
+        fields="defender")  # the columns as they are: this is about SPL's names, not an environment
     assert result.ok, result.diagnostics
     assert '| stats count as Failed_Count by RemoteIP' in result.text
     assert '| rename RemoteIP as Actor_IP_Address' in result.text
     shapes = [d.message for d in result.diagnostics if d.code == "shape"]
     assert any("'Failed Count' is named Failed_Count" in m for m in shapes)
-    quoted = _translate("DeviceLogonEvents | summarize ['say \"hi\"'] = count()", "splunk")
+    quoted = _translate("DeviceLogonEvents | summarize ['say \"hi\"'] = count()", "splunk", fields="defender")
     assert quoted.ok and "as say__hi_" in quoted.text
 
 

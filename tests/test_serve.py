@@ -32,10 +32,10 @@ def test_translate_answers_like_the_cli() -> None:
     assert [a["id"] for a in answers] == list(range(len(requests)))
     for answer, (rule, target) in zip(answers, ((r, t) for r in RULES for t in ("sigma", "splunk"))):
         expected = translate_file(str(rule), target, EmitOptions())
-        assert [r["text"] for r in answer["results"]] == [e.text or None for e in expected]
+        assert [r["text"] for r in answer["results"]] == [e.stream or None for e in expected]
         assert [r["diagnostics"] for r in answer["results"]] == \
             [[to_json(d) for d in e.diagnostics] for e in expected]
-        assert all(r["ok"] for r in answer["results"])
+        assert all(r["ok"] == e.ok for r, e in zip(answer["results"], expected))
 
 
 def test_check_and_bad_requests_each_get_one_line() -> None:

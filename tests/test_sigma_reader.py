@@ -65,11 +65,13 @@ def test_wildcard_shapes_become_string_operators():
             CommandLine: '*evil*'
             Image: 'C:\Windows\\*'
             ParentImage: '*\cmd.exe'
-            User: 'SYSTEM'
+            User: 'NT AUTHORITY\SYSTEM'
             OriginalFileName: 'a\*b'
         condition: selection""")
     assert isinstance(c, ir.And)
     ops = {p.field.name: (p.op, p.values) for p in c.operands}
+    # Sysmon's User is DOMAIN\name: Defender holds the two apart
+    assert ops["AccountDomain"] == (Op.EQUALS, ("NT AUTHORITY",))
     assert ops["ProcessCommandLine"] == (Op.CONTAINS, ("evil",))
     assert ops["FolderPath"] == (Op.STARTSWITH, ("C:\\Windows\\",))  # `\\*`: a backslash, then *
     assert ops["InitiatingProcessFolderPath"] == (Op.ENDSWITH, ("\\cmd.exe",))
@@ -414,7 +416,7 @@ logsource:
 filter:
     rules: [base_rule]
     selection:
-        User: admin
+        User|endswith: '\\admin'
     condition: not selection
 """
     (rule, diags), = read_sigma_rules(text)

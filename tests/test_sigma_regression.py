@@ -119,13 +119,16 @@ def sigma_event(doc: dict[str, Any]) -> dict[str, str]:
 
 
 def defender_event(event: dict[str, str], table) -> dict[str, str]:
-    """The Sigma-named event on the table's columns, mapped as the reader maps rule fields."""
+    """The Sigma-named event on the table's columns in Defender's convention, as the reader
+    reads rule fields (`rmmc.environments.reading`: `HKU\\...` is `HKEY_USERS\\...`, `User`
+    is `AccountDomain` and `AccountName`, `Hashes` the digest columns ...)."""
+    from rmmc.environments.reading import read_sigma_event
+
     out: dict[str, str] = {}
-    for field, value in event.items():
-        column = table.column_for_sigma(field) or field
-        if table.column_type(column) in ("int", "long") and _HEX.fullmatch(value):
+    for column, value in read_sigma_event(event, table).items():
+        if table.column_type(column) in ("int", "long") and isinstance(value, str) and _HEX.fullmatch(value):
             value = str(int(value, 16))  # Windows writes ids in hex, Defender holds the number
-        out.setdefault(column, value)
+        out[column] = value
     return out
 
 

@@ -58,12 +58,12 @@ def test_seed_rules_agree_on_every_engine_that_runs_here():
 
 
 def test_a_wrong_translation_is_caught_with_a_counterexample(monkeypatch):
-    import rmmc.backends as backends
+    import rmmc.translation as translation
 
     pytest.importorskip("duckdb_kql")
     rule = net_rule(Predicate(URL, Op.TERM, ("remotepc.com",)))
     wrong = "DeviceNetworkEvents\n| where RemoteUrl contains 'remotepc.com'"  # has widened, unflagged
-    monkeypatch.setattr(backends, "emit", lambda target, r, options, fields=None: Translation(target, wrong))
+    monkeypatch.setattr(translation, "emit_adapted", lambda target, adapted, options: Translation(target, wrong))
     _, verdicts = verify_rule(rule, ["kql"])
     (v,) = verdicts
     assert v.status == "disagree" and v.failed

@@ -22,7 +22,7 @@ from starlette.testclient import TestClient  # noqa: E402
 import rmmc  # noqa: E402
 from rmmc.backends import targets  # noqa: E402
 from rmmc.cli import main  # noqa: E402
-from rmmc.compiler.schema.profiles import PROFILES  # noqa: E402
+from rmmc.environments import DEFAULTS, list_environments  # noqa: E402
 from rmmc.web.app import MAX_BODY_BYTES, create_app  # noqa: E402
 from rmmc.web.service import MAX_TEXT_CHARS  # noqa: E402
 from rmmc.web.workers import Limits  # noqa: E402
@@ -83,51 +83,69 @@ def test_options_offer_every_target_its_package_form_and_every_environment(clien
     assert [t["name"] for t in options["targets"]] == targets()
     packaged = {t["name"] for t in options["targets"] if t["package"]}
     assert packaged == {"kql", "splunk", "eql", "esql"}  # sigma is a complete rule already
-    assert [e["name"] for e in options["environments"]] == list(PROFILES)
+    assert [e["name"] for e in options["environments"]] == [e.name for e in list_environments()]
+    serving = {e["name"]: e["targets"] for e in options["environments"]}
+    assert serving["sentinel"] == ["kql"] and serving["elastic-endpoint"] == ["eql", "esql"]
     defaults = {t["name"]: t["environment_default"] for t in options["targets"]}
-    assert defaults == {"sigma": None, "kql": None, "splunk": "sigma", "eql": "ecs", "esql": "ecs"}
+    assert defaults == DEFAULTS
 
 
 # ------------------------------------------------------------------ translate
 
 
 def test_seed_to_splunk_is_the_library_answer_and_the_cli_file(client, tmp_path):
-    answer = post(client, "translate", {"text": SEED, "target": "splunk"})
+    # By default the Sysmon environment refuses the seed: its network events carry no version
+    # information and no device id; the page says which, and allows them when asked.
+    refused = post(client, "translate", {"text": SEED, "target": "splunk"}).json()
+    [rule] = refused["rules"]
+    assert rule["status"] == "refused"
+    assert any("InitiatingProcessVersionInfoCompanyName" in d["message"] and d["severity"] == "error"
+               for d in rule["diagnostics"])
+    answer = post(client, "translate", {"text": SEED, "target": "splunk", "allow_unknown_fields": True})
     assert answer.status_code == 200
     data = answer.json()
-    library = rmmc.translate(SEED, to="splunk")
+    library = rmmc.translate(SEED, to="splunk", allow_unknown_fields=True)
     assert data["text"] == library.text
     [rule] = data["rules"]
     assert rule["kind"] == "hunt" and rule["status"] == "exact"
     assert rule["title"] == "Remote Management and Monitoring tool - RemotePC - Network Connection"
-    assert rule["text"].startswith("search earliest=-5d latest=now\n| where match(coalesce(DestinationHostname")
+    assert rule["text"].startswith("search `sysmon` earliest=-5d latest=now")
     assert [d["message"] for d in rule["diagnostics"]] == [d.message for d in library.diagnostics]
     files = {f["name"]: f["text"] for f in rule["files"]}
-    assert files == cli_files(tmp_path, "--to", "splunk")
+    assert files == cli_files(tmp_path, "--to", "splunk", "--allow-unknown-fields")
 
 
 @pytest.mark.parametrize("target", ["sigma", "kql", "eql", "esql", "splunk"])
 def test_package_forms_download_what_the_cli_writes(client, tmp_path, target):
-    data = post(client, "translate", {"text": SEED, "target": target, "package": True}).json()
+    data = post(client, "translate", {"text": SEED, "target": target, "package": True,
+                                      "allow_unknown_fields": True}).json()
     [rule] = data["rules"]
     files = {f["name"]: f["text"] for f in rule["files"]}
-    expected = cli_files(tmp_path, "--to", target, "--package")
+    expected = cli_files(tmp_path, "--to", target, "--package", "--allow-unknown-fields")
     assert files == expected
     if target == "sigma":  # the seed's exclusions travel as a Sigma filter file beside the rule
         assert any(name.endswith(".filters.yml") for name in files)
 
 
-def test_environment_picks_the_field_profile(client):
-    for environment in PROFILES:
-        data = post(client, "translate", {"text": SEED, "target": "esql", "environment": environment}).json()
-        assert data["text"] == rmmc.translate(SEED, to="esql", fields=environment).text
-    ecs = post(client, "translate", {"text": SEED, "target": "esql", "environment": "ecs"}).json()
-    cim = post(client, "translate", {"text": SEED, "target": "esql", "environment": "cim"}).json()
-    assert "destination.domain" in ecs["text"] and ecs["text"] != cim["text"]
-    default = post(client, "translate", {"text": SEED, "target": "esql", "environment": None}).json()
-    assert default["text"] == ecs["text"]
+def test_environment_picks_the_environment(client):
+    for env in list_environments():
+        for target in (["eql", "esql"] if env.target == "elastic" else [env.target]):
+            data = post(client, "translate", {"text": SEED, "target": target, "environment": env.name,
+                                              "allow_unknown_fields": True}).json()
+            assert data["text"] == rmmc.translate(SEED, to=target, env=env.name, allow_unknown_fields=True).text
+    defend = post(client, "translate", {"text": SEED, "target": "esql", "environment": "elastic-endpoint",
+                                        "allow_unknown_fields": True}).json()
+    beat = post(client, "translate", {"text": SEED, "target": "esql", "environment": "elastic-winlogbeat",
+                                      "allow_unknown_fields": True}).json()
+    assert defend["text"].startswith("FROM logs-endpoint.events.*") and "destination.domain" in defend["text"]
+    assert beat["text"].startswith("FROM winlogbeat-*")
+    default = post(client, "translate", {"text": SEED, "target": "esql", "environment": None,
+                                         "allow_unknown_fields": True}).json()
+    assert default["text"] == beat["text"]
     unknown = post(client, "translate", {"text": SEED, "target": "esql", "environment": "../ecs"})
     assert unknown.status_code == 400 and "unknown environment" in unknown.json()["error"]
+    wrong = post(client, "translate", {"text": SEED, "target": "esql", "environment": "sentinel"})
+    assert wrong.status_code == 400 and "not esql" in wrong.json()["error"]
 
 
 def test_syntax_error_is_located_at_its_line_and_column(client):

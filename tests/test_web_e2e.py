@@ -1,7 +1,8 @@
 """The playground driven in a real browser: headless Chromium (Debian's `chromium` and
 `chromium-driver`, installed by `make browser`) through selenium, against a real `rmmc web`.
 
-Scenario: paste the RemotePC seed, pick Splunk, see the SPL, copy it and download the file `rmmc
+Scenario: paste the RemotePC seed, pick Splunk, see it refused for the fields Sysmon lacks, allow
+them, see the SPL, copy it and download the file `rmmc
 translate -o` writes; type a syntax error, see it marked at its line and column; remove it,
 read the explanation, run verify, see "agree".  A screenshot of the
 page is saved under tests/_artifacts/.  Skips with the reason where the browser is missing.
@@ -90,8 +91,13 @@ def test_paste_pick_splunk_see_error_verify_agree(browser, playground_server, do
                            source, SEED)
     assert source.get_property("value") == SEED
     Select(find(By.ID, "target")).select_by_value("splunk")
-    expected = rmmc.translate(SEED, to="splunk")
-    output = wait.until(lambda d: _output_text(d, "search earliest=-5d"))
+    # The Sysmon environment has no version information in network events: refused, saying so.
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#translations .status").text == "refused")
+    assert any("InitiatingProcessVersionInfoCompanyName" in li.text
+               for li in browser.find_elements(By.CSS_SELECTOR, "#diagnostics li.error"))
+    find(By.ID, "allow-unknown-fields").click()  # written anyway, with warnings
+    expected = rmmc.translate(SEED, to="splunk", allow_unknown_fields=True)
+    output = wait.until(lambda d: _output_text(d, "search `sysmon` earliest=-5d"))
     assert output == expected.rules[0].text
     assert find(By.CSS_SELECTOR, "#translations .status").text == "exact"
     assert find(By.ID, "kind").text == "hunt document"
@@ -102,7 +108,7 @@ def test_paste_pick_splunk_see_error_verify_agree(browser, playground_server, do
     saved = downloads / name
     wait.until(lambda d: saved.is_file() and saved.stat().st_size > 0)
     written = CliRunner().invoke(main, ["translate", str(REPO / "rules" / "rmm_remotepc_netconn.txt"),
-                                        "--to", "splunk", "-o", str(tmp_path / "cli")])
+                                        "--to", "splunk", "--allow-unknown-fields", "-o", str(tmp_path / "cli")])
     assert written.exit_code == 0, written.output
     assert saved.read_bytes() == (tmp_path / "cli" / name).read_bytes()
     # Copy puts the translation on the clipboard.
@@ -146,7 +152,7 @@ def test_paste_pick_splunk_see_error_verify_agree(browser, playground_server, do
     # Remove it again, then run verify: every engine here agrees.
     ActionChains(browser).send_keys(Keys.BACKSPACE * len("has_any ")).perform()
     assert source.get_property("value") == SEED
-    wait.until(lambda d: _output_text(d, "search earliest=-5d"))
+    wait.until(lambda d: _output_text(d, "search `sysmon` earliest=-5d"))
     find(By.ID, "tab-explain").click()
     explained = wait.until(lambda d: [p.text for p in d.find_elements(By.CSS_SELECTOR, "#explanation pre.output")
                                       if "stale" not in (d.find_element(By.ID, "explanation").get_attribute("class") or "")])

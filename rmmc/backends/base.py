@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.compiler.ir import Condition, Field, Not, Predicate, Rule
@@ -27,6 +27,9 @@ class EmitOptions:
     loose: bool = False             # Sigma: `has` as |contains (a reported widening) instead of |re
     apply_exclusions: bool = False  # AND the understood exclusions into the detection
     allow_lossy: bool = False       # write a translation whose alerts differ (flagged), not refuse it
+    # Where the events are, from the environment (`rmmc.environments.adapt.Target`: search,
+    # datamodel, index, table, time_field); None: each backend's own default.
+    placement: Any = None
 
 
 @dataclass(frozen=True)

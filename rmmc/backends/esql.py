@@ -90,8 +90,11 @@ MAX_ROWS = 10_000
 # ------------------------------------------------------------------ field profiles
 
 
-def _load_profile(name: str):
-    """The field profile called `name`, or None when the profiles are not available."""
+def _load_profile(name: Any):
+    """The field profile called `name` (or a naming object given as is), or None when the
+    profiles are not available."""
+    if not isinstance(name, str):
+        return name
     try:
         from rmmc.compiler.schema.profiles import load_profile
     except ImportError:
@@ -190,7 +193,7 @@ class Emitter:
             from rmmc.compiler.schema.profiles import rule_field
 
             return rule_field(self.profile, self.table, name, self.taxonomy)
-        if self.profile is not None and self.table is not None:
+        if self.profile is not None:  # a profile knows no column of no table: unmapped
             return self.profile.field(self.table, name)
         return None
 
@@ -488,6 +491,7 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
     rule = push_filters(rule)
     rule, _ = with_paths(rule)  # `AdditionalFields.x`: a field named by its path
     profile = _load_profile(fields)
+    index = getattr(options.placement, "index", None) or index
     if profile is None:
         found.append(note(TARGET, f"field profile {fields!r} is not available: columns keep "
                                   "their Defender names"))

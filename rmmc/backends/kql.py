@@ -730,9 +730,9 @@ def _time_column_of(rule: Rule, found: list[Diagnostic]) -> str:
 
 
 def _pipeline(rule: Rule, conditions: ConditionEmitter, found: list[Diagnostic],
-              extra: tuple[Condition, ...] = ()) -> A.Expr:
-    """A rule (or sub-rule) as a KQL tabular expression: its source, lookback, detection
-    (with `extra` conditions ANDed in) and stages."""
+              extra: tuple[Condition, ...] = (), time_field: str | None = None) -> A.Expr:
+    """A rule (or sub-rule) as a KQL tabular expression: its source, lookback (on `time_field`
+    when the environment names one), detection (with `extra` conditions ANDed in) and stages."""
     if rule.union is not None:
         source: A.Expr = _union_source(rule, conditions, found)
     else:
@@ -740,7 +740,7 @@ def _pipeline(rule: Rule, conditions: ConditionEmitter, found: list[Diagnostic],
     operators: list[A.Operator] = []
     if rule.lookback is not None:
         ago = A.Call(A.Name("ago"), (timespan_literal(rule.lookback.window),))
-        operators.append(A.Where(A.Binary(">", A.Name(_time_column_of(rule, found)), ago)))
+        operators.append(A.Where(A.Binary(">", A.Name(time_field or _time_column_of(rule, found)), ago)))
     condition = all_of([rule.condition, *extra])
     if condition != Const(True):
         operators.append(A.Where(conditions.emit(condition)))
@@ -756,7 +756,8 @@ def build_kql(rule: Rule, options: EmitOptions = EmitOptions()) -> KqlQuery:
     conditions.tabular = lambda sub: _pipeline(sub, conditions, found)
     try:
         extra = tuple(_exclusions(rule, options, conditions, found))
-        body = _pipeline(rule, conditions, found, extra)
+        placed = getattr(options.placement, "time_field", None)  # the environment's time field
+        body = _pipeline(rule, conditions, found, extra, time_field=placed)
     except Refusal as refusal:
         found.append(unsupported(TARGET, str(refusal), refusal.span))
         return KqlQuery(None, tuple(conditions.diagnostics + found))

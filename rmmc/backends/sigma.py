@@ -55,7 +55,9 @@ def emit_sigma(rule: Rule, options: EmitOptions = EmitOptions(), *, schema: Any 
     """The rule as a Sigma YAML stream (rule, then its correlation when it aggregates; a
     union as one rule per source; a join as two rules and their temporal correlation).
 
-    `schema` is a `rmmc.compiler.schema.Schema` (default: `load_schema()`)."""
+    `schema` is a `rmmc.compiler.schema.Schema` (default: `load_schema()`).  A rule on Defender
+    columns is first put into the `sigma` environment (`in_sigma`, per source): Sigma's names and
+    Sysmon's value conventions, the inverse of how the Sigma reader reads them."""
     if rule.union is not None:
         return _emit_union(rule, options, schema)
     if any(isinstance(s, Join) for s in rule.stages):
@@ -64,10 +66,31 @@ def emit_sigma(rule: Rule, options: EmitOptions = EmitOptions(), *, schema: Any 
     return Translation(TARGET, _dump(documents) if documents else "", tuple(diagnostics))
 
 
+def in_sigma(rule: Rule) -> tuple[Rule, list[Diagnostic]]:
+    """A rule on a Defender table's columns in the `sigma` environment (`rmmc.environments`);
+    a rule already in Sigma's names is returned as it is."""
+    if rule.source.taxonomy == "sigma" or rule.source.table is None:
+        return rule, []
+    from rmmc.environments import default_environment
+    from rmmc.environments.adapt import adapt
+
+    adapted = adapt(rule, default_environment("sigma"))
+    return (adapted.rule if adapted.rule is not None else rule), list(adapted.diagnostics)
+
+
 def _documents(rule: Rule, options: EmitOptions, schema: Any,
                named: bool = False) -> tuple[list[dict[str, Any]] | None, list[Diagnostic], str]:
     """The Sigma documents of a single-table rule (None when refused), what was said, and the
     rule's `name` (set when `named` or when a correlation refers to it)."""
+    rule, adapted = in_sigma(rule)
+    if any(d.is_error for d in adapted):
+        return None, adapted, ""
+    documents, diagnostics, name = _single_documents(rule, options, schema, named)
+    return documents, [*adapted, *diagnostics], name
+
+
+def _single_documents(rule: Rule, options: EmitOptions, schema: Any,
+                      named: bool) -> tuple[list[dict[str, Any]] | None, list[Diagnostic], str]:
     rule = push_filters(rule)  # Sigma says the detection: every filter that can move, moves
     rule, paths = with_paths(rule)  # `AdditionalFields.x`: a field named by its path
     refused = refuse_expression_tests(rule.condition, TARGET, "Sigma")
@@ -109,7 +132,7 @@ def _documents(rule: Rule, options: EmitOptions, schema: Any,
             "description": (f"Groups ({keys}) with at least one event of rule '{name}' within "
                             f"{correlation['timespan']}: the KQL rule's summarize."),
         }
-        for key in ("references", "author", "date", "tags"):
+        for key in ("references", "author", "date", "modified", "tags"):
             if key in base:
                 corr[key] = base[key]
         corr["correlation"] = correlation
@@ -287,6 +310,10 @@ def emit_sigma_filters(rule: Rule, options: EmitOptions = EmitOptions(), *,
                                       f"{found.left.source.table}, left")).rule_id()
     elif rule.union is not None:
         return Translation(TARGET, "", ())  # a union's exclusions are kept as text
+    else:
+        rule, adapted = in_sigma(rule)
+        if any(d.is_error for d in adapted):
+            return Translation(TARGET, "", tuple(adapted))
     ctx = _Context(rule, options, schema)
     meta = ctx.meta
     documents = []
@@ -311,7 +338,7 @@ def emit_sigma_filters(rule: Rule, options: EmitOptions = EmitOptions(), *,
             "id": meta.derived_id(f"filter:{slug}"),
             "status": meta.status(),
             "description": exclusion.description or exclusion.text or exclusion.name,
-            "date": meta.date(),
+            **{k: v for k, v in (("date", meta.date()), ("modified", meta.modified())) if v is not None},
             "logsource": ctx.logsource,
             "filter": body,
         }
@@ -351,7 +378,9 @@ class _Context:
             out["references"] = references
         if m.author and m.author.strip():
             out["author"] = m.author.strip()
-        out["date"] = meta.date()
+        for key, value in (("date", meta.date()), ("modified", meta.modified())):
+            if value is not None:
+                out[key] = value
         tags = meta.tags()
         if tags:
             out["tags"] = tags

@@ -4,10 +4,13 @@ Conventions (each reported as a diagnostic where it applies):
 
 * id: the rule's id when it is a UUID; otherwise a uuid5 of it (or of the title when there is
   none) in rmmc's namespace, so the same rule always gets the same id.
-* date: metadata.date when it reads as a date, else today's date.
+* date / modified: metadata.date / metadata.modified when they read as dates, else left out
+  (never the day of translation: the same rule gives the same file byte for byte every run).
 * tags: tactic `CommandAndControl` (or `Command and Control`) -> `attack.command-and-control`,
-  technique `T1059.001` -> `attack.t1059.001`; names that are not ATT&CK tactics or technique
-  ids are dropped with a note.
+  technique `T1059.001` -> `attack.t1059.001`, tactics read from ATT&CK data
+  (`rmmc.compiler.attack`: v19 names such as `stealth` and v18's `defense-evasion` alike, each
+  written as the rule names it); names that are not ATT&CK tactics or technique ids are
+  dropped with a note.
 * level: informational/low/medium/high/critical (Sentinel severities map directly; `info` ->
   informational); default medium.
 * logsource: the IR source's product/category/service when lowering set them, else the
@@ -34,13 +37,6 @@ from rmmc.compiler.ir import Rule
 RMMC_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "rmmc.sigma")
 SIGMA_LEVELS = ("informational", "low", "medium", "high", "critical")
 SIGMA_STATUSES = ("stable", "test", "experimental", "deprecated", "unsupported")
-# ATT&CK Enterprise and ICS tactics, as Sigma writes them.
-ATTACK_TACTICS = frozenset({
-    "reconnaissance", "resource-development", "initial-access", "execution", "persistence",
-    "privilege-escalation", "defense-evasion", "credential-access", "discovery",
-    "lateral-movement", "collection", "command-and-control", "exfiltration", "impact",
-    "evasion", "inhibit-response-function", "impair-process-control",
-})
 _TECHNIQUE = re.compile(r"^[Tt](\d{4})(?:\.(\d{3}))?$")
 _URL = re.compile(r"https?://[^\s<>\"'`)\]]+")
 
@@ -100,14 +96,22 @@ class MetaBuilder:
                 out.append(ref)
         return out
 
-    def date(self) -> date:
-        raw = (self.rule.metadata.date or "").strip()
-        if raw:
-            parsed = _parse_date(raw)
-            if parsed is not None:
-                return parsed
-            self.diagnostics.append(note(TARGET, f"date {raw!r} is not a date: today's date is used"))
-        return date.today()
+    def date(self) -> date | None:
+        """The rule's own date, or None (left out)."""
+        return self._date("date", self.rule.metadata.date)
+
+    def modified(self) -> date | None:
+        """The rule's own last-modified date, or None (left out)."""
+        return self._date("modified", self.rule.metadata.modified)
+
+    def _date(self, what: str, raw: str | None) -> date | None:
+        raw = (raw or "").strip()
+        if not raw:
+            return None
+        parsed = _parse_date(raw)
+        if parsed is None:
+            self.diagnostics.append(note(TARGET, f"{what} {raw!r} is not a date: left out"))
+        return parsed
 
     def tags(self) -> list[str]:
         m = self.rule.metadata
@@ -182,7 +186,14 @@ def _parse_date(raw: str) -> date | None:
 
 def tactic_tag(tactic: str) -> str | None:
     """`CommandAndControl` / `Command and Control` / `command-and-control` ->
-    `attack.command-and-control`; None for a name that is not an ATT&CK tactic."""
+    `attack.command-and-control`; `Stealth` -> `attack.stealth` (ATT&CK v19) and
+    `DefenseEvasion` -> `attack.defense-evasion` (v18); None for a name that is not an ATT&CK
+    tactic (Enterprise, from data, or ICS)."""
+    from rmmc.compiler.attack import ICS_TACTICS, tactic as find
+
+    found = find(tactic)
+    if found is not None:
+        return f"attack.{found.shortname}"
     kebab = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", tactic.strip())
     kebab = re.sub(r"[\s_\-]+", "-", kebab).lower().strip("-")
-    return f"attack.{kebab}" if kebab in ATTACK_TACTICS else None
+    return f"attack.{kebab}" if kebab in ICS_TACTICS else None

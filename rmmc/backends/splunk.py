@@ -542,9 +542,16 @@ def _exclusions(rule: Rule, options: EmitOptions, found: list[Diagnostic]) -> li
     return exclusion_conditions(rule, options, TARGET, found)
 
 
-def _check_prefix(prefix: str) -> str:
-    if any(ch in prefix for ch in "|`[]") or has_control(prefix):
-        raise ValueError(f"prefix {prefix!r} must be plain search terms (no |, `, [ ], control characters)")
+_MACRO = re.compile(r"`[A-Za-z0-9_.:-]+(?:\([^`|\[\]]*\))?`")
+
+
+def _check_prefix(prefix: str, macros: bool = False) -> str:
+    """Plain search terms; with `macros` (an environment's own search prefix), also macro calls
+    such as `sysmon` in backquotes."""
+    text = _MACRO.sub("", prefix) if macros else prefix
+    if any(ch in text for ch in "|`[]") or has_control(prefix):
+        raise ValueError(f"prefix {prefix!r} must be plain search terms (no |, `, [ ], control characters)"
+                         + (" besides macro calls" if macros else ""))
     return prefix.strip()
 
 
@@ -565,6 +572,9 @@ class UnionEmitter(Emitter):
     def mapped(self, column: str) -> str | None:
         names = {b.mapped(column) for b in self.branches}
         return names.pop() if len(names) == 1 else None
+
+
+_DATAMODEL = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)\Z")
 
 
 def _make_emitter(rule: Rule, fields: str, options: EmitOptions, prefix: str | None,
@@ -615,12 +625,16 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
     return search_terms, where_terms
 
 
-def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic], quiet: bool = False) -> list[str]:
-    """The search's leading terms: the prefix, the lookback."""
+def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic], quiet: bool = False,
+          placement: Any = None) -> list[str]:
+    """The search's leading terms: the prefix (else the environment's own search, macros allowed),
+    the lookback."""
     terms: list[str] = []
     if prefix:
         terms.append(_check_prefix(prefix))
-    elif not quiet:
+    elif getattr(placement, "search", None):
+        terms.append(_check_prefix(placement.search, macros=True))
+    elif not quiet and getattr(placement, "datamodel", None) is None:
         found.append(note(TARGET, "no index or sourcetype: the search covers the default indexes "
                                   "(pass prefix='index=... sourcetype=...')"))
     windows = {lb.window for lb in rule_lookbacks if lb is not None}
@@ -645,9 +659,10 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     emitter = _make_emitter(rule, fields, options, prefix, found)
     pulled: list[InSubquery] = []
     search_terms, where_terms = _terms(emitter, rule, options, found, pulled)
-    head = _head([rule.lookback], prefix, found, quiet=sub)
+    head = _head([rule.lookback], prefix, found, quiet=sub, placement=options.placement)
     if select:
-        head.insert(1 if prefix else 0, selector(rule.source.table)[0])
+        placed = bool(prefix or getattr(options.placement, "search", None))
+        head.insert(1 if placed else 0, selector(rule.source.table)[0])
     commands = ["search " + (" ".join(head + search_terms) if head or search_terms else "*")]
     if where_terms:
         commands.append("where " + " AND ".join(where_terms))
@@ -666,7 +681,8 @@ def _subsearch(rule: Rule, options: EmitOptions, fields: str, prefix: str | None
     if rule.union is not None:
         raise SplRefusal("a union inside a join or subquery has no SPL form here")
     sub_found: list[Diagnostic] = []
-    commands, emitter = _commands(replace(rule, exclusions=()), EmitOptions(loose=options.loose), fields,
+    commands, emitter = _commands(replace(rule, exclusions=()),
+                                  EmitOptions(loose=options.loose, placement=options.placement), fields,
                                   prefix, sub_found, select=True, sub=True)
     for d in sub_found:
         if d not in found:
@@ -689,7 +705,7 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
 
     searches, wheres, emitters, selectors = union_search(rule, emitter_for, terms_of)
     lookbacks = [part.lookback for _, part in split_union(replace(rule, stages=()))]
-    head = _head(lookbacks, prefix, found)
+    head = _head(lookbacks, prefix, found, placement=options.placement)
     commands = ["search " + " ".join(head + [" OR ".join(searches)])]
     if wheres:
         commands.append("where " + " OR ".join(wheres))
@@ -713,6 +729,12 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     found: list[Diagnostic] = []
     used = features(rule)
     several = any(name in used for name in (UNION, JOIN, SUBQUERY))
+    datamodel = getattr(options.placement, "datamodel", None)
+    if datamodel is not None and _DATAMODEL.match(datamodel) is None:
+        raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")
+    if datamodel is not None and several:
+        raise SplRefusal(f"the environment reads one data model dataset ({datamodel}): a union, join "
+                         "or subquery over several sources has no form there")
     if rule.union is not None:
         commands, _ = _union(rule, options, fields, prefix, found)
     else:
@@ -720,6 +742,9 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     if several:
         found.append(selector_warning())
     lines = [commands[0]] + ["| " + c for c in commands[1:]]
+    if datamodel is not None:  # the data model's events, fields named <Dataset>.<field>
+        model, dataset = _DATAMODEL.match(datamodel).groups()
+        lines = [f"| datamodel {model} {dataset} search", "| " + lines[0], *lines[1:]]
     return "\n".join(lines) + "\n", found
 
 

@@ -70,10 +70,29 @@ def _position(d: Diagnostic) -> tuple[int, int]:
     return (d.span.offset, 0) if d.span is not None else (-1, 0)
 
 
-def check_document(document: RuleDocument) -> CheckedRule:
+def check_document(document: RuleDocument, env=None) -> CheckedRule:
     """Read one rule as `translate` does up to the model: a KQL rule's query is parsed (its
     document warnings and parse errors, located in the file); a Sigma rule, already read
-    with its file, gives the reader's diagnostics (the rules it refuses are errors here)."""
+    with its file, gives the reader's diagnostics (the rules it refuses are errors here).
+    With `env` (an `rmmc.environments.Environment`), a rule that reads into the model is also
+    put into that environment, and what the environment says about it is reported (fields it
+    does not have, conventions it cannot rewrite)."""
+    from rmmc.compiler.documents.model import DocumentKind
+
+    checked = _check_syntax(document)
+    if env is None or not checked.ok:
+        return checked
+    from rmmc.compiler.pipeline import compile_document
+    from rmmc.environments.adapt import adapt
+
+    compiled = compile_document(document)
+    if compiled.rule is None:
+        return checked
+    extra = [d if d.path else d.with_path(document.path) for d in adapt(compiled.rule, env).diagnostics]
+    return CheckedRule(document, tuple(dict.fromkeys((*checked.diagnostics, *extra))))
+
+
+def _check_syntax(document: RuleDocument) -> CheckedRule:
     from rmmc.compiler.documents.model import DocumentKind
 
     if document.kind is DocumentKind.SIGMA:
@@ -94,16 +113,16 @@ def check_document(document: RuleDocument) -> CheckedRule:
     return CheckedRule(document, tuple(found))
 
 
-def check_file(result: FileResult) -> CheckedFile:
-    rules = tuple(check_document(doc) for doc in result.documents)
+def check_file(result: FileResult, env=None) -> CheckedFile:
+    rules = tuple(check_document(doc, env) for doc in result.documents)
     text = result.documents[0].source.text if result.documents else getattr(result, "text", None)
     return CheckedFile(result.path, text, rules, tuple(result.diagnostics))
 
 
-def check_one(path: str) -> CheckedFile:
+def check_one(path: str, env=None) -> CheckedFile:
     """Check one rule file (`-` for stdin); never raises."""
     try:
-        return check_file(read_path(path))
+        return check_file(read_path(path), env)
     except Exception as exc:  # never a traceback, never a stopped batch
         return file_failed(path, f"{type(exc).__name__}: {exc}")
 
@@ -115,14 +134,17 @@ def file_failed(path: str, message: str) -> CheckedFile:
         None, "internal", path),))
 
 
-def check_paths(paths: Iterable[str], jobs: int = 1, progress: bool = False) -> CheckReport:
+def check_paths(paths: Iterable[str], jobs: int = 1, progress: bool = False, env=None) -> CheckReport:
     """Check every rule file under `paths` (files, directories, `-` for stdin), in order;
     with `jobs` > 1, large batches are checked on that many processes (`rmmc.parallel`),
-    with the same report."""
+    with the same report.  `env`: also put each rule into that environment."""
+    from functools import partial
+
     from rmmc.parallel import run_batch
 
     files = list(iter_rule_files(paths))
-    return CheckReport(run_batch(check_one, files, jobs, file_failed, progress=progress,
+    work = partial(check_one, env=env) if env is not None else check_one
+    return CheckReport(run_batch(work, files, jobs, file_failed, progress=progress,
                                  label="checking", prepare=_prepare))
 
 

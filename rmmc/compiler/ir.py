@@ -563,6 +563,7 @@ class Metadata:
     level: str | None = None
     status: str | None = None
     date: str | None = None
+    modified: str | None = None
     false_positives: tuple[str, ...] = ()
     source_path: str | None = None
     source_span: Span | None = field(default=None, compare=False)

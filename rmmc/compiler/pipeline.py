@@ -63,6 +63,7 @@ def metadata_of(document: RuleDocument) -> ir.Metadata:
         level=_LEVELS.get(severity),
         status=str(meta["status"]).strip() if meta.get("status") else None,
         date=str(meta["date"]).strip() if meta.get("date") else None,
+        modified=str(meta["modified"]).strip() if meta.get("modified") else None,
         false_positives=tuple(s.title for s in document.scenarios),
         source_path=document.path,
         source_span=document.query_span,

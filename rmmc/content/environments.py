@@ -1,22 +1,20 @@
-"""Environments for `rmmc build`: a name -> the targets built for it and how each is translated.
+"""Environments for `rmmc build`: a name (or an environment file) -> the targets built for it.
 
-This module is the adapter between `rmmc build` and whatever an environment is.  Today rmmc has
-field profiles (`--fields sigma|cim|ecs|defender`), not environments, so the built-ins below are
-provisional: each is named after the environment it approximates (the names issue 12's
-environment files will have) and translates with today's arguments:
+The environments are `rmmc.environments`' (one YAML file each: names, value conventions, where
+the data lives, the schema).  `rmmc build` adds only what a build needs: which targets each
+environment yields and whether they are written packaged (`--package`):
 
-| environment    | targets (field profile)          | what it stands for today                       |
-| -------------- | -------------------------------- | ---------------------------------------------- |
-| defender-xdr   | kql (Defender columns), sigma    | advanced-hunting KQL; Sigma as pySigma's        |
-|                |                                  | microsoft_xdr pipeline reads it                 |
-| sentinel       | kql, packaged                    | a Sentinel analytic rule over the Device* tables|
-| splunk-sysmon  | splunk (sigma profile), packaged | savedsearches.conf with Sysmon field names      |
-| splunk-cim     | splunk (cim profile), packaged   | savedsearches.conf with CIM field names         |
-| elastic-endpoint | eql, esql (ecs profile), packaged | Elastic detection rules (ndjson), ECS fields  |
+| environment        | targets       | written                                        |
+| ------------------ | ------------- | ---------------------------------------------- |
+| defender-xdr       | kql           | advanced-hunting queries (.kql)                |
+| sentinel           | kql           | Sentinel analytic rules (YAML)                 |
+| sigma              | sigma         | Sigma rules (a correlation in its own file)    |
+| splunk-sysmon      | splunk        | savedsearches.conf stanzas, Sysmon names       |
+| splunk-cim         | splunk        | savedsearches.conf stanzas, CIM data model     |
+| elastic-endpoint   | eql, esql     | Elastic detection rules (ndjson), Endpoint ECS |
+| elastic-winlogbeat | eql, esql     | Elastic detection rules (ndjson), Winlogbeat   |
 
-`elastic-winlogbeat` is left out: today's `ecs` profile cannot tell it from elastic-endpoint,
-and a tree that only pretends to differ would mislead.  When environments land, only
-`environment()` and `BuildTarget.arguments()` change: `rmmc build` reads nothing else.
+A file path names a user's own environment file (its bytes are part of the cache key).
 """
 
 from __future__ import annotations
@@ -29,16 +27,16 @@ from typing import Any
 
 @dataclass(frozen=True)
 class BuildTarget:
-    """One target an environment builds: its language, the field profile its translator takes
-    (None: the target's own names), and whether rules are written packaged (`--package`)."""
+    """One target an environment builds: its language, the environment it is translated in
+    (a built-in's name or a file path), and whether rules are written packaged (`--package`)."""
 
     target: str
-    fields: str | None = None
+    env: str
     package: bool = False
 
     def arguments(self) -> dict[str, Any]:
         """The keyword arguments of `rmmc.translation.translate_compiled` for this target."""
-        return {"to": self.target, "fields": self.fields, "package": self.package}
+        return {"to": self.target, "env": self.env, "package": self.package}
 
 
 @dataclass(frozen=True)
@@ -46,10 +44,11 @@ class Environment:
     name: str
     description: str
     targets: tuple[BuildTarget, ...]
+    content: str = ""  # a user file's text (the built-ins change with rmmc's version)
 
     def fingerprint(self) -> str:
         """What the environment's outputs depend on, as a hash (part of the build cache key)."""
-        data = json.dumps(self.to_json(), sort_keys=True)
+        data = json.dumps({**self.to_json(), "content": self.content}, sort_keys=True)
         return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
@@ -57,19 +56,8 @@ class Environment:
                 "targets": [asdict(t) for t in self.targets]}
 
 
-BUILTIN: dict[str, Environment] = {env.name: env for env in (
-    Environment("defender-xdr", "Microsoft Defender XDR advanced hunting (Device* tables); "
-                "Sigma with the SigmaHQ taxonomy",
-                (BuildTarget("kql"), BuildTarget("sigma"))),
-    Environment("sentinel", "Microsoft Sentinel analytic rules over the Defender Device* tables",
-                (BuildTarget("kql", package=True),)),
-    Environment("splunk-sysmon", "Splunk saved searches, Sysmon field names (today's sigma profile)",
-                (BuildTarget("splunk", "sigma", package=True),)),
-    Environment("splunk-cim", "Splunk saved searches, CIM field names (today's cim profile)",
-                (BuildTarget("splunk", "cim", package=True),)),
-    Environment("elastic-endpoint", "Elastic Security detection rules (EQL and ES|QL), ECS fields",
-                (BuildTarget("eql", "ecs", package=True), BuildTarget("esql", "ecs", package=True))),
-)}
+_TARGETS = {"kql": ("kql",), "sigma": ("sigma",), "splunk": ("splunk",), "elastic": ("eql", "esql")}
+_UNPACKAGED = {"defender-xdr", "sigma"}  # hunting queries and Sigma rules are their own format
 
 
 class UnknownEnvironment(ValueError):
@@ -78,21 +66,36 @@ class UnknownEnvironment(ValueError):
 
 def builtin_names() -> list[str]:
     """The built-in environments, in the order `rmmc build` builds them by default."""
-    return list(BUILTIN)
+    from rmmc.environments import BUILTINS
+
+    return list(BUILTINS)
 
 
 def environment(name: str) -> Environment:
-    """The environment called `name`; raises `UnknownEnvironment` saying which exist."""
+    """The environment called `name` (a built-in, or an environment file's path); raises
+    `UnknownEnvironment` saying which exist, or what is wrong with the file."""
+    import os
+
+    from rmmc.environments import BUILTINS, EnvironmentError, load_environment
+
     try:
-        return BUILTIN[name]
-    except KeyError:
-        raise UnknownEnvironment(f"unknown environment {name!r}; built in: "
-                                 + ", ".join(BUILTIN)) from None
+        loaded = load_environment(name)
+    except EnvironmentError as exc:
+        if name not in BUILTINS and not os.path.isfile(name):
+            raise UnknownEnvironment(f"unknown environment {name!r}; built in: "
+                                     + ", ".join(BUILTINS) + " (or an environment file's path)") from None
+        raise UnknownEnvironment(str(exc)) from None
+    content = ""
+    if not loaded.builtin:
+        with open(name, encoding="utf-8") as handle:
+            content = handle.read()
+    package = loaded.name not in _UNPACKAGED or not loaded.builtin
+    package = package and loaded.target != "sigma"
+    targets = tuple(BuildTarget(t, name, package) for t in _TARGETS.get(loaded.target, (loaded.target,)))
+    return Environment(loaded.name, loaded.description, targets, content)
 
 
 def environments(names: list[str] | tuple[str, ...] | None) -> list[Environment]:
     """The environments to build: the named ones in the order given (each once), or every
     built-in one when none is named."""
-    if not names:
-        return [BUILTIN[n] for n in BUILTIN]
-    return [environment(n) for n in dict.fromkeys(names)]
+    return [environment(n) for n in dict.fromkeys(names or builtin_names())]

@@ -21,8 +21,12 @@ _ALL = _targets()
               help="Random combinations of boundary values added to each rule's events.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
+@click.option("--env", "env_option", default=None, metavar="NAME|FILE",
+              help="Run the translations of the targets this environment serves in it, on events "
+                   "written as it holds them (default: an rmmc.yml at the rules' root; other targets "
+                   "use their default environment).")
 def verify(paths: tuple[str, ...], to: str, loose: bool, apply_exclusions: bool, sample: int,
-           output_format: str) -> None:
+           output_format: str, env_option: str | None) -> None:
     """Run each rule and its translations on events generated around its values, and say
     per target whether they return the same rows (KQL) or alert on the same events and
     groups (Sigma, EQL) as the whole rule: detection, computed columns, filters, thresholds.
@@ -39,8 +43,11 @@ def verify(paths: tuple[str, ...], to: str, loose: bool, apply_exclusions: bool,
     unknown = [t for t in wanted if t not in _ALL]
     if unknown or not wanted:
         raise click.UsageError(f"unknown target(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(_ALL)}")
+    from rmmc.cli import load_env
+
     options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions)
-    verdicts = list(verify_paths(paths, wanted, options, sample))
+    env = load_env(env_option, paths)
+    verdicts = list(verify_paths(paths, wanted, options, sample, env))
     if not verdicts:
         raise click.UsageError("no rule files found under " + ", ".join(paths))
     failed = any(v.failed or v.error for v in verdicts)

@@ -32,8 +32,8 @@ from rmmc.verify.whole import INDEX
 from rmmc.verify.events import boundary_events
 
 STATUSES = ("agree", "disagree", "approximate", "refused", "unchecked")
-# Field names for the targets that take a profile: the rule's own names (Defender columns,
-# or Sigma names for a rule without a Defender table), so the generated events fit as they are.
+# A rule over several sources is verified in the rule's own names (Defender columns, or Sigma
+# names for a rule without a Defender table) for the targets that take a field profile.
 VERIFY_FIELDS = {"eql", "esql", "splunk"}
 
 
@@ -65,11 +65,21 @@ class RuleVerdict:
 
 
 def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitOptions(),
-                sample: int = 40) -> tuple[int, list[TargetVerdict]]:
-    """(number of events, one verdict per target) for an IR rule."""
-    from rmmc.backends import emit
+                sample: int = 40, env: Any = None) -> tuple[int, list[TargetVerdict]]:
+    """(number of events, one verdict per target) for an IR rule.
+
+    Each target runs in an environment (`env` for the targets it serves, else the target's
+    default, `rmmc.environments`): the translation is written there and run on the events
+    written as that environment holds them (its names, its value conventions: a Sysmon-shaped
+    event for a Sysmon environment), while the source reads the events in its own convention.
+    The events are first put into the domain of the environment's conventions, which is where
+    its rewrites claim to be exact.  A field the environment lacks is written under its own
+    name (the schema is `rmmc check --env` / `translate`'s business; here, meaning is checked)."""
     from rmmc.compiler.pushdown import push_filters
     from rmmc.compiler.rows import run
+    from rmmc.environments import environment_for
+    from rmmc.environments.adapt import adapt
+    from rmmc.translation import emit_adapted
     from rmmc.verify.whole import NOW, group_events, with_time
 
     from rmmc.verify.multi import is_multi, multi_events, nest_paths
@@ -90,8 +100,22 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
     expected = [] if subquery else run(checked, events, now=NOW)
     verdicts = []
     for target in targets:
-        fields = ("sigma" if checked.source.taxonomy == "sigma" else "defender") if target in VERIFY_FIELDS else None
-        translation = emit(target, checked, EmitOptions(loose=options.loose), fields)
+        if multi:  # several sources: named as the rule names them (see translation.several_sources)
+            from rmmc.backends import emit
+
+            adapted, adapted_diagnostics = None, ()
+            fields = ("sigma" if checked.source.taxonomy == "sigma" else "defender") \
+                if target in VERIFY_FIELDS else None
+            translation = emit(target, checked, EmitOptions(loose=options.loose), fields)
+        else:
+            chosen = env if env is not None and env.serves(target) else None
+            adapted = adapt(checked, environment_for(target, chosen), allow_unknown_fields=True)
+            if not adapted.ok:
+                reasons = "; ".join(d.message for d in adapted.diagnostics if d.is_error)
+                verdicts.append(TargetVerdict(target, "refused", detail=reasons))
+                continue
+            adapted_diagnostics = adapted.diagnostics
+            translation = emit_adapted(target, adapted, EmitOptions(loose=options.loose))
         if not translation.ok:
             reasons = "; ".join(d.message for d in translation.diagnostics if d.is_error)
             verdicts.append(TargetVerdict(target, "refused", detail=reasons))
@@ -101,18 +125,33 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
                                           "(in (T | ...)): its events cannot be generated here"))
             continue
         # `model`: where rmmc's model and the engine may read the same operator differently
-        lossy = [d.message for d in translation.diagnostics if d.code in ("lossy", "loose", "model")]
-        verdicts.append(_run(target, checked, pushed, translation.text, events, expected, lossy, multi))
+        lossy = [d.message for d in (*adapted_diagnostics, *translation.diagnostics)
+                 if d.code in ("lossy", "loose", "model")]
+        if adapted is None:  # several sources: the events as generated, names as the rule's
+            normalized, wanted, shaped, pushed_here = events, expected, events, pushed
+        else:
+            normalized = [adapted.normalize(e) for e in events]
+            wanted = expected if normalized == events else run(checked, normalized, now=NOW)
+            shaped = [adapted.target_event(e) for e in normalized]
+            pushed_here = push_filters(adapted.rule)
+        verdict = _run(target, adapted, checked, pushed_here, translation.text,
+                       normalized, shaped, wanted, lossy, multi)
+        verdicts.append(verdict)
     return len(events), verdicts
 
 
-def _run(target: str, rule: Rule, pushed: Rule, text: str, events: list[dict[str, Any]],
-         expected: list[Any], lossy: list[str], multi: bool = False) -> TargetVerdict:
-    """Run one translation on its engine(s) and judge it against the reference."""
+def _run(target: str, adapted: Any, source: Rule, pushed: Rule, text: str, events: list[dict[str, Any]],
+         shaped: list[dict[str, Any]], expected: list[Any], lossy: list[str],
+         multi: bool = False) -> TargetVerdict:
+    """Run one translation on its engine(s), over the events as its environment holds them
+    (`shaped`, one for one with `events`), and judge it against the source's rows.  `adapted`
+    is None for a rule over several sources (written in the rule's own names)."""
+    from rmmc.compiler.rows import Row
     from rmmc.verify import multi as several
     from rmmc.verify.whole import (alerting_events, correlation_groups, read_kql_rows, run_kql_rows,
                                    run_sigma_correlation)
 
+    rule = adapted.rule if adapted is not None else source
     aggregates = summarize_of(rule.stages) is not None
     if multi and target != "kql":
         engine = {"sigma": "pySigma sqlite", "eql": "eql package"}.get(target, target)
@@ -120,14 +159,16 @@ def _run(target: str, rule: Rule, pushed: Rule, text: str, events: list[dict[str
         if target not in ("sigma", "eql"):
             return TargetVerdict(target, "unchecked", detail=f"no engine for {target} can run here")
     elif target == "kql":
-        checks = [("duckdb-kql", lambda: _rows(rule, run_kql_rows(rule, text, events), expected, events)),
-                  ("rmmc read-back", lambda: _rows(rule, read_kql_rows(text, events), expected, events))]
+        renamed = [Row({adapted.output_name(k): v for k, v in row.items()}, row.sources) for row in expected] \
+            if adapted is not None else expected
+        checks = [("duckdb-kql", lambda: _rows(rule, run_kql_rows(rule, text, shaped), renamed, shaped)),
+                  ("rmmc read-back", lambda: _rows(rule, read_kql_rows(text, shaped), renamed, shaped))]
     elif target == "sigma" and aggregates:
-        checks = [("pySigma sqlite", lambda: _groups(correlation_groups(rule, events),
-                                                     run_sigma_correlation(rule, text, events)))]
+        checks = [("pySigma sqlite", lambda: _groups(correlation_groups(source, events),
+                                                     run_sigma_correlation(rule, text, shaped)))]
     else:
         wanted = alerting_events(expected)
-        checks = [(engine, (lambda runner=runner: _events(wanted, runner(pushed, text, events), events)))
+        checks = [(engine, (lambda runner=runner: _events(wanted, runner(pushed, text, shaped), shaped)))
                   for engine, runner in ENGINES.get(target, [])]
     reasons = []
     for engine, check in checks:
@@ -194,7 +235,7 @@ def _groups(wanted: set, got: set):
 
 
 def verify_paths(paths: Iterable[str], targets: Iterable[str], options: EmitOptions = EmitOptions(),
-                 sample: int = 40) -> Iterator[RuleVerdict]:
+                 sample: int = 40, env: Any = None) -> Iterator[RuleVerdict]:
     """One verdict per rule of every file under `paths` (a rule with errors gets `error`)."""
     from rmmc.compiler.documents import iter_rule_files, read_path
     from rmmc.compiler.pipeline import compile_document
@@ -213,7 +254,7 @@ def verify_paths(paths: Iterable[str], targets: Iterable[str], options: EmitOpti
                 yield RuleVerdict(label, path, error=first)
                 continue
             try:
-                count, verdicts = verify_rule(compiled.rule, targets, options, sample)
+                count, verdicts = verify_rule(compiled.rule, targets, options, sample, env)
             except Exception as exc:  # never a traceback: the rule is reported, the batch goes on
                 yield RuleVerdict(label, path, error=f"internal error: {type(exc).__name__}: {exc}")
                 continue

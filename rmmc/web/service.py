@@ -26,10 +26,8 @@ TARGET_LABELS = {"sigma": "Sigma", "kql": "KQL (Defender XDR / Sentinel)", "splu
                  "eql": "Elastic EQL", "esql": "Elastic ES|QL"}
 PACKAGE_LABELS = {"kql": "Sentinel analytic rule", "splunk": "savedsearches.conf stanza",
                   "eql": "Elastic detection rule", "esql": "Elastic detection rule"}
-PROFILE_LABELS = {"sigma": "Sysmon / Sigma taxonomy", "cim": "Splunk CIM",
-                  "ecs": "Elastic Common Schema", "defender": "Defender XDR columns"}
 _FIELDS = {"text": str, "target": str, "environment": (str, type(None)), "package": bool,
-           "loose": bool, "apply_exclusions": bool, "allow_lossy": bool}
+           "loose": bool, "apply_exclusions": bool, "allow_lossy": bool, "allow_unknown_fields": bool}
 
 
 class RequestError(Exception):
@@ -43,34 +41,42 @@ class RequestError(Exception):
 # ------------------------------------------------------------------ the pickers
 
 
-def environments() -> list[dict[str, str]]:
-    """The environment picker's entries, in order.  The one place that says what an
-    environment is: today a field profile (`--fields NAME`)."""
-    from rmmc.compiler.schema.profiles import PROFILES
+def environments() -> list[dict[str, Any]]:
+    """The environment picker's entries, in order: the built-in environments
+    (`rmmc.environments.list_environments`) and the targets each serves."""
+    from rmmc.environments import list_environments
 
-    return [{"name": name, "label": f"{name}: {PROFILE_LABELS.get(name, name)}"} for name in PROFILES]
+    out = []
+    for env in list_environments():
+        serves = ["eql", "esql"] if env.target == "elastic" else [env.target]
+        out.append({"name": env.name, "label": f"{env.name}: {env.description}", "targets": serves})
+    return out
 
 
-def environment_options(name: str | None) -> dict[str, Any]:
+def environment_options(name: str | None, target: str | None = None) -> dict[str, Any]:
     """The `rmmc.translate` keyword arguments for a picked environment (None: the target's
-    default, as the CLI without `--fields`)."""
+    default, as the CLI without `--env`); a built-in only (no request names a file)."""
     if not name:
         return {}
-    if name not in {e["name"] for e in environments()}:
+    picked = next((e for e in environments() if e["name"] == name), None)
+    if picked is None:
         raise RequestError(f"unknown environment {name!r}")
-    return {"fields": name}
+    if target is not None and target not in picked["targets"]:
+        raise RequestError(f"environment {name} is for {', '.join(picked['targets'])}, not {target}")
+    return {"env": name}
 
 
 def options() -> dict[str, Any]:
     """What the page's pickers offer: every target, its `--package` form, the environments."""
-    from rmmc.backends import FIELD_PROFILE_TARGETS, targets
+    from rmmc.backends import targets
+    from rmmc.environments import DEFAULTS
     from rmmc.packaging import SUFFIXES
 
     return {
         "targets": [{"name": t, "label": TARGET_LABELS.get(t, t),
                      "package": (f"{PACKAGE_LABELS.get(t, 'packaged rule')} ({SUFFIXES[t]})"
                                  if t in SUFFIXES and t != "sigma" else None),
-                     "environment_default": FIELD_PROFILE_TARGETS.get(t)}
+                     "environment_default": DEFAULTS.get(t)}
                     for t in targets()],
         "environments": environments(),
         "limits": {"text_chars": MAX_TEXT_CHARS},
@@ -116,7 +122,8 @@ def translate(request: dict[str, Any]) -> dict[str, Any]:
                             apply_exclusions=request.get("apply_exclusions", False),
                             package=request.get("package", False),
                             allow_lossy=request.get("allow_lossy", False),
-                            **environment_options(request.get("environment")))
+                            allow_unknown_fields=request.get("allow_unknown_fields", False),
+                            **environment_options(request.get("environment"), target))
     names = output_names(result.rules)
     where = Positions(text)
     rules = []
@@ -158,6 +165,12 @@ def verify(request: dict[str, Any]) -> dict[str, Any]:
 
     options = EmitOptions(loose=request.get("loose", False),
                           apply_exclusions=request.get("apply_exclusions", False))
+    env = None
+    if request.get("environment"):
+        from rmmc.environments import load_environment
+
+        environment_options(request["environment"])  # a built-in, or a RequestError
+        env = load_environment(request["environment"])
     rules = []
     where = Positions(request["text"])
     for document, compiled, diagnostics in _compiled(request["text"]):
@@ -166,7 +179,7 @@ def verify(request: dict[str, Any]) -> dict[str, Any]:
         if compiled is None or compiled.rule is None:
             entry["error"] = next((d.message for d in diagnostics if d.is_error), "not compiled")
         else:
-            count, verdicts = verify_rule(compiled.rule, targets(), options, VERIFY_SAMPLE)
+            count, verdicts = verify_rule(compiled.rule, targets(), options, VERIFY_SAMPLE, env)
             entry["events"] = count
             entry["targets"] = [{"target": v.target, "status": v.status, "engine": v.engine,
                                  "detail": v.detail, "counterexample": v.counterexample,

@@ -36,7 +36,8 @@ Reader = Callable[[str, str, LineIndex], FileResult]
 
 def iter_rule_files(paths: Iterable[str]) -> Iterator[str]:
     """Each path as given, directories expanded recursively (sorted) into the rule files
-    they hold; hidden entries, `node_modules` and virtualenvs are skipped.  `-` (stdin) and
+    they hold; hidden entries, `node_modules`, virtualenvs and the environment file at the
+    root of a rules tree (`rmmc.yml`, see `rmmc.environments`) are skipped.  `-` (stdin) and
     paths that do not exist are passed through, so the reader can report on them."""
     seen: set[str] = set()
     for given in paths:
@@ -56,6 +57,8 @@ def _walk(root: str) -> Iterator[str]:
         dirnames[:] = sorted(d for d in dirnames
                              if not d.startswith(".") and d not in SKIP_DIRS)
         for name in sorted(filenames):
+            if name == "rmmc.yml" and directory == root:
+                continue  # the rules tree's environment, not a rule
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in RULE_EXTENSIONS:
                 yield os.path.join(directory, name)
 

@@ -180,6 +180,7 @@ class _StreamReader:
             level=level if level in _LEVELS else None,
             status=str(meta["status"]) if meta.get("status") else None,
             date=str(meta["date"]) if meta.get("date") else None,
+            modified=str(meta["modified"]) if meta.get("modified") else None,
             false_positives=tuple(str(f) for f in _as_list(meta.get("falsepositives")) if f is not None),
             source_path=self.path, source_span=root.span)
 
@@ -393,7 +394,11 @@ class _Detection:
             if m not in KNOWN_MODIFIERS:
                 self.found.append(error(f"unknown modifier {m!r} on {field}", key_span, "sigma-modifier"))
                 return None
-        column, column_type = _column(field, self.table, self.found, key_span)
+        reading = _readers(self.table).get(field)
+        if reading is not None:  # a field the table holds in another convention
+            column, column_type = field, "string"
+        else:
+            column, column_type = _column(field, self.table, self.found, key_span)
         raws = node.value if node.is_list else [node]
         if node.is_map:
             self.found.append(error(f"{key}: a value must be a scalar or a list", node.span, "sigma-structure"))
@@ -422,7 +427,32 @@ class _Detection:
         if not per_value:
             return ir.Const(link_all)
         condition = _link(per_value, link_all)
+        if reading is not None:
+            condition = _read_values(condition, reading, self.found)
         return ir.Not(condition) if "neq" in modifiers else condition
+
+
+def _readers(table: Any) -> dict:
+    """Sigma fields the table holds in another convention (hives, DOMAIN\\name, Hashes, EventType):
+    `rmmc.environments.reading`."""
+    if table is None:
+        return {}
+    from rmmc.environments.reading import sigma_readers
+
+    return sigma_readers(table)
+
+
+def _read_values(condition: ir.Condition, reading: Any, found: list[Diagnostic]) -> ir.Condition:
+    """Each predicate of one detection item rewritten onto the table's columns."""
+    if isinstance(condition, ir.Predicate):
+        return reading(condition, found)
+    if isinstance(condition, ir.And):
+        return ir.all_of([_read_values(c, reading, found) for c in condition.operands])
+    if isinstance(condition, ir.Or):
+        return ir.any_of([_read_values(c, reading, found) for c in condition.operands])
+    if isinstance(condition, ir.Not):
+        return ir.Not(_read_values(condition.operand, reading, found))
+    return condition
 
 
 def _link(per_value: list[list[ir.Predicate]], link_all: bool) -> ir.Condition:

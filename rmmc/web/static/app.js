@@ -37,7 +37,8 @@ function request() {
   const [target, form] = $("target").value.split("+");
   const body = { text: source.value, target, package: form === "package",
                  loose: $("loose").checked, apply_exclusions: $("apply-exclusions").checked,
-                 allow_lossy: $("allow-lossy").checked };
+                 allow_lossy: $("allow-lossy").checked,
+                 allow_unknown_fields: $("allow-unknown-fields").checked };
   const environment = $("environment").value;
   if (environment && !$("environment").disabled) body.environment = environment;
   return body;
@@ -353,11 +354,12 @@ function updateEnvironments() {
   const kept = picker.value;
   const fallback = target && target.environment_default
     ? `target default (${target.environment_default})` : "the rule's own fields";
+  const serving = options.environments.filter((e) => e.targets.includes(name));
   picker.replaceChildren(el("option", { value: "", text: fallback }),
-    ...options.environments.map((e) => el("option", { value: e.name, text: e.label })));
-  picker.disabled = !(target && target.environment_default);
-  picker.title = picker.disabled ? `${name} always uses the rule's own field names` : "field names of the target environment";
-  if (!picker.disabled) picker.value = kept;
+    ...serving.map((e) => el("option", { value: e.name, text: e.label })));
+  picker.disabled = serving.length === 0;
+  picker.title = "where the rule runs: field names, value conventions, where the data lives";
+  if (serving.some((e) => e.name === kept)) picker.value = kept;
 }
 
 async function start() {
@@ -371,7 +373,7 @@ async function start() {
   source.addEventListener("input", () => { drawLineNumbers(); drawMarks([], source.value); schedule(); });
   source.addEventListener("scroll", syncScroll);
   $("target").addEventListener("change", () => { updateEnvironments(); translate(); });
-  for (const id of ["environment", "loose", "apply-exclusions", "allow-lossy"]) $(id).addEventListener("change", translate);
+  for (const id of ["environment", "loose", "apply-exclusions", "allow-lossy", "allow-unknown-fields"]) $(id).addEventListener("change", translate);
   $("copy").addEventListener("click", copy);
   $("run-explain").addEventListener("click", explain);
   $("run-verify").addEventListener("click", verify);

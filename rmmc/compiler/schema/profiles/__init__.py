@@ -36,7 +36,7 @@ from typing import Mapping
 
 from rmmc.resources import package_text
 
-__all__ = ["PROFILES", "Profile", "field_for_sigma", "load_profile", "rule_field"]
+__all__ = ["PROFILES", "Profile", "field_for_sigma", "identity", "load_profile", "rule_field"]
 
 PROFILES = ("sigma", "cim", "ecs", "defender")
 TIME_COLUMN = "Timestamp"
@@ -80,6 +80,13 @@ def load_profile(name: str) -> Profile:
     raw = json.loads(package_text(__package__, f"{name}.json"))
     tables = MappingProxyType({t: MappingProxyType(dict(cols)) for t, cols in raw["tables"].items()})
     return Profile(name=name, tables=tables, time_field_name=raw["time_field"])
+
+
+@cache
+def identity(time_field: str) -> Profile:
+    """Every column under its own name and `time_field` for the event time: the naming of a
+    rule an environment has already put into its target's names (`rmmc.environments`)."""
+    return Profile(name="defender", tables=MappingProxyType({}), time_field_name=time_field)
 
 
 @cache

@@ -1,0 +1,108 @@
+"""Environments: where a target's data lives and how it names and writes its fields.
+
+An environment is one YAML file (`rmmc/environments/<name>.yml` for the built-ins, or the
+user's own: `--env FILE`, or `rmmc.yml` at the root of the rules tree), checked with located
+errors when read (`loader`).  `adapt(rule, env)` puts a rule into it below every backend:
+field names, value conventions (`forms`), the source's own tests, the schema check; the
+backend then writes what it is given.  See README.md, "Environments".
+
+    list_environments()            the built-ins: name, target, description
+    load_environment(name_or_path) one, by built-in name or file path (EnvironmentError)
+    find_environment(paths)        the `rmmc.yml` at the root of a rules tree, if any
+    default_environment(target)    the built-in a target uses when none is given
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Iterable
+
+from rmmc.environments.loader import EnvironmentError, read_environment
+from rmmc.environments.model import Environment
+
+__all__ = ["DEFAULTS", "Environment", "EnvironmentError", "EnvironmentInfo", "default_environment",
+           "environment_for", "find_environment", "list_environments", "load_environment"]
+
+BUILTINS = ("defender-xdr", "sentinel", "sigma", "splunk-sysmon", "splunk-cim", "elastic-endpoint",
+            "elastic-winlogbeat")
+DEFAULTS = {"kql": "defender-xdr", "sigma": "sigma", "splunk": "splunk-sysmon",
+            "eql": "elastic-winlogbeat", "esql": "elastic-winlogbeat"}
+"""The environment each target uses when none is given (KQL: Defender XDR, rmmc's default
+since the start; SPL: Sysmon names, as the old default field profile; EQL and ES|QL: Sysmon
+and the Windows channels through Winlogbeat, ECS)."""
+PROJECT_FILE = "rmmc.yml"
+
+
+@dataclass(frozen=True)
+class EnvironmentInfo:
+    name: str
+    target: str
+    description: str
+
+
+def _folder() -> str:
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+def list_environments() -> list[EnvironmentInfo]:
+    """The built-in environments, in a stable order."""
+    return [EnvironmentInfo(e.name, e.target, e.description) for e in map(_builtin, BUILTINS)]
+
+
+@cache
+def _builtin(name: str) -> Environment:
+    from rmmc.resources import package_text
+
+    return read_environment(package_text(__name__, f"{name}.yml"), f"<builtin {name}>", builtin=True)
+
+
+def load_environment(name_or_path: str) -> Environment:
+    """A built-in environment by name, or an environment file by path; `EnvironmentError` with
+    located diagnostics when the file is not a valid environment, or names nothing."""
+    if name_or_path in BUILTINS:
+        return _builtin(name_or_path)
+    if os.path.isfile(name_or_path):
+        try:
+            with open(name_or_path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EnvironmentError([_problem(f"cannot read environment file {name_or_path}: {exc}")]) from None
+        return read_environment(text, name_or_path)
+    raise EnvironmentError([_problem(
+        f"no environment {name_or_path!r}: name a built-in ({', '.join(BUILTINS)}) or a YAML file")])
+
+
+def default_environment(target: str) -> Environment:
+    return _builtin(DEFAULTS[target])
+
+
+def find_environment(paths: Iterable[str]) -> str | None:
+    """The `rmmc.yml` at the root of the rules tree: in a directory given on the command line
+    (the first that has one), or beside a file given; None when there is none."""
+    for path in paths:
+        if path == "-":
+            continue
+        folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        candidate = os.path.join(folder, PROJECT_FILE)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def environment_for(target: str, env: "Environment | str | None") -> Environment:
+    """The environment a translation to `target` uses: `env` (a loaded one, a name or a path)
+    or the target's default; `EnvironmentError` when it does not serve the target."""
+    chosen = default_environment(target) if env is None else (
+        env if isinstance(env, Environment) else load_environment(env))
+    if not chosen.serves(target):
+        raise EnvironmentError([_problem(
+            f"environment {chosen.name} is for {chosen.target}, not {target}")])
+    return chosen
+
+
+def _problem(message: str):
+    from rmmc.compiler.diagnostics import Diagnostic, Severity
+
+    return Diagnostic(Severity.ERROR, message, None, "environment")

@@ -1,0 +1,138 @@
+"""The field sets an environment's names are checked against.
+
+Most come from `data/fields.json`, generated from the platforms' reference data by
+`rmmc.environments.build` (ECS, Elastic's non-ECS fields, the Splunk add-ons' fields, CIM
+data models, Log Analytics tables).  Three depend on the rule's Defender table and come from
+rmmc's Defender schema (`rmmc/compiler/schema/defender_xdr.json`):
+
+* `defender`: the table's Defender XDR columns;
+* `defender:sentinel`: the same plus the columns only Sentinel's copy has (TimeGenerated ...);
+* `sigma`: the Sigma fields pySigma's `microsoft_xdr` pipeline takes for the table (the
+  taxonomy fields that map onto it, and its Defender columns, which the pipeline passes on);
+* `log_analytics`: the rule's table as Log Analytics holds it (`data/log_analytics.json`).
+
+A set may hold a name that stands for everything under it (`winlog`, typed `object`), and an
+environment may `declare` more names or `prefix.*` patterns.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Iterable, Mapping
+
+from rmmc.resources import package_text
+
+TABLE_SETS = ("defender", "defender:sentinel", "sigma", "log_analytics")
+
+
+@cache
+def _data() -> dict:
+    return json.loads(package_text("rmmc.environments", "data/fields.json"))
+
+
+@cache
+def _log_analytics() -> dict:
+    return json.loads(package_text("rmmc.environments", "data/log_analytics.json"))["tables"]
+
+
+@cache
+def set_names() -> frozenset[str]:
+    """Every field set an environment may name but the Log Analytics tables (`is_set`)."""
+    return frozenset(_data()["sets"]) | frozenset(TABLE_SETS)
+
+
+def is_set(name: str) -> bool:
+    """Whether an environment may name this field set (a Log Analytics table's only when one
+    is named: their file is large)."""
+    if name.startswith("log_analytics:"):
+        return name.split(":", 1)[1] in _log_analytics()
+    return name in set_names()
+
+
+def splunk_source(name: str) -> Mapping[str, str] | None:
+    """The Splunk data source's `name`, `source` and `sourcetype` (`sysmon_eventid_1`)."""
+    return _data()["splunk_sources"].get(name)
+
+
+def field_set(name: str, table: str | None = None) -> Mapping[str, str]:
+    """The fields of one set, name -> type (a table set needs the rule's table)."""
+    if name.startswith("log_analytics:"):
+        return _log_analytics().get(name.split(":", 1)[1], {})
+    if name == "log_analytics":
+        return _log_analytics().get(table, {}) if table else {}
+    if name not in TABLE_SETS:
+        return _data()["sets"].get(name, {})
+    from rmmc.compiler.schema import load_schema
+
+    schema = load_schema().table(table) if table else None
+    if schema is None:
+        return {}
+    if name == "defender":
+        return dict(schema.columns)
+    if name == "defender:sentinel":
+        return {**schema.columns, **schema.sentinel_columns}
+    return {**{f: "string" for f in schema.from_sigma}, **{f: "string" for f in schema.to_sigma.values()},
+            **{c: t for c, t in schema.columns.items() if c not in schema.pysigma_rejects}}
+
+
+@dataclass(frozen=True)
+class FieldSchema:
+    """The names one source may write: its sets, its declared names and patterns, and, for
+    members of a dynamic column (`EventData.Image`), the member sets."""
+
+    names: frozenset[str]
+    objects: tuple[str, ...]       # a name standing for every field under it (`winlog`)
+    patterns: tuple[str, ...]      # declared `prefix.*`
+    members: frozenset[str]
+    dynamic: tuple[str, ...]
+    checked: bool                  # False: the source names no set (nothing to check against)
+
+    def knows(self, name: str) -> bool:
+        if not self.checked or name in self.names:
+            return True
+        for column in self.dynamic:
+            if name.startswith(column + "."):
+                member = name[len(column) + 1:]
+                return column in self.names and (not self.members or member in self.members)
+        return any(name.startswith(p) for p in self.patterns) or any(
+            name.startswith(o + ".") for o in self.objects)
+
+    def suggest(self, name: str) -> str | None:
+        """A known name close to `name` (case first, then spelling; the last dotted part of
+        ECS-like names counts too), else None."""
+        pool = sorted(self.names | {f"{c}.{m}" for c in self.dynamic for m in self.members})
+        lowered = {n.lower(): n for n in pool}
+        if name.lower() in lowered and lowered[name.lower()] != name:
+            return lowered[name.lower()]
+        close = difflib.get_close_matches(name, pool, n=1, cutoff=0.75)
+        if close:
+            return close[0]
+        squashed = {n.lower().replace("_", "").replace(".", ""): n for n in pool}
+        key = name.lower().replace("_", "").replace(".", "")
+        close = difflib.get_close_matches(key, list(squashed), n=1, cutoff=0.8)
+        return squashed[close[0]] if close else None
+
+
+def schema_for(sets: Iterable[str], declare: Iterable[str], members: Iterable[str],
+               dynamic: Iterable[str], table: str | None) -> FieldSchema:
+    """The names one source may write (built once per source and table)."""
+    return _schema_for(tuple(sets), tuple(declare), tuple(members), tuple(dynamic), table)
+
+
+@cache
+def _schema_for(sets: tuple[str, ...], declare: tuple[str, ...], members: tuple[str, ...],
+                dynamic: tuple[str, ...], table: str | None) -> FieldSchema:
+    names: dict[str, str] = {}
+    for name in sets:
+        names.update(field_set(name, table))
+    objects = tuple(n for n, kind in names.items() if kind == "object")
+    patterns = tuple(d[:-1] for d in declare if d.endswith("*"))
+    names.update({d: "declared" for d in declare if not d.endswith("*")})
+    member_names: set[str] = set()
+    for name in members:
+        member_names.update(field_set(name, table))
+    return FieldSchema(frozenset(names), objects, patterns, frozenset(member_names), tuple(dynamic),
+                       checked=bool(sets))
