@@ -59,7 +59,7 @@ class RuleTranslation:
 def translate_document(document: RuleDocument, to: str, options: EmitOptions = EmitOptions(),
                        schema: Any = "default", fields: str | None = None,
                        package: bool = False, env: Any = None,
-                       allow_unknown_fields: bool = False) -> RuleTranslation:
+                       allow_unknown_fields: bool = False, schedule: Any = None) -> RuleTranslation:
     """One rule to one target; with `package`, wrapped as a ready-to-import rule (Elastic
     ndjson, Splunk savedsearches.conf stanza, Sentinel analytic-rule YAML).
 
@@ -71,14 +71,16 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
     from rmmc.compiler.pipeline import compile_document
 
     return translate_compiled(compile_document(document, schema), to, options, fields, package,
-                              env, allow_unknown_fields)
+                              env, allow_unknown_fields, schedule)
 
 
 def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
                        fields: str | None = None, package: bool = False, env: Any = None,
-                       allow_unknown_fields: bool = False) -> RuleTranslation:
+                       allow_unknown_fields: bool = False, schedule: Any = None) -> RuleTranslation:
     """`translate_document` for a document compiled already (`rmmc build` compiles each rule
-    once and translates it to every target)."""
+    once and translates it to every target).  With `package`, the query is written over the
+    package's window (`rmmc.packaging.schedule`: `schedule`, a `Schedule` or its text, else
+    the environment's, else 5m + 1m)."""
     from rmmc.backends import emit
 
     document = compiled.document
@@ -86,13 +88,18 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     if compiled.rule is None:
         return RuleTranslation(document, to, "", tuple(diagnostics))
     placement = None
+    rule, plan = compiled.rule, None
+    if package and to != "sigma":
+        rule, plan = _planned(rule, to, env if fields is None else None, schedule)
+    emitted = rule
     try:
         if fields is not None and env is None:
-            result = _emit_with_profile(to, compiled.rule, options, fields)
-        elif several_sources(compiled.rule):
-            result = _emit_several(to, compiled.rule, options, fields)
+            result = _emit_with_profile(to, rule, options, fields)
+        elif several_sources(rule):
+            result = _emit_several(to, rule, options, fields)
         else:
-            adapted = _adapt(compiled.rule, to, env, allow_unknown_fields)
+            adapted = _adapt(rule, to, env, allow_unknown_fields)
+            emitted = adapted.rule
             diagnostics.extend(d if d.path else d.with_path(document.path)
                                for d in _relaxed(adapted.diagnostics, options))
             if not adapted.ok:
@@ -120,9 +127,32 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     if package and text:
         from rmmc.packaging import package as wrap
 
-        suffix, text, notes = wrap(compiled.rule, to, text, index=getattr(placement, "index", None))
+        suffix, text, notes = wrap(emitted, to, text, index=getattr(placement, "index", None),
+                                   plan_=plan, table=getattr(placement, "table", None))
         diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
     return RuleTranslation(document, to, text, tuple(diagnostics), companions, suffix)
+
+
+def _planned(rule, to: str, env: Any, schedule: Any):
+    """(the rule over its package window, the package plan): `schedule` (a `Schedule` or its
+    `INTERVAL[+OVERLAP]` text), else the environment's `schedule:`, else the default."""
+    from rmmc.environments.model import parse_schedule
+    from rmmc.packaging import plan, scheduled_rule
+
+    if isinstance(schedule, str):
+        parsed = parse_schedule(schedule)
+        if isinstance(parsed, str):
+            raise ValueError(parsed)
+        schedule = parsed
+    if schedule is None:
+        try:
+            from rmmc.environments import environment_for
+
+            schedule = environment_for(to, env).schedule
+        except Exception:  # a bad environment is reported where it is adapted
+            schedule = None
+    chosen = plan(rule, schedule)
+    return scheduled_rule(rule, chosen), chosen
 
 
 def _adapt(rule, to: str, env: Any, allow_unknown_fields: bool):
@@ -198,7 +228,7 @@ def _emit_with_profile(to: str, rule, options: EmitOptions, fields: str):
 
 def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
                    fields: str | None = None, package: bool = False, env: Any = None,
-                   allow_unknown_fields: bool = False) -> list[RuleTranslation]:
+                   allow_unknown_fields: bool = False, schedule: Any = None) -> list[RuleTranslation]:
     """Every rule of one file (`-` is standard input) translated, in file order.  A file
     that cannot be read gives one failed result holding why; one that simply holds no query
     (a Markdown summary) gives none.  `rmmc translate` runs this once per file, in this
@@ -209,7 +239,7 @@ def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
 
     read = read_path(path)
     results = [translate_document(doc, to, options, fields=fields, package=package, env=env,
-                                  allow_unknown_fields=allow_unknown_fields)
+                                  allow_unknown_fields=allow_unknown_fields, schedule=schedule)
                for doc in read.documents]
     # A Sigma document carries its read rule for compilation; once translated it is dead
     # weight (and would travel back from a worker process).

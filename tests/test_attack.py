@@ -60,7 +60,8 @@ def test_stealth_reaches_elastic_threat_with_its_technique(stealth_rule):
     assert threat["tactic"] == {"id": "TA0005", "name": "Stealth",
                                 "reference": "https://attack.mitre.org/tactics/TA0005/"}
     assert threat["technique"][0]["subtechnique"][0]["id"] == "T1218.011"
-    assert not notes
+    assert threat["technique"][0]["subtechnique"][0]["name"] == "Rundll32"
+    assert [d.message for d in notes if "scheduled every" not in d.message] == []
 
 
 def test_sentinel_takes_v18_names_with_a_note(stealth_rule):
@@ -70,11 +71,17 @@ def test_sentinel_takes_v18_names_with_a_note(stealth_rule):
 
 
 def test_techniques_without_a_tactic_are_a_warning_not_a_refusal(stealth_rule):
-    rule = replace(stealth_rule, metadata=replace(stealth_rule.metadata, tactics=()))
+    """A technique goes under the tactic ATT&CK files it under when the rule names none (a
+    note); one rmmc's ATT&CK data does not know is left out of `threat` (a warning)."""
+    rule = replace(stealth_rule, metadata=replace(stealth_rule.metadata, tactics=(),
+                                                  techniques=("T1218.011", "T1001")))
     _, text, notes = package(rule, "esql", "FROM logs-*")
-    assert json.loads(text)["threat"] == []
-    [warning] = [d for d in notes if "T1218.011" in d.message]
-    assert warning.code == "shape" and "no tactic" in warning.message
+    [threat] = json.loads(text)["threat"]
+    assert threat["tactic"]["id"] == "TA0005"
+    assert [t["id"] for t in threat["technique"]] == ["T1218"]
+    assert any(d.code == "note" and "T1218.011" in d.message and "added" in d.message for d in notes)
+    [warning] = [d for d in notes if "T1001" in d.message]
+    assert warning.code == "shape" and "no name" in warning.message
 
 
 def test_several_tactics_say_where_the_techniques_went(stealth_rule):
@@ -83,8 +90,8 @@ def test_several_tactics_say_where_the_techniques_went(stealth_rule):
     _, text, notes = package(rule, "eql", "process where true")
     threat = json.loads(text)["threat"]
     assert [t["tactic"]["id"] for t in threat] == ["TA0002", "TA0005"]
-    assert "technique" in threat[0] and "technique" not in threat[1]
-    assert any(d.code == "shape" and "listed under Execution" in d.message for d in notes)
+    # ATT&CK files T1218.011 under TA0005, not under the rule's first tactic
+    assert "technique" not in threat[0] and threat[1]["technique"][0]["id"] == "T1218"
 
 
 def test_moved_technique_is_noted():

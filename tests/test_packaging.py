@@ -81,8 +81,8 @@ def test_elastic_package(doc, rule, target):
     assert body["risk_score"] == 47 and body["severity"] == "medium"
     assert body["type"] == target and body["language"] == target
     assert body["query"] == query
-    assert body["from"] == "now-5d"
-    assert body["interval"] == "1h"
+    assert body["from"] == "now-6m"  # the schedule's interval + overlap, not the hunting 5d
+    assert body["interval"] == "5m"
     assert body["enabled"] is False and body["version"] == 1
     assert body["references"] == ["https://github.com/jischell-msft/RemoteManagementMonitoringTools"]
     assert body["false_positives"][0] == "Scheduled System Maintenance via RemotePC"
@@ -117,12 +117,17 @@ def test_elastic_subtechniques_and_unknown_tactics(rule):
     meta = replace(rule.metadata, tactics=("CommandAndControl", "Nonsense"),
                    techniques=("T1219", "T1059.001", "bogus"))
     suffix, text, diagnostics = package(replace(rule, metadata=meta), "eql", "q")
-    [threat] = json.loads(text)["threat"]
-    ids = {t["id"]: t for t in threat["technique"]}
-    assert set(ids) == {"T1219", "T1059"}
-    assert ids["T1059"]["subtechnique"][0]["reference"] == \
-        "https://attack.mitre.org/techniques/T1059/001/"
-    assert len(diagnostics) == 2
+    c2, execution = json.loads(text)["threat"]
+    assert [t["id"] for t in c2["technique"]] == ["T1219"]
+    assert c2["technique"][0]["name"] == "Remote Access Tools"
+    # T1059 is filed under Execution in ATT&CK: that tactic is added for it
+    assert execution["tactic"]["name"] == "Execution"
+    [t1059] = execution["technique"]
+    assert t1059["name"] == "Command and Scripting Interpreter"
+    assert t1059["subtechnique"] == [{"id": "T1059.001", "name": "PowerShell",
+                                      "reference": "https://attack.mitre.org/techniques/T1059/001/"}]
+    messages = [d.message for d in diagnostics]
+    assert sum("Nonsense" in m or "bogus" in m or "added" in m for m in messages) == 3
 
 
 @pytest.mark.parametrize("target", ["eql", "esql"])
@@ -148,9 +153,9 @@ def test_splunk_package(doc, rule):
     assert list(stanzas) == [rule.metadata.title]
     s = stanzas[rule.metadata.title]
     assert s["search"] == query.strip("\n")  # the trailing line break is not kept
-    assert s["dispatch.earliest_time"] == "-5d"
+    assert s["dispatch.earliest_time"] == "-6m"
     assert s["dispatch.latest_time"] == "now"
-    assert s["cron_schedule"] == "0 * * * *"
+    assert s["cron_schedule"] == "*/5 * * * *"
     assert s["enableSched"] == "1"
     assert s["alert.track"] == "1"
     assert s["alert.severity"] == "4"
@@ -170,7 +175,7 @@ def test_splunk_hostile_metadata(rule):
     assert "]" not in name and "[" not in name and "\n" not in name
     assert "\n" not in s["description"] and not s["description"].endswith("\\")
     assert s["search"].rstrip() == query
-    assert s["cron_schedule"] == "0 * * * *"  # nothing swallowed the following settings
+    assert s["cron_schedule"] == "*/5 * * * *"  # nothing swallowed the following settings
     assert diagnostics  # the trailing backslash was noted
     for line in text.splitlines():
         # a line starting with "[" is only ever the stanza header or a continued value
@@ -194,8 +199,8 @@ def test_sentinel_package(doc, rule):
     assert body["severity"] == "Medium"
     assert body["requiredDataConnectors"] == [
         {"connectorId": "MicrosoftThreatProtection", "dataTypes": ["DeviceNetworkEvents"]}]
-    assert body["queryFrequency"] == "1h"
-    assert body["queryPeriod"] == "5d"
+    assert body["queryFrequency"] == "5m"
+    assert body["queryPeriod"] == "6m"
     assert body["triggerOperator"] == "gt" and body["triggerThreshold"] == 0
     assert body["tactics"] == ["CommandAndControl"]
     assert body["relevantTechniques"] == ["T1219"]
