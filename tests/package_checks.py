@@ -180,7 +180,7 @@ def elastic_problems(validator, body: dict) -> list[str]:
     for entry in body.get("threat", []):
         for technique in entry.get("technique", []):
             for item in (technique, *technique.get("subtechnique", [])):
-                if re.fullmatch(r"T\d{4}(\.\d{3})?", item["name"]):
+                if re.fullmatch(r"T\d{4}(\.\d{3})?", str(item.get("name"))):
                     out.append(f"technique {item['id']} named by its id")
             for sub in technique.get("subtechnique", []):
                 if sub["id"].split(".")[0] != technique["id"]:

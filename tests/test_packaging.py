@@ -239,3 +239,146 @@ def test_sigma_unchanged(doc, rule):
 def test_unknown_target(rule):
     with pytest.raises(ValueError):
         package(rule, "nope", "q")
+
+
+# ------------------------------------------------------------------ schedules
+
+
+def _kql_package(text, target="kql", **kwargs):
+    from rmmc.translation import translate_text
+
+    [result] = translate_text(text, target, package=True, allow_unknown_fields=True, **kwargs)
+    assert result.ok, [d.message for d in result.diagnostics]
+    return result
+
+
+_BASE = "DeviceProcessEvents\n| where Timestamp > ago(5d)\n| where FileName =~ 'anydesk.exe'\n"
+
+
+@pytest.mark.parametrize("stages, hunting", [
+    ("", None),
+    ("| summarize Count = count() by DeviceName\n", None),
+    ("| summarize Count = count() by DeviceName\n| where Count > 5\n", "tests aggregated values"),
+    ("| summarize Count = count()\n", "into one row"),
+    ("| top 10 by Timestamp\n", "top rows"),
+    ("| sort by Timestamp\n", None),
+    ("| project DeviceName, FileName\n| take 10\n", None),
+])
+def test_scheduled_unless_the_meaning_needs_the_window(stages, hunting):
+    result = _kql_package(_BASE + stages)
+    body = yaml.safe_load(result.text)
+    notes = [d.message for d in result.diagnostics if "scheduled every" in d.message
+             or "hunting query" in d.message]
+    if hunting is None:
+        assert body["kind"] == "Scheduled" and body["queryPeriod"] == "6m"
+        assert "ago(6m)" in body["query"] and "5d" not in body["query"]
+        assert "not the hunting query's 5d" in notes[0]
+    else:
+        assert "kind" not in body and "queryPeriod" not in body  # the hunting-query form
+        assert "ago(5d)" in body["query"]
+        assert hunting in notes[0] and "over 5d" in notes[0]
+
+
+def test_hunting_packages_per_platform():
+    text = _BASE + "| summarize Count = count() by DeviceName\n| where Count > 5\n"
+    stanza = parse_conf(_kql_package(text, "splunk").text)
+    [s] = stanza.values()
+    assert s["enableSched"] == "0" and "alert.track" not in s and "cron_schedule" not in s
+    assert s["dispatch.earliest_time"] == "-5d"
+    body = json.loads(_kql_package(text, "esql").text)
+    assert body["tags"] == ["Hunting"] and body["from"] == "now-5d" and body["interval"] == "5d"
+
+
+def test_union_branches_get_the_window():
+    text = ("union (DeviceProcessEvents | where Timestamp > ago(3d)), "
+            "(DeviceNetworkEvents | where Timestamp > ago(3d))\n| where DeviceName == 'x'\n")
+    body = yaml.safe_load(_kql_package(text).text)
+    assert body["query"].count("ago(6m)") == 2 and "3d" not in body["query"]
+
+
+def test_environment_schedule(tmp_path):
+    from rmmc.environments import EnvironmentError, load_environment
+
+    base = open("rmmc/environments/defender-xdr.yml", encoding="utf-8").read()
+    good = tmp_path / "hourly.yml"
+    good.write_text(base.replace("name: defender-xdr", "name: hourly\nschedule: {interval: 1h, overlap: 5m}"),
+                    encoding="utf-8")
+    env = load_environment(str(good))
+    assert str(env.schedule) == "1h+5m"
+    body = yaml.safe_load(_kql_package(_BASE, env=str(good)).text)
+    assert (body["queryFrequency"], body["queryPeriod"]) == ("1h", "65m")
+    for bad, message in (("schedule: {interval: 7m}", "cron"), ("schedule: {every: 5m}", "unknown key"),
+                         ("schedule: 2m+1m", "between 5m and 14d"), ("schedule: 14d+1d", "14d")):
+        path = tmp_path / "bad.yml"
+        path.write_text(base.replace("name: defender-xdr", "name: bad\n" + bad), encoding="utf-8")
+        with pytest.raises(EnvironmentError) as caught:
+            load_environment(str(path))
+        found = caught.value.diagnostics
+        assert any(message in d.message and d.span is not None and d.span.line == 2 for d in found), \
+            (bad, [d.message for d in found])
+
+
+def test_schedule_argument_wins_over_the_environment(tmp_path):
+    from rmmc.compiler.documents import read_path as read
+    from rmmc.translation import translate_document
+
+    base = open("rmmc/environments/defender-xdr.yml", encoding="utf-8").read()
+    path = tmp_path / "hourly.yml"
+    path.write_text(base.replace("name: defender-xdr", "name: hourly\nschedule: 1h"), encoding="utf-8")
+    doc = read(RULE_PATH).documents[0]
+    own = yaml.safe_load(translate_document(doc, "kql", package=True, env=str(path)).text)
+    given = yaml.safe_load(translate_document(doc, "kql", package=True, env=str(path), schedule="10m+2m").text)
+    assert (own["queryFrequency"], own["queryPeriod"]) == ("1h", "61m")
+    assert (given["queryFrequency"], given["queryPeriod"]) == ("10m", "12m")
+
+
+# ------------------------------------------------------------------ the checks can fail
+
+
+def test_the_platform_checks_catch_broken_packages(doc, rule):
+    """Each check of tests/package_checks.py rejects a package broken in the way it checks."""
+    import copy
+
+    from package_checks import parse_conf_strict, sentinel_problems
+
+    body = yaml.safe_load(package(rule, "kql", _query(doc, "kql"))[1])
+    assert sentinel_problems(body) == []
+    for change, expected in (
+            (lambda b: b.update(queryPeriod="4m"), "queryPeriod 4m outside"),
+            (lambda b: b.update(queryFrequency="10m", queryPeriod="6m"), "queryPeriod < queryFrequency"),
+            (lambda b: b.update(tactics=[]), "no tactic of technique T1219"),
+            (lambda b: b.update(tactics=["Execution"]), "no tactic of technique T1219"),
+            (lambda b: b["entityMappings"][0]["fieldMappings"][0].update(identifier="Name"), "identifier 'Name'"),
+            (lambda b: b["entityMappings"][0]["fieldMappings"][0].update(identifier="DnsDomain"),
+             "none of the required"),
+            (lambda b: b["entityMappings"].extend(b["entityMappings"] * 3), "entity mappings (1..5)"),
+            (lambda b: b["eventGroupingSettings"].update(aggregationKind="Each"), "aggregationKind")):
+        broken = copy.deepcopy(body)
+        change(broken)
+        assert any(expected in p for p in sentinel_problems(broken)), expected
+    with pytest.raises(AssertionError):
+        parse_conf_strict("[a]\nsearch = x\nsearch = y\n")
+    with pytest.raises(AssertionError):
+        parse_conf_strict("[a]\nsearch = x\n| where y\n")
+    with pytest.raises(AssertionError):
+        parse_conf_strict("search = x\n")
+
+
+def test_the_elastic_check_catches_broken_packages(doc, rule, shared_dir):
+    from package_checks import elastic_problems, elastic_validator
+
+    reference = shared_dir / "reference"
+    if not (reference / "elastic" / "api_schemas").is_dir():
+        pytest.skip("shared/reference/elastic not present")
+    validator = elastic_validator(reference, "eql")
+    body = json.loads(package(rule, "eql", _query(doc, "eql"))[1])
+    assert elastic_problems(validator, body) == []
+    for change, expected in (
+            (lambda b: b.pop("author"), "'author' is a required property"),
+            (lambda b: b.update(interval="5 minutes"), "interval"),
+            (lambda b: b["alert_suppression"]["group_by"].extend(["a", "b"]), "too long"),
+            (lambda b: b["threat"][0]["technique"][0].update(name="T1219"), "named by its id"),
+            (lambda b: b["threat"][0]["technique"][0].pop("name"), "'name' is a required property")):
+        broken = json.loads(json.dumps(body))
+        change(broken)
+        assert any(expected in p for p in elastic_problems(validator, broken)), expected
