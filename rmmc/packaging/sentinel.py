@@ -37,6 +37,9 @@ ENTITIES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
                  ("AccountSid", "Sid"), ("AccountDomain", "NTDomain"))),
     ("Process", (("ProcessCommandLine", "CommandLine"), ("ProcessId", "ProcessId"))),
     ("File", (("FileName", "Name"), ("FolderPath", "Directory"))),
+    ("FileHash", (("SHA256", "Value"),)),
+    ("FileHash", (("SHA1", "Value"),)),
+    ("FileHash", (("MD5", "Value"),)),
     ("IP", (("RemoteIP", "Address"),)),
     ("URL", (("RemoteUrl", "Url"),)),
     ("IP", (("LocalIP", "Address"),)),
@@ -45,7 +48,8 @@ ENTITIES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 REQUIRED = {"Host": {"FullName", "HostName", "NetBiosName", "AzureID", "OMSAgentID"},
             "Account": {"FullName", "Sid", "Name", "AadUserId", "PUID", "ObjectGuid"},
             "Process": {"CommandLine", "ProcessId"}, "File": {"Name"}, "IP": {"Address"},
-            "URL": {"Url"}}
+            "URL": {"Url"}, "FileHash": {"Value"}}
+HASH_ALGORITHM = "FileHashAlgorithm"  # the column added for a FileHash entity's algorithm
 
 
 def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic],
@@ -56,14 +60,14 @@ def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic],
     if level == "critical":
         diagnostics.append(note("kql", "Sentinel has no critical severity: High"))
     tactics, techniques = attack(rule, diagnostics)
-    connector = "MicrosoftThreatProtection" if rule.source.table else _CONNECTORS.get(table or "")
+    tables = _tables(rule) or ([table] if table else [])
     table = rule.source.table or table
     body: dict = {
         "id": common.rule_uuid(rule),
         "name": common.title(rule),
         "description": common.description(rule),
         "severity": _SEVERITY[level],
-        "requiredDataConnectors": [{"connectorId": connector, "dataTypes": [table]}] if connector else [],
+        "requiredDataConnectors": _connectors(tables, defender=bool(_tables(rule))),
     }
     if not plan.hunting:
         period = plan.window
@@ -81,6 +85,12 @@ def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic],
     body["relevantTechniques"] = techniques
     body["query"] = query.replace("\r\n", "\n").strip("\n") + "\n"
     mappings = entity_mappings(output_columns(rule, table), diagnostics)
+    algorithm = next((f["columnName"] for m in mappings if m["entityType"] == "FileHash"
+                      for f in m["fieldMappings"] if f["identifier"] == "Value"), None)
+    if algorithm:  # Sentinel reads a hash's algorithm from a column: one is added
+        body["query"] = body["query"].rstrip("\n") + f"\n| extend {HASH_ALGORITHM} = '{algorithm}'\n"
+        diagnostics.append(note("kql", f"a column {HASH_ALGORITHM} = '{algorithm}' is added to the output "
+                                       f"for the FileHash entity (Sentinel reads the algorithm from a column)"))
     if mappings:
         body["entityMappings"] = mappings
     if not plan.hunting:
@@ -90,6 +100,26 @@ def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic],
         body["kind"] = "Scheduled"
     diagnostics.append(note("kql", plan.describe()))
     return dump_all([body], literal_blocks=True)
+
+
+def _tables(rule: Rule) -> list[str]:
+    """The Defender / Log Analytics tables a rule reads (its union's branches, its joins')."""
+    from rmmc.compiler.ir import sub_rules
+
+    out: list[str] = []
+    pending = [rule]
+    while pending:
+        current = pending.pop(0)
+        if current.source.table and current.source.table not in out:
+            out.append(current.source.table)
+        pending.extend(sub_rules(current))
+    return out
+
+
+def _connectors(tables: list[str], defender: bool) -> list[dict]:
+    if defender:
+        return [{"connectorId": "MicrosoftThreatProtection", "dataTypes": tables}] if tables else []
+    return [{"connectorId": _CONNECTORS[t], "dataTypes": [t]} for t in tables if t in _CONNECTORS]
 
 
 def _whole_minutes(delta: timedelta) -> timedelta:
@@ -110,6 +140,10 @@ def entity_mappings(columns, diagnostics: list[Diagnostic]) -> list[dict]:
                 used.add(identifier)
         if not used & REQUIRED[entity]:
             continue
+        if entity == "FileHash":
+            if any(m["entityType"] == "FileHash" for m in out):
+                continue  # one hash (the strongest the output has)
+            fields.insert(0, {"identifier": "Algorithm", "columnName": HASH_ALGORITHM})
         if len(out) == _MAX_ENTITIES:
             skipped.append(f"{entity} ({', '.join(f['columnName'] for f in fields)})")
             continue
