@@ -382,3 +382,19 @@ def test_the_elastic_check_catches_broken_packages(doc, rule, shared_dir):
         broken = json.loads(json.dumps(body))
         change(broken)
         assert any(expected in p for p in elastic_problems(validator, broken)), expected
+
+
+def test_build_schedule(tmp_path):
+    """`rmmc build --schedule` packages every rule on that schedule and records it."""
+    import shutil
+
+    from rmmc.content.build import build
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(RULE_PATH, rules)
+    result = build(str(rules), str(tmp_path / "dist"), ["sentinel"], schedule="1h+10m", cache_dir=None, jobs=1)
+    [written] = (tmp_path / "dist" / "sentinel" / "kql").iterdir()
+    body = yaml.safe_load(written.read_text(encoding="utf-8"))
+    assert (body["queryFrequency"], body["queryPeriod"]) == ("1h", "70m")
+    assert result.manifest["environments"][0]["targets"][0]["schedule"] == "1h+10m"
