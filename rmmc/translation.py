@@ -130,6 +130,8 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
         suffix, text, notes = wrap(emitted, to, text, index=getattr(placement, "index", None),
                                    plan_=plan, table=getattr(placement, "table", None))
         diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
+        if any(d.is_error for d in notes):  # a package its platform would not import
+            text = ""
     return RuleTranslation(document, to, text, tuple(diagnostics), companions, suffix)
 
 

@@ -65,7 +65,11 @@ def test_sentinel_packages_pass_the_repository_checks(env, shared, terminal_repo
     from rmmc.packaging.columns import table_columns
 
     counts, problems = {}, []
-    for label, root in _sources(shared):
+    sources = dict(_sources(shared))
+    sigma = shared / "corpus" / "sigma" / "rules" / "windows" if shared is not None else None
+    if sigma is not None and sigma.is_dir():
+        sources["sigmahq-windows"] = sigma
+    for label, root in sources.items():
         packages = _packages(root, "kql", env)
         assert packages, label
         hunting = 0
@@ -80,9 +84,23 @@ def test_sentinel_packages_pass_the_repository_checks(env, shared, terminal_repo
                     if not kql_output_has(body["query"], field["columnName"], table_columns(table)):
                         problems.append(f"{where}: maps {field['columnName']}, not an output column")
         counts[label] = (len(packages), hunting)
+    if "sigmahq-windows" in counts:  # SigmaHQ rules hold no aggregation: all scheduled
+        assert counts["sigmahq-windows"][1] == 0
     terminal_report(f"Sentinel packages ({env}) checked: " + ", ".join(
         f"{label} {n} ({h} hunting)" for label, (n, h) in counts.items()))
     assert not problems, "\n".join(problems[:30])
+
+
+def test_sentinel_refuses_a_query_longer_than_an_analytic_rule_holds():
+    from rmmc.translation import translate_text
+
+    values = ", ".join(f"'tool{i:05}.exe'" for i in range(800))
+    text = f"DeviceProcessEvents\n| where FileName in~ ({values})\n"
+    [plain] = translate_text(text, "kql")
+    [packaged] = translate_text(text, "kql", package=True)
+    assert plain.ok and len(plain.text) > 10000
+    assert not packaged.ok and packaged.text == "" and packaged.verdict == "refused"
+    assert any("at most 10,000" in d.message for d in packaged.diagnostics if d.is_error)
 
 
 def test_sentinel_entity_mappings_follow_the_output(shared):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rmmc.backends.base import lossy, note, shape
+from rmmc.backends.base import lossy, note, shape, unsupported
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.ir import Rule
 from rmmc.packaging import common
@@ -27,6 +27,7 @@ _MINUTES = (("d", 86400), ("h", 3600), ("m", 60))
 _LONGEST_PERIOD = timedelta(days=14)
 _LONGEST_GROUPING = timedelta(days=7)
 _MAX_ENTITIES, _MAX_IDENTIFIERS = 5, 3
+MAX_QUERY = 10000  # characters of query an analytic rule holds (the repository's validation)
 _CONNECTORS = {"SecurityEvent": "SecurityEvents", "WindowsEvent": "WindowsForwardedEvents"}
 
 # (entity type, ((column, identifier), ...)): in order of preference; an entity is mapped when
@@ -91,6 +92,10 @@ def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic],
         body["query"] = body["query"].rstrip("\n") + f"\n| extend {HASH_ALGORITHM} = '{algorithm}'\n"
         diagnostics.append(note("kql", f"a column {HASH_ALGORITHM} = '{algorithm}' is added to the output "
                                        f"for the FileHash entity (Sentinel reads the algorithm from a column)"))
+    if len(body["query"]) > MAX_QUERY:
+        diagnostics.append(unsupported("kql", f"the query is {len(body['query']):,} characters and a Sentinel "
+                                              f"analytic rule holds at most {MAX_QUERY:,}: not packaged (the "
+                                              "query itself can still be written without --package)"))
     if mappings:
         body["entityMappings"] = mappings
     if not plan.hunting:
