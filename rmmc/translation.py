@@ -91,7 +91,7 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     rule, plan = compiled.rule, None
     if package and to != "sigma":
         rule, plan = _planned(rule, to, env if fields is None else None, schedule)
-    emitted = rule
+    emitted, entities = rule, ()
     try:
         if fields is not None and env is None:
             result = _emit_with_profile(to, rule, options, fields)
@@ -100,6 +100,10 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
         else:
             adapted = _adapt(rule, to, env, allow_unknown_fields)
             emitted = adapted.rule
+            if plan is not None and adapted.ok and to in ("splunk", "eql", "esql"):
+                from rmmc.packaging.columns import entity_fields
+
+                entities = entity_fields(rule, adapted.environment)
             diagnostics.extend(d if d.path else d.with_path(document.path)
                                for d in _relaxed(adapted.diagnostics, options))
             if not adapted.ok:
@@ -128,7 +132,8 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
         from rmmc.packaging import package as wrap
 
         suffix, text, notes = wrap(emitted, to, text, index=getattr(placement, "index", None),
-                                   plan_=plan, table=getattr(placement, "table", None))
+                                   plan_=plan, table=getattr(placement, "table", None),
+                                   entities=entities)
         diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
         if any(d.is_error for d in notes):  # a package its platform would not import
             text = ""

@@ -398,3 +398,18 @@ def test_build_schedule(tmp_path):
     body = yaml.safe_load(written.read_text(encoding="utf-8"))
     assert (body["queryFrequency"], body["queryPeriod"]) == ("1h", "70m")
     assert result.manifest["environments"][0]["targets"][0]["schedule"] == "1h+10m"
+
+
+def test_rules_returning_events_are_suppressed_by_host_and_user():
+    """No summarize: Splunk and Elastic suppress by the environment's host and user fields for
+    a run's window (the overlap's events alert once); Sentinel groups by the mapped entities."""
+    text = "DeviceProcessEvents\n| where Timestamp > ago(5d)\n| where FileName =~ 'anydesk.exe'\n"
+    [s] = parse_conf(_kql_package(text, "splunk", env="splunk-sysmon").text).values()
+    assert (s["alert.suppress.fields"], s["alert.suppress.period"]) == ("Computer,User", "6m")
+    for env in ("elastic-endpoint", "elastic-winlogbeat"):
+        body = json.loads(_kql_package(text, "eql", env=env).text)
+        assert body["alert_suppression"]["group_by"] == ["host.name", "user.name"]
+        assert body["alert_suppression"]["duration"] == {"value": 6, "unit": "m"}
+    body = yaml.safe_load(_kql_package(text, "kql").text)
+    assert body["incidentConfiguration"]["groupingConfiguration"]["groupByEntities"] == \
+        ["Host", "Account", "Process", "File", "FileHash"]

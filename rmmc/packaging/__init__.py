@@ -31,11 +31,13 @@ SUFFIXES = {"eql": ".eql.ndjson", "esql": ".esql.ndjson", "splunk": ".conf", "kq
 
 
 def package(rule: Rule, target: str, query_text: str, index: str | None = None,
-            plan_: Plan | None = None, table: str | None = None) -> tuple[str, str, list[Diagnostic]]:
+            plan_: Plan | None = None, table: str | None = None,
+            entities: tuple[str, ...] = ()) -> tuple[str, str, list[Diagnostic]]:
     """The translated `query_text` of `rule` as an importable rule file for `target`; `index`
     is the environment's index pattern (Elastic; default `logs-*`), `table` the table its
     events are in when the rule names none (Sentinel), `plan_` how it runs (default: the plan
-    of `rule` under the default schedule)."""
+    of `rule` under the default schedule), `entities` the fields holding its host and user
+    (`columns.entity_fields`: Splunk and Elastic suppress a rule returning events by them)."""
     target = target.lower()
     if target == "sigma":
         return SUFFIXES["sigma"], query_text, []
@@ -44,11 +46,11 @@ def package(rule: Rule, target: str, query_text: str, index: str | None = None,
     if target in ("eql", "esql"):
         from rmmc.packaging import elastic
 
-        text = elastic.package(rule, target, query_text, chosen, diagnostics, index)
+        text = elastic.package(rule, target, query_text, chosen, diagnostics, index, entities)
     elif target == "splunk":
         from rmmc.packaging import splunk
 
-        text = splunk.package(rule, query_text, chosen, diagnostics)
+        text = splunk.package(rule, query_text, chosen, diagnostics, entities)
     elif target == "kql":
         from rmmc.packaging import sentinel
 

@@ -95,3 +95,40 @@ def group_keys(rule: ir.Rule) -> tuple[str, ...]:
         elif keys and isinstance(stage, ir.ProjectAway):
             keys = tuple(k for k in keys if not any(fnmatch.fnmatchcase(k, p) for p in stage.patterns))
     return keys
+
+
+# The host and user columns a rule that returns events is suppressed by (Defender names, then
+# Sigma's for a rule read from Sigma), each the first its table has.
+ENTITY_COLUMNS = (("DeviceName",), ("AccountName", "InitiatingProcessAccountName"))
+SIGMA_ENTITY_COLUMNS = (("Computer",), ("User",))
+
+
+def entity_fields(rule: ir.Rule, env) -> tuple[str, ...]:
+    """The fields that hold the rule's host and user in environment `env`, found by adapting
+    a projection of those columns (`rmmc.environments.adapt`, the one place names are made):
+    what a rule returning events is suppressed by.  A column the environment lacks, or writes
+    from several fields, is left out."""
+    from dataclasses import replace
+
+    from rmmc.environments.adapt import adapt
+
+    if rule.union is not None:
+        return ()
+    table = rule.source.table
+    have = set(table_columns(table)) if table else None
+    out: list[str] = []
+    for choices in (ENTITY_COLUMNS if table else SIGMA_ENTITY_COLUMNS):
+        column = next((c for c in choices if have is None or c in have), None)
+        if column is None:
+            continue
+        probe = replace(rule, stages=(ir.Project(((column, ir.Field(column)),)),))
+        try:
+            adapted = adapt(probe, env)
+        except Exception:  # no name is better than a wrong one
+            continue
+        if not adapted.ok or not adapted.rule.stages:
+            continue
+        fields = {f.name for f in ir.expr_fields(adapted.rule.stages[-1].columns[0][1])}
+        if len(fields) == 1 and next(iter(fields)) not in out:
+            out.append(next(iter(fields)))
+    return tuple(out)

@@ -25,7 +25,7 @@ _SUPPRESS_KEYS = 3  # Kibana's alert_suppression.group_by takes at most three fi
 
 
 def package(rule: Rule, target: str, query: str, plan: Plan, diagnostics: list[Diagnostic],
-            index: str | None = None) -> str:
+            index: str | None = None, entities: tuple[str, ...] = ()) -> str:
     level = common.level(rule, target, diagnostics)
     if level == "informational":
         diagnostics.append(note(target, "Elastic has no informational severity: low"))
@@ -45,7 +45,7 @@ def package(rule: Rule, target: str, query: str, plan: Plan, diagnostics: list[D
     }
     if target == "eql":
         body["index"] = (index or "logs-*").split(",")
-    suppression = _suppression(rule, target, plan, diagnostics)
+    suppression = _suppression(rule, target, plan, diagnostics, entities)
     if suppression:
         body["alert_suppression"] = suppression
     body["threat"] = threat(rule, target, diagnostics)
@@ -68,18 +68,23 @@ def _note(plan: Plan) -> str:
     return text
 
 
-def _suppression(rule: Rule, target: str, plan: Plan, diagnostics: list[Diagnostic]) -> dict | None:
+def _suppression(rule: Rule, target: str, plan: Plan, diagnostics: list[Diagnostic],
+                 entities: tuple[str, ...] = ()) -> dict | None:
     """Alerts of one group (the rule's summarize keys) are suppressed for the hunting lookback
     (at least a run's window): a group alerts once per window it is seen in, as the hunting
-    query reports it once."""
+    query reports it once.  A rule returning events is suppressed by its host and user fields
+    (`entities`) for a run's window: the overlap's events and a burst on one host alert once."""
     keys = group_keys(rule)
+    period = max(plan.lookback or timedelta(0), plan.window)
+    if not keys:
+        keys, period = entities, plan.window
     if not keys:
         return None
     if len(keys) > _SUPPRESS_KEYS:
         diagnostics.append(shape(target, f"Elastic suppresses alerts by at most {_SUPPRESS_KEYS} fields: "
                                          f"by {', '.join(keys[:_SUPPRESS_KEYS])} (not {', '.join(keys[_SUPPRESS_KEYS:])})"))
         keys = keys[:_SUPPRESS_KEYS]
-    seconds = int(max(plan.lookback or timedelta(0), plan.window).total_seconds())
+    seconds = int(period.total_seconds())
     value, unit = next((seconds // size, unit) for unit, size in (("h", 3600), ("m", 60), ("s", 1))
                        if seconds % size == 0)
     return {"group_by": list(keys), "duration": {"value": value, "unit": unit},

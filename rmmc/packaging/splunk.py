@@ -41,7 +41,8 @@ def conf_multiline(value: str, diagnostics: list[Diagnostic]) -> str:
     return "\\\n".join(lines)
 
 
-def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic]) -> str:
+def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic],
+            entities: tuple[str, ...] = ()) -> str:
     level = common.level(rule, "splunk", diagnostics)
     name = conf_line(re.sub(r"[\[\]]", "", common.title(rule))) or f"rmmc rule {common.rule_uuid(rule)}"
     settings = [
@@ -62,9 +63,12 @@ def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic]) -
             ("relation", "greater than"),
             ("quantity", "0"),
         ]
-        keys = group_keys(rule)
+        # by the summarize keys for the hunting lookback; a rule returning events by its host
+        # and user fields for a run's window (the overlap's events alert once)
+        keys, period = group_keys(rule), max(plan.lookback or timedelta(0), plan.window)
+        if not keys:
+            keys, period = entities, plan.window
         if keys:
-            period = max(plan.lookback or timedelta(0), plan.window)
             settings += [
                 ("alert.digest_mode", "0"),  # one alert per result: suppression by field needs it
                 ("alert.suppress", "1"),
