@@ -57,6 +57,14 @@ def duration(text: str) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
+def iso_duration(text: str) -> timedelta:
+    """An ISO 8601 duration of days, hours or minutes (`P5D`, `PT5H`, `PT45M`)."""
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?", str(text))
+    assert match and any(match.groups()), f"not an ISO 8601 duration: {text!r}"
+    days, hours, minutes = (int(g or 0) for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes)
+
+
 # ------------------------------------------------------------------ Sentinel
 
 
@@ -75,6 +83,8 @@ def sentinel_problems(body: dict) -> list[str]:
         return out
     if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", body["id"]):
         out.append(f"id {body['id']!r} is not a GUID")
+    if not 1 <= len(body["name"]) <= 256 or not 1 <= len(body["description"]) <= 5000:
+        out.append("name longer than 256 or description longer than 5000 characters")
     if not 1 <= len(body["query"]) <= 10000:
         out.append(f"query length {len(body['query'])} outside 1..10000")
     if body.get("severity") not in ("Informational", "Low", "Medium", "High"):
@@ -137,7 +147,7 @@ def sentinel_problems(body: dict) -> list[str]:
     if incident is not None:
         if incident.get("matchingMethod") not in ("AllEntities", "AnyAlert", "Selected"):
             out.append(f"matchingMethod {incident.get('matchingMethod')!r}")
-        if not timedelta(minutes=5) <= duration(incident["lookbackDuration"]) <= timedelta(days=7):
+        if not timedelta(minutes=5) <= iso_duration(incident["lookbackDuration"]) <= timedelta(days=7):
             out.append(f"grouping lookbackDuration {incident['lookbackDuration']} outside 5m..7d")
         mapped = {m["entityType"] for m in mappings or ()}
         out += [f"groups by unmapped entity {e}" for e in incident.get("groupByEntities", ()) if e not in mapped]

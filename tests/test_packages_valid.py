@@ -112,7 +112,7 @@ def test_sentinel_entity_mappings_follow_the_output(shared):
         {"entityType": "Host", "fieldMappings": [{"identifier": "FullName", "columnName": "DeviceName"}]},
         {"entityType": "Account", "fieldMappings": [{"identifier": "FullName", "columnName": "AccountUpn"}]}]
     grouping = create["incidentConfiguration"]["groupingConfiguration"]
-    assert grouping["groupByEntities"] == ["Host", "Account"]
+    assert grouping["groupByEntities"] == ["Host", "Account"] and grouping["lookbackDuration"] == "P5D"
     assert grouping["groupByCustomDetails"] == ["DeviceId"] and create["customDetails"] == {"DeviceId": "DeviceId"}
     assert create["eventGroupingSettings"] == {"aggregationKind": "AlertPerResult"}
     assert create["queryFrequency"] == "5m" and create["queryPeriod"] == "6m"

@@ -352,7 +352,9 @@ def test_the_platform_checks_catch_broken_packages(doc, rule):
             (lambda b: b["entityMappings"][0]["fieldMappings"][0].update(identifier="DnsDomain"),
              "none of the required"),
             (lambda b: b["entityMappings"].extend(b["entityMappings"] * 3), "entity mappings (1..5)"),
-            (lambda b: b["eventGroupingSettings"].update(aggregationKind="Each"), "aggregationKind")):
+            (lambda b: b["eventGroupingSettings"].update(aggregationKind="Each"), "aggregationKind"),
+            (lambda b: b["incidentConfiguration"]["groupingConfiguration"].update(lookbackDuration="P8D"),
+             "outside 5m..7d")):
         broken = copy.deepcopy(body)
         change(broken)
         assert any(expected in p for p in sentinel_problems(broken)), expected
@@ -413,3 +415,11 @@ def test_rules_returning_events_are_suppressed_by_host_and_user():
     body = yaml.safe_load(_kql_package(text, "kql").text)
     assert body["incidentConfiguration"]["groupingConfiguration"]["groupByEntities"] == \
         ["Host", "Account", "Process", "File", "FileHash"]
+
+
+def test_sentinel_cuts_long_names_and_descriptions(rule):
+    long = replace(rule, metadata=replace(rule.metadata, title="t" * 300, description="d" * 6000))
+    _, text, diagnostics = package(long, "kql", "DeviceProcessEvents")
+    body = yaml.safe_load(text)
+    assert len(body["name"]) == 256 and len(body["description"]) == 5000
+    assert sum("cut" in d.message for d in diagnostics) == 2

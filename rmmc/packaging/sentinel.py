@@ -65,8 +65,8 @@ def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic],
     table = rule.source.table or table
     body: dict = {
         "id": common.rule_uuid(rule),
-        "name": common.title(rule),
-        "description": common.description(rule),
+        "name": _limited(common.title(rule), 256, "name", diagnostics),
+        "description": _limited(common.description(rule), 5000, "description", diagnostics),
         "severity": _SEVERITY[level],
         "requiredDataConnectors": _connectors(tables, defender=bool(_tables(rule))),
     }
@@ -178,7 +178,7 @@ def _grouping(rule: Rule, mappings: list[dict], plan: Plan, diagnostics: list[Di
         period = _LONGEST_GROUPING
     out["eventGroupingSettings"] = {"aggregationKind": "AlertPerResult"}
     grouping: dict = {"enabled": True, "reopenClosedIncident": False,
-                      "lookbackDuration": common.duration(_whole_minutes(period), _MINUTES)}
+                      "lookbackDuration": iso_duration(_whole_minutes(period))}
     if entities or custom:
         grouping.update({"matchingMethod": "Selected", "groupByEntities": entities,
                          "groupByAlertDetails": [], "groupByCustomDetails": list(custom)})
@@ -186,6 +186,22 @@ def _grouping(rule: Rule, mappings: list[dict], plan: Plan, diagnostics: list[Di
         grouping["matchingMethod"] = "AllEntities"
     out["incidentConfiguration"] = {"createIncident": True, "groupingConfiguration": grouping}
     return out
+
+
+def _limited(text: str, most: int, what: str, diagnostics: list[Diagnostic]) -> str:
+    """Sentinel's analytic rules hold a name of at most 256 and a description of at most 5,000
+    characters: a longer one is cut (a note)."""
+    if len(text) <= most:
+        return text
+    diagnostics.append(note("kql", f"the {what} is {len(text):,} characters, Sentinel takes {most:,}: cut"))
+    return text[:most - 1].rstrip() + "…"
+
+
+def iso_duration(delta: timedelta) -> str:
+    """ISO 8601, as Sentinel writes incident grouping's lookback: `P5D`, `PT5H`, `PT90M`."""
+    text = common.duration(delta, _MINUTES)
+    number, unit = text[:-1], text[-1]
+    return f"P{number}D" if unit == "d" else f"PT{number}{unit.upper()}"
 
 
 def _custom_key(key: str) -> bool:
