@@ -121,3 +121,33 @@ def test_sigmahq_stealth_tags_survive(shared_dir):
             assert not any("stealth" in d.message.lower() for d in result.diagnostics)
     assert tagged > 700
     assert kept >= tagged - 30  # the few the Sigma backend refuses for other reasons
+
+
+def test_technique_names_from_a_stix_bundle(tmp_path):
+    """When the reference holds MITRE's STIX bundle, every current technique is named and filed
+    under its tactics (kill-chain phases); revoked and deprecated ones are not."""
+    from rmmc.environments.build import stix_techniques
+
+    def pattern(tid, name, phases, **extra):
+        return {"type": "attack-pattern", "name": name,
+                "external_references": [{"source_name": "mitre-attack", "external_id": tid}],
+                "kill_chain_phases": [{"kill_chain_name": "mitre-attack", "phase_name": p} for p in phases],
+                **extra}
+
+    bundle = tmp_path / "enterprise-attack.json"
+    bundle.write_text(json.dumps({"type": "bundle", "objects": [
+        pattern("T1219", "Remote Access Tools", ["command-and-control"]),
+        pattern("T1053.005", "Scheduled Task", ["execution", "persistence", "privilege-escalation"]),
+        pattern("T1000", "Revoked", ["execution"], revoked=True),
+        pattern("T1001", "Deprecated", ["execution"], x_mitre_deprecated=True),
+        {"type": "x-mitre-tactic", "name": "Execution"}]}))
+    tactics = tmp_path / "tactics.json"
+    tactics.write_text(json.dumps({"tactics": [
+        {"shortname": "execution", "id": "TA0002", "name": "Execution"},
+        {"shortname": "persistence", "id": "TA0003", "name": "Persistence"},
+        {"shortname": "privilege-escalation", "id": "TA0004", "name": "Privilege Escalation"},
+        {"shortname": "command-and-control", "id": "TA0011", "name": "Command and Control"}]}))
+    assert stix_techniques(bundle, tactics) == {
+        "T1219": {"name": "Remote Access Tools", "tactics": ["TA0011"]},
+        "T1053.005": {"name": "Scheduled Task", "tactics": ["TA0002", "TA0003", "TA0004"]}}
+    assert stix_techniques(tmp_path / "absent.json", tactics) == {}

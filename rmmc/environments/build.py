@@ -88,12 +88,13 @@ def build_attack(reference: Path) -> dict:
 
 
 def _techniques(reference: Path) -> dict:
-    """Technique id -> {name, tactics (ids)} as Elastic's own rules map them (`[[rule.threat]]`
-    of reference/elastic/rules): ATT&CK names for the techniques those rules use.  The reference
-    holds no full ATT&CK technique list; a technique not here keeps its id only."""
+    """Technique id -> {name, tactics (ids)}: from MITRE's STIX bundle when the reference holds
+    one (`attack/enterprise-attack.json`: every technique), then as Elastic's own rules map them
+    (`[[rule.threat]]` of reference/elastic/rules).  A technique in neither keeps its id only."""
     import tomllib
 
-    out: dict[str, dict] = {}
+    out: dict[str, dict] = stix_techniques(reference / "attack" / "enterprise-attack.json",
+                                           reference / "attack" / "enterprise_tactics_v19.json")
     for path in sorted((reference / "elastic" / "rules").glob("*.toml")):
         rule = tomllib.loads(path.read_text(encoding="utf-8")).get("rule", {})
         for threat in rule.get("threat", []):
@@ -107,6 +108,27 @@ def _techniques(reference: Path) -> dict:
                         entry["tactics"].append(tactic_id)
     for entry in out.values():
         entry["tactics"].sort()
+    return out
+
+
+def stix_techniques(bundle: Path, tactics: Path) -> dict:
+    """Technique id -> {name, tactics (ids)} of a MITRE ATT&CK STIX 2 bundle (its current
+    `attack-pattern` objects: not revoked, not deprecated); {} when there is no bundle."""
+    if not bundle.is_file():
+        return {}
+    by_shortname = {t["shortname"]: t["id"] for t in json.loads(tactics.read_text())["tactics"]
+                    if not t.get("until")}
+    out: dict[str, dict] = {}
+    for obj in json.loads(bundle.read_text(encoding="utf-8")).get("objects", []):
+        if obj.get("type") != "attack-pattern" or obj.get("revoked") or obj.get("x_mitre_deprecated"):
+            continue
+        tid = next((r.get("external_id") for r in obj.get("external_references", [])
+                    if r.get("source_name") == "mitre-attack"), None)
+        if not tid:
+            continue
+        phases = sorted({by_shortname[p["phase_name"]] for p in obj.get("kill_chain_phases", [])
+                         if p.get("kill_chain_name") == "mitre-attack" and p.get("phase_name") in by_shortname})
+        out[str(tid).upper()] = {"name": obj["name"], "tactics": phases}
     return out
 
 
