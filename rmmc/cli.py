@@ -255,6 +255,8 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
         raise click.UsageError("no rule files found under " + ", ".join(paths))
     if fields and env_option:
         raise click.UsageError("--fields and --env: choose --env (--fields is deprecated)")
+    if schedule is not None and not package:
+        raise click.UsageError("--schedule says how packaged rules run: use it with --package")
     env = None if fields else load_env(env_option, paths, target)
     per_file = run_batch(partial(translate_file, to=target, options=options, fields=fields,
                                  package=package, env=env, allow_unknown_fields=allow_unknown_fields,

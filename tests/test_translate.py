@@ -201,6 +201,8 @@ def test_schedule_option(tmp_path):
     body = yaml.safe_load(result.stdout)
     assert (body["queryFrequency"], body["queryPeriod"]) == ("1h", "70m")
     assert "ago(70m)" in body["query"]
+    result = rmmc_cli("translate", str(REMOTEPC), "--to", "kql", "--schedule", "1h")
+    assert result.returncode == 2 and "--package" in result.stderr
     for bad in ("7m", "1m", "5x", "20d"):
         result = rmmc_cli("translate", str(REMOTEPC), "--to", "kql", "--package", "--schedule", bad)
         assert result.returncode == 2 and "--schedule" in result.stderr, bad
