@@ -423,3 +423,21 @@ def test_sentinel_cuts_long_names_and_descriptions(rule):
     body = yaml.safe_load(text)
     assert len(body["name"]) == 256 and len(body["description"]) == 5000
     assert sum("cut" in d.message for d in diagnostics) == 2
+
+
+@pytest.mark.parametrize("stages, columns", [
+    ("", {"DeviceName", "AccountName", "ProcessCommandLine", "SHA256"}),
+    ("| project DeviceName, Cmd = ProcessCommandLine\n", {"DeviceName", "Cmd"}),
+    ("| summarize arg_max(Timestamp, *) by DeviceId\n", {"DeviceId", "DeviceName", "AccountName"}),
+    ("| summarize arg_max(Timestamp, FileName) by DeviceId\n", {"DeviceId", "FileName"}),
+    ("| project-away Account*\n| project-rename Host = DeviceName\n", {"Host", "FileName"}),
+])
+def test_output_columns(stages, columns):
+    from rmmc.compiler.lower import lower_text
+    from rmmc.packaging.columns import output_columns
+
+    found = set(output_columns(lower_text("DeviceProcessEvents\n" + stages).rule))
+    assert columns <= found
+    assert not {"AccountName", "DeviceName"} & found if "project-away" in stages else True
+    if "project " in stages or "FileName) by" in stages:
+        assert found == columns

@@ -56,9 +56,10 @@ def _through(stages, columns: list[str]) -> list[str]:
             renamed = {old: new for new, old in stage.pairs}
             columns = [renamed.get(c, c) for c in columns]
         elif isinstance(stage, ir.Summarize):
+            before = columns
             columns = list(stage.keys) + [a.name for a in stage.aggregates if a.name]
             if any(a.name is None for a in stage.aggregates):  # arg_max(T, *): the row's columns
-                columns = list(dict.fromkeys(columns + _arg_columns(stage, columns)))
+                columns = list(dict.fromkeys(columns + _arg_columns(stage, before)))
         elif isinstance(stage, ir.Join):
             right = output_columns(stage.right) if stage.right is not None else ()
             if stage.kind in ir.RIGHT_ONLY_JOINS:
@@ -71,11 +72,14 @@ def _through(stages, columns: list[str]) -> list[str]:
 
 
 def _arg_columns(stage: ir.Summarize, before: list[str]) -> list[str]:
+    """The columns `arg_max` / `arg_min` return: those named, every column for `*`."""
     out: list[str] = []
     for aggregate in stage.aggregates:
         if aggregate.name is None:
             for arg in aggregate.args[1:]:
-                if isinstance(arg, ir.Field):
+                if isinstance(arg, ir.Star):
+                    out.extend(before)
+                elif isinstance(arg, ir.Field):
                     out.append(arg.name)
     return out
 
