@@ -38,16 +38,18 @@ def _packages(root: Path, target: str, env: str, schedule=None):
     return out
 
 
-def _sources(shared_dir: Path | None):
-    yield "rules", REPO / "rules"
-    if shared_dir is not None and (shared_dir / "corpus" / "rmm").is_dir():
-        yield "rmm-corpus", shared_dir / "corpus" / "rmm"
+SOURCES = ("rules", "rmm-corpus", "sigmahq-windows")
+_SHARED = {"rmm-corpus": ("corpus", "rmm"), "sigmahq-windows": ("corpus", "sigma", "rules", "windows")}
 
 
-@pytest.fixture(scope="module")
-def shared() -> Path | None:
-    path = REPO.parent / "shared"
-    return path if path.is_dir() else None
+def _root(source: str, request) -> Path:
+    """The rules of a source: the bundled ones, or a shared corpus (skipped when absent)."""
+    if source == "rules":
+        return REPO / "rules"
+    path = request.getfixturevalue("shared_dir").joinpath(*_SHARED[source])
+    if not path.is_dir():
+        pytest.skip(f"shared/{'/'.join(_SHARED[source])} not present")
+    return path
 
 
 def _check_window(target: str, where: str, text: str, window: timedelta = WINDOW) -> list[str]:
@@ -60,34 +62,29 @@ def _check_window(target: str, where: str, text: str, window: timedelta = WINDOW
 # ------------------------------------------------------------------ Sentinel
 
 
+@pytest.mark.corpus
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("env", ENVS["kql"])
-def test_sentinel_packages_pass_the_repository_checks(env, shared, terminal_report):
+def test_sentinel_packages_pass_the_repository_checks(env, source, request, terminal_report):
     from rmmc.packaging.columns import table_columns
 
-    counts, problems = {}, []
-    sources = dict(_sources(shared))
-    sigma = shared / "corpus" / "sigma" / "rules" / "windows" if shared is not None else None
-    if sigma is not None and sigma.is_dir():
-        sources["sigmahq-windows"] = sigma
-    for label, root in sources.items():
-        packages = _packages(root, "kql", env)
-        assert packages, label
-        hunting = 0
-        for where, text in packages:
-            body = yaml.safe_load(text)
-            problems += [f"{where}: {p}" for p in sentinel_problems(body)]
-            problems += _check_window("kql", where, text)
-            hunting += body.get("kind") != "Scheduled"
-            table = (body["requiredDataConnectors"] or [{}])[0].get("dataTypes", [None])[0]
-            for mapping in body.get("entityMappings", ()):
-                for field in mapping["fieldMappings"]:
-                    if not kql_output_has(body["query"], field["columnName"], table_columns(table)):
-                        problems.append(f"{where}: maps {field['columnName']}, not an output column")
-        counts[label] = (len(packages), hunting)
-    if "sigmahq-windows" in counts:  # SigmaHQ rules hold no aggregation: all scheduled
-        assert counts["sigmahq-windows"][1] == 0
-    terminal_report(f"Sentinel packages ({env}) checked: " + ", ".join(
-        f"{label} {n} ({h} hunting)" for label, (n, h) in counts.items()))
+    problems = []
+    packages = _packages(_root(source, request), "kql", env)
+    assert packages
+    hunting = 0
+    for where, text in packages:
+        body = yaml.safe_load(text)
+        problems += [f"{where}: {p}" for p in sentinel_problems(body)]
+        problems += _check_window("kql", where, text)
+        hunting += body.get("kind") != "Scheduled"
+        table = (body["requiredDataConnectors"] or [{}])[0].get("dataTypes", [None])[0]
+        for mapping in body.get("entityMappings", ()):
+            for field in mapping["fieldMappings"]:
+                if not kql_output_has(body["query"], field["columnName"], table_columns(table)):
+                    problems.append(f"{where}: maps {field['columnName']}, not an output column")
+    if source == "sigmahq-windows":  # SigmaHQ rules hold no aggregation: all scheduled
+        assert hunting == 0
+    terminal_report(f"Sentinel packages checked, {source} in {env}: {len(packages)} ({hunting} hunting)")
     assert not problems, "\n".join(problems[:30])
 
 
@@ -103,7 +100,7 @@ def test_sentinel_refuses_a_query_longer_than_an_analytic_rule_holds():
     assert any("at most 10,000" in d.message for d in packaged.diagnostics if d.is_error)
 
 
-def test_sentinel_entity_mappings_follow_the_output(shared):
+def test_sentinel_entity_mappings_follow_the_output():
     """The RMM pack's summarize keeps DeviceName and AccountUpn: Host and Account are mapped
     from them, and the process and file columns the summarize dropped are not mapped."""
     packages = dict(_packages(REPO / "rules" / "rmm" / "AnyDesk", "kql", "sentinel"))
@@ -123,31 +120,28 @@ def test_sentinel_entity_mappings_follow_the_output(shared):
 
 
 @pytest.fixture(scope="module")
-def reference(shared) -> Path:
-    if shared is None or not (shared / "reference" / "elastic" / "api_schemas").is_dir():
+def reference(shared_dir) -> Path:
+    if not (shared_dir / "reference" / "elastic" / "api_schemas").is_dir():
         pytest.skip("shared/reference/elastic/api_schemas not present")
-    return shared / "reference"
+    return shared_dir / "reference"
 
 
+@pytest.mark.corpus
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("env", ENVS["eql"])
 @pytest.mark.parametrize("target", ["eql", "esql"])
-def test_elastic_packages_validate_against_the_api_schemas(target, reference, shared, terminal_report):
+def test_elastic_packages_validate_against_the_api_schemas(target, env, source, reference, request,
+                                                          terminal_report):
     validator = elastic_validator(reference, target)
-    sources = dict(_sources(shared))
-    sigma = shared / "corpus" / "sigma" / "rules" / "windows"
-    if sigma.is_dir():
-        sources["sigmahq-windows"] = sigma
-    counts, problems = {}, []
-    for env in ENVS[target]:
-        for label, root in sources.items():
-            packages = _packages(root, target, env)
-            assert packages, (label, env)
-            for where, text in packages:
-                assert text.endswith("\n") and text.count("\n") == 1, where  # one ndjson line
-                body = json.loads(text)
-                problems += [f"{where} ({env}): {p}" for p in elastic_problems(validator, body)]
-                problems += _check_window(target, where, text)
-            counts[f"{label}/{env}"] = len(packages)
-    terminal_report(f"Elastic {target} packages validated: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    problems = []
+    packages = _packages(_root(source, request), target, env)
+    assert packages
+    for where, text in packages:
+        assert text.endswith("\n") and text.count("\n") == 1, where  # one ndjson line
+        body = json.loads(text)
+        problems += [f"{where}: {p}" for p in elastic_problems(validator, body)]
+        problems += _check_window(target, where, text)
+    terminal_report(f"Elastic {target} packages validated, {source} in {env}: {len(packages)}")
     assert not problems, "\n".join(problems[:30])
 
 
@@ -182,32 +176,28 @@ def test_elastic_threat_names_and_subtechniques(reference):
 # ------------------------------------------------------------------ Splunk
 
 
+@pytest.mark.corpus
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("env", ENVS["splunk"])
-def test_splunk_stanzas_parse(env, shared, terminal_report):
-    counts, problems = {}, []
-    sources = dict(_sources(shared))
-    sigma = shared / "corpus" / "sigma" / "rules" / "windows" if shared is not None else None
-    if sigma is not None and sigma.is_dir():
-        sources["sigmahq-windows"] = sigma
-    for label, root in sources.items():
-        packages = _packages(root, "splunk", env)
-        assert packages, label
-        for where, text in packages:
-            try:
-                stanzas = parse_conf_strict(text)
-            except AssertionError as exc:
-                problems.append(f"{where}: {exc}")
-                continue
-            [settings] = stanzas.values()
-            assert settings["search"].strip() and "\n\n" not in settings["search"], where
-            if settings.get("alert.suppress") == "1":
-                fields = settings["alert.suppress.fields"].split(",")
-                if "| stats " in settings["search"]:  # grouped: by fields the stats keeps
-                    assert all(f and f in settings["search"] for f in fields), where
-                assert settings["alert.digest_mode"] == "0", where
-            problems += _check_window("splunk", where, text)
-        counts[label] = len(packages)
-    terminal_report(f"Splunk stanzas ({env}) parsed: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+def test_splunk_stanzas_parse(env, source, request, terminal_report):
+    problems = []
+    packages = _packages(_root(source, request), "splunk", env)
+    assert packages
+    for where, text in packages:
+        try:
+            stanzas = parse_conf_strict(text)
+        except AssertionError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        [settings] = stanzas.values()
+        assert settings["search"].strip() and "\n\n" not in settings["search"], where
+        if settings.get("alert.suppress") == "1":
+            fields = settings["alert.suppress.fields"].split(",")
+            if "| stats " in settings["search"]:  # grouped: by fields the stats keeps
+                assert all(f and f in settings["search"] for f in fields), where
+            assert settings["alert.digest_mode"] == "0", where
+        problems += _check_window("splunk", where, text)
+    terminal_report(f"Splunk stanzas parsed, {source} in {env}: {len(packages)}")
     assert not problems, "\n".join(problems[:30])
 
 
