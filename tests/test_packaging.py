@@ -441,3 +441,13 @@ def test_output_columns(stages, columns):
     assert not {"AccountName", "DeviceName"} & found if "project-away" in stages else True
     if "project " in stages or "FileName) by" in stages:
         assert found == columns
+
+
+def test_splunk_refuses_a_schedule_cron_cannot_say(rule):
+    from datetime import timedelta
+
+    from rmmc.environments.model import Schedule
+    from rmmc.packaging import plan
+
+    _, _, diagnostics = package(rule, "splunk", "search x", plan_=plan(rule, Schedule(timedelta(minutes=7))))
+    assert any(d.is_error and "cron" in d.message for d in diagnostics)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from rmmc.backends.base import note
+from rmmc.backends.base import note, unsupported
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.ir import Rule
 from rmmc.environments.model import cron
@@ -41,6 +41,15 @@ def conf_multiline(value: str, diagnostics: list[Diagnostic]) -> str:
     return "\\\n".join(lines)
 
 
+def _cron(plan: Plan, diagnostics: list[Diagnostic]) -> str:
+    text = cron(plan.schedule.interval)
+    if text is None:  # a Schedule made without parse_schedule's check
+        diagnostics.append(unsupported("splunk", f"cron cannot run every {plan.schedule.interval}: "
+                                                 "not packaged"))
+        return ""
+    return text
+
+
 def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic],
             entities: tuple[str, ...] = ()) -> str:
     level = common.level(rule, "splunk", diagnostics)
@@ -55,7 +64,7 @@ def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic],
         settings += [("enableSched", "0")]
     else:
         settings += [
-            ("cron_schedule", cron(plan.schedule.interval) or "*/5 * * * *"),
+            ("cron_schedule", _cron(plan, diagnostics)),
             ("enableSched", "1"),
             ("alert.track", "1"),
             ("alert.severity", str(_SEVERITY[level])),
