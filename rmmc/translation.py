@@ -89,8 +89,6 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     try:
         if fields is not None and env is None:
             result = _emit_with_profile(to, compiled.rule, options, fields)
-        elif several_sources(compiled.rule):
-            result = _emit_several(to, compiled.rule, options, fields)
         else:
             adapted = _adapt(compiled.rule, to, env, allow_unknown_fields)
             diagnostics.extend(d if d.path else d.with_path(document.path)
@@ -141,40 +139,18 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
     """Run the backend on a rule an environment has put into its names: every column is written
     as it is (the identity naming), the time column is the environment's, and the backend gets
     where the events are (`EmitOptions.placement`)."""
-    from rmmc.backends import FIELD_PROFILE_TARGETS, backend
+    from rmmc.backends import FIELD_PROFILE_TARGETS, _unhandled, backend
     from rmmc.compiler.schema.profiles import identity
 
+    refused = _unhandled(to, adapted.rule)  # a construct over several sources it does not say
+    if refused is not None:
+        return refused
     options = replace(options, placement=adapted.placement)
     function = backend(to)
     if to in FIELD_PROFILE_TARGETS:
         naming = "defender" if to == "splunk" else identity(adapted.placement.time_field)
         return function(adapted.rule, options, fields=naming)
     return function(adapted.rule, options)
-
-
-def several_sources(rule) -> bool:
-    """Whether the rule reads several sources or multiplies rows (union, join, subquery,
-    mv-expand, parse): environments adapt one source's rule (`rmmc.environments.adapt`)."""
-    from rmmc.compiler.ir import features
-
-    return bool(features(rule))
-
-
-def _emit_several(to: str, rule, options: EmitOptions, fields: str | None):
-    """A rule over several sources, named by the target's default field profile, with a warning
-    that no environment was applied to it (its names may not be the environment's)."""
-    from dataclasses import replace as copy
-
-    from rmmc.backends import emit
-    from rmmc.compiler.ir import features
-
-    result = emit(to, rule, options, fields)
-    used = ", ".join(sorted(features(rule)))
-    warning = Diagnostic(Severity.WARNING, f"{to}: environments adapt rules over one source; this rule "
-                         f"uses {used}, so its fields keep rmmc's default {to} names and no "
-                         "environment's conventions or schema check apply", rule.metadata.source_span,
-                         "environment")
-    return copy(result, diagnostics=(*result.diagnostics, warning))
 
 
 FIELD_ALIASES = {("splunk", "sigma"): "splunk-sysmon", ("splunk", "cim"): "splunk-cim",

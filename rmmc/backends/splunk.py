@@ -79,7 +79,7 @@ from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dolla
 from rmmc.compiler.functions import describe
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.splunk_multi import (branch_column_commands, selector, selector_warning, subquery_commands,
-                                       subsearch_note, union_search)
+                                       subsearch_note, union_search, placed)
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
                               Op, Or, Predicate, Rule, all_of, any_of, features)
@@ -660,7 +660,7 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     pulled: list[InSubquery] = []
     search_terms, where_terms = _terms(emitter, rule, options, found, pulled)
     head = _head([rule.lookback], prefix, found, quiet=sub, placement=options.placement)
-    if select:
+    if select and not getattr(options.placement, "parts", ()):  # else each source's filter selects it
         placed = bool(prefix or getattr(options.placement, "search", None))
         head.insert(1 if placed else 0, selector(rule.source.table)[0])
     commands = ["search " + (" ".join(head + search_terms) if head or search_terms else "*")]
@@ -682,7 +682,8 @@ def _subsearch(rule: Rule, options: EmitOptions, fields: str, prefix: str | None
         raise SplRefusal("a union inside a join or subquery has no SPL form here")
     sub_found: list[Diagnostic] = []
     commands, emitter = _commands(replace(rule, exclusions=()),
-                                  EmitOptions(loose=options.loose, placement=options.placement), fields,
+                                  EmitOptions(loose=options.loose, placement=placed(options.placement, rule.source.table)),
+                                  fields,
                                   prefix, sub_found, select=True, sub=True)
     for d in sub_found:
         if d not in found:
@@ -703,10 +704,10 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     def terms_of(made: Emitter, part: Rule) -> tuple[list[str], list[str]]:
         return _terms(made, with_paths(part)[0], options, found)
 
-    searches, wheres, emitters, selectors = union_search(rule, emitter_for, terms_of)
+    searches, wheres, emitters, selectors = union_search(rule, emitter_for, terms_of, options.placement)
     lookbacks = [part.lookback for _, part in split_union(replace(rule, stages=()))]
     head = _head(lookbacks, prefix, found, placement=options.placement)
-    commands = ["search " + " ".join(head + [" OR ".join(searches)])]
+    commands = ["search " + (" ".join(head + ([" OR ".join(searches)] if searches else [])) or "*")]
     if wheres:
         commands.append("where " + " OR ".join(wheres))
     union = UnionEmitter(None, fields)
@@ -739,7 +740,7 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
         commands, _ = _union(rule, options, fields, prefix, found)
     else:
         commands, _ = _commands(rule, options, fields, prefix, found, select=several)
-    if several:
+    if several and not getattr(options.placement, "parts", ()):
         found.append(selector_warning())
     lines = [commands[0]] + ["| " + c for c in commands[1:]]
     if datamodel is not None:  # the data model's events, fields named <Dataset>.<field>

@@ -14,7 +14,21 @@ rewritten so that a backend only writes what it is given:
   lacks, or a column the environment has no field for, is an error at the rule (with a "did
   you mean"), or, with `allow_unknown_fields`, a warning and the column's own name;
 * `Adapted.placement` says where the events are (Splunk search prefix or data model, Elastic
-  index, KQL table) and the time field.
+  index, KQL table) and the time field;
+* a field the environment lacks costs what the rule reads it for (`reads`): read by the
+  detection, a filter, a key or a threshold, an error as above; read only as a summarize's
+  group key, a lossy warning (written without that key with `--allow-lossy`); read only by the
+  output (a `project` column, `make_set(ReportId)`), a shape warning, and the output column is
+  left out.
+
+Several sources (`ir.sub_rules`: union branches, a join's right side, a subquery) are adapted
+the same way, each by its own source (its names, forms, filter, placement), recursively.  A
+union's detection and filters read each branch's field where the branches name a column
+alike, else they are moved into every branch; a later stage reads a column named alike in
+every branch, else each branch computes it under the rule's own name (`extend C = ...`).
+Join keys, mv-expand and parse columns are renamed.  `Target.parts` gives each sub-rule's
+placement by its table, for the backends that place each source on its own (a Splunk search
+per branch).
 
 `Adapted.target_event(event)` writes a generated event (in the rule's own convention, put into
 the forms' domains first by `normalize`) as the environment would hold it, which is what
@@ -32,6 +46,7 @@ from rmmc.environments.fieldsets import FieldSchema, schema_for
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, form_of, joined_parts,
                                      merge_joined, split_joined)
 from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Placement, SourceMap
+from rmmc.environments.reads import DECISIVE, GROUP, column_roles, output_names, right_outputs
 
 CODE = "environment"
 _CONVERT = {"string": "tostring", "guid": "tostring", "int": "toint", "long": "tolong", "real": "todouble",
@@ -47,6 +62,17 @@ class Target:
     index: str | None = None
     table: str | None = None
     time_field: str | None = None
+    filter: Any = None   # the source's own tests (`EventCode=1`), in the environment's names
+    parts: tuple[tuple[str, "Target"], ...] = ()  # (table as written, placement) per sub-rule source
+
+    def part(self, table: str | None) -> "Target":
+        """The placement of the sub-rule reading `table` (this one when none is recorded)."""
+        return next((t for name, t in self.parts if name == table), self)
+
+    @property
+    def several(self) -> bool:
+        """Whether the rule's sources are placed differently (each needs its own)."""
+        return len({(t.search, t.index, t.table, t.filter) for _, t in self.parts}) > 1
 
 
 @dataclass
@@ -59,6 +85,8 @@ class Adapted:
     forms: dict[str, Form] = field(default_factory=dict)   # column -> its form (renames too)
     unknown: set[str] = field(default_factory=set)          # columns kept under their own name
     names: dict[str, str] = field(default_factory=dict)     # output column -> its name here
+    parts: dict[str, "Adapted"] = field(default_factory=dict)  # table -> its sub-rules, adapted
+    table: str | None = None                                # the table the rule itself reads
 
     @property
     def ok(self) -> bool:
@@ -70,8 +98,17 @@ class Adapted:
 
     # ---------------------------------------------------------------- events (verify)
 
+    def _for(self, event: dict[str, Any]) -> "Adapted":
+        """The adaptation that holds an event of a multi-table event set (tagged `ir.TABLE`)."""
+        table = event.get(ir.TABLE)
+        if table is None or table == self.table or table not in self.parts:
+            return self
+        return self.parts[table]
+
     def normalize(self, event: dict[str, Any]) -> dict[str, Any]:
         """A generated event put into the domain of every form (see `forms`)."""
+        if self._for(event) is not self:
+            return self._for(event).normalize(event)
         out = dict(event)
         for form in self.forms.values():
             form.normalize(out)
@@ -82,9 +119,13 @@ class Adapted:
         values in its conventions, the source's filter fields set."""
         from rmmc.verify.whole import INDEX
 
+        if self._for(event) is not self:
+            return self._for(event).target_event(event)
         out: dict[str, Any] = {}
         if INDEX in event:
             out[INDEX] = event[INDEX]
+        if ir.TABLE in event:
+            out[ir.TABLE] = self.placement.table or event[ir.TABLE]
         for column in TIME_COLUMNS:
             if column in event:
                 out[self.placement.time_field or self.environment.time_field] = event[column]
@@ -104,6 +145,18 @@ class Adapted:
 
 def adapt(rule: ir.Rule, env: Environment, allow_unknown_fields: bool = False) -> Adapted:
     """The rule in `env` (see the module docstring)."""
+    made = _adapter(rule, env, allow_unknown_fields)
+    return made if isinstance(made, Adapted) else made.run()
+
+
+def _adapter(rule: ir.Rule, env: Environment, allow_unknown: bool) -> "_Adapter | Adapted":
+    """The adapter of a (sub-)rule, or a refused `Adapted` when `env` has no source for it."""
+    if rule.union is not None:
+        branches = [_adapter(b, env, allow_unknown) for b in rule.union.branches]
+        refused = [b for b in branches if isinstance(b, Adapted)]
+        if refused:
+            return Adapted(None, env, None, diagnostics=[d for b in refused for d in b.diagnostics])
+        return _UnionAdapter(rule, env, branches, allow_unknown)
     source = env.source_for(rule.source)
     where = rule.metadata.source_span
     if source is None:
@@ -120,7 +173,7 @@ def adapt(rule: ir.Rule, env: Environment, allow_unknown_fields: bool = False) -
         return Adapted(None, env, None, diagnostics=[Diagnostic(Severity.ERROR, message, where, CODE)])
     place = env.place.merged(source.place)
     target = Target(place.search, place.datamodel, place.index, place.table, source.time_field or env.time_field)
-    return _Adapter(rule, env, source, target, allow_unknown_fields).run()
+    return _Adapter(rule, env, source, target, allow_unknown)
 
 
 class _Adapter:
@@ -130,9 +183,15 @@ class _Adapter:
         self.allow_unknown = allow_unknown or env.unknown_fields == "warning"
         self.found: list[Diagnostic] = []
         self.table = rule.source.table
-        self.schema: FieldSchema = schema_for(source.schema, source.declare, source.members,
-                                              source.dynamic, self.table)
+        self.schema: FieldSchema | None = schema_for(source.schema, source.declare, source.members,
+                                                     source.dynamic, self.table) if source else None
         self.columns = _event_columns(rule)
+        self.keep: set[str] = set()                # columns a union reads under the rule's name
+        self.forced: dict[str, set[str]] = {}      # roles a union above reads columns in
+        self.roles: dict[str, set[str]] = {}
+        self.dropped: set[str] = set()             # missing columns only the output reads
+        self.aliases: dict[str, str] = {}          # a join's right columns -> their names here
+        self.parts: list[Adapted] = []
         self.forms: dict[str, Form] = {}
         self.unknown: set[str] = set()
         self.missing: dict[str, str | None] = {}   # column -> why (explicitly absent) / None
@@ -141,7 +200,7 @@ class _Adapter:
         self.names: dict[str, str] = {}
         self.ctx = Context(env.name, self.subject, self.found.append)
         self.profile = None
-        if source.names:
+        if source is not None and source.names:
             from rmmc.compiler.schema.profiles import load_profile
 
             self.profile = load_profile(source.names)
@@ -219,6 +278,10 @@ class _Adapter:
 
     def rename(self, name: str) -> str:
         """An output column's name: a renamed column's takes the environment's name."""
+        if name in self.aliases:
+            return self.aliases[name]
+        if name in self.keep:
+            return name
         form = self.forms.get(name) or (self.form(name) if name in self.columns or name in TIME_COLUMNS
                                         or self._table_has(name) else None)
         if form is not None and type(form) in (Form, Hives) and not self._member(form.field):
@@ -250,18 +313,44 @@ class _Adapter:
             inner = self.condition(c.operand)
             return ir.Const(not inner.value) if isinstance(inner, ir.Const) else ir.Not(inner)
         if isinstance(c, ir.InSubquery):
-            form = self.form(c.field.name)
-            if form is None:
-                return c
-            if type(form) not in (Form, Hives):
-                self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: {c.field.name} in (...) "
-                                             f"against another query: {c.field.name} has no plain field here",
-                                             c.span, CODE))
-                return c
-            return replace(c, field=ir.Field(form.field, c.field.type))
+            return self.subquery(c, set())
         if isinstance(c, ir.Compare):
             return replace(c, left=self.expr(c.left), right=self.expr(c.right))
         return c
+
+    def subquery(self, c: ir.InSubquery, names: set[str]) -> ir.InSubquery:
+        """`x in (T | ...)`: the subquery adapted by its own source, `x` renamed (a plain field)."""
+        rule, column, table = c.rule, c.column, c.table
+        if c.rule is not None:
+            sub = self.child(c.rule, [c.column] if c.column else [])
+            if sub is not None:
+                rule, table = sub.rule, sub.rule.source.table
+                column = sub.names.get(c.column, c.column) if c.column else None
+        subject = c.field
+        if isinstance(subject, ir.Field) and subject.name in names:
+            subject = replace(subject, name=self.rename(subject.name))
+        elif isinstance(subject, ir.Field):
+            form = self.form(subject.name)
+            if form is not None and type(form) in (Form, Hives) and not self._member(form.field):
+                subject = ir.Field(form.field, subject.type)
+            elif form is not None:
+                self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: {subject.name} in (...) "
+                                             f"against another query: {subject.name} has no plain field here",
+                                             c.span, CODE))
+        else:
+            subject = self.produced(subject, names) if names else self.expr(subject)
+        return replace(c, field=subject, rule=rule, column=column, table=table)
+
+    def child(self, rule: ir.Rule, outputs: Iterable[str]) -> "Adapted | None":
+        """A sub-rule (a join's right side, a subquery) adapted by its own source; its
+        diagnostics join this rule's.  None when it is refused."""
+        made = _adapter(rule, self.env, self.allow_unknown)
+        result = made if isinstance(made, Adapted) else made.run(tuple(outputs))
+        self.found.extend(d for d in result.diagnostics if d not in self.found)
+        if result.rule is None:
+            return None
+        self.parts.append(result)
+        return result
 
     def predicate(self, p: ir.Predicate) -> ir.Condition:
         subject = p.field
@@ -324,6 +413,8 @@ class _Adapter:
             return ir.Not(self.produced_condition(c.operand, names))
         if isinstance(c, ir.Compare):
             return replace(c, left=self.produced(c.left, names), right=self.produced(c.right, names))
+        if isinstance(c, ir.InSubquery):
+            return self.subquery(c, names)
         return c
 
     # ---------------------------------------------------------------- stages
@@ -332,6 +423,13 @@ class _Adapter:
         out: list[ir.Stage] = []
         made: set[str] = set()      # names the stages so far produced (they shadow columns)
         events = True               # whether event columns are still readable
+        gone: set[str] = set()      # made columns left out (they read a dropped column)
+
+        def lost(*nodes: Any) -> bool:
+            """Whether an expression reads a column left out of the output."""
+            return any(f.name in gone or (events and f.name not in made and f.name in self.dropped)
+                       for node in nodes for f in ir.expr_fields(node))
+
         for stage in stages:
             def ex(e: Any) -> Any:
                 return self.produced(e, made) if (made or not events) else self.expr(e)
@@ -340,31 +438,85 @@ class _Adapter:
                 cond = self.produced_condition(stage.condition, made) if (made or not events) else \
                     self.condition(stage.condition)
                 out.append(replace(stage, condition=cond))
-            elif isinstance(stage, ir.Extend):
-                out.append(replace(stage, columns=tuple((self.rename(n), ex(e)) for n, e in stage.columns)))
-                made |= {n for n, _ in stage.columns}
-            elif isinstance(stage, ir.Project):
-                out.append(replace(stage, columns=tuple((self.rename(n), ex(e)) for n, e in stage.columns)))
-                made, events = {n for n, _ in stage.columns}, False
+            elif isinstance(stage, (ir.Extend, ir.Project)):
+                kept = [(n, e) for n, e in stage.columns if not lost(e)]
+                gone |= {n for n, e in stage.columns if (n, e) not in kept}
+                out.append(replace(stage, columns=tuple((self.rename(n), ex(e)) for n, e in kept)))
+                if isinstance(stage, ir.Project):
+                    made, events = {n for n, _ in stage.columns}, False
+                else:
+                    made |= {n for n, _ in stage.columns}
             elif isinstance(stage, ir.Summarize):
-                keys = tuple((self.rename(n), ex(e)) for n, e in stage.group_by)
+                group = [(n, e) for n, e in stage.group_by if not lost(e)]
+                aggregates = [a for a in stage.aggregates if not lost(*a.args)]
+                gone |= {n for n, e in stage.group_by if (n, e) not in group}
+                gone |= {n for a in stage.aggregates if a not in aggregates for n in output_names(a)}
+                keys = tuple((self.rename(n), ex(e)) for n, e in group)
                 aggs = tuple(replace(a, name=self.rename(a.name) if a.name else a.name,
-                                     args=tuple(ex(x) for x in a.args)) for a in stage.aggregates)
+                                     args=tuple(ex(x) for x in a.args)) for a in aggregates)
                 out.append(replace(stage, group_by=keys, aggregates=aggs))
                 star = any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args)
                 made = {n for n, _ in stage.group_by} | {a.name for a in stage.aggregates if a.name}
                 made |= {x.name for a in stage.aggregates if not a.name for x in a.args if isinstance(x, ir.Field)}
                 events = star
             elif isinstance(stage, ir.Rename):
-                out.append(replace(stage, pairs=tuple((self.rename(new), self.rename(old)) for new, old in stage.pairs)))
+                pairs = [(new, old) for new, old in stage.pairs if old not in gone and not
+                         (events and old not in made and old in self.dropped)]
+                gone |= {new for new, old in stage.pairs if (new, old) not in pairs}
+                out.append(replace(stage, pairs=tuple((self.rename(new), self.rename(old)) for new, old in pairs)))
                 made |= {new for new, _ in stage.pairs}
             elif isinstance(stage, (ir.ProjectAway, ir.Reorder)):
-                out.append(replace(stage, patterns=tuple(self.rename(p) for p in stage.patterns)))
+                out.append(replace(stage, patterns=tuple(self.rename(p) for p in stage.patterns
+                                                         if p not in gone and p not in self.dropped)))
             elif isinstance(stage, ir.Sort):
                 out.append(replace(stage, keys=tuple(replace(k, expr=ex(k.expr)) for k in stage.keys)))
+            elif isinstance(stage, ir.Join):
+                out.append(self.join(stage, made, events))
+                made |= set(self.aliases)
+            elif isinstance(stage, ir.MvExpand):
+                out.append(replace(stage, columns=tuple((self.rename(n), ex(e), t) for n, e, t in stage.columns)))
+                made |= {n for n, _, _ in stage.columns}
+            elif isinstance(stage, ir.Parse):
+                out.append(replace(stage, source=ex(stage.source)))
+                made |= set(stage.columns)
             else:
                 out.append(stage)
         return tuple(out)
+
+    def join(self, stage: ir.Join, made: set[str], events: bool) -> ir.Join:
+        """A join: its right side adapted by its own source, the keys renamed on both sides, and
+        the right side's columns known by their names here for the stages after it."""
+        right_out = right_outputs(stage.right)
+        right_keys = [r for _, r in stage.keys]
+        sub = self.child(stage.right, [*right_keys, *right_out])
+        if sub is None:
+            return stage
+        keys = []
+        for left, right in stage.keys:
+            keys.append((self.key(left, stage.span), self.key(right, stage.span, sub)))
+        left_now = sorted(made) if not events else []
+        outputs = ir.join_output_names(left_now, right_out, stage.kind, tuple(right_keys), stage.lookup)
+        for column, name in zip(right_out, outputs):
+            if name:
+                self.aliases[name] = sub.names.get(column, column) + name[len(column):]
+        columns = (lambda names, rename: tuple(rename(n) for n in names) if names is not None else None)
+        return replace(stage, right=sub.rule, keys=tuple(keys),
+                       left_columns=columns(stage.left_columns, self.rename),
+                       right_columns=columns(stage.right_columns, lambda n: sub.names.get(n, n)))
+
+    def key(self, name: str, span: Span | None, side: "Adapted | None" = None) -> str:
+        """A join key's name here (on the right side: in the sub-rule's adaptation); a key held
+        in another form than a plain field cannot be matched as written: an error."""
+        if side is None:
+            renamed, form = self.rename(name), self.forms.get(name)
+        else:
+            renamed, form = side.names.get(name, name), side.forms.get(name)
+        if form is not None and renamed == name and type(form) not in (Form, Hives) and form.field != name:
+            side_name = "right side's " if side is not None else ""
+            self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: the join's {side_name}key {name} has no plain "
+                                         f"field here (it is computed from {', '.join(form.fields())})",
+                                         span, CODE))
+        return renamed
 
     # ---------------------------------------------------------------- the rule
 
@@ -377,36 +529,115 @@ class _Adapter:
             out.append(ir.Predicate(subject, ir.Op.EQUALS, values, case_sensitive=numeric))
         return out
 
-    def run(self) -> Adapted:
+    def prepare(self) -> None:
+        """Which columns the rule reads where (`reads`), and which of them this environment lacks
+        and only the output reads (left out): before any is rewritten."""
+        self.roles = column_roles(self.rule)
+        for column, roles in self.forced.items():
+            self.roles.setdefault(column, set()).update(roles)
+        for column in self.columns:
+            self.form(column)
+        self.dropped = {c for c in self.missing if c not in self.unknown and self.roles.get(c)
+                        and DECISIVE not in self.roles[c]}
+
+    def run(self, outputs: tuple[str, ...] = ()) -> Adapted:
+        """The adapted rule; `outputs`: columns an enclosing rule reads from it (a join's keys)."""
         rule = self.rule
+        self.prepare()
         pairs = self._joined_pairs()
         condition = self.condition(merge_joined(rule.condition, pairs))
         stages = self.stages(rule.stages)
         exclusions = tuple(replace(e, condition=self.condition(merge_joined(e.condition, pairs)))
                            if e.condition is not None else e for e in rule.exclusions)
+        for name in outputs:
+            self.rename(name)
         filters = self.filters()
         if filters:
             condition = ir.all_of([*filters, condition])
-        for column, why in self.missing.items():
-            if column in self.unknown:
-                why = f" ({self.missing[column]})" if self.missing.get(column) else ""
-                self.say(f"{column} has no field in {self.where()}{why}: written under its own name",
-                         column)
-                continue
-            reason = f" ({why})" if why else ""
-            suggestion = self.schema.suggest(column)
-            hint = f" (did you mean {suggestion!r}?)" if suggestion and suggestion != column and not why else ""
-            self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: {column} has no field in "
-                                         f"{self.where()}{reason}{hint} "
-                                         "(--allow-unknown-fields writes it under its own name)",
-                                         self.spans.get(column, rule.metadata.source_span), CODE))
+        self.target = replace(self.target, filter=ir.all_of(filters) if filters else None)
+        self.report_missing()
         taxonomy = "sigma" if self.env.target == "sigma" else None
         table = self.target.table or rule.source.table
         adapted = replace(rule, condition=condition, stages=stages, exclusions=exclusions,
                           source=replace(rule.source, table=table, taxonomy=taxonomy))
-        result = Adapted(adapted, self.env, self.source, self.target, self.found, dict(self.forms),
-                         set(self.unknown), dict(self.names))
-        return result
+        return self.result(adapted)
+
+    def result(self, adapted: ir.Rule) -> Adapted:
+        """The `Adapted` of this rule, with its sub-rules' placements and adaptations by table."""
+        parts: dict[str, Adapted] = {}
+        placed: list[tuple[str, Target]] = []
+        for part in self.parts:
+            for table, sub in [(part.table, part), *part.parts.items()]:
+                if table is None:
+                    continue
+                parts[table] = _merged(parts[table], sub) if table in parts else sub
+        for part in self.parts:
+            for entry in [(part.rule.source.table, replace(part.placement, parts=())), *part.placement.parts]:
+                if entry[0] and entry not in placed:
+                    placed.append(entry)
+        if self.table and adapted.source.table:
+            own = (adapted.source.table, replace(self.target, parts=()))
+            placed = [own, *[p for p in placed if p != own]] if placed else []
+        target = replace(self.target, parts=tuple(placed))
+        if self.table in parts:
+            parts[self.table] = _merged(parts[self.table], Adapted(adapted, self.env, self.source, target, [],
+                                                                  dict(self.forms), set(self.unknown)))
+        return Adapted(adapted, self.env, self.source, target, self.found, dict(self.forms),
+                       set(self.unknown), dict(self.names), parts, self.table)
+
+    def report_missing(self) -> None:
+        """Each column this environment has no field for, by what the rule reads it for."""
+        from rmmc.backends.base import lossy, shape
+
+        for column, why in self.missing.items():
+            span = self.spans.get(column, self.rule.metadata.source_span)
+            reason = f" ({why})" if why else ""
+            if column in self.unknown:
+                self.say(f"{column} has no field in {self.where()}{reason}: written under its own name",
+                         column)
+                continue
+            if column in self.dropped:
+                if GROUP in self.roles.get(column, ()):
+                    self.found.append(lossy(self.env.name, f"{column} has no field in {self.where()}{reason}: "
+                                            f"the rule groups by it, and without it the rows group by its "
+                                            "other keys, so other alerts fire (written without that key)",
+                                            span, subject=ir.Field(column)))
+                else:
+                    self.found.append(shape(self.env.name, f"{column} has no field in {self.where()}{reason}: "
+                                            "only the output reads it, so the output leaves it out", span))
+                continue
+            suggestion = self.schema.suggest(column) if self.schema is not None else None
+            hint = f" (did you mean {suggestion!r}?)" if suggestion and suggestion != column and not why else ""
+            self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: {column} has no field in "
+                                         f"{self.where()}{reason}{hint} "
+                                         "(--allow-unknown-fields writes it under its own name)", span, CODE))
+
+    def push(self, condition: ir.Condition) -> None:
+        """AND a condition an enclosing union applies to this rule's rows."""
+        rule = self.rule
+        if rule.stages:
+            rule = replace(rule, stages=(*rule.stages, ir.Filter(condition)))
+        else:
+            rule = replace(rule, condition=ir.all_of([rule.condition, condition]))
+        self.reset(rule)
+
+    def extend_kept(self, column: str, type_: str) -> None:
+        """Output `column` under the rule's own name (an enclosing union reads it so in every
+        branch, which hold it differently)."""
+        self.keep.add(column)
+        self.reset(replace(self.rule, stages=(*self.rule.stages, ir.Extend(((column, ir.Field(column, type_)),)))))
+
+    def reset(self, rule: ir.Rule) -> None:
+        self.rule = rule
+        self.columns = _event_columns(rule)
+        self.spans = _first_spans(rule)
+
+    def output_form(self, column: str) -> Form | None:
+        """How this rule's output holds `column` (for an enclosing union): a column its stages
+        make keeps a plain name, an event column its form."""
+        if column in right_outputs(self.rule):
+            return Form(FieldSpec(column, self.rename(column)))
+        return self.form(column)
 
     def where(self) -> str:
         """What the rule reads, for messages: its table, or its Sigma logsource."""
@@ -423,6 +654,139 @@ class _Adapter:
             if spec is not None and spec.form == "joined" and spec.options.get("part") == "first":
                 pairs[column] = (column, spec.options.get("separator", "\\"), spec.options["with"])
         return pairs
+
+
+class _UnionAdapter(_Adapter):
+    """A union: each branch adapted by its own source; the union's own detection and stages
+    read the columns its branches hold alike (see the module docstring)."""
+
+    def __init__(self, rule: ir.Rule, env: Environment, branches: list[_Adapter], allow_unknown: bool):
+        self.branches = branches
+        self.differs: set[str] = set()
+        super().__init__(rule, env, None, Target(), allow_unknown)  # type: ignore[arg-type]
+
+    def form(self, column: str) -> Form | None:
+        """The form every branch holds the column in, when they agree; else None (`differs`, or
+        missing when no branch has it)."""
+        if column in self.forms:
+            return self.forms[column]
+        if column in self.unknown or column in self.missing or column in self.differs:
+            return None
+        if column == self.rule.union.withsource:
+            return None
+        forms = [b.output_form(column) for b in self.branches]
+        if all(f is None for f in forms):
+            reasons = {b.missing.get(column) for b in self.branches} - {None}
+            self.missing[column] = "; ".join(sorted(reasons)) or None
+            if self.allow_unknown:
+                self.unknown.add(column)
+            return None
+        first = forms[0]
+        if all(f is not None and _same(f, first) for f in forms):
+            self.forms[column] = first
+            return first
+        self.differs.add(column)
+        return None
+
+    def filters(self) -> list[ir.Condition]:
+        return []
+
+    def _joined_pairs(self) -> dict[str, tuple[str, str, str]]:
+        return {}
+
+    def _member(self, name: str) -> bool:
+        return False
+
+    def subject(self, name: str, type_: str) -> Any:
+        return ir.Field(name, type_)
+
+    def where(self) -> str:
+        return "the union's sources"
+
+    def report_missing(self) -> None:
+        """Nothing here: each branch reports the columns it lacks (with this union's roles)."""
+
+    def run(self, outputs: tuple[str, ...] = ()) -> Adapted:
+        rule = self.split_detection(self.rule)
+        self.reset(rule)
+        roles = column_roles(rule)
+        for column, forced in self.forced.items():
+            roles.setdefault(column, set()).update(forced)
+        for column in self.columns:
+            if self.form(column) is None and column in self.differs:
+                type_ = self.columns[column].type
+                for branch in self.branches:
+                    branch.extend_kept(column, type_)
+                self.keep.add(column)
+        for branch in self.branches:
+            for column, read in roles.items():
+                branch.forced.setdefault(column, set()).update(read)
+        parts = [b.run() for b in self.branches]
+        for part in parts:
+            self.found.extend(d for d in part.diagnostics if d not in self.found)
+        if any(p.rule is None for p in parts):
+            return Adapted(None, self.env, None, diagnostics=self.found)
+        self.prepare()
+        self.roles = roles
+        self.dropped = {c for c in self.missing if c not in self.unknown and roles.get(c) and DECISIVE not in roles[c]}
+        condition = self.condition(rule.condition)
+        stages = self.stages(rule.stages)
+        for name in outputs:
+            self.rename(name)
+        self.parts = parts
+        self.target = _common_target([p.placement for p in parts])
+        union = replace(rule.union, branches=tuple(p.rule for p in parts))
+        kinds = {p.rule.source.taxonomy for p in parts}
+        source = replace(rule.source, taxonomy=kinds.pop() if len(kinds) == 1 else None)
+        adapted = replace(rule, condition=condition, stages=stages, union=union, source=source)
+        return self.result(adapted)
+
+    def split_detection(self, rule: ir.Rule) -> ir.Rule:
+        """The union's detection and leading filters: each test on columns the branches hold
+        differently moves into every branch (a filter over a union is the union of the filtered
+        branches), where each branch's form rewrites it; the others stay."""
+        stages = list(rule.stages)
+        tests = _conjuncts(rule.condition)
+        while stages and isinstance(stages[0], ir.Filter):
+            tests += _conjuncts(stages.pop(0).condition)
+        withsource = rule.union.withsource
+        stay, move = [], []
+        for test in tests:
+            names = [f.name for f in ir.expr_fields(test)]
+            alike = all(self.form(n) is not None for n in names if n != withsource)
+            (stay if alike or withsource in names else move).append(test)
+        if not move:
+            return rule
+        for test in move:
+            for branch in self.branches:
+                branch.push(test)
+        for name in {f.name for t in move for f in ir.expr_fields(t)}:
+            self.differs.discard(name)
+            self.missing.pop(name, None)
+        return replace(rule, condition=ir.all_of(stay) if stay else ir.Const(True), stages=tuple(stages))
+
+
+def _conjuncts(condition: ir.Condition) -> list[ir.Condition]:
+    if isinstance(condition, ir.And):
+        return [c for o in condition.operands for c in _conjuncts(o)]
+    return [] if condition == ir.Const(True) else [condition]
+
+
+def _same(a: Form, b: Form) -> bool:
+    """Whether two sources hold a column alike (one form, one field, the same settings)."""
+    return (type(a) is type(b) and a.field == b.field and a.spec.form == b.spec.form
+            and dict(a.spec.options) == dict(b.spec.options))
+
+
+def _common_target(targets: list[Target]) -> Target:
+    """A union's placement: what its branches share; several Elastic indexes as one pattern
+    list (`a,b`), the branches' own placements in `parts`."""
+    def shared(name: str) -> Any:
+        values = {getattr(t, name) for t in targets}
+        return values.pop() if len(values) == 1 else None
+
+    indexes = list(dict.fromkeys(i for t in targets for part in (t.index or "").split(",") if (i := part.strip())))
+    return Target(shared("search"), shared("datamodel"), ",".join(indexes) or None, None, shared("time_field"))
 
 
 def _profile_column(profile: Any, table: str | None, field_name: str) -> str | None:
@@ -463,7 +827,21 @@ def _event_columns(rule: ir.Rule) -> dict[str, ir.Field]:
             read(*(k.expr for k in stage.keys))
         elif isinstance(stage, ir.Rename):
             made.update(new for new, _ in stage.pairs)
+        elif isinstance(stage, ir.Join):
+            read(*(ir.Field(left) for left, _ in stage.keys))
+            made.update(right_outputs(stage.right))
+        elif isinstance(stage, ir.MvExpand):
+            read(*(e for _, e, _ in stage.columns))
+            made.update(n for n, _, _ in stage.columns)
+        elif isinstance(stage, ir.Parse):
+            read(stage.source)
+            made.update(stage.columns)
     return out
+
+
+def _merged(a: Adapted, b: Adapted) -> Adapted:
+    """Two adaptations of rules over one table, as one (for shaping that table's events)."""
+    return replace(a, forms={**b.forms, **a.forms}, unknown=a.unknown | b.unknown)
 
 
 def _first_spans(rule: ir.Rule) -> dict[str, Span]:
