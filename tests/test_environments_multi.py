@@ -249,3 +249,27 @@ def test_a_missing_field_the_detection_reads_stays_an_error(tail):
     assert result.verdict == "refused"
     assert any(d.code == "environment" and d.is_error for d in result.diagnostics), result.diagnostics
     assert _one(tail, allow_lossy=True, allow_unknown_fields=True).ok
+
+
+def test_a_join_sides_missing_column_a_later_filter_reads_is_an_error_not_left_out():
+    env = load_environment("elastic-endpoint")
+    join = ("DeviceProcessEvents | where FileName =~ 'AnyDesk.exe'\n"
+            "| join kind=inner (DeviceNetworkEvents | project DeviceName, InitiatingProcessAccountUpn) on DeviceName\n")
+    shown = adapt(_rule(join), env)
+    assert shown.ok and any(d.code == "shape" and "InitiatingProcessAccountUpn" in d.message for d in shown.diagnostics)
+    tested = adapt(_rule(join + "| where InitiatingProcessAccountUpn == 'a@b'"), env)
+    assert not tested.ok
+    assert any(d.is_error and d.code == "environment" and "InitiatingProcessAccountUpn" in d.message
+               for d in tested.diagnostics)
+
+
+def test_a_subquery_over_a_table_the_environment_lacks_is_dropped_as_lossy():
+    kql = ("DeviceProcessEvents | where FileName =~ 'AnyDesk.exe'\n"
+           "| where SHA1 !in (DeviceFileCertificateInfo | where Signer == 'AnyDesk Software GmbH' | distinct SHA1)")
+    (strict,) = translate_text(kql, "splunk")
+    assert not strict.ok
+    assert any(d.code == "lossy" and "DeviceFileCertificateInfo" in d.message for d in strict.diagnostics)
+    (allowed,) = translate_text(kql, "splunk", allow_lossy=True)
+    assert allowed.verdict == "lossy" and "Signer" not in allowed.text and "AnyDesk.exe" in allowed.text
+    (kept,) = translate_text(kql, "kql", env="sentinel")  # Sentinel has the table: kept, exact
+    assert kept.verdict == "exact" and "DeviceFileCertificateInfo" in kept.text

@@ -46,7 +46,7 @@ from rmmc.environments.fieldsets import FieldSchema, schema_for
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, form_of, joined_parts,
                                      merge_joined, split_joined)
 from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Placement, SourceMap
-from rmmc.environments.reads import DECISIVE, GROUP, column_roles, output_names, right_outputs
+from rmmc.environments.reads import DECISIVE, GROUP, column_roles, needed_after, output_names, right_outputs
 
 CODE = "environment"
 _CONVERT = {"string": "tostring", "guid": "tostring", "int": "toint", "long": "tolong", "real": "todouble",
@@ -68,11 +68,6 @@ class Target:
     def part(self, table: str | None) -> "Target":
         """The placement of the sub-rule reading `table` (this one when none is recorded)."""
         return next((t for name, t in self.parts if name == table), self)
-
-    @property
-    def several(self) -> bool:
-        """Whether the rule's sources are placed differently (each needs its own)."""
-        return len({(t.search, t.index, t.table, t.filter) for _, t in self.parts}) > 1
 
 
 @dataclass
@@ -192,6 +187,7 @@ class _Adapter:
         self.dropped: set[str] = set()             # missing columns only the output reads
         self.aliases: dict[str, str] = {}          # a join's right columns -> their names here
         self.parts: list[Adapted] = []
+        self.unplaced: list[ir.InSubquery] = []    # subqueries over a source the environment lacks
         self.forms: dict[str, Form] = {}
         self.unknown: set[str] = set()
         self.missing: dict[str, str | None] = {}   # column -> why (explicitly absent) / None
@@ -321,8 +317,11 @@ class _Adapter:
     def subquery(self, c: ir.InSubquery, names: set[str]) -> ir.InSubquery:
         """`x in (T | ...)`: the subquery adapted by its own source, `x` renamed (a plain field)."""
         rule, column, table = c.rule, c.column, c.table
+        if c.rule is not None and c.rule.union is None and self.env.source_for(c.rule.source) is None:
+            self.unplaced.append(c)  # widened below, as a backend widens a subquery it cannot say
+            return c
         if c.rule is not None:
-            sub = self.child(c.rule, [c.column] if c.column else [])
+            sub = self.child(c.rule, [c.column] if c.column else [], decisive=[c.column] if c.column else [])
             if sub is not None:
                 rule, table = sub.rule, sub.rule.source.table
                 column = sub.names.get(c.column, c.column) if c.column else None
@@ -341,10 +340,15 @@ class _Adapter:
             subject = self.produced(subject, names) if names else self.expr(subject)
         return replace(c, field=subject, rule=rule, column=column, table=table)
 
-    def child(self, rule: ir.Rule, outputs: Iterable[str]) -> "Adapted | None":
+    def child(self, rule: ir.Rule, outputs: Iterable[str], decisive: Iterable[str] = ()) -> "Adapted | None":
         """A sub-rule (a join's right side, a subquery) adapted by its own source; its
-        diagnostics join this rule's.  None when it is refused."""
+        diagnostics join this rule's.  `outputs`: its columns this rule reads, `decisive` those
+        read by a key or a later filter (a missing one is an error there, never left out).
+        None when it is refused."""
         made = _adapter(rule, self.env, self.allow_unknown)
+        if not isinstance(made, Adapted):
+            for column in decisive:
+                made.forced.setdefault(column, set()).add(DECISIVE)
         result = made if isinstance(made, Adapted) else made.run(tuple(outputs))
         self.found.extend(d for d in result.diagnostics if d not in self.found)
         if result.rule is None:
@@ -430,7 +434,9 @@ class _Adapter:
             return any(f.name in gone or (events and f.name not in made and f.name in self.dropped)
                        for node in nodes for f in ir.expr_fields(node))
 
-        for stage in stages:
+        stages = tuple(stages)
+        after = needed_after(stages)
+        for k, stage in enumerate(stages):
             def ex(e: Any) -> Any:
                 return self.produced(e, made) if (made or not events) else self.expr(e)
 
@@ -471,7 +477,7 @@ class _Adapter:
             elif isinstance(stage, ir.Sort):
                 out.append(replace(stage, keys=tuple(replace(k, expr=ex(k.expr)) for k in stage.keys)))
             elif isinstance(stage, ir.Join):
-                out.append(self.join(stage, made, events))
+                out.append(self.join(stage, made, events, after[k]))
                 made |= set(self.aliases)
             elif isinstance(stage, ir.MvExpand):
                 out.append(replace(stage, columns=tuple((self.rename(n), ex(e), t) for n, e, t in stage.columns)))
@@ -483,26 +489,35 @@ class _Adapter:
                 out.append(stage)
         return tuple(out)
 
-    def join(self, stage: ir.Join, made: set[str], events: bool) -> ir.Join:
+    def join(self, stage: ir.Join, made: set[str], events: bool, later: set[str]) -> ir.Join:
         """A join: its right side adapted by its own source, the keys renamed on both sides, and
-        the right side's columns known by their names here for the stages after it."""
-        right_out = right_outputs(stage.right)
+        the right side's columns known by their names here for the stages after it (`later`:
+        the names later stages read decisively)."""
+        right_out = right_outputs(stage.right) or list(stage.right_columns or ())
         right_keys = [r for _, r in stage.keys]
-        sub = self.child(stage.right, [*right_keys, *right_out])
+        left_now = list(stage.left_columns) if stage.left_columns is not None else \
+            (sorted(made) if not events else [])
+        outputs = ir.join_output_names(left_now, right_out, stage.kind, tuple(right_keys), stage.lookup)
+        decisive = [*right_keys, *(c for c, n in zip(right_out, outputs) if n and n in later)]
+        sub = self.child(stage.right, [*right_keys, *right_out], decisive)
         if sub is None:
             return stage
         keys = []
         for left, right in stage.keys:
             keys.append((self.key(left, stage.span), self.key(right, stage.span, sub)))
-        left_now = sorted(made) if not events else []
-        outputs = ir.join_output_names(left_now, right_out, stage.kind, tuple(right_keys), stage.lookup)
         for column, name in zip(right_out, outputs):
             if name:
                 self.aliases[name] = sub.names.get(column, column) + name[len(column):]
-        columns = (lambda names, rename: tuple(rename(n) for n in names) if names is not None else None)
-        return replace(stage, right=sub.rule, keys=tuple(keys),
-                       left_columns=columns(stage.left_columns, self.rename),
-                       right_columns=columns(stage.right_columns, lambda n: sub.names.get(n, n)))
+        def known(names: tuple[str, ...] | None, side: Any) -> tuple[str, ...] | None:
+            """The sides' schema columns under the names this environment gave those the rule
+            reads (the others are not looked up: the rule does not read them)."""
+            if names is None:
+                return None
+            return tuple(side.names.get(n) or (side.forms[n].field if type(side.forms.get(n)) in (Form, Hives)
+                                               else n) for n in names)
+
+        return replace(stage, right=sub.rule, keys=tuple(keys), left_columns=known(stage.left_columns, self),
+                       right_columns=known(stage.right_columns, sub))
 
     def key(self, name: str, span: Span | None, side: "Adapted | None" = None) -> str:
         """A join key's name here (on the right side: in the sub-rule's adaptation); a key held
@@ -551,6 +566,7 @@ class _Adapter:
                            if e.condition is not None else e for e in rule.exclusions)
         for name in outputs:
             self.rename(name)
+        condition, stages = self.widen_unplaced(condition, stages)
         filters = self.filters()
         if filters:
             condition = ir.all_of([*filters, condition])
@@ -579,11 +595,42 @@ class _Adapter:
             own = (adapted.source.table, replace(self.target, parts=()))
             placed = [own, *[p for p in placed if p != own]] if placed else []
         target = replace(self.target, parts=tuple(placed))
-        if self.table in parts:
-            parts[self.table] = _merged(parts[self.table], Adapted(adapted, self.env, self.source, target, [],
-                                                                  dict(self.forms), set(self.unknown)))
-        return Adapted(adapted, self.env, self.source, target, self.found, dict(self.forms),
-                       set(self.unknown), dict(self.names), parts, self.table)
+        forms, unknown = dict(self.forms), set(self.unknown)
+        if self.table in parts:  # a sub-rule over this rule's own table (a self-join)
+            same = parts.pop(self.table)
+            forms, unknown = {**same.forms, **forms}, unknown | same.unknown
+        return Adapted(adapted, self.env, self.source, target, self.found, forms, unknown,
+                       dict(self.names), parts, self.table)
+
+    def widen_unplaced(self, condition: ir.Condition, stages: tuple[ir.Stage, ...]) \
+            -> tuple[ir.Condition, tuple[ir.Stage, ...]]:
+        """Subqueries over a table the environment has no source for: dropped so the query matches
+        more events (never fewer), each reported lossy (a backend that cannot say a subquery
+        does the same)."""
+        if not self.unplaced:
+            return condition, stages
+        from rmmc.backends.base import lossy
+        from rmmc.backends.widen import widen
+
+        def unplaced(node: Any) -> bool:
+            return any(node is u for u in self.unplaced)
+
+        replaced: list[Any] = []
+        condition, found = widen(condition, unplaced)
+        replaced += found
+        out = []
+        for stage in stages:
+            if isinstance(stage, ir.Filter):
+                widened, found = widen(stage.condition, unplaced)
+                replaced += found
+                stage = replace(stage, condition=widened)
+            out.append(stage)
+        for node in replaced:
+            self.found.append(lossy(self.env.name, f"environment {self.env.name} has no source for table "
+                                    f"{node.rule.source.table}: the subquery `in ({node.query})` cannot run "
+                                    "here and is dropped, so the query matches more events (never fewer)",
+                                    node.span, subject=node))
+        return condition, tuple(out)
 
     def report_missing(self) -> None:
         """Each column this environment has no field for, by what the rule reads it for."""
@@ -733,7 +780,8 @@ class _UnionAdapter(_Adapter):
         stages = self.stages(rule.stages)
         for name in outputs:
             self.rename(name)
-        self.parts = parts
+        condition, stages = self.widen_unplaced(condition, stages)
+        self.parts = [*parts, *self.parts]
         self.target = _common_target([p.placement for p in parts])
         union = replace(rule.union, branches=tuple(p.rule for p in parts))
         kinds = {p.rule.source.taxonomy for p in parts}
