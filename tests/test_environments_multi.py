@@ -273,3 +273,16 @@ def test_a_subquery_over_a_table_the_environment_lacks_is_dropped_as_lossy():
     assert allowed.verdict == "lossy" and "Signer" not in allowed.text and "AnyDesk.exe" in allowed.text
     (kept,) = translate_text(kql, "kql", env="sentinel")  # Sentinel has the table: kept, exact
     assert kept.verdict == "exact" and "DeviceFileCertificateInfo" in kept.text
+
+
+def test_verify_runs_a_join_in_sentinel_on_events_shaped_per_table():
+    pytest.importorskip("duckdb_kql")
+    from rmmc.verify.runner import verify_rule
+
+    rule = _rule(JOIN)
+    events, (verdict,) = verify_rule(rule, ["kql"], env=load_environment("sentinel"))
+    assert verdict.status == "agree" and verdict.engine == "duckdb-kql", verdict
+    adapted = adapt(rule, load_environment("sentinel"))
+    shaped = [adapted.target_event(e) for e in multi_events(rule)]
+    assert shaped and all("TimeGenerated" in e and "Timestamp" not in e for e in shaped)
+    assert {e[ir.TABLE] for e in shaped} == {"DeviceProcessEvents", "DeviceNetworkEvents"}
