@@ -286,3 +286,11 @@ def test_verify_runs_a_join_in_sentinel_on_events_shaped_per_table():
     shaped = [adapted.target_event(e) for e in multi_events(rule)]
     assert shaped and all("TimeGenerated" in e and "Timestamp" not in e for e in shaped)
     assert {e[ir.TABLE] for e in shaped} == {"DeviceProcessEvents", "DeviceNetworkEvents"}
+
+
+def test_union_over_data_models_is_refused_not_written_as_a_plain_search():
+    (result,) = translate_text("union DeviceProcessEvents, DeviceNetworkEvents | where DeviceName == 'a'",
+                               "splunk", env="splunk-cim", allow_unknown_fields=True)
+    assert not result.ok
+    (error,) = [d for d in result.diagnostics if d.is_error]
+    assert "Endpoint.Processes" in error.message and "Network_Traffic.All_Traffic" in error.message

@@ -634,7 +634,8 @@ def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic]
         terms.append(_check_prefix(prefix))
     elif getattr(placement, "search", None):
         terms.append(_check_prefix(placement.search, macros=True))
-    elif not quiet and getattr(placement, "datamodel", None) is None:
+    elif not quiet and getattr(placement, "datamodel", None) is None and \
+            not any(t.search for _, t in getattr(placement, "parts", ())):  # each branch has its own
         found.append(note(TARGET, "no index or sourcetype: the search covers the default indexes "
                                   "(pass prefix='index=... sourcetype=...')"))
     windows = {lb.window for lb in rule_lookbacks if lb is not None}
@@ -733,8 +734,10 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     datamodel = getattr(options.placement, "datamodel", None)
     if datamodel is not None and _DATAMODEL.match(datamodel) is None:
         raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")
-    if datamodel is not None and several:
-        raise SplRefusal(f"the environment reads one data model dataset ({datamodel}): a union, join "
+    models = list(dict.fromkeys(m for m in [datamodel, *(getattr(t, "datamodel", None) for _, t in
+                                                       getattr(options.placement, "parts", ()))] if m))
+    if models and several:  # a branch's data model is never dropped for a plain search
+        raise SplRefusal(f"the environment reads data model datasets ({', '.join(models)}): a union, join "
                          "or subquery over several sources has no form there")
     if rule.union is not None:
         commands, _ = _union(rule, options, fields, prefix, found)
