@@ -79,11 +79,18 @@ def test_union_branches_take_each_sources_filter_in_splunk_sysmon():
     assert "DeviceName" not in text and "Computer" in text
 
 
-def test_union_column_held_differently_per_branch_is_computed_in_each_and_rows_agree():
+WITHSOURCE = """union withsource=Source DeviceProcessEvents, DeviceNetworkEvents
+| where DeviceName startswith 'ws' and Source == 'DeviceNetworkEvents' or InitiatingProcessFileName =~ 'cmd.exe'
+| project Source, DeviceName, InitiatingProcessFileName"""
+
+
+@pytest.mark.parametrize("kql", [UNION, WITHSOURCE], ids=["project", "withsource"])
+def test_union_column_held_differently_per_branch_is_computed_in_each_and_rows_agree(kql):
     """InitiatingProcessFileName is ParentImage's name in Sysmon process events and Image's in
     network events: each branch computes it under the rule's name; the SPL's rows, run over
-    Sysmon-shaped events, are the rule's rows."""
-    rule = _rule(UNION)
+    Sysmon-shaped events, are the rule's rows (`withsource` told apart by each source's
+    EventCode)."""
+    rule = _rule(kql)
     env = load_environment("splunk-sysmon")
     adapted = adapt(rule, env)
     for branch in adapted.rule.union.branches:
