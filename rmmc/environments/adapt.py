@@ -46,7 +46,8 @@ from rmmc.environments.fieldsets import FieldSchema, schema_for
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, form_of, joined_parts,
                                      merge_joined, split_joined)
 from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Placement, SourceMap
-from rmmc.environments.reads import DECISIVE, GROUP, column_roles, needed_after, output_names, right_outputs
+from rmmc.environments.reads import (DECISIVE, GROUP, column_roles, joined_names, names_read, needed_after,
+                                    output_names, right_outputs)
 
 CODE = "environment"
 _CONVERT = {"string": "tostring", "guid": "tostring", "int": "toint", "long": "tolong", "real": "todouble",
@@ -479,7 +480,7 @@ class Adapter:
             elif isinstance(stage, ir.Sort):
                 out.append(replace(stage, keys=tuple(replace(k, expr=ex(k.expr)) for k in stage.keys)))
             elif isinstance(stage, ir.Join):
-                out.append(self.join(stage, made, events, after[k]))
+                out.append(self.join(stage, made, events, after[k], names_read(stages[k + 1:])))
                 made |= set(self.aliases)
             elif isinstance(stage, ir.MvExpand):
                 out.append(replace(stage, columns=tuple((self.rename(n), ex(e), t) for n, e, t in stage.columns)))
@@ -491,25 +492,24 @@ class Adapter:
                 out.append(stage)
         return tuple(out)
 
-    def join(self, stage: ir.Join, made: set[str], events: bool, later: set[str]) -> ir.Join:
+    def join(self, stage: ir.Join, made: set[str], events: bool, later: set[str], read: set[str]) -> ir.Join:
         """A join: its right side adapted by its own source, the keys renamed on both sides, and
-        the right side's columns known by their names here for the stages after it (`later`:
-        the names later stages read decisively)."""
-        right_out = right_outputs(stage.right) or list(stage.right_columns or ())
+        the right side's columns the stages after it read (`read`; `later`: those read
+        decisively) known by their names here."""
         right_keys = [r for _, r in stage.keys]
-        left_now = list(stage.left_columns) if stage.left_columns is not None else \
-            (sorted(made) if not events else [])
-        outputs = ir.join_output_names(left_now, right_out, stage.kind, tuple(right_keys), stage.lookup)
-        decisive = [*right_keys, *(c for c, n in zip(right_out, outputs) if n and n in later)]
-        sub = self.child(stage.right, [*right_keys, *right_out], decisive)
+        joined = joined_names(stage, sorted(made) if not events else [])
+        if not joined and stage.kind not in ir.LEFT_ONLY_JOINS:  # neither stages nor schema say the right columns
+            joined = {n: n for n in read if n not in made and not self.left_has(n)}
+        added = {n: c for n, c in joined.items() if n in read}
+        decisive = [*right_keys, *(c for n, c in added.items() if n in later)]
+        sub = self.child(stage.right, [*right_keys, *added.values()], decisive)
         if sub is None:
             return stage
         keys = []
         for left, right in stage.keys:
             keys.append((self.key(left, stage.span), self.key(right, stage.span, sub)))
-        for column, name in zip(right_out, outputs):
-            if name:
-                self.aliases[name] = sub.names.get(column, column) + name[len(column):]
+        for name, column in added.items():
+            self.aliases[name] = sub.names.get(column, column) + name[len(column):]
         def known(names: tuple[str, ...] | None, side: Any) -> tuple[str, ...] | None:
             """The sides' schema columns under the names this environment gave those the rule
             reads (the others are not looked up: the rule does not read them)."""
@@ -681,6 +681,28 @@ class Adapter:
         self.columns = _event_columns(rule)
         self.spans = _first_spans(rule)
 
+    def left_has(self, column: str) -> bool:
+        """Whether this rule's own source has the column (rmmc's schema, else the environment's
+        field sets under the column's own name): to tell a join's sides apart."""
+        from rmmc.compiler.schema import load_schema
+
+        table = load_schema().table(self.table) if self.table is not None else None
+        if table is not None:
+            return column in TIME_COLUMNS or table.column_type(column) is not None
+        return self.schema is None or self.schema.knows(column)
+
+    def has_column(self, column: str) -> bool:
+        """Whether this rule's rows have the column in the rule's own terms: a column its stages
+        make, the time, or one its table has (a table rmmc's schema does not know: assumed)."""
+        if column in TIME_COLUMNS or column in right_outputs(self.rule) or column in self.keep:
+            return True
+        if self.table is None:
+            return True
+        from rmmc.compiler.schema import load_schema
+
+        table = load_schema().table(self.table)
+        return table is None or table.column_type(column) is not None
+
     def output_form(self, column: str) -> Form | None:
         """How this rule's output holds `column` (for an enclosing union): a column its stages
         make keeps a plain name, an event column its form."""
@@ -739,13 +761,18 @@ def _event_columns(rule: ir.Rule) -> dict[str, ir.Field]:
         elif isinstance(stage, ir.Summarize):
             read(*(e for _, e in stage.group_by), *(x for a in stage.aggregates for x in a.args))
             closed = not any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args)
+            made.update(n for n, _ in stage.group_by)  # with arg_max(T, *) the events' columns stay
+            made.update(n for a in stage.aggregates if a.name for n in output_names(a))
         elif isinstance(stage, ir.Sort):
             read(*(k.expr for k in stage.keys))
         elif isinstance(stage, ir.Rename):
             made.update(new for new, _ in stage.pairs)
         elif isinstance(stage, ir.Join):
             read(*(ir.Field(left) for left, _ in stage.keys))
-            made.update(right_outputs(stage.right))
+            joined = joined_names(stage)
+            made.update(joined)
+            # right columns nobody can list: a later name may be either side's (the adapter asks)
+            closed = closed or (not joined and stage.kind not in ir.LEFT_ONLY_JOINS)
         elif isinstance(stage, ir.MvExpand):
             read(*(e for _, e, _ in stage.columns))
             made.update(n for n, _, _ in stage.columns)

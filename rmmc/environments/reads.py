@@ -53,6 +53,51 @@ def right_outputs(rule: ir.Rule) -> list[str]:
     return out or []
 
 
+def joined_names(stage: ir.Join, left: list[str] | None = None) -> dict[str, str]:
+    """The columns a join adds, output name -> the right side's column (`DeviceName1` ->
+    `DeviceName` where the left side has one); `left`: the left columns when the join does not
+    say them."""
+    right = right_outputs(stage.right) or list(stage.right_columns or ()) or _table_columns(stage.right)
+    lefts = list(stage.left_columns) if stage.left_columns is not None else list(left or [])
+    names = ir.join_output_names(lefts, right, stage.kind, tuple(r for _, r in stage.keys), stage.lookup)
+    return {name: column for column, name in zip(right, names) if name}
+
+
+def _table_columns(rule: ir.Rule) -> list[str]:
+    """A sub-rule's table's columns (rmmc's schema), for a side whose stages do not say them."""
+    if rule.union is not None or not rule.source.table:
+        return []
+    from rmmc.compiler.schema import load_schema
+
+    table = load_schema().table(rule.source.table)
+    return list(table.columns) if table is not None else []
+
+
+def names_read(stages: tuple[ir.Stage, ...]) -> set[str]:
+    """Every column name the stages read, in any role."""
+    out: set[str] = set()
+    for stage in stages:
+        if isinstance(stage, ir.Filter):
+            out |= _names(stage.condition)
+        elif isinstance(stage, (ir.Extend, ir.Project)):
+            out |= _names(*(e for _, e in stage.columns))
+        elif isinstance(stage, ir.Summarize):
+            out |= _names(*(e for _, e in stage.group_by), *(x for a in stage.aggregates for x in a.args))
+        elif isinstance(stage, ir.Sort):
+            out |= _names(*(k.expr for k in stage.keys))
+        elif isinstance(stage, ir.Rename):
+            out |= {old for _, old in stage.pairs}
+        elif isinstance(stage, (ir.ProjectAway, ir.Reorder)):
+            out |= set(stage.patterns)
+        elif isinstance(stage, ir.Join):
+            out |= {left for left, _ in stage.keys}
+        elif isinstance(stage, ir.MvExpand):
+            out |= _names(*(e for _, e, _ in stage.columns))
+        elif isinstance(stage, ir.Parse):
+            out |= _names(stage.source)
+    return out
+
+
 def needed_after(stages: tuple[ir.Stage, ...]) -> list[set[str]]:
     """For each stage, the names the stages after it read decisively (filters, thresholds,
     keys), carried back through the columns that compute them."""
@@ -127,7 +172,9 @@ def column_roles(rule: ir.Rule, stages: Iterable[ir.Stage] | None = None) -> dic
             made.update(new for new, _ in stage.pairs)
         elif isinstance(stage, ir.Join):
             read(DECISIVE, *(ir.Field(left) for left, _ in stage.keys))
-            made.update(right_outputs(stage.right))
+            joined = joined_names(stage)
+            made.update(joined)
+            closed = closed or (not joined and stage.kind not in ir.LEFT_ONLY_JOINS)  # either side's
         elif isinstance(stage, ir.MvExpand):
             read(DECISIVE, *(e for _, e, _ in stage.columns))
             made.update(n for n, _, _ in stage.columns)

@@ -32,18 +32,28 @@ class UnionAdapter(Adapter):
         self.differs: set[str] = set()
         super().__init__(rule, env, None, Target(), allow_unknown)  # type: ignore[arg-type]
 
+    def holding(self, column: str) -> list[Adapter]:
+        """The branches whose rows have the column in the rule's own terms (a union is outer: a
+        branch whose table has no such column gives null there, in the rule and here alike);
+        every branch when none has it (then it is missing everywhere)."""
+        return [b for b in self.branches if b.has_column(column)] or list(self.branches)
+
+    def has_column(self, column: str) -> bool:
+        return any(b.has_column(column) for b in self.branches)
+
     def form(self, column: str) -> Form | None:
-        """The form every branch holds the column in, when they agree; else None (`differs`, or
-        missing when no branch has it)."""
+        """The form every branch that has the column holds it in, when they agree; else None
+        (`differs`, or missing when no branch has it)."""
         if column in self.forms:
             return self.forms[column]
         if column in self.unknown or column in self.missing or column in self.differs:
             return None
         if column == self.rule.union.withsource:
             return None
-        forms = [b.output_form(column) for b in self.branches]
+        branches = self.holding(column)
+        forms = [b.output_form(column) for b in branches]
         if all(f is None for f in forms):
-            reasons = {b.missing.get(column) for b in self.branches} - {None}
+            reasons = {b.missing.get(column) for b in branches} - {None}
             self.missing[column] = "; ".join(sorted(reasons)) or None
             if self.allow_unknown:
                 self.unknown.add(column)
@@ -82,11 +92,11 @@ class UnionAdapter(Adapter):
         for column in self.columns:
             if self.form(column) is None and column in self.differs:
                 type_ = self.columns[column].type
-                for branch in self.branches:
+                for branch in self.holding(column):
                     branch.extend_kept(column, type_)
                 self.keep.add(column)
-        for branch in self.branches:
-            for column, read in roles.items():
+        for column, read in roles.items():
+            for branch in self.holding(column):
                 branch.forced.setdefault(column, set()).update(read)
         parts = [b.run() for b in self.branches]
         for part in parts:
@@ -122,7 +132,9 @@ class UnionAdapter(Adapter):
         for test in tests:
             names = [f.name for f in ir.expr_fields(test)]
             alike = all(self.form(n) is not None for n in names if n != withsource)
-            (stay if alike or withsource in names else move).append(test)
+            # a branch without one of the columns (null there) keeps the test above it
+            everywhere = all(b.has_column(n) for b in self.branches for n in names)
+            (stay if alike or withsource in names or not everywhere else move).append(test)
         if not move:
             return rule
         for test in move:
