@@ -281,8 +281,14 @@ class Adapter:
             return self.aliases[name]
         if name in self.keep:
             return name
-        form = self.forms.get(name) or (self.form(name) if name in self.columns or name in TIME_COLUMNS
-                                        or self._table_has(name) else None)
+        form = self.forms.get(name)
+        if form is None and (name in self.columns or name in TIME_COLUMNS):
+            form = self.form(name)
+        elif form is None and self._table_has(name):
+            # a column the rule makes, named like one of its table's (`extend Type = ...`): named
+            # as the environment names that column, never looked up as a field the rule reads
+            spec = self.spec_for(name)
+            form = Form(spec) if spec is not None and spec.field is not None and spec.form == "rename" else None
         if form is not None and type(form) in (Form, Hives) and not self._member(form.field):
             self.names[name] = form.field
             return form.field

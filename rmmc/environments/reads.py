@@ -43,6 +43,8 @@ def right_outputs(rule: ir.Rule) -> list[str]:
             out = [n for n, _ in stage.columns]
         elif isinstance(stage, ir.Summarize):
             out = [n for n, _ in stage.group_by] + [n for a in stage.aggregates for n in output_names(a)]
+            if any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args):  # arg_max(T, *)
+                out += [c for c in (out and _table_columns(rule)) if c not in out]
         elif out is not None and isinstance(stage, ir.Extend):
             out += [n for n, _ in stage.columns if n not in out]
         elif out is not None and isinstance(stage, ir.Rename):
