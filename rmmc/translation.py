@@ -95,8 +95,6 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     try:
         if fields is not None and env is None:
             result = _emit_with_profile(to, rule, options, fields)
-        elif several_sources(rule):
-            result = _emit_several(to, rule, options, fields)
         else:
             adapted = _adapt(rule, to, env, allow_unknown_fields)
             emitted = adapted.rule
@@ -190,31 +188,6 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
         naming = "defender" if to == "splunk" else identity(adapted.placement.time_field)
         return function(adapted.rule, options, fields=naming)
     return function(adapted.rule, options)
-
-
-def several_sources(rule) -> bool:
-    """Whether the rule reads several sources or multiplies rows (union, join, subquery,
-    mv-expand, parse): environments adapt one source's rule (`rmmc.environments.adapt`)."""
-    from rmmc.compiler.ir import features
-
-    return bool(features(rule))
-
-
-def _emit_several(to: str, rule, options: EmitOptions, fields: str | None):
-    """A rule over several sources, named by the target's default field profile, with a warning
-    that no environment was applied to it (its names may not be the environment's)."""
-    from dataclasses import replace as copy
-
-    from rmmc.backends import emit
-    from rmmc.compiler.ir import features
-
-    result = emit(to, rule, options, fields)
-    used = ", ".join(sorted(features(rule)))
-    warning = Diagnostic(Severity.WARNING, f"{to}: environments adapt rules over one source; this rule "
-                         f"uses {used}, so its fields keep rmmc's default {to} names and no "
-                         "environment's conventions or schema check apply", rule.metadata.source_span,
-                         "environment")
-    return copy(result, diagnostics=(*result.diagnostics, warning))
 
 
 FIELD_ALIASES = {("splunk", "sigma"): "splunk-sysmon", ("splunk", "cim"): "splunk-cim",
