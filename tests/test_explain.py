@@ -52,6 +52,13 @@ def test_negation_and_flags_read_plainly():
     ]
 
 
+def test_a_test_on_a_constant_reads_as_its_value():
+    # found by make fuzz: a quoted column name after an extend is a string constant the filter tests
+    text = "T | extend m = tostring(x) | where m has 'POST' and ('RemoteIP' startswith '62' or m endswith 'x')"
+    lines = explain(lower_text(text, schema=None).rule).splitlines()
+    assert "          'RemoteIP' starts with '62' [case-insensitive]" in lines, lines
+
+
 def test_explain_reports_a_refused_rule():
     bad = REPO / "tests" / "_artifacts"
     bad.mkdir(exist_ok=True)

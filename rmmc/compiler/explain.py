@@ -33,7 +33,7 @@ def _value(v: Any) -> str:
 
 def predicate_text(p: ir.Predicate) -> str:
     words = _OP_WORDS[p.op]
-    subject = p.field.name
+    subject = describe(p.field)  # a column, or an expression (a constant a mutation left)
     if p.op in (ir.Op.EMPTY, ir.Op.EXISTS):
         text = f"{subject} {words}"
     elif p.op is ir.Op.BETWEEN:
