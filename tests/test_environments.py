@@ -229,6 +229,21 @@ detection:
         agrees(rule, env)
 
 
+def test_a_user_exists_when_its_domain_or_its_name_does():
+    # Sysmon writes User whenever either part is there; reading `User|exists` as a test on
+    # strcat(domain, '\\', name) held on every event (the property test's counterexample: {})
+    rule = sigma("""
+title: u
+logsource: {product: windows, category: process_creation}
+detection:
+  s: {User|exists: true}
+  condition: s
+""")
+    assert not evaluate(rule.condition, {})
+    assert evaluate(rule.condition, {"AccountName": "bob"})
+    assert evaluate(rule.condition, {"AccountDomain": "CORP"})
+
+
 # ------------------------------------------------------------------ hashes
 
 

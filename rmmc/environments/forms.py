@@ -403,6 +403,12 @@ def split_joined(p: ir.Predicate, ctx: Context | None = None) -> ir.Condition:
         return replace(q, field=field, op=op, values=(value,))
 
     def one(q: ir.Predicate) -> ir.Condition:
+        if q.op in (ir.Op.EXISTS, ir.Op.EMPTY):
+            # the field is written when either part is (`Joined.to_env`), and then holds the
+            # separator: it exists when a part does, and is never '' when it exists
+            either = ir.any_of([ir.Predicate(first, ir.Op.EXISTS, span=q.span),
+                                ir.Predicate(last, ir.Op.EXISTS, span=q.span)])
+            return either if q.op is ir.Op.EXISTS else negated(either)
         v = _text(q.values[0]) if q.values else None
         if v is None:
             return q
