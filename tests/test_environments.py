@@ -244,6 +244,18 @@ detection:
     assert evaluate(rule.condition, {"AccountDomain": "CORP"})
 
 
+def test_an_output_column_computed_from_a_shared_value_says_so():
+    # Sysmon's Initiated=true is four of Defender's ActionTypes: the output can name only one
+    text = "DeviceNetworkEvents | where RemoteUrl has 'anydesk.com' | project DeviceName, ActionType"
+    result = rmmc.translate(text, to="splunk", env="splunk-sysmon")
+    assert result.ok
+    said = [d.message for d in result.diagnostics if d.code == "shape"]
+    assert any("ActionType is computed from Initiated" in m and "ConnectionFailed" in m for m in said), said
+    plain = rmmc.translate("DeviceProcessEvents | where FileName =~ 'a.exe' | project ActionType",
+                           to="splunk", env="splunk-sysmon")
+    assert plain.ok and not [d for d in plain.diagnostics if d.code == "shape"]
+
+
 # ------------------------------------------------------------------ hashes
 
 

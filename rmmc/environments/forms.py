@@ -58,6 +58,12 @@ class Context:
         subject = self.origin if self.origin is not None else p
         self.report(lossy("environment", f"{self.env}: {message}", p.span, subject=subject))
 
+    def shape(self, message: str) -> None:
+        """Only what a column of the output holds changes (which alerts fire does not)."""
+        from rmmc.backends.base import shape
+
+        self.report(shape("environment", f"{self.env}: {message}"))
+
     def note(self, message: str, p: ir.Predicate | None = None) -> None:
         from rmmc.backends.base import note
 
@@ -723,6 +729,15 @@ class Values(Form):
 
     def value(self, type_, ctx):
         subject = ctx.subject(self.field, self.env_type)
+        keys_of: dict[str, list[str]] = {}
+        for key, env_values in self.table.items():
+            for v in env_values:
+                keys_of.setdefault(str(v).lower(), []).append(key)
+        shared = {v: keys for v, keys in keys_of.items() if len(keys) > 1}
+        if shared:  # several of the rule's values are one here: the output can only name one
+            v, keys = next(iter(shared.items()))
+            ctx.shape(f"{self.column} is computed from {self.field}, where {v!r} stands for "
+                      f"{', '.join(keys)}: the output says {keys[0]} for each of them")
         args: list[Any] = []
         for key, env_values in self.table.items():
             args += [ir.Boolean(ir.Predicate(subject, ir.Op.EQUALS, env_values,
