@@ -77,6 +77,7 @@ from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dollar
 from rmmc.compiler.functions import describe
+from rmmc.compiler.prefilter import superset
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.splunk_multi import (branch_column_commands, selector, selector_warning, subquery_commands,
                                        subsearch_note, union_search)
@@ -622,7 +623,17 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
             search_terms.append(emitter.search(c))
         else:
             where_terms.append(emitter.where(c))
+            prefilter = superset(c, _search_char)  # implied by c: the index narrows, where decides
+            if prefilter != Const(True) and emitter.searchable(prefilter):
+                term = emitter.search(prefilter)
+                if term not in search_terms:
+                    search_terms.append(term)
     return search_terms, where_terms
+
+
+def _search_char(ch: str) -> bool:
+    """A character a quoted search value says literally (printable ASCII but the wildcard)."""
+    return " " <= ch <= "~" and ch != "*"
 
 
 def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic], quiet: bool = False,
