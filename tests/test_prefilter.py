@@ -141,3 +141,42 @@ def test_eql_prefilter_and_exact_is_exact(case):
                 (t.text, exact.text)
     except MixedFieldTypes:
         assume(False)
+
+
+@SETTINGS
+@given(cases(alphabet=SQLITE_ALPHABET))
+@boundary_examples(SQLITE_ALPHABET, keep=lambda rule: not has_op(rule, Op.CIDR))
+def test_sigma_contains_beside_term_regex_is_exact(case):
+    """pySigma's sqlite backend runs the Sigma output with and without the `|contains` written
+    beside each term regex: the same events."""
+    import pytest
+
+    pytest.importorskip("sigma.backends.sqlite")
+    from rmmc.backends.sigma import emit_sigma
+
+    rule, events = case
+    events, shaped = in_sigma_convention(rule, events)
+    t = emit_sigma(rule)
+    assume(not refused(t))
+    with _without("sigma"):
+        exact = emit_sigma(rule)
+    note(t.text)
+    assert sqlite_select(rule.source.table, t.text, shaped) == \
+        sqlite_select(rule.source.table, exact.text, shaped), (t.text, exact.text)
+
+
+def test_sigma_writes_contains_beside_each_term_regex():
+    from rmmc.backends.sigma import emit_sigma
+    from rmmc.compiler.ir import Metadata, Rule, Source
+    import yaml
+
+    url = Field("RemoteUrl")
+    rule = Rule(Metadata(title="t"), Source(table="DeviceNetworkEvents"),
+                And((Predicate(url, Op.TERM, ("RemotePC.com", "b")),
+                     Predicate(Field("InitiatingProcessFileName"), Op.TERM, ("x", "Y"), all_values=True))))
+    detection = next(yaml.safe_load_all(emit_sigma(rule).text))["detection"]
+    first = detection["selection_1"]  # has_any: one selection, contains beside the term regexes
+    assert first["DestinationHostname|contains"] == ["remotepc.com", "b"]
+    assert len(first["DestinationHostname|re|i"]) == 2
+    assert first["InitiatingProcessFileName|contains|all"] == ["x", "y"]  # has_all: every value
+    assert detection["condition"] == "selection_1 and selection_2"
