@@ -180,3 +180,13 @@ def test_sigma_writes_contains_beside_each_term_regex():
     assert len(first["DestinationHostname|re|i"]) == 2
     assert first["InitiatingProcessFileName|contains|all"] == ["x", "y"]  # has_all: every value
     assert detection["condition"] == "selection_1 and selection_2"
+
+
+def test_regex_superset_is_its_literal_run():
+    image = Field("FolderPath")
+    basename = Predicate(image, Op.REGEX, (r"(?s)\\(?:[^\\]*[^0-9A-Za-z])?[jJ][uU][mM][pP](?:[^0-9A-Za-z][^\\]*)?$",),
+                         case_sensitive=True)
+    assert superset(basename) == Predicate(image, Op.CONTAINS, ("jump",))
+    assert superset(Predicate(image, Op.REGEX, ("(?i)jump",), case_sensitive=True)) == Const(True)
+    assert superset(Predicate(image, Op.REGEX, ("jump",))) == Const(True)  # case-insensitive regex
+    assert superset(Predicate(image, Op.REGEX, ("a|b",), case_sensitive=True)) == Const(True)

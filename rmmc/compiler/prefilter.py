@@ -24,7 +24,10 @@ Why each step is a superset (the evaluator folds case one character for one, `fo
   `has_all` (every value): each value's superset.
 * AND: the supersets of its parts; OR: the OR of its parts' supersets, `True` when one part has
   none (that branch would need a full scan anyway).
-* Negated tests, regexes, numbers, CIDR, EMPTY / EXISTS, expressions: `True` (no index test).
+* A case-sensitive REGEX: CONTAINS of the longest run of single characters at its top level
+  (`regex_literal`; `[jJ]` is `j` up to case); a case-insensitive one none (its folding is not
+  the evaluator's: `(?i)s` also matches 'ſ').
+* Negated tests, numbers, CIDR, EMPTY / EXISTS, expressions: `True` (no index test).
 
 """
 
@@ -93,10 +96,17 @@ def _plain_field(p: Predicate) -> bool:
 def _predicate(p: Predicate, writable: Writable) -> Condition:
     if p.negated or not _plain_field(p) or not p.values:
         return _TRUE
-    op = _TO_CONTAINS.get(p.op, p.op)
-    if op not in _PLAIN or not all(isinstance(v, str) for v in p.values):
+    if not all(isinstance(v, str) for v in p.values):
         return _TRUE
-    tests = [_needle(op, v, writable) for v in p.values]
+    if p.op is Op.REGEX:
+        if not p.case_sensitive:  # (?i) also folds 'ſ' to 's', which `fold` does not
+            return _TRUE
+        tests = [_needle(Op.CONTAINS, regex_literal(v), writable) for v in p.values]
+    else:
+        op = _TO_CONTAINS.get(p.op, p.op)
+        if op not in _PLAIN:
+            return _TRUE
+        tests = [_needle(op, v, writable) for v in p.values]
     if p.all_values:
         return all_of([Predicate(p.field, o, (n,), span=p.span) for o, n in tests if n])
     if any(not n for _, n in tests):
@@ -122,3 +132,39 @@ def _needle(op: Op, value: str, writable: Writable) -> tuple[Op, str]:
             run = ""
     runs.append(run)
     return Op.CONTAINS, max(runs, key=len)
+
+
+def regex_literal(pattern: str) -> str:
+    """The longest text every match of a case-sensitive regex holds, up to case: a run of
+    top-level single characters (a literal, or a class of one letter in both cases such as
+    `[jJ]`, which the environments' basename regexes use).  '' when there is none, or when the
+    regex folds case itself (a global `(?i)`)."""
+    try:
+        import re._parser as sre  # the standard library's own regex parser
+        parsed = sre.parse(pattern)
+    except Exception:  # noqa: BLE001 - any pattern it cannot read has no needle
+        return ""
+    if parsed.state.flags & 2:  # re.IGNORECASE
+        return ""
+    runs, run = [], ""
+    for kind, arg in parsed:
+        ch = _single_char(str(kind), arg)
+        if ch is None:
+            runs.append(run)
+            run = ""
+        else:
+            run += ch
+    runs.append(run)
+    return max(runs, key=len)
+
+
+def _single_char(kind: str, arg) -> str | None:
+    if kind == "LITERAL":
+        return chr(arg)
+    if kind == "IN" and all(str(k) == "LITERAL" for k, _ in arg):
+        chars = {chr(code) for _, code in arg}
+        if len(chars) == 1:
+            return chars.pop()
+        if len(chars) == 2 and len({fold(c) for c in chars}) == 1 and all(c.isascii() for c in chars):
+            return fold(min(chars))
+    return None
