@@ -221,6 +221,10 @@ def load_env(option: str | None, paths, target: str | None = None):
 @click.option("--package", "package", is_flag=True,
               help="Wrap each query as a ready-to-import rule: Elastic detection rule (ndjson) for "
                    "eql/esql, a savedsearches.conf stanza for splunk, a Sentinel analytic rule for kql.")
+@click.option("--splunk-form", type=click.Choice(["search", "tstats"]), default="search", show_default=True,
+              help="SPL: a search over the environment's raw events, or `| tstats` over its CIM data "
+                   "model's summaries (--env splunk-cim; refused, saying why, where the rule reads "
+                   "anything the model lacks).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Translations and diagnostics as text, or one JSON document.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
@@ -228,7 +232,7 @@ def load_env(option: str | None, paths, target: str | None = None):
                    "process). Small batches always run in this process.")
 def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bool, loose: bool,
               apply_exclusions: bool, allow_lossy: bool, env_option: str | None,
-              allow_unknown_fields: bool, fields: str | None, package: bool,
+              allow_unknown_fields: bool, fields: str | None, package: bool, splunk_form: str,
               output_format: str, jobs: int | None) -> None:
     """Translate rules to another language, keeping their meaning.
 
@@ -244,7 +248,8 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
     from rmmc.parallel import run_batch, show_progress
     from rmmc.translation import RuleTranslation, file_failed, translate_file
 
-    options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions, allow_lossy=allow_lossy)
+    options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions, allow_lossy=allow_lossy,
+                          splunk_form=splunk_form)
     files = list(iter_rule_files(paths))
     if not files:
         raise click.UsageError("no rule files found under " + ", ".join(paths))

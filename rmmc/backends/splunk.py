@@ -746,6 +746,10 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     if datamodel is not None and several:
         raise SplRefusal(f"the environment reads one data model dataset ({datamodel}): a union, join "
                          "or subquery over several sources has no form there")
+    if options.splunk_form == "tstats":
+        from rmmc.backends.splunk_tstats import build_tstats
+
+        return "\n".join(build_tstats(rule, options, fields, found)) + "\n", found
     if rule.union is not None:
         commands, _ = _union(rule, options, fields, prefix, found)
     else:
