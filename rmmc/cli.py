@@ -114,7 +114,10 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | N
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Readable text, or the model as JSON.")
-def explain(paths: tuple[str, ...], output_format: str) -> None:
+@click.option("--cost", "with_cost", is_flag=True,
+              help="Also say, per target, which tests the engine answers from an index and which "
+                   "it runs on every event (why one output is slower than another).")
+def explain(paths: tuple[str, ...], output_format: str, with_cost: bool) -> None:
     """Print the detection model (IR) of each rule: source, lookback, condition tree,
     output and exclusions, as rmmc understood them."""
     from rmmc.compiler.diagnostics import LineIndex
@@ -143,9 +146,17 @@ def explain(paths: tuple[str, ...], output_format: str) -> None:
                 continue
             if output_format == "json":
                 rules.append({"path": doc.path, "index": doc.index, "rule": to_jsonable(compiled.rule)})
+                if with_cost:
+                    from rmmc.explain_cost import cost_json
+
+                    rules[-1]["cost"] = cost_json(compiled)
             else:
                 click.echo(f"# {doc.path}" + (f" #{doc.index + 1}" if doc.index else ""))
                 click.echo(explain_rule(compiled.rule))
+                if with_cost:
+                    from rmmc.explain_cost import cost_text
+
+                    click.echo(cost_text(compiled))
                 click.echo("")
     if output_format == "json":
         import json

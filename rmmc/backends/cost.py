@@ -192,7 +192,7 @@ def _counts(items: list[str]) -> list[str]:
 
 def cost(target: str, text: str) -> Cost:
     """The cost of one query (the first of `text` when it holds several)."""
-    query = text.strip().split("\n\n", 1)[0]
+    query = text.strip().split("\n---\n", 1)[0] if target == "sigma" else text.strip().split("\n\n", 1)[0]
     return {"splunk": _spl, "esql": _esql, "eql": _eql, "sigma": _sigma, "kql": _kql}[target](query)
 
 
