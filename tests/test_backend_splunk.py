@@ -58,13 +58,13 @@ def P(field, op, *values, type="string", **kw) -> Predicate:
 #   profile (DeviceName -> SourceHostname, RemoteUrl -> DestinationHostname).
 
 REMOTEPC = r'''search earliest=-5d latest=now DestinationHostname="*remotepc.com*" InitiatingProcessVersionInfoCompanyName="*idrive*" InitiatingProcessVersionInfoProductName IN ("*remotepc*", "*viewer*", "*remotedesktop*")
-| where match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])remotepc\\.com($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoCompanyName, ""), "(?i)(^|[^0-9A-Za-z])idrive($|[^0-9A-Za-z])") AND (match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])remotepc($|[^0-9A-Za-z])") OR match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])viewer($|[^0-9A-Za-z])") OR match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])remotedesktop($|[^0-9A-Za-z])"))
+| where match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])remotepc\\.com($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoCompanyName, ""), "(?i)(^|[^0-9A-Za-z])idrive($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])(?:remotepc|viewer|remotedesktop)($|[^0-9A-Za-z])")
 | fillnull value="" DeviceId SourceHostname DestinationHostname
 | stats min(_time) as FirstSeen max(_time) as LastSeen values(ReportId) as Report count as Count by DeviceId SourceHostname DestinationHostname
 '''
 
 DISTANTDESKTOP = r'''search earliest=-5d latest=now DestinationHostname IN ("*distantdesktop.com*", "*signalserver.xyz*") InitiatingProcessVersionInfoCompanyName="*distant software*" InitiatingProcessVersionInfoProductName="*distant desktop*"
-| where (match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])distantdesktop\\.com($|[^0-9A-Za-z])") OR match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])signalserver\\.xyz($|[^0-9A-Za-z])")) AND match(coalesce(InitiatingProcessVersionInfoCompanyName, ""), "(?i)(^|[^0-9A-Za-z])Distant Software($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])Distant Desktop($|[^0-9A-Za-z])")
+| where match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])(?:distantdesktop\\.com|signalserver\\.xyz)($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoCompanyName, ""), "(?i)(^|[^0-9A-Za-z])Distant Software($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])Distant Desktop($|[^0-9A-Za-z])")
 | fillnull value="" DeviceId SourceHostname DestinationHostname
 | stats min(_time) as FirstSeen max(_time) as LastSeen values(ReportId) as Report count as Count by DeviceId SourceHostname DestinationHostname
 '''
