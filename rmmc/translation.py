@@ -141,9 +141,12 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
     """Run the backend on a rule an environment has put into its names: every column is written
     as it is (the identity naming), the time column is the environment's, and the backend gets
     where the events are (`EmitOptions.placement`)."""
-    from rmmc.backends import FIELD_PROFILE_TARGETS, backend
+    from rmmc.backends import FIELD_PROFILE_TARGETS, _unhandled, backend
     from rmmc.compiler.schema.profiles import identity
 
+    refused = _unhandled(to, adapted.rule)  # a construct the backend does not declare it writes
+    if refused is not None:
+        return refused
     options = replace(options, placement=adapted.placement)
     function = backend(to)
     if to in FIELD_PROFILE_TARGETS:

@@ -105,22 +105,24 @@ def test_check_reports_exactly_the_edited_rule_and_target(tmp_path):
 
     edited = rules / "AnyDesk" / "rmm_AnyDesk_netconn.txt"
     text = edited.read_text(encoding="utf-8")
-    # an aggregate ES|QL has no form for (take_any): only elastic-endpoint/esql becomes refused
-    changed = text.replace("Count=count()", "Count=count(), Process=take_any(InitiatingProcessFileName)")
+    # a filter on the summarize's output no Sigma correlation can hold: only sigma/sigma becomes
+    # refused (KQL keeps it; the other environments refused the rule already: Sysmon has no DeviceId)
+    changed = text.replace("InitiatingProcessAccountUpn, RemoteUrl\n",
+                           "InitiatingProcessAccountUpn, RemoteUrl\n| where LastSeen - FirstSeen > 1h\n", 1)
     assert changed != text
     edited.write_text(changed, encoding="utf-8")
     result = build(str(rules), str(out), cache_dir=str(cache), check=True)
     assert not result.ok
     assert {(f.path, f.index) for f in result.findings} == {("AnyDesk/rmm_AnyDesk_netconn.txt", 0)}
     regressions = [(f.env, f.target) for f in result.findings if f.kind == "regression"]
-    assert regressions == [("elastic-endpoint", "esql")]
+    assert regressions == [("sigma", "sigma")]
     assert "was exact, now refused" in next(f.message for f in result.findings if f.kind == "regression")
     # the check wrote nothing: the manifest on disk still records the old source
     on_disk = {r["path"]: r["sha256"] for r in json.loads((out / MANIFEST).read_text())["rules"]}
     assert on_disk["AnyDesk/rmm_AnyDesk_netconn.txt"] != hashlib.sha256(changed.encode()).hexdigest()
     cli = run_cli("build", str(rules), "-o", str(out), "--cache-dir", str(cache), "--check")
     assert cli.exit_code == 1
-    assert "regression [elastic-endpoint/esql]: was exact, now refused" in cli.output
+    assert "regression [sigma/sigma]: was exact, now refused" in cli.output
 
 
 def test_check_finds_errors_that_grew_hand_edits_and_removed_rules(tmp_path):

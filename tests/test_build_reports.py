@@ -30,8 +30,10 @@ def checked(tmp_path, monkeypatch):
         shutil.copytree(PACK / tool, rules / tool)
     build(str(rules), "dist", cache_dir="cache")
     netconn = rules / "AnyDesk" / "rmm_AnyDesk_netconn.txt"
+    # a filter on the summarize's output no Sigma correlation can hold: sigma/sigma regresses
     netconn.write_text(netconn.read_text(encoding="utf-8").replace(
-        "Count=count()", "Count=count(), Process=take_any(InitiatingProcessFileName)"), encoding="utf-8")
+        "InitiatingProcessAccountUpn, RemoteUrl\n",
+        "InitiatingProcessAccountUpn, RemoteUrl\n| where LastSeen - FirstSeen > 1h\n", 1), encoding="utf-8")
     broken = rules / "DWService" / "rmm_DWService_filesig.txt"
     broken.write_text(broken.read_text(encoding="utf-8").replace("| where Signer", "| where Signer ==", 1),
                       encoding="utf-8")
@@ -55,7 +57,7 @@ def test_sarif_validates_and_locates_each_result_in_the_rule_file(checked):
     location = regression["locations"][0]["physicalLocation"]
     assert location["artifactLocation"]["uri"] == "rules/AnyDesk/rmm_AnyDesk_netconn.txt"
     assert location["region"]["startLine"] >= 1 and location["region"]["startColumn"] >= 1
-    assert regression["properties"] == {"environment": "elastic-endpoint", "target": "esql"}
+    assert regression["properties"] == {"environment": "sigma", "target": "sigma"}
     # the rule with a syntax error: an error at the place rmmc check reports it
     error = next(r for r in results if r["ruleId"].startswith("rule/") and r["level"] == "error")
     region = error["locations"][0]["physicalLocation"]["region"]
@@ -77,13 +79,14 @@ def test_junit_loads_with_a_test_per_rule_and_target(checked):
     junitparser = pytest.importorskip("junitparser", reason="junitparser is not installed (make test installs it)")
     xml = junitparser.JUnitXml.fromstring(render("junit", checked).encode("utf-8"))
     suites = {suite.name: suite for suite in xml}
-    assert set(suites) == {"defender-xdr/kql", "defender-xdr/sigma", "sentinel/kql", "splunk-sysmon/splunk",
-                           "splunk-cim/splunk", "elastic-endpoint/eql", "elastic-endpoint/esql"}
+    assert set(suites) == {"defender-xdr/kql", "sentinel/kql", "sigma/sigma", "splunk-sysmon/splunk",
+                           "splunk-cim/splunk", "elastic-endpoint/eql", "elastic-endpoint/esql",
+                           "elastic-winlogbeat/eql", "elastic-winlogbeat/esql"}
     rules = len(checked.rules)
     for suite in suites.values():
         assert suite.tests == rules == len(list(suite))
-    esql = {case.name: case for case in suites["elastic-endpoint/esql"]}
-    anydesk = next(c for n, c in esql.items() if "AnyDesk - Network Connection" in n)
+    sigma = {case.name: case for case in suites["sigma/sigma"]}
+    anydesk = next(c for n, c in sigma.items() if "AnyDesk - Network Connection" in n)
     failures = [r for r in anydesk.result if isinstance(r, junitparser.Failure)]
     assert any(f.type == "regression" and "was exact, now refused" in f.message for f in failures)
     # a target that refuses a rule (and did before) is skipped, with the reason
@@ -102,4 +105,4 @@ def test_json_report_and_cli_report_file(checked, tmp_path):
                                        "--report", "sarif", "--report-file", "out.sarif"])
     assert result.exit_code == 1
     assert json.loads(Path("out.sarif").read_text())["version"] == "2.1.0"
-    assert "regression [elastic-endpoint/esql]" in result.output
+    assert "regression [sigma/sigma]" in result.output

@@ -46,9 +46,9 @@ def hostile(*rest):
     return decorate
 
 
-def equality(value: str, case_sensitive: bool = True) -> Rule:
+def equality(value: str, case_sensitive: bool = True, column: str = "FileName") -> Rule:
     return Rule(Metadata(title="Escaping", description="One value."), Source(TABLE.name, TABLE.kind),
-                Predicate(TABLE.field("FileName"), Op.EQUALS, (value,), case_sensitive=case_sensitive))
+                Predicate(TABLE.field(column), Op.EQUALS, (value,), case_sensitive=case_sensitive))
 
 
 def translated(target: str, rule: Rule, fields: str | None = None):
@@ -79,7 +79,8 @@ def test_sigma_values_read_back_by_pysigma(value, case_sensitive):
 
     assume(value != "")  # '' is written as '' or null (a missing string reads as '' in the model)
     assume("\x85" not in value)  # a known defect: test_sigma_keeps_a_nel below
-    t = translated("sigma", equality(value, case_sensitive))
+    # ProcessCommandLine is Sigma's CommandLine, a plain rename (FileName would be `Image|endswith`)
+    t = translated("sigma", equality(value, case_sensitive, "ProcessCommandLine"))
     document = next(iter(yaml.safe_load_all(t.text)))
     collection = SigmaCollection.from_dicts([document])
     detections = collection.rules[0].detection.detections
@@ -161,9 +162,9 @@ def test_sigma_keeps_a_nel():
     pytest.importorskip("sigma.collection")
     import yaml
 
-    t = translated("sigma", equality("a\x85b"))
+    t = translated("sigma", equality("a\x85b", column="ProcessCommandLine"))
     selection = next(iter(yaml.safe_load_all(t.text)))["detection"]["selection"]
-    assert selection == {"FileName|cased": "a\x85b"}, t.text
+    assert selection == {"CommandLine|cased": "a\x85b"}, t.text
 
 
 @pytest.mark.xfail(strict=True, reason="defect: a case-insensitive EQL test (`:`, `in~`, `like~`, "

@@ -62,7 +62,9 @@ def test_every_threshold_to_sigma_is_a_correlation_condition_or_a_refusal(device
             if not result.ok:
                 refused += not allow
                 continue
-            correlation = [d for d in yaml.safe_load_all(result.text) if "correlation" in d]
+            # the correlation is written to its own file (a companion of the rule's)
+            texts = [result.text, *(text for _, text in result.companions)]
+            correlation = [d for t in texts for d in yaml.safe_load_all(t) if d and "correlation" in d]
             condition = correlation[0]["correlation"]["condition"] if correlation else {"gte": 1}
             kept_threshold = condition != {"gte": 1}
             if not kept_threshold:  # written without its threshold: only when said and allowed
