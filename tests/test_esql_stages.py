@@ -158,7 +158,7 @@ ISSUE_ESQL = r'''FROM logs-* METADATA _id, _version, _index
 | WHERE TO_LOWER(COALESCE(destination.domain, "")) RLIKE "(remotepc\\.com|.*[^0-9a-z]remotepc\\.com)([^0-9a-z].*)?" OR TO_LOWER(COALESCE(destination.domain, "")) RLIKE "(signalserver\\.xyz|.*[^0-9a-z]signalserver\\.xyz)([^0-9a-z].*)?"
 | EVAL destination.domain = REPLACE(COALESCE(destination.domain, ""), "^(?:http[s]?\\:\\/\\/)", "")
 | EVAL destination.domain = REPLACE(destination.domain, "^([\\s\\S]*?)(?:\\/[\\s\\S]*)?\\z", "$1")
-| KEEP destination.domain
+| KEEP destination.domain, _id, _version, _index
 | LIMIT 10000'''
 
 
@@ -284,7 +284,7 @@ def test_project_rename_away_reorder():
                            "| project-rename Url = RemoteUrl | project-away DeviceName "
                            "| project-reorder Port").rule
     text = compare(rule, [{"RemoteUrl": "u", "RemotePort": 1, "DeviceName": "d", "Timestamp": T0}, {"Timestamp": T0}])
-    assert text == ("FROM logs-* METADATA _id, _version, _index\n| EVAL Port = destination.port\n| KEEP destination.domain, Port, host.name\n"
+    assert text == ("FROM logs-* METADATA _id, _version, _index\n| EVAL Port = destination.port\n| KEEP destination.domain, Port, host.name, _id, _version, _index\n"
                     "| RENAME destination.domain AS Url\n| DROP host.name\n| KEEP Port, *\n| LIMIT 10000")
 
 

@@ -85,6 +85,9 @@ from rmmc.compiler.ir import (And, Compare, Condition, Const, Field, InSubquery,
 
 TARGET = "esql"
 DEFAULT_INDEX = "logs-*"
+METADATA = ("_id", "_version", "_index")
+"""What a non-aggregating ES|QL rule reads with `FROM ... METADATA` (Elastic's rule validation and
+alert deduplication need them)."""
 MAX_ROWS = 10_000
 """The most rows an ES|QL query returns (`esql.query.result_truncation_max_size`, default)."""
 
@@ -550,7 +553,7 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
             raise Refusal(f"index pattern {index!r} is not a plain index pattern")
         aggregates = any(isinstance(s, Summarize) for s in rule.stages)
         # Elastic's rule validation requires the metadata on a non-aggregating query (alert ids)
-        commands = [f"FROM {index}" if aggregates else f"FROM {index} METADATA _id, _version, _index"]
+        commands = [f"FROM {index}" if aggregates else f"FROM {index} METADATA {', '.join(METADATA)}"]
         if rule.lookback is not None:
             span, rounded = time_span(rule.lookback.window)
             if rounded:
@@ -575,7 +578,14 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
                                        "now match", node.span, node))
         if condition != Const(True):
             commands += _where(em, condition)
-        commands += stages.write(rule.stages)
+        written = stages.write(rule.stages)
+        if not aggregates:  # a KEEP would drop the metadata the alerts are deduplicated by
+            written = [c + ", " + ", ".join(METADATA) if c.startswith("KEEP ") and not c.endswith(", *") else c
+                       for c in written]
+            if any(c.startswith("KEEP ") for c in written):
+                found.append(note(TARGET, "KEEP also keeps " + ", ".join(METADATA) + ": Elastic deduplicates "
+                                          "the alerts of a non-aggregating rule by them"))
+        commands += written
         last = rule.stages[-1] if rule.stages else None
         if not isinstance(last, Limit):
             commands.append(f"LIMIT {MAX_ROWS}")
