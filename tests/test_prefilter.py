@@ -190,3 +190,16 @@ def test_regex_superset_is_its_literal_run():
     assert superset(Predicate(image, Op.REGEX, ("(?i)jump",), case_sensitive=True)) == Const(True)
     assert superset(Predicate(image, Op.REGEX, ("jump",))) == Const(True)  # case-insensitive regex
     assert superset(Predicate(image, Op.REGEX, ("a|b",), case_sensitive=True)) == Const(True)
+
+
+def test_a_conjunct_the_other_implies_is_dropped_when_read_back():
+    from rmmc.compiler.prefilter import drop_implied
+
+    url = Field("RemoteUrl")
+    has = Predicate(url, Op.TERM, ("RemotePC.com",))
+    contains = Predicate(url, Op.CONTAINS, ("remotepc.com",))
+    assert drop_implied([contains, has]) == [has]
+    assert drop_implied([contains]) == [contains]
+    other = Predicate(url, Op.CONTAINS, ("remotepc",))  # weaker, but not the superset: kept
+    assert drop_implied([other, has]) == [other, has]
+    assert drop_implied([contains, contains]) == [contains, contains]  # neither implies through a superset

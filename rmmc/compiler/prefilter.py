@@ -89,6 +89,21 @@ def is_own_superset(condition: Condition, writable: Writable = printable_ascii) 
                     for v in condition.values))
 
 
+def drop_implied(conjuncts: list[Condition]) -> list[Condition]:
+    """The conjuncts of an AND without those another one implies through its superset (a
+    `X|contains` written beside `X|re|i` for an index, read back: `has` implies it), so reading
+    a translation back gives the rule, not the rule and its prefilter.  Exact: a dropped
+    conjunct is its own superset, which the kept one implies."""
+    out = []
+    for i, c in enumerate(conjuncts):
+        if is_own_superset(c):
+            mine = superset(c)
+            if any(j != i and not is_own_superset(d) and superset(d) == mine for j, d in enumerate(conjuncts)):
+                continue
+        out.append(c)
+    return out
+
+
 def _plain_field(p: Predicate) -> bool:
     return isinstance(p.field, Field) and p.field.type == "string"
 
