@@ -114,7 +114,10 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | N
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Readable text, or the model as JSON.")
-def explain(paths: tuple[str, ...], output_format: str) -> None:
+@click.option("--cost", "with_cost", is_flag=True,
+              help="Also say, per target, which tests the engine answers from an index and which "
+                   "it runs on every event (why one output is slower than another).")
+def explain(paths: tuple[str, ...], output_format: str, with_cost: bool) -> None:
     """Print the detection model (IR) of each rule: source, lookback, condition tree,
     output and exclusions, as rmmc understood them."""
     from rmmc.compiler.diagnostics import LineIndex
@@ -143,9 +146,17 @@ def explain(paths: tuple[str, ...], output_format: str) -> None:
                 continue
             if output_format == "json":
                 rules.append({"path": doc.path, "index": doc.index, "rule": to_jsonable(compiled.rule)})
+                if with_cost:
+                    from rmmc.explain_cost import cost_json
+
+                    rules[-1]["cost"] = cost_json(compiled)
             else:
                 click.echo(f"# {doc.path}" + (f" #{doc.index + 1}" if doc.index else ""))
                 click.echo(explain_rule(compiled.rule))
+                if with_cost:
+                    from rmmc.explain_cost import cost_text
+
+                    click.echo(cost_text(compiled))
                 click.echo("")
     if output_format == "json":
         import json
@@ -226,6 +237,10 @@ def load_env(option: str | None, paths, target: str | None = None):
               help="With --package: run every INTERVAL, each run looking back INTERVAL + OVERLAP "
                    "(e.g. 5m+1m, 1h+10m; default: the environment's schedule, else 5m+1m). Rules "
                    "whose meaning needs their whole lookback are packaged as hunting queries.")
+@click.option("--splunk-form", type=click.Choice(["search", "tstats"]), default="search", show_default=True,
+              help="SPL: a search over the environment's raw events, or `| tstats` over its CIM data "
+                   "model's summaries (--env splunk-cim; refused, saying why, where the rule reads "
+                   "anything the model lacks).")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Translations and diagnostics as text, or one JSON document.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
@@ -234,7 +249,7 @@ def load_env(option: str | None, paths, target: str | None = None):
 def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bool, loose: bool,
               apply_exclusions: bool, allow_lossy: bool, env_option: str | None,
               allow_unknown_fields: bool, fields: str | None, package: bool,
-              schedule, output_format: str, jobs: int | None) -> None:
+              schedule, splunk_form: str, output_format: str, jobs: int | None) -> None:
     """Translate rules to another language, keeping their meaning.
 
     PATHS are rule files, directories or `-` for standard input.  Without -o the
@@ -249,7 +264,8 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
     from rmmc.parallel import run_batch, show_progress
     from rmmc.translation import RuleTranslation, file_failed, translate_file
 
-    options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions, allow_lossy=allow_lossy)
+    options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions, allow_lossy=allow_lossy,
+                          splunk_form=splunk_form)
     files = list(iter_rule_files(paths))
     if not files:
         raise click.UsageError("no rule files found under " + ", ".join(paths))

@@ -82,7 +82,12 @@ def rule_of(condition, kind=EventKind.PROCESS, **kw) -> Rule:
 
 
 def emit(condition, **kw):
-    return emit_eql(rule_of(condition), fields=PROFILE, **kw)
+    """The exact test alone: the index prefilter (`eql.with_prefilter`, implied by the test) is
+    left out here; the goldens below and tests/test_prefilter.py have it."""
+    from unittest import mock
+
+    with mock.patch("rmmc.backends.eql.with_prefilter", lambda c: c):
+        return emit_eql(rule_of(condition), fields=PROFILE, **kw)
 
 
 def seed(path: str) -> Rule:
@@ -96,14 +101,18 @@ def seed(path: str) -> Rule:
 
 
 REMOTEPC = (
-    'network where url.original regex~ "(remotepc\\\\.com|.*[^0-9A-Za-z]remotepc\\\\.com)([^0-9A-Za-z].*)?"'
+    'network where url.original like~ "*remotepc.com*" and process.pe.company like~ "*idrive*"'
+    ' and process.pe.product like~ ("*remotepc*", "*viewer*", "*remotedesktop*")'
+    ' and url.original regex~ "(remotepc\\\\.com|.*[^0-9A-Za-z]remotepc\\\\.com)([^0-9A-Za-z].*)?"'
     ' and process.pe.company regex~ "(idrive|.*[^0-9A-Za-z]idrive)([^0-9A-Za-z].*)?"'
     ' and (process.pe.product regex~ "(remotepc|.*[^0-9A-Za-z]remotepc)([^0-9A-Za-z].*)?"'
     ' or process.pe.product regex~ "(viewer|.*[^0-9A-Za-z]viewer)([^0-9A-Za-z].*)?"'
     ' or process.pe.product regex~ "(remotedesktop|.*[^0-9A-Za-z]remotedesktop)([^0-9A-Za-z].*)?")'
 )
 DISTANT = (
-    'network where (url.original regex~ "(distantdesktop\\\\.com|.*[^0-9A-Za-z]distantdesktop\\\\.com)([^0-9A-Za-z].*)?"'
+    'network where url.original like~ ("*distantdesktop.com*", "*signalserver.xyz*")'
+    ' and process.pe.company like~ "*distant software*" and process.pe.product like~ "*distant desktop*"'
+    ' and (url.original regex~ "(distantdesktop\\\\.com|.*[^0-9A-Za-z]distantdesktop\\\\.com)([^0-9A-Za-z].*)?"'
     ' or url.original regex~ "(signalserver\\\\.xyz|.*[^0-9A-Za-z]signalserver\\\\.xyz)([^0-9A-Za-z].*)?")'
     ' and process.pe.company regex~ "(Distant Software|.*[^0-9A-Za-z]Distant Software)([^0-9A-Za-z].*)?"'
     ' and process.pe.product regex~ "(Distant Desktop|.*[^0-9A-Za-z]Distant Desktop)([^0-9A-Za-z].*)?"'

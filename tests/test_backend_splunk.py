@@ -57,14 +57,14 @@ def P(field, op, *values, type="string", **kw) -> Predicate:
 #   Timestamp -> _time, make_set -> values, count() -> count, group keys through the sigma
 #   profile (DeviceName -> SourceHostname, RemoteUrl -> DestinationHostname).
 
-REMOTEPC = r'''search earliest=-5d latest=now
-| where match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])remotepc\\.com($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoCompanyName, ""), "(?i)(^|[^0-9A-Za-z])idrive($|[^0-9A-Za-z])") AND (match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])remotepc($|[^0-9A-Za-z])") OR match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])viewer($|[^0-9A-Za-z])") OR match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])remotedesktop($|[^0-9A-Za-z])"))
+REMOTEPC = r'''search earliest=-5d latest=now DestinationHostname="*remotepc.com*" InitiatingProcessVersionInfoCompanyName="*idrive*" InitiatingProcessVersionInfoProductName IN ("*remotepc*", "*viewer*", "*remotedesktop*")
+| where match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])remotepc\\.com($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoCompanyName, ""), "(?i)(^|[^0-9A-Za-z])idrive($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])(?:remotepc|viewer|remotedesktop)($|[^0-9A-Za-z])")
 | fillnull value="" DeviceId SourceHostname DestinationHostname
 | stats min(_time) as FirstSeen max(_time) as LastSeen values(ReportId) as Report count as Count by DeviceId SourceHostname DestinationHostname
 '''
 
-DISTANTDESKTOP = r'''search earliest=-5d latest=now
-| where (match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])distantdesktop\\.com($|[^0-9A-Za-z])") OR match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])signalserver\\.xyz($|[^0-9A-Za-z])")) AND match(coalesce(InitiatingProcessVersionInfoCompanyName, ""), "(?i)(^|[^0-9A-Za-z])Distant Software($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])Distant Desktop($|[^0-9A-Za-z])")
+DISTANTDESKTOP = r'''search earliest=-5d latest=now DestinationHostname IN ("*distantdesktop.com*", "*signalserver.xyz*") InitiatingProcessVersionInfoCompanyName="*distant software*" InitiatingProcessVersionInfoProductName="*distant desktop*"
+| where match(coalesce(DestinationHostname, ""), "(?i)(^|[^0-9A-Za-z])(?:distantdesktop\\.com|signalserver\\.xyz)($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoCompanyName, ""), "(?i)(^|[^0-9A-Za-z])Distant Software($|[^0-9A-Za-z])") AND match(coalesce(InitiatingProcessVersionInfoProductName, ""), "(?i)(^|[^0-9A-Za-z])Distant Desktop($|[^0-9A-Za-z])")
 | fillnull value="" DeviceId SourceHostname DestinationHostname
 | stats min(_time) as FirstSeen max(_time) as LastSeen values(ReportId) as Report count as Count by DeviceId SourceHostname DestinationHostname
 '''
@@ -140,10 +140,12 @@ def test_values_matching_empty_go_to_where():
 
 def test_star_case_sensitive_and_control_chars_go_to_where():
     text = emit_splunk(rule_of(P("RemoteUrl", Op.CONTAINS, "a*b")), fields="defender").text
-    assert text == 'search *\n| where match(coalesce(RemoteUrl, ""), "(?i)a\\\\*b")\n'
+    # the index prefilter is the longest piece of the needle search can say ('a'): implied by the test
+    assert text == 'search RemoteUrl="*a*"\n| where match(coalesce(RemoteUrl, ""), "(?i)a\\\\*b")\n'
     assert selects(text, {"RemoteUrl": "xA*B"}) and not selects(text, {"RemoteUrl": "axxb"})
     text = emit_splunk(rule_of(P("RemoteUrl", Op.EQUALS, "Ab", case_sensitive=True)), fields="defender").text
-    assert text == 'search *\n| where coalesce(RemoteUrl, "")=="Ab"\n'
+    # search is case-insensitive: its term is the case-folded twin, implied by the cased test
+    assert text == 'search RemoteUrl="ab"\n| where coalesce(RemoteUrl, "")=="Ab"\n'
     text = emit_splunk(rule_of(P("RemoteUrl", Op.ENDSWITH, "a\nb")), fields="defender").text
     assert "\\\\x{0a}" in text and text.count("\n") == 2
 

@@ -153,11 +153,12 @@ ISSUE_QUERY = """DeviceNetworkEvents
 # in REPLACE; segment 0 of the split is group 1 of a Java regex that matches every text (the
 # text before the first '/', or all of it); the second EVAL reads the column the first made,
 # never null, so without COALESCE.  project is KEEP; LIMIT 10000 lifts ES|QL's default 1,000.
-ISSUE_ESQL = r'''FROM logs-*
+ISSUE_ESQL = r'''FROM logs-* METADATA _id, _version, _index
+| WHERE TO_LOWER(destination.domain) LIKE "*remotepc.com*" OR TO_LOWER(destination.domain) LIKE "*signalserver.xyz*"
 | WHERE TO_LOWER(COALESCE(destination.domain, "")) RLIKE "(remotepc\\.com|.*[^0-9a-z]remotepc\\.com)([^0-9a-z].*)?" OR TO_LOWER(COALESCE(destination.domain, "")) RLIKE "(signalserver\\.xyz|.*[^0-9a-z]signalserver\\.xyz)([^0-9a-z].*)?"
 | EVAL destination.domain = REPLACE(COALESCE(destination.domain, ""), "^(?:http[s]?\\:\\/\\/)", "")
 | EVAL destination.domain = REPLACE(destination.domain, "^([\\s\\S]*?)(?:\\/[\\s\\S]*)?\\z", "$1")
-| KEEP destination.domain
+| KEEP destination.domain, _id, _version, _index
 | LIMIT 10000'''
 
 
@@ -202,7 +203,7 @@ def test_extend_reads_the_row_before_it():
                     ("b", Call("strcat", (url, Literal("!")), "string"))))
     rule = rule_of([stage])
     text = compare(rule, [{"RemoteUrl": "ab", "Timestamp": T0}, {"Timestamp": T0}])
-    assert text == ('FROM logs-*\n| EVAL rmmc_t1 = TO_UPPER(COALESCE(destination.domain, "")), '
+    assert text == ('FROM logs-* METADATA _id, _version, _index\n| EVAL rmmc_t1 = TO_UPPER(COALESCE(destination.domain, "")), '
                     'rmmc_t2 = CONCAT(COALESCE(destination.domain, ""), "!")\n'
                     '| EVAL destination.domain = rmmc_t1, b = rmmc_t2\n| DROP rmmc_t1, rmmc_t2\n| LIMIT 10000')
 
@@ -283,7 +284,7 @@ def test_project_rename_away_reorder():
                            "| project-rename Url = RemoteUrl | project-away DeviceName "
                            "| project-reorder Port").rule
     text = compare(rule, [{"RemoteUrl": "u", "RemotePort": 1, "DeviceName": "d", "Timestamp": T0}, {"Timestamp": T0}])
-    assert text == ("FROM logs-*\n| EVAL Port = destination.port\n| KEEP destination.domain, Port, host.name\n"
+    assert text == ("FROM logs-* METADATA _id, _version, _index\n| EVAL Port = destination.port\n| KEEP destination.domain, Port, host.name, _id, _version, _index\n"
                     "| RENAME destination.domain AS Url\n| DROP host.name\n| KEEP Port, *\n| LIMIT 10000")
 
 

@@ -178,10 +178,10 @@ ISSUE_QUERY = """DeviceNetworkEvents
 
 # Checked by hand: the where keeps KQL's has_any (term regexes); each extend is one eval in
 # order after it (the filter tests the raw RemoteUrl, as the source does); trim_start is
-# KQL's `^(R)` removed; segment 0 of the split is the text before the first '/' (a PCRE
+# KQL's `^(R)` removed; the has_any's index terms are in the search, its needles one regex; segment 0 of the split is the text before the first '/' (a PCRE
 # whose group 1 is it; the text itself when there is no '/'); project is `table`.
-ISSUE_SPL = r'''search *
-| where (match(coalesce(RemoteUrl, ""), "(?i)(^|[^0-9A-Za-z])remotepc\\.com($|[^0-9A-Za-z])") OR match(coalesce(RemoteUrl, ""), "(?i)(^|[^0-9A-Za-z])signalserver\\.xyz($|[^0-9A-Za-z])"))
+ISSUE_SPL = r'''search RemoteUrl IN ("*remotepc.com*", "*signalserver.xyz*")
+| where match(coalesce(RemoteUrl, ""), "(?i)(^|[^0-9A-Za-z])(?:remotepc\\.com|signalserver\\.xyz)($|[^0-9A-Za-z])")
 | eval RemoteUrl=replace(coalesce(RemoteUrl, ""), "^(?:http[s]?://)", "")
 | eval RemoteUrl=if(match(coalesce(RemoteUrl, ""), "^([\\s\\S]*?)(?:\\/[\\s\\S]*)?\\z"), replace(coalesce(RemoteUrl, ""), "^([\\s\\S]*?)(?:\\/[\\s\\S]*)?\\z", "\\1"), "")
 | table RemoteUrl

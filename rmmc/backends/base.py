@@ -30,6 +30,7 @@ class EmitOptions:
     # Where the events are, from the environment (`rmmc.environments.adapt.Target`: search,
     # datamodel, index, table, time_field); None: each backend's own default.
     placement: Any = None
+    splunk_form: str = "search"     # SPL: "search" (raw events) or "tstats" (CIM data model summaries)
 
 
 @dataclass(frozen=True)

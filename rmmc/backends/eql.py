@@ -52,6 +52,7 @@ from typing import Any
 from rmmc.backends.base import (cidr_networks, dropped_stages, reads_ipv4, refuse_expression_tests, EmitOptions,
                                 exclusion_conditions, Translation, lossy, note, unsupported, Wildcard,
                                 wildcard_pattern)
+from rmmc.compiler.prefilter import is_own_superset, superset
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
@@ -611,7 +612,7 @@ def _query(rule: Rule, options: EmitOptions, fields: Any, stages: bool = True) -
                                        f"({node.query}) reads other events, which EQL cannot: the "
                                        "test is dropped and events it would reject now match",
                                node.span, node))
-        where = emitter.emit(condition)
+        where = emitter.emit(with_prefilter(condition))
     except Refusal as refusal:
         found.append(unsupported(TARGET, str(refusal), refusal.span))
         return "", names.warnings + emitter.diagnostics + found
@@ -624,6 +625,25 @@ def _query(rule: Rule, options: EmitOptions, fields: Any, stages: bool = True) -
     if stages:
         found.extend(dropped_stages(rule.stages, TARGET, "EQL"))
     return f"{category} where {where}", names.warnings + emitter.diagnostics + found
+
+
+def _eql_char(ch: str) -> bool:
+    """A character an EQL wildcard string says literally (it has no escape for `*` or `?`)."""
+    return " " <= ch <= "~" and ch not in "*?"
+
+
+def with_prefilter(condition: Condition) -> Condition:
+    """The condition with, before it, each top-level conjunct's `prefilter.superset` (implied by
+    the conjunct, so the AND means the same): `:` / `in~` / `like~` tests Elasticsearch answers
+    from the index, before the `regex~` that decides.  A conjunct that is its own superset (it is
+    such a test already) adds nothing."""
+    conjuncts = condition.operands if isinstance(condition, And) else (condition,)
+    found: list[Condition] = []
+    for c in conjuncts:
+        pre = superset(c, _eql_char)
+        if pre != Const(True) and not is_own_superset(c, _eql_char) and pre not in found:
+            found.append(pre)
+    return all_of([*found, condition])
 
 
 def _union(rule: Rule, options: EmitOptions, fields: Any) -> tuple[str, list[Diagnostic]]:

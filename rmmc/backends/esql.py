@@ -78,12 +78,16 @@ from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.compiler.evaluator import fold, is_term_char
 from rmmc.compiler.functions import describe
+from rmmc.compiler.prefilter import is_own_superset, superset
 from rmmc.compiler.pushdown import push_filters
 from rmmc.compiler.ir import (And, Compare, Condition, Const, Field, InSubquery, Limit, Not, Op, Or,
-                              Predicate, Rule, all_of)
+                              Predicate, Rule, Summarize, all_of)
 
 TARGET = "esql"
 DEFAULT_INDEX = "logs-*"
+METADATA = ("_id", "_version", "_index")
+"""What a non-aggregating ES|QL rule reads with `FROM ... METADATA` (Elastic's rule validation and
+alert deduplication need them)."""
 MAX_ROWS = 10_000
 """The most rows an ES|QL query returns (`esql.query.result_truncation_max_size`, default)."""
 
@@ -423,6 +427,30 @@ class Emitter:
             test = f"COALESCE(CIDR_MATCH({subject}, {', '.join(literals)}), false)"
         return f"(NOT {test})" if p.negated else test
 
+    def index_test(self, c: Condition) -> str | None:
+        """A `prefilter.superset` condition as tests Elasticsearch answers from the index:
+        `TO_LOWER(f) == "v"` / `IN (...)` (a case-insensitive term query) and `TO_LOWER(f) LIKE
+        "*v*"` (a case-insensitive wildcard query; ES|QL pushes both down since 8.19 / 9.1).  No
+        COALESCE: the needles are non-empty, so a null field (null, dropped by WHERE) and '' (false)
+        agree, and the superset has no NOT.  None when a field is a column a stage made."""
+        if isinstance(c, (And, Or)):
+            parts = [self.index_test(o) for o in c.operands]
+            if any(t is None for t in parts):
+                return None
+            return paren(join("AND" if isinstance(c, And) else "OR", parts))
+        if not isinstance(c, Predicate) or describe(c.field) in self.columns or describe(c.field) in self.paths:
+            return None
+        subject = f"TO_LOWER({self.column(describe(c.field))})"
+        self.case_folded = True
+        values = [v for v in c.values if isinstance(v, str)]
+        if c.op is Op.EQUALS:
+            if len(values) == 1:
+                return f"({subject} == {string_lit(values[0])})"
+            return f"({subject} IN ({', '.join(string_lit(v) for v in values)}))"
+        shape = {Op.CONTAINS: "*{}*", Op.STARTSWITH: "{}*", Op.ENDSWITH: "*{}"}[c.op]
+        tests = [f"{subject} LIKE {string_lit(shape.format(like_escape(v)))}" for v in values]
+        return paren(join("OR", tests))
+
     def like(self, p: Predicate, pattern: tuple[str | Wildcard, ...]) -> str:
         """A `wildcard_pattern` as a LIKE pattern: literal parts (lower-cased when the test is
         case-insensitive) with `*`, `?` and `\\` escaped by a backslash."""
@@ -471,6 +499,29 @@ class Emitter:
 # ------------------------------------------------------------------ the rule
 
 
+def _where(em: Emitter, condition: Condition) -> list[str]:
+    """The detection as `WHERE <index tests>` then `WHERE <exact tests>`: each top-level
+    conjunct's `prefilter.superset` (implied by it) in its indexable form first; a conjunct that
+    is its own superset (a case-insensitive equality, contains, ... with a plain needle) is said
+    there only."""
+    conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
+    index_parts: list[str] = []
+    exact_parts: list[str] = []
+    for c in conjuncts:
+        pre = superset(c)
+        test = None if pre == Const(True) else em.index_test(pre)
+        if test is not None and test not in index_parts:
+            index_parts.append(test)
+        if test is None or not is_own_superset(c):
+            exact_parts.append(em.emit(c))
+    commands = []
+    if index_parts:
+        commands.append("WHERE " + strip_parens(join("AND", index_parts)))
+    if exact_parts:
+        commands.append("WHERE " + strip_parens(join("AND", exact_parts)))
+    return commands
+
+
 def _table(rule: Rule) -> str | None:
     if rule.source.table:
         return rule.source.table
@@ -500,7 +551,9 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
     try:
         if not _INDEX.fullmatch(index):
             raise Refusal(f"index pattern {index!r} is not a plain index pattern")
-        commands = [f"FROM {index}"]
+        aggregates = any(isinstance(s, Summarize) for s in rule.stages)
+        # Elastic's rule validation requires the metadata on a non-aggregating query (alert ids)
+        commands = [f"FROM {index}" if aggregates else f"FROM {index} METADATA {', '.join(METADATA)}"]
         if rule.lookback is not None:
             span, rounded = time_span(rule.lookback.window)
             if rounded:
@@ -524,8 +577,15 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
                                        "run here: the test is dropped and events it would reject "
                                        "now match", node.span, node))
         if condition != Const(True):
-            commands.append("WHERE " + strip_parens(em.emit(condition)))
-        commands += stages.write(rule.stages)
+            commands += _where(em, condition)
+        written = stages.write(rule.stages)
+        if not aggregates:  # a KEEP would drop the metadata the alerts are deduplicated by
+            written = [c + ", " + ", ".join(METADATA) if c.startswith("KEEP ") and not c.endswith(", *") else c
+                       for c in written]
+            if any(c.startswith("KEEP ") for c in written):
+                found.append(note(TARGET, "KEEP also keeps " + ", ".join(METADATA) + ": Elastic deduplicates "
+                                          "the alerts of a non-aggregating rule by them"))
+        commands += written
         last = rule.stages[-1] if rule.stages else None
         if not isinstance(last, Limit):
             commands.append(f"LIMIT {MAX_ROWS}")

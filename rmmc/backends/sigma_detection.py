@@ -38,6 +38,7 @@ from rmmc.backends.sigma_values import (escape_plain, regex_portability, term_bo
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.evaluator import coerce, evaluate_predicate, fold, fold_to_ascii, re2_dollar
 from rmmc.compiler.ir import And, Condition, Const, InSubquery, Not, Op, Or, Predicate
+from rmmc.compiler.prefilter import printable_ascii, superset
 
 NUMERIC_TYPES = frozenset({"int", "long", "real", "double", "decimal"})
 # Types whose text KQL string operators see as the same text a Sigma backend compares.
@@ -464,7 +465,32 @@ class ConditionLowerer:
                 leaf.widenings = (Widening(p, tuple(bounded)),)
             return leaf
         key = f"{name}|re" + ("" if case_sensitive else "|i")
-        return _keyed(key, [term_regex(p.op, v) for v in values], p.all_values, split=True)
+        exact = _keyed(key, [term_regex(p.op, v) for v in values], p.all_values, split=True)
+        index = index_values(replace(p, values=tuple(values), case_sensitive=case_sensitive, negated=False))
+        if index is None:
+            return exact
+        contains = _keyed(f"{name}|contains", [escape_plain(v) for v in index], p.all_values, split=False)
+        if not p.all_values and isinstance(exact, Leaf) and isinstance(exact.body, dict) \
+                and isinstance(contains, Leaf):  # one selection: `X|contains` beside `X|re|i`
+            return Leaf({**contains.body, **exact.body})
+        return s_and([contains, exact])
+
+
+def _index_char(ch: str) -> bool:
+    return printable_ascii(ch)
+
+
+def index_values(p: Predicate) -> list[str] | None:
+    """The `|contains` needles implied by a term test (`prefilter.superset`: has -> contains,
+    case-insensitive), which every pySigma backend can hand to an index: written beside the
+    term regex in the same selection, ANDed with it (the regex implies it, so the selection
+    and its negation mean what the regex alone means).  None when there is none."""
+    pre = superset(p, _index_char)
+    parts = pre.operands if isinstance(pre, And) else (pre,)
+    if not all(isinstance(x, Predicate) and x.op is Op.CONTAINS for x in parts):
+        return None
+    values = [v for x in parts for v in x.values]
+    return values if (len(parts) == 1) != p.all_values or len(values) == 1 else None
 
 
 def _sigma_wildcard(parts) -> str:

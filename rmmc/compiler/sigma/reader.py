@@ -23,6 +23,7 @@ from typing import Any
 
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Severity, Span, error, warning
+from rmmc.compiler.prefilter import drop_implied
 from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, ConditionError, Quantified, Ref,
                                            names_for, parse_condition)
 from rmmc.compiler.sigma.predicates import predicate
@@ -371,7 +372,7 @@ class _Detection:
     def _selection(self, node: Y, name: str) -> ir.Condition | None:
         if node.is_map:
             items = [self.item(key, node.key_span(key), value) for key, value in node.value.items()]
-            return None if any(i is None for i in items) else ir.all_of(items)
+            return None if any(i is None for i in items) else ir.all_of(drop_implied(items))
         if node.is_list and node.value and all(v.is_map for v in node.value):
             maps = [self._selection(v, name) for v in node.value]
             return None if any(m is None for m in maps) else ir.any_of(maps)

@@ -1,0 +1,185 @@
+"""Indexable supersets: for a detection condition, a weaker condition an engine can answer from
+its index, to be tested *before* the exact test (`prefilter AND exact == exact`).
+
+Search engines index field values (Splunk's `f="*x*"`, Elasticsearch's keyword wildcard and
+term queries, case-insensitively); they cannot index a term regex (KQL `has`) or a case-folded
+comparison written as `lower(f) == ...`.  Every backend writes the exact test as it did; this
+module says, once and as IR, which plain test each exact test implies, so each backend can put
+that test where its engine uses an index.
+
+`superset(condition, writable)` returns a condition `S` with `condition => S` under the
+reference evaluator, built only from positive, case-insensitive EQUALS / CONTAINS / STARTSWITH /
+ENDSWITH tests on string fields, with non-empty needles whose every character `writable`
+accepts (what the backend can write exactly in its indexable syntax), or `Const(True)`.
+Why each step is a superset (the evaluator folds case one character for one, `fold`):
+
+* TERM / TERM_PREFIX / TERM_SUFFIX (`has` & co.) need an occurrence of the needle: CONTAINS.
+* A case-sensitive test implies its case-insensitive twin (folding both sides keeps equality
+  and substrings).
+* A test whose needle holds characters the backend cannot write (`*`, control or non-ASCII
+  characters) implies CONTAINS of any piece of the needle: the longest writable run is used.
+  A case-insensitive needle is first written through `fold_to_ascii` (KELVIN SIGN is `k`),
+  which the evaluator reads as the same needle.
+* `has_any` / `in` (any value): the OR of the values' supersets, none if one value has none;
+  `has_all` (every value): each value's superset.
+* AND: the supersets of its parts; OR: the OR of its parts' supersets, `True` when one part has
+  none (that branch would need a full scan anyway).
+* A case-sensitive REGEX: CONTAINS of the longest run of single characters at its top level
+  (`regex_literal`; `[jJ]` is `j` up to case); a case-insensitive one none (its folding is not
+  the evaluator's: `(?i)s` also matches 'ſ').
+* Negated tests, numbers, CIDR, EMPTY / EXISTS, expressions: `True` (no index test).
+
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from rmmc.compiler.evaluator import fold, fold_to_ascii
+from rmmc.compiler.ir import And, Condition, Const, Field, Not, Op, Or, Predicate, all_of, any_of
+
+Writable = Callable[[str], bool]
+"""Whether the backend can write this character inside an indexable needle."""
+
+_TO_CONTAINS = {Op.TERM: Op.CONTAINS, Op.TERM_PREFIX: Op.CONTAINS, Op.TERM_SUFFIX: Op.CONTAINS}
+_PLAIN = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
+_TRUE = Const(True)
+
+
+def printable_ascii(ch: str) -> bool:
+    """The characters every target writes in a quoted needle: printable ASCII but the
+    wildcard characters `*` and `?` and the escape `\\` (engines differ on escaping them)."""
+    return " " <= ch <= "~" and ch not in "*?\\"
+
+
+def superset(condition: Condition, writable: Writable = printable_ascii, positive: bool = True) -> Condition:
+    """An indexable condition implied by `condition` (see the module docstring); with
+    `positive` False, implied by its negation (NOT pushed down by De Morgan, which holds in
+    three-valued logic)."""
+    if isinstance(condition, Not):
+        return superset(condition.operand, writable, not positive)
+    if isinstance(condition, (And, Or)):
+        parts = [superset(c, writable, positive) for c in condition.operands]
+        if isinstance(condition, And) == positive:
+            return all_of(parts)
+        if any(p == _TRUE for p in parts):
+            return _TRUE
+        return any_of(parts)
+    if isinstance(condition, Predicate):
+        return _predicate(condition if positive else condition.negate(), writable)
+    return _TRUE
+
+
+def is_indexable(condition: Condition) -> bool:
+    """Whether a condition is already of the form `superset` builds (nothing to add)."""
+    if isinstance(condition, (And, Or)):
+        return all(is_indexable(c) for c in condition.operands)
+    return (isinstance(condition, Predicate) and _plain_field(condition) and condition.op in _PLAIN
+            and not condition.negated and not condition.case_sensitive)
+
+
+def is_own_superset(condition: Condition, writable: Writable = printable_ascii) -> bool:
+    """Whether `superset` gives a condition that means the same as this one (a positive
+    case-insensitive plain test whose needles are whole and writable): then a backend's index
+    test *is* the exact test, and writing both would only test it twice."""
+    if isinstance(condition, (And, Or)):
+        return all(is_own_superset(c, writable) for c in condition.operands)
+    return (is_indexable(condition) and bool(condition.values)
+            and all(isinstance(v, str) and v and all(writable(ch) for ch in fold(fold_to_ascii(v)))
+                    for v in condition.values))
+
+
+def drop_implied(conjuncts: list[Condition]) -> list[Condition]:
+    """The conjuncts of an AND without those another one implies through its superset (a
+    `X|contains` written beside `X|re|i` for an index, read back: `has` implies it), so reading
+    a translation back gives the rule, not the rule and its prefilter.  Exact: a dropped
+    conjunct is its own superset, which the kept one implies."""
+    out = []
+    for i, c in enumerate(conjuncts):
+        if is_own_superset(c):
+            mine = superset(c)
+            if any(j != i and not is_own_superset(d) and superset(d) == mine for j, d in enumerate(conjuncts)):
+                continue
+        out.append(c)
+    return out
+
+
+def _plain_field(p: Predicate) -> bool:
+    return isinstance(p.field, Field) and p.field.type == "string"
+
+
+def _predicate(p: Predicate, writable: Writable) -> Condition:
+    if p.negated or not _plain_field(p) or not p.values:
+        return _TRUE
+    if not all(isinstance(v, str) for v in p.values):
+        return _TRUE
+    if p.op is Op.REGEX:
+        if not p.case_sensitive:  # (?i) also folds 'ſ' to 's', which `fold` does not
+            return _TRUE
+        tests = [_needle(Op.CONTAINS, regex_literal(v), writable) for v in p.values]
+    else:
+        op = _TO_CONTAINS.get(p.op, p.op)
+        if op not in _PLAIN:
+            return _TRUE
+        tests = [_needle(op, v, writable) for v in p.values]
+    if p.all_values:
+        return all_of([Predicate(p.field, o, (n,), span=p.span) for o, n in tests if n])
+    if any(not n for _, n in tests):
+        return _TRUE
+    ops = {o for o, _ in tests}
+    if len(ops) == 1:
+        return Predicate(p.field, ops.pop(), tuple(dict.fromkeys(n for _, n in tests)), span=p.span)
+    return any_of([Predicate(p.field, o, (n,), span=p.span) for o, n in tests])
+
+
+def _needle(op: Op, value: str, writable: Writable) -> tuple[Op, str]:
+    """(operator, needle) of the case-insensitive test a value's test implies; needle '' when
+    there is none."""
+    value = fold(fold_to_ascii(value))
+    if value and all(writable(ch) for ch in value):
+        return op, value
+    runs, run = [], ""
+    for ch in value:
+        if writable(ch):
+            run += ch
+        else:
+            runs.append(run)
+            run = ""
+    runs.append(run)
+    return Op.CONTAINS, max(runs, key=len)
+
+
+def regex_literal(pattern: str) -> str:
+    """The longest text every match of a case-sensitive regex holds, up to case: a run of
+    top-level single characters (a literal, or a class of one letter in both cases such as
+    `[jJ]`, which the environments' basename regexes use).  '' when there is none, or when the
+    regex folds case itself (a global `(?i)`)."""
+    try:
+        import re._parser as sre  # the standard library's own regex parser
+        parsed = sre.parse(pattern)
+    except Exception:  # noqa: BLE001 - any pattern it cannot read has no needle
+        return ""
+    if parsed.state.flags & 2:  # re.IGNORECASE
+        return ""
+    runs, run = [], ""
+    for kind, arg in parsed:
+        ch = _single_char(str(kind), arg)
+        if ch is None:
+            runs.append(run)
+            run = ""
+        else:
+            run += ch
+    runs.append(run)
+    return max(runs, key=len)
+
+
+def _single_char(kind: str, arg) -> str | None:
+    if kind == "LITERAL":
+        return chr(arg)
+    if kind == "IN" and all(str(k) == "LITERAL" for k, _ in arg):
+        chars = {chr(code) for _, code in arg}
+        if len(chars) == 1:
+            return chars.pop()
+        if len(chars) == 2 and len({fold(c) for c in chars}) == 1 and all(c.isascii() for c in chars):
+            return fold(min(chars))
+    return None
