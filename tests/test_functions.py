@@ -164,3 +164,27 @@ def test_parse_url_means_what_duckdb_kql_measured(url):
     from rmmc.compiler.functions import FUNCTIONS
 
     assert FUNCTIONS["parse_url"].impl(url) == theirs, url
+
+
+def test_geo_info_is_held_written_to_kql_and_never_guessed(kusto_oracle_defender):
+    """`geo_info_from_ip_address()` reads MaxMind's data: the model holds the call (so a rule
+    using it lowers), KQL writes it back and Microsoft's semantic check accepts it, and the
+    evaluator refuses to compute it rather than make a value up."""
+    from rmmc.compiler.functions import EvaluationError
+    from rmmc.translation import translate_text
+
+    query = ("DeviceNetworkEvents | where RemotePort == 3389\n"
+             "| extend Geo = geo_info_from_ip_address(RemoteIP)\n"
+             "| extend Country = tostring(Geo.country)\n"
+             "| project Timestamp, RemoteIP, Country")
+    rule = lower_text(query).rule
+    assert rule is not None
+    geo = rule.stages[0].columns[0][1]
+    assert (geo.function, geo.type) == ("geo_info_from_ip_address", "dynamic")
+    with pytest.raises(EvaluationError, match="GeoLite2"):
+        evaluate_expr(geo, {"RemoteIP": "20.53.203.50"})
+    (kql,) = translate_text(query, "kql")
+    assert kql.verdict == "exact", kql.diagnostics
+    assert "geo_info_from_ip_address(RemoteIP)" in kql.text
+    checked = kusto_oracle_defender.check(kql.text.replace("\n", " "))
+    assert checked.ok, checked

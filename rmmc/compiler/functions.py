@@ -633,6 +633,17 @@ def _ipv4_is_in_range(value: str, network: str) -> bool | None:
     return in_networks(value, (network,))
 
 
+def _looked_up(name: str, where: str) -> Callable[..., Any]:
+    """The meaning of a function whose value comes from data outside the query (a geolocation
+    database ...): the model holds the call, the KQL target writes it, but rmmc cannot compute
+    it, so evaluating it is an error, never a guessed value."""
+
+    def impl(*_: Any) -> Any:
+        raise EvaluationError(f"{name}() looks its value up in {where}, which rmmc does not hold")
+
+    return impl
+
+
 def convert(value: Any, type_name: str) -> Any:
     """A value as `type_name` the way `to<type>()` converts it (null when it does not)."""
     kind = type_name.lower()
@@ -761,6 +772,10 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     Function("ipv4_is_in_range", 2, 2, "bool", _ipv4_is_in_range, strings=(0, 1)),
     Function("ipv4_is_match", 2, 3, "bool", _ipv4_is_match, strings=(0, 1)),
     Function("parse_url", 1, 1, "dynamic", _parse_url, strings=(0,)),
+    # learn.microsoft.com/kusto/query/geo-info-from-ip-address-function: a bag of country,
+    # state, city, latitude, longitude from MaxMind's GeoLite2-City data
+    Function("geo_info_from_ip_address", 1, 1, "dynamic",
+             _looked_up("geo_info_from_ip_address", "MaxMind's GeoLite2-City data"), strings=(0,)),
     Function("parse_path", 1, 1, "dynamic", _parse_path, strings=(0,)),
     Function("string_size", 1, 1, "long", lambda text: len(text.encode("utf-8", "surrogatepass")),
              strings=(0,)),
