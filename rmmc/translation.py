@@ -85,31 +85,22 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     diagnostics = list(compiled.diagnostics)
     if compiled.rule is None:
         return RuleTranslation(document, to, "", tuple(diagnostics))
-    placement = None
+
+    def attempt(rule) -> tuple[list[Diagnostic], str, Any]:
+        return _attempt(rule, to, options, fields, env, allow_unknown_fields, document)
+
     try:
-        if fields is not None and env is None:
-            result = _emit_with_profile(to, compiled.rule, options, fields)
-        elif several_sources(compiled.rule):
-            result = _emit_several(to, compiled.rule, options, fields)
-        else:
-            adapted = _adapt(compiled.rule, to, env, allow_unknown_fields)
-            diagnostics.extend(d if d.path else d.with_path(document.path)
-                               for d in _relaxed(adapted.diagnostics, options))
-            if not adapted.ok:
-                return RuleTranslation(document, to, "", tuple(diagnostics))
-            placement = adapted.placement
-            result = emit_adapted(to, adapted, options)
+        found, text, placement = attempt(compiled.rule)
+        if any(d.is_error for d in found):
+            found, text, placement = _without_output_columns(compiled.rule, to, attempt,
+                                                             (found, text, placement), document.path)
     except Exception as exc:  # a backend bug must not stop a batch
         diagnostics.append(Diagnostic(Severity.ERROR, f"internal error in the {to} backend: "
                                       f"{type(exc).__name__}: {exc}", document.query_span,
                                       "internal", document.path))
         return RuleTranslation(document, to, "", tuple(diagnostics))
-    # The compiled rule's spans are in file coordinates already: only the path is added.
-    found = [d if d.path else d.with_path(document.path) for d in result.diagnostics]
-    if not options.allow_lossy:
-        found = refuse_lossy(found)
     diagnostics.extend(found)
-    text = result.text if not any(d.is_error for d in diagnostics) else ""
+    text = text if not any(d.is_error for d in diagnostics) else ""
     companions: tuple[tuple[str, str], ...] = ()
     if text and to == "sigma":
         text, correlation = split_correlation(text)
@@ -123,6 +114,87 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
         suffix, text, notes = wrap(compiled.rule, to, text, index=getattr(placement, "index", None))
         diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
     return RuleTranslation(document, to, text, tuple(diagnostics), companions, suffix)
+
+
+def _attempt(rule, to: str, options: EmitOptions, fields: str | None, env: Any,
+             allow_unknown_fields: bool, document: RuleDocument) -> tuple[list[Diagnostic], str, Any]:
+    """One rule put into the environment and emitted: (diagnostics, text, placement); the text
+    is empty when a diagnostic is an error (lossy ones are errors unless allowed)."""
+    found: list[Diagnostic] = []
+    placement = None
+    if fields is not None and env is None:
+        result = _emit_with_profile(to, rule, options, fields)
+    elif several_sources(rule):
+        result = _emit_several(to, rule, options, fields)
+    else:
+        adapted = _adapt(rule, to, env, allow_unknown_fields)
+        found.extend(d if d.path else d.with_path(document.path)
+                     for d in _relaxed(adapted.diagnostics, options))
+        if not adapted.ok:
+            return found, "", None
+        placement = adapted.placement
+        result = emit_adapted(to, adapted, options)
+    # The compiled rule's spans are in file coordinates already: only the path is added.
+    emitted = [d if d.path else d.with_path(document.path) for d in result.diagnostics]
+    found.extend(emitted if options.allow_lossy else refuse_lossy(emitted))
+    return found, (result.text if not any(d.is_error for d in found) else ""), placement
+
+
+def _without_output_columns(rule, to: str, attempt, refused, path: str | None = None):
+    """A refused rule retried without columns it computes or keeps only for output
+    (`rmmc.compiler.outputs`): when the target can then write it, the same alerts fire and only
+    the output lacks those columns, each named in a `shape` warning with why it was dropped.
+    Columns are dropped in order while that gets past a refusal, then given back one by one
+    where the target can write them.  Else the first refusal stands."""
+    from rmmc.backends.base import shape
+    from rmmc.compiler import ir
+    from rmmc.compiler.functions import describe
+    from rmmc.compiler.outputs import closure, definitions, drop
+
+    def errors(outcome) -> tuple[str, ...]:
+        return tuple(d.message for d in outcome[0] if d.is_error)
+
+    defs = definitions(rule)
+    dropped: set[int] = set()
+    current = refused
+    for i, d in enumerate(defs):
+        if not d.droppable or i in dropped:
+            continue
+        fewer = closure(defs, dropped | {i})
+        smaller = drop(rule, defs, fewer)
+        if smaller is None:
+            continue
+        outcome = attempt(smaller)
+        if errors(outcome) != errors(current):  # past that refusal (or on to another)
+            dropped, current = fewer, outcome
+            if not errors(current):
+                break
+    if errors(current):
+        return refused
+    why: dict[int, str] = {}
+    for i in sorted(dropped):
+        kept = dropped - {i}
+        if closure(defs, kept) != kept:
+            continue  # computed from a column still dropped
+        smaller = drop(rule, defs, kept)
+        outcome = attempt(smaller) if smaller is not None else refused
+        if errors(outcome):
+            why[i] = errors(outcome)[0]
+        else:
+            dropped, current = kept, outcome
+    notes = []
+    for i in sorted(j for j in dropped if j in why):
+        d = defs[i]
+        what = d.name if d.expr is None or d.expr == ir.Field(d.name, d.expr.type) else \
+            f"{d.name} = {describe(d.expr)}"
+        also = sorted({defs[j].name for j in closure(defs, [i]) & dropped if j not in why} - {d.name})
+        with_it = f", and with it {', '.join(also)}" if also else ""
+        notes.append(shape(to, f"the output column {what} is dropped ({why[i]}){with_it}: no "
+                               "filter, key, count or sort reads it, so the same alerts fire; only "
+                               "the output lacks it", getattr(rule.stages[d.stage], "span", None)))
+    notes = [n.with_path(path) if path and not n.path else n for n in notes]
+    found, text, placement = current
+    return [*found, *notes], text, placement
 
 
 def _adapt(rule, to: str, env: Any, allow_unknown_fields: bool):

@@ -1,0 +1,185 @@
+"""Output-only columns: the columns a rule computes or keeps only to show them.
+
+A column that no filter, group key, aggregate, sort key, join or expansion reads (directly, or
+through another column computed from it) decides nothing about which rows come out: only what
+they show.  Dropping it changes the output's shape, never which alerts fire, so a target that
+cannot compute it (a geolocation lookup, a JSON parse) may drop it with a `shape` warning
+instead of refusing the whole rule (docs/principles: losing only output shape is a warning).
+
+The decision is data flow over the stages, never a function's name:
+
+* each Extend / Project column, and each Rename pair, is a *definition* that reads the
+  definitions bound to the names its expression reads (raw event fields are bound to none);
+* a Filter, Summarize, Sort, MvExpand or Parse reads its names *for the rows*: their
+  definitions, and all they read, are needed; a Join needs every definition bound before it;
+* what is left is output only.
+
+An Extend column that replaces a name already bound (`extend FileName = tolower(FileName)`)
+is never dropped: the output would show the old value under the name.  A definition reading
+an event field the source's table does not have is never dropped either: that is a mistake in
+the rule, not something a target lacks.  Rules over a union are left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
+from typing import Callable, Iterable
+
+from rmmc.compiler import ir
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One column definition: stage `stage`, position `position` in it (a column of an Extend
+    or Project, a pair of a Rename), binding `name`; `reads` are the definitions it reads."""
+
+    stage: int
+    position: int
+    name: str
+    expr: ir.Expr | None  # None for a Rename pair
+    reads: frozenset[int]  # indices into the list of definitions
+    droppable: bool
+
+
+def definitions(rule: ir.Rule, known_field: Callable[[str], bool] | None = None) -> list[Definition]:
+    """Every column definition of the rule's stages, in order, each marked `droppable` when it
+    only feeds the output (module docstring).  `known_field(name)`: whether the source event
+    has a field of that name (default: the Defender schema of the rule's table)."""
+    if rule.union is not None:
+        return []
+    known = known_field or _schema_fields(rule)
+    defs: list[Definition] = []
+    bound: dict[str, int] = {}  # a name's current definition (absent: the event's field)
+    needed: set[int] = set()
+    opaque = False  # after a Summarize, Join, MvExpand or Parse: the columns are not the event's
+
+    def reads_of(expr: object) -> frozenset[int]:
+        return frozenset(bound[f.name] for f in ir.expr_fields(expr) if f.name in bound)
+
+    def unknown_fields(expr: object) -> bool:
+        return opaque or any(f.name not in bound and not known(f.name) for f in ir.expr_fields(expr))
+
+    def need(expr: object) -> None:
+        needed.update(reads_of(expr))
+
+    for index, stage in enumerate(rule.stages):
+        if isinstance(stage, ir.Extend):
+            new = {}
+            for position, (name, expr) in enumerate(stage.columns):
+                shadows = name in bound or known(name) or opaque
+                defs.append(Definition(index, position, name, expr, reads_of(expr),
+                                       not shadows and not unknown_fields(expr)))
+                new[name] = len(defs) - 1
+            bound.update(new)
+        elif isinstance(stage, ir.Project):
+            new = {}
+            for position, (name, expr) in enumerate(stage.columns):
+                defs.append(Definition(index, position, name, expr, reads_of(expr), not unknown_fields(expr)))
+                new[name] = len(defs) - 1
+            bound = new
+        elif isinstance(stage, ir.Rename):
+            new = {}
+            for position, (name, old) in enumerate(stage.pairs):
+                reads = frozenset({bound[old]}) if old in bound else frozenset()
+                defs.append(Definition(index, position, name, None, reads, old in bound))
+                new[name] = len(defs) - 1
+            for _, old in stage.pairs:
+                bound.pop(old, None)
+            bound.update(new)
+        elif isinstance(stage, ir.ProjectAway):
+            for name in [n for n in bound if any(fnmatchcase(n, p) for p in stage.patterns)]:
+                del bound[name]
+        elif isinstance(stage, ir.Filter):
+            need(stage.condition)
+        elif isinstance(stage, ir.Sort):
+            for key in stage.keys:
+                need(key.expr)
+        elif isinstance(stage, ir.Summarize):
+            for _, expr in stage.group_by:
+                need(expr)
+            for aggregate in stage.aggregates:
+                for arg in aggregate.args:
+                    need(arg)
+                    if isinstance(arg, ir.Star):  # arg_max(Timestamp, *) carries every column
+                        needed.update(bound.values())
+            bound, opaque = {}, True
+        elif isinstance(stage, ir.MvExpand):
+            for _, expr, _ in stage.columns:
+                need(expr)
+            for name, _, _ in stage.columns:
+                bound.pop(name, None)
+            opaque = True
+        elif isinstance(stage, ir.Parse):
+            need(stage.source)
+            for name in stage.columns:
+                bound.pop(name, None)
+            opaque = True
+        elif isinstance(stage, ir.Join):
+            needed.update(bound.values())
+            bound, opaque = {}, True
+    # what a needed definition reads is needed too
+    pending = list(needed)
+    while pending:
+        for read in defs[pending.pop()].reads:
+            if read not in needed:
+                needed.add(read)
+                pending.append(read)
+    return [replace(d, droppable=d.droppable and i not in needed) for i, d in enumerate(defs)]
+
+
+def closure(defs: list[Definition], chosen: Iterable[int]) -> set[int]:
+    """The chosen definitions and every definition that reads one of them (dropping a column
+    drops what is computed from it)."""
+    out = set(chosen)
+    changed = True
+    while changed:
+        changed = False
+        for i, d in enumerate(defs):
+            if i not in out and d.reads & out:
+                out.add(i)
+                changed = True
+    return out
+
+
+def drop(rule: ir.Rule, defs: list[Definition], chosen: Iterable[int]) -> ir.Rule | None:
+    """The rule without the chosen definitions (and those computed from them); None when that
+    is not a drop of output columns only (a definition not droppable, or a Project left with
+    no column)."""
+    gone = closure(defs, chosen)
+    if any(not defs[i].droppable for i in gone):
+        return None
+    by_stage: dict[int, set[int]] = {}
+    for i in gone:
+        by_stage.setdefault(defs[i].stage, set()).add(defs[i].position)
+    names = {defs[i].name for i in gone}
+    stages: list[ir.Stage] = []
+    for index, stage in enumerate(rule.stages):
+        positions = by_stage.get(index, set())
+        if isinstance(stage, (ir.Extend, ir.Project)) and positions:
+            columns = tuple(c for p, c in enumerate(stage.columns) if p not in positions)
+            if not columns:
+                if isinstance(stage, ir.Project):
+                    return None
+                continue
+            stages.append(replace(stage, columns=columns))
+        elif isinstance(stage, ir.Rename) and positions:
+            pairs = tuple(c for p, c in enumerate(stage.pairs) if p not in positions)
+            if pairs:
+                stages.append(replace(stage, pairs=pairs))
+        elif isinstance(stage, (ir.ProjectAway, ir.Reorder)) and names & set(stage.patterns):
+            patterns = tuple(p for p in stage.patterns if p not in names)
+            if patterns:
+                stages.append(replace(stage, patterns=patterns))
+        else:
+            stages.append(stage)
+    return replace(rule, stages=tuple(stages))
+
+
+def _schema_fields(rule: ir.Rule) -> Callable[[str], bool]:
+    from rmmc.compiler.schema import load_schema
+
+    table = load_schema().table(rule.source.table) if rule.source.table else None
+    if table is None:
+        return lambda name: False
+    return table.has_column
