@@ -732,6 +732,11 @@ class _Lowerer:
             for name, type_name in made.items():
                 out_columns.setdefault(name, type_name)
         state.add(ir.Summarize(tuple(keys), tuple(aggregates), op.span))
+        if state.columns is None and any(isinstance(a, ir.Star) for g in aggregates for a in g.args):
+            # arg_max(Timestamp, *) over rows whose columns rmmc does not know: it keeps them
+            # all, so they stay unknown (not closed to the keys)
+            state.aggregated = True
+            return
         self._aggregated(state, out_columns)
 
     def _aggregate(self, item: Any, state: _State, taken: dict[str, str]) -> tuple[ir.Aggregate, dict[str, str]]:
