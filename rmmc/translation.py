@@ -147,8 +147,6 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
     Columns are dropped in order while that gets past a refusal, then given back one by one
     where the target can write them.  Else the first refusal stands."""
     from rmmc.backends.base import shape
-    from rmmc.compiler import ir
-    from rmmc.compiler.functions import describe
     from rmmc.compiler.outputs import closure, definitions, drop
 
     def errors(outcome) -> tuple[str, ...]:
@@ -185,8 +183,7 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
     notes = []
     for i in sorted(j for j in dropped if j in why):
         d = defs[i]
-        what = d.name if d.expr is None or d.expr == ir.Field(d.name, d.expr.type) else \
-            f"{d.name} = {describe(d.expr)}"
+        what = d.text
         also = sorted({defs[j].name for j in closure(defs, [i]) & dropped if j not in why} - {d.name})
         with_it = f", and with it {', '.join(also)}" if also else ""
         notes.append(shape(to, f"the output column {what} is dropped ({why[i]}){with_it}: no "

@@ -38,7 +38,7 @@ def test_a_column_only_shown_is_droppable_and_so_is_what_is_computed_from_it():
 @pytest.mark.parametrize("use", [
     "| where Country == 'France'",                          # a filter
     "| summarize count() by Country",                       # a group key
-    "| summarize dcount(Country) by DeviceName",            # an aggregate
+    "| summarize n = dcount(Country) by DeviceName | where n > 2",  # a threshold on an aggregate
     "| sort by Country asc | take 3",                       # which rows a take keeps
     "| extend Other = strcat(Country, 'x') | where Other != ''",  # through another column
     "| project-rename Land = Country | where Land == 'France'",   # through a rename
@@ -48,6 +48,14 @@ def test_a_column_that_decides_rows_is_never_droppable(use):
     got = droppable("DeviceNetworkEvents\n| extend Geo = geo_info_from_ip_address(RemoteIP)\n"
                     f"| extend Country = tostring(Geo.country)\n{use}")
     assert got["Geo"] is False and got["Country"] is False
+
+
+def test_an_aggregate_only_shown_is_droppable_but_not_a_group_key_or_arg_max():
+    got = droppable("DeviceNetworkEvents | summarize Ports = make_set(RemotePort), n = count() "
+                    "by DeviceName | where n > 3")
+    assert got == {"DeviceName": False, "Ports": True, "n": False}
+    got = droppable("DeviceNetworkEvents | summarize arg_max(Timestamp, RemoteUrl) by DeviceName")
+    assert got == {"DeviceName": False, "Timestamp": False, "RemoteUrl": False}
 
 
 def test_a_replaced_column_or_an_unknown_field_is_never_droppable():
@@ -114,3 +122,13 @@ def test_kql_keeps_every_column():
     (result,) = translate_text(query, "kql")
     assert result.verdict == "exact" and "geo_info_from_ip_address(RemoteIP)" in result.text
     assert not [d for d in result.diagnostics if "output column" in d.message]
+
+
+def test_a_summarize_keeps_one_aggregate_at_least():
+    rule = lower_text("DeviceNetworkEvents | summarize Devices = dcount(DeviceId), Ports = make_set(RemotePort) "
+                      "by bin(Timestamp, 1d)").rule
+    defs = definitions(rule)
+    (devices,) = [i for i, d in enumerate(defs) if d.name == "Devices"]
+    (ports,) = [i for i, d in enumerate(defs) if d.name == "Ports"]
+    assert [a.name for a in drop(rule, defs, [devices]).stages[0].aggregates] == ["Ports"]
+    assert drop(rule, defs, [devices, ports]) is None

@@ -8,11 +8,15 @@ instead of refusing the whole rule (docs/principles: losing only output shape is
 
 The decision is data flow over the stages, never a function's name:
 
-* each Extend / Project column, and each Rename pair, is a *definition* that reads the
-  definitions bound to the names its expression reads (raw event fields are bound to none);
-* a Filter, Summarize, Sort, MvExpand or Parse reads its names *for the rows*: their
-  definitions, and all they read, are needed; a Join needs every definition bound before it;
-* what is left is output only.
+* each Extend / Project column, each Rename pair and each named aggregate of a Summarize is a
+  *definition* that reads the definitions bound to the names its expression reads (raw event
+  fields are bound to none);
+* a Filter, Sort, MvExpand or Parse reads its names *for the rows*, and so do a Summarize's
+  group keys and an `arg_max` / `arg_min`: their definitions, and all they read, are needed;
+  a Join, or an aggregate over `*`, needs every definition bound before it (and this pass
+  follows no further);
+* what is left is output only (dropping an aggregate keeps the groups: the same rows; a
+  Summarize keeps one aggregate at least, or it would be another query, a distinct).
 
 An Extend column that replaces a name already bound (`extend FileName = tolower(FileName)`)
 is never dropped: the output would show the old value under the name.  A definition reading
@@ -32,12 +36,13 @@ from rmmc.compiler import ir
 @dataclass(frozen=True)
 class Definition:
     """One column definition: stage `stage`, position `position` in it (a column of an Extend
-    or Project, a pair of a Rename), binding `name`; `reads` are the definitions it reads."""
+    or Project, a pair of a Rename, an aggregate of a Summarize, a column an operator makes),
+    binding `name`; `reads` are the definitions it reads; `text` says it in messages."""
 
     stage: int
     position: int
     name: str
-    expr: ir.Expr | None  # None for a Rename pair
+    text: str
     reads: frozenset[int]  # indices into the list of definitions
     droppable: bool
 
@@ -46,44 +51,49 @@ def definitions(rule: ir.Rule, known_field: Callable[[str], bool] | None = None)
     """Every column definition of the rule's stages, in order, each marked `droppable` when it
     only feeds the output (module docstring).  `known_field(name)`: whether the source event
     has a field of that name (default: the Defender schema of the rule's table)."""
+    from rmmc.compiler.functions import describe
+
     if rule.union is not None:
         return []
     known = known_field or _schema_fields(rule)
     defs: list[Definition] = []
     bound: dict[str, int] = {}  # a name's current definition (absent: the event's field)
     needed: set[int] = set()
-    opaque = False  # after a Summarize, Join, MvExpand or Parse: the columns are not the event's
+    opaque = False  # after a Summarize or Join: a name not bound is no event field
 
     def reads_of(expr: object) -> frozenset[int]:
         return frozenset(bound[f.name] for f in ir.expr_fields(expr) if f.name in bound)
 
     def unknown_fields(expr: object) -> bool:
-        return opaque or any(f.name not in bound and not known(f.name) for f in ir.expr_fields(expr))
+        return any(f.name not in bound and (opaque or not known(f.name)) for f in ir.expr_fields(expr))
 
     def need(expr: object) -> None:
         needed.update(reads_of(expr))
 
+    def define(index: int, position: int, name: str, text: str, reads: frozenset[int],
+               droppable: bool) -> int:
+        defs.append(Definition(index, position, name, text, reads, droppable))
+        return len(defs) - 1
+
+    def fixed(index: int, names: Iterable[str]) -> dict[str, int]:
+        """Columns an operator makes that are never dropped (group keys, expansions ...)."""
+        return {name: define(index, -1, name, name, frozenset(), False) for name in names}
+
     for index, stage in enumerate(rule.stages):
-        if isinstance(stage, ir.Extend):
+        if isinstance(stage, (ir.Extend, ir.Project)):
             new = {}
             for position, (name, expr) in enumerate(stage.columns):
-                shadows = name in bound or known(name) or opaque
-                defs.append(Definition(index, position, name, expr, reads_of(expr),
-                                       not shadows and not unknown_fields(expr)))
-                new[name] = len(defs) - 1
-            bound.update(new)
-        elif isinstance(stage, ir.Project):
-            new = {}
-            for position, (name, expr) in enumerate(stage.columns):
-                defs.append(Definition(index, position, name, expr, reads_of(expr), not unknown_fields(expr)))
-                new[name] = len(defs) - 1
-            bound = new
+                text = name if expr == ir.Field(name, expr.type) else f"{name} = {describe(expr)}"
+                ok = not unknown_fields(expr)
+                if isinstance(stage, ir.Extend):  # replacing a column would show the old value
+                    ok = ok and name not in bound and (opaque or not known(name))
+                new[name] = define(index, position, name, text, reads_of(expr), ok)
+            bound = {**bound, **new} if isinstance(stage, ir.Extend) else new
         elif isinstance(stage, ir.Rename):
             new = {}
             for position, (name, old) in enumerate(stage.pairs):
                 reads = frozenset({bound[old]}) if old in bound else frozenset()
-                defs.append(Definition(index, position, name, None, reads, old in bound))
-                new[name] = len(defs) - 1
+                new[name] = define(index, position, name, f"{name} = {old}", reads, old in bound)
             for _, old in stage.pairs:
                 bound.pop(old, None)
             bound.update(new)
@@ -98,27 +108,40 @@ def definitions(rule: ir.Rule, known_field: Callable[[str], bool] | None = None)
         elif isinstance(stage, ir.Summarize):
             for _, expr in stage.group_by:
                 need(expr)
-            for aggregate in stage.aggregates:
-                for arg in aggregate.args:
-                    need(arg)
-                    if isinstance(arg, ir.Star):  # arg_max(Timestamp, *) carries every column
-                        needed.update(bound.values())
-            bound, opaque = {}, True
+            new = fixed(index, stage.keys)
+            for position, aggregate in enumerate(stage.aggregates):
+                if any(isinstance(a, ir.Star) for a in aggregate.args):  # arg_max(Timestamp, *)
+                    needed.update(bound.values())
+                if aggregate.name is None:  # arg_max / arg_min: the group's row decides them
+                    for arg in aggregate.args:
+                        need(arg)
+                    new.update(fixed(index, [a.name for a in aggregate.args if isinstance(a, ir.Field)]))
+                    continue
+                args = ", ".join(describe(a) for a in aggregate.args)
+                new[aggregate.name] = define(
+                    index, position, aggregate.name, f"{aggregate.name} = {aggregate.function}({args})",
+                    frozenset().union(*(reads_of(a) for a in aggregate.args)),
+                    not any(unknown_fields(a) for a in aggregate.args))
+            bound, opaque = new, not any(isinstance(a, ir.Star) for g in stage.aggregates for a in g.args)
+            if not opaque:  # '*' carried columns this pass does not follow: stop here
+                return _settled(defs, needed | set(range(len(defs))))
         elif isinstance(stage, ir.MvExpand):
             for _, expr, _ in stage.columns:
                 need(expr)
-            for name, _, _ in stage.columns:
-                bound.pop(name, None)
-            opaque = True
+            bound.update(fixed(index, [name for name, _, _ in stage.columns]))
+            if stage.index:
+                bound.update(fixed(index, [stage.index]))
         elif isinstance(stage, ir.Parse):
             need(stage.source)
-            for name in stage.columns:
-                bound.pop(name, None)
-            opaque = True
+            bound.update(fixed(index, stage.columns))
         elif isinstance(stage, ir.Join):
             needed.update(bound.values())
-            bound, opaque = {}, True
-    # what a needed definition reads is needed too
+            return _settled(defs, needed | set(range(len(defs))))
+    return _settled(defs, needed)
+
+
+def _settled(defs: list[Definition], needed: set[int]) -> list[Definition]:
+    """The definitions with `droppable` cleared for the needed ones and all they read."""
     pending = list(needed)
     while pending:
         for read in defs[pending.pop()].reads:
@@ -163,6 +186,11 @@ def drop(rule: ir.Rule, defs: list[Definition], chosen: Iterable[int]) -> ir.Rul
                     return None
                 continue
             stages.append(replace(stage, columns=columns))
+        elif isinstance(stage, ir.Summarize) and positions:
+            aggregates = tuple(a for p, a in enumerate(stage.aggregates) if p not in positions)
+            if not aggregates:
+                return None  # what it counted was the point: a distinct is not a drop of output
+            stages.append(replace(stage, aggregates=aggregates))
         elif isinstance(stage, ir.Rename) and positions:
             pairs = tuple(c for p, c in enumerate(stage.pairs) if p not in positions)
             if pairs:
