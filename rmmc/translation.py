@@ -145,7 +145,7 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
     (`rmmc.compiler.outputs`): when the target can then write it, the same alerts fire and only
     the output lacks those columns, each named in a `shape` warning with why it was dropped.
     Columns are dropped in order while that gets past a refusal, then given back one by one
-    where the target can write them.  Else the first refusal stands."""
+    where the target can write them.  Else it is refused for what stops it then."""
     from rmmc.backends.base import shape
     from rmmc.compiler.outputs import closure, definitions, drop
 
@@ -167,8 +167,8 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
             dropped, current = fewer, outcome
             if not errors(current):
                 break
-    if errors(current):
-        return refused
+    if errors(current):  # still refused: say what stops it once the droppable columns are gone
+        return current if current is not refused else refused
     why: dict[int, str] = {}
     for i in sorted(dropped):
         kept = dropped - {i}

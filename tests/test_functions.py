@@ -48,6 +48,8 @@ def value(expression: str, row: dict | None = None):
     ("datetime_diff('year', datetime(2017-01-01), datetime(2000-12-31))", 17),
     ("datetime_diff('month', datetime(2017-01-01), datetime(2000-12-31))", 193),
     ("bin(7, 5)", 5), ("bin(-7, 5)", -10),
+    # replace-function (deprecated; replace_regex with the text last): "Number was: 1"
+    ("replace(@'is (\\d+)', @'was: \\1', 'Number is 1')", "Number was: 1"),
 ])
 def test_documented_examples(expression, expected):
     assert value(expression) == expected
@@ -188,3 +190,11 @@ def test_geo_info_is_held_written_to_kql_and_never_guessed(kusto_oracle_defender
     assert "geo_info_from_ip_address(RemoteIP)" in kql.text
     checked = kusto_oracle_defender.check(kql.text.replace("\n", " "))
     assert checked.ok, checked
+
+
+def test_deprecated_replace_is_replace_regex_with_the_text_last():
+    rule = lower_text("DeviceFileEvents | extend V = replace(@'[.]', '', FolderPath)").rule
+    assert rule is not None
+    call = rule.stages[0].columns[0][1]
+    assert call.function == "replace_regex"
+    assert [a.name if isinstance(a, ir.Field) else a.value for a in call.args] == ["FolderPath", "[.]", ""]

@@ -132,3 +132,13 @@ def test_a_summarize_keeps_one_aggregate_at_least():
     (ports,) = [i for i, d in enumerate(defs) if d.name == "Ports"]
     assert [a.name for a in drop(rule, defs, [devices]).stages[0].aggregates] == ["Ports"]
     assert drop(rule, defs, [devices, ports]) is None
+
+
+def test_a_rule_still_refused_says_what_stops_it_once_output_columns_are_gone():
+    query = ("DeviceNetworkEvents | extend Geo = geo_info_from_ip_address(RemoteIP)\n"
+             "| where base64_decode_tostring(RemoteUrl) == 'x' | project DeviceName, Geo")
+    (result,) = translate_text(query, "splunk", fields="defender")
+    assert result.verdict == "refused"
+    errors = [d.message for d in result.diagnostics if d.is_error]
+    # the first refusal was the geolocation, which is only shown: the filter is what stops it
+    assert errors and all("base64_decode_tostring" in m for m in errors), errors

@@ -914,6 +914,11 @@ class _Lowerer:
             return self._function("case", tuple(args), node)
         if name in ("not", "isempty", "isnotempty", "isnull", "isnotnull", "notnull", "isnotnull"):
             return ir.Boolean(self.condition(node))
+        if name == "replace" and len(node.args) == 3:
+            # the deprecated replace(regex, rewrite, text) is replace_regex(text, regex, rewrite)
+            # (learn.microsoft.com/kusto/query/replace-function)
+            regex, rewrite, text = node.args
+            return self._call(replace(node, func=A.Name("replace_regex"), args=(text, regex, rewrite)))
         if name in ("ago", "now"):
             args = tuple(self.expr(a) for a in node.args)
             if any(a.type != "timespan" for a in args):
