@@ -50,6 +50,14 @@ def value(expression: str, row: dict | None = None):
     ("bin(7, 5)", 5), ("bin(-7, 5)", -10),
     # replace-function (deprecated; replace_regex with the text last): "Number was: 1"
     ("replace(@'is (\\d+)', @'was: \\1', 'Number is 1')", "Number was: 1"),
+    # format-datetime-function
+    ("format_datetime(datetime(2015-12-14 02:03:04.12345), 'y-M-d h:m:s.fffffff')", "15-12-14 2:3:4.1234500"),
+    ("format_datetime(datetime(2017-01-29 09:00:05), 'yy-MM-dd [HH:mm:ss]')", "17-01-29 [09:00:05]"),
+    ("format_datetime(datetime(2017-01-29 09:00:05), 'yyyy-M-dd [H:mm:ss]')", "2017-1-29 [9:00:05]"),
+    ("format_datetime(datetime(2017-01-29 09:00:05), 'yy-MM-dd [hh:mm:ss tt]')", "17-01-29 [09:00:05 AM]"),
+    ("format_datetime(datetime(2009-06-15 13:45:30.0001150), 'FFFFFFF')", "000115"),
+    ("format_datetime(datetime(2009-06-15 13:45:30.05), 'F')", ""),
+    ("format_datetime(datetime(2009-06-15 00:45:30), 'h tt')", "12 AM"),
 ])
 def test_documented_examples(expression, expected):
     assert value(expression) == expected
@@ -86,6 +94,27 @@ EXPRESSIONS = [
     "replace_string(s, 'a', 'b')", "extract('([0-9]+)', 1, s)", "indexof(s, 'a')",
     "iff(s contains 'a', 'yes', 'no')", "coalesce(s, 'none')", "strlen(s) % 4", "strlen(s) / 3",
 ]
+FORMATS = ["yyyy-M-dd H:mm:ss", "yy-MM-dd [hh:mm:ss tt]", "d/M/y h:m:s.fff", "HH_mm_ss,ffffff", "dd.MM.yyyy FFF"]
+
+
+@settings(max_examples=int(os.environ.get("RMMC_FUNCTION_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(FORMATS), st.lists(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2099, 12, 31)),
+                                          min_size=1, max_size=5))
+def test_format_datetime_means_what_duckdb_kql_measured(form, times):
+    duckdb_kql = pytest.importorskip("duckdb_kql")
+    times = [t.replace(microsecond=t.microsecond // 1000 * 1000) for t in times]  # duckdb: microseconds
+    expression = f"format_datetime(t, '{form}')"
+    rule = lower_text(f"T | extend v = {expression}").rule
+    assert rule is not None
+    con = duckdb_kql.connect()
+    con.execute("CREATE TABLE T (i BIGINT, t TIMESTAMP)")
+    con.executemany("INSERT INTO T VALUES (?, ?)", list(enumerate(times)))
+    got = dict(duckdb_kql.query(con, f"T | extend v = {expression} | project i, v").fetchall())
+    (stage,) = rule.stages
+    for i, t in enumerate(times):
+        mine = evaluate_expr(stage.columns[0][1], {"t": t.replace(tzinfo=timezone.utc)})
+        assert mine == got[i], (form, t, mine, got[i])
 
 
 @settings(max_examples=int(os.environ.get("RMMC_FUNCTION_EXAMPLES", "60")), deadline=None,
