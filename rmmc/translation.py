@@ -144,31 +144,28 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
     """A refused rule retried without columns it computes or keeps only for output
     (`rmmc.compiler.outputs`): when the target can then write it, the same alerts fire and only
     the output lacks those columns, each named in a `shape` warning with why it was dropped.
-    Columns are dropped in order while that gets past a refusal, then given back one by one
+    All such columns are dropped at once (a Project keeps one of its own), then given back one by one
     where the target can write them.  Else it is refused for what stops it then."""
     from rmmc.backends.base import shape
-    from rmmc.compiler.outputs import closure, definitions, drop
+    from rmmc.compiler.outputs import closure, definitions, drop, widest
 
     def errors(outcome) -> tuple[str, ...]:
         return tuple(d.message for d in outcome[0] if d.is_error)
 
     defs = definitions(rule)
-    dropped: set[int] = set()
-    current = refused
-    for i, d in enumerate(defs):
-        if not d.droppable or i in dropped:
-            continue
-        fewer = closure(defs, dropped | {i})
-        smaller = drop(rule, defs, fewer)
-        if smaller is None:
-            continue
-        outcome = attempt(smaller)
-        if errors(outcome) != errors(current):  # past that refusal (or on to another)
-            dropped, current = fewer, outcome
-            if not errors(current):
-                break
-    if errors(current):  # still refused: say what stops it once the droppable columns are gone
-        return current if current is not refused else refused
+    first = None
+    for choice in range(3):  # which column a Project keeps: its first plain one, else the next
+        dropped = widest(rule, defs, choice)
+        if dropped is None:
+            break
+        current = attempt(drop(rule, defs, dropped))
+        if not errors(current):
+            break
+        first = first or current
+    else:
+        dropped = None
+    if dropped is None or errors(current):  # still refused: say what stops it without them
+        return first if first is not None and errors(first) != errors(refused) else refused
     why: dict[int, str] = {}
     for i in sorted(dropped):
         kept = dropped - {i}

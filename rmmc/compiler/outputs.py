@@ -165,6 +165,25 @@ def closure(defs: list[Definition], chosen: Iterable[int]) -> set[int]:
     return out
 
 
+def widest(rule: ir.Rule, defs: list[Definition], choice: int = 0) -> set[int] | None:
+    """The most definitions that can be dropped together: every droppable one, except that a
+    Project keeps one column that is an event field as it is (a Project must keep one): its
+    first such column, or with `choice` n its (n+1)th; None when there is none to drop or no
+    such drop (a Project has no (n+1)th one)."""
+    chosen = {i for i, d in enumerate(defs) if d.droppable}
+    for index, stage in enumerate(rule.stages):
+        if not isinstance(stage, ir.Project):
+            continue
+        mine = [i for i, d in enumerate(defs) if d.stage == index and d.position >= 0]
+        if mine and set(mine) <= closure(defs, chosen):
+            plain = [i for i in mine if not defs[i].reads]
+            if len(plain) <= choice:
+                return None
+            chosen.discard(plain[choice])
+    gone = closure(defs, chosen)
+    return gone if gone and drop(rule, defs, gone) is not None else None
+
+
 def drop(rule: ir.Rule, defs: list[Definition], chosen: Iterable[int]) -> ir.Rule | None:
     """The rule without the chosen definitions (and those computed from them); None when that
     is not a drop of output columns only (a definition not droppable, or a Project left with
