@@ -459,6 +459,9 @@ def _event_columns(rule: ir.Rule) -> dict[str, ir.Field]:
         elif isinstance(stage, ir.Summarize):
             read(*(e for _, e in stage.group_by), *(x for a in stage.aggregates for x in a.args))
             closed = not any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args)
+            # with arg_max(.., *) the event columns stay, beside the keys and aggregates it made
+            made.update(n for n, _ in stage.group_by)
+            made.update(a.name for a in stage.aggregates if a.name)
         elif isinstance(stage, ir.Sort):
             read(*(k.expr for k in stage.keys))
         elif isinstance(stage, ir.Rename):
