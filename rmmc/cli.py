@@ -221,6 +221,11 @@ def load_env(option: str | None, paths, target: str | None = None):
 @click.option("--package", "package", is_flag=True,
               help="Wrap each query as a ready-to-import rule: Elastic detection rule (ndjson) for "
                    "eql/esql, a savedsearches.conf stanza for splunk, a Sentinel analytic rule for kql.")
+@click.option("--schedule", "schedule", default=None, metavar="INTERVAL[+OVERLAP]",
+              callback=lambda ctx, param, value: _schedule(value),
+              help="With --package: run every INTERVAL, each run looking back INTERVAL + OVERLAP "
+                   "(e.g. 5m+1m, 1h+10m; default: the environment's schedule, else 5m+1m). Rules "
+                   "whose meaning needs their whole lookback are packaged as hunting queries.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Translations and diagnostics as text, or one JSON document.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
@@ -229,7 +234,7 @@ def load_env(option: str | None, paths, target: str | None = None):
 def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bool, loose: bool,
               apply_exclusions: bool, allow_lossy: bool, env_option: str | None,
               allow_unknown_fields: bool, fields: str | None, package: bool,
-              output_format: str, jobs: int | None) -> None:
+              schedule, output_format: str, jobs: int | None) -> None:
     """Translate rules to another language, keeping their meaning.
 
     PATHS are rule files, directories or `-` for standard input.  Without -o the
@@ -250,9 +255,12 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
         raise click.UsageError("no rule files found under " + ", ".join(paths))
     if fields and env_option:
         raise click.UsageError("--fields and --env: choose --env (--fields is deprecated)")
+    if schedule is not None and not package:
+        raise click.UsageError("--schedule says how packaged rules run: use it with --package")
     env = None if fields else load_env(env_option, paths, target)
     per_file = run_batch(partial(translate_file, to=target, options=options, fields=fields,
-                                 package=package, env=env, allow_unknown_fields=allow_unknown_fields),
+                                 package=package, env=env, allow_unknown_fields=allow_unknown_fields,
+                                 schedule=schedule),
                          files, _jobs(jobs), partial(file_failed, to=target),
                          progress=show_progress(files, output_format == "json"),
                          label="translating", prepare=_prepare_translate)
@@ -270,6 +278,19 @@ def translate(paths: tuple[str, ...], target: str, outdir: str | None, force: bo
         written = write_translations(results, outdir, force)
     _report(results, sources, written, outdir, output_format)
     sys.exit(0 if all(r.ok and not written.get(id(r), (None, None))[1] for r in results) else 1)
+
+
+def _schedule(value: str | None):
+    """`--schedule INTERVAL[+OVERLAP]` as a Schedule (None when not given); a usage error when
+    it is not one a platform can run."""
+    if value is None:
+        return None
+    from rmmc.environments.model import parse_schedule
+
+    found = parse_schedule(value)
+    if isinstance(found, str):
+        raise click.BadParameter(found, param_hint="--schedule")
+    return found
 
 
 def _jobs(jobs: int | None) -> int:

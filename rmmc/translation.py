@@ -8,7 +8,7 @@ pipelines use the same functions.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from rmmc.backends.base import LOSSY_CODES, EmitOptions, refuse_lossy
 from rmmc.compiler.diagnostics import Diagnostic, Severity
@@ -59,7 +59,7 @@ class RuleTranslation:
 def translate_document(document: RuleDocument, to: str, options: EmitOptions = EmitOptions(),
                        schema: Any = "default", fields: str | None = None,
                        package: bool = False, env: Any = None,
-                       allow_unknown_fields: bool = False) -> RuleTranslation:
+                       allow_unknown_fields: bool = False, schedule: Any = None) -> RuleTranslation:
     """One rule to one target; with `package`, wrapped as a ready-to-import rule (Elastic
     ndjson, Splunk savedsearches.conf stanza, Sentinel analytic-rule YAML).
 
@@ -71,36 +71,41 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
     from rmmc.compiler.pipeline import compile_document
 
     return translate_compiled(compile_document(document, schema), to, options, fields, package,
-                              env, allow_unknown_fields)
+                              env, allow_unknown_fields, schedule)
 
 
 def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
                        fields: str | None = None, package: bool = False, env: Any = None,
-                       allow_unknown_fields: bool = False) -> RuleTranslation:
+                       allow_unknown_fields: bool = False, schedule: Any = None) -> RuleTranslation:
     """`translate_document` for a document compiled already (`rmmc build` compiles each rule
-    once and translates it to every target)."""
+    once and translates it to every target).  With `package`, the query is written over the
+    package's window (`rmmc.packaging.schedule`: `schedule`, a `Schedule` or its text, else
+    the environment's, else 5m + 1m)."""
     from rmmc.backends import emit
 
     document = compiled.document
     diagnostics = list(compiled.diagnostics)
     if compiled.rule is None:
         return RuleTranslation(document, to, "", tuple(diagnostics))
+    rule, plan = compiled.rule, None
+    if package and to != "sigma":
+        rule, plan = _planned(rule, to, env if fields is None else None, schedule)
 
-    def attempt(rule) -> tuple[list[Diagnostic], str, Any]:
-        return _attempt(rule, to, options, fields, env, allow_unknown_fields, document)
+    def attempt(candidate) -> _Outcome:
+        return _attempt(candidate, to, options, fields, env, allow_unknown_fields, document, plan)
 
     try:
-        found, text, placement = attempt(compiled.rule)
-        if any(d.is_error for d in found):
-            found, text, placement = _without_output_columns(compiled.rule, to, attempt,
-                                                             (found, text, placement), document.path)
+        outcome = attempt(rule)
+        if any(d.is_error for d in outcome.found):
+            outcome = _without_output_columns(rule, to, attempt, outcome, document.path)
     except Exception as exc:  # a backend bug must not stop a batch
         diagnostics.append(Diagnostic(Severity.ERROR, f"internal error in the {to} backend: "
                                       f"{type(exc).__name__}: {exc}", document.query_span,
                                       "internal", document.path))
         return RuleTranslation(document, to, "", tuple(diagnostics))
-    diagnostics.extend(found)
-    text = text if not any(d.is_error for d in diagnostics) else ""
+    diagnostics.extend(outcome.found)
+    text = outcome.text if not any(d.is_error for d in diagnostics) else ""
+    placement, emitted, entities = outcome.placement, outcome.emitted, outcome.entities
     companions: tuple[tuple[str, str], ...] = ()
     if text and to == "sigma":
         text, correlation = split_correlation(text)
@@ -111,33 +116,73 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     if package and text:
         from rmmc.packaging import package as wrap
 
-        suffix, text, notes = wrap(compiled.rule, to, text, index=getattr(placement, "index", None))
+        suffix, text, notes = wrap(emitted, to, text, index=getattr(placement, "index", None),
+                                   plan_=plan, table=getattr(placement, "table", None),
+                                   entities=entities)
         diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
+        if any(d.is_error for d in notes):  # a package its platform would not import
+            text = ""
     return RuleTranslation(document, to, text, tuple(diagnostics), companions, suffix)
 
 
+def _planned(rule, to: str, env: Any, schedule: Any):
+    """(the rule over its package window, the package plan): `schedule` (a `Schedule` or its
+    `INTERVAL[+OVERLAP]` text), else the environment's `schedule:`, else the default."""
+    from rmmc.environments.model import parse_schedule
+    from rmmc.packaging import plan, scheduled_rule
+
+    if isinstance(schedule, str):
+        parsed = parse_schedule(schedule)
+        if isinstance(parsed, str):
+            raise ValueError(parsed)
+        schedule = parsed
+    if schedule is None:
+        try:
+            from rmmc.environments import environment_for
+
+            schedule = environment_for(to, env).schedule
+        except Exception:  # a bad environment is reported where it is adapted
+            schedule = None
+    chosen = plan(rule, schedule)
+    return scheduled_rule(rule, chosen), chosen
+
+
+class _Outcome(NamedTuple):
+    """One rule put into the environment and emitted: its diagnostics, its text (empty when a
+    diagnostic is an error), where the events are, the rule as emitted, its entity fields."""
+
+    found: list[Diagnostic]
+    text: str
+    placement: Any
+    emitted: Any
+    entities: tuple
+
+
 def _attempt(rule, to: str, options: EmitOptions, fields: str | None, env: Any,
-             allow_unknown_fields: bool, document: RuleDocument) -> tuple[list[Diagnostic], str, Any]:
-    """One rule put into the environment and emitted: (diagnostics, text, placement); the text
-    is empty when a diagnostic is an error (lossy ones are errors unless allowed)."""
+             allow_unknown_fields: bool, document: RuleDocument, plan: Any = None) -> _Outcome:
+    """`rule` put into the environment and emitted (lossy diagnostics are errors unless allowed)."""
     found: list[Diagnostic] = []
-    placement = None
+    placement, emitted, entities = None, rule, ()
     if fields is not None and env is None:
         result = _emit_with_profile(to, rule, options, fields)
-    elif several_sources(rule):
-        result = _emit_several(to, rule, options, fields)
     else:
         adapted = _adapt(rule, to, env, allow_unknown_fields)
+        emitted = adapted.rule
+        if plan is not None and adapted.ok and to in ("splunk", "eql", "esql"):
+            from rmmc.packaging.columns import entity_fields
+
+            entities = entity_fields(rule, adapted.environment)
         found.extend(d if d.path else d.with_path(document.path)
                      for d in _relaxed(adapted.diagnostics, options))
         if not adapted.ok:
-            return found, "", None
+            return _Outcome(found, "", None, emitted, entities)
         placement = adapted.placement
         result = emit_adapted(to, adapted, options)
     # The compiled rule's spans are in file coordinates already: only the path is added.
-    emitted = [d if d.path else d.with_path(document.path) for d in result.diagnostics]
-    found.extend(emitted if options.allow_lossy else refuse_lossy(emitted))
-    return found, (result.text if not any(d.is_error for d in found) else ""), placement
+    said = [d if d.path else d.with_path(document.path) for d in result.diagnostics]
+    found.extend(said if options.allow_lossy else refuse_lossy(said))
+    return _Outcome(found, result.text if not any(d.is_error for d in found) else "", placement,
+                    emitted, entities)
 
 
 def _without_output_columns(rule, to: str, attempt, refused, path: str | None = None):
@@ -150,7 +195,7 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
     from rmmc.compiler.outputs import closure, definitions, drop, widest
 
     def errors(outcome) -> tuple[str, ...]:
-        return tuple(d.message for d in outcome[0] if d.is_error)
+        return tuple(d.message for d in outcome.found if d.is_error)
 
     defs = definitions(rule)
     first = None
@@ -187,8 +232,7 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
                                "filter, key, count or sort reads it, so the same alerts fire; only "
                                "the output lacks it", getattr(rule.stages[d.stage], "span", None)))
     notes = [n.with_path(path) if path and not n.path else n for n in notes]
-    found, text, placement = current
-    return [*found, *notes], text, placement
+    return current._replace(found=[*current.found, *notes])
 
 
 def _adapt(rule, to: str, env: Any, allow_unknown_fields: bool):
@@ -221,31 +265,6 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
     return function(adapted.rule, options)
 
 
-def several_sources(rule) -> bool:
-    """Whether the rule reads several sources or multiplies rows (union, join, subquery,
-    mv-expand, parse): environments adapt one source's rule (`rmmc.environments.adapt`)."""
-    from rmmc.compiler.ir import features
-
-    return bool(features(rule))
-
-
-def _emit_several(to: str, rule, options: EmitOptions, fields: str | None):
-    """A rule over several sources, named by the target's default field profile, with a warning
-    that no environment was applied to it (its names may not be the environment's)."""
-    from dataclasses import replace as copy
-
-    from rmmc.backends import emit
-    from rmmc.compiler.ir import features
-
-    result = emit(to, rule, options, fields)
-    used = ", ".join(sorted(features(rule)))
-    warning = Diagnostic(Severity.WARNING, f"{to}: environments adapt rules over one source; this rule "
-                         f"uses {used}, so its fields keep rmmc's default {to} names and no "
-                         "environment's conventions or schema check apply", rule.metadata.source_span,
-                         "environment")
-    return copy(result, diagnostics=(*result.diagnostics, warning))
-
-
 FIELD_ALIASES = {("splunk", "sigma"): "splunk-sysmon", ("splunk", "cim"): "splunk-cim",
                  ("eql", "ecs"): "elastic-endpoint", ("esql", "ecs"): "elastic-endpoint"}
 
@@ -267,7 +286,7 @@ def _emit_with_profile(to: str, rule, options: EmitOptions, fields: str):
 
 def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
                    fields: str | None = None, package: bool = False, env: Any = None,
-                   allow_unknown_fields: bool = False) -> list[RuleTranslation]:
+                   allow_unknown_fields: bool = False, schedule: Any = None) -> list[RuleTranslation]:
     """Every rule of one file (`-` is standard input) translated, in file order.  A file
     that cannot be read gives one failed result holding why; one that simply holds no query
     (a Markdown summary) gives none.  `rmmc translate` runs this once per file, in this
@@ -278,7 +297,7 @@ def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
 
     read = read_path(path)
     results = [translate_document(doc, to, options, fields=fields, package=package, env=env,
-                                  allow_unknown_fields=allow_unknown_fields)
+                                  allow_unknown_fields=allow_unknown_fields, schedule=schedule)
                for doc in read.documents]
     # A Sigma document carries its read rule for compilation; once translated it is dead
     # weight (and would travel back from a worker process).

@@ -60,7 +60,8 @@ def test_stealth_reaches_elastic_threat_with_its_technique(stealth_rule):
     assert threat["tactic"] == {"id": "TA0005", "name": "Stealth",
                                 "reference": "https://attack.mitre.org/tactics/TA0005/"}
     assert threat["technique"][0]["subtechnique"][0]["id"] == "T1218.011"
-    assert not notes
+    assert threat["technique"][0]["subtechnique"][0]["name"] == "Rundll32"
+    assert [d.message for d in notes if "scheduled every" not in d.message] == []
 
 
 def test_sentinel_takes_v18_names_with_a_note(stealth_rule):
@@ -70,11 +71,17 @@ def test_sentinel_takes_v18_names_with_a_note(stealth_rule):
 
 
 def test_techniques_without_a_tactic_are_a_warning_not_a_refusal(stealth_rule):
-    rule = replace(stealth_rule, metadata=replace(stealth_rule.metadata, tactics=()))
+    """A technique goes under the tactic ATT&CK files it under when the rule names none (a
+    note); one rmmc's ATT&CK data does not know is left out of `threat` (a warning)."""
+    rule = replace(stealth_rule, metadata=replace(stealth_rule.metadata, tactics=(),
+                                                  techniques=("T1218.011", "T1001")))
     _, text, notes = package(rule, "esql", "FROM logs-*")
-    assert json.loads(text)["threat"] == []
-    [warning] = [d for d in notes if "T1218.011" in d.message]
-    assert warning.code == "shape" and "no tactic" in warning.message
+    [threat] = json.loads(text)["threat"]
+    assert threat["tactic"]["id"] == "TA0005"
+    assert [t["id"] for t in threat["technique"]] == ["T1218"]
+    assert any(d.code == "note" and "T1218.011" in d.message and "added" in d.message for d in notes)
+    [warning] = [d for d in notes if "T1001" in d.message]
+    assert warning.code == "shape" and "no name" in warning.message
 
 
 def test_several_tactics_say_where_the_techniques_went(stealth_rule):
@@ -83,8 +90,8 @@ def test_several_tactics_say_where_the_techniques_went(stealth_rule):
     _, text, notes = package(rule, "eql", "process where true")
     threat = json.loads(text)["threat"]
     assert [t["tactic"]["id"] for t in threat] == ["TA0002", "TA0005"]
-    assert "technique" in threat[0] and "technique" not in threat[1]
-    assert any(d.code == "shape" and "listed under Execution" in d.message for d in notes)
+    # ATT&CK files T1218.011 under TA0005, not under the rule's first tactic
+    assert "technique" not in threat[0] and threat[1]["technique"][0]["id"] == "T1218"
 
 
 def test_moved_technique_is_noted():
@@ -114,3 +121,33 @@ def test_sigmahq_stealth_tags_survive(shared_dir):
             assert not any("stealth" in d.message.lower() for d in result.diagnostics)
     assert tagged > 700
     assert kept >= tagged - 30  # the few the Sigma backend refuses for other reasons
+
+
+def test_technique_names_from_a_stix_bundle(tmp_path):
+    """When the reference holds MITRE's STIX bundle, every current technique is named and filed
+    under its tactics (kill-chain phases); revoked and deprecated ones are not."""
+    from rmmc.environments.build import stix_techniques
+
+    def pattern(tid, name, phases, **extra):
+        return {"type": "attack-pattern", "name": name,
+                "external_references": [{"source_name": "mitre-attack", "external_id": tid}],
+                "kill_chain_phases": [{"kill_chain_name": "mitre-attack", "phase_name": p} for p in phases],
+                **extra}
+
+    bundle = tmp_path / "enterprise-attack.json"
+    bundle.write_text(json.dumps({"type": "bundle", "objects": [
+        pattern("T1219", "Remote Access Tools", ["command-and-control"]),
+        pattern("T1053.005", "Scheduled Task", ["execution", "persistence", "privilege-escalation"]),
+        pattern("T1000", "Revoked", ["execution"], revoked=True),
+        pattern("T1001", "Deprecated", ["execution"], x_mitre_deprecated=True),
+        {"type": "x-mitre-tactic", "name": "Execution"}]}))
+    tactics = tmp_path / "tactics.json"
+    tactics.write_text(json.dumps({"tactics": [
+        {"shortname": "execution", "id": "TA0002", "name": "Execution"},
+        {"shortname": "persistence", "id": "TA0003", "name": "Persistence"},
+        {"shortname": "privilege-escalation", "id": "TA0004", "name": "Privilege Escalation"},
+        {"shortname": "command-and-control", "id": "TA0011", "name": "Command and Control"}]}))
+    assert stix_techniques(bundle, tactics) == {
+        "T1219": {"name": "Remote Access Tools", "tactics": ["TA0011"]},
+        "T1053.005": {"name": "Scheduled Task", "tactics": ["TA0002", "TA0003", "TA0004"]}}
+    assert stix_techniques(tmp_path / "absent.json", tactics) == {}

@@ -181,12 +181,28 @@ def test_package_writes_ready_to_import_rules(tmp_path):
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([f"{stem}.yaml", f"{stem}.conf", f"{stem}.eql.ndjson", f"{stem}.esql.ndjson"])
     sentinel = yaml.safe_load((out / f"{stem}.yaml").read_text(encoding="utf-8"))
-    assert sentinel["queryPeriod"] == "5d" and sentinel["kind"] == "Scheduled"
-    assert sentinel["query"].startswith("DeviceNetworkEvents\n| where Timestamp > ago(5d)")
+    # scheduled every 5m over 6m (interval + overlap), the query too, not the hunting 5d
+    assert sentinel["queryPeriod"] == "6m" and sentinel["kind"] == "Scheduled"
+    assert sentinel["query"].startswith("DeviceNetworkEvents\n| where Timestamp > ago(6m)")
     elastic = json.loads((out / f"{stem}.eql.ndjson").read_text(encoding="utf-8"))
-    assert elastic["language"] == "eql" and elastic["from"] == "now-5d"
+    assert elastic["language"] == "eql" and elastic["from"] == "now-6m"
     assert elastic["index"] == ["winlogbeat-*", "logs-windows.*", "logs-system.security-*"]  # the environment's
     assert elastic["threat"][0]["tactic"]["id"] == "TA0011"
     stanza = (out / f"{stem}.conf").read_text(encoding="utf-8")
     assert stanza.startswith("[Remote Management and Monitoring tool - RemotePC - Network Connection]\n")
-    assert "dispatch.earliest_time = -5d" in stanza
+    assert "dispatch.earliest_time = -6m" in stanza and "earliest=-6m" in stanza
+
+
+def test_schedule_option(tmp_path):
+    """--schedule sets every package's run and window; a schedule no platform can run is a
+    usage error."""
+    result = rmmc_cli("translate", str(REMOTEPC), "--to", "kql", "--package", "--schedule", "1h+10m")
+    assert result.returncode == 0, result.stderr
+    body = yaml.safe_load(result.stdout)
+    assert (body["queryFrequency"], body["queryPeriod"]) == ("1h", "70m")
+    assert "ago(70m)" in body["query"]
+    result = rmmc_cli("translate", str(REMOTEPC), "--to", "kql", "--schedule", "1h")
+    assert result.returncode == 2 and "--package" in result.stderr
+    for bad in ("7m", "1m", "5x", "20d"):
+        result = rmmc_cli("translate", str(REMOTEPC), "--to", "kql", "--package", "--schedule", bad)
+        assert result.returncode == 2 and "--schedule" in result.stderr, bad

@@ -263,6 +263,7 @@ class ConditionEmitter:
 
     diagnostics: list[Diagnostic] = field(default_factory=list)
     tabular: Any = None
+    time_for: Any = lambda rule: None  # a sub-rule -> its environment's time field (None: the table's)
 
     def model(self, message: str, p: Predicate) -> None:
         """Where the KQL written is the operator a KQL rule says (so the translation keeps its
@@ -738,6 +739,7 @@ def _pipeline(rule: Rule, conditions: ConditionEmitter, found: list[Diagnostic],
     else:
         source = A.Name(_source_table(rule, found))
     operators: list[A.Operator] = []
+    time_field = time_field or conditions.time_for(rule)
     if rule.lookback is not None:
         ago = A.Call(A.Name("ago"), (timespan_literal(rule.lookback.window),))
         operators.append(A.Where(A.Binary(">", A.Name(time_field or _time_column_of(rule, found)), ago)))
@@ -749,11 +751,19 @@ def _pipeline(rule: Rule, conditions: ConditionEmitter, found: list[Diagnostic],
     return A.Pipeline(source, tuple(operators)) if operators else source
 
 
+def _placed_time(placement: Any, rule: Rule) -> str | None:
+    """The time field the environment gives a sub-rule's source (`Target.parts`), if any."""
+    if not getattr(placement, "parts", ()) or rule.union is not None:
+        return None
+    return placement.part(rule.source.table).time_field
+
+
 def build_kql(rule: Rule, options: EmitOptions = EmitOptions()) -> KqlQuery:
     """The rule as a KQL syntax tree with its diagnostics; `query` is None when refused."""
     found: list[Diagnostic] = []
     conditions = ConditionEmitter()
     conditions.tabular = lambda sub: _pipeline(sub, conditions, found)
+    conditions.time_for = lambda sub: _placed_time(options.placement, sub)
     try:
         extra = tuple(_exclusions(rule, options, conditions, found))
         placed = getattr(options.placement, "time_field", None)  # the environment's time field

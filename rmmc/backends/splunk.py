@@ -79,7 +79,7 @@ from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dolla
 from rmmc.compiler.functions import describe
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.splunk_multi import (branch_column_commands, selector, selector_warning, subquery_commands,
-                                       subsearch_note, union_search)
+                                       subsearch_note, union_search, placed)
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
                               Op, Or, Predicate, Rule, all_of, any_of, features)
@@ -634,7 +634,8 @@ def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic]
         terms.append(_check_prefix(prefix))
     elif getattr(placement, "search", None):
         terms.append(_check_prefix(placement.search, macros=True))
-    elif not quiet and getattr(placement, "datamodel", None) is None:
+    elif not quiet and getattr(placement, "datamodel", None) is None and \
+            not any(t.search for _, t in getattr(placement, "parts", ())):  # each branch has its own
         found.append(note(TARGET, "no index or sourcetype: the search covers the default indexes "
                                   "(pass prefix='index=... sourcetype=...')"))
     windows = {lb.window for lb in rule_lookbacks if lb is not None}
@@ -660,7 +661,7 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     pulled: list[InSubquery] = []
     search_terms, where_terms = _terms(emitter, rule, options, found, pulled)
     head = _head([rule.lookback], prefix, found, quiet=sub, placement=options.placement)
-    if select:
+    if select and not getattr(options.placement, "parts", ()):  # else each source's filter selects it
         placed = bool(prefix or getattr(options.placement, "search", None))
         head.insert(1 if placed else 0, selector(rule.source.table)[0])
     commands = ["search " + (" ".join(head + search_terms) if head or search_terms else "*")]
@@ -682,7 +683,8 @@ def _subsearch(rule: Rule, options: EmitOptions, fields: str, prefix: str | None
         raise SplRefusal("a union inside a join or subquery has no SPL form here")
     sub_found: list[Diagnostic] = []
     commands, emitter = _commands(replace(rule, exclusions=()),
-                                  EmitOptions(loose=options.loose, placement=options.placement), fields,
+                                  EmitOptions(loose=options.loose, placement=placed(options.placement, rule.source.table)),
+                                  fields,
                                   prefix, sub_found, select=True, sub=True)
     for d in sub_found:
         if d not in found:
@@ -703,10 +705,10 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     def terms_of(made: Emitter, part: Rule) -> tuple[list[str], list[str]]:
         return _terms(made, with_paths(part)[0], options, found)
 
-    searches, wheres, emitters, selectors = union_search(rule, emitter_for, terms_of)
+    searches, wheres, emitters, selectors = union_search(rule, emitter_for, terms_of, options.placement)
     lookbacks = [part.lookback for _, part in split_union(replace(rule, stages=()))]
     head = _head(lookbacks, prefix, found, placement=options.placement)
-    commands = ["search " + " ".join(head + [" OR ".join(searches)])]
+    commands = ["search " + (" ".join(head + ([" OR ".join(searches)] if searches else [])) or "*")]
     if wheres:
         commands.append("where " + " OR ".join(wheres))
     union = UnionEmitter(None, fields)
@@ -732,14 +734,16 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     datamodel = getattr(options.placement, "datamodel", None)
     if datamodel is not None and _DATAMODEL.match(datamodel) is None:
         raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")
-    if datamodel is not None and several:
-        raise SplRefusal(f"the environment reads one data model dataset ({datamodel}): a union, join "
+    models = list(dict.fromkeys(m for m in [datamodel, *(getattr(t, "datamodel", None) for _, t in
+                                                       getattr(options.placement, "parts", ()))] if m))
+    if models and several:  # a branch's data model is never dropped for a plain search
+        raise SplRefusal(f"the environment reads data model datasets ({', '.join(models)}): a union, join "
                          "or subquery over several sources has no form there")
     if rule.union is not None:
         commands, _ = _union(rule, options, fields, prefix, found)
     else:
         commands, _ = _commands(rule, options, fields, prefix, found, select=several)
-    if several:
+    if several and not getattr(options.placement, "parts", ()):
         found.append(selector_warning())
     lines = [commands[0]] + ["| " + c for c in commands[1:]]
     if datamodel is not None:  # the data model's events, fields named <Dataset>.<field>

@@ -51,6 +51,33 @@ def selector(table: str | None) -> tuple[str, str]:
     return f'{SOURCE_FIELD}="{value}"', f'{SOURCE_FIELD}=="{value}"'
 
 
+def placed(placement: Any, table: str | None) -> Any:
+    """The placement of the sub-rule reading `table`, when the environment places each source on
+    its own (`Target.parts`: its macro, its filter), keeping the others for nested sub-rules."""
+    parts = getattr(placement, "parts", ())
+    return replace(placement.part(table), parts=parts) if parts else placement
+
+
+def placed_selector(table: str | None, placement: Any, emitter: Any) -> tuple[str, str | None] | None:
+    """(search term, eval test) selecting one source's events where the environment placed each
+    source (its search when the sources' differ; its filter, e.g. `EventCode==1`, as the test:
+    None when it has none); None without an environment's placement (the streaming API's field)."""
+    if not getattr(placement, "parts", ()):
+        return None
+    part = placement.part(table)
+    search = part.search if part.search and part.search != placement.search else ""
+    if search:
+        from rmmc.backends.splunk import _check_prefix
+
+        search = _check_prefix(search, macros=True)
+    return search, (emitter.where(part.filter) if part.filter is not None else None)
+
+
+def _untold(table: str | None) -> SplRefusal:
+    return SplRefusal(f"the environment gives the source of {table} no test of its own (a filter such as "
+                      "EventCode), so SPL cannot tell its events from the union's other sources")
+
+
 def selector_warning() -> Diagnostic:
     return Diagnostic(Severity.WARNING, f"{TARGET}: each source is selected by {SOURCE_FIELD}="
                       f"\"{SOURCE_PREFIX}<Table>\" (the table field of Defender's streaming API); where "
@@ -229,10 +256,11 @@ def parse_commands(stage: ir.Parse, writer: Any) -> list[str]:
 
 
 def union_search(rule: ir.Rule, emitter_for: Callable[[ir.Rule], Any],
-                 terms_of: Callable[[Any, ir.Rule], tuple[list[str], list[str]]]) \
+                 terms_of: Callable[[Any, ir.Rule], tuple[list[str], list[str]]], placement: Any = None) \
         -> tuple[list[str], list[str], list[Any], list[tuple[str, str]]]:
     """A union's search and where parts: (search terms, where terms, branch emitters,
-    (label, selector eval) per branch)."""
+    (label, selector eval) per branch).  Each branch is selected by its environment's placement
+    when there is one (its own search and filter), else by the streaming API's table field."""
     from rmmc.compiler.branches import split_union
 
     parts = split_union(replace(rule, stages=()))
@@ -243,18 +271,22 @@ def union_search(rule: ir.Rule, emitter_for: Callable[[ir.Rule], Any],
         branch_columns(part)  # refuses a branch stage SPL cannot say per source
         emitter = emitter_for(part)
         search_terms, where_terms = terms_of(emitter, part)
-        sel_search, sel_eval = selector(part.source.table)
+        sel_search, sel_eval = placed_selector(part.source.table, placement, emitter) or selector(part.source.table)
         per_branch.append((sel_search, search_terms, sel_eval, where_terms))
         any_where = any_where or bool(where_terms)
         emitters.append(emitter)
         selectors.append((label, sel_eval))
     common = len({tuple(w) for _, _, _, w in per_branch}) == 1  # every source tests alike
-    for sel_search, search_terms, sel_eval, where_terms in per_branch:
-        searches.append("(" + " ".join([sel_search, *search_terms]) + ")")
+    for (label, _), (sel_search, search_terms, sel_eval, where_terms) in zip(parts, per_branch):
+        searches.append("(" + (" ".join(t for t in [sel_search, *search_terms] if t) or "*") + ")")
         if any_where and not common:
-            wheres.append("(" + " AND ".join([sel_eval, *where_terms]) + ")")
+            if sel_eval is None:
+                raise _untold(label)
+            wheres.append("(" + " AND ".join([sel_eval, *(w for w in where_terms if w != sel_eval)]) + ")")
     if any_where and common:
         wheres.append("(" + " AND ".join(per_branch[0][3]) + ")")
+    if all(s == "(*)" for s in searches):
+        searches = []
     return searches, wheres, emitters, selectors
 
 
@@ -395,7 +427,9 @@ def branch_column_commands(union: Any, parts: list[ir.Rule], emitters: list[Any]
         if not _PLAIN_NAME.match(name):
             raise SplRefusal(f"the union's column {name} is no name SPL's eval can set")
         cases = []
-        for (_, test), emitter, expr in zip(selectors, emitters, exprs):
+        for (label, test), emitter, expr in zip(selectors, emitters, exprs):
+            if test is None:
+                raise _untold(label)
             if expr is None:
                 text = '""' if kind == "string" else "null()"
             elif isinstance(expr, ir.Literal) and isinstance(expr.value, str):

@@ -19,7 +19,7 @@ from functools import cache
 
 from rmmc.resources import package_text
 
-__all__ = ["Tactic", "ICS_TACTICS", "moved", "tactic", "tactics", "technique_id"]
+__all__ = ["Tactic", "ICS_TACTICS", "moved", "tactic", "tactics", "technique", "technique_id"]
 
 # ATT&CK for ICS tactics Sigma rules may tag (not in the Enterprise reference): accepted as Sigma
 # tags only, never given to a platform that expects Enterprise tactics.
@@ -91,3 +91,10 @@ def moved(technique: str) -> tuple[str, str] | None:
     """(v19 id, v19 name) when ATT&CK v19 moved this v18 technique, else None."""
     entry = _data()["moved"].get(technique.strip().upper())
     return (entry["id"], entry["name"]) if entry else None
+
+
+def technique(technique_id: str) -> tuple[str, tuple[str, ...]] | None:
+    """(name, tactic ids) of an ATT&CK technique or sub-technique the data names (the
+    techniques of Elastic's reference rules), else None: rmmc then knows only its id."""
+    entry = _data().get("techniques", {}).get(technique_id.strip().upper())
+    return (entry["name"], tuple(entry["tactics"])) if entry else None

@@ -34,7 +34,9 @@ from rmmc.compiler.diagnostics import Span
 from rmmc.compiler.pushdown import push_filters
 
 _MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "=="}
-TIME_COLUMNS = ("Timestamp", "TimeGenerated")  # an event's time: Defender XDR's, Sentinel's
+TIME_COLUMNS = ("Timestamp", "TimeGenerated", "@timestamp", "_time")
+"""An event's time: Defender XDR's, Sentinel's, and the time fields environments put a rule's
+time in (Elastic's, Splunk's; tests/test_environments_multi.py checks every built-in's)."""
 
 
 @dataclass(frozen=True)

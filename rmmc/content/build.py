@@ -74,13 +74,14 @@ class BuildResult:
 def build(rules_dir: str, outdir: str = "dist", envs: list[str] | tuple[str, ...] | None = None, *,
           jobs: int | None = None, check: bool = False, allow_lossy: bool = False,
           force: bool = False, cache_dir: str | None = DEFAULT_DIRECTORY,
-          progress: bool = False) -> BuildResult:
+          progress: bool = False, schedule: str | None = None) -> BuildResult:
     """Build `rules_dir` for `envs` (names; default every built-in environment) into `outdir`;
-    with `check`, write nothing and compare with what `outdir` holds instead (`findings`)."""
+    with `check`, write nothing and compare with what `outdir` holds instead (`findings`);
+    `schedule` (`INTERVAL[+OVERLAP]`) overrides the environments' package schedule."""
     from rmmc.compiler.documents import iter_rule_files
     from rmmc.parallel import default_jobs
 
-    chosen = environments(envs)
+    chosen = environments(envs, schedule)
     options = {"allow_lossy": allow_lossy}
     files = _rule_files(rules_dir, iter_rule_files)
     cache = BuildCache(cache_dir)

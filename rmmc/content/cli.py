@@ -30,11 +30,14 @@ _REPORTS = ["json", "junit", "sarif"]
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where compiled results are cached (default: .rmmc_cache).")
 @click.option("--no-cache", is_flag=True, help="Compile every rule; use and store no cache.")
+@click.option("--schedule", default=None, metavar="INTERVAL[+OVERLAP]",
+              help="Packaged rules run every INTERVAL over INTERVAL + OVERLAP (e.g. 5m+1m; "
+                   "default: each environment's schedule, else 5m+1m).")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=None, metavar="N",
               help="Files compiled at once (default: every core; 1: in this process).")
 def build(rules_dir: str, outdir: str, envs: tuple[str, ...], check: bool, report: str | None,
           report_file: str | None, allow_lossy: bool, force: bool, cache_dir: str | None,
-          no_cache: bool, jobs: int | None) -> None:
+          no_cache: bool, schedule: str | None, jobs: int | None) -> None:
     """Build every rule of RULES_DIR for every target of each environment into a tree with a
     manifest (dist/<env>/<target>/..., dist/manifest.json).
 
@@ -47,12 +50,16 @@ def build(rules_dir: str, outdir: str, envs: tuple[str, ...], check: bool, repor
     from rmmc.content import build as building
     from rmmc.content.cache import DEFAULT_DIRECTORY
     from rmmc.content.environments import UnknownEnvironment
+    from rmmc.environments.model import parse_schedule
     from rmmc.parallel import show_progress
 
+    if schedule is not None and isinstance(parse_schedule(schedule), str):
+        raise click.BadParameter(parse_schedule(schedule), param_hint="--schedule")
     try:
         files = list(iter_rule_files([rules_dir]))
         result = building.build(
             rules_dir, outdir, list(envs), jobs=jobs, check=check, allow_lossy=allow_lossy,
+            schedule=schedule,
             force=force, cache_dir=None if no_cache else (cache_dir or DEFAULT_DIRECTORY),
             progress=show_progress(files, report is not None and report_file is None))
     except UnknownEnvironment as exc:

@@ -33,10 +33,14 @@ class BuildTarget:
     target: str
     env: str
     package: bool = False
+    schedule: str | None = None  # `--schedule` (None: the environment's)
 
     def arguments(self) -> dict[str, Any]:
         """The keyword arguments of `rmmc.translation.translate_compiled` for this target."""
-        return {"to": self.target, "env": self.env, "package": self.package}
+        out = {"to": self.target, "env": self.env, "package": self.package}
+        if self.schedule is not None and self.package:
+            out["schedule"] = self.schedule
+        return out
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,8 @@ class Environment:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
-                "targets": [asdict(t) for t in self.targets]}
+                "targets": [{k: v for k, v in asdict(t).items() if k != "schedule" or v is not None}
+                            for t in self.targets]}
 
 
 _TARGETS = {"kql": ("kql",), "sigma": ("sigma",), "splunk": ("splunk",), "elastic": ("eql", "esql")}
@@ -71,7 +76,7 @@ def builtin_names() -> list[str]:
     return list(BUILTINS)
 
 
-def environment(name: str) -> Environment:
+def environment(name: str, schedule: str | None = None) -> Environment:
     """The environment called `name` (a built-in, or an environment file's path); raises
     `UnknownEnvironment` saying which exist, or what is wrong with the file."""
     import os
@@ -91,11 +96,14 @@ def environment(name: str) -> Environment:
             content = handle.read()
     package = loaded.name not in _UNPACKAGED or not loaded.builtin
     package = package and loaded.target != "sigma"
-    targets = tuple(BuildTarget(t, name, package) for t in _TARGETS.get(loaded.target, (loaded.target,)))
+    schedule = schedule if package else None
+    targets = tuple(BuildTarget(t, name, package, schedule)
+                    for t in _TARGETS.get(loaded.target, (loaded.target,)))
     return Environment(loaded.name, loaded.description, targets, content)
 
 
-def environments(names: list[str] | tuple[str, ...] | None) -> list[Environment]:
+def environments(names: list[str] | tuple[str, ...] | None,
+                 schedule: str | None = None) -> list[Environment]:
     """The environments to build: the named ones in the order given (each once), or every
-    built-in one when none is named."""
-    return [environment(n) for n in dict.fromkeys(names or builtin_names())]
+    built-in one when none is named; `schedule` for their packages (None: each one's own)."""
+    return [environment(n, schedule) for n in dict.fromkeys(names or builtin_names())]

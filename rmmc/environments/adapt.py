@@ -14,7 +14,21 @@ rewritten so that a backend only writes what it is given:
   lacks, or a column the environment has no field for, is an error at the rule (with a "did
   you mean"), or, with `allow_unknown_fields`, a warning and the column's own name;
 * `Adapted.placement` says where the events are (Splunk search prefix or data model, Elastic
-  index, KQL table) and the time field.
+  index, KQL table) and the time field;
+* a field the environment lacks costs what the rule reads it for (`reads`): read by the
+  detection, a filter, a key or a threshold, an error as above; read only as a summarize's
+  group key, a lossy warning (written without that key with `--allow-lossy`); read only by the
+  output (a `project` column, `make_set(ReportId)`), a shape warning, and the output column is
+  left out.
+
+Several sources (`ir.sub_rules`: union branches, a join's right side, a subquery) are adapted
+the same way, each by its own source (its names, forms, filter, placement), recursively.  A
+union's detection and filters read each branch's field where the branches name a column
+alike, else they are moved into every branch; a later stage reads a column named alike in
+every branch, else each branch computes it under the rule's own name (`extend C = ...`): see
+`rmmc.environments.union`.  Join keys, mv-expand and parse columns are renamed.  `Target.parts` gives each sub-rule's
+placement by its table, for the backends that place each source on its own (a Splunk search
+per branch).
 
 `Adapted.target_event(event)` writes a generated event (in the rule's own convention, put into
 the forms' domains first by `normalize`) as the environment would hold it, which is what
@@ -32,6 +46,8 @@ from rmmc.environments.fieldsets import FieldSchema, schema_for
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, form_of, joined_parts,
                                      merge_joined, split_joined)
 from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Placement, SourceMap
+from rmmc.environments.reads import (DECISIVE, GROUP, column_roles, joined_names, names_read, needed_after,
+                                    output_names, right_outputs)
 
 CODE = "environment"
 _CONVERT = {"string": "tostring", "guid": "tostring", "int": "toint", "long": "tolong", "real": "todouble",
@@ -47,6 +63,12 @@ class Target:
     index: str | None = None
     table: str | None = None
     time_field: str | None = None
+    filter: Any = None   # the source's own tests (`EventCode=1`), in the environment's names
+    parts: tuple[tuple[str, "Target"], ...] = ()  # (table as written, placement) per sub-rule source
+
+    def part(self, table: str | None) -> "Target":
+        """The placement of the sub-rule reading `table` (this one when none is recorded)."""
+        return next((t for name, t in self.parts if name == table), self)
 
 
 @dataclass
@@ -59,6 +81,8 @@ class Adapted:
     forms: dict[str, Form] = field(default_factory=dict)   # column -> its form (renames too)
     unknown: set[str] = field(default_factory=set)          # columns kept under their own name
     names: dict[str, str] = field(default_factory=dict)     # output column -> its name here
+    parts: dict[str, "Adapted"] = field(default_factory=dict)  # table -> its sub-rules, adapted
+    table: str | None = None                                # the table the rule itself reads
 
     @property
     def ok(self) -> bool:
@@ -70,8 +94,17 @@ class Adapted:
 
     # ---------------------------------------------------------------- events (verify)
 
+    def _for(self, event: dict[str, Any]) -> "Adapted":
+        """The adaptation that holds an event of a multi-table event set (tagged `ir.TABLE`)."""
+        table = event.get(ir.TABLE)
+        if table is None or table == self.table or table not in self.parts:
+            return self
+        return self.parts[table]
+
     def normalize(self, event: dict[str, Any]) -> dict[str, Any]:
         """A generated event put into the domain of every form (see `forms`)."""
+        if self._for(event) is not self:
+            return self._for(event).normalize(event)
         out = dict(event)
         for form in self.forms.values():
             form.normalize(out)
@@ -82,9 +115,13 @@ class Adapted:
         values in its conventions, the source's filter fields set."""
         from rmmc.verify.whole import INDEX
 
+        if self._for(event) is not self:
+            return self._for(event).target_event(event)
         out: dict[str, Any] = {}
         if INDEX in event:
             out[INDEX] = event[INDEX]
+        if ir.TABLE in event:
+            out[ir.TABLE] = self.placement.table or event[ir.TABLE]
         for column in TIME_COLUMNS:
             if column in event:
                 out[self.placement.time_field or self.environment.time_field] = event[column]
@@ -104,6 +141,20 @@ class Adapted:
 
 def adapt(rule: ir.Rule, env: Environment, allow_unknown_fields: bool = False) -> Adapted:
     """The rule in `env` (see the module docstring)."""
+    made = _adapter(rule, env, allow_unknown_fields)
+    return made if isinstance(made, Adapted) else made.run()
+
+
+def _adapter(rule: ir.Rule, env: Environment, allow_unknown: bool) -> "Adapter | Adapted":
+    """The adapter of a (sub-)rule, or a refused `Adapted` when `env` has no source for it."""
+    if rule.union is not None:
+        branches = [_adapter(b, env, allow_unknown) for b in rule.union.branches]
+        refused = [b for b in branches if isinstance(b, Adapted)]
+        if refused:
+            return Adapted(None, env, None, diagnostics=[d for b in refused for d in b.diagnostics])
+        from rmmc.environments.union import UnionAdapter
+
+        return UnionAdapter(rule, env, branches, allow_unknown)
     source = env.source_for(rule.source)
     where = rule.metadata.source_span
     if source is None:
@@ -120,19 +171,26 @@ def adapt(rule: ir.Rule, env: Environment, allow_unknown_fields: bool = False) -
         return Adapted(None, env, None, diagnostics=[Diagnostic(Severity.ERROR, message, where, CODE)])
     place = env.place.merged(source.place)
     target = Target(place.search, place.datamodel, place.index, place.table, source.time_field or env.time_field)
-    return _Adapter(rule, env, source, target, allow_unknown_fields).run()
+    return Adapter(rule, env, source, target, allow_unknown)
 
 
-class _Adapter:
+class Adapter:
     def __init__(self, rule: ir.Rule, env: Environment, source: SourceMap, target: Target,
                  allow_unknown: bool):
         self.rule, self.env, self.source, self.target = rule, env, source, target
         self.allow_unknown = allow_unknown or env.unknown_fields == "warning"
         self.found: list[Diagnostic] = []
         self.table = rule.source.table
-        self.schema: FieldSchema = schema_for(source.schema, source.declare, source.members,
-                                              source.dynamic, self.table)
+        self.schema: FieldSchema | None = schema_for(source.schema, source.declare, source.members,
+                                                     source.dynamic, self.table) if source else None
         self.columns = _event_columns(rule)
+        self.keep: set[str] = set()                # columns a union reads under the rule's name
+        self.forced: dict[str, set[str]] = {}      # roles a union above reads columns in
+        self.roles: dict[str, set[str]] = {}
+        self.dropped: set[str] = set()             # missing columns only the output reads
+        self.aliases: dict[str, str] = {}          # a join's right columns -> their names here
+        self.parts: list[Adapted] = []
+        self.unplaced: list[ir.InSubquery] = []    # subqueries over a source the environment lacks
         self.forms: dict[str, Form] = {}
         self.unknown: set[str] = set()
         self.missing: dict[str, str | None] = {}   # column -> why (explicitly absent) / None
@@ -141,7 +199,7 @@ class _Adapter:
         self.names: dict[str, str] = {}
         self.ctx = Context(env.name, self.subject, self.found.append)
         self.profile = None
-        if source.names:
+        if source is not None and source.names:
             from rmmc.compiler.schema.profiles import load_profile
 
             self.profile = load_profile(source.names)
@@ -219,8 +277,18 @@ class _Adapter:
 
     def rename(self, name: str) -> str:
         """An output column's name: a renamed column's takes the environment's name."""
-        form = self.forms.get(name) or (self.form(name) if name in self.columns or name in TIME_COLUMNS
-                                        or self._table_has(name) else None)
+        if name in self.aliases:
+            return self.aliases[name]
+        if name in self.keep:
+            return name
+        form = self.forms.get(name)
+        if form is None and (name in self.columns or name in TIME_COLUMNS):
+            form = self.form(name)
+        elif form is None and self._table_has(name):
+            # a column the rule makes, named like one of its table's (`extend Type = ...`): named
+            # as the environment names that column, never looked up as a field the rule reads
+            spec = self.spec_for(name)
+            form = Form(spec) if spec is not None and spec.field is not None and spec.form == "rename" else None
         if form is not None and type(form) in (Form, Hives) and not self._member(form.field):
             self.names[name] = form.field
             return form.field
@@ -250,18 +318,52 @@ class _Adapter:
             inner = self.condition(c.operand)
             return ir.Const(not inner.value) if isinstance(inner, ir.Const) else ir.Not(inner)
         if isinstance(c, ir.InSubquery):
-            form = self.form(c.field.name)
-            if form is None:
-                return c
-            if type(form) not in (Form, Hives):
-                self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: {c.field.name} in (...) "
-                                             f"against another query: {c.field.name} has no plain field here",
-                                             c.span, CODE))
-                return c
-            return replace(c, field=ir.Field(form.field, c.field.type))
+            return self.subquery(c, set())
         if isinstance(c, ir.Compare):
             return replace(c, left=self.expr(c.left), right=self.expr(c.right))
         return c
+
+    def subquery(self, c: ir.InSubquery, names: set[str]) -> ir.InSubquery:
+        """`x in (T | ...)`: the subquery adapted by its own source, `x` renamed (a plain field)."""
+        rule, column, table = c.rule, c.column, c.table
+        if c.rule is not None and c.rule.union is None and self.env.source_for(c.rule.source) is None:
+            self.unplaced.append(c)  # widened below, as a backend widens a subquery it cannot say
+            return c
+        if c.rule is not None:
+            sub = self.child(c.rule, [c.column] if c.column else [], decisive=[c.column] if c.column else [])
+            if sub is not None:
+                rule, table = sub.rule, sub.rule.source.table
+                column = sub.names.get(c.column, c.column) if c.column else None
+        subject = c.field
+        if isinstance(subject, ir.Field) and subject.name in names:
+            subject = replace(subject, name=self.rename(subject.name))
+        elif isinstance(subject, ir.Field):
+            form = self.form(subject.name)
+            if form is not None and type(form) in (Form, Hives) and not self._member(form.field):
+                subject = ir.Field(form.field, subject.type)
+            elif form is not None:
+                self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: {subject.name} in (...) "
+                                             f"against another query: {subject.name} has no plain field here",
+                                             c.span, CODE))
+        else:
+            subject = self.produced(subject, names) if names else self.expr(subject)
+        return replace(c, field=subject, rule=rule, column=column, table=table)
+
+    def child(self, rule: ir.Rule, outputs: Iterable[str], decisive: Iterable[str] = ()) -> "Adapted | None":
+        """A sub-rule (a join's right side, a subquery) adapted by its own source; its
+        diagnostics join this rule's.  `outputs`: its columns this rule reads, `decisive` those
+        read by a key or a later filter (a missing one is an error there, never left out).
+        None when it is refused."""
+        made = _adapter(rule, self.env, self.allow_unknown)
+        if not isinstance(made, Adapted):
+            for column in decisive:
+                made.forced.setdefault(column, set()).add(DECISIVE)
+        result = made if isinstance(made, Adapted) else made.run(tuple(outputs))
+        self.found.extend(d for d in result.diagnostics if d not in self.found)
+        if result.rule is None:
+            return None
+        self.parts.append(result)
+        return result
 
     def predicate(self, p: ir.Predicate) -> ir.Condition:
         subject = p.field
@@ -324,6 +426,8 @@ class _Adapter:
             return ir.Not(self.produced_condition(c.operand, names))
         if isinstance(c, ir.Compare):
             return replace(c, left=self.produced(c.left, names), right=self.produced(c.right, names))
+        if isinstance(c, ir.InSubquery):
+            return self.subquery(c, names)
         return c
 
     # ---------------------------------------------------------------- stages
@@ -332,7 +436,16 @@ class _Adapter:
         out: list[ir.Stage] = []
         made: set[str] = set()      # names the stages so far produced (they shadow columns)
         events = True               # whether event columns are still readable
-        for stage in stages:
+        gone: set[str] = set()      # made columns left out (they read a dropped column)
+
+        def lost(*nodes: Any) -> bool:
+            """Whether an expression reads a column left out of the output."""
+            return any(f.name in gone or (events and f.name not in made and f.name in self.dropped)
+                       for node in nodes for f in ir.expr_fields(node))
+
+        stages = tuple(stages)
+        after = needed_after(stages)
+        for k, stage in enumerate(stages):
             def ex(e: Any) -> Any:
                 return self.produced(e, made) if (made or not events) else self.expr(e)
 
@@ -340,31 +453,93 @@ class _Adapter:
                 cond = self.produced_condition(stage.condition, made) if (made or not events) else \
                     self.condition(stage.condition)
                 out.append(replace(stage, condition=cond))
-            elif isinstance(stage, ir.Extend):
-                out.append(replace(stage, columns=tuple((self.rename(n), ex(e)) for n, e in stage.columns)))
-                made |= {n for n, _ in stage.columns}
-            elif isinstance(stage, ir.Project):
-                out.append(replace(stage, columns=tuple((self.rename(n), ex(e)) for n, e in stage.columns)))
-                made, events = {n for n, _ in stage.columns}, False
+            elif isinstance(stage, (ir.Extend, ir.Project)):
+                kept = [(n, e) for n, e in stage.columns if not lost(e)]
+                gone |= {n for n, e in stage.columns if (n, e) not in kept}
+                out.append(replace(stage, columns=tuple((self.rename(n), ex(e)) for n, e in kept)))
+                if isinstance(stage, ir.Project):
+                    made, events = {n for n, _ in stage.columns}, False
+                else:
+                    made |= {n for n, _ in stage.columns}
             elif isinstance(stage, ir.Summarize):
-                keys = tuple((self.rename(n), ex(e)) for n, e in stage.group_by)
+                group = [(n, e) for n, e in stage.group_by if not lost(e)]
+                aggregates = [a for a in stage.aggregates if not lost(*a.args)]
+                gone |= {n for n, e in stage.group_by if (n, e) not in group}
+                gone |= {n for a in stage.aggregates if a not in aggregates for n in output_names(a)}
+                keys = tuple((self.rename(n), ex(e)) for n, e in group)
                 aggs = tuple(replace(a, name=self.rename(a.name) if a.name else a.name,
-                                     args=tuple(ex(x) for x in a.args)) for a in stage.aggregates)
+                                     args=tuple(ex(x) for x in a.args)) for a in aggregates)
                 out.append(replace(stage, group_by=keys, aggregates=aggs))
                 star = any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args)
                 made = {n for n, _ in stage.group_by} | {a.name for a in stage.aggregates if a.name}
                 made |= {x.name for a in stage.aggregates if not a.name for x in a.args if isinstance(x, ir.Field)}
                 events = star
             elif isinstance(stage, ir.Rename):
-                out.append(replace(stage, pairs=tuple((self.rename(new), self.rename(old)) for new, old in stage.pairs)))
+                pairs = [(new, old) for new, old in stage.pairs if old not in gone and not
+                         (events and old not in made and old in self.dropped)]
+                gone |= {new for new, old in stage.pairs if (new, old) not in pairs}
+                out.append(replace(stage, pairs=tuple((self.rename(new), self.rename(old)) for new, old in pairs)))
                 made |= {new for new, _ in stage.pairs}
             elif isinstance(stage, (ir.ProjectAway, ir.Reorder)):
-                out.append(replace(stage, patterns=tuple(self.rename(p) for p in stage.patterns)))
+                out.append(replace(stage, patterns=tuple(self.rename(p) for p in stage.patterns
+                                                         if p not in gone and p not in self.dropped)))
             elif isinstance(stage, ir.Sort):
                 out.append(replace(stage, keys=tuple(replace(k, expr=ex(k.expr)) for k in stage.keys)))
+            elif isinstance(stage, ir.Join):
+                out.append(self.join(stage, made, events, after[k], names_read(stages[k + 1:])))
+                made |= set(self.aliases)
+            elif isinstance(stage, ir.MvExpand):
+                out.append(replace(stage, columns=tuple((self.rename(n), ex(e), t) for n, e, t in stage.columns)))
+                made |= {n for n, _, _ in stage.columns}
+            elif isinstance(stage, ir.Parse):
+                out.append(replace(stage, source=ex(stage.source)))
+                made |= set(stage.columns)
             else:
                 out.append(stage)
         return tuple(out)
+
+    def join(self, stage: ir.Join, made: set[str], events: bool, later: set[str], read: set[str]) -> ir.Join:
+        """A join: its right side adapted by its own source, the keys renamed on both sides, and
+        the right side's columns the stages after it read (`read`; `later`: those read
+        decisively) known by their names here."""
+        right_keys = [r for _, r in stage.keys]
+        joined = joined_names(stage, sorted(made) if not events else [])
+        if not joined and stage.kind not in ir.LEFT_ONLY_JOINS:  # neither stages nor schema say the right columns
+            joined = {n: n for n in read if n not in made and not self.left_has(n)}
+        added = {n: c for n, c in joined.items() if n in read}
+        decisive = [*right_keys, *(c for n, c in added.items() if n in later)]
+        sub = self.child(stage.right, [*right_keys, *added.values()], decisive)
+        if sub is None:
+            return stage
+        keys = []
+        for left, right in stage.keys:
+            keys.append((self.key(left, stage.span), self.key(right, stage.span, sub)))
+        for name, column in added.items():
+            self.aliases[name] = sub.names.get(column, column) + name[len(column):]
+        def known(names: tuple[str, ...] | None, side: Any) -> tuple[str, ...] | None:
+            """The sides' schema columns under the names this environment gave those the rule
+            reads (the others are not looked up: the rule does not read them)."""
+            if names is None:
+                return None
+            return tuple(side.names.get(n) or (side.forms[n].field if type(side.forms.get(n)) in (Form, Hives)
+                                               else n) for n in names)
+
+        return replace(stage, right=sub.rule, keys=tuple(keys), left_columns=known(stage.left_columns, self),
+                       right_columns=known(stage.right_columns, sub))
+
+    def key(self, name: str, span: Span | None, side: "Adapted | None" = None) -> str:
+        """A join key's name here (on the right side: in the sub-rule's adaptation); a key held
+        in another form than a plain field cannot be matched as written: an error."""
+        if side is None:
+            renamed, form = self.rename(name), self.forms.get(name)
+        else:
+            renamed, form = side.names.get(name, name), side.forms.get(name)
+        if form is not None and renamed == name and type(form) not in (Form, Hives) and form.field != name:
+            side_name = "right side's " if side is not None else ""
+            self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: the join's {side_name}key {name} has no plain "
+                                         f"field here (it is computed from {', '.join(form.fields())})",
+                                         span, CODE))
+        return renamed
 
     # ---------------------------------------------------------------- the rule
 
@@ -377,36 +552,169 @@ class _Adapter:
             out.append(ir.Predicate(subject, ir.Op.EQUALS, values, case_sensitive=numeric))
         return out
 
-    def run(self) -> Adapted:
+    def prepare(self) -> None:
+        """Which columns the rule reads where (`reads`), and which of them this environment lacks
+        and only the output reads (left out): before any is rewritten."""
+        self.roles = column_roles(self.rule)
+        for column, roles in self.forced.items():
+            self.roles.setdefault(column, set()).update(roles)
+        for column in self.columns:
+            self.form(column)
+        self.dropped = {c for c in self.missing if c not in self.unknown and self.roles.get(c)
+                        and DECISIVE not in self.roles[c]}
+
+    def run(self, outputs: tuple[str, ...] = ()) -> Adapted:
+        """The adapted rule; `outputs`: columns an enclosing rule reads from it (a join's keys)."""
         rule = self.rule
+        self.prepare()
         pairs = self._joined_pairs()
         condition = self.condition(merge_joined(rule.condition, pairs))
         stages = self.stages(rule.stages)
         exclusions = tuple(replace(e, condition=self.condition(merge_joined(e.condition, pairs)))
                            if e.condition is not None else e for e in rule.exclusions)
+        for name in outputs:
+            self.rename(name)
+        condition, stages = self.widen_unplaced(condition, stages)
         filters = self.filters()
         if filters:
             condition = ir.all_of([*filters, condition])
-        for column, why in self.missing.items():
-            if column in self.unknown:
-                why = f" ({self.missing[column]})" if self.missing.get(column) else ""
-                self.say(f"{column} has no field in {self.where()}{why}: written under its own name",
-                         column)
-                continue
-            reason = f" ({why})" if why else ""
-            suggestion = self.schema.suggest(column)
-            hint = f" (did you mean {suggestion!r}?)" if suggestion and suggestion != column and not why else ""
-            self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: {column} has no field in "
-                                         f"{self.where()}{reason}{hint} "
-                                         "(--allow-unknown-fields writes it under its own name)",
-                                         self.spans.get(column, rule.metadata.source_span), CODE))
+        self.target = replace(self.target, filter=ir.all_of(filters) if filters else None)
+        self.report_missing()
         taxonomy = "sigma" if self.env.target == "sigma" else None
         table = self.target.table or rule.source.table
         adapted = replace(rule, condition=condition, stages=stages, exclusions=exclusions,
                           source=replace(rule.source, table=table, taxonomy=taxonomy))
-        result = Adapted(adapted, self.env, self.source, self.target, self.found, dict(self.forms),
-                         set(self.unknown), dict(self.names))
-        return result
+        return self.result(adapted)
+
+    def result(self, adapted: ir.Rule) -> Adapted:
+        """The `Adapted` of this rule, with its sub-rules' placements and adaptations by table."""
+        parts: dict[str, Adapted] = {}
+        placed: list[tuple[str, Target]] = []
+        for part in self.parts:
+            for table, sub in [(part.table, part), *part.parts.items()]:
+                if table is None:
+                    continue
+                parts[table] = _merged(parts[table], sub) if table in parts else sub
+        for part in self.parts:
+            for entry in [(part.rule.source.table, replace(part.placement, parts=())), *part.placement.parts]:
+                if entry[0] and entry not in placed:
+                    placed.append(entry)
+        if self.table and adapted.source.table:
+            own = (adapted.source.table, replace(self.target, parts=()))
+            placed = [own, *[p for p in placed if p != own]] if placed else []
+        target = replace(self.target, parts=tuple(placed))
+        forms, unknown = dict(self.forms), set(self.unknown)
+        if self.table in parts:  # a sub-rule over this rule's own table (a self-join)
+            same = parts.pop(self.table)
+            forms, unknown = {**same.forms, **forms}, unknown | same.unknown
+        return Adapted(adapted, self.env, self.source, target, self.found, forms, unknown,
+                       dict(self.names), parts, self.table)
+
+    def widen_unplaced(self, condition: ir.Condition, stages: tuple[ir.Stage, ...]) \
+            -> tuple[ir.Condition, tuple[ir.Stage, ...]]:
+        """Subqueries over a table the environment has no source for: dropped so the query matches
+        more events (never fewer), each reported lossy (a backend that cannot say a subquery
+        does the same)."""
+        if not self.unplaced:
+            return condition, stages
+        from rmmc.backends.base import lossy
+        from rmmc.backends.widen import widen
+
+        def unplaced(node: Any) -> bool:
+            return any(node is u for u in self.unplaced)
+
+        replaced: list[Any] = []
+        condition, found = widen(condition, unplaced)
+        replaced += found
+        out = []
+        for stage in stages:
+            if isinstance(stage, ir.Filter):
+                widened, found = widen(stage.condition, unplaced)
+                replaced += found
+                stage = replace(stage, condition=widened)
+            out.append(stage)
+        for node in replaced:
+            self.found.append(lossy(self.env.name, f"environment {self.env.name} has no source for table "
+                                    f"{node.rule.source.table}: the subquery `in ({node.query})` cannot run "
+                                    "here and is dropped, so the query matches more events (never fewer)",
+                                    node.span, subject=node))
+        return condition, tuple(out)
+
+    def report_missing(self) -> None:
+        """Each column this environment has no field for, by what the rule reads it for."""
+        from rmmc.backends.base import lossy, shape
+
+        for column, why in self.missing.items():
+            span = self.spans.get(column, self.rule.metadata.source_span)
+            reason = f" ({why})" if why else ""
+            if column in self.unknown:
+                self.say(f"{column} has no field in {self.where()}{reason}: written under its own name",
+                         column)
+                continue
+            if column in self.dropped:
+                if GROUP in self.roles.get(column, ()):
+                    self.found.append(lossy(self.env.name, f"{column} has no field in {self.where()}{reason}: "
+                                            f"the rule groups by it, and without it the rows group by its "
+                                            "other keys, so other alerts fire (written without that key)",
+                                            span, subject=ir.Field(column)))
+                else:
+                    self.found.append(shape(self.env.name, f"{column} has no field in {self.where()}{reason}: "
+                                            "only the output reads it, so the output leaves it out", span))
+                continue
+            suggestion = self.schema.suggest(column) if self.schema is not None else None
+            hint = f" (did you mean {suggestion!r}?)" if suggestion and suggestion != column and not why else ""
+            self.found.append(Diagnostic(Severity.ERROR, f"{self.env.name}: {column} has no field in "
+                                         f"{self.where()}{reason}{hint} "
+                                         "(--allow-unknown-fields writes it under its own name)", span, CODE))
+
+    def push(self, condition: ir.Condition) -> None:
+        """AND a condition an enclosing union applies to this rule's rows."""
+        rule = self.rule
+        if rule.stages:
+            rule = replace(rule, stages=(*rule.stages, ir.Filter(condition)))
+        else:
+            rule = replace(rule, condition=ir.all_of([rule.condition, condition]))
+        self.reset(rule)
+
+    def extend_kept(self, column: str, type_: str) -> None:
+        """Output `column` under the rule's own name (an enclosing union reads it so in every
+        branch, which hold it differently)."""
+        self.keep.add(column)
+        self.reset(replace(self.rule, stages=(*self.rule.stages, ir.Extend(((column, ir.Field(column, type_)),)))))
+
+    def reset(self, rule: ir.Rule) -> None:
+        self.rule = rule
+        self.columns = _event_columns(rule)
+        self.spans = _first_spans(rule)
+
+    def left_has(self, column: str) -> bool:
+        """Whether this rule's own source has the column (rmmc's schema, else the environment's
+        field sets under the column's own name): to tell a join's sides apart."""
+        from rmmc.compiler.schema import load_schema
+
+        table = load_schema().table(self.table) if self.table is not None else None
+        if table is not None:
+            return column in TIME_COLUMNS or table.column_type(column) is not None
+        return self.schema is None or self.schema.knows(column)
+
+    def has_column(self, column: str) -> bool:
+        """Whether this rule's rows have the column in the rule's own terms: a column its stages
+        make, the time, or one its table has (a table rmmc's schema does not know: assumed)."""
+        if column in TIME_COLUMNS or column in right_outputs(self.rule) or column in self.keep:
+            return True
+        if self.table is None:
+            return True
+        from rmmc.compiler.schema import load_schema
+
+        table = load_schema().table(self.table)
+        return table is None or table.column_type(column) is not None
+
+    def output_form(self, column: str) -> Form | None:
+        """How this rule's output holds `column` (for an enclosing union): a column its stages
+        make keeps a plain name, an event column its form."""
+        if column in right_outputs(self.rule):
+            return Form(FieldSpec(column, self.rename(column)))
+        return self.form(column)
 
     def where(self) -> str:
         """What the rule reads, for messages: its table, or its Sigma logsource."""
@@ -459,14 +767,30 @@ def _event_columns(rule: ir.Rule) -> dict[str, ir.Field]:
         elif isinstance(stage, ir.Summarize):
             read(*(e for _, e in stage.group_by), *(x for a in stage.aggregates for x in a.args))
             closed = not any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args)
-            # with arg_max(.., *) the event columns stay, beside the keys and aggregates it made
-            made.update(n for n, _ in stage.group_by)
-            made.update(a.name for a in stage.aggregates if a.name)
+            made.update(n for n, _ in stage.group_by)  # with arg_max(T, *) the events' columns stay
+            made.update(n for a in stage.aggregates if a.name for n in output_names(a))
         elif isinstance(stage, ir.Sort):
             read(*(k.expr for k in stage.keys))
         elif isinstance(stage, ir.Rename):
             made.update(new for new, _ in stage.pairs)
+        elif isinstance(stage, ir.Join):
+            read(*(ir.Field(left) for left, _ in stage.keys))
+            joined = joined_names(stage)
+            made.update(joined)
+            # right columns nobody can list: a later name may be either side's (the adapter asks)
+            closed = closed or (not joined and stage.kind not in ir.LEFT_ONLY_JOINS)
+        elif isinstance(stage, ir.MvExpand):
+            read(*(e for _, e, _ in stage.columns))
+            made.update(n for n, _, _ in stage.columns)
+        elif isinstance(stage, ir.Parse):
+            read(stage.source)
+            made.update(stage.columns)
     return out
+
+
+def _merged(a: Adapted, b: Adapted) -> Adapted:
+    """Two adaptations of rules over one table, as one (for shaping that table's events)."""
+    return replace(a, forms={**b.forms, **a.forms}, unknown=a.unknown | b.unknown)
 
 
 def _first_spans(rule: ir.Rule) -> dict[str, Span]:

@@ -15,11 +15,14 @@ from typing import Any
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Span, error
 from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain
 from rmmc.environments.fieldsets import is_set
-from rmmc.environments.model import (TARGETS, Environment, FieldSpec, Match, Placement, SourceMap)
+from rmmc.environments.model import (TARGETS, Environment, FieldSpec, Match, Placement, Schedule,
+                                     SourceMap, parse_schedule)
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _FIELD = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@:-]*\Z")
-_TOP = {"name", "description", "target", "assumes", "time_field", "place", "unknown_fields", "sources"}
+_TOP = {"name", "description", "target", "assumes", "time_field", "place", "unknown_fields", "sources",
+        "schedule"}
+_SCHEDULE = {"interval", "overlap"}
 _SOURCE = {"match", "place", "filter", "fields", "names", "others", "schema", "members", "declare",
            "dynamic", "time_field"}
 _MATCH = {"table", "kind", "product", "category", "service"}
@@ -116,6 +119,7 @@ class _Reader:
             self.fail(f"unknown_fields {unknown!r}: error or warning", root.get("unknown_fields").span)
         assumes = self.texts(root.get("assumes"), "assumes") or ()
         place = self.placement(root.get("place"))
+        schedule = self.schedule(root.get("schedule"))
         sources_node = root.get("sources")
         sources: list[SourceMap] = []
         if sources_node is None or not sources_node.is_list or not sources_node.value:
@@ -130,7 +134,30 @@ class _Reader:
             return None
         return Environment(name=name, description=self.text(root.get("description"), "description") or "",
                            target=target, time_field=time_field, sources=tuple(sources), place=place,
-                           assumes=assumes, unknown_fields=unknown, path=self.path, builtin=builtin)
+                           assumes=assumes, unknown_fields=unknown, path=self.path, builtin=builtin,
+                           schedule=schedule)
+
+    def schedule(self, node: Y | None) -> Schedule | None:
+        """`schedule: {interval: 5m, overlap: 1m}` (or the text `5m+1m`): how packaged rules run."""
+        if node is None:
+            return None
+        if node.is_map:
+            self.keys(node, _SCHEDULE, "schedule")
+            interval = self.text(node.get("interval"), "schedule.interval")
+            overlap = self.text(node.get("overlap"), "schedule.overlap")
+            if interval is None:
+                self.fail("schedule.interval is required (e.g. 5m)", node.span)
+                return None
+            text = interval + (f"+{overlap}" if overlap is not None else "")
+        else:
+            text = self.text(node, "schedule")
+            if text is None:
+                return None
+        found = parse_schedule(text)
+        if isinstance(found, str):
+            self.fail(found, node.span)
+            return None
+        return found
 
     def placement(self, node: Y | None) -> Placement:
         if node is None:

@@ -22,7 +22,9 @@ on `table` / `kind` takes the first kind, one that matches on `product` / `categ
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Mapping
 
 from rmmc.compiler.diagnostics import Span
@@ -117,6 +119,84 @@ class SourceMap:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """How a packaged rule runs: every `interval`, each run looking back `interval + overlap`
+    (the overlap catches events indexed late).  Not the hunting query's own lookback: a rule
+    re-scanning 5 days every 5 minutes alerts on each event hundreds of times."""
+
+    interval: timedelta = timedelta(minutes=5)
+    overlap: timedelta = timedelta(minutes=1)
+
+    @property
+    def window(self) -> timedelta:
+        return self.interval + self.overlap
+
+    def __str__(self) -> str:
+        return f"{duration_text(self.interval)}+{duration_text(self.overlap)}"
+
+
+_DURATION = re.compile(r"\s*(\d{1,6})\s*([smhd])\s*\Z")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """`5m`, `1h`, `2d`, `30s` as a timedelta, else None."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)]) if match else None
+
+
+def duration_text(delta: timedelta) -> str:
+    """The largest unit that divides the duration: `5m`, `90m`, `2d`, `0s`."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_schedule(text: str) -> "Schedule | str":
+    """`INTERVAL[+OVERLAP]` (`5m`, `5m+1m`, `1h+10m`; no overlap given: 1m) as a Schedule, or
+    the reason it is not one (a message)."""
+    head, plus, tail = str(text).partition("+")
+    interval = parse_duration(head)
+    overlap = parse_duration(tail) if plus else Schedule().overlap
+    if interval is None or overlap is None:
+        return (f"schedule {text!r} is not INTERVAL[+OVERLAP] with durations like 5m, 1h, 1d "
+                "(e.g. 5m+1m)")
+    schedule = Schedule(interval, overlap)
+    problem = schedule_problem(schedule)
+    return problem if problem else schedule
+
+
+def schedule_problem(schedule: Schedule) -> str | None:
+    """Why the platforms cannot run this schedule, else None: Sentinel runs a scheduled rule
+    every 5 minutes to 14 days over at most 14 days; Splunk's cron must repeat evenly (minutes
+    dividing an hour, hours dividing a day, or daily)."""
+    interval = int(schedule.interval.total_seconds())
+    if not 300 <= interval <= 14 * 86400:
+        return f"schedule interval {duration_text(schedule.interval)}: between 5m and 14d"
+    if schedule.window > timedelta(days=14):
+        return f"schedule {schedule}: interval + overlap at most 14d (Sentinel's longest period)"
+    if cron(schedule.interval) is None:
+        return (f"schedule interval {duration_text(schedule.interval)} cannot be a cron schedule: "
+                "minutes dividing an hour (5m 10m 15m 20m 30m), hours dividing a day, or 1d")
+    return None
+
+
+def cron(interval: timedelta) -> str | None:
+    """The cron schedule running every `interval`, when cron can say it evenly."""
+    seconds = int(interval.total_seconds())
+    minutes, hours = seconds // 60, seconds // 3600
+    if seconds % 60 == 0 and minutes < 60 and 60 % minutes == 0:
+        return f"*/{minutes} * * * *"
+    if seconds % 3600 == 0 and hours < 24 and 24 % hours == 0:
+        return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+    if seconds == 86400:
+        return "0 0 * * *"
+    return None
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     description: str
@@ -128,6 +208,7 @@ class Environment:
     unknown_fields: str = "error"
     path: str | None = None
     builtin: bool = False
+    schedule: Schedule | None = None  # how its packaged rules run (None: Schedule())
 
     def serves(self, target: str) -> bool:
         return target == self.target or (self.target == "elastic" and target in ("eql", "esql"))

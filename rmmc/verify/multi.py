@@ -345,7 +345,7 @@ def sigma_groups(text: str, events: list[dict[str, Any]], sides: list[ir.Rule], 
         made: set[str] = set()
         for side, table, side_keys in zip(sides, tables, keys):
             schema_table = load_schema().table(side.source.table)
-            mapper = FieldMapper(side.source.table, schema_table)
+            mapper = FieldMapper(side.source.table, schema_table, side.source.taxonomy)
             columns: dict[str, str] = {}
             for p in ir.walk_predicates(push_filters(side).condition):
                 if isinstance(p.field, ir.Field):
@@ -405,29 +405,32 @@ def eql_union(text: str, events: list[dict[str, Any]]) -> list[int]:
     return select(text, eql_events(events))
 
 
-def eql_sequence(text: str, events: list[dict[str, Any]]) -> set[tuple]:
+def eql_sequence(text: str, events: list[dict[str, Any]], time_field: str = "Timestamp") -> set[tuple]:
     from rmmc.verify.eql_elastic import sequence_groups
 
-    times = [e["Timestamp"].timestamp() if hasattr(e.get("Timestamp"), "timestamp") else 0.0 for e in events]
+    times = [e[time_field].timestamp() if hasattr(e.get(time_field), "timestamp") else 0.0 for e in events]
     return sequence_groups(text, eql_events(events), times)
 
 
-def check(target: str, rule: ir.Rule, text: str, events: list[dict[str, Any]], expected: list[Any]):
+def check(target: str, source: ir.Rule, rule: ir.Rule, text: str, events: list[dict[str, Any]],
+          shaped: list[dict[str, Any]], expected: list[Any], time_field: str = "Timestamp"):
     """(agree, detail, counterexample, in source) of one target over a multi-table event set,
-    or None when the target has no multi-table check here."""
+    or None when the target has no multi-table check here.  `source` reads `events` (its own
+    convention); `rule` is its translation's environment's adaptation, which the engine runs
+    on `shaped` (the same events as that environment holds them, one for one)."""
     if target == "sigma" and rule.union is not None and ir.summarize_of(rule.stages) is not None:
         from rmmc.verify.whole import correlation_groups
 
-        return _groups(correlation_groups(rule, events), sigma_union_groups(rule, text, events))
+        return _groups(correlation_groups(source, events), sigma_union_groups(rule, text, shaped))
     if target == "sigma" and rule.union is not None:
-        wanted, got = alerting_events(expected), sigma_union(rule, text, events)
+        wanted, got = alerting_events(expected), sigma_union(rule, text, shaped)
         return _events(wanted, got, events)
     if target == "sigma" and any(isinstance(s, ir.Join) for s in rule.stages):
-        return _groups(expected_groups(rule, events, fold=True), sigma_correlation(rule, text, events))
+        return _groups(expected_groups(source, events, fold=True), sigma_correlation(rule, text, shaped))
     if target == "eql" and rule.union is not None:
-        return _events(alerting_events(expected), eql_union(text, events), events)
+        return _events(alerting_events(expected), eql_union(text, shaped), events)
     if target == "eql" and any(isinstance(s, ir.Join) for s in rule.stages):
-        return _groups(expected_groups(rule, events, fold=False), eql_sequence(text, events))
+        return _groups(expected_groups(source, events, fold=False), eql_sequence(text, shaped, time_field))
     return None
 
 

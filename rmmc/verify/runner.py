@@ -32,9 +32,6 @@ from rmmc.verify.whole import INDEX
 from rmmc.verify.events import boundary_events
 
 STATUSES = ("agree", "disagree", "approximate", "refused", "unchecked")
-# A rule over several sources is verified in the rule's own names (Defender columns, or Sigma
-# names for a rule without a Defender table) for the targets that take a field profile.
-VERIFY_FIELDS = {"eql", "esql", "splunk"}
 
 
 @dataclass(frozen=True)
@@ -100,22 +97,13 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
     expected = [] if subquery else run(checked, events, now=NOW)
     verdicts = []
     for target in targets:
-        if multi:  # several sources: named as the rule names them (see translation.several_sources)
-            from rmmc.backends import emit
-
-            adapted, adapted_diagnostics = None, ()
-            fields = ("sigma" if checked.source.taxonomy == "sigma" else "defender") \
-                if target in VERIFY_FIELDS else None
-            translation = emit(target, checked, EmitOptions(loose=options.loose), fields)
-        else:
-            chosen = env if env is not None and env.serves(target) else None
-            adapted = adapt(checked, environment_for(target, chosen), allow_unknown_fields=True)
-            if not adapted.ok:
-                reasons = "; ".join(d.message for d in adapted.diagnostics if d.is_error)
-                verdicts.append(TargetVerdict(target, "refused", detail=reasons))
-                continue
-            adapted_diagnostics = adapted.diagnostics
-            translation = emit_adapted(target, adapted, EmitOptions(loose=options.loose))
+        chosen = env if env is not None and env.serves(target) else None
+        adapted = adapt(checked, environment_for(target, chosen), allow_unknown_fields=True)
+        if not adapted.ok:
+            reasons = "; ".join(d.message for d in adapted.diagnostics if d.is_error)
+            verdicts.append(TargetVerdict(target, "refused", detail=reasons))
+            continue
+        translation = emit_adapted(target, adapted, EmitOptions(loose=options.loose))
         if not translation.ok:
             reasons = "; ".join(d.message for d in translation.diagnostics if d.is_error)
             verdicts.append(TargetVerdict(target, "refused", detail=reasons))
@@ -125,15 +113,13 @@ def verify_rule(rule: Rule, targets: Iterable[str], options: EmitOptions = EmitO
                                           "(in (T | ...)): its events cannot be generated here"))
             continue
         # `model`: where rmmc's model and the engine may read the same operator differently
-        lossy = [d.message for d in (*adapted_diagnostics, *translation.diagnostics)
+        lossy = [d.message for d in (*adapted.diagnostics, *translation.diagnostics)
                  if d.code in ("lossy", "loose", "model")]
-        if adapted is None:  # several sources: the events as generated, names as the rule's
-            normalized, wanted, shaped, pushed_here = events, expected, events, pushed
-        else:
-            normalized = [adapted.normalize(e) for e in events]
-            wanted = expected if normalized == events else run(checked, normalized, now=NOW)
-            shaped = [adapted.target_event(e) for e in normalized]
-            pushed_here = push_filters(adapted.rule)
+        # events in the environment's conventions, each table's as its own source holds them
+        normalized = [adapted.normalize(e) for e in events]
+        wanted = expected if normalized == events or subquery else run(checked, normalized, now=NOW)
+        shaped = [adapted.target_event(e) for e in normalized]
+        pushed_here = push_filters(adapted.rule)
         verdict = _run(target, adapted, checked, pushed_here, translation.text,
                        normalized, shaped, wanted, lossy, multi)
         verdicts.append(verdict)
@@ -144,23 +130,23 @@ def _run(target: str, adapted: Any, source: Rule, pushed: Rule, text: str, event
          shaped: list[dict[str, Any]], expected: list[Any], lossy: list[str],
          multi: bool = False) -> TargetVerdict:
     """Run one translation on its engine(s), over the events as its environment holds them
-    (`shaped`, one for one with `events`), and judge it against the source's rows.  `adapted`
-    is None for a rule over several sources (written in the rule's own names)."""
+    (`shaped`, one for one with `events`), and judge it against the source's rows."""
     from rmmc.compiler.rows import Row
     from rmmc.verify import multi as several
     from rmmc.verify.whole import (alerting_events, correlation_groups, read_kql_rows, run_kql_rows,
                                    run_sigma_correlation)
 
-    rule = adapted.rule if adapted is not None else source
+    rule = adapted.rule
     aggregates = summarize_of(rule.stages) is not None
     if multi and target != "kql":
         engine = {"sigma": "pySigma sqlite", "eql": "eql package"}.get(target, target)
-        checks = [(engine, lambda: several.check(target, rule, text, events, expected))]
+        time_field = adapted.placement.time_field or "Timestamp"
+        checks = [(engine, lambda: several.check(target, source, rule, text, events, shaped, expected,
+                                                 time_field))]
         if target not in ("sigma", "eql"):
             return TargetVerdict(target, "unchecked", detail=f"no engine for {target} can run here")
     elif target == "kql":
-        renamed = [Row({adapted.output_name(k): v for k, v in row.items()}, row.sources) for row in expected] \
-            if adapted is not None else expected
+        renamed = [Row({adapted.output_name(k): v for k, v in row.items()}, row.sources) for row in expected]
         checks = [("duckdb-kql", lambda: _rows(rule, run_kql_rows(rule, text, shaped), renamed, shaped)),
                   ("rmmc read-back", lambda: _rows(rule, read_kql_rows(text, shaped), renamed, shaped))]
     elif target == "sigma" and aggregates:
