@@ -8,7 +8,7 @@ pipelines use the same functions.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from rmmc.backends.base import LOSSY_CODES, EmitOptions, refuse_lossy
 from rmmc.compiler.diagnostics import Diagnostic, Severity
@@ -87,38 +87,25 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     diagnostics = list(compiled.diagnostics)
     if compiled.rule is None:
         return RuleTranslation(document, to, "", tuple(diagnostics))
-    placement = None
     rule, plan = compiled.rule, None
     if package and to != "sigma":
         rule, plan = _planned(rule, to, env if fields is None else None, schedule)
-    emitted, entities = rule, ()
-    try:
-        if fields is not None and env is None:
-            result = _emit_with_profile(to, rule, options, fields)
-        else:
-            adapted = _adapt(rule, to, env, allow_unknown_fields)
-            emitted = adapted.rule
-            if plan is not None and adapted.ok and to in ("splunk", "eql", "esql"):
-                from rmmc.packaging.columns import entity_fields
 
-                entities = entity_fields(rule, adapted.environment)
-            diagnostics.extend(d if d.path else d.with_path(document.path)
-                               for d in _relaxed(adapted.diagnostics, options))
-            if not adapted.ok:
-                return RuleTranslation(document, to, "", tuple(diagnostics))
-            placement = adapted.placement
-            result = emit_adapted(to, adapted, options)
+    def attempt(candidate) -> _Outcome:
+        return _attempt(candidate, to, options, fields, env, allow_unknown_fields, document, plan)
+
+    try:
+        outcome = attempt(rule)
+        if any(d.is_error for d in outcome.found):
+            outcome = _without_output_columns(rule, to, attempt, outcome, document.path)
     except Exception as exc:  # a backend bug must not stop a batch
         diagnostics.append(Diagnostic(Severity.ERROR, f"internal error in the {to} backend: "
                                       f"{type(exc).__name__}: {exc}", document.query_span,
                                       "internal", document.path))
         return RuleTranslation(document, to, "", tuple(diagnostics))
-    # The compiled rule's spans are in file coordinates already: only the path is added.
-    found = [d if d.path else d.with_path(document.path) for d in result.diagnostics]
-    if not options.allow_lossy:
-        found = refuse_lossy(found)
-    diagnostics.extend(found)
-    text = result.text if not any(d.is_error for d in diagnostics) else ""
+    diagnostics.extend(outcome.found)
+    text = outcome.text if not any(d.is_error for d in diagnostics) else ""
+    placement, emitted, entities = outcome.placement, outcome.emitted, outcome.entities
     companions: tuple[tuple[str, str], ...] = ()
     if text and to == "sigma":
         text, correlation = split_correlation(text)
@@ -158,6 +145,94 @@ def _planned(rule, to: str, env: Any, schedule: Any):
             schedule = None
     chosen = plan(rule, schedule)
     return scheduled_rule(rule, chosen), chosen
+
+
+class _Outcome(NamedTuple):
+    """One rule put into the environment and emitted: its diagnostics, its text (empty when a
+    diagnostic is an error), where the events are, the rule as emitted, its entity fields."""
+
+    found: list[Diagnostic]
+    text: str
+    placement: Any
+    emitted: Any
+    entities: tuple
+
+
+def _attempt(rule, to: str, options: EmitOptions, fields: str | None, env: Any,
+             allow_unknown_fields: bool, document: RuleDocument, plan: Any = None) -> _Outcome:
+    """`rule` put into the environment and emitted (lossy diagnostics are errors unless allowed)."""
+    found: list[Diagnostic] = []
+    placement, emitted, entities = None, rule, ()
+    if fields is not None and env is None:
+        result = _emit_with_profile(to, rule, options, fields)
+    else:
+        adapted = _adapt(rule, to, env, allow_unknown_fields)
+        emitted = adapted.rule
+        if plan is not None and adapted.ok and to in ("splunk", "eql", "esql"):
+            from rmmc.packaging.columns import entity_fields
+
+            entities = entity_fields(rule, adapted.environment)
+        found.extend(d if d.path else d.with_path(document.path)
+                     for d in _relaxed(adapted.diagnostics, options))
+        if not adapted.ok:
+            return _Outcome(found, "", None, emitted, entities)
+        placement = adapted.placement
+        result = emit_adapted(to, adapted, options)
+    # The compiled rule's spans are in file coordinates already: only the path is added.
+    said = [d if d.path else d.with_path(document.path) for d in result.diagnostics]
+    found.extend(said if options.allow_lossy else refuse_lossy(said))
+    return _Outcome(found, result.text if not any(d.is_error for d in found) else "", placement,
+                    emitted, entities)
+
+
+def _without_output_columns(rule, to: str, attempt, refused, path: str | None = None):
+    """A refused rule retried without columns it computes or keeps only for output
+    (`rmmc.compiler.outputs`): when the target can then write it, the same alerts fire and only
+    the output lacks those columns, each named in a `shape` warning with why it was dropped.
+    All such columns are dropped at once (a Project keeps one of its own), then given back one by one
+    where the target can write them.  Else it is refused for what stops it then."""
+    from rmmc.backends.base import shape
+    from rmmc.compiler.outputs import closure, definitions, drop, widest
+
+    def errors(outcome) -> tuple[str, ...]:
+        return tuple(d.message for d in outcome.found if d.is_error)
+
+    defs = definitions(rule)
+    first = None
+    for choice in range(3):  # which column a Project keeps: its first plain one, else the next
+        dropped = widest(rule, defs, choice)
+        if dropped is None:
+            break
+        current = attempt(drop(rule, defs, dropped))
+        if not errors(current):
+            break
+        first = first or current
+    else:
+        dropped = None
+    if dropped is None or errors(current):  # still refused: say what stops it without them
+        return first if first is not None and errors(first) != errors(refused) else refused
+    why: dict[int, str] = {}
+    for i in sorted(dropped):
+        kept = dropped - {i}
+        if closure(defs, kept) != kept:
+            continue  # computed from a column still dropped
+        smaller = drop(rule, defs, kept)
+        outcome = attempt(smaller) if smaller is not None else refused
+        if errors(outcome):
+            why[i] = errors(outcome)[0]
+        else:
+            dropped, current = kept, outcome
+    notes = []
+    for i in sorted(j for j in dropped if j in why):
+        d = defs[i]
+        what = d.text
+        also = sorted({defs[j].name for j in closure(defs, [i]) & dropped if j not in why} - {d.name})
+        with_it = f", and with it {', '.join(also)}" if also else ""
+        notes.append(shape(to, f"the output column {what} is dropped ({why[i]}){with_it}: no "
+                               "filter, key, count or sort reads it, so the same alerts fire; only "
+                               "the output lacks it", getattr(rule.stages[d.stage], "span", None)))
+    notes = [n.with_path(path) if path and not n.path else n for n in notes]
+    return current._replace(found=[*current.found, *notes])
 
 
 def _adapt(rule, to: str, env: Any, allow_unknown_fields: bool):

@@ -430,3 +430,21 @@ def test_check_with_an_environment_reports_what_it_lacks_at_the_rule():
     plain = subprocess.run([sys.executable, "-m", "rmmc", "check", "rules/rmm_remotepc_netconn.txt"],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert plain.returncode == 0 and "splunk-sysmon" not in plain.stdout
+
+
+def test_an_aggregate_beside_arg_max_star_is_no_event_field():
+    """`summarize n = dcount(x), arg_max(Timestamp, *) by k | where n >= 3`: `n` is the
+    summarize's column, not a field the environment's events must hold (the event columns
+    stay readable through '*')."""
+    from rmmc.translation import translate_text
+
+    query = ("DeviceProcessEvents | summarize TotalCommands = dcount(ProcessCommandLine), "
+             "arg_max(Timestamp, *) by DeviceName | where TotalCommands >= 3")
+    for target in ("kql", "splunk"):
+        (result,) = translate_text(query, target)
+        assert not [d for d in result.diagnostics if "TotalCommands" in d.message and d.is_error], target
+    (kql,) = translate_text(query, "kql")
+    assert kql.verdict == "exact" and "where TotalCommands >= 3" in kql.text
+    (wrong,) = translate_text("DeviceProcessEvents | summarize n = count(), arg_max(Timestamp, *) by DeviceName "
+                              "| where NoSuchField == 1", "kql")
+    assert wrong.verdict == "refused"  # an event field read through '*' is still checked

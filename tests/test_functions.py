@@ -48,6 +48,16 @@ def value(expression: str, row: dict | None = None):
     ("datetime_diff('year', datetime(2017-01-01), datetime(2000-12-31))", 17),
     ("datetime_diff('month', datetime(2017-01-01), datetime(2000-12-31))", 193),
     ("bin(7, 5)", 5), ("bin(-7, 5)", -10),
+    # replace-function (deprecated; replace_regex with the text last): "Number was: 1"
+    ("replace(@'is (\\d+)', @'was: \\1', 'Number is 1')", "Number was: 1"),
+    # format-datetime-function
+    ("format_datetime(datetime(2015-12-14 02:03:04.12345), 'y-M-d h:m:s.fffffff')", "15-12-14 2:3:4.1234500"),
+    ("format_datetime(datetime(2017-01-29 09:00:05), 'yy-MM-dd [HH:mm:ss]')", "17-01-29 [09:00:05]"),
+    ("format_datetime(datetime(2017-01-29 09:00:05), 'yyyy-M-dd [H:mm:ss]')", "2017-1-29 [9:00:05]"),
+    ("format_datetime(datetime(2017-01-29 09:00:05), 'yy-MM-dd [hh:mm:ss tt]')", "17-01-29 [09:00:05 AM]"),
+    ("format_datetime(datetime(2009-06-15 13:45:30.0001150), 'FFFFFFF')", "000115"),
+    ("format_datetime(datetime(2009-06-15 13:45:30.05), 'F')", ""),
+    ("format_datetime(datetime(2009-06-15 00:45:30), 'h tt')", "12 AM"),
 ])
 def test_documented_examples(expression, expected):
     assert value(expression) == expected
@@ -84,6 +94,30 @@ EXPRESSIONS = [
     "replace_string(s, 'a', 'b')", "extract('([0-9]+)', 1, s)", "indexof(s, 'a')",
     "iff(s contains 'a', 'yes', 'no')", "coalesce(s, 'none')", "strlen(s) % 4", "strlen(s) / 3",
 ]
+FORMATS = ["yyyy-M-dd H:mm:ss", "yy-MM-dd [hh:mm:ss tt]", "d/M/y h:m:s.fff", "HH_mm_ss,ffffff", "dd.MM.yyyy F"]
+# ('FFF' is left out: duckdb-kql keeps a trailing zero, '.510' -> '510', where Microsoft's
+# documentation drops it, '.0001150' -> '000115' for 'FFFFFFF'; the model follows the documentation,
+# checked in test_documented_examples.)
+
+
+@settings(max_examples=int(os.environ.get("RMMC_FUNCTION_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(FORMATS), st.lists(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2099, 12, 31)),
+                                          min_size=1, max_size=5))
+def test_format_datetime_means_what_duckdb_kql_measured(form, times):
+    duckdb_kql = pytest.importorskip("duckdb_kql")
+    times = [t.replace(microsecond=t.microsecond // 1000 * 1000) for t in times]  # duckdb: microseconds
+    expression = f"format_datetime(t, '{form}')"
+    rule = lower_text(f"T | extend v = {expression}").rule
+    assert rule is not None
+    con = duckdb_kql.connect()
+    con.execute("CREATE TABLE T (i BIGINT, t TIMESTAMP)")
+    con.executemany("INSERT INTO T VALUES (?, ?)", list(enumerate(times)))
+    got = dict(duckdb_kql.query(con, f"T | extend v = {expression} | project i, v").fetchall())
+    (stage,) = rule.stages
+    for i, t in enumerate(times):
+        mine = evaluate_expr(stage.columns[0][1], {"t": t.replace(tzinfo=timezone.utc)})
+        assert mine == got[i], (form, t, mine, got[i])
 
 
 @settings(max_examples=int(os.environ.get("RMMC_FUNCTION_EXAMPLES", "60")), deadline=None,
@@ -164,3 +198,35 @@ def test_parse_url_means_what_duckdb_kql_measured(url):
     from rmmc.compiler.functions import FUNCTIONS
 
     assert FUNCTIONS["parse_url"].impl(url) == theirs, url
+
+
+def test_geo_info_is_held_written_to_kql_and_never_guessed(kusto_oracle_defender):
+    """`geo_info_from_ip_address()` reads MaxMind's data: the model holds the call (so a rule
+    using it lowers), KQL writes it back and Microsoft's semantic check accepts it, and the
+    evaluator refuses to compute it rather than make a value up."""
+    from rmmc.compiler.functions import EvaluationError
+    from rmmc.translation import translate_text
+
+    query = ("DeviceNetworkEvents | where RemotePort == 3389\n"
+             "| extend Geo = geo_info_from_ip_address(RemoteIP)\n"
+             "| extend Country = tostring(Geo.country)\n"
+             "| project Timestamp, RemoteIP, Country")
+    rule = lower_text(query).rule
+    assert rule is not None
+    geo = rule.stages[0].columns[0][1]
+    assert (geo.function, geo.type) == ("geo_info_from_ip_address", "dynamic")
+    with pytest.raises(EvaluationError, match="GeoLite2"):
+        evaluate_expr(geo, {"RemoteIP": "20.53.203.50"})
+    (kql,) = translate_text(query, "kql")
+    assert kql.verdict == "exact", kql.diagnostics
+    assert "geo_info_from_ip_address(RemoteIP)" in kql.text
+    checked = kusto_oracle_defender.check(kql.text.replace("\n", " "))
+    assert checked.ok, checked
+
+
+def test_deprecated_replace_is_replace_regex_with_the_text_last():
+    rule = lower_text("DeviceFileEvents | extend V = replace(@'[.]', '', FolderPath)").rule
+    assert rule is not None
+    call = rule.stages[0].columns[0][1]
+    assert call.function == "replace_regex"
+    assert [a.name if isinstance(a, ir.Field) else a.value for a in call.args] == ["FolderPath", "[.]", ""]

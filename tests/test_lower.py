@@ -186,3 +186,25 @@ def test_unknown_column_has_a_did_you_mean():
     assert warning.message == ("unknown column 'AccountUpn' in DeviceNetworkEvents; "
                                "did you mean 'InitiatingProcessAccountUpn'?")
     assert warning.span.column == 70  # "AccountUpn" starts at offset 69
+
+
+def test_arg_max_star_over_unknown_columns_keeps_them_unknown():
+    """`summarize arg_max(Timestamp, *)` keeps every column of its rows: over a table rmmc does
+    not know, a later column is not 'removed by the summarize' (Kusto keeps it); over a known
+    table the columns are known and a missing one is still refused."""
+    from rmmc.compiler.rows import run
+
+    rule = lower_text("IdentityInfo | summarize arg_max(Timestamp, *) by OnPremSid "
+                      "| project Department, OnPremSid").rule
+    assert rule is not None
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    events = [{"Timestamp": t0, "OnPremSid": "S-1", "Department": "IT"},
+              {"Timestamp": t0 + timedelta(hours=1), "OnPremSid": "S-1", "Department": "HR"}]
+    assert [dict(r) for r in run(rule, events, now=t0 + timedelta(days=1))] == \
+        [{"Department": "HR", "OnPremSid": "S-1"}]
+    known = lower_text("DeviceProcessEvents | summarize arg_max(Timestamp, *) by DeviceId "
+                       "| project Department")
+    assert known.rule is None
+    assert any("Department" in d.message for d in known.diagnostics if d.is_error)
+    closed = lower_text("IdentityInfo | summarize count() by OnPremSid | project Department")
+    assert closed.rule is None  # a summarize without '*' still keeps only its columns

@@ -37,6 +37,7 @@ from rmmc.backends.sigma_values import (escape_plain, regex_portability, term_bo
                                         term_regex)
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.evaluator import coerce, evaluate_predicate, fold, fold_to_ascii, re2_dollar
+from rmmc.compiler.regexes import dollar_is_the_end
 from rmmc.compiler.ir import And, Condition, Const, InSubquery, Not, Op, Or, Predicate
 from rmmc.compiler.prefilter import printable_ascii, superset
 
@@ -444,7 +445,7 @@ class ConditionLowerer:
                               split=True)
             for message in _unique(m for v in values for m in regex_portability(v)):
                 self.diagnostics.append(note(TARGET, f"regex on {p.field.name}: {message}", p.span))
-            if any(re2_dollar(v) != v for v in values):
+            if any(re2_dollar(v) != v and not dollar_is_the_end(v) for v in values):
                 self.diagnostics.append(lossy(
                     TARGET, f"regex on {p.field.name}: '$' is the very end of the value in KQL's RE2 "
                             "(and rmmc's model); Sigma backends' engines (PCRE, Python) also match it "

@@ -633,6 +633,58 @@ def _ipv4_is_in_range(value: str, network: str) -> bool | None:
     return in_networks(value, (network,))
 
 
+_DATETIME_PARTS = {"d": 2, "f": 7, "F": 7, "h": 2, "H": 2, "m": 2, "M": 2, "s": 2, "y": 4, "t": 2}
+_DATETIME_SEPARATORS = frozenset(" /-:,._[]")
+
+
+def _format_datetime(value: Any, form: str) -> str:
+    """`format_datetime()`: the documented elements (learn.microsoft.com/kusto/query/
+    format-datetime-function) and separators; any other text in the format is an error here
+    (Kusto's behaviour for it is not documented)."""
+    value = to_datetime(value)
+    if value is None:
+        return ""
+    value = value.astimezone(timezone.utc)
+    out, i = [], 0
+    while i < len(form):
+        ch = form[i]
+        if ch in _DATETIME_SEPARATORS:
+            out.append(ch)
+            i += 1
+            continue
+        run = len(form) - i - len(form[i:].lstrip(ch))
+        if ch not in _DATETIME_PARTS or run > _DATETIME_PARTS[ch] or (ch == "y" and run == 3) \
+                or (ch == "t" and run != 2):
+            raise EvaluationError(f"format_datetime(): {ch * run!r} is not a documented format element")
+        i += run
+        fraction = f"{value.microsecond:06d}0"[:run]
+        hour12 = value.hour % 12 or 12
+        part = {"d": value.day, "h": hour12, "H": value.hour, "m": value.minute, "M": value.month,
+                "s": value.second}.get(ch)
+        if part is not None:
+            out.append(f"{part:0{run}d}")
+        elif ch == "f":
+            out.append(fraction)
+        elif ch == "F":
+            out.append(fraction.rstrip("0"))
+        elif ch == "y":
+            out.append(f"{value.year:04d}" if run == 4 else f"{value.year % 100:0{run}d}")
+        else:
+            out.append("AM" if value.hour < 12 else "PM")
+    return "".join(out)
+
+
+def _looked_up(name: str, where: str) -> Callable[..., Any]:
+    """The meaning of a function whose value comes from data outside the query (a geolocation
+    database ...): the model holds the call, the KQL target writes it, but rmmc cannot compute
+    it, so evaluating it is an error, never a guessed value."""
+
+    def impl(*_: Any) -> Any:
+        raise EvaluationError(f"{name}() looks its value up in {where}, which rmmc does not hold")
+
+    return impl
+
+
 def convert(value: Any, type_name: str) -> Any:
     """A value as `type_name` the way `to<type>()` converts it (null when it does not)."""
     kind = type_name.lower()
@@ -752,6 +804,7 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     Function("bin", 2, 2, _bin_type, _bin),
     Function("startofday", 1, 1, "datetime", _startofday),
     Function("datetime_diff", 3, 3, "long", _datetime_diff, literal_args=(0,), strings=(0,)),
+    Function("format_datetime", 2, 2, "string", _format_datetime, literal_args=(1,), strings=(1,)),
     Function("base64_decode_tostring", 1, 1, "string", _base64_decode, strings=(0,)),
     Function("ingestion_time", 0, 0, "datetime", lambda: None),  # the row's (evaluator)
     Function("ago", 1, 1, "datetime", lambda _: None),     # evaluated with the query's now
@@ -761,6 +814,10 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     Function("ipv4_is_in_range", 2, 2, "bool", _ipv4_is_in_range, strings=(0, 1)),
     Function("ipv4_is_match", 2, 3, "bool", _ipv4_is_match, strings=(0, 1)),
     Function("parse_url", 1, 1, "dynamic", _parse_url, strings=(0,)),
+    # learn.microsoft.com/kusto/query/geo-info-from-ip-address-function: a bag of country,
+    # state, city, latitude, longitude from MaxMind's GeoLite2-City data
+    Function("geo_info_from_ip_address", 1, 1, "dynamic",
+             _looked_up("geo_info_from_ip_address", "MaxMind's GeoLite2-City data"), strings=(0,)),
     Function("parse_path", 1, 1, "dynamic", _parse_path, strings=(0,)),
     Function("string_size", 1, 1, "long", lambda text: len(text.encode("utf-8", "surrogatepass")),
              strings=(0,)),

@@ -732,6 +732,11 @@ class _Lowerer:
             for name, type_name in made.items():
                 out_columns.setdefault(name, type_name)
         state.add(ir.Summarize(tuple(keys), tuple(aggregates), op.span))
+        if state.columns is None and any(isinstance(a, ir.Star) for g in aggregates for a in g.args):
+            # arg_max(Timestamp, *) over rows whose columns rmmc does not know: it keeps them
+            # all, so they stay unknown (not closed to the keys)
+            state.aggregated = True
+            return
         self._aggregated(state, out_columns)
 
     def _aggregate(self, item: Any, state: _State, taken: dict[str, str]) -> tuple[ir.Aggregate, dict[str, str]]:
@@ -909,6 +914,11 @@ class _Lowerer:
             return self._function("case", tuple(args), node)
         if name in ("not", "isempty", "isnotempty", "isnull", "isnotnull", "notnull", "isnotnull"):
             return ir.Boolean(self.condition(node))
+        if name == "replace" and len(node.args) == 3:
+            # the deprecated replace(regex, rewrite, text) is replace_regex(text, regex, rewrite)
+            # (learn.microsoft.com/kusto/query/replace-function)
+            regex, rewrite, text = node.args
+            return self._call(replace(node, func=A.Name("replace_regex"), args=(text, regex, rewrite)))
         if name in ("ago", "now"):
             args = tuple(self.expr(a) for a in node.args)
             if any(a.type != "timespan" for a in args):

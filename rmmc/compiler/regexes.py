@@ -55,3 +55,52 @@ def can_match_empty(pattern: str) -> bool:
     """Whether the regex may match an empty text somewhere (unknown patterns: yes)."""
     tree = parse(pattern)
     return tree is None or tree.getwidth()[0] == 0
+
+
+_NEGATED = r"\[\^(?:\\[^\sA-Za-z0-9]|[0-9A-Za-z]-[0-9A-Za-z]|[^\\\]\s-])+\]"  # a negated class that
+# names no line break (escaped punctuation, literals, ranges between letters or digits)
+_EVERY = r"\[\\s\\S\]|\[\\S\\s\]|\[\\w\\W\]|\[\\W\\w\]|\[\\d\\D\]|\[\\D\\d\]"
+_LINE_BREAK = f"(?:{_NEGATED}|{_EVERY})"  # one character class that matches a line break
+_ABSORBS = _LINE_BREAK + r"\*\??"
+_ENDS = r"\)*(?:\|.*)?"  # what may follow: closing groups, then the end or another branch
+_SAME_DOLLARS = [
+    # `...[^\\]*$`: a match before a final line break can take it too
+    (f"{_ABSORBS}\\Z", _ENDS),
+    # `...(?:[^0-9A-Za-z][^\\]*)?$`: the group can also be that line break
+    (f"\\(\\?:{_LINE_BREAK}{_ABSORBS}\\)\\?\\Z", _ENDS),
+    # `($|[^0-9A-Za-z])` at the end: the class matches that line break
+    (r"\((?:\?:)?\Z", f"\\|{_LINE_BREAK}\\){_ENDS}"),
+]
+
+
+def dollar_is_the_end(pattern: str) -> bool:
+    """Whether each `$` of the pattern means what RE2's does (the very end of the text) in
+    PCRE and Python too, where `$` also matches before a final line break: true when every
+    unescaped `$` outside a class ends its branch right after a starred class that matches a
+    line break (`[^\\\\]*$`, `[\\s\\S]*$`), or an optional group that starts with one and
+    ends so (`(?:[^0-9A-Za-z][^\\\\]*)?$`), or is `($|C)` with such a class C.  A match
+    before a final line break is then also one that takes the line break and ends at the very
+    end, so the same texts match.  (rmmc's basename and term regexes end so.)"""
+    import re
+
+    if "$" not in pattern:
+        return True
+    i, in_class = 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if pattern.startswith("[^]", i) or pattern.startswith("[]", i):
+                i += 2 if pattern[i + 1] == "]" else 3  # a leading ']' is a literal
+                continue
+        elif ch == "$":
+            if not any(re.search(before, pattern[:i]) and re.fullmatch(after, pattern[i + 1:], re.S)
+                       for before, after in _SAME_DOLLARS):
+                return False
+        i += 1
+    return True
