@@ -130,9 +130,10 @@ def entity_fields(rule: ir.Rule, env) -> tuple[str, ...]:
             adapted = adapt(probe, env)
         except Exception:  # no name is better than a wrong one
             continue
-        if not adapted.ok or not adapted.rule.stages:
+        last = adapted.rule.stages[-1] if adapted.ok and adapted.rule.stages else None
+        if not isinstance(last, ir.Project) or not last.columns:  # dropped, or not a column here
             continue
-        fields = {f.name for f in ir.expr_fields(adapted.rule.stages[-1].columns[0][1])}
+        fields = {f.name for f in ir.expr_fields(last.columns[0][1])}
         if len(fields) == 1 and next(iter(fields)) not in out:
             out.append(next(iter(fields)))
     return tuple(out)
