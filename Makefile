@@ -23,7 +23,9 @@ ORACLE_STAMP := $(ORACLE_DIR)/node_modules/.package-lock.json
 demo: $(INSTALL_STAMP)
 	$(VENV)/bin/rmmc check -q rules/
 	$(VENV)/bin/rmmc build rules/ -o dist
-	@echo "one tree per environment and target under dist/, and dist/manifest.json"
+	@echo "one tree per environment and target under dist/, and dist/manifest.json; refusals are"
+	@echo "verdicts with located reasons (the RMM pack groups by DeviceId, which Sysmon, Winlogbeat"
+	@echo "and CIM lack: 'rmmc build rules/ -o dist --allow-lossy' writes those without the key)"
 	$(VENV)/bin/rmmc verify rules/*.txt
 	@echo ""
 	@echo "The playground (paste a rule, pick a target, see the translation, explain, verify):"
