@@ -29,6 +29,7 @@ from rmmc.compiler import ir
 from rmmc.compiler.pushdown import push_filters
 from rmmc.compiler.schema import load_schema
 from rmmc.verify.engines import EngineError, EngineUnavailable
+from rmmc.verify.verdicts import events_verdict, groups_verdict
 from rmmc.verify.events import boundary_events
 from rmmc.verify.whole import NOW, all_rules, alerting_events
 
@@ -421,30 +422,14 @@ def check(target: str, source: ir.Rule, rule: ir.Rule, text: str, events: list[d
     if target == "sigma" and rule.union is not None and ir.summarize_of(rule.stages) is not None:
         from rmmc.verify.whole import correlation_groups
 
-        return _groups(correlation_groups(source, events), sigma_union_groups(rule, text, shaped))
+        return groups_verdict(correlation_groups(source, events), sigma_union_groups(rule, text, shaped))
     if target == "sigma" and rule.union is not None:
         wanted, got = alerting_events(expected), sigma_union(rule, text, shaped)
-        return _events(wanted, got, events)
+        return events_verdict(wanted, got, events)
     if target == "sigma" and any(isinstance(s, ir.Join) for s in rule.stages):
-        return _groups(expected_groups(source, events, fold=True), sigma_correlation(rule, text, shaped))
+        return groups_verdict(expected_groups(source, events, fold=True), sigma_correlation(rule, text, shaped))
     if target == "eql" and rule.union is not None:
-        return _events(alerting_events(expected), eql_union(text, shaped), events)
+        return events_verdict(alerting_events(expected), eql_union(text, shaped), events)
     if target == "eql" and any(isinstance(s, ir.Join) for s in rule.stages):
-        return _groups(expected_groups(source, events, fold=False), eql_sequence(text, shaped, time_field))
+        return groups_verdict(expected_groups(source, events, fold=False), eql_sequence(text, shaped, time_field))
     return None
-
-
-def _events(wanted: list[int], got: list[int], events: list[dict[str, Any]]):
-    if got == wanted:
-        return True, f"{len(wanted)} alerting", None, None
-    diff = sorted(set(got) ^ set(wanted))
-    return False, f"{len(diff)} of {len(events)} events differ", events[diff[0]], diff[0] in wanted
-
-
-def _groups(wanted: set, got: set):
-    if got == wanted:
-        return True, f"{len(wanted)} groups fire", None, None
-    extra, lacking = sorted(got - wanted, key=repr), sorted(wanted - got, key=repr)
-    what = (f"fires on the group {extra[0]} the rule does not" if extra
-            else f"does not fire on the group {lacking[0]}")
-    return False, what, None, None

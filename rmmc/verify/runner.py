@@ -29,6 +29,7 @@ from dataclasses import replace
 from rmmc.compiler.ir import InSubquery, Rule, summarize_of, walk
 from rmmc.verify.engines import ENGINES, EngineError, EngineUnavailable
 from rmmc.verify.whole import INDEX
+from rmmc.verify.verdicts import events_verdict, groups_verdict
 from rmmc.verify.events import boundary_events
 
 STATUSES = ("agree", "disagree", "approximate", "refused", "unchecked")
@@ -150,11 +151,11 @@ def _run(target: str, adapted: Any, source: Rule, pushed: Rule, text: str, event
         checks = [("duckdb-kql", lambda: _rows(rule, run_kql_rows(rule, text, shaped), renamed, shaped)),
                   ("rmmc read-back", lambda: _rows(rule, read_kql_rows(text, shaped), renamed, shaped))]
     elif target == "sigma" and aggregates:
-        checks = [("pySigma sqlite", lambda: _groups(correlation_groups(source, events),
+        checks = [("pySigma sqlite", lambda: groups_verdict(correlation_groups(source, events),
                                                      run_sigma_correlation(rule, text, shaped)))]
     else:
         wanted = alerting_events(expected)
-        checks = [(engine, (lambda runner=runner: _events(wanted, runner(pushed, text, shaped), shaped)))
+        checks = [(engine, (lambda runner=runner: events_verdict(wanted, runner(pushed, text, shaped), shaped)))
                   for engine, runner in ENGINES.get(target, [])]
     reasons = []
     for engine, check in checks:
@@ -204,20 +205,6 @@ def _rows(rule: Rule, got: list[dict[str, Any]], expected: list[Any], events: li
     return False, why, example, None
 
 
-def _events(wanted: list[int], got: list[int], events: list[dict[str, Any]]):
-    if got == wanted:
-        return True, f"{len(wanted)} alerting", None, None
-    diff = sorted(set(got) ^ set(wanted))
-    return False, f"{len(diff)} of {len(events)} events differ", events[diff[0]], diff[0] in wanted
-
-
-def _groups(wanted: set, got: set):
-    if got == wanted:
-        return True, f"{len(wanted)} groups fire", None, None
-    extra, lacking = sorted(got - wanted, key=repr), sorted(wanted - got, key=repr)
-    what = (f"fires on the group {extra[0]} the rule does not" if extra
-            else f"does not fire on the group {lacking[0]}")
-    return False, what, None, None
 
 
 def verify_paths(paths: Iterable[str], targets: Iterable[str], options: EmitOptions = EmitOptions(),
