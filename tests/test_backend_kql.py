@@ -734,3 +734,13 @@ def test_non_ascii_letter_at_a_term_edge_is_flagged():
     assert [d.code for d in flagged.diagnostics] == ["model"] and "non-ASCII" in flagged.diagnostics[0].message
     inner = emit_kql(rule(P(Field("Signer"), Op.TERM, ("aÜb",))))
     assert inner.diagnostics == ()
+
+
+@pytest.mark.parametrize("op", ["in", "in~", "!in", "!in~"])
+def test_membership_in_a_subquery_keeps_its_negation_and_case(op):
+    # make mutate found the operator's two halves untested in this module's tests
+    from rmmc.compiler.lower import lower_text
+
+    query = f"DeviceProcessEvents | where FileName {op} (DeviceFileEvents | distinct FileName)"
+    text = emit_kql(lower_text(query).rule).text
+    assert f"| where FileName {op} (DeviceFileEvents | distinct FileName)" in text, text
