@@ -63,28 +63,6 @@ def describe_condition(node: ir.Condition) -> str:
     return type(node).__name__
 
 
-def reads(stage: ir.Stage) -> set[str]:
-    """The columns a stage reads to decide which rows exist, their order or what they hold
-    (a plain copy `x = x` reads nothing)."""
-    exprs: list[Any] = []
-    names: set[str] = set()
-    if isinstance(stage, ir.Filter):
-        exprs.append(stage.condition)
-    elif isinstance(stage, (ir.Extend, ir.Project)):
-        exprs.extend(e for n, e in stage.columns if not (isinstance(e, ir.Field) and e.name == n))
-    elif isinstance(stage, ir.Summarize):
-        exprs.extend(e for _, e in stage.group_by)
-        for agg in stage.aggregates:
-            exprs.extend(a for a in agg.args if not isinstance(a, ir.Star))
-    elif isinstance(stage, ir.Sort):
-        exprs.extend(k.expr for k in stage.keys)
-    elif isinstance(stage, ir.Rename):
-        names.update(old for _, old in stage.pairs)
-    for expr in exprs:
-        names.update(f.name for f in ir.expr_fields(expr))
-    return names
-
-
 @dataclass
 class StageWriter:
     """Writes stages through the backend's `Emitter` (conditions, expressions, columns)."""
@@ -300,7 +278,7 @@ class StageWriter:
     def summarize(self, stage: ir.Summarize, later: tuple[ir.Stage, ...]) -> list[str]:
         if not stage.group_by and not stage.aggregates:
             raise Refusal("a distinct of no columns")
-        read_later = set().union(*(reads(s) for s in later)) if later else set()
+        read_later = set().union(*(ir.stage_reads(s) for s in later)) if later else set()
         parts: list[str] = []
         fixes: list[str] = []
         kinds: dict[str, str] = {}

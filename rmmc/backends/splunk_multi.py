@@ -387,13 +387,12 @@ def branch_column_commands(union: Any, parts: list[ir.Rule], emitters: list[Any]
     otherwise), for the columns the union's stages read (all of them when no stage after the
     union fixes its columns); then, when every branch fixed its columns, `table` of them."""
     from rmmc.backends.splunk import _PLAIN_NAME, quote
-    from rmmc.backends.splunk_stages import _reads
     from rmmc.compiler.schema import load_schema
 
     columns = [branch_columns(part) for part in parts]
     read: dict[str, str] = {}
     for stage in stages:
-        for name in sorted(_reads(stage)):
+        for name in sorted(ir.stage_reads(stage)):
             read.setdefault(name, "string")
         if isinstance(stage, ir.Project):
             for _, expr in stage.columns:

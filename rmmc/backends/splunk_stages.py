@@ -75,27 +75,6 @@ def describe_condition(node: ir.Condition) -> str:
     return type(node).__name__
 
 
-def _reads(stage: ir.Stage) -> set[str]:
-    """The columns a stage reads to decide which rows exist or what they hold."""
-    names: set[str] = set()
-    exprs: list[Any] = []
-    if isinstance(stage, ir.Filter):
-        exprs.append(stage.condition)
-    elif isinstance(stage, (ir.Extend, ir.Project)):
-        exprs.extend(e for n, e in stage.columns if not (isinstance(e, ir.Field) and e.name == n))
-    elif isinstance(stage, ir.Summarize):
-        exprs.extend(e for _, e in stage.group_by)
-        for agg in stage.aggregates:
-            exprs.extend(a for a in agg.args if not isinstance(a, ir.Star))
-    elif isinstance(stage, ir.Sort):
-        exprs.extend(k.expr for k in stage.keys)
-    elif isinstance(stage, ir.Rename):
-        names.update(old for _, old in stage.pairs)
-    for expr in exprs:
-        names.update(f.name for f in ir.expr_fields(expr))
-    return names
-
-
 @dataclass
 class StageWriter:
     """Writes stages through the backend's `Emitter` (conditions, expressions, fields)."""
@@ -388,7 +367,7 @@ class StageWriter:
     def summarize(self, stage: ir.Summarize, later: tuple[ir.Stage, ...]) -> list[str]:
         if not stage.group_by and not stage.aggregates:
             raise SplRefusal("a distinct of no columns")
-        read_later = set().union(*(_reads(s) for s in later)) if later else set()
+        read_later = set().union(*(ir.stage_reads(s) for s in later)) if later else set()
         extremes = [a for a in stage.aggregates if a.function in ("arg_max", "arg_min")]
         if extremes:
             return self.arg_extreme(stage, extremes, read_later)

@@ -546,6 +546,28 @@ ROW_STAGES = (Extend, Project, ProjectAway, Rename, Reorder)
 """Stages that keep one row per event (they only change columns)."""
 
 
+def stage_reads(stage: "Stage") -> set[str]:
+    """The columns a stage reads to decide which rows exist, their order or what they hold
+    (a plain copy `x = x` reads nothing)."""
+    exprs: list[Any] = []
+    names: set[str] = set()
+    if isinstance(stage, Filter):
+        exprs.append(stage.condition)
+    elif isinstance(stage, (Extend, Project)):
+        exprs.extend(e for n, e in stage.columns if not (isinstance(e, Field) and e.name == n))
+    elif isinstance(stage, Summarize):
+        exprs.extend(e for _, e in stage.group_by)
+        for agg in stage.aggregates:
+            exprs.extend(a for a in agg.args if not isinstance(a, Star))
+    elif isinstance(stage, Sort):
+        exprs.extend(k.expr for k in stage.keys)
+    elif isinstance(stage, Rename):
+        names.update(old for _, old in stage.pairs)
+    for expr in exprs:
+        names.update(f.name for f in expr_fields(expr))
+    return names
+
+
 def summarize_of(stages: tuple[Stage, ...]) -> Summarize | None:
     """The first aggregation of a rule's stages, if any."""
     return next((s for s in stages if isinstance(s, Summarize)), None)
