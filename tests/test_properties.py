@@ -112,7 +112,9 @@ def decides(subject: Any, rule: Rule, event: dict[str, Any]) -> bool:
         nodes = [n for n in walk(rule.condition) if getattr(n, "field", None) is not None
                  and n.field.name == subject.name]
     elif subject is not None and not isinstance(subject, str):
-        nodes = [subject]
+        # a backend sees NOT pushed into predicates (`push_not`): the negated predicate it names
+        # is the rule's Not(p), decided exactly when p is
+        nodes = [subject, subject.negate()] if hasattr(subject, "negate") else [subject]
     else:
         return False
     for node in nodes:

@@ -61,7 +61,7 @@ from datetime import timedelta
 
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (And, Condition, Const, EventKind, Field, InSubquery, Join, Not, Op, Or,
-                              Predicate, Rule, all_of, any_of)
+                              Predicate, Rule, all_of, any_of, walk_predicates)
 from rmmc.compiler.paths import path_name, path_warning_text, with_paths
 
 TARGET = "eql"
@@ -389,6 +389,7 @@ class Profile:
 class ConditionEmitter:
     names: Profile
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    ip_fields: frozenset[str] = frozenset()  # columns the rule tests with cidr: `ip` fields in Elasticsearch
 
     def emit(self, condition: Condition) -> str:
         return self.node(push_not(condition))
@@ -407,6 +408,11 @@ class ConditionEmitter:
     def predicate(self, p: Predicate) -> str:
         f = self.names.name(p.field.name)
         kind = p.field.type.lower()
+        if p.op in (Op.EXISTS, Op.EMPTY) and p.field.name in self.ip_fields:
+            self.diagnostics.append(lossy(
+                TARGET, f"{p.field.name} is an `ip` field in Elasticsearch (the rule tests it with "
+                        "cidr), which holds no value for a text that is no address ('' included): "
+                        f"an {p.op.value} test on it differs for such events", p.span, p))
         if p.op is Op.EXISTS:
             return f"{f} == null" if p.negated else f"{f} != null"
         if p.op is Op.EMPTY:
@@ -596,7 +602,9 @@ def _query(rule: Rule, options: EmitOptions, fields: Any, stages: bool = True) -
         found.append(lossy(TARGET, f"field profile {fields!r} is not available ({exc}): every "
                                    "column keeps its own name", subject="fields"))
     names = Profile(rule.source.table, profile, rule.source.taxonomy)
-    emitter = ConditionEmitter(names)
+    tested = [rule.condition, *(e.condition for e in rule.exclusions if e.condition is not None)]
+    emitter = ConditionEmitter(names, ip_fields=frozenset(
+        q.field.name for c in tested for q in walk_predicates(c) if q.op is Op.CIDR))
     category = CATEGORIES.get(rule.source.kind, "any")
     if category == "any":
         found.append(note(TARGET, f"events of kind {rule.source.kind.value} have no EQL event "
