@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 eql = pytest.importorskip("eql")
-from eql.parser import elasticsearch_syntax, ignore_missing_functions, parse_query  # noqa: E402
+from eql.parser import elasticsearch_syntax, ignore_missing_functions, parse_query, skip_optimizations  # noqa: E402
 
 from rmmc.backends.base import EmitOptions  # noqa: E402
 from rmmc.backends.eql import (emit_eql, field_name, re2_to_lucene,  # noqa: E402
@@ -48,7 +48,9 @@ PROFILE = StandIn()
 
 
 def parse(text: str):
-    with elasticsearch_syntax, ignore_missing_functions:
+    # the package's optimizer is not Elasticsearch's and is wrong here: it folds
+    # `n == 1 or n == 1 or n >= -1` into `n in (1, -1)` (rmmc.verify.eql_elastic skips it too)
+    with elasticsearch_syntax, ignore_missing_functions, skip_optimizations:
         return parse_query(text)
 
 

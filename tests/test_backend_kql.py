@@ -432,9 +432,12 @@ def strip_parens(node):
     return node
 
 
-def check_text(r: Rule) -> str:
-    """Emit; the text parses back to exactly the tree built (nothing escaped a literal)."""
+def check_text(r: Rule) -> str | None:
+    """Emit; the text parses back to exactly the tree built (nothing escaped a literal).  None:
+    refused for a lone surrogate, as the readers refuse it (test_a_lone_surrogate_is_refused)."""
     built = build_kql(r)
+    if built.query is None and any("surrogate pair" in d.message for d in built.diagnostics):
+        return None
     assert built.query is not None, built.diagnostics
     assert not any(d.severity is Severity.ERROR for d in built.diagnostics)
     text = to_kql(built.query)
@@ -455,7 +458,7 @@ def test_random_conditions_are_accepted_by_microsoft(kusto_oracle_defender):
     @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                      HealthCheck.function_scoped_fixture])
     def run(conds):
-        texts = [check_text(rule(c, lookback=timedelta(hours=1))) for c in conds]
+        texts = [t for t in (check_text(rule(c, lookback=timedelta(hours=1))) for c in conds) if t is not None]
         for text, result in zip(texts, kusto_oracle_defender.check_many(texts)):
             assert result.ok, (text, result.errors)
 
@@ -744,3 +747,11 @@ def test_membership_in_a_subquery_keeps_its_negation_and_case(op):
     query = f"DeviceProcessEvents | where FileName {op} (DeviceFileEvents | distinct FileName)"
     text = emit_kql(lower_text(query).rule).text
     assert f"| where FileName {op} (DeviceFileEvents | distinct FileName)" in text, text
+
+
+def test_a_lone_surrogate_is_refused():
+    # half a UTF-16 pair is no character: the readers refuse it, and so does the backend for a
+    # rule built in code (it wrote a literal its own parser then refused)
+    t = emit_kql(rule(Predicate(URL, Op.EQUALS, ("a\ud800b",))))
+    assert not t.text and any("surrogate pair" in d.message for d in t.diagnostics if d.is_error)
+    assert emit_kql(rule(Predicate(URL, Op.EQUALS, ("a\U0001F600b",)))).ok  # a character beyond the BMP

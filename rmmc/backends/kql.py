@@ -22,6 +22,8 @@ it cannot say it at all, an `unsupported` one and no text.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timedelta, timezone
 import math
@@ -768,10 +770,29 @@ def build_kql(rule: Rule, options: EmitOptions = EmitOptions()) -> KqlQuery:
         extra = tuple(_exclusions(rule, options, conditions, found))
         placed = getattr(options.placement, "time_field", None)  # the environment's time field
         body = _pipeline(rule, conditions, found, extra, time_field=placed)
+        _refuse_lone_surrogates(body)
     except Refusal as refusal:
         found.append(unsupported(TARGET, str(refusal), refusal.span))
         return KqlQuery(None, tuple(conditions.diagnostics + found))
     return KqlQuery(A.Query((A.ExprStatement(body),)), tuple(conditions.diagnostics + found))
+
+
+def _refuse_lone_surrogates(node: Any) -> None:
+    """A string literal holding half a UTF-16 pair (only a rule built in code can: the readers
+    refuse it) has no KQL text that reads back as it: refused, as the readers do."""
+    from rmmc.compiler.kql_strings import lone_surrogate
+
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, A.StringLit):
+            problem = lone_surrogate(current.value)
+            if problem:
+                raise Refusal(f"string literal: {problem}", getattr(current, "span", None))
+        elif isinstance(current, tuple):
+            pending.extend(current)
+        elif dataclasses.is_dataclass(current) and not isinstance(current, type):
+            pending.extend(getattr(current, f.name) for f in dataclasses.fields(current))
 
 
 def rule_to_kql_ast(rule: Rule, options: EmitOptions = EmitOptions()) -> A.Query:
