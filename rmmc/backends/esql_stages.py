@@ -34,7 +34,7 @@ from rmmc.backends.esql_text import Refusal, ident, strip_parens
 from rmmc.backends.widen import widen
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
-from rmmc.compiler.functions import NUMERIC_TYPES, describe
+from rmmc.compiler.functions import NUMERIC_TYPES, describe, describe_condition
 
 TARGET = "esql"
 
@@ -50,17 +50,6 @@ AGGREGATES = {
 }
 """KQL model aggregate -> the ES|QL aggregation that computes it (the `*if` forms with `WHERE`
 on the aggregation; the argument and the exceptions are prepared by `StageWriter.aggregate`)."""
-
-
-def describe_condition(node: ir.Condition) -> str:
-    """A short text of a test, for messages."""
-    if isinstance(node, ir.InSubquery):
-        return f"{node.field.name} in ({node.query})"
-    if isinstance(node, ir.Compare):
-        return f"{describe(node.left)} {node.op} {describe(node.right)}"
-    if isinstance(node, ir.Predicate):
-        return f"{describe(node.field)} {'not ' if node.negated else ''}{node.op.value} {list(node.values)}"
-    return type(node).__name__
 
 
 @dataclass

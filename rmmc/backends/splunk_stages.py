@@ -30,7 +30,7 @@ from rmmc.backends.splunk_expr import Spl, SplRefusal, eval_name
 from rmmc.backends.widen import widen
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
-from rmmc.compiler.functions import NUMERIC_TYPES, STRING_TYPES, describe
+from rmmc.compiler.functions import NUMERIC_TYPES, STRING_TYPES, describe, describe_condition
 
 TARGET = "splunk"
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -62,17 +62,6 @@ def kind_of(type_name: str, spl: Spl | None = None) -> str:
     if type_name in TIME_TYPES:
         return "time"
     return "number"
-
-
-def describe_condition(node: ir.Condition) -> str:
-    """A short text of a test, for messages."""
-    if isinstance(node, ir.InSubquery):
-        return f"{node.field.name} in ({node.query})"
-    if isinstance(node, ir.Compare):
-        return f"{describe(node.left)} {node.op} {describe(node.right)}"
-    if isinstance(node, ir.Predicate):
-        return f"{describe(node.field)} {'not ' if node.negated else ''}{node.op.value} {list(node.values)}"
-    return type(node).__name__
 
 
 @dataclass

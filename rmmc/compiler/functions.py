@@ -840,6 +840,19 @@ def lookup(name: str) -> Function | None:
     return FUNCTIONS.get(name)
 
 
+def describe_condition(node: Any) -> str:
+    """A short text of a test, for messages."""
+    from rmmc.compiler import ir
+
+    if isinstance(node, ir.InSubquery):
+        return f"{node.field.name} in ({node.query})"
+    if isinstance(node, ir.Compare):
+        return f"{describe(node.left)} {node.op} {describe(node.right)}"
+    if isinstance(node, ir.Predicate):
+        return f"{describe(node.field)} {'not ' if node.negated else ''}{node.op.value} {list(node.values)}"
+    return type(node).__name__
+
+
 def describe(node: Any) -> str:
     """A short KQL-like text of an expression, for messages."""
     from rmmc.compiler import ir
