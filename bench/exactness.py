@@ -10,6 +10,7 @@ each rule once:
 
     python bench/exactness.py [--targets kql,splunk,sigma,eql,esql] [--json out/exactness.json]
     python bench/exactness.py --causes 15     # also the most frequent first refusal causes
+    python bench/exactness.py --targets splunk --env splunk-defender   # in another environment
 
 Prints a Markdown table (the README's "Whole queries" table comes from it).
 """
@@ -82,13 +83,18 @@ def main() -> None:
     parser.add_argument("--json", dest="json_path", default=None)
     parser.add_argument("--causes", type=int, default=0, help="print the N most frequent refusal causes")
     parser.add_argument("--allow-lossy", action="store_true", help="pass --allow-lossy to rmmc")
+    parser.add_argument("--env", default=None,
+                        help="pass --env to rmmc (an environment every target given serves)")
     args = parser.parse_args()
     if not CORPUS.is_dir():
         raise SystemExit(f"skipped: {CORPUS} is absent")
     files = device_files()
     extra = ["--allow-lossy"] if args.allow_lossy else []
+    if args.env:
+        extra += ["--env", args.env]
     rows = [measure(t, files, extra) for t in args.targets.split(",")]
-    print(f"{len(files)} files of ../shared/corpus/kql read a Device* table\n")
+    where = f", in {args.env}" if args.env else ", each target in its default environment"
+    print(f"{len(files)} files of ../shared/corpus/kql read a Device* table{where}\n")
     print("| target | rules | exact | lossy | refused |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for row in rows:

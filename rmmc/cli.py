@@ -220,7 +220,8 @@ def load_env(option: str | None, paths, target: str | None = None):
                    "difference is reported); without it they are refused.")
 @click.option("--env", "env_option", default=None, metavar="NAME|FILE",
               help="Where the rules run: a built-in environment (defender-xdr, sentinel, sigma, "
-                   "splunk-sysmon, splunk-cim, elastic-endpoint, elastic-winlogbeat) or a YAML file. "
+                   "splunk-sysmon, splunk-cim, splunk-defender, elastic-endpoint, elastic-winlogbeat) or a YAML "
+                   "file. "
                    "Default: an rmmc.yml at the rules' root, else the target's default "
                    "(kql: defender-xdr, sigma: sigma, splunk: splunk-sysmon, eql/esql: elastic-winlogbeat).")
 @click.option("--allow-unknown-fields", is_flag=True,

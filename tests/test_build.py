@@ -76,7 +76,7 @@ def test_the_cli_says_a_second_run_recompiled_nothing(tmp_path):
     args = ["build", str(rules), "-o", str(tmp_path / "dist"), "--cache-dir", str(tmp_path / "c")]
     first = run_cli(*args)
     assert first.exit_code == 0, first.output
-    assert "63 of 63 builds (file x environment) compiled, 0 from the cache" in first.output
+    assert "72 of 72 builds (file x environment) compiled, 0 from the cache" in first.output
     second = run_cli(*args)
     assert second.exit_code == 0
     assert "nothing recompiled" in second.output and "0 files written" in second.output
@@ -170,7 +170,7 @@ def test_a_build_removes_what_it_no_longer_writes_and_never_overwrites_foreign_f
 
 def test_environments_adapter():
     assert builtin_names() == ["defender-xdr", "sentinel", "sigma", "splunk-sysmon", "splunk-cim",
-                               "elastic-endpoint", "elastic-winlogbeat"]
+                               "splunk-defender", "elastic-endpoint", "elastic-winlogbeat"]
     assert environment("splunk-cim").targets[0].arguments() == {"to": "splunk", "env": "splunk-cim", "package": True}
     assert [t.target for t in environment("elastic-winlogbeat").targets] == ["eql", "esql"]
     assert not environment("sigma").targets[0].package and environment("sentinel").targets[0].package

@@ -80,7 +80,7 @@ def test_junit_loads_with_a_test_per_rule_and_target(checked):
     xml = junitparser.JUnitXml.fromstring(render("junit", checked).encode("utf-8"))
     suites = {suite.name: suite for suite in xml}
     assert set(suites) == {"defender-xdr/kql", "sentinel/kql", "sigma/sigma", "splunk-sysmon/splunk",
-                           "splunk-cim/splunk", "elastic-endpoint/eql", "elastic-endpoint/esql",
+                           "splunk-cim/splunk", "splunk-defender/splunk", "elastic-endpoint/eql", "elastic-endpoint/esql",
                            "elastic-winlogbeat/eql", "elastic-winlogbeat/esql"}
     rules = len(checked.rules)
     for suite in suites.values():

@@ -59,7 +59,7 @@ def agrees(rule, env: str) -> None:
 def test_every_builtin_loads_and_lists():
     listed = {e.name: e.target for e in list_environments()}
     assert listed == {"defender-xdr": "kql", "sentinel": "kql", "sigma": "sigma", "splunk-sysmon": "splunk",
-                      "splunk-cim": "splunk", "elastic-endpoint": "elastic", "elastic-winlogbeat": "elastic"}
+                      "splunk-cim": "splunk", "splunk-defender": "splunk", "elastic-endpoint": "elastic", "elastic-winlogbeat": "elastic"}
     for name in listed:
         env = load_environment(name)
         assert env.name == name and env.sources and env.description

@@ -21,7 +21,7 @@ from rmmc.environments.model import Schedule
 from rmmc.translation import translate_file
 
 REPO = Path(__file__).resolve().parent.parent
-ENVS = {"kql": ("defender-xdr", "sentinel"), "splunk": ("splunk-sysmon", "splunk-cim"),
+ENVS = {"kql": ("defender-xdr", "sentinel"), "splunk": ("splunk-sysmon", "splunk-cim", "splunk-defender"),
         "eql": ("elastic-winlogbeat", "elastic-endpoint"), "esql": ("elastic-winlogbeat", "elastic-endpoint")}
 WINDOW = Schedule().window
 

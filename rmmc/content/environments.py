@@ -11,6 +11,7 @@ environment yields and whether they are written packaged (`--package`):
 | sigma              | sigma         | Sigma rules (a correlation in its own file)    |
 | splunk-sysmon      | splunk        | savedsearches.conf stanzas, Sysmon names       |
 | splunk-cim         | splunk        | savedsearches.conf stanzas, CIM data model     |
+| splunk-defender    | splunk        | savedsearches.conf stanzas, Defender tables    |
 | elastic-endpoint   | eql, esql     | Elastic detection rules (ndjson), Endpoint ECS |
 | elastic-winlogbeat | eql, esql     | Elastic detection rules (ndjson), Winlogbeat   |
 

@@ -25,7 +25,7 @@ from rmmc.environments.model import Environment
 __all__ = ["DEFAULTS", "Environment", "EnvironmentError", "EnvironmentInfo", "default_environment",
            "environment_for", "find_environment", "list_environments", "load_environment"]
 
-BUILTINS = ("defender-xdr", "sentinel", "sigma", "splunk-sysmon", "splunk-cim", "elastic-endpoint",
+BUILTINS = ("defender-xdr", "sentinel", "sigma", "splunk-sysmon", "splunk-cim", "splunk-defender", "elastic-endpoint",
             "elastic-winlogbeat")
 DEFAULTS = {"kql": "defender-xdr", "sigma": "sigma", "splunk": "splunk-sysmon",
             "eql": "elastic-winlogbeat", "esql": "elastic-winlogbeat"}
