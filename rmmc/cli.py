@@ -12,6 +12,9 @@ import sys
 import click
 
 from rmmc import __version__
+from rmmc.dataclass_code import install as _install_dataclass_code
+
+_install_dataclass_code()  # before any command imports the modules that define dataclasses
 
 
 class _Group(click.Group):

@@ -15,6 +15,7 @@ backend then writes what it is given.  See README.md, "Environments".
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from functools import cache
 from typing import Iterable
@@ -53,9 +54,58 @@ def list_environments() -> list[EnvironmentInfo]:
 
 @cache
 def _builtin(name: str) -> Environment:
+    """A built-in environment, read and checked once per version of its file and of this
+    package's code, then kept in the user's cache (reading and checking the YAML was a tenth
+    of a cold translation)."""
     from rmmc.resources import package_text
 
-    return read_environment(package_text(__name__, f"{name}.yml"), f"<builtin {name}>", builtin=True)
+    text = package_text(__name__, f"{name}.yml")
+    path = _cached_path(name, text)
+    if path is not None:
+        from rmmc.user_cache import read_bytes
+
+        data = read_bytes(path)
+        if data is not None:
+            try:
+                import pickle
+
+                env = pickle.loads(data)
+                if isinstance(env, Environment) and env.name == name:
+                    return env
+            except Exception:  # an unreadable or stale entry: read the file again
+                pass
+    env = read_environment(text, f"<builtin {name}>", builtin=True)
+    if path is not None:
+        import pickle
+
+        from rmmc.user_cache import write_bytes
+
+        write_bytes(path, pickle.dumps(env, protocol=pickle.HIGHEST_PROTOCOL))
+    return env
+
+
+def _cached_path(name: str, text: str) -> str | None:
+    """Where built-in `name` is kept: keyed by its text, the Python version and every file of
+    this package (size and modification time), so an edit to the loader or the model is
+    never answered from an older build."""
+    from rmmc.user_cache import cache_folder
+
+    folder = cache_folder()
+    if folder is None:
+        return None
+    import hashlib
+
+    digest = hashlib.sha256(f"{sys.version}|{text}".encode("utf-8"))
+    for base in (_folder(), os.path.join(_folder(), "data")):
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except OSError:
+            return None
+        for entry in entries:
+            if entry.name.endswith((".py", ".yml", ".json")) and entry.is_file():
+                stat = entry.stat()
+                digest.update(f"|{entry.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return os.path.join(folder, f"env-{name}-{digest.hexdigest()[:16]}.pickle")
 
 
 def load_environment(name_or_path: str) -> Environment:

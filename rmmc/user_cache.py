@@ -1,0 +1,45 @@
+"""The user's cache directory for what rmmc derives from its own files and keeps between runs
+(parse tables, built-in environments, generated code): `$XDG_CACHE_HOME/rmmc`, else
+`~/.cache/rmmc`.  Everything kept there is keyed by what it was derived from, and rebuilt when
+it cannot be read: a cache never changes an output, it only spares a cold start the work."""
+
+from __future__ import annotations
+
+import os
+
+
+def cache_folder() -> str | None:
+    """The folder (created if need be), or None when there is no writable one."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "rmmc")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
+
+
+def read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write atomically (a temporary file renamed), so that a concurrent run never reads half a
+    file; a failure to write is ignored (the next run derives it again)."""
+    import tempfile  # only when writing: importing it costs a cold start milliseconds
+
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=os.path.dirname(path), delete=False, suffix=".tmp")
+        try:
+            with handle:
+                handle.write(data)
+            os.replace(handle.name, path)
+        except BaseException:
+            os.unlink(handle.name)
+            raise
+    except Exception:
+        pass

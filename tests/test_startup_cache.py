@@ -1,0 +1,95 @@
+"""What a cold start keeps in the user's cache (`rmmc/user_cache.py`): the code generated for
+rmmc's dataclasses (`rmmc/dataclass_code.py`) and the built-in environments, read and checked.
+Each only spares work: the outputs and the objects are the same with or without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = REPO / "rules" / "rmm_remotepc_netconn.txt"
+
+PROBE = """
+import json, sys
+from rmmc import dataclass_code
+dataclass_code.install()
+from dataclasses import FrozenInstanceError, dataclass
+from rmmc.compiler import ir
+
+@dataclass(frozen=True)
+class Outside:  # not rmmc's: compiled as always, never kept
+    x: int
+
+a, b = ir.Field("FileName"), ir.Field("FileName")
+try:
+    a.name = "x"
+    frozen = False
+except FrozenInstanceError:
+    frozen = True
+print(json.dumps({"compiled": dataclass_code.compiled_this_run(), "equal": a == b,
+                  "hash": hash(a) == hash(b), "repr": repr(a), "frozen": frozen,
+                  "outside": Outside(1) == Outside(1),
+                  "kept": sum(1 for k in dataclass_code._codes if "Outside" in k)}))
+"""
+
+
+def _run(code: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=120)
+
+
+def test_dataclass_code_is_compiled_once_then_read_and_behaves_the_same(tmp_path):
+    first = json.loads(_run(PROBE, tmp_path).stdout)
+    second = json.loads(_run(PROBE, tmp_path).stdout)
+    assert first["compiled"] > 50  # the model's classes, generated and compiled the first time
+    assert second["compiled"] == 0  # ... and read from the cache the second
+    plain = json.loads(_run(PROBE.replace("dataclass_code.install()", "pass"), tmp_path / "none").stdout)
+    for run in (first, second):
+        assert run["equal"] and run["hash"] and run["frozen"] and run["outside"]
+        assert run["repr"] == plain["repr"] == "Field(name='FileName', type='string')"
+        assert run["kept"] == 0
+
+
+def test_a_damaged_dataclass_cache_is_compiled_again(tmp_path):
+    _run(PROBE, tmp_path)
+    (kept,) = (tmp_path / "rmmc").glob("dataclass-code-*.marshal")
+    kept.write_bytes(b"\x00not marshal")
+    again = json.loads(_run(PROBE, tmp_path).stdout)
+    assert again["compiled"] > 50 and again["equal"] and again["frozen"]
+
+
+def test_a_cold_translation_prints_the_same_with_and_without_the_caches(tmp_path):
+    command = [sys.executable, "-m", "rmmc", "translate", str(SEED), "--to", "kql"]
+    outputs = []
+    for cache in (tmp_path / "a", tmp_path / "a", tmp_path / "b"):
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120,
+                              env={**os.environ, "XDG_CACHE_HOME": str(cache)})
+        outputs.append((done.returncode, done.stdout, done.stderr))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert outputs[0][0] == 0 and "DeviceNetworkEvents" in outputs[0][1]
+
+
+def test_a_builtin_environment_from_the_cache_is_the_one_read_from_its_file(tmp_path, monkeypatch):
+    from rmmc import environments
+    from rmmc.environments.loader import read_environment
+    from rmmc.resources import package_text
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for name in environments.BUILTINS:
+        environments._builtin.cache_clear()
+        written = environments._builtin(name)  # read, checked, and kept
+        environments._builtin.cache_clear()
+        kept = environments._builtin(name)  # from the cache
+        fresh = read_environment(package_text("rmmc.environments", f"{name}.yml"), f"<builtin {name}>", builtin=True)
+        assert kept == written == fresh and kept is not written
+    assert len(list((tmp_path / "rmmc").glob("env-*.pickle"))) == len(environments.BUILTINS)
+    for kept_file in (tmp_path / "rmmc").glob("env-*.pickle"):
+        kept_file.write_bytes(b"not a pickle")
+    environments._builtin.cache_clear()
+    assert environments._builtin("sigma").name == "sigma"  # a damaged entry is read again
+    environments._builtin.cache_clear()
