@@ -8,8 +8,6 @@ this environment holds them, returns the rule's rows (the reference evaluator's)
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import pytest
 
 import rmmc
@@ -23,6 +21,7 @@ from rmmc.environments.adapt import adapt
 from rmmc.translation import emit_adapted
 from rmmc.verify.multi import multi_events
 from rmmc.verify.whole import NOW
+from tests.row_sets import comparable, spl_rows, spl_time_as_timestamp
 
 ENV = "splunk-defender"
 MACRO = "`defender_xdr`"
@@ -34,35 +33,6 @@ def _adapted(kql: str):
     adapted = adapt(lowered.rule, load_environment(ENV))
     assert adapted.ok, adapted.diagnostics
     return lowered.rule, adapted
-
-
-def _spl_rows(text: str, adapted, events: list[dict]) -> list[dict]:
-    spl_pipeline = pytest.importorskip("tests.spl_pipeline")
-    shaped = []
-    for event in events:
-        row = adapted.target_event(event)
-        row = {k: v for k, v in row.items() if v is not None and k != ir.TABLE and not isinstance(v, dict)}
-        if isinstance(row.get("_time"), datetime):
-            row["_time"] = row["_time"].timestamp()
-        shaped.append(row)
-    return spl_pipeline.run(text.replace(MACRO + " ", "").replace(MACRO, ""), shaped)
-
-
-def _comparable(rows: list[dict]) -> list[tuple]:
-    out = []
-    for row in rows:
-        items = []
-        for k, v in row.items():
-            k = "Timestamp" if k == "_time" else k
-            if isinstance(v, datetime):
-                v = v.timestamp()
-            if v is None or v == "":
-                continue
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                v = round(float(v), 3)
-            items.append((k, v))
-        out.append(tuple(sorted(items)))
-    return sorted(out, key=repr)
 
 
 def test_a_defender_hunt_keeps_its_names_and_selects_its_table_by_category():
@@ -124,4 +94,5 @@ def test_the_spl_returns_the_rules_rows_on_events_as_splunk_holds_them(kql):
     events = [adapted.normalize(e) for e in events]
     expected = run(rule, events, now=NOW)
     assert expected, "the events exercise the rule"
-    assert _comparable(_spl_rows(out.text, adapted, events)) == _comparable(expected), out.text
+    got = spl_rows(out.text, adapted, events, (MACRO,))
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text

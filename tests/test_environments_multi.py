@@ -4,7 +4,6 @@ environment lacks costs by where the rule reads it (output shape, group keys, de
 
 from __future__ import annotations
 
-from datetime import datetime
 
 import pytest
 
@@ -17,44 +16,13 @@ from rmmc.environments.adapt import adapt
 from rmmc.translation import emit_adapted, translate_text
 from rmmc.verify.multi import multi_events
 from rmmc.verify.whole import NOW
+from tests.row_sets import comparable, spl_rows
 
 
 def _rule(kql: str) -> ir.Rule:
     lowered = lower_text(kql)
     assert lowered.rule is not None, lowered.diagnostics
     return lowered.rule
-
-
-def _spl_rows(text: str, adapted, events: list[dict]) -> list[dict]:
-    """The SPL run (tests/spl_pipeline.py) over the events as the environment holds them; the
-    macros name where the events are, which these events already are."""
-    spl_pipeline = pytest.importorskip("tests.spl_pipeline")
-    shaped = []
-    for event in events:
-        row = adapted.target_event(event)
-        row = {k: v for k, v in row.items() if v is not None and k != ir.TABLE and not isinstance(v, dict)}
-        if isinstance(row.get("_time"), datetime):
-            row["_time"] = row["_time"].timestamp()
-        shaped.append(row)
-    body = text.replace("`sysmon` ", "").replace("`sysmon`", "")
-    return spl_pipeline.run(body, shaped)
-
-
-def _comparable(rows, names) -> list[tuple]:
-    out = []
-    for row in rows:
-        items = []
-        for k, v in row.items():
-            k = names(k)
-            if isinstance(v, datetime):
-                v = v.timestamp()
-            if v is None or v == "":
-                continue
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                v = round(float(v), 3)
-            items.append((k, v))
-        out.append(tuple(sorted(items)))
-    return sorted(out, key=repr)
 
 
 # ------------------------------------------------------------------ union
@@ -101,10 +69,10 @@ def test_union_column_held_differently_per_branch_is_computed_in_each_and_rows_a
     events = [adapted.normalize(e) for e in multi_events(rule)]
     expected = run(rule, events, now=NOW)
     assert expected, "the events exercise the rule"
-    got = _spl_rows(out.text, adapted, events)
+    got = spl_rows(out.text, adapted, events, ("`sysmon`",))
     names = {v: k for k, v in adapted.names.items()}
-    assert _comparable(got, lambda k: names.get(k, "Timestamp" if k == "_time" else k)) == \
-        _comparable(expected, lambda k: k), out.text
+    assert comparable(got, lambda k: names.get(k, "Timestamp" if k == "_time" else k)) == \
+        comparable(expected, lambda k: k), out.text
 
 
 def test_union_branches_with_their_own_macros(tmp_path):

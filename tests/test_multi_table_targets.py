@@ -20,6 +20,7 @@ from rmmc.compiler.pipeline import compile_document
 from rmmc.compiler.rows import run
 from rmmc.verify.multi import multi_events
 from rmmc.verify.whole import NOW
+from tests.row_sets import comparable, spl_time_as_timestamp
 
 ROOT = Path(__file__).resolve().parent.parent
 HUNTS = {
@@ -96,24 +97,6 @@ def _spl_events(events: list[dict]) -> list[dict]:
     return out
 
 
-def _comparable(rows: list[dict], spl: bool) -> list[tuple]:
-    out = []
-    for row in rows:
-        items = []
-        for k, v in row.items():
-            if isinstance(v, datetime):
-                v = v.timestamp()
-            if v is None or v == "":
-                continue
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                v = round(float(v), 3)
-            if isinstance(v, (list, tuple)):
-                v = tuple(sorted(str(x) for x in v))
-            items.append(("Timestamp" if k == "_time" else k, v))
-        out.append(tuple(sorted(items)))
-    return sorted(out, key=repr)
-
-
 @pytest.mark.parametrize("name", [n for n in sorted(HUNTS)])
 def test_each_hunts_spl_returns_the_rules_rows(name):
     spl_pipeline = pytest.importorskip("tests.spl_pipeline")
@@ -128,7 +111,7 @@ def test_each_hunts_spl_returns_the_rules_rows(name):
     expected = run(rule, events, now=NOW)
     got = spl_pipeline.run(out.text, _spl_events(events))
     assert expected, "the events exercise the rule"
-    assert _comparable(got, True) == _comparable(expected, False), out.text
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
 
 
 # ------------------------------------------------------------------ forms per target
@@ -264,7 +247,7 @@ def test_spl_rows_equal_the_evaluators(kql):
         keep = {k for row in got for k in row} - {"category"}
         expected = [{k: v for k, v in r.items() if ("_time" if k == "Timestamp" else k) in keep} for r in expected]
         got = [{k: v for k, v in r.items() if k != "category"} for r in got]
-    assert _comparable(got, True) == _comparable(expected, False), out.text
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
     assert math.isfinite(len(got))
 
 
