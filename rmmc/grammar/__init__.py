@@ -33,11 +33,10 @@ def cache_file(name: str, grammar: str) -> str | bool:
 
     import lark
 
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "rmmc")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
+    from rmmc.user_cache import cache_folder
+
+    folder = cache_folder()
+    if folder is None:
         return True
     digest = hashlib.sha256((grammar + lark.__version__).encode("utf-8")).hexdigest()[:16]
     stem = name[: -len(".lark")] if name.endswith(".lark") else name
