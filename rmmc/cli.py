@@ -63,8 +63,12 @@ def _tolerant_streams() -> None:
 @click.option("--env", "env_option", default=None, metavar="NAME|FILE",
               help="Also put each rule into this environment and report what it lacks (a "
                    "built-in name or a YAML file; default: an rmmc.yml at the rules' root).")
+@click.option("--allow-lossy", is_flag=True,
+              help="With an environment: report what would make other alerts fire there as a "
+                   "warning, as `translate --allow-lossy` writes it (default: an error, as "
+                   "`translate` refuses it).")
 def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | None,
-          env_option: str | None) -> None:
+          env_option: str | None, allow_lossy: bool) -> None:
     """Read rule documents and report what is wrong with them.
 
     PATHS are files, directories (searched for .kql .csl .txt .yaml .yml .md) or `-` for
@@ -81,7 +85,8 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | N
     if not files:
         raise click.UsageError("no rule files found under " + ", ".join(paths))
     env = load_env(env_option, paths)
-    report = check_paths(files, _jobs(jobs), show_progress(files, output_format == "json"), env=env)
+    report = check_paths(files, _jobs(jobs), show_progress(files, output_format == "json"), env=env,
+                         allow_lossy=allow_lossy)
 
     if output_format == "json":
         import json

@@ -432,6 +432,27 @@ def test_check_with_an_environment_reports_what_it_lacks_at_the_rule():
     assert plain.returncode == 0 and "splunk-sysmon" not in plain.stdout
 
 
+def test_check_with_an_environment_refuses_what_translate_refuses(tmp_path):
+    """A group key the environment lacks merges groups, so other alerts fire: `translate`
+    refuses it and `check` reports it as an error; with --allow-lossy both let it through
+    (`check` as a warning)."""
+    rule = tmp_path / "groups.kql"
+    rule.write_text("DeviceProcessEvents\n| where FileName =~ 'anydesk.exe'\n"
+                    "| summarize n = count() by DeviceId, FileName\n| where n > 3\n", encoding="utf-8")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "rmmc", *args], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+
+    strict = run("check", str(rule), "--env", "splunk-sysmon")
+    assert strict.returncode == 1 and "error: splunk-sysmon: DeviceId has no field" in strict.stdout
+    assert "--allow-lossy writes it anyway" in strict.stdout
+    assert run("translate", str(rule), "--to", "splunk", "--env", "splunk-sysmon").returncode == 1
+    lenient = run("check", str(rule), "--env", "splunk-sysmon", "--allow-lossy")
+    assert lenient.returncode == 0 and "warning: splunk-sysmon: DeviceId has no field" in lenient.stdout
+    assert run("translate", str(rule), "--to", "splunk", "--env", "splunk-sysmon", "--allow-lossy").returncode == 0
+
+
 def test_an_aggregate_beside_arg_max_star_is_no_event_field():
     """`summarize n = dcount(x), arg_max(Timestamp, *) by k | where n >= 3`: `n` is the
     summarize's column, not a field the environment's events must hold (the event columns

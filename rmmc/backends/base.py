@@ -18,7 +18,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
+from rmmc.compiler.diagnostics import LOSSY_CODES, LOSSY_HINT, Diagnostic, Severity, Span, refuse_lossy  # noqa: F401 (the policy, said with the diagnostics)
 from rmmc.compiler.ir import Condition, Field, Not, Predicate, Rule
 
 
@@ -56,19 +56,6 @@ def asked_lossy(target: str, message: str, span: Span | None = None, subject: ob
     """A change in what fires that the user asked for by an option (`--loose`): written, and
     counted as lossy, without --allow-lossy."""
     return Diagnostic(Severity.WARNING, f"{target}: {message}", span, "loose", subject=subject)
-
-
-LOSSY_CODES = frozenset({"lossy", "loose"})
-"""Diagnostic codes of a translation whose alerts differ from the rule's."""
-
-LOSSY_HINT = " (refused: the alerts would differ; --allow-lossy writes it anyway)"
-
-
-def refuse_lossy(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> list[Diagnostic]:
-    """The diagnostics with every `lossy` warning made an error: the policy when lossy
-    translations are not allowed."""
-    return [Diagnostic(Severity.ERROR, d.message + LOSSY_HINT, d.span, d.code, d.path)
-            if d.code == "lossy" and d.severity is Severity.WARNING else d for d in diagnostics]
 
 
 def unsupported(target: str, message: str, span: Span | None = None) -> Diagnostic:

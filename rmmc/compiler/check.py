@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from rmmc.compiler.diagnostics import Diagnostic, Severity
+from rmmc.compiler.diagnostics import Diagnostic, Severity, refuse_lossy
 from rmmc.compiler.documents import FileResult, RuleDocument, iter_rule_files, read_path
 
 
@@ -70,13 +70,14 @@ def _position(d: Diagnostic) -> tuple[int, int]:
     return (d.span.offset, 0) if d.span is not None else (-1, 0)
 
 
-def check_document(document: RuleDocument, env=None) -> CheckedRule:
+def check_document(document: RuleDocument, env=None, allow_lossy: bool = False) -> CheckedRule:
     """Read one rule as `translate` does up to the model: a KQL rule's query is parsed (its
     document warnings and parse errors, located in the file); a Sigma rule, already read
     with its file, gives the reader's diagnostics (the rules it refuses are errors here).
     With `env` (an `rmmc.environments.Environment`), a rule that reads into the model is also
     put into that environment, and what the environment says about it is reported (fields it
-    does not have, conventions it cannot rewrite)."""
+    does not have, conventions it cannot rewrite), with `translate`'s policy: what would make
+    other alerts fire is an error unless `allow_lossy`."""
     from rmmc.compiler.documents.model import DocumentKind
 
     checked = _check_syntax(document)
@@ -89,6 +90,8 @@ def check_document(document: RuleDocument, env=None) -> CheckedRule:
     if compiled.rule is None:
         return checked
     extra = [d if d.path else d.with_path(document.path) for d in adapt(compiled.rule, env).diagnostics]
+    if not allow_lossy:
+        extra = refuse_lossy(extra)
     return CheckedRule(document, tuple(dict.fromkeys((*checked.diagnostics, *extra))))
 
 
@@ -113,16 +116,16 @@ def _check_syntax(document: RuleDocument) -> CheckedRule:
     return CheckedRule(document, tuple(found))
 
 
-def check_file(result: FileResult, env=None) -> CheckedFile:
-    rules = tuple(check_document(doc, env) for doc in result.documents)
+def check_file(result: FileResult, env=None, allow_lossy: bool = False) -> CheckedFile:
+    rules = tuple(check_document(doc, env, allow_lossy) for doc in result.documents)
     text = result.documents[0].source.text if result.documents else getattr(result, "text", None)
     return CheckedFile(result.path, text, rules, tuple(result.diagnostics))
 
 
-def check_one(path: str, env=None) -> CheckedFile:
+def check_one(path: str, env=None, allow_lossy: bool = False) -> CheckedFile:
     """Check one rule file (`-` for stdin); never raises."""
     try:
-        return check_file(read_path(path), env)
+        return check_file(read_path(path), env, allow_lossy)
     except Exception as exc:  # never a traceback, never a stopped batch
         return file_failed(path, f"{type(exc).__name__}: {exc}")
 
@@ -134,16 +137,18 @@ def file_failed(path: str, message: str) -> CheckedFile:
         None, "internal", path),))
 
 
-def check_paths(paths: Iterable[str], jobs: int = 1, progress: bool = False, env=None) -> CheckReport:
+def check_paths(paths: Iterable[str], jobs: int = 1, progress: bool = False, env=None,
+                allow_lossy: bool = False) -> CheckReport:
     """Check every rule file under `paths` (files, directories, `-` for stdin), in order;
     with `jobs` > 1, large batches are checked on that many processes (`rmmc.parallel`),
-    with the same report.  `env`: also put each rule into that environment."""
+    with the same report.  `env`: also put each rule into that environment (what would change
+    the alerts there is an error unless `allow_lossy`)."""
     from functools import partial
 
     from rmmc.parallel import run_batch
 
     files = list(iter_rule_files(paths))
-    work = partial(check_one, env=env) if env is not None else check_one
+    work = partial(check_one, env=env, allow_lossy=allow_lossy) if env is not None else check_one
     return CheckReport(run_batch(work, files, jobs, file_failed, progress=progress,
                                  label="checking", prepare=_prepare))
 

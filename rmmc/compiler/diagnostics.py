@@ -112,3 +112,16 @@ class LineIndex:
 
     def offset_of(self, line: int, column: int) -> int:
         return self.starts[line - 1] + column - 1
+
+
+LOSSY_CODES = frozenset({"lossy", "loose"})
+"""Diagnostic codes of a translation whose alerts differ from the rule's."""
+
+LOSSY_HINT = " (refused: the alerts would differ; --allow-lossy writes it anyway)"
+
+
+def refuse_lossy(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> list[Diagnostic]:
+    """The diagnostics with every `lossy` warning made an error: the policy when lossy
+    translations are not allowed."""
+    return [Diagnostic(Severity.ERROR, d.message + LOSSY_HINT, d.span, d.code, d.path)
+            if d.code == "lossy" and d.severity is Severity.WARNING else d for d in diagnostics]
