@@ -43,6 +43,39 @@ def cache_file(name: str, grammar: str) -> str | bool:
     return os.path.join(folder, f"{stem}-grammar-{digest}.lark-cache")
 
 
+def load_automaton(name: str, **options):
+    """The parser of grammar file `name` with `options` as a `lalr_data.Automaton`, which runs
+    without importing Lark: kept in the user's cache, and built (by Lark, once) when it is not
+    there; None when Lark's parser for it uses what the automaton does not do."""
+    import hashlib
+    import marshal
+
+    from rmmc.grammar.lalr_data import FORMAT, Automaton, export
+    from rmmc.user_cache import cache_folder, read_bytes, write_bytes
+
+    grammar = grammar_text(name)
+    folder = cache_folder()
+    path = None
+    if folder is not None:
+        key = f"{FORMAT}|{sys.version}|{sorted(options.items())!r}|{grammar}"
+        stem = name[: -len(".lark")] if name.endswith(".lark") else name
+        path = os.path.join(folder, f"{stem}-lalr-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}.marshal")
+        kept = read_bytes(path)
+        if kept:
+            try:
+                data = marshal.loads(kept)
+                if isinstance(data, dict) and data.get("format") == FORMAT:
+                    return Automaton(data)
+            except (EOFError, ValueError, TypeError, KeyError):
+                pass
+    data = export(load_parser(name, **options))
+    if data is None:
+        return None
+    if path is not None:
+        write_bytes(path, marshal.dumps(data))
+    return Automaton(data)
+
+
 def load_parser(name: str, **options):
     """A `lark.Lark` for grammar file `name` with `options`, through the cache; an
     unreadable cache never stops the parser (it is removed and rebuilt)."""

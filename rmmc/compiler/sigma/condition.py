@@ -67,13 +67,32 @@ def _parser():
                        propagate_positions=False)
 
 
+@lru_cache(maxsize=1)
+def _automaton():
+    """The same parser as plain data (`rmmc.grammar.lalr_data`): a condition that parses is
+    parsed without importing Lark, a fifth of a cold translation of a Sigma rule."""
+    from rmmc.grammar import load_automaton
+
+    return load_automaton("sigma_condition.lark", parser="lalr", lexer="contextual",
+                          propagate_positions=False)
+
+
 @lru_cache(maxsize=4096)
 def parse_condition(text: str) -> CExpr:
     """The condition's tree; ConditionError with the column of the problem otherwise."""
+    automaton = _automaton()
+    tree = automaton.run(text) if automaton is not None else None
+    if tree is None:  # Lark itself: its tree, or its error, as always
+        tree = _parse_with_lark(text)
+    _check_depth(tree)
+    return _build(tree)
+
+
+def _parse_with_lark(text: str):
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
     try:
-        tree = _parser().parse(text)
+        return _parser().parse(text)
     except UnexpectedToken as exc:
         found = "the end of the condition" if exc.token.type == "$END" else repr(str(exc.token))
         column = len(text) if exc.token.type == "$END" else (exc.column or 1) - 1
@@ -83,22 +102,20 @@ def parse_condition(text: str) -> CExpr:
                              exc.pos_in_stream) from None
     except UnexpectedInput as exc:  # pragma: no cover - the two above cover LALR
         raise ConditionError(f"condition: {exc}", 0) from None
-    _check_depth(tree)
-    return _build(tree)
 
 
 def _check_depth(tree) -> None:
-    """ConditionError at the first node nested deeper than MAX_DEPTH (without recursing)."""
-    from lark import Tree
-
+    """ConditionError at the first node nested deeper than MAX_DEPTH (without recursing).
+    Nodes are Lark's `Tree` / `Token` or `lalr_data`'s `Node` / `Leaf`: a node has children,
+    a token is a string."""
     stack = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
-        if not isinstance(node, Tree):
+        if isinstance(node, str):
             continue
         if depth > MAX_DEPTH:
             first = node
-            while isinstance(first, Tree) and first.children:
+            while not isinstance(first, str) and first.children:
                 first = first.children[0]
             column = getattr(first, "start_pos", None) or 0
             raise ConditionError(f"condition: nested too deeply (more than {MAX_DEPTH} levels)",
@@ -107,9 +124,7 @@ def _check_depth(tree) -> None:
 
 
 def _build(tree) -> CExpr:
-    from lark import Token
-
-    if isinstance(tree, Token):
+    if isinstance(tree, str):  # a token
         return Ref(str(tree), tree.start_pos or 0)
     kind = tree.data
     if kind == "reference":
