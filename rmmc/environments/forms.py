@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any, Callable
 
 from rmmc.compiler import ir
@@ -165,13 +166,20 @@ def _overlaps(value: str, tokens: list[str], cased: bool, skip_zero: bool = Fals
     """Whether an occurrence of `value` could begin inside a hive name (before the `\\` that
     ends it, which every style shares)."""
     v = value if cased else fold(value)
+    tails, heads = _hive_tails(tuple(tokens), cased, skip_zero)
+    return v.startswith(tails) or v in heads
+
+
+@cache
+def _hive_tails(tokens: tuple[str, ...], cased: bool, skip_zero: bool) -> tuple[tuple[str, ...], frozenset[str]]:
+    """For `_overlaps`: each tail of each `token\\` the value may begin with, and every text
+    one of those tails begins with (a value such a tail starts with)."""
+    tails = []
     for token in tokens:
         t = (token if cased else fold(token)) + "\\"
-        for k in range(1 if skip_zero else 0, len(token)):
-            tail = t[k:]
-            if v.startswith(tail) or tail.startswith(v):
-                return True
-    return False
+        tails += [t[k:] for k in range(1 if skip_zero else 0, len(token))]
+    heads = frozenset(tail[:n] for tail in tails for n in range(len(tail) + 1))
+    return tuple(tails), heads
 
 
 def leading_hive(value: str, names: dict[str, str], cased: bool) -> tuple[str, int] | None:
