@@ -303,7 +303,10 @@ class Emitter:
             return True
         saved = (len(self.diagnostics), dict(self._fields), set(self._non_ascii_warned))
         try:
-            self.where(node)
+            if self.searchable(node):  # its eval form can only fail in naming the field
+                self.field(node.field.name, None)
+            else:
+                self.where(node)
         except SplRefusal:
             return False
         finally:
