@@ -472,6 +472,8 @@ def _link(per_value: list[list[ir.Predicate]], link_all: bool) -> ir.Condition:
 
 
 def _merge(predicates: list[ir.Predicate], all_values: bool) -> ir.Condition:
+    if len(predicates) == 1:  # most items: one value, nothing to merge
+        return predicates[0]
     groups: dict[tuple, list[ir.Predicate]] = {}
     order: list[tuple] = []
     for p in predicates:

@@ -101,6 +101,7 @@ _SAFE_TAGS = frozenset("tag:yaml.org,2002:" + t for t in (
     "null", "bool", "int", "float", "binary", "timestamp", "omap", "pairs", "set", "str", "seq",
     "map", "merge", "value"))
 _MERGE = "tag:yaml.org,2002:merge"
+_SCALAR = yaml.ScalarNode
 _VALUE = "tag:yaml.org,2002:value"  # a `=` key, which flatten_mapping reads as text
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -214,12 +215,29 @@ def _convert(node: yaml.Node, source: LineIndex, notes: list[Diagnostic], budget
                     f"duplicate key {key_text!r}: the last one is used (as YAML loaders do)",
                     _node_span(key_node, source), "sigma-duplicate-key"))
             # A later key wins, in the first one's place (as in the dict PyYAML builds).
-            out[key_text] = _convert(value_node, source, notes, budget, depth + 1)
+            if value_node.__class__ is _SCALAR and value_node.tag == _STR and budget[0] > 0 \
+                    and depth < MAX_DEPTH:  # the commonest node, as `_convert` reads it, inline
+                budget[0] -= 1
+                text = value_node.value
+                if not text.isascii():
+                    _check_text(text, value_node)
+                out[key_text] = Y(text, value_node, source)
+            else:
+                out[key_text] = _convert(value_node, source, notes, budget, depth + 1)
             keys[key_text] = key_node
         return Y(out, node, source, keys)
     if isinstance(node, yaml.SequenceNode):
-        return Y([_convert(item, source, notes, budget, depth + 1) for item in node.value],
-                 node, source)
+        items = []
+        for item in node.value:
+            if item.__class__ is _SCALAR and item.tag == _STR and budget[0] > 0 and depth < MAX_DEPTH:
+                budget[0] -= 1
+                text = item.value
+                if not text.isascii():
+                    _check_text(text, item)
+                items.append(Y(text, item, source))
+            else:
+                items.append(_convert(item, source, notes, budget, depth + 1))
+        return Y(items, node, source)
     value = _scalar(node)
     if isinstance(value, str):
         _check_text(value, node)
