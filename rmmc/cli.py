@@ -367,20 +367,24 @@ class _Echo:
     flushes, a system call per line otherwise): the same bytes, in the same order between
     standard output and standard error."""
 
+    LIMIT = 1 << 16  # characters held at most (the output is not kept whole a second time)
+
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.size = 0
         self.err = False
 
     def __call__(self, line: str, err: bool = False) -> None:
-        if self.lines and err != self.err:
+        if self.lines and (err != self.err or self.size > self.LIMIT):
             self.flush()
         self.err = err
         self.lines.append(line)
+        self.size += len(line)
 
     def flush(self) -> None:
         if self.lines:
             click.echo("\n".join(self.lines), err=self.err)
-            self.lines = []
+            self.lines, self.size = [], 0
 
 
 def translation_summary(results, written, outdir) -> str:
