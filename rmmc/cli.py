@@ -346,45 +346,18 @@ def _report(results, sources, written, outdir, output_format) -> None:
         return
     indexes = sources
     shown = 0
-    echo = _Echo()
     for r in results:
         for d in r.diagnostics:
-            echo(render_text(d, indexes.get(d.path or "")), err=True)
+            click.echo(render_text(d, indexes.get(d.path or "")), err=True)
         problem = written.get(id(r), (None, None))[1]
         if problem is not None:
-            echo(render_text(problem, None), err=True)
+            click.echo(render_text(problem, None), err=True)
         if not outdir and r.text:
             if shown:
-                echo("---" if r.target == "sigma" else "")
-            echo(r.stream.rstrip("\n"))
+                click.echo("---" if r.target == "sigma" else "")
+            click.echo(r.stream.rstrip("\n"))
             shown += 1
-    echo(translation_summary(results, written, outdir), err=True)
-    echo.flush()
-
-
-class _Echo:
-    """`click.echo` of many lines, one call per run of lines to the same stream (each call
-    flushes, a system call per line otherwise): the same bytes, in the same order between
-    standard output and standard error."""
-
-    LIMIT = 1 << 16  # characters held at most (the output is not kept whole a second time)
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.size = 0
-        self.err = False
-
-    def __call__(self, line: str, err: bool = False) -> None:
-        if self.lines and (err != self.err or self.size > self.LIMIT):
-            self.flush()
-        self.err = err
-        self.lines.append(line)
-        self.size += len(line)
-
-    def flush(self) -> None:
-        if self.lines:
-            click.echo("\n".join(self.lines), err=self.err)
-            self.lines, self.size = [], 0
+    click.echo(translation_summary(results, written, outdir), err=True)
 
 
 def translation_summary(results, written, outdir) -> str:
