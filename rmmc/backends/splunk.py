@@ -303,7 +303,10 @@ class Emitter:
             return True
         saved = (len(self.diagnostics), dict(self._fields), set(self._non_ascii_warned))
         try:
-            self.where(node)
+            if self.searchable(node):  # its eval form can only fail in naming the field
+                self.field(node.field.name, None)
+            else:
+                self.where(node)
         except SplRefusal:
             return False
         finally:
@@ -516,15 +519,15 @@ class Emitter:
         flags = "" if p.case_sensitive else "(?i)"
         if p.op is Op.REGEX:
             return f"match({x}, {regex_string(flags + pcre(value))})"
-        literal = regex_literal(value)
-        body = {
-            Op.CONTAINS: literal,
-            Op.STARTSWITH: "^" + literal,
-            Op.ENDSWITH: literal + "\\z",
-            Op.TERM: term_regex(value),
-            Op.TERM_PREFIX: term_regex(value, end=False),
-            Op.TERM_SUFFIX: term_regex(value, start=False),
-        }[p.op]
+        op = p.op
+        if op is Op.CONTAINS:
+            body = regex_literal(value)
+        elif op is Op.STARTSWITH:
+            body = "^" + regex_literal(value)
+        elif op is Op.ENDSWITH:
+            body = regex_literal(value) + "\\z"
+        else:  # TERM, TERM_PREFIX, TERM_SUFFIX
+            body = term_regex(value, start=op is not Op.TERM_SUFFIX, end=op is not Op.TERM_PREFIX)
         return f"match({x}, {regex_string(flags + body)})"
 
     def numeric(self, p: Predicate, value: Spl) -> str:

@@ -102,6 +102,8 @@ def regex_string(pattern: str) -> str:
     becomes `\\x{hh}`, which PCRE reads as that character; one escaped in the pattern
     (`\\<TAB>`, a literal TAB in PCRE) is replaced with its escape, so the pattern's backslash
     does not turn `\\x{09}` into a backslash followed by `x{09}`."""
+    if not _CONTROL.search(pattern):  # the common case: the pattern as it is, quoted
+        return '"' + pattern.replace("\\", "\\\\").replace('"', '\\"') + '"'
     out: list[str] = []
     i = 0
     while i < len(pattern):
@@ -121,16 +123,12 @@ def regex_literal(value: str) -> str:
     non-ASCII characters as themselves (no pattern here ever sets PCRE's (?x)), every other
     printable ASCII character backslash-escaped (always literal in PCRE), control characters
     as `\\x{hh}`."""
-    out = []
-    for ch in value:
-        code = ord(ch)
-        if code < 32 or code == 127:
-            out.append("\\x{%02x}" % code)
-        elif code > 127 or ch.isalnum() or ch == " ":
-            out.append(ch)
-        else:
-            out.append("\\" + ch)
-    return "".join(out)
+    return value.translate(_REGEX_ESCAPES)
+
+
+_REGEX_ESCAPES = {code: "\\x{%02x}" % code if code < 32 or code == 127 else "\\" + chr(code)
+                  for code in range(128) if not (chr(code).isalnum() or code == 32)}
+"""What `regex_literal` writes for each ASCII character it does not keep (one pass in C)."""
 
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -231,13 +231,16 @@ def expr_fields(expr: Any) -> list[Field]:
     return list(seen.values())
 
 
+_TRUE, _FALSE = Const(True), Const(False)  # built once: all_of / any_of test every operand
+
+
 def all_of(conditions: list[Condition] | tuple[Condition, ...]) -> Condition:
     """AND of conditions, flattened; `Const(True)` when there are none."""
     flat: list[Condition] = []
     for c in conditions:
         if isinstance(c, And):
             flat.extend(c.operands)
-        elif c == Const(True):
+        elif isinstance(c, Const) and c == _TRUE:
             continue
         else:
             flat.append(c)
@@ -252,7 +255,7 @@ def any_of(conditions: list[Condition] | tuple[Condition, ...]) -> Condition:
     for c in conditions:
         if isinstance(c, Or):
             flat.extend(c.operands)
-        elif c == Const(False):
+        elif isinstance(c, Const) and c == _FALSE:
             continue
         else:
             flat.append(c)

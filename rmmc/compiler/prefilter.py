@@ -85,8 +85,16 @@ def is_own_superset(condition: Condition, writable: Writable = printable_ascii) 
     if isinstance(condition, (And, Or)):
         return all(is_own_superset(c, writable) for c in condition.operands)
     return (is_indexable(condition) and bool(condition.values)
-            and all(isinstance(v, str) and v and all(writable(ch) for ch in fold(fold_to_ascii(v)))
+            and all(isinstance(v, str) and v and _all_writable(fold(fold_to_ascii(v)), writable)
                     for v in condition.values))
+
+
+def _all_writable(text: str, writable: Writable) -> bool:
+    """Whether `writable` accepts every character of `text` (for `printable_ascii`, by the
+    string's own C tests: this runs for every value of every Sigma rule)."""
+    if writable is printable_ascii:
+        return text.isascii() and text.isprintable() and not ("*" in text or "?" in text or "\\" in text)
+    return all(writable(ch) for ch in text)
 
 
 def drop_implied(conjuncts: list[Condition]) -> list[Condition]:
@@ -94,11 +102,21 @@ def drop_implied(conjuncts: list[Condition]) -> list[Condition]:
     `X|contains` written beside `X|re|i` for an index, read back: `has` implies it), so reading
     a translation back gives the rule, not the rule and its prefilter.  Exact: a dropped
     conjunct is its own superset, which the kept one implies."""
+    own = [is_own_superset(c) for c in conjuncts]
+    if len(conjuncts) < 2 or not any(own) or all(own):  # nothing another one could imply
+        return list(conjuncts)
+    supersets: dict[int, Condition] = {}
+
+    def superset_of(j: int) -> Condition:  # each computed once, and only when compared
+        if j not in supersets:
+            supersets[j] = superset(conjuncts[j])
+        return supersets[j]
+
     out = []
     for i, c in enumerate(conjuncts):
-        if is_own_superset(c):
-            mine = superset(c)
-            if any(j != i and not is_own_superset(d) and superset(d) == mine for j, d in enumerate(conjuncts)):
+        if own[i]:
+            mine = superset_of(i)
+            if any(j != i and not own[j] and superset_of(j) == mine for j in range(len(conjuncts))):
                 continue
         out.append(c)
     return out
@@ -136,7 +154,7 @@ def _needle(op: Op, value: str, writable: Writable) -> tuple[Op, str]:
     """(operator, needle) of the case-insensitive test a value's test implies; needle '' when
     there is none."""
     value = fold(fold_to_ascii(value))
-    if value and all(writable(ch) for ch in value):
+    if value and _all_writable(value, writable):
         return op, value
     runs, run = [], ""
     for ch in value:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Iterable, Mapping
 
 from rmmc.resources import package_text
@@ -102,18 +102,25 @@ class FieldSchema:
 
     def suggest(self, name: str) -> str | None:
         """A known name close to `name` (case first, then spelling; the last dotted part of
-        ECS-like names counts too), else None."""
-        pool = sorted(self.names | {f"{c}.{m}" for c in self.dynamic for m in self.members})
-        lowered = {n.lower(): n for n in pool}
-        if name.lower() in lowered and lowered[name.lower()] != name:
-            return lowered[name.lower()]
-        close = difflib.get_close_matches(name, pool, n=1, cutoff=0.75)
-        if close:
-            return close[0]
-        squashed = {n.lower().replace("_", "").replace(".", ""): n for n in pool}
-        key = name.lower().replace("_", "").replace(".", "")
-        close = difflib.get_close_matches(key, list(squashed), n=1, cutoff=0.8)
-        return squashed[close[0]] if close else None
+        ECS-like names counts too), else None.  Remembered per schema and name: a rule set
+        misses the same names again and again, and each guess scans the whole pool."""
+        return _suggest(self, name)
+
+
+@lru_cache(maxsize=4096)
+def _suggest(schema: FieldSchema, name: str) -> str | None:
+    """`FieldSchema.suggest` (the schema is frozen, so the answer is a function of it and the name)."""
+    pool = sorted(schema.names | {f"{c}.{m}" for c in schema.dynamic for m in schema.members})
+    lowered = {n.lower(): n for n in pool}
+    if name.lower() in lowered and lowered[name.lower()] != name:
+        return lowered[name.lower()]
+    close = difflib.get_close_matches(name, pool, n=1, cutoff=0.75)
+    if close:
+        return close[0]
+    squashed = {n.lower().replace("_", "").replace(".", ""): n for n in pool}
+    key = name.lower().replace("_", "").replace(".", "")
+    close = difflib.get_close_matches(key, list(squashed), n=1, cutoff=0.8)
+    return squashed[close[0]] if close else None
 
 
 def schema_for(sets: Iterable[str], declare: Iterable[str], members: Iterable[str],

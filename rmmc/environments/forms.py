@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any, Callable
 
 from rmmc.compiler import ir
@@ -165,13 +166,23 @@ def _overlaps(value: str, tokens: list[str], cased: bool, skip_zero: bool = Fals
     """Whether an occurrence of `value` could begin inside a hive name (before the `\\` that
     ends it, which every style shares)."""
     v = value if cased else fold(value)
+    tails, joined = _hive_tails(tuple(tokens), cased, skip_zero)
+    if v.startswith(tails):
+        return True
+    if "\0" in v:  # (the separator below)
+        return any(tail.startswith(v) for tail in tails)
+    return "\0" + v in joined  # a tail starts with v
+
+
+@cache
+def _hive_tails(tokens: tuple[str, ...], cased: bool, skip_zero: bool) -> tuple[tuple[str, ...], str]:
+    """For `_overlaps`: each tail of each `token\\` the value may begin with, and all of them
+    each after a NUL (a value one begins with is then found after a NUL)."""
+    tails = []
     for token in tokens:
         t = (token if cased else fold(token)) + "\\"
-        for k in range(1 if skip_zero else 0, len(token)):
-            tail = t[k:]
-            if v.startswith(tail) or tail.startswith(v):
-                return True
-    return False
+        tails += [t[k:] for k in range(1 if skip_zero else 0, len(token))]
+    return tuple(tails), "".join("\0" + tail for tail in tails)
 
 
 def leading_hive(value: str, names: dict[str, str], cased: bool) -> tuple[str, int] | None:

@@ -32,9 +32,21 @@ def _sigma_source(table: str):
 
 def sigma_readers(table: Any) -> dict[str, Reader]:
     """Sigma field -> how a test on it reads as tests on `table`'s columns (`table` is the
-    Defender `TableSchema`), for the fields the `sigma` environment holds in another form."""
+    Defender `TableSchema`), for the fields the `sigma` environment holds in another form.
+    Built once per table (a table and the `sigma` environment never change; the reader asks
+    for every detection item): do not change the dict."""
     if table is None:
         return {}
+    readers = _READERS.get(table)
+    if readers is None:
+        readers = _READERS[table] = _sigma_readers(table)
+    return readers
+
+
+_READERS: dict[Any, dict[str, Reader]] = {}
+
+
+def _sigma_readers(table: Any) -> dict[str, Reader]:
     source = _sigma_source(table.name)
     if source is None:
         return {}

@@ -81,14 +81,19 @@ def read_path(path: str | Path, kind: DocumentKind | str | None = None) -> FileR
         reason = exc.strerror or type(exc).__name__
         return _failed(name, f"cannot read file: {reason}", "doc-unreadable")
     try:
-        mode = os.fstat(fd).st_mode
+        status = os.fstat(fd)
+        mode = status.st_mode
         if stat.S_ISDIR(mode):
             return _failed(name, "cannot read file: Is a directory", "doc-unreadable")
         what = _not_regular(mode)
         if what is not None:
             return _failed(name, f"not a regular file ({what}): not read", "doc-not-regular")
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(MAX_BYTES + 1)
+            # Asking for MAX_BYTES + 1 at once allocates that much (64 MB) for every file;
+            # the size fstat gave, plus one byte to see the end, is enough unless it grew.
+            data = handle.read(min(status.st_size + 1, MAX_BYTES + 1))
+            if status.st_size < len(data) <= MAX_BYTES:
+                data += handle.read(MAX_BYTES + 1 - len(data))
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         return _failed(name, f"cannot read file: {reason}", "doc-unreadable")

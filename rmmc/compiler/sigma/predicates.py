@@ -63,6 +63,25 @@ def predicate(name: str, column_type: str | None, value: SValue, span: Span | No
     raise TypeError(f"not a Sigma value: {value!r}")
 
 
+_PLAIN_OPS = {(): Op.EQUALS, ("contains",): Op.CONTAINS, ("startswith",): Op.STARTSWITH,
+              ("endswith",): Op.ENDSWITH}
+
+
+def plain_predicate(name: str, column_type: str | None, raw: object, modifiers: tuple[str, ...],
+                    span: Span | None) -> Predicate | None:
+    """The predicate `predicate` gives for the most common Sigma value, a text with no wildcard
+    and no escape under at most one of contains / startswith / endswith (`modifiers`: the value
+    modifiers, list modifiers left out), without building the Sigma value; None for any other
+    value.  The reader tries this first for each of the SigmaHQ rules' 34,000 values."""
+    op = _PLAIN_OPS.get(modifiers)
+    if op is None or type(raw) is not str or not raw or "*" in raw or "?" in raw or "\\\\" in raw:
+        return None  # (a backslash before anything but `*`, `?` or itself is itself)
+    kind = column_type or "string"
+    if op is Op.EQUALS and kind in NUMERIC:  # may be a number written as text
+        return None
+    return Predicate(Field(name, kind), op, (raw,), span=span)
+
+
 def _number_type(n: int | float) -> str:
     return "real" if isinstance(n, float) else "long"
 

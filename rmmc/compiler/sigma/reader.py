@@ -26,8 +26,8 @@ from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Severity, Span, err
 from rmmc.compiler.prefilter import drop_implied
 from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, ConditionError, Quantified, Ref,
                                            names_for, parse_condition)
-from rmmc.compiler.sigma.predicates import predicate
-from rmmc.compiler.sigma.values import (KNOWN_MODIFIERS, SigmaValueProblem, Unsupported,
+from rmmc.compiler.sigma.predicates import plain_predicate, predicate
+from rmmc.compiler.sigma.values import (KNOWN_MODIFIERS, LIST_MODIFIERS, SigmaValueProblem, Unsupported,
                                         apply_modifiers)
 from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain
 
@@ -405,11 +405,16 @@ class _Detection:
             self.found.append(error(f"{key}: a value must be a scalar or a list", node.span, "sigma-structure"))
             return None
         link_all = "all" in modifiers
+        value_modifiers = tuple(m for m in modifiers if m not in LIST_MODIFIERS)
         per_value: list[list[ir.Predicate]] = []
         for raw in raws:
             if raw.is_map or raw.is_list:
                 self.found.append(error(f"{key}: a value must be a scalar", raw.span, "sigma-structure"))
                 return None
+            simple = plain_predicate(column, column_type, raw.value, value_modifiers, key_span)
+            if simple is not None:  # the common case, as `apply_modifiers` + `predicate` give it
+                per_value.append([simple])
+                continue
             try:
                 values = apply_modifiers(raw.value, modifiers)
             except Unsupported as exc:
@@ -467,6 +472,8 @@ def _link(per_value: list[list[ir.Predicate]], link_all: bool) -> ir.Condition:
 
 
 def _merge(predicates: list[ir.Predicate], all_values: bool) -> ir.Condition:
+    if len(predicates) == 1:  # most items: one value, nothing to merge
+        return predicates[0]
     groups: dict[tuple, list[ir.Predicate]] = {}
     order: list[tuple] = []
     for p in predicates:

@@ -101,6 +101,8 @@ _SAFE_TAGS = frozenset("tag:yaml.org,2002:" + t for t in (
     "null", "bool", "int", "float", "binary", "timestamp", "omap", "pairs", "set", "str", "seq",
     "map", "merge", "value"))
 _MERGE = "tag:yaml.org,2002:merge"
+_SCALAR = yaml.ScalarNode
+_VALUE = "tag:yaml.org,2002:value"  # a `=` key, which flatten_mapping reads as text
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -180,33 +182,62 @@ def _convert(node: yaml.Node, source: LineIndex, notes: list[Diagnostic], budget
                        node)
     if depth > MAX_DEPTH:
         raise _Refused(f"YAML nesting is too deep (more than {MAX_DEPTH} levels)", node)
-    if node.tag not in _SAFE_TAGS:
+    tag = node.tag
+    if tag not in _SAFE_TAGS:
         notes.append(warning(f"tag {node.tag!r} is not a YAML type the safe loader knows (pySigma "
                              "refuses the file): read as plain YAML", _node_span(node, source),
                              "sigma-yaml-tag"))
+    if isinstance(node, yaml.ScalarNode):  # most nodes: the plain text case first
+        value = node.value if tag == _STR else _scalar(node)
+        if isinstance(value, str) and not value.isascii():
+            _check_text(value, node)
+        return Y(value, node, source)
     if isinstance(node, yaml.MappingNode):
-        own = {id(k) for k, _ in node.value if k.tag != _MERGE}
-        try:  # `<<` merge keys, by PyYAML's own code: pySigma loads rules with it
-            _CONSTRUCTOR.flatten_mapping(node)
-        except yaml.constructor.ConstructorError as exc:
-            raise _Refused(f"YAML merge key: {exc.problem}", node) from None
+        own = None  # the keys written here, not merged in (None: all of them)
+        if any(k.tag == _MERGE or k.tag == _VALUE for k, _ in node.value):
+            own = {id(k) for k, _ in node.value if k.tag != _MERGE}
+            try:  # `<<` merge keys, by PyYAML's own code: pySigma loads rules with it
+                _CONSTRUCTOR.flatten_mapping(node)
+            except yaml.constructor.ConstructorError as exc:
+                raise _Refused(f"YAML merge key: {exc.problem}", node) from None
         out: dict[str, Y] = {}
         keys: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-            key_text = "" if key is None else str(key)
-            _check_text(key_text, key_node)
-            if key_text in out and id(key_node) in own and id(keys[key_text]) in own:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value if key_node.tag == _STR else _scalar(key_node)
+                key_text = "" if key is None else str(key)
+                if not key_text.isascii():
+                    _check_text(key_text, key_node)
+            else:
+                key_text = ""
+            if key_text in out and (own is None or (id(key_node) in own and id(keys[key_text]) in own)):
                 notes.append(warning(
                     f"duplicate key {key_text!r}: the last one is used (as YAML loaders do)",
                     _node_span(key_node, source), "sigma-duplicate-key"))
             # A later key wins, in the first one's place (as in the dict PyYAML builds).
-            out[key_text] = _convert(value_node, source, notes, budget, depth + 1)
+            if value_node.__class__ is _SCALAR and value_node.tag == _STR and budget[0] > 0 \
+                    and depth < MAX_DEPTH:  # the commonest node, as `_convert` reads it, inline
+                budget[0] -= 1
+                text = value_node.value
+                if not text.isascii():
+                    _check_text(text, value_node)
+                out[key_text] = Y(text, value_node, source)
+            else:
+                out[key_text] = _convert(value_node, source, notes, budget, depth + 1)
             keys[key_text] = key_node
         return Y(out, node, source, keys)
     if isinstance(node, yaml.SequenceNode):
-        return Y([_convert(item, source, notes, budget, depth + 1) for item in node.value],
-                 node, source)
+        items = []
+        for item in node.value:
+            if item.__class__ is _SCALAR and item.tag == _STR and budget[0] > 0 and depth < MAX_DEPTH:
+                budget[0] -= 1
+                text = item.value
+                if not text.isascii():
+                    _check_text(text, item)
+                items.append(Y(text, item, source))
+            else:
+                items.append(_convert(item, source, notes, budget, depth + 1))
+        return Y(items, node, source)
     value = _scalar(node)
     if isinstance(value, str):
         _check_text(value, node)
