@@ -288,7 +288,7 @@ def _column_commands(emitter: UnionEmitter, branches: list[_Branch], stages: tup
                 raise Refusal(f"the union's column {name} is a {value.kind} in {b.label}, a {kind} elsewhere")
             values.append((b, f"COALESCE({value.text}, \"\")" if value.kind == "segment" else value.text))
             read_raw |= {b.emitter.out_name(f.name) for f in ir.expr_fields(expr)}
-        if len(branches) == 1:
+        if len({text for _, text in values}) == 1:  # every row is one branch's: no CASE needed
             expression = values[0][1]
         else:
             pairs = [f"{strip_parens(b.emitter.emit(b.selector))}, {text}" for b, text in values]
