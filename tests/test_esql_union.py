@@ -59,7 +59,7 @@ def _agree(rule, adapted, out, extra: list[dict] = ()) -> list[dict]:
     events += [{**adapted.normalize({k: v for k, v in e.items() if k != RAW}), RAW: e.get(RAW, {})} for e in extra]
     expected = run(rule, [{k: v for k, v in e.items() if k != RAW} for e in events], now=NOW)
     got = _esql_rows(out.text, adapted, events)
-    names = {v: k for k, v in adapted.names.items()}
+    names = {v: k for part in [*adapted.parts.values(), adapted] for k, v in part.names.items()}
     assert comparable(got, lambda k: names.get(k, "Timestamp" if k == "@timestamp" else k)) == \
         comparable(expected), out.text
     return expected
@@ -216,4 +216,17 @@ def test_the_any_device_table_hunt_is_refused_for_deviceevents_and_its_known_tab
     assert out.ok, out.diagnostics
     for code in ('== "1"', '== "3"', 'IN ("11", "23", "26")', 'IN ("12", "13", "14")', '== "7"'):
         assert f"(TO_LOWER(event.code) {code})" in out.text, code
+    _agree(rule, adapted, out)
+
+
+@pytest.mark.parametrize("kql", [
+    "union (DeviceProcessEvents | where FileName =~ 'a.exe' | project DeviceName, FileName), "
+    "(DeviceNetworkEvents | project DeviceName, Url = RemoteUrl) | where DeviceName startswith 'ws'",
+    "union (DeviceProcessEvents | project DeviceName, Name = FileName), "
+    "(DeviceNetworkEvents | project DeviceName, Name = RemoteUrl) | where Name has 'anydesk'",
+], ids=["one-branch-column", "renamed-per-branch"])
+def test_branches_that_project_their_own_columns_rows_agree(kql):
+    rule, adapted, out = _translated(kql)
+    assert out.ok, out.diagnostics
+    assert "CASE(" in out.text
     _agree(rule, adapted, out)

@@ -259,9 +259,9 @@ def _column_commands(emitter: UnionEmitter, branches: list[_Branch], stages: tup
         for c in columns:
             for name in (c.closed or list(c.defs)):
                 read.setdefault(name, "")
-    assignments: list[tuple[str, str]] = []
-    read_raw = {b.emitter.out_name(f.name) for b in branches if b.selector is not None
-                for f in ir.expr_fields(b.selector)}  # what the CASEs read from the event
+    assignments: list[tuple[str, str, set[str]]] = []  # (target, expression, event fields it reads)
+    selected = {b.emitter.out_name(f.name) for b in branches if b.selector is not None
+                for f in ir.expr_fields(b.selector)}
     for name, stated in read.items():
         exprs = []
         for b, c in zip(branches, columns):
@@ -279,6 +279,7 @@ def _column_commands(emitter: UnionEmitter, branches: list[_Branch], stages: tup
             raise Refusal(f"the union's column {name} holds values of different types per source "
                           f"({', '.join(sorted(types))})")
         values = []
+        reads = set(selected)
         for b, expr in zip(branches, exprs):
             if expr is None:
                 values.append((b, '""' if kind == "string" else "null"))
@@ -287,16 +288,16 @@ def _column_commands(emitter: UnionEmitter, branches: list[_Branch], stages: tup
             if value.kind != kind and not (kind == "string" and value.kind == "segment"):
                 raise Refusal(f"the union's column {name} is a {value.kind} in {b.label}, a {kind} elsewhere")
             values.append((b, f"COALESCE({value.text}, \"\")" if value.kind == "segment" else value.text))
-            read_raw |= {b.emitter.out_name(f.name) for f in ir.expr_fields(expr)}
+            reads |= {b.emitter.out_name(f.name) for f in ir.expr_fields(expr)}
         if len({text for _, text in values}) == 1:  # every row is one branch's: no CASE needed
             expression = values[0][1]
         else:
             pairs = [f"{strip_parens(b.emitter.emit(b.selector))}, {text}" for b, text in values]
             expression = f"CASE({', '.join(pairs)})"
         emitter.check_own_name(name)
-        assignments.append((ident(emitter.out_name(name)), expression))
+        assignments.append((ident(emitter.out_name(name)), expression, {ident(n) for n in reads}))
         emitter.columns[name] = "value"
-    commands = _assign(assignments, read_raw)
+    commands = _assign(assignments)
     if not closes and all(c.closed is not None for c in columns):
         shown = list(dict.fromkeys(n for c in columns for n in c.closed))
         commands.append("KEEP " + ", ".join(dict.fromkeys(emitter.column(n) for n in shown)))
@@ -305,14 +306,19 @@ def _column_commands(emitter: UnionEmitter, branches: list[_Branch], stages: tup
     return commands
 
 
-def _assign(assignments: list[tuple[str, str]], read_raw: set[str]) -> list[str]:
-    """One `EVAL` of every column; through temporaries when a column replaces an event field a
-    CASE reads (an EVAL's assignment sees those to its left)."""
+def _assign(assignments: list[tuple[str, str, set[str]]]) -> list[str]:
+    """One `EVAL` of every column; through temporaries when an expression reads an event field an
+    assignment to its left replaces (an EVAL's assignment sees those to its left)."""
     if not assignments:
         return []
-    if not {ident(n) for n in read_raw} & {target for target, _ in assignments}:
-        return ["EVAL " + ", ".join(f"{target} = {text}" for target, text in assignments)]
+    set_before: set[str] = set()
+    clash = False
+    for target, _, reads in assignments:
+        clash = clash or bool(reads & set_before)
+        set_before.add(target)
+    if not clash:
+        return ["EVAL " + ", ".join(f"{target} = {text}" for target, text, _ in assignments)]
     temps = [f"rmmc_u{i + 1}" for i in range(len(assignments))]
-    return ["EVAL " + ", ".join(f"{t} = {text}" for t, (_, text) in zip(temps, assignments)),
-            "EVAL " + ", ".join(f"{target} = {t}" for t, (target, _) in zip(temps, assignments)),
+    return ["EVAL " + ", ".join(f"{t} = {text}" for t, (_, text, _) in zip(temps, assignments)),
+            "EVAL " + ", ".join(f"{target} = {t}" for t, (target, _, _) in zip(temps, assignments)),
             "DROP " + ", ".join(temps)]
