@@ -52,6 +52,8 @@ How the meaning is kept (the reference is `rmmc.compiler.evaluator` and `rmmc.co
   expressions are written like tests on fields, over the expression (`esql_expr`).
 * `InSubquery` is widened (replaced by the constant that keeps a superset of the events),
   each replaced node reported lossy.
+* A union (`esql_union`): one FROM of every branch's indexes, each branch's tests under its
+  source's filter, OR-ed; per-source columns as `CASE` over the filters.
 * Stages (`esql_stages`): every stage in the rule's order, each with KQL's meaning; what ES|QL
   cannot say is refused (`unsupported`, located at the stage), never dropped.
 * Rows.  ES|QL returns at most 1,000 rows unless a `LIMIT` says more, and never more than

@@ -26,11 +26,11 @@ Why it is exact:
   column gives "" for a string (KQL's missing string) or null.
 * `withsource=Source` is such a column: `CASE(<A's filter>, "A", ...)`.
 
-Refused (located): a union without an environment's placement (nothing names each source's
-events), a branch with its own stages that are not row-wise (a branch's summarize, sort or take
-works on that branch's rows alone: one FROM has no such form), a column whose type differs
-per branch, and branches whose lookbacks differ in a way the WHERE cannot say per branch (it
-can: each branch then carries its own time test).
+Branches that look back over different windows each carry their own time test.
+
+Refused (located): branches not told apart (above; a source without an environment's filter), a
+branch with its own stages that are not row-wise (a branch's summarize, sort or take works on
+that branch's rows alone: one FROM has no such form), a column whose type differs per branch.
 """
 
 from __future__ import annotations
