@@ -108,9 +108,12 @@ def test_union_test_on_a_column_one_source_lacks_is_located():
     assert "InitiatingProcessVersionInfoCompanyName" in error.message and error.span is not None
 
 
-def test_esql_refuses_a_union_rather_than_dropping_its_branches():
-    (result,) = translate_text("union DeviceProcessEvents, DeviceNetworkEvents | where DeviceName == 'a'",
-                               "esql", allow_unknown_fields=True)
+def test_esql_writes_a_union_under_each_sources_filter_or_refuses_it_rather_than_dropping_branches():
+    kql = "union DeviceProcessEvents, DeviceNetworkEvents | where DeviceName == 'a'"
+    (result,) = translate_text(kql, "esql", allow_unknown_fields=True)  # elastic-winlogbeat: event codes
+    assert result.ok, result.diagnostics
+    assert '(TO_LOWER(event.code) == "1")' in result.text and '(TO_LOWER(event.code) == "3")' in result.text
+    (result,) = translate_text(kql, "esql", env="elastic-endpoint")  # connections have no filter there
     assert not result.ok and "union" in " ".join(d.message for d in result.diagnostics if d.is_error)
 
 

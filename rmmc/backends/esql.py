@@ -52,6 +52,8 @@ How the meaning is kept (the reference is `rmmc.compiler.evaluator` and `rmmc.co
   expressions are written like tests on fields, over the expression (`esql_expr`).
 * `InSubquery` is widened (replaced by the constant that keeps a superset of the events),
   each replaced node reported lossy.
+* A union (`esql_union`): one FROM of every branch's indexes, each branch's tests under its
+  source's filter, OR-ed; per-source columns as `CASE` over the filters.
 * Stages (`esql_stages`): every stage in the rule's order, each with KQL's meaning; what ES|QL
   cannot say is refused (`unsupported`, located at the stage), never dropped.
 * Rows.  ES|QL returns at most 1,000 rows unless a `LIMIT` says more, and never more than
@@ -84,6 +86,9 @@ from rmmc.compiler.ir import (And, Compare, Condition, Const, Field, InSubquery,
                               Predicate, Rule, Summarize, all_of)
 
 TARGET = "esql"
+HANDLES = frozenset({"union"})
+"""The constructs over several sources written here (`rmmc.backends.esql_union`); the others are
+refused where they are used (`rmmc.backends._unhandled`)."""
 DEFAULT_INDEX = "logs-*"
 METADATA = ("_id", "_version", "_index")
 """What a non-aggregating ES|QL rule reads with `FROM ... METADATA` (Elastic's rule validation and
@@ -499,11 +504,10 @@ class Emitter:
 # ------------------------------------------------------------------ the rule
 
 
-def _where(em: Emitter, condition: Condition) -> list[str]:
-    """The detection as `WHERE <index tests>` then `WHERE <exact tests>`: each top-level
-    conjunct's `prefilter.superset` (implied by it) in its indexable form first; a conjunct that
-    is its own superset (a case-insensitive equality, contains, ... with a plain needle) is said
-    there only."""
+def where_parts(em: Emitter, condition: Condition) -> tuple[list[str], list[str]]:
+    """The detection as (index tests, exact tests): each top-level conjunct's
+    `prefilter.superset` (implied by it) in its indexable form first; a conjunct that is its own
+    superset (a case-insensitive equality, contains, ... with a plain needle) is said there only."""
     conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
     index_parts: list[str] = []
     exact_parts: list[str] = []
@@ -514,6 +518,12 @@ def _where(em: Emitter, condition: Condition) -> list[str]:
             index_parts.append(test)
         if test is None or not is_own_superset(c):
             exact_parts.append(em.emit(c))
+    return index_parts, exact_parts
+
+
+def _where(em: Emitter, condition: Condition) -> list[str]:
+    """`WHERE <index tests>` then `WHERE <exact tests>` (see `where_parts`)."""
+    index_parts, exact_parts = where_parts(em, condition)
     commands = []
     if index_parts:
         commands.append("WHERE " + strip_parens(join("AND", index_parts)))
@@ -522,12 +532,60 @@ def _where(em: Emitter, condition: Condition) -> list[str]:
     return commands
 
 
+def detection(em: Emitter, rule: Rule, options: EmitOptions, found: list[Diagnostic]) -> Condition:
+    """The rule's detection with its exclusions, each subquery widened away (reported lossy)."""
+    def exclusion_text(c: Condition) -> str:
+        side = Emitter(em.table, em.profile, em.profile_name, taxonomy=em.taxonomy)
+        wide, _ = widen(Not(c), lambda n: isinstance(n, InSubquery))
+        return "as ES|QL: | WHERE " + strip_parens(side.emit(wide))
+
+    condition = all_of([rule.condition, *exclusion_conditions(
+        rule, options, TARGET, found, render=exclusion_text, form="ES|QL", refusal=Refusal)])
+    condition, replaced = widen(condition, lambda n: isinstance(n, InSubquery))
+    for node in replaced:
+        assert isinstance(node, InSubquery)
+        said = lossy(TARGET, f"{node.field.name} {'!' if node.negated else ''}in "
+                             f"({node.query}) needs another query, which ES|QL cannot "
+                             "run here: the test is dropped and events it would reject "
+                             "now match", node.span, node)
+        if said not in found:
+            found.append(said)
+    return condition
+
+
+def lookback_test(em: Emitter, rule: Rule, found: list[Diagnostic]) -> str | None:
+    """`<time> > NOW() - <span>` for the rule's lookback (None without one)."""
+    if rule.lookback is None:
+        return None
+    span, rounded = time_span(rule.lookback.window)
+    if rounded:
+        said = lossy(TARGET, f"lookback {rule.lookback.window} rounded up to {span} "
+                             "(ES|QL spans are whole milliseconds): slightly older "
+                             "events now match", subject="lookback")
+        if said not in found:
+            found.append(said)
+    return f"{em.column('Timestamp')} > NOW() - {span}"
+
+
 def _table(rule: Rule) -> str | None:
     if rule.source.table:
         return rule.source.table
     from rmmc.backends.kql import KIND_TABLES
 
     return KIND_TABLES.get(rule.source.kind)
+
+
+def _keep_metadata(written: list[str], aggregates: bool, found: list[Diagnostic]) -> list[str]:
+    """A non-aggregating rule's KEEPs also keep the metadata the alerts are deduplicated by."""
+    if aggregates:
+        return written
+    written = [c + ", " + ", ".join(METADATA) if c.startswith("KEEP ") and not c.endswith(", *") else c
+               for c in written]
+    said = note(TARGET, "KEEP also keeps " + ", ".join(METADATA) + ": Elastic deduplicates "
+                        "the alerts of a non-aggregating rule by them")
+    if any(c.startswith("KEEP ") for c in written) and said not in found:
+        found.append(said)
+    return written
 
 
 _INDEX = re.compile(r"[A-Za-z0-9._*:+-]+(,[A-Za-z0-9._*:+-]+)*")
@@ -554,38 +612,21 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
         aggregates = any(isinstance(s, Summarize) for s in rule.stages)
         # Elastic's rule validation requires the metadata on a non-aggregating query (alert ids)
         commands = [f"FROM {index}" if aggregates else f"FROM {index} METADATA {', '.join(METADATA)}"]
-        if rule.lookback is not None:
-            span, rounded = time_span(rule.lookback.window)
-            if rounded:
-                found.append(lossy(TARGET, f"lookback {rule.lookback.window} rounded up to {span} "
-                                           "(ES|QL spans are whole milliseconds): slightly older "
-                                           "events now match", subject="lookback"))
-            commands.append(f"WHERE {em.column('Timestamp')} > NOW() - {span}")
+        if rule.union is not None:
+            from rmmc.backends.esql_union import union_commands
 
-        def exclusion_text(c: Condition) -> str:
-            side = Emitter(em.table, profile, fields, taxonomy=em.taxonomy)
-            wide, _ = widen(Not(c), lambda n: isinstance(n, InSubquery))
-            return "as ES|QL: | WHERE " + strip_parens(side.emit(wide))
-
-        condition = all_of([rule.condition, *exclusion_conditions(
-            rule, options, TARGET, found, render=exclusion_text, form="ES|QL", refusal=Refusal)])
-        condition, replaced = widen(condition, lambda n: isinstance(n, InSubquery))
-        for node in replaced:
-            assert isinstance(node, InSubquery)
-            found.append(lossy(TARGET, f"{node.field.name} {'!' if node.negated else ''}in "
-                                       f"({node.query}) needs another query, which ES|QL cannot "
-                                       "run here: the test is dropped and events it would reject "
-                                       "now match", node.span, node))
-        if condition != Const(True):
-            commands += _where(em, condition)
-        written = stages.write(rule.stages)
-        if not aggregates:  # a KEEP would drop the metadata the alerts are deduplicated by
-            written = [c + ", " + ", ".join(METADATA) if c.startswith("KEEP ") and not c.endswith(", *") else c
-                       for c in written]
-            if any(c.startswith("KEEP ") for c in written):
-                found.append(note(TARGET, "KEEP also keeps " + ", ".join(METADATA) + ": Elastic deduplicates "
-                                          "the alerts of a non-aggregating rule by them"))
-        commands += written
+            union_head, em = union_commands(rule, options, profile, fields, found)
+            stages = StageWriter(em, known=em.known)
+            commands = [f"FROM {em.index}" if aggregates else f"FROM {em.index} METADATA {', '.join(METADATA)}"]
+            commands += _keep_metadata(union_head, aggregates, found)
+        else:
+            since = lookback_test(em, rule, found)
+            if since is not None:
+                commands.append(f"WHERE {since}")
+            condition = detection(em, rule, options, found)
+            if condition != Const(True):
+                commands += _where(em, condition)
+        commands += _keep_metadata(stages.write(rule.stages), aggregates, found)
         last = rule.stages[-1] if rule.stages else None
         if not isinstance(last, Limit):
             commands.append(f"LIMIT {MAX_ROWS}")
