@@ -5,6 +5,8 @@ environment lacks costs by where the rule reads it (output shape, group keys, de
 from __future__ import annotations
 
 
+from datetime import timedelta
+
 import pytest
 
 from rmmc.backends.base import EmitOptions
@@ -73,6 +75,49 @@ def test_union_column_held_differently_per_branch_is_computed_in_each_and_rows_a
     names = {v: k for k, v in adapted.names.items()}
     assert comparable(got, lambda k: names.get(k, "Timestamp" if k == "_time" else k)) == \
         comparable(expected, lambda k: k), out.text
+
+
+def _spl_union(kql: str):
+    rule = _rule(kql)
+    adapted = adapt(rule, load_environment("splunk-sysmon"))
+    assert adapted.ok, adapted.diagnostics
+    out = emit_adapted("splunk", adapted, EmitOptions())
+    assert out.ok, out.diagnostics
+    return rule, adapted, out
+
+
+def _at(table: str, **columns) -> dict:
+    return {ir.TABLE: table, "Timestamp": NOW - timedelta(minutes=5), **columns}
+
+
+def test_a_filter_after_an_extend_over_a_union_is_kept_in_spl():
+    """`extend x = ... | where x == ...` over a union: the filter is tested in every branch
+    (it was once moved into a condition the SPL writer then dropped: every row came back)."""
+    rule, adapted, out = _spl_union("union DeviceProcessEvents, DeviceNetworkEvents\n"
+                                    "| extend x = strcat(DeviceName, '1')\n| where x == 'ws11'\n"
+                                    "| project DeviceName, x")
+    events = [adapted.normalize(e) for e in (_at("DeviceProcessEvents", DeviceName="ws1"),
+                                             _at("DeviceNetworkEvents", DeviceName="ws1"),
+                                             _at("DeviceProcessEvents", DeviceName="ws2"),
+                                             _at("DeviceNetworkEvents", DeviceName="ws3"))]
+    expected = run(rule, events, now=NOW)
+    assert expected == [{"DeviceName": "ws1", "x": "ws11"}] * 2
+    got = spl_rows(out.text, adapted, events, ("`sysmon`",))
+    names = {v: k for k, v in adapted.names.items()}
+    assert comparable(got, lambda k: names.get(k, k)) == comparable(expected), out.text
+
+
+def test_a_union_test_on_a_column_one_table_lacks_is_false_in_the_other_branch_in_spl():
+    """FileName is Image's name in Sysmon process events; network events have no FileName (KQL:
+    '' there), and their Image is the connecting process: the test must not reach it."""
+    rule, adapted, out = _spl_union("union DeviceProcessEvents, DeviceNetworkEvents\n"
+                                    "| where FileName =~ 'x.exe'\n| project DeviceName")
+    connection = adapted.normalize(_at("DeviceNetworkEvents", DeviceName="ws1", InitiatingProcessFileName="x.exe"))
+    started = adapted.normalize(_at("DeviceProcessEvents", DeviceName="ws2", FileName="x.exe"))
+    expected = run(rule, [connection, started], now=NOW)
+    assert expected == [{"DeviceName": "ws2"}]
+    got = spl_rows(out.text, adapted, [connection, started], ("`sysmon`",))
+    assert [r.get("Computer") for r in got] == ["ws2"], out.text
 
 
 def test_union_branches_with_their_own_macros(tmp_path):

@@ -232,14 +232,16 @@ def test_branches_that_project_their_own_columns_rows_agree(kql):
     _agree(rule, adapted, out)
 
 
-@pytest.mark.xfail(strict=True, reason="environments/union.py: a union test on a column one branch's table "
-                   "lacks (FileName in DeviceNetworkEvents) is rewritten once over the holding branch's field "
-                   "(process.name) and applied to every branch, where that field means another column; SPL "
-                   "writes the same")
 def test_a_union_test_on_a_column_one_table_lacks_reaches_no_other_column():
+    """FileName is a column of DeviceProcessEvents only: KQL's network rows have none, so the
+    test is false on them.  Winlogbeat holds FileName as process.name in process events, and
+    process.name is the connecting process in network events: the test is decided per branch
+    (false in the network branch), never applied to network events' process.name."""
     rule, adapted, out = _translated("union DeviceProcessEvents, DeviceNetworkEvents | where FileName == 'x' "
                                      "| project DeviceName, RemotePort")
-    # a connection made by x: KQL's network rows have no FileName, so it is no row
-    event = adapted.normalize(_event("DeviceNetworkEvents", DeviceName="ws1", RemotePort=1))
-    assert run(rule, [event], now=NOW) == []
-    assert _esql_rows(out.text, adapted, [{**event, RAW: {"process.name": "x"}}]) == []
+    assert out.ok, out.diagnostics
+    connection = adapted.normalize(_event("DeviceNetworkEvents", DeviceName="ws1", RemotePort=1))
+    started = adapted.normalize(_event("DeviceProcessEvents", DeviceName="ws2", FileName="x"))
+    assert run(rule, [connection, started], now=NOW) == [{"DeviceName": "ws2", "RemotePort": None}]
+    got = _esql_rows(out.text, adapted, [{**connection, RAW: {"process.name": "x"}}, started])
+    assert [r.get("host.name") for r in got] == ["ws2"]

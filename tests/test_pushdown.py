@@ -45,3 +45,24 @@ def _walk_all(node):
             stack.extend(item.args)
         elif isinstance(item, ir.Boolean):
             stack.append(item.condition)
+
+
+def test_without_columns_decides_tests_on_absent_columns():
+    """A union branch whose table lacks a column reads it as KQL does (a string as ''): tests
+    on it alone are decided; an unknown verdict is false outside a `not` and undecidable
+    under one; a test that also reads other columns is undecidable."""
+    from rmmc.compiler import ir
+    from rmmc.compiler.rewrite import without_columns
+
+    name, port, other = ir.Field("FileName"), ir.Field("RemotePort", "int"), ir.Field("DeviceName")
+    absent = frozenset({"FileName", "RemotePort"})
+    equals = ir.Predicate(name, ir.Op.EQUALS, ("x",))
+    assert without_columns(equals, absent) == ir.Const(False)
+    assert without_columns(ir.Predicate(name, ir.Op.EQUALS, ("x",), negated=True), absent) == ir.Const(True)
+    assert without_columns(ir.Predicate(name, ir.Op.EQUALS, ("",)), absent) == ir.Const(True)  # '' == ''
+    kept = ir.Predicate(other, ir.Op.EQUALS, ("ws1",))
+    assert without_columns(ir.Or((equals, kept)), absent) == kept
+    high = ir.Predicate(port, ir.Op.GT, (1000,))  # null > 1000: unknown
+    assert without_columns(high, absent) == ir.Const(False)
+    assert without_columns(ir.Not(high), absent) is None
+    assert without_columns(ir.Compare(port, ">", ir.Field("LocalPort", "int")), absent) is None

@@ -43,7 +43,7 @@ from rmmc.backends.sigma_fields import TARGET, FieldMapper
 from rmmc.backends.sigma_meta import MetaBuilder
 from rmmc.backends.sigma_output import DEFAULT_TIMESPAN, plan_output
 from rmmc.compiler.diagnostics import Diagnostic, Severity
-from rmmc.compiler.ir import Exclusion, Join, Not, Rule, Summarize
+from rmmc.compiler.ir import Const, Exclusion, Join, Not, Rule, Summarize
 from rmmc.compiler.paths import path_name, path_warning_text, with_paths
 
 __all__ = ["emit_sigma", "emit_sigma_filters"]
@@ -165,6 +165,14 @@ def _emit_union(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
     documents: list[dict[str, Any]] = []
     diagnostics: list[Diagnostic] = []
     names: list[str] = []
+    live = [(label, part) for label, part in parts if part.condition != Const(False)]
+    if live and len(live) < len(parts):  # a source none of whose events can match adds no rule
+        for label, part in parts:
+            if part.condition == Const(False):
+                diagnostics.append(note(TARGET, f"the union's source {label} can return no row (its "
+                                                "tests are false on every event of it): no rule for it",
+                                        rule.union.span))
+        parts = live
     for label, part in parts:
         docs, said, name = _documents(_part(part, label), options, schema, named=bool(counted))
         diagnostics.extend(d for d in said if d not in diagnostics)

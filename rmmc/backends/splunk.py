@@ -745,6 +745,7 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     def terms_of(made: Emitter, part: Rule) -> tuple[list[str], list[str]]:
         return _terms(made, with_paths(part)[0], options, found)
 
+    rule = push_filters(rule)  # a filter over the union is tested in every branch, never dropped
     searches, wheres, emitters, selectors = union_search(rule, emitter_for, terms_of, options.placement)
     lookbacks = [part.lookback for _, part in split_union(replace(rule, stages=()))]
     head = _head(lookbacks, prefix, found, placement=options.placement)
@@ -754,7 +755,7 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     union = UnionEmitter(None, fields)
     union.branches = emitters
     union.subsearch = lambda sub: _subsearch(sub, options, fields, prefix, found)
-    later = push_filters(replace(rule, condition=Const(True))).stages
+    later = rule.stages
     parts = [part for _, part in split_union(replace(rule, stages=()))]
     commands.extend(branch_column_commands(union, parts, emitters, selectors, later))
     stages = StageWriter(union)

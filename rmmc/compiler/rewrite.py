@@ -52,6 +52,39 @@ def simplify(condition: ir.Condition) -> ir.Condition:
     return condition
 
 
+def without_columns(condition: ir.Condition, names: frozenset[str],
+                    negated: bool = False) -> ir.Condition | None:
+    """The condition as it reads on rows that lack the columns `names` (a union's branch whose
+    table has none of them: KQL gives null there, a string ''): each test reading only such
+    columns is decided by the evaluator on a row without them.  A test it cannot decide that
+    way is None: one that also reads other columns, or whose verdict is unknown (a comparison
+    with null) under a `not`, where unknown is not false.  Outside any `not`, unknown filters
+    a row out as false does, so it reads as false."""
+    if isinstance(condition, (ir.And, ir.Or)):
+        parts = [without_columns(o, names, negated) for o in condition.operands]
+        if any(p is None for p in parts):
+            return None
+        return (ir.all_of if isinstance(condition, ir.And) else ir.any_of)(parts)  # type: ignore[arg-type]
+    if isinstance(condition, ir.Not):
+        inner = without_columns(condition.operand, names, not negated)
+        if inner is None:
+            return None
+        return ir.Const(not inner.value) if isinstance(inner, ir.Const) else ir.Not(inner)
+    if isinstance(condition, ir.Const):
+        return condition
+    read = {f.name for f in ir.expr_fields(condition)}
+    if not read & names:
+        return condition
+    if not read <= names:
+        return None
+    from rmmc.compiler.evaluator import evaluate
+
+    verdict = evaluate(condition, {})
+    if verdict is None:
+        return None if negated else ir.Const(False)
+    return ir.Const(bool(verdict))
+
+
 def _is_string(expr: Any) -> bool:
     return getattr(expr, "type", None) in STRING_TYPES
 

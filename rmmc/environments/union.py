@@ -17,6 +17,8 @@ from dataclasses import replace
 from typing import Any
 
 from rmmc.compiler import ir
+from rmmc.compiler.diagnostics import Diagnostic, Severity
+from rmmc.compiler.rewrite import without_columns
 from rmmc.environments.adapt import Adapted, Adapter, Target
 from rmmc.environments.forms import Form
 from rmmc.environments.model import Environment
@@ -132,18 +134,37 @@ class UnionAdapter(Adapter):
         for test in tests:
             names = [f.name for f in ir.expr_fields(test)]
             alike = all(self.form(n) is not None for n in names if n != withsource)
-            # a branch without one of the columns (null there) keeps the test above it
-            everywhere = all(b.has_column(n) for b in self.branches for n in names)
-            (stay if alike or withsource in names or not everywhere else move).append(test)
+            # a column only some branches' tables have is null in the others' rows: the test
+            # moves into every branch and is decided there (its field in the holding branch's
+            # form may mean another column in the others', e.g. process.name)
+            partly = any(self.has_column(n) and not all(b.has_column(n) for b in self.branches)
+                         for n in names)
+            (stay if withsource in names or (alike and not partly) else move).append(test)
         if not move:
             return rule
         for test in move:
             for branch in self.branches:
-                branch.push(test)
+                lacking = frozenset(n for n in (f.name for f in ir.expr_fields(test)) if not branch.has_column(n))
+                if not lacking:
+                    branch.push(test)
+                    continue
+                decided = without_columns(test, lacking)
+                if decided is None:
+                    self.found.append(Diagnostic(
+                        Severity.ERROR, f"{self.env.name}: a test of the union on {', '.join(sorted(lacking))}, "
+                        f"which {branch.table} does not have, cannot be decided for its rows (it reads other "
+                        "columns too, or compares a null under a not)", _span(test) or rule.union.span, "unsupported"))
+                    continue
+                if decided != ir.Const(True):
+                    branch.push(decided)
         for name in {f.name for t in move for f in ir.expr_fields(t)}:
             self.differs.discard(name)
             self.missing.pop(name, None)
         return replace(rule, condition=ir.all_of(stay) if stay else ir.Const(True), stages=tuple(stages))
+
+
+def _span(condition: ir.Condition) -> Any:
+    return getattr(condition, "span", None)
 
 
 def _conjuncts(condition: ir.Condition) -> list[ir.Condition]:
