@@ -359,7 +359,7 @@ def test_placement_per_environment():
     sentinel = rmmc.translate(seed, to="kql", env="sentinel").text
     assert sentinel.startswith("DeviceProcessEvents\n| where TimeGenerated > ago(1d)")
     esql = rmmc.translate(seed, to="esql", env="elastic-endpoint").text
-    assert esql.startswith("FROM logs-endpoint.events.*\n| WHERE @timestamp > NOW() - 1 day")
+    assert esql.startswith("FROM logs-endpoint.events.process-*\n| WHERE @timestamp > NOW() - 1 day")
 
 
 def test_sentinel_reads_windows_event_data():

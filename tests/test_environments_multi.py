@@ -158,7 +158,11 @@ def test_esql_writes_a_union_under_each_sources_filter_or_refuses_it_rather_than
     (result,) = translate_text(kql, "esql", allow_unknown_fields=True)  # elastic-winlogbeat: event codes
     assert result.ok, result.diagnostics
     assert '(TO_LOWER(event.code) == "1")' in result.text and '(TO_LOWER(event.code) == "3")' in result.text
-    (result,) = translate_text(kql, "esql", env="elastic-endpoint")  # connections have no filter there
+    (result,) = translate_text(kql, "esql", env="elastic-endpoint")  # event.category there
+    assert result.ok, result.diagnostics
+    assert '(TO_LOWER(event.category) == "process")' in result.text and '(TO_LOWER(event.category) == "network")' in result.text
+    logons = kql.replace("DeviceNetworkEvents", "DeviceLogonEvents")  # no filter of their own there
+    (result,) = translate_text(logons, "esql", env="elastic-endpoint")
     assert not result.ok and "union" in " ".join(d.message for d in result.diagnostics if d.is_error)
 
 

@@ -137,7 +137,7 @@ def test_withsource_is_a_case_over_the_source_filters_and_rows_agree():
     assert ("ws9", "DeviceNetworkEvents") in sources and not any(d == "ws8" for d, _ in sources)
 
 
-def test_a_column_held_differently_per_source_in_winlogbeat_and_refused_in_endpoint():
+def test_a_column_held_differently_per_source_in_winlogbeat_and_endpoint():
     kql = """union DeviceProcessEvents, DeviceNetworkEvents
 | where DeviceName startswith 'ws'
 | project Timestamp, DeviceName, ActionType, InitiatingProcessFileName"""
@@ -146,11 +146,17 @@ def test_a_column_held_differently_per_source_in_winlogbeat_and_refused_in_endpo
     # ActionType is event.code's word in process events, network.direction's in connections
     assert "ActionType = CASE(" in out.text and '"ProcessCreated"' in out.text and "network.direction" in out.text
     _agree(rule, adapted, out)
-    # Elastic Defend's connections have no filter of their own: nothing tells them from process events
-    (result,) = translate_text(kql, "esql", env="elastic-endpoint")
+    # Elastic Defend: each kind of event in its own data stream, told apart by event.category
+    rule, adapted, out = _translated(kql, env="elastic-endpoint")
+    assert out.ok, out.diagnostics
+    assert out.text.startswith("FROM logs-endpoint.events.process-*,logs-endpoint.events.network-*")
+    _agree(rule, adapted, out)
+    # logon events have no filter of their own there: nothing tells them from the others
+    (result,) = translate_text(kql.replace("DeviceNetworkEvents", "DeviceLogonEvents")
+                               .replace(", ActionType, InitiatingProcessFileName", ""), "esql", env="elastic-endpoint")
     assert not result.ok and result.text == ""
     (error,) = [d for d in result.diagnostics if d.is_error]
-    assert "DeviceNetworkEvents no test of its own" in error.message and error.span is not None
+    assert "DeviceLogonEvents no test of its own" in error.message and error.span is not None
 
 
 # ------------------------------------------------------------------ stages after the union

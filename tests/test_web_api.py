@@ -137,7 +137,7 @@ def test_environment_picks_the_environment(client):
                                         "allow_unknown_fields": True}).json()
     beat = post(client, "translate", {"text": SEED, "target": "esql", "environment": "elastic-winlogbeat",
                                       "allow_unknown_fields": True}).json()
-    assert defend["text"].startswith("FROM logs-endpoint.events.*") and "destination.domain" in defend["text"]
+    assert defend["text"].startswith("FROM logs-endpoint.events.network-*") and "destination.domain" in defend["text"]
     assert beat["text"].startswith("FROM winlogbeat-*")
     default = post(client, "translate", {"text": SEED, "target": "esql", "environment": None,
                                          "allow_unknown_fields": True}).json()
