@@ -33,7 +33,7 @@ except FrozenInstanceError:
 print(json.dumps({"compiled": dataclass_code.compiled_this_run(), "equal": a == b,
                   "hash": hash(a) == hash(b), "repr": repr(a), "frozen": frozen,
                   "outside": Outside(1) == Outside(1),
-                  "kept": sum(1 for k in dataclass_code._codes if "Outside" in k)}))
+                  "kept": sum(1 for m in dataclass_code._new for k in dataclass_code._new[m] if "Outside" in k)}))
 """
 
 
@@ -57,10 +57,12 @@ def test_dataclass_code_is_compiled_once_then_read_and_behaves_the_same(tmp_path
 
 def test_a_damaged_dataclass_cache_is_compiled_again(tmp_path):
     _run(PROBE, tmp_path)
-    (kept,) = (tmp_path / "rmmc").glob("dataclass-code-*.marshal")
-    kept.write_bytes(b"\x00not marshal")
+    kept = list((tmp_path / "rmmc").glob("dataclass-code-*/rmmc.compiler.ir.marshal"))
+    assert len(kept) == 1  # one file per module
+    kept[0].write_bytes(b"\x00not marshal")
     again = json.loads(_run(PROBE, tmp_path).stdout)
-    assert again["compiled"] > 50 and again["equal"] and again["frozen"]
+    assert again["compiled"] > 50 and again["equal"] and again["frozen"]  # ir's classes, compiled again
+    assert json.loads(_run(PROBE, tmp_path).stdout)["compiled"] == 0  # ... and kept again
 
 
 def test_a_cold_translation_prints_the_same_with_and_without_the_caches(tmp_path):
