@@ -280,7 +280,9 @@ class LalrDriver:
     def _scanner(self, state: int) -> tuple:
         """What the lexer of `state` matches with (built on first use, like Lark's): its
         expressions, the keyword re-typing of its callbacks as {terminal: {text: keyword}},
-        its other callbacks, its multi-line and ignored terminals."""
+        its other callbacks, its multi-line and ignored terminals; `special`: the terminals
+        that need any of these (or are brackets, or have a tree callback), the others being
+        made into tokens directly."""
         from lark.lexer import PatternStr, UnlessCallback
 
         lexer = self.lexers[state]
@@ -304,7 +306,9 @@ class LalrDriver:
                     scanner.terminals, scanner.g_regex_flags, scanner._mres[0].match, self.compiled)
         else:  # several expressions (Python's group limit): Lark's own, in turn
             dispatch = _Several(tuple(m.match for m in scanner._mres))
-        entry = (dispatch, retype, callbacks, lexer.newline_types, lexer.ignore_types)
+        special = (set(retype) | set(callbacks) | set(lexer.newline_types) | set(lexer.ignore_types)
+                   | set(self.opening) | set(self.closing) | set(self.terminal_callbacks))
+        entry = (dispatch, frozenset(special), retype, callbacks, lexer.newline_types, lexer.ignore_types)
         self.scanners[state] = entry
         return entry
 
@@ -328,7 +332,8 @@ class LalrDriver:
         opening, closing, limit = self.opening, self.closing, self.limit
         new_token = tuple.__new__
         skip = self.skip
-        stack = [self.start_state]
+        top = self.start_state
+        stack = [top]
         values: list[Any] = []
         depths: list[int] = []
         end = len(text)
@@ -348,65 +353,73 @@ class LalrDriver:
                         line_start = text.rindex("\n", start, pos) + 1
                     if pos >= end:
                         break
-            state = stack[-1]
-            dispatch, retype, callbacks, newline_types, ignore_types = scanners[state] or self._scanner(state)
+            dispatch, special = (scanners[top] or self._scanner(top))[:2]
             found = dispatch[text[pos]](text, pos, end)
             if found is None:
                 raise Fallback("no token matches")
-            value = found.group(0)
             kind = found.lastgroup
-            start, token_line, column = pos, line, pos - line_start + 1
+            start = pos
             pos = found.end()
-            if kind in newline_types:
-                newlines = value.count("\n")
-                if newlines:
-                    line += newlines
-                    line_start = start + value.rindex("\n") + 1
-            call = None
-            keywords = retype.get(kind)
-            if keywords is not None:  # a name that may be a keyword here (Lark's UnlessCallback)
-                if kind in ignore_types:
+            if kind in special:  # not a plain token here: each of Lark's lexer's steps
+                retype, callbacks, newline_types, ignore_types = scanners[top][2:]
+                value = found.group(0)
+                token_line, column = line, start - line_start + 1
+                if kind in newline_types:
+                    newlines = value.count("\n")
+                    if newlines:
+                        line += newlines
+                        line_start = start + value.rindex("\n") + 1
+                call = None
+                keywords = retype.get(kind)
+                if keywords is not None:  # a name that may be a keyword here (Lark's UnlessCallback)
+                    if kind in ignore_types:
+                        continue
+                    kind = keywords.get(value, kind)
+                elif kind in callbacks:
+                    call = callbacks[kind]
+                elif kind in ignore_types:
                     continue
-                kind = keywords.get(value, kind)
-            elif callbacks and kind in callbacks:
-                call = callbacks[kind]
-            elif kind in ignore_types:
-                continue
-            token = new_token(Token, (kind, value, start, pos, token_line, column, line, pos - line_start + 1))
-            if call is not None:  # a callback of Lark's (not a keyword table): on Lark's token
-                ignored = kind in ignore_types
-                token = call(_lark_token(token))
-                if ignored:
-                    continue
-                kind = token.type
-                token = new_token(Token, (kind, token.value, token.start_pos, token.end_pos, token.line,
-                                          token.column, token.end_line, token.end_column))
-            if kind in opening:
-                depth += 1
-                if depth > limit:
-                    raise Fallback("nested too deeply")
-            elif kind in closing:
-                depth -= 1
+                token = new_token(Token, (kind, value, start, pos, token_line, column, line, pos - line_start + 1))
+                if call is not None:  # a callback of Lark's (not a keyword table): on Lark's token
+                    ignored = kind in ignore_types
+                    token = call(_lark_token(token))
+                    if ignored:
+                        continue
+                    kind = token.type
+                    token = new_token(Token, (kind, token.value, token.start_pos, token.end_pos, token.line,
+                                              token.column, token.end_line, token.end_column))
+                if kind in opening:
+                    depth += 1
+                    if depth > limit:
+                        raise Fallback("nested too deeply")
+                elif kind in closing:
+                    depth -= 1
+                value = token if kind not in terminal_callbacks else terminal_callbacks[kind](_lark_token(token))
+            else:
+                column = start - line_start + 1
+                value = token = new_token(Token, (kind, found.group(0), start, pos, line, column, line,
+                                                  column + pos - start))
             while True:
-                action = actions[stack[-1]].get(kind)
+                action = actions[top].get(kind)
                 if action.__class__ is int:
                     stack.append(action)
-                    values.append(token if kind not in terminal_callbacks
-                                  else terminal_callbacks[kind](_lark_token(token)))
+                    top = action
+                    values.append(value)
                     depths.append(0)
                     break
                 if action is None:
                     raise Fallback("unexpected token")
                 size, reduce, origin = action
                 if reduce is None:  # unit rules: the value stays, only the top state changes
-                    key = (stack[-2], stack[-1], kind)
-                    top = units.get(key)
-                    stack[-1] = top if top is not None else self._units(*key)
+                    key = (stack[-2], top, kind)
+                    found_top = units.get(key)
+                    top = stack[-1] = found_top if found_top is not None else self._units(*key)
                     continue
                 reduce(values, depths)
                 if size:
                     del stack[-size:]
-                stack.append(actions[stack[-1]][origin])
+                top = actions[stack[-1]][origin]
+                stack.append(top)
         end_state = self.end_state
         while True:
             action = actions[stack[-1]].get("$END")
