@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from functools import partial
 from operator import itemgetter
+from sys import intern
 from typing import Any, Callable, Collection
 
 
@@ -78,12 +79,14 @@ class _Rows(dict):
         row: dict[str, Any] = {}
         reductions = self.reductions
         for symbol, (action, arg) in self.states[state].items():
+            symbol = intern(symbol)  # as the lexer's match names it (`rmmc.grammar._LexerRe`)
             if action is self.shift:
                 row[symbol] = arg
                 continue
             reduce = reductions.get(id(arg))
             if reduce is None:  # one tuple per rule, however many states reduce it
-                reduce = reductions[id(arg)] = (len(arg.expansion), self.make_reducer(arg), arg.origin.name)
+                reduce = reductions[id(arg)] = (len(arg.expansion), self.make_reducer(arg),
+                                                intern(arg.origin.name))
             row[symbol] = reduce
         self[state] = row
         return row
@@ -124,9 +127,11 @@ def _reducer(rule: Any, callback: Any, limit: int, unwrap: Callable[[Any], Any])
 
     names = [f"c{i}" for i in range(size)]
     lines = ["def reduce(values, depths):"]
-    if size:
-        lines.append(f"    {', '.join(names)}, = values[-{size}:]")
-        lines.append(f"    del values[-{size}:]")
+    if size:  # the result takes the first child's slot: the stacks shrink by size - 1
+        if include is None:
+            lines.append(f"    f = values[-{size}:]")
+        else:
+            lines.append(f"    {', '.join(names)}, = values[-{size}:]")
         inner = [i for i, symbol in enumerate(rule.expansion) if not symbol.is_term]
         if not inner:
             depth = "0"
@@ -135,12 +140,16 @@ def _reducer(rule: Any, callback: Any, limit: int, unwrap: Callable[[Any], Any])
         else:
             depth = "max(" + ", ".join(f"depths[{i - size}]" for i in inner) + ")"
         lines.append(f"    d = {depth}")
-        lines.append(f"    del depths[-{size}:]")
-    else:
+        if size > 1:
+            lines.append(f"    del values[-{size - 1}:]")
+            lines.append(f"    del depths[-{size - 1}:]")
+    else:  # nothing to replace: a slot for the result
         lines.append("    d = 0")
-    if include is None:
-        lines.append(f"    f = [{', '.join(names)}]")
-    else:  # Lark's ChildFilter, unrolled: the same children in the same order
+        lines.append("    values.append(None)")
+        lines.append("    depths.append(0)")
+        if include is None:
+            lines.append("    f = []")
+    if include is not None:  # Lark's ChildFilter, unrolled: the same children in the same order
         parts: list[tuple[str, list[str] | str]] = []
         for i, expand, nones in include:
             if nones:
@@ -160,17 +169,16 @@ def _reducer(rule: Any, callback: Any, limit: int, unwrap: Callable[[Any], Any])
         if not merged:
             lines.append("    f = []")
     if spliced:
-        lines.append("    values.append(f)")
-        lines.append("    depths.append(d)")
+        lines.append("    values[-1] = f")
+        lines.append("    depths[-1] = d")
     else:
-        body = ["d += 1", f"if d > {int(limit)}:", "    fallback('nested too deeply')",
-                "values.append(function(f))", "depths.append(d)"]
         if single:
             lines.append("    if len(f) == 1:")
-            lines.append("        values.append(f[0])")
-            lines.append("        depths.append(d)")
+            lines.append("        values[-1] = f[0]")
+            lines.append("        depths[-1] = d")
             lines.append("        return")
-        lines.extend("    " + line for line in body)
+        lines.extend(["    d += 1", f"    if d > {int(limit)}:", "        fallback('nested too deeply')",
+                      "    values[-1] = function(f)", "    depths[-1] = d"])
     namespace = {"function": function, "fallback": _raise_fallback}
     exec("\n".join(lines), namespace)  # noqa: S102 -- built from the grammar's own rules
     return namespace["reduce"]
@@ -295,8 +303,8 @@ class LalrDriver:
                     and all(t.pattern.__class__ is PatternStr and not t.pattern.flags for t in keywords)):
                 table: dict[str, str] = {}
                 for terminal in keywords:  # the first that matches the whole text, as Lark's
-                    table.setdefault(terminal.pattern.value, terminal.name)
-                retype[kind] = table
+                    table.setdefault(terminal.pattern.value, intern(terminal.name))
+                retype[intern(kind)] = table
             else:
                 callbacks[kind] = callback
         if len(scanner._mres) == 1 and not scanner.use_bytes:
@@ -306,8 +314,9 @@ class LalrDriver:
                     scanner.terminals, scanner.g_regex_flags, scanner._mres[0].match, self.compiled)
         else:  # several expressions (Python's group limit): Lark's own, in turn
             dispatch = _Several(tuple(m.match for m in scanner._mres))
-        special = (set(retype) | set(callbacks) | set(lexer.newline_types) | set(lexer.ignore_types)
-                   | set(self.opening) | set(self.closing) | set(self.terminal_callbacks))
+        special = {intern(kind) for kind in (set(retype) | set(callbacks) | set(lexer.newline_types)
+                                             | set(lexer.ignore_types) | set(self.opening)
+                                             | set(self.closing) | set(self.terminal_callbacks))}
         entry = (dispatch, frozenset(special), retype, callbacks, lexer.newline_types, lexer.ignore_types)
         self.scanners[state] = entry
         return entry
@@ -416,10 +425,14 @@ class LalrDriver:
                     top = stack[-1] = found_top if found_top is not None else self._units(*key)
                     continue
                 reduce(values, depths)
-                if size:
-                    del stack[-size:]
-                top = actions[stack[-1]][origin]
-                stack.append(top)
+                if size == 1:  # the new state takes the child's place
+                    top = stack[-1] = actions[stack[-2]][origin]
+                elif size:
+                    del stack[1 - size:]
+                    top = stack[-1] = actions[stack[-2]][origin]
+                else:
+                    top = actions[top][origin]
+                    stack.append(top)
         end_state = self.end_state
         while True:
             action = actions[stack[-1]].get("$END")
