@@ -317,7 +317,23 @@ class LalrDriver:
         special = {intern(kind) for kind in (set(retype) | set(callbacks) | set(lexer.newline_types)
                                              | set(lexer.ignore_types) | set(self.opening)
                                              | set(self.closing) | set(self.terminal_callbacks))}
-        entry = (dispatch, frozenset(special), retype, callbacks, lexer.newline_types, lexer.ignore_types)
+        # how each terminal that is not plain here is handled: a name with keywords (their
+        # table), a bracket (+1 / -1 to the depth), anything else 0 (each of Lark's steps)
+        generic = set(callbacks) | set(lexer.newline_types) | set(lexer.ignore_types) | set(self.terminal_callbacks)
+        after = set(self.opening) | set(self.closing) | set(self.terminal_callbacks)
+        kinds: dict[str, Any] = {}
+        for kind in special:
+            if kind in generic:
+                kinds[kind] = 0
+            elif kind in retype:
+                kinds[kind] = retype[kind] if not (set(retype[kind].values()) | {kind}) & after else 0
+            elif kind in self.opening:
+                kinds[kind] = 1
+            elif kind in self.closing:
+                kinds[kind] = -1
+            else:
+                kinds[kind] = 0
+        entry = (dispatch, kinds, retype, callbacks, lexer.newline_types, lexer.ignore_types)
         self.scanners[state] = entry
         return entry
 
@@ -362,14 +378,32 @@ class LalrDriver:
                         line_start = text.rindex("\n", start, pos) + 1
                     if pos >= end:
                         break
-            dispatch, special = (scanners[top] or self._scanner(top))[:2]
+            dispatch, kinds = (scanners[top] or self._scanner(top))[:2]
             found = dispatch[text[pos]](text, pos, end)
             if found is None:
                 raise Fallback("no token matches")
             kind = found.lastgroup
             start = pos
             pos = found.end()
-            if kind in special:  # not a plain token here: each of Lark's lexer's steps
+            how = kinds.get(kind)
+            if how is None:  # a plain token
+                column = start - line_start + 1
+                value = token = new_token(Token, (kind, found.group(0), start, pos, line, column, line,
+                                                  column + pos - start))
+            elif how.__class__ is dict:  # a name that may be a keyword here (Lark's UnlessCallback)
+                value = found.group(0)
+                kind = how.get(value, kind)
+                column = start - line_start + 1
+                value = token = new_token(Token, (kind, value, start, pos, line, column, line,
+                                                  column + pos - start))
+            elif how:  # a bracket
+                depth += how
+                if depth > limit:
+                    raise Fallback("nested too deeply")
+                column = start - line_start + 1
+                value = token = new_token(Token, (kind, found.group(0), start, pos, line, column, line,
+                                                  column + pos - start))
+            else:  # anything else: each of Lark's lexer's steps
                 retype, callbacks, newline_types, ignore_types = scanners[top][2:]
                 value = found.group(0)
                 token_line, column = line, start - line_start + 1
@@ -404,10 +438,6 @@ class LalrDriver:
                 elif kind in closing:
                     depth -= 1
                 value = token if kind not in terminal_callbacks else terminal_callbacks[kind](_lark_token(token))
-            else:
-                column = start - line_start + 1
-                value = token = new_token(Token, (kind, found.group(0), start, pos, line, column, line,
-                                                  column + pos - start))
             while True:
                 action = actions[top].get(kind)
                 if action.__class__ is int:
