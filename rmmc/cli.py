@@ -181,11 +181,13 @@ def load_env(option: str | None, paths, target: str | None = None):
     """The environment `--env` names (or the rmmc.yml at the rules' root), loaded once; None
     when there is neither.  A file that is not a valid environment is a usage error printed
     with its located diagnostics (exit status 2)."""
-    from rmmc.environments import EnvironmentError, find_environment, load_environment
+    from rmmc.environments import find_environment
 
     chosen = option or find_environment(paths)
-    if chosen is None:
+    if chosen is None:  # the usual `check`: no environment, no YAML reader to import
         return None
+    from rmmc.environments import EnvironmentError, load_environment
+
     try:
         env = load_environment(chosen)
     except EnvironmentError as exc:

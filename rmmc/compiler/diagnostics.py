@@ -27,6 +27,17 @@ class Span:
         return Span(offset, offset, line, column)
 
 
+def _speed_up_spans() -> None:
+    """Spans are made by the thousand while parsing: store their fields through their slots
+    (`rmmc.compiler.slots_init`)."""
+    from rmmc.compiler.slots_init import fast_init
+
+    fast_init(Span)
+
+
+_speed_up_spans()
+
+
 class Severity(str, Enum):
     ERROR = "error"
     WARNING = "warning"

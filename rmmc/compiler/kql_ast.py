@@ -428,3 +428,18 @@ class Query(Node):
             if isinstance(statement, ExprStatement):
                 return statement.expr
         return None
+
+
+def _speed_up_construction() -> None:
+    """Every node class gets an `__init__` that stores fields through their slots
+    (`rmmc.compiler.slots_init`): the parser builds one node per rule it reduces."""
+    import dataclasses
+
+    from rmmc.compiler.slots_init import fast_init
+
+    fast_init(*(value for value in list(globals().values())
+                if isinstance(value, type) and dataclasses.is_dataclass(value)
+                and value.__module__ == __name__))
+
+
+_speed_up_construction()

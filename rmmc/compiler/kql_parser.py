@@ -16,6 +16,8 @@ from lark.lexer import Token as _Token
 
 from rmmc.compiler import kql_ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Severity, Span
+from rmmc.compiler.kql_strings import decode_literal, lone_surrogate, pair_surrogates, plain_quoted
+from rmmc.grammar.lalr_driver import Token as _FastToken
 
 MAX_NESTING = 200
 """Trees nested deeper than this (brackets, or chains such as `a + b + c ...`) are refused with
@@ -72,13 +74,21 @@ class _Items(list):
 
 
 def _is_token(x: Any) -> bool:
-    return x.__class__ is _Token
+    """A token.  The tree-building callbacks only ever see the fast loop's tokens
+    (`rmmc.grammar.lalr_driver.Token`: a tuple of type, value, start_pos, end_pos, line,
+    column ...); on Lark's path `_with_depth` converts Lark's tokens to them."""
+    return x.__class__ is _FastToken
+
+
+def _fast_token(token: _Token) -> _FastToken:
+    return tuple.__new__(_FastToken, (token.type, token.value, token.start_pos, token.end_pos, token.line,
+                                      token.column, token.end_line, token.end_column))
 
 
 def _start(x: Any) -> tuple[int, int, int]:
     if isinstance(x, list):
         return _start(x[0])
-    if x.__class__ is _Token:
+    if _is_token(x):
         return x.start_pos, x.line, x.column
     if isinstance(x, _Raw):
         return x.start, x.line, x.column
@@ -89,7 +99,7 @@ def _start(x: Any) -> tuple[int, int, int]:
 def _end(x: Any) -> int:
     if isinstance(x, list):
         return _end(x[-1])
-    if x.__class__ is _Token:
+    if _is_token(x):
         return x.end_pos
     if isinstance(x, _Raw):
         return x.end
@@ -98,7 +108,7 @@ def _end(x: Any) -> int:
 
 def _has_position(x: Any) -> bool:
     cls = x.__class__
-    if cls is _Token or cls is _Raw:
+    if cls is _FastToken or cls is _Raw:
         return True
     if isinstance(x, list):
         return bool(x)
@@ -107,8 +117,26 @@ def _has_position(x: Any) -> bool:
 
 def _span(children: list[Any]) -> Span:
     """From the first child with a position to the last one."""
+    first, last = children[0], children[-1]  # mostly tokens or nodes: no search
+    if first.__class__ is _FastToken:
+        offset, line, column = first[2], first[4], first[5]
+    else:
+        span = getattr(first, "span", None)
+        if span is None:
+            return _span_searched(children)
+        offset, line, column = span.offset, span.line, span.column
+    if last.__class__ is _FastToken:
+        return Span(offset, last[3], line, column)
+    span = getattr(last, "span", None)
+    if span is None:
+        return _span_searched(children)
+    return Span(offset, span.end, line, column)
+
+
+def _span_searched(children: list[Any]) -> Span:
     for first in children:
-        if first.__class__ is _Token:
+        cls = first.__class__
+        if cls is _FastToken:
             offset, line, column = first.start_pos, first.line, first.column
             break
         if _has_position(first):
@@ -117,7 +145,8 @@ def _span(children: list[Any]) -> Span:
     else:
         raise IndexError("no child has a position")
     for last in reversed(children):
-        if last.__class__ is _Token:
+        cls = last.__class__
+        if cls is _FastToken:
             return Span(offset, last.end_pos, line, column)
         if _has_position(last):
             return Span(offset, _end(last), line, column)
@@ -134,21 +163,35 @@ def _as_expr(x: Any) -> Any:
     if _is_token(x):
         span = Span(x.start_pos, x.end_pos, x.line, x.column)
         if x.type == "NAME":
-            return A.Name(str(x), span=span)
+            return A.Name(x.value, span=span)
         if x.type == "NAME_PATTERN":
-            return A.NamePattern(str(x), span=span)
+            return A.NamePattern(x.value, span=span)
         if x.type == "STAR":
             return A.Star(span=span)
         if x.type in ("TRUE", "FALSE"):
-            return A.BoolLit(x.lower() == "true", span=span)
+            return A.BoolLit(x.value.lower() == "true", span=span)
         if x.type == "NUMBER":
-            return A.NumberLit(str(x), span=span)
+            return A.NumberLit(x.value, span=span)
         raise AssertionError(f"unexpected token {x.type}")
     return x
 
 
+def _listed(children: list[Any]) -> "_Items":
+    """A comma-separated list's items (tokens standing for expressions made nodes)."""
+    items = _Items()
+    for x in children:
+        if x.__class__ is _FastToken:
+            if x[0] == "COMMA":
+                continue
+            x = _as_expr(x)
+        items.append(x)
+    return items
+
+
 def _name_of(x: Any) -> str:
-    return x.name if isinstance(x, A.Name) else str(x)
+    if isinstance(x, A.Name):
+        return x.name
+    return x.value if _is_token(x) else str(x)
 
 
 class _Builder:
@@ -169,7 +212,7 @@ class _Builder:
         return A.Query(statements, span=span, warnings=tuple(self.warnings))
 
     def let_statement(self, c):
-        return A.Let(str(c[1]), c[3], span=_span(c))
+        return A.Let(c[1].value, c[3], span=_span(c))
 
     def function_def(self, c):
         view = _is_token(c[0]) and c[0].type == "VIEW"
@@ -182,18 +225,18 @@ class _Builder:
 
     def func_param(self, c):
         default = c[4] if len(c) > 4 else None
-        return A.FunctionParam(str(c[0]), c[2], default, span=_span(c))
+        return A.FunctionParam(c[0].value, c[2], default, span=_span(c))
 
     def param_type(self, c):
         if len(c) == 1:
-            return str(c[0])
+            return c[0].value
         if len(c) == 3 and _is_token(c[1]) and c[1].type == "STAR":
             return "*"
         return tuple(x for x in c if isinstance(x, A.ColumnDecl))
 
     def set_statement(self, c):
         value = c[3] if len(c) > 3 else None
-        return A.SetOption(str(c[1]), value, span=_span(c))
+        return A.SetOption(c[1].value, value, span=_span(c))
 
     def set_value(self, c):
         return _as_expr(c[0])
@@ -209,10 +252,10 @@ class _Builder:
         return A.Pipeline(c[0], operators, span=_span(c))
 
     def generic_source(self, c):
-        return A.GenericSource(str(c[0]), self._raw(c[1:]), span=_span(c))
+        return A.GenericSource(c[0].value, self._raw(c[1:]), span=_span(c))
 
     def generic_operator(self, c):
-        return A.GenericOperator(str(c[0]), self._raw(c[1:]), span=_span(c))
+        return A.GenericOperator(c[0].value, self._raw(c[1:]), span=_span(c))
 
     def _raw(self, items: list[Any]) -> str:
         items = [x for x in items if x is not None]
@@ -232,7 +275,7 @@ class _Builder:
         return A.Datatable(columns, values, span=_span(c))
 
     def column_decl(self, c):
-        return A.ColumnDecl(str(c[0]), str(c[2]), span=_span(c))
+        return A.ColumnDecl(c[0].value, c[2].value, span=_span(c))
 
     # -- operators
     def where_operator(self, c):
@@ -284,7 +327,7 @@ class _Builder:
 
     def as_operator(self, c):
         params = tuple(x for x in c if isinstance(x, A.OpParam))
-        return A.As(params, str(c[-1]), span=_span(c))
+        return A.As(params, c[-1].value, span=_span(c))
 
     def _join_like(self, c):
         params = tuple(x for x in c if isinstance(x, A.OpParam))
@@ -312,7 +355,7 @@ class _Builder:
         return A.MvExpand(params, items, limit, span=_span(c))
 
     def mv_expand_item(self, c):
-        to_type = str(c[4]) if len(c) > 1 else None
+        to_type = c[4].value if len(c) > 1 else None
         return A.MvExpandItem(c[0], to_type, span=_span(c))
 
     def parse_operator(self, c):
@@ -323,21 +366,21 @@ class _Builder:
         return A.Parse(params, source, pattern, span=_span(c))
 
     def parse_column(self, c):
-        return A.ParseColumn(_name_of(_as_expr(c[0])), str(c[2]) if len(c) > 2 else None, span=_span(c))
+        return A.ParseColumn(_name_of(_as_expr(c[0])), c[2].value if len(c) > 2 else None, span=_span(c))
 
     def op_param(self, c):
-        return A.OpParam(str(c[0]), _as_expr(c[2]), span=_span(c))
+        return A.OpParam(c[0].value, _as_expr(c[2]), span=_span(c))
 
     # -- lists and assignments
     def assignments(self, c):
-        return _Items(_as_expr(x) for x in c if not (_is_token(x) and x.type == "COMMA"))
+        return _listed(c)
 
     def name_patterns(self, c):
-        return _Items(_as_expr(x) for x in c if not (_is_token(x) and x.type == "COMMA"))
+        return _listed(c)
 
     def assign(self, c):
         if _is_token(c[0]) and c[0].type == "LPAR":
-            targets = tuple(str(x) for x in c if _is_token(x) and x.type == "NAME")
+            targets = tuple(x.value for x in c if _is_token(x) and x.type == "NAME")
         else:
             targets = (_name_of(c[0]),)
         return A.Assignment(targets, c[-1], span=_span(c))
@@ -346,20 +389,20 @@ class _Builder:
         return (_name_of(c[0]), _name_of(c[2]))
 
     def reorder_item(self, c):
-        direction = str(c[1]) if len(c) > 1 and c[1] is not None else None
+        direction = c[1].value if len(c) > 1 and c[1] is not None else None
         return A.SortKey(_as_expr(c[0]), direction, span=_span(c))
 
     def sort_key(self, c):
         direction = nulls = None
         for x in c[1:]:
             if _is_token(x) and x.type in ("ASC", "DESC"):
-                direction = str(x)
+                direction = x.value
             elif _is_token(x) and x.type in ("FIRST", "LAST"):
-                nulls = str(x)
+                nulls = x.value
         return A.SortKey(c[0], direction, nulls, span=_span(c))
 
     def call_args(self, c):
-        return _Items(_as_expr(x) for x in c if not (_is_token(x) and x.type == "COMMA"))
+        return _listed(c)
 
     # -- scalar expressions
     def or_chain(self, c):
@@ -371,24 +414,24 @@ class _Builder:
     def binary(self, c):
         left = _as_expr(c[0])
         if _is_token(c[0]) and c[0].type == "NAME":
-            left = A.Name(str(c[0]), span=_span(c[:1]))
-        return A.Binary(str(c[1]), left, c[2], span=_span(c))
+            left = A.Name(c[0].value, span=_span(c[:1]))
+        return A.Binary(c[1].value, left, c[2], span=_span(c))
 
     def render_property(self, c):
-        return A.OpParam(str(c[0]), _as_expr(c[2]), span=_span(c))
+        return A.OpParam(c[0].value, _as_expr(c[2]), span=_span(c))
 
     def named_arg(self, c):
-        return A.NamedArg(str(c[0]), c[2], span=_span(c))
+        return A.NamedArg(c[0].value, c[2], span=_span(c))
 
     def list_op(self, c):
         items = tuple(x for x in c[3:-1] if not (_is_token(x) and x.type == "COMMA"))
-        return A.ListOp(str(c[1]), c[0], items, span=_span(c))
+        return A.ListOp(c[1].value, c[0], items, span=_span(c))
 
     def between(self, c):
-        return A.Between(c[0], c[3], c[5], str(c[1]).startswith("!"), span=_span(c))
+        return A.Between(c[0], c[3], c[5], c[1].value.startswith("!"), span=_span(c))
 
     def unary(self, c):
-        return A.Unary(str(c[0]), c[1], span=_span(c))
+        return A.Unary(c[0].value, c[1], span=_span(c))
 
     def member(self, c):
         return A.Member(c[0], _name_of(c[2]), span=_span(c))
@@ -397,25 +440,29 @@ class _Builder:
         return A.Index(c[0], c[-2], span=_span(c))
 
     def call(self, c):
-        name = A.Name(str(c[0]), span=_span(c[:1]))
+        name = A.Name(c[0].value, span=_span(c[:1]))
         args = tuple(c[2]) if c[2] is not None else ()
         return A.Call(name, args, span=_span(c))
 
     def method_call(self, c):
-        target = A.Member(c[0], str(c[2]), span=_span(c[:3]))
+        target = A.Member(c[0], c[2].value, span=_span(c[:3]))
         args = tuple(c[4]) if c[4] is not None else ()
         return A.Call(target, args, span=_span(c))
 
     def name(self, c):
-        return A.Name(str(c[0]), span=_span(c))
+        _, value, start, end, line, column, _, _ = c[0]
+        return A.Name(value, span=Span(start, end, line, column))
 
     def bracket_name(self, c):
         return A.Name(c[1].value, span=_span(c))
 
     def string(self, c):
-        from rmmc.compiler.kql_strings import decode_literal, lone_surrogate, pair_surrogates
-
-        parts = [decode_literal(str(t)) for t in c]
+        if len(c) == 1:  # most literals: one quoted token, nothing to decode
+            _, text, start, end, line, column, _, _ = c[0]
+            value = plain_quoted(text)
+            if value is not None:
+                return A.StringLit(value, False, span=Span(start, end, line, column))
+        parts = [decode_literal(t.value) for t in c]
         for token, part in zip(c, parts):
             for note in part.notes:
                 self.warnings.append(Diagnostic(
@@ -430,16 +477,16 @@ class _Builder:
         return A.StringLit(value, any(p.obfuscated for p in parts), span=_span(c))
 
     def number(self, c):
-        return A.NumberLit(str(c[0]), span=_span(c))
+        return A.NumberLit(c[0].value, span=_span(c))
 
     def signed_number(self, c):
-        return A.Unary(str(c[0]), A.NumberLit(str(c[1]), span=_span(c[1:])), span=_span(c))
+        return A.Unary(c[0].value, A.NumberLit(c[1].value, span=_span(c[1:])), span=_span(c))
 
     def timespan(self, c):
-        return A.TimespanLit(str(c[0]), span=_span(c))
+        return A.TimespanLit(c[0].value, span=_span(c))
 
     def typed_literal(self, c):
-        text = str(c[0])
+        text = c[0].value
         type_name, _, rest = text.partition("(")
         return A.TypedLit(type_name.strip(), rest[:-1].strip(), span=_span(c))
 
@@ -460,7 +507,7 @@ class _Builder:
         return A.DynArray(items, span=_span(c))
 
     def json_object(self, c):
-        entries = tuple(x for x in c[1:-1] if isinstance(x, tuple))
+        entries = tuple(x for x in c[1:-1] if x.__class__ is tuple)  # json_entry's (tokens: not)
         return A.DynObject(entries, span=_span(c))
 
     def json_entry(self, c):
@@ -475,6 +522,7 @@ def _with_depth(callback):
     refuses trees deeper than MAX_NESTING (one mechanism for every kind of nesting)."""
 
     def build(self, children):
+        children = [_fast_token(x) if x.__class__ is _Token else x for x in children]
         node = callback(self, children)
         get = self.depths.get
         deepest = 0
@@ -490,6 +538,7 @@ def _with_depth(callback):
         return node
 
     build.__name__ = callback.__name__
+    build.__wrapped__ = callback  # the fast loop counts depth itself (`_unwrapped`)
     return build
 
 
@@ -592,7 +641,17 @@ def _driver():
     from rmmc.grammar.lalr_driver import LalrDriver
 
     parser, builder, tracker = _lark()
-    return LalrDriver(parser, (tracker.OPEN, tracker.CLOSE, MAX_NESTING), skip_ignored=True)
+    return LalrDriver(parser, (tracker.OPEN, tracker.CLOSE, MAX_NESTING), skip_ignored=True,
+                      nesting=(MAX_NESTING, _unwrapped))
+
+
+def _unwrapped(callback):
+    """A `_Builder` callback without its depth bookkeeping (`_with_depth`), for the fast
+    loop, which counts the depth of what it builds on a stack of its own."""
+    inner = getattr(callback, "__wrapped__", None)
+    if inner is None or getattr(callback, "__self__", None) is None:
+        return callback
+    return inner.__get__(callback.__self__)
 
 
 def _cache_file(grammar: str) -> str | bool:

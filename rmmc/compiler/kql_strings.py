@@ -58,6 +58,16 @@ def decode_literal(token: str) -> DecodedLiteral:
     return DecodedLiteral(value, bool(prefix), tuple(notes))
 
 
+def plain_quoted(token: str) -> str | None:
+    """The value of a token `'...'` or `"..."` with nothing to decode (no escape, no
+    surrogate): what `decode_literal` gives it, found faster; None for any other token."""
+    if token[:1] in ("'", '"') and "\\" not in token:
+        body = token[1:-1]
+        if _SURROGATE.search(body) is None:
+            return body
+    return None
+
+
 def _decode_escapes(body: str, base: int) -> tuple[str, list[LiteralNote]]:
     """Kusto's `DecodeEscapes` over the text between the quotes (`base`: its offset in the
     token).  Code units become characters by `pair_surrogates` at the end."""

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Iterable
 
-from rmmc.environments.loader import EnvironmentError, read_environment
 from rmmc.environments.model import Environment
 
 __all__ = ["DEFAULTS", "Environment", "EnvironmentError", "EnvironmentInfo", "default_environment",
@@ -34,6 +33,17 @@ DEFAULTS = {"kql": "defender-xdr", "sigma": "sigma", "splunk": "splunk-sysmon",
 since the start; SPL: Sysmon names, as the old default field profile; EQL and ES|QL: Sysmon
 and the Windows channels through Winlogbeat, ECS)."""
 PROJECT_FILE = "rmmc.yml"
+
+
+def __getattr__(name: str):
+    """`EnvironmentError` and `read_environment` come from the loader, imported when first
+    asked for: it brings the YAML reader, which `rmmc check` without an environment never
+    needs (a third of its start-up)."""
+    if name in ("EnvironmentError", "read_environment"):
+        from rmmc.environments import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,8 @@ def _builtin(name: str) -> Environment:
                     return env
             except Exception:  # an unreadable or stale entry: read the file again
                 pass
+    from rmmc.environments.loader import read_environment
+
     env = read_environment(text, f"<builtin {name}>", builtin=True)
     if path is not None:
         import pickle
@@ -111,6 +123,8 @@ def _cached_path(name: str, text: str) -> str | None:
 def load_environment(name_or_path: str) -> Environment:
     """A built-in environment by name, or an environment file by path; `EnvironmentError` with
     located diagnostics when the file is not a valid environment, or names nothing."""
+    from rmmc.environments.loader import EnvironmentError, read_environment
+
     if name_or_path in BUILTINS:
         return _builtin(name_or_path)
     if os.path.isfile(name_or_path):
@@ -144,6 +158,8 @@ def find_environment(paths: Iterable[str]) -> str | None:
 def environment_for(target: str, env: "Environment | str | None") -> Environment:
     """The environment a translation to `target` uses: `env` (a loaded one, a name or a path)
     or the target's default; `EnvironmentError` when it does not serve the target."""
+    from rmmc.environments.loader import EnvironmentError
+
     chosen = default_environment(target) if env is None else (
         env if isinstance(env, Environment) else load_environment(env))
     if not chosen.serves(target):

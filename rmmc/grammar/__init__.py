@@ -152,7 +152,11 @@ class _LexerRe:
 
                 code = array("I")
                 code.frombytes(kept[2])  # kept as bytes: loading the file stays a copy
-                return _sre.compile(kept[0], kept[1], code.tolist(), *kept[3:])
+                # group names interned: the fast loop looks the terminal a match names up
+                # in tables keyed by the same interned names (identity, no comparison)
+                groupindex = {sys.intern(name): index for name, index in kept[4].items()}
+                indexgroup = tuple(name if name is None else sys.intern(name) for name in kept[5])
+                return _sre.compile(kept[0], kept[1], code.tolist(), kept[3], groupindex, indexgroup)
             except Exception:
                 pass
         compiled = re.compile(pattern, flags)

@@ -13,9 +13,9 @@ Markdown.  The extension only breaks ties; what is left is bare KQL.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Any
 
 from rmmc.compiler.documents.model import DocumentKind
@@ -62,7 +62,9 @@ def sniff(text: str, path: str = "") -> DocumentKind:
 
 def classify(text: str, path: str = "") -> Classified:
     """The kind of `text` (see the module doc), with the YAML nodes it was decided on."""
-    ext = PurePath(path).suffix.lower() if path else ""
+    # only compared with the extensions above (a name ending in "." has none of them, as
+    # with PurePath, which cost several times as much per file)
+    ext = os.path.splitext(path)[1].lower() if path else ""
     marker = _HUNT_MARKER.search(text)
     if marker and _HUNT_BODY.search(text, marker.end()):
         return Classified(DocumentKind.HUNT)
