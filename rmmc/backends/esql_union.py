@@ -216,17 +216,7 @@ def _reads(stages: tuple[ir.Stage, ...]) -> tuple[dict[str, str], bool]:
     for stage in stages:
         for name in sorted(ir.stage_reads(stage)):
             read.setdefault(name, "")
-        nodes: list[Any] = []
-        if isinstance(stage, ir.Filter):
-            nodes.append(stage.condition)
-        elif isinstance(stage, (ir.Extend, ir.Project)):
-            nodes.extend(e for _, e in stage.columns)
-        elif isinstance(stage, ir.Summarize):
-            nodes.extend(e for _, e in stage.group_by)
-            nodes.extend(a for agg in stage.aggregates for a in agg.args if not isinstance(a, ir.Star))
-        elif isinstance(stage, ir.Sort):
-            nodes.extend(k.expr for k in stage.keys)
-        for node in nodes:
+        for node in ir.stage_expressions(stage):
             for f in ir.expr_fields(node):
                 if not read.get(f.name):
                     read[f.name] = f.type

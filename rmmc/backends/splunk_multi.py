@@ -96,17 +96,8 @@ def _later_fields(later: tuple[ir.Stage, ...]) -> dict[str, ir.Field]:
     """The columns the stages after a join read (to carry from its right side)."""
     found: dict[str, ir.Field] = {}
     for stage in later:
-        nodes: list[Any] = []
-        if isinstance(stage, ir.Filter):
-            nodes.append(stage.condition)
-        elif isinstance(stage, (ir.Extend, ir.Project)):
-            nodes.extend(e for _, e in stage.columns)
-        elif isinstance(stage, ir.Summarize):
-            nodes.extend(e for _, e in stage.group_by)
-            nodes.extend(a for agg in stage.aggregates for a in agg.args if not isinstance(a, ir.Star))
-        elif isinstance(stage, ir.Sort):
-            nodes.extend(k.expr for k in stage.keys)
-        elif isinstance(stage, ir.Rename):
+        nodes: list[Any] = ir.stage_expressions(stage)
+        if isinstance(stage, ir.Rename):
             nodes.extend(ir.Field(old) for _, old in stage.pairs)
         elif isinstance(stage, ir.Join):
             nodes.extend(ir.Field(left) for left, _ in stage.keys)

@@ -549,6 +549,22 @@ ROW_STAGES = (Extend, Project, ProjectAway, Rename, Reorder)
 """Stages that keep one row per event (they only change columns)."""
 
 
+def stage_expressions(stage: "Stage") -> list[Any]:
+    """The expressions and conditions a stage evaluates over each row: a filter's condition,
+    the columns an extend or project computes, a summarize's keys and aggregate arguments, a
+    sort's keys (plain copies `x = x` included)."""
+    if isinstance(stage, Filter):
+        return [stage.condition]
+    if isinstance(stage, (Extend, Project)):
+        return [e for _, e in stage.columns]
+    if isinstance(stage, Summarize):
+        return [*(e for _, e in stage.group_by),
+                *(a for agg in stage.aggregates for a in agg.args if not isinstance(a, Star))]
+    if isinstance(stage, Sort):
+        return [k.expr for k in stage.keys]
+    return []
+
+
 def stage_reads(stage: "Stage") -> set[str]:
     """The columns a stage reads to decide which rows exist, their order or what they hold
     (a plain copy `x = x` reads nothing)."""
