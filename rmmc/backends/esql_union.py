@@ -102,8 +102,7 @@ class _Branch:
 def _check_stages(label: str, part: ir.Rule, union: ir.Union) -> Any:
     """The branch's columns over its raw event (`BranchColumns`); refused: a stage that is not
     row-wise (a summarize, sort, take or filter of the branch's own rows)."""
-    from rmmc.backends.splunk_expr import SplRefusal
-    from rmmc.backends.splunk_multi import branch_columns
+    from rmmc.compiler.branches import NotSplit, branch_columns
 
     for stage in part.stages:
         if not isinstance(stage, _ROW_STAGES):
@@ -112,7 +111,7 @@ def _check_stages(label: str, part: ir.Rule, union: ir.Union) -> Any:
                           getattr(stage, "span", None) or union.span)
     try:
         return branch_columns(part)
-    except SplRefusal:
+    except NotSplit:
         raise Refusal(f"the union's branch {label} computes a column from what ES|QL cannot say per "
                       "source", union.span) from None
 
