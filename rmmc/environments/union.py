@@ -153,7 +153,7 @@ class UnionAdapter(Adapter):
                     self.found.append(Diagnostic(
                         Severity.ERROR, f"{self.env.name}: a test of the union on {', '.join(sorted(lacking))}, "
                         f"which {branch.table} does not have, cannot be decided for its rows (it reads other "
-                        "columns too, or compares a null under a not)", _span(test) or rule.union.span, "unsupported"))
+                        "columns too, or compares a null under a not)", getattr(test, "span", None) or rule.union.span, "unsupported"))
                     continue
                 if decided != ir.Const(True):
                     branch.push(decided)
@@ -161,10 +161,6 @@ class UnionAdapter(Adapter):
             self.differs.discard(name)
             self.missing.pop(name, None)
         return replace(rule, condition=ir.all_of(stay) if stay else ir.Const(True), stages=tuple(stages))
-
-
-def _span(condition: ir.Condition) -> Any:
-    return getattr(condition, "span", None)
 
 
 def _conjuncts(condition: ir.Condition) -> list[ir.Condition]:

@@ -233,10 +233,11 @@ def _lexer_re() -> _LexerRe:
             import _sre
             import hashlib
 
-            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-            folder = os.path.join(base, "rmmc")
+            from rmmc.user_cache import cache_folder
+
+            folder = cache_folder()
             build = hashlib.sha256(f"2|{sys.version}|{_sre.MAGIC}|{_sre.CODESIZE}".encode()).hexdigest()[:16]
-            if os.path.isdir(folder) and os.access(folder, os.W_OK):
+            if folder is not None:
                 path = os.path.join(folder, f"lexer-re-{build}.marshal")
         _LEXER_RE = _LexerRe(path)
     return _LEXER_RE
