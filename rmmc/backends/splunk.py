@@ -747,7 +747,8 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
 
     rule = push_filters(rule)  # a filter over the union is tested in every branch, never dropped
     searches, wheres, emitters, selectors = union_search(rule, emitter_for, terms_of, options.placement)
-    lookbacks = [part.lookback for _, part in split_union(replace(rule, stages=()))]
+    parts = [part for _, part in split_union(replace(rule, stages=()))]
+    lookbacks = [part.lookback for part in parts]
     head = _head(lookbacks, prefix, found, placement=options.placement)
     commands = ["search " + (" ".join(head + ([" OR ".join(searches)] if searches else [])) or "*")]
     if wheres:
@@ -756,7 +757,6 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     union.branches = emitters
     union.subsearch = lambda sub: _subsearch(sub, options, fields, prefix, found)
     later = rule.stages
-    parts = [part for _, part in split_union(replace(rule, stages=()))]
     commands.extend(branch_column_commands(union, parts, emitters, selectors, later))
     stages = StageWriter(union)
     commands.extend(stages.write(later))
