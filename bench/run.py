@@ -81,8 +81,8 @@ def _pipeline_stages(paths: list[str], label: str) -> dict:
     from rmmc import backends
     from rmmc.backends.base import EmitOptions
     from rmmc.compiler.documents import read_path
-    from rmmc.compiler.kql_parser import parse_kql
-    from rmmc.compiler.lower import lower_query
+    from rmmc.compiler.kql.parser import parse_kql
+    from rmmc.compiler.kql.lower import lower_query
     from rmmc.compiler.pipeline import metadata_of
 
     figures: dict = {"files": len(paths)}
@@ -222,8 +222,8 @@ def _datatable_rule(rows: list[tuple[str, str]], copies: int) -> str:
 def _time_steps(text: str) -> dict:
     from rmmc import backends
     from rmmc.backends.base import EmitOptions
-    from rmmc.compiler.kql_parser import parse_kql
-    from rmmc.compiler.lower import lower_query
+    from rmmc.compiler.kql.parser import parse_kql
+    from rmmc.compiler.kql.lower import lower_query
 
     out = {}
     t0 = time.perf_counter()

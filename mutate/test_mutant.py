@@ -18,9 +18,9 @@ from pathlib import Path
 
 ALL_PROPERTIES = "property_"
 TESTS = {
-    "rmmc/backends/esql.py": (["tests/test_backend_esql.py"], "property_7"),
+    "rmmc/backends/esql/backend.py": (["tests/test_backend_esql.py"], "property_7"),
     "rmmc/backends/eql.py": (["tests/test_backend_eql.py"], "property_5"),
-    "rmmc/backends/splunk.py": (["tests/test_backend_splunk.py"], "property_6"),
+    "rmmc/backends/splunk/backend.py": (["tests/test_backend_splunk.py"], "property_6"),
     "rmmc/backends/kql.py": (["tests/test_backend_kql.py"], "property_1 or property_4"),
 }
 SIGMA = (["tests/test_backend_sigma.py"], "property_2 or property_3")

@@ -21,11 +21,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "parse_kql": "rmmc.compiler.kql_parser",
-    "KqlSyntaxError": "rmmc.compiler.kql_parser",
-    "to_kql": "rmmc.compiler.kql_printer",
-    "lower_text": "rmmc.compiler.lower",
-    "lower_query": "rmmc.compiler.lower",
+    "parse_kql": "rmmc.compiler.kql.parser",
+    "KqlSyntaxError": "rmmc.compiler.kql.parser",
+    "to_kql": "rmmc.compiler.kql.printer",
+    "lower_text": "rmmc.compiler.kql.lower",
+    "lower_query": "rmmc.compiler.kql.lower",
     "matches": "rmmc.compiler.evaluator",
     "evaluate": "rmmc.compiler.evaluator",
     "translate": "rmmc.translation",

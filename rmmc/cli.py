@@ -329,7 +329,8 @@ def _jobs(jobs: int | None) -> int:
 def _prepare_translate() -> None:
     """Build the parsers and load the backends before workers fork, so each inherits them."""
     from rmmc.backends import emit  # noqa: F401
-    from rmmc.compiler import exclusions, kql_parser
+    from rmmc.compiler import exclusions
+    from rmmc.compiler.kql import parser as kql_parser
 
     kql_parser._lark()
     exclusions._lark()

@@ -332,7 +332,7 @@ def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
     filters it loads, so they must not share the rule's stream unless asked to apply)."""
     if options.apply_exclusions or not any(e.condition is not None for e in rule.exclusions):
         return ()
-    from rmmc.backends.sigma import emit_sigma_filters
+    from rmmc.backends.sigma.backend import emit_sigma_filters
 
     filters = emit_sigma_filters(rule, options)
     if not filters.text or any(d.is_error for d in filters.diagnostics):

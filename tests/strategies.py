@@ -26,7 +26,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from rmmc.backends.sigma_values import escape_regex
+from rmmc.backends.sigma.values import escape_regex
 from rmmc.compiler.ir import (And, Condition, EventKind, Field, Metadata, Not, Op, Or, Predicate,
                               Rule, Source, walk_predicates)
 from rmmc.compiler.schema import load_schema

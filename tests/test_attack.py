@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from rmmc.backends.sigma import emit_sigma
+from rmmc.backends.sigma.backend import emit_sigma
 from rmmc.compiler.attack import moved, tactic
 from rmmc.compiler.documents import read_path
 from rmmc.compiler.pipeline import compile_document

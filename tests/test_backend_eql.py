@@ -172,7 +172,7 @@ def test_pysigma_elasticsearch_eql_comparison():
     from sigma.backends.elasticsearch import EqlBackend
     from sigma.collection import SigmaCollection
 
-    from rmmc.backends.sigma import emit_sigma
+    from rmmc.backends.sigma.backend import emit_sigma
 
     sigma = emit_sigma(seed("rules/rmm_remotepc_netconn.txt")).text
     theirs = EqlBackend().convert(SigmaCollection.from_yaml(sigma))[0]

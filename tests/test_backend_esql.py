@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import rmmc.backends.esql as esql
+import rmmc.backends.esql.backend as esql
 from rmmc.backends.base import EmitOptions
-from rmmc.backends.esql import (emit_esql, ident, lucene_escape, pattern_regex, string_lit,
+from rmmc.backends.esql.backend import (emit_esql, ident, lucene_escape, pattern_regex, string_lit,
                                 term_regex, time_span)
 from rmmc.compiler.evaluator import fold, term_match
 from rmmc.compiler.ir import (Aggregate, And, Const, EventKind, Field, InSubquery, Limit, Lookback,
@@ -253,7 +253,7 @@ def test_hostile_values_stay_in_their_literals(condition):
 
     from rmmc.compiler.ir import Const
 
-    with mock.patch("rmmc.backends.esql.superset", lambda c: Const(True)):  # the exact tests only
+    with mock.patch("rmmc.backends.esql.backend.superset", lambda c: Const(True)):  # the exact tests only
         t = emit_esql(rule_of(condition))
     condition = widen(condition, lambda node: False)[0]  # the backend folds constants so
     assert t.ok, t.diagnostics
@@ -286,7 +286,7 @@ def where(condition) -> str:
     left out here."""
     from unittest import mock
 
-    with mock.patch("rmmc.backends.esql.superset", lambda *a, **k: Const(True)):
+    with mock.patch("rmmc.backends.esql.backend.superset", lambda *a, **k: Const(True)):
         t = emit_esql(rule_of(condition))
     assert t.ok, t.diagnostics
     assert t.text.endswith("\n| LIMIT 10000")  # ES|QL's default is 1,000 rows
@@ -417,7 +417,7 @@ def test_cidr_text():
 
 # ------------------------------------------------------------------ Sigma wildcard values (Op.REGEX)
 
-from rmmc.backends.esql import like_escape  # noqa: E402
+from rmmc.backends.esql.backend import like_escape  # noqa: E402
 from rmmc.compiler.sigma.predicates import wildcard_regex  # noqa: E402
 from rmmc.compiler.sigma.values import MULTI, SINGLE  # noqa: E402
 

@@ -22,14 +22,14 @@ from hypothesis import strategies as st
 from rmmc.backends.base import EmitOptions
 from rmmc.backends.kql import (build_kql, emit_kql, re2_problem, rule_to_kql_ast,
                                timespan_literal)
-from rmmc.compiler import kql_ast as A
+from rmmc.compiler.kql import ast as A
 from rmmc.compiler.diagnostics import RmmcError, Severity
 from rmmc.compiler.evaluator import matches
 from rmmc.compiler.ir import (Aggregate, And, Call, Const, EventKind, Exclusion, Extend, Field, Filter,
                               Limit, Literal, Lookback, Metadata, Not, Op, Or, Predicate, Project,
                               Rename, Rule, Sort, SortKey, Source, Star, Summarize, Boolean)
-from rmmc.compiler.kql_parser import parse_kql
-from rmmc.compiler.kql_printer import to_kql
+from rmmc.compiler.kql.parser import parse_kql
+from rmmc.compiler.kql.printer import to_kql
 
 TABLE = "DeviceNetworkEvents"
 URL = Field("RemoteUrl")
@@ -505,7 +505,7 @@ def _events():
 
 
 def _lower(text: str) -> Rule:
-    lower = pytest.importorskip("rmmc.compiler.lower")
+    lower = pytest.importorskip("rmmc.compiler.kql.lower")
     lowered = lower.lower_query(parse_kql(text))
     assert lowered.rule is not None, (text, [d.message for d in lowered.diagnostics])
     return lowered.rule
@@ -742,7 +742,7 @@ def test_non_ascii_letter_at_a_term_edge_is_flagged():
 @pytest.mark.parametrize("op", ["in", "in~", "!in", "!in~"])
 def test_membership_in_a_subquery_keeps_its_negation_and_case(op):
     # make mutate found the operator's two halves untested in this module's tests
-    from rmmc.compiler.lower import lower_text
+    from rmmc.compiler.kql.lower import lower_text
 
     query = f"DeviceProcessEvents | where FileName {op} (DeviceFileEvents | distinct FileName)"
     text = emit_kql(lower_text(query).rule).text

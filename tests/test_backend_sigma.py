@@ -32,9 +32,9 @@ from sigma.validation import SigmaValidator  # noqa: E402
 from sigma.validators.core import validators as CORE_VALIDATORS  # noqa: E402
 
 from rmmc.backends.base import EmitOptions  # noqa: E402
-from rmmc.backends.sigma import emit_sigma, emit_sigma_filters  # noqa: E402
-from rmmc.backends.sigma_meta import tactic_tag  # noqa: E402
-from rmmc.backends.sigma_values import (escape_plain, escape_regex, sigma_timespan,  # noqa: E402
+from rmmc.backends.sigma.backend import emit_sigma, emit_sigma_filters  # noqa: E402
+from rmmc.backends.sigma.meta import tactic_tag  # noqa: E402
+from rmmc.backends.sigma.values import (escape_plain, escape_regex, sigma_timespan,  # noqa: E402
                                         term_regex)
 from rmmc.compiler import evaluator  # noqa: E402
 from rmmc.compiler.ir import (Aggregate, And, Call, Const, Exclusion, Extend, Field, Filter,  # noqa: E402

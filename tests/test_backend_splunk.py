@@ -1,4 +1,4 @@
-"""The Splunk SPL backend (rmmc.backends.splunk).
+"""The Splunk SPL backend (rmmc.backends.splunk.backend).
 
 Semantics are checked against the reference evaluator through `tests/spl_interp.py`, a small
 interpreter of the SPL subset the backend emits that models Splunk where it differs from KQL:
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rmmc.backends.base import EmitOptions
-from rmmc.backends.splunk import emit_splunk, regex_literal, term_regex
+from rmmc.backends.splunk.backend import emit_splunk, regex_literal, term_regex
 from rmmc.compiler.evaluator import matches, term_match
 from rmmc.compiler.ir import (Aggregate, And, Call, Const, EventKind, Extend, Field, Filter, InSubquery, Limit,
                               Literal, Lookback, Metadata, Not, Op, Or, Predicate, Rule, Sort, SortKey,
@@ -373,7 +373,7 @@ def test_pysigma_splunk_backend_differs():
     sigma = pytest.importorskip("sigma.backends.splunk")
     from sigma.collection import SigmaCollection
 
-    from rmmc.backends.sigma import emit_sigma
+    from rmmc.backends.sigma.backend import emit_sigma
 
     converted = sigma.SplunkBackend().convert(SigmaCollection.from_yaml(emit_sigma(seed("rmm_remotepc_netconn.txt")).text))
     text = "\n".join(converted)

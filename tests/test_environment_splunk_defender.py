@@ -14,7 +14,7 @@ import rmmc
 
 from rmmc.backends.base import EmitOptions
 from rmmc.compiler import ir
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 from rmmc.compiler.rows import run
 from rmmc.environments import load_environment
 from rmmc.environments.adapt import adapt

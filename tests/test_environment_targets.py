@@ -339,7 +339,7 @@ def test_rmm_to_splunk_sysmon_names_only_addon_fields_and_verifies(rmm_corpus, r
 def test_defender_conventions_reach_splunk_sysmon_verified(monkeypatch):
     """Registry, user and hash values of Defender rules rewritten to Sysmon's convention and
     checked on Sysmon-shaped events (the RMM corpus tests none of the three)."""
-    from rmmc.compiler.lower import lower_text
+    from rmmc.compiler.kql.lower import lower_text
     from rmmc.verify import engines
     from rmmc.verify.runner import verify_rule
     from spl_interp import selects

@@ -17,7 +17,7 @@ import yaml
 
 import rmmc
 from rmmc.compiler.evaluator import evaluate
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 from rmmc.compiler.sigma import read_sigma_rules
 from rmmc.environments import (DEFAULTS, EnvironmentError, find_environment, list_environments,
                                load_environment)

@@ -11,7 +11,7 @@ import pytest
 
 from rmmc.backends.base import EmitOptions
 from rmmc.compiler import ir
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 from rmmc.compiler.rows import run
 from rmmc.environments import list_environments, load_environment
 from rmmc.environments.adapt import adapt

@@ -1,4 +1,4 @@
-"""RE2 regexes in ES|QL's two dialects (rmmc/backends/esql_regex.py), held to the evaluator.
+"""RE2 regexes in ES|QL's two dialects (rmmc/backends/esql/regex.py), held to the evaluator.
 
 For random patterns of the RE2 syntax the backend writes (literals and punctuation, `.`,
 classes, shorthand classes, groups, alternation, greedy and lazy repeats, anchors, a leading
@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from java_regex import compile_java
-from rmmc.backends.esql_regex import java_literal, java_regex, lucene_regex
-from rmmc.backends.esql_text import Refusal
+from rmmc.backends.esql.regex import java_literal, java_regex, lucene_regex
+from rmmc.backends.esql.text import Refusal
 from rmmc.compiler.evaluator import compiled_regex
 from rmmc.verify.lucene import lucene_fullmatch
 

@@ -22,8 +22,8 @@ import rmmc
 from esql_interp import Undocumented, run as esql_rows, tokens
 from rmmc.backends import emit
 from rmmc.backends.base import EmitOptions
-from rmmc.backends.esql import emit_esql
-from rmmc.backends.esql_expr import ZERO_TO_1970
+from rmmc.backends.esql.backend import emit_esql
+from rmmc.backends.esql.expr import ZERO_TO_1970
 from rmmc.compiler import ir
 from rmmc.compiler.ir import (Aggregate, And, Boolean, Call, Compare, Const, EventKind, Extend, Field, Filter,
                               Limit, Literal, Metadata, Not, Op, Or, Predicate, Project, ProjectAway, Rename,

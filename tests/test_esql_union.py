@@ -1,5 +1,5 @@
 """A union in ES|QL: one FROM over every branch's indexes, each branch's tests under its source's
-filter, per-source columns as CASE (rmmc/backends/esql_union.py).
+filter, per-source columns as CASE (rmmc/backends/esql/union.py).
 
 Rows are checked on the ES|QL interpreter (tests/esql_interp.py) over events shaped as the
 environment holds them (`Adapted.target_event`), against the reference evaluator's rows
@@ -15,7 +15,7 @@ import pytest
 from esql_interp import run as esql_run
 from rmmc.backends.base import EmitOptions
 from rmmc.compiler import ir
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 from rmmc.compiler.rows import run
 from rmmc.environments import load_environment
 from rmmc.environments.adapt import adapt

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from rmmc.compiler.explain import explain
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rmmc.compiler import ir
 from rmmc.compiler.evaluator import evaluate_expr
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 
 
 def value(expression: str, row: dict | None = None):

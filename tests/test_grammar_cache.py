@@ -40,7 +40,7 @@ def test_lexer_re_cache_survives_a_corrupt_file(tmp_path: Path) -> None:
 
 
 def test_parsers_use_the_cache_and_parse_alike() -> None:
-    from rmmc.compiler.kql_parser import _lark, parse_kql
+    from rmmc.compiler.kql.parser import _lark, parse_kql
 
     parser, _, _ = _lark()
     lexers = list(parser.parser.lexer.lexer.lexers.values())

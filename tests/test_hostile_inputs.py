@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from rmmc.compiler.documents import DocumentKind, read_path, read_text
-from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
+from rmmc.compiler.kql.parser import KqlSyntaxError, parse_kql
 
 REPO = Path(__file__).resolve().parents[1]
 ORACLE_DIR = REPO / "tests" / "oracle"
@@ -546,7 +546,7 @@ def test_7_a_column_name_cannot_inject_a_sigma_modifier():
 
 
 def test_8_spl_escaped_control_character_in_a_regex_reads_as_that_character():
-    from rmmc.backends.splunk import regex_string
+    from rmmc.backends.splunk.backend import regex_string
 
     assert regex_string("a\\\tb") == '"a\\\\x{09}b"'      # `\<TAB>`: the TAB itself
     assert regex_string("a\tb") == '"a\\\\x{09}b"'
@@ -587,7 +587,7 @@ def test_9_yaml_line_break_characters_survive_sigma_output(char):
 def test_9_sentinel_package_keeps_line_break_characters():
     result = _translate("DeviceProcessEvents | where ProcessCommandLine == 'a\\u0085b'", "kql")
     from rmmc.packaging import package
-    from rmmc.compiler.lower import lower_text
+    from rmmc.compiler.kql.lower import lower_text
 
     rule = lower_text("DeviceProcessEvents | where ProcessCommandLine == 'a\\u0085b'").rule
     _, text, _ = package(rule, "kql", result.text + "// a\x85b\n")
@@ -615,7 +615,7 @@ def test_10_kelvin_sign_needles_are_written_as_the_evaluator_folds_them(query, t
     "DeviceProcessEvents | where ProcessCommandLine =~ 'x\\u212a' or ProcessCommandLine hasprefix '\\u212aa'",
 ])
 def test_10_verify_agrees_on_kelvin_sign(query):
-    from rmmc.compiler.lower import lower_text
+    from rmmc.compiler.kql.lower import lower_text
     from rmmc.verify import verify_rule
 
     rule = lower_text(query).rule
@@ -704,7 +704,7 @@ def test_minor_and_or_still_work_as_operators_and_bracketed_names():
 
 def test_minor_duckdb_kql_escape_gap_is_not_a_disagreement():
     pytest.importorskip("duckdb_kql")
-    from rmmc.compiler.lower import lower_text
+    from rmmc.compiler.kql.lower import lower_text
     from rmmc.verify import verify_rule
 
     rule = lower_text("DeviceProcessEvents | where ProcessCommandLine has 'a\\u0001b'").rule

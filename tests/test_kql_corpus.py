@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
-from rmmc.compiler.kql_printer import to_kql
+from rmmc.compiler.kql.parser import KqlSyntaxError, parse_kql
+from rmmc.compiler.kql.printer import to_kql
 
 ARTIFACTS = Path(__file__).resolve().parent / "_artifacts"
 

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from rmmc.compiler import kql_parser
-from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
+from rmmc.compiler.kql import parser as kql_parser
+from rmmc.compiler.kql.parser import KqlSyntaxError, parse_kql
 
 QUERIES = [
     "T",

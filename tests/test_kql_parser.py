@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rmmc.compiler import kql_ast as A
-from rmmc.compiler.kql_parser import KqlSyntaxError, decode_string, parse_kql
+from rmmc.compiler.kql import ast as A
+from rmmc.compiler.kql.parser import KqlSyntaxError, decode_string, parse_kql
 
 
 def body(text: str) -> A.Expr:
@@ -238,7 +238,7 @@ def test_a_corrupt_grammar_cache_is_rebuilt(tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    code = "from rmmc.compiler.kql_parser import parse_kql; print(parse_kql('T | take 1').body)"
+    code = "from rmmc.compiler.kql.parser import parse_kql; print(parse_kql('T | take 1').body)"
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     (cache,) = (tmp_path / "rmmc").glob("kql-grammar-*")  # beside it: the lexers' regexes
     cache.write_bytes(b"not a cache")

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rmmc.compiler.kql_parser import MAX_NESTING, KqlSyntaxError, parse_kql
-from rmmc.compiler.kql_printer import to_kql
+from rmmc.compiler.kql.parser import MAX_NESTING, KqlSyntaxError, parse_kql
+from rmmc.compiler.kql.printer import to_kql
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS = SHARED / "corpus" / "kql"

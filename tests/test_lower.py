@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rmmc.compiler import ir
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -26,7 +26,7 @@ import pytest
 
 from rmmc.backends.kql import emit_kql
 from rmmc.compiler import ir
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 from rmmc.compiler.rows import run
 
 duckdb_kql = pytest.importorskip("duckdb_kql")

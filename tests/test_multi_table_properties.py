@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from rmmc.backends.kql import emit_kql
 from rmmc.compiler import ir
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 from rmmc.compiler.rows import run
 
 duckdb_kql = pytest.importorskip("duckdb_kql")

@@ -15,7 +15,7 @@ from rmmc.backends import emit
 from rmmc.backends.base import EmitOptions
 from rmmc.compiler import ir
 from rmmc.compiler.documents import read_path
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 from rmmc.compiler.pipeline import compile_document
 from rmmc.compiler.rows import run
 from rmmc.verify.multi import multi_events

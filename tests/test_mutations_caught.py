@@ -20,13 +20,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 MUTATIONS = {
     # ES|QL: `<` written `<=`
-    "esql-lt-as-le": ("rmmc/backends/esql.py", 'symbol = {Op.LT: "<", Op.LE',
+    "esql-lt-as-le": ("rmmc/backends/esql/backend.py", 'symbol = {Op.LT: "<", Op.LE',
                       'symbol = {Op.LT: "<=", Op.LE', "test_property_7_esql"),
     # EQL: the case-insensitive `:` written as the case-sensitive `==`
     "eql-colon-as-double-equals": ("rmmc/backends/eql.py", 'f"{f} : {string_literal(v)}"',
                                    'f"{f} == {string_literal(v)}"', "test_property_5_eql"),
     # Splunk: `<` written `<=`
-    "splunk-lt-as-le": ("rmmc/backends/splunk.py", 'op = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[p.op]',
+    "splunk-lt-as-le": ("rmmc/backends/splunk/backend.py", 'op = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[p.op]',
                         'op = {Op.LT: "<=", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[p.op]',
                         "test_property_6_splunk"),
 }

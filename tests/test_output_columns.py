@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from rmmc.compiler.lower import lower_text
+from rmmc.compiler.kql.lower import lower_text
 from rmmc.compiler.outputs import definitions, drop
 from rmmc.compiler.rows import run as reference_rows
 from rmmc.translation import translate_text

@@ -433,7 +433,7 @@ def test_sentinel_cuts_long_names_and_descriptions(rule):
     ("| project-away Account*\n| project-rename Host = DeviceName\n", {"Host", "FileName"}),
 ])
 def test_output_columns(stages, columns):
-    from rmmc.compiler.lower import lower_text
+    from rmmc.compiler.kql.lower import lower_text
     from rmmc.packaging.columns import output_columns
 
     found = set(output_columns(lower_text("DeviceProcessEvents\n" + stages).rule))

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from rmmc.compiler import kql_ast as A
-from rmmc.compiler import kql_parser
+from rmmc.compiler.kql import ast as A
+from rmmc.compiler.kql import parser as kql_parser
 from rmmc.compiler.diagnostics import Span
 from rmmc.grammar.first_chars import first_chars
 

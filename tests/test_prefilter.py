@@ -87,8 +87,8 @@ def _without(target: str):
     if target == "eql":
         return mock.patch("rmmc.backends.eql.with_prefilter", lambda c: c)
     if target == "sigma":
-        return mock.patch("rmmc.backends.sigma_detection.index_values", lambda *a, **k: None)
-    module = {"splunk": "rmmc.backends.splunk", "esql": "rmmc.backends.esql"}[target]
+        return mock.patch("rmmc.backends.sigma.detection.index_values", lambda *a, **k: None)
+    module = {"splunk": "rmmc.backends.splunk.backend", "esql": "rmmc.backends.esql.backend"}[target]
     return mock.patch(f"{module}.superset", lambda *a, **k: Const(True))
 
 
@@ -96,7 +96,7 @@ def _without(target: str):
 @given(cases(alphabet=FULL, cidr=True))
 @boundary_examples(FULL)
 def test_splunk_prefilter_and_exact_is_exact(case):
-    from rmmc.backends.splunk import emit_splunk
+    from rmmc.backends.splunk.backend import emit_splunk
 
     rule, events = case
     t = emit_splunk(rule)
@@ -111,7 +111,7 @@ def test_splunk_prefilter_and_exact_is_exact(case):
 @given(cases(alphabet=ESQL_ALPHABET, cidr=True))
 @boundary_examples(ESQL_ALPHABET)
 def test_esql_prefilter_and_exact_is_exact(case):
-    from rmmc.backends.esql import emit_esql
+    from rmmc.backends.esql.backend import emit_esql
 
     rule, events = case
     t = emit_esql(rule)
@@ -152,7 +152,7 @@ def test_sigma_contains_beside_term_regex_is_exact(case):
     import pytest
 
     pytest.importorskip("sigma.backends.sqlite")
-    from rmmc.backends.sigma import emit_sigma
+    from rmmc.backends.sigma.backend import emit_sigma
 
     rule, events = case
     events, shaped = in_sigma_convention(rule, events)
@@ -166,7 +166,7 @@ def test_sigma_contains_beside_term_regex_is_exact(case):
 
 
 def test_sigma_writes_contains_beside_each_term_regex():
-    from rmmc.backends.sigma import emit_sigma
+    from rmmc.backends.sigma.backend import emit_sigma
     from rmmc.compiler.ir import Metadata, Rule, Source
     import yaml
 

@@ -125,9 +125,9 @@ def test_field_for_sigma():
 
 def test_backends_keep_or_map_sigma_names():
     from rmmc.backends.eql import emit_eql
-    from rmmc.backends.esql import emit_esql
-    from rmmc.backends.sigma import emit_sigma
-    from rmmc.backends.splunk import emit_splunk
+    from rmmc.backends.esql.backend import emit_esql
+    from rmmc.backends.sigma.backend import emit_sigma
+    from rmmc.backends.splunk.backend import emit_splunk
 
     rule = _sigma_taxonomy_rule()
     sigma = emit_sigma(rule)

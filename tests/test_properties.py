@@ -44,11 +44,11 @@ from hypothesis import strategies as st
 from rmmc.backends.base import EmitOptions, Translation
 from rmmc.backends.eql import emit_eql
 from rmmc.backends.kql import emit_kql
-from rmmc.backends.sigma import emit_sigma
+from rmmc.backends.sigma.backend import emit_sigma
 from rmmc.compiler import evaluator
 from rmmc.compiler.ir import Aggregate, Field, Metadata, Op, Rule, Source, Summarize, walk_predicates
-from rmmc.compiler.kql_parser import parse_kql
-from rmmc.compiler.lower import lower_query
+from rmmc.compiler.kql.parser import parse_kql
+from rmmc.compiler.kql.lower import lower_query
 from rmmc.compiler.schema import load_schema
 
 from boundaries import boundary_examples
@@ -205,7 +205,7 @@ _SQL_TYPES = {"string": "TEXT COLLATE NOCASE", "int": "INTEGER", "long": "INTEGE
 def in_sigma_convention(rule: Rule, events: Events) -> tuple[Events, Events]:
     """(the events put into the domain of the `sigma` environment's value conventions, the same
     events as Sigma holds them: Sigma's names, Sysmon's conventions).  The Sigma backend writes
-    the rule in that environment (`rmmc.backends.sigma.in_sigma`); its rewrites are exact over
+    the rule in that environment (`rmmc.backends.sigma.backend.in_sigma`); its rewrites are exact over
     that domain (a file name is the end of its path, a user is DOMAIN\\name ...)."""
     from rmmc.environments import default_environment
     from rmmc.environments.adapt import adapt
@@ -425,7 +425,7 @@ def spl_select(rule: Rule, text: str, events: Events) -> list[int]:
 @given(cases(alphabet=FULL, cidr=True))
 @boundary_examples(FULL)
 def test_property_6_splunk(case):
-    from rmmc.backends.splunk import emit_splunk
+    from rmmc.backends.splunk.backend import emit_splunk
 
     rule, events = case
     t = emit_splunk(rule)
@@ -460,7 +460,7 @@ ESQL_ALPHABET = Alphabet("esql", FULL.chars.replace("İ", ""))
 @given(cases(alphabet=ESQL_ALPHABET, cidr=True))
 @boundary_examples(ESQL_ALPHABET)
 def test_property_7_esql(case):
-    from rmmc.backends.esql import emit_esql
+    from rmmc.backends.esql.backend import emit_esql
 
     rule, events = case
     t = emit_esql(rule)
@@ -474,7 +474,7 @@ def test_property_7_esql(case):
                    "the model never does, and the ES|QL backend flags only IPv6 networks that overlap "
                    "::ffff:0:0/96, not IPv4 networks")
 def test_esql_cidr_reads_an_ipv4_mapped_value_as_ipv4():
-    from rmmc.backends.esql import emit_esql
+    from rmmc.backends.esql.backend import emit_esql
     from rmmc.compiler.ir import Predicate
     from strategies import TABLE_BY_NAME
 
@@ -491,7 +491,7 @@ def test_esql_cidr_reads_an_ipv4_mapped_value_as_ipv4():
                    "matches; the backend only notes it (a value holding U+0130 is lossy, text "
                    "holding it is not)")
 def test_esql_to_lower_of_a_dotted_capital_i_joins_terms():
-    from rmmc.backends.esql import emit_esql
+    from rmmc.backends.esql.backend import emit_esql
     from rmmc.compiler.ir import Predicate
     from strategies import TABLE_BY_NAME
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rmmc.backends.base import EmitOptions
-from rmmc.backends.sigma import emit_sigma
+from rmmc.backends.sigma.backend import emit_sigma
 from rmmc.compiler.documents import read_path
 from rmmc.compiler.evaluator import matches
 from rmmc.compiler.pipeline import compile_document

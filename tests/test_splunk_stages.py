@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rmmc
-from rmmc.backends.splunk import emit_splunk
+from rmmc.backends.splunk.backend import emit_splunk
 from rmmc.compiler import ir
 from rmmc.compiler.ir import (Aggregate, And, Boolean, Call, Compare, Const, EventKind, Extend, Field, Filter,
                               Limit, Literal, Metadata, Not, Op, Or, Predicate, Project, ProjectAway, Rename,
@@ -551,7 +551,7 @@ def test_a_name_spl_cannot_write_is_renamed_for_shape_only():
 
 
 def test_whitespace_class_is_pythons_strip():
-    from rmmc.backends.splunk_expr import WHITESPACE
+    from rmmc.backends.splunk.expr import WHITESPACE
 
     assert set(WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
 

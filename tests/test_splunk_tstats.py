@@ -1,4 +1,4 @@
-"""`--splunk-form tstats` (rmmc/backends/splunk_tstats.py): the text for a process and a network
+"""`--splunk-form tstats` (rmmc/backends/splunk/tstats.py): the text for a process and a network
 rule over splunk-cim (checked by hand against Splunk's detections in
 ../shared/reference/splunk/detections/), the located refusals, and the meaning: the query run
 by a small tstats model (Splunk's documented tstats: group the events the where clause keeps by

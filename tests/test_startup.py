@@ -48,11 +48,11 @@ def test_version_does_not_load_the_cli(tmp_path: Path) -> None:
 def test_sigma_to_splunk_loads_neither_kql_nor_other_backends(tmp_path: Path) -> None:
     modules, out = _modules_after(["translate", "-", "--to", "splunk"], tmp_path, SIGMA_RULE)
     assert "7z.exe" in out  # it did translate
-    assert "rmmc.backends.splunk" in modules
+    assert "rmmc.backends.splunk.backend" in modules
     loaded = {m for m in modules if m.startswith("rmmc.")}
-    for unwanted in ("rmmc.backends.sigma", "rmmc.backends.kql", "rmmc.backends.eql",
-                     "rmmc.backends.esql", "rmmc.compiler.kql_ast", "rmmc.compiler.kql_parser",
-                     "rmmc.compiler.lower", "rmmc.verify.command", "rmmc.serve"):
+    for unwanted in ("rmmc.backends.sigma.backend", "rmmc.backends.kql", "rmmc.backends.eql",
+                     "rmmc.backends.esql.backend", "rmmc.compiler.kql.ast", "rmmc.compiler.kql.parser",
+                     "rmmc.compiler.kql.lower", "rmmc.verify.command", "rmmc.serve"):
         assert unwanted not in loaded and unwanted not in modules, unwanted
 
 

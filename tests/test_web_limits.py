@@ -22,7 +22,7 @@ pytest.importorskip("pebble", reason="rmmc web needs the web extra: pip install 
 from playground_server import PlaygroundServer  # noqa: E402
 
 import rmmc  # noqa: E402
-from rmmc.compiler.kql_parser import MAX_NESTING, KqlSyntaxError, parse_kql  # noqa: E402
+from rmmc.compiler.kql.parser import MAX_NESTING, KqlSyntaxError, parse_kql  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = (REPO / "rules" / "rmm_remotepc_netconn.txt").read_text(encoding="utf-8")

@@ -6,11 +6,11 @@ from importlib import import_module
 from typing import Callable
 
 _BACKENDS: dict[str, tuple[str, str]] = {
-    "sigma": ("rmmc.backends.sigma", "emit_sigma"),
+    "sigma": ("rmmc.backends.sigma.backend", "emit_sigma"),
     "kql": ("rmmc.backends.kql", "emit_kql"),
-    "esql": ("rmmc.backends.esql", "emit_esql"),
+    "esql": ("rmmc.backends.esql.backend", "emit_esql"),
     "eql": ("rmmc.backends.eql", "emit_eql"),
-    "splunk": ("rmmc.backends.splunk", "emit_splunk"),
+    "splunk": ("rmmc.backends.splunk.backend", "emit_splunk"),
 }
 EXTENSIONS = {"sigma": ".yml", "kql": ".kql", "esql": ".esql", "splunk": ".spl", "eql": ".eql"}
 # Targets that take a field profile (`--fields`); the others use the rule's own columns or

@@ -74,7 +74,7 @@ def shape(target: str, message: str, span: Span | None = None) -> Diagnostic:
 def stage_text(stage) -> str:
     """A stage as the KQL operator that says it, for messages."""
     from rmmc.backends.kql import ConditionEmitter, stage_operators
-    from rmmc.compiler.kql_printer import to_kql
+    from rmmc.compiler.kql.printer import to_kql
 
     try:
         return " | ".join(to_kql(op) for op in stage_operators(stage, ConditionEmitter()))

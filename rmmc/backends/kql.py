@@ -1,6 +1,6 @@
 """IR -> KQL (Microsoft Defender XDR advanced hunting, or Sentinel for Sentinel tables).
 
-The query is built as a KQL syntax tree (`rmmc.compiler.kql_ast`) and printed with
+The query is built as a KQL syntax tree (`rmmc.compiler.kql.ast`) and printed with
 `to_kql`, so every value sits inside a literal the printer escaped and every name is
 bracketed when it is not a plain identifier: no value can change the query's structure.
 
@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 from rmmc.backends.base import (cidr_networks, reads_ipv4, exclusion_conditions, EmitOptions,
                                 Translation, lossy, note, unsupported)
-from rmmc.compiler import kql_ast as A
+from rmmc.compiler.kql import ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Severity, Span
 from rmmc.compiler.evaluator import coerce, evaluate_predicate
 from rmmc.compiler.functions import SYMBOLS
@@ -40,7 +40,7 @@ from rmmc.compiler.ir import (COMPARE_OPS, Aggregate, And, Call, Compare, Condit
                               Extend, Field, Filter, InSubquery, Join, Limit, Literal, MvExpand, Not, Op,
                               Or, Parse, Predicate, Project, ProjectAway, Rename, Reorder, Rule, Sort,
                               Stage, Star, Summarize, Boolean, Value, all_of)
-from rmmc.compiler.kql_printer import to_kql
+from rmmc.compiler.kql.printer import to_kql
 
 TARGET = "kql"
 HANDLES = frozenset({"union", "join", "subquery", "mv-expand", "parse"})
@@ -308,7 +308,7 @@ class ConditionEmitter:
     def subquery(self, node: InSubquery) -> A.Expr:
         """`x in (T | ...)` / `x has_any (T | ...)`: the subquery written from its model, or,
         when it has none, parsed back to a tree from its text (never spliced as text)."""
-        from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
+        from rmmc.compiler.kql.parser import KqlSyntaxError, parse_kql
 
         if node.rule is not None and self.tabular is not None:
             body = self.tabular(node.rule)
@@ -780,7 +780,7 @@ def build_kql(rule: Rule, options: EmitOptions = EmitOptions()) -> KqlQuery:
 def _refuse_lone_surrogates(node: Any) -> None:
     """A string literal holding half a UTF-16 pair (only a rule built in code can: the readers
     refuse it) has no KQL text that reads back as it: refused, as the readers do."""
-    from rmmc.compiler.kql_strings import lone_surrogate
+    from rmmc.compiler.kql.strings import lone_surrogate
 
     pending = [node]
     while pending:

@@ -102,7 +102,7 @@ def _check_syntax(document: RuleDocument) -> CheckedRule:
         from rmmc.compiler.pipeline import compile_document
 
         return CheckedRule(document, compile_document(document).diagnostics)
-    from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
+    from rmmc.compiler.kql.parser import KqlSyntaxError, parse_kql
 
     found = list(document.warnings)
     try:
@@ -155,7 +155,7 @@ def check_paths(paths: Iterable[str], jobs: int = 1, progress: bool = False, env
 
 def _prepare() -> None:
     """Build the KQL parser before workers fork, so each one inherits it."""
-    from rmmc.compiler.kql_parser import _lark
+    from rmmc.compiler.kql.parser import _lark
 
     _lark()
 

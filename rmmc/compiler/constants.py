@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
-from rmmc.compiler import kql_ast as A
+from rmmc.compiler.kql import ast as A
 
 _UNITS = {
     "d": 86400.0, "day": 86400.0, "days": 86400.0,

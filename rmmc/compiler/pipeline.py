@@ -75,7 +75,7 @@ def compile_document(document: RuleDocument, schema: Any = "default") -> Compile
     found: list[Diagnostic] = list(document.warnings)
     if document.kind is DocumentKind.SIGMA:
         return _compile_sigma(document, found)
-    from rmmc.compiler.lower import lower_text  # KQL only: a Sigma rule never loads the KQL tree
+    from rmmc.compiler.kql.lower import lower_text  # KQL only: a Sigma rule never loads the KQL tree
     try:
         lowered = lower_text(document.query, metadata_of(document), schema)
     except Exception as exc:  # a bug of ours must not stop a batch

@@ -392,7 +392,7 @@ def _negation(c: ir.Condition) -> ir.Condition:
 def _render(c: ir.Condition) -> str:
     """A condition as KQL (the language rules are reviewed in), or as `explain` words."""
     from rmmc.backends.kql import ConditionEmitter
-    from rmmc.compiler.kql_printer import to_kql
+    from rmmc.compiler.kql.printer import to_kql
 
     try:
         text = to_kql(ConditionEmitter().emit(c))

@@ -97,7 +97,7 @@ def run_kql_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[
 
 def run_kql_readback(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
     from rmmc.compiler.evaluator import matches
-    from rmmc.compiler.lower import lower_text
+    from rmmc.compiler.kql.lower import lower_text
 
     lowered = lower_text(text)
     if lowered.rule is None:
@@ -159,7 +159,7 @@ def sigma_sqlite() -> sqlite3.Connection:
 
 def _sigma_names(rule: Rule) -> dict[str, tuple[str, Field]]:
     """Column -> (Sigma field, Field) as the Sigma backend names them."""
-    from rmmc.backends.sigma_fields import FieldMapper
+    from rmmc.backends.sigma.fields import FieldMapper
     from rmmc.compiler.schema import load_schema
 
     table = load_schema().table(rule.source.table) if rule.source.table else None

@@ -315,7 +315,7 @@ def sigma_groups(text: str, events: list[dict[str, Any]], sides: list[ir.Rule], 
         raise EngineUnavailable("pySigma and pysigma-backend-sqlite are not installed") from None
     import yaml
 
-    from rmmc.backends.sigma_fields import FieldMapper
+    from rmmc.backends.sigma.fields import FieldMapper
     from rmmc.compiler.correlate import correlation
     from rmmc.compiler.functions import fold
     from rmmc.compiler.schema import load_schema

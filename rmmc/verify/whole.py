@@ -424,7 +424,7 @@ def run_sigma_correlation(rule: ir.Rule, text: str, events: list[dict[str, Any]]
 
 
 def _sigma_key(rule: ir.Rule, column: str) -> str:
-    from rmmc.backends.sigma_fields import FieldMapper
+    from rmmc.backends.sigma.fields import FieldMapper
     from rmmc.compiler.schema import load_schema
 
     if rule.source.taxonomy == "sigma":
@@ -553,7 +553,7 @@ def _is_json(text: str) -> bool:
 def read_kql_rows(text: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of rmmc's own reading of a KQL query (where duckdb-kql is not installed): the
     text against rmmc's model of it, not against an engine."""
-    from rmmc.compiler.lower import lower_text
+    from rmmc.compiler.kql.lower import lower_text
     from rmmc.verify.engines import EngineError
 
     lowered = lower_text(text)

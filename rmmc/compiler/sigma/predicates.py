@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from rmmc.backends.sigma_values import TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT, escape_regex
+from rmmc.backends.sigma.values import TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT, escape_regex
 from rmmc.compiler.diagnostics import Span
 from rmmc.compiler.evaluator import is_term_char
 from rmmc.compiler.ir import Field, Op, Predicate

@@ -11,8 +11,8 @@ Exactness rests on four rules, each checked against the reference evaluator by t
   not a match, whereas Sigma backends read them as false (and `not` of false as true).  So a
   negation over a subtree that holds a comparison is pushed down to the comparisons and
   flipped there (`not (x > 5)` -> `x|lte: 5`); any other `not` is kept as written.
-* Values are escaped (`sigma_values`); EMPTY is `Field: ''` or `Field: null`; EXISTS is
-  `|exists`; `has` is the term regex (`sigma_values` docstring), or `|contains` when the
+* Values are escaped (`values`); EMPTY is `Field: ''` or `Field: null`; EXISTS is
+  `|exists`; `has` is the term regex (`values` docstring), or `|contains` when the
   needle has no term character at a checked end (then both are the same test).
 * CIDR is `Field|cidr: [networks]` in strict notation (a network with host bits is written
   as its network address, with a note); never true of a missing field, so `not` is exact.
@@ -32,8 +32,8 @@ from typing import Any, Iterable, Union
 
 from rmmc.backends.base import (EmitOptions, Wildcard, asked_lossy, cidr_networks, lossy, note, unsupported,
                                 wildcard_pattern)
-from rmmc.backends.sigma_fields import TARGET, FieldMapper
-from rmmc.backends.sigma_values import (escape_plain, regex_portability, term_boundaries,
+from rmmc.backends.sigma.fields import TARGET, FieldMapper
+from rmmc.backends.sigma.values import (escape_plain, regex_portability, term_boundaries,
                                         term_regex)
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.evaluator import coerce, evaluate_predicate, fold, fold_to_ascii, re2_dollar

@@ -1,4 +1,4 @@
-"""KQL text -> syntax tree (`rmmc.compiler.kql_ast`), or located diagnostics.
+"""KQL text -> syntax tree (`rmmc.compiler.kql.ast`), or located diagnostics.
 
 The grammar lives in `rmmc/grammar/kql.lark`; this module builds the tree while Lark's
 LALR parser reduces (no recursion, so deep input cannot overflow the stack while parsing)
@@ -14,9 +14,9 @@ from typing import Any, Iterable
 
 from lark.lexer import Token as _Token
 
-from rmmc.compiler import kql_ast as A
+from rmmc.compiler.kql import ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Severity, Span
-from rmmc.compiler.kql_strings import decode_literal, lone_surrogate, pair_surrogates, plain_quoted
+from rmmc.compiler.kql.strings import decode_literal, lone_surrogate, pair_surrogates, plain_quoted
 from rmmc.grammar.lalr_driver import Token as _FastToken
 
 MAX_NESTING = 200
@@ -41,8 +41,8 @@ class KqlSyntaxError(RmmcError):
 
 def decode_string(token_text: str) -> tuple[str, bool]:
     """The value of one KQL string token and whether it was obfuscated (h'...'); the rules
-    are in `rmmc.compiler.kql_strings`."""
-    from rmmc.compiler.kql_strings import decode_literal, pair_surrogates
+    are in `rmmc.compiler.kql.strings`."""
+    from rmmc.compiler.kql.strings import decode_literal, pair_surrogates
 
     decoded = decode_literal(token_text)
     return pair_surrogates(decoded.value), decoded.obfuscated
@@ -693,7 +693,7 @@ def parse_kql(text: str) -> A.Query:
             f"query nested too deeply (more than {MAX_NESTING} levels)",
             Span(token.start_pos, token.end_pos, token.line, token.column), "too-deep")) from None
     except UnexpectedInput as exc:
-        from rmmc.compiler.kql_errors import describe_syntax_error
+        from rmmc.compiler.kql.errors import describe_syntax_error
 
         raise KqlSyntaxError(describe_syntax_error(exc, text, tracker.token_before(exc))) from None
     except RecursionError:

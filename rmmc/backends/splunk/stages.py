@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rmmc.backends.base import lossy, note, shape, stage_text
-from rmmc.backends.splunk_expr import Spl, SplRefusal, eval_name
+from rmmc.backends.splunk.expr import Spl, SplRefusal, eval_name
 from rmmc.backends.widen import widen
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
@@ -159,12 +159,12 @@ class StageWriter:
                 raise SplRefusal(f"limit {stage.count!r} is not a row count")
             return [f"head {stage.count}"] if stage.count > 0 else ["where false()"]
         if isinstance(stage, ir.Join):
-            from rmmc.backends.splunk_multi import join_commands
+            from rmmc.backends.splunk.multi import join_commands
 
             self.known = None
             return join_commands(stage, later, self)
         if isinstance(stage, ir.Parse):
-            from rmmc.backends.splunk_multi import parse_commands
+            from rmmc.backends.splunk.multi import parse_commands
 
             return parse_commands(stage, self)
         raise SplRefusal(f"no SPL form for the stage {type(stage).__name__}")

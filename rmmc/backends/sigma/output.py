@@ -25,8 +25,8 @@ from datetime import timedelta
 from typing import Any
 
 from rmmc.backends.base import dropped_stages, lossy, note, shape, stage_text
-from rmmc.backends.sigma_fields import TARGET, FieldMapper
-from rmmc.backends.sigma_values import sigma_timespan
+from rmmc.backends.sigma.fields import TARGET, FieldMapper
+from rmmc.backends.sigma.values import sigma_timespan
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.constants import timespan_text

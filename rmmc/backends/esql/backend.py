@@ -49,12 +49,12 @@ How the meaning is kept (the reference is `rmmc.compiler.evaluator` and `rmmc.co
   refuses what Lucene cannot say); case-insensitive ones are refused (a regex cannot be
   lower-cased as a value can).
 * Tests on expressions (`strlen(x) > 5`, `tolower(x) == 'a'`) and comparisons of two
-  expressions are written like tests on fields, over the expression (`esql_expr`).
+  expressions are written like tests on fields, over the expression (`expr`).
 * `InSubquery` is widened (replaced by the constant that keeps a superset of the events),
   each replaced node reported lossy.
-* A union (`esql_union`): one FROM of every branch's indexes, each branch's tests under its
+* A union (`union`): one FROM of every branch's indexes, each branch's tests under its
   source's filter, OR-ed; per-source columns as `CASE` over the filters.
-* Stages (`esql_stages`): every stage in the rule's order, each with KQL's meaning; what ES|QL
+* Stages (`stages`): every stage in the rule's order, each with KQL's meaning; what ES|QL
   cannot say is refused (`unsupported`, located at the stage), never dropped.
 * Rows.  ES|QL returns at most 1,000 rows unless a `LIMIT` says more, and never more than
   10,000 (`esql.query.result_truncation_max_size`, its documented default).  A rule that does
@@ -70,10 +70,10 @@ from typing import Any
 
 from rmmc.backends.base import (cidr_networks, reads_ipv4, EmitOptions, exclusion_conditions,
                                 Translation, lossy, note, shape, unsupported, Wildcard, wildcard_pattern)
-from rmmc.backends.esql_expr import Esql, ExprWriter, kind_of
-from rmmc.backends.esql_regex import lucene_regex
-from rmmc.backends.esql_stages import StageWriter
-from rmmc.backends.esql_text import (NUMERIC as _NUMERIC, TEXT_LIKE as _TEXT_LIKE, Refusal,  # noqa: F401
+from rmmc.backends.esql.expr import Esql, ExprWriter, kind_of
+from rmmc.backends.esql.regex import lucene_regex
+from rmmc.backends.esql.stages import StageWriter
+from rmmc.backends.esql.text import (NUMERIC as _NUMERIC, TEXT_LIKE as _TEXT_LIKE, Refusal,  # noqa: F401
                                      ident, join, like_escape, lucene_escape, paren, string_lit,
                                      strip_parens, time_span, typed_lit)
 from rmmc.backends.widen import widen
@@ -87,7 +87,7 @@ from rmmc.compiler.ir import (And, Compare, Condition, Const, Field, InSubquery,
 
 TARGET = "esql"
 HANDLES = frozenset({"union"})
-"""The constructs over several sources written here (`rmmc.backends.esql_union`); the others are
+"""The constructs over several sources written here (`rmmc.backends.esql.union`); the others are
 refused where they are used (`rmmc.backends._unhandled`)."""
 DEFAULT_INDEX = "logs-*"
 METADATA = ("_id", "_version", "_index")
@@ -613,7 +613,7 @@ def emit_esql(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str =
         # Elastic's rule validation requires the metadata on a non-aggregating query (alert ids)
         commands = [f"FROM {index}" if aggregates else f"FROM {index} METADATA {', '.join(METADATA)}"]
         if rule.union is not None:
-            from rmmc.backends.esql_union import union_commands
+            from rmmc.backends.esql.union import union_commands
 
             union_head, em = union_commands(rule, options, profile, fields, found)
             stages = StageWriter(em, known=em.known)

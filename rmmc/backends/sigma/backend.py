@@ -1,8 +1,8 @@
 """The Sigma backend: an IR rule as a Sigma rule (YAML), with its meaning kept.
 
 `emit_sigma(rule, options)` writes one YAML stream: the Sigma rule, then, when the rule
-aggregates, a Sigma correlation rule (`event_count`, see `sigma_output`) that refers to it by
-`name`.  The detection is exact (`sigma_detection`); whatever cannot be said exactly is a
+aggregates, a Sigma correlation rule (`event_count`, see `output`) that refers to it by
+`name`.  The detection is exact (`detection`); whatever cannot be said exactly is a
 `lossy` or `unsupported` diagnostic, and a rule with any `unsupported` part yields no text.
 
 Exclusions (false-positive scenarios).  By default they travel as `falsepositives` text and
@@ -37,11 +37,11 @@ from rmmc.backends.base import (EmitOptions, Translation, lossy, note, refuse_ex
 from rmmc.compiler.branches import NotSplit, split_union
 from rmmc.compiler.correlate import NotACorrelation, correlation
 from rmmc.compiler.pushdown import push_filters
-from rmmc.backends.sigma_detection import (ConditionLowerer, Lowered, Namer, compact, render,
+from rmmc.backends.sigma.detection import (ConditionLowerer, Lowered, Namer, compact, render,
                                            s_and, widening_diagnostics)
-from rmmc.backends.sigma_fields import TARGET, FieldMapper
-from rmmc.backends.sigma_meta import MetaBuilder
-from rmmc.backends.sigma_output import DEFAULT_TIMESPAN, plan_output
+from rmmc.backends.sigma.fields import TARGET, FieldMapper
+from rmmc.backends.sigma.meta import MetaBuilder
+from rmmc.backends.sigma.output import DEFAULT_TIMESPAN, plan_output
 from rmmc.compiler.diagnostics import Diagnostic, Severity
 from rmmc.compiler.ir import Const, Exclusion, Join, Not, Rule, Summarize
 from rmmc.compiler.paths import path_name, path_warning_text, with_paths
@@ -233,7 +233,7 @@ def _emit_join(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
     """A join of two detections within a time window: the two rules and a `temporal_ordered`
     (right after left, within T) or `temporal` (within T either way) correlation grouped by
     the join keys (`rmmc.compiler.correlate`)."""
-    from rmmc.backends.sigma_values import sigma_timespan
+    from rmmc.backends.sigma.values import sigma_timespan
 
     try:
         found = correlation(rule)

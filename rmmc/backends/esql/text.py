@@ -1,7 +1,7 @@
 """The text of ES|QL: identifiers, literals, time spans, regex and pattern escapes.
 
-Shared by the ES|QL backend's modules (`esql` conditions and the rule, `esql_expr` scalar
-expressions, `esql_stages` the stages).  Every literal is written so the ES|QL lexer reads it
+Shared by the ES|QL backend's modules (`backend` conditions and the rule, `expr` scalar
+expressions, `stages` the stages).  Every literal is written so the ES|QL lexer reads it
 back as exactly the value (elastic/elasticsearch `EsqlBaseLexer.g4`: `STRING: '"'
 (ESCAPE_SEQUENCE | ~[\\r\\n"\\\\])* '"'`, `ESCAPE_SEQUENCE: '\\\\' [tnr"\\\\]`, quoted identifiers in
 backticks with a backtick doubled).

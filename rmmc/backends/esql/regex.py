@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 
-from rmmc.backends.esql_text import Refusal
+from rmmc.backends.esql.text import Refusal
 
 _CLASS_SHORTHANDS = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r "}
 _LUCENE_SHORTHANDS = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\t\n\f\r "}

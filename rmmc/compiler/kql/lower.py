@@ -23,11 +23,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rmmc.compiler import ir
-from rmmc.compiler import kql_ast as A
+from rmmc.compiler.kql import ast as A
 from rmmc.compiler.constants import Constants, NotConstant, RelativeTime, timespan_text
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.compiler.functions import OPERATORS, lookup
-from rmmc.compiler.kql_printer import expr as kql_expr, to_kql
+from rmmc.compiler.kql.printer import expr as kql_expr, to_kql
 
 TIME_COLUMNS = ("Timestamp", "TimeGenerated")
 
@@ -1377,7 +1377,7 @@ def lower_query(query: A.Query, metadata: ir.Metadata | None = None, schema: Any
 
 def lower_text(text: str, metadata: ir.Metadata | None = None, schema: Any = "default") -> Lowered:
     """Parse and lower KQL text (syntax errors come back as diagnostics)."""
-    from rmmc.compiler.kql_parser import KqlSyntaxError, parse_kql
+    from rmmc.compiler.kql.parser import KqlSyntaxError, parse_kql
 
     try:
         query = parse_kql(text)

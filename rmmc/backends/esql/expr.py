@@ -21,7 +21,7 @@ expression decides that edge itself.  What ES|QL cannot say with KQL's meaning r
 
 The mapping of each model function is data where it can be (`TEMPLATES`: function -> ES|QL
 form); the others are builders (`BUILDERS`), one per function.  Regexes are Java's (ES|QL's
-`REPLACE`, `esql_regex`) or Lucene's (`RLIKE`, for the split-segment tests).
+`REPLACE`, `regex`) or Lucene's (`RLIKE`, for the split-segment tests).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Protocol
 
-from rmmc.backends.esql_regex import java_literal, java_regex, java_replacement
-from rmmc.backends.esql_text import (Refusal, datetime_lit, lucene_escape, number_lit, string_lit,
+from rmmc.backends.esql.regex import java_literal, java_regex, java_replacement
+from rmmc.backends.esql.text import (Refusal, datetime_lit, lucene_escape, number_lit, string_lit,
                                      time_span)
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Span

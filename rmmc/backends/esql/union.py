@@ -39,9 +39,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rmmc.backends.base import EmitOptions
-from rmmc.backends.esql import (DEFAULT_INDEX, Emitter, _INDEX, _table, detection, lookback_test,
+from rmmc.backends.esql.backend import (DEFAULT_INDEX, Emitter, _INDEX, _table, detection, lookback_test,
                                 where_parts)
-from rmmc.backends.esql_text import Refusal, ident, join, paren, strip_parens
+from rmmc.backends.esql.text import Refusal, ident, join, paren, strip_parens
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import singledispatch
 
-from rmmc.compiler import kql_ast as A
+from rmmc.compiler.kql import ast as A
 
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*|[0-9]+[A-Za-z_][A-Za-z0-9_]*")
 _TIMESPAN_OR_NUMBER = re.compile(r"[0-9]+([.][0-9]*)?([eE][+-]?[0-9]+|[A-Za-z]+)?")

@@ -34,7 +34,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from rmmc.backends.base import note, shape
-from rmmc.backends.splunk_expr import SplRefusal, eval_name
+from rmmc.backends.splunk.expr import SplRefusal, eval_name
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, Severity
 
@@ -67,7 +67,7 @@ def placed_selector(table: str | None, placement: Any, emitter: Any) -> tuple[st
     part = placement.part(table)
     search = part.search if part.search and part.search != placement.search else ""
     if search:
-        from rmmc.backends.splunk import _check_prefix
+        from rmmc.backends.splunk.backend import _check_prefix
 
         search = _check_prefix(search, macros=True)
     return search, (emitter.where(part.filter) if part.filter is not None else None)
@@ -215,7 +215,7 @@ def subquery_commands(node: ir.InSubquery, emitter: Any) -> list[str]:
 
 
 def parse_commands(stage: ir.Parse, writer: Any) -> list[str]:
-    from rmmc.backends.splunk import regex_literal, regex_string
+    from rmmc.backends.splunk.backend import regex_literal, regex_string
 
     emitter = writer.emitter
     source = emitter.writer.string(stage.source, stage.span)
@@ -297,7 +297,7 @@ def branch_column_commands(union: Any, parts: list[ir.Rule], emitters: list[Any]
     differently per source (a branch's projection, `withsource`, a field another source names
     otherwise), for the columns the union's stages read (all of them when no stage after the
     union fixes its columns); then, when every branch fixed its columns, `table` of them."""
-    from rmmc.backends.splunk import _PLAIN_NAME, quote
+    from rmmc.backends.splunk.backend import _PLAIN_NAME, quote
     from rmmc.compiler.schema import load_schema
 
     columns = [branch_columns(part) for part in parts]

@@ -9,7 +9,7 @@ Shape of the query:
 
 Filters that can move into the detection are moved there first (`pushdown.push_filters`:
 by substitution, exact); the others stay `| where` in their place, after stats too.
-Scalar expressions are eval expressions with KQL's meaning (`splunk_expr`, where the table
+Scalar expressions are eval expressions with KQL's meaning (`expr`, where the table
 of functions lives); a test on an expression or a comparison of two expressions is a `where`
 test like any other.
 
@@ -47,7 +47,7 @@ EXISTS `isnotnull(f)`.  Multivalue Splunk fields are out of KQL's model (not han
 **Lookback** is `earliest=-<n><unit> latest=now` in the largest of d/h/m/s that divides the
 window; a window in fractions of a second is rounded up to whole seconds (lossy: widens).
 
-**Stages** (`splunk_stages`): computed columns are `eval`s that read the row before them;
+**Stages** (`stages`): computed columns are `eval`s that read the row before them;
 aggregation is `fillnull` + `stats` (or `eventstats` + `where` + `dedup` for arg_max by the
 event time); what SPL cannot say with KQL's meaning is refused (`unsupported`, located at
 the stage), never dropped: a stage that would change which rows come back is no warning.
@@ -70,16 +70,16 @@ from typing import Any
 
 from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note,
                                 reads_ipv4, shape, unsupported)
-from rmmc.backends.splunk_expr import (BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, eval_name,
+from rmmc.backends.splunk.expr import (BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, eval_name,
                                        regex_literal, regex_string, seconds)
-from rmmc.backends.splunk_stages import StageWriter
+from rmmc.backends.splunk.stages import StageWriter
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dollar
 from rmmc.compiler.functions import describe
 from rmmc.compiler.prefilter import superset
 from rmmc.compiler.pushdown import push_filters
-from rmmc.backends.splunk_multi import (branch_column_commands, selector, selector_warning, subquery_commands,
+from rmmc.backends.splunk.multi import (branch_column_commands, selector, selector_warning, subquery_commands,
                                        subsearch_note, union_search, placed)
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
@@ -781,7 +781,7 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
         raise SplRefusal(f"the environment reads data model datasets ({', '.join(models)}): a union, join "
                          "or subquery over several sources has no form there")
     if options.splunk_form == "tstats":
-        from rmmc.backends.splunk_tstats import build_tstats
+        from rmmc.backends.splunk.tstats import build_tstats
 
         return "\n".join(build_tstats(rule, options, fields, found)) + "\n", found
     if rule.union is not None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from rmmc.backends.base import EmitOptions, shape
-from rmmc.backends.splunk_expr import SplRefusal
+from rmmc.backends.splunk.expr import SplRefusal
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.ir import Field, Op, Rule, Summarize, features, walk_predicates
 from rmmc.compiler.paths import with_paths
@@ -40,7 +40,7 @@ _TIME = ("Timestamp", "TimeGenerated")
 
 def build_tstats(rule: Rule, options: EmitOptions, fields: str, found: list[Diagnostic]) -> list[str]:
     """The lines of the tstats form (raises SplRefusal saying why a rule has none)."""
-    from rmmc.backends import splunk as raw
+    from rmmc.backends.splunk import backend as raw
 
     datamodel = getattr(options.placement, "datamodel", None)
     if datamodel is None:

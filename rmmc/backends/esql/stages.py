@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rmmc.backends.base import lossy, note, shape
-from rmmc.backends.esql_expr import Esql
-from rmmc.backends.esql_text import Refusal, ident, strip_parens
+from rmmc.backends.esql.expr import Esql
+from rmmc.backends.esql.text import Refusal, ident, strip_parens
 from rmmc.backends.widen import widen
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic

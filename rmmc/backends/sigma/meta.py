@@ -30,7 +30,7 @@ from datetime import date, datetime
 from typing import Any
 
 from rmmc.backends.base import note
-from rmmc.backends.sigma_fields import TARGET
+from rmmc.backends.sigma.fields import TARGET
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.ir import Rule
 
