@@ -14,14 +14,14 @@ BACKENDS = Path(__file__).resolve().parent.parent / "rmmc" / "backends"
 
 
 def lossy_calls():
-    for path in sorted(BACKENDS.glob("*.py")):
+    for path in sorted(BACKENDS.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if name == "lossy":
-                yield path.name, node
+                yield str(path.relative_to(BACKENDS)), node
 
 
 CALLS = list(lossy_calls())
