@@ -257,7 +257,7 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
     refused = _unhandled(to, adapted.rule)  # a construct the backend does not declare it writes
     if refused is not None:
         return refused
-    options = replace(options, placement=adapted.placement)
+    options = replace(options, placement=adapted.placement, external=adapted.environment.external)
     function = backend(to)
     if to in FIELD_PROFILE_TARGETS:
         naming = "defender" if to == "splunk" else identity(adapted.placement.time_field)

@@ -155,6 +155,8 @@ def _adapter(rule: ir.Rule, env: Environment, allow_unknown: bool) -> "Adapter |
         from rmmc.environments.union import UnionAdapter
 
         return UnionAdapter(rule, env, branches, allow_unknown)
+    if rule.source.external is not None:  # its columns are its own: nothing to rename or check
+        return Adapted(rule, env, None, Target(time_field=env.time_field))
     source = env.source_for(rule.source)
     where = rule.metadata.source_span
     if source is None:
@@ -326,7 +328,8 @@ class Adapter:
     def subquery(self, c: ir.InSubquery, names: set[str]) -> ir.InSubquery:
         """`x in (T | ...)`: the subquery adapted by its own source, `x` renamed (a plain field)."""
         rule, column, table = c.rule, c.column, c.table
-        if c.rule is not None and c.rule.union is None and self.env.source_for(c.rule.source) is None:
+        if c.rule is not None and c.rule.union is None and c.rule.source.external is None \
+                and self.env.source_for(c.rule.source) is None:
             self.unplaced.append(c)  # widened below, as a backend widens a subquery it cannot say
             return c
         if c.rule is not None:
