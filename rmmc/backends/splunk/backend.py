@@ -79,18 +79,20 @@ from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dolla
 from rmmc.compiler.functions import describe
 from rmmc.compiler.prefilter import superset
 from rmmc.compiler.pushdown import push_filters
+from rmmc.backends.splunk.lookups import membership_commands
 from rmmc.backends.splunk.multi import (branch_column_commands, selector, selector_warning, subquery_commands,
                                        subsearch_note, union_search, placed)
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
                               Op, Or, Predicate, Rule, all_of, any_of, features)
+from rmmc.compiler.ir import Filter as ir_Filter, walk as ir_walk
 from rmmc.compiler.ir import Project as ir_Project
 from rmmc.compiler.paths import PathField, path_name, path_warning_text, resolve_path, with_paths
 from rmmc.compiler.schema.profiles import load_profile, rule_field
 
 TARGET = "splunk"
 TIME_FIELD = "_time"
-HANDLES = frozenset({"union", "join", "subquery", "parse"})
+HANDLES = frozenset({"union", "join", "subquery", "parse", "externaldata"})
 """The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 
 _SEARCH_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
@@ -624,7 +626,8 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
         conjuncts = list(conjuncts.operands) if isinstance(conjuncts, And) else [conjuncts]
         kept = []
         for c in conjuncts:
-            if isinstance(c, InSubquery) and c.rule is not None and c.op is Op.EQUALS:
+            if isinstance(c, InSubquery) and c.rule is not None and (
+                    c.op is Op.EQUALS or c.rule.source.external is not None):
                 pulled.append(c)
             else:
                 kept.append(c)
@@ -708,6 +711,10 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     if where_terms:
         commands.append("where " + " AND ".join(where_terms))
     for node in pulled:
+        if node.rule.source.external is not None:  # a feed: its lookup, in this search
+            left = emitter.writer.string(node.field, node.span)
+            commands.extend(membership_commands(node, left, lambda: Emitter(None, fields), options, found))
+            continue
         commands.extend(subquery_commands(node, emitter))
         found.append(subsearch_note())
     stages = StageWriter(emitter)
@@ -721,6 +728,9 @@ def _subsearch(rule: Rule, options: EmitOptions, fields: str, prefix: str | None
                found: list[Diagnostic]) -> tuple[list[str], Emitter]:
     if rule.union is not None:
         raise SplRefusal("a union inside a join or subquery has no SPL form here")
+    if rule.source.external is not None:
+        raise SplRefusal("a join against an external table is not written over its lookup (a subquery "
+                         "`in (feed ...)` is)", rule.source.external.span)
     sub_found: list[Diagnostic] = []
     commands, emitter = _commands(replace(rule, exclusions=()),
                                   EmitOptions(loose=options.loose, placement=placed(options.placement, rule.source.table)),
@@ -766,12 +776,22 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     return commands, union
 
 
+def _feeds_only(rule: Rule) -> bool:
+    """Whether every subquery of the rule reads an external table (then no table needs telling apart)."""
+    subqueries = [n for c in [rule.condition, *(s.condition for s in rule.stages if isinstance(s, ir_Filter))]
+                  for n in ir_walk(c) if isinstance(n, InSubquery) and n.rule is not None]
+    return bool(subqueries) and all(n.rule.source.external is not None for n in subqueries)
+
+
 def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str = "sigma",
                  prefix: str | None = None) -> tuple[str, list[Diagnostic]]:
     """The SPL text and its diagnostics (raises ValueError for a name SPL cannot carry)."""
     found: list[Diagnostic] = []
     used = features(rule)
-    several = any(name in used for name in (UNION, JOIN, SUBQUERY))
+    several = any(name in used for name in (UNION, JOIN)) or (SUBQUERY in used and not _feeds_only(rule))
+    if rule.source.external is not None:
+        raise SplRefusal("an external table as the rule's own source is not written over its lookup "
+                         "(a subquery `in (feed ...)` is)", rule.source.external.span)
     datamodel = getattr(options.placement, "datamodel", None)
     if datamodel is not None and _DATAMODEL.match(datamodel) is None:
         raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")
