@@ -31,6 +31,11 @@ Documented behaviour modelled:
   results (0: all) whose join fields hold the same values, the subsearch's fields overwriting
   its own (overwrite=true, the default); `inner` drops a result with no match, `left` keeps it
   as it is.  A join field missing on either side is not documented (raises).
+* inputlookup (Search Reference, inputlookup): `inputlookup [append=true] <file>.csv` reads a CSV
+  lookup file (`lookups`: file name -> its text): the first row names the fields, each further
+  row is a result of those fields as text, an empty cell no field; `append=true` adds them after
+  the current results, else they replace them.  A missing file raises (Splunk warns and returns
+  nothing: a test that needs a lookup gives it).
 * rex (Search Reference, rex): `rex field=f "<PCRE>"`: each named group that takes part in
   the first match becomes a field; no match (or a missing f) leaves the result as it is.
 """
@@ -475,8 +480,31 @@ def _sort_key(spec: str):
     return m.group(1) == "-", m.group(2) or "auto", (m.group(3) or m.group(4)).strip()
 
 
-def _command(line: str, rows: list[dict], events: list[dict] = ()) -> list[dict]:
+def read_lookup(text: str) -> list[dict]:
+    """A CSV lookup file's rows as Splunk reads them: the header names the fields, an empty
+    cell is no field, every value text."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None) or []
+    return [{name: value for name, value in zip(header, row) if value != ""} for row in reader]
+
+
+def _inputlookup(rest: str, rows: list[dict], lookups: dict | None) -> list[dict]:
+    m = re.fullmatch(r"(append=(?:true|t|false|f)\s+)?([A-Za-z0-9_.-]+\.csv)", rest.strip())
+    assert m, rest
+    if lookups is None or m.group(2) not in lookups:
+        raise Undocumented(f"lookup file {m.group(2)} not given to the test")
+    found = read_lookup(lookups[m.group(2)])
+    append = m.group(1) is not None and m.group(1).strip().split("=")[1] in ("true", "t")
+    return [*rows, *found] if append else found
+
+
+def _command(line: str, rows: list[dict], events: list[dict] = (), lookups: dict | None = None) -> list[dict]:
     name, _, rest = line.partition(" ")
+    if name == "inputlookup":
+        return _inputlookup(rest, rows, lookups)
     if name == "where":
         return [r for r in rows if condition(rest, r) is True]
     if name == "eval":
@@ -640,10 +668,16 @@ def _pipeline_lines(body: str) -> list[str]:
     return [parts[0]] + ["| " + p for p in parts[1:]]
 
 
-def run(spl: str, events: list[dict]) -> list[dict]:
+def run(spl: str, events: list[dict], lookups: dict | None = None) -> list[dict]:
     """The rows the query returns over `events` (dicts of field -> value; `_time` in epoch
-    seconds)."""
+    seconds); `lookups`: the CSV lookup files `inputlookup` reads (file name -> text)."""
     lines = spl.rstrip("\n").split("\n")
+    if lines[0].startswith("| inputlookup "):
+        rows = _inputlookup(lines[0][len("| inputlookup "):], [], lookups)
+        for line in lines[1:]:
+            assert line.startswith("| "), line
+            rows = _command(line[2:], rows, events, lookups)
+        return rows
     assert lines[0].startswith("search ")
     search = search_tokens(lines[0][len("search "):])
     rows = []
@@ -654,5 +688,5 @@ def run(spl: str, events: list[dict]) -> list[dict]:
         assert parser.i == len(parser.toks), "trailing search tokens"
     for line in lines[1:]:
         assert line.startswith("| "), line
-        rows = _command(line[2:], rows, events)
+        rows = _command(line[2:], rows, events, lookups)
     return rows
