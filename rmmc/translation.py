@@ -122,6 +122,10 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
         diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
         if any(d.is_error for d in notes):  # a package its platform would not import
             text = ""
+        elif to == "splunk":  # the lookups it reads: their definitions and manifest beside it
+            from rmmc.packaging.splunk import lookup_companions
+
+            companions += lookup_companions(emitted)
     return RuleTranslation(document, to, text, tuple(diagnostics), companions, suffix)
 
 

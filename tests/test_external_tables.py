@@ -4,6 +4,7 @@ back, and SPL over CSV lookups returning the evaluator's rows in the SPL interpr
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -214,3 +215,87 @@ def test_a_kql_environment_without_the_key_still_writes_externaldata_and_a_splun
         load_environment_text("name: x\ntarget: kql\ntime_field: Timestamp\nexternal: lookup\n"
                               "sources:\n  - match: {table: '*'}\n", "x.yml")
     assert "external" in str(caught.value)
+
+
+# ------------------------------------------------------------------ packages and `rmmc lookups fetch`
+
+
+@pytest.fixture()
+def feed_server(tmp_path):
+    """A loopback HTTP server over a folder of feed files (csv, txt)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "ips.csv").write_bytes(FEED_TEXT.encode("utf-8"))
+    (root / "hashes.txt").write_bytes(b"# sha1 list\nAAA\r\n\nbbb\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_package_lists_its_lookups_and_fetch_writes_them_as_kusto_reads_the_feeds(feed_server, tmp_path):
+    from click.testing import CliRunner
+
+    from rmmc.cli import main
+    from tests.spl_pipeline import read_lookup
+
+    csv_uri, txt_uri, dead_uri = f"{feed_server}/ips.csv", f"{feed_server}/hashes.txt", f"{feed_server}/gone.txt"
+    rule = tmp_path / "hunt.kql"
+    rule.write_text(
+        f'let Ips = externaldata(IP: string, Tag: string)[@"{csv_uri}"] with (format="csv", ignoreFirstRecord=true);\n'
+        f'let Sha = externaldata(SHA1: string)[@"{txt_uri}"] with (format="txt", ignoreFirstRecord=true);\n'
+        f'let Dead = externaldata(X: string)[@"{dead_uri}"] with (format="txt");\n'
+        "DeviceNetworkEvents | where RemoteIP in (Ips) and InitiatingProcessSHA1 in~ (Sha) "
+        "and RemoteUrl !in (Dead)\n", encoding="utf-8")
+    out = tmp_path / "pkg"
+    runner = CliRunner()
+    done = runner.invoke(main, ["translate", str(rule), "--to", "splunk", "--env", ENV, "--package", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    manifest = next(out.glob("*.lookups.json"))
+    transforms = next(out.glob("*.transforms.conf")).read_text()
+    entries = json.loads(manifest.read_text())["lookups"]
+    assert [e["uri"] for e in entries] == [csv_uri, txt_uri, dead_uri]
+    assert entries[0]["columns"] == [{"name": "IP", "type": "string"}, {"name": "Tag", "type": "string"}]
+    assert entries[0]["format"] == "csv" and entries[0]["ignoreFirstRecord"] is True
+    for e in entries:
+        assert f"[{e['file'][:-4]}]\n" in transforms and f"filename = {e['file']}\n" in transforms
+    assert "case_sensitive_match = true" in transforms
+
+    lookups = tmp_path / "lookups"
+    done = runner.invoke(main, ["lookups", "fetch", str(manifest), "--out", str(lookups)])
+    assert done.exit_code == 1  # the dead URI
+    assert dead_uri in done.output and "2 lookups written, 1 failed" in done.output
+    ips = read_lookup((lookups / lookup_file(csv_uri)).read_text(encoding="utf-8"))
+    assert ips == [{"IP": "10.0.0.1", "Tag": "c2"}, {"IP": "EVIL.example", "Tag": 'c2, "beacon"'},
+                   {"IP": "10.0.0.3", "Tag": "test"}, {"IP": "10.0.0.4"}, {"Tag": "c2 orphan"}]
+    assert (lookups / lookup_file(txt_uri)).read_text() == "SHA1\nAAA\nbbb\n"  # header line skipped, CR dropped
+    assert not (lookups / lookup_file(dead_uri)).exists()
+
+    (lookups / lookup_file(txt_uri)).write_text("mine\n")
+    done = runner.invoke(main, ["lookups", "fetch", str(manifest), "--out", str(lookups)])
+    assert done.exit_code == 1 and "--force" in done.output
+    assert (lookups / lookup_file(txt_uri)).read_text() == "mine\n"  # never overwritten
+    done = runner.invoke(main, ["lookups", "fetch", str(manifest), "--out", str(lookups), "--force"])
+    assert (lookups / lookup_file(txt_uri)).read_text() == "SHA1\nAAA\nbbb\n"
+
+
+def test_a_manifest_cannot_name_a_file_or_a_scheme_of_its_own(tmp_path):
+    from rmmc.lookups import fetch_lookups
+
+    manifest = tmp_path / "m.lookups.json"
+    manifest.write_text(json.dumps({"lookups": [
+        {"file": "../../evil.csv", "uri": "https://e.example/a.csv", "format": "csv",
+         "columns": [{"name": "a", "type": "string"}]},
+        {"file": lookup_file("file:///etc/passwd"), "uri": "file:///etc/passwd", "format": "txt",
+         "columns": [{"name": "a", "type": "string"}]}]}))
+    written, errors = fetch_lookups([manifest], tmp_path / "out", fetch=lambda uri: pytest.fail("fetched"))
+    assert written == [] and len(errors) == 2
+    assert "rmmc_ext_" in errors[0] and "http or https" in errors[1]
