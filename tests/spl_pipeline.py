@@ -31,6 +31,8 @@ Documented behaviour modelled:
   results (0: all) whose join fields hold the same values, the subsearch's fields overwriting
   its own (overwrite=true, the default); `inner` drops a result with no match, `left` keeps it
   as it is.  A join field missing on either side is not documented (raises).
+* streamstats count as X (the result's position, from 1); mvexpand f (one result per value, a
+  single value as it is); eval's mvrange(a, b) (a to b-1), mvindex(f, i), max(a, b) of numbers.
 * inputlookup (Search Reference, inputlookup): `inputlookup [append=true] <file>.csv` reads a CSV
   lookup file (`lookups`: file name -> its text): the first row names the fields, each further
   row is a result of those fields as text, an empty cell no field; `append=true` adds them after
@@ -367,6 +369,21 @@ def call(name: str, args: list, row: dict) -> Any:
         if name == "abs":
             return abs(value)
         return math.floor(value) if name == "floor" else math.ceil(value)
+    if name == "mvrange":  # Search Reference, multivalue functions: start to end, end excluded
+        start, end = values
+        if not (_number(start) and _number(end)):
+            raise Undocumented("mvrange() of a non-number")
+        return [float(i) if isinstance(start, float) else i for i in range(int(start), int(end))]
+    if name == "mvindex":  # one index: that value (0 is the first); a single value is index 0
+        value, index = values
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        if not isinstance(index, int) or not -len(items) <= index < len(items):
+            raise Undocumented(f"mvindex() at {index!r} of {len(items)} values")
+        return items[index]
+    if name == "max" and len(values) == 2 and all(_number(v) for v in values):  # eval max(a, b)
+        return max(values)
     if name == "mvcount":
         value = values[0]
         if value is None:
@@ -553,6 +570,19 @@ def _command(line: str, rows: list[dict], events: list[dict] = (), lookups: dict
                 else:
                     row[n] = value
             out.append(row)
+        return out
+    if name == "streamstats":  # only `streamstats count as X`: the result's position, from 1
+        m = re.fullmatch(r"count as ([A-Za-z_][A-Za-z0-9_]*)", rest.strip())
+        assert m, line
+        return [{**r, m.group(1): i + 1} for i, r in enumerate(rows)]
+    if name == "mvexpand":  # one result per value of the field; a single value: the result as it is
+        field = rest.strip()
+        out = []
+        for row in rows:
+            value = row.get(field)
+            if value is None:
+                raise Undocumented("mvexpand of a missing field")
+            out.extend({**row, field: v} for v in (value if isinstance(value, list) else [value]))
         return out
     if name == "dedup":
         fields = _names(rest)

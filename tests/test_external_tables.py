@@ -154,6 +154,49 @@ def test_the_spl_over_the_lookup_returns_the_rules_rows(form):
     assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
 
 
+JOINS = {
+    "inner carrying a column": ("DeviceNetworkEvents | join kind=inner Feed on $left.RemoteIP == $right.IP "
+                                "| project Timestamp, DeviceName, RemoteIP, Tag"),
+    "innerunique": "DeviceNetworkEvents | join Feed on $left.RemoteIP == $right.IP | project DeviceName, IP, Tag",
+    "leftouter": ("DeviceNetworkEvents | join kind=leftouter Feed on $left.RemoteIP == $right.IP "
+                  "| project Timestamp, DeviceName, RemoteIP, Tag"),
+    "lookup": "DeviceNetworkEvents | lookup Feed on $left.RemoteIP == $right.IP | project DeviceName, RemoteIP, Tag",
+    "leftsemi": "DeviceNetworkEvents | join kind=leftsemi Feed on $left.RemoteIP == $right.IP | project DeviceName, RemoteIP",
+    "leftanti": "DeviceNetworkEvents | join kind=leftanti Feed on $left.RemoteIP == $right.IP | project DeviceName",
+    "feed with where": ("DeviceNetworkEvents | join kind=inner (Feed | where Tag has 'c2') on "
+                        "$left.RemoteIP == $right.IP | summarize Tags = make_set(Tag) by DeviceName"),
+    "feed made distinct": ("DeviceNetworkEvents | join kind=inner (Feed | distinct IP, Tag) on "
+                           "$left.RemoteIP == $right.IP | project DeviceName, Tag"),
+}
+# the same IP twice (a join pairs the event with both rows), once more in another case
+JOIN_FEED = FEED_TEXT + "10.0.0.1,c2 again\r\n10.0.0.1,c2 again\r\n10.0.0.3,c2 too\r\n"
+
+
+@pytest.mark.parametrize("form", list(JOINS))
+def test_a_join_against_the_feed_returns_the_rules_rows(form):
+    rule, adapted, out = _spl(FEED + JOINS[form])
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
+    assert not any(line.startswith(("| join", "| append ", "| lookup")) for line in out.text.splitlines())
+    events = [adapted.normalize(e) for e in _events()]
+    events.append({**events[0], "DeviceName": "d0-again"})  # two events on one key (innerunique)
+    expected = run(rule, events, now=NOW, external={FEED_URI: JOIN_FEED})
+    assert expected, "the events exercise the rule"
+    table = next(s.right.source.external for s in rule.stages if isinstance(s, ir.Join))
+    lookups = {lookup_file(FEED_URI): lookup_text(rows_of_text(table, JOIN_FEED), table.columns)}
+    got = spl_rows(out.text, adapted, events, (MACRO,), lookups)
+    if JOINS[form].startswith("DeviceNetworkEvents | join Feed"):  # innerunique: which left row is kept
+        got, expected = [{k: v for k, v in r.items() if k != "DeviceName"} for r in got], \
+            [{k: v for k, v in r.items() if k != "DeviceName"} for r in expected]
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
+
+
+def test_a_join_that_keeps_the_feeds_rows_is_refused_at_the_join():
+    _, _, out = _spl(FEED + "DeviceNetworkEvents | join kind=rightouter Feed on $left.RemoteIP == $right.IP")
+    assert not out.ok
+    error = next(d for d in out.diagnostics if d.is_error)
+    assert "rightouter" in error.message and error.span is not None and error.span.line == 2
+
+
 def test_case_matters_for_in_and_not_for_in_tilde():
     rule, adapted, out = _spl(FEED + FORMS["in"])
     events = [adapted.normalize(e) for e in _events()]

@@ -85,7 +85,6 @@ from rmmc.backends.splunk.multi import (branch_column_commands, selector, select
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
                               Op, Or, Predicate, Rule, all_of, any_of, features)
-from rmmc.compiler.ir import Filter as ir_Filter, walk as ir_walk
 from rmmc.compiler.ir import Project as ir_Project
 from rmmc.compiler.paths import PathField, path_name, path_warning_text, resolve_path, with_paths
 from rmmc.compiler.schema.profiles import load_profile, rule_field
@@ -234,6 +233,7 @@ class Emitter:
     paths: dict[str, PathField] = field(default_factory=dict)  # `AdditionalFields.x` read as fields
     aliases: dict[str, Any] = field(default_factory=dict)  # columns that are a dynamic value (paths.dynamic_alias)
     subsearch: Any = None  # sub-rule -> (its SPL commands, its emitter), for joins and subqueries
+    options: Any = None  # the translation's EmitOptions (how external tables are held: lookups)
 
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
@@ -613,6 +613,7 @@ def _make_emitter(rule: Rule, fields: str, options: EmitOptions, prefix: str | N
                   found: list[Diagnostic]) -> Emitter:
     emitter = Emitter(rule.source.table, fields, rule.source.taxonomy)
     emitter.subsearch = lambda sub: _subsearch(sub, options, fields, prefix, found)
+    emitter.options = options
     return emitter
 
 
@@ -766,6 +767,7 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     union = UnionEmitter(None, fields)
     union.branches = emitters
     union.subsearch = lambda sub: _subsearch(sub, options, fields, prefix, found)
+    union.options = options
     later = rule.stages
     commands.extend(branch_column_commands(union, parts, emitters, selectors, later))
     stages = StageWriter(union)
@@ -777,10 +779,12 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
 
 
 def _feeds_only(rule: Rule) -> bool:
-    """Whether every subquery of the rule reads an external table (then no table needs telling apart)."""
-    subqueries = [n for c in [rule.condition, *(s.condition for s in rule.stages if isinstance(s, ir_Filter))]
-                  for n in ir_walk(c) if isinstance(n, InSubquery) and n.rule is not None]
-    return bool(subqueries) and all(n.rule.source.external is not None for n in subqueries)
+    """Whether every other source the rule reads (its joins' right sides, its subqueries) is an
+    external table: a feed's lookup, not events, so no table needs telling apart."""
+    from rmmc.compiler.ir import sub_rules
+
+    others = sub_rules(rule)
+    return bool(others) and all(o.source.external is not None for o in others)
 
 
 def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str = "sigma",
@@ -788,7 +792,7 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     """The SPL text and its diagnostics (raises ValueError for a name SPL cannot carry)."""
     found: list[Diagnostic] = []
     used = features(rule)
-    several = any(name in used for name in (UNION, JOIN)) or (SUBQUERY in used and not _feeds_only(rule))
+    several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
     if rule.source.external is not None:
         raise SplRefusal("an external table as the rule's own source is not written over its lookup "
                          "(a subquery `in (feed ...)` is)", rule.source.external.span)

@@ -36,7 +36,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from rmmc.backends.base import note
+from rmmc.backends.base import note, shape
 from rmmc.backends.splunk.expr import SplRefusal
 from rmmc.compiler import ir
 
@@ -101,13 +101,14 @@ def _sub_condition(c: Any, defs: dict[str, Any]) -> Any:
     return c
 
 
-def feed_shape(rule: ir.Rule) -> tuple[ir.ExternalTable, list[Any], dict[str, Any]]:
+def feed_shape(rule: ir.Rule) -> tuple[ir.ExternalTable, list[Any], dict[str, Any], bool]:
     """A feed sub-rule as (its table, the conditions its rows must pass, each output column as
-    an expression over the lookup's columns), for a membership test (row order and repeats do
-    not matter); raises SplRefusal for a stage that decides more than that."""
+    an expression over the lookup's columns, whether its rows are made distinct), row order
+    aside; raises SplRefusal for a stage that decides more than that."""
     table = rule.source.external
     defs: dict[str, Any] = {name: ir.Field(name, type_name) for name, type_name in table.columns}
     conditions: list[Any] = [rule.condition]
+    distinct = False
     for stage in rule.stages:
         if isinstance(stage, ir.Filter):
             conditions.append(_sub_condition(stage.condition, defs))
@@ -118,6 +119,7 @@ def feed_shape(rule: ir.Rule) -> tuple[ir.ExternalTable, list[Any], dict[str, An
             defs = {name: _sub_expr(expr, defs) for name, expr in stage.columns}
         elif isinstance(stage, ir.Summarize) and not stage.aggregates:
             defs = {name: _sub_expr(expr, defs) for name, expr in stage.group_by}
+            distinct = True
         elif isinstance(stage, ir.Rename):
             renamed = dict(defs)
             for new, old in stage.pairs:
@@ -135,7 +137,10 @@ def feed_shape(rule: ir.Rule) -> tuple[ir.ExternalTable, list[Any], dict[str, An
             raise SplRefusal(f"{type(stage).__name__.lower()} on an external table: only its filters, "
                              "extends, projections, renames and distinct are written over its lookup",
                              getattr(stage, "span", None))
-    return table, conditions, defs
+        if distinct and isinstance(stage, (ir.Extend, ir.Project, ir.Rename)):
+            raise SplRefusal("a feed's columns computed after its distinct are not written over its lookup",
+                             getattr(stage, "span", None))
+    return table, conditions, defs, distinct
 
 
 def _strings_only(nodes: list[Any], span: Any) -> None:
@@ -168,7 +173,7 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
                          "has no SPL form rmmc writes (in / !in / in~ and joins on equal values do)", node.span)
     if rule.union is not None:
         raise SplRefusal("a union of external tables is not written over lookups", node.span)
-    table, conditions, defs = feed_shape(rule)
+    table, conditions, defs, _ = feed_shape(rule)
     from rmmc.compiler.rows import output_column
 
     column = node.column or output_column(rule) or next(iter(defs), None)
@@ -196,3 +201,155 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
     diagnostics.extend(d for d in emitter.diagnostics if d not in diagnostics)
     return commands
 
+
+
+# ------------------------------------------------------------------ joins against a feed
+
+
+def feed_join_commands(stage: ir.Join, later: tuple[ir.Stage, ...], writer: Any) -> list[str]:
+    """A join whose right side is a feed, as a correlation with its lookup in the main search:
+
+        | eval rmmc_e=1, rmmc_k1="=" . <left key> ...       [| dedup rmmc_k1 ...  (innerunique)]
+        | inputlookup append=true <file>  | where isnotnull(rmmc_e) OR (<feed filters>)
+        | streamstats count as rmmc_n
+        | eval rmmc_k1=if(isnull(rmmc_e), "=" . <right key>, rmmc_k1), ...,
+               rmmc_l=if(isnull(rmmc_e), tostring(rmmc_n) . ":", null()),
+               rmmc_c1=if(isnull(rmmc_e), tostring(rmmc_n) . ":" . <carried column>, null()) ...
+        | eventstats values(rmmc_l) as rmmc_v0, values(rmmc_c1) as rmmc_v1 ... by rmmc_k1 ...
+        | where isnotnull(rmmc_e) AND isnotnull(rmmc_v0)              (inner kinds)
+        | eval rmmc_i=mvrange(0, mvcount(rmmc_v0))  | mvexpand rmmc_i   one row per matching feed row
+        | eval <out>=replace(mvindex(rmmc_v1, rmmc_i), "^[0-9]+:", "") ...
+
+    Each feed row is numbered, so `values()` keeps repeated rows apart and every carried column's
+    values sort alike (by the number before `:`); `mvindex` then pairs them.  A feed made
+    distinct keeps the first row of each distinct tuple (`eventstats min(rmmc_n)` by it).
+    `leftsemi` / `leftanti` only ask whether a feed row matches (as `in` / `!in`); `leftouter`
+    keeps an event without a match once, its carried columns "" (KQL's null string)."""
+    emitter = writer.emitter
+    right = stage.right
+    table = right.source.external
+    declared(getattr(emitter, "options", None), table)
+    kind = stage.kind
+    if kind not in ("inner", "innerunique", "leftouter", "leftsemi", "leftanti"):
+        raise SplRefusal(f"a {kind} join against an external table keeps the feed's rows, which a "
+                         "correlation on the events' rows does not return", stage.span)
+    if right.union is not None:
+        raise SplRefusal("a union of external tables is not written over lookups", stage.span)
+    table, conditions, defs, distinct = feed_shape(right)
+    right_keys = [r for _, r in stage.keys]
+    for key in right_keys:
+        if key not in defs:
+            raise SplRefusal(f"the feed has no column {key}", stage.span)
+    left_keys = [_left_key(emitter, lk, stage.span) for lk, _ in stage.keys]
+    _strings_only([*(defs[k] for k in right_keys), *conditions], stage.span)
+    feed = _feed_emitter(table, lambda: _fresh(emitter))
+    keys = [f"rmmc_k{i + 1}" for i in range(len(stage.keys))]
+    by = " ".join(keys)
+    commands = ["eval rmmc_e=1, " + ", ".join(f'{k}="=" . {v}' for k, v in zip(keys, left_keys))]
+    if kind == "innerunique":
+        commands.append(f"dedup {by}")
+        writer.diagnostics.append(note(TARGET, "innerunique: KQL keeps one arbitrary left row per key; "
+                                               "SPL's dedup keeps the first result", stage.span))
+    for uri in table.uris:
+        commands.append(f"inputlookup append=true {lookup_file(uri)}")
+        writer.diagnostics.append(lookup_note(table, uri))
+    condition = ir.all_of(conditions)
+    if condition != ir.Const(True):
+        commands.append(f"where isnotnull(rmmc_e) OR ({feed.condition_text(condition)})")
+    right_values = [feed.writer.string(defs[k], stage.span) for k in right_keys]
+    key_evals = [f'{k}=if(isnull(rmmc_e), "=" . {v}, {k})' for k, v in zip(keys, right_values)]
+    if kind in ("leftsemi", "leftanti"):
+        commands.append("eval " + ", ".join([*key_evals, "rmmc_l=if(isnull(rmmc_e), 1, null())"]))
+        commands.append(f"eventstats max(rmmc_l) as rmmc_h by {by}")
+        test = "isnotnull(rmmc_h)" if kind == "leftsemi" else "isnull(rmmc_h)"
+        commands.append(f"where isnotnull(rmmc_e) AND {test}")
+        commands.append(f"fields - rmmc_e {by} rmmc_l rmmc_h")
+        writer.diagnostics.extend(d for d in feed.diagnostics if d not in writer.diagnostics)
+        return commands
+    if stage.left_columns is None:
+        raise SplRefusal("the columns of the join's left side are unknown (a table rmmc does not know): "
+                         "which names the feed's columns take cannot be told", stage.span)
+    right_columns = tuple(defs)
+    names = ir.join_output_names(stage.left_columns, right_columns, kind, tuple(right_keys), stage.lookup)
+    wanted = _wanted(later)
+    carried: list[tuple[str, str]] = []  # (SPL output name, feed value text)
+    taken = {emitter.mapped(c) for c in stage.left_columns} | {n for n, _ in emitter.columns.values()}
+    for column, name in zip(right_columns, names):
+        if not name or name not in wanted:
+            continue
+        _strings_only([defs[column]], stage.span)
+        spl_name = writer.own_name(name)
+        if spl_name in taken:
+            raise SplRefusal(f"the feed's column {name} would take the name {spl_name}, which a left "
+                             "field has in SPL", stage.span)
+        carried.append((spl_name, feed.writer.string(defs[column], stage.span)))
+    if len(carried) < sum(1 for n in names if n):
+        writer.diagnostics.append(shape(TARGET, "the feed's columns that no later stage reads are not "
+                                                "carried into the rows", stage.span))
+    commands.append("streamstats count as rmmc_n")
+    if distinct:  # the first feed row of each distinct tuple
+        tuple_evals = [f'rmmc_d{i + 1}=if(isnull(rmmc_e), "=" . {feed.writer.string(e, stage.span)}, null())'
+                       for i, e in enumerate(defs.values())]
+        _strings_only(list(defs.values()), stage.span)
+        dims = " ".join(f"rmmc_d{i + 1}" for i in range(len(tuple_evals)))
+        commands.append("eval " + ", ".join(tuple_evals))
+        commands.append(f"eventstats min(rmmc_n) as rmmc_m by {dims}")
+        commands.append("where isnotnull(rmmc_e) OR rmmc_n==rmmc_m")
+        commands.append(f"fields - {dims} rmmc_m")
+    number = 'tostring(rmmc_n) . ":"'
+    evals = [*key_evals, f"rmmc_l=if(isnull(rmmc_e), {number}, null())",
+             *(f"rmmc_c{i + 1}=if(isnull(rmmc_e), {number} . {v}, null())" for i, (_, v) in enumerate(carried))]
+    commands.append("eval " + ", ".join(evals))
+    stats = ["values(rmmc_l) as rmmc_v0", *(f"values(rmmc_c{i + 1}) as rmmc_v{i + 1}" for i in range(len(carried)))]
+    commands.append(f"eventstats {', '.join(stats)} by {by}")
+    if kind == "leftouter":
+        commands.append("where isnotnull(rmmc_e)")
+        commands.append("eval rmmc_i=mvrange(0, if(isnull(rmmc_v0), 1, mvcount(rmmc_v0)))")
+    else:
+        commands.append("where isnotnull(rmmc_e) AND isnotnull(rmmc_v0)")
+        commands.append("eval rmmc_i=mvrange(0, mvcount(rmmc_v0))")
+    commands.append("mvexpand rmmc_i")
+    outs = [f'{name}=replace(mvindex(rmmc_v{i + 1}, rmmc_i), "^[0-9]+:", "")' for i, (name, _) in enumerate(carried)]
+    if kind == "leftouter":  # an event no feed row matched: KQL's null string, ''
+        outs = [f'{name}=if(isnull(rmmc_v{i + 1}), "", {text.split("=", 1)[1]})'
+                for i, ((name, _), text) in enumerate(zip(carried, outs))]
+    if outs:
+        commands.append("eval " + ", ".join(outs))
+    temps = ["rmmc_e", *keys, "rmmc_n", "rmmc_l", *(f"rmmc_c{i + 1}" for i in range(len(carried))),
+             *(f"rmmc_v{i}" for i in range(len(carried) + 1)), "rmmc_i"]
+    commands.append("fields - " + " ".join(temps))
+    for (column, name) in zip(right_columns, names):
+        if name and name in wanted:
+            emitter.columns[name] = (writer.own_name(name), "string")
+    writer.diagnostics.extend(d for d in feed.diagnostics if d not in writer.diagnostics)
+    return commands
+
+
+def _left_key(emitter: Any, column: str, span: Any) -> str:
+    """A left join key as a never-null SPL string (a key of another type is refused: the feed's
+    lookup holds text)."""
+    if column in emitter.columns:
+        kind = emitter.columns[column][1]
+        type_name = "string" if kind in ("string", "segment", "event") else kind
+    else:
+        from rmmc.compiler.schema import load_schema
+
+        table = load_schema().table(emitter.table or "")
+        type_name = (table.column_type(column) if table else None) or "string"
+    if type_name not in _STRING_TYPES:
+        raise SplRefusal(f"the join key {column} is {type_name}: the feed's lookup holds text, which SPL "
+                         "would compare as text", span)
+    return emitter.writer.string(ir.Field(column, type_name), span)
+
+
+def _fresh(emitter: Any) -> Any:
+    """A plain emitter with no columns of its own (the feed's are added)."""
+    from rmmc.backends.splunk.backend import Emitter
+
+    return Emitter(None, emitter.profile_name)
+
+
+def _wanted(later: tuple[ir.Stage, ...]) -> set[str]:
+    from rmmc.backends.splunk.multi import _later_fields
+
+    return set(_later_fields(later))
