@@ -133,6 +133,8 @@ FORMS = {
                             "isnotempty(Tag) | distinct IP)) | project Timestamp, DeviceName, RemoteIP"),
     "feed extend project": ("DeviceNetworkEvents | where DeviceName startswith 'd' and tolower(RemoteIP) in "
                             "((Feed | extend Low = tolower(IP) | project Low)) | project DeviceName, RemoteIP"),
+    "inside or / not": ("DeviceNetworkEvents | where DeviceName startswith 'd' and (RemoteIP in (Feed) or "
+                        "not(DeviceName in~ ((Feed | where Tag has 'c2' | project Tag)))) | project DeviceName, RemoteIP"),
     "let list": ("let Bad = Feed | where Tag has 'c2' | project IP;\nDeviceNetworkEvents | where RemoteIP in "
                  "(Bad) | summarize Hits = count() by DeviceName"),
 }
@@ -147,8 +149,7 @@ def test_the_spl_over_the_lookup_returns_the_rules_rows(form):
     events = [adapted.normalize(e) for e in _events()]
     expected = run(rule, events, now=NOW, external={FEED_URI: FEED_TEXT})
     assert expected, "the events exercise the rule"
-    table = rule.condition.rule.source.external if isinstance(rule.condition, ir.InSubquery) else \
-        next(n.rule.source.external for n in ir.walk(rule.condition) if isinstance(n, ir.InSubquery))
+    table = next(n.rule.source.external for n in ir.walk(rule.condition) if isinstance(n, ir.InSubquery))
     lookups = {lookup_file(FEED_URI): lookup_text(rows_of_text(table, FEED_TEXT), table.columns)}
     got = spl_rows(out.text, adapted, events, (MACRO,), lookups)
     assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text

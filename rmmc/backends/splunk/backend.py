@@ -702,6 +702,7 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     rule = push_filters(rule)
     rule, paths = with_paths(rule)
     emitter = _make_emitter(rule, fields, options, prefix, found)
+    rule, late = _late_feed_tests(rule)
     pulled: list[InSubquery] = []
     search_terms, where_terms = _terms(emitter, rule, options, found, pulled)
     head = _head([rule.lookback], prefix, found, quiet=sub, placement=options.placement)
@@ -718,11 +719,51 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
             continue
         commands.extend(subquery_commands(node, emitter))
         found.append(subsearch_note())
+    if late:  # tests of feeds inside or / not: each a flag on the events, then the test
+        flags: list[InSubquery] = []
+        condition = _nnf(all_of([_flagged(c, flags) for c in late]))
+        for i, node in enumerate(flags):
+            flag = f"rmmc_f{i + 1}"
+            left = emitter.writer.string(node.field, node.span)
+            commands.extend(membership_commands(node, left, lambda: Emitter(None, fields), options, found, flag))
+            emitter.columns[flag] = (flag, "number")
+        commands.append("where " + emitter.where(condition))
+        commands.append("fields - " + " ".join(f"rmmc_f{i + 1}" for i in range(len(flags))))
     stages = StageWriter(emitter)
     commands.extend(stages.write(rule.stages))
     found[:0] = emitter.diagnostics
     found.extend(stages.diagnostics)
     return commands, emitter
+
+
+def _is_feed_test(node: Any) -> bool:
+    return isinstance(node, InSubquery) and node.rule is not None and node.rule.source.external is not None
+
+
+def _late_feed_tests(rule: Rule) -> tuple[Rule, list[Condition]]:
+    """The rule without the conjuncts of its detection that test a feed inside `or` / `not`
+    (a plain `x in (feed)` conjunct stays: it filters the events directly), and those conjuncts."""
+    from rmmc.compiler.ir import walk
+
+    condition = _nnf(rule.condition)
+    conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
+    late = [c for c in conjuncts if not _is_feed_test(c) and any(_is_feed_test(n) for n in walk(c))]
+    if not late:
+        return rule, []
+    return replace(rule, condition=all_of([c for c in conjuncts if not any(c is x for x in late)])), late
+
+
+def _flagged(condition: Condition, flags: list[InSubquery]) -> Condition:
+    """The condition with each feed test replaced by a test of its flag field `rmmc_f<i>` (set
+    on the events whose value the feed holds), the tests collected in `flags`."""
+    if _is_feed_test(condition):
+        flags.append(condition)
+        return Predicate(Field(f"rmmc_f{len(flags)}", "long"), Op.EXISTS, negated=condition.negated)
+    if isinstance(condition, (And, Or)):
+        return type(condition)(tuple(_flagged(c, flags) for c in condition.operands))
+    if isinstance(condition, Not):
+        return Not(_flagged(condition.operand, flags))
+    return condition
 
 
 def _subsearch(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,

@@ -162,9 +162,11 @@ def _feed_emitter(table: ir.ExternalTable, make_emitter: Any) -> Any:
 
 
 def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, options: Any,
-                        diagnostics: list[Any]) -> list[str]:
+                        diagnostics: list[Any], flag: str | None = None) -> list[str]:
     """`x in (feed ...)` / `!in` / `in~` as a correlation with the feed's lookup (see the
-    module docstring); `left`: x as a never-null SPL string."""
+    module docstring); `left`: x as a never-null SPL string.  With `flag`, the events are kept
+    and the field `flag` is set (1) on those whose x the feed holds, whatever the negation: the
+    caller tests it (a feed test inside `or` / `not`)."""
     rule = node.rule
     table = rule.source.external
     declared(options, table)
@@ -194,6 +196,12 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
         commands.append(f"where isnotnull({_MARK}) OR ({emitter.condition_text(condition)})")
     commands.append(f'eval {_KEY}=if(isnull({_MARK}), "=" . {right}, {_KEY}), '
                     f"{_LOOKUP_ROW}=if(isnull({_MARK}), 1, null())")
+    if flag is not None:
+        commands.append(f"eventstats max({_LOOKUP_ROW}) as {flag} by {_KEY}")
+        commands.append(f"where isnotnull({_MARK})")
+        commands.append(f"fields - {_MARK} {_KEY} {_LOOKUP_ROW}")
+        diagnostics.extend(d for d in emitter.diagnostics if d not in diagnostics)
+        return commands
     commands.append(f"eventstats max({_LOOKUP_ROW}) as {_HIT} by {_KEY}")
     test = f"isnull({_HIT})" if node.negated else f"isnotnull({_HIT})"
     commands.append(f"where isnotnull({_MARK}) AND {test}")
