@@ -343,3 +343,14 @@ def test_a_manifest_cannot_name_a_file_or_a_scheme_of_its_own(tmp_path):
     written, errors = fetch_lookups([manifest], tmp_path / "out", fetch=lambda uri: pytest.fail("fetched"))
     assert written == [] and len(errors) == 2
     assert "rmmc_ext_" in errors[0] and "http or https" in errors[1]
+
+
+@pytest.mark.oracle
+def test_microsoft_parser_accepts_the_kql_written_for_feeds(kusto_oracle_defender):
+    texts = []
+    for kql in [*FORMS.values(), *JOINS.values()]:
+        result = rmmc.translate(FEED + kql, to="kql")
+        assert result.ok, result.diagnostics
+        texts.append(result.text)
+    for text, checked in zip(texts, kusto_oracle_defender.check_many(texts)):
+        assert checked.ok, (text, checked)
