@@ -99,6 +99,9 @@ def test_kql_writes_the_externaldata_back():
             in result.text)
     again = rmmc.translate(result.text, to="kql")  # and it reads back as the same
     assert again.ok and again.text == result.text
+    secret = rmmc.translate('let F = externaldata(x:string)[h@"https://a.example/f.txt?sig=s3cret"];\n'
+                            "DeviceProcessEvents | where FileName in (F)", to="kql")
+    assert "[h'https://a.example/f.txt?sig=s3cret']" in secret.text  # still a hidden string
 
 
 # ------------------------------------------------------------------ SPL over lookups

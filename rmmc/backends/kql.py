@@ -757,14 +757,16 @@ def _pipeline(rule: Rule, conditions: ConditionEmitter, found: list[Diagnostic],
 
 def _external_source(table: Any) -> A.ExternalData:
     """`externaldata (columns) [uris] with (format=..., ignoreFirstRecord=...)` as lowered (a
-    format Kusto detected from the URI is left for it to detect again)."""
+    format Kusto detected from the URI is left for it to detect again; a URI written h'...', a
+    secret Kusto keeps out of its logs, is written so again)."""
     properties: list[tuple[str, A.Expr]] = []
     if table.format_given:
         properties.append(("format", A.StringLit(table.format)))
     if table.ignore_first_record:
         properties.append(("ignoreFirstRecord", A.BoolLit(True)))
     return A.ExternalData(tuple(A.ColumnDecl(n, t) for n, t in table.columns),
-                          tuple(A.StringLit(u) for u in table.uris), tuple(properties))
+                          tuple(A.StringLit(u, i < len(table.hidden) and table.hidden[i])
+                                for i, u in enumerate(table.uris)), tuple(properties))
 
 
 def _placed_time(placement: Any, rule: Rule) -> str | None:

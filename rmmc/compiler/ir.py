@@ -337,6 +337,7 @@ class ExternalTable:
     ignore_first_record: bool = False
     format_given: bool = True  # False: detected from the URI's extension, as Kusto does
     span: Span | None = field(default=None, compare=False)
+    hidden: tuple[bool, ...] = field(default=(), compare=False)  # per URI: written h'...' (a secret)
 
 
 @dataclass(frozen=True)

@@ -318,8 +318,9 @@ class _Lowerer:
                                    "(format and ignoreFirstRecord are)")
         from rmmc.compiler.external import detect_format
 
+        hidden = tuple(bool(getattr(item, "obfuscated", False)) for item in node.uris)
         return ir.ExternalTable(tuple(uris), tuple(columns), fmt or detect_format(uris[0]), ignore_first,
-                                fmt is not None, node.span)
+                                fmt is not None, node.span, hidden)
 
     # -- operators
     def _operator(self, op: Any, state: _State) -> None:
