@@ -33,7 +33,7 @@ Documented behaviour modelled:
   as it is.  A join field missing on either side is not documented (raises).
 * streamstats count as X (the result's position, from 1); mvexpand f (one result per value, a
   single value as it is); eval's mvrange(a, b) (a to b-1), mvindex(f, i), max(a, b) of numbers.
-* inputlookup (Search Reference, inputlookup): `inputlookup [append=true] <file>.csv` reads a CSV
+* inputlookup (Search Reference, inputlookup): `inputlookup [append=true] [strict=true] <file>.csv` reads a CSV
   lookup file (`lookups`: file name -> its text): the first row names the fields, each further
   row is a result of those fields as text, an empty cell no field; `append=true` adds them after
   the current results, else they replace them.  A missing file raises (Splunk warns and returns
@@ -509,11 +509,12 @@ def read_lookup(text: str) -> list[dict]:
 
 
 def _inputlookup(rest: str, rows: list[dict], lookups: dict | None) -> list[dict]:
-    m = re.fullmatch(r"(append=(?:true|t|false|f)\s+)?([A-Za-z0-9_.-]+\.csv)", rest.strip())
+    m = re.fullmatch(r"(append=(?:true|t|false|f)\s+)?(strict=(?:true|t|false|f)\s+)?([A-Za-z0-9_.-]+\.csv)",
+                     rest.strip())
     assert m, rest
-    if lookups is None or m.group(2) not in lookups:
-        raise Undocumented(f"lookup file {m.group(2)} not given to the test")
-    found = read_lookup(lookups[m.group(2)])
+    if lookups is None or m.group(3) not in lookups:
+        raise Undocumented(f"lookup file {m.group(3)} not given to the test")
+    found = read_lookup(lookups[m.group(3)])
     append = m.group(1) is not None and m.group(1).strip().split("=")[1] in ("true", "t")
     return [*rows, *found] if append else found
 

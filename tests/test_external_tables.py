@@ -147,7 +147,7 @@ FORMS = {
 def test_the_spl_over_the_lookup_returns_the_rules_rows(form):
     rule, adapted, out = _spl(FEED + FORMS[form])
     assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
-    assert f"inputlookup append=true {lookup_file(FEED_URI)}" in out.text
+    assert f"inputlookup append=true strict=true {lookup_file(FEED_URI)}" in out.text
     assert not any(line.startswith(("| join", "| append ", "| lookup")) for line in out.text.splitlines())  # no subsearch
     events = [adapted.normalize(e) for e in _events()]
     expected = run(rule, events, now=NOW, external={FEED_URI: FEED_TEXT})

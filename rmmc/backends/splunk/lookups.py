@@ -8,7 +8,7 @@ matches of a large feed, and its results would become case-insensitive search te
 
     search <the events>
     | eval rmmc_e=1, rmmc_k="=" . <x>                 the events, marked, keyed by x
-    | inputlookup append=true rmmc_ext_<slug>_<hash>.csv    the feed's rows after them
+    | inputlookup append=true strict=true rmmc_ext_<slug>_<hash>.csv   the feed's rows after them
     | where isnotnull(rmmc_e) OR (<the feed's filters>)     on the feed's rows only
     | eval rmmc_k=if(isnull(rmmc_e), "=" . <column>, rmmc_k), rmmc_l=if(isnull(rmmc_e), 1, null())
     | eventstats max(rmmc_l) as rmmc_h by rmmc_k       does a feed row share the event's key?
@@ -190,7 +190,7 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
         left, right = f"lower({left})", f"lower({right})"
     commands = [f'eval {_MARK}=1, {_KEY}="=" . {left}']
     for uri in table.uris:
-        commands.append(f"inputlookup append=true {lookup_file(uri)}")
+        commands.append(f"inputlookup append=true strict=true {lookup_file(uri)}")
         diagnostics.append(lookup_note(table, uri))
     if condition != ir.Const(True):
         commands.append(f"where isnotnull({_MARK}) OR ({emitter.condition_text(condition)})")
@@ -218,7 +218,7 @@ def feed_join_commands(stage: ir.Join, later: tuple[ir.Stage, ...], writer: Any)
     """A join whose right side is a feed, as a correlation with its lookup in the main search:
 
         | eval rmmc_e=1, rmmc_k1="=" . <left key> ...       [| dedup rmmc_k1 ...  (innerunique)]
-        | inputlookup append=true <file>  | where isnotnull(rmmc_e) OR (<feed filters>)
+        | inputlookup append=true strict=true <file>  | where isnotnull(rmmc_e) OR (<feed filters>)
         | streamstats count as rmmc_n
         | eval rmmc_k1=if(isnull(rmmc_e), "=" . <right key>, rmmc_k1), ...,
                rmmc_l=if(isnull(rmmc_e), tostring(rmmc_n) . ":", null()),
@@ -259,7 +259,7 @@ def feed_join_commands(stage: ir.Join, later: tuple[ir.Stage, ...], writer: Any)
         writer.diagnostics.append(note(TARGET, "innerunique: KQL keeps one arbitrary left row per key; "
                                                "SPL's dedup keeps the first result", stage.span))
     for uri in table.uris:
-        commands.append(f"inputlookup append=true {lookup_file(uri)}")
+        commands.append(f"inputlookup append=true strict=true {lookup_file(uri)}")
         writer.diagnostics.append(lookup_note(table, uri))
     condition = ir.all_of(conditions)
     if condition != ir.Const(True):
