@@ -357,3 +357,12 @@ def test_microsoft_parser_accepts_the_kql_written_for_feeds(kusto_oracle_defende
         texts.append(result.text)
     for text, checked in zip(texts, kusto_oracle_defender.check_many(texts)):
         assert checked.ok, (text, checked)
+
+
+def test_a_feed_joined_with_a_table_puts_the_tables_side_into_the_environment():
+    kql = (FEED + "Feed | join kind=inner (DeviceNetworkEvents | where Timestamp > ago(1d)) on "
+           "$left.IP == $right.RemoteIP | project Timestamp, DeviceName, Tag")
+    result = rmmc.translate(kql, to="kql", env="sentinel")
+    assert result.ok, result.diagnostics
+    assert "where TimeGenerated > ago(1d)" in result.text and "project TimeGenerated," in result.text
+    assert "Timestamp" not in result.text

@@ -45,7 +45,7 @@ from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.environments.fieldsets import FieldSchema, schema_for
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, form_of, joined_parts,
                                      merge_joined, split_joined)
-from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Placement, SourceMap
+from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Match, Placement, SourceMap
 from rmmc.environments.reads import (DECISIVE, GROUP, column_roles, joined_names, names_read, needed_after,
                                     output_names, right_outputs)
 
@@ -156,7 +156,13 @@ def _adapter(rule: ir.Rule, env: Environment, allow_unknown: bool) -> "Adapter |
 
         return UnionAdapter(rule, env, branches, allow_unknown)
     if rule.source.external is not None:  # its columns are its own: nothing to rename or check
-        return Adapted(rule, env, None, Target(time_field=env.time_field))
+        if not ir.sub_rules(rule):
+            return Adapted(rule, env, None, Target(time_field=env.time_field))
+        # a feed joined with (or testing) a table: the feed's columns as they are, the
+        # table's sub-rule put into the environment as any
+        columns = [name for name, _ in rule.source.external.columns]
+        own = SourceMap(Match(), fields={n: FieldSpec(n, n) for n in columns}, declare=tuple(columns))
+        return Adapter(rule, env, own, Target(time_field=env.time_field), allow_unknown)
     source = env.source_for(rule.source)
     where = rule.metadata.source_span
     if source is None:
