@@ -80,6 +80,7 @@ from rmmc.compiler.functions import describe
 from rmmc.compiler.prefilter import superset
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.splunk.lookups import membership_commands
+from rmmc.backends.splunk.multi import placed
 from rmmc.backends.splunk.multi import (branch_column_commands, selector, selector_warning, subquery_commands,
                                        subsearch_note, union_search, placed)
 from rmmc.compiler.diagnostics import Severity
@@ -834,9 +835,13 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     found: list[Diagnostic] = []
     used = features(rule)
     several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
-    if rule.source.external is not None:
-        raise SplRefusal("an external table as the rule's own source is not written over its lookup "
-                         "(a subquery `in (feed ...)` is)", rule.source.external.span)
+    if rule.source.external is not None:  # `Feed | join (T ...)`: read from T's side
+        from rmmc.backends.splunk.lookups import feed_first
+
+        rule = feed_first(rule)
+        used = features(rule)
+        several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
+        options = replace(options, placement=placed(options.placement, rule.source.table))
     datamodel = getattr(options.placement, "datamodel", None)
     if datamodel is not None and _DATAMODEL.match(datamodel) is None:
         raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")

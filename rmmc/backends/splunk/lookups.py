@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rmmc.backends.base import note, shape
@@ -214,6 +214,56 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
 # ------------------------------------------------------------------ joins against a feed
 
 
+@dataclass(frozen=True)
+class UniqueFeedJoin(ir.Join):
+    """An inner join with a feed whose rows are first made unique per key (the first row of
+    each): `Feed | join (T ...)`, KQL's innerunique with the feed on the left, turned round."""
+
+
+_TURNED = {"rightsemi": "leftsemi", "rightanti": "leftanti", "inner": "inner", "innerunique": "inner"}
+
+
+def feed_first(rule: ir.Rule) -> ir.Rule:
+    """`Feed | join kind=K (T ...) on $left.a == $right.b | rest` as the same rows read from T's
+    side: `T ... | join kind=K' (Feed) on $left.b == $right.a | rest`, T's columns renamed as KQL
+    names them after the feed's (`DeviceName1` where the feed has `DeviceName`) so `rest` reads
+    the same names.  rightsemi / rightanti are leftsemi / leftanti; inner stays inner;
+    innerunique (KQL's default, one feed row per key) is inner against the feed's first row of
+    each key.  Kinds that keep the feed's own rows are refused."""
+    table = rule.source.external
+    first = next((i for i, s in enumerate(rule.stages) if isinstance(s, ir.Join)), None)
+    if first is None:
+        raise SplRefusal("an external table as the rule's own source is written over its lookup only when "
+                         "it is joined with a table (`Feed | join (T ...) on ...`)", table.span)
+    join = rule.stages[first]
+    events = join.right
+    if events.source.external is not None or events.union is not None or join.lookup:
+        raise SplRefusal("a feed joined with another feed or a union is not written over lookups", join.span)
+    kind = _TURNED.get(join.kind)
+    if kind is None:
+        raise SplRefusal(f"a {join.kind} join keeps the feed's own rows, which a correlation on the "
+                         "events' rows does not return", join.span)
+    if rule.exclusions:
+        raise SplRefusal("exclusions over a feed's rows are not written", table.span)
+    feed = replace(rule, stages=rule.stages[:first], lookback=None, exclusions=())
+    later = rule.stages[first + 1:]
+    renames: list[tuple[str, str]] = []
+    names = {b: b for _, b in join.keys}
+    if kind == "inner":
+        if join.left_columns is None or join.right_columns is None:
+            raise SplRefusal("the columns of a side of the join are unknown: which names KQL gives them "
+                             "cannot be told", join.span)
+        out = ir.join_output_names(join.left_columns, join.right_columns, join.kind)
+        renames = [(new, old) for old, new in zip(join.right_columns, out) if new != old]
+        names = {old: new for new, old in renames}
+    turned_type = UniqueFeedJoin if join.kind == "innerunique" else ir.Join
+    left_columns = tuple(names.get(c, c) for c in join.right_columns) if join.right_columns is not None else None
+    turned = turned_type(kind, feed, tuple((names.get(b, b), a) for a, b in join.keys), left_columns,
+                         join.left_columns, False, join.span)
+    stages = [*events.stages, *([ir.Rename(tuple(renames), join.span)] if renames else []), turned, *later]
+    return replace(events, metadata=rule.metadata, stages=tuple(stages))
+
+
 def feed_join_commands(stage: ir.Join, later: tuple[ir.Stage, ...], writer: Any) -> list[str]:
     """A join whose right side is a feed, as a correlation with its lookup in the main search:
 
@@ -238,7 +288,7 @@ def feed_join_commands(stage: ir.Join, later: tuple[ir.Stage, ...], writer: Any)
     table = right.source.external
     declared(getattr(emitter, "options", None), table)
     kind = stage.kind
-    if kind not in ("inner", "innerunique", "leftouter", "leftsemi", "leftanti"):
+    if kind not in ("inner", "innerunique", "leftouter", "leftsemi", "leftanti"):  # (a turned one: inner)
         raise SplRefusal(f"a {kind} join against an external table keeps the feed's rows, which a "
                          "correlation on the events' rows does not return", stage.span)
     if right.union is not None:
@@ -295,10 +345,12 @@ def feed_join_commands(stage: ir.Join, later: tuple[ir.Stage, ...], writer: Any)
         writer.diagnostics.append(shape(TARGET, "the feed's columns that no later stage reads are not "
                                                 "carried into the rows", stage.span))
     commands.append("streamstats count as rmmc_n")
-    if distinct:  # the first feed row of each distinct tuple
+    unique = isinstance(stage, UniqueFeedJoin)
+    if distinct or unique:  # the first feed row of each distinct tuple (of each key: innerunique)
+        kept = [defs[k] for k in right_keys] if unique else list(defs.values())
         tuple_evals = [f'rmmc_d{i + 1}=if(isnull(rmmc_e), "=" . {feed.writer.string(e, stage.span)}, null())'
-                       for i, e in enumerate(defs.values())]
-        _strings_only(list(defs.values()), stage.span)
+                       for i, e in enumerate(kept)]
+        _strings_only(kept, stage.span)
         dims = " ".join(f"rmmc_d{i + 1}" for i in range(len(tuple_evals)))
         commands.append("eval " + ", ".join(tuple_evals))
         commands.append(f"eventstats min(rmmc_n) as rmmc_m by {dims}")
