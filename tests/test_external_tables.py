@@ -55,6 +55,7 @@ def test_externaldata_lowers_to_an_external_table_with_its_columns_format_and_fi
 def test_without_a_format_kusto_detects_it_from_the_extension_defaulting_to_csv():
     assert _table('externaldata(x: string)["https://e.example/list.txt?sv=1"]').format == "txt"
     assert _table('externaldata(x: string)["https://e.example/list.txt"]').format_given is False
+    assert _table('externaldata(x: string)["https://e.example/list"] with (format=txt)').format == "txt"
     assert detect_format("https://e.example/downloads/") == "csv"
     assert detect_format("https://e.example/a.TSV") == "tsv"
 

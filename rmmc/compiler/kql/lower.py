@@ -303,7 +303,10 @@ class _Lowerer:
         fmt, ignore_first = None, False
         for name, value_node in node.properties:
             key = name.lower()
-            value = self._constant(value_node)
+            if key == "format" and isinstance(value_node, A.Name) and value_node.name not in self.lets:
+                value = value_node.name  # `format=txt`, a bare word, as Kusto reads it too
+            else:
+                value = self._constant(value_node)
             if key == "format":
                 if not isinstance(value, str) or value.lower() not in ir.EXTERNAL_FORMATS:
                     raise _Unsupported(value_node, f"externaldata format {value!r} is not one rmmc reads "
