@@ -122,6 +122,10 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
         diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
         if any(d.is_error for d in notes):  # a package its platform would not import
             text = ""
+        elif to == "splunk":  # the lookups it reads: their definitions and manifest beside it
+            from rmmc.packaging.splunk import lookup_companions
+
+            companions += lookup_companions(emitted)
     return RuleTranslation(document, to, text, tuple(diagnostics), companions, suffix)
 
 
@@ -257,7 +261,7 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
     refused = _unhandled(to, adapted.rule)  # a construct the backend does not declare it writes
     if refused is not None:
         return refused
-    options = replace(options, placement=adapted.placement)
+    options = replace(options, placement=adapted.placement, external=adapted.environment.external)
     function = backend(to)
     if to in FIELD_PROFILE_TARGETS:
         naming = "defender" if to == "splunk" else identity(adapted.placement.time_field)

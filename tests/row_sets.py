@@ -36,7 +36,8 @@ def spl_time_as_timestamp(k: str) -> str:
     return "Timestamp" if k == "_time" else k
 
 
-def spl_rows(text: str, adapted, events: list[dict], macros: tuple[str, ...]) -> list[dict]:
+def spl_rows(text: str, adapted, events: list[dict], macros: tuple[str, ...],
+             lookups: dict | None = None) -> list[dict]:
     """The SPL run (tests/spl_pipeline.py) over the events as the environment holds them
     (`adapted.target_event`); the macros name where the events are, which these already are."""
     spl_pipeline = pytest.importorskip("tests.spl_pipeline")
@@ -50,4 +51,4 @@ def spl_rows(text: str, adapted, events: list[dict], macros: tuple[str, ...]) ->
     body = text
     for macro in macros:
         body = body.replace(macro + " ", "").replace(macro, "")
-    return spl_pipeline.run(body, shaped)
+    return spl_pipeline.run(body, shaped, lookups)

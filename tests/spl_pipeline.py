@@ -31,6 +31,13 @@ Documented behaviour modelled:
   results (0: all) whose join fields hold the same values, the subsearch's fields overwriting
   its own (overwrite=true, the default); `inner` drops a result with no match, `left` keeps it
   as it is.  A join field missing on either side is not documented (raises).
+* streamstats count as X (the result's position, from 1); mvexpand f (one result per value, a
+  single value as it is); eval's mvrange(a, b) (a to b-1), mvindex(f, i), max(a, b) of numbers.
+* inputlookup (Search Reference, inputlookup): `inputlookup [append=true] [strict=true] <file>.csv` reads a CSV
+  lookup file (`lookups`: file name -> its text): the first row names the fields, each further
+  row is a result of those fields as text, an empty cell no field; `append=true` adds them after
+  the current results, else they replace them.  A missing file raises (Splunk warns and returns
+  nothing: a test that needs a lookup gives it).
 * rex (Search Reference, rex): `rex field=f "<PCRE>"`: each named group that takes part in
   the first match becomes a field; no match (or a missing f) leaves the result as it is.
 """
@@ -362,6 +369,21 @@ def call(name: str, args: list, row: dict) -> Any:
         if name == "abs":
             return abs(value)
         return math.floor(value) if name == "floor" else math.ceil(value)
+    if name == "mvrange":  # Search Reference, multivalue functions: start to end, end excluded
+        start, end = values
+        if not (_number(start) and _number(end)):
+            raise Undocumented("mvrange() of a non-number")
+        return [float(i) if isinstance(start, float) else i for i in range(int(start), int(end))]
+    if name == "mvindex":  # one index: that value (0 is the first); a single value is index 0
+        value, index = values
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        if not isinstance(index, int) or not -len(items) <= index < len(items):
+            raise Undocumented(f"mvindex() at {index!r} of {len(items)} values")
+        return items[index]
+    if name == "max" and len(values) == 2 and all(_number(v) for v in values):  # eval max(a, b)
+        return max(values)
     if name == "mvcount":
         value = values[0]
         if value is None:
@@ -475,8 +497,32 @@ def _sort_key(spec: str):
     return m.group(1) == "-", m.group(2) or "auto", (m.group(3) or m.group(4)).strip()
 
 
-def _command(line: str, rows: list[dict], events: list[dict] = ()) -> list[dict]:
+def read_lookup(text: str) -> list[dict]:
+    """A CSV lookup file's rows as Splunk reads them: the header names the fields, an empty
+    cell is no field, every value text."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None) or []
+    return [{name: value for name, value in zip(header, row) if value != ""} for row in reader]
+
+
+def _inputlookup(rest: str, rows: list[dict], lookups: dict | None) -> list[dict]:
+    m = re.fullmatch(r"(append=(?:true|t|false|f)\s+)?(strict=(?:true|t|false|f)\s+)?([A-Za-z0-9_.-]+\.csv)",
+                     rest.strip())
+    assert m, rest
+    if lookups is None or m.group(3) not in lookups:
+        raise Undocumented(f"lookup file {m.group(3)} not given to the test")
+    found = read_lookup(lookups[m.group(3)])
+    append = m.group(1) is not None and m.group(1).strip().split("=")[1] in ("true", "t")
+    return [*rows, *found] if append else found
+
+
+def _command(line: str, rows: list[dict], events: list[dict] = (), lookups: dict | None = None) -> list[dict]:
     name, _, rest = line.partition(" ")
+    if name == "inputlookup":
+        return _inputlookup(rest, rows, lookups)
     if name == "where":
         return [r for r in rows if condition(rest, r) is True]
     if name == "eval":
@@ -525,6 +571,19 @@ def _command(line: str, rows: list[dict], events: list[dict] = ()) -> list[dict]
                 else:
                     row[n] = value
             out.append(row)
+        return out
+    if name == "streamstats":  # only `streamstats count as X`: the result's position, from 1
+        m = re.fullmatch(r"count as ([A-Za-z_][A-Za-z0-9_]*)", rest.strip())
+        assert m, line
+        return [{**r, m.group(1): i + 1} for i, r in enumerate(rows)]
+    if name == "mvexpand":  # one result per value of the field; a single value: the result as it is
+        field = rest.strip()
+        out = []
+        for row in rows:
+            value = row.get(field)
+            if value is None:
+                raise Undocumented("mvexpand of a missing field")
+            out.extend({**row, field: v} for v in (value if isinstance(value, list) else [value]))
         return out
     if name == "dedup":
         fields = _names(rest)
@@ -640,10 +699,16 @@ def _pipeline_lines(body: str) -> list[str]:
     return [parts[0]] + ["| " + p for p in parts[1:]]
 
 
-def run(spl: str, events: list[dict]) -> list[dict]:
+def run(spl: str, events: list[dict], lookups: dict | None = None) -> list[dict]:
     """The rows the query returns over `events` (dicts of field -> value; `_time` in epoch
-    seconds)."""
+    seconds); `lookups`: the CSV lookup files `inputlookup` reads (file name -> text)."""
     lines = spl.rstrip("\n").split("\n")
+    if lines[0].startswith("| inputlookup "):
+        rows = _inputlookup(lines[0][len("| inputlookup "):], [], lookups)
+        for line in lines[1:]:
+            assert line.startswith("| "), line
+            rows = _command(line[2:], rows, events, lookups)
+        return rows
     assert lines[0].startswith("search ")
     search = search_tokens(lines[0][len("search "):])
     rows = []
@@ -654,5 +719,5 @@ def run(spl: str, events: list[dict]) -> list[dict]:
         assert parser.i == len(parser.toks), "trailing search tokens"
     for line in lines[1:]:
         assert line.startswith("| "), line
-        rows = _command(line[2:], rows, events)
+        rows = _command(line[2:], rows, events, lookups)
     return rows

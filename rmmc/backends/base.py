@@ -31,6 +31,9 @@ class EmitOptions:
     # datamodel, index, table, time_field); None: each backend's own default.
     placement: Any = None
     splunk_form: str = "search"     # SPL: "search" (raw events) or "tstats" (CIM data model summaries)
+    # How external tables (KQL externaldata) reach the platform, from the environment
+    # (`Environment.external`: "lookup" for Splunk CSV lookups); None: not declared.
+    external: str | None = None
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from rmmc.compiler.ir import (COMPARE_OPS, Aggregate, And, Call, Compare, Condit
 from rmmc.compiler.kql.printer import to_kql
 
 TARGET = "kql"
-HANDLES = frozenset({"union", "join", "subquery", "mv-expand", "parse"})
+HANDLES = frozenset({"union", "join", "subquery", "mv-expand", "parse", "externaldata"})
 """The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 
 # ------------------------------------------------------------------ tables and time
@@ -738,6 +738,8 @@ def _pipeline(rule: Rule, conditions: ConditionEmitter, found: list[Diagnostic],
     when the environment names one), detection (with `extra` conditions ANDed in) and stages."""
     if rule.union is not None:
         source: A.Expr = _union_source(rule, conditions, found)
+    elif rule.source.external is not None:
+        source = _external_source(rule.source.external)
     else:
         source = A.Name(_source_table(rule, found))
     operators: list[A.Operator] = []
@@ -751,6 +753,20 @@ def _pipeline(rule: Rule, conditions: ConditionEmitter, found: list[Diagnostic],
     for stage in rule.stages:  # in the rule's order: that order is part of the meaning
         operators += stage_operators(stage, conditions)
     return A.Pipeline(source, tuple(operators)) if operators else source
+
+
+def _external_source(table: Any) -> A.ExternalData:
+    """`externaldata (columns) [uris] with (format=..., ignoreFirstRecord=...)` as lowered (a
+    format Kusto detected from the URI is left for it to detect again; a URI written h'...', a
+    secret Kusto keeps out of its logs, is written so again)."""
+    properties: list[tuple[str, A.Expr]] = []
+    if table.format_given:
+        properties.append(("format", A.StringLit(table.format)))
+    if table.ignore_first_record:
+        properties.append(("ignoreFirstRecord", A.BoolLit(True)))
+    return A.ExternalData(tuple(A.ColumnDecl(n, t) for n, t in table.columns),
+                          tuple(A.StringLit(u, i < len(table.hidden) and table.hidden[i])
+                                for i, u in enumerate(table.uris)), tuple(properties))
 
 
 def _placed_time(placement: Any, rule: Rule) -> str | None:

@@ -68,6 +68,7 @@ class Context:
     subqueries: Mapping[str, Iterable[Any]] | None = None
     now: datetime | None = None
     events: Any = None  # the event set a sub-rule runs over (`rows.EventSet`), when there is one
+    external: Mapping[str, Any] | None = None  # URI -> its stored text, for external tables
 
     def current_time(self) -> datetime:
         return self.now if self.now is not None else datetime.now(timezone.utc)

@@ -317,10 +317,34 @@ class EventKind(str, Enum):
     UNKNOWN = "unknown"
 
 
+EXTERNAL_FORMATS = ("csv", "tsv", "psv", "scsv", "sohsv", "txt", "raw")
+"""The storage formats an external table is read in (Kusto's ingestion formats of that name):
+the delimited ones RFC 4180 style with their separator, `txt` one record per non-empty line
+(the first column; the others null), `raw` the whole text as one record."""
+
+
+@dataclass(frozen=True)
+class ExternalTable:
+    """A table read from storage when the query runs (KQL `externaldata`): the rows of each
+    URI in turn, parsed as `format` (`EXTERNAL_FORMATS`; the first record of each skipped with
+    `ignore_first_record`) into the declared `columns` (name, type), a value that does not
+    read as its column's type being null (`rmmc.compiler.external` parses).  `properties`
+    are the other `with (...)` properties as written (none is lowered today)."""
+
+    uris: tuple[str, ...]
+    columns: tuple[tuple[str, str], ...]
+    format: str = "csv"
+    ignore_first_record: bool = False
+    format_given: bool = True  # False: detected from the URI's extension, as Kusto does
+    span: Span | None = field(default=None, compare=False)
+    hidden: tuple[bool, ...] = field(default=(), compare=False)  # per URI: written h'...' (a secret)
+
+
 @dataclass(frozen=True)
 class Source:
     """Where the events come from: a table (Defender XDR / Sentinel) and what it holds,
-    with the Sigma logsource it stands for when there is one."""
+    with the Sigma logsource it stands for when there is one; or an external table
+    (`external`: `table` is then None), whose rows come from storage, not from events."""
 
     table: str | None
     kind: EventKind = EventKind.UNKNOWN
@@ -328,6 +352,7 @@ class Source:
     category: str | None = None
     service: str | None = None
     taxonomy: str | None = None  # "sigma": fields are named in the Sigma taxonomy (no table)
+    external: ExternalTable | None = None
 
 
 @dataclass(frozen=True)
@@ -653,6 +678,9 @@ TABLE = "$table"
 """The key under which an event of a multi-table event set names its table."""
 
 UNION, JOIN, SUBQUERY, MV_EXPAND, PARSE = "union", "join", "subquery", "mv-expand", "parse"
+EXTERNAL = "externaldata"
+"""A feature: a rule (or a join's side, a union's branch) reads an external table.  A subquery
+over one is the SUBQUERY feature only: a backend that does not handle subqueries widens it."""
 
 
 def sub_rules(rule: Rule) -> list[Rule]:
@@ -678,8 +706,11 @@ def features(rule: Rule) -> dict[str, Span | None]:
     included), each with the span of its first use: what a backend must handle or refuse."""
     found: dict[str, Span | None] = {}
     pending = [rule]
+    in_subquery: set[int] = set()  # sub-rules read by a subquery (their source is its business)
     while pending:
         current = pending.pop()
+        if current.source.external is not None and id(current) not in in_subquery:
+            found.setdefault(EXTERNAL, current.source.external.span)
         if current.union is not None:
             found.setdefault(UNION, current.union.span)
         for stage in current.stages:
@@ -694,5 +725,6 @@ def features(rule: Rule) -> dict[str, Span | None]:
             for node in walk(condition):
                 if isinstance(node, InSubquery) and node.rule is not None:
                     found.setdefault(SUBQUERY, node.span)
+                    in_subquery.add(id(node.rule))
         pending.extend(sub_rules(current))
     return found

@@ -36,6 +36,11 @@ not a column: rows do not hold it), and one that does not belongs to the top rul
 Each sub-rule (a union branch, a join's right side, a subquery) reads the events of its own
 table; its lookback, like the top rule's, is not applied.
 
+An external table (`ir.ExternalTable`, KQL `externaldata`) is never fetched: its rows are the
+text stored at each URI when the caller gives it (`run(..., external={uri: text})`, parsed as
+`rmmc.compiler.external` says), else the events of the event set tagged with the URI as their
+table (already typed rows), each URI's in turn.
+
 Every row remembers the events it came from (`Row.sources`, indexes into `events`): one for a
 row of an event, the group's members for an aggregated row, both sides' for a joined row.
 `rmmc verify` uses them to tell which events an event-level target must alert on.
@@ -92,13 +97,31 @@ class EventSet:
 
 
 def run(rule: ir.Rule, events: Iterable[Event], *, now: datetime | None = None,
-        subqueries: Any = None, apply_exclusions: bool = False) -> list[Row]:
-    """The rows the rule returns over `events` (its lookback is not applied)."""
+        subqueries: Any = None, apply_exclusions: bool = False, external: Any = None) -> list[Row]:
+    """The rows the rule returns over `events` (its lookback is not applied); `external`: the
+    stored text of external tables' URIs (URI -> text or bytes)."""
     if apply_exclusions:
         rule = rule.with_exclusions_applied()
     events = events if isinstance(events, list) else list(events)
-    ctx = Context(subqueries, now, EventSet(events, rule.source.table))
+    ctx = Context(subqueries, now, EventSet(events, rule.source.table), external)
     return rule_rows(rule, ctx)
+
+
+def external_rows(table: ir.ExternalTable, ctx: Context) -> list[Row]:
+    """An external table's rows (see the module docstring): each URI's stored text parsed, or
+    the events tagged with the URI, in URI order; a column a row lacks reads as its type's null."""
+    from rmmc.compiler.external import rows_of_text, typed
+
+    out: list[Row] = []
+    for uri in table.uris:
+        if ctx.external is not None and uri in ctx.external:
+            out.extend(Row(r) for r in rows_of_text(table, ctx.external[uri], uri))
+        elif ctx.events is not None:
+            for i, e in ctx.events.of(uri):
+                row = typed([], table.columns)
+                row.update((k, v) for k, v in e.items() if k in row)
+                out.append(Row(row, frozenset((i,))))
+    return out
 
 
 def rule_rows(rule: ir.Rule, ctx: Context) -> list[Row]:
@@ -106,6 +129,8 @@ def rule_rows(rule: ir.Rule, ctx: Context) -> list[Row]:
     through its stages."""
     if rule.union is not None:
         rows = [r for r in union_rows(rule.union, ctx) if evaluate(rule.condition, r, ctx=ctx) is True]
+    elif rule.source.external is not None:
+        rows = [r for r in external_rows(rule.source.external, ctx) if evaluate(rule.condition, r, ctx=ctx) is True]
     else:
         rows = [Row(e, frozenset((i,))) for i, e in ctx.events.of(rule.source.table)
                 if evaluate(rule.condition, e, ctx=ctx) is True]

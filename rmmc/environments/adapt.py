@@ -45,7 +45,7 @@ from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.environments.fieldsets import FieldSchema, schema_for
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, form_of, joined_parts,
                                      merge_joined, split_joined)
-from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Placement, SourceMap
+from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Match, Placement, SourceMap
 from rmmc.environments.reads import (DECISIVE, GROUP, column_roles, joined_names, names_read, needed_after,
                                     output_names, right_outputs)
 
@@ -155,6 +155,14 @@ def _adapter(rule: ir.Rule, env: Environment, allow_unknown: bool) -> "Adapter |
         from rmmc.environments.union import UnionAdapter
 
         return UnionAdapter(rule, env, branches, allow_unknown)
+    if rule.source.external is not None:  # its columns are its own: nothing to rename or check
+        if not ir.sub_rules(rule):
+            return Adapted(rule, env, None, Target(time_field=env.time_field))
+        # a feed joined with (or testing) a table: the feed's columns as they are, the
+        # table's sub-rule put into the environment as any
+        columns = [name for name, _ in rule.source.external.columns]
+        own = SourceMap(Match(), fields={n: FieldSpec(n, n) for n in columns}, declare=tuple(columns))
+        return Adapter(rule, env, own, Target(time_field=env.time_field), allow_unknown)
     source = env.source_for(rule.source)
     where = rule.metadata.source_span
     if source is None:
@@ -326,7 +334,8 @@ class Adapter:
     def subquery(self, c: ir.InSubquery, names: set[str]) -> ir.InSubquery:
         """`x in (T | ...)`: the subquery adapted by its own source, `x` renamed (a plain field)."""
         rule, column, table = c.rule, c.column, c.table
-        if c.rule is not None and c.rule.union is None and self.env.source_for(c.rule.source) is None:
+        if c.rule is not None and c.rule.union is None and c.rule.source.external is None \
+                and self.env.source_for(c.rule.source) is None:
             self.unplaced.append(c)  # widened below, as a backend widens a subquery it cannot say
             return c
         if c.rule is not None:

@@ -16,12 +16,12 @@ from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Span, error
 from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain
 from rmmc.environments.fieldsets import is_set
 from rmmc.environments.model import (TARGETS, Environment, FieldSpec, Match, Placement, Schedule,
-                                     SourceMap, parse_schedule)
+                                     SourceMap, parse_schedule, EXTERNAL_KINDS)
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _FIELD = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@:-]*\Z")
 _TOP = {"name", "description", "target", "assumes", "time_field", "place", "unknown_fields", "sources",
-        "schedule"}
+        "schedule", "external"}
 _SCHEDULE = {"interval", "overlap"}
 _SOURCE = {"match", "place", "filter", "fields", "names", "others", "schema", "members", "declare",
            "dynamic", "time_field"}
@@ -120,6 +120,11 @@ class _Reader:
         assumes = self.texts(root.get("assumes"), "assumes") or ()
         place = self.placement(root.get("place"))
         schedule = self.schedule(root.get("schedule"))
+        external = self.text(root.get("external"), "external")
+        if external is not None and EXTERNAL_KINDS.get(external) != target:
+            kinds = ", ".join(f"{k} ({t})" for k, t in EXTERNAL_KINDS.items())
+            self.fail(f"external {external!r} is not how a {target} environment holds external tables "
+                      f"(externaldata): {kinds}", root.get("external").span)
         sources_node = root.get("sources")
         sources: list[SourceMap] = []
         if sources_node is None or not sources_node.is_list or not sources_node.value:
@@ -135,7 +140,7 @@ class _Reader:
         return Environment(name=name, description=self.text(root.get("description"), "description") or "",
                            target=target, time_field=time_field, sources=tuple(sources), place=place,
                            assumes=assumes, unknown_fields=unknown, path=self.path, builtin=builtin,
-                           schedule=schedule)
+                           schedule=schedule, external=external)
 
     def schedule(self, node: Y | None) -> Schedule | None:
         """`schedule: {interval: 5m, overlap: 1m}` (or the text `5m+1m`): how packaged rules run."""

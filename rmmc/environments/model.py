@@ -32,6 +32,10 @@ from rmmc.compiler.diagnostics import Span
 TARGETS = ("kql", "sigma", "splunk", "elastic")
 """What an environment serves; `elastic` serves both EQL and ES|QL."""
 TIME_COLUMNS = frozenset({"Timestamp", "TimeGenerated"})
+EXTERNAL_KINDS = {"lookup": "splunk"}
+"""How an environment holds external tables (`external:`), and the target that reads it so:
+`lookup`: each URI's rows as a CSV lookup file on the Splunk search head (`rmmc lookups fetch`
+writes them), read with `inputlookup`.  KQL runs `externaldata` itself and needs no declaration."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,7 @@ class Environment:
     path: str | None = None
     builtin: bool = False
     schedule: Schedule | None = None  # how its packaged rules run (None: Schedule())
+    external: str | None = None  # how external tables (KQL externaldata) reach it: EXTERNAL_KINDS
 
     def serves(self, target: str) -> bool:
         return target == self.target or (self.target == "elastic" and target in ("eql", "esql"))

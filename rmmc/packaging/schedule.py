@@ -61,7 +61,7 @@ def needs_window(rule: ir.Rule) -> str | None:
     found = ir.features(rule)
     if ir.JOIN in found:
         return "joins events across its window"
-    if ir.SUBQUERY in found:
+    if ir.SUBQUERY in found and not _feeds_only(rule):
         return "compares events with a subquery over its window"
     rules = [rule]
     if rule.union is not None:
@@ -71,6 +71,17 @@ def needs_window(rule: ir.Rule) -> str | None:
         if reason:
             return reason
     return None
+
+
+def _feeds_only(rule: ir.Rule) -> bool:
+    """Whether every subquery reads an external table (a feed: the same rows whatever the window)."""
+    pending, subqueries = [rule], []
+    while pending:
+        current = pending.pop()
+        for c in [current.condition, *(s.condition for s in current.stages if isinstance(s, ir.Filter))]:
+            subqueries += [n for n in ir.walk(c) if isinstance(n, ir.InSubquery) and n.rule is not None]
+        pending.extend(ir.sub_rules(current))
+    return all(n.rule.source.external is not None for n in subqueries)
 
 
 def _stages_need_window(stages) -> str | None:

@@ -87,3 +87,65 @@ def package(rule: Rule, query: str, plan: Plan, diagnostics: list[Diagnostic],
     diagnostics.append(note("splunk", plan.describe()))
     comment = "# rmmc: " + conf_line(plan.describe())
     return f"[{name}]\n{comment}\n" + "".join(f"{key} = {value}\n" for key, value in settings)
+
+
+# ------------------------------------------------------------------ lookups (external tables)
+
+LOOKUPS_SUFFIX = ".lookups.json"
+TRANSFORMS_SUFFIX = ".transforms.conf"
+
+
+def external_tables(rule: Rule) -> list:
+    """Every external table a rule reads (its own source, its sub-rules'), each once, in order."""
+    from rmmc.compiler import ir
+
+    found, pending = [], [rule]
+    while pending:
+        current = pending.pop(0)
+        table = current.source.external
+        if table is not None and table not in found:
+            found.append(table)
+        pending.extend(ir.sub_rules(current))
+    return found
+
+
+def lookup_manifest(rule: Rule) -> list[dict]:
+    """The lookups a Splunk translation of `rule` reads: per URI its file, the URI, the format,
+    the columns (name, type) and ignoreFirstRecord: what `rmmc lookups fetch` needs to write it."""
+    from rmmc.backends.splunk.lookups import lookup_file
+
+    entries: list[dict] = []
+    for table in external_tables(rule):
+        for uri in table.uris:
+            entry = {"file": lookup_file(uri), "uri": uri, "format": table.format,
+                     "format_given": table.format_given, "ignoreFirstRecord": table.ignore_first_record,
+                     "columns": [{"name": n, "type": t} for n, t in table.columns]}
+            if entry not in entries:
+                entries.append(entry)
+    return entries
+
+
+def transforms_text(entries: list[dict]) -> str:
+    """One `transforms.conf` lookup definition per lookup file (case-sensitive matching, as
+    KQL's `in` and `==`)."""
+    out = []
+    for entry in entries:
+        out.append(f"[{entry['file'][:-len('.csv')]}]\n"
+                   f"# rmmc: the rows of {conf_line(entry['uri'])} ({entry['format']}"
+                   f"{', first record skipped' if entry['ignoreFirstRecord'] else ''}); "
+                   "rmmc lookups fetch writes the file\n"
+                   f"filename = {entry['file']}\n"
+                   "case_sensitive_match = true\n")
+    return "\n".join(out)
+
+
+def lookup_companions(rule: Rule) -> tuple[tuple[str, str], ...]:
+    """The files a Splunk package needs beside its stanza when it reads lookups: the lookup
+    definitions (`<rule>.transforms.conf`) and their manifest (`<rule>.lookups.json`)."""
+    import json
+
+    entries = lookup_manifest(rule)
+    if not entries:
+        return ()
+    manifest = json.dumps({"lookups": entries}, indent=2, sort_keys=True) + "\n"
+    return ((TRANSFORMS_SUFFIX, transforms_text(entries)), (LOOKUPS_SUFFIX, manifest))

@@ -79,6 +79,8 @@ from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dolla
 from rmmc.compiler.functions import describe
 from rmmc.compiler.prefilter import superset
 from rmmc.compiler.pushdown import push_filters
+from rmmc.backends.splunk.lookups import membership_commands
+from rmmc.backends.splunk.multi import placed
 from rmmc.backends.splunk.multi import (branch_column_commands, selector, selector_warning, subquery_commands,
                                        subsearch_note, union_search, placed)
 from rmmc.compiler.diagnostics import Severity
@@ -90,7 +92,7 @@ from rmmc.compiler.schema.profiles import load_profile, rule_field
 
 TARGET = "splunk"
 TIME_FIELD = "_time"
-HANDLES = frozenset({"union", "join", "subquery", "parse"})
+HANDLES = frozenset({"union", "join", "subquery", "parse", "externaldata"})
 """The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 
 _SEARCH_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
@@ -232,6 +234,7 @@ class Emitter:
     paths: dict[str, PathField] = field(default_factory=dict)  # `AdditionalFields.x` read as fields
     aliases: dict[str, Any] = field(default_factory=dict)  # columns that are a dynamic value (paths.dynamic_alias)
     subsearch: Any = None  # sub-rule -> (its SPL commands, its emitter), for joins and subqueries
+    options: Any = None  # the translation's EmitOptions (how external tables are held: lookups)
 
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
@@ -611,6 +614,7 @@ def _make_emitter(rule: Rule, fields: str, options: EmitOptions, prefix: str | N
                   found: list[Diagnostic]) -> Emitter:
     emitter = Emitter(rule.source.table, fields, rule.source.taxonomy)
     emitter.subsearch = lambda sub: _subsearch(sub, options, fields, prefix, found)
+    emitter.options = options
     return emitter
 
 
@@ -624,7 +628,8 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
         conjuncts = list(conjuncts.operands) if isinstance(conjuncts, And) else [conjuncts]
         kept = []
         for c in conjuncts:
-            if isinstance(c, InSubquery) and c.rule is not None and c.op is Op.EQUALS:
+            if isinstance(c, InSubquery) and c.rule is not None and (
+                    c.op is Op.EQUALS or c.rule.source.external is not None):
                 pulled.append(c)
             else:
                 kept.append(c)
@@ -698,6 +703,7 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     rule = push_filters(rule)
     rule, paths = with_paths(rule)
     emitter = _make_emitter(rule, fields, options, prefix, found)
+    rule, late = _late_feed_tests(rule)
     pulled: list[InSubquery] = []
     search_terms, where_terms = _terms(emitter, rule, options, found, pulled)
     head = _head([rule.lookback], prefix, found, quiet=sub, placement=options.placement)
@@ -708,8 +714,22 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     if where_terms:
         commands.append("where " + " AND ".join(where_terms))
     for node in pulled:
+        if node.rule.source.external is not None:  # a feed: its lookup, in this search
+            left = emitter.writer.string(node.field, node.span)
+            commands.extend(membership_commands(node, left, lambda: Emitter(None, fields), options, found))
+            continue
         commands.extend(subquery_commands(node, emitter))
         found.append(subsearch_note())
+    if late:  # tests of feeds inside or / not: each a flag on the events, then the test
+        flags: list[InSubquery] = []
+        condition = _nnf(all_of([_flagged(c, flags) for c in late]))
+        for i, node in enumerate(flags):
+            flag = f"rmmc_f{i + 1}"
+            left = emitter.writer.string(node.field, node.span)
+            commands.extend(membership_commands(node, left, lambda: Emitter(None, fields), options, found, flag))
+            emitter.columns[flag] = (flag, "number")
+        commands.append("where " + emitter.where(condition))
+        commands.append("fields - " + " ".join(f"rmmc_f{i + 1}" for i in range(len(flags))))
     stages = StageWriter(emitter)
     commands.extend(stages.write(rule.stages))
     found[:0] = emitter.diagnostics
@@ -717,10 +737,43 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     return commands, emitter
 
 
+def _is_feed_test(node: Any) -> bool:
+    return isinstance(node, InSubquery) and node.rule is not None and node.rule.source.external is not None
+
+
+def _late_feed_tests(rule: Rule) -> tuple[Rule, list[Condition]]:
+    """The rule without the conjuncts of its detection that test a feed inside `or` / `not`
+    (a plain `x in (feed)` conjunct stays: it filters the events directly), and those conjuncts."""
+    from rmmc.compiler.ir import walk
+
+    condition = _nnf(rule.condition)
+    conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
+    late = [c for c in conjuncts if not _is_feed_test(c) and any(_is_feed_test(n) for n in walk(c))]
+    if not late:
+        return rule, []
+    return replace(rule, condition=all_of([c for c in conjuncts if not any(c is x for x in late)])), late
+
+
+def _flagged(condition: Condition, flags: list[InSubquery]) -> Condition:
+    """The condition with each feed test replaced by a test of its flag field `rmmc_f<i>` (set
+    on the events whose value the feed holds), the tests collected in `flags`."""
+    if _is_feed_test(condition):
+        flags.append(condition)
+        return Predicate(Field(f"rmmc_f{len(flags)}", "long"), Op.EXISTS, negated=condition.negated)
+    if isinstance(condition, (And, Or)):
+        return type(condition)(tuple(_flagged(c, flags) for c in condition.operands))
+    if isinstance(condition, Not):
+        return Not(_flagged(condition.operand, flags))
+    return condition
+
+
 def _subsearch(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
                found: list[Diagnostic]) -> tuple[list[str], Emitter]:
     if rule.union is not None:
         raise SplRefusal("a union inside a join or subquery has no SPL form here")
+    if rule.source.external is not None:
+        raise SplRefusal("a join against an external table is not written over its lookup (a subquery "
+                         "`in (feed ...)` is)", rule.source.external.span)
     sub_found: list[Diagnostic] = []
     commands, emitter = _commands(replace(rule, exclusions=()),
                                   EmitOptions(loose=options.loose, placement=placed(options.placement, rule.source.table)),
@@ -756,6 +809,7 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     union = UnionEmitter(None, fields)
     union.branches = emitters
     union.subsearch = lambda sub: _subsearch(sub, options, fields, prefix, found)
+    union.options = options
     later = rule.stages
     commands.extend(branch_column_commands(union, parts, emitters, selectors, later))
     stages = StageWriter(union)
@@ -766,12 +820,28 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     return commands, union
 
 
+def _feeds_only(rule: Rule) -> bool:
+    """Whether every other source the rule reads (its joins' right sides, its subqueries) is an
+    external table: a feed's lookup, not events, so no table needs telling apart."""
+    from rmmc.compiler.ir import sub_rules
+
+    others = sub_rules(rule)
+    return bool(others) and all(o.source.external is not None for o in others)
+
+
 def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: str = "sigma",
                  prefix: str | None = None) -> tuple[str, list[Diagnostic]]:
     """The SPL text and its diagnostics (raises ValueError for a name SPL cannot carry)."""
     found: list[Diagnostic] = []
     used = features(rule)
-    several = any(name in used for name in (UNION, JOIN, SUBQUERY))
+    several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
+    if rule.source.external is not None:  # `Feed | join (T ...)`: read from T's side
+        from rmmc.backends.splunk.lookups import feed_first
+
+        rule = feed_first(rule)
+        used = features(rule)
+        several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
+        options = replace(options, placement=placed(options.placement, rule.source.table))
     datamodel = getattr(options.placement, "datamodel", None)
     if datamodel is not None and _DATAMODEL.match(datamodel) is None:
         raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")

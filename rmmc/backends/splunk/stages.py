@@ -162,6 +162,10 @@ class StageWriter:
             from rmmc.backends.splunk.multi import join_commands
 
             self.known = None
+            if stage.right.source.external is not None:  # a feed: its lookup, in this search
+                from rmmc.backends.splunk.lookups import feed_join_commands
+
+                return feed_join_commands(stage, later, self)
             return join_commands(stage, later, self)
         if isinstance(stage, ir.Parse):
             from rmmc.backends.splunk.multi import parse_commands

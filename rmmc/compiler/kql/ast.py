@@ -199,6 +199,16 @@ class Datatable(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalData(Node):
+    """`externaldata (columns) [uri, ...] with (name = value, ...)`: a table whose rows are
+    read from storage when the query runs."""
+
+    columns: tuple[ColumnDecl, ...]
+    uris: tuple["Expr", ...]
+    properties: tuple[tuple[str, "Expr"], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class GenericSource(Node):
     """A tabular source outside the subset (`print`, `range`, `externaldata` ...)."""
 
@@ -369,7 +379,7 @@ Operator = typing.Union[
 Expr = typing.Union[
     Name, NamePattern, Star, StringLit, NumberLit, TimespanLit, TypedLit, BoolLit, NullLit,
     DynamicLit, DynArray, DynObject, Paren, Unary, Binary, Logical, ListOp, Between, Call,
-    NamedArg, Member, Index, Pipeline, Datatable, GenericSource, Union,
+    NamedArg, Member, Index, Pipeline, Datatable, ExternalData, GenericSource, Union,
 ]
 
 

@@ -13,7 +13,7 @@ from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 
 # Terminals that can start an expression: when one of them is expected, say "an expression".
 _EXPRESSION_STARTS = {"NAME", "STRING", "NUMBER", "TIMESPAN", "TYPED_LITERAL", "TRUE",
-                      "FALSE", "NULL", "DYNAMIC", "LPAR", "LSQB", "ADD_OP", "DATATABLE", "UNION",
+                      "FALSE", "NULL", "DYNAMIC", "LPAR", "LSQB", "ADD_OP", "DATATABLE", "EXTERNALDATA", "UNION",
                       "GENERIC_SOURCE", "SEARCH", "STAR"}
 # Terminals that continue an expression: binary operators, member access, calls.
 _CONTINUATIONS = {"ADD_OP", "STAR", "SLASH", "PERCENT", "REL_OP", "EQ_OP", "STR_OP", "LIST_OP",

@@ -253,6 +253,11 @@ class _Lowerer:
         return body, []
 
     def _source(self, source: Any) -> ir.Source:
+        if isinstance(source, A.ExternalData):
+            external = self._external(source)
+            self.state.columns = dict(external.columns)
+            self.state.closed = True
+            return ir.Source(None, external=external)
         if not isinstance(source, A.Name):
             what = type(source).__name__
             if isinstance(source, A.Union):
@@ -278,6 +283,47 @@ class _Lowerer:
             kind = ir.EventKind.UNKNOWN
         return ir.Source(name, kind, logsource.get("product"), logsource.get("category"),
                          logsource.get("service"))
+
+    def _external(self, node: A.ExternalData) -> ir.ExternalTable:
+        """`externaldata (...) [uris] with (...)` as an external table (see `ir.ExternalTable`)."""
+        uris = []
+        for item in node.uris:
+            value = self._constant(item)
+            if not isinstance(value, str) or not value:
+                raise _Unsupported(item, "an externaldata URI must be a constant string")
+            uris.append(value)
+        columns = []
+        for decl in node.columns:
+            type_name = _TYPE_ALIASES.get(decl.type.lower(), decl.type.lower())
+            if type_name not in _EXTERNAL_TYPES:
+                raise _Unsupported(decl, f"externaldata column '{decl.name}' of type {decl.type} is not lowered")
+            if any(decl.name == name for name, _ in columns):
+                raise _Unsupported(decl, f"externaldata declares the column '{decl.name}' twice")
+            columns.append((decl.name, type_name))
+        fmt, ignore_first = None, False
+        for name, value_node in node.properties:
+            key = name.lower()
+            if key == "format" and isinstance(value_node, A.Name) and value_node.name not in self.lets:
+                value = value_node.name  # `format=txt`, a bare word, as Kusto reads it too
+            else:
+                value = self._constant(value_node)
+            if key == "format":
+                if not isinstance(value, str) or value.lower() not in ir.EXTERNAL_FORMATS:
+                    raise _Unsupported(value_node, f"externaldata format {value!r} is not one rmmc reads "
+                                       f"({', '.join(ir.EXTERNAL_FORMATS)})")
+                fmt = value.lower()
+            elif key == "ignorefirstrecord":
+                if not isinstance(value, bool):
+                    raise _Unsupported(value_node, "ignoreFirstRecord takes true or false")
+                ignore_first = value
+            else:
+                raise _Unsupported(value_node, f"externaldata property '{name}' is not lowered "
+                                   "(format and ignoreFirstRecord are)")
+        from rmmc.compiler.external import detect_format
+
+        hidden = tuple(bool(getattr(item, "obfuscated", False)) for item in node.uris)
+        return ir.ExternalTable(tuple(uris), tuple(columns), fmt or detect_format(uris[0]), ignore_first,
+                                fmt is not None, node.span, hidden)
 
     # -- operators
     def _operator(self, op: Any, state: _State) -> None:
@@ -1122,7 +1168,7 @@ class _Lowerer:
         """Whether a list item is a tabular expression (a query, a let bound to one, a table)."""
         while isinstance(item, A.Paren):
             item = item.expr
-        if isinstance(item, (A.Pipeline, A.Union, A.GenericSource, A.Datatable)) or _is_materialize(item):
+        if isinstance(item, (A.Pipeline, A.Union, A.GenericSource, A.Datatable, A.ExternalData)) or _is_materialize(item):
             return True
         if isinstance(item, A.Name) and item.name not in seen:
             bound = self.lets.get(item.name)
@@ -1162,7 +1208,7 @@ class _Lowerer:
 
     def _list_values(self, item: Any, op: str = "in") -> list[Any]:
         if isinstance(item, A.Paren) or isinstance(item, A.Pipeline) or (
-                isinstance(item, A.Name) and isinstance(self.lets.get(item.name), (A.Pipeline, A.Datatable, A.Paren))):
+                isinstance(item, A.Name) and isinstance(self.lets.get(item.name), (A.Pipeline, A.Datatable, A.Paren, A.ExternalData))):
             try:
                 return self.constants.column_values(item)
             except NotConstant as exc:
@@ -1242,6 +1288,9 @@ class _Lowerer:
 
 
 _NO_VALUE = object()
+_EXTERNAL_TYPES = ("string", "guid", "int", "long", "real", "bool", "datetime", "timespan", "dynamic")
+_TYPE_ALIASES = {"double": "real", "boolean": "bool", "date": "datetime", "time": "timespan",
+                 "int32": "int", "int64": "long"}
 _JOIN_KIND_ALIASES = {"anti": "leftanti", "leftantisemi": "leftanti", "rightantisemi": "rightanti",
                       "semi": "leftsemi"}
 

@@ -274,6 +274,18 @@ class _Builder:
                        if x is not None and not (_is_token(x) and x.type == "COMMA"))
         return A.Datatable(columns, values, span=_span(c))
 
+    def externaldata(self, c):
+        columns = tuple(x for x in c if isinstance(x, A.ColumnDecl))
+        open_uris = next(i for i, x in enumerate(c) if _is_token(x) and x.type == "LSQB")
+        close_uris = next(i for i, x in enumerate(c) if _is_token(x) and x.type == "RSQB")
+        uris = tuple(_as_expr(x) for x in c[open_uris + 1:close_uris]
+                     if x is not None and not (_is_token(x) and x.type == "COMMA"))
+        properties = tuple((x.name, x.value) for x in c[close_uris + 1:] if isinstance(x, A.NamedArg))
+        return A.ExternalData(columns, uris, properties, span=_span([x for x in c if x is not None]))
+
+    def external_property(self, c):
+        return A.NamedArg(c[0].value, _as_expr(c[2]), span=_span(c))
+
     def column_decl(self, c):
         return A.ColumnDecl(c[0].value, c[2].value, span=_span(c))
 

@@ -58,7 +58,7 @@ def level(node: A.Expr) -> int:
         return binary_level(node.op)
     if isinstance(node, A.Unary):
         return _LEVEL_UNARY
-    if isinstance(node, (A.Pipeline, A.Union, A.Datatable, A.GenericSource)):
+    if isinstance(node, (A.Pipeline, A.Union, A.Datatable, A.ExternalData, A.GenericSource)):
         return 0
     if isinstance(node, (A.Call, A.Member, A.Index)):
         return _LEVEL_POSTFIX
@@ -256,6 +256,16 @@ def _(node: A.Datatable) -> str:
     columns = ", ".join(f"{_bare(c.name)}:{c.type}" for c in node.columns)
     values = ", ".join(expr(v) for v in node.values)
     return f"datatable({columns})[{values}]"
+
+
+@expr.register
+def _(node: A.ExternalData) -> str:
+    columns = ", ".join(f"{_bare(c.name)}:{c.type}" for c in node.columns)
+    uris = ", ".join(expr(u) for u in node.uris)
+    text = f"externaldata({columns})[{uris}]"
+    if node.properties:
+        text += " with (" + ", ".join(f"{name}={expr(value)}" for name, value in node.properties) + ")"
+    return text
 
 
 @expr.register

@@ -1,0 +1,113 @@
+"""External tables (KQL `externaldata`): what their rows are, given the text stored at each URI.
+
+rmmc never fetches a URI while it translates or evaluates: the reference evaluator reads an
+external table's rows from the event set (events tagged with the URI as their table) or from the
+stored text of each URI given to it (`Context.external`), parsed here.  `rmmc lookups fetch`
+uses the same parser to write a Splunk lookup, so a lookup holds exactly the rows Kusto reads.
+
+How each format reads (Kusto's ingestion formats, "Data formats supported for ingestion"):
+
+* `csv` (`,`), `tsv` (tab), `psv` (`|`), `scsv` (`;`), `sohsv` (U+0001): RFC 4180 records with
+  that separator: a field in double quotes may hold the separator, line breaks and `""` (one
+  quote); records end at a line break (LF or CRLF).  The n-th field fills the n-th declared
+  column; a record with fewer fields leaves the other columns null, extra fields are ignored.
+  A blank line is no record (rmmc's reading; Kusto's documentation does not say).
+* `txt`: each non-empty line (LF-separated, a trailing CR dropped) is one record; the whole line
+  is the first column, the other columns null (Kusto maps only ordinal 0 for TXT).
+* `raw`: the whole text is one record (the first column).
+
+`ignoreFirstRecord=true` skips the first record of each URI.  A field is converted to its
+column's type as `to<type>()` converts text: a value that does not read as that type is null;
+a string is never null (a missing string is '', as everywhere in Kusto).  Text is read as UTF-8
+(a leading byte-order mark dropped; an invalid byte read as U+FFFD).
+
+Without a `format` property Kusto detects the format from the URI's extension (`.csv`, `.tsv`,
+`.txt` ...), defaulting to CSV: `detect_format`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
+
+from rmmc.compiler import ir
+from rmmc.compiler.functions import convert
+
+SEPARATORS = {"csv": ",", "tsv": "\t", "psv": "|", "scsv": ";", "sohsv": "\x01"}
+_STRING_TYPES = ("string", "guid")
+
+
+def detect_format(uri: str) -> str:
+    """The format Kusto reads a URI in when the query names none: its path's extension when it
+    is a format rmmc reads, else CSV (Kusto's default)."""
+    path = urlsplit(uri).path
+    name = path.rsplit("/", 1)[-1]
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return extension if extension in ir.EXTERNAL_FORMATS else "csv"
+
+
+def decode(data: bytes | str) -> str:
+    """Stored bytes as text: UTF-8, a leading byte-order mark dropped."""
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def records(text: str, format: str) -> list[list[str]]:
+    """The records of a text in a format, each a list of field texts (see the module docstring)."""
+    if format == "raw":
+        return [[text]]
+    if format == "txt":
+        lines = (line[:-1] if line.endswith("\r") else line for line in text.split("\n"))
+        return [[line] for line in lines if line]
+    separator = SEPARATORS.get(format)
+    if separator is None:
+        raise ValueError(f"format {format!r} is not one rmmc reads ({', '.join(ir.EXTERNAL_FORMATS)})")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, quotechar='"',
+                        doublequote=True, strict=False)
+    return [row for row in reader if row]
+
+
+def typed(fields: list[str], columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """One record's fields as a row of the declared columns."""
+    row: dict[str, Any] = {}
+    for i, (name, type_name) in enumerate(columns):
+        text = fields[i] if i < len(fields) else None
+        if type_name in _STRING_TYPES:
+            row[name] = text if text is not None else ""
+        else:
+            row[name] = convert(text, type_name) if text not in (None, "") else None
+    return row
+
+
+def rows_of_text(table: ir.ExternalTable, data: bytes | str, uri: str | None = None) -> list[dict[str, Any]]:
+    """The rows one URI's stored text gives (the first record dropped with ignoreFirstRecord)."""
+    fmt = table.format if table.format_given or uri is None else detect_format(uri)
+    found = records(decode(data), fmt)
+    if table.ignore_first_record:
+        found = found[1:]
+    return [typed(fields, table.columns) for fields in found]
+
+
+def rows_of(table: ir.ExternalTable, stored: Mapping[str, bytes | str]) -> list[dict[str, Any]] | None:
+    """The table's rows: each URI's, in order; None when the text of some URI is not given."""
+    out: list[dict[str, Any]] = []
+    for uri in table.uris:
+        if uri not in stored:
+            return None
+        out.extend(rows_of_text(table, stored[uri], uri))
+    return out
+
+
+def lookup_text(rows: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, str], ...]) -> str:
+    """Rows as the CSV a Splunk lookup reads: a header of the column names, then each row, each
+    value as text (`tostring()`), null as an empty field, quoted where CSV needs it."""
+    from rmmc.compiler.functions import to_text
+
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow([name for name, _ in columns])
+    for row in rows:
+        writer.writerow(["" if row.get(name) is None else to_text(row.get(name)) for name, _ in columns])
+    return out.getvalue()

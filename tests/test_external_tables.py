@@ -1,0 +1,402 @@
+"""External tables (KQL `externaldata`): the model, the reference evaluator's rows, KQL written
+back, and SPL over CSV lookups returning the evaluator's rows in the SPL interpreter."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+import rmmc
+from rmmc.backends.base import EmitOptions
+from rmmc.backends.splunk.lookups import lookup_file
+from rmmc.compiler import ir
+from rmmc.compiler.external import detect_format, lookup_text, records, rows_of_text
+from rmmc.compiler.kql.lower import lower_text
+from rmmc.compiler.rows import run
+from rmmc.environments import load_environment
+from rmmc.environments.adapt import adapt
+from rmmc.translation import emit_adapted
+from tests.row_sets import comparable, spl_rows, spl_time_as_timestamp
+
+ENV = "splunk-defender"
+MACRO = "`defender_xdr`"
+FEED_URI = "https://feeds.example.org/c2/ips.csv"
+FEED = (f'let Feed = externaldata(IP: string, Tag: string)[@"{FEED_URI}"] '
+        'with (format="csv", ignoreFirstRecord=true);\n')
+# a header, a quoted field holding the separator and a doubled quote, an IP in upper case (a
+# host name), an empty tag, an empty IP (KQL's '': it matches an event without RemoteIP), a
+# blank line, CRLF line ends
+FEED_TEXT = ('IP,Tag\r\n10.0.0.1,c2\r\nEVIL.example,"c2, ""beacon"""\r\n\r\n10.0.0.3,test\r\n'
+             '10.0.0.4,\r\n,c2 orphan\r\n')
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def _table(kql: str) -> ir.ExternalTable:
+    lowered = lower_text(kql)
+    assert lowered.rule is not None, lowered.diagnostics
+    return lowered.rule.source.external
+
+
+# ------------------------------------------------------------------ the model
+
+
+def test_externaldata_lowers_to_an_external_table_with_its_columns_format_and_first_record():
+    table = _table('externaldata(IP: string, Seen: datetime, Hits: long)["https://a.example/x.tsv", '
+                   '"https://b.example/y"] with (format="csv", ignoreFirstRecord=true) | where IP != ""')
+    assert table.uris == ("https://a.example/x.tsv", "https://b.example/y")
+    assert table.columns == (("IP", "string"), ("Seen", "datetime"), ("Hits", "long"))
+    assert (table.format, table.ignore_first_record, table.format_given) == ("csv", True, True)
+    assert table.span is not None and table.span.line == 1
+
+
+def test_without_a_format_kusto_detects_it_from_the_extension_defaulting_to_csv():
+    assert _table('externaldata(x: string)["https://e.example/list.txt?sv=1"]').format == "txt"
+    assert _table('externaldata(x: string)["https://e.example/list.txt"]').format_given is False
+    assert _table('externaldata(x: string)["https://e.example/list"] with (format=txt)').format == "txt"
+    assert detect_format("https://e.example/downloads/") == "csv"
+    assert detect_format("https://e.example/a.TSV") == "tsv"
+
+
+def test_an_unknown_property_or_format_is_a_located_error():
+    lowered = lower_text('externaldata(x: string)["https://e.example/a"] with (format="parquet")')
+    assert lowered.rule is None
+    error = next(d for d in lowered.diagnostics if d.is_error)
+    assert "parquet" in error.message and error.span is not None and error.span.column > 40
+    lowered = lower_text('externaldata(x: string)["https://e.example/a"] with (ingestionMapping="m")')
+    assert any("ingestionMapping" in d.message for d in lowered.diagnostics if d.is_error)
+
+
+def test_formats_read_as_kusto_documents_them():
+    assert records(FEED_TEXT, "csv") == [["IP", "Tag"], ["10.0.0.1", "c2"], ["EVIL.example", 'c2, "beacon"'],
+                                          ["10.0.0.3", "test"], ["10.0.0.4", ""], ["", "c2 orphan"]]
+    assert records("a\r\n\nb;c\n", "txt") == [["a"], ["b;c"]]
+    assert records('a\t"b\tc"\n', "tsv") == [["a", "b\tc"]]
+    assert records("x\ny", "raw") == [["x\ny"]]
+    table = ir.ExternalTable(("u",), (("n", "long"), ("s", "string"), ("t", "string")), "csv")
+    # a value that does not read as the column's type is null; a missing string is ''
+    assert rows_of_text(table, "12,a\nzz,b,c\n") == [{"n": 12, "s": "a", "t": ""}, {"n": None, "s": "b", "t": "c"}]
+    txt = dataclasses.replace(table, format="txt", columns=(("s", "string"), ("n", "long")), ignore_first_record=True)
+    assert rows_of_text(txt, "header\nline one\n") == [{"s": "line one", "n": None}]
+
+
+def test_the_evaluator_reads_a_feed_from_its_stored_text_or_from_events_tagged_with_its_uri():
+    lowered = lower_text(FEED + "DeviceNetworkEvents | where RemoteIP in (Feed)")
+    rule = lowered.rule
+    events = [{"RemoteIP": ip} for ip in ("10.0.0.1", "10.0.0.2", "evil.example", "EVIL.example")]
+    got = run(rule, events, external={FEED_URI: FEED_TEXT})
+    assert [r["RemoteIP"] for r in got] == ["10.0.0.1", "EVIL.example"]
+    tagged = [{ir.TABLE: "DeviceNetworkEvents", **e} for e in events] + [{ir.TABLE: FEED_URI, "IP": "10.0.0.2"}]
+    assert [r["RemoteIP"] for r in run(rule, tagged)] == ["10.0.0.2"]
+
+
+def test_kql_writes_the_externaldata_back():
+    kql = FEED + "DeviceNetworkEvents | where RemoteIP in ((Feed | where Tag != 'test' | distinct IP))"
+    result = rmmc.translate(kql, to="kql")
+    assert result.ok and result.counts["exact"] == 1, result.diagnostics
+    assert (f"externaldata(IP:string, Tag:string)['{FEED_URI}'] with (format='csv', ignoreFirstRecord=true)"
+            in result.text)
+    again = rmmc.translate(result.text, to="kql")  # and it reads back as the same
+    assert again.ok and again.text == result.text
+    secret = rmmc.translate('let F = externaldata(x:string)[h@"https://a.example/f.txt?sig=s3cret"];\n'
+                            "DeviceProcessEvents | where FileName in (F)", to="kql")
+    assert "[h'https://a.example/f.txt?sig=s3cret']" in secret.text  # still a hidden string
+
+
+# ------------------------------------------------------------------ SPL over lookups
+
+
+def _spl(kql: str, env=None):
+    lowered = lower_text(kql)
+    assert lowered.rule is not None, lowered.diagnostics
+    environment = env or load_environment(ENV)
+    adapted = adapt(lowered.rule, environment)
+    assert adapted.ok, adapted.diagnostics
+    return lowered.rule, adapted, emit_adapted("splunk", adapted, EmitOptions())
+
+
+def _events() -> list[dict]:
+    ips = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "evil.example", "EVIL.example", "", None]
+    out = []
+    for i, ip in enumerate(ips):
+        event = {ir.TABLE: "DeviceNetworkEvents", "Timestamp": NOW.replace(minute=i), "DeviceName": f"d{i}"}
+        if ip is not None:
+            event["RemoteIP"] = ip
+        out.append(event)
+    return out
+
+
+FORMS = {
+    "in": "DeviceNetworkEvents | where RemoteIP in (Feed) | project Timestamp, DeviceName, RemoteIP",
+    "not in": "DeviceNetworkEvents | where RemoteIP !in (Feed) | project Timestamp, DeviceName, RemoteIP",
+    "in~": "DeviceNetworkEvents | where RemoteIP in~ (Feed) | project Timestamp, DeviceName, RemoteIP",
+    "not in~": "DeviceNetworkEvents | where RemoteIP !in~ (Feed) | project Timestamp, DeviceName, RemoteIP",
+    "feed where distinct": ("DeviceNetworkEvents | where RemoteIP in ((Feed | where Tag !has 'test' and "
+                            "isnotempty(Tag) | distinct IP)) | project Timestamp, DeviceName, RemoteIP"),
+    "feed extend project": ("DeviceNetworkEvents | where DeviceName startswith 'd' and tolower(RemoteIP) in "
+                            "((Feed | extend Low = tolower(IP) | project Low)) | project DeviceName, RemoteIP"),
+    "inside or / not": ("DeviceNetworkEvents | where DeviceName startswith 'd' and (RemoteIP in (Feed) or "
+                        "not(DeviceName in~ ((Feed | where Tag has 'c2' | project Tag)))) | project DeviceName, RemoteIP"),
+    "let list": ("let Bad = Feed | where Tag has 'c2' | project IP;\nDeviceNetworkEvents | where RemoteIP in "
+                 "(Bad) | summarize Hits = count() by DeviceName"),
+}
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_the_spl_over_the_lookup_returns_the_rules_rows(form):
+    rule, adapted, out = _spl(FEED + FORMS[form])
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
+    assert f"inputlookup append=true strict=true {lookup_file(FEED_URI)}" in out.text
+    assert not any(line.startswith(("| join", "| append ", "| lookup")) for line in out.text.splitlines())  # no subsearch
+    events = [adapted.normalize(e) for e in _events()]
+    expected = run(rule, events, now=NOW, external={FEED_URI: FEED_TEXT})
+    assert expected, "the events exercise the rule"
+    table = next(n.rule.source.external for n in ir.walk(rule.condition) if isinstance(n, ir.InSubquery))
+    lookups = {lookup_file(FEED_URI): lookup_text(rows_of_text(table, FEED_TEXT), table.columns)}
+    got = spl_rows(out.text, adapted, events, (MACRO,), lookups)
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
+
+
+JOINS = {
+    "inner carrying a column": ("DeviceNetworkEvents | join kind=inner Feed on $left.RemoteIP == $right.IP "
+                                "| project Timestamp, DeviceName, RemoteIP, Tag"),
+    "innerunique": "DeviceNetworkEvents | join Feed on $left.RemoteIP == $right.IP | project DeviceName, IP, Tag",
+    "leftouter": ("DeviceNetworkEvents | join kind=leftouter Feed on $left.RemoteIP == $right.IP "
+                  "| project Timestamp, DeviceName, RemoteIP, Tag"),
+    "lookup": "DeviceNetworkEvents | lookup Feed on $left.RemoteIP == $right.IP | project DeviceName, RemoteIP, Tag",
+    "leftsemi": "DeviceNetworkEvents | join kind=leftsemi Feed on $left.RemoteIP == $right.IP | project DeviceName, RemoteIP",
+    "leftanti": "DeviceNetworkEvents | join kind=leftanti Feed on $left.RemoteIP == $right.IP | project DeviceName",
+    "feed with where": ("DeviceNetworkEvents | join kind=inner (Feed | where Tag has 'c2') on "
+                        "$left.RemoteIP == $right.IP | summarize Tags = make_set(Tag) by DeviceName"),
+    "feed made distinct": ("DeviceNetworkEvents | join kind=inner (Feed | distinct IP, Tag) on "
+                           "$left.RemoteIP == $right.IP | project DeviceName, Tag"),
+}
+# the same IP twice (a join pairs the event with both rows), once more in another case
+JOIN_FEED = FEED_TEXT + "10.0.0.1,c2 again\r\n10.0.0.1,c2 again\r\n10.0.0.3,c2 too\r\n"
+
+
+@pytest.mark.parametrize("form", list(JOINS))
+def test_a_join_against_the_feed_returns_the_rules_rows(form):
+    rule, adapted, out = _spl(FEED + JOINS[form])
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
+    assert not any(line.startswith(("| join", "| append ", "| lookup")) for line in out.text.splitlines())
+    events = [adapted.normalize(e) for e in _events()]
+    events.append({**events[0], "DeviceName": "d0-again"})  # two events on one key (innerunique)
+    expected = run(rule, events, now=NOW, external={FEED_URI: JOIN_FEED})
+    assert expected, "the events exercise the rule"
+    table = next(s.right.source.external for s in rule.stages if isinstance(s, ir.Join))
+    lookups = {lookup_file(FEED_URI): lookup_text(rows_of_text(table, JOIN_FEED), table.columns)}
+    got = spl_rows(out.text, adapted, events, (MACRO,), lookups)
+    if JOINS[form].startswith("DeviceNetworkEvents | join Feed"):  # innerunique: which left row is kept
+        got, expected = [{k: v for k, v in r.items() if k != "DeviceName"} for r in got], \
+            [{k: v for k, v in r.items() if k != "DeviceName"} for r in expected]
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
+
+
+# (the events' side names the columns it gives: `Adapted.target_event`, which shapes the test
+# events, carries the columns a side reads, and a join key alone is not read by its side)
+NET = "(DeviceNetworkEvents | project Timestamp, DeviceName, RemoteIP)"
+FEED_FIRST = {
+    "inner": ("Feed | join kind=inner (DeviceNetworkEvents | where DeviceName startswith 'd' | project Timestamp, "
+              "DeviceName, RemoteIP) on $left.IP == $right.RemoteIP | project Timestamp, DeviceName, RemoteIP, Tag"),
+    "innerunique": f"Feed | join {NET} on $left.IP == $right.RemoteIP | project DeviceName, RemoteIP, Tag",
+    "rightsemi": f"Feed | join kind=rightsemi {NET} on $left.IP == $right.RemoteIP | project DeviceName",
+    "rightanti": f"Feed | join kind=rightanti {NET} on $left.IP == $right.RemoteIP | project DeviceName",
+    "names taken by the feed": (
+        "let F2 = Feed | project RemoteIP = IP, DeviceName = Tag;\n"
+        f"F2 | where DeviceName has 'c2' | join kind=inner {NET} on RemoteIP "
+        "| project RemoteIP, RemoteIP1, DeviceName, DeviceName1"),
+}
+
+
+@pytest.mark.parametrize("form", list(FEED_FIRST))
+def test_a_feed_joined_with_events_is_read_from_the_events_side(form):
+    rule, adapted, out = _spl(FEED + FEED_FIRST[form])
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
+    assert out.text.startswith("search `defender_xdr`")
+    events = [adapted.normalize(e) for e in _events()]
+    expected = run(rule, events, now=NOW, external={FEED_URI: JOIN_FEED})
+    assert expected, "the events exercise the rule"
+    table = rule.source.external
+    lookups = {lookup_file(FEED_URI): lookup_text(rows_of_text(table, JOIN_FEED), table.columns)}
+    got = spl_rows(out.text, adapted, events, (MACRO,), lookups)
+    if form == "innerunique":  # which feed row of a key KQL keeps is not said: compare the rest
+        got = [{k: v for k, v in r.items() if k != "Tag"} for r in got]
+        expected = [{k: v for k, v in r.items() if k != "Tag"} for r in expected]
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
+
+
+def test_a_join_that_keeps_the_feeds_rows_is_refused_at_the_join():
+    _, _, out = _spl(FEED + "DeviceNetworkEvents | join kind=rightouter Feed on $left.RemoteIP == $right.IP")
+    assert not out.ok
+    error = next(d for d in out.diagnostics if d.is_error)
+    assert "rightouter" in error.message and error.span is not None and error.span.line == 2
+
+
+def test_case_matters_for_in_and_not_for_in_tilde():
+    rule, adapted, out = _spl(FEED + FORMS["in"])
+    events = [adapted.normalize(e) for e in _events()]
+    hits = {r["RemoteIP"] for r in run(rule, events, external={FEED_URI: FEED_TEXT})}
+    assert hits == {"10.0.0.1", "10.0.0.3", "10.0.0.4", "EVIL.example", ""}  # not "evil.example"
+    rule, adapted, out = _spl(FEED + FORMS["in~"])
+    hits = {r["RemoteIP"] for r in run(rule, events, external={FEED_URI: FEED_TEXT})}
+    assert {"evil.example", "EVIL.example"} <= hits
+
+
+def test_each_lookup_read_is_a_note_naming_the_file_and_the_uri_it_must_hold():
+    _, _, out = _spl(FEED + FORMS["in"])
+    notes = [d for d in out.diagnostics if d.severity.value == "note" and lookup_file(FEED_URI) in d.message]
+    assert len(notes) == 1 and FEED_URI in notes[0].message
+    assert notes[0].span is not None and notes[0].span.line == 1  # at the externaldata
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics)
+
+
+def test_lookup_file_names_are_stable_readable_and_distinct():
+    name = lookup_file(FEED_URI)
+    assert name.startswith("rmmc_ext_feeds_example_org_ips_csv_") and name.endswith(".csv")
+    assert name == lookup_file(FEED_URI)
+    assert lookup_file(FEED_URI + "?v=2") != name
+    assert all(c.isalnum() or c in "_." for c in lookup_file("https://x.example/a b/../ünï?q=<script>"))
+
+
+def test_an_environment_that_declares_no_lookups_refuses_with_a_located_hint():
+    env = dataclasses.replace(load_environment(ENV), external=None)
+    _, _, out = _spl(FEED + FORMS["in"], env)
+    assert not out.ok
+    error = next(d for d in out.diagnostics if d.is_error)
+    assert "external: lookup" in error.message and error.span is not None and error.span.line == 1
+
+
+def test_has_any_against_a_feed_is_refused_at_its_place():
+    _, _, out = _spl(FEED + "DeviceNetworkEvents | where RemoteUrl has_any (Feed)")
+    assert not out.ok
+    error = next(d for d in out.diagnostics if d.is_error)
+    assert "has_any" in error.message and error.span is not None and error.span.line == 2
+
+
+def test_a_typed_feed_column_is_refused_in_spl():
+    kql = ('let F = externaldata(Port: long)["https://e.example/ports.txt"];\n'
+           "DeviceNetworkEvents | where RemotePort in (F)")
+    lowered = lower_text(kql)
+    if lowered.rule is None:
+        pytest.skip("a long column against a subquery is not lowered")
+    adapted = adapt(lowered.rule, load_environment(ENV))
+    out = emit_adapted("splunk", adapted, EmitOptions())
+    assert not out.ok
+
+
+def test_a_kql_environment_without_the_key_still_writes_externaldata_and_a_splunk_one_may_declare_it():
+    from rmmc.environments.loader import read_environment as load_environment_text
+
+    assert load_environment("defender-xdr").external is None
+    assert all(load_environment(n).external == "lookup" for n in ("splunk-defender", "splunk-sysmon", "splunk-cim"))
+    with pytest.raises(Exception) as caught:
+        load_environment_text("name: x\ntarget: kql\ntime_field: Timestamp\nexternal: lookup\n"
+                              "sources:\n  - match: {table: '*'}\n", "x.yml")
+    assert "external" in str(caught.value)
+
+
+# ------------------------------------------------------------------ packages and `rmmc lookups fetch`
+
+
+@pytest.fixture()
+def feed_server(tmp_path):
+    """A loopback HTTP server over a folder of feed files (csv, txt)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "ips.csv").write_bytes(FEED_TEXT.encode("utf-8"))
+    (root / "hashes.txt").write_bytes(b"# sha1 list\nAAA\r\n\nbbb\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_package_lists_its_lookups_and_fetch_writes_them_as_kusto_reads_the_feeds(feed_server, tmp_path):
+    from click.testing import CliRunner
+
+    from rmmc.cli import main
+    from tests.spl_pipeline import read_lookup
+
+    csv_uri, txt_uri, dead_uri = f"{feed_server}/ips.csv", f"{feed_server}/hashes.txt", f"{feed_server}/gone.txt"
+    rule = tmp_path / "hunt.kql"
+    rule.write_text(
+        f'let Ips = externaldata(IP: string, Tag: string)[@"{csv_uri}"] with (format="csv", ignoreFirstRecord=true);\n'
+        f'let Sha = externaldata(SHA1: string)[@"{txt_uri}"] with (format="txt", ignoreFirstRecord=true);\n'
+        f'let Dead = externaldata(X: string)[@"{dead_uri}"] with (format="txt");\n'
+        "DeviceNetworkEvents | where RemoteIP in (Ips) and InitiatingProcessSHA1 in~ (Sha) "
+        "and RemoteUrl !in (Dead)\n", encoding="utf-8")
+    out = tmp_path / "pkg"
+    runner = CliRunner()
+    done = runner.invoke(main, ["translate", str(rule), "--to", "splunk", "--env", ENV, "--package", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    manifest = next(out.glob("*.lookups.json"))
+    transforms = next(out.glob("*.transforms.conf")).read_text()
+    entries = json.loads(manifest.read_text())["lookups"]
+    assert [e["uri"] for e in entries] == [csv_uri, txt_uri, dead_uri]
+    assert entries[0]["columns"] == [{"name": "IP", "type": "string"}, {"name": "Tag", "type": "string"}]
+    assert entries[0]["format"] == "csv" and entries[0]["ignoreFirstRecord"] is True
+    for e in entries:
+        assert f"[{e['file'][:-4]}]\n" in transforms and f"filename = {e['file']}\n" in transforms
+    assert "case_sensitive_match = true" in transforms
+
+    lookups = tmp_path / "lookups"
+    done = runner.invoke(main, ["lookups", "fetch", str(manifest), "--out", str(lookups)])
+    assert done.exit_code == 1  # the dead URI
+    assert dead_uri in done.output and "2 lookups written, 1 failed" in done.output
+    ips = read_lookup((lookups / lookup_file(csv_uri)).read_text(encoding="utf-8"))
+    assert ips == [{"IP": "10.0.0.1", "Tag": "c2"}, {"IP": "EVIL.example", "Tag": 'c2, "beacon"'},
+                   {"IP": "10.0.0.3", "Tag": "test"}, {"IP": "10.0.0.4"}, {"Tag": "c2 orphan"}]
+    assert (lookups / lookup_file(txt_uri)).read_text() == "SHA1\nAAA\nbbb\n"  # header line skipped, CR dropped
+    assert not (lookups / lookup_file(dead_uri)).exists()
+
+    (lookups / lookup_file(txt_uri)).write_text("mine\n")
+    done = runner.invoke(main, ["lookups", "fetch", str(manifest), "--out", str(lookups)])
+    assert done.exit_code == 1 and "--force" in done.output
+    assert (lookups / lookup_file(txt_uri)).read_text() == "mine\n"  # never overwritten
+    done = runner.invoke(main, ["lookups", "fetch", str(manifest), "--out", str(lookups), "--force"])
+    assert (lookups / lookup_file(txt_uri)).read_text() == "SHA1\nAAA\nbbb\n"
+
+
+def test_a_manifest_cannot_name_a_file_or_a_scheme_of_its_own(tmp_path):
+    from rmmc.lookups import fetch_lookups
+
+    manifest = tmp_path / "m.lookups.json"
+    manifest.write_text(json.dumps({"lookups": [
+        {"file": "../../evil.csv", "uri": "https://e.example/a.csv", "format": "csv",
+         "columns": [{"name": "a", "type": "string"}]},
+        {"file": lookup_file("file:///etc/passwd"), "uri": "file:///etc/passwd", "format": "txt",
+         "columns": [{"name": "a", "type": "string"}]}]}))
+    written, errors = fetch_lookups([manifest], tmp_path / "out", fetch=lambda uri: pytest.fail("fetched"))
+    assert written == [] and len(errors) == 2
+    assert "rmmc_ext_" in errors[0] and "http or https" in errors[1]
+
+
+@pytest.mark.oracle
+def test_microsoft_parser_accepts_the_kql_written_for_feeds(kusto_oracle_defender):
+    texts = []
+    for kql in [*FORMS.values(), *JOINS.values()]:
+        result = rmmc.translate(FEED + kql, to="kql")
+        assert result.ok, result.diagnostics
+        texts.append(result.text)
+    for text, checked in zip(texts, kusto_oracle_defender.check_many(texts)):
+        assert checked.ok, (text, checked)
+
+
+def test_a_feed_joined_with_a_table_puts_the_tables_side_into_the_environment():
+    kql = (FEED + "Feed | join kind=inner (DeviceNetworkEvents | where Timestamp > ago(1d)) on "
+           "$left.IP == $right.RemoteIP | project Timestamp, DeviceName, Tag")
+    result = rmmc.translate(kql, to="kql", env="sentinel")
+    assert result.ok, result.diagnostics
+    assert "where TimeGenerated > ago(1d)" in result.text and "project TimeGenerated," in result.text
+    assert "Timestamp" not in result.text
