@@ -57,10 +57,12 @@ def is_feed_test(node: Any) -> bool:
     """Whether a condition node is a membership test a placeholder says exactly (module doc)."""
     return (isinstance(node, ir.InSubquery) and node.rule is not None and node.op is ir.Op.EQUALS
             and isinstance(node.field, ir.Field) and node.field.type == "string"
-            and _column(node) is not None and feed_rules(node.rule))
+            and feed_rules(node.rule))
 
 
 def _column(node: ir.InSubquery) -> str | None:
+    """The subquery's column the test reads, when its stages name it (else its first column,
+    as the evaluator reads it)."""
     from rmmc.compiler.rows import output_column
 
     return node.column or output_column(node.rule)
@@ -110,12 +112,14 @@ class Placeholders:
         uris = [u for t in tables for u in t.uris]
         if name not in self.used:
             first = tables[0]
+            column = _column(node)
             self.used[name] = {"uris": uris, "format": first.format,
                                "columns": [f"{c}:{t}" for c, t in first.columns],
-                               "column": _column(node), "query": node.query}
+                               **({"column": column} if column else {}), "query": node.query}
             shown = ", ".join(uris)
+            said = f"column {column}" if column else "the first column"
             diagnostics.append(note(
-                TARGET, f"placeholder %{name}% stands for the values of column {_column(node)} of the "
+                TARGET, f"placeholder %{name}% stands for the values of {said} of the "
                         f"subquery over {shown} (in the rule's {ATTRIBUTE}); the rule keeps its meaning "
                         "provided the pipeline's list holds them (`rmmc placeholders` writes it)",
                 node.span))
