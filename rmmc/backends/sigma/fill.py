@@ -140,14 +140,18 @@ def pysigma_pipeline(body: Mapping[str, Any]) -> Any:
     `|cased` on the values it expands (the module docstring's pySigma defect)."""
     from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
     from sigma.processing.transformations import ValueListPlaceholderTransformation
-    from sigma.types import SigmaCasedString
+    from sigma.types import SigmaCasedString, SigmaType
 
     class CasedValueListPlaceholderTransformation(ValueListPlaceholderTransformation):
-        def apply_value(self, field: Any, val: Any) -> Any:
+        def apply_value(self, field, val):
             out = super().apply_value(field, val)
             if out is not None and isinstance(val, SigmaCasedString):
                 return [SigmaCasedString.from_sigma_string(v) for v in out]
             return out
+
+        # pySigma picks the values a transformation sees from `val`'s annotation (evaluated, so
+        # not a string: this module's annotations are postponed)
+        apply_value.__annotations__ = {"field": object, "val": SigmaType, "return": object}
 
     item = body["transformations"][0]
     transformation = CasedValueListPlaceholderTransformation(include=list(item.get("include") or []))
