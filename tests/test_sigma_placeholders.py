@@ -206,3 +206,25 @@ def test_the_command_fetches_from_a_server_and_writes_the_pipeline(tmp_path: Pat
     body = yaml.safe_load(out.read_text())
     assert list(body["vars"].values()) == [["Evil.com", "a\\*b", "x\\?y", "c\\\\d", "lower.org"]]
     assert _selected(rule.read_text(), ProcessingPipeline.from_yaml(out.read_text())) == _expected(kql, uri=uri)
+
+
+@pytest.mark.parametrize("test", [f"RemoteUrl in {WHERE}", f"RemoteUrl !in~ {WHERE} and RemotePort == 443"])
+def test_verify_fills_the_placeholders_from_generated_feed_rows(test: str) -> None:
+    from rmmc.verify.multi import multi_events
+    from rmmc.verify.runner import verify_rule
+
+    rule = lower_text(_kql(test)).rule
+    events = multi_events(rule)
+    feed = [e for e in events if e.get("$table") == URI]
+    tested = [e.get("RemoteUrl") for e in events if e.get("$table") == "DeviceNetworkEvents"]
+    assert feed and any(v != v.lower() for v in tested if v)  # feed rows and case variants exist
+    count, verdicts = verify_rule(rule, ["sigma"])
+    assert [(v.status, v.engine) for v in verdicts] == [("agree", "pySigma sqlite")], verdicts
+
+
+def test_verify_says_why_it_cannot_fill() -> None:
+    from rmmc.verify.runner import verify_rule
+
+    kql = _kql("RemoteUrl in (Feed | where Host matches regex '^[0-9]+$' | distinct Host)")
+    _, verdicts = verify_rule(lower_text(kql).rule, ["sigma"])
+    assert verdicts[0].status == "unchecked" and "placeholders cannot be filled" in verdicts[0].detail

@@ -73,14 +73,17 @@ def cased_placeholders(documents: Iterable[Any]) -> set[str]:
     return found
 
 
-def placeholder_values(name: str, spec: Mapping[str, Any], stored: Mapping[str, bytes | str]) -> list[str]:
+def placeholder_values(name: str, spec: Mapping[str, Any], stored: Mapping[str, bytes | str] | None,
+                       events: list[Any] | None = None) -> list[str]:
     """The values a placeholder stands for: its subquery run by the reference evaluator over
-    the rows the feeds' stored text gives, the column the test reads, each value once."""
+    the rows the feeds' stored text gives (or, with `events`, the rows of an event set whose
+    events tagged with a URI are that URI's rows, as `rmmc verify` generates them), the column
+    the test reads, each value once."""
     from rmmc.compiler import functions
     from rmmc.compiler.kql.lower import lower_text
     from rmmc.compiler.rows import output_column, run
 
-    missing = [u for u in spec.get("uris") or () if u not in stored]
+    missing = [u for u in spec.get("uris") or () if events is None and u not in (stored or {})]
     if missing:
         raise FillError(f"%{name}%: the text of {', '.join(missing)} is not given")
     lowered = lower_text(spec["query"])
@@ -89,7 +92,7 @@ def placeholder_values(name: str, spec: Mapping[str, Any], stored: Mapping[str, 
         raise FillError(f"%{name}%: its subquery cannot be read: {errors}")
     column = spec.get("column") or output_column(lowered.rule)
     try:
-        rows = run(lowered.rule, [], external=dict(stored))
+        rows = run(lowered.rule, events or [], external=dict(stored) if stored is not None else None)
     except (ValueError, TypeError) as exc:
         raise FillError(f"%{name}%: the feed cannot be read: {exc}") from None
     values: list[str] = []
@@ -111,13 +114,15 @@ def placeholder_values(name: str, spec: Mapping[str, Any], stored: Mapping[str, 
     return values
 
 
-def pipeline(documents: list[Any], stored: Mapping[str, bytes | str]) -> tuple[dict[str, Any], list[str]]:
+def pipeline(documents: list[Any], stored: Mapping[str, bytes | str] | None,
+             events: list[Any] | None = None) -> tuple[dict[str, Any], list[str]]:
     """The pySigma pipeline filling every rmmc placeholder of the documents, and warnings
-    (the pySigma `|cased` defect, per placeholder that needs it)."""
+    (the pySigma `|cased` defect, per placeholder that needs it); `events`: see
+    `placeholder_values`."""
     specs = placeholders_of(documents)
     if not specs:
         raise FillError(f"no {ATTRIBUTE} in the rule: it uses no rmmc placeholder")
-    variables = {name: [escape_plain(v) for v in placeholder_values(name, spec, stored)]
+    variables = {name: [escape_plain(v) for v in placeholder_values(name, spec, stored, events)]
                  for name, spec in specs.items()}
     warnings = [f"%{name}% is tested with |cased (KQL `in`): pySigma's value_placeholders drops |cased "
                 "from the values it expands (pySigma 1.5.1, 2.0.1), so a pySigma conversion with this "
