@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 FETCH_TIMEOUT = 60  # seconds per URI
-FETCH_LIMIT = 256 * 1024 * 1024  # bytes per URI: a feed larger than this is refused
+FETCH_LIMIT = 100 * 1024 * 1024  # bytes per URI, as Kusto's externaldata reads at most 100 MB
 
 
 @click.command()
