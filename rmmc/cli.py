@@ -22,7 +22,8 @@ class _Group(click.Group):
     `check` or `translate` does not load them."""
 
     lazy = {"verify": "rmmc.verify.command", "serve": "rmmc.cli_serve",
-            "build": "rmmc.content.cli", "diff": "rmmc.content.cli", "lookups": "rmmc.lookups"}
+            "build": "rmmc.content.cli", "diff": "rmmc.content.cli", "lookups": "rmmc.lookups",
+            "placeholders": "rmmc.cli_placeholders"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))

@@ -32,10 +32,12 @@ from rmmc.compiler.diagnostics import Span
 TARGETS = ("kql", "sigma", "splunk", "elastic")
 """What an environment serves; `elastic` serves both EQL and ES|QL."""
 TIME_COLUMNS = frozenset({"Timestamp", "TimeGenerated"})
-EXTERNAL_KINDS = {"lookup": "splunk"}
+EXTERNAL_KINDS = {"lookup": "splunk", "placeholder": "sigma"}
 """How an environment holds external tables (`external:`), and the target that reads it so:
 `lookup`: each URI's rows as a CSV lookup file on the Splunk search head (`rmmc lookups fetch`
-writes them), read with `inputlookup`.  KQL runs `externaldata` itself and needs no declaration."""
+writes them), read with `inputlookup`; `placeholder`: a feed test as a Sigma placeholder
+(`Field|expand: '%name%'`) that a processing pipeline fills (`rmmc placeholders` writes it).
+KQL runs `externaldata` itself and needs no declaration."""
 
 
 @dataclass(frozen=True)

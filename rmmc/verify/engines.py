@@ -54,9 +54,14 @@ def condition_only(rule: Rule) -> Rule:
 
 
 def fields_of(rule: Rule) -> dict[str, Field]:
+    from rmmc.compiler.ir import InSubquery, walk
+
     out: dict[str, Field] = {}
     for p in walk_predicates(rule.condition):
         out.setdefault(p.field.name, p.field)
+    for node in walk(rule.condition):  # `x in (feed ...)`: x is read too
+        if isinstance(node, InSubquery) and isinstance(node.field, Field):
+            out.setdefault(node.field.name, node.field)
     return out
 
 
@@ -114,7 +119,8 @@ def _first_word(text: str) -> str | None:
 # ------------------------------------------------------------------ Sigma
 
 
-def run_sigma_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
+def run_sigma_engine(rule: Rule, text: str, events: list[dict[str, Any]], pipeline: Any = None) -> list[int]:
+    """`pipeline`: a pySigma processing pipeline to convert with (placeholders' values)."""
     try:
         from sigma.backends.sqlite import sqliteBackend
         from sigma.collection import SigmaCollection
@@ -123,7 +129,7 @@ def run_sigma_engine(rule: Rule, text: str, events: list[dict[str, Any]]) -> lis
     if any(p.op is Op.CIDR for p in walk_predicates(rule.condition)):
         raise EngineError("pySigma's sqlite backend matches |cidr as text prefixes, not as networks")
     try:
-        queries = sqliteBackend().convert(SigmaCollection.from_yaml(text))
+        queries = sqliteBackend(pipeline).convert(SigmaCollection.from_yaml(text))
     except Exception as exc:
         raise EngineError(f"pySigma's sqlite backend refuses it: {str(exc)[:200]}") from None
     if len(queries) != 1 or not str(queries[0]).startswith("SELECT * FROM "):

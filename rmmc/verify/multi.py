@@ -210,6 +210,48 @@ def multi_events(rule: ir.Rule, sample: int = 40) -> list[dict[str, Any]]:
         from rmmc.verify.whole import group_events
 
         out = group_events(rule, out)  # groups around the thresholds, as for one table
+    return out + _feed_events(rule, out, sample)
+
+
+def _feed_tests(rule: ir.Rule) -> list[tuple[ir.Rule, ir.InSubquery]]:
+    """(the rule testing, the test) for each `x in (<externaldata feed> ...)` of a plain field."""
+    return [(current, node) for current in all_rules(rule) for node in ir.walk(current.condition)
+            if isinstance(node, ir.InSubquery) and node.rule is not None and isinstance(node.field, ir.Field)
+            and node.rule.source.external is not None]
+
+
+def _feed_events(rule: ir.Rule, events: list[dict[str, Any]], sample: int) -> list[dict[str, Any]]:
+    """For each feed test: the feed's rows (events tagged with its first URI: boundary rows of
+    its own filters, and the keys), and copies of a tested event whose field holds each feed
+    value and the value in other case, so matches, case variants and misses all occur.  A
+    feed value '' is left out (no Sigma placeholder list can say it: `rmmc placeholders`
+    refuses it)."""
+    from rmmc.compiler.correlate import raw_column
+    from rmmc.compiler.rows import output_column
+
+    out: list[dict[str, Any]] = []
+    for current, node in _feed_tests(rule):
+        table = node.rule.source.external
+        column = node.column or output_column(node.rule) or table.columns[0][0]
+        raw = raw_column(node.rule.stages, column) or column
+        declared = dict(table.columns)
+        if declared.get(raw) not in ("string", "guid"):
+            continue
+        rows = [dict(e) for e in boundary_events(push_filters(node.rule), sample=sample)]
+        rows += [{raw: key} for key in KEYS[:2]]
+        values: list[str] = []
+        for row in rows:
+            if not isinstance(row.get(raw), str) or row[raw] == "":
+                continue
+            out.append({ir.TABLE: table.uris[0], **{k: v for k, v in row.items() if k in declared}})
+            if row[raw] not in values:
+                values.append(row[raw])
+        tested = [e for e in events if e.get(ir.TABLE) == current.source.table]
+        if not tested:
+            continue
+        for value in values[:12]:
+            for variant in dict.fromkeys((value, value.swapcase())):
+                out.append({**tested[0], node.field.name: variant})
     return out
 
 
@@ -232,6 +274,27 @@ def nest_paths(event: dict[str, Any]) -> dict[str, Any]:
 def _table_events(events: list[dict[str, Any]], table: str | None) -> list[tuple[int, dict[str, Any]]]:
     return [(i, {k: v for k, v in e.items() if k != ir.TABLE}) for i, e in enumerate(events)
             if e.get(ir.TABLE) == table]
+
+
+def sigma_with_placeholders(rule: ir.Rule, text: str, events: list[dict[str, Any]],
+                            source_events: list[dict[str, Any]]) -> list[int]:
+    """The events a Sigma rule with feed placeholders selects: the placeholders filled from the
+    feed rows of the event set (`source_events`: a feed's columns are its own in every
+    environment; `rmmc.backends.sigma.fill`, with the pipeline that keeps `|cased`), the rule
+    run on its own table's events as its environment holds them (`events`)."""
+    import yaml
+
+    from rmmc.backends.sigma.fill import FillError, pipeline, pysigma_pipeline
+    from rmmc.verify.engines import run_sigma_engine
+
+    try:
+        body, _ = pipeline(list(yaml.safe_load_all(text)), None, source_events)
+        filled = pysigma_pipeline(body)
+    except FillError as exc:
+        raise EngineError(f"the placeholders cannot be filled: {exc}") from None
+    own = _table_events(events, rule.source.table)
+    got = run_sigma_engine(rule, text, [e for _, e in own], filled)
+    return sorted(own[i][0] for i in got)
 
 
 def sigma_union(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
@@ -428,6 +491,10 @@ def check(target: str, source: ir.Rule, rule: ir.Rule, text: str, events: list[d
         return events_verdict(wanted, got, events)
     if target == "sigma" and any(isinstance(s, ir.Join) for s in rule.stages):
         return groups_verdict(expected_groups(source, events, fold=True), sigma_correlation(rule, text, shaped))
+    if target == "sigma" and rule.union is None and _feed_tests(rule) \
+            and not any(isinstance(s, ir.Join) for s in rule.stages):
+        return events_verdict(alerting_events(expected), sigma_with_placeholders(rule, text, shaped, events),
+                              events)
     if target == "eql" and rule.union is not None:
         return events_verdict(alerting_events(expected), eql_union(text, shaped), events)
     if target == "eql" and any(isinstance(s, ir.Join) for s in rule.stages):

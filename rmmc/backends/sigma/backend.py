@@ -14,7 +14,8 @@ for a filter file / sigma-cli `--filter`); `options.apply_exclusions` ANDs them 
 detection as `and not filter_<name>`.
 
 A membership test against another table (`in (T | ...)`, IR `InSubquery`) is widened away
-(`rmmc.backends.widen`) and reported `lossy`: the Sigma rule then matches a superset.
+(`rmmc.backends.widen`) and reported `lossy`: the Sigma rule then matches a superset.  One
+against an external table (KQL `externaldata`) is a Sigma placeholder (`placeholders`).
 
 A rule whose condition is constant is refused: Sigma has no exact "every event" (or "no
 event") detection; `|exists` on some field would not be exact.
@@ -41,6 +42,7 @@ from rmmc.backends.sigma.detection import (ConditionLowerer, Lowered, Namer, com
                                            s_and, widening_diagnostics)
 from rmmc.backends.sigma.fields import TARGET, FieldMapper
 from rmmc.backends.sigma.meta import MetaBuilder
+from rmmc.backends.sigma.placeholders import ATTRIBUTE
 from rmmc.backends.sigma.output import DEFAULT_TIMESPAN, plan_output
 from rmmc.compiler.diagnostics import Diagnostic, Severity
 from rmmc.compiler.ir import Const, Exclusion, Join, Not, Rule, Summarize
@@ -114,6 +116,9 @@ def _single_documents(rule: Rule, options: EmitOptions, schema: Any,
     base.update(ctx.header())
     base["logsource"] = ctx.logsource
     base["detection"] = detection
+    placeholders = ctx.lowerer.placeholders.attribute()
+    if placeholders:  # what each `%name%` stands for (placeholders.py)
+        base[ATTRIBUTE] = placeholders
     if plan.fields:
         base["fields"] = plan.fields
     falsepositives = ctx.falsepositives()

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Union
 from rmmc.backends.base import (EmitOptions, Wildcard, asked_lossy, cidr_networks, lossy, note, unsupported,
                                 wildcard_pattern)
 from rmmc.backends.sigma.fields import TARGET, FieldMapper
+from rmmc.backends.sigma.placeholders import Placeholders, is_feed_test
 from rmmc.backends.sigma.values import (escape_plain, regex_portability, term_boundaries,
                                         term_regex)
 from rmmc.compiler.diagnostics import Diagnostic
@@ -251,13 +252,14 @@ class ConditionLowerer:
     fields: FieldMapper
     options: EmitOptions
     diagnostics: list[Diagnostic]
+    placeholders: Placeholders = field(default_factory=Placeholders)  # feed tests (placeholders.py)
 
     def lower_widened(self, condition: Condition) -> Lowered:
         """`lower` after replacing each `in (T | ...)` subquery (another table, which Sigma
         cannot query) by the constant that only adds matches; one `lossy` per replaced node."""
         from rmmc.backends.widen import widen
 
-        widened, replaced = widen(condition, lambda node: isinstance(node, InSubquery))
+        widened, replaced = widen(condition, lambda node: isinstance(node, InSubquery) and not is_feed_test(node))
         for node in replaced:
             kind = "!in" if node.negated else "in"
             source = f" on table {node.table}" if node.table else ""
@@ -272,6 +274,13 @@ class ConditionLowerer:
         is false; not when it is unknown)."""
         if isinstance(condition, Const):
             return condition.value != negate
+        if isinstance(condition, InSubquery) and is_feed_test(condition):  # a feed: a placeholder
+            name = self.fields.sigma(condition.field.name, condition.span)
+            key = self.placeholders.key(condition, name, self.options, self.diagnostics)
+            if key is None:
+                return Leaf({})  # refused (said)
+            leaf = Leaf({key[0]: key[1]})
+            return s_not(leaf) if condition.negated != negate else leaf
         if isinstance(condition, InSubquery):  # lower_widened removes these
             self.diagnostics.append(unsupported(
                 TARGET, f"{condition.field.name} in ({condition.query}): Sigma cannot query another table",
