@@ -8,9 +8,6 @@ from pathlib import Path
 
 import click
 
-FETCH_TIMEOUT = 60  # seconds per URI
-FETCH_LIMIT = 100 * 1024 * 1024  # bytes per URI, as Kusto's externaldata reads at most 100 MB
-
 
 @click.command()
 @click.argument("rules", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
@@ -71,20 +68,11 @@ def placeholders(rules: tuple[str, ...], feeds: tuple[str, ...], fetch: bool, ou
 
 
 def _fetch(uri: str) -> bytes:
-    """A URI's bytes over http(s), at most FETCH_LIMIT."""
-    from urllib.error import URLError
-    from urllib.parse import urlsplit
-    from urllib.request import urlopen
-
+    """A URI's bytes, fetched as `rmmc lookups fetch` fetches (http/https, at most 100 MB)."""
     from rmmc.backends.sigma.fill import FillError
+    from rmmc.lookups import FetchError, fetch_uri
 
-    if urlsplit(uri).scheme.lower() not in ("http", "https"):
-        raise FillError(f"{uri}: only http and https URIs are fetched (give its text with --feed)")
     try:
-        with urlopen(uri, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 (scheme checked above)
-            data = response.read(FETCH_LIMIT + 1)
-    except (URLError, OSError, ValueError) as exc:
-        raise FillError(f"{uri}: cannot be fetched: {exc}") from None
-    if len(data) > FETCH_LIMIT:
-        raise FillError(f"{uri}: larger than {FETCH_LIMIT} bytes")
-    return data
+        return fetch_uri(uri)
+    except FetchError as exc:
+        raise FillError(f"{exc} (give its text with --feed)") from None

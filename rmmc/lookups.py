@@ -69,7 +69,10 @@ def _table(entry: Any) -> tuple[str, str, ir.ExternalTable]:
 
 
 def fetch_uri(uri: str) -> bytes:
-    """The bytes stored at a URI (at most MAX_BYTES)."""
+    """The bytes stored at an http or https URI (at most MAX_BYTES): the one fetcher of
+    `rmmc lookups fetch` and `rmmc placeholders --fetch`."""
+    if not uri.lower().startswith(("http://", "https://")):
+        raise FetchError(f"{uri}: only http and https URIs are fetched")
     request = urllib.request.Request(uri, headers={"User-Agent": "rmmc-lookups"})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (http/https checked)
