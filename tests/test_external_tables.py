@@ -105,6 +105,24 @@ def test_kql_writes_the_externaldata_back():
     assert "[h'https://a.example/f.txt?sig=s3cret']" in secret.text  # still a hidden string
 
 
+
+@pytest.mark.parametrize("target,env", [("splunk", "splunk-defender"), ("sigma", "sigma")])
+def test_a_feeds_access_token_stays_out_of_names_and_of_notes_when_written_hidden(target, env):
+    """A feed URI's query often carries a SAS signature: no lookup or placeholder name holds
+    it, and a note (printed to logs) shows an h'...' URI only by its scheme and host."""
+    uri = "https://acct.blob.example.net/iocs/feed.txt?sv=2024&sig=s3cretToken"
+    for hidden in (False, True):
+        kql = (f'let F = externaldata(x:string)[{"h" if hidden else ""}@"{uri}"] with (format="txt");\n'
+               "DeviceNetworkEvents | where RemoteIP in (F)")
+        result = rmmc.translate(kql, to=target, env=env)
+        assert result.ok, result.diagnostics
+        body = result.text.split("rmmc_placeholders:")[0]  # Sigma keeps the subquery itself below
+        assert "acct_blob_example_net_feed_txt_" in body and "s3cret" not in body.lower(), body
+        notes = " ".join(d.message for d in result.diagnostics if d.severity.value == "note")
+        assert "acct.blob.example.net" in notes
+        assert ("s3cret" in notes) is (not hidden), notes
+
+
 # ------------------------------------------------------------------ SPL over lookups
 
 

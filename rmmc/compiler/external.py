@@ -28,6 +28,7 @@ Without a `format` property Kusto detects the format from the URI's extension (`
 from __future__ import annotations
 
 import csv
+import re
 import io
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -111,3 +112,25 @@ def lookup_text(rows: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, str
     for row in rows:
         writer.writerow(["" if row.get(name) is None else to_text(row.get(name)) for name, _ in columns])
     return out.getvalue()
+
+
+def uri_slug(uri: str) -> str:
+    """A name part for a feed: the URI's host and last path segment in lower-case letters, digits
+    and `_` (at most 40).  The query and fragment are left out: they often hold an access token
+    (a SAS signature), which must not become part of a lookup's or a placeholder's name."""
+    parts = urlsplit(uri.lower())
+    host = (parts.hostname or "") if parts.scheme else uri.lower().partition("/")[0]
+    path = parts.path if parts.scheme else uri.lower().partition("/")[2].split("?")[0].split("#")[0]
+    last = [p for p in path.split("/") if p][-1:]
+    slug = re.sub(r"[^a-z0-9]+", "_", "_".join([host, *last])).strip("_")[:40].strip("_")
+    return slug or "feed"
+
+
+def shown_uri(table: ir.ExternalTable, uri: str) -> str:
+    """A URI as a diagnostic may print it: one written `h'...'` (Kusto keeps those out of its
+    logs, as they usually carry a secret) is shown as its scheme and host only."""
+    index = table.uris.index(uri) if uri in table.uris else -1
+    if 0 <= index < len(table.hidden) and table.hidden[index]:
+        parts = urlsplit(uri)
+        return f"{parts.scheme}://{parts.hostname or ''}/... (written h'...': the rest not shown)"
+    return uri

@@ -28,12 +28,12 @@ any other subquery is (lossy); an environment that declares no `external:` kind 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from rmmc.backends.base import note, unsupported
 from rmmc.compiler import ir
+from rmmc.compiler.external import shown_uri, uri_slug
 
 TARGET = "sigma"
 KIND = "placeholder"
@@ -70,14 +70,10 @@ def _column(node: ir.InSubquery) -> str | None:
 
 def placeholder_name(node: ir.InSubquery) -> str:
     """`rmmc_<slug>_<8 hex of sha256(subquery KQL)>`, the slug from the first URI's host and last
-    path segment (lower-case letters, digits, `_`; pySigma names may hold any character but `%`)."""
+    path segment (`external.uri_slug`; pySigma names may hold any character but `%`)."""
     uri = _tables(node.rule)[0].uris[0]
     digest = hashlib.sha256(node.query.encode("utf-8")).hexdigest()[:8]
-    bare = re.sub(r"^[a-z][a-z0-9+.-]*://", "", uri.lower())
-    host, _, path = bare.partition("/")
-    last = [p for p in re.split(r"[/?#]", path) if p]
-    words = [host.split(":")[0].split("@")[-1]] + last[-1:]
-    slug = re.sub(r"[^a-z0-9]+", "_", "_".join(words)).strip("_")[:40].strip("_") or "feed"
+    slug = uri_slug(uri)
     return f"rmmc_{slug}_{digest}"
 
 
@@ -116,7 +112,7 @@ class Placeholders:
             self.used[name] = {"uris": uris, "format": first.format,
                                "columns": [f"{c}:{t}" for c, t in first.columns],
                                **({"column": column} if column else {}), "query": node.query}
-            shown = ", ".join(uris)
+            shown = ", ".join(shown_uri(t, u) for t in tables for u in t.uris)
             said = f"column {column}" if column else "the first column"
             diagnostics.append(note(
                 TARGET, f"placeholder %{name}% stands for the values of {said} of the "

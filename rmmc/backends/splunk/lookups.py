@@ -39,6 +39,7 @@ from typing import Any
 from rmmc.backends.base import note, shape
 from rmmc.backends.splunk.expr import SplRefusal
 from rmmc.compiler import ir
+from rmmc.compiler.external import shown_uri, uri_slug
 
 TARGET = "splunk"
 _STRING_TYPES = ("string", "guid")
@@ -47,18 +48,14 @@ _MARK, _KEY, _LOOKUP_ROW, _HIT = "rmmc_e", "rmmc_k", "rmmc_l", "rmmc_h"
 
 def lookup_file(uri: str) -> str:
     """The lookup file holding a URI's rows: `rmmc_ext_<slug>_<8 hex of sha256(uri)>.csv`, the
-    slug from the URI's host and last path segment (lower-case letters, digits, `_`)."""
+    slug from the URI's host and last path segment (`external.uri_slug`)."""
     digest = hashlib.sha256(uri.encode("utf-8")).hexdigest()[:8]
-    bare = re.sub(r"^[a-z][a-z0-9+.-]*://", "", uri.lower())
-    host, _, path = bare.partition("/")
-    last = [p for p in re.split(r"[/?#]", path) if p]
-    words = [host.split(":")[0].split("@")[-1]] + (last[-1:] if last else [])
-    slug = re.sub(r"[^a-z0-9]+", "_", "_".join(words)).strip("_")[:40].strip("_") or "feed"
+    slug = uri_slug(uri)
     return f"rmmc_ext_{slug}_{digest}.csv"
 
 
 def lookup_note(table: ir.ExternalTable, uri: str) -> Any:
-    return note(TARGET, f"the lookup {lookup_file(uri)} must hold the rows of {uri} (format "
+    return note(TARGET, f"the lookup {lookup_file(uri)} must hold the rows of {shown_uri(table, uri)} (format "
                         f"{table.format}{', first record skipped' if table.ignore_first_record else ''}; "
                         "`rmmc lookups fetch` writes it): the translation keeps its meaning provided it does",
                 table.span)
