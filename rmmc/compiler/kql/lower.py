@@ -16,6 +16,7 @@ a located error naming the construct: never a silent approximation.
 
 from __future__ import annotations
 
+import collections
 import fnmatch
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -726,12 +727,31 @@ class _Lowerer:
         keys = self._columns(op.by, state, "summarize by") if op.by else []
         aggregates: list[ir.Aggregate] = []
         out_columns: dict[str, str] = {n: e.type for n, e in keys}
+        renames: list[tuple[str, str]] = []
+        produced = collections.Counter(out_columns.keys())  # how many parts of the result give each column
         for item in op.aggregates:
             aggregate, made = self._aggregate(item, state, out_columns)
             aggregates.append(aggregate)
+            produced.update(made.keys())
             for name, type_name in made.items():
                 out_columns.setdefault(name, type_name)
+            named = self._extreme_names(item, aggregate, out_columns, keys)
+            for new, old in named:  # taken from here on: the old name too, until the rename
+                out_columns[new] = out_columns[old] if old in out_columns else aggregate.args[0].type
+            renames.extend(named)
+        for new, old in renames:
+            if produced[old] > 1:  # Kusto names the other copy old1: no plain rename
+                raise _Unsupported(op, f"naming the column {old} of arg_max() / arg_min() {new}: "
+                                   f"another part of this summarize also returns {old}")
         state.add(ir.Summarize(tuple(keys), tuple(aggregates), op.span))
+        if renames:
+            # `Last = arg_max(Timestamp, *)`: the columns arg_max returns, with its first ones
+            # named (Kusto's result, checked on its parser: Last holds the maximum, and
+            # Timestamp is no column of the result)
+            state.add(ir.Rename(tuple(renames), op.span))
+            renamed = {old: new for new, old in renames}
+            out_columns = {renamed.get(k, k): out_columns[renamed.get(k, k)] if k in renamed else t
+                           for k, t in out_columns.items() if k not in renamed.values()}
         if state.columns is None and any(isinstance(a, ir.Star) for g in aggregates for a in g.args):
             # arg_max(Timestamp, *) over rows whose columns rmmc does not know: it keeps them
             # all, so they stay unknown (not closed to the keys)
@@ -766,8 +786,6 @@ class _Lowerer:
             else:
                 args.append(self.expr(arg))
         if function in ("arg_max", "arg_min"):
-            if name:
-                raise _Unsupported(item, f"naming the columns of {function}() cannot be lowered")
             made = {}
             for a in args:
                 if isinstance(a, ir.Star):
@@ -796,6 +814,29 @@ class _Lowerer:
         if column in taken:
             raise _Unsupported(item, f"the column '{column}' is given twice in one summarize")
         return ir.Aggregate(column, function, tuple(args)), {column: type_name}
+
+    def _extreme_names(self, item: Any, aggregate: ir.Aggregate, out_columns: dict[str, str], keys: list[tuple[str, ir.Expr]]) -> list[tuple[str, str]]:
+        """`(a, b) = arg_max(x, c, ...)` names the columns arg_max returns in order (x, then c
+        ...): the (new, old) renames that give them those names, or none.  Refused where the
+        renamed result is not plainly the columns renamed (a name taken, `*` named past its
+        first column, a column that is also a key)."""
+        if not isinstance(item, A.Assignment) or aggregate.function not in ("arg_max", "arg_min"):
+            return []
+        columns = aggregate.args
+        if len(item.targets) > len(columns) or any(isinstance(a, ir.Star) for a in columns[:len(item.targets)]):
+            raise _Unsupported(item, f"{aggregate.function}() names more columns than it returns "
+                               "(only its first columns, not `*`, take names)")
+        olds = [a.name for a in columns[:len(item.targets)] if isinstance(a, ir.Field)]
+        key_names = {n for n, _ in keys}
+        pairs = []
+        for new, old in zip(item.targets, olds):
+            if new == old:
+                continue
+            if old in key_names or new in out_columns or olds.count(old) > 1:
+                raise _Unsupported(item, f"naming the column {old} of {aggregate.function}() {new}: "
+                                   "the name is taken in this summarize")
+            pairs.append((new, old))
+        return pairs
 
     # -- lookback
     def _lookback(self, conjunct: Any, state: _State) -> bool:

@@ -1,0 +1,99 @@
+"""The long tail of Defender hunts that SPL says exactly: each case's SPL, run by
+tests/spl_pipeline.py over events as the `splunk-defender` environment holds them, returns the
+reference evaluator's rows (KQL's meaning); where KQL names columns itself, Microsoft's parser
+(tests/oracle) gives the result's columns, and the model's must be those."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from rmmc.backends.base import EmitOptions
+from rmmc.compiler import ir
+from rmmc.compiler.kql.lower import lower_text
+from rmmc.compiler.rows import run
+from rmmc.environments import load_environment
+from rmmc.environments.adapt import adapt
+from rmmc.translation import emit_adapted
+from rmmc.verify.whole import NOW
+from tests.row_sets import comparable, spl_rows, spl_time_as_timestamp
+
+ENV = "splunk-defender"
+MACRO = "`defender_xdr`"
+
+
+def _spl_agrees(kql: str, events: list[dict]) -> tuple[str, list[dict]]:
+    """Translate `kql` exactly to SPL and check its rows on `events` are the evaluator's;
+    returns the SPL and the rows."""
+    lowered = lower_text(kql)
+    assert lowered.rule is not None, lowered.diagnostics
+    rule = lowered.rule
+    adapted = adapt(rule, load_environment(ENV))
+    assert adapted.ok, adapted.diagnostics
+    out = emit_adapted("splunk", adapted, EmitOptions())
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
+    events = [adapted.normalize(e) for e in events]
+    expected = run(rule, events, now=NOW)
+    assert expected, "the events exercise the rule"
+    got = spl_rows(out.text, adapted, events, (MACRO,))
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
+    return out.text, expected
+
+
+def _process(i: int, **columns) -> dict:
+    return {ir.TABLE: "DeviceProcessEvents", "Timestamp": NOW - timedelta(minutes=60 - i), **columns}
+
+
+def _result_columns(kusto_oracle_defender, kql: str) -> list[str]:
+    result = kusto_oracle_defender.check(kql)
+    assert result.ok, result
+    return [c.split(":")[0] for c in result.result_type.strip("()").split(", ")]
+
+
+# -- arg_max() naming its columns
+
+NAMED_ARG_MAX = """DeviceProcessEvents
+| summarize Files = make_set(FileName), LastMention = arg_max(Timestamp, *) by DeviceName
+| project DeviceName, LastMention, FileName, Files"""
+
+NAMED_ARG_MIN = """DeviceProcessEvents
+| summarize (First, FirstFile) = arg_min(Timestamp, FileName), Runs = count() by DeviceName
+| where FirstFile =~ 'anydesk.exe'"""
+
+
+def test_named_arg_max_is_the_columns_kusto_returns(kusto_oracle_defender):
+    """The model's result columns are Kusto's, in order (the events carry only some of the
+    table's columns, so `*` gives the model fewer of them)."""
+    for kql in (NAMED_ARG_MAX.split("\n| project")[0], NAMED_ARG_MIN.split("\n| where")[0]):
+        rule = lower_text(kql).rule
+        assert rule is not None
+        event = _process(1, DeviceName="a", FileName="x.exe", FolderPath="c:\\")
+        model = [k for k in run(rule, [event], now=NOW)[0] if k != ir.TABLE]
+        kusto = _result_columns(kusto_oracle_defender, kql)
+        assert model == [c for c in kusto if c in model], (model, kusto)
+        assert "Timestamp" not in model and "Timestamp" not in kusto
+    assert _result_columns(kusto_oracle_defender, NAMED_ARG_MIN) == ["DeviceName", "First", "FirstFile", "Runs"]
+    assert _result_columns(kusto_oracle_defender, NAMED_ARG_MAX) == ["DeviceName", "LastMention", "FileName", "Files"]
+
+
+@pytest.mark.parametrize("kql", [NAMED_ARG_MAX, NAMED_ARG_MIN], ids=["arg_max-star", "arg_min-tuple"])
+def test_named_arg_max_in_spl_returns_the_rules_rows(kql):
+    events = [_process(1, DeviceName="ws1", FileName="AnyDesk.exe"),
+              _process(2, DeviceName="ws1", FileName="cmd.exe"),
+              _process(3, DeviceName="ws2", FileName="cmd.exe"),
+              _process(4, DeviceName="ws2", FileName="anydesk.exe")]
+    text, rows = _spl_agrees(kql, events)
+    assert len(rows) == (2 if kql is NAMED_ARG_MAX else 1)
+
+
+@pytest.mark.parametrize("kql, message", [
+    ("DeviceProcessEvents | summarize FileName = arg_max(Timestamp, *) by DeviceName", "taken"),
+    ("DeviceProcessEvents | summarize T = arg_max(Timestamp, FileName), arg_min(Timestamp, FolderPath) "
+     "by DeviceName", "also returns Timestamp"),
+    ("DeviceProcessEvents | summarize (T, F) = arg_max(Timestamp, *) by DeviceName", "names more columns"),
+])
+def test_named_arg_max_that_is_no_plain_rename_is_refused(kql, message):
+    lowered = lower_text(kql)
+    assert lowered.rule is None
+    assert any(message in d.message for d in lowered.diagnostics), lowered.diagnostics
