@@ -97,3 +97,22 @@ def test_named_arg_max_that_is_no_plain_rename_is_refused(kql, message):
     lowered = lower_text(kql)
     assert lowered.rule is None
     assert any(message in d.message for d in lowered.diagnostics), lowered.diagnostics
+
+
+# -- parse whose pattern starts with a column (Kusto accepts it: the column takes the text's start)
+
+LEADING_PARSE = r"""DeviceProcessEvents
+| parse FolderPath with DriveLetter '\\' Rest
+| where DriveLetter != 'C:'
+| project DeviceName, DriveLetter, Rest"""
+
+
+def test_parse_starting_with_a_column_in_spl_returns_the_rules_rows(kusto_oracle_defender):
+    assert _result_columns(kusto_oracle_defender, LEADING_PARSE) == ["DeviceName", "DriveLetter", "Rest"]
+    events = [_process(1, DeviceName="a", FolderPath="E:\\tools\\x.exe"),
+              _process(2, DeviceName="b", FolderPath="C:\\Windows\\cmd.exe"),
+              _process(3, DeviceName="c", FolderPath="no separator")]
+    text, rows = _spl_agrees(LEADING_PARSE, events)
+    # E: keeps 'tools\x.exe' after the first separator; a value with none gives '' columns
+    assert sorted((r["DeviceName"], r["DriveLetter"], r["Rest"]) for r in rows) == [
+        ("a", "E:", "tools\\x.exe"), ("c", "", "")]

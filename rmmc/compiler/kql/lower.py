@@ -573,7 +573,7 @@ class _Lowerer:
                 if part.type is not None and part.type.lower() != "string":
                     raise _Unsupported(part, f"parse into a typed column ({part.name}:{part.type}) is not "
                                        "lowered; parse it as a string and convert it")
-                if not parts or not isinstance(parts[-1], str):
+                if parts and not isinstance(parts[-1], str):  # first, it takes the text's start
                     raise _Unsupported(part, f"the parse column '{part.name}' does not follow a string "
                                        "(Kusto refuses it too)")
                 if any(isinstance(p, tuple) and p[0] == part.name for p in parts):
