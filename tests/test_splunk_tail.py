@@ -116,3 +116,25 @@ def test_parse_starting_with_a_column_in_spl_returns_the_rules_rows(kusto_oracle
     # E: keeps 'tools\x.exe' after the first separator; a value with none gives '' columns
     assert sorted((r["DeviceName"], r["DriveLetter"], r["Rest"]) for r in rows) == [
         ("a", "E:", "tools\\x.exe"), ("c", "", "")]
+
+
+# -- split(s, d, n)[k]: split with an index is [segment n] (or []), so [0] / [-1] read segment n
+
+SPLIT_INDEXED = """DeviceProcessEvents
+| extend Method = tostring(split(ProcessCommandLine, ' /', 0)[0]),
+         Path = split(ProcessCommandLine, ' /', 1)[-1],
+         Past = split(ProcessCommandLine, ' /', 5)[0],
+         Beyond = split(ProcessCommandLine, ' /', 0)[1]
+| where Method == 'GET' or isnull(Path)
+| project DeviceName, Method, Path, Past, Beyond"""
+
+
+def test_an_element_of_an_indexed_split_in_spl_returns_the_rules_rows():
+    events = [_process(1, DeviceName="a", ProcessCommandLine="GET /x.exe HTTP"),
+              _process(2, DeviceName="b", ProcessCommandLine="POST /y HTTP"),
+              _process(3, DeviceName="c", ProcessCommandLine="GET only"),
+              _process(4, DeviceName="d", ProcessCommandLine="")]
+    text, rows = _spl_agrees(SPLIT_INDEXED, events)
+    assert sorted((r["DeviceName"], r["Method"], r["Path"]) for r in rows) == [
+        ("a", "GET", "x.exe HTTP"), ("c", "GET only", None), ("d", "", None)]
+    assert all(r["Past"] is None and r["Beyond"] is None for r in rows)

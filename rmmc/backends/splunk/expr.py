@@ -409,6 +409,12 @@ def _index(w: ExprWriter, call: ir.Call, span: Span | None, missing: str = "null
     """`split(s, d)[i]` for constant d and i: one segment, or null past the last one
     (`missing`: what to write there instead, e.g. '' under `tostring`)."""
     container, position = call.args
+    if isinstance(container, ir.Call) and container.function == "split" and len(container.args) == 3:
+        # split(s, d, n) is [segment n] (or [] past the last): its [0] and [-1] are segment n
+        if literal_arg(call, 1, int, span) not in (0, -1):
+            return Spl(missing, missing == "null()", "segment")
+        return _index(w, ir.Call("index", (ir.Call("split", container.args[:2], "dynamic"), container.args[2]),
+                                 "dynamic"), span, missing)
     if not (isinstance(container, ir.Call) and container.function == "split" and len(container.args) == 2):
         raise SplRefusal(f"{describe(call)}: SPL reads no dynamic value other than a split's segment", span)
     delimiter = literal_arg(container, 1, str, span)
