@@ -92,6 +92,13 @@ TARGET = "splunk"
 TIME_FIELD = "_time"
 HANDLES = frozenset({"union", "join", "subquery", "parse"})
 """The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
+WHY_NOT = {
+    "mv-expand": "Splunk holds an array as a multivalue field only where its JSON extraction made "
+                 "one (`field{}`), which tells neither null from [] nor keeps a scalar, an object or a "
+                 "number as KQL's element (mvexpand drops an event without the field, KQL keeps a null "
+                 "one), and split() and values() do not say their empty values",
+}
+"""Why a construct this backend does not write has no SPL form with KQL's meaning."""
 
 _SEARCH_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
 _STRING_TEST_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.TERM,
