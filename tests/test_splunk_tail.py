@@ -217,3 +217,30 @@ def test_arg_min_of_a_key_column_names_it_with_a_suffix_in_spl():
                "FileName": f} for i, (d, f) in enumerate([("ws1", "a.exe"), ("ws1", "b.exe"), ("ws2", "c.exe")])]
     text, rows = _spl_agrees(BINNED_ARG_MIN_COLUMNS, events)
     assert sorted(r["FileName"] for r in rows) == ["a.exe", "c.exe"]
+
+
+STAR_BESIDE_AN_AGGREGATE = """DeviceNetworkEvents
+| summarize RemoteIP = dcount(RemoteIP), arg_max(Timestamp, *) by DeviceName
+| where RemoteIP1 startswith '10.' or RemoteIP > 1
+| project DeviceName, RemoteIP, RemoteIP1, RemotePort"""
+
+KEY_COPIED = """DeviceNetworkEvents
+| summarize arg_max(Timestamp, RemotePort, DeviceName) by RemotePort, DeviceName
+| where isnull(RemotePort1) or RemotePort1 > 100"""
+
+
+@pytest.mark.parametrize("kql", [STAR_BESIDE_AN_AGGREGATE, KEY_COPIED], ids=["aggregate", "key"])
+def test_a_column_arg_max_renames_keeps_each_events_value_in_spl(kql):
+    """RemoteIP1 is the latest event's RemoteIP beside the aggregate RemoteIP; RemotePort1 the
+    key's value again, null where the key is null (copied before eventstats and fillnull)."""
+    events = [{ir.TABLE: "DeviceNetworkEvents", "Timestamp": NOW - timedelta(minutes=m), **columns}
+              for m, columns in [(9, {"DeviceName": "a", "RemoteIP": "10.0.0.1", "RemotePort": 443}),
+                                 (5, {"DeviceName": "a", "RemoteIP": "8.8.8.8", "RemotePort": 53}),
+                                 (4, {"DeviceName": "b", "RemoteIP": "10.1.1.1", "RemotePort": 80}),
+                                 (3, {"DeviceName": "c", "RemoteIP": "1.1.1.1"})]]
+    text, rows = _spl_agrees(kql, events)
+    if kql is KEY_COPIED:
+        assert sorted(r["DeviceName"] for r in rows) == ["a", "c"]
+    else:
+        assert sorted((r["DeviceName"], r["RemoteIP"], r["RemoteIP1"]) for r in rows) == [
+            ("a", 2, "8.8.8.8"), ("b", 1, "10.1.1.1")]

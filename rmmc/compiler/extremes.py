@@ -69,3 +69,16 @@ def aggregate_names(stage: ir.Summarize, input_columns: Iterable[str] = ()) -> l
         taken += names
         out.append(names)
     return out
+
+
+def renamed_columns(stage: ir.Summarize, input_columns: Iterable[str] = ()) -> set[str]:
+    """The result columns of a summarize's arg_max / arg_min that hold a column under another
+    name (`Timestamp1`): made by the summarize, no event field of that name."""
+    taken = [name for name, _ in stage.group_by]
+    out: set[str] = set()
+    for agg, names in zip(stage.aggregates, aggregate_names(stage, input_columns)):
+        if agg.function in ("arg_max", "arg_min") and agg.args and isinstance(agg.args[0], ir.Field):
+            out |= {name for name, source in extreme_columns(agg, stage.group_by, taken, input_columns)
+                    if name != source}
+        taken += names
+    return out

@@ -558,20 +558,16 @@ class StageWriter:
                 taken.append(other.name)
         best = self.temp()
         parts.append(f"{'max' if agg.function == 'arg_max' else 'min'}({time_name}) as {best}")
-        by_fields = [k for _, k, _, _ in keys]
-        commands = []
-        if evals:
-            commands.append("eval " + ", ".join(evals))
-        commands.append('fillnull value="" ' + " ".join(by_fields))
-        commands.append("eventstats " + " ".join(parts) + " by " + " ".join(by_fields))
-        commands.append(f"where {time_name}=={best}")
-        commands.append("dedup " + " ".join(by_fields))
-        restore = [(k, f"if(tostring({eval_name(k)})==\"\", null(), {eval_name(k)})")
-                   for _, k, kind, _ in keys if kind != "string"]
-        commands.extend(self.set_fields(restore + after))
         star = any(isinstance(a, ir.Star) for a in agg.args[1:])
-        pairs = extreme_columns(agg, stage.group_by, taken, self.star_columns(stage) if star else ())
-        # a column under another name: copied first (a key may be set on its field next)
+        pairs = extreme_columns(agg, stage.group_by, taken, self.star_columns() if star else ())
+        made = {out for out, _ in pairs}
+        unsure = [n for n in sorted(read_later - made) if any(re.fullmatch(re.escape(t) + "[0-9]+", n)
+                                                               for t in taken + [by.name])]
+        if star and unsure:  # `*` may hold a column Kusto renames that rmmc does not see here
+            raise SplRefusal(f"arg_max(..., *): whether {unsure[0]} is a column Kusto renames (its name "
+                             "taken) is unknown over these rows' columns")
+        # a column under another name: each event's value copied first (eventstats may write an
+        # aggregate, and the keys are set, on the field it is read from)
         copies, renamed = [], {}
         for out, source in pairs:
             if out != source:
@@ -579,7 +575,18 @@ class StageWriter:
                 target = self.own_name(out)
                 copies.append((target, text))
                 renamed[out] = (target, "time" if kind == "eventtime" else kind)
-        commands.extend(self.set_fields(copies))
+        by_fields = [k for _, k, _, _ in keys]
+        commands = []
+        if evals:
+            commands.append("eval " + ", ".join(evals))
+        commands.extend(self.set_fields(copies))  # before fillnull: a key's null is copied as null
+        commands.append('fillnull value="" ' + " ".join(by_fields))
+        commands.append("eventstats " + " ".join(parts) + " by " + " ".join(by_fields))
+        commands.append(f"where {time_name}=={best}")
+        commands.append("dedup " + " ".join(by_fields))
+        restore = [(k, f"if(tostring({eval_name(k)})==\"\", null(), {eval_name(k)})")
+                   for _, k, kind, _ in keys if kind != "string"]
+        commands.extend(self.set_fields(restore + after))
         moved = [(final, eval_name(field_name)) for _, field_name, _, final in keys if final != field_name]
         commands.extend(self.set_fields(moved))
         temps = [best] + [e.split("=", 1)[0] for e in evals]
@@ -604,9 +611,11 @@ class StageWriter:
             self.known = list(dict.fromkeys(names))
         return commands
 
-    def star_columns(self, stage: ir.Summarize) -> list[str]:
-        """The row's columns (what `*` stands for) where a taken name could be one of them:
-        the columns a stage fixed, else the table's and those the stages made."""
+    def star_columns(self) -> list[str]:
+        """The row's columns (what `*` stands for), as far as rmmc knows them: the columns a
+        stage fixed, else the table's (rmmc's schema) and those the stages made.  A column `*`
+        renames beyond them is missing from the output only; a later stage reading such a name
+        is refused (`arg_extreme`)."""
         if self.known is not None:
             return list(self.known)
         table = None
@@ -614,7 +623,4 @@ class StageWriter:
             from rmmc.compiler.schema import load_schema
 
             table = load_schema().table(self.emitter.table)
-        if table is None:
-            raise SplRefusal("arg_max(..., *) over a table rmmc does not know the columns of: which "
-                             "columns Kusto renames is unknown")
-        return list(dict.fromkeys([*table.columns, *self.emitter.columns]))
+        return list(dict.fromkeys([*(table.columns if table is not None else ()), *self.emitter.columns]))
