@@ -244,3 +244,45 @@ def test_a_column_arg_max_renames_keeps_each_events_value_in_spl(kql):
     else:
         assert sorted((r["DeviceName"], r["RemoteIP"], r["RemoteIP1"]) for r in rows) == [
             ("a", 2, "8.8.8.8"), ("b", 1, "10.1.1.1")]
+
+
+# -- a union column that is a dynamic value in one source, only shown: left out of the output
+
+UNION_DYNAMIC = """let Processes = DeviceProcessEvents
+| where ProcessCommandLine has 'Get-MpPreference'
+| extend Table = 'DeviceProcessEvents';
+let Commands = DeviceEvents
+| extend Command = parse_json(AdditionalFields).Command
+| where Command == 'Get-MpPreference'
+| extend Table = 'DeviceEvents';
+union Processes, Commands"""
+
+
+def test_a_union_column_dynamic_in_one_source_is_left_out_of_the_spl_output():
+    events = [_process(1, DeviceName="a", ProcessCommandLine="powershell Get-MpPreference"),
+              _process(2, DeviceName="b", ProcessCommandLine="cmd"),
+              {ir.TABLE: "DeviceEvents", "Timestamp": NOW - timedelta(minutes=3), "DeviceName": "c",
+               "AdditionalFields": {"Command": "Get-MpPreference"}},
+              {ir.TABLE: "DeviceEvents", "Timestamp": NOW - timedelta(minutes=2), "DeviceName": "d",
+               "AdditionalFields": {"Command": "Set-MpPreference"}}]
+    rule = lower_text(UNION_DYNAMIC).rule
+    adapted = adapt(rule, load_environment(ENV))
+    out = emit_adapted("splunk", adapted, EmitOptions())
+    assert out.ok and any("Command holds a dynamic value" in d.message and d.code == "shape"
+                          for d in out.diagnostics), out.diagnostics
+    events = [adapted.normalize(e) for e in events]
+    expected = run(rule, events, now=NOW)
+    assert sorted(r["DeviceName"] for r in expected) == ["a", "c"]
+    spl_pipeline = pytest.importorskip("tests.spl_pipeline")
+    shaped = []  # as Splunk's JSON extraction holds them: AdditionalFields.Command
+    for event in events:
+        row = adapted.target_event(event)
+        flat = {k: v for k, v in row.items() if not isinstance(v, dict) and k != ir.TABLE}
+        flat.update({f"{k}.{m}": x for k, v in row.items() if isinstance(v, dict) for m, x in v.items()})
+        flat["_time"] = flat["_time"].timestamp()
+        shaped.append(flat)
+    got = spl_pipeline.run(out.text.replace(MACRO + " ", ""), shaped)
+    # the rows, by the columns both hold (the SPL run's events carry only the fields it reads)
+    assert comparable([{"Timestamp": r["_time"], "Table": r["Table"]} for r in got]) == \
+        comparable([{"Timestamp": r["Timestamp"], "Table": r["Table"]} for r in expected]), out.text
+    assert not any("Command" in r for r in got)
