@@ -286,3 +286,33 @@ def test_a_union_column_dynamic_in_one_source_is_left_out_of_the_spl_output():
     assert comparable([{"Timestamp": r["_time"], "Table": r["Table"]} for r in got]) == \
         comparable([{"Timestamp": r["Timestamp"], "Table": r["Table"]} for r in expected]), out.text
     assert not any("Command" in r for r in got)
+
+
+# -- datetime_diff() in whole seconds, minutes, hours and days since 1970 (UTC)
+
+DATETIME_DIFF = """DeviceProcessEvents
+| extend Minutes = datetime_diff('minute', Timestamp, Timestamp - 242s),
+         Days = datetime_diff('day', Timestamp + 60m, Timestamp),
+         Hours = datetime_diff('hour', Timestamp - 5m, Timestamp),
+         Seconds = datetime_diff('second', Timestamp, Timestamp - 1500ms)
+| where Minutes >= 5 or Days > 0
+| project DeviceName, Minutes, Days, Hours, Seconds"""
+
+
+def test_datetime_diff_in_spl_returns_the_rules_rows():
+    day = NOW.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    # Kusto's documentation: 23:05:01 - 23:00:59 is 5 minutes (boundaries crossed, not 4:02)
+    times = [("a", day + timedelta(hours=23, minutes=5, seconds=1)), ("b", day + timedelta(hours=23, minutes=4, seconds=3)),
+             ("c", day + timedelta(hours=10, minutes=2, seconds=3)), ("d", day + timedelta(hours=10, minutes=9))]
+    events = [{ir.TABLE: "DeviceProcessEvents", "Timestamp": t, "DeviceName": d} for d, t in times]
+    text, rows = _spl_agrees(DATETIME_DIFF, events)
+    assert sorted((r["DeviceName"], r["Minutes"], r["Days"], r["Hours"], r["Seconds"]) for r in rows) == [
+        ("a", 5, 1, 0, 2), ("b", 4, 1, -1, 2), ("d", 5, 0, 0, 2)]
+
+
+def test_datetime_diff_in_a_calendar_unit_is_refused_in_spl():
+    import rmmc
+
+    result = rmmc.translate("DeviceProcessEvents | summarize by DeviceName, "
+                            "Months = datetime_diff('month', Timestamp, Timestamp - 40d)", to="splunk", env=ENV)
+    assert not result.ok and any("calendar unit" in d.message for d in result.diagnostics), result.diagnostics
