@@ -41,6 +41,20 @@ def _spl_agrees(kql: str, events: list[dict], name=spl_time_as_timestamp) -> tup
     return out.text, expected
 
 
+def _spl_rows_flat(text: str, adapted, events: list[dict]) -> list[dict]:
+    """The SPL run over the events as Splunk's JSON extraction holds a dynamic column's members
+    (`AdditionalFields.Command`), the environment's pass-through for paths."""
+    spl_pipeline = pytest.importorskip("tests.spl_pipeline")
+    shaped = []
+    for event in events:
+        row = adapted.target_event(event)
+        flat = {k: v for k, v in row.items() if not isinstance(v, dict) and k != ir.TABLE and v is not None}
+        flat.update({f"{k}.{m}": x for k, v in row.items() if isinstance(v, dict) for m, x in v.items()})
+        flat["_time"] = flat["_time"].timestamp()
+        shaped.append(flat)
+    return spl_pipeline.run(text.replace(MACRO + " ", ""), shaped)
+
+
 def _process(i: int, **columns) -> dict:
     return {ir.TABLE: "DeviceProcessEvents", "Timestamp": NOW - timedelta(minutes=60 - i), **columns}
 
@@ -273,15 +287,7 @@ def test_a_union_column_dynamic_in_one_source_is_left_out_of_the_spl_output():
     events = [adapted.normalize(e) for e in events]
     expected = run(rule, events, now=NOW)
     assert sorted(r["DeviceName"] for r in expected) == ["a", "c"]
-    spl_pipeline = pytest.importorskip("tests.spl_pipeline")
-    shaped = []  # as Splunk's JSON extraction holds them: AdditionalFields.Command
-    for event in events:
-        row = adapted.target_event(event)
-        flat = {k: v for k, v in row.items() if not isinstance(v, dict) and k != ir.TABLE}
-        flat.update({f"{k}.{m}": x for k, v in row.items() if isinstance(v, dict) for m, x in v.items()})
-        flat["_time"] = flat["_time"].timestamp()
-        shaped.append(flat)
-    got = spl_pipeline.run(out.text.replace(MACRO + " ", ""), shaped)
+    got = _spl_rows_flat(out.text, adapted, events)
     # the rows, by the columns both hold (the SPL run's events carry only the fields it reads)
     assert comparable([{"Timestamp": r["_time"], "Table": r["Table"]} for r in got]) == \
         comparable([{"Timestamp": r["Timestamp"], "Table": r["Table"]} for r in expected]), out.text
@@ -316,3 +322,31 @@ def test_datetime_diff_in_a_calendar_unit_is_refused_in_spl():
     result = rmmc.translate("DeviceProcessEvents | summarize by DeviceName, "
                             "Months = datetime_diff('month', Timestamp, Timestamp - 40d)", to="splunk", env=ENV)
     assert not result.ok and any("calendar unit" in d.message for d in result.diagnostics), result.diagnostics
+
+
+# -- a test on a column that stands for a path (`S = parse_json(AdditionalFields).x`) inside an expression
+
+PATH_ALIAS_TEST = """DeviceEvents
+| extend Parsed = parse_json(AdditionalFields)
+| extend SmartScreen = Parsed.Experience
+| extend Kind = iff(SmartScreen == 'CustomBlockList', 'IoC', 'other'),
+         Other = iff(SmartScreen != 'CustomBlockList', 1, 0)
+| project DeviceName, Kind, Other"""
+
+
+def test_a_test_on_a_path_column_in_an_expression_in_spl_returns_the_rules_rows():
+    bags = [{"Experience": "CustomBlockList"}, {"Experience": "customblocklist"}, {"Other": "x"}, None]
+    events = [{ir.TABLE: "DeviceEvents", "Timestamp": NOW - timedelta(minutes=i), "DeviceName": f"d{i}",
+               **({"AdditionalFields": bag} if bag is not None else {})} for i, bag in enumerate(bags)]
+    rule = lower_text(PATH_ALIAS_TEST).rule
+    adapted = adapt(rule, load_environment(ENV))
+    out = emit_adapted("splunk", adapted, EmitOptions())
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
+    events = [adapted.normalize(e) for e in events]
+    expected = run(rule, events, now=NOW)
+    # == is case-sensitive; an absent member is null: == false, != true
+    assert sorted((r["DeviceName"], r["Kind"], r["Other"]) for r in expected) == [
+        ("d0", "IoC", 0), ("d1", "other", 1), ("d2", "other", 1), ("d3", "other", 1)]
+    got = _spl_rows_flat(out.text, adapted, events)
+    keys = ("DeviceName", "Kind", "Other")
+    assert comparable([{k: r.get(k) for k in keys} for r in got]) == comparable(expected), out.text

@@ -419,6 +419,14 @@ class Emitter:
     def subject(self, p: Predicate, raw: bool) -> "Spl":
         """A predicate's subject; `raw`: a column as the field itself (null when missing)."""
         subject = p.field
+        if isinstance(subject, Field) and subject.name in self.aliases:
+            # a column standing for a path (`S = parse_json(AdditionalFields).x`): the field JSON
+            # extraction names, as `tostring(S)` reads it (null where the path is absent)
+            from rmmc.compiler.paths import field_path, resolve_aliases
+
+            path = field_path(resolve_aliases(subject, self.aliases))
+            if path is not None:
+                return Spl(self.column_text(path)[0], True, "segment")
         if isinstance(subject, Field):
             name, kind = self.column_text(subject)
             if kind == "multi":
