@@ -139,7 +139,7 @@ def test_all_tools_rule_folds_its_170_row_datatable():
     ("T | join (U) on $left.x < $right.y", "only equal columns", 17),
     ("T | mv-expand kind=array x", "mv-expand parameter 'kind' is not lowered", 15),
     ("T | parse x with * 'a' y:long", "parse into a typed column (y:long)", 24),
-    ("T | parse x with y 'a' *", "the parse column 'y' does not follow a string", 18),
+    ("T | parse x with * y 'a'", "the parse column 'y' does not follow a string", 20),
     ("T | evaluate bag_unpack(x)", "unsupported operator: evaluate", 5),
     ("union * | where x", "union * (every table) is not lowered", 7),
     ("T | where x has_all (U | project y)", "'has_all' against a tabular expression that is not constant", 22),

@@ -49,13 +49,16 @@ def _unhandled(target: str, rule):
     used = features(rule)
     if not used:
         return None
-    handles = getattr(import_module(_BACKENDS[target][0]), "HANDLES", frozenset())
+    module = import_module(_BACKENDS[target][0])
+    handles = getattr(module, "HANDLES", frozenset())
+    why = getattr(module, "WHY_NOT", {})  # the backend's reason, where it says one
     # a subquery a backend does not handle keeps its older meaning there (widened, reported)
     missing = [(name, span) for name, span in used.items() if name not in handles and name != SUBQUERY]
     if not missing:
         return None
     return Translation(target, "", tuple(
-        unsupported(target, f"{_WHAT.get(name, name)} is not translated to {target}", span)
+        unsupported(target, f"{_WHAT.get(name, name)} is not translated to {target}"
+                            + (f": {why[name]}" if name in why else ""), span)
         for name, span in missing))
 
 

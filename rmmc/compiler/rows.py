@@ -55,6 +55,7 @@ from typing import Any, Iterable
 
 from rmmc.compiler import ir
 from rmmc.compiler.evaluator import Context, Event, evaluate, evaluate_expr
+from rmmc.compiler.extremes import extreme_columns
 from rmmc.compiler.functions import to_dynamic, to_text
 
 class Row(dict):
@@ -257,7 +258,12 @@ def summarize(stage: ir.Summarize, rows: list[Row], ctx: Context) -> list[Row]:
     for values, members in groups.values():
         row = Row(zip(stage.keys, values), frozenset().union(*(_sources(m) for m in members)))
         for agg in stage.aggregates:
-            row.update(aggregate_one(agg, members, ctx))
+            if agg.function in ("arg_max", "arg_min") and isinstance(agg.args[0], ir.Field):
+                best = _extreme_row(agg, _conditional(agg, members, ctx)[0], ctx)
+                for name, source in extreme_columns(agg, stage.group_by, row, best or {}):
+                    row[name] = None if best is None else best.get(source)
+            else:
+                row.update(aggregate_one(agg, members, ctx))
         out.append(row)
     return out
 
@@ -325,11 +331,12 @@ def aggregate_one(agg: ir.Aggregate, members: list[Row], ctx: Context) -> Row:
     raise ValueError(f"aggregate {function} has no reference meaning")
 
 
-def _arg_extreme(agg: ir.Aggregate, rows: list[Row], ctx: Context) -> Row:
-    by, columns = agg.args[0], agg.args[1:]
+def _extreme_row(agg: ir.Aggregate, rows: list[Row], ctx: Context) -> Row | None:
+    """The first row where arg_max's (arg_min's) first argument is greatest (least), nulls
+    aside; None when it is null everywhere."""
     best_row, best = None, None
     for row in rows:
-        value = evaluate_expr(by, row, ctx)
+        value = evaluate_expr(agg.args[0], row, ctx)
         if value is None:
             continue
         try:
@@ -338,6 +345,15 @@ def _arg_extreme(agg: ir.Aggregate, rows: list[Row], ctx: Context) -> Row:
             better = False
         if better:
             best_row, best = row, value
+    return best_row
+
+
+def _arg_extreme(agg: ir.Aggregate, rows: list[Row], ctx: Context) -> Row:
+    """An arg_max / arg_min by an expression (outside a summarize's naming: see
+    `extremes.extreme_columns` for the columns a summarize gives it)."""
+    by, columns = agg.args[0], agg.args[1:]
+    best_row = _extreme_row(agg, rows, ctx)
+    best = evaluate_expr(by, best_row, ctx) if best_row is not None else None
     by_name = by.name if isinstance(by, ir.Field) else (agg.name or "value")
     out: Row = {by_name: best}
     for column in columns:

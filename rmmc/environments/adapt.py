@@ -46,8 +46,9 @@ from rmmc.environments.fieldsets import FieldSchema, schema_for
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, form_of, joined_parts,
                                      merge_joined, split_joined)
 from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Match, Placement, SourceMap
-from rmmc.environments.reads import (DECISIVE, GROUP, column_roles, joined_names, names_read, needed_after,
-                                    output_names, right_outputs)
+from rmmc.compiler.extremes import aggregate_names, renamed_columns
+from rmmc.environments.reads import (DECISIVE, GROUP, _table_columns, column_roles, joined_names, names_read,
+                                    needed_after, output_names, right_outputs)
 
 CODE = "environment"
 _CONVERT = {"string": "tostring", "guid": "tostring", "int": "toint", "long": "tolong", "real": "todouble",
@@ -478,10 +479,21 @@ class Adapter:
                 keys = tuple((self.rename(n), ex(e)) for n, e in group)
                 aggs = tuple(replace(a, name=self.rename(a.name) if a.name else a.name,
                                      args=tuple(ex(x) for x in a.args)) for a in aggregates)
-                out.append(replace(stage, group_by=keys, aggregates=aggs))
+                adapted = replace(stage, group_by=keys, aggregates=aggs)
+                if aggregates == list(stage.aggregates):
+                    # arg_max's columns are named after the fields it reads (Timestamp1 beside a
+                    # key Timestamp): a suffixed one takes its name here, as a join's do
+                    columns = _table_columns(self.rule)
+                    for names, here in zip(aggregate_names(stage, columns),
+                                           aggregate_names(adapted, [self.rename(c) for c in columns])):
+                        for name, name_here in zip(names, here):
+                            if name_here != self.rename(name):
+                                self.aliases[name] = name_here
+                out.append(adapted)
                 star = any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args)
                 made = {n for n, _ in stage.group_by} | {a.name for a in stage.aggregates if a.name}
                 made |= {x.name for a in stage.aggregates if not a.name for x in a.args if isinstance(x, ir.Field)}
+                made |= renamed_columns(stage, _table_columns(self.rule))
                 events = star
             elif isinstance(stage, ir.Rename):
                 pairs = [(new, old) for new, old in stage.pairs if old not in gone and not
@@ -778,6 +790,7 @@ def _event_columns(rule: ir.Rule) -> dict[str, ir.Field]:
             closed = not any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args)
             made.update(n for n, _ in stage.group_by)  # with arg_max(T, *) the events' columns stay
             made.update(n for a in stage.aggregates if a.name for n in output_names(a))
+            made.update(renamed_columns(stage, _table_columns(rule)))  # Timestamp1 beside a key Timestamp
         elif isinstance(stage, ir.Sort):
             read(*(k.expr for k in stage.keys))
         elif isinstance(stage, ir.Rename):

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from rmmc.compiler import ir
+from rmmc.compiler.extremes import aggregate_names
 
 DECISIVE, GROUP, OUTPUT = "decisive", "group", "output"
 
@@ -42,7 +43,7 @@ def right_outputs(rule: ir.Rule) -> list[str]:
         if isinstance(stage, ir.Project):
             out = [n for n, _ in stage.columns]
         elif isinstance(stage, ir.Summarize):
-            out = [n for n, _ in stage.group_by] + [n for a in stage.aggregates for n in output_names(a)]
+            out = [n for n, _ in stage.group_by] + [n for names in aggregate_names(stage) for n in names]
             if any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args):  # arg_max(T, *)
                 out += [c for c in (out and _table_columns(rule)) if c not in out]
         elif out is not None and isinstance(stage, ir.Extend):
@@ -117,7 +118,8 @@ def needed_after(stages: tuple[ir.Stage, ...]) -> list[set[str]]:
             needed = _names(*(e for n, e in stage.columns if n in needed))
         elif isinstance(stage, ir.Summarize):
             needed = _names(*(e for _, e in stage.group_by),
-                            *(x for a in stage.aggregates if needed & set(output_names(a)) for x in a.args))
+                            *(x for a, names in zip(stage.aggregates, aggregate_names(stage))
+                              if needed & set(names) for x in a.args))
         elif isinstance(stage, ir.Sort):
             needed |= _names(*(key.expr for key in stage.keys))
         elif isinstance(stage, ir.Rename):
@@ -160,10 +162,11 @@ def column_roles(rule: ir.Rule, stages: Iterable[ir.Stage] | None = None) -> dic
             closed = closed or isinstance(stage, ir.Project)
         elif isinstance(stage, ir.Summarize):
             read(GROUP, *(e for _, e in stage.group_by))
-            for a in stage.aggregates:
-                read(DECISIVE if later & set(output_names(a)) else OUTPUT, *(x for x in a.args if not isinstance(x, ir.Star)))
+            names = aggregate_names(stage)
+            for a, own in zip(stage.aggregates, names):
+                read(DECISIVE if later & set(own) else OUTPUT, *(x for x in a.args if not isinstance(x, ir.Star)))
             made.update(n for n, _ in stage.group_by)
-            made.update(n for a in stage.aggregates for n in output_names(a))
+            made.update(n for own in names for n in own)
             closed = closed or not any(isinstance(x, ir.Star) for a in stage.aggregates for x in a.args)
         elif isinstance(stage, ir.Sort):
             read(DECISIVE, *(key.expr for key in stage.keys))

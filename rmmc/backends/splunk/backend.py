@@ -94,6 +94,13 @@ TARGET = "splunk"
 TIME_FIELD = "_time"
 HANDLES = frozenset({"union", "join", "subquery", "parse", "externaldata"})
 """The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
+WHY_NOT = {
+    "mv-expand": "Splunk holds an array as a multivalue field only where its JSON extraction made "
+                 "one (`field{}`), which tells neither null from [] nor keeps a scalar, an object or a "
+                 "number as KQL's element (mvexpand drops an event without the field, KQL keeps a null "
+                 "one), and split() and values() do not say their empty values",
+}
+"""Why a construct this backend does not write has no SPL form with KQL's meaning."""
 
 _SEARCH_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
 _STRING_TEST_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.TERM,
@@ -415,6 +422,14 @@ class Emitter:
     def subject(self, p: Predicate, raw: bool) -> "Spl":
         """A predicate's subject; `raw`: a column as the field itself (null when missing)."""
         subject = p.field
+        if isinstance(subject, Field) and subject.name in self.aliases:
+            # a column standing for a path (`S = parse_json(AdditionalFields).x`): the field JSON
+            # extraction names, as `tostring(S)` reads it (null where the path is absent)
+            from rmmc.compiler.paths import field_path, resolve_aliases
+
+            path = field_path(resolve_aliases(subject, self.aliases))
+            if path is not None:
+                return Spl(self.column_text(path)[0], True, "segment")
         if isinstance(subject, Field):
             name, kind = self.column_text(subject)
             if kind == "multi":

@@ -409,6 +409,12 @@ def _index(w: ExprWriter, call: ir.Call, span: Span | None, missing: str = "null
     """`split(s, d)[i]` for constant d and i: one segment, or null past the last one
     (`missing`: what to write there instead, e.g. '' under `tostring`)."""
     container, position = call.args
+    if isinstance(container, ir.Call) and container.function == "split" and len(container.args) == 3:
+        # split(s, d, n) is [segment n] (or [] past the last): its [0] and [-1] are segment n
+        if literal_arg(call, 1, int, span) not in (0, -1):
+            return Spl(missing, missing == "null()", "segment")
+        return _index(w, ir.Call("index", (ir.Call("split", container.args[:2], "dynamic"), container.args[2]),
+                                 "dynamic"), span, missing)
     if not (isinstance(container, ir.Call) and container.function == "split" and len(container.args) == 2):
         raise SplRefusal(f"{describe(call)}: SPL reads no dynamic value other than a split's segment", span)
     delimiter = literal_arg(container, 1, str, span)
@@ -687,6 +693,26 @@ def _startofday(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     return derived(guard_null([value], f"(floor({value.text}/86400)*86400)"), [value])
 
 
+_DIFF_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def _datetime_diff(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
+    """`datetime_diff(unit, a, b)`: how many unit boundaries lie between b and a, each time
+    counted in whole units since 1970-01-01 UTC (Kusto: datetime_diff('minute', 23:05:01,
+    23:00:59) is 5).  Calendar units (week, month, quarter, year) would need the UTC calendar
+    (SPL's strftime follows the search's time zone), sub-second ones the float _time exactly:
+    refused."""
+    unit = literal_arg(call, 0, str, span).strip().lower()
+    if unit not in _DIFF_SECONDS:
+        raise SplRefusal(f"datetime_diff('{unit}', ...): rmmc writes it for seconds, minutes, hours and "
+                         "days only (a calendar unit follows SPL's time zone, a fraction of a second "
+                         "the float time)", span)
+    first, second = w.number(call.args[1], span), w.number(call.args[2], span)
+    size = _DIFF_SECONDS[unit]
+    body = f"(floor({first.text}/{size})-floor({second.text}/{size}))"
+    return derived(guard_null([first, second], body), [first, second])
+
+
 def _ago(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     """`ago(t)`: the search's start (`now()`) minus t seconds (not `relative_time`, whose days
     follow the local calendar)."""
@@ -774,6 +800,7 @@ BUILDERS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], Spl]] = {
     "modulo": _modulo,
     "negate": _negate,
     "bin": _bin,
+    "datetime_diff": _datetime_diff,
     "startofday": _startofday,
     "ago": _ago,
     "now": _now,

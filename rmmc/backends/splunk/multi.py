@@ -313,11 +313,13 @@ def branch_column_commands(union: Any, parts: list[ir.Rule], emitters: list[Any]
             break
     closes = any(isinstance(s, (ir.Project, ir.Summarize)) for s in stages)
     all_closed = all(c.closed is not None for c in columns)
+    stages_read = set(read)
     if not closes:
         for c in columns:
             for name in (c.closed or list(c.defs)):
                 read.setdefault(name, "string")
     commands: list[str] = []
+    dropped: set[str] = set()
     for name in read:
         if name in union.columns:
             continue
@@ -331,6 +333,13 @@ def branch_column_commands(union: Any, parts: list[ir.Rule], emitters: list[Any]
         types = {e.type for e in exprs if e is not None}
         kind = "string" if types <= {"string", "guid"} else "number" if types <= {"int", "long", "real"} \
             else "time" if types <= {"datetime"} else None
+        if kind is None and "dynamic" in types and name not in stages_read:
+            # a dynamic value (a path into AdditionalFields ...) only shown: SPL has no column for
+            # it, as for one source (stages.extend)
+            union.diagnostics.append(shape("splunk", f"the union's column {name} holds a dynamic value in "
+                                           "a source, which SPL has no column for: the output leaves it out"))
+            dropped.add(name)
+            continue
         if kind is None:
             raise SplRefusal(f"the union's column {name} holds values of different types per source "
                              f"({', '.join(sorted(types))})")
@@ -351,7 +360,7 @@ def branch_column_commands(union: Any, parts: list[ir.Rule], emitters: list[Any]
         commands.append(f"eval {name}=case({', '.join(cases)})")
         union.columns[name] = (name, kind)
     if not closes and all_closed:
-        shown = list(dict.fromkeys(n for c in columns for n in c.closed))
+        shown = list(dict.fromkeys(n for c in columns for n in c.closed if n not in dropped))
         commands.append("table " + " ".join(union.columns[n][0] if n in union.columns else
                                              (emitters[0].mapped(n) or n) for n in shown))
     return commands

@@ -515,7 +515,12 @@ class StageWriter:
     def arg_extreme(self, stage: ir.Summarize, extremes: list[ir.Aggregate], read_later: set[str]) -> list[str]:
         """`arg_max(Timestamp, ...) by keys`: each group's row with the latest time (the first of
         them on a tie), as `eventstats max(_time)` + `where` + `dedup` (which keeps the first).
-        Only by the event time (never null in Splunk) and plain column keys."""
+        Only by the event time (never null in Splunk); a key that is no plain column (`bin(Timestamp,
+        1h)`) is computed first.  The columns are named as Kusto names them (extremes.py): one
+        whose name is taken (`Timestamp1`, the latest time, beside the key `Timestamp`) is copied
+        to that name before the keys are set."""
+        from rmmc.compiler.extremes import extreme_columns
+
         if len(extremes) > 1:
             raise SplRefusal("several arg_max / arg_min in one summarize")
         if not stage.group_by:
@@ -527,50 +532,99 @@ class StageWriter:
             raise SplRefusal(f"{agg.function}({describe(by)}, ...): rmmc writes it by the event time only "
                              "(a group whose value is null everywhere has no row in Splunk)")
         time_name = self.emitter.column_text(by)[0]
-        keys = []
-        for name, expr in stage.group_by:
-            if not (isinstance(expr, ir.Field) and expr.name == name):
-                raise SplRefusal(f"{agg.function}() by {describe(expr)}: rmmc writes it by columns only")
-            keys.append((name, self.emitter.column_text(expr)[0].strip("'"), kind_of(expr.type)))
         evals: list[str] = []
+        keys = []  # (column, spl by-field, kind, final field)
+        for name, expr in stage.group_by:
+            if isinstance(expr, ir.Field) and expr.name == name:
+                field_name = self.emitter.column_text(expr)[0].strip("'")
+                keys.append((name, field_name, kind_of(expr.type), field_name))
+                continue
+            value = self.emitter.writer.value(expr, stage.span)
+            if value.kind in ("multi", "segment"):
+                raise SplRefusal(f"{agg.function}() by {describe(expr)}: no SPL value to group by")
+            temp = self.temp()
+            evals.append(f"{temp}={value.text}")
+            final = self.key_name(name)
+            if not _PLAIN.match(final):
+                raise SplRefusal(f"{agg.function}() by {describe(expr)}: its column {name} is no name "
+                                 "SPL's eval can set")
+            keys.append((name, temp, kind_of(expr.type, value), final))
         after: list[tuple[str, str]] = []
         parts, outputs = [], []
+        taken = [k for k, _, _, _ in keys]  # the result's columns before arg_max's
         for other in stage.aggregates:
             if other is agg:
                 continue
             part, kind = self.aggregate(other, evals, after, read_later, stage)
             parts.append(part)
             outputs.append((other.name, self.key_name(other.name), kind))
+            if stage.aggregates.index(other) < stage.aggregates.index(agg):
+                taken.append(other.name)
         best = self.temp()
         parts.append(f"{'max' if agg.function == 'arg_max' else 'min'}({time_name}) as {best}")
-        by_fields = [k for _, k, _ in keys]
+        star = any(isinstance(a, ir.Star) for a in agg.args[1:])
+        pairs = extreme_columns(agg, stage.group_by, taken, self.star_columns() if star else ())
+        made = {out for out, _ in pairs}
+        unsure = [n for n in sorted(read_later - made) if any(re.fullmatch(re.escape(t) + "[0-9]+", n)
+                                                               for t in taken + [by.name])]
+        if star and unsure:  # `*` may hold a column Kusto renames that rmmc does not see here
+            raise SplRefusal(f"arg_max(..., *): whether {unsure[0]} is a column Kusto renames (its name "
+                             "taken) is unknown over these rows' columns")
+        # a column under another name: each event's value copied first (eventstats may write an
+        # aggregate, and the keys are set, on the field it is read from)
+        copies, renamed = [], {}
+        for out, source in pairs:
+            if out != source:
+                text, kind = self.emitter.column_text(ir.Field(source, by.type if source == by.name else "string"))
+                target = self.own_name(out)
+                copies.append((target, text))
+                renamed[out] = (target, "time" if kind == "eventtime" else kind)
+        by_fields = [k for _, k, _, _ in keys]
         commands = []
         if evals:
             commands.append("eval " + ", ".join(evals))
-        if by_fields:
-            commands.append('fillnull value="" ' + " ".join(by_fields))
-        commands.append("eventstats " + " ".join(parts) + (" by " + " ".join(by_fields) if by_fields else ""))
+        commands.extend(self.set_fields(copies))  # before fillnull: a key's null is copied as null
+        commands.append('fillnull value="" ' + " ".join(by_fields))
+        commands.append("eventstats " + " ".join(parts) + " by " + " ".join(by_fields))
         commands.append(f"where {time_name}=={best}")
-        commands.append("dedup " + (" ".join(by_fields) if by_fields else best))
+        commands.append("dedup " + " ".join(by_fields))
+        restore = [(k, f"if(tostring({eval_name(k)})==\"\", null(), {eval_name(k)})")
+                   for _, k, kind, _ in keys if kind != "string"]
+        commands.extend(self.set_fields(restore + after))
+        moved = [(final, eval_name(field_name)) for _, field_name, _, final in keys if final != field_name]
+        commands.extend(self.set_fields(moved))
         temps = [best] + [e.split("=", 1)[0] for e in evals]
         commands.append("fields - " + ", ".join(temps))
-        restore = [(k, f"if(tostring({eval_name(k)})==\"\", null(), {eval_name(k)})")
-                   for _, k, kind in keys if kind != "string"]
-        commands.extend(self.set_fields(restore + after))
-        columns = [a for a in agg.args[1:]]
-        if any(isinstance(a, ir.Star) for a in columns):
-            kept = dict(self.emitter.columns)
+        before = dict(self.emitter.columns)
+        if star:
+            kept = before
         else:
-            names = [k for k, _, _ in keys] + [by.name] + [a.name for a in columns if isinstance(a, ir.Field)]
-            names += [c for c, _, _ in outputs]
-            if any(not isinstance(a, ir.Field) for a in columns):
-                raise SplRefusal(f"{agg.function}() of an expression")
-            commands.append("table " + " ".join(self.spl_of(n) for n in dict.fromkeys(names)))
-            kept = {n: self.emitter.columns[n] for n in names if n in self.emitter.columns}
-            self.known = list(dict.fromkeys(names))
+            kept = {}
+            for out, source in pairs:
+                if out not in renamed and source in before:
+                    kept[out] = before[source]
+        kept.update(renamed)
         self.emitter.columns = kept
-        for column, field_name, kind in keys:
-            self.define(column, field_name, kind)
+        for column, _, kind, final in keys:
+            self.define(column, final, kind)
         for column, final, kind in outputs:
             self.define(column, final, kind)
+        if not star:
+            names = [k for k, _, _, _ in keys] + [out for out, _ in pairs] + [c for c, _, _ in outputs]
+            commands.append("table " + " ".join(self.spl_of(n) for n in dict.fromkeys(names)))
+            self.known = list(dict.fromkeys(names))
         return commands
+
+    def star_columns(self) -> list[str]:
+        """The row's columns (what `*` stands for), as far as rmmc knows them: the columns a
+        stage fixed, else the table's (rmmc's schema) and those the stages made.  A column `*`
+        renames beyond them is missing from the output only; a later stage reading such a name
+        is refused (`arg_extreme`)."""
+        if self.known is not None:
+            return list(self.known)
+        table = None
+        if self.emitter.table:
+            from rmmc.compiler.schema import load_schema
+
+            table = load_schema().table(self.emitter.table)
+        return list(dict.fromkeys([*(table.columns if table is not None else ()), *self.emitter.columns]))

@@ -26,6 +26,7 @@ from rmmc.compiler import ir
 from rmmc.compiler.kql import ast as A
 from rmmc.compiler.constants import Constants, NotConstant, RelativeTime, timespan_text
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
+from rmmc.compiler.extremes import extreme_columns
 from rmmc.compiler.functions import OPERATORS, lookup
 from rmmc.compiler.kql.printer import expr as kql_expr, to_kql
 
@@ -618,7 +619,7 @@ class _Lowerer:
                 if part.type is not None and part.type.lower() != "string":
                     raise _Unsupported(part, f"parse into a typed column ({part.name}:{part.type}) is not "
                                        "lowered; parse it as a string and convert it")
-                if not parts or not isinstance(parts[-1], str):
+                if parts and not isinstance(parts[-1], str):  # first, it takes the text's start
                     raise _Unsupported(part, f"the parse column '{part.name}' does not follow a string "
                                        "(Kusto refuses it too)")
                 if any(isinstance(p, tuple) and p[0] == part.name for p in parts):
@@ -772,12 +773,44 @@ class _Lowerer:
         keys = self._columns(op.by, state, "summarize by") if op.by else []
         aggregates: list[ir.Aggregate] = []
         out_columns: dict[str, str] = {n: e.type for n, e in keys}
+        renames: list[tuple[str, str]] = []  # `Last = arg_max(Timestamp, ...)`: a rename after it
+        kusto: list[str] = list(out_columns)  # Kusto's result columns (a name given takes the place)
         for item in op.aggregates:
             aggregate, made = self._aggregate(item, state, out_columns)
             aggregates.append(aggregate)
+            if aggregate.function in ("arg_max", "arg_min"):
+                # its columns, named as Kusto names them (extremes.py)
+                pairs = extreme_columns(aggregate, tuple(keys), out_columns, state.columns or {})
+                if [n for n, _ in pairs] != [n for n, _ in extreme_columns(aggregate, tuple(keys), kusto,
+                                                                           state.columns or {})]:
+                    raise _Unsupported(item, f"{aggregate.function}() returns a column named as one an "
+                                       "earlier part of this summarize renamed: Kusto names it otherwise")
+                types = {**(state.columns or {}),
+                         **{a.name: a.type for a in aggregate.args if isinstance(a, ir.Field)}}
+                made = {name: types.get(source, "dynamic") for name, source in pairs}
+                named = self._extreme_names(item, aggregate, pairs, kusto)
+                renames.extend(named)
+                given = {old: new for new, old in named}
+                kusto.extend(given.get(n, n) for n, _ in pairs)
+            else:
+                if renames and not isinstance(item, A.Assignment) and \
+                        self._aggregate(item, state, dict.fromkeys(kusto, ""))[0].name != aggregate.name:
+                    raise _Unsupported(item, "this aggregate's generated name is one an earlier part of "
+                                       "this summarize renamed: Kusto names it otherwise")
+                kusto.extend(made)
             for name, type_name in made.items():
-                out_columns.setdefault(name, type_name)
+                out_columns[name] = type_name
+            for new, old in renames:  # taken from here on: the old name too, until the rename
+                out_columns.setdefault(new, out_columns[old])
         state.add(ir.Summarize(tuple(keys), tuple(aggregates), op.span))
+        if renames:
+            # `Last = arg_max(Timestamp, *)`: the columns arg_max returns, with its first ones
+            # named (Kusto's result, checked on its parser: Last holds the maximum, and
+            # Timestamp is no column of the result)
+            state.add(ir.Rename(tuple(renames), op.span))
+            renamed = {old: new for new, old in renames}
+            out_columns = {renamed.get(k, k): out_columns[renamed.get(k, k)] if k in renamed else t
+                           for k, t in out_columns.items() if k not in renamed.values()}
         if state.columns is None and any(isinstance(a, ir.Star) for g in aggregates for a in g.args):
             # arg_max(Timestamp, *) over rows whose columns rmmc does not know: it keeps them
             # all, so they stay unknown (not closed to the keys)
@@ -811,19 +844,11 @@ class _Lowerer:
                 args.append(ir.Boolean(self.condition(arg)))
             else:
                 args.append(self.expr(arg))
-        if function in ("arg_max", "arg_min"):
-            if name:
-                raise _Unsupported(item, f"naming the columns of {function}() cannot be lowered")
-            made = {}
-            for a in args:
-                if isinstance(a, ir.Star):
-                    made.update(state.columns or {})
-                elif isinstance(a, ir.Field):
-                    made[a.name] = a.type
-                else:
-                    raise _Unsupported(item, f"{function}() of an expression needs its columns named; "
-                                       "rmmc does not reproduce Kusto's generated names")
-            return ir.Aggregate(None, function, tuple(args)), made
+        if function in ("arg_max", "arg_min"):  # its columns: _summarize names them
+            if not all(isinstance(a, (ir.Star, ir.Field)) for a in args):
+                raise _Unsupported(item, f"{function}() of an expression needs its columns named; "
+                                   "rmmc does not reproduce Kusto's generated names")
+            return ir.Aggregate(None, function, tuple(args)), {}
         type_name = args[0].type if result == _SAME and args else ("long" if result == _SAME else result)
         if len(name) > 1:
             raise _Unsupported(item, "several names for one aggregate cannot be lowered")
@@ -842,6 +867,29 @@ class _Lowerer:
         if column in taken:
             raise _Unsupported(item, f"the column '{column}' is given twice in one summarize")
         return ir.Aggregate(column, function, tuple(args)), {column: type_name}
+
+    def _extreme_names(self, item: Any, aggregate: ir.Aggregate, pairs: list[tuple[str, str]],
+                       taken: list[str]) -> list[tuple[str, str]]:
+        """`(a, b) = arg_max(x, c, ...)` names the columns arg_max returns in order (x, then c
+        ...; `pairs` are the (result column, input column) it returns): the (new, old) renames
+        that give them those names.  Refused where a name is taken (Kusto would suffix it) or
+        `*` would be named."""
+        if not isinstance(item, A.Assignment):
+            return []
+        names = item.targets
+        if len(names) > len(aggregate.args) or any(isinstance(a, ir.Star) for a in aggregate.args[:len(names)]):
+            raise _Unsupported(item, f"{aggregate.function}() names more columns than it returns "
+                               "(only its first columns, not `*`, take names)")
+        own = [name for name, _ in pairs]
+        renames = []
+        for new, (old, _) in zip(names, pairs):
+            if new == old:
+                continue
+            if new in taken or new in own or new in names[:names.index(new)]:
+                raise _Unsupported(item, f"naming the column {old} of {aggregate.function}() {new}: "
+                                   "the name is taken in this summarize")
+            renames.append((new, old))
+        return renames
 
     # -- lookback
     def _lookback(self, conjunct: Any, state: _State) -> bool:
