@@ -533,7 +533,10 @@ def test_emit_lower_emit_is_a_fixed_point():
 def test_random_conditions_survive_the_round_trip(conds):
     for c in conds:
         original = rule(c)
-        back = _lower(check_text(original))
+        text = check_text(original)
+        if text is None:  # refused (a lone surrogate), as check_text says
+            continue
+        back = _lower(text)
         for event in _events() + DUCK_EVENTS:
             assert matches(back, event) == matches(original, event), (to_kql(build_kql(original).query), event)
 
