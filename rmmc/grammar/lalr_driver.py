@@ -55,6 +55,13 @@ def _lark_token(token: Token) -> Any:
     return LarkToken(kind, value, start, line, column, end_line, end_column, end)
 
 
+def _lark_callback(call: Callable[[Any], Any], token: Token) -> Token:
+    """A lexer callback of Lark's (other than a keyword table) on `token`, as a `Token`."""
+    done = call(_lark_token(token))
+    return tuple.__new__(Token, (done.type, done.value, done.start_pos, done.end_pos, done.line,
+                                 done.column, done.end_line, done.end_column))
+
+
 class Fallback(Exception):
     """The fast loop stopped; parse with Lark to get its result or its error."""
 
@@ -267,6 +274,7 @@ class LalrDriver:
         count = max(table.states) + 1
         limit, unwrap = nesting or (1 << 62, lambda function: function)
         self.actions = _Rows(table.states, lambda rule: _reducer(rule, callbacks[rule], limit, unwrap), Shift)
+        self.rows: list[dict | None] = [None] * count  # the compiled loop's index of `actions`
         self.terminal_callbacks = {k: v for k, v in callbacks.items() if isinstance(k, str)}
         lexer = frontend.lexer
         self.lexers = getattr(lexer, "lexer", lexer).lexers  # through the post-lexer connector
@@ -349,7 +357,15 @@ class LalrDriver:
         return top
 
     def parse(self, text: str) -> Any:
-        """The tree-building callbacks' result for `text`, or `Fallback`."""
+        """The tree-building callbacks' result for `text`, or `Fallback`: by the compiled
+        loop when it is built and `use_compiled`, else by `parse_python`."""
+        if self.use_compiled:
+            return _compiled_parse(self, text)
+        return self.parse_python(text)
+
+    def parse_python(self, text: str) -> Any:
+        """`parse` in Python: the reference for the compiled loop (`_lalr_loop.c` takes
+        the same steps), and what runs where it is not built."""
         actions = self.actions
         units = self.units
         scanners = self.scanners
@@ -425,12 +441,10 @@ class LalrDriver:
                 token = new_token(Token, (kind, value, start, pos, token_line, column, line, pos - line_start + 1))
                 if call is not None:  # a callback of Lark's (not a keyword table): on Lark's token
                     ignored = kind in ignore_types
-                    token = call(_lark_token(token))
+                    token = _lark_callback(call, token)
                     if ignored:
                         continue
-                    kind = token.type
-                    token = new_token(Token, (kind, token.value, token.start_pos, token.end_pos, token.line,
-                                              token.column, token.end_line, token.end_column))
+                    kind = token[0]
                 if kind in opening:
                     depth += 1
                     if depth > limit:
@@ -478,3 +492,25 @@ class LalrDriver:
             stack.append(actions[stack[-1]][origin])
             if stack[-1] == end_state:
                 return values[-1]
+
+
+def _load_compiled() -> Callable[[LalrDriver, str], Any] | None:
+    """The compiled loop (`rmmc/grammar/_lalr_loop.c`, built by `pip install` where a C
+    compiler is at hand), or None: not built, not loadable, or turned off with
+    `RMMC_PURE_PYTHON=1`.  Either way the output is the same (`tests/test_kql_fast_path.py`
+    compares the two loops)."""
+    import os
+
+    if os.environ.get("RMMC_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from rmmc.grammar import _lalr_loop  # type: ignore[attr-defined]
+
+        _lalr_loop.setup(Token, Fallback, _lark_token, _lark_callback)
+        return _lalr_loop.parse
+    except Exception:  # ImportError, or a module built for another interpreter
+        return None
+
+
+_compiled_parse = _load_compiled()
+LalrDriver.use_compiled = _compiled_parse is not None  # a driver may turn it off
