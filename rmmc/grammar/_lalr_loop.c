@@ -19,7 +19,7 @@ static PyObject *LarkToken;    /* lalr_driver._lark_token */
 static PyObject *LarkCallback; /* lalr_driver._lark_callback */
 static PyObject *s_end, *s_lastgroup, *s_END, *s_actions, *s_rows, *s_scanners, *s_scanner,
     *s_terminal_callbacks, *s_opening, *s_closing, *s_limit, *s_skip, *s_start_state,
-    *s_end_state, *s_type;
+    *s_end_state, *s_no_skip_table;
 
 typedef struct {
     PyObject *actions; /* _Rows: state -> {symbol: action}, built on first use */
@@ -188,19 +188,135 @@ push(Stack *s, Py_ssize_t state)
     return 0;
 }
 
-/* One reduction on `action` = (size, reduce, origin) with `reduce` not None: the rule's
- * function on the value and depth stacks, then the state stack. */
+static int
+set_slot(PyObject *list, Py_ssize_t at, PyObject *value) /* steals `value` */
+{
+    return PyList_SetItem(list, at, value);
+}
+
+/* A rule's reduction on the value and depth stacks, from its steps as data (see
+ * `lalr_driver._reducer`, whose generated function does the same):
+ * steps = (include, append_none, inner, spliced, single, function, limit). */
+static int
+reduce_steps(PyObject *steps, Py_ssize_t size, PyObject *values, PyObject *depths)
+{
+    if (!PyTuple_CheckExact(steps) || PyTuple_GET_SIZE(steps) != 7) {
+        PyErr_SetString(PyExc_TypeError, "a reduction's steps are not a 7-tuple");
+        return -1;
+    }
+    PyObject *include = PyTuple_GET_ITEM(steps, 0), *inner = PyTuple_GET_ITEM(steps, 2);
+    Py_ssize_t append_none = PyLong_AsSsize_t(PyTuple_GET_ITEM(steps, 1));
+    int spliced = PyObject_IsTrue(PyTuple_GET_ITEM(steps, 3));
+    int single = PyObject_IsTrue(PyTuple_GET_ITEM(steps, 4));
+    PyObject *function = PyTuple_GET_ITEM(steps, 5);
+    Py_ssize_t limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(steps, 6));
+    if (PyErr_Occurred())
+        return -1;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if (size > n || PyList_GET_SIZE(depths) != n)
+        return fallback("stack underflow");
+    Py_ssize_t base = n - size;
+    Py_ssize_t depth = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(inner); i++) {
+        Py_ssize_t at = PyLong_AsSsize_t(PyTuple_GET_ITEM(inner, i));
+        Py_ssize_t child = PyLong_AsSsize_t(PyList_GET_ITEM(depths, base + at));
+        if (PyErr_Occurred())
+            return -1;
+        if (i == 0 || child > depth)
+            depth = child;
+    }
+    PyObject *f;
+    if (include == Py_None)
+        f = PyList_GetSlice(values, base, n);
+    else {
+        f = PyList_New(0);
+        if (f == NULL)
+            return -1;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(include); i++) {
+            PyObject *entry = PyTuple_GET_ITEM(include, i);
+            Py_ssize_t at = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0));
+            int expand = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
+            Py_ssize_t nones = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 2));
+            if (PyErr_Occurred())
+                goto failed;
+            for (Py_ssize_t k = 0; k < nones; k++)
+                if (PyList_Append(f, Py_None) < 0)
+                    goto failed;
+            PyObject *child = PyList_GET_ITEM(values, base + at);
+            if (expand) {
+                Py_ssize_t length = PyList_GET_SIZE(f);
+                if (PyList_SetSlice(f, length, length, child) < 0)
+                    goto failed;
+            }
+            else if (PyList_Append(f, child) < 0)
+                goto failed;
+        }
+        for (Py_ssize_t k = 0; k < append_none; k++)
+            if (PyList_Append(f, Py_None) < 0)
+                goto failed;
+    }
+    if (f == NULL)
+        return -1;
+    /* the result takes the first child's slot (a new slot when there is no child) */
+    Py_ssize_t slot = base;
+    if (size == 0) {
+        PyObject *zero = PyLong_FromLong(0);
+        if (zero == NULL || PyList_Append(values, Py_None) < 0 || PyList_Append(depths, zero) < 0) {
+            Py_XDECREF(zero);
+            goto failed;
+        }
+        Py_DECREF(zero);
+    }
+    else if (size > 1) {
+        if (PyList_SetSlice(values, base + 1, n, NULL) < 0 || PyList_SetSlice(depths, base + 1, n, NULL) < 0)
+            goto failed;
+    }
+    PyObject *result;
+    if (spliced)
+        result = f; /* a `_rule`'s children, spliced into its parent's */
+    else {
+        if (single && PyList_GET_SIZE(f) == 1) {
+            result = PyList_GET_ITEM(f, 0);
+            Py_INCREF(result);
+            Py_DECREF(f);
+        }
+        else {
+            depth += 1;
+            if (depth > limit) {
+                fallback("nested too deeply");
+                goto failed;
+            }
+            result = PyObject_CallOneArg(function, f);
+            Py_DECREF(f);
+            if (result == NULL)
+                return -1;
+        }
+    }
+    PyObject *number = PyLong_FromSsize_t(depth);
+    if (number == NULL) {
+        Py_DECREF(result);
+        return -1;
+    }
+    if (set_slot(values, slot, result) < 0) {
+        Py_DECREF(number);
+        return -1;
+    }
+    return set_slot(depths, slot, number);
+failed:
+    Py_DECREF(f);
+    return -1;
+}
+
+/* One reduction on `action` = (size, reduce, origin, steps) with `reduce` not None: the
+ * rule's steps on the value and depth stacks, then the state stack. */
 static int
 reduce_by(Tables *t, Stack *stack, PyObject *action, PyObject *values, PyObject *depths)
 {
     Py_ssize_t size = PyLong_AsSsize_t(PyTuple_GET_ITEM(action, 0));
     if (size == -1 && PyErr_Occurred())
         return -1;
-    PyObject *args[2] = {values, depths};
-    PyObject *done = PyObject_Vectorcall(PyTuple_GET_ITEM(action, 1), args, 2, NULL);
-    if (done == NULL)
+    if (reduce_steps(PyTuple_GET_ITEM(action, 3), size, values, depths) < 0)
         return -1;
-    Py_DECREF(done);
     if (size >= stack->size)
         return fallback("stack underflow");
     stack->size -= size;
@@ -231,7 +347,7 @@ loop_parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *driver = args[0], *text = args[1];
     PyObject *result = NULL;
     PyObject *scanners = NULL, *terminal_callbacks = NULL, *opening = NULL, *closing = NULL,
-             *skip = NULL, *values = NULL, *depths = NULL, *zero = NULL;
+             *skip = NULL, *no_skip = NULL, *values = NULL, *depths = NULL, *zero = NULL;
     Tables tables = {NULL, NULL};
     Stack stack = {NULL, 0, 0};
     Py_ssize_t limit, start_state, end_state;
@@ -239,8 +355,13 @@ loop_parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (!(tables.actions = get(driver, s_actions)) || !(tables.rows = get(driver, s_rows))
         || !(scanners = get(driver, s_scanners)) || !(terminal_callbacks = get(driver, s_terminal_callbacks))
         || !(opening = get(driver, s_opening)) || !(closing = get(driver, s_closing))
-        || !(skip = get(driver, s_skip)))
+        || !(skip = get(driver, s_skip)) || !(no_skip = get(driver, s_no_skip_table)))
         goto done;
+    if (!PyBytes_CheckExact(no_skip) || PyBytes_GET_SIZE(no_skip) != 128) {
+        PyErr_SetString(PyExc_TypeError, "no_skip_table must be 128 bytes");
+        goto done;
+    }
+    const char *never_skipped = PyBytes_AS_STRING(no_skip);
     if (!PyList_CheckExact(tables.rows) || !PyList_CheckExact(scanners)) {
         PyErr_SetString(PyExc_TypeError, "the driver's rows and scanners must be lists");
         goto done;
@@ -274,7 +395,8 @@ loop_parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t top = start_state;
 
     while (pos < end) {
-        if (skip != Py_None) {
+        Py_UCS4 here = PyUnicode_READ(ukind, udata, pos);
+        if (skip != Py_None && !(here < 128 && never_skipped[here])) {
             PyObject *found = call_match(skip, text, pos, -1); /* skip(text, pos) */
             if (found == NULL)
                 goto done;
@@ -536,7 +658,7 @@ loop_parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_DECREF(value);
                 break;
             }
-            if (action == NULL || !PyTuple_CheckExact(action) || PyTuple_GET_SIZE(action) != 3) {
+            if (action == NULL || !PyTuple_CheckExact(action) || PyTuple_GET_SIZE(action) != 4) {
                 Py_DECREF(value);
                 Py_DECREF(kind);
                 fallback("unexpected token");
@@ -573,7 +695,7 @@ loop_parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *action = action_of(&tables, stack.items[stack.size - 1], s_END, &failed);
         if (failed)
             goto done;
-        if (action == NULL || !PyTuple_CheckExact(action) || PyTuple_GET_SIZE(action) != 3) {
+        if (action == NULL || !PyTuple_CheckExact(action) || PyTuple_GET_SIZE(action) != 4) {
             fallback("unexpected end of input");
             goto done;
         }
@@ -609,6 +731,7 @@ done:
     Py_XDECREF(opening);
     Py_XDECREF(closing);
     Py_XDECREF(skip);
+    Py_XDECREF(no_skip);
     Py_XDECREF(values);
     Py_XDECREF(depths);
     Py_XDECREF(zero);
@@ -659,7 +782,7 @@ PyInit__lalr_loop(void)
     NAME(s_scanner, "_scanner") NAME(s_terminal_callbacks, "terminal_callbacks")
     NAME(s_opening, "opening") NAME(s_closing, "closing") NAME(s_limit, "limit")
     NAME(s_skip, "skip") NAME(s_start_state, "start_state") NAME(s_end_state, "end_state")
-    NAME(s_type, "type")
+    NAME(s_no_skip_table, "no_skip_table")
 #undef NAME
     return PyModule_Create(&module_def);
 }
