@@ -550,3 +550,14 @@ def test_sniff_guards_never_hide_a_match(kql_corpus: Path, rmm: Path) -> None:
                 matched += 1
                 assert guard(text), (expression.pattern, text[:80])
     assert matched > len(guards)
+
+
+@given(st.text(alphabet="ab \t\r\n\ufeff", max_size=40), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 45)))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_line_pairs_are_split_lines_offsets_and_texts(text: str, start: int, end: int | None) -> None:
+    from rmmc.compiler.documents.lines import join_pairs, line_pairs, split_lines
+
+    pairs = line_pairs(text, start, end)
+    assert pairs == [(line.start, line.text) for line in split_lines(text, start, end)]
+    query, starts = join_pairs(pairs)
+    assert query == "\n".join(t for _, t in pairs) and starts == tuple(s for s, _ in pairs)
