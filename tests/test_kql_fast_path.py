@@ -164,3 +164,20 @@ def test_without_the_compiled_loop_the_python_loop_runs():
     first, tree = done.stdout.splitlines()
     assert first == "True False"
     assert tree == repr(parse_kql("T | where x has 'a' | take 5"))
+
+
+def test_a_compiled_loop_of_another_layout_is_not_used(monkeypatch):
+    """A copy built from older source (its tables' layout differs) is left alone: the Python
+    loop runs instead of one that would read the tables wrongly."""
+    import sys
+    import types
+
+    from rmmc.grammar import lalr_driver
+
+    stale = types.ModuleType("rmmc.grammar._lalr_loop")
+    stale.LAYOUT = lalr_driver._LAYOUT - 1
+    stale.setup = lambda *args: pytest.fail("a stale compiled loop was set up")
+    monkeypatch.setitem(sys.modules, "rmmc.grammar._lalr_loop", stale)
+    monkeypatch.setattr(sys.modules["rmmc.grammar"], "_lalr_loop", stale, raising=False)
+    monkeypatch.delenv("RMMC_PURE_PYTHON", raising=False)
+    assert lalr_driver._load_compiled() is None

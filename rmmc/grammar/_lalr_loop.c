@@ -784,5 +784,12 @@ PyInit__lalr_loop(void)
     NAME(s_skip, "skip") NAME(s_start_state, "start_state") NAME(s_end_state, "end_state")
     NAME(s_no_skip_table, "no_skip_table")
 #undef NAME
-    return PyModule_Create(&module_def);
+    PyObject *module = PyModule_Create(&module_def);
+    /* what `lalr_driver` expects (its tables' layout): a copy built from older source is
+     * not used */
+    if (module != NULL && PyModule_AddIntConstant(module, "LAYOUT", 2) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

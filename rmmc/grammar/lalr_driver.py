@@ -510,6 +510,9 @@ class LalrDriver:
                 return values[-1]
 
 
+_LAYOUT = 2  # the tables as the compiled loop reads them; `LAYOUT` in _lalr_loop.c
+
+
 def _load_compiled() -> Callable[[LalrDriver, str], Any] | None:
     """The compiled loop (`rmmc/grammar/_lalr_loop.c`, built by `pip install` where a C
     compiler is at hand), or None: not built, not loadable, or turned off with
@@ -522,6 +525,8 @@ def _load_compiled() -> Callable[[LalrDriver, str], Any] | None:
     try:
         from rmmc.grammar import _lalr_loop  # type: ignore[attr-defined]
 
+        if getattr(_lalr_loop, "LAYOUT", None) != _LAYOUT:  # built from other source
+            return None
         _lalr_loop.setup(Token, Fallback, _lark_token, _lark_callback)
         return _lalr_loop.parse
     except Exception:  # ImportError, or a module built for another interpreter
