@@ -345,6 +345,10 @@ loop_parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *driver = args[0], *text = args[1];
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) /* a string from the old wide-character API */
+        return NULL;
+#endif
     PyObject *result = NULL;
     PyObject *scanners = NULL, *terminal_callbacks = NULL, *opening = NULL, *closing = NULL,
              *skip = NULL, *no_skip = NULL, *values = NULL, *depths = NULL, *zero = NULL;
