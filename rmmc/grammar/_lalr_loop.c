@@ -229,10 +229,28 @@ reduce_steps(PyObject *steps, Py_ssize_t size, PyObject *values, PyObject *depth
     if (include == Py_None)
         f = PyList_GetSlice(values, base, n);
     else {
-        f = PyList_New(0);
-        if (f == NULL)
+        Py_ssize_t i = 0;
+        f = NULL;
+        if (PyTuple_GET_SIZE(include) > 0) {
+            /* the first child kept is a spliced list with nothing before it: it becomes the
+             * result, extended in place (`f = c0; f += ...`), so a list of n items grows in
+             * n steps, not n * n / 2 copies */
+            PyObject *entry = PyTuple_GET_ITEM(include, 0);
+            Py_ssize_t at = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0));
+            int expand = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
+            Py_ssize_t nones = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 2));
+            if (PyErr_Occurred())
+                return -1;
+            PyObject *child = PyList_GET_ITEM(values, base + at);
+            if (expand && nones == 0 && PyList_CheckExact(child)) {
+                f = child;
+                Py_INCREF(f);
+                i = 1;
+            }
+        }
+        if (f == NULL && (f = PyList_New(0)) == NULL)
             return -1;
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(include); i++) {
+        for (; i < PyTuple_GET_SIZE(include); i++) {
             PyObject *entry = PyTuple_GET_ITEM(include, i);
             Py_ssize_t at = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 0));
             int expand = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
@@ -791,7 +809,7 @@ PyInit__lalr_loop(void)
     PyObject *module = PyModule_Create(&module_def);
     /* what `lalr_driver` expects (its tables' layout): a copy built from older source is
      * not used */
-    if (module != NULL && PyModule_AddIntConstant(module, "LAYOUT", 2) < 0) {
+    if (module != NULL && PyModule_AddIntConstant(module, "LAYOUT", 3) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -510,7 +510,7 @@ class LalrDriver:
                 return values[-1]
 
 
-_LAYOUT = 2  # the tables as the compiled loop reads them; `LAYOUT` in _lalr_loop.c
+_LAYOUT = 3  # the tables as the compiled loop reads them; `LAYOUT` in _lalr_loop.c
 
 
 def _load_compiled() -> Callable[[LalrDriver, str], Any] | None:
