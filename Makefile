@@ -84,11 +84,15 @@ $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rmmc needs Python >= 3.11, $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
 
-$(INSTALL_STAMP): pyproject.toml | $(PY)
+# setup.py builds the optional compiled loop (rmmc/grammar/_lalr_loop.c): a change to it
+# installs again, which builds it again (where it cannot be built, rmmc runs without it)
+BUILD_FILES := pyproject.toml setup.py rmmc/grammar/_lalr_loop.c
+
+$(INSTALL_STAMP): $(BUILD_FILES) | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[verify,web]'
 	@touch $@
 
-$(TEST_STAMP): pyproject.toml | $(PY)
+$(TEST_STAMP): $(BUILD_FILES) | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@ $(INSTALL_STAMP)
 

@@ -577,6 +577,14 @@ def bench_peer(sample: int) -> None:
 
 # ---------------------------------------------------------------- main
 
+def _compiled_loop() -> bool:
+    """Whether the CLI parses KQL with the compiled loop (rmmc/grammar/_lalr_loop.c, built by
+    pip where a C compiler is at hand) or the Python one: the KQL figures depend on it."""
+    done = subprocess.run([sys.executable, "-c", "from rmmc.grammar.lalr_driver import LalrDriver as D; "
+                           "print(D.use_compiled)"], capture_output=True, text=True, cwd=ROOT)
+    return done.stdout.strip() == "True"
+
+
 def _commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -602,10 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS["machine"] = {"cores": os.cpu_count(), "python": platform.python_version(),
                           "implementation": platform.python_implementation(),
                           "platform": platform.platform(), "rmmc_commit": _commit(),
-                          "sample": args.sample or None}
+                          "sample": args.sample or None, "compiled_loop": _compiled_loop()}
     m = RESULTS["machine"]
     say(f"rmmc bench: commit {m['rmmc_commit']}, Python {m['python']}, {m['cores']} cores, "
-        f"{m['platform']}")
+        f"{m['platform']}; KQL parsing loop {'compiled' if m['compiled_loop'] else 'in Python'}")
     say("timings are wall clock on one core; rates are items per second; on a shared machine"
         " take medians of several runs")
     try:

@@ -522,3 +522,42 @@ def test_read_text_only_returns(text: str, kind: DocumentKind | None) -> None:
             assert_maps(doc)
         for diag in doc.warnings:
             assert diag.path == "fuzz.txt"
+
+
+def test_sniff_guards_never_hide_a_match(kql_corpus: Path, rmm: Path) -> None:
+    """`classify` searches each line-start expression only where a word it needs is in the
+    text; wherever an expression matches, its guard must hold (the Kelvin sign, which
+    IGNORECASE matches for `k`, included), so the guarded and unguarded reads agree."""
+    import importlib
+
+    sniff_module = importlib.import_module("rmmc.compiler.documents.sniff")
+    guards = {
+        sniff_module._HUNT_MARKER: lambda t: "kql" in t.lower(),
+        sniff_module._QUERY_KEY: lambda t: "query" in t,
+        sniff_module._SIGMA_BODY: sniff_module._might_be_sigma,
+        sniff_module._FENCE: lambda t: "```" in t or "~~~" in t,
+        sniff_module._HEADING: lambda t: "#" in t,
+    }
+    texts = ["## \u212aql query\nScenario: x", "**kQl Query**:\r\n- Scenario: y", "'query': T",
+             "filter:\n", "   ~~~kql", "###### x", "correlation :  # c\r\n"]
+    for folder in (kql_corpus, rmm):
+        texts += [p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*"))
+                  if p.is_file() and p.suffix in {".kql", ".txt", ".md", ".yaml", ".yml"}]
+    matched = 0
+    for text in texts:
+        for expression, guard in guards.items():
+            if expression.search(text):
+                matched += 1
+                assert guard(text), (expression.pattern, text[:80])
+    assert matched > len(guards)
+
+
+@given(st.text(alphabet="ab \t\r\n\ufeff", max_size=40), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 45)))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_line_pairs_are_split_lines_offsets_and_texts(text: str, start: int, end: int | None) -> None:
+    from rmmc.compiler.documents.lines import join_pairs, line_pairs, split_lines
+
+    pairs = line_pairs(text, start, end)
+    assert pairs == [(line.start, line.text) for line in split_lines(text, start, end)]
+    query, starts = join_pairs(pairs)
+    assert query == "\n".join(t for _, t in pairs) and starts == tuple(s for s, _ in pairs)

@@ -96,3 +96,88 @@ def test_corpus_fast_and_lark_agree(kql_corpus_queries, monkeypatch):
     differ = [q.file for q in kql_corpus_queries
               if _outcome(q.text, True, monkeypatch) != _outcome(q.text, False, monkeypatch)]
     assert not differ, differ[:10]
+
+
+# -- the compiled loop (rmmc/grammar/_lalr_loop.c) against the Python one it stands for -----------
+
+def _compiled_or_skip():
+    from rmmc.grammar import lalr_driver
+
+    if lalr_driver._compiled_parse is None:
+        pytest.skip("the compiled loop rmmc.grammar._lalr_loop is not installed (pip install -e . "
+                    "builds it with a C compiler): only the Python loop ran")
+    return lalr_driver
+
+
+def _driver_outcome(driver, text: str, compiled: bool):
+    """What the loop itself gives: the tree (spans included), or the exception it stopped with."""
+    builder = kql_parser._lark()[1]
+    builder._reset(text)
+    driver.use_compiled = compiled
+    try:
+        return "tree", _full(driver.parse(text)), tuple(builder.warnings)
+    except Exception as exc:  # noqa: BLE001 -- which exception, and its words, must agree
+        return "raised", type(exc).__name__, str(exc)
+    finally:
+        builder._reset("")
+        del driver.use_compiled
+
+
+@pytest.mark.parametrize("text", QUERIES)
+def test_compiled_and_python_loops_agree(text, monkeypatch):
+    lalr_driver = _compiled_or_skip()
+    driver = kql_parser._driver()
+    assert _driver_outcome(driver, text, True) == _driver_outcome(driver, text, False)
+    monkeypatch.setattr(lalr_driver.LalrDriver, "use_compiled", True)
+    compiled = _outcome(text, True, monkeypatch)
+    monkeypatch.setattr(lalr_driver.LalrDriver, "use_compiled", False)
+    assert compiled == _outcome(text, True, monkeypatch)
+
+
+def test_corpus_compiled_and_python_loops_agree(kql_corpus_queries):
+    """Trees and spans, warnings, and where the loop gives up (the errors then come from Lark,
+    the same way on both)."""
+    _compiled_or_skip()
+    driver = kql_parser._driver()
+    differ, raised = [], 0
+    for q in kql_corpus_queries:
+        compiled = _driver_outcome(driver, q.text, True)
+        raised += compiled[0] == "raised"
+        if compiled != _driver_outcome(driver, q.text, False):
+            differ.append(q.file)
+    assert not differ, differ[:10]
+    assert 0 < raised < len(kql_corpus_queries) // 10  # both paths were met
+
+
+def test_without_the_compiled_loop_the_python_loop_runs():
+    """RMMC_PURE_PYTHON=1 (as where the extension could not be built): the Python loop parses,
+    with the same result as this process."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from rmmc.grammar import lalr_driver as d; from rmmc.compiler.kql.parser import parse_kql; "
+              "print(d._compiled_parse is None, d.LalrDriver.use_compiled); "
+              "print(repr(parse_kql(\"T | where x has 'a' | take 5\")))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, RMMC_PURE_PYTHON="1"))
+    first, tree = done.stdout.splitlines()
+    assert first == "True False"
+    assert tree == repr(parse_kql("T | where x has 'a' | take 5"))
+
+
+def test_a_compiled_loop_of_another_layout_is_not_used(monkeypatch):
+    """A copy built from older source (its tables' layout differs) is left alone: the Python
+    loop runs instead of one that would read the tables wrongly."""
+    import sys
+    import types
+
+    from rmmc.grammar import lalr_driver
+
+    stale = types.ModuleType("rmmc.grammar._lalr_loop")
+    stale.LAYOUT = lalr_driver._LAYOUT - 1
+    stale.setup = lambda *args: pytest.fail("a stale compiled loop was set up")
+    monkeypatch.setitem(sys.modules, "rmmc.grammar._lalr_loop", stale)
+    monkeypatch.setattr(sys.modules["rmmc.grammar"], "_lalr_loop", stale, raising=False)
+    monkeypatch.delenv("RMMC_PURE_PYTHON", raising=False)
+    assert lalr_driver._load_compiled() is None

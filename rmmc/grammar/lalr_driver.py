@@ -55,6 +55,13 @@ def _lark_token(token: Token) -> Any:
     return LarkToken(kind, value, start, line, column, end_line, end_column, end)
 
 
+def _lark_callback(call: Callable[[Any], Any], token: Token) -> Token:
+    """A lexer callback of Lark's (other than a keyword table) on `token`, as a `Token`."""
+    done = call(_lark_token(token))
+    return tuple.__new__(Token, (done.type, done.value, done.start_pos, done.end_pos, done.line,
+                                 done.column, done.end_line, done.end_column))
+
+
 class Fallback(Exception):
     """The fast loop stopped; parse with Lark to get its result or its error."""
 
@@ -66,11 +73,11 @@ def _raise_fallback(message: str) -> None:
 class _Rows(dict):
     """The action table, state -> {symbol: action}, each row converted on first use (a run
     meets a fraction of the states; converting all 615 of KQL's cost a cold start 10 ms).
-    An action is an int (shift to that state) or a tuple (size, reduce, origin): `reduce`
-    is the rule's generated reduction (`_reducer`), None for a unit rule `?rule: x`, whose
-    one child is its result."""
+    An action is an int (shift to that state) or a tuple (size, reduce, origin, steps):
+    `reduce` is the rule's generated reduction and `steps` the same as data, for the compiled
+    loop (`_reducer`); both None for a unit rule `?rule: x`, whose one child is its result."""
 
-    def __init__(self, states: dict, make_reducer: Callable[[Any], Callable | None], shift: Any):
+    def __init__(self, states: dict, make_reducer: Callable[[Any], tuple], shift: Any):
         super().__init__()
         self.states, self.make_reducer, self.shift = states, make_reducer, shift
         self.reductions: dict[int, tuple] = {}  # id(rule) -> its action (the rules live in `states`)
@@ -85,14 +92,14 @@ class _Rows(dict):
                 continue
             reduce = reductions.get(id(arg))
             if reduce is None:  # one tuple per rule, however many states reduce it
-                reduce = reductions[id(arg)] = (len(arg.expansion), self.make_reducer(arg),
-                                                intern(arg.origin.name))
+                function, steps = self.make_reducer(arg)
+                reduce = reductions[id(arg)] = (len(arg.expansion), function, intern(arg.origin.name), steps)
             row[symbol] = reduce
         self[state] = row
         return row
 
 
-def _reducer(rule: Any, callback: Any, limit: int, unwrap: Callable[[Any], Any]) -> Callable | None:
+def _reducer(rule: Any, callback: Any, limit: int, unwrap: Callable[[Any], Any]) -> tuple:
     """The reduction of `rule` as one function `reduce(values, depths)`: it takes the rule's
     children off the value stack (and their depths off the depth stack), filters them as
     Lark's child filter would (placeholders, spliced `_rule` lists), calls the rule's
@@ -100,7 +107,11 @@ def _reducer(rule: Any, callback: Any, limit: int, unwrap: Callable[[Any], Any])
     `_rule` is kept as a plain list (Lark builds a `Tree` only to take its children again).
     Depth: a token 0, what a rule's function builds one more than its deepest child, a
     `_rule` list or a child passed through (`?rule` with one child) its deepest child's;
-    over `limit`: `Fallback`.  None for a unit rule (its value and depth stay)."""
+    over `limit`: `Fallback`.  With it, the same steps as data for the compiled loop:
+    (include, append_none, inner, spliced, single, function, limit), `include` None or
+    (child index, spliced, placeholders before it) per child kept, `inner` the indexes of the
+    children that are rules (their depths count).  (None, None) for a unit rule (its value
+    and depth stay)."""
     from lark.parse_tree_builder import (ChildFilterLALR, ChildFilterLALR_NoPlaceholders,
                                          ExpandSingleChild)
     from lark.tree import Tree
@@ -110,7 +121,7 @@ def _reducer(rule: Any, callback: Any, limit: int, unwrap: Callable[[Any], Any])
     include: list[tuple[int, bool, int]] | None = None
     append_none = 0
     if function.__class__ is ExpandSingleChild and size == 1:
-        return None
+        return None, None
     if function.__class__ in (ChildFilterLALR, ChildFilterLALR_NoPlaceholders):
         include = [(entry[0], entry[1], entry[2] if len(entry) > 2 else 0) for entry in function.to_include]
         append_none = getattr(function, "append_none", 0)
@@ -181,7 +192,10 @@ def _reducer(rule: Any, callback: Any, limit: int, unwrap: Callable[[Any], Any])
                       "    values[-1] = function(f)", "    depths[-1] = d"])
     namespace = {"function": function, "fallback": _raise_fallback}
     exec("\n".join(lines), namespace)  # noqa: S102 -- built from the grammar's own rules
-    return namespace["reduce"]
+    inner = tuple(i for i, symbol in enumerate(rule.expansion) if not symbol.is_term)
+    steps = (None if include is None else tuple((i, bool(expand), nones) for i, expand, nones in include),
+             int(append_none), inner, spliced, single, function, int(limit))
+    return namespace["reduce"], steps
 
 
 def _no_match(text: str, pos: int, end: int) -> None:
@@ -267,6 +281,7 @@ class LalrDriver:
         count = max(table.states) + 1
         limit, unwrap = nesting or (1 << 62, lambda function: function)
         self.actions = _Rows(table.states, lambda rule: _reducer(rule, callbacks[rule], limit, unwrap), Shift)
+        self.rows: list[dict | None] = [None] * count  # the compiled loop's index of `actions`
         self.terminal_callbacks = {k: v for k, v in callbacks.items() if isinstance(k, str)}
         lexer = frontend.lexer
         self.lexers = getattr(lexer, "lexer", lexer).lexers  # through the post-lexer connector
@@ -277,6 +292,9 @@ class LalrDriver:
         self.dispatches: dict[int, _Dispatch] = {}  # id(Lark's scanner) -> its dispatch
         self.compiled: dict[str, Callable] = {}  # expression -> its match (shared by states)
         self.skip = None
+        # ASCII characters no ignored text starts with: no need to try `skip` there
+        self.no_skip: frozenset[str] = frozenset()
+        self.no_skip_table = bytes(128)  # the same as 128 flags, for the compiled loop
         ignored = [t for t in lark_parser.terminals if t.name in lark_parser.lexer_conf.ignore]
         if skip_ignored and ignored:  # one match for a run of ignored terminals, in Lark's order
             from rmmc.grammar import _lexer_re
@@ -284,6 +302,12 @@ class LalrDriver:
             ignored.sort(key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
             pattern = "(?:" + "|".join(f"(?:{t.pattern.to_regexp()})" for t in ignored) + ")+"
             self.skip = _lexer_re().compile(pattern, lark_parser.lexer_conf.g_regex_flags).match
+            from rmmc.grammar.first_chars import ASCII, first_chars
+
+            firsts = first_chars(pattern, lark_parser.lexer_conf.g_regex_flags)
+            if firsts is not None:
+                self.no_skip = frozenset(c for c in ASCII if c not in firsts)
+                self.no_skip_table = bytes(c in self.no_skip for c in ASCII)
 
     def _scanner(self, state: int) -> tuple:
         """What the lexer of `state` matches with (built on first use, like Lark's): its
@@ -349,14 +373,22 @@ class LalrDriver:
         return top
 
     def parse(self, text: str) -> Any:
-        """The tree-building callbacks' result for `text`, or `Fallback`."""
+        """The tree-building callbacks' result for `text`, or `Fallback`: by the compiled
+        loop when it is built and `use_compiled`, else by `parse_python`."""
+        if self.use_compiled:
+            return _compiled_parse(self, text)
+        return self.parse_python(text)
+
+    def parse_python(self, text: str) -> Any:
+        """`parse` in Python: the reference for the compiled loop (`_lalr_loop.c` takes
+        the same steps), and what runs where it is not built."""
         actions = self.actions
         units = self.units
         scanners = self.scanners
         terminal_callbacks = self.terminal_callbacks
         opening, closing, limit = self.opening, self.closing, self.limit
         new_token = tuple.__new__
-        skip = self.skip
+        skip, no_skip = self.skip, self.no_skip
         top = self.start_state
         stack = [top]
         values: list[Any] = []
@@ -367,7 +399,7 @@ class LalrDriver:
         line_start = 0
         depth = 0
         while pos < end:
-            if skip is not None:
+            if skip is not None and text[pos] not in no_skip:
                 found = skip(text, pos)
                 if found is not None:  # a run of ignored text (spaces, comments)
                     start = pos
@@ -425,12 +457,10 @@ class LalrDriver:
                 token = new_token(Token, (kind, value, start, pos, token_line, column, line, pos - line_start + 1))
                 if call is not None:  # a callback of Lark's (not a keyword table): on Lark's token
                     ignored = kind in ignore_types
-                    token = call(_lark_token(token))
+                    token = _lark_callback(call, token)
                     if ignored:
                         continue
-                    kind = token.type
-                    token = new_token(Token, (kind, token.value, token.start_pos, token.end_pos, token.line,
-                                              token.column, token.end_line, token.end_column))
+                    kind = token[0]
                 if kind in opening:
                     depth += 1
                     if depth > limit:
@@ -448,7 +478,7 @@ class LalrDriver:
                     break
                 if action is None:
                     raise Fallback("unexpected token")
-                size, reduce, origin = action
+                size, reduce, origin, _ = action
                 if reduce is None:  # unit rules: the value stays, only the top state changes
                     key = (stack[-2], top, kind)
                     found_top = units.get(key)
@@ -468,7 +498,7 @@ class LalrDriver:
             action = actions[stack[-1]].get("$END")
             if action is None or action.__class__ is int:
                 raise Fallback("unexpected end of input")
-            size, reduce, origin = action
+            size, reduce, origin, _ = action
             if reduce is None:
                 del stack[-1]
             else:
@@ -478,3 +508,30 @@ class LalrDriver:
             stack.append(actions[stack[-1]][origin])
             if stack[-1] == end_state:
                 return values[-1]
+
+
+_LAYOUT = 3  # the tables as the compiled loop reads them; `LAYOUT` in _lalr_loop.c
+
+
+def _load_compiled() -> Callable[[LalrDriver, str], Any] | None:
+    """The compiled loop (`rmmc/grammar/_lalr_loop.c`, built by `pip install` where a C
+    compiler is at hand), or None: not built, not loadable, or turned off with
+    `RMMC_PURE_PYTHON=1`.  Either way the output is the same (`tests/test_kql_fast_path.py`
+    compares the two loops)."""
+    import os
+
+    if os.environ.get("RMMC_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from rmmc.grammar import _lalr_loop  # type: ignore[attr-defined]
+
+        if getattr(_lalr_loop, "LAYOUT", None) != _LAYOUT:  # built from other source
+            return None
+        _lalr_loop.setup(Token, Fallback, _lark_token, _lark_callback)
+        return _lalr_loop.parse
+    except Exception:  # ImportError, or a module built for another interpreter
+        return None
+
+
+_compiled_parse = _load_compiled()
+LalrDriver.use_compiled = _compiled_parse is not None  # a driver may turn it off

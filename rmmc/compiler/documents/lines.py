@@ -6,6 +6,7 @@ offset of its first character and its text without the line break (`\\n` or `\\r
 
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import Iterable, NamedTuple, Sequence
 
 BOM = "\ufeff"
@@ -53,6 +54,28 @@ def split_lines(text: str, start: int = 0, end: int | None = None) -> list[Line]
     return lines
 
 
+def line_pairs(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, str]]:
+    """`(line.start, line.text)` of each line `split_lines` gives, without making the
+    `Line`s: a bare query file is read by the line (the offsets are the file's) and most of
+    its lines need nothing else."""
+    end = len(text) if end is None else end
+    if start == 0 and text.startswith(BOM):
+        start = 1
+    if start >= end:
+        return []
+    chunk = text[start:end]
+    parts = chunk.split("\n")
+    tail = parts.pop()
+    # each line's offset: the one before it, plus its length and its line break
+    offsets = list(accumulate(map((1).__add__, map(len, parts)), initial=start))
+    if "\r" in chunk:
+        parts = [part[:-1] if part.endswith("\r") else part for part in parts]
+    pairs = list(zip(offsets, parts))
+    if tail:
+        pairs.append((offsets[-1], tail))
+    return pairs
+
+
 def trim_blank(pairs: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
     """Drop leading and trailing whitespace-only lines of (offset, text) pairs."""
     lo, hi = 0, len(pairs)
@@ -66,7 +89,10 @@ def trim_blank(pairs: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
 def join_pairs(pairs: Iterable[tuple[int, str]]) -> tuple[str, tuple[int, ...]]:
     """Query text (lines joined by `\\n`) and the file offset of each line."""
     pairs = list(pairs)
-    return "\n".join(t for _, t in pairs), tuple(s for s, _ in pairs)
+    if not pairs:
+        return "", ()
+    starts, texts = zip(*pairs)
+    return "\n".join(texts), starts
 
 
 def dedent_pairs(lines: Sequence[Line], indent: int) -> list[tuple[int, str]]:

@@ -30,6 +30,10 @@ class FileResult:
 
     def with_path(self, path: str) -> "FileResult":
         """The same result with `path` set on it, its documents and all diagnostics."""
+        if (self.path == path and all(d.path == path for d in self.diagnostics)
+                and all(doc.path == path and all(w.path == path for w in doc.warnings)
+                        for doc in self.documents)):
+            return self  # set already (as every reader does): nothing to copy
         docs = tuple(replace(d, path=path, warnings=tuple(w.with_path(path) for w in d.warnings))
                      for d in self.documents)
         diags = tuple(d.with_path(path) for d in self.diagnostics)

@@ -65,7 +65,9 @@ def classify(text: str, path: str = "") -> Classified:
     # only compared with the extensions above (a name ending in "." has none of them, as
     # with PurePath, which cost several times as much per file)
     ext = os.path.splitext(path)[1].lower() if path else ""
-    marker = _HUNT_MARKER.search(text)
+    # each expression is searched for only where the words it needs are in the text (a
+    # search of a whole file for a line start costs tens of times a substring test)
+    marker = _HUNT_MARKER.search(text) if "kql" in text.lower() else None
     if marker and _HUNT_BODY.search(text, marker.end()):
         return Classified(DocumentKind.HUNT)
     nodes = _yaml_mappings(text)
@@ -78,10 +80,15 @@ def classify(text: str, path: str = "") -> Classified:
         if ext in YAML_EXT:
             return Classified(DocumentKind.SENTINEL_YAML)
         return Classified(_by_lines(text, ext, False))
-    has_query_key = _QUERY_KEY.search(text) is not None
-    if not has_query_key and _SIGMA_BODY.search(text) and _SIGMA_HEAD.search(text):
+    has_query_key = "query" in text and _QUERY_KEY.search(text) is not None
+    if not has_query_key and _might_be_sigma(text) and _SIGMA_BODY.search(text) and _SIGMA_HEAD.search(text):
         return Classified(DocumentKind.SIGMA)
     return Classified(_by_lines(text, ext, has_query_key))
+
+
+def _might_be_sigma(text: str) -> bool:
+    """Whether `_SIGMA_BODY` can match: one of its keys is in the text."""
+    return "detection" in text or "correlation" in text or "filter" in text
 
 
 def _yaml_mappings(text: str) -> list[Any] | None:
@@ -108,7 +115,7 @@ def _top_keys(node: Any) -> list[str]:
 def _by_lines(text: str, ext: str, has_query_key: bool) -> DocumentKind:
     """What is left when YAML did not decide: Sentinel YAML that is not valid YAML, Markdown,
     bare KQL."""
-    fence = _FENCE.search(text)
+    fence = _FENCE.search(text) if "```" in text or "~~~" in text else None
     if has_query_key and fence is None:
         return DocumentKind.SENTINEL_YAML
     if fence is not None:
@@ -123,7 +130,7 @@ def _by_lines(text: str, ext: str, has_query_key: bool) -> DocumentKind:
         return DocumentKind.SENTINEL_YAML
     if ext in KQL_EXT:
         return DocumentKind.KQL
-    if _HEADING.search(text):
+    if "#" in text and _HEADING.search(text):
         return DocumentKind.MARKDOWN
     return DocumentKind.KQL
 
