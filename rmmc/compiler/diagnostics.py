@@ -8,10 +8,12 @@ cannot go on raises `RmmcError`, which simply carries its diagnostics.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 from itertools import accumulate
 from typing import Any
+
+from rmmc.compiler.fast_replace import replace
 
 
 @dataclass(frozen=True, slots=True)

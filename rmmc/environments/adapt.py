@@ -37,11 +37,12 @@ the forms' domains first by `normalize`) as the environment would hold it, which
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
+from rmmc.compiler.fast_replace import replace
 from rmmc.environments.fieldsets import FieldSchema, schema_for
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, form_of, joined_parts,
                                      merge_joined, split_joined)

@@ -301,12 +301,21 @@ class Emitter:
             return False
         if not isinstance(node, (Predicate, Compare)):
             return True
+        if self.searchable(node):  # its eval form can only fail in naming the field
+            name, said = node.field.name, len(self.diagnostics)
+            known = name in self._fields  # naming it records only its own entry: undone alone
+            try:
+                self.field(name, None)
+            except SplRefusal:
+                return False
+            finally:
+                del self.diagnostics[said:]
+                if not known:
+                    self._fields.pop(name, None)
+            return True
         saved = (len(self.diagnostics), dict(self._fields), set(self._non_ascii_warned))
         try:
-            if self.searchable(node):  # its eval form can only fail in naming the field
-                self.field(node.field.name, None)
-            else:
-                self.where(node)
+            self.where(node)
         except SplRefusal:
             return False
         finally:
