@@ -696,3 +696,19 @@ def features(rule: Rule) -> dict[str, Span | None]:
                     found.setdefault(SUBQUERY, node.span)
         pending.extend(sub_rules(current))
     return found
+
+
+def _speed_up_construction() -> None:
+    """The frozen, slotted node classes (fields, predicates, And / Or / Not ...) get an
+    `__init__` that stores fields through their slots (`rmmc.compiler.slots_init`): a batch
+    builds several per predicate, in the reader, each environment and each backend."""
+    import dataclasses
+
+    from rmmc.compiler.slots_init import fast_init
+
+    fast_init(*(value for value in list(globals().values())
+                if isinstance(value, type) and dataclasses.is_dataclass(value)
+                and value.__module__ == __name__))
+
+
+_speed_up_construction()
