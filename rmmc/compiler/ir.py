@@ -212,20 +212,22 @@ def expr_fields(expr: Any) -> list[Field]:
     stack = [expr]
     while stack:
         node = stack.pop()
+        if isinstance(node, Predicate):  # the commonest node: its subject is what pops next
+            node = node.field
         if isinstance(node, Field):
             seen.setdefault(node.name, node)
+        elif isinstance(node, (And, Or)):
+            stack.extend(reversed(node.operands))
         elif isinstance(node, Call):
             stack.extend(reversed(node.args))
         elif isinstance(node, Boolean):
             stack.append(node.condition)
-        elif isinstance(node, Predicate):
+        elif isinstance(node, Predicate):  # a subject that is itself a predicate (not in the model)
             stack.append(node.field)
         elif isinstance(node, InSubquery):
             stack.append(node.field)
         elif isinstance(node, Compare):
             stack.extend((node.right, node.left))
-        elif isinstance(node, (And, Or)):
-            stack.extend(reversed(node.operands))
         elif isinstance(node, Not):
             stack.append(node.operand)
     return list(seen.values())

@@ -435,9 +435,12 @@ class Emitter:
             return self.cidr(p, x)
         if p.op not in _STRING_TEST_OPS:
             raise SplRefusal(f"{p.op.value} on the string {describe(p.field)}: KQL orders no strings", p.span)
-        tests = [self.string_test(p, x, self.text_value(p, v)) for v in p.values]
-        if len(tests) > 1 and not p.all_values and p.op in _ALTERNATION_OPS:
+        if len(p.values) > 1 and not p.all_values and p.op in _ALTERNATION_OPS:
+            for v in p.values:  # what each value's own test would check and warn
+                self.needle(p, self.text_value(p, v))
             tests = self.alternation(p, x)
+        else:
+            tests = [self.string_test(p, x, self.text_value(p, v)) for v in p.values]
         if not tests:  # no values: `in ()` is false
             body = "false()"
         elif len(tests) == 1:
@@ -510,7 +513,9 @@ class Emitter:
             body = "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
         return f"NOT {body}" if p.negated else body
 
-    def string_test(self, p: Predicate, x: str, value: str) -> str:
+    def needle(self, p: Predicate, value: str) -> str:
+        """A value as the test reads it (folded as the evaluator folds it unless cased), its
+        non-ASCII case folding reported once per predicate."""
         if not p.case_sensitive and p.op is not Op.REGEX:  # the needle as the evaluator folds it
             value = fold_to_ascii(value)
         if not p.case_sensitive and not value.isascii() and p not in self._non_ascii_warned:
@@ -518,6 +523,10 @@ class Emitter:
             self.diagnostics.append(lossy(
                 TARGET, f"case-insensitive test of {p.field.name} with non-ASCII text: Splunk's "
                         "lower()/PCRE (?i) case folding of non-ASCII letters may differ from KQL's", p.span, subject=p))
+        return value
+
+    def string_test(self, p: Predicate, x: str, value: str) -> str:
+        value = self.needle(p, value)
         if p.op is Op.EQUALS:
             if p.case_sensitive:
                 return f"{x}=={quote(value)}" if not has_control(value) else \
