@@ -110,6 +110,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def has_control(text: str) -> bool:
     """Whether the text holds an ASCII control character (C0 or DEL)."""
+    if text.isprintable():  # (C) no control character, nor any other unprintable one
+        return False
     return _CONTROL.search(text) is not None
 
 
