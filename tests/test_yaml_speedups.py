@@ -1,5 +1,6 @@
-"""The Sigma YAML layer's shortcuts, each against what it stands in for: the lean resolver
-against PyYAML's own safe loader (every node's tag, on tricky scalars and on every SigmaHQ rule)."""
+"""Shortcuts on the way a rule file is read, each against what it stands in for: the lean YAML
+resolver against PyYAML's own safe loader (every node's tag, on tricky scalars and on every
+SigmaHQ rule), the hunt-marker pre-check against the marker's own regex."""
 
 from __future__ import annotations
 
@@ -90,3 +91,21 @@ def test_lean_resolver_tags_every_sigmahq_rule_as_pyyaml_does(shared_dir: Path):
     for path in files:
         text = path.read_text(encoding="utf-8")
         assert _all_tags(text, yaml_tree._Loader) == _all_tags(text, StockLoader), path
+
+
+def test_hunt_marker_precheck_misses_no_marker():
+    """`classify` looks for the hunt marker only in texts holding `kql` once lower-cased: every
+    character the marker's `(?i)` letters match lower-cases to that letter (the Kelvin sign too),
+    so no marker is missed."""
+    import re
+
+    from rmmc.compiler.documents.model import DocumentKind
+    from rmmc.compiler.documents.sniff import _HUNT_MARKER, classify
+
+    for letter in "kql":
+        pattern = re.compile("(?i)" + letter)
+        assert all(chr(c).lower() == letter for c in range(0x110000) if pattern.fullmatch(chr(c)))
+    body = "\n- Scenario: a\n\nDeviceProcessEvents | take 1\n"
+    for marker in ("KQL Query", "## kql query:", "\u212aQL Query", "**KqL Query**"):
+        assert _HUNT_MARKER.search(marker + body)
+        assert classify(marker + body, "x.txt").kind is DocumentKind.HUNT, marker

@@ -65,7 +65,10 @@ def classify(text: str, path: str = "") -> Classified:
     # only compared with the extensions above (a name ending in "." has none of them, as
     # with PurePath, which cost several times as much per file)
     ext = os.path.splitext(path)[1].lower() if path else ""
-    marker = _HUNT_MARKER.search(text)
+    # The marker holds the letters KQL, and every character `(?i)k`, `q`, `l` matches is that
+    # letter once lower-cased: a text without them is no hunt document, and the test costs a
+    # fifth of the marker's search, which looks at every line of every file.
+    marker = _HUNT_MARKER.search(text) if "kql" in text.lower() else None
     if marker and _HUNT_BODY.search(text, marker.end()):
         return Classified(DocumentKind.HUNT)
     nodes = _yaml_mappings(text)
