@@ -799,6 +799,9 @@ def _first_spans(rule: ir.Rule) -> dict[str, Span]:
     for p in ir.walk_predicates(rule.condition):
         if p.span is None:
             continue
+        if isinstance(p.field, ir.Field):  # most predicates: one column, read at once
+            out.setdefault(p.field.name, p.span)
+            continue
         for f in ir.expr_fields(p.field):
             out.setdefault(f.name, p.span)
     return out

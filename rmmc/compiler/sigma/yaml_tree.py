@@ -236,7 +236,12 @@ def _convert(node: yaml.Node, source: LineIndex, notes: list[Diagnostic], budget
         return Y(value, node, source)
     if isinstance(node, yaml.MappingNode):
         own = None  # the keys written here, not merged in (None: all of them)
-        if any(k.tag == _MERGE or k.tag == _VALUE for k, _ in node.value):
+        for k, _ in node.value:  # (a loop, not any(): no generator per mapping)
+            if k.tag == _MERGE or k.tag == _VALUE:
+                break
+        else:
+            k = None
+        if k is not None:
             own = {id(k) for k, _ in node.value if k.tag != _MERGE}
             try:  # `<<` merge keys, by PyYAML's own code: pySigma loads rules with it
                 _CONSTRUCTOR.flatten_mapping(node)
