@@ -1,6 +1,7 @@
 """Per-rule construction made cheaper, each against what it stands in for:
 `rmmc.compiler.fast_replace.replace` against `dataclasses.replace` (the same copies, the same
-refusals), the IR classes' slot-storing `__init__` against the one `dataclasses` writes."""
+refusals), the IR classes' slot-storing `__init__` against the one `dataclasses` writes, `widen`
+keeping what it does not change against `widen` rebuilding every node."""
 
 from __future__ import annotations
 
@@ -87,3 +88,61 @@ def test_ir_nodes_get_the_slot_storing_init_with_the_same_parameters():
         p.values = ()  # type: ignore[misc]
     with pytest.raises(TypeError):
         ir.Predicate(ir.Field("A"))  # type: ignore[call-arg]
+
+
+def _rebuilding_widen(condition, inexpressible):
+    """`widen` as it was: every And / Or / Not rebuilt."""
+    replaced = []
+
+    def visit(node, positive):
+        if inexpressible(node):
+            replaced.append(node)
+            return ir.Const(positive)
+        if isinstance(node, ir.Not):
+            inner = visit(node.operand, not positive)
+            return ir.Const(not inner.value) if isinstance(inner, ir.Const) else ir.Not(inner)
+        if isinstance(node, ir.And):
+            parts = [visit(o, positive) for o in node.operands]
+            if any(p == ir.Const(False) for p in parts):
+                return ir.Const(False)
+            return ir.all_of(parts)
+        if isinstance(node, ir.Or):
+            parts = [visit(o, positive) for o in node.operands]
+            if any(p == ir.Const(True) for p in parts):
+                return ir.Const(True)
+            kept = [p for p in parts if p != ir.Const(False)]
+            if not kept:
+                return ir.Const(False)
+            return kept[0] if len(kept) == 1 else ir.Or(tuple(kept))
+        return node
+
+    return visit(condition, True), replaced
+
+
+def test_widen_keeping_unchanged_subtrees_gives_what_rebuilding_gives():
+    import random
+
+    from rmmc.backends.widen import widen
+
+    rng = random.Random(16)
+
+    def tree(depth):
+        pick = rng.random()
+        if depth <= 0 or pick < 0.35:  # a leaf: a constant now and then, else a test
+            if rng.random() < 0.1:
+                return ir.Const(rng.random() < 0.5)
+            return ir.Predicate(ir.Field(rng.choice("ABCD")), ir.Op.EQUALS, (rng.choice("xyz"),))
+        operands = tuple(tree(depth - 1) for _ in range(rng.randint(1, 4)))
+        if pick < 0.6:
+            return ir.And(operands)
+        return ir.Or(operands) if pick < 0.9 else ir.Not(operands[0])
+
+    for i in range(3000):
+        condition, bad = tree(4), rng.choice("ABCD")
+        seen = random.Random(i)
+        ours = widen(condition, lambda n: isinstance(n, ir.Predicate) and n.field.name == bad
+                     and seen.random() < 0.7)
+        seen = random.Random(i)
+        theirs = _rebuilding_widen(condition, lambda n: isinstance(n, ir.Predicate) and n.field.name == bad
+                                   and seen.random() < 0.7)
+        assert ours == theirs and type(ours[0]) is type(theirs[0])
