@@ -27,16 +27,16 @@ def widen(condition: Condition, inexpressible: Callable[[Condition], bool]) -> t
             return node if inner is node.operand else Not(inner)
         if isinstance(node, And):
             parts = [visit(o, positive) for o in node.operands]
-            if any(p == _FALSE for p in parts):
+            if any(isinstance(p, Const) and p == _FALSE for p in parts):
                 return Const(False)
             if _same(parts, node.operands, And, _TRUE):  # what all_of would build again
                 return node
             return all_of(parts)
         if isinstance(node, Or):
             parts = [visit(o, positive) for o in node.operands]
-            if any(p == _TRUE for p in parts):
+            if any(isinstance(p, Const) and p == _TRUE for p in parts):
                 return Const(True)
-            kept = [p for p in parts if p != _FALSE]
+            kept = [p for p in parts if not (isinstance(p, Const) and p == _FALSE)]
             if not kept:
                 return Const(False)
             if len(kept) > 1 and _same(kept, node.operands, None, None):
@@ -58,6 +58,6 @@ def _same(parts: list[Condition], operands: tuple[Condition, ...], flattened: ty
         return False
     for part, operand in zip(parts, operands):
         if part is not operand or (flattened is not None and isinstance(part, flattened)) \
-                or (dropped is not None and part == dropped):
+                or (dropped is not None and isinstance(part, Const) and part == dropped):
             return False
     return True

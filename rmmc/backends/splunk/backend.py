@@ -183,13 +183,22 @@ def _nnf(node: Condition, positive: bool = True) -> Condition:
         parts = [_nnf(o, positive) for o in node.operands]
         conj = isinstance(node, And) == positive
         if conj:
-            if Const(False) in parts:
+            if _holds_const(parts, False):
                 return Const(False)
             return all_of(parts)
-        if Const(True) in parts:
+        if _holds_const(parts, True):
             return Const(True)
         return any_of(parts)
     raise TypeError(f"not expected here: {node!r}")
+
+
+def _holds_const(parts: list[Condition], value: bool) -> bool:
+    """`Const(value) in parts`, without comparing every predicate with a constant (two
+    dataclass `__eq__` calls each, always unequal)."""
+    for part in parts:
+        if isinstance(part, Const) and part.value == value:
+            return True
+    return False
 
 
 _COMPLEMENT = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "==", "=~": "!~", "!~": "=~"}
