@@ -146,3 +146,14 @@ def test_widen_keeping_unchanged_subtrees_gives_what_rebuilding_gives():
         theirs = _rebuilding_widen(condition, lambda n: isinstance(n, ir.Predicate) and n.field.name == bad
                                    and seen.random() < 0.7)
         assert ours == theirs and type(ours[0]) is type(theirs[0])
+
+
+def test_fold_to_ascii_table_holds_every_character_folding_to_ascii():
+    from rmmc.compiler.evaluator import _ASCII_FOLDS, fold_to_ascii
+    from rmmc.compiler.functions import fold
+
+    folding = {c: fold(chr(c)) for c in range(0x80, 0x110000) if fold(chr(c)).isascii()}
+    assert folding == _ASCII_FOLDS == {0x212A: "k"}
+    for text in ("abc", "\u212aQL", "caf\u00e9 \u212a \u0130", "\u212a" * 3):
+        assert fold_to_ascii(text) == "".join(
+            f if not ch.isascii() and (f := fold(ch)).isascii() else ch for ch in text)
