@@ -121,11 +121,11 @@ def _suggest(schema: FieldSchema, name: str) -> str | None:
     return squashed[close] if close is not None else None
 
 
-@lru_cache(maxsize=64)
 def _pools(schema: FieldSchema) -> tuple[list[str], dict[str, str], dict[int, list[str]], dict[str, str],
                                          dict[int, list[str]]]:
-    """A schema's names as `_suggest` searches them (built once per schema, not per name):
-    sorted, by lower case, by length; squashed (no case, `_` or `.`) and those by length."""
+    """A schema's names as `_suggest` searches them: sorted, by lower case, by length; squashed
+    (no case, `_` or `.`) and those by length.  Not kept: `_suggest` keeps its answers, and
+    the pools of a large schema would stay in memory for the whole run."""
     pool = sorted(schema.names | {f"{c}.{m}" for c in schema.dynamic for m in schema.members})
     lowered = {n.lower(): n for n in pool}
     squashed = {n.lower().replace("_", "").replace(".", ""): n for n in pool}
