@@ -164,28 +164,36 @@ def _write_rule(files: tuple[tuple[Path, str], ...], force: bool) -> str | None:
 
 def _replace_with(target: Path, data: bytes) -> None:
     """Write `data` to a new temporary file beside `target`, then rename it onto `target` (a
-    reader sees the old file or the whole new one, never part of it)."""
-    temporary = _temporary_beside(target)
+    reader sees the old file or the whole new one, never part of it).  The temporary file is
+    written through the descriptor its exclusive create gave (no second open, no buffered
+    file object: a run writes thousands of small files, and their system calls were a sixth
+    of its CPU time)."""
+    descriptor, temporary = _temporary_beside(target)
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view):]
+        finally:
+            os.close(descriptor)
         os.replace(temporary, target)
     except BaseException:
         _remove([temporary])
         raise
 
 
-def _temporary_beside(target: Path) -> Path:
+def _temporary_beside(target: Path) -> tuple[int, str]:
+    """A new temporary file beside `target`, created exclusively: (its open descriptor, its path)."""
     import secrets  # only when writing: keeps a cold start to stdout light
 
+    directory = os.path.dirname(target)
     for _ in range(100):
-        candidate = target.parent / f".rmmc-{secrets.token_hex(6)}.tmp"
+        candidate = os.path.join(directory, f".rmmc-{secrets.token_hex(6)}.tmp")
         try:
-            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, MODE))
+            return os.open(candidate, _NEW_FILE, MODE), candidate
         except FileExistsError:
             continue
-        return candidate
-    raise FileExistsError(f"no free temporary name in {target.parent}")
+    raise FileExistsError(f"no free temporary name in {directory}")
 
 
 def _remove(paths: list[Path]) -> None:
@@ -208,3 +216,4 @@ def _problem(result, message: str) -> Diagnostic:
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # an exclusive create never follows a link anyway
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_BINARY", 0)

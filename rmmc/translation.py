@@ -7,13 +7,14 @@ pipelines use the same functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from rmmc.backends.base import LOSSY_CODES, EmitOptions, refuse_lossy
 from rmmc.compiler.diagnostics import Diagnostic, Severity
 from rmmc.compiler.documents import read_text
 from rmmc.compiler.documents.model import RuleDocument
+from rmmc.compiler.fast_replace import replace
 
 
 EXACT, LOSSY, REFUSED = "exact", "lossy", "refused"

@@ -84,7 +84,12 @@ def fold_to_ascii(text: str) -> str:
     evaluator sees (`has 'K'` is `has 'k'`), whatever the target's own case folding."""
     if text.isascii():
         return text
-    return "".join(f if not ch.isascii() and (f := fold(ch)).isascii() else ch for ch in text)
+    return text.translate(_ASCII_FOLDS)
+
+
+_ASCII_FOLDS = str.maketrans({"\u212a": "k"})
+"""Every non-ASCII character whose `fold` is ASCII, to it (tests/test_batch_speedups.py checks
+every code point): one `str.translate` instead of a fold per character."""
 
 
 def is_term_char(ch: str) -> bool:

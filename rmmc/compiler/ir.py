@@ -212,20 +212,22 @@ def expr_fields(expr: Any) -> list[Field]:
     stack = [expr]
     while stack:
         node = stack.pop()
+        if isinstance(node, Predicate):  # the commonest node: its subject is what pops next
+            node = node.field
         if isinstance(node, Field):
             seen.setdefault(node.name, node)
+        elif isinstance(node, (And, Or)):
+            stack.extend(reversed(node.operands))
         elif isinstance(node, Call):
             stack.extend(reversed(node.args))
         elif isinstance(node, Boolean):
             stack.append(node.condition)
-        elif isinstance(node, Predicate):
+        elif isinstance(node, Predicate):  # a subject that is itself a predicate (not in the model)
             stack.append(node.field)
         elif isinstance(node, InSubquery):
             stack.append(node.field)
         elif isinstance(node, Compare):
             stack.extend((node.right, node.left))
-        elif isinstance(node, (And, Or)):
-            stack.extend(reversed(node.operands))
         elif isinstance(node, Not):
             stack.append(node.operand)
     return list(seen.values())
@@ -728,3 +730,19 @@ def features(rule: Rule) -> dict[str, Span | None]:
                     in_subquery.add(id(node.rule))
         pending.extend(sub_rules(current))
     return found
+
+
+def _speed_up_construction() -> None:
+    """The frozen, slotted node classes (fields, predicates, And / Or / Not ...) get an
+    `__init__` that stores fields through their slots (`rmmc.compiler.slots_init`): a batch
+    builds several per predicate, in the reader, each environment and each backend."""
+    import dataclasses
+
+    from rmmc.compiler.slots_init import fast_init
+
+    fast_init(*(value for value in list(globals().values())
+                if isinstance(value, type) and dataclasses.is_dataclass(value)
+                and value.__module__ == __name__))
+
+
+_speed_up_construction()

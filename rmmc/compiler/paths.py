@@ -20,10 +20,11 @@ until then the path passes through under its Defender name and the backend says 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from rmmc.compiler import ir
+from rmmc.compiler.fast_replace import replace
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _UNWRAP = frozenset({"parse_json", "todynamic"})

@@ -102,8 +102,10 @@ def drop_implied(conjuncts: list[Condition]) -> list[Condition]:
     `X|contains` written beside `X|re|i` for an index, read back: `has` implies it), so reading
     a translation back gives the rule, not the rule and its prefilter.  Exact: a dropped
     conjunct is its own superset, which the kept one implies."""
+    if len(conjuncts) < 2:  # most selections: one item (nothing to look at)
+        return list(conjuncts)
     own = [is_own_superset(c) for c in conjuncts]
-    if len(conjuncts) < 2 or not any(own) or all(own):  # nothing another one could imply
+    if not any(own) or all(own):  # nothing another one could imply
         return list(conjuncts)
     supersets: dict[int, Condition] = {}
 

@@ -21,10 +21,10 @@ a computed column) stays a filter in its place.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import replace
 from typing import Any
 
 from rmmc.compiler import ir
+from rmmc.compiler.fast_replace import replace
 
 
 class _Gone:

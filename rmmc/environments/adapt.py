@@ -37,11 +37,12 @@ the forms' domains first by `normalize`) as the environment would hold it, which
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
+from rmmc.compiler.fast_replace import replace
 from rmmc.environments.fieldsets import FieldSchema, schema_for
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, form_of, joined_parts,
                                      merge_joined, split_joined)
@@ -819,6 +820,9 @@ def _first_spans(rule: ir.Rule) -> dict[str, Span]:
     out: dict[str, Span] = {}
     for p in ir.walk_predicates(rule.condition):
         if p.span is None:
+            continue
+        if isinstance(p.field, ir.Field):  # most predicates: one column, read at once
+            out.setdefault(p.field.name, p.span)
             continue
         for f in ir.expr_fields(p.field):
             out.setdefault(f.name, p.span)

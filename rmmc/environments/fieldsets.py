@@ -110,17 +110,46 @@ class FieldSchema:
 @lru_cache(maxsize=4096)
 def _suggest(schema: FieldSchema, name: str) -> str | None:
     """`FieldSchema.suggest` (the schema is frozen, so the answer is a function of it and the name)."""
-    pool = sorted(schema.names | {f"{c}.{m}" for c in schema.dynamic for m in schema.members})
-    lowered = {n.lower(): n for n in pool}
+    _, lowered, by_length, squashed, squashed_by_length = _pools(schema)
     if name.lower() in lowered and lowered[name.lower()] != name:
         return lowered[name.lower()]
-    close = difflib.get_close_matches(name, pool, n=1, cutoff=0.75)
-    if close:
-        return close[0]
-    squashed = {n.lower().replace("_", "").replace(".", ""): n for n in pool}
+    close = _close_match(name, by_length, 0.75)
+    if close is not None:
+        return close
     key = name.lower().replace("_", "").replace(".", "")
-    close = difflib.get_close_matches(key, list(squashed), n=1, cutoff=0.8)
-    return squashed[close[0]] if close else None
+    close = _close_match(key, squashed_by_length, 0.8)
+    return squashed[close] if close is not None else None
+
+
+def _pools(schema: FieldSchema) -> tuple[list[str], dict[str, str], dict[int, list[str]], dict[str, str],
+                                         dict[int, list[str]]]:
+    """A schema's names as `_suggest` searches them: sorted, by lower case, by length; squashed
+    (no case, `_` or `.`) and those by length.  Not kept: `_suggest` keeps its answers, and
+    the pools of a large schema would stay in memory for the whole run."""
+    pool = sorted(schema.names | {f"{c}.{m}" for c in schema.dynamic for m in schema.members})
+    lowered = {n.lower(): n for n in pool}
+    squashed = {n.lower().replace("_", "").replace(".", ""): n for n in pool}
+    return pool, lowered, _by_length(pool), squashed, _by_length(squashed)
+
+
+def _by_length(names: Iterable[str]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for n in names:
+        out.setdefault(len(n), []).append(n)
+    return out
+
+
+def _close_match(word: str, by_length: dict[int, list[str]], cutoff: float) -> str | None:
+    """`difflib.get_close_matches(word, names, n=1, cutoff=cutoff)`, asked only of the names
+    whose length lets them reach `cutoff`: difflib's own first test (`real_quick_ratio`,
+    2 * min(la, lb) / (la + lb)) drops the others, and the answer (the largest (ratio, name))
+    does not depend on the order of the names, so it is the same answer."""
+    size = len(word)
+    candidates = [n for length, names in by_length.items()
+                  if 2.0 * min(length, size) / (length + size) >= cutoff for n in names] \
+        if size else [n for names in by_length.values() for n in names]
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=cutoff)
+    return close[0] if close else None
 
 
 def schema_for(sets: Iterable[str], declare: Iterable[str], members: Iterable[str],

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, Callable
 
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
+from rmmc.compiler.fast_replace import replace
 from rmmc.compiler.functions import fold
 from rmmc.environments import conventions
 from rmmc.environments.conventions import HIVE_STYLES

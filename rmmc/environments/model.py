@@ -202,6 +202,11 @@ def cron(interval: timedelta) -> str | None:
     return None
 
 
+_UNSEEN = object()
+_SOURCES_FOR: dict[int, tuple[Any, dict[tuple, Any]]] = {}
+"""Per environment (by identity, the environment kept beside its entry): logsource -> source."""
+
+
 @dataclass(frozen=True)
 class Environment:
     name: str
@@ -221,5 +226,13 @@ class Environment:
         return target == self.target or (self.target == "elastic" and target in ("eql", "esql"))
 
     def source_for(self, source: Any) -> SourceMap | None:
-        """The first source that takes a rule with this `ir.Source`, else None."""
-        return next((s for s in self.sources if s.match.fits(source)), None)
+        """The first source that takes a rule with this `ir.Source`, else None (remembered per
+        environment and logsource: a batch asks once per rule, with a handful of logsources)."""
+        key = (source.table, source.kind, source.product, source.category, source.service)
+        entry = _SOURCES_FOR.get(id(self))
+        if entry is None or entry[0] is not self:
+            entry = _SOURCES_FOR[id(self)] = (self, {})
+        found = entry[1].get(key, _UNSEEN)
+        if found is _UNSEEN:
+            found = entry[1][key] = next((s for s in self.sources if s.match.fits(source)), None)
+        return found

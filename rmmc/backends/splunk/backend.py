@@ -119,6 +119,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def has_control(text: str) -> bool:
     """Whether the text holds an ASCII control character (C0 or DEL)."""
+    if text.isprintable():  # (C) no control character, nor any other unprintable one
+        return False
     return _CONTROL.search(text) is not None
 
 
@@ -190,13 +192,22 @@ def _nnf(node: Condition, positive: bool = True) -> Condition:
         parts = [_nnf(o, positive) for o in node.operands]
         conj = isinstance(node, And) == positive
         if conj:
-            if Const(False) in parts:
+            if _holds_const(parts, False):
                 return Const(False)
             return all_of(parts)
-        if Const(True) in parts:
+        if _holds_const(parts, True):
             return Const(True)
         return any_of(parts)
     raise TypeError(f"not expected here: {node!r}")
+
+
+def _holds_const(parts: list[Condition], value: bool) -> bool:
+    """`Const(value) in parts`, without comparing every predicate with a constant (two
+    dataclass `__eq__` calls each, always unequal)."""
+    for part in parts:
+        if isinstance(part, Const) and part.value == value:
+            return True
+    return False
 
 
 _COMPLEMENT = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "==", "=~": "!~", "!~": "=~"}
@@ -311,12 +322,21 @@ class Emitter:
             return False
         if not isinstance(node, (Predicate, Compare)):
             return True
+        if self.searchable(node):  # its eval form can only fail in naming the field
+            name, said = node.field.name, len(self.diagnostics)
+            known = name in self._fields  # naming it records only its own entry: undone alone
+            try:
+                self.field(name, None)
+            except SplRefusal:
+                return False
+            finally:
+                del self.diagnostics[said:]
+                if not known:
+                    self._fields.pop(name, None)
+            return True
         saved = (len(self.diagnostics), dict(self._fields), set(self._non_ascii_warned))
         try:
-            if self.searchable(node):  # its eval form can only fail in naming the field
-                self.field(node.field.name, None)
-            else:
-                self.where(node)
+            self.where(node)
         except SplRefusal:
             return False
         finally:
@@ -444,9 +464,12 @@ class Emitter:
             return self.cidr(p, x)
         if p.op not in _STRING_TEST_OPS:
             raise SplRefusal(f"{p.op.value} on the string {describe(p.field)}: KQL orders no strings", p.span)
-        tests = [self.string_test(p, x, self.text_value(p, v)) for v in p.values]
-        if len(tests) > 1 and not p.all_values and p.op in _ALTERNATION_OPS:
+        if len(p.values) > 1 and not p.all_values and p.op in _ALTERNATION_OPS:
+            for v in p.values:  # what each value's own test would check and warn
+                self.needle(p, self.text_value(p, v))
             tests = self.alternation(p, x)
+        else:
+            tests = [self.string_test(p, x, self.text_value(p, v)) for v in p.values]
         if not tests:  # no values: `in ()` is false
             body = "false()"
         elif len(tests) == 1:
@@ -519,7 +542,9 @@ class Emitter:
             body = "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
         return f"NOT {body}" if p.negated else body
 
-    def string_test(self, p: Predicate, x: str, value: str) -> str:
+    def needle(self, p: Predicate, value: str) -> str:
+        """A value as the test reads it (folded as the evaluator folds it unless cased), its
+        non-ASCII case folding reported once per predicate."""
         if not p.case_sensitive and p.op is not Op.REGEX:  # the needle as the evaluator folds it
             value = fold_to_ascii(value)
         if not p.case_sensitive and not value.isascii() and p not in self._non_ascii_warned:
@@ -527,6 +552,10 @@ class Emitter:
             self.diagnostics.append(lossy(
                 TARGET, f"case-insensitive test of {p.field.name} with non-ASCII text: Splunk's "
                         "lower()/PCRE (?i) case folding of non-ASCII letters may differ from KQL's", p.span, subject=p))
+        return value
+
+    def string_test(self, p: Predicate, x: str, value: str) -> str:
+        value = self.needle(p, value)
         if p.op is Op.EQUALS:
             if p.case_sensitive:
                 return f"{x}=={quote(value)}" if not has_control(value) else \

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.documents.model import DocumentKind, RuleDocument
+from rmmc.compiler.fast_replace import replace
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,24 @@ def plain_predicate(name: str, column_type: str | None, raw: object, modifiers: 
     return Predicate(Field(name, kind), op, (raw,), span=span)
 
 
+def plain_values(raws: list, modifiers: tuple[str, ...], column_type: str | None
+                 ) -> tuple[Op, tuple[str, ...]] | None:
+    """(operator, values) when every raw value of a detection item (`raws`: its YAML nodes) is
+    one `plain_predicate` reads: the item is then one predicate over all of them, as the
+    reader's merging of single predicates that differ only in their value gives it; None
+    otherwise."""
+    op = _PLAIN_OPS.get(modifiers)
+    if op is None or not raws or (op is Op.EQUALS and (column_type or "string") in NUMERIC):
+        return None
+    values = []
+    for raw in raws:
+        text = raw.value
+        if type(text) is not str or not text or "*" in text or "?" in text or "\\\\" in text:
+            return None
+        values.append(text)
+    return op, tuple(values)
+
+
 def _number_type(n: int | float) -> str:
     return "real" if isinstance(n, float) else "long"
 

@@ -26,7 +26,7 @@ from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Severity, Span, err
 from rmmc.compiler.prefilter import drop_implied
 from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, ConditionError, Quantified, Ref,
                                            names_for, parse_condition)
-from rmmc.compiler.sigma.predicates import plain_predicate, predicate
+from rmmc.compiler.sigma.predicates import plain_predicate, plain_values, predicate
 from rmmc.compiler.sigma.values import (KNOWN_MODIFIERS, LIST_MODIFIERS, SigmaValueProblem, Unsupported,
                                         apply_modifiers)
 from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain
@@ -406,6 +406,14 @@ class _Detection:
             return None
         link_all = "all" in modifiers
         value_modifiers = tuple(m for m in modifiers if m not in LIST_MODIFIERS)
+        plain_item = plain_values(raws, value_modifiers, column_type)
+        if plain_item is not None:  # most items: plain texts, one predicate (what `_link` makes)
+            op, texts = plain_item
+            condition = ir.Predicate(ir.Field(column, column_type or "string"), op, texts,
+                                     link_all and len(texts) > 1, span=key_span)
+            if reading is not None:
+                condition = _read_values(condition, reading, self.found)
+            return ir.Not(condition) if "neq" in modifiers else condition
         per_value: list[list[ir.Predicate]] = []
         for raw in raws:
             if raw.is_map or raw.is_list:

@@ -12,6 +12,7 @@ as a located message, never as an exception.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -21,9 +22,9 @@ import yaml
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Span, error, warning
 
 try:  # the C composer when PyYAML was built with libyaml
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - pure-Python PyYAML
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -31,6 +32,41 @@ _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _lean_resolver(loader: type) -> Any:
+    """`Resolver.resolve` as PyYAML's safe loader runs it, made cheap: the composer asks it
+    for every node (160,000 times over the SigmaHQ rules), and PyYAML's method looks up path
+    resolvers (none here), builds two lists and concatenates them each time.  The implicit
+    resolvers are PyYAML's own (read from `loader` once, in its order), so the tags are the
+    same (`tests/test_yaml_tree.py` compares them with the stock loader's)."""
+    wildcard = tuple(loader.yaml_implicit_resolvers.get(None, ()))
+    table = {first: tuple(found) + wildcard
+             for first, found in loader.yaml_implicit_resolvers.items() if first is not None}
+    lookup, scalar, sequence = table.get, yaml.ScalarNode, yaml.SequenceNode
+    text, seq, mapping = loader.DEFAULT_SCALAR_TAG, loader.DEFAULT_SEQUENCE_TAG, loader.DEFAULT_MAPPING_TAG
+
+    def resolve(kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is scalar:
+            if implicit[0]:
+                for tag, regexp in lookup(value[:1], wildcard):
+                    if regexp.match(value):
+                        return tag
+            return text
+        return seq if kind is sequence else mapping
+
+    return resolve
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """PyYAML's safe loader (the C one when there) with the lean resolver.  No path resolvers
+    are ever added, so descending into and out of a node has nothing to record: the composer's
+    two calls per node go to C built-ins that do nothing (`operator.is_` takes the two
+    arguments, `tuple` none) instead of Python methods that return at once."""
+
+    resolve = staticmethod(_lean_resolver(_BaseLoader))
+    descend_resolver = staticmethod(operator.is_)
+    ascend_resolver = staticmethod(tuple)
 
 
 class Y:
@@ -168,9 +204,15 @@ def _mark_span(mark: Any, source: LineIndex) -> Span:
 
 
 def _node_span(node: yaml.Node, source: LineIndex) -> Span:
-    start = _mark_span(node.start_mark, source)
-    end = _mark_span(node.end_mark, source)
-    return Span(start.offset, max(start.offset, end.offset), start.line, start.column)
+    """`_mark_span` of the start, ending at the end mark (never before the start); one Span
+    made instead of three (every detection item's key asks for one)."""
+    starts = source.starts
+    last = len(starts) - 1
+    start, end = node.start_mark, node.end_mark
+    line = start.line if start.line < last else last
+    offset = starts[line] + start.column
+    end_offset = starts[end.line if end.line < last else last] + end.column
+    return Span(offset, end_offset if end_offset > offset else offset, line + 1, start.column + 1)
 
 
 def _convert(node: yaml.Node, source: LineIndex, notes: list[Diagnostic], budget: list[int],
@@ -194,7 +236,12 @@ def _convert(node: yaml.Node, source: LineIndex, notes: list[Diagnostic], budget
         return Y(value, node, source)
     if isinstance(node, yaml.MappingNode):
         own = None  # the keys written here, not merged in (None: all of them)
-        if any(k.tag == _MERGE or k.tag == _VALUE for k, _ in node.value):
+        for k, _ in node.value:  # (a loop, not any(): no generator per mapping)
+            if k.tag == _MERGE or k.tag == _VALUE:
+                break
+        else:
+            k = None
+        if k is not None:
             own = {id(k) for k, _ in node.value if k.tag != _MERGE}
             try:  # `<<` merge keys, by PyYAML's own code: pySigma loads rules with it
                 _CONSTRUCTOR.flatten_mapping(node)
