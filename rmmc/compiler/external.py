@@ -134,3 +134,17 @@ def shown_uri(table: ir.ExternalTable, uri: str) -> str:
         parts = urlsplit(uri)
         return f"{parts.scheme}://{parts.hostname or ''}/... (written h'...': the rest not shown)"
     return uri
+
+
+def external_tables(rule: ir.Rule) -> list[ir.ExternalTable]:
+    """Every external table a rule reads (its own source, its sub-rules'), each once, in order:
+    what a package's lookup list and a Sigma placeholder's definition are made from."""
+    found: list[ir.ExternalTable] = []
+    pending = [rule]
+    while pending:
+        current = pending.pop(0)
+        table = current.source.external
+        if table is not None and table not in found:
+            found.append(table)
+        pending.extend(ir.sub_rules(current))
+    return found

@@ -95,24 +95,11 @@ LOOKUPS_SUFFIX = ".lookups.json"
 TRANSFORMS_SUFFIX = ".transforms.conf"
 
 
-def external_tables(rule: Rule) -> list:
-    """Every external table a rule reads (its own source, its sub-rules'), each once, in order."""
-    from rmmc.compiler import ir
-
-    found, pending = [], [rule]
-    while pending:
-        current = pending.pop(0)
-        table = current.source.external
-        if table is not None and table not in found:
-            found.append(table)
-        pending.extend(ir.sub_rules(current))
-    return found
-
-
 def lookup_manifest(rule: Rule) -> list[dict]:
     """The lookups a Splunk translation of `rule` reads: per URI its file, the URI, the format,
     the columns (name, type) and ignoreFirstRecord: what `rmmc lookups fetch` needs to write it."""
     from rmmc.backends.splunk.lookups import lookup_file
+    from rmmc.compiler.external import external_tables
 
     entries: list[dict] = []
     for table in external_tables(rule):

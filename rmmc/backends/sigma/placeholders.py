@@ -33,7 +33,7 @@ from typing import Any
 
 from rmmc.backends.base import note, unsupported
 from rmmc.compiler import ir
-from rmmc.compiler.external import shown_uri, uri_slug
+from rmmc.compiler.external import external_tables, shown_uri, uri_slug
 
 TARGET = "sigma"
 KIND = "placeholder"
@@ -71,20 +71,10 @@ def _column(node: ir.InSubquery) -> str | None:
 def placeholder_name(node: ir.InSubquery) -> str:
     """`rmmc_<slug>_<8 hex of sha256(subquery KQL)>`, the slug from the first URI's host and last
     path segment (`external.uri_slug`; pySigma names may hold any character but `%`)."""
-    uri = _tables(node.rule)[0].uris[0]
+    uri = external_tables(node.rule)[0].uris[0]
     digest = hashlib.sha256(node.query.encode("utf-8")).hexdigest()[:8]
     slug = uri_slug(uri)
     return f"rmmc_{slug}_{digest}"
-
-
-def _tables(rule: ir.Rule) -> list[ir.ExternalTable]:
-    out, pending = [], [rule]
-    while pending:
-        current = pending.pop(0)
-        if current.source.external is not None and current.source.external not in out:
-            out.append(current.source.external)
-        pending.extend(ir.sub_rules(current))
-    return out
 
 
 @dataclass
@@ -104,7 +94,7 @@ class Placeholders:
                         "test as a Sigma placeholder, which `rmmc placeholders` fills)", node.span))
             return None
         name = placeholder_name(node)
-        tables = _tables(node.rule)
+        tables = external_tables(node.rule)
         uris = [u for t in tables for u in t.uris]
         if name not in self.used:
             first = tables[0]
