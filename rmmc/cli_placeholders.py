@@ -60,10 +60,11 @@ def placeholders(rules: tuple[str, ...], feeds: tuple[str, ...], fetch: bool, ou
     if output is None:
         sys.stdout.write(text)
         return
-    target = Path(output)
-    if target.exists() and not force:
-        raise click.ClickException(f"{output} exists (--force overwrites it)")
-    target.write_text(text, encoding="utf-8")
+    from rmmc.output import write_files
+
+    problem = write_files([(Path(output), text)], force)
+    if problem is not None:
+        raise click.ClickException(problem)
     click.echo(f"wrote {output}: {len(body['vars'])} placeholder(s)", err=True)
 
 

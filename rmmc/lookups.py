@@ -15,8 +15,6 @@ for that lookup only: the others are still written, and the exit status is 1.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
@@ -85,28 +83,13 @@ def fetch_uri(uri: str) -> bytes:
 
 
 def _write(path: Path, text: str, force: bool) -> None:
-    """Write a file whole: exclusively created unless `force`, renamed into place."""
-    if not force:
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        except FileExistsError:
-            raise FetchError(f"{path} exists (--force overwrites it)") from None
-        except OSError as exc:
-            raise FetchError(f"{path}: {exc.strerror or exc}") from None
-    try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".rmmc-", suffix=".csv")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.chmod(temp, 0o666 & ~_umask())
-        os.replace(temp, path)
-    except OSError as exc:
-        raise FetchError(f"{path}: {exc.strerror or exc}") from None
+    """Write a lookup through rmmc's one file writer (`output.write_files`: an exclusive create
+    unless `force`, links not followed, the whole file renamed into place)."""
+    from rmmc.output import write_files
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    problem = write_files([(path, text)], force)
+    if problem is not None:
+        raise FetchError(problem)
 
 
 def fetch_lookups(manifests: list[Path], out: Path, force: bool = False,
