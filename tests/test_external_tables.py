@@ -572,3 +572,34 @@ def test_a_has_any_package_lists_the_terms_lookup_and_fetch_writes_the_patterns(
     assert {r["DeviceName"] for r in expected} == {"d0", "d4", "d5", "dx"}
     got = spl_rows(spl.text, adapted, events, (MACRO,), {lookup_file(csv_uri, terms=True): text})
     assert comparable(got, spl_time_as_timestamp) == comparable(expected), spl.text
+
+
+UNION_FORM = (
+    "union (DeviceNetworkEvents | where RemoteUrl has_any ((Osint | where Type == 'domain' | project Value))),\n"
+    "(DeviceFileEvents | where FileName in~ ((Osint | where Type == 'url' | project Value)) or FileName endswith '.crx'"
+    " or SHA256 has_any ((Osint | where Type == 'domain' | project Value))),\n"
+    "(DeviceProcessEvents | where FileName == 'x.exe')\n"
+    "| project DeviceName, RemoteUrl, FileName")
+
+
+def test_feed_tests_in_a_unions_branches_are_flags_each_branch_tests_after_the_search():
+    """A union whose branches test feeds (as the corpus's OSINT scans do): each test is a flag
+    set on every event, then each branch's own test, selected by its source (was widened, lossy)."""
+    rule, adapted, out = _spl(HAS_FEED + UNION_FORM)
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
+    events = [adapted.normalize(e) for e in _has_events()]
+    for i, (name, sha) in enumerate([("ZZZ", ""), ("zzz.txt", ""), ("a.crx", ""), ("other", "x remotepc.com"),
+                                     ("x.exe", ""), ("", "ab")]):
+        events.append(adapted.normalize({ir.TABLE: "DeviceFileEvents", "Timestamp": NOW, "DeviceName": f"f{i}",
+                                         "FileName": name, "SHA256": sha}))
+    for i, name in enumerate(["x.exe", "y.exe", "X.EXE"]):
+        events.append(adapted.normalize({ir.TABLE: "DeviceProcessEvents", "Timestamp": NOW, "DeviceName": f"p{i}",
+                                         "FileName": name}))
+    expected = run(rule, events, now=NOW, external={HAS_URI: HAS_TEXT})
+    assert {"f0", "f2", "f3", "f5", "p0", "d0"} <= {r["DeviceName"] for r in expected}
+    assert not {"f1", "f4", "p1", "p2", "d1"} & {r["DeviceName"] for r in expected}
+    lookups = _has_lookups(rule.union.branches[0])
+    lookups[lookup_file(HAS_URI)] = lookup_text(rows_of_text(rule.union.branches[0].condition.rule.source.external,
+                                                             HAS_TEXT), (("Type", "string"), ("Value", "string")))
+    got = spl_rows(out.text, adapted, events, (MACRO,), lookups)
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text

@@ -223,7 +223,8 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
     commands = [f'eval {_MARK}=1, {_KEY}="=" . {left}']
     for uri in table.uris:
         commands.append(f"inputlookup append=true strict=true {lookup_file(uri)}")
-        diagnostics.append(lookup_note(table, uri))
+        if lookup_note(table, uri) not in diagnostics:
+            diagnostics.append(lookup_note(table, uri))
     if condition != ir.Const(True):
         commands.append(f"where isnotnull({_MARK}) OR ({emitter.condition_text(condition)})")
     commands.append(f'eval {_KEY}=if(isnull({_MARK}), "=" . {right}, {_KEY}), '
@@ -281,7 +282,8 @@ def _term_commands(node: ir.InSubquery, table: ir.ExternalTable, condition: Any,
     commands = [f"eval {_MARK}=1"]
     for uri in table.uris:
         commands.append(f"inputlookup append=true strict=true {lookup_file(uri, terms=True)}")
-        diagnostics.append(lookup_note(table, uri, terms=True))
+        if lookup_note(table, uri, terms=True) not in diagnostics:
+            diagnostics.append(lookup_note(table, uri, terms=True))
     if condition != ir.Const(True):
         commands.append(f"where isnotnull({_MARK}) OR ({emitter.condition_text(condition)})")
     commands.append(f"eval rmmc_r=if(isnull({_MARK}), {source}, null())")
