@@ -603,3 +603,12 @@ def test_feed_tests_in_a_unions_branches_are_flags_each_branch_tests_after_the_s
                                                              HAS_TEXT), (("Type", "string"), ("Value", "string")))
     got = spl_rows(out.text, adapted, events, (MACRO,), lookups)
     assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
+
+
+def test_a_feed_column_named_as_a_term_column_is_refused():
+    kql = ('let F = externaldata(x: string, rmmc_term_x: string)["https://e.example/f.csv"];\n'
+           "DeviceNetworkEvents | where RemoteUrl has_any ((F | project x))")
+    _, _, out = _spl(kql)
+    assert not out.ok
+    error = next(d for d in out.diagnostics if d.is_error)
+    assert "rmmc_term_x" in error.message and error.span is not None and error.span.line == 2

@@ -22,8 +22,12 @@ Splunk, so each string column is read as `coalesce(c, "")`, KQL's ''.  The feed'
 are kept where they decide which values the feed gives: its filters (guarded to its rows),
 extends, projections, renames, `distinct`, a sort (no effect on membership); anything else on
 the feed (an aggregate, a take, a join) and a column of another type than string (the lookup
-holds its text, which SPL would compare as text) are refused at their place.  `has_any` against
-a feed (a term search for every value) has no SPL form here and is refused.
+holds its text, which SPL would compare as text) are refused at their place.
+
+`has_any` against a feed reads the feed's terms lookup (`..._terms.csv`, `term_lookup`), which
+holds beside each string column c the column `rmmc_term_c`: the value's case-insensitive term
+test as a PCRE, computed by `rmmc lookups fetch` (`compiler.terms`), so no value is escaped into
+a regex at search time; each event then tests each pattern (`_term_commands`).
 
 Each lookup a translation reads is said in a note naming the file and the URI whose rows it
 must hold: the meaning is kept provided the lookup holds them.
@@ -64,6 +68,7 @@ def term_lookup(rows: list[dict], columns: tuple[tuple[str, str], ...]) \
     column `rmmc_term_c`, the value's case-insensitive KQL term test as a PCRE
     (`compiler.terms.term_pcre`, computed here in Python so that no value is escaped into a
     regex at search time); a null value has none."""
+    from rmmc.compiler.functions import to_text
     from rmmc.compiler.terms import term_pcre
 
     strings = [name for name, type_name in columns if type_name in _STRING_TYPES]
@@ -76,7 +81,7 @@ def term_lookup(rows: list[dict], columns: tuple[tuple[str, str], ...]) \
         extended = dict(row)
         for name in strings:
             value = row.get(name)
-            extended[TERM_PREFIX + name] = None if value is None else term_pcre(str(value))
+            extended[TERM_PREFIX + name] = None if value is None else term_pcre(to_text(value))
         out.append(extended)
     return out, (*columns, *((TERM_PREFIX + name, "string") for name in strings))
 
@@ -244,12 +249,15 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
 
 
 
-def _term_source(value: Any, node: ir.InSubquery) -> str:
+def _term_source(value: Any, node: ir.InSubquery, table: ir.ExternalTable) -> str:
     """The lookup column whose term patterns test `value` (a feed column, or its tolower():
     the test folds case, and fold(tolower(v)) is fold(v) as `fold` is idempotent)."""
     if isinstance(value, ir.Call) and value.function == "tolower" and len(value.args) == 1:
         value = value.args[0]
     if isinstance(value, ir.Field):
+        if any(name == TERM_PREFIX + value.name for name, _ in table.columns):
+            raise SplRefusal(f"the feed has a column {TERM_PREFIX + value.name}, the name of the term column "
+                             "of its terms lookup", node.span)
         return TERM_PREFIX + value.name
     raise SplRefusal("has_any against a feed value computed from its columns: its lookup holds the term "
                      "patterns of the columns themselves only", node.span)
@@ -278,7 +286,7 @@ def _term_commands(node: ir.InSubquery, table: ir.ExternalTable, condition: Any,
     if node.case_sensitive:
         raise SplRefusal("a case-sensitive term test against an external table is not written (its lookup "
                          "holds case-insensitive term patterns)", node.span)
-    source = _term_source(value, node)
+    source = _term_source(value, node, table)
     commands = [f"eval {_MARK}=1"]
     for uri in table.uris:
         commands.append(f"inputlookup append=true strict=true {lookup_file(uri, terms=True)}")
