@@ -5,10 +5,11 @@ A Splunk package whose rule reads external tables (KQL `externaldata`) lists its
 URI, its format, columns and ignoreFirstRecord.  This command fetches each URI (http or https
 only, at most 100 MB, as Kusto's externaldata reads at most that) and writes the lookup as
 Kusto would read the text (`rmmc.compiler.external`: the format's records, the first skipped
-with ignoreFirstRecord, each value as its column's type) with a header of the column names.  An entry marked `"terms": true` (a rule tests `has_any`
-against the feed) is the feed's terms lookup (`<file>_terms.csv`): beside each string column c
-a column `rmmc_term_c`, the value's case-insensitive term test as a PCRE
-(`rmmc.compiler.terms`), which the SPL tests at search time.
+with ignoreFirstRecord, each value as its column's type) with a header of the column names.
+An entry marked `"terms": true` (a rule tests `has_any` against the feed) is the feed's terms
+lookup (`..._terms.csv`): beside each string column c a column `rmmc_term_c`, the value's
+case-insensitive term test as a PCRE (`rmmc.compiler.terms`), which the SPL tests at search
+time.  A URI listed twice (its lookup and its terms lookup) is fetched once.
 
 Nothing is overwritten without `--force` (each file is created exclusively, written beside and
 renamed into place); a URI that cannot be fetched or a file that cannot be written is an error
