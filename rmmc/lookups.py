@@ -6,6 +6,10 @@ URI, its format, columns and ignoreFirstRecord.  This command fetches each URI (
 only, at most 100 MB, as Kusto's externaldata reads at most that) and writes the lookup as
 Kusto would read the text (`rmmc.compiler.external`: the format's records, the first skipped
 with ignoreFirstRecord, each value as its column's type) with a header of the column names.
+An entry marked `"terms": true` (a rule tests `has_any` against the feed) is the feed's terms
+lookup (`..._terms.csv`): beside each string column c a column `rmmc_term_c`, the value's
+case-insensitive term test as a PCRE (`rmmc.compiler.terms`), which the SPL tests at search
+time.  A URI listed twice (its lookup and its terms lookup) is fetched once.
 
 Nothing is overwritten without `--force` (each file is created exclusively, written beside and
 renamed into place); a URI that cannot be fetched or a file that cannot be written is an error
@@ -53,8 +57,9 @@ def _table(entry: Any) -> tuple[str, str, ir.ExternalTable]:
     columns = entry.get("columns")
     if not isinstance(uri, str) or not uri.lower().startswith(("http://", "https://")):
         raise FetchError(f"entry {name!r}: the URI must be http or https, not {uri!r}")
-    if name != lookup_file(uri):  # never a path of the manifest's choosing
-        raise FetchError(f"entry {name!r}: the file for {uri} is {lookup_file(uri)}")
+    terms = entry.get("terms", False) is True
+    if name != lookup_file(uri, terms):  # never a path of the manifest's choosing
+        raise FetchError(f"entry {name!r}: the file for {uri} is {lookup_file(uri, terms)}")
     if fmt not in ir.EXTERNAL_FORMATS:
         raise FetchError(f"{name}: format {fmt!r} is not one rmmc reads")
     if not isinstance(columns, list) or not columns or not all(
@@ -95,9 +100,12 @@ def _write(path: Path, text: str, force: bool) -> None:
 def fetch_lookups(manifests: list[Path], out: Path, force: bool = False,
                   fetch: Callable[[str], bytes] = fetch_uri) -> tuple[list[str], list[str]]:
     """Write every lookup the manifests list into `out`: (files written, error messages)."""
+    from rmmc.backends.splunk.lookups import term_lookup
+
     written, errors = [], []
     out.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
+    fetched: dict[str, bytes] = {}  # a URI listed twice (its lookup and its terms lookup) is fetched once
     for manifest in manifests:
         try:
             entries = _entries(manifest)
@@ -110,8 +118,16 @@ def fetch_lookups(manifests: list[Path], out: Path, force: bool = False,
                 if name in seen:
                     continue
                 seen.add(name)
-                rows = rows_of_text(table, fetch(uri), uri)
-                _write(out / name, lookup_text(rows, table.columns), force)
+                if uri not in fetched:
+                    fetched[uri] = fetch(uri)
+                rows = rows_of_text(table, fetched[uri], uri)
+                columns = table.columns
+                if entry.get("terms", False) is True:
+                    try:
+                        rows, columns = term_lookup(rows, columns)
+                    except ValueError as exc:
+                        raise FetchError(f"{name}: {exc}") from None
+                _write(out / name, lookup_text(rows, columns), force)
                 written.append(name)
             except FetchError as exc:
                 errors.append(str(exc))

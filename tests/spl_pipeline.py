@@ -32,7 +32,10 @@ Documented behaviour modelled:
   its own (overwrite=true, the default); `inner` drops a result with no match, `left` keeps it
   as it is.  A join field missing on either side is not documented (raises).
 * streamstats count as X (the result's position, from 1); mvexpand f (one result per value, a
-  single value as it is); eval's mvrange(a, b) (a to b-1), mvindex(f, i), max(a, b) of numbers.
+  single value as it is); eval's mvrange(a, b) (a to b-1), mvindex(f, i), max(a, b) of numbers,
+  mvmap(f, expr) (expr once per value of f, f standing for that value, other fields as they
+  are), mvfind(f, regex) (the index of the first value the regex matches, else null); match()'s
+  regex may be a field (every eval function that takes a string takes a field).
 * inputlookup (Search Reference, inputlookup): `inputlookup [append=true] [strict=true] <file>.csv` reads a CSV
   lookup file (`lookups`: file name -> its text): the first row names the fields, each further
   row is a result of those fields as text, an empty cell no field; `append=true` adds them after
@@ -314,7 +317,30 @@ def call(name: str, args: list, row: dict) -> Any:
             if condition:
                 return evaluate(args[i + 1], row)
         return None
+    if name == "mvmap":  # Search Reference, multivalue eval functions: the expression once per value,
+        # the field's name standing for that value (other fields read as they are); a single value
+        # is one value, a missing field none
+        field = args[0]
+        if field[0] != "field":
+            raise Undocumented("mvmap() of an expression (rmmc maps a field)")
+        value = row.get(field[1])
+        if value is None:
+            raise Undocumented("mvmap() of a missing field")
+        out = []
+        for item in value if isinstance(value, list) else [value]:
+            result = evaluate(args[1], {**row, field[1]: item})
+            if result is None or isinstance(result, (bool, list)):
+                raise Undocumented(f"mvmap() giving {result!r} for a value")
+            out.append(result)
+        return out
     values = [evaluate(a, row) for a in args]
+    if name == "mvfind":  # the index of the first value the regex matches (from 0), else null
+        value, regex = values
+        if value is None:
+            raise Undocumented("mvfind() of a missing field")
+        items = value if isinstance(value, list) else [value]
+        pattern = re.compile(pcre_to_python(_text(regex, "mvfind")))
+        return next((i for i, item in enumerate(items) if pattern.search(_text(item, "mvfind"))), None)
     if name in ("true", "false"):
         return name == "true"
     if name == "null":

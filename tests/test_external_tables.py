@@ -287,8 +287,90 @@ def test_an_environment_that_declares_no_lookups_refuses_with_a_located_hint():
     assert "external: lookup" in error.message and error.span is not None and error.span.line == 1
 
 
-def test_has_any_against_a_feed_is_refused_at_its_place():
-    _, _, out = _spl(FEED + "DeviceNetworkEvents | where RemoteUrl has_any (Feed)")
+# ------------------------------------------------------------------ has_any against a feed
+
+HAS_URI = "https://feeds.example.org/iocs/osint.csv"
+HAS_FEED = (f'let Osint = externaldata(Type: string, Value: string)[@"{HAS_URI}"] '
+            'with (format="csv", ignoreFirstRecord=true);\n')
+# values at a term's edges: dots inside, another case, a short term, a value starting with a
+# non-term character, KELVIN SIGN (folds to k), non-ASCII, regex and CSV metacharacters, a
+# backslash, a line break; an empty value (in every text) and a url kept apart by the filters
+HAS_TEXT = ('Type,Value\r\ndomain,remotepc.com\r\ndomain,EVIL\r\ndomain,ab\r\ndomain,.exe\r\n'
+            'domain,k\u212ax\r\ndomain,h\u00e9llo\r\ndomain,"a+b(c, ""q"""\r\ndomain,back\\slash\r\n'
+            'domain,"two\nlines"\r\nurl,zzz\r\nempty,\r\n')
+HAS_URLS = ["https://www.remotepc.com/x", "notremotepc.com", "remotepc.community", "a_remotepc.com",
+            "the evil one", "evilness", "ab", "abc", "x-ab-y", "run.exe", "run.exec", "a.exe1",
+            "\u212aX", "kk\u212ax", "\u212a\u212aX", "H\u00c9LLO world", "h\u00e9llox", 'A+B(C, "Q"', "back\\slash", "backslash",
+            "TWO\nLINES!", "two lines", "zzz", "", None]
+HAS_FORMS = {
+    "has_any": ("DeviceNetworkEvents | where RemoteUrl has_any ((Osint | where Type == 'domain' | project Value)) "
+                "| project Timestamp, DeviceName, RemoteUrl"),
+    "not has_any": ("DeviceNetworkEvents | where not(RemoteUrl has_any ((Osint | where Type == 'domain' "
+                    "| project Value))) | project DeviceName, RemoteUrl"),
+    "a let, as the corpus writes it": ("let Domains = Osint | where Type == \"domain\" | project Value;\n"
+                                       "DeviceNetworkEvents | where RemoteUrl has_any (Domains) | project DeviceName, RemoteUrl"),
+    "inside or": ("DeviceNetworkEvents | where DeviceName startswith 'd' and (RemoteUrl has_any ((Osint | where "
+                  "Type == 'domain' | project Value)) or DeviceName == 'd21') | project DeviceName, RemoteUrl"),
+    "tolower of the feed column": ("DeviceNetworkEvents | where RemoteUrl has_any ((Osint | where Type != 'empty' "
+                                   "| extend L = tolower(Value) | project L)) | project DeviceName, RemoteUrl"),
+    "an empty value is in every text": ("DeviceNetworkEvents | where RemoteUrl has_any ((Osint | where Type == "
+                                        "'empty' | project Value)) | project DeviceName, RemoteUrl"),
+    "distinct": ("DeviceNetworkEvents | where RemoteUrl has_any ((Osint | where Type == 'url' | distinct Value)) "
+                 "| summarize n = count() by RemoteUrl"),
+}
+
+
+def _has_events() -> list[dict]:
+    out = []
+    for i, url in enumerate(HAS_URLS):
+        event = {ir.TABLE: "DeviceNetworkEvents", "Timestamp": NOW.replace(minute=i), "DeviceName": f"d{i}"}
+        if url is not None:
+            event["RemoteUrl"] = url
+        out.append(event)
+    return out
+
+
+def _has_lookups(rule: ir.Rule, text: str = HAS_TEXT) -> dict[str, str]:
+    from rmmc.backends.splunk.lookups import term_lookup
+
+    table = next(t for t in [n.rule.source.external for n in ir.walk(rule.condition)
+                             if isinstance(n, ir.InSubquery)] if t is not None)
+    rows, columns = term_lookup(rows_of_text(table, text), table.columns)
+    return {lookup_file(HAS_URI, terms=True): lookup_text(rows, columns)}
+
+
+@pytest.mark.parametrize("form", list(HAS_FORMS))
+def test_has_any_against_a_feed_returns_the_rules_rows(form):
+    """`has_any (feed)`: each feed value's term pattern, computed when the lookup is written,
+    tested against each event in the main search (the SPL interpreter runs it)."""
+    rule, adapted, out = _spl(HAS_FEED + HAS_FORMS[form])
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
+    assert f"inputlookup append=true strict=true {lookup_file(HAS_URI, terms=True)}" in out.text
+    assert not any(line.startswith(("| join", "| append ", "| lookup")) for line in out.text.splitlines())
+    events = [adapted.normalize(e) for e in _has_events()]
+    expected = run(rule, events, now=NOW, external={HAS_URI: HAS_TEXT})
+    assert expected and len(expected) < len(events) or form.startswith(("an empty", "not")), expected
+    got = spl_rows(out.text, adapted, events, (MACRO,), _has_lookups(rule))
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
+
+
+def test_has_any_finds_every_term_edge_the_evaluator_does():
+    rule, _, _ = _spl(HAS_FEED + HAS_FORMS["has_any"])
+    events = _has_events()
+    hits = {r["RemoteUrl"] for r in run(rule, events, now=NOW, external={HAS_URI: HAS_TEXT})}
+    assert hits == {"https://www.remotepc.com/x", "a_remotepc.com", "the evil one", "ab", "x-ab-y", "run.exe",
+                    "\u212a\u212aX", "H\u00c9LLO world", 'A+B(C, "Q"', "back\\slash", "TWO\nLINES!"}
+
+
+def test_has_any_notes_the_terms_lookup_only_rmmc_lookups_fetch_writes():
+    _, _, out = _spl(HAS_FEED + HAS_FORMS["has_any"])
+    notes = [d.message for d in out.diagnostics if lookup_file(HAS_URI, terms=True) in d.message]
+    assert len(notes) == 1 and "rmmc lookups fetch" in notes[0] and HAS_URI in notes[0]
+
+
+def test_has_any_against_a_computed_feed_value_is_refused_at_its_place():
+    _, _, out = _spl(FEED + "DeviceNetworkEvents | where RemoteUrl has_any ((Feed | extend X = strcat(IP, '.') "
+                            "| project X))")
     assert not out.ok
     error = next(d for d in out.diagnostics if d.is_error)
     assert "has_any" in error.message and error.span is not None and error.span.line == 2
@@ -418,3 +500,115 @@ def test_a_feed_joined_with_a_table_puts_the_tables_side_into_the_environment():
     assert result.ok, result.diagnostics
     assert "where TimeGenerated > ago(1d)" in result.text and "project TimeGenerated," in result.text
     assert "Timestamp" not in result.text
+
+
+def test_a_term_pattern_matches_in_pcre2_exactly_where_the_evaluator_finds_the_term():
+    """`compiler.terms.term_pcre` run by PCRE2 itself (Splunk's engine) against the evaluator's
+    `term_match` over generated needles and texts: case (KELVIN SIGN, dotted I, sharp s, long s),
+    term edges, regex metacharacters, control characters."""
+    import random
+
+    from rmmc.compiler.evaluator import term_match
+    from rmmc.compiler.functions import fold
+    from rmmc.compiler.terms import term_pcre
+    from tests import pcre
+
+    if pcre.available() is not None:
+        pytest.skip(pcre.available())
+    alphabet = ["a", "A", "b", "k", "K", "\u212a", ".", "-", "_", " ", "\u0130", "i", "\u00e9", "\u00c9", "1",
+                "\n", "\u00df", "\u1e9e", "\u017f", "s", "\x00", "\\", "(", "[", "$", "^", "\u4e2d"]
+    generator = random.Random(14)
+    for _ in range(4000):
+        needle = "".join(generator.choice(alphabet) for _ in range(generator.randint(0, 3)))
+        text = "".join(generator.choice(alphabet) for _ in range(generator.randint(0, 8)))
+        want = term_match(fold(text), fold(needle))
+        assert pcre.search(term_pcre(needle), text) is want, (needle, text, term_pcre(needle))
+
+
+def test_a_has_any_package_lists_the_terms_lookup_and_fetch_writes_the_patterns(feed_server, tmp_path):
+    """The whole way: `--package` lists the feed's terms lookup, `rmmc lookups fetch` writes it
+    (fetching the URI once), and the SPL over the written file returns the evaluator's rows."""
+    from click.testing import CliRunner
+
+    from rmmc.cli import main
+    from rmmc.compiler.terms import term_pcre
+    from tests.spl_pipeline import read_lookup
+
+    csv_uri = f"{feed_server}/ips.csv"
+    kql = (f'let Ips = externaldata(IP: string, Tag: string)[@"{csv_uri}"] with (format="csv", ignoreFirstRecord=true);\n'
+           "DeviceNetworkEvents | where RemoteIP has_any ((Ips | where Tag has 'c2' and isnotempty(IP) | project IP)) "
+           "| project DeviceName, RemoteIP\n")
+    rule_file = tmp_path / "hunt.kql"
+    rule_file.write_text(kql, encoding="utf-8")
+    out = tmp_path / "pkg"
+    runner = CliRunner()
+    done = runner.invoke(main, ["translate", str(rule_file), "--to", "splunk", "--env", ENV, "--package", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    entries = json.loads(next(out.glob("*.lookups.json")).read_text())["lookups"]
+    assert [(e["file"], e.get("terms", False)) for e in entries] == [
+        (lookup_file(csv_uri), False), (lookup_file(csv_uri, terms=True), True)]
+    assert f"filename = {lookup_file(csv_uri, terms=True)}\n" in next(out.glob("*.transforms.conf")).read_text()
+
+    fetched: list[str] = []
+    from rmmc.lookups import fetch_lookups, fetch_uri
+
+    lookups = tmp_path / "lookups"
+    written, errors = fetch_lookups([next(out.glob("*.lookups.json"))], lookups,
+                                    fetch=lambda uri: fetched.append(uri) or fetch_uri(uri))
+    assert errors == [] and fetched == [csv_uri] and len(written) == 2
+    text = (lookups / lookup_file(csv_uri, terms=True)).read_text(encoding="utf-8")
+    rows = read_lookup(text)
+    assert text.splitlines()[0] == "IP,Tag,rmmc_term_IP,rmmc_term_Tag"
+    assert rows[1] == {"IP": "EVIL.example", "Tag": 'c2, "beacon"', "rmmc_term_IP": term_pcre("EVIL.example"),
+                       "rmmc_term_Tag": term_pcre('c2, "beacon"')}
+    assert rows[3] == {"IP": "10.0.0.4", "rmmc_term_IP": term_pcre("10.0.0.4"), "rmmc_term_Tag": "(?:)"}
+
+    rule, adapted, spl = _spl(kql)
+    assert spl.ok, spl.diagnostics
+    events = [adapted.normalize(e) for e in _events()]
+    events.append(adapted.normalize({ir.TABLE: "DeviceNetworkEvents", "Timestamp": NOW, "DeviceName": "dx",
+                                     "RemoteIP": "via evil.EXAMPLE:443"}))
+    expected = run(rule, events, now=NOW, external={csv_uri: FEED_TEXT})
+    assert {r["DeviceName"] for r in expected} == {"d0", "d4", "d5", "dx"}
+    got = spl_rows(spl.text, adapted, events, (MACRO,), {lookup_file(csv_uri, terms=True): text})
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), spl.text
+
+
+UNION_FORM = (
+    "union (DeviceNetworkEvents | where RemoteUrl has_any ((Osint | where Type == 'domain' | project Value))),\n"
+    "(DeviceFileEvents | where FileName in~ ((Osint | where Type == 'url' | project Value)) or FileName endswith '.crx'"
+    " or SHA256 has_any ((Osint | where Type == 'domain' | project Value))),\n"
+    "(DeviceProcessEvents | where FileName == 'x.exe')\n"
+    "| project DeviceName, RemoteUrl, FileName")
+
+
+def test_feed_tests_in_a_unions_branches_are_flags_each_branch_tests_after_the_search():
+    """A union whose branches test feeds (as the corpus's OSINT scans do): each test is a flag
+    set on every event, then each branch's own test, selected by its source (was widened, lossy)."""
+    rule, adapted, out = _spl(HAS_FEED + UNION_FORM)
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
+    events = [adapted.normalize(e) for e in _has_events()]
+    for i, (name, sha) in enumerate([("ZZZ", ""), ("zzz.txt", ""), ("a.crx", ""), ("other", "x remotepc.com"),
+                                     ("x.exe", ""), ("", "ab")]):
+        events.append(adapted.normalize({ir.TABLE: "DeviceFileEvents", "Timestamp": NOW, "DeviceName": f"f{i}",
+                                         "FileName": name, "SHA256": sha}))
+    for i, name in enumerate(["x.exe", "y.exe", "X.EXE"]):
+        events.append(adapted.normalize({ir.TABLE: "DeviceProcessEvents", "Timestamp": NOW, "DeviceName": f"p{i}",
+                                         "FileName": name}))
+    expected = run(rule, events, now=NOW, external={HAS_URI: HAS_TEXT})
+    assert {"f0", "f2", "f3", "f5", "p0", "d0"} <= {r["DeviceName"] for r in expected}
+    assert not {"f1", "f4", "p1", "p2", "d1"} & {r["DeviceName"] for r in expected}
+    lookups = _has_lookups(rule.union.branches[0])
+    lookups[lookup_file(HAS_URI)] = lookup_text(rows_of_text(rule.union.branches[0].condition.rule.source.external,
+                                                             HAS_TEXT), (("Type", "string"), ("Value", "string")))
+    got = spl_rows(out.text, adapted, events, (MACRO,), lookups)
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
+
+
+def test_a_feed_column_named_as_a_term_column_is_refused():
+    kql = ('let F = externaldata(x: string, rmmc_term_x: string)["https://e.example/f.csv"];\n'
+           "DeviceNetworkEvents | where RemoteUrl has_any ((F | project x))")
+    _, _, out = _spl(kql)
+    assert not out.ok
+    error = next(d for d in out.diagnostics if d.is_error)
+    assert "rmmc_term_x" in error.message and error.span is not None and error.span.line == 2

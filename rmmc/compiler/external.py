@@ -148,3 +148,19 @@ def external_tables(rule: ir.Rule) -> list[ir.ExternalTable]:
             found.append(table)
         pending.extend(ir.sub_rules(current))
     return found
+
+
+def term_tested_tables(rule: ir.Rule) -> list[ir.ExternalTable]:
+    """The external tables a `has_any (feed ...)` test reads anywhere in a rule: a Splunk package
+    lists a terms lookup for each (each value's term pattern beside it)."""
+    found: list[ir.ExternalTable] = []
+    pending = [rule]
+    while pending:
+        current = pending.pop(0)
+        conditions = [current.condition, *(s.condition for s in current.stages if isinstance(s, ir.Filter))]
+        for condition in conditions:
+            for node in ir.walk(condition):
+                if isinstance(node, ir.InSubquery) and node.op is ir.Op.TERM and node.rule is not None:
+                    found.extend(t for t in external_tables(node.rule) if t not in found)
+        pending.extend(ir.sub_rules(current))
+    return found

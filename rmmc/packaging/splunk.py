@@ -99,16 +99,20 @@ def lookup_manifest(rule: Rule) -> list[dict]:
     """The lookups a Splunk translation of `rule` reads: per URI its file, the URI, the format,
     the columns (name, type) and ignoreFirstRecord: what `rmmc lookups fetch` needs to write it."""
     from rmmc.backends.splunk.lookups import lookup_file
-    from rmmc.compiler.external import external_tables
+    from rmmc.compiler.external import external_tables, term_tested_tables
 
     entries: list[dict] = []
+    tested = term_tested_tables(rule)
     for table in external_tables(rule):
-        for uri in table.uris:
-            entry = {"file": lookup_file(uri), "uri": uri, "format": table.format,
-                     "format_given": table.format_given, "ignoreFirstRecord": table.ignore_first_record,
-                     "columns": [{"name": n, "type": t} for n, t in table.columns]}
-            if entry not in entries:
-                entries.append(entry)
+        for terms in (False, True) if table in tested else (False,):
+            for uri in table.uris:
+                entry = {"file": lookup_file(uri, terms), "uri": uri, "format": table.format,
+                         "format_given": table.format_given, "ignoreFirstRecord": table.ignore_first_record,
+                         "columns": [{"name": n, "type": t} for n, t in table.columns]}
+                if terms:  # `has_any (feed)`: each string value's term pattern beside it
+                    entry["terms"] = True
+                if entry not in entries:
+                    entries.append(entry)
     return entries
 
 

@@ -798,6 +798,26 @@ def _late_feed_tests(rule: Rule) -> tuple[Rule, list[Condition]]:
     return replace(rule, condition=all_of([c for c in conjuncts if not any(c is x for x in late)])), late
 
 
+def _branch_feed_tests(part: Rule, emitter: Emitter, flags: list[InSubquery], emitters: list[Emitter]) \
+        -> tuple[Rule, Condition | None]:
+    """A union branch without the conjuncts of its detection that test a feed, and those
+    conjuncts (NNF) with each feed test a test of its flag field, numbered after the flags of
+    the branches before (`flags`, each test's branch emitter in `emitters`, which reads the flags)."""
+    from rmmc.compiler.ir import walk
+
+    condition = _nnf(part.condition)
+    conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
+    late = [c for c in conjuncts if any(_is_feed_test(n) for n in walk(c))]
+    if not late:
+        return part, None
+    before = len(flags)
+    flagged = _nnf(all_of([_flagged(c, flags) for c in late]))
+    for i in range(before, len(flags)):
+        emitters.append(emitter)
+        emitter.columns[f"rmmc_f{i + 1}"] = (f"rmmc_f{i + 1}", "number")
+    return replace(part, condition=all_of([c for c in conjuncts if not any(c is x for x in late)])), flagged
+
+
 def _flagged(condition: Condition, flags: list[InSubquery]) -> Condition:
     """The condition with each feed test replaced by a test of its flag field `rmmc_f<i>` (set
     on the events whose value the feed holds), the tests collected in `flags`."""
@@ -839,8 +859,15 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
         made.paths.update((p.name, p) for p in part_paths)
         return made
 
+    feed_tests: list[InSubquery] = []  # every branch's feed tests, numbered across the union
+    feed_emitters: list[Emitter] = []
+    lates: list[Condition | None] = []  # per branch: its conjuncts holding feed tests, on their flags
+
     def terms_of(made: Emitter, part: Rule) -> tuple[list[str], list[str]]:
-        return _terms(made, with_paths(part)[0], options, found)
+        part = with_paths(part)[0]
+        part, late = _branch_feed_tests(part, made, feed_tests, feed_emitters)
+        lates.append(late)
+        return _terms(made, part, options, found)
 
     rule = push_filters(rule)  # a filter over the union is tested in every branch, never dropped
     searches, wheres, emitters, selectors = union_search(rule, emitter_for, terms_of, options.placement)
@@ -850,6 +877,26 @@ def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     commands = ["search " + (" ".join(head + ([" OR ".join(searches)] if searches else [])) or "*")]
     if wheres:
         commands.append("where " + " OR ".join(wheres))
+    if feed_tests:  # tests of feeds in a branch: each a flag on every event, then each branch's test
+        made_flags: dict[tuple[str, ...], str] = {}  # the same test of the same field: one flag
+        for i, (node, made) in enumerate(zip(feed_tests, feed_emitters)):
+            left = made.writer.string(node.field, node.span)
+            flag = f"rmmc_f{i + 1}"
+            flagging = membership_commands(node, left, lambda: Emitter(None, fields), options, found, "rmmc_fx")
+            key = tuple(flagging)
+            if key in made_flags:
+                commands.append(f"eval {flag}={made_flags[key]}")
+                continue
+            made_flags[key] = flag
+            commands.extend(c.replace("rmmc_fx", flag) for c in flagging)
+        tests = []
+        for (label, sel_eval), made, late in zip(selectors, emitters, lates):
+            if sel_eval is None:
+                raise SplRefusal(f"the union's source {label} cannot be told apart from the others after "
+                                 "its search, where its feed tests are made")
+            tests.append(f"({sel_eval} AND {made.where(late)})" if late is not None else f"({sel_eval})")
+        commands.append("where " + " OR ".join(tests))
+        commands.append("fields - " + " ".join(f"rmmc_f{i + 1}" for i in range(len(feed_tests))))
     union = UnionEmitter(None, fields)
     union.branches = emitters
     union.subsearch = lambda sub: _subsearch(sub, options, fields, prefix, found)

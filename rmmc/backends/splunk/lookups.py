@@ -22,8 +22,12 @@ Splunk, so each string column is read as `coalesce(c, "")`, KQL's ''.  The feed'
 are kept where they decide which values the feed gives: its filters (guarded to its rows),
 extends, projections, renames, `distinct`, a sort (no effect on membership); anything else on
 the feed (an aggregate, a take, a join) and a column of another type than string (the lookup
-holds its text, which SPL would compare as text) are refused at their place.  `has_any` against
-a feed (a term search for every value) has no SPL form here and is refused.
+holds its text, which SPL would compare as text) are refused at their place.
+
+`has_any` against a feed reads the feed's terms lookup (`..._terms.csv`, `term_lookup`), which
+holds beside each string column c the column `rmmc_term_c`: the value's case-insensitive term
+test as a PCRE, computed by `rmmc lookups fetch` (`compiler.terms`), so no value is escaped into
+a regex at search time; each event then tests each pattern (`_term_commands`).
 
 Each lookup a translation reads is said in a note naming the file and the URI whose rows it
 must hold: the meaning is kept provided the lookup holds them.
@@ -46,15 +50,49 @@ _STRING_TYPES = ("string", "guid")
 _MARK, _KEY, _LOOKUP_ROW, _HIT = "rmmc_e", "rmmc_k", "rmmc_l", "rmmc_h"
 
 
-def lookup_file(uri: str) -> str:
+def lookup_file(uri: str, terms: bool = False) -> str:
     """The lookup file holding a URI's rows: `rmmc_ext_<slug>_<8 hex of sha256(uri)>.csv`, the
-    slug from the URI's host and last path segment (`external.uri_slug`)."""
+    slug from the URI's host and last path segment (`external.uri_slug`); with `terms`, the
+    file that also holds each string value's term pattern (`..._terms.csv`, `term_lookup`)."""
     digest = hashlib.sha256(uri.encode("utf-8")).hexdigest()[:8]
     slug = uri_slug(uri)
-    return f"rmmc_ext_{slug}_{digest}.csv"
+    return f"rmmc_ext_{slug}_{digest}{'_terms' if terms else ''}.csv"
 
 
-def lookup_note(table: ir.ExternalTable, uri: str) -> Any:
+TERM_PREFIX = "rmmc_term_"
+
+
+def term_lookup(rows: list[dict], columns: tuple[tuple[str, str], ...]) \
+        -> tuple[list[dict], tuple[tuple[str, str], ...]]:
+    """A feed's rows and columns as its terms lookup holds them: beside each string column c a
+    column `rmmc_term_c`, the value's case-insensitive KQL term test as a PCRE
+    (`compiler.terms.term_pcre`, computed here in Python so that no value is escaped into a
+    regex at search time); a null value has none."""
+    from rmmc.compiler.functions import to_text
+    from rmmc.compiler.terms import term_pcre
+
+    strings = [name for name, type_name in columns if type_name in _STRING_TYPES]
+    taken = {name for name, _ in columns}
+    for name in strings:
+        if TERM_PREFIX + name in taken:
+            raise ValueError(f"the feed's column {TERM_PREFIX + name} takes the name of its term column")
+    out = []
+    for row in rows:
+        extended = dict(row)
+        for name in strings:
+            value = row.get(name)
+            extended[TERM_PREFIX + name] = None if value is None else term_pcre(to_text(value))
+        out.append(extended)
+    return out, (*columns, *((TERM_PREFIX + name, "string") for name in strings))
+
+
+def lookup_note(table: ir.ExternalTable, uri: str, terms: bool = False) -> Any:
+    if terms:
+        return note(TARGET, f"the lookup {lookup_file(uri, terms=True)} must hold the rows of "
+                            f"{shown_uri(table, uri)} (format {table.format}"
+                            f"{', first record skipped' if table.ignore_first_record else ''}) and each string "
+                            f"value's term pattern ({TERM_PREFIX}<column>), as `rmmc lookups fetch` writes it "
+                            "(no other tool does): the translation keeps its meaning provided it does", table.span)
     return note(TARGET, f"the lookup {lookup_file(uri)} must hold the rows of {shown_uri(table, uri)} (format "
                         f"{table.format}{', first record skipped' if table.ignore_first_record else ''}; "
                         "`rmmc lookups fetch` writes it): the translation keeps its meaning provided it does",
@@ -167,9 +205,9 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
     rule = node.rule
     table = rule.source.external
     declared(options, table)
-    if node.op is not ir.Op.EQUALS:
-        raise SplRefusal("has_any against an external table: a term search for every value of the feed "
-                         "has no SPL form rmmc writes (in / !in / in~ and joins on equal values do)", node.span)
+    if node.op not in (ir.Op.EQUALS, ir.Op.TERM):
+        raise SplRefusal(f"a {node.op.value} test against an external table has no SPL form rmmc writes "
+                         "(in / !in / in~ / has_any and joins on equal values do)", node.span)
     if rule.union is not None:
         raise SplRefusal("a union of external tables is not written over lookups", node.span)
     table, conditions, defs, _ = feed_shape(rule)
@@ -182,13 +220,16 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
     _strings_only([value, *conditions], node.span)
     emitter = _feed_emitter(table, make_emitter)
     condition = ir.all_of(conditions)
+    if node.op is ir.Op.TERM:
+        return _term_commands(node, table, condition, value, left, emitter, diagnostics, flag)
     right = emitter.writer.string(value, node.span)
     if not node.case_sensitive:
         left, right = f"lower({left})", f"lower({right})"
     commands = [f'eval {_MARK}=1, {_KEY}="=" . {left}']
     for uri in table.uris:
         commands.append(f"inputlookup append=true strict=true {lookup_file(uri)}")
-        diagnostics.append(lookup_note(table, uri))
+        if lookup_note(table, uri) not in diagnostics:
+            diagnostics.append(lookup_note(table, uri))
     if condition != ir.Const(True):
         commands.append(f"where isnotnull({_MARK}) OR ({emitter.condition_text(condition)})")
     commands.append(f'eval {_KEY}=if(isnull({_MARK}), "=" . {right}, {_KEY}), '
@@ -206,6 +247,66 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
     diagnostics.extend(d for d in emitter.diagnostics if d not in diagnostics)
     return commands
 
+
+
+def _term_source(value: Any, node: ir.InSubquery, table: ir.ExternalTable) -> str:
+    """The lookup column whose term patterns test `value` (a feed column, or its tolower():
+    the test folds case, and fold(tolower(v)) is fold(v) as `fold` is idempotent)."""
+    if isinstance(value, ir.Call) and value.function == "tolower" and len(value.args) == 1:
+        value = value.args[0]
+    if isinstance(value, ir.Field):
+        if any(name == TERM_PREFIX + value.name for name, _ in table.columns):
+            raise SplRefusal(f"the feed has a column {TERM_PREFIX + value.name}, the name of the term column "
+                             "of its terms lookup", node.span)
+        return TERM_PREFIX + value.name
+    raise SplRefusal("has_any against a feed value computed from its columns: its lookup holds the term "
+                     "patterns of the columns themselves only", node.span)
+
+
+def _term_commands(node: ir.InSubquery, table: ir.ExternalTable, condition: Any, value: Any, left: str,
+                   emitter: Any, diagnostics: list[Any], flag: str | None) -> list[str]:
+    """`x has_any (feed ...)` (`!has_any`) over the feed's terms lookup, whose column
+    `rmmc_term_<c>` holds each value's case-insensitive term test as a PCRE (`term_lookup`):
+
+        | eval rmmc_e=1
+        | inputlookup append=true strict=true rmmc_ext_<slug>_<hash>_terms.csv
+        | where isnotnull(rmmc_e) OR (<the feed's filters>)
+        | eval rmmc_r=if(isnull(rmmc_e), rmmc_term_<c>, null())
+        | eventstats values(rmmc_r) as rmmc_rs           every feed pattern, on every event
+        | where isnotnull(rmmc_e)
+        | eval rmmc_h=if(isnull(rmmc_rs), null(),
+                         if(isnull(mvfind(mvmap(rmmc_rs, if(match(<x>, rmmc_rs), "1", "0")), "^1$")), null(), 1))
+        | where isnotnull(rmmc_h)                          (!has_any: isnull(rmmc_h))
+
+    Each event tests each pattern (the Search Reference, multivalue eval functions: `mvmap`'s
+    expression may read another single-valued field; `mvfind` gives null when no value
+    matches; every eval function taking a string takes a field).  The patterns are tested one
+    by one rather than joined into one regex, which PCRE's pattern size limit would cut for a
+    large feed.  A has_cs test (case-sensitive) is not written."""
+    if node.case_sensitive:
+        raise SplRefusal("a case-sensitive term test against an external table is not written (its lookup "
+                         "holds case-insensitive term patterns)", node.span)
+    source = _term_source(value, node, table)
+    commands = [f"eval {_MARK}=1"]
+    for uri in table.uris:
+        commands.append(f"inputlookup append=true strict=true {lookup_file(uri, terms=True)}")
+        if lookup_note(table, uri, terms=True) not in diagnostics:
+            diagnostics.append(lookup_note(table, uri, terms=True))
+    if condition != ir.Const(True):
+        commands.append(f"where isnotnull({_MARK}) OR ({emitter.condition_text(condition)})")
+    commands.append(f"eval rmmc_r=if(isnull({_MARK}), {source}, null())")
+    commands.append("eventstats values(rmmc_r) as rmmc_rs")
+    commands.append(f"where isnotnull({_MARK})")
+    hit = flag or _HIT
+    commands.append(f'eval {hit}=if(isnull(rmmc_rs), null(), if(isnull(mvfind(mvmap(rmmc_rs, '
+                    f'if(match({left}, rmmc_rs), "1", "0")), "^1$")), null(), 1))')
+    if flag is None:
+        commands.append(f"where {'isnull' if node.negated else 'isnotnull'}({_HIT})")
+        commands.append(f"fields - {_MARK} rmmc_r rmmc_rs {_HIT}")
+    else:
+        commands.append(f"fields - {_MARK} rmmc_r rmmc_rs")
+    diagnostics.extend(d for d in emitter.diagnostics if d not in diagnostics)
+    return commands
 
 
 # ------------------------------------------------------------------ joins against a feed
