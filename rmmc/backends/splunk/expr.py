@@ -467,6 +467,17 @@ def _array_length(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
                      "segments", span)
 
 
+def _string_size(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
+    """`string_size(s)`: the bytes of s in UTF-8.  Splunk's `len` counts characters (Search
+    Reference, Text functions: "the count of the number of characters"), so each character
+    beyond U+007F, U+07FF and U+FFFF adds one byte more: the characters left once those below
+    each bound are removed (`replace`, PCRE in UTF mode as every class with `\\x{hhhh}` here)."""
+    text = w.string(call.args[0], span)
+    below = [regex_string("[\\x{00}-\\x{%x}]+" % bound) for bound in (0x7F, 0x7FF, 0xFFFF)]
+    beyond = [f"len(replace({text}, {pattern}, \"\"))" for pattern in below]
+    return Spl("(" + "+".join([f"len({text})", *beyond]) + ")", False, "number")
+
+
 def _trim(wrapper: str) -> Callable[[ExprWriter, ir.Call, Span | None], Spl]:
     """KQL splices the regex into `^(R)` / `(R)$` / both and removes every match: the same
     `replace()` in PCRE (with `\\z` for RE2's `$`)."""
@@ -780,6 +791,7 @@ BUILDERS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], Spl]] = {
     "index": _index,
     "split": _split,
     "array_length": _array_length,
+    "string_size": _string_size,
     "trim": _trim("^(?:{0})|(?:{0})\\z"),
     "trim_start": _trim("^(?:{0})"),
     "trim_end": _trim("(?:{0})\\z"),
