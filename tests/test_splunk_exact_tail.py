@@ -34,3 +34,28 @@ def test_string_size_is_written_without_lossy_diagnostics():
                     fields="defender")
     assert t.ok and not [d for d in t.diagnostics if d.code in ("lossy", "unsupported")]
     assert "len(replace(" in t.text
+
+
+@pytest.mark.parametrize("query", [
+    # the corpus's forms: the text after the first '.', and before the first '/'
+    "DeviceNetworkEvents | extend d = iff(RemoteUrl contains '.', substring(RemoteUrl, indexof(RemoteUrl, '.') + 1, "
+    "strlen(RemoteUrl)), '') | project d",
+    "DeviceNetworkEvents | extend i = indexof(RemoteUrl, '/') | extend u = substring(RemoteUrl, 0, i) | project u, i",
+    # a start past either end, a negative or zero length, a null start or length
+    "DeviceNetworkEvents | extend u = substring(RemoteUrl, RemotePort) | project u",
+    "DeviceNetworkEvents | extend u = substring(RemoteUrl, RemotePort - 4, 2) | project u",
+    "DeviceNetworkEvents | extend u = substring(RemoteUrl, 1, RemotePort - 3) | project u",
+    "DeviceNetworkEvents | extend u = substring(RemoteUrl, indexof(RemoteUrl, '/') - 2) | project u",
+])
+def test_substring_with_computed_start_or_length(query):
+    rule = rmmc.lower_text(query).rule
+    urls = ["a.b/c", "abc", "", ".", "/", "a/", "x.y.z/w/v", "é.€/😀"]
+    events = [{"RemoteUrl": u, "RemotePort": p, "Timestamp": T0}
+              for u in urls for p in (None, 0, 1, 2, 3, 5, 9, 12)]
+    compare(rule, events + [{"Timestamp": T0}])
+
+
+def test_substring_with_a_computed_real_start_is_refused():
+    t = emit_splunk(rmmc.lower_text("DeviceNetworkEvents | extend u = substring(RemoteUrl, RemotePort / 2.0)").rule,
+                    fields="defender")
+    assert not t.ok and any("substring()" in d.message and d.code == "unsupported" for d in t.diagnostics)

@@ -375,6 +375,8 @@ def _substring(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     """`substring(s, k[, n])` for constant k and n: KQL's start counts from 0 and, negative,
     from the end (further back than the start: ''); Splunk's `substr` counts from 1.  Every
     start outside the text is decided here, so `substr` only sees positions inside it."""
+    if not all(isinstance(a, ir.Literal) for a in call.args[1:]):
+        return _substring_computed(w, call, span)
     text = w.string(call.args[0], span)
     start = literal_arg(call, 1, int, span)
     length = literal_arg(call, 2, int, span) if len(call.args) > 2 else None
@@ -388,6 +390,34 @@ def _substring(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     back = -start
     return Spl(f"if(len({text})>={back}, substr({text}, len({text})-{back - 1}{tail}), \"\")",
                False, "string")
+
+
+def _substring_computed(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
+    """`substring(s, k[, n])` with a computed integer k or n (`indexof(s, '.') + 1`): the
+    evaluator's meaning decided in eval: '' when k or n is null, n is not positive, or k
+    (negative: counted from the end) falls outside the text; else `substr` from k+1, which then
+    starts inside the text and takes at most n characters."""
+    for position in range(1, len(call.args)):
+        arg = call.args[position]
+        if not isinstance(arg, ir.Literal) and getattr(arg, "type", None) not in INTEGER_TYPES:
+            raise SplRefusal(f"substring() with a {describe(arg)} argument {position + 1}: rmmc writes "
+                             "a computed one for an integer only (KQL truncates a real)", span)
+        if isinstance(arg, ir.Literal):
+            literal_arg(call, position, int, span)
+    text = w.string(call.args[0], span)
+    start = w.number(call.args[1], span)
+    length = w.number(call.args[2], span) if len(call.args) > 2 else None
+    at = f"if({start.text}<0, len({text})+{start.text}, {start.text})"
+    inside = f"{at}>=0 AND {at}<len({text})"
+    tail = ""
+    if length is not None:
+        inside += f" AND {length.text}>0"
+        tail = f", {length.text}"
+    body = f"if({inside}, substr({text}, {at}+1{tail}), \"\")"
+    nulls = [t for o in (start, length) if o is not None for t in o.null_tests()]
+    if nulls:
+        body = f"if({' OR '.join(f'isnull({t})' for t in dict.fromkeys(nulls))}, \"\", {body})"
+    return Spl(body, False, "string")
 
 
 def _segment_regex(delimiter: str, index: int) -> str | None:
