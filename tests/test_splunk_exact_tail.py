@@ -59,3 +59,25 @@ def test_substring_with_a_computed_real_start_is_refused():
     t = emit_splunk(rmmc.lower_text("DeviceNetworkEvents | extend u = substring(RemoteUrl, RemotePort / 2.0)").rule,
                     fields="defender")
     assert not t.ok and any("substring()" in d.message and d.code == "unsupported" for d in t.diagnostics)
+
+
+@pytest.mark.parametrize("query", [
+    # m4nbat's command-line arguments: group 2 takes no part when the line ends at the .exe
+    "DeviceNetworkEvents | extend a = extract(\"(['\\\"]?\\\\w+\\\\.exe['\\\"]?)(\\\\s+.+)?$\", 2, RemoteUrl) "
+    "| where isempty(a)",
+    "DeviceNetworkEvents | extend a = extract(\"(['\\\"]?\\\\w+\\\\.exe['\\\"]?)(\\\\s+.+)?$\", 2, RemoteUrl) | project a",
+    "DeviceNetworkEvents | extend a = extract('x(a+)??(b*)', 1, RemoteUrl), b = extract('x(a+)??(b*)', 2, RemoteUrl) "
+    "| project a, b",
+    "DeviceNetworkEvents | extend a = extract('(?P<n>[0-9]+)?-', 1, RemoteUrl) | project a",
+])
+def test_extract_of_an_optional_group(query):
+    rule = rmmc.lower_text(query).rule
+    lines = ["cmd.exe", "cmd.exe /c whoami", "\"cmd.exe\" -x", "'a.exe'", "a.exe ", "a.exe  b", "x.exe\ny",
+             "run a.exe and b.exe c", "", "none", "xaab", "xb", "x", "xaa", "12-", "-", "a-12-", "12"]
+    compare(rule, [{"RemoteUrl": t, "Timestamp": T0} for t in lines] + [{"Timestamp": T0}])
+
+
+def test_extract_of_a_group_inside_an_alternation_is_still_refused():
+    t = emit_splunk(rmmc.lower_text("DeviceNetworkEvents | extend a = extract('(a|(b)?)c', 2, RemoteUrl)").rule,
+                    fields="defender")
+    assert not t.ok and any("may take no part" in d.message for d in t.diagnostics)

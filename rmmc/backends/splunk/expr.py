@@ -537,13 +537,70 @@ def _extract(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     if group > 9:
         raise SplRefusal("extract() of a group after the 9th", span)
     if group and not group_always_set(regex, group):
-        raise SplRefusal(f"extract() of group {group} of {regex!r}, which may take no part in a "
-                         "match (Splunk does not document what it writes then)", span)
+        regex = _group_made_set(regex, group)
+        if regex is None:
+            raise SplRefusal(f"extract() of group {group} of {describe(call.args[0])}, which may take no "
+                             "part in a match (Splunk does not document what it writes then)", span)
     body = pcre(regex)
     inner = f"((?:{body}))" if group == 0 else f"(?:{body})"
     whole = f"^[\\s\\S]*?{inner}[\\s\\S]*\\z"
     return Spl(f"if(match({text}, {regex_string(body)}), replace({text}, {regex_string(whole)}, "
                f"\"\\\\{max(group, 1)}\"), \"\")", False, "string")
+
+
+def _group_made_set(regex: str, group: int) -> str | None:
+    """`regex` with an optional capture group `(X)?` (or lazy `(X)??`) written `((?:X)?)`: the
+    same matches, tried in the same order, but the group takes part in every one, capturing ''
+    where `(X)?` took no part, which is what `extract()` gives for an unset group ('').  None
+    when the group is not so optional (inside an alternation or another repeat), or the
+    pattern holds syntax this scan does not read (`\\Q`)."""
+    if "\\Q" in regex:
+        return None
+    opening, content, count, i = -1, -1, 0, 0
+    depth_at_open, depth = 0, 0
+    while i < len(regex):
+        ch = regex[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[":  # a class: `]` first is literal; escapes and [:name:] inside
+            i += 1
+            if i < len(regex) and regex[i] == "^":
+                i += 1
+            if i < len(regex) and regex[i] == "]":
+                i += 1
+            while i < len(regex) and regex[i] != "]":
+                if regex[i] == "\\":
+                    i += 1
+                elif regex.startswith("[:", i):
+                    end = regex.find(":]", i + 2)
+                    i = end + 1 if end >= 0 else i
+                i += 1
+            i += 1
+            continue
+        if ch == "(":
+            depth += 1
+            named = re.match(r"\(\?P?<(?![=!])[^>]*>", regex[i:])
+            if not regex.startswith("(?", i) or named:
+                count += 1
+                if count == group:
+                    opening, depth_at_open = i, depth
+                    content = i + (len(named.group(0)) if named else 1)
+        elif ch == ")":
+            if opening >= 0 and depth == depth_at_open:
+                quantifier = "??" if regex.startswith("??", i + 1) else "?" if regex.startswith("?", i + 1) else ""
+                if not quantifier or regex.startswith("+", i + 1 + len(quantifier)):
+                    return None
+                made = (regex[:content] + "(?:" + regex[content:i] + ")" + quantifier + ")"
+                        + regex[i + 1 + len(quantifier):])
+                tree = parse(made)
+                if tree is None or tree.state.groups != parse(regex).state.groups \
+                        or not group_always_set(made, group):
+                    return None
+                return made
+            depth -= 1
+        i += 1
+    return None
 
 
 def _replacement(rewrite: str, span: Span | None) -> str:
