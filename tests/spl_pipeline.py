@@ -17,8 +17,8 @@ Documented behaviour modelled:
   code point, case-sensitively); a null makes them null; AND / OR / NOT are three-valued.
 * functions: len (code points), lower, upper, substr (from 1), replace (PCRE, every match,
   `\\1` names a group; one that took no part in a match is undocumented), match, if, case,
-  coalesce, nullif, isnull, isnotnull, tostring, floor, ceiling, abs, mvcount, cidrmatch, now,
-  true, false, null.
+  coalesce, nullif, isnull, isnotnull, tostring, floor, ceiling, abs, mvcount, mvfind (the
+  index of the first value the regex matches, else null), cidrmatch, now, true, false, null.
 * stats / eventstats: count, count(x), dc, sum, avg, min, max (numbers, else text by code
   point), values (distinct, sorted as text), list (event order, at most 100, as text), first;
   an event whose by-field is null is left out; without `by`, one row even over no events.
@@ -394,6 +394,13 @@ def call(name: str, args: list, row: dict) -> Any:
         return items[index]
     if name == "max" and len(values) == 2 and all(_number(v) for v in values):  # eval max(a, b)
         return max(values)
+    if name == "mvfind":  # the index of the first value the regex matches, else null
+        value, pattern = values
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        found = [i for i, item in enumerate(items) if re.search(pcre_to_python(pattern), _text(item, "mvfind"))]
+        return found[0] if found else None
     if name == "mvcount":
         value = values[0]
         if value is None:

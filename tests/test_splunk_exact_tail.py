@@ -81,3 +81,52 @@ def test_extract_of_a_group_inside_an_alternation_is_still_refused():
     t = emit_splunk(rmmc.lower_text("DeviceNetworkEvents | extend a = extract('(a|(b)?)c', 2, RemoteUrl)").rule,
                     fields="defender")
     assert not t.ok and any("may take no part" in d.message for d in t.diagnostics)
+
+
+@pytest.mark.parametrize("query", [
+    "DeviceNetworkEvents | summarize S = make_set(RemoteUrl) by DeviceName | where set_has_element(S, 'a.com') "
+    "| project DeviceName",
+    "DeviceNetworkEvents | summarize S = make_set(RemoteUrl) by DeviceName | where not(set_has_element(S, 'a.com')) "
+    "| project-away S",
+    "DeviceNetworkEvents | summarize S = make_set(RemoteUrl) by DeviceName "
+    "| where set_has_element(S, 'a.com') == false | project DeviceName",
+    # benscha's risk score: a sum of iff(set_has_element(...)), the set itself only shown
+    "DeviceNetworkEvents | summarize S = make_set(RemoteUrl), n = count() by DeviceName "
+    "| extend r = iff(set_has_element(S, 'a.com'), 3, 0) + iff(set_has_element(S, 'A.COM'), 2, 0) "
+    "+ iff(set_has_element(S, 'a.com\\n'), 1, 0) | project DeviceName, r, n | where r >= 2",
+    "DeviceNetworkEvents | summarize S = make_set_if(RemoteUrl, RemotePort > 80) by DeviceName "
+    "| extend r = iff(set_has_element(S, 'b.org'), 1, 0) | project-away S",
+])
+def test_set_has_element_of_a_collected_set(query):
+    # (the set itself is left out of the rows: which values SPL shows is output shape, tested
+    # below); the needle among several values, alone, in another case, as a prefix ('a.com' of
+    # 'a.com.x'), with a regex character ('.'), next to a line break; groups whose values are
+    # all missing (an empty set in KQL, no field in SPL)
+    rule = rmmc.lower_text(query).rule
+    rows = [("d1", "a.com", 80), ("d1", "b.org", 443), ("d2", "A.COM", 80), ("d3", "a.com.x", 443),
+            ("d4", "axcom", 443), ("d5", None, 443), ("d6", "b.org", 80), ("d6", "a.com", 443),
+            ("d7", "a.com\n", 90), ("d8", "x", 81), ("d8", "b.org", 81)]
+    events = [{"DeviceName": d, "RemoteUrl": u, "RemotePort": p, "Timestamp": T0} for d, u, p in rows]
+    compare(rule, events)
+
+
+@pytest.mark.parametrize("query", [
+    # numbers collected: '80' is no element of [80] in KQL, a value of the text SPL collects
+    "DeviceNetworkEvents | summarize S = make_set(RemotePort) by DeviceName | where set_has_element(S, '80')",
+    # list() keeps at most 100 values, a limit keeps an arbitrary few
+    "DeviceNetworkEvents | summarize S = make_list(RemoteUrl) by DeviceName | where set_has_element(S, 'a')",
+    "DeviceNetworkEvents | summarize S = make_set(RemoteUrl, 2) by DeviceName | where set_has_element(S, 'a')",
+    # an empty needle: '' is left out of SPL's values
+    "DeviceNetworkEvents | summarize S = make_set(RemoteUrl) by DeviceName | where set_has_element(S, '')",
+])
+def test_set_has_element_spl_cannot_decide_is_refused(query):
+    t = emit_splunk(rmmc.lower_text(query).rule, fields="defender")
+    assert not t.ok or any(d.code == "lossy" for d in t.diagnostics)
+    assert not t.ok or "mvfind" not in t.text or any(d.code == "lossy" for d in t.diagnostics)
+
+
+def test_a_set_read_only_by_set_has_element_is_shown_with_a_shape_note():
+    t = emit_splunk(rmmc.lower_text("DeviceNetworkEvents | summarize S = make_set(RemoteUrl) by DeviceName "
+                                    "| extend r = iff(set_has_element(S, 'a'), 1, 0)").rule, fields="defender")
+    assert t.ok and "mvfind(S, " in t.text
+    assert [d.code for d in t.diagnostics if "make_set" in d.message] == ["shape"]

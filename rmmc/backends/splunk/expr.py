@@ -863,9 +863,26 @@ def _ipv4_is_in_range(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[
     return valid, f"({valid} AND cidrmatch({string_literal(str(net))}, {text}))"
 
 
+def _set_has_element(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str, str]:
+    """`set_has_element(S, 'text')` of a multivalue column: KQL's S is always an array there
+    (what `make_set` collected, or split(s, d, i)'s one segment or none), so the value is never
+    null; it holds the text when one of S's values equals it (`mvfind`, Search Reference:
+    the index of the first value matching the regex, else null).  The stage writer lets only a
+    `values()` of strings with no limit be tested so, whose values are every distinct text."""
+    container, needle = call.args
+    value = w.value(container, span)
+    if value.kind != "multi" or not isinstance(needle, ir.Literal) or not isinstance(needle.value, str) \
+            or not needle.value:
+        raise SplRefusal(f"{describe(call)}: SPL tests only a collected set of strings for a non-empty text",
+                         span)
+    pattern = regex_string("^" + regex_literal(needle.value) + "\\z")
+    return "true()", f"isnotnull(mvfind({value.text}, {pattern}))"
+
+
 BOOL_TESTS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], tuple[str, str]]] = {
     "ipv4_is_private": _ipv4_is_private,
     "ipv4_is_in_range": _ipv4_is_in_range,
+    "set_has_element": _set_has_element,
 }
 """KQL model functions giving a bool (or null), which SPL tests rather than holds: each gives
 (the condition that the value is not null, the condition that it is true)."""

@@ -386,7 +386,7 @@ class StageWriter:
         after: list[tuple[str, str]] = []
         outputs: list[tuple[str, str, str]] = []
         for agg in stage.aggregates:
-            part, out_kind = self.aggregate(agg, evals, after, read_later, stage)
+            part, out_kind = self.aggregate(agg, evals, after, read_later, stage, later)
             parts.append(part)
             outputs.append((agg.name, self.key_name(agg.name), out_kind))
         commands = []
@@ -426,7 +426,7 @@ class StageWriter:
         return self.own_name(column)
 
     def aggregate(self, agg: ir.Aggregate, evals: list[str], after: list[tuple[str, str]], read_later: set[str],
-                  stage: ir.Summarize) -> tuple[str, str]:
+                  stage: ir.Summarize, later: tuple[ir.Stage, ...] | None = None) -> tuple[str, str]:
         """`function(argument) AS name` for stats (the argument prepared in `evals`, fixes
         after stats in `after`) and the kind of the result."""
         function = STATS.get(agg.function)
@@ -451,6 +451,12 @@ class StageWriter:
             raise SplRefusal(f"{agg.function}({describe(arg)}): no stats function over it with KQL's meaning")
         string = arg.type in STRING_TYPES
         used_later = agg.name in read_later
+        if used_later and function in ("values", "list") and later is not None:
+            members, other = membership_reads(agg.name, later)
+            if members and (function != "values" or not string or len(args) > 1):
+                raise SplRefusal(f"set_has_element() of {agg.name} = {agg.function}(...): SPL tests it only on "
+                                 "every distinct text a make_set() of strings with no limit collects")
+            used_later = other
         if function == "dc":
             # a string: '' is a value in KQL; Splunk's handling of an empty value is not
             # documented, so every value is counted with a prefix that makes it non-empty
@@ -628,3 +634,55 @@ class StageWriter:
 
             table = load_schema().table(self.emitter.table)
         return list(dict.fromkeys([*(table.columns if table is not None else ()), *self.emitter.columns]))
+
+
+def membership_reads(name: str, later: tuple[ir.Stage, ...]) -> tuple[bool, bool]:
+    """How later stages read the column `name` until one makes it anew: (as the set of a
+    `set_has_element(name, 'text')`, in any other way).  Which values a `values()` shows or in
+    what order never changes whether a non-empty text is among them."""
+    members = other = False
+
+    def visit(node: Any) -> None:
+        nonlocal members, other
+        if isinstance(node, ir.Call) and node.function == "set_has_element" and len(node.args) == 2 \
+                and isinstance(node.args[0], ir.Field) and node.args[0].name == name:
+            needle = node.args[1]
+            if isinstance(needle, ir.Literal) and isinstance(needle.value, str) and needle.value:
+                members = True
+                return
+        if isinstance(node, ir.Field):
+            other = other or node.name == name
+        elif isinstance(node, ir.Predicate):
+            visit(node.field)
+        elif isinstance(node, (ir.And, ir.Or)):
+            for operand in node.operands:
+                visit(operand)
+        elif isinstance(node, ir.Call):
+            for arg in node.args:
+                visit(arg)
+        elif isinstance(node, ir.Boolean):
+            visit(node.condition)
+        elif isinstance(node, ir.Not):
+            visit(node.operand)
+        elif isinstance(node, ir.Compare):
+            visit(node.left)
+            visit(node.right)
+        elif isinstance(node, ir.InSubquery):
+            visit(node.field)
+
+    for stage in later:
+        made: set[str] = set()
+        if isinstance(stage, ir.Rename):
+            other = other or any(old == name for _, old in stage.pairs)
+            made = {new for new, _ in stage.pairs}
+        elif isinstance(stage, (ir.Extend, ir.Project)):
+            for column, expr in stage.columns:
+                if not (isinstance(expr, ir.Field) and expr.name == column):
+                    visit(expr)
+                    made.add(column)
+        else:
+            for expr in ir.stage_expressions(stage):
+                visit(expr)
+        if name in made or isinstance(stage, ir.Summarize):
+            break
+    return members, other
