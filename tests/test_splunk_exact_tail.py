@@ -130,3 +130,58 @@ def test_a_set_read_only_by_set_has_element_is_shown_with_a_shape_note():
                                     "| extend r = iff(set_has_element(S, 'a'), 1, 0)").rule, fields="defender")
     assert t.ok and "mvfind(S, " in t.text
     assert [d.code for d in t.diagnostics if "make_set" in d.message] == ["shape"]
+
+
+# ------------------------------------------------------------------ a later filter's subquery
+
+
+@pytest.mark.parametrize("kql", [
+    # reprise99's devices with no inbound web connection: a filter after a distinct
+    "DeviceProcessEvents | distinct DeviceId, FileName "
+    "| where DeviceId !in (DeviceNetworkEvents | where RemoteUrl has 'x.com' | distinct DeviceId)",
+    "DeviceProcessEvents | distinct DeviceId, FileName "
+    "| where DeviceId in (DeviceNetworkEvents | where RemoteUrl has 'x.com' | distinct DeviceId)",
+    # with other conjuncts, case-insensitive, on a computed column
+    "DeviceProcessEvents | summarize n = count() by DeviceId "
+    "| where n >= 1 and DeviceId in~ (DeviceNetworkEvents | where RemoteUrl has 'x.com' | distinct DeviceId)",
+    "DeviceProcessEvents | extend D = toupper(DeviceId) "
+    "| where D !in~ (DeviceNetworkEvents | where RemoteUrl has 'y.com' | distinct DeviceId) and FileName =~ 'a.exe' "
+    "| project D, FileName",
+])
+def test_a_later_filters_subquery_is_a_semi_or_anti_join(kql):
+    from datetime import timedelta
+
+    from rmmc.backends import emit
+    from rmmc.backends.base import EmitOptions
+    from rmmc.compiler import ir
+    from rmmc.compiler.rows import run
+    from rmmc.verify.whole import NOW
+    from tests.row_sets import comparable, spl_time_as_timestamp
+    from tests.spl_pipeline import run as spl_run
+    from tests.test_multi_table_targets import _spl_events
+
+    rule = rmmc.lower_text(kql).rule
+    out = emit("splunk", rule, EmitOptions(), fields="defender")
+    assert out.ok and not [d for d in out.diagnostics if d.code == "lossy"], out.diagnostics
+    assert "| join type=" in out.text
+    t = NOW - timedelta(hours=1)
+    events = []
+    for i, (device, name, url) in enumerate([
+            ("d1", "a.exe", "x.com"), ("d1", "A.EXE", "y.com"), ("D1", "a.exe", "https://x.com/a"),
+            ("d2", "b.exe", "z.org"), ("", "a.exe", "x.com"), ("d3", "c.exe", "y.com"), ("é", "a.exe", "")]):
+        events.append({ir.TABLE: "DeviceProcessEvents", "DeviceId": device, "FileName": name,
+                       "Timestamp": t + timedelta(minutes=i)})
+        events.append({ir.TABLE: "DeviceNetworkEvents", "DeviceId": device, "RemoteUrl": url,
+                       "Timestamp": t + timedelta(minutes=2 * i)})
+    events = [{k: v for k, v in e.items() if v not in (None, "")} for e in events]
+    expected = run(rule, events, now=NOW)
+    got = spl_run(out.text, _spl_events(events))
+    assert comparable(got, spl_time_as_timestamp) == comparable(expected), out.text
+    assert expected and len(expected) < len([e for e in events if e[ir.TABLE] == "DeviceProcessEvents"])
+
+
+def test_a_later_filters_subquery_inside_or_still_widens_or_refuses():
+    t = emit_splunk(rmmc.lower_text("DeviceNetworkEvents | summarize n = count() by DeviceName "
+                                    "| where DeviceName in ((DeviceInfo | project DeviceName)) or n > 2 "
+                                    "| summarize m = count()").rule, fields="defender")
+    assert not t.ok and any(d.code == "unsupported" and "DeviceInfo" in d.message for d in t.diagnostics)

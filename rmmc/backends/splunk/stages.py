@@ -176,7 +176,7 @@ class StageWriter:
     def filter(self, stage: ir.Filter, later: tuple[ir.Stage, ...]) -> list[str]:
         """`| where`.  A test SPL cannot say is dropped (lossy: more rows) only when every
         later stage keeps one row per row (no aggregation, no take); else refused."""
-        condition = stage.condition
+        condition, pulled = self.semi_joins(stage.condition)
         if not any(isinstance(s, (ir.Summarize, ir.Limit)) for s in later):
             condition, replaced = widen(condition, lambda n: not self.emitter.expressible(n))
             for node in replaced:
@@ -184,9 +184,29 @@ class StageWriter:
                                                       "SPL: dropped from the filter, so more rows are returned "
                                                       "(never fewer)", getattr(node, "span", None) or stage.span,
                                               subject=node))
-        if condition == ir.Const(True):
-            return []
-        return ["where " + self.emitter.condition_text(condition)]
+        commands = [] if condition == ir.Const(True) else ["where " + self.emitter.condition_text(condition)]
+        if pulled:
+            from rmmc.backends.splunk.multi import subquery_commands, subsearch_note
+
+            for node in pulled:
+                commands.extend(subquery_commands(node, self.emitter))
+            self.diagnostics.append(subsearch_note())
+        return commands
+
+    def semi_joins(self, condition: ir.Condition) -> tuple[ir.Condition, list[ir.InSubquery]]:
+        """A filter's top-level `x in (T | ...)` / `x !in (...)` tests of another table (a
+        conjunct: the rows that pass it are the rows a semi or anti join keeps), pulled out to
+        be written as the detection writes them (`multi.subquery_commands`), and the rest."""
+        from rmmc.backends.splunk.backend import _nnf
+
+        normal = _nnf(condition)
+        conjuncts = list(normal.operands) if isinstance(normal, ir.And) else [normal]
+        pulled = [c for c in conjuncts if isinstance(c, ir.InSubquery) and c.rule is not None
+                  and c.rule.source.external is None and c.op is ir.Op.EQUALS
+                  and getattr(c.field, "type", None) in STRING_TYPES]
+        if not pulled:
+            return condition, []
+        return ir.all_of([c for c in conjuncts if not any(c is p for p in pulled)]), pulled
 
     # -- computed columns
 
