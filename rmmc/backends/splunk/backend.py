@@ -886,6 +886,13 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
         used = features(rule)
         several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
         options = replace(options, placement=placed(options.placement, rule.source.table))
+    if JOIN in used:  # `A | join kind=rightanti (B)`: read from B's side
+        from rmmc.backends.splunk.multi import right_joins_swapped
+
+        swapped = right_joins_swapped(rule)
+        if swapped is not rule:
+            rule = swapped
+            options = replace(options, placement=placed(options.placement, rule.source.table))
     datamodel = getattr(options.placement, "datamodel", None)
     if datamodel is not None and _DATAMODEL.match(datamodel) is None:
         raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")
