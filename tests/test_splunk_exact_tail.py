@@ -213,3 +213,41 @@ def test_a_later_filters_subquery_inside_or_still_widens_or_refuses():
                                     "| where DeviceName in ((DeviceInfo | project DeviceName)) or n > 2 "
                                     "| summarize m = count()").rule, fields="defender")
     assert not t.ok and any(d.code == "unsupported" and "DeviceInfo" in d.message for d in t.diagnostics)
+
+
+# ------------------------------------------------------------------ ipv4_is_match
+
+ADDRESSES = ["169.1.2.3", "170.1.2.3", "169.255.255.255", "168.255.255.255", " 169.1.2.3 ", "169.1.2.3/8",
+             "169.1.2.3/4", "170.1.2.3/4", "176.0.0.1/4", "170.1.2.3/7", "170.1.2.3/6", "169.1.2.3/0",
+             "1.1.1.1/0", "1.1.1.1/00", "169.1.2.3/32", "169.1.2.3/33", "169.1.2.3/ 8", "169.1.2.3/8 ",
+             "169.1.2.3 /8", "169.1.2.3/", "169.1.2.3/+8", "169.1.2.3/1_6", "169.1.2.3/\u0668", "169.1.2.3/-0",
+             "169.1.2.3/8/8", "169.01.2.3", "169.1.2", "", "x", "\u3000169.1.2.3", "169.1.2.3\n", "::1",
+             "192.168.5.5", "192.169.0.1", "192.168.0.1/15", "192.170.0.1/15", "192.171.0.1/14", "10.9.9.9"]
+
+
+@pytest.mark.parametrize("query", [
+    # reprise99's SSH from outside 169/8; FalconFriday's private ranges
+    "DeviceNetworkEvents | where not(ipv4_is_match(RemoteUrl, '169.0.0.0/8'))",
+    "DeviceNetworkEvents | where ipv4_is_match(RemoteUrl, '169.0.0.0/8')",
+    "DeviceNetworkEvents | where not(ipv4_is_match(RemoteUrl, '192.168.0.0/16') or ipv4_is_match(RemoteUrl, "
+    "'172.16.0.0/12') or ipv4_is_match(RemoteUrl, '10.0.0.0/8'))",
+    "DeviceNetworkEvents | where ipv4_is_match(RemoteUrl, '169.0.0.0/8') == false",
+    "DeviceNetworkEvents | where ipv4_is_match(RemoteUrl, '192.168.1.1', 15)",
+    "DeviceNetworkEvents | where ipv4_is_match(RemoteUrl, ' 169.1.1.1 ')",
+    "DeviceNetworkEvents | extend m = iff(ipv4_is_match(RemoteUrl, '169.0.0.0/8'), 'in', 'out') | project m",
+    "DeviceNetworkEvents | where ipv4_is_match(RemoteUrl, 'not an address') == false",
+])
+def test_ipv4_is_match_with_a_constant_network(query):
+    # prefixes on x below, at and above the constant's, out of range, spaced, signed,
+    # other scripts' digits (no prefix: null), leading zeros, and what is no address
+    rule = rmmc.lower_text(query).rule
+    compare(rule, [{"RemoteUrl": a, "Timestamp": T0} for a in ADDRESSES] + [{"Timestamp": T0}])
+
+
+def test_ipv4_is_match_reads_a_prefix_of_decimal_digits_only():
+    from rmmc.compiler.functions import FUNCTIONS
+
+    match = FUNCTIONS["ipv4_is_match"].impl
+    assert match("10.1.1.1/ 8", "10.2.2.2") is True and match("10.1.1.1/008", "10.2.2.2") is True
+    assert match("10.1.1.1/+8", "10.2.2.2") is None and match("10.1.1.1/\u0668", "10.2.2.2") is None
+    assert match("10.1.1.1/", "10.1.1.1") is True and match("10.1.1.1/33", "10.1.1.1") is None

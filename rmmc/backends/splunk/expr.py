@@ -863,6 +863,48 @@ def _ipv4_is_in_range(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[
     return valid, f"({valid} AND cidrmatch({string_literal(str(net))}, {text}))"
 
 
+def _ipv4_is_match(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str, str]:
+    """`ipv4_is_match(x, 'a.b.c.d/p'[, n])` for a constant network (and prefix): KQL strips x,
+    reads it as an address with an optional '/bits' (decimal, 0-32; '' is 32), and compares
+    the first min(bits, p, n) bits.  Each bits value below the constant's width w is its own
+    `cidrmatch` of the constant cut to that many bits; every other value compares w bits."""
+    import ipaddress
+
+    from rmmc.compiler.functions import FUNCTIONS
+
+    if len(call.args) == 3:
+        cap = literal_arg(call, 2, int, span)
+    else:
+        cap = 32
+    other = literal_arg(call, 1, str, span)
+    text = w.string(call.args[0], span)
+    network = FUNCTIONS["ipv4_is_match"].impl(other, other) if cap >= 0 else None
+    if network is None:  # the constant is no address (or the prefix is negative): always null
+        return "false()", "false()"
+    address, _, bits = other.strip().partition("/")
+    width = min(int(bits) if bits else 32, cap, 32)
+    base = int(ipaddress.IPv4Address(address))
+
+    def cut(n: int) -> str:
+        return string_literal(str(ipaddress.IPv4Network((base >> (32 - n) << (32 - n) if n else 0, n))))
+
+    # x's shape decided once with the whitespace class; within that shape the only non-digits
+    # after the '/' are whitespace and the address is the first run of digits and dots
+    valid = "match({}, {})".format(text, regex_string(
+        "^" + _WS + "*" + _ADDRESS + "(?:/" + _WS + "*(?:0*(?:[0-9]|[12][0-9]|3[0-2]))?)?" + _WS + "*\\z"))
+    the_address = "replace({}, {}, {})".format(text, regex_string("^[^0-9]*([0-9.]+)[\\s\\S]*\\z"),
+                                               string_literal("\\1"))
+
+    def bits_are(values: list[int]) -> str:
+        choices = "|".join(str(v) for v in values)
+        return "match({}, {})".format(text, regex_string("/[^0-9]*0*(?:" + choices + ")[^0-9]*\\z"))
+
+    no_bits = "NOT match({}, {})".format(text, regex_string("/[^0-9]*[0-9]"))
+    cases = [f"{no_bits} OR {bits_are(list(range(width, 33)))}, cidrmatch({cut(width)}, {the_address})"]
+    cases += [f"{bits_are([n])}, cidrmatch({cut(n)}, {the_address})" for n in range(width)]
+    return valid, f"({valid} AND case({', '.join(cases)}, true(), false()))"
+
+
 def _set_has_element(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str, str]:
     """`set_has_element(S, 'text')` of a multivalue column: KQL's S is always an array there
     (what `make_set` collected, or split(s, d, i)'s one segment or none), so the value is never
@@ -882,6 +924,7 @@ def _set_has_element(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[s
 BOOL_TESTS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], tuple[str, str]]] = {
     "ipv4_is_private": _ipv4_is_private,
     "ipv4_is_in_range": _ipv4_is_in_range,
+    "ipv4_is_match": _ipv4_is_match,
     "set_has_element": _set_has_element,
 }
 """KQL model functions giving a bool (or null), which SPL tests rather than holds: each gives
