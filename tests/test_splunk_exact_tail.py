@@ -8,6 +8,7 @@ import pytest
 
 import rmmc
 from rmmc.backends.splunk.backend import emit_splunk
+from rmmc.compiler.kql.lower import lower_text
 from tests.test_splunk_stages import T0, compare
 
 TEXTS = ["", "a", "abcdefg", "abcdefgh", "é", "ééé", "aé", "€", "€€", "€ab", "😀", "😀ab", "a😀b",
@@ -251,3 +252,40 @@ def test_ipv4_is_match_reads_a_prefix_of_decimal_digits_only():
     assert match("10.1.1.1/ 8", "10.2.2.2") is True and match("10.1.1.1/008", "10.2.2.2") is True
     assert match("10.1.1.1/+8", "10.2.2.2") is None and match("10.1.1.1/\u0668", "10.2.2.2") is None
     assert match("10.1.1.1/", "10.1.1.1") is True and match("10.1.1.1/33", "10.1.1.1") is None
+
+
+# ------------------------------------------------------------------ grouping by a path's text
+
+
+def test_summarize_by_the_text_of_a_path_groups_a_missing_member_as_empty():
+    # Bert-JanP's inspected signatures: count() by tostring(SignatureName), SignatureName a path
+    from datetime import timedelta
+
+    from rmmc.backends.base import EmitOptions
+    from rmmc.compiler import ir
+    from rmmc.compiler.rows import run
+    from rmmc.environments import load_environment
+    from rmmc.environments.adapt import adapt
+    from rmmc.translation import emit_adapted
+    from rmmc.verify.whole import NOW
+    from tests.row_sets import comparable
+    from tests.test_splunk_tail import ENV, _spl_rows_flat
+
+    kql = ("DeviceNetworkEvents | where ActionType == 'NetworkSignatureInspected' "
+           "| extend SignatureName = parse_json(AdditionalFields).SignatureName "
+           "| summarize count() by tostring(SignatureName)")
+    bags = [{"SignatureName": "SSH"}, {"SignatureName": "SSH"}, {"SignatureName": "ssh"},
+            {"SignatureName": ""}, {"Other": "x"}, None, {"SignatureName": "HTTP_Client"}]
+    events = [{ir.TABLE: "DeviceNetworkEvents", "Timestamp": NOW - timedelta(minutes=i), "ActionType":
+               "NetworkSignatureInspected", **({"AdditionalFields": bag} if bag is not None else {})}
+              for i, bag in enumerate(bags)]
+    rule = lower_text(kql).rule
+    adapted = adapt(rule, load_environment(ENV))
+    out = emit_adapted("splunk", adapted, EmitOptions())
+    assert out.ok and not any(d.code == "lossy" for d in out.diagnostics), out.diagnostics
+    events = [adapted.normalize(e) for e in events]
+    expected = run(rule, events, now=NOW)
+    assert sorted((r["SignatureName"], r["count_"]) for r in expected) == [("", 3), ("HTTP_Client", 1),
+                                                                           ("SSH", 2), ("ssh", 1)]
+    got = _spl_rows_flat(out.text, adapted, events)
+    assert comparable(got) == comparable(expected), out.text

@@ -389,6 +389,8 @@ class StageWriter:
         nullable: set[str] = set()
         for name, expr in stage.group_by:
             value = self.emitter.writer.value(expr, stage.span)
+            if value.kind == "segment" and expr.type in STRING_TYPES and not isinstance(expr, ir.Field):
+                value = Spl(f"coalesce({value.text}, \"\")", False, "string")  # tostring(path): '' where absent
             if value.kind in ("multi", "segment") and not isinstance(expr, ir.Field):
                 raise SplRefusal(f"summarize by {describe(expr)}: no SPL value to group by")
             kind = kind_of(expr.type, value)
