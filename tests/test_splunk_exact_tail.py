@@ -289,3 +289,39 @@ def test_summarize_by_the_text_of_a_path_groups_a_missing_member_as_empty():
                                                                            ("SSH", 2), ("ssh", 1)]
     got = _spl_rows_flat(out.text, adapted, events)
     assert comparable(got) == comparable(expected), out.text
+
+
+# ------------------------------------------------------------------ has on a set of integers
+
+
+@pytest.mark.parametrize("query", [
+    # reprise99's listening ports: make_set of an integer column, has_any of port numbers
+    "DeviceNetworkEvents | summarize P = make_set(RemotePort), C = dcount(RemotePort) by DeviceName "
+    "| where P has_any ('21', '22', '53') | project DeviceName, C",
+    "DeviceNetworkEvents | summarize P = make_set(RemotePort) by DeviceName | where P has '21' | project DeviceName",
+    "DeviceNetworkEvents | summarize P = make_set(RemotePort) by DeviceName | where P !has '0' | project DeviceName",
+    "DeviceNetworkEvents | summarize P = make_set(RemotePort) by DeviceName | where P has_all ('21', '53') "
+    "| project DeviceName",
+    "DeviceNetworkEvents | summarize P = make_set(RemotePort) by DeviceName | where P has '021' | project DeviceName",
+])
+def test_has_on_a_set_of_integers(query):
+    # an element's digits equal to the needle, containing it (210, 121), negative (-53: the
+    # term is 53), zero, groups whose values are all missing (KQL's [], no field in SPL)
+    rule = rmmc.lower_text(query).rule
+    rows = [("a", 21), ("a", 80), ("b", 210), ("b", 121), ("c", -53), ("c", 22), ("d", 0), ("e", None),
+            ("f", 53), ("f", 21), ("g", 2), ("g", 1)]
+    compare(rule, [{"DeviceName": d, "RemotePort": p, "Timestamp": T0} for d, p in rows])
+
+
+@pytest.mark.parametrize("query", [
+    "DeviceNetworkEvents | summarize P = make_set(RemoteUrl) by DeviceName | where P has '21'",  # text elements
+    "DeviceNetworkEvents | summarize P = make_list(RemotePort) by DeviceName | where P has '21'",  # at most 100
+    "DeviceNetworkEvents | summarize P = make_set(RemotePort, 5) by DeviceName | where P has '21'",  # a few
+    "DeviceNetworkEvents | summarize P = make_set(RemotePort) by DeviceName | extend P = split('21', ',', 0) "
+    "| where P has '21'",  # made anew by a later stage
+    "DeviceNetworkEvents | summarize P = make_set(RemotePort) by DeviceName | where P has 'x21'",
+])
+def test_has_on_a_set_spl_cannot_decide_is_not_written_exactly(query):
+    t = emit_splunk(rmmc.lower_text(query).rule, fields="defender")
+    assert not t.ok or any(d.code == "lossy" for d in t.diagnostics)
+    assert "mvfind" not in t.text

@@ -30,7 +30,7 @@ from rmmc.backends.splunk.expr import Spl, SplRefusal, eval_name
 from rmmc.backends.widen import widen
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
-from rmmc.compiler.functions import NUMERIC_TYPES, STRING_TYPES, describe, describe_condition
+from rmmc.compiler.functions import INTEGER_TYPES, NUMERIC_TYPES, STRING_TYPES, describe, describe_condition
 
 TARGET = "splunk"
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -129,6 +129,8 @@ class StageWriter:
         commands: list[str] = []
         for index, stage in enumerate(stages):
             later = stages[index + 1:]
+            if not isinstance(stage, (ir.Filter, ir.Sort, ir.Limit, ir.ProjectAway, ir.Reorder)):
+                self.emitter.number_sets.clear()  # a stage that may make a column anew
             try:
                 commands.extend(self.stage(stage, later))
             except SplRefusal as refusal:
@@ -512,6 +514,8 @@ class StageWriter:
         # values / list: collected values
         if value.kind not in ("string", "number"):
             raise SplRefusal(f"{agg.function}() of {describe(arg)}")
+        if function == "values" and arg.type in INTEGER_TYPES and len(args) == 1:
+            self.emitter.number_sets.add(agg.name)  # every distinct integer: `has` tests digits
         collected = self.argument(arg, self.raw(arg, value), condition, evals)
         what = "values() keeps every distinct value, sorted as text" if function == "values" else \
             "list() keeps at most 100 values"
