@@ -325,3 +325,17 @@ def test_has_on_a_set_spl_cannot_decide_is_not_written_exactly(query):
     t = emit_splunk(rmmc.lower_text(query).rule, fields="defender")
     assert not t.ok or any(d.code == "lossy" for d in t.diagnostics)
     assert "mvfind" not in t.text
+
+
+@pytest.mark.parametrize("query", [
+    # a set of integers made in a join's right side: "80" is no element of [80]
+    "DeviceNetworkEvents | join kind=inner (DeviceNetworkEvents | summarize S = make_set(RemotePort) by DeviceName) "
+    "on DeviceName | where set_has_element(S, '80')",
+    # the set made anew by an extend before the test
+    "DeviceNetworkEvents | summarize S = make_set(RemoteUrl) by DeviceName | extend S = split(DeviceName, '.', 0) "
+    "| where set_has_element(S, 'a')",
+])
+def test_set_has_element_of_a_set_rmmc_did_not_see_collected_is_refused(query):
+    t = emit_splunk(rmmc.lower_text(query).rule, fields="defender")
+    assert not t.ok or any(d.code == "lossy" for d in t.diagnostics)
+    assert "mvfind" not in t.text

@@ -254,7 +254,7 @@ class Emitter:
     aliases: dict[str, Any] = field(default_factory=dict)  # columns that are a dynamic value (paths.dynamic_alias)
     subsearch: Any = None  # sub-rule -> (its SPL commands, its emitter), for joins and subqueries
     options: Any = None  # the translation's EmitOptions (how external tables are held: lookups)
-    number_sets: set = field(default_factory=set)  # columns holding every distinct integer a make_set collected
+    sets: dict = field(default_factory=dict)  # column -> "string" / "integer": every distinct value a make_set collected
 
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
@@ -425,7 +425,7 @@ class Emitter:
         if kind == "dynamic":
             value = self.subject(p, raw=False)
             if value.kind == "multi" and p.op is Op.TERM and isinstance(subject, Field) \
-                    and subject.name in self.number_sets and p.values \
+                    and self.sets.get(subject.name) == "integer" and p.values \
                     and all(isinstance(v, str) and _DIGITS.fullmatch(v) for v in p.values):
                 return self.number_terms(p, value.text)
             if value.kind in ("string", "segment") and p.op in _STRING_TEST_OPS:

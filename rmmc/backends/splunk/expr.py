@@ -906,15 +906,15 @@ def _ipv4_is_match(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str
 
 
 def _set_has_element(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str, str]:
-    """`set_has_element(S, 'text')` of a multivalue column: KQL's S is always an array there
-    (what `make_set` collected, or split(s, d, i)'s one segment or none), so the value is never
-    null; it holds the text when one of S's values equals it (`mvfind`, Search Reference:
-    the index of the first value matching the regex, else null).  The stage writer lets only a
-    `values()` of strings with no limit be tested so, whose values are every distinct text."""
+    """`set_has_element(S, 'text')` of a column holding every distinct text a `make_set` with
+    no limit collected (`values()`; the emitter's `sets`): KQL's S is an array there, so the
+    value is never null; it holds the text when one of S's values equals it (`mvfind`, Search
+    Reference: the index of the first value matching the regex, else null)."""
     container, needle = call.args
     value = w.value(container, span)
-    if value.kind != "multi" or not isinstance(needle, ir.Literal) or not isinstance(needle.value, str) \
-            or not needle.value:
+    collected = getattr(w.context, "sets", {}).get(container.name) if isinstance(container, ir.Field) else None
+    if value.kind != "multi" or collected != "string" or not isinstance(needle, ir.Literal) \
+            or not isinstance(needle.value, str) or not needle.value:
         raise SplRefusal(f"{describe(call)}: SPL tests only a collected set of strings for a non-empty text",
                          span)
     pattern = regex_string("^" + regex_literal(needle.value) + "\\z")

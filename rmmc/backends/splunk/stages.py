@@ -129,10 +129,15 @@ class StageWriter:
         commands: list[str] = []
         for index, stage in enumerate(stages):
             later = stages[index + 1:]
-            if not isinstance(stage, (ir.Filter, ir.Sort, ir.Limit, ir.ProjectAway, ir.Reorder)):
-                self.emitter.number_sets.clear()  # a stage that may make a column anew
+            # the columns known to hold every distinct value a make_set collected: a stage that
+            # may make a column anew forgets them once it has read them (a summarize before)
+            keeps = isinstance(stage, (ir.Filter, ir.Sort, ir.Limit, ir.ProjectAway, ir.Reorder))
+            if isinstance(stage, ir.Summarize):
+                self.emitter.sets.clear()
             try:
                 commands.extend(self.stage(stage, later))
+                if not keeps and not isinstance(stage, ir.Summarize):
+                    self.emitter.sets.clear()
             except SplRefusal as refusal:
                 if refusal.span is None:
                     refusal.span = getattr(stage, "span", None)
@@ -514,8 +519,8 @@ class StageWriter:
         # values / list: collected values
         if value.kind not in ("string", "number"):
             raise SplRefusal(f"{agg.function}() of {describe(arg)}")
-        if function == "values" and arg.type in INTEGER_TYPES and len(args) == 1:
-            self.emitter.number_sets.add(agg.name)  # every distinct integer: `has` tests digits
+        if function == "values" and len(args) == 1 and (string or arg.type in INTEGER_TYPES):
+            self.emitter.sets[agg.name] = "string" if string else "integer"  # every distinct value
         collected = self.argument(arg, self.raw(arg, value), condition, evals)
         what = "values() keeps every distinct value, sorted as text" if function == "values" else \
             "list() keeps at most 100 values"
