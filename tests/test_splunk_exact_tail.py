@@ -339,3 +339,34 @@ def test_set_has_element_of_a_set_rmmc_did_not_see_collected_is_refused(query):
     t = emit_splunk(rmmc.lower_text(query).rule, fields="defender")
     assert not t.ok or any(d.code == "lossy" for d in t.diagnostics)
     assert "mvfind" not in t.text
+
+
+# ------------------------------------------------------------------ mv-expand of a split
+
+
+@pytest.mark.parametrize("query", [
+    # m4nbat's base64 hunt: every word of the command line, kept when it looks like base64
+    "DeviceNetworkEvents | extend S = split(RemoteUrl, ' ') | mvexpand S "
+    "| where S matches regex '^[A-Za-z0-9+/]{3,}[=]{0,2}$' | extend B = tostring(S) | project B, DeviceName",
+    # every element, empty ones included, with its position; a limit; a delimiter of two characters
+    "DeviceNetworkEvents | mv-expand with_itemindex=i S = split(RemoteUrl, ' ') to typeof(string) | project S, i",
+    "DeviceNetworkEvents | mv-expand S = split(RemoteUrl, ', ') to typeof(string) limit 2 | project S, DeviceName",
+    "DeviceNetworkEvents | mv-expand S = split(RemoteUrl, '') to typeof(string) | project S",
+    "DeviceNetworkEvents | mv-expand S = split(RemoteUrl, ' ') | summarize n = count() by T = tostring(S)",
+    "DeviceNetworkEvents | mv-expand RemoteUrl = split(RemoteUrl, '.') to typeof(string) | where RemoteUrl != '' "
+    "| project RemoteUrl, DeviceName",
+])
+def test_mv_expand_of_a_split(query):
+    # no delimiter, several, adjacent (an empty element), at either end, a line break, a
+    # missing text (KQL's split of '' is [''], one row), the two-character delimiter overlapping
+    rule = rmmc.lower_text(query).rule
+    texts = ["", "a", "abc def", "a  b", " a", "a ", "x y z w", "a, b, c", "a,, b", ", ,", "l1\nl2 l3",
+             "QUJD QUJDRA== x", "é € 😀", "a.b.c", "..", "{1} {2}"]
+    events = [{"RemoteUrl": t, "DeviceName": f"d{i}", "Timestamp": T0} for i, t in enumerate(texts)]
+    compare(rule, events + [{"DeviceName": "none", "Timestamp": T0}])
+
+
+def test_mv_expand_of_what_spl_cannot_split_is_refused():
+    t = emit_splunk(rmmc.lower_text("DeviceNetworkEvents | mv-expand S = extract_all('a', RemoteUrl)").rule,
+                    fields="defender")
+    assert not t.ok and any("mv-expand" in d.message and d.code == "unsupported" for d in t.diagnostics)

@@ -92,7 +92,7 @@ from rmmc.compiler.schema.profiles import load_profile, rule_field
 
 TARGET = "splunk"
 TIME_FIELD = "_time"
-HANDLES = frozenset({"union", "join", "subquery", "parse", "externaldata"})
+HANDLES = frozenset({"union", "join", "subquery", "parse", "externaldata", "mv-expand"})
 """The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 WHY_NOT = {
     "mv-expand": "Splunk holds an array as a multivalue field only where its JSON extraction made "

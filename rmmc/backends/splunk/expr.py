@@ -232,6 +232,8 @@ class ExprWriter:
         name, kind = self.context.column_text(field)
         if kind == "multi":
             return Spl(name, True, "multi")
+        if kind == "segment" and field.type not in STRING_TYPES:  # an element or segment kept as a column
+            return Spl(name, True, "segment")
         kind_of = field.type
         if kind == "count":  # what count() / dc() gave: never null
             return Spl(name, False, "number")

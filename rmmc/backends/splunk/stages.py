@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rmmc.backends.base import lossy, note, shape, stage_text
@@ -126,6 +126,7 @@ class StageWriter:
     # -- stages
 
     def write(self, stages: tuple[ir.Stage, ...]) -> list[str]:
+        stages = split_expansions(stages)
         commands: list[str] = []
         for index, stage in enumerate(stages):
             later = stages[index + 1:]
@@ -178,6 +179,8 @@ class StageWriter:
             from rmmc.backends.splunk.multi import parse_commands
 
             return parse_commands(stage, self)
+        if isinstance(stage, ir.MvExpand):
+            return self.mv_expand(stage)
         raise SplRefusal(f"no SPL form for the stage {type(stage).__name__}")
 
     def filter(self, stage: ir.Filter, later: tuple[ir.Stage, ...]) -> list[str]:
@@ -271,6 +274,63 @@ class StageWriter:
                 if name in self.known:
                     self.known.remove(name)
                 self.known.append(name)
+        return commands
+
+    def mv_expand(self, stage: ir.MvExpand) -> list[str]:
+        """`mv-expand X = split(s, 'd')`: one row per segment, never none (KQL's split gives at
+        least ['']), so neither Splunk's undocumented split() nor mvexpand's dropping of an
+        event without the field is ever met: `mvrange(0, n)` over the count of segments,
+        `mvexpand` of that index, then segment i by the regex that picks it (the index spliced
+        into its repeat count).  A with_itemindex column is the index itself."""
+        from rmmc.backends.splunk.backend import WHY_NOT
+        from rmmc.backends.splunk.expr import regex_literal, regex_string
+
+        if len(stage.columns) != 1:
+            raise SplRefusal("mv-expand of several arrays: " + WHY_NOT["mv-expand"], stage.span)
+        name, expr, to_type = stage.columns[0]
+        if not (isinstance(expr, ir.Call) and expr.function == "split" and len(expr.args) == 2
+                and isinstance(expr.args[1], ir.Literal) and isinstance(expr.args[1].value, str)) \
+                or to_type not in (None, "dynamic", "string"):
+            raise SplRefusal(f"mv-expand of {describe(expr)}"
+                             f"{f' to typeof({to_type})' if to_type not in (None, 'dynamic') else ''}: "
+                             "rmmc writes it for split(s, 'delimiter') only: " + WHY_NOT["mv-expand"], stage.span)
+        writer = self.emitter.writer
+        text = writer.string(expr.args[0], stage.span)
+        delimiter = expr.args[1].value
+        if stage.limit is not None and stage.limit <= 0:
+            return ["where false()"]
+        index = self.temp()
+        commands: list[str] = []
+        if delimiter == "":  # KQL: split(s, '') is [s]
+            element = text
+            commands.append(f"eval {index}=0")  # its position
+        else:
+            count = writer.number(ir.Call("array_length", (expr,), "long"), stage.span).text
+            if stage.limit is not None:
+                count = f"if({count}<{stage.limit}, {count}, {stage.limit})"
+            d = regex_literal(delimiter)  # segment i: i delimiters skipped lazily, then up to the next
+            head = regex_string("^(?:[\\s\\S]*?" + d + "){")
+            tail = regex_string("}([\\s\\S]*?)(?:" + d + "[\\s\\S]*)?\\z")
+            commands += [f"eval {index}=mvrange(0, {count})", f"mvexpand {index}"]
+            element = f"replace({text}, {head}.tostring({index}).{tail}, \"\\\\1\")"
+        target = self.out_name(name)
+        commands.append(f"eval {target}={element}")
+        self.define(name, target, "string" if to_type == "string" else "segment")
+        if stage.index:
+            index_name = self.out_name(stage.index)
+            commands.append(f"rename {index} as {index_name}")
+            self.define(stage.index, index_name, "number")
+        else:
+            commands.append(f"fields - {index}")
+        if self.known is not None:
+            for column in (name, stage.index):
+                if column:
+                    if column in self.known:
+                        self.known.remove(column)
+                    self.known.append(column)
+        self.diagnostics.append(note(TARGET, "mvexpand keeps at most max_mem_usage_mb (limits.conf [mvexpand], "
+                                             "500 MB by default) of expanded results per chunk, truncating "
+                                             "past it with a warning: raise it for long arrays", stage.span))
         return commands
 
     def project(self, stage: ir.Project) -> list[str]:
@@ -717,3 +777,26 @@ def membership_reads(name: str, later: tuple[ir.Stage, ...]) -> tuple[bool, bool
         if name in made or isinstance(stage, ir.Summarize):
             break
     return members, other
+
+
+def split_expansions(stages: tuple[ir.Stage, ...]) -> tuple[ir.Stage, ...]:
+    """`extend X = split(s, 'd') | mv-expand X` as `mv-expand X = split(s, 'd')`: the array is
+    never a column of its own (SPL holds none), only its elements.  Only where the extend sets
+    none of s's columns and the mv-expand comes next."""
+    out = list(stages)
+    for i in range(len(out) - 1):
+        extend, expand = out[i], out[i + 1]
+        if not (isinstance(extend, ir.Extend) and isinstance(expand, ir.MvExpand) and len(expand.columns) == 1):
+            continue
+        name, expr, to_type = expand.columns[0]
+        if not (isinstance(expr, ir.Field) and expr.name == name):
+            continue
+        values = dict(extend.columns)
+        made = values.get(name)
+        if not (isinstance(made, ir.Call) and made.function == "split" and len(made.args) == 2) \
+                or {f.name for f in ir.expr_fields(made)} & set(values):
+            continue
+        rest = tuple((n, e) for n, e in extend.columns if n != name)
+        out[i] = ir.Extend(rest, span=extend.span) if rest else ir.Filter(ir.Const(True), span=extend.span)
+        out[i + 1] = replace(expand, columns=((name, made, to_type),))
+    return tuple(out)
