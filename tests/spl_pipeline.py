@@ -16,8 +16,9 @@ Documented behaviour modelled:
   or joins two strings.  Comparisons take two numbers or two strings (strings compare by
   code point, case-sensitively); a null makes them null; AND / OR / NOT are three-valued.
 * functions: len (code points), lower, upper, substr (from 1), replace (PCRE, every match,
-  `\\1` names a group), match, if, case, coalesce, nullif, isnull, isnotnull, tostring, floor,
-  ceiling, abs, mvcount, cidrmatch, now, true, false, null.
+  `\\1` names a group; one that took no part in a match is undocumented), match, if, case,
+  coalesce, nullif, isnull, isnotnull, tostring, floor, ceiling, abs, mvcount, mvfind (the
+  index of the first value the regex matches, else null), cidrmatch, now, true, false, null.
 * stats / eventstats: count, count(x), dc, sum, avg, min, max (numbers, else text by code
   point), values (distinct, sorted as text), list (event order, at most 100, as text), first;
   an event whose by-field is null is left out; without `by`, one row even over no events.
@@ -380,7 +381,16 @@ def call(name: str, args: list, row: dict) -> Any:
         return re.search(pcre_to_python(values[1]), _text(values[0], "match")) is not None
     if name == "replace":
         text = _text(values[0], "replace")
-        return re.sub(pcre_to_python(values[1]), _replacement(values[2]), text)
+        replacement = _replacement(values[2])
+        named = [int(g) for g in re.findall(r"\\(\d)", replacement)]
+
+        def substitute(m: re.Match) -> str:
+            for g in named:  # what Splunk writes for a group that took no part is not documented
+                if g <= (m.re.groups or 0) and m.group(g) is None:
+                    raise Undocumented(f"replace() names group {g}, which took no part in a match")
+            return m.expand(replacement)
+
+        return re.sub(pcre_to_python(values[1]), substitute, text)
     if name == "tostring":
         value = values[0]
         if isinstance(value, str):
@@ -410,6 +420,13 @@ def call(name: str, args: list, row: dict) -> Any:
         return items[index]
     if name == "max" and len(values) == 2 and all(_number(v) for v in values):  # eval max(a, b)
         return max(values)
+    if name == "mvfind":  # the index of the first value the regex matches, else null
+        value, pattern = values
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        found = [i for i, item in enumerate(items) if re.search(pcre_to_python(pattern), _text(item, "mvfind"))]
+        return found[0] if found else None
     if name == "mvcount":
         value = values[0]
         if value is None:

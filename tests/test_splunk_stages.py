@@ -591,7 +591,8 @@ def test_split_with_an_index_and_segment_columns():
 
 
 def test_a_filter_spl_cannot_say_only_widens_where_nothing_counts_rows_after_it():
-    sub = "DeviceName in ((DeviceInfo | project DeviceName))"
+    # (a subquery inside `or`: as a conjunct of its own it is a semi join, test_splunk_exact_tail)
+    sub = "(DeviceName in ((DeviceInfo | project DeviceName)) or DeviceName == 'z')"
     widened = rmmc.lower_text(f"DeviceNetworkEvents | extend L = tolower(RemoteUrl) | where L == 'a' "
                               f"| summarize n = count() by DeviceName | where {sub}").rule
     t = emit_splunk(widened, fields="defender")

@@ -599,11 +599,14 @@ def _ipv4_is_private(value: str) -> bool | None:
 def _ipv4_is_match(first: str, second: str, prefix: Any = ...) -> bool | None:
     """Whether two IPv4 addresses (either may carry a /prefix) are equal on their first
     `prefix` bits (32 when none is given; the smallest prefix given wins); null when either is
-    no address."""
+    no address.  A prefix is decimal digits 0-9 (Python's int() would also read '+16', '1_6'
+    or other scripts' digits, which IP-prefix notation has not)."""
     import ipaddress
 
     def parse(text: str) -> tuple[int, int] | None:
         address, _, bits = text.strip().partition("/")
+        if bits and not re.fullmatch(r"\s*[0-9]+", bits):
+            return None
         try:
             value = int(ipaddress.IPv4Address(address))
             width = int(bits) if bits else 32

@@ -92,7 +92,7 @@ from rmmc.compiler.schema.profiles import load_profile, rule_field
 
 TARGET = "splunk"
 TIME_FIELD = "_time"
-HANDLES = frozenset({"union", "join", "subquery", "parse", "externaldata"})
+HANDLES = frozenset({"union", "join", "subquery", "parse", "externaldata", "mv-expand"})
 """The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 WHY_NOT = {
     "mv-expand": "Splunk holds an array as a multivalue field only where its JSON extraction made "
@@ -108,6 +108,7 @@ _STRING_TEST_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH
 _NUMERIC = frozenset({"int", "long", "real", "double", "decimal"})
 _STRINGLIKE = frozenset({"string", "guid"})
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_DIGITS = re.compile(r"[0-9]+")
 _SEARCH_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@-]*\Z")
 _EVAL_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@ -]*\Z")
 
@@ -253,6 +254,7 @@ class Emitter:
     aliases: dict[str, Any] = field(default_factory=dict)  # columns that are a dynamic value (paths.dynamic_alias)
     subsearch: Any = None  # sub-rule -> (its SPL commands, its emitter), for joins and subqueries
     options: Any = None  # the translation's EmitOptions (how external tables are held: lookups)
+    sets: dict = field(default_factory=dict)  # column -> "string" / "integer": every distinct value a make_set collected
 
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
@@ -422,6 +424,10 @@ class Emitter:
             return self.string_predicate(p, x)
         if kind == "dynamic":
             value = self.subject(p, raw=False)
+            if value.kind == "multi" and p.op is Op.TERM and isinstance(subject, Field) \
+                    and self.sets.get(subject.name) == "integer" and p.values \
+                    and all(isinstance(v, str) and _DIGITS.fullmatch(v) for v in p.values):
+                return self.number_terms(p, value.text)
             if value.kind in ("string", "segment") and p.op in _STRING_TEST_OPS:
                 # a dynamic string or null: a null passes only the negated test (evaluator)
                 test = self.string_predicate(replace(p, negated=False), f"coalesce({value.text}, \"\")")
@@ -432,6 +438,15 @@ class Emitter:
                 return f"(isnotnull({value.text}) AND {test})"
         raise SplRefusal(f"{describe(subject)} {'not ' if p.negated else ''}{p.op.value} "
                          f"{list(p.values)} ({kind}): no SPL test with KQL's meaning", p.span)
+
+    def number_terms(self, p: Predicate, collected: str) -> str:
+        """`S has '21'` of a set of integers: KQL tests the terms of S's JSON text (`[21,-53]`),
+        and an integer's only term is its digits, so a digit needle is a term of the text when
+        it is an element's digits: `mvfind` (Search Reference: the index of the first value
+        matching the regex, else null) over the values `values()` collected as text."""
+        tests = [f"isnotnull(mvfind({collected}, {regex_string('^-?' + v + chr(92) + 'z')}))" for v in p.values]
+        body = tests[0] if len(tests) == 1 else "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
+        return f"NOT {body}" if p.negated else body
 
     def bool_test(self, p: Predicate, defined: str, true: str) -> str:
         """`f(x) == v` for a bool function: a null value equals nothing (so `!=` holds)."""
@@ -933,6 +948,13 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
         used = features(rule)
         several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
         options = replace(options, placement=placed(options.placement, rule.source.table))
+    if JOIN in used:  # `A | join kind=rightanti (B)`: read from B's side
+        from rmmc.backends.splunk.multi import right_joins_swapped
+
+        swapped = right_joins_swapped(rule)
+        if swapped is not rule:
+            rule = swapped
+            options = replace(options, placement=placed(options.placement, rule.source.table))
     datamodel = getattr(options.placement, "datamodel", None)
     if datamodel is not None and _DATAMODEL.match(datamodel) is None:
         raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")

@@ -232,6 +232,8 @@ class ExprWriter:
         name, kind = self.context.column_text(field)
         if kind == "multi":
             return Spl(name, True, "multi")
+        if kind == "segment" and field.type not in STRING_TYPES:  # an element or segment kept as a column
+            return Spl(name, True, "segment")
         kind_of = field.type
         if kind == "count":  # what count() / dc() gave: never null
             return Spl(name, False, "number")
@@ -375,6 +377,8 @@ def _substring(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     """`substring(s, k[, n])` for constant k and n: KQL's start counts from 0 and, negative,
     from the end (further back than the start: ''); Splunk's `substr` counts from 1.  Every
     start outside the text is decided here, so `substr` only sees positions inside it."""
+    if not all(isinstance(a, ir.Literal) for a in call.args[1:]):
+        return _substring_computed(w, call, span)
     text = w.string(call.args[0], span)
     start = literal_arg(call, 1, int, span)
     length = literal_arg(call, 2, int, span) if len(call.args) > 2 else None
@@ -388,6 +392,34 @@ def _substring(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     back = -start
     return Spl(f"if(len({text})>={back}, substr({text}, len({text})-{back - 1}{tail}), \"\")",
                False, "string")
+
+
+def _substring_computed(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
+    """`substring(s, k[, n])` with a computed integer k or n (`indexof(s, '.') + 1`): the
+    evaluator's meaning decided in eval: '' when k or n is null, n is not positive, or k
+    (negative: counted from the end) falls outside the text; else `substr` from k+1, which then
+    starts inside the text and takes at most n characters."""
+    for position in range(1, len(call.args)):
+        arg = call.args[position]
+        if not isinstance(arg, ir.Literal) and getattr(arg, "type", None) not in INTEGER_TYPES:
+            raise SplRefusal(f"substring() with a {describe(arg)} argument {position + 1}: rmmc writes "
+                             "a computed one for an integer only (KQL truncates a real)", span)
+        if isinstance(arg, ir.Literal):
+            literal_arg(call, position, int, span)
+    text = w.string(call.args[0], span)
+    start = w.number(call.args[1], span)
+    length = w.number(call.args[2], span) if len(call.args) > 2 else None
+    at = f"if({start.text}<0, len({text})+{start.text}, {start.text})"
+    inside = f"{at}>=0 AND {at}<len({text})"
+    tail = ""
+    if length is not None:
+        inside += f" AND {length.text}>0"
+        tail = f", {length.text}"
+    body = f"if({inside}, substr({text}, {at}+1{tail}), \"\")"
+    nulls = [t for o in (start, length) if o is not None for t in o.null_tests()]
+    if nulls:
+        body = f"if({' OR '.join(f'isnull({t})' for t in dict.fromkeys(nulls))}, \"\", {body})"
+    return Spl(body, False, "string")
 
 
 def _segment_regex(delimiter: str, index: int) -> str | None:
@@ -467,6 +499,17 @@ def _array_length(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
                      "segments", span)
 
 
+def _string_size(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
+    """`string_size(s)`: the bytes of s in UTF-8.  Splunk's `len` counts characters (Search
+    Reference, Text functions: "the count of the number of characters"), so each character
+    beyond U+007F, U+07FF and U+FFFF adds one byte more: the characters left once those below
+    each bound are removed (`replace`, PCRE in UTF mode as every class with `\\x{hhhh}` here)."""
+    text = w.string(call.args[0], span)
+    below = [regex_string("[\\x{00}-\\x{%x}]+" % bound) for bound in (0x7F, 0x7FF, 0xFFFF)]
+    beyond = [f"len(replace({text}, {pattern}, \"\"))" for pattern in below]
+    return Spl("(" + "+".join([f"len({text})", *beyond]) + ")", False, "number")
+
+
 def _trim(wrapper: str) -> Callable[[ExprWriter, ir.Call, Span | None], Spl]:
     """KQL splices the regex into `^(R)` / `(R)$` / both and removes every match: the same
     `replace()` in PCRE (with `\\z` for RE2's `$`)."""
@@ -496,13 +539,70 @@ def _extract(w: ExprWriter, call: ir.Call, span: Span | None) -> Spl:
     if group > 9:
         raise SplRefusal("extract() of a group after the 9th", span)
     if group and not group_always_set(regex, group):
-        raise SplRefusal(f"extract() of group {group} of {regex!r}, which may take no part in a "
-                         "match (Splunk does not document what it writes then)", span)
+        regex = _group_made_set(regex, group)
+        if regex is None:
+            raise SplRefusal(f"extract() of group {group} of {describe(call.args[0])}, which may take no "
+                             "part in a match (Splunk does not document what it writes then)", span)
     body = pcre(regex)
     inner = f"((?:{body}))" if group == 0 else f"(?:{body})"
     whole = f"^[\\s\\S]*?{inner}[\\s\\S]*\\z"
     return Spl(f"if(match({text}, {regex_string(body)}), replace({text}, {regex_string(whole)}, "
                f"\"\\\\{max(group, 1)}\"), \"\")", False, "string")
+
+
+def _group_made_set(regex: str, group: int) -> str | None:
+    """`regex` with an optional capture group `(X)?` (or lazy `(X)??`) written `((?:X)?)`: the
+    same matches, tried in the same order, but the group takes part in every one, capturing ''
+    where `(X)?` took no part, which is what `extract()` gives for an unset group ('').  None
+    when the group is not so optional (inside an alternation or another repeat), or the
+    pattern holds syntax this scan does not read (`\\Q`)."""
+    if "\\Q" in regex:
+        return None
+    opening, content, count, i = -1, -1, 0, 0
+    depth_at_open, depth = 0, 0
+    while i < len(regex):
+        ch = regex[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[":  # a class: `]` first is literal; escapes and [:name:] inside
+            i += 1
+            if i < len(regex) and regex[i] == "^":
+                i += 1
+            if i < len(regex) and regex[i] == "]":
+                i += 1
+            while i < len(regex) and regex[i] != "]":
+                if regex[i] == "\\":
+                    i += 1
+                elif regex.startswith("[:", i):
+                    end = regex.find(":]", i + 2)
+                    i = end + 1 if end >= 0 else i
+                i += 1
+            i += 1
+            continue
+        if ch == "(":
+            depth += 1
+            named = re.match(r"\(\?P?<(?![=!])[^>]*>", regex[i:])
+            if not regex.startswith("(?", i) or named:
+                count += 1
+                if count == group:
+                    opening, depth_at_open = i, depth
+                    content = i + (len(named.group(0)) if named else 1)
+        elif ch == ")":
+            if opening >= 0 and depth == depth_at_open:
+                quantifier = "??" if regex.startswith("??", i + 1) else "?" if regex.startswith("?", i + 1) else ""
+                if not quantifier or regex.startswith("+", i + 1 + len(quantifier)):
+                    return None
+                made = (regex[:content] + "(?:" + regex[content:i] + ")" + quantifier + ")"
+                        + regex[i + 1 + len(quantifier):])
+                tree = parse(made)
+                if tree is None or tree.state.groups != parse(regex).state.groups \
+                        or not group_always_set(made, group):
+                    return None
+                return made
+            depth -= 1
+        i += 1
+    return None
 
 
 def _replacement(rewrite: str, span: Span | None) -> str:
@@ -765,9 +865,69 @@ def _ipv4_is_in_range(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[
     return valid, f"({valid} AND cidrmatch({string_literal(str(net))}, {text}))"
 
 
+def _ipv4_is_match(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str, str]:
+    """`ipv4_is_match(x, 'a.b.c.d/p'[, n])` for a constant network (and prefix): KQL strips x,
+    reads it as an address with an optional '/bits' (decimal, 0-32; '' is 32), and compares
+    the first min(bits, p, n) bits.  Each bits value below the constant's width w is its own
+    `cidrmatch` of the constant cut to that many bits; every other value compares w bits."""
+    import ipaddress
+
+    from rmmc.compiler.functions import FUNCTIONS
+
+    if len(call.args) == 3:
+        cap = literal_arg(call, 2, int, span)
+    else:
+        cap = 32
+    other = literal_arg(call, 1, str, span)
+    text = w.string(call.args[0], span)
+    network = FUNCTIONS["ipv4_is_match"].impl(other, other) if cap >= 0 else None
+    if network is None:  # the constant is no address (or the prefix is negative): always null
+        return "false()", "false()"
+    address, _, bits = other.strip().partition("/")
+    width = min(int(bits) if bits else 32, cap, 32)
+    base = int(ipaddress.IPv4Address(address))
+
+    def cut(n: int) -> str:
+        return string_literal(str(ipaddress.IPv4Network((base >> (32 - n) << (32 - n) if n else 0, n))))
+
+    # x's shape decided once with the whitespace class; within that shape the only non-digits
+    # after the '/' are whitespace and the address is the first run of digits and dots
+    valid = "match({}, {})".format(text, regex_string(
+        "^" + _WS + "*" + _ADDRESS + "(?:/" + _WS + "*(?:0*(?:[0-9]|[12][0-9]|3[0-2]))?)?" + _WS + "*\\z"))
+    the_address = "replace({}, {}, {})".format(text, regex_string("^[^0-9]*([0-9.]+)[\\s\\S]*\\z"),
+                                               string_literal("\\1"))
+
+    def bits_are(values: list[int]) -> str:
+        choices = "|".join(str(v) for v in values)
+        return "match({}, {})".format(text, regex_string("/[^0-9]*0*(?:" + choices + ")[^0-9]*\\z"))
+
+    no_bits = "NOT match({}, {})".format(text, regex_string("/[^0-9]*[0-9]"))
+    cases = [f"{no_bits} OR {bits_are(list(range(width, 33)))}, cidrmatch({cut(width)}, {the_address})"]
+    cases += [f"{bits_are([n])}, cidrmatch({cut(n)}, {the_address})" for n in range(width)]
+    return valid, f"({valid} AND case({', '.join(cases)}, true(), false()))"
+
+
+def _set_has_element(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[str, str]:
+    """`set_has_element(S, 'text')` of a column holding every distinct text a `make_set` with
+    no limit collected (`values()`; the emitter's `sets`): KQL's S is an array there, so the
+    value is never null; it holds the text when one of S's values equals it (`mvfind`, Search
+    Reference: the index of the first value matching the regex, else null)."""
+    container, needle = call.args
+    value = w.value(container, span)
+    collected = getattr(w.context, "sets", {}).get(container.name) if isinstance(container, ir.Field) else None
+    if value.kind != "multi" or collected != "string" or not isinstance(needle, ir.Literal) \
+            or not isinstance(needle.value, str) or not needle.value:
+        raise SplRefusal(f"{describe(call)}: SPL tests only a collected set of strings for a non-empty text",
+                         span)
+    pattern = regex_string("^" + regex_literal(needle.value) + "\\z")
+    return "true()", f"isnotnull(mvfind({value.text}, {pattern}))"
+
+
 BOOL_TESTS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], tuple[str, str]]] = {
     "ipv4_is_private": _ipv4_is_private,
     "ipv4_is_in_range": _ipv4_is_in_range,
+    "ipv4_is_match": _ipv4_is_match,
+    "set_has_element": _set_has_element,
 }
 """KQL model functions giving a bool (or null), which SPL tests rather than holds: each gives
 (the condition that the value is not null, the condition that it is true)."""
@@ -780,6 +940,7 @@ BUILDERS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], Spl]] = {
     "index": _index,
     "split": _split,
     "array_length": _array_length,
+    "string_size": _string_size,
     "trim": _trim("^(?:{0})|(?:{0})\\z"),
     "trim_start": _trim("^(?:{0})"),
     "trim_end": _trim("(?:{0})\\z"),

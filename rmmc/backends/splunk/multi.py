@@ -18,12 +18,15 @@
   marker did not reach; `leftouter` is `type=left` (missing strings filled with "").  A
   subsearch returns at most 50,000 rows by default (limits.conf `[join] subsearch_maxout`):
   said as a note, as any engine's limits.
-* **Subqueries** `x in (T | ...)` (a top-level test of the detection, on a string) are the
-  same semi / anti join on `coalesce(x, "")` (lowered on both sides for `in~`).
+* **Subqueries** `x in (T | ...)` (a top-level test of the detection or of a later filter, on
+  a string) are the same semi / anti join on `coalesce(x, "")` (lowered on both sides for `in~`).
+* **rightsemi / rightanti** keep the right rows that have (no) match, right columns only: the
+  leftsemi / leftanti join of the sides swapped (`right_joins_swapped`), the right side then
+  the main search.
 * **parse** is `rex` on the source text with the pattern's literals escaped, each column a
   lazy named group, the end of the text `\\z`; a column the pattern did not reach is "".
 
-Not said (refused at their place): rightsemi / rightanti / rightouter / fullouter joins,
+Not said (refused at their place): rightouter / fullouter joins,
 mv-expand (Splunk's `mvexpand` works on multivalue fields, not on JSON arrays), `has_any`
 against a subquery.
 """
@@ -90,6 +93,27 @@ def subsearch_note() -> Diagnostic:
 
 
 # ------------------------------------------------------------------ joins
+
+
+def right_joins_swapped(rule: ir.Rule) -> ir.Rule:
+    """The rule with its first rightsemi / rightanti join written as the leftsemi / leftanti
+    join of the swapped sides: its right sub-rule becomes the main search (with the rule's
+    title and the stages after the join), the rule up to the join its right side.  Both keep
+    the right rows that have (no) match on the same keys, with the right columns only, each
+    once (Join: the key equality is symmetric)."""
+    for i, stage in enumerate(rule.stages):
+        if isinstance(stage, ir.Join) and stage.kind in ir.RIGHT_ONLY_JOINS and not stage.lookup:
+            if rule.union is not None or stage.right.union is not None or rule.exclusions \
+                    or rule.source.external is not None or stage.right.source.external is not None:
+                return rule
+            left = replace(rule, stages=rule.stages[:i])
+            swapped = ir.Join("leftsemi" if stage.kind == "rightsemi" else "leftanti", left,
+                              tuple((r, l) for l, r in stage.keys), stage.right_columns, stage.left_columns,
+                              span=stage.span)
+            return replace(stage.right, metadata=rule.metadata,
+                           stages=(*stage.right.stages, swapped, *rule.stages[i + 1:]))
+    return rule
+
 
 
 def _later_fields(later: tuple[ir.Stage, ...]) -> dict[str, ir.Field]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rmmc.backends.base import lossy, note, shape, stage_text
@@ -30,7 +30,7 @@ from rmmc.backends.splunk.expr import Spl, SplRefusal, eval_name
 from rmmc.backends.widen import widen
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic
-from rmmc.compiler.functions import NUMERIC_TYPES, STRING_TYPES, describe, describe_condition
+from rmmc.compiler.functions import INTEGER_TYPES, NUMERIC_TYPES, STRING_TYPES, describe, describe_condition
 
 TARGET = "splunk"
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -126,11 +126,19 @@ class StageWriter:
     # -- stages
 
     def write(self, stages: tuple[ir.Stage, ...]) -> list[str]:
+        stages = split_expansions(stages)
         commands: list[str] = []
         for index, stage in enumerate(stages):
             later = stages[index + 1:]
+            # the columns known to hold every distinct value a make_set collected: a stage that
+            # may make a column anew forgets them once it has read them (a summarize before)
+            keeps = isinstance(stage, (ir.Filter, ir.Sort, ir.Limit, ir.ProjectAway, ir.Reorder))
+            if isinstance(stage, ir.Summarize):
+                self.emitter.sets.clear()
             try:
                 commands.extend(self.stage(stage, later))
+                if not keeps and not isinstance(stage, ir.Summarize):
+                    self.emitter.sets.clear()
             except SplRefusal as refusal:
                 if refusal.span is None:
                     refusal.span = getattr(stage, "span", None)
@@ -171,12 +179,14 @@ class StageWriter:
             from rmmc.backends.splunk.multi import parse_commands
 
             return parse_commands(stage, self)
+        if isinstance(stage, ir.MvExpand):
+            return self.mv_expand(stage)
         raise SplRefusal(f"no SPL form for the stage {type(stage).__name__}")
 
     def filter(self, stage: ir.Filter, later: tuple[ir.Stage, ...]) -> list[str]:
         """`| where`.  A test SPL cannot say is dropped (lossy: more rows) only when every
         later stage keeps one row per row (no aggregation, no take); else refused."""
-        condition = stage.condition
+        condition, pulled = self.semi_joins(stage.condition)
         if not any(isinstance(s, (ir.Summarize, ir.Limit)) for s in later):
             condition, replaced = widen(condition, lambda n: not self.emitter.expressible(n))
             for node in replaced:
@@ -184,9 +194,29 @@ class StageWriter:
                                                       "SPL: dropped from the filter, so more rows are returned "
                                                       "(never fewer)", getattr(node, "span", None) or stage.span,
                                               subject=node))
-        if condition == ir.Const(True):
-            return []
-        return ["where " + self.emitter.condition_text(condition)]
+        commands = [] if condition == ir.Const(True) else ["where " + self.emitter.condition_text(condition)]
+        if pulled:
+            from rmmc.backends.splunk.multi import subquery_commands, subsearch_note
+
+            for node in pulled:
+                commands.extend(subquery_commands(node, self.emitter))
+            self.diagnostics.append(subsearch_note())
+        return commands
+
+    def semi_joins(self, condition: ir.Condition) -> tuple[ir.Condition, list[ir.InSubquery]]:
+        """A filter's top-level `x in (T | ...)` / `x !in (...)` tests of another table (a
+        conjunct: the rows that pass it are the rows a semi or anti join keeps), pulled out to
+        be written as the detection writes them (`multi.subquery_commands`), and the rest."""
+        from rmmc.backends.splunk.backend import _nnf
+
+        normal = _nnf(condition)
+        conjuncts = list(normal.operands) if isinstance(normal, ir.And) else [normal]
+        pulled = [c for c in conjuncts if isinstance(c, ir.InSubquery) and c.rule is not None
+                  and c.rule.source.external is None and c.op is ir.Op.EQUALS
+                  and getattr(c.field, "type", None) in STRING_TYPES]
+        if not pulled:
+            return condition, []
+        return ir.all_of([c for c in conjuncts if not any(c is p for p in pulled)]), pulled
 
     # -- computed columns
 
@@ -244,6 +274,63 @@ class StageWriter:
                 if name in self.known:
                     self.known.remove(name)
                 self.known.append(name)
+        return commands
+
+    def mv_expand(self, stage: ir.MvExpand) -> list[str]:
+        """`mv-expand X = split(s, 'd')`: one row per segment, never none (KQL's split gives at
+        least ['']), so neither Splunk's undocumented split() nor mvexpand's dropping of an
+        event without the field is ever met: `mvrange(0, n)` over the count of segments,
+        `mvexpand` of that index, then segment i by the regex that picks it (the index spliced
+        into its repeat count).  A with_itemindex column is the index itself."""
+        from rmmc.backends.splunk.backend import WHY_NOT
+        from rmmc.backends.splunk.expr import regex_literal, regex_string
+
+        if len(stage.columns) != 1:
+            raise SplRefusal("mv-expand of several arrays: " + WHY_NOT["mv-expand"], stage.span)
+        name, expr, to_type = stage.columns[0]
+        if not (isinstance(expr, ir.Call) and expr.function == "split" and len(expr.args) == 2
+                and isinstance(expr.args[1], ir.Literal) and isinstance(expr.args[1].value, str)) \
+                or to_type not in (None, "dynamic", "string"):
+            raise SplRefusal(f"mv-expand of {describe(expr)}"
+                             f"{f' to typeof({to_type})' if to_type not in (None, 'dynamic') else ''}: "
+                             "rmmc writes it for split(s, 'delimiter') only: " + WHY_NOT["mv-expand"], stage.span)
+        writer = self.emitter.writer
+        text = writer.string(expr.args[0], stage.span)
+        delimiter = expr.args[1].value
+        if stage.limit is not None and stage.limit <= 0:
+            return ["where false()"]
+        index = self.temp()
+        commands: list[str] = []
+        if delimiter == "":  # KQL: split(s, '') is [s]
+            element = text
+            commands.append(f"eval {index}=0")  # its position
+        else:
+            count = writer.number(ir.Call("array_length", (expr,), "long"), stage.span).text
+            if stage.limit is not None:
+                count = f"if({count}<{stage.limit}, {count}, {stage.limit})"
+            d = regex_literal(delimiter)  # segment i: i delimiters skipped lazily, then up to the next
+            head = regex_string("^(?:[\\s\\S]*?" + d + "){")
+            tail = regex_string("}([\\s\\S]*?)(?:" + d + "[\\s\\S]*)?\\z")
+            commands += [f"eval {index}=mvrange(0, {count})", f"mvexpand {index}"]
+            element = f"replace({text}, {head}.tostring({index}).{tail}, \"\\\\1\")"
+        target = self.out_name(name)
+        commands.append(f"eval {target}={element}")
+        self.define(name, target, "string" if to_type == "string" else "segment")
+        if stage.index:
+            index_name = self.out_name(stage.index)
+            commands.append(f"rename {index} as {index_name}")
+            self.define(stage.index, index_name, "number")
+        else:
+            commands.append(f"fields - {index}")
+        if self.known is not None:
+            for column in (name, stage.index):
+                if column:
+                    if column in self.known:
+                        self.known.remove(column)
+                    self.known.append(column)
+        self.diagnostics.append(note(TARGET, "mvexpand keeps at most max_mem_usage_mb (limits.conf [mvexpand], "
+                                             "500 MB by default) of expanded results per chunk, truncating "
+                                             "past it with a warning: raise it for long arrays", stage.span))
         return commands
 
     def project(self, stage: ir.Project) -> list[str]:
@@ -369,6 +456,8 @@ class StageWriter:
         nullable: set[str] = set()
         for name, expr in stage.group_by:
             value = self.emitter.writer.value(expr, stage.span)
+            if value.kind == "segment" and expr.type in STRING_TYPES and not isinstance(expr, ir.Field):
+                value = Spl(f"coalesce({value.text}, \"\")", False, "string")  # tostring(path): '' where absent
             if value.kind in ("multi", "segment") and not isinstance(expr, ir.Field):
                 raise SplRefusal(f"summarize by {describe(expr)}: no SPL value to group by")
             kind = kind_of(expr.type, value)
@@ -386,7 +475,7 @@ class StageWriter:
         after: list[tuple[str, str]] = []
         outputs: list[tuple[str, str, str]] = []
         for agg in stage.aggregates:
-            part, out_kind = self.aggregate(agg, evals, after, read_later, stage)
+            part, out_kind = self.aggregate(agg, evals, after, read_later, stage, later)
             parts.append(part)
             outputs.append((agg.name, self.key_name(agg.name), out_kind))
         commands = []
@@ -426,7 +515,7 @@ class StageWriter:
         return self.own_name(column)
 
     def aggregate(self, agg: ir.Aggregate, evals: list[str], after: list[tuple[str, str]], read_later: set[str],
-                  stage: ir.Summarize) -> tuple[str, str]:
+                  stage: ir.Summarize, later: tuple[ir.Stage, ...] | None = None) -> tuple[str, str]:
         """`function(argument) AS name` for stats (the argument prepared in `evals`, fixes
         after stats in `after`) and the kind of the result."""
         function = STATS.get(agg.function)
@@ -451,6 +540,12 @@ class StageWriter:
             raise SplRefusal(f"{agg.function}({describe(arg)}): no stats function over it with KQL's meaning")
         string = arg.type in STRING_TYPES
         used_later = agg.name in read_later
+        if used_later and function in ("values", "list") and later is not None:
+            members, other = membership_reads(agg.name, later)
+            if members and (function != "values" or not string or len(args) > 1):
+                raise SplRefusal(f"set_has_element() of {agg.name} = {agg.function}(...): SPL tests it only on "
+                                 "every distinct text a make_set() of strings with no limit collects")
+            used_later = other
         if function == "dc":
             # a string: '' is a value in KQL; Splunk's handling of an empty value is not
             # documented, so every value is counted with a prefix that makes it non-empty
@@ -484,6 +579,8 @@ class StageWriter:
         # values / list: collected values
         if value.kind not in ("string", "number"):
             raise SplRefusal(f"{agg.function}() of {describe(arg)}")
+        if function == "values" and len(args) == 1 and (string or arg.type in INTEGER_TYPES):
+            self.emitter.sets[agg.name] = "string" if string else "integer"  # every distinct value
         collected = self.argument(arg, self.raw(arg, value), condition, evals)
         what = "values() keeps every distinct value, sorted as text" if function == "values" else \
             "list() keeps at most 100 values"
@@ -628,3 +725,78 @@ class StageWriter:
 
             table = load_schema().table(self.emitter.table)
         return list(dict.fromkeys([*(table.columns if table is not None else ()), *self.emitter.columns]))
+
+
+def membership_reads(name: str, later: tuple[ir.Stage, ...]) -> tuple[bool, bool]:
+    """How later stages read the column `name` until one makes it anew: (as the set of a
+    `set_has_element(name, 'text')`, in any other way).  Which values a `values()` shows or in
+    what order never changes whether a non-empty text is among them."""
+    members = other = False
+
+    def visit(node: Any) -> None:
+        nonlocal members, other
+        if isinstance(node, ir.Call) and node.function == "set_has_element" and len(node.args) == 2 \
+                and isinstance(node.args[0], ir.Field) and node.args[0].name == name:
+            needle = node.args[1]
+            if isinstance(needle, ir.Literal) and isinstance(needle.value, str) and needle.value:
+                members = True
+                return
+        if isinstance(node, ir.Field):
+            other = other or node.name == name
+        elif isinstance(node, ir.Predicate):
+            visit(node.field)
+        elif isinstance(node, (ir.And, ir.Or)):
+            for operand in node.operands:
+                visit(operand)
+        elif isinstance(node, ir.Call):
+            for arg in node.args:
+                visit(arg)
+        elif isinstance(node, ir.Boolean):
+            visit(node.condition)
+        elif isinstance(node, ir.Not):
+            visit(node.operand)
+        elif isinstance(node, ir.Compare):
+            visit(node.left)
+            visit(node.right)
+        elif isinstance(node, ir.InSubquery):
+            visit(node.field)
+
+    for stage in later:
+        made: set[str] = set()
+        if isinstance(stage, ir.Rename):
+            other = other or any(old == name for _, old in stage.pairs)
+            made = {new for new, _ in stage.pairs}
+        elif isinstance(stage, (ir.Extend, ir.Project)):
+            for column, expr in stage.columns:
+                if not (isinstance(expr, ir.Field) and expr.name == column):
+                    visit(expr)
+                    made.add(column)
+        else:
+            for expr in ir.stage_expressions(stage):
+                visit(expr)
+        if name in made or isinstance(stage, ir.Summarize):
+            break
+    return members, other
+
+
+def split_expansions(stages: tuple[ir.Stage, ...]) -> tuple[ir.Stage, ...]:
+    """`extend X = split(s, 'd') | mv-expand X` as `mv-expand X = split(s, 'd')`: the array is
+    never a column of its own (SPL holds none), only its elements.  Only where the extend sets
+    none of s's columns and the mv-expand comes next."""
+    out = list(stages)
+    for i in range(len(out) - 1):
+        extend, expand = out[i], out[i + 1]
+        if not (isinstance(extend, ir.Extend) and isinstance(expand, ir.MvExpand) and len(expand.columns) == 1):
+            continue
+        name, expr, to_type = expand.columns[0]
+        if not (isinstance(expr, ir.Field) and expr.name == name):
+            continue
+        values = dict(extend.columns)
+        made = values.get(name)
+        if not (isinstance(made, ir.Call) and made.function == "split" and len(made.args) == 2) \
+                or {f.name for f in ir.expr_fields(made)} & set(values):
+            continue
+        rest = tuple((n, e) for n, e in extend.columns if n != name)
+        out[i] = ir.Extend(rest, span=extend.span) if rest else ir.Filter(ir.Const(True), span=extend.span)
+        out[i + 1] = replace(expand, columns=((name, made, to_type),))
+    return tuple(out)
