@@ -420,13 +420,6 @@ def call(name: str, args: list, row: dict) -> Any:
         return items[index]
     if name == "max" and len(values) == 2 and all(_number(v) for v in values):  # eval max(a, b)
         return max(values)
-    if name == "mvfind":  # the index of the first value the regex matches, else null
-        value, pattern = values
-        if value is None:
-            return None
-        items = value if isinstance(value, list) else [value]
-        found = [i for i, item in enumerate(items) if re.search(pcre_to_python(pattern), _text(item, "mvfind"))]
-        return found[0] if found else None
     if name == "mvcount":
         value = values[0]
         if value is None:

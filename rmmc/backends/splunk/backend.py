@@ -444,7 +444,9 @@ class Emitter:
         and an integer's only term is its digits, so a digit needle is a term of the text when
         it is an element's digits: `mvfind` (Search Reference: the index of the first value
         matching the regex, else null) over the values `values()` collected as text."""
-        tests = [f"isnotnull(mvfind({collected}, {regex_string('^-?' + v + chr(92) + 'z')}))" for v in p.values]
+        # a set that collected nothing is a missing field (KQL: []): decided before mvfind
+        tests = [f"if(isnull({collected}), false(), isnotnull(mvfind({collected}, "
+                 f"{regex_string('^-?' + v + chr(92) + 'z')})))" for v in p.values]
         body = tests[0] if len(tests) == 1 else "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
         return f"NOT {body}" if p.negated else body
 

@@ -920,7 +920,9 @@ def _set_has_element(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[s
         raise SplRefusal(f"{describe(call)}: SPL tests only a collected set of strings for a non-empty text",
                          span)
     pattern = regex_string("^" + regex_literal(needle.value) + "\\z")
-    return "true()", f"isnotnull(mvfind({value.text}, {pattern}))"
+    # values() of no value leaves S missing where KQL's set is []: decided before mvfind, whose
+    # reading of a missing field the Search Reference does not give
+    return "true()", f"if(isnull({value.text}), false(), isnotnull(mvfind({value.text}, {pattern})))"
 
 
 BOOL_TESTS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], tuple[str, str]]] = {
