@@ -227,7 +227,7 @@ def _feed_events(rule: ir.Rule, events: list[dict[str, Any]], sample: int) -> li
     feed value '' is left out (no Sigma placeholder list can say it: `rmmc placeholders`
     refuses it)."""
     from rmmc.compiler.correlate import raw_column
-    from rmmc.compiler.rows import output_column
+    from rmmc.compiler.rows import output_column, run
 
     out: list[dict[str, Any]] = []
     for current, node in _feed_tests(rule):
@@ -239,6 +239,12 @@ def _feed_events(rule: ir.Rule, events: list[dict[str, Any]], sample: int) -> li
             continue
         rows = [dict(e) for e in boundary_events(push_filters(node.rule), sample=sample)]
         rows += [{raw: key} for key in KEYS[:2]]
+        tagged = [{ir.TABLE: table.uris[0], **r} for r in rows]
+        try:
+            kept = [rows[i] for row in run(node.rule, tagged) for i in row.sources]
+        except (ValueError, TypeError):
+            kept = []
+        rows = _digest_rows(rows, raw, kept) + rows
         values: list[str] = []
         for row in rows:
             if not isinstance(row.get(raw), str) or row[raw] == "":
@@ -253,6 +259,21 @@ def _feed_events(rule: ir.Rule, events: list[dict[str, Any]], sample: int) -> li
             for variant in dict.fromkeys((value, value.swapcase())):
                 out.append({**tested[0], node.field.name: variant})
     return out
+
+
+def _digest_rows(rows: list[dict[str, Any]], raw: str, kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of a feed row whose value is hex of each digest's length (MD5, SHA1, SHA256; in
+    lower and upper case): an environment puts a tested digest column into that domain
+    (`forms.Item.normalize`), so a feed of digests then still matches some events.  Made from
+    a row the subquery keeps (`kept`), else from any."""
+    import hashlib
+
+    row = next(iter(kept), None) or next((r for r in rows if isinstance(r.get(raw), str) and r[raw]), None)
+    if row is None:
+        return []
+    digest = hashlib.sha256(f"{raw}={row.get(raw)}".encode("utf-8", "surrogatepass")).hexdigest()
+    return [{**row, raw: digest[:size].upper()} for size in (32, 40, 64)] \
+        + [{**row, raw: digest[-size:]} for size in (32, 40, 64)]
 
 
 def nest_paths(event: dict[str, Any]) -> dict[str, Any]:
@@ -297,10 +318,14 @@ def sigma_with_placeholders(rule: ir.Rule, text: str, events: list[dict[str, Any
     return sorted(own[i][0] for i in got)
 
 
-def sigma_union(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
-    """The events a union's Sigma collection alerts on, each rule over its own table."""
+def sigma_union(rule: ir.Rule, text: str, events: list[dict[str, Any]],
+                source_events: list[dict[str, Any]] | None = None) -> list[int]:
+    """The events a union's Sigma collection alerts on, each rule over its own table (its
+    feed placeholders filled from the feed rows of `source_events`, as
+    `sigma_with_placeholders` does)."""
     import yaml
 
+    from rmmc.backends.sigma.fill import FillError, pipeline, placeholders_of, pysigma_pipeline
     from rmmc.compiler.branches import split_union
     from rmmc.verify.engines import run_sigma_engine
 
@@ -308,11 +333,17 @@ def sigma_union(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list[
     parts = split_union(rule)
     if len(documents) != len(parts):
         raise EngineError("the Sigma collection does not hold one rule per source")
+    filled = None
+    if placeholders_of(documents):
+        try:
+            filled = pysigma_pipeline(pipeline(documents, None, source_events or [])[0])
+        except FillError as exc:
+            raise EngineError(f"the placeholders cannot be filled: {exc}") from None
     selected: set[int] = set()
     for document, (_, part) in zip(documents, parts):
         members = _table_events(events, part.source.table)
         got = run_sigma_engine(push_filters(part), yaml.safe_dump(document, sort_keys=False),
-                               [e for _, e in members])
+                               [e for _, e in members], filled)
         selected.update(members[k][0] for k in got)
     return sorted(selected)
 
@@ -487,7 +518,7 @@ def check(target: str, source: ir.Rule, rule: ir.Rule, text: str, events: list[d
 
         return groups_verdict(correlation_groups(source, events), sigma_union_groups(rule, text, shaped))
     if target == "sigma" and rule.union is not None:
-        wanted, got = alerting_events(expected), sigma_union(rule, text, shaped)
+        wanted, got = alerting_events(expected), sigma_union(rule, text, shaped, events)
         return events_verdict(wanted, got, events)
     if target == "sigma" and any(isinstance(s, ir.Join) for s in rule.stages):
         return groups_verdict(expected_groups(source, events, fold=True), sigma_correlation(rule, text, shaped))
