@@ -143,8 +143,16 @@ class Adapted:
 
 def adapt(rule: ir.Rule, env: Environment, allow_unknown_fields: bool = False) -> Adapted:
     """The rule in `env` (see the module docstring)."""
+    said = []
+    if env.external == "placeholder":  # a join with a feed as the feed test it is (feed_joins)
+        from rmmc.environments.feed_joins import feed_joins
+
+        rule, said = feed_joins(rule)
     made = _adapter(rule, env, allow_unknown_fields)
-    return made if isinstance(made, Adapted) else made.run()
+    result = made if isinstance(made, Adapted) else made.run()
+    if said:
+        result.diagnostics[:0] = said
+    return result
 
 
 def _adapter(rule: ir.Rule, env: Environment, allow_unknown: bool) -> "Adapter | Adapted":

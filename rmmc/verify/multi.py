@@ -215,7 +215,9 @@ def multi_events(rule: ir.Rule, sample: int = 40) -> list[dict[str, Any]]:
 
 def _feed_tests(rule: ir.Rule) -> list[tuple[ir.Rule, ir.InSubquery]]:
     """(the rule testing, the test) for each `x in (<externaldata feed> ...)` of a plain field."""
-    return [(current, node) for current in all_rules(rule) for node in ir.walk(current.condition)
+    return [(current, node) for current in all_rules(rule)
+            for condition in (current.condition, *(s.condition for s in current.stages if isinstance(s, ir.Filter)))
+            for node in ir.walk(condition)
             if isinstance(node, ir.InSubquery) and node.rule is not None and isinstance(node.field, ir.Field)
             and node.rule.source.external is not None]
 
@@ -258,6 +260,36 @@ def _feed_events(rule: ir.Rule, events: list[dict[str, Any]], sample: int) -> li
         for value in values[:12]:
             for variant in dict.fromkeys((value, value.swapcase())):
                 out.append({**tested[0], node.field.name: variant})
+    return out + _joined_feed_rows(rule, sample)
+
+
+def _joined_feed_rows(rule: ir.Rule, sample: int) -> list[dict[str, Any]]:
+    """For each join with an external feed (either side): feed rows (tagged with its first URI)
+    whose key is the first key the events hold and the second in other case (keys match
+    case-sensitively), plain and on the boundary rows of the feed's own filters."""
+    from rmmc.compiler.correlate import raw_column
+
+    out: list[dict[str, Any]] = []
+    for current in all_rules(rule):
+        for i, stage in enumerate(current.stages):
+            if not isinstance(stage, ir.Join) or len(stage.keys) != 1:
+                continue
+            (left_key, right_key), = stage.keys
+            if stage.right.source.external is not None:
+                feed, table, key = stage.right, stage.right.source.external, raw_column(stage.right.stages, right_key)
+            elif current.source.external is not None:
+                feed = replace(current, stages=current.stages[:i])
+                table, key = current.source.external, raw_column(current.stages[:i], left_key)
+            else:
+                continue
+            declared = dict(table.columns)
+            if key is None or declared.get(key) not in ("string", "guid"):
+                continue
+            rows = [{}] + [dict(e) for e in boundary_events(push_filters(feed), sample=sample)]
+            for row in rows:
+                for value in (KEYS[0], KEYS[1].upper()):
+                    out.append({ir.TABLE: table.uris[0], **{k: v for k, v in row.items() if k in declared},
+                                key: value})
     return out
 
 
@@ -524,7 +556,9 @@ def check(target: str, source: ir.Rule, rule: ir.Rule, text: str, events: list[d
         return groups_verdict(expected_groups(source, events, fold=True), sigma_correlation(rule, text, shaped))
     if target == "sigma" and rule.union is None and _feed_tests(rule) \
             and not any(isinstance(s, ir.Join) for s in rule.stages):
-        return events_verdict(alerting_events(expected), sigma_with_placeholders(rule, text, shaped, events),
+        # a feed row a joined row came from is no event (the join with a feed: feed_joins)
+        wanted = [i for i in alerting_events(expected) if events[i].get(ir.TABLE) == rule.source.table]
+        return events_verdict(wanted, sigma_with_placeholders(push_filters(rule), text, shaped, events),
                               events)
     if target == "eql" and rule.union is not None:
         return events_verdict(alerting_events(expected), eql_union(text, shaped), events)
