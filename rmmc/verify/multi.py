@@ -361,8 +361,10 @@ def sigma_union(rule: ir.Rule, text: str, events: list[dict[str, Any]],
     from rmmc.compiler.branches import split_union
     from rmmc.verify.engines import run_sigma_engine
 
+    from rmmc.backends.sigma.backend import without_final_sorts
+
     documents = [d for d in yaml.safe_load_all(text) if d and "correlation" not in d]
-    parts = split_union(rule)
+    parts = split_union(without_final_sorts(rule)[0])  # the order is no alert's business
     if len(documents) != len(parts):
         raise EngineError("the Sigma collection does not hold one rule per source")
     filled = None

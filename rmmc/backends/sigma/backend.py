@@ -161,6 +161,7 @@ def _part(rule: Rule, label: str) -> Rule:
 def _emit_union(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
     """A union: one Sigma rule per source (its own logsource and field names), titled with a
     shared prefix; together they alert on what the union returns."""
+    rule, unordered = without_final_sorts(rule)
     at = next((i for i, s in enumerate(rule.stages) if isinstance(s, Summarize)), None)
     counted = rule.stages[at:] if at is not None else ()
     try:
@@ -168,7 +169,7 @@ def _emit_union(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
     except NotSplit as exc:
         return Translation(TARGET, "", (unsupported(TARGET, str(exc), exc.span),))
     documents: list[dict[str, Any]] = []
-    diagnostics: list[Diagnostic] = []
+    diagnostics: list[Diagnostic] = list(unordered)
     names: list[str] = []
     live = [(label, part) for label, part in parts if part.condition != Const(False)]
     if live and len(live) < len(parts):  # a source none of whose events can match adds no rule
@@ -197,6 +198,26 @@ def _emit_union(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
             return Translation(TARGET, "", tuple(diagnostics))
         documents.append(corr)
     return Translation(TARGET, _dump(documents), tuple(diagnostics))
+
+
+def without_final_sorts(rule: Rule) -> tuple[Rule, list[Diagnostic]]:
+    """A union's sorts that only order its output: those after which every stage keeps one
+    row per row and tests nothing (extend, project, project-away/rename/reorder, sort), so no
+    later take, aggregation or filter reads the order.  A Sigma collection returns the
+    matching events in no order: dropped with a shape warning (the alerts are the same)."""
+    from rmmc.backends.base import stage_text
+    from rmmc.compiler import ir
+
+    tail = len(rule.stages)
+    while tail > 0 and isinstance(rule.stages[tail - 1], (*ir.ROW_STAGES, ir.Sort)):
+        tail -= 1
+    sorts = [s for s in rule.stages[tail:] if isinstance(s, ir.Sort)]
+    if not sorts:
+        return rule, []
+    said = [shape(TARGET, f"'| {stage_text(s)}' is dropped: a Sigma collection returns the matching "
+                          "events in no order", s.span) for s in sorts]
+    kept = tuple(s for s in rule.stages[:tail]) + tuple(s for s in rule.stages[tail:] if not isinstance(s, ir.Sort))
+    return replace(rule, stages=kept), said
 
 
 def _union_correlation(rule: Rule, parts: list[tuple[str, Rule]], names: list[str], counted: tuple[Any, ...],
