@@ -40,6 +40,7 @@ from rmmc.compiler.correlate import NotACorrelation, correlation
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.sigma.detection import (ConditionLowerer, Lowered, Namer, compact, render,
                                            s_and, widening_diagnostics)
+from rmmc.backends.sigma.computed import raw_field_tests
 from rmmc.backends.sigma.fields import TARGET, FieldMapper
 from rmmc.backends.sigma.meta import MetaBuilder
 from rmmc.backends.sigma.placeholders import ATTRIBUTE
@@ -94,6 +95,7 @@ def _documents(rule: Rule, options: EmitOptions, schema: Any,
 def _single_documents(rule: Rule, options: EmitOptions, schema: Any,
                       named: bool) -> tuple[list[dict[str, Any]] | None, list[Diagnostic], str]:
     rule = push_filters(rule)  # Sigma says the detection: every filter that can move, moves
+    rule = replace(rule, condition=raw_field_tests(rule.condition))  # computed.py
     rule, paths = with_paths(rule)  # `AdditionalFields.x`: a field named by its path
     refused = refuse_expression_tests(rule.condition, TARGET, "Sigma")
     if refused:

@@ -1,0 +1,73 @@
+"""`isnotempty(extract(R, g, X))` in Sigma as `X|re: R` where group g is never empty and takes
+part in every match (rmmc/backends/sigma/computed.py): pySigma's SQLite backend selects the
+events the reference evaluator selects; other extract tests stay refused."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from rmmc import translate
+from rmmc.backends.sigma.computed import _never_empty
+from rmmc.compiler.kql.lower import lower_text
+from rmmc.compiler.rows import run
+
+LINES = ["adduser bob sudo", "ADDUSER bob sudo", "adduser sudo", "x -enc QUJD", "x -EncodedCommand  Zm9v",
+         "x -enc ", "x -enc\n", "psexec 10.1.2.3 run", "ping 1.2.3", "", None, "ünïcode 999.999.999.999"]
+EVENTS = [{"ProcessCommandLine": v, "DeviceName": f"d{i}"} if v is not None else {"DeviceName": f"d{i}"}
+          for i, v in enumerate(LINES)]
+
+
+@pytest.mark.parametrize("test", [
+    'isnotempty(extract("adduser(.*) sudo", 0, ProcessCommandLine))',
+    'isempty(extract("adduser(.*) sudo", 0, ProcessCommandLine))',
+    r'isnotempty(extract(@"-(?:EncodedCommand|enc)\s+([A-Za-z0-9+/=]+)", 1, ProcessCommandLine))',
+    r'extract(@"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", 0, ProcessCommandLine) != ""',
+    r'extract(@"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", 0, ProcessCommandLine) == "" and DeviceName != "d0"',
+])
+def test_pysigma_selects_what_the_evaluator_selects(test: str) -> None:
+    pytest.importorskip("sigma.backends.sqlite")
+    from sigma.backends.sqlite import sqliteBackend
+    from sigma.collection import SigmaCollection
+
+    from rmmc.verify.engines import sigma_sqlite
+
+    kql = f"DeviceProcessEvents\n| where {test}\n"
+    expected = sorted(i for row in run(lower_text(kql).rule, EVENTS) for i in row.sources)
+    assert expected and len(expected) < len(EVENTS)
+    result = translate(kql, "sigma")
+    assert result.ok and result.rules[0].verdict == "exact", [d.message for d in result.diagnostics]
+    assert "|re" in str(yaml.safe_load(result.text)["detection"])
+    (query,) = sqliteBackend().convert(SigmaCollection.from_yaml(result.text))
+    conn = sigma_sqlite()
+    conn.execute('CREATE TABLE logs ("i" INTEGER, "CommandLine" TEXT COLLATE NOCASE, "Computer" TEXT COLLATE NOCASE, '
+                 '"DeviceName" TEXT COLLATE NOCASE)')
+    conn.executemany("INSERT INTO logs VALUES (?, ?, ?, ?)",
+                     [(i, e.get("ProcessCommandLine"), e["DeviceName"], e["DeviceName"]) for i, e in enumerate(EVENTS)])
+    got = sorted(r[0] for r in conn.execute(str(query).replace("SELECT *", 'SELECT "i"', 1)))
+    assert got == expected
+
+
+def test_verify_agrees() -> None:
+    pytest.importorskip("sigma.backends.sqlite")
+    from rmmc.verify.runner import verify_rule
+
+    kql = ('DeviceProcessEvents | extend E = extract(@"-(?:enc)\\s+([A-Za-z0-9+/=]+)", 1, ProcessCommandLine)'
+           ' | where isnotempty(E) and ProcessId > 4')
+    _, verdicts = verify_rule(lower_text(kql).rule, ["sigma"])
+    assert [v.status for v in verdicts] == ["agree"], verdicts
+
+
+@pytest.mark.parametrize("pattern, group, never", [
+    ("adduser(.*) sudo", 0, True), ("a(.*)b", 1, False), ("a(x+)b", 1, True), ("a(x+)?b", 1, False),
+    ("(a+)|(b+)", 1, False), ("a((x+))", 2, False), ("x*", 0, False), ("a(x+)", 2, False), ("(", 0, False),
+    ("^$", 0, False),
+])
+def test_which_groups_are_never_empty(pattern: str, group: int, never: bool) -> None:
+    assert _never_empty(pattern, group) is never
+
+
+@pytest.mark.parametrize("test", ['isnotempty(extract("a(.*)b", 1, ProcessCommandLine))',
+                                  'extract("a(x+)b", 1, ProcessCommandLine) == "xx"'])
+def test_other_extract_tests_stay_refused(test: str) -> None:
+    assert not translate(f"DeviceProcessEvents | where {test}", "sigma").ok
