@@ -71,3 +71,50 @@ def test_which_groups_are_never_empty(pattern: str, group: int, never: bool) -> 
                                   'extract("a(x+)b", 1, ProcessCommandLine) == "xx"'])
 def test_other_extract_tests_stay_refused(test: str) -> None:
     assert not translate(f"DeviceProcessEvents | where {test}", "sigma").ok
+
+
+ADDRESSES = ["10.0.0.1", "10.255.255.255", "172.16.0.1", "172.31.9.9", "172.32.0.1", "192.168.1.1", "192.169.1.1",
+             "8.8.8.8", " 10.1.2.3 ", "10.1.2.3/24", "10.1.2.3/x y", "10.1.2.3 /24", "\u200a10.1.2.3\u3000",
+             "10.1.2.3\n", "010.1.2.3", "10.1.2.256", "10.1.2", "fe80::1", "::ffff:10.0.0.1", "", None,
+             "1.2.3.4/8", "١٠.0.0.1"]
+IP_EVENTS = [{"RemoteIP": v, "DeviceName": f"d{i}"} if v is not None else {"DeviceName": f"d{i}"}
+             for i, v in enumerate(ADDRESSES)]
+
+
+@pytest.mark.parametrize("test", ["ipv4_is_private(RemoteIP)", "not(ipv4_is_private(RemoteIP))",
+                                  "ipv4_is_private(RemoteIP) == false", "ipv4_is_private(RemoteIP) != true",
+                                  "not(ipv4_is_private(RemoteIP) or RemoteIP == '8.8.8.8')"])
+def test_ipv4_is_private_as_a_regex(test: str) -> None:
+    pytest.importorskip("sigma.backends.sqlite")
+    from sigma.backends.sqlite import sqliteBackend
+    from sigma.collection import SigmaCollection
+
+    from rmmc.verify.engines import sigma_sqlite
+
+    kql = f"DeviceNetworkEvents\n| where {test}\n"
+    expected = sorted(i for row in run(lower_text(kql).rule, IP_EVENTS) for i in row.sources)
+    assert expected and len(expected) < len(IP_EVENTS)
+    result = translate(kql, "sigma")
+    assert result.ok and result.rules[0].verdict == "exact", [d.message for d in result.diagnostics]
+    (query,) = sqliteBackend().convert(SigmaCollection.from_yaml(result.text))
+    conn = sigma_sqlite()
+    conn.execute('CREATE TABLE logs ("i" INTEGER, "DestinationIp" TEXT COLLATE NOCASE)')
+    conn.executemany("INSERT INTO logs VALUES (?, ?)", [(i, e.get("RemoteIP")) for i, e in enumerate(IP_EVENTS)])
+    got = sorted(r[0] for r in conn.execute(str(query).replace("SELECT *", 'SELECT "i"', 1)))
+    assert got == expected, ([ADDRESSES[i] for i in got], [ADDRESSES[i] for i in expected])
+
+
+@pytest.mark.parametrize("pattern, same", [("a[ \\t\\n]*$", True), ("a[\\nx]*$", True), ("a[xn]*$", False),
+                                           ("a[\\\\n]*$", False), ("a[ \\t]*$", False), ("a[^\\n]*$", False)])
+def test_a_dollar_after_a_class_naming_a_line_break_is_the_end(pattern: str, same: bool) -> None:
+    """PCRE and Python also match `$` before a final line break; a starred class that takes
+    the line break makes that match one that ends at the very end, as RE2's `$` does."""
+    import re
+
+    from rmmc.compiler.evaluator import re2_dollar
+    from rmmc.compiler.regexes import dollar_is_the_end
+
+    assert dollar_is_the_end(pattern) is same
+    if same:  # checked on texts ending in a line break: Python's `$` and RE2's (`\Z`) agree
+        for text in ("a\n", "a \n", "ax\n", "a\nb\n", "a\n\n"):
+            assert bool(re.search(pattern, text)) == bool(re.search(re2_dollar(pattern), text)), text

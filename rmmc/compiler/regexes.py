@@ -60,7 +60,8 @@ def can_match_empty(pattern: str) -> bool:
 _NEGATED = r"\[\^(?:\\[^\sA-Za-z0-9]|[0-9A-Za-z]-[0-9A-Za-z]|[^\\\]\s-])+\]"  # a negated class that
 # names no line break (escaped punctuation, literals, ranges between letters or digits)
 _EVERY = r"\[\\s\\S\]|\[\\S\\s\]|\[\\w\\W\]|\[\\W\\w\]|\[\\d\\D\]|\[\\D\\d\]"
-_LINE_BREAK = f"(?:{_NEGATED}|{_EVERY})"  # one character class that matches a line break
+_NAMES_NEWLINE = r"\[(?!\^)(?:[^\]\\]|\\.)*?\\n(?:[^\]\\]|\\.)*\]"  # a class naming `\n` (whitespace)
+_LINE_BREAK = f"(?:{_NEGATED}|{_EVERY}|{_NAMES_NEWLINE})"  # one character class that matches a line break
 _ABSORBS = _LINE_BREAK + r"\*\??"
 _ENDS = r"\)*(?:\|.*)?"  # what may follow: closing groups, then the end or another branch
 _SAME_DOLLARS = [

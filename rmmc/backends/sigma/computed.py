@@ -10,6 +10,16 @@ the value is non-empty exactly when R matches X somewhere - the test `X matches 
 which rmmc writes (and pySigma runs) as it writes any `matches regex` test.  A missing X
 reads as '' in `extract` and matches no such R, as a regex test on a missing field does not.
 
+`ipv4_is_private(X) == true` / `== false` (and their negations) is a regex test on X: the
+evaluator (`functions._ipv4_is_private`; Kusto's ipv4_is_private() docs: true in 10/8,
+172.16/12, 192.168/16, false otherwise, null when the text is no IPv4 address, an IP-prefix
+`/n` allowed) strips the text (Python's `str.strip`: `functions.WHITESPACE`), cuts it at a '/'
+and reads the rest as a dotted quad with no leading zeros; a null is neither true nor false.
+So `== true` is `X matches ^WS*PRIVATE(/.*)?WS*$` and `== false` is the same with any address
+and not with a private one.  The class of whitespace is written with its characters (RE2 and
+Python read them alike), and `$` ends a starred class that takes a line break, so PCRE's and
+Python's `$` (also before a final line break) match the same texts (`regexes.dollar_is_the_end`).
+
 The widths come from Python's own regex parser (`re._parser`, which reads RE2's syntax as the
 evaluator does after `re2_dollar`); a pattern it cannot read is left alone (and refused later
 as any test on a computed value).
@@ -26,7 +36,7 @@ from rmmc.compiler import ir
 def raw_field_tests(condition: ir.Condition) -> ir.Condition:
     """The condition with each test above rewritten onto its raw field (the rest as it is)."""
     if isinstance(condition, ir.Predicate):
-        return _extract_test(condition) or condition
+        return _extract_test(condition) or _private_test(condition) or condition
     if isinstance(condition, ir.And):
         return ir.all_of([raw_field_tests(o) for o in condition.operands])
     if isinstance(condition, ir.Or):
@@ -77,3 +87,36 @@ def _never_empty(pattern: str, group: int) -> bool:
         if op is parser.SUBPATTERN and value[0] == group:
             return value[-1].getwidth()[0] >= 1
     return False
+
+
+def _whitespace_class() -> str:
+    from rmmc.compiler.functions import WHITESPACE
+
+    return "[" + "".join({"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(c, f"\\x{ord(c):02x}" if ord(c) < 0x20 else c)
+                         for c in WHITESPACE) + "]"
+
+
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # no leading zero, as Python reads it
+_ADDRESS = f"{_OCTET}(?:\\.{_OCTET}){{3}}"
+_PRIVATE = (f"(?:10(?:\\.{_OCTET}){{3}}|172\\.(?:1[6-9]|2[0-9]|3[01])(?:\\.{_OCTET}){{2}}"
+            f"|192\\.168(?:\\.{_OCTET}){{2}})")
+
+
+def _ip_shape(address: str) -> str:
+    ws = _whitespace_class()
+    return f"^{ws}*{address}(?:/[\\s\\S]*)?{ws}*$"
+
+
+def _private_test(p: ir.Predicate) -> ir.Condition | None:
+    call = p.field
+    if not (isinstance(call, ir.Call) and call.function == "ipv4_is_private" and len(call.args) == 1
+            and isinstance(call.args[0], ir.Field) and call.args[0].type in ("string", "guid")
+            and p.op is ir.Op.EQUALS and len(p.values) == 1 and isinstance(p.values[0], bool)):
+        return None
+    subject = call.args[0]
+
+    def matches(address: str) -> ir.Predicate:
+        return ir.Predicate(subject, ir.Op.REGEX, (_ip_shape(address),), case_sensitive=True, span=p.span)
+
+    test = matches(_PRIVATE) if p.values[0] else ir.all_of([matches(_ADDRESS), ir.Not(matches(_PRIVATE))])
+    return ir.Not(test) if p.negated else test
