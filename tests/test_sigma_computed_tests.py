@@ -118,3 +118,42 @@ def test_a_dollar_after_a_class_naming_a_line_break_is_the_end(pattern: str, sam
     if same:  # checked on texts ending in a line break: Python's `$` and RE2's (`\Z`) agree
         for text in ("a\n", "a \n", "ax\n", "a\nb\n", "a\n\n"):
             assert bool(re.search(pattern, text)) == bool(re.search(re2_dollar(pattern), text)), text
+
+
+PATHS = ["C:\\a\\b.doc", "C:\\a\\b.DOC", "C:\\a\\b.docx", "C:\\a.doc\\b", "C:\\a\\b.tar.doc", "C:\\a\\.doc",
+         "C:\\a\\b.doc:Zone.Identifier", "C:\\a\\b.txt:x.doc", "C:a.doc", "/usr/x.doc", "http://h/x.doc",
+         "ab://x:y.doc", "b.doc", "b.doc\n", "C:\\a\\b.doc \n", "C:\\a\\b.xls", "C:\\a\\b", "", None, "ü.doc"]
+PATH_EVENTS = [{"FolderPath": v, "DeviceName": f"d{i}"} if v is not None else {"DeviceName": f"d{i}"}
+               for i, v in enumerate(PATHS)]
+
+
+@pytest.mark.parametrize("test", ["parse_path(FolderPath).Extension == 'doc'",
+                                  "parse_path(FolderPath).Extension in ('doc', 'xls')",
+                                  "tostring(parse_path(FolderPath).Extension) =~ 'DOC'",
+                                  "parse_path(FolderPath).Extension != 'doc'",
+                                  "not(parse_path(FolderPath).Extension in~ ('doc')) and DeviceName != 'd0'"])
+def test_a_path_extension_as_tests_on_the_path(test: str) -> None:
+    pytest.importorskip("sigma.backends.sqlite")
+    from sigma.backends.sqlite import sqliteBackend
+    from sigma.collection import SigmaCollection
+
+    from rmmc.verify.engines import sigma_sqlite
+
+    kql = f"DeviceFileEvents\n| where {test}\n"
+    expected = sorted(i for row in run(lower_text(kql).rule, PATH_EVENTS) for i in row.sources)
+    assert expected and len(expected) < len(PATH_EVENTS)
+    result = translate(kql, "sigma")
+    assert result.ok and result.rules[0].verdict == "exact", [d.message for d in result.diagnostics]
+    (query,) = sqliteBackend().convert(SigmaCollection.from_yaml(result.text))
+    conn = sigma_sqlite()
+    conn.execute('CREATE TABLE logs ("i" INTEGER, "TargetFilename" TEXT COLLATE NOCASE, "DeviceName" TEXT COLLATE NOCASE,'
+                 ' "Computer" TEXT COLLATE NOCASE)')
+    conn.executemany("INSERT INTO logs VALUES (?, ?, ?, ?)",
+                     [(i, e.get("FolderPath"), e["DeviceName"], e["DeviceName"]) for i, e in enumerate(PATH_EVENTS)])
+    got = sorted(r[0] for r in conn.execute(str(query).replace("SELECT *", 'SELECT "i"', 1)))
+    assert got == expected, ([PATHS[i] for i in got], [PATHS[i] for i in expected])
+
+
+@pytest.mark.parametrize("value", ["", "tar.doc", "a\\b", "x:y", "a/b"])
+def test_other_extension_tests_stay_refused(value: str) -> None:
+    assert not translate(f"DeviceFileEvents | where parse_path(FolderPath).Extension == @'{value}'", "sigma").ok

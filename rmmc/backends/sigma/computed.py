@@ -20,6 +20,14 @@ and not with a private one.  The class of whitespace is written with its charact
 Python read them alike), and `$` ends a starred class that takes a line break, so PCRE's and
 Python's `$` (also before a final line break) match the same texts (`regexes.dollar_is_the_end`).
 
+`parse_path(X).Extension == v` (`in`, `=~`, `in~`; v non-empty, with no '.', '/', '\\' or
+':') is a test on X: the evaluator (`functions._parse_path`, after Kusto's documented examples)
+takes the file name after X's last '/' or '\\' (a `scheme://` prefix ends with one), cuts an
+alternate data stream at its first ':', and the extension after the name's last '.'.  So the
+extension is v exactly when X ends with '.v' and has no ':' after its last separator, or the
+name is `<no ':'>.v:<stream>`: `X|endswith: '.v'` and not `X|re: ':[^/\\]*$'`, or
+`X|re: '(?:^|[/\\])[^/\\:]*\\.v:[^/\\]*$'` (each `$` after a class that takes a line break).
+
 The widths come from Python's own regex parser (`re._parser`, which reads RE2's syntax as the
 evaluator does after `re2_dollar`); a pattern it cannot read is left alone (and refused later
 as any test on a computed value).
@@ -36,7 +44,7 @@ from rmmc.compiler import ir
 def raw_field_tests(condition: ir.Condition) -> ir.Condition:
     """The condition with each test above rewritten onto its raw field (the rest as it is)."""
     if isinstance(condition, ir.Predicate):
-        return _extract_test(condition) or _private_test(condition) or condition
+        return _extract_test(condition) or _private_test(condition) or _extension_test(condition) or condition
     if isinstance(condition, ir.And):
         return ir.all_of([raw_field_tests(o) for o in condition.operands])
     if isinstance(condition, ir.Or):
@@ -119,4 +127,34 @@ def _private_test(p: ir.Predicate) -> ir.Condition | None:
         return ir.Predicate(subject, ir.Op.REGEX, (_ip_shape(address),), case_sensitive=True, span=p.span)
 
     test = matches(_PRIVATE) if p.values[0] else ir.all_of([matches(_ADDRESS), ir.Not(matches(_PRIVATE))])
+    return ir.Not(test) if p.negated else test
+
+
+def _extension_test(p: ir.Predicate) -> ir.Condition | None:
+    member = p.field
+    if isinstance(member, ir.Call) and member.function == "tostring" and len(member.args) == 1:
+        member = member.args[0]  # the extension is a string already: tostring() keeps it
+    if not (isinstance(member, ir.Call) and member.function == "member" and len(member.args) == 2
+            and member.args[1] == ir.Literal("Extension", "string")):
+        return None
+    call = member.args[0]
+    if not (isinstance(call, ir.Call) and call.function == "parse_path" and len(call.args) == 1
+            and isinstance(call.args[0], ir.Field) and call.args[0].type in ("string", "guid")):
+        return None
+    if p.op is not ir.Op.EQUALS or p.all_values or not p.values or not all(
+            isinstance(v, str) and v and not any(c in v for c in "./\\:") for v in p.values):
+        return None
+    import re
+
+    subject = call.args[0]
+    no_stream = ir.Predicate(subject, ir.Op.REGEX, (":[^/\\\\]*$",), case_sensitive=True, span=p.span)
+
+    def one(v: str) -> ir.Condition:
+        plain = ir.all_of([ir.Predicate(subject, ir.Op.ENDSWITH, ("." + v,), case_sensitive=p.case_sensitive,
+                                        span=p.span), ir.Not(no_stream)])
+        stream = ir.Predicate(subject, ir.Op.REGEX, (f"(?:^|[/\\\\])[^/\\\\:]*\\.{re.escape(v)}:[^/\\\\]*$",),
+                              case_sensitive=p.case_sensitive, span=p.span)
+        return ir.any_of([plain, stream])
+
+    test = ir.any_of([one(v) for v in p.values])
     return ir.Not(test) if p.negated else test
