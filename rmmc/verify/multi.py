@@ -562,6 +562,18 @@ def check(target: str, source: ir.Rule, rule: ir.Rule, text: str, events: list[d
         wanted = [i for i in alerting_events(expected) if events[i].get(ir.TABLE) == rule.source.table]
         return events_verdict(wanted, sigma_with_placeholders(push_filters(rule), text, shaped, events),
                               events)
+    if target == "sigma" and rule.union is None and ir.PARSE in ir.features(rule) \
+            and not any(isinstance(s, ir.Join) for s in rule.stages):
+        from rmmc.backends.sigma.backend import _without_parse
+        from rmmc.verify.engines import run_sigma_engine
+
+        stripped, said = _without_parse(rule)  # a parse before shape-only stages: dropped
+        if said is None:
+            return None
+        own = _table_events(shaped, rule.source.table)
+        got = run_sigma_engine(push_filters(stripped), text, [e for _, e in own])
+        wanted = [i for i in alerting_events(expected) if events[i].get(ir.TABLE) == rule.source.table]
+        return events_verdict(wanted, sorted(own[k][0] for k in got), events)
     if target == "eql" and rule.union is not None:
         return events_verdict(alerting_events(expected), eql_union(text, shaped), events)
     if target == "eql" and any(isinstance(s, ir.Join) for s in rule.stages):

@@ -50,7 +50,7 @@ from rmmc.compiler.ir import Const, Exclusion, Join, Not, Rule, Summarize
 from rmmc.compiler.paths import path_name, path_warning_text, with_paths
 
 __all__ = ["emit_sigma", "emit_sigma_filters"]
-HANDLES = frozenset({"union", "join"})
+HANDLES = frozenset({"union", "join", "parse"})  # parse: only before shape-only stages (_without_parse)
 """The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 
 
@@ -61,12 +61,48 @@ def emit_sigma(rule: Rule, options: EmitOptions = EmitOptions(), *, schema: Any 
     `schema` is a `rmmc.compiler.schema.Schema` (default: `load_schema()`).  A rule on Defender
     columns is first put into the `sigma` environment (`in_sigma`, per source): Sigma's names and
     Sysmon's value conventions, the inverse of how the Sigma reader reads them."""
+    rule, unparsed = _without_parse(rule)
+    if unparsed is None:
+        return Translation(TARGET, "", (unsupported(TARGET, "parse (columns extracted at query time) is not "
+                                                            "translated to sigma", _parse_span(rule)),))
+    if unparsed:
+        done = emit_sigma(rule, options, schema=schema)
+        return replace(done, diagnostics=(*unparsed, *done.diagnostics))
     if rule.union is not None:
         return _emit_union(rule, options, schema)
     if any(isinstance(s, Join) for s in rule.stages):
         return _emit_join(rule, options, schema)
     documents, diagnostics, _ = _documents(rule, options, schema)
     return Translation(TARGET, _dump(documents) if documents else "", tuple(diagnostics))
+
+
+def _without_parse(rule: Rule) -> tuple[Rule, list[Diagnostic] | None]:
+    """A rule whose `parse` (kind simple, not parse-where: every row stays, Kusto filling ''
+    where the pattern does not match) is followed by stages that only shape the output
+    (extend, project, project-away/rename/reorder, sort, another such parse): which events
+    alert does not depend on them, so they are dropped, each with a shape warning.  None
+    (refused) when a parse remains anywhere else; the rule as it is when it has none."""
+    from rmmc.backends.base import dropped_stages
+    from rmmc.compiler import ir
+
+    if ir.PARSE not in ir.features(rule):
+        return rule, []
+    at = next((i for i, s in enumerate(rule.stages) if isinstance(s, ir.Parse)), None)
+    if at is None or rule.union is not None:
+        return rule, None
+    tail = rule.stages[at:]
+    if not all(isinstance(s, (*ir.ROW_STAGES, ir.Sort)) or (isinstance(s, ir.Parse) and not s.drop) for s in tail):
+        return rule, None
+    kept = replace(rule, stages=rule.stages[:at])
+    if ir.PARSE in ir.features(kept):
+        return rule, None
+    return kept, dropped_stages(tail, TARGET, "Sigma")
+
+
+def _parse_span(rule: Rule):
+    from rmmc.compiler import ir
+
+    return ir.features(rule).get(ir.PARSE)
 
 
 def in_sigma(rule: Rule) -> tuple[Rule, list[Diagnostic]]:
