@@ -157,3 +157,44 @@ def test_a_path_extension_as_tests_on_the_path(test: str) -> None:
 @pytest.mark.parametrize("value", ["", "tar.doc", "a\\b", "x:y", "a/b"])
 def test_other_extension_tests_stay_refused(value: str) -> None:
     assert not translate(f"DeviceFileEvents | where parse_path(FolderPath).Extension == @'{value}'", "sigma").ok
+
+
+DOLLAR_TEXTS = ["x AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "x AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n", "x AAAA", "abc",
+                "abc\n", "xabc", "abc\nabc", "ABC", "", None, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA x"]
+DOLLAR_EVENTS = [{"ProcessCommandLine": v} if v is not None else {} for v in DOLLAR_TEXTS]
+
+
+@pytest.mark.parametrize("test", ["ProcessCommandLine matches regex @'\\s+([A-Za-z0-9+/]{20}\\S+$)'",
+                                  "not(ProcessCommandLine matches regex @'abc$')",
+                                  "ProcessCommandLine matches regex @'(?i)abc$'",
+                                  "isnotempty(extract(@'\\s+([A-Za-z0-9+/]{20}\\S+$)', 1, ProcessCommandLine))"])
+def test_a_dollar_after_no_line_break_is_exact(test: str) -> None:
+    """RE2's `$` is the very end; pySigma's (Python's) also matches before a final line break:
+    such a regex is written with `not endswith '\\n'` (regexes.ends_at_dollar_after_no_line_break)."""
+    pytest.importorskip("sigma.backends.sqlite")
+    from sigma.backends.sqlite import sqliteBackend
+    from sigma.collection import SigmaCollection
+
+    from rmmc.verify.engines import sigma_sqlite
+
+    kql = f"DeviceProcessEvents\n| where {test}\n"
+    expected = sorted(i for row in run(lower_text(kql).rule, DOLLAR_EVENTS) for i in row.sources)
+    assert expected and len(expected) < len(DOLLAR_EVENTS)
+    result = translate(kql, "sigma")
+    assert result.ok and result.rules[0].verdict == "exact", [d.message for d in result.diagnostics]
+    (query,) = sqliteBackend().convert(SigmaCollection.from_yaml(result.text))
+    conn = sigma_sqlite()
+    conn.execute('CREATE TABLE logs ("i" INTEGER, "CommandLine" TEXT COLLATE NOCASE)')
+    conn.executemany("INSERT INTO logs VALUES (?, ?)",
+                     [(i, e.get("ProcessCommandLine")) for i, e in enumerate(DOLLAR_EVENTS)])
+    got = sorted(r[0] for r in conn.execute(str(query).replace("SELECT *", 'SELECT "i"', 1)))
+    assert got == expected, ([DOLLAR_TEXTS[i] for i in got], [DOLLAR_TEXTS[i] for i in expected])
+
+
+@pytest.mark.parametrize("pattern, ok", [("\\s+([A-Za-z0-9+/]{20}\\S+$)", True), ("abc$", True), ("a\\n$", False),
+                                         ("a|b$", False), ("a[^x]+$", False), ("a\\S*$", False), ("a$b", False),
+                                         ("a[^\\n]+$", True), ("a\\s$", False)])
+def test_which_dollars_follow_no_line_break(pattern: str, ok: bool) -> None:
+    from rmmc.compiler.regexes import ends_at_dollar_after_no_line_break
+
+    assert ends_at_dollar_after_no_line_break(pattern) is ok

@@ -28,6 +28,11 @@ extension is v exactly when X ends with '.v' and has no ':' after its last separ
 name is `<no ':'>.v:<stream>`: `X|endswith: '.v'` and not `X|re: ':[^/\\]*$'`, or
 `X|re: '(?:^|[/\\])[^/\\:]*\\.v:[^/\\]*$'` (each `$` after a class that takes a line break).
 
+Before that, `isempty(E) and isempty(F)` is `isempty(E)` and `isnotempty(E) or isnotempty(F)`
+is `isnotempty(E)` when F is empty wherever E is (F computed from E, and the evaluator gives
+an empty F for E = '', which is also what a null string E reads as): `not(isempty(b64) and
+isempty(base64_decode_tostring(b64)))` is then a test on b64 alone.
+
 The widths come from Python's own regex parser (`re._parser`, which reads RE2's syntax as the
 evaluator does after `re2_dollar`); a pattern it cannot read is left alone (and refused later
 as any test on a computed value).
@@ -46,9 +51,9 @@ def raw_field_tests(condition: ir.Condition) -> ir.Condition:
     if isinstance(condition, ir.Predicate):
         return _extract_test(condition) or _private_test(condition) or _extension_test(condition) or condition
     if isinstance(condition, ir.And):
-        return ir.all_of([raw_field_tests(o) for o in condition.operands])
+        return ir.all_of([raw_field_tests(o) for o in _absorbed(condition.operands, empty=True)])
     if isinstance(condition, ir.Or):
-        return ir.any_of([raw_field_tests(o) for o in condition.operands])
+        return ir.any_of([raw_field_tests(o) for o in _absorbed(condition.operands, empty=False)])
     if isinstance(condition, ir.Not):
         return ir.Not(raw_field_tests(condition.operand))
     return condition
@@ -158,3 +163,48 @@ def _extension_test(p: ir.Predicate) -> ir.Condition | None:
 
     test = ir.any_of([one(v) for v in p.values])
     return ir.Not(test) if p.negated else test
+
+
+def _emptiness(node: Any) -> tuple[Any, bool] | None:
+    """(subject, whether the test is `isempty`) of an emptiness test on a computed string."""
+    if isinstance(node, ir.Predicate) and not isinstance(node.field, ir.Field) and not node.all_values \
+            and getattr(node.field, "type", None) == "string":
+        if node.op is ir.Op.EMPTY and not node.values:
+            return node.field, not node.negated
+        if node.op is ir.Op.EQUALS and node.values == ("",):
+            return node.field, not node.negated
+    return None
+
+
+def _contains(expr: Any, part: Any) -> bool:
+    return expr == part or (isinstance(expr, ir.Call) and any(_contains(a, part) for a in expr.args))
+
+
+def _replaced(expr: Any, part: Any, by: Any) -> Any:
+    if expr == part:
+        return by
+    if isinstance(expr, ir.Call):
+        return replace(expr, args=tuple(_replaced(a, part, by) for a in expr.args))
+    return expr
+
+
+def _empty_with(f: Any, e: Any) -> bool:
+    """Whether F (which contains E) is empty wherever E is: F with E = '' evaluates to ''."""
+    from rmmc.compiler.evaluator import subject_value
+    from rmmc.compiler.functions import EvaluationError
+
+    if f == e or not _contains(f, e):
+        return False
+    try:
+        return subject_value(_replaced(f, e, ir.Literal("", "string")), {}) in ("", None)
+    except (EvaluationError, ValueError, TypeError):
+        return False
+
+
+def _absorbed(operands: tuple[Any, ...], empty: bool) -> list[Any]:
+    """The operands of an And (`empty`: isempty tests) or an Or (isnotempty tests) without the
+    tests the module doc says another one implies."""
+    tests = [(o, _emptiness(o)) for o in operands]
+    base = [t[0] for _, t in tests if t is not None and t[1] is empty]
+    return [o for o, t in tests
+            if not (t is not None and t[1] is empty and any(_empty_with(t[0], e) for e in base))]
