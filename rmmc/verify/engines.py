@@ -58,9 +58,8 @@ def fields_of(rule: Rule) -> dict[str, Field]:
 
     out: dict[str, Field] = {}
     for p in walk_predicates(rule.condition):
-        if isinstance(p.field, Field):
-            out.setdefault(p.field.name, p.field)
-        else:  # a test on a computed value reads the fields inside it (a backend may test them)
+        out.setdefault(p.field.name, p.field)
+        if not isinstance(p.field, Field):  # a computed value: the fields inside it too (a backend may test them)
             pending = [p.field]
             while pending:
                 e = pending.pop()
