@@ -170,7 +170,7 @@ DOLLAR_EVENTS = [{"ProcessCommandLine": v} if v is not None else {} for v in DOL
                                   "isnotempty(extract(@'\\s+([A-Za-z0-9+/]{20}\\S+$)', 1, ProcessCommandLine))"])
 def test_a_dollar_after_no_line_break_is_exact(test: str) -> None:
     """RE2's `$` is the very end; pySigma's (Python's) also matches before a final line break:
-    such a regex is written with `not endswith '\\n'` (regexes.ends_at_dollar_after_no_line_break)."""
+    such a regex is written with `not |re: '\\n$'` (regexes.ends_at_dollar_after_no_line_break)."""
     pytest.importorskip("sigma.backends.sqlite")
     from sigma.backends.sqlite import sqliteBackend
     from sigma.collection import SigmaCollection

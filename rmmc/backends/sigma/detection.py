@@ -459,9 +459,11 @@ class ConditionLowerer:
                     ends_at_dollar_after_no_line_break(v) for v in values):
                 # RE2's `$` is the very end; PCRE's and Python's also match before a final line
                 # break, which these patterns cannot end with: the same test on a value that
-                # does not end with one (regexes.ends_at_dollar_after_no_line_break)
+                # does not end with one (regexes.ends_at_dollar_after_no_line_break); "ends with
+                # a line break" as the regex `\n$`, which every engine reads alike (a plain value
+                # would hold a control character, which pySigma's validators flag)
                 return s_and([_keyed(key, values, p.all_values, split=True),
-                              s_not(Leaf({f"{name}|endswith": escape_plain("\n")}))])
+                              s_not(Leaf({f"{name}|re": "\\n$"}))])
             if any(re2_dollar(v) != v and not dollar_is_the_end(v) for v in values):
                 self.diagnostics.append(lossy(
                     TARGET, f"regex on {p.field.name}: '$' is the very end of the value in KQL's RE2 "
