@@ -389,6 +389,11 @@ def evaluate_subquery(node: InSubquery, event: Event, ctx: Context = _NO_CONTEXT
         needles = [v if node.case_sensitive else fold(v) for v in values]
         haystack = text if node.case_sensitive else fold(text)
         hit = any(term_match(haystack, needle) for needle in needles)
+    elif node.op in (Op.CONTAINS, Op.ENDSWITH):  # an environment's form (InSubquery.op)
+        haystack = text if node.case_sensitive else fold(text)
+        needles = [v if node.case_sensitive else fold(v) for v in values]
+        hit = any((needle in haystack) if node.op is Op.CONTAINS else haystack.endswith(needle)
+                  for needle in needles)
     elif node.case_sensitive:
         hit = text in values
     else:

@@ -109,7 +109,9 @@ class InSubquery:
     """`field in (T | ...)` against another table (a semi-join): the field's value equals one
     of the values in the first column of what the tabular expression returns when the rule
     runs (case-insensitively for `in~`); with `op` TERM (`has_any (T | ...)`) the field has
-    one of them as a term.  `query` is canonical KQL with the lets it used inlined; `table`
+    one of them as a term; with CONTAINS / ENDSWITH it contains / ends with one of them (an
+    environment's form of a column: `Hashes` contains `SHA256=<digest>`, written by
+    `rmmc.environments.adapt` for Sigma placeholders only).  `query` is canonical KQL with the lets it used inlined; `table`
     is the table it reads; `rule` is its model when rmmc can lower it (the reference evaluator
     then runs it over the event set), else None (only a KQL target can say it, as written).
     Other backends say what they do instead."""

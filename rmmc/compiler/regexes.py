@@ -60,7 +60,8 @@ def can_match_empty(pattern: str) -> bool:
 _NEGATED = r"\[\^(?:\\[^\sA-Za-z0-9]|[0-9A-Za-z]-[0-9A-Za-z]|[^\\\]\s-])+\]"  # a negated class that
 # names no line break (escaped punctuation, literals, ranges between letters or digits)
 _EVERY = r"\[\\s\\S\]|\[\\S\\s\]|\[\\w\\W\]|\[\\W\\w\]|\[\\d\\D\]|\[\\D\\d\]"
-_LINE_BREAK = f"(?:{_NEGATED}|{_EVERY})"  # one character class that matches a line break
+_NAMES_NEWLINE = r"\[(?!\^)(?:[^\]\\]|\\.)*?\\n(?:[^\]\\]|\\.)*\]"  # a class naming `\n` (whitespace)
+_LINE_BREAK = f"(?:{_NEGATED}|{_EVERY}|{_NAMES_NEWLINE})"  # one character class that matches a line break
 _ABSORBS = _LINE_BREAK + r"\*\??"
 _ENDS = r"\)*(?:\|.*)?"  # what may follow: closing groups, then the end or another branch
 _SAME_DOLLARS = [
@@ -104,3 +105,50 @@ def dollar_is_the_end(pattern: str) -> bool:
                 return False
         i += 1
     return True
+
+
+def ends_at_dollar_after_no_line_break(pattern: str) -> bool:
+    """Whether the pattern's only `$` ends every match (it is the last item of the top-level
+    sequence, or of groups that end it, outside any alternation) right after an item whose last
+    character cannot be a line break (a literal other than `\\n`, a class without it, or a
+    repeat of at least one of those).  RE2's `$` (the very end of the text) then matches
+    exactly where PCRE's and Python's `$` (also before a final line break) do on a text that
+    does not end with a line break, and nowhere on one that does: the regex there, and the
+    text not ending with `\\n`, say RE2's test."""
+    from re import _constants as C  # type: ignore[attr-defined]
+
+    if pattern.count("$") != 1:
+        return False
+    tree = parse(pattern)
+    if tree is None:
+        return False
+
+    def no_line_break(op, av) -> bool:
+        if op is C.LITERAL:
+            return av != 10
+        if op is C.NOT_LITERAL:  # `[^\n]`
+            return av == 10
+        if op is C.IN:
+            if av and av[0][0] is C.NEGATE:
+                return any((o is C.LITERAL and a == 10) or (o is C.CATEGORY and a is C.CATEGORY_SPACE)
+                           or (o is C.RANGE and a[0] <= 10 <= a[1]) for o, a in av[1:])
+            return all((o is C.LITERAL and a != 10) or (o is C.RANGE and not a[0] <= 10 <= a[1])
+                       or (o is C.CATEGORY and a in (C.CATEGORY_NOT_SPACE, C.CATEGORY_DIGIT, C.CATEGORY_WORD))
+                       for o, a in av)
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT):
+            low, _, items = av
+            return low >= 1 and len(items) == 1 and no_line_break(*items[0])
+        return False
+
+    def last(items) -> bool:
+        items = list(items)
+        if not items:
+            return False
+        op, av = items[-1]
+        if op is C.AT and av is C.AT_END:
+            return len(items) >= 2 and no_line_break(*items[-2])
+        if op is C.SUBPATTERN:
+            return last(av[-1])
+        return False
+
+    return last(tree.data)

@@ -143,8 +143,16 @@ class Adapted:
 
 def adapt(rule: ir.Rule, env: Environment, allow_unknown_fields: bool = False) -> Adapted:
     """The rule in `env` (see the module docstring)."""
+    said = []
+    if env.external == "placeholder":  # a join with a feed as the feed test it is (feed_joins)
+        from rmmc.environments.feed_joins import feed_joins
+
+        rule, said = feed_joins(rule)
     made = _adapter(rule, env, allow_unknown_fields)
-    return made if isinstance(made, Adapted) else made.run()
+    result = made if isinstance(made, Adapted) else made.run()
+    if said:
+        result.diagnostics[:0] = said
+    return result
 
 
 def _adapter(rule: ir.Rule, env: Environment, allow_unknown: bool) -> "Adapter | Adapted":
@@ -340,13 +348,19 @@ class Adapter:
                 and self.env.source_for(c.rule.source) is None:
             self.unplaced.append(c)  # widened below, as a backend widens a subquery it cannot say
             return c
+        entries = self.feed_entries(c) if c.rule is not None and getattr(c.field, "name", None) not in names else None
+        if entries is not None:
+            c = entries
+            rule, column = c.rule, c.column
         if c.rule is not None:
             sub = self.child(c.rule, [c.column] if c.column else [], decisive=[c.column] if c.column else [])
             if sub is not None:
                 rule, table = sub.rule, sub.rule.source.table
                 column = sub.names.get(c.column, c.column) if c.column else None
         subject = c.field
-        if isinstance(subject, ir.Field) and subject.name in names:
+        if entries is not None:
+            pass  # already the field holding the column (feed_entries)
+        elif isinstance(subject, ir.Field) and subject.name in names:
             subject = replace(subject, name=self.rename(subject.name))
         elif isinstance(subject, ir.Field):
             form = self.form(subject.name)
@@ -359,6 +373,35 @@ class Adapter:
         else:
             subject = self.produced(subject, names) if names else self.expr(subject)
         return replace(c, field=subject, rule=rule, column=column, table=table)
+
+    def feed_entries(self, c: ir.InSubquery) -> ir.InSubquery | None:
+        """`x in (<feed>)` where the environment holds `x` inside a field (`Hashes` holds
+        SHA256 as `SHA256=...`, `Image` the file name after its last `\\`): the test on that
+        field against the feed's values written as the field holds them (`Form.feed_entries`:
+        the subquery gains the stages that write them, so the reference evaluator, `rmmc
+        placeholders` and `rmmc verify` all read the same list).  Only in an environment whose
+        feeds are placeholders (its backend says such a test: `InSubquery.op`), only for a
+        feed (a subquery over external tables), `in` / `in~`; None otherwise."""
+        from rmmc.compiler.external import external_tables
+        from rmmc.compiler.kql.lower import lower_text
+        from rmmc.compiler.rows import output_column
+
+        field = c.field
+        if (self.env.external != "placeholder" or not isinstance(field, ir.Field) or c.op is not ir.Op.EQUALS
+                or field.type != "string" or not _reads_feeds_only(c.rule) or not external_tables(c.rule)):
+            return None
+        form = self.form(field.name)
+        column = c.column or output_column(c.rule)
+        made = form.feed_entries(column) if form is not None and column else None
+        if made is None or self._member(form.field):
+            return None
+        op, stages = made
+        query = f"{c.query} {stages}"
+        lowered = lower_text(query)
+        if lowered.rule is None or any(d.is_error for d in lowered.diagnostics):
+            return None
+        return replace(c, field=ir.Field(form.field, "string"), op=op, query=query, rule=lowered.rule,
+                       column=column)
 
     def child(self, rule: ir.Rule, outputs: Iterable[str], decisive: Iterable[str] = ()) -> "Adapted | None":
         """A sub-rule (a join's right side, a subquery) adapted by its own source; its
@@ -827,3 +870,16 @@ def _first_spans(rule: ir.Rule) -> dict[str, Span]:
         for f in ir.expr_fields(p.field):
             out.setdefault(f.name, p.span)
     return out
+
+
+def _reads_feeds_only(rule: ir.Rule | None) -> bool:
+    """Whether every source a rule reads (its own, its branches', its sub-rules') is an
+    external table (KQL `externaldata`)."""
+    pending, seen = ([rule] if rule is not None else []), 0
+    while pending:
+        current = pending.pop()
+        if current.union is None and current.source.external is None:
+            return False
+        seen += 1
+        pending.extend(ir.sub_rules(current))
+    return seen > 0

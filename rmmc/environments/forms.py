@@ -138,6 +138,14 @@ class Form:
         """The column's value as an expression over the environment's fields (None: none)."""
         return ctx.subject(self.field, "string" if self.as_text else type_)
 
+    def feed_entries(self, column: str) -> tuple[ir.Op, str] | None:
+        """For `x in (<external feed>)` where the field holds the column in another form: the
+        test (`Op.CONTAINS`, `Op.ENDSWITH`) on the field and the KQL stages that write the
+        feed's `column` values as the field holds them, so that the field passes the test
+        against one of them exactly when the column equals one of the feed's values; None:
+        no such test."""
+        return None
+
     def to_env(self, event: dict, out: dict) -> None:
         if self.column in event:
             value = event[self.column]
@@ -546,6 +554,22 @@ class Item(Form):
 
         return per_value(p, one)
 
+    def feed_entries(self, column: str) -> tuple[ir.Op, str] | None:
+        """`column in (<feed>)` as `field contains` one of the feed's values written as list
+        entries: the KQL stages that turn the feed's values into `KEY=digest` entries.  A value
+        that is no digest of the key's length is left out (no column value of the domain equals
+        it: `forward` makes such a test false); '' is kept as '' (it matches a missing digest,
+        which an entry cannot say: `rmmc placeholders` refuses it)."""
+        from rmmc.compiler.kql.printer import kql_name, kql_string
+
+        size = conventions.digest_length(self.key)
+        if not size:
+            return None
+        c = kql_name(column)
+        digest = kql_string(f"^[0-9A-Fa-f]{{{size}}}$")
+        return ir.Op.CONTAINS, (f"| where isempty({c}) or {c} matches regex {digest} "
+                                f"| project {c} = iff(isempty({c}), {c}, strcat({kql_string(self.key + self.assign)}, {c}))")
+
     def value(self, type_, ctx):
         pattern = f"(?:^|{re.escape(self.sep)}){re.escape(self.key + self.assign)}([^{re.escape(self.sep)}]*)"
         return ir.Call("extract", (ir.Literal(pattern), ir.Literal(1, "long"),
@@ -664,6 +688,18 @@ class Basename(Form):
             return regex_predicate(subject, pattern, q)
 
         return per_value(p, one)
+
+    def feed_entries(self, column: str) -> tuple[ir.Op, str] | None:
+        """`column in (<feed>)` as `field endswith` one of the feed's values after a separator:
+        the KQL stages that write each value as `\\name`.  A value holding the separator is
+        left out (no file name equals it: `forward` makes such a test false); '' is kept as ''
+        (it matches a path ending with the separator, which a suffix cannot say alone:
+        `rmmc placeholders` refuses it)."""
+        from rmmc.compiler.kql.printer import kql_name, kql_string
+
+        c, s = kql_name(column), kql_string(self.sep)
+        return ir.Op.ENDSWITH, (f"| where not({c} contains {s}) "
+                                f"| project {c} = iff(isempty({c}), {c}, strcat({s}, {c}))")
 
     def value(self, type_, ctx):
         split = ir.Call("split", (ctx.subject(self.field, "string"), ir.Literal(self.sep)), "dynamic")

@@ -59,6 +59,13 @@ def fields_of(rule: Rule) -> dict[str, Field]:
     out: dict[str, Field] = {}
     for p in walk_predicates(rule.condition):
         out.setdefault(p.field.name, p.field)
+        if not isinstance(p.field, Field):  # a computed value: the fields inside it too (a backend may test them)
+            pending = [p.field]
+            while pending:
+                e = pending.pop()
+                if isinstance(e, Field):
+                    out.setdefault(e.name, e)
+                pending.extend(a for a in getattr(e, "args", ()) or () if not isinstance(a, str))
     for node in walk(rule.condition):  # `x in (feed ...)`: x is read too
         if isinstance(node, InSubquery) and isinstance(node.field, Field):
             out.setdefault(node.field.name, node.field)

@@ -215,7 +215,9 @@ def multi_events(rule: ir.Rule, sample: int = 40) -> list[dict[str, Any]]:
 
 def _feed_tests(rule: ir.Rule) -> list[tuple[ir.Rule, ir.InSubquery]]:
     """(the rule testing, the test) for each `x in (<externaldata feed> ...)` of a plain field."""
-    return [(current, node) for current in all_rules(rule) for node in ir.walk(current.condition)
+    return [(current, node) for current in all_rules(rule)
+            for condition in (current.condition, *(s.condition for s in current.stages if isinstance(s, ir.Filter)))
+            for node in ir.walk(condition)
             if isinstance(node, ir.InSubquery) and node.rule is not None and isinstance(node.field, ir.Field)
             and node.rule.source.external is not None]
 
@@ -227,7 +229,7 @@ def _feed_events(rule: ir.Rule, events: list[dict[str, Any]], sample: int) -> li
     feed value '' is left out (no Sigma placeholder list can say it: `rmmc placeholders`
     refuses it)."""
     from rmmc.compiler.correlate import raw_column
-    from rmmc.compiler.rows import output_column
+    from rmmc.compiler.rows import output_column, run
 
     out: list[dict[str, Any]] = []
     for current, node in _feed_tests(rule):
@@ -239,6 +241,12 @@ def _feed_events(rule: ir.Rule, events: list[dict[str, Any]], sample: int) -> li
             continue
         rows = [dict(e) for e in boundary_events(push_filters(node.rule), sample=sample)]
         rows += [{raw: key} for key in KEYS[:2]]
+        tagged = [{ir.TABLE: table.uris[0], **r} for r in rows]
+        try:
+            kept = [rows[i] for row in run(node.rule, tagged) for i in row.sources]
+        except (ValueError, TypeError):
+            kept = []
+        rows = _digest_rows(rows, raw, kept) + rows
         values: list[str] = []
         for row in rows:
             if not isinstance(row.get(raw), str) or row[raw] == "":
@@ -252,7 +260,52 @@ def _feed_events(rule: ir.Rule, events: list[dict[str, Any]], sample: int) -> li
         for value in values[:12]:
             for variant in dict.fromkeys((value, value.swapcase())):
                 out.append({**tested[0], node.field.name: variant})
+    return out + _joined_feed_rows(rule, sample)
+
+
+def _joined_feed_rows(rule: ir.Rule, sample: int) -> list[dict[str, Any]]:
+    """For each join with an external feed (either side): feed rows (tagged with its first URI)
+    whose key is the first key the events hold and the second in other case (keys match
+    case-sensitively), plain and on the boundary rows of the feed's own filters."""
+    from rmmc.compiler.correlate import raw_column
+
+    out: list[dict[str, Any]] = []
+    for current in all_rules(rule):
+        for i, stage in enumerate(current.stages):
+            if not isinstance(stage, ir.Join) or len(stage.keys) != 1:
+                continue
+            (left_key, right_key), = stage.keys
+            if stage.right.source.external is not None:
+                feed, table, key = stage.right, stage.right.source.external, raw_column(stage.right.stages, right_key)
+            elif current.source.external is not None:
+                feed = replace(current, stages=current.stages[:i])
+                table, key = current.source.external, raw_column(current.stages[:i], left_key)
+            else:
+                continue
+            declared = dict(table.columns)
+            if key is None or declared.get(key) not in ("string", "guid"):
+                continue
+            rows = [{}] + [dict(e) for e in boundary_events(push_filters(feed), sample=sample)]
+            for row in rows:
+                for value in (KEYS[0], KEYS[1].upper()):
+                    out.append({ir.TABLE: table.uris[0], **{k: v for k, v in row.items() if k in declared},
+                                key: value})
     return out
+
+
+def _digest_rows(rows: list[dict[str, Any]], raw: str, kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of a feed row whose value is hex of each digest's length (MD5, SHA1, SHA256; in
+    lower and upper case): an environment puts a tested digest column into that domain
+    (`forms.Item.normalize`), so a feed of digests then still matches some events.  Made from
+    a row the subquery keeps (`kept`), else from any."""
+    import hashlib
+
+    row = next(iter(kept), None) or next((r for r in rows if isinstance(r.get(raw), str) and r[raw]), None)
+    if row is None:
+        return []
+    digest = hashlib.sha256(f"{raw}={row.get(raw)}".encode("utf-8", "surrogatepass")).hexdigest()
+    return [{**row, raw: digest[:size].upper()} for size in (32, 40, 64)] \
+        + [{**row, raw: digest[-size:]} for size in (32, 40, 64)]
 
 
 def nest_paths(event: dict[str, Any]) -> dict[str, Any]:
@@ -297,22 +350,34 @@ def sigma_with_placeholders(rule: ir.Rule, text: str, events: list[dict[str, Any
     return sorted(own[i][0] for i in got)
 
 
-def sigma_union(rule: ir.Rule, text: str, events: list[dict[str, Any]]) -> list[int]:
-    """The events a union's Sigma collection alerts on, each rule over its own table."""
+def sigma_union(rule: ir.Rule, text: str, events: list[dict[str, Any]],
+                source_events: list[dict[str, Any]] | None = None) -> list[int]:
+    """The events a union's Sigma collection alerts on, each rule over its own table (its
+    feed placeholders filled from the feed rows of `source_events`, as
+    `sigma_with_placeholders` does)."""
     import yaml
 
+    from rmmc.backends.sigma.fill import FillError, pipeline, placeholders_of, pysigma_pipeline
     from rmmc.compiler.branches import split_union
     from rmmc.verify.engines import run_sigma_engine
 
+    from rmmc.backends.sigma.backend import without_final_sorts
+
     documents = [d for d in yaml.safe_load_all(text) if d and "correlation" not in d]
-    parts = split_union(rule)
+    parts = split_union(without_final_sorts(rule)[0])  # the order is no alert's business
     if len(documents) != len(parts):
         raise EngineError("the Sigma collection does not hold one rule per source")
+    filled = None
+    if placeholders_of(documents):
+        try:
+            filled = pysigma_pipeline(pipeline(documents, None, source_events or [])[0])
+        except FillError as exc:
+            raise EngineError(f"the placeholders cannot be filled: {exc}") from None
     selected: set[int] = set()
     for document, (_, part) in zip(documents, parts):
         members = _table_events(events, part.source.table)
         got = run_sigma_engine(push_filters(part), yaml.safe_dump(document, sort_keys=False),
-                               [e for _, e in members])
+                               [e for _, e in members], filled)
         selected.update(members[k][0] for k in got)
     return sorted(selected)
 
@@ -487,14 +552,28 @@ def check(target: str, source: ir.Rule, rule: ir.Rule, text: str, events: list[d
 
         return groups_verdict(correlation_groups(source, events), sigma_union_groups(rule, text, shaped))
     if target == "sigma" and rule.union is not None:
-        wanted, got = alerting_events(expected), sigma_union(rule, text, shaped)
+        wanted, got = alerting_events(expected), sigma_union(rule, text, shaped, events)
         return events_verdict(wanted, got, events)
     if target == "sigma" and any(isinstance(s, ir.Join) for s in rule.stages):
         return groups_verdict(expected_groups(source, events, fold=True), sigma_correlation(rule, text, shaped))
     if target == "sigma" and rule.union is None and _feed_tests(rule) \
             and not any(isinstance(s, ir.Join) for s in rule.stages):
-        return events_verdict(alerting_events(expected), sigma_with_placeholders(rule, text, shaped, events),
+        # a feed row a joined row came from is no event (the join with a feed: feed_joins)
+        wanted = [i for i in alerting_events(expected) if events[i].get(ir.TABLE) == rule.source.table]
+        return events_verdict(wanted, sigma_with_placeholders(push_filters(rule), text, shaped, events),
                               events)
+    if target == "sigma" and rule.union is None and ir.PARSE in ir.features(rule) \
+            and not any(isinstance(s, ir.Join) for s in rule.stages):
+        from rmmc.backends.sigma.backend import _without_parse
+        from rmmc.verify.engines import run_sigma_engine
+
+        stripped, said = _without_parse(rule)  # a parse before shape-only stages: dropped
+        if said is None:
+            return None
+        own = _table_events(shaped, rule.source.table)
+        got = run_sigma_engine(push_filters(stripped), text, [e for _, e in own])
+        wanted = [i for i in alerting_events(expected) if events[i].get(ir.TABLE) == rule.source.table]
+        return events_verdict(wanted, sorted(own[k][0] for k in got), events)
     if target == "eql" and rule.union is not None:
         return events_verdict(alerting_events(expected), eql_union(text, shaped), events)
     if target == "eql" and any(isinstance(s, ir.Join) for s in rule.stages):

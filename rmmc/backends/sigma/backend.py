@@ -40,6 +40,7 @@ from rmmc.compiler.correlate import NotACorrelation, correlation
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.sigma.detection import (ConditionLowerer, Lowered, Namer, compact, render,
                                            s_and, widening_diagnostics)
+from rmmc.backends.sigma.computed import raw_field_tests
 from rmmc.backends.sigma.fields import TARGET, FieldMapper
 from rmmc.backends.sigma.meta import MetaBuilder
 from rmmc.backends.sigma.placeholders import ATTRIBUTE
@@ -49,7 +50,7 @@ from rmmc.compiler.ir import Const, Exclusion, Join, Not, Rule, Summarize
 from rmmc.compiler.paths import path_name, path_warning_text, with_paths
 
 __all__ = ["emit_sigma", "emit_sigma_filters"]
-HANDLES = frozenset({"union", "join"})
+HANDLES = frozenset({"union", "join", "parse"})  # parse: only before shape-only stages (_without_parse)
 """The constructs over several sources this backend writes (see `rmmc.backends.emit`)."""
 
 
@@ -60,12 +61,48 @@ def emit_sigma(rule: Rule, options: EmitOptions = EmitOptions(), *, schema: Any 
     `schema` is a `rmmc.compiler.schema.Schema` (default: `load_schema()`).  A rule on Defender
     columns is first put into the `sigma` environment (`in_sigma`, per source): Sigma's names and
     Sysmon's value conventions, the inverse of how the Sigma reader reads them."""
+    rule, unparsed = _without_parse(rule)
+    if unparsed is None:
+        return Translation(TARGET, "", (unsupported(TARGET, "parse (columns extracted at query time) is not "
+                                                            "translated to sigma", _parse_span(rule)),))
+    if unparsed:
+        done = emit_sigma(rule, options, schema=schema)
+        return replace(done, diagnostics=(*unparsed, *done.diagnostics))
     if rule.union is not None:
         return _emit_union(rule, options, schema)
     if any(isinstance(s, Join) for s in rule.stages):
         return _emit_join(rule, options, schema)
     documents, diagnostics, _ = _documents(rule, options, schema)
     return Translation(TARGET, _dump(documents) if documents else "", tuple(diagnostics))
+
+
+def _without_parse(rule: Rule) -> tuple[Rule, list[Diagnostic] | None]:
+    """A rule whose `parse` (kind simple, not parse-where: every row stays, Kusto filling ''
+    where the pattern does not match) is followed by stages that only shape the output
+    (extend, project, project-away/rename/reorder, sort, another such parse): which events
+    alert does not depend on them, so they are dropped, each with a shape warning.  None
+    (refused) when a parse remains anywhere else; the rule as it is when it has none."""
+    from rmmc.backends.base import dropped_stages
+    from rmmc.compiler import ir
+
+    if ir.PARSE not in ir.features(rule):
+        return rule, []
+    at = next((i for i, s in enumerate(rule.stages) if isinstance(s, ir.Parse)), None)
+    if at is None or rule.union is not None:
+        return rule, None
+    tail = rule.stages[at:]
+    if not all(isinstance(s, (*ir.ROW_STAGES, ir.Sort)) or (isinstance(s, ir.Parse) and not s.drop) for s in tail):
+        return rule, None
+    kept = replace(rule, stages=rule.stages[:at])
+    if ir.PARSE in ir.features(kept):
+        return rule, None
+    return kept, dropped_stages(tail, TARGET, "Sigma")
+
+
+def _parse_span(rule: Rule):
+    from rmmc.compiler import ir
+
+    return ir.features(rule).get(ir.PARSE)
 
 
 def in_sigma(rule: Rule) -> tuple[Rule, list[Diagnostic]]:
@@ -94,6 +131,7 @@ def _documents(rule: Rule, options: EmitOptions, schema: Any,
 def _single_documents(rule: Rule, options: EmitOptions, schema: Any,
                       named: bool) -> tuple[list[dict[str, Any]] | None, list[Diagnostic], str]:
     rule = push_filters(rule)  # Sigma says the detection: every filter that can move, moves
+    rule = replace(rule, condition=raw_field_tests(rule.condition))  # computed.py
     rule, paths = with_paths(rule)  # `AdditionalFields.x`: a field named by its path
     refused = refuse_expression_tests(rule.condition, TARGET, "Sigma")
     if refused:
@@ -161,6 +199,7 @@ def _part(rule: Rule, label: str) -> Rule:
 def _emit_union(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
     """A union: one Sigma rule per source (its own logsource and field names), titled with a
     shared prefix; together they alert on what the union returns."""
+    rule, unordered = without_final_sorts(rule)
     at = next((i for i, s in enumerate(rule.stages) if isinstance(s, Summarize)), None)
     counted = rule.stages[at:] if at is not None else ()
     try:
@@ -168,7 +207,7 @@ def _emit_union(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
     except NotSplit as exc:
         return Translation(TARGET, "", (unsupported(TARGET, str(exc), exc.span),))
     documents: list[dict[str, Any]] = []
-    diagnostics: list[Diagnostic] = []
+    diagnostics: list[Diagnostic] = list(unordered)
     names: list[str] = []
     live = [(label, part) for label, part in parts if part.condition != Const(False)]
     if live and len(live) < len(parts):  # a source none of whose events can match adds no rule
@@ -197,6 +236,26 @@ def _emit_union(rule: Rule, options: EmitOptions, schema: Any) -> Translation:
             return Translation(TARGET, "", tuple(diagnostics))
         documents.append(corr)
     return Translation(TARGET, _dump(documents), tuple(diagnostics))
+
+
+def without_final_sorts(rule: Rule) -> tuple[Rule, list[Diagnostic]]:
+    """A union's sorts that only order its output: those after which every stage keeps one
+    row per row and tests nothing (extend, project, project-away/rename/reorder, sort), so no
+    later take, aggregation or filter reads the order.  A Sigma collection returns the
+    matching events in no order: dropped with a shape warning (the alerts are the same)."""
+    from rmmc.backends.base import stage_text
+    from rmmc.compiler import ir
+
+    tail = len(rule.stages)
+    while tail > 0 and isinstance(rule.stages[tail - 1], (*ir.ROW_STAGES, ir.Sort)):
+        tail -= 1
+    sorts = [s for s in rule.stages[tail:] if isinstance(s, ir.Sort)]
+    if not sorts:
+        return rule, []
+    said = [shape(TARGET, f"'| {stage_text(s)}' is dropped: a Sigma collection returns the matching "
+                          "events in no order", s.span) for s in sorts]
+    kept = tuple(s for s in rule.stages[:tail]) + tuple(s for s in rule.stages[tail:] if not isinstance(s, ir.Sort))
+    return replace(rule, stages=kept), said
 
 
 def _union_correlation(rule: Rule, parts: list[tuple[str, Rule]], names: list[str], counted: tuple[Any, ...],

@@ -38,7 +38,7 @@ from rmmc.backends.sigma.values import (escape_plain, regex_portability, term_bo
                                         term_regex)
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.evaluator import coerce, evaluate_predicate, fold, fold_to_ascii, re2_dollar
-from rmmc.compiler.regexes import dollar_is_the_end
+from rmmc.compiler.regexes import dollar_is_the_end, ends_at_dollar_after_no_line_break
 from rmmc.compiler.ir import And, Condition, Const, InSubquery, Not, Op, Or, Predicate
 from rmmc.compiler.prefilter import printable_ascii, superset
 
@@ -454,6 +454,16 @@ class ConditionLowerer:
                               split=True)
             for message in _unique(m for v in values for m in regex_portability(v)):
                 self.diagnostics.append(note(TARGET, f"regex on {p.field.name}: {message}", p.span))
+            key = f"{name}|re" + ("" if case_sensitive else "|i")
+            if any(re2_dollar(v) != v and not dollar_is_the_end(v) for v in values) and values and all(
+                    ends_at_dollar_after_no_line_break(v) for v in values):
+                # RE2's `$` is the very end; PCRE's and Python's also match before a final line
+                # break, which these patterns cannot end with: the same test on a value that
+                # does not end with one (regexes.ends_at_dollar_after_no_line_break); "ends with
+                # a line break" as the regex `\n$`, which every engine reads alike (a plain value
+                # would hold a control character, which pySigma's validators flag)
+                return s_and([_keyed(key, values, p.all_values, split=True),
+                              s_not(Leaf({f"{name}|re": "\\n$"}))])
             if any(re2_dollar(v) != v and not dollar_is_the_end(v) for v in values):
                 self.diagnostics.append(lossy(
                     TARGET, f"regex on {p.field.name}: '$' is the very end of the value in KQL's RE2 "

@@ -53,9 +53,15 @@ def feed_rules(rule: ir.Rule) -> bool:
     return seen > 0
 
 
+# the test against the list: `in` itself, or an environment's form of the column
+# (environments/adapt.py `feed_entries`: `Hashes` contains `SHA256=<digest>`, `Image` ends with
+# `\\<name>`), whose subquery writes the values so
+_MODIFIERS = {ir.Op.EQUALS: "", ir.Op.CONTAINS: "|contains", ir.Op.ENDSWITH: "|endswith"}
+
+
 def is_feed_test(node: Any) -> bool:
     """Whether a condition node is a membership test a placeholder says exactly (module doc)."""
-    return (isinstance(node, ir.InSubquery) and node.rule is not None and node.op is ir.Op.EQUALS
+    return (isinstance(node, ir.InSubquery) and node.rule is not None and node.op in _MODIFIERS
             and isinstance(node.field, ir.Field) and node.field.type == "string"
             and feed_rules(node.rule))
 
@@ -109,7 +115,7 @@ class Placeholders:
                         f"subquery over {shown} (in the rule's {ATTRIBUTE}); the rule keeps its meaning "
                         "provided the pipeline's list holds them (`rmmc placeholders` writes it)",
                 node.span))
-        modifiers = "|expand|cased" if node.case_sensitive else "|expand"
+        modifiers = _MODIFIERS[node.op] + ("|expand|cased" if node.case_sensitive else "|expand")
         return f"{sigma_field}{modifiers}", f"%{name}%"
 
     def attribute(self) -> dict[str, dict[str, Any]] | None:
