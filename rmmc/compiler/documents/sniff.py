@@ -97,22 +97,20 @@ def _might_be_sigma(text: str) -> bool:
 def _yaml_mappings(text: str) -> list[Any] | None:
     """The stream's document nodes when the text is valid YAML whose documents are all
     mappings (at least one), else None.  Aliases stay shared: composing is linear."""
-    import yaml
-
-    from rmmc.compiler.sigma.yaml_tree import compose_stream
+    from rmmc.compiler.sigma.yaml_tree import compose_stream, is_mapping
 
     if ":" not in text:  # no rule mapping without a colon (a bare query, most Markdown)
         return None
     nodes, problems = compose_stream(text, None)
-    if problems or not nodes or not all(isinstance(n, yaml.MappingNode) for n in nodes):
+    if problems or not nodes or not all(is_mapping(n) for n in nodes):
         return None
     return nodes
 
 
 def _top_keys(node: Any) -> list[str]:
-    import yaml
+    from rmmc.compiler.sigma.yaml_tree import top_keys
 
-    return [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+    return top_keys(node)
 
 
 def _by_lines(text: str, ext: str, has_query_key: bool) -> DocumentKind:

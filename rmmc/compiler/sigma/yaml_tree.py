@@ -13,6 +13,7 @@ as a located message, never as an exception.
 from __future__ import annotations
 
 import operator
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -25,6 +26,17 @@ try:  # the C composer when PyYAML was built with libyaml
     from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - pure-Python PyYAML
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+if os.environ.get("RMMC_PURE_PYTHON", "") not in ("", "0"):  # PyYAML alone (tests compare)
+    _fast = None
+else:
+    try:  # libyaml's events as tuples (optional: built by setup.py where libyaml's headers are)
+        from rmmc.compiler.sigma import _yaml_compose as _fast  # type: ignore[attr-defined]
+    except ImportError:
+        _fast = None
+    else:
+        if getattr(_fast, "LAYOUT", None) != 1:  # built from other source
+            _fast = None
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -113,6 +125,30 @@ class Y:
         return Y(value, self._node, self._source, self._keys)
 
 
+class _TupleY(Y):
+    """A `Y` whose node is one of `_yaml_compose`'s tuples (text or items, style or kind,
+    start line, start column, end line, end column): the same span and style as the PyYAML
+    node it stands for."""
+
+    __slots__ = ()
+
+    @property
+    def plain_style(self) -> bool:
+        node = self._node
+        return node[1] == 1 and node[2] == node[4]
+
+    @property
+    def span(self) -> Span:
+        return _tuple_span(self._node, self._source)
+
+    def key_span(self, key: str) -> Span:
+        node = self._keys.get(key) if self._keys else None
+        return _tuple_span(node, self._source) if node is not None else self.span
+
+    def with_value(self, value: Any) -> "Y":
+        return _TupleY(value, self._node, self._source, self._keys)
+
+
 @dataclass(frozen=True)
 class YamlDocument:
     """One document of the stream: its root node (None for an empty document) and the
@@ -154,7 +190,38 @@ class _Refused(Exception):
 def compose_stream(text: str, source: LineIndex | None) -> tuple[list[Any], list[Diagnostic]]:
     """The root node of each non-empty document (aliases still shared), or the first YAML
     error, located in `source` (when given).  Cheap: the document kind is decided on this
-    (`documents.sniff`)."""
+    (`documents.sniff`).  The nodes are `_yaml_compose`'s tuples where it can give them
+    (no anchors, aliases, tags or errors), else PyYAML's nodes; `is_mapping` and
+    `top_keys` read either."""
+    if _fast is not None:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: PyYAML says what it says
+            data = None
+        if data is not None:
+            roots = _fast.compose(data, MAX_DEPTH)
+            if roots is not None:
+                return roots, []
+    return _compose_pyyaml(text, source)
+
+
+def is_mapping(node: Any) -> bool:
+    """Whether a node of `compose_stream` is a mapping."""
+    if node.__class__ is tuple:
+        return node[1] == _MAP
+    return isinstance(node, yaml.MappingNode)
+
+
+def top_keys(node: Any) -> list[str]:
+    """The texts of a mapping node's scalar keys (of `compose_stream`'s either kind)."""
+    if node.__class__ is tuple:
+        items = node[0]
+        return [items[i][0] for i in range(0, len(items), 2) if items[i][1] < _SEQ]
+    return [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+
+
+def _compose_pyyaml(text: str, source: LineIndex | None) -> tuple[list[Any], list[Diagnostic]]:
+    """`compose_stream` by PyYAML (the reference; the only way for anchors, tags, errors)."""
     nodes: list[Any] = []
     try:
         for node in yaml.compose_all(text, Loader=_Loader):
@@ -181,6 +248,13 @@ def load_stream(text: str, source: LineIndex, composed: list[Any] | None = None
     nodes when `compose_stream` already read them."""
     if composed is None:
         composed, problems = compose_stream(text, source)
+        if problems:
+            return [], problems
+    if composed and composed[0].__class__ is tuple:
+        documents = _tuple_documents(composed, source)
+        if documents is not None:
+            return documents, []
+        composed, problems = _compose_pyyaml(text, source)  # a merge key: as PyYAML merges
         if problems:
             return [], problems
     documents: list[YamlDocument] = []
@@ -213,6 +287,111 @@ def _node_span(node: yaml.Node, source: LineIndex) -> Span:
     offset = starts[line] + start.column
     end_offset = starts[end.line if end.line < last else last] + end.column
     return Span(offset, end_offset if end_offset > offset else offset, line + 1, start.column + 1)
+
+
+_SEQ = _fast.SEQ if _fast is not None else 10
+_MAP = _fast.MAP if _fast is not None else 11
+_PLAIN = 1  # libyaml's plain scalar style
+
+
+class _MergeKey(Exception):
+    """A `<<` (or `=`) key, which only PyYAML's composer and `flatten_mapping` read."""
+
+
+def _tuple_span(node: tuple, source: LineIndex) -> Span:
+    """`_node_span` of a `_yaml_compose` tuple (its marks at 2..5)."""
+    starts = source.starts
+    last = len(starts) - 1
+    line = node[2] if node[2] < last else last
+    offset = starts[line] + node[3]
+    end_offset = starts[node[4] if node[4] < last else last] + node[5]
+    return Span(offset, end_offset if end_offset > offset else offset, line + 1, node[3] + 1)
+
+
+def _tuple_documents(roots: list[tuple], source: LineIndex) -> list[YamlDocument] | None:
+    """`load_stream`'s documents from `_yaml_compose` tuples, or None for a stream with a
+    merge key.  What `_convert` checks on PyYAML's nodes cannot happen here: the tuples
+    carry no tags (so no unknown tag), no aliases (so no alias bomb: a stream without them
+    has at most about two nodes per character, far within the budget), no nesting deeper
+    than MAX_DEPTH (the composer gave up on it) and no lone surrogate (the text decoded as
+    strict UTF-8)."""
+    documents = []
+    try:
+        for root in roots:
+            notes: list[Diagnostic] = []
+            documents.append(YamlDocument(_tuple_y(root, source, notes), tuple(notes)))
+    except _MergeKey:
+        return None
+    return documents
+
+
+def _tuple_y(node: tuple, source: LineIndex, notes: list[Diagnostic]) -> Y:
+    """`_convert` of a `_yaml_compose` tuple: the same values, keys and duplicate warnings."""
+    kind = node[1]
+    if kind < _SEQ:  # a scalar
+        text = node[0]
+        return _TupleY(_resolved(text) if kind == _PLAIN else text, node, source, None)
+    if kind == _SEQ:
+        items = []
+        for item in node[0]:
+            if item[1] < _SEQ:
+                text = item[0]
+                items.append(_TupleY(_resolved(text) if item[1] == _PLAIN else text, item, source, None))
+            else:
+                items.append(_tuple_y(item, source, notes))
+        return _TupleY(items, node, source, None)
+    out: dict[str, Y] = {}
+    keys: dict[str, Any] = {}
+    pairs = node[0]
+    for i in range(0, len(pairs), 2):
+        key_node, value_node = pairs[i], pairs[i + 1]
+        style = key_node[1]
+        if style < _SEQ:
+            key = key_node[0]
+            if style == _PLAIN:
+                if key == "<<" or key == "=":
+                    raise _MergeKey
+                key = _resolved(key)
+                key_text = "" if key is None else str(key)
+            else:
+                key_text = key
+        else:
+            key_text = ""
+        if key_text in out:
+            notes.append(warning(
+                f"duplicate key {key_text!r}: the last one is used (as YAML loaders do)",
+                _tuple_span(key_node, source), "sigma-duplicate-key"))
+        if value_node[1] < _SEQ:
+            text = value_node[0]
+            out[key_text] = _TupleY(_resolved(text) if value_node[1] == _PLAIN else text,
+                                    value_node, source, None)
+        else:
+            out[key_text] = _tuple_y(value_node, source, notes)
+        keys[key_text] = key_node
+    return _TupleY(out, node, source, keys)
+
+
+def _resolve_plain() -> Any:
+    """A plain scalar's value as the safe loader gives it (timestamps as text, as `_scalar`
+    keeps them): the lean resolver's tag, then PyYAML's own constructor for that tag."""
+    resolve = _Loader.resolve
+    constructors = _CONSTRUCTOR.yaml_constructors
+    typed = {_INT, _FLOAT, _BOOL}
+
+    def resolved(text: str) -> Any:
+        tag = resolve(_SCALAR, text, (True, False))
+        if tag == _STR:
+            return text
+        if tag == _NULL:
+            return None
+        if tag in typed:
+            return constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, text))
+        return text
+
+    return resolved
+
+
+_resolved = _resolve_plain()
 
 
 def _convert(node: yaml.Node, source: LineIndex, notes: list[Diagnostic], budget: list[int],
