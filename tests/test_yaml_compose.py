@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rmmc.compiler.diagnostics import LineIndex
+from rmmc.compiler.documents.sniff import classify
 from rmmc.compiler.sigma import yaml_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,8 +75,10 @@ def _read(text: str, fast: bool, monkeypatch) -> tuple:
             patch.setattr(yaml_tree, "_fast", None)
         source = LineIndex(text)
         composed, compose_problems = yaml_tree.compose_stream(text, None)
-        kinds = [(yaml_tree.is_mapping(n), yaml_tree.top_keys(n) if yaml_tree.is_mapping(n) else None)
-                 for n in composed]
+        # what `sniff` reads of the nodes (it takes the keys as a set; the compiled composer's
+        # keys are resolved, which changes no key sniff looks for)
+        kinds = [yaml_tree.is_mapping(n) for n in composed]
+        kinds.append((classify(text, "x.yml").kind, classify(text, "x.txt").kind))
         documents, problems = yaml_tree.load_stream(text, source)
         again, _ = yaml_tree.load_stream(text, source, composed if not compose_problems else None)
         trees = [(_snapshot(d.root, []), d.duplicates) for d in documents]
@@ -89,10 +92,16 @@ def _fast_or_skip():
                     "(pip install -e . with libyaml-dev, or RMMC_PURE_PYTHON is set)")
 
 
+def _compiled(text: str) -> bool:
+    """Whether the compiled composer reads `text` itself (does not give way to PyYAML)."""
+    return yaml_tree._fast.build(text.encode("utf-8", "surrogatepass"), yaml_tree.MAX_DEPTH,
+                                 LineIndex(text), yaml_tree._resolved, yaml_tree._RESOLVABLE_TABLE) is not None
+
+
 def _agree(text: str, monkeypatch) -> bool:
     """Both composers read `text` alike; whether the compiled one read it (not gave way)."""
     assert _read(text, True, monkeypatch) == _read(text, False, monkeypatch), repr(text[:300])
-    return yaml_tree._fast.compose(text.encode("utf-8", "surrogatepass"), yaml_tree.MAX_DEPTH) is not None
+    return _compiled(text)
 
 
 @pytest.mark.parametrize("text", TRICKY)
@@ -102,14 +111,18 @@ def test_compiled_composer_agrees_on_tricky_texts(text, monkeypatch):
 
 
 def test_compiled_composer_gives_way_where_it_must():
-    """Anchors, aliases, tags, errors and too deep nesting go to PyYAML (None)."""
+    """Anchors, aliases, tags, merge keys, complex keys, errors and too deep nesting go to
+    PyYAML."""
     _fast_or_skip()
-    compose = yaml_tree._fast.compose
     for text in ("a: &x 1\n", "a: *x\n", "a: !!str 1\n", "a: !t 1\n", "a: [\n", "a: b: c\n",
-                 "[" * 201 + "]" * 201):
-        assert compose(text.encode(), yaml_tree.MAX_DEPTH) is None, text
-    assert compose(b"a: 1\n", yaml_tree.MAX_DEPTH) == [
-        ([("a", 1, 0, 0, 0, 1), ("1", 1, 0, 3, 0, 4)], yaml_tree._MAP, 0, 0, 1, 0)]
+                 "[" * 201 + "]" * 201, "<<: {a: 1}\n", "=: 1\n", "? [a]\n: 1\n", "? {a: b}\n: 1\n"):
+        assert not _compiled(text), text
+    for text in ("a: 1\n", "'<<': 1\n", "a: <<\n", "- =\n", "[" * 200 + "]" * 200):
+        assert _compiled(text), text
+    (document,), _ = yaml_tree.compose_stream("a: 1\nb: [x, 'y']\n", None)
+    assert document.root.value["a"].value == 1 and document.root.value["a"]._node == ("1", 1, 0, 3, 0, 4)
+    assert [y.value for y in document.root.value["b"].value] == ["x", "y"]
+    assert document.root._node == (None, 11, 0, 0, 2, 0) and document.root._keys["b"] == ("b", 1, 1, 0, 1, 1)
 
 
 def _yaml_files(shared: Path | None) -> list[Path]:
@@ -130,7 +143,7 @@ def test_compiled_composer_agrees_on_every_yaml_file(shared_dir: Path, monkeypat
     for path in files:
         text = path.read_bytes().decode("utf-8", errors="surrogateescape")
         assert _read(text, True, monkeypatch) == _read(text, False, monkeypatch), path
-        composed += yaml_tree._fast.compose(path.read_bytes(), yaml_tree.MAX_DEPTH) is not None
+        composed += _compiled(text)
     # the comparison is not PyYAML against itself (many RMM files are not valid YAML)
     assert composed > 0.9 * len(files)
 

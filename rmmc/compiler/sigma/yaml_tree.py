@@ -35,7 +35,7 @@ else:
     except ImportError:
         _fast = None
     else:
-        if getattr(_fast, "LAYOUT", None) != 1:  # built from other source
+        if getattr(_fast, "LAYOUT", None) != 2:  # built from other source
             _fast = None
 
 _STR = "tag:yaml.org,2002:str"
@@ -199,24 +199,26 @@ def compose_stream(text: str, source: LineIndex | None) -> tuple[list[Any], list
         except UnicodeEncodeError:  # a lone surrogate: PyYAML says what it says
             data = None
         if data is not None:
-            roots = _fast.compose(data, MAX_DEPTH)
-            if roots is not None:
-                return roots, []
+            lines = source if source is not None else LineIndex(text)
+            built = _fast.build(data, MAX_DEPTH, lines, _resolved, _RESOLVABLE_TABLE)
+            if built is not None:
+                return _built_documents(built, lines), []
     return _compose_pyyaml(text, source)
 
 
 def is_mapping(node: Any) -> bool:
     """Whether a node of `compose_stream` is a mapping."""
-    if node.__class__ is tuple:
-        return node[1] == _MAP
+    if node.__class__ is YamlDocument:
+        return node.root.is_map
     return isinstance(node, yaml.MappingNode)
 
 
 def top_keys(node: Any) -> list[str]:
-    """The texts of a mapping node's scalar keys (of `compose_stream`'s either kind)."""
-    if node.__class__ is tuple:
-        items = node[0]
-        return [items[i][0] for i in range(0, len(items), 2) if items[i][1] < _SEQ]
+    """The texts of a mapping node's scalar keys (of `compose_stream`'s either kind; the
+    compiled composer's are resolved, `yes` read as 'True', which only changes keys that are
+    no Sigma or Sentinel key)."""
+    if node.__class__ is YamlDocument:
+        return list(node.root.value)
     return [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
 
 
@@ -250,13 +252,8 @@ def load_stream(text: str, source: LineIndex, composed: list[Any] | None = None
         composed, problems = compose_stream(text, source)
         if problems:
             return [], problems
-    if composed and composed[0].__class__ is tuple:
-        documents = _tuple_documents(composed, source)
-        if documents is not None:
-            return documents, []
-        composed, problems = _compose_pyyaml(text, source)  # a merge key: as PyYAML merges
-        if problems:
-            return [], problems
+    if composed and composed[0].__class__ is YamlDocument:  # the compiled composer's
+        return composed, []
     documents: list[YamlDocument] = []
     budget = [MIN_NODES + NODES_PER_CHAR * len(text)]
     for node in composed:
@@ -289,13 +286,14 @@ def _node_span(node: yaml.Node, source: LineIndex) -> Span:
     return Span(offset, end_offset if end_offset > offset else offset, line + 1, start.column + 1)
 
 
-_SEQ = _fast.SEQ if _fast is not None else 10
-_MAP = _fast.MAP if _fast is not None else 11
-_PLAIN = 1  # libyaml's plain scalar style
+class _Always:
+    """Holds everything (`_RESOLVABLE` when a resolver looks at every scalar)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
 
 
-class _MergeKey(Exception):
-    """A `<<` (or `=`) key, which only PyYAML's composer and `flatten_mapping` read."""
+_ALWAYS = _Always()
 
 
 def _tuple_span(node: tuple, source: LineIndex) -> Span:
@@ -308,67 +306,21 @@ def _tuple_span(node: tuple, source: LineIndex) -> Span:
     return Span(offset, end_offset if end_offset > offset else offset, line + 1, node[3] + 1)
 
 
-def _tuple_documents(roots: list[tuple], source: LineIndex) -> list[YamlDocument] | None:
-    """`load_stream`'s documents from `_yaml_compose` tuples, or None for a stream with a
-    merge key.  What `_convert` checks on PyYAML's nodes cannot happen here: the tuples
-    carry no tags (so no unknown tag), no aliases (so no alias bomb: a stream without them
-    has at most about two nodes per character, far within the budget), no nesting deeper
-    than MAX_DEPTH (the composer gave up on it) and no lone surrogate (the text decoded as
-    strict UTF-8)."""
-    documents = []
-    try:
-        for root in roots:
-            notes: list[Diagnostic] = []
-            documents.append(YamlDocument(_tuple_y(root, source, notes), tuple(notes)))
-    except _MergeKey:
-        return None
-    return documents
-
-
-def _tuple_y(node: tuple, source: LineIndex, notes: list[Diagnostic]) -> Y:
-    """`_convert` of a `_yaml_compose` tuple: the same values, keys and duplicate warnings."""
-    kind = node[1]
-    if kind < _SEQ:  # a scalar
-        text = node[0]
-        return _TupleY(_resolved(text) if kind == _PLAIN else text, node, source, None)
-    if kind == _SEQ:
-        items = []
-        for item in node[0]:
-            if item[1] < _SEQ:
-                text = item[0]
-                items.append(_TupleY(_resolved(text) if item[1] == _PLAIN else text, item, source, None))
-            else:
-                items.append(_tuple_y(item, source, notes))
-        return _TupleY(items, node, source, None)
-    out: dict[str, Y] = {}
-    keys: dict[str, Any] = {}
-    pairs = node[0]
-    for i in range(0, len(pairs), 2):
-        key_node, value_node = pairs[i], pairs[i + 1]
-        style = key_node[1]
-        if style < _SEQ:
-            key = key_node[0]
-            if style == _PLAIN:
-                if key == "<<" or key == "=":
-                    raise _MergeKey
-                key = _resolved(key)
-                key_text = "" if key is None else str(key)
-            else:
-                key_text = key
-        else:
-            key_text = ""
-        if key_text in out:
-            notes.append(warning(
-                f"duplicate key {key_text!r}: the last one is used (as YAML loaders do)",
-                _tuple_span(key_node, source), "sigma-duplicate-key"))
-        if value_node[1] < _SEQ:
-            text = value_node[0]
-            out[key_text] = _TupleY(_resolved(text) if value_node[1] == _PLAIN else text,
-                                    value_node, source, None)
-        else:
-            out[key_text] = _tuple_y(value_node, source, notes)
-        keys[key_text] = key_node
-    return _TupleY(out, node, source, keys)
+def _built_documents(built: tuple[list[Y], list[tuple[int, tuple, str]]], source: LineIndex
+                     ) -> list[YamlDocument]:
+    """`load_stream`'s documents from `_yaml_compose.build`: its roots, and a warning for each
+    duplicate key it found.  What `_convert` checks on PyYAML's nodes cannot happen there: the
+    compiled composer gives way to PyYAML for tags (so no unknown tag), aliases (so no alias
+    bomb: a stream without them has at most about two nodes per character, far within the
+    budget), merge keys, mappings or lists as keys, nesting deeper than MAX_DEPTH, and text
+    that is not strict UTF-8 (so no lone surrogate)."""
+    roots, duplicates = built
+    notes: list[list[Diagnostic]] = [[] for _ in roots]
+    for index, key_node, key_text in duplicates:
+        notes[index].append(warning(
+            f"duplicate key {key_text!r}: the last one is used (as YAML loaders do)",
+            _tuple_span(key_node, source), "sigma-duplicate-key"))
+    return [YamlDocument(root, tuple(found)) for root, found in zip(roots, notes)]
 
 
 def _resolve_plain() -> Any:
@@ -392,6 +344,19 @@ def _resolve_plain() -> Any:
 
 
 _resolved = _resolve_plain()
+# The first characters some implicit resolver is registered for ('' is the empty scalar):
+# a plain scalar starting otherwise is text, with no resolver to ask (PyYAML looks its
+# resolvers up by the first character the same way).  All of them if one is registered for
+# any first character (None), which the safe loader has not.
+_RESOLVABLE = (frozenset(k for k in _BaseLoader.yaml_implicit_resolvers if k is not None)
+               if not _BaseLoader.yaml_implicit_resolvers.get(None) else _ALWAYS)
+# The same for `_yaml_compose.build`: a flag per ASCII character, then the empty scalar's,
+# then any other first character's.
+_RESOLVABLE_TABLE = bytes([chr(c) in _RESOLVABLE for c in range(128)]
+                          + ["" in _RESOLVABLE, any(len(k) == 1 and not k.isascii() for k in _RESOLVABLE)
+                             or _RESOLVABLE is _ALWAYS])
+if _fast is not None:
+    _fast.set_node_class(_TupleY)
 
 
 def _convert(node: yaml.Node, source: LineIndex, notes: list[Diagnostic], budget: list[int],
