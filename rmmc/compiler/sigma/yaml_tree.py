@@ -329,16 +329,24 @@ def _resolve_plain() -> Any:
     resolve = _Loader.resolve
     constructors = _CONSTRUCTOR.yaml_constructors
     typed = {_INT, _FLOAT, _BOOL}
+    known: dict[str, Any] = {}  # text -> value: the same keys and words recur in every rule
+    missing = known  # (a value no text resolves to)
 
     def resolved(text: str) -> Any:
+        value = known.get(text, missing)
+        if value is not missing:
+            return value
         tag = resolve(_SCALAR, text, (True, False))
-        if tag == _STR:
-            return text
         if tag == _NULL:
-            return None
-        if tag in typed:
-            return constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, text))
-        return text
+            value = None
+        elif tag in typed:  # (values of immutable types: one may be shared)
+            value = constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, text))
+        else:
+            value = text
+        if len(known) > 8192:
+            known.clear()
+        known[text] = value
+        return value
 
     return resolved
 
