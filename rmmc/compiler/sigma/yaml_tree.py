@@ -467,11 +467,18 @@ def plain(node: Y | None) -> Any:
     """The node as plain Python values (what `yaml.safe_load` gives, timestamps as text)."""
     if node is None:
         return None
-    if isinstance(node.value, dict):
-        return {k: plain(v) for k, v in node.value.items()}
-    if isinstance(node.value, list):
-        return [plain(v) for v in node.value]
-    return node.value
+    value = node.value
+    # (a Y's collection is a plain dict or list: both composers and `with_value`'s callers
+    # make them so; a scalar child is its value, looked at without a call)
+    if value.__class__ is dict:
+        return {k: v.value if v.value.__class__ not in _COLLECTIONS else plain(v)
+                for k, v in value.items()}
+    if value.__class__ is list:
+        return [v.value if v.value.__class__ not in _COLLECTIONS else plain(v) for v in value]
+    return value
+
+
+_COLLECTIONS = (dict, list)
 
 
 def walk(node: Y) -> Iterator[Y]:
