@@ -95,7 +95,8 @@ def _fast_or_skip():
 def _compiled(text: str) -> bool:
     """Whether the compiled composer reads `text` itself (does not give way to PyYAML)."""
     return yaml_tree._fast.build(text.encode("utf-8", "surrogatepass"), yaml_tree.MAX_DEPTH,
-                                 LineIndex(text), yaml_tree._resolved, yaml_tree._RESOLVABLE_TABLE) is not None
+                                 LineIndex(text), yaml_tree._resolved, yaml_tree._resolved.known,
+                                 yaml_tree._RESOLVABLE_TABLE) is not None
 
 
 def _agree(text: str, monkeypatch) -> bool:

@@ -132,20 +132,28 @@ typedef struct {
 } Open;
 
 /* A plain scalar's value: `resolve(text)` when its first character can start a resolved
- * scalar (`table`: 128 ASCII flags, then the empty text's, then other characters'). */
+ * scalar (`table`: 128 ASCII flags, then the empty text's, then other characters'), looked
+ * up first in `known` (text -> value: what `resolve` remembers). */
 static PyObject *
 plain_value(PyObject *text, const unsigned char *raw, size_t length, PyObject *resolve,
-            const char *table)
+            PyObject *known, const char *table)
 {
     int index = length == 0 ? 128 : (raw[0] < 128 ? raw[0] : 129);
     if (!table[index]) {
         Py_INCREF(text);
         return text;
     }
+    PyObject *value = PyDict_GetItemWithError(known, text);
+    if (value != NULL) {
+        Py_INCREF(value);
+        return value;
+    }
+    if (PyErr_Occurred())
+        return NULL;
     return PyObject_CallOneArg(resolve, text);
 }
 
-/* build(data, max_depth, source, resolve, table) -> (roots, duplicates) or None.
+/* build(data, max_depth, source, resolve, known, table) -> (roots, duplicates) or None.
  * roots: each document's root node (a `Y` of the class given to set_node_class, nodes as in
  * the module doc); duplicates: (document index, key node, key text) for each key written
  * again in its mapping, in the order of the text. */
@@ -155,10 +163,10 @@ build(PyObject *self, PyObject *args)
     const char *data;
     Py_ssize_t size, table_size;
     int max_depth;
-    PyObject *source, *resolve;
+    PyObject *source, *resolve, *known;
     const char *table;
-    if (!PyArg_ParseTuple(args, "y#iOOy#", &data, &size, &max_depth, &source, &resolve, &table,
-                          &table_size))
+    if (!PyArg_ParseTuple(args, "y#iOOO!y#", &data, &size, &max_depth, &source, &resolve,
+                          &PyDict_Type, &known, &table, &table_size))
         return NULL;
     if (YType == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "set_node_class first");
@@ -236,7 +244,7 @@ build(PyObject *self, PyObject *args)
                     outcome = -2;
                     break;
                 }
-                value = plain_value(text, raw, length, resolve, table);
+                value = plain_value(text, raw, length, resolve, known, table);
                 Py_DECREF(text);
                 if (value == NULL) {
                     PyErr_Clear(); /* PyYAML's path meets the same and says what it says */
@@ -384,7 +392,7 @@ build(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"set_node_class", set_node_class, METH_O, "set_node_class(cls): the class of the nodes built."},
     {"build", build, METH_VARARGS,
-     "build(data, max_depth, source, resolve, table): (roots, duplicates) or None (see the module)."},
+     "build(data, max_depth, source, resolve, known, table): (roots, duplicates) or None."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -401,7 +409,7 @@ PyInit__yaml_compose(void)
     if (m == NULL)
         return NULL;
     if (PyModule_AddIntConstant(m, "SEQ", SEQ) < 0 || PyModule_AddIntConstant(m, "MAP", MAP) < 0 ||
-        PyModule_AddIntConstant(m, "LAYOUT", 2) < 0) {
+        PyModule_AddIntConstant(m, "LAYOUT", 3) < 0) {
         Py_DECREF(m);
         return NULL;
     }

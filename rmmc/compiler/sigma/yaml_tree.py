@@ -35,7 +35,7 @@ else:
     except ImportError:
         _fast = None
     else:
-        if getattr(_fast, "LAYOUT", None) != 2:  # built from other source
+        if getattr(_fast, "LAYOUT", None) != 3:  # built from other source
             _fast = None
 
 _STR = "tag:yaml.org,2002:str"
@@ -200,7 +200,7 @@ def compose_stream(text: str, source: LineIndex | None) -> tuple[list[Any], list
             data = None
         if data is not None:
             lines = source if source is not None else LineIndex(text)
-            built = _fast.build(data, MAX_DEPTH, lines, _resolved, _RESOLVABLE_TABLE)
+            built = _fast.build(data, MAX_DEPTH, lines, _resolved, _resolved.known, _RESOLVABLE_TABLE)
             if built is not None:
                 return _built_documents(built, lines), []
     return _compose_pyyaml(text, source)
@@ -348,6 +348,7 @@ def _resolve_plain() -> Any:
         known[text] = value
         return value
 
+    resolved.known = known  # type: ignore[attr-defined]  # (read by `_yaml_compose.build`)
     return resolved
 
 
