@@ -175,3 +175,30 @@ def test_compiled_composer_agrees_on_broken_rules(shared_dir: Path, monkeypatch)
             composed += _agree(edited, monkeypatch)
             tried += 1
     assert composed > tried // 3, (composed, tried)
+
+
+def test_pure_python_switch_turns_the_compiled_composer_off():
+    """`RMMC_PURE_PYTHON=1` runs PyYAML's composer alone (as where the extension is not built),
+    and a rule reads the same."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    rule = ("title: t\nlogsource: {product: windows, category: process_creation}\n"
+            "detection:\n  sel:\n    Image|endswith: '\\\\x.exe'\n    CommandLine: [a, 'b']\n"
+            "  condition: sel\n")
+    script = ("import json, sys\nfrom rmmc.compiler.sigma import yaml_tree, reader\n"
+              "rules, problems = reader.read_sigma_text(sys.stdin.read())\n"
+              "print(json.dumps([yaml_tree._fast is None, repr(rules[0].rule), "
+              "[str(d) for d in rules[0].diagnostics]]))\n")
+    outcomes = []
+    for pure in ("1", "0"):
+        env = dict(os.environ, RMMC_PURE_PYTHON=pure)
+        done = subprocess.run([sys.executable, "-c", script], input=rule, capture_output=True,
+                              text=True, env=env, cwd=ROOT, check=True)
+        outcomes.append(json.loads(done.stdout))
+    assert outcomes[0][0] is True
+    assert outcomes[0][1:] == outcomes[1][1:]
+    if yaml_tree._fast is not None:
+        assert outcomes[1][0] is False
