@@ -1,21 +1,24 @@
-/* A YAML stream's nodes as tuples, straight from libyaml's parser: optional.
+/* A YAML stream as `yaml_tree.Y` nodes, built straight from libyaml's parser: optional.
  *
  * PyYAML's C loader runs the same parser (libyaml) but makes a Python `Node` and two `Mark`
- * objects per YAML node and calls the resolver in Python for each: over the SigmaHQ rules
- * that is about four fifths of composing, the parsing itself one fifth.  This module takes
- * libyaml's events and makes one tuple per node, holding what `yaml_tree` reads of a node:
+ * objects per YAML node and calls the resolver in Python for each, and `yaml_tree` then made
+ * a `Y` of each node: over the SigmaHQ rules libyaml's parsing is about a fifth of that.
+ * `build` takes libyaml's events and makes each `Y` itself (its slots set directly, the
+ * class given once by `set_node_class`), with the node's marks in a tuple:
  *
- *     scalar:   (text, style, start line, start column, end line, end column)
- *     sequence: ([item, ...], SEQ, ...the same four marks)
- *     mapping:  ([key, value, key, value, ...], MAP, ...the same four marks)
+ *     (text or None, style or kind, start line, start column, end line, end column)
  *
  * `style` is libyaml's scalar style (1 plain, 2 single-quoted, 3 double-quoted, 4 literal,
- * 5 folded); the marks are the events' marks, as PyYAML's composer copies them into its
- * nodes.  Anything this form does not carry gives None, and the caller composes the stream
- * with PyYAML instead (the reference, which also words every error): a parse error, an
- * anchor, an alias, an explicit tag, nesting deeper than the caller's limit.  Built by
- * `setup.py` where libyaml's headers are at hand; without it `yaml_tree` uses PyYAML alone,
- * with the same results (`tests/test_yaml_compose.py` compares both over the corpora).
+ * 5 folded), SEQ or MAP for a collection; the marks are the events' marks, as PyYAML's
+ * composer copies them into its nodes.  A mapping's value is a dict of key text to `Y` (a
+ * later key in the first one's place) beside a dict of key text to the key's marks; plain
+ * scalars are resolved by the caller's function (the lean resolver) when their first
+ * character can start a typed scalar.  Anything this does not carry gives None, and the
+ * caller composes the stream with PyYAML instead (the reference, which also words every
+ * error): a parse error, an anchor, an alias, an explicit tag, a merge key, a mapping or list
+ * as a key, nesting deeper than the caller's limit.  Built by `setup.py` where libyaml's
+ * headers are at hand; without it `yaml_tree` uses PyYAML alone, with the same results
+ * (`tests/test_yaml_compose.py` compares both over the corpora).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

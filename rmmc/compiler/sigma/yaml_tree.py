@@ -1,7 +1,9 @@
 """A YAML stream as values that remember where they are in the file.
 
-Sigma rules are strict YAML, so this is a thin layer over PyYAML's composer (the C one when
-libyaml is there: it is several times faster): each document becomes a tree of `Y` nodes, a
+Sigma rules are strict YAML, so this is a thin layer over libyaml's parser: rmmc's compiled
+composer (`_yaml_compose.c`, optional) builds the tree from its events, and PyYAML's composer
+(the C one when PyYAML has libyaml) does for anything else and wherever that is not built;
+each document becomes a tree of `Y` nodes, a
 mapping's keys keep their own spans, and scalars are resolved the way `yaml.safe_load` would
 resolve them, except that timestamps stay text (Sigma dates are read as written); `<<` merge
 keys are applied as the safe loader applies them.  What the safe loader would not give is
@@ -30,7 +32,8 @@ except ImportError:  # pragma: no cover - pure-Python PyYAML
 if os.environ.get("RMMC_PURE_PYTHON", "") not in ("", "0"):  # PyYAML alone (tests compare)
     _fast = None
 else:
-    try:  # libyaml's events as tuples (optional: built by setup.py where libyaml's headers are)
+    try:  # the Y tree built from libyaml's events in C (optional: built by setup.py where
+        # libyaml's headers are; `tests/test_yaml_compose.py` compares it with PyYAML's path)
         from rmmc.compiler.sigma import _yaml_compose as _fast  # type: ignore[attr-defined]
     except ImportError:
         _fast = None
@@ -190,9 +193,10 @@ class _Refused(Exception):
 def compose_stream(text: str, source: LineIndex | None) -> tuple[list[Any], list[Diagnostic]]:
     """The root node of each non-empty document (aliases still shared), or the first YAML
     error, located in `source` (when given).  Cheap: the document kind is decided on this
-    (`documents.sniff`).  The nodes are `_yaml_compose`'s tuples where it can give them
-    (no anchors, aliases, tags or errors), else PyYAML's nodes; `is_mapping` and
-    `top_keys` read either."""
+    (`documents.sniff`).  Where the compiled composer (`_yaml_compose`) reads the stream
+    (no anchors, aliases, tags, merge keys or errors) these are already `load_stream`'s
+    documents, built with `source` (or the text's own LineIndex); else PyYAML's nodes.
+    `is_mapping` and `top_keys` read either."""
     if _fast is not None:
         try:
             data = text.encode("utf-8")
