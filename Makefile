@@ -84,9 +84,10 @@ $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rmmc needs Python >= 3.11, $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
 
-# setup.py builds the optional compiled loop (rmmc/grammar/_lalr_loop.c): a change to it
+# setup.py builds the optional compiled loop (rmmc/grammar/_lalr_loop.c) and YAML composer
+# (rmmc/compiler/sigma/_yaml_compose.c, with libyaml-dev): a change to either
 # installs again, which builds it again (where it cannot be built, rmmc runs without it)
-BUILD_FILES := pyproject.toml setup.py rmmc/grammar/_lalr_loop.c
+BUILD_FILES := pyproject.toml setup.py rmmc/grammar/_lalr_loop.c rmmc/compiler/sigma/_yaml_compose.c
 
 $(INSTALL_STAMP): $(BUILD_FILES) | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[verify,web]'

@@ -1,10 +1,17 @@
-"""The optional compiled part of rmmc: the fast LALR loop (`rmmc/grammar/_lalr_loop.c`).
+"""The optional compiled parts of rmmc: the fast LALR loop (`rmmc/grammar/_lalr_loop.c`) and
+the YAML composer over libyaml (`rmmc/compiler/sigma/_yaml_compose.c`).
 
-Everything else is in pyproject.toml.  The extension is `optional`: where it cannot be
-built (no C compiler, no Python headers) the install goes on without it and
-`rmmc.grammar.lalr_driver` runs the same loop in Python, with the same output.
+Everything else is in pyproject.toml.  Both extensions are `optional`: where one cannot be
+built (no C compiler, no Python headers; for the composer, no libyaml headers: Debian's
+`libyaml-dev`) the install goes on without it and rmmc runs the same steps in Python
+(`rmmc.grammar.lalr_driver`; PyYAML's composer in `rmmc.compiler.sigma.yaml_tree`), with the
+same output.
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("rmmc.grammar._lalr_loop", ["rmmc/grammar/_lalr_loop.c"], optional=True)])
+setup(ext_modules=[
+    Extension("rmmc.grammar._lalr_loop", ["rmmc/grammar/_lalr_loop.c"], optional=True),
+    Extension("rmmc.compiler.sigma._yaml_compose", ["rmmc/compiler/sigma/_yaml_compose.c"],
+              libraries=["yaml"], optional=True),
+])

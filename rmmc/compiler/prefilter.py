@@ -104,6 +104,8 @@ def drop_implied(conjuncts: list[Condition]) -> list[Condition]:
     conjunct is its own superset, which the kept one implies."""
     if len(conjuncts) < 2:  # most selections: one item (nothing to look at)
         return list(conjuncts)
+    if _distinct_predicates(conjuncts):  # most of the others (each item tests its own field)
+        return list(conjuncts)
     own = [is_own_superset(c) for c in conjuncts]
     if not any(own) or all(own):  # nothing another one could imply
         return list(conjuncts)
@@ -122,6 +124,23 @@ def drop_implied(conjuncts: list[Condition]) -> list[Condition]:
                 continue
         out.append(c)
     return out
+
+
+def _distinct_predicates(conjuncts: list[Condition]) -> bool:
+    """Whether the conjuncts are predicates on pairwise different subjects, so that
+    `drop_implied` drops none of them (found without folding their values): an own-superset
+    predicate's superset is a test of its subject with needles that are its values folded
+    (`fold` and `fold_to_ascii` keep a text's length, so none is empty and the superset is
+    never `_TRUE`), and another predicate's superset only tests that one's subject or is
+    `_TRUE`; the two cannot be equal."""
+    for i, c in enumerate(conjuncts):
+        if not isinstance(c, Predicate):
+            return False
+        subject = c.field
+        for other in conjuncts[:i]:
+            if other.field == subject:
+                return False
+    return True
 
 
 def _plain_field(p: Predicate) -> bool:

@@ -165,7 +165,7 @@ def read_text(text: str, path: str = STDIN_NAME,
         return _failed(path, "file is empty" if not text.lstrip("\ufeff") else "file is blank",
                        "doc-empty", source.span(0))
     try:
-        classified = classify(text, path) if kind is None else None
+        classified = classify(text, path, source) if kind is None else None
         chosen = DocumentKind(kind) if kind is not None else classified.kind
     except ValueError:
         return _failed(path, f"unknown document kind {kind!r}", "doc-kind")

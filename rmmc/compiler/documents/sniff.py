@@ -60,8 +60,9 @@ def sniff(text: str, path: str = "") -> DocumentKind:
     return classify(text, path).kind
 
 
-def classify(text: str, path: str = "") -> Classified:
-    """The kind of `text` (see the module doc), with the YAML nodes it was decided on."""
+def classify(text: str, path: str = "", source: Any = None) -> Classified:
+    """The kind of `text` (see the module doc), with the YAML nodes it was decided on
+    (`source`: the text's `LineIndex`, when the caller has it, for those nodes' spans)."""
     # only compared with the extensions above (a name ending in "." has none of them, as
     # with PurePath, which cost several times as much per file)
     ext = os.path.splitext(path)[1].lower() if path else ""
@@ -73,7 +74,7 @@ def classify(text: str, path: str = "") -> Classified:
     marker = _HUNT_MARKER.search(text) if "kql" in text.lower() else None
     if marker and _HUNT_BODY.search(text, marker.end()):
         return Classified(DocumentKind.HUNT)
-    nodes = _yaml_mappings(text)
+    nodes = _yaml_mappings(text, source)
     if nodes is not None:
         keys = {key for node in nodes for key in _top_keys(node)}
         if "query" in keys:
@@ -94,25 +95,23 @@ def _might_be_sigma(text: str) -> bool:
     return "detection" in text or "correlation" in text or "filter" in text
 
 
-def _yaml_mappings(text: str) -> list[Any] | None:
+def _yaml_mappings(text: str, source: Any = None) -> list[Any] | None:
     """The stream's document nodes when the text is valid YAML whose documents are all
     mappings (at least one), else None.  Aliases stay shared: composing is linear."""
-    import yaml
-
-    from rmmc.compiler.sigma.yaml_tree import compose_stream
+    from rmmc.compiler.sigma.yaml_tree import compose_stream, is_mapping
 
     if ":" not in text:  # no rule mapping without a colon (a bare query, most Markdown)
         return None
-    nodes, problems = compose_stream(text, None)
-    if problems or not nodes or not all(isinstance(n, yaml.MappingNode) for n in nodes):
+    nodes, problems = compose_stream(text, source)
+    if problems or not nodes or not all(is_mapping(n) for n in nodes):
         return None
     return nodes
 
 
 def _top_keys(node: Any) -> list[str]:
-    import yaml
+    from rmmc.compiler.sigma.yaml_tree import top_keys
 
-    return [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+    return top_keys(node)
 
 
 def _by_lines(text: str, ext: str, has_query_key: bool) -> DocumentKind:

@@ -150,8 +150,17 @@ def names_for(pattern: str, names: list[str]) -> list[str]:
         return [n for n in names if not n.startswith("_")]
     if "*" not in pattern:
         return [n for n in names if n == pattern]
-    regex = re.compile("".join(".*" if ch == "*" else re.escape(ch) for ch in pattern) + r"\Z")
+    regex = _PATTERNS.get(pattern)
+    if regex is None:  # (a few hundred patterns over SigmaHQ: `selection_*`, `filter_main_*` ...)
+        if len(_PATTERNS) > 4096:
+            _PATTERNS.clear()
+        regex = _PATTERNS[pattern] = re.compile(
+            "".join(".*" if ch == "*" else re.escape(ch) for ch in pattern) + r"\Z")
     return [n for n in names if regex.match(n)]
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+"""`names_for`'s compiled patterns, by pattern (each is built from the pattern alone)."""
 
 
 __all__ = ["CAnd", "CExpr", "CNot", "COr", "ConditionError", "Quantified", "Ref", "names_for",

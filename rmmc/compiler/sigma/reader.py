@@ -84,6 +84,11 @@ def read_sigma_rules(text: str, path: str = "<sigma>") -> list[tuple[ir.Rule | N
 
 # ------------------------------------------------------------------ the stream
 
+_ROUTES: dict[tuple, Any] = {}
+"""(schema, product, category, service) -> the table the logsource goes to (or None): the same
+for every rule of that logsource (a schema never changes once loaded), and `table_for_logsource`
+looks at every table's logsources."""
+
 
 class _StreamReader:
     def __init__(self, schema: Any, path: str):
@@ -157,19 +162,24 @@ class _StreamReader:
                                       for k in ("product", "category", "service"))
         table = None
         if self.schema is not None:
-            if service is not None and self.schema.table(service) is not None:
-                table = self.schema.table(service)
-            else:
-                table = self.schema.table_for_logsource(product, category, service)
+            key = (self.schema, product, category, service)
+            table = _ROUTES.get(key, _ROUTES)
+            if table is _ROUTES:
+                if service is not None and self.schema.table(service) is not None:
+                    table = self.schema.table(service)
+                else:
+                    table = self.schema.table_for_logsource(product, category, service)
+                if len(_ROUTES) > 4096:
+                    _ROUTES.clear()
+                _ROUTES[key] = table
         if table is None:
             return ir.Source(None, ir.EventKind.UNKNOWN, product, category, service, taxonomy="sigma"), None
         return ir.Source(table.name, ir.EventKind(table.event_kind), product, category, service), table
 
     def metadata(self, meta: dict[str, Any], root: Y) -> ir.Metadata:
-        tags = [str(t) for t in _as_list(meta.get("tags"))]
-        techniques = tuple(m.group(1).upper() for t in tags if (m := _TECHNIQUE.match(t)))
-        tactics = tuple("".join(w.capitalize() for w in re.split(r"[-_]", m.group(1)))
-                        for t in tags if not _TECHNIQUE.match(t) and (m := _TACTIC.match(t)))
+        meanings = [_tag_meaning(str(t)) for t in _as_list(meta.get("tags"))]
+        techniques = tuple(technique for technique, _ in meanings if technique is not None)
+        tactics = tuple(tactic for _, tactic in meanings if tactic is not None)
         level = str(meta.get("level") or "").lower()
         return ir.Metadata(
             id=str(meta["id"]) if meta.get("id") else None,
@@ -304,6 +314,7 @@ class _Detection:
         self.table = table
         self.found = found
         self.built: dict[str, ir.Condition | None] = {}
+        self.readers = _readers(table)  # asked for each item: looked up once
 
     def condition(self) -> ir.Condition | None:
         node = self.node
@@ -395,7 +406,7 @@ class _Detection:
             if m not in KNOWN_MODIFIERS:
                 self.found.append(error(f"unknown modifier {m!r} on {field}", key_span, "sigma-modifier"))
                 return None
-        reading = _readers(self.table).get(field)
+        reading = self.readers.get(field)
         if reading is not None:  # a field the table holds in another convention
             column, column_type = field, "string"
         else:
@@ -405,7 +416,8 @@ class _Detection:
             self.found.append(error(f"{key}: a value must be a scalar or a list", node.span, "sigma-structure"))
             return None
         link_all = "all" in modifiers
-        value_modifiers = tuple(m for m in modifiers if m not in LIST_MODIFIERS)
+        value_modifiers = (tuple(m for m in modifiers if m not in LIST_MODIFIERS) if modifiers
+                           else ())  # (most items: none, and no generator made for them)
         plain_item = plain_values(raws, value_modifiers, column_type)
         if plain_item is not None:  # most items: plain texts, one predicate (what `_link` makes)
             op, texts = plain_item
@@ -523,6 +535,27 @@ def _at(node: Y, column: int) -> Span:
         return Span(node.span.offset + column, node.span.offset + column, node.span.line,
                     node.span.column + column)
     return node.span
+
+
+def _tag_meaning(tag: str) -> tuple[str | None, str | None]:
+    """(ATT&CK technique, tactic) a tag names (at most one of them): `attack.t1059.001` is
+    T1059.001, `attack.command-and-control` is CommandAndControl.  Remembered per tag: the
+    SigmaHQ rules write a few hundred tags thousands of times."""
+    meaning = _TAG_MEANINGS.get(tag)
+    if meaning is None:
+        if (m := _TECHNIQUE.match(tag)):
+            meaning = (m.group(1).upper(), None)
+        elif (m := _TACTIC.match(tag)):
+            meaning = (None, "".join(w.capitalize() for w in re.split(r"[-_]", m.group(1))))
+        else:
+            meaning = (None, None)
+        if len(_TAG_MEANINGS) > 4096:
+            _TAG_MEANINGS.clear()
+        _TAG_MEANINGS[tag] = meaning
+    return meaning
+
+
+_TAG_MEANINGS: dict[str, tuple[str | None, str | None]] = {}
 
 
 def _as_list(value: Any) -> list[Any]:

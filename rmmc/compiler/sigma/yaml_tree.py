@@ -1,7 +1,9 @@
 """A YAML stream as values that remember where they are in the file.
 
-Sigma rules are strict YAML, so this is a thin layer over PyYAML's composer (the C one when
-libyaml is there: it is several times faster): each document becomes a tree of `Y` nodes, a
+Sigma rules are strict YAML, so this is a thin layer over libyaml's parser: rmmc's compiled
+composer (`_yaml_compose.c`, optional) builds the tree from its events, and PyYAML's composer
+(the C one when PyYAML has libyaml) does for anything else and wherever that is not built;
+each document becomes a tree of `Y` nodes, a
 mapping's keys keep their own spans, and scalars are resolved the way `yaml.safe_load` would
 resolve them, except that timestamps stay text (Sigma dates are read as written); `<<` merge
 keys are applied as the safe loader applies them.  What the safe loader would not give is
@@ -13,6 +15,7 @@ as a located message, never as an exception.
 from __future__ import annotations
 
 import operator
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -25,6 +28,18 @@ try:  # the C composer when PyYAML was built with libyaml
     from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - pure-Python PyYAML
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+if os.environ.get("RMMC_PURE_PYTHON", "") not in ("", "0"):  # PyYAML alone (tests compare)
+    _fast = None
+else:
+    try:  # the Y tree built from libyaml's events in C (optional: built by setup.py where
+        # libyaml's headers are; `tests/test_yaml_compose.py` compares it with PyYAML's path)
+        from rmmc.compiler.sigma import _yaml_compose as _fast  # type: ignore[attr-defined]
+    except ImportError:
+        _fast = None
+    else:
+        if getattr(_fast, "LAYOUT", None) != 3:  # built from other source
+            _fast = None
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -113,6 +128,30 @@ class Y:
         return Y(value, self._node, self._source, self._keys)
 
 
+class _TupleY(Y):
+    """A `Y` whose node is one of `_yaml_compose`'s tuples (text or items, style or kind,
+    start line, start column, end line, end column): the same span and style as the PyYAML
+    node it stands for."""
+
+    __slots__ = ()
+
+    @property
+    def plain_style(self) -> bool:
+        node = self._node
+        return node[1] == 1 and node[2] == node[4]
+
+    @property
+    def span(self) -> Span:
+        return _tuple_span(self._node, self._source)
+
+    def key_span(self, key: str) -> Span:
+        node = self._keys.get(key) if self._keys else None
+        return _tuple_span(node, self._source) if node is not None else self.span
+
+    def with_value(self, value: Any) -> "Y":
+        return _TupleY(value, self._node, self._source, self._keys)
+
+
 @dataclass(frozen=True)
 class YamlDocument:
     """One document of the stream: its root node (None for an empty document) and the
@@ -154,7 +193,41 @@ class _Refused(Exception):
 def compose_stream(text: str, source: LineIndex | None) -> tuple[list[Any], list[Diagnostic]]:
     """The root node of each non-empty document (aliases still shared), or the first YAML
     error, located in `source` (when given).  Cheap: the document kind is decided on this
-    (`documents.sniff`)."""
+    (`documents.sniff`).  Where the compiled composer (`_yaml_compose`) reads the stream
+    (no anchors, aliases, tags, merge keys or errors) these are already `load_stream`'s
+    documents, built with `source` (or the text's own LineIndex); else PyYAML's nodes.
+    `is_mapping` and `top_keys` read either."""
+    if _fast is not None:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: PyYAML says what it says
+            data = None
+        if data is not None:
+            lines = source if source is not None else LineIndex(text)
+            built = _fast.build(data, MAX_DEPTH, lines, _resolved, _resolved.known, _RESOLVABLE_TABLE)
+            if built is not None:
+                return _built_documents(built, lines), []
+    return _compose_pyyaml(text, source)
+
+
+def is_mapping(node: Any) -> bool:
+    """Whether a node of `compose_stream` is a mapping."""
+    if node.__class__ is YamlDocument:
+        return node.root.is_map
+    return isinstance(node, yaml.MappingNode)
+
+
+def top_keys(node: Any) -> list[str]:
+    """The texts of a mapping node's scalar keys (of `compose_stream`'s either kind; the
+    compiled composer's are resolved, `yes` read as 'True', which only changes keys that are
+    no Sigma or Sentinel key)."""
+    if node.__class__ is YamlDocument:
+        return list(node.root.value)
+    return [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+
+
+def _compose_pyyaml(text: str, source: LineIndex | None) -> tuple[list[Any], list[Diagnostic]]:
+    """`compose_stream` by PyYAML (the reference; the only way for anchors, tags, errors)."""
     nodes: list[Any] = []
     try:
         for node in yaml.compose_all(text, Loader=_Loader):
@@ -183,6 +256,8 @@ def load_stream(text: str, source: LineIndex, composed: list[Any] | None = None
         composed, problems = compose_stream(text, source)
         if problems:
             return [], problems
+    if composed and composed[0].__class__ is YamlDocument:  # the compiled composer's
+        return composed, []
     documents: list[YamlDocument] = []
     budget = [MIN_NODES + NODES_PER_CHAR * len(text)]
     for node in composed:
@@ -213,6 +288,88 @@ def _node_span(node: yaml.Node, source: LineIndex) -> Span:
     offset = starts[line] + start.column
     end_offset = starts[end.line if end.line < last else last] + end.column
     return Span(offset, end_offset if end_offset > offset else offset, line + 1, start.column + 1)
+
+
+class _Always:
+    """Holds everything (`_RESOLVABLE` when a resolver looks at every scalar)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_ALWAYS = _Always()
+
+
+def _tuple_span(node: tuple, source: LineIndex) -> Span:
+    """`_node_span` of a `_yaml_compose` tuple (its marks at 2..5)."""
+    starts = source.starts
+    last = len(starts) - 1
+    line = node[2] if node[2] < last else last
+    offset = starts[line] + node[3]
+    end_offset = starts[node[4] if node[4] < last else last] + node[5]
+    return Span(offset, end_offset if end_offset > offset else offset, line + 1, node[3] + 1)
+
+
+def _built_documents(built: tuple[list[Y], list[tuple[int, tuple, str]]], source: LineIndex
+                     ) -> list[YamlDocument]:
+    """`load_stream`'s documents from `_yaml_compose.build`: its roots, and a warning for each
+    duplicate key it found.  What `_convert` checks on PyYAML's nodes cannot happen there: the
+    compiled composer gives way to PyYAML for tags (so no unknown tag), aliases (so no alias
+    bomb: a stream without them has at most about two nodes per character, far within the
+    budget), merge keys, mappings or lists as keys, nesting deeper than MAX_DEPTH, and text
+    that is not strict UTF-8 (so no lone surrogate)."""
+    roots, duplicates = built
+    notes: list[list[Diagnostic]] = [[] for _ in roots]
+    for index, key_node, key_text in duplicates:
+        notes[index].append(warning(
+            f"duplicate key {key_text!r}: the last one is used (as YAML loaders do)",
+            _tuple_span(key_node, source), "sigma-duplicate-key"))
+    return [YamlDocument(root, tuple(found)) for root, found in zip(roots, notes)]
+
+
+def _resolve_plain() -> Any:
+    """A plain scalar's value as the safe loader gives it (timestamps as text, as `_scalar`
+    keeps them): the lean resolver's tag, then PyYAML's own constructor for that tag."""
+    resolve = _Loader.resolve
+    constructors = _CONSTRUCTOR.yaml_constructors
+    typed = {_INT, _FLOAT, _BOOL}
+    known: dict[str, Any] = {}  # text -> value: the same keys and words recur in every rule
+    missing = known  # (a value no text resolves to)
+
+    def resolved(text: str) -> Any:
+        value = known.get(text, missing)
+        if value is not missing:
+            return value
+        tag = resolve(_SCALAR, text, (True, False))
+        if tag == _NULL:
+            value = None
+        elif tag in typed:  # (values of immutable types: one may be shared)
+            value = constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, text))
+        else:
+            value = text
+        if len(known) > 8192:
+            known.clear()
+        known[text] = value
+        return value
+
+    resolved.known = known  # type: ignore[attr-defined]  # (read by `_yaml_compose.build`)
+    return resolved
+
+
+_resolved = _resolve_plain()
+# The first characters some implicit resolver is registered for ('' is the empty scalar):
+# a plain scalar starting otherwise is text, with no resolver to ask (PyYAML looks its
+# resolvers up by the first character the same way).  All of them if one is registered for
+# any first character (None), which the safe loader has not.
+_RESOLVABLE = (frozenset(k for k in _BaseLoader.yaml_implicit_resolvers if k is not None)
+               if not _BaseLoader.yaml_implicit_resolvers.get(None) else _ALWAYS)
+# The same for `_yaml_compose.build`: a flag per ASCII character, then the empty scalar's,
+# then any other first character's.
+_RESOLVABLE_TABLE = bytes([chr(c) in _RESOLVABLE for c in range(128)]
+                          + ["" in _RESOLVABLE, any(len(k) == 1 and not k.isascii() for k in _RESOLVABLE)
+                             or _RESOLVABLE is _ALWAYS])
+if _fast is not None:
+    _fast.set_node_class(_TupleY)
 
 
 def _convert(node: yaml.Node, source: LineIndex, notes: list[Diagnostic], budget: list[int],
@@ -315,11 +472,18 @@ def plain(node: Y | None) -> Any:
     """The node as plain Python values (what `yaml.safe_load` gives, timestamps as text)."""
     if node is None:
         return None
-    if isinstance(node.value, dict):
-        return {k: plain(v) for k, v in node.value.items()}
-    if isinstance(node.value, list):
-        return [plain(v) for v in node.value]
-    return node.value
+    value = node.value
+    # (a Y's collection is a plain dict or list: both composers and `with_value`'s callers
+    # make them so; a scalar child is its value, looked at without a call)
+    if value.__class__ is dict:
+        return {k: v.value if v.value.__class__ not in _COLLECTIONS else plain(v)
+                for k, v in value.items()}
+    if value.__class__ is list:
+        return [v.value if v.value.__class__ not in _COLLECTIONS else plain(v) for v in value]
+    return value
+
+
+_COLLECTIONS = (dict, list)
 
 
 def walk(node: Y) -> Iterator[Y]:

@@ -1,0 +1,101 @@
+"""The Sigma reader's shortcuts, each against what it stands in for: `drop_implied`'s early
+answer for predicates on distinct subjects against its full comparison (generated conjuncts,
+and every SigmaHQ selection as the reader builds it), and the remembered tag meanings,
+logsource routes and plain-scalar values against computing them afresh (every SigmaHQ rule
+read with and without them, the whole rule and its diagnostics compared)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rmmc.compiler import ir, prefilter
+from rmmc.compiler.sigma import reader, yaml_tree
+
+_FIELDS = [ir.Field("A", "string"), ir.Field("B", "string"), ir.Field("A", "long")]
+_OPS = [ir.Op.EQUALS, ir.Op.CONTAINS, ir.Op.STARTSWITH, ir.Op.ENDSWITH, ir.Op.REGEX, ir.Op.TERM,
+        ir.Op.EXISTS]
+_TEXTS = st.one_of(st.sampled_from(["a", "A", "ab", "aB", "k", "\u212a", "x*", "\u0130", ""]),
+                   st.text(alphabet=st.sampled_from(list("aAkK\u212a*?\\ .-_\u00e9\u0130\u00df1")), max_size=4))
+
+
+@st.composite
+def _predicates(draw):
+    op = draw(st.sampled_from(_OPS))
+    values = () if op is ir.Op.EXISTS else tuple(draw(st.lists(_TEXTS, min_size=1, max_size=3)))
+    return ir.Predicate(draw(st.sampled_from(_FIELDS)), op, values, draw(st.booleans()) and len(values) > 1,
+                        draw(st.booleans()), draw(st.booleans()))
+
+
+def _full(conjuncts, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(prefilter, "_distinct_predicates", lambda c: False)
+        return prefilter.drop_implied(conjuncts)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_predicates(), min_size=2, max_size=4))
+def test_drop_implied_shortcut_drops_what_the_full_comparison_drops(conjuncts):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert prefilter.drop_implied(conjuncts) == _full(conjuncts, monkeypatch)
+        if prefilter._distinct_predicates(conjuncts):
+            assert _full(conjuncts, monkeypatch) == conjuncts
+
+
+def test_drop_implied_still_drops_on_a_shared_subject():
+    """The shortcut leaves the case it is for alone: `X|contains` beside `X|re` reads back as
+    the regex alone (the pair rmmc's Sigma backend writes for an index)."""
+    field = ir.Field("A", "string")
+    index = ir.Predicate(field, ir.Op.CONTAINS, ("abc",))
+    exact = ir.Predicate(field, ir.Op.REGEX, ("abc",), case_sensitive=True)
+    assert prefilter.drop_implied([index, exact]) == [exact]
+    other = ir.Predicate(ir.Field("B", "string"), ir.Op.REGEX, ("abc",), case_sensitive=True)
+    assert prefilter.drop_implied([index, other]) == [index, other]
+
+
+def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
+    with monkeypatch.context() as patch:
+        if not shortcuts:
+            patch.setattr(prefilter, "_distinct_predicates", lambda c: False)
+            patch.setattr(reader, "_TAG_MEANINGS", _Forgetful())
+            patch.setattr(reader, "_ROUTES", _Forgetful())
+            patch.setattr(yaml_tree, "_resolved", _fresh_resolver())
+        out = []
+        for path in files:
+            rules, problems = reader.read_sigma_text(path.read_text(encoding="utf-8"), str(path))
+            out.append(([(r.rule, r.diagnostics, r.title, r.metadata, r.kind) for r in rules], problems))
+        return out
+
+
+class _Forgetful(dict):
+    """A cache that never holds anything."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
+def _fresh_resolver():
+    """The plain-scalar resolver remembering nothing (`known` is emptied after each call)."""
+    resolved = yaml_tree._resolve_plain()
+
+    def forgetful(text):
+        value = resolved(text)
+        resolved.known.clear()
+        return value
+
+    forgetful.known = resolved.known
+    return forgetful
+
+
+def test_reader_shortcuts_read_every_sigmahq_rule_as_without_them(shared_dir: Path, monkeypatch):
+    rules = shared_dir / "corpus" / "sigma" / "rules"
+    if not rules.is_dir():
+        pytest.skip("shared/corpus/sigma not present")
+    files = sorted(rules.rglob("*.yml"))
+    assert len(files) > 2000
+    reader._TAG_MEANINGS.clear()
+    reader._ROUTES.clear()
+    assert _read_all(files, monkeypatch, True) == _read_all(files, monkeypatch, False)
