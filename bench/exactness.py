@@ -11,6 +11,9 @@ each rule once:
     python bench/exactness.py [--targets kql,splunk,sigma,eql,esql] [--json out/exactness.json]
     python bench/exactness.py --causes 15     # also the most frequent first refusal causes
     python bench/exactness.py --targets splunk --env splunk-defender   # in another environment
+    python bench/exactness.py --targets splunk --env splunk-defender --contrast splunk-sysmon
+        # the rules exact in the first environment that the second refuses, by first cause:
+        # what the second environment's data lacks, not what the translation cannot say
 
 Prints a Markdown table (the README's "Whole queries" table comes from it).
 """
@@ -52,26 +55,38 @@ def _cause(message: str) -> str:
     return text[:110]
 
 
-def measure(target: str, files: list[Path], extra: list[str]) -> dict:
+def translations(target: str, files: list[Path], extra: list[str]) -> list[dict]:
+    """`rmmc translate FILES --to TARGET --format json`: one result per rule."""
     command = [sys.executable, "-m", "rmmc.cli", "translate", *map(str, files), "--to", target,
                "--format", "json", *extra]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     try:
-        results = json.loads(done.stdout)
+        return json.loads(done.stdout)
     except json.JSONDecodeError:
         raise SystemExit(f"{target}: rmmc did not print JSON (status {done.returncode}):\n{done.stderr[-2000:]}")
+
+
+def verdict(result: dict) -> str:
+    """exact / lossy / refused, as the module docstring defines them."""
+    diagnostics = result.get("diagnostics", [])
+    if not result.get("ok") or any(d.get("severity") == "error" for d in diagnostics):
+        return "refused"
+    return "lossy" if any(d.get("code") == "lossy" for d in diagnostics) else "exact"
+
+
+def first_error(result: dict) -> dict:
+    return next((d for d in result.get("diagnostics", []) if d.get("severity") == "error"), {})
+
+
+def measure(target: str, files: list[Path], extra: list[str]) -> dict:
+    results = translations(target, files, extra)
     counts = collections.Counter()
     causes = collections.Counter()
     for r in results:
-        diagnostics = r.get("diagnostics", [])
-        errors = [d for d in diagnostics if d.get("severity") == "error"]
-        if r.get("ok") and not errors:
-            lossy = any(d.get("code") == "lossy" for d in diagnostics)
-            counts["lossy" if lossy else "exact"] += 1
-        else:
-            counts["refused"] += 1
-            if errors:
-                causes[_cause(errors[0].get("message", ""))] += 1
+        counts[verdict(r)] += 1
+        error = first_error(r)
+        if error:
+            causes[_cause(error.get("message", ""))] += 1
     total = sum(counts.values())
     return {"target": target, "rules": total, **{k: counts[k] for k in ("exact", "lossy", "refused")},
             "causes": causes.most_common()}
@@ -85,6 +100,8 @@ def main() -> None:
     parser.add_argument("--allow-lossy", action="store_true", help="pass --allow-lossy to rmmc")
     parser.add_argument("--env", default=None,
                         help="pass --env to rmmc (an environment every target given serves)")
+    parser.add_argument("--contrast", default=None, metavar="ENV",
+                        help="also list why ENV refuses the rules exact in --env (one target)")
     args = parser.parse_args()
     if not CORPUS.is_dir():
         raise SystemExit(f"skipped: {CORPUS} is absent")
@@ -106,9 +123,29 @@ def main() -> None:
             print(f"\n{row['target']}: first refusal causes")
             for cause, count in row["causes"][:args.causes]:
                 print(f"  {count:5d}  {cause}")
+    if args.contrast:
+        contrast(args.targets.split(",")[0], files, extra, args.env, args.contrast)
     if args.json_path:
         Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_path).write_text(json.dumps(rows, indent=2))
+
+
+def contrast(target: str, files: list[Path], extra: list[str], env: str | None, other: str) -> None:
+    """The rules exact in `env` that `other` does not write exactly, by the first error's code
+    and cause: the same translation in two environments, so what differs is the environment."""
+    base = translations(target, files, extra)
+    rest = [a for a in extra if a not in ("--env", env)]
+    there = translations(target, files, [*rest, "--env", other])
+    codes, causes = collections.Counter(), collections.Counter()
+    for here, elsewhere in zip(base, there):
+        if verdict(here) == "exact" and verdict(elsewhere) != "exact":
+            error = first_error(elsewhere)
+            codes[error.get("code", "-")] += 1
+            causes[_cause(error.get("message", ""))] += 1
+    print(f"\n{target}: {sum(codes.values())} rules exact in {env or 'the default environment'} "
+          f"and not in {other}; first error codes {dict(codes.most_common())}")
+    for cause, count in causes.most_common():
+        print(f"  {count:5d}  {cause}")
 
 
 if __name__ == "__main__":
