@@ -196,6 +196,8 @@ class _Lowerer:
         source, operators = self._flatten(body)
         if isinstance(source, A.Union):
             self._union(source, state, None)
+        elif isinstance(source, A.Search):
+            self._search(source, state)
         else:
             state.source = self._source(source)
             if self.table is not None:
@@ -447,6 +449,31 @@ class _Lowerer:
         state.source = ir.Source(None, kind)
         state.union = ir.Union(tuple(branches), withsource, fuzzy, labels, node.span)
         self.table = None
+
+    def _search(self, node: A.Search, state: _State) -> None:
+        """`search [kind=...] in (T, ...) predicate`: Kusto's documented meaning, `union
+        withsource=$table T, ... | where predicate` with its terms spelled out (`search.py`)."""
+        from rmmc.compiler.kql import search
+
+        try:
+            cased = search.case_sensitive(node.params)
+            if node.tables is None:
+                raise search.SearchError(node, "search without `in (...)` reads every table of the database: "
+                                         "name the tables (`search in (T1, T2) ...`)")
+            for table in node.tables:
+                if isinstance(table, A.Name) and table.name in self.lets:
+                    raise search.SearchError(table, f"search in ({table.name}): a let is not a table; Kusto "
+                                             "names its rows in $table otherwise")
+                if not isinstance(table, (A.Name, A.NamePattern)):
+                    raise search.SearchError(table, "search in (...) of a query: Kusto names its rows in $table "
+                                             "otherwise; name tables")
+            withsource = A.OpParam("withsource", A.Name(search.TABLE_COLUMN, span=node.span), span=node.span)
+            self._union(A.Union((withsource,), node.tables, span=node.span), state, None)
+            labels = state.union.labels if state.union is not None else ()
+            predicate = search.where_predicate(node.predicate, state.columns, labels, cased)
+        except search.SearchError as exc:
+            raise _Unsupported(exc.node, exc.message) from None
+        self._where(A.Where(predicate, span=node.span), state)
 
     def _param_name(self, param: Any) -> str:
         value = param.value
@@ -1216,7 +1243,7 @@ class _Lowerer:
         """Whether a list item is a tabular expression (a query, a let bound to one, a table)."""
         while isinstance(item, A.Paren):
             item = item.expr
-        if isinstance(item, (A.Pipeline, A.Union, A.GenericSource, A.Datatable, A.ExternalData)) or _is_materialize(item):
+        if isinstance(item, (A.Pipeline, A.Union, A.Search, A.GenericSource, A.Datatable, A.ExternalData)) or _is_materialize(item):
             return True
         if isinstance(item, A.Name) and item.name not in seen:
             bound = self.lets.get(item.name)
