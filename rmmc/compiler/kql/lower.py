@@ -17,6 +17,7 @@ a located error naming the construct: never a silent approximation.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -122,6 +123,9 @@ class _State:
     stages: list[ir.Stage] = field(default_factory=list)
     lookbacks: list[tuple[timedelta, str]] = field(default_factory=list)
     columns: dict[str, str] | None = None  # None: the table is unknown, any column may exist
+    # While `columns` is None: the types of the columns the query itself made (an extend of a
+    # table rmmc does not know still says what `x = tolong(...)` is).
+    computed: dict[str, str] = field(default_factory=dict)
     redefined: set[str] = field(default_factory=set)  # table columns an extend or rename replaced
     aggregated: bool = False  # a summarize (or take) happened: rows are no longer events
     closed: bool = False  # a project or summarize made the columns exactly `columns`
@@ -353,6 +357,12 @@ class _Lowerer:
             if state.columns is not None:
                 renamed = {old: new for new, old in pairs}
                 state.columns = {renamed.get(k, k): t for k, t in state.columns.items()}
+            else:
+                moved = {new: state.computed.pop(old, None) for new, old in pairs}
+                for new, type_name in moved.items():
+                    state.computed.pop(new, None)
+                    if type_name is not None:
+                        state.computed[new] = type_name
             state.redefined.update(new for new, _ in pairs)
             state.redefined.update(old for _, old in pairs)
             state.dropped.update(old for _, old in pairs)
@@ -693,6 +703,8 @@ class _Lowerer:
             state.columns = columns
         elif not keep_others:
             state.columns = {name: expr.type for name, expr in made.items()}
+        else:
+            state.computed.update((name, expr.type) for name, expr in made.items())
         if not keep_others:
             state.closed = True
         for name, expr in made.items():
@@ -762,6 +774,8 @@ class _Lowerer:
         if isinstance(op, A.ProjectAway):
             state.add(ir.ProjectAway(patterns, op.span))
             state.dropped.update(p for p in patterns if "*" not in p)
+            state.computed = {n: t for n, t in state.computed.items()
+                              if not any(fnmatch.fnmatchcase(n, p) for p in patterns)}
             if state.columns is not None:
                 state.columns = {n: t for n, t in state.columns.items()
                                  if not any(fnmatch.fnmatchcase(n, p) for p in patterns)}
@@ -1199,6 +1213,13 @@ class _Lowerer:
             op = _MIRROR[op]
         if value is _NO_VALUE:
             return ir.Compare(subject, op, self.expr(node.right), node.span)
+        if (subject.type in ("int", "long") and isinstance(value, float) and value != int(value)
+                and abs(value) < 2 ** 53):
+            # Kusto compares a long with a real as reals (numeric promotion); for a whole number x
+            # `x < 8.4` is `x < 9`, `x <= 8.4` is `x <= 8`, `x > 8.4` is `x > 8`, `x >= 8.4` is `x >= 9`.
+            op_ir = _COMPARISONS[op]
+            bound = math.ceil(value) if op in ("<", ">=") else math.floor(value)
+            return ir.Predicate(subject, op_ir, (bound,), span=node.span)
         return ir.Predicate(subject, _COMPARISONS[op], (self._typed(value, subject, value_node),), span=node.span)
 
     def _between(self, node: A.Between) -> ir.Condition:
@@ -1311,6 +1332,8 @@ class _Lowerer:
         if state.closed or name in state.dropped:
             raise _Unsupported(node, f"the column '{name}' is not in the rows at this point of the query "
                                "(an earlier project, summarize or project-away removed it)")
+        if columns is None and name in state.computed:
+            return ir.Field(name, state.computed[name])
         table = self.table
         if table is None:
             return ir.Field(name)
