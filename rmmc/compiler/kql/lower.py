@@ -1422,9 +1422,13 @@ def _label(rule: ir.Rule, position: int) -> str:
 
 
 def _expanded_name(node: Any) -> str | None:
-    """Kusto's name for `mv-expand x` (x) and `mv-expand a.b` (a_b)."""
+    """Kusto's name for `mv-expand x` (x), `mv-expand a.b` (a_b), and for either behind
+    `todynamic()` / `parse_json()` (the same: measured on Microsoft's parser)."""
     while isinstance(node, A.Paren):
         node = node.expr
+    if (isinstance(node, A.Call) and isinstance(node.func, A.Name) and node.func.name in ("todynamic", "parse_json")
+            and len(node.args) == 1):
+        return _expanded_name(node.args[0])
     if isinstance(node, A.Name):
         return node.name
     if isinstance(node, A.Member):
