@@ -685,6 +685,63 @@ def _looked_up(name: str, where: str) -> Callable[..., Any]:
     return impl
 
 
+_JSON_PATH_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*'([^'\\]*)'\s*\]|\[\s*\"([^\"\\]*)\"\s*\]|\[\s*(\d+)\s*\]")
+
+
+def json_path_steps(path: str) -> tuple[str | int, ...] | None:
+    """The keys and indexes of a JSONPath `$.a.b`, `$['a']`, `$.a[0]` (None for any other
+    form: wildcards, filters, recursive descent)."""
+    if not path.startswith("$"):
+        return None
+    steps: list[str | int] = []
+    at = 1
+    while at < len(path):
+        found = _JSON_PATH_STEP.match(path, at)
+        if found is None:
+            return None
+        name, single, double, index = found.groups()
+        steps.append(int(index) if index is not None else next(s for s in (name, single, double) if s is not None))
+        at = found.end()
+    return tuple(steps)
+
+
+def _extract_json(path: str, source: Any) -> str:
+    """Kusto's `extract_json(path, source)` (alias `extractjson`): the element at a JSONPath
+    of a JSON text, as a string (learn.microsoft.com/kusto/query/extract-json-function: "Get a
+    specified element out of a JSON text using a path expression.  Optionally convert the
+    extracted string to a specific type").  A string element is itself (the page's example:
+    "John"), a whole number its digits, a missing element the empty string (a Kusto string is
+    never null).  The text Kusto gives any other element (an object, a bool, a real, JSON null)
+    and its answer for text that is no JSON are not documented: evaluating them is an error."""
+    steps = json_path_steps(path)
+    if steps is None:
+        raise EvaluationError(f"extract_json(): the path {path!r} is not one rmmc reads")
+    document = source
+    if isinstance(source, str):
+        try:
+            document = json.loads(source)
+        except (ValueError, RecursionError):
+            raise EvaluationError("extract_json() of text that is no JSON: Kusto's answer is not documented") from None
+    value: Any = document
+    for step in steps:
+        if isinstance(step, int) and isinstance(value, list):
+            value = value[step] if step < len(value) else _MISSING
+        elif isinstance(step, str) and isinstance(value, dict):
+            value = value.get(step, _MISSING)
+        else:
+            value = _MISSING
+        if value is _MISSING:
+            return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise EvaluationError(f"extract_json() of a JSON {type(value).__name__}: the text Kusto gives it is not documented")
+
+
+_MISSING = object()
+
+
 _TICKS_ORIGIN = datetime(1, 1, 1, tzinfo=timezone.utc)
 
 
@@ -856,12 +913,14 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
              _looked_up("geo_info_from_ip_address", "MaxMind's GeoLite2-City data"), strings=(0,)),
     Function("parse_path", 1, 1, "dynamic", _parse_path, strings=(0,)),
     Function("hash", 1, 2, "long", _hash),
+    Function("extract_json", 2, 2, "string", _extract_json, literal_args=(0,), strings=(0,)),
     Function("string_size", 1, 1, "long", lambda text: len(text.encode("utf-8", "surrogatepass")),
              strings=(0,)),
 ]}
 
 ALIASES = {"iif": "iff", "floor": "bin", "tostring": "tostring", "toboolean": "tobool",
-           "toreal": "todouble", "todynamic": "parse_json", "base64_decodestring": "base64_decode_tostring"}
+           "toreal": "todouble", "todynamic": "parse_json", "base64_decodestring": "base64_decode_tostring",
+           "extractjson": "extract_json"}
 INGESTION_TIME = "$IngestionTime"
 """The column of an event the evaluator reads `ingestion_time()` from (Kusto keeps it out of the
 table's columns)."""

@@ -1054,6 +1054,8 @@ class _Lowerer:
             # (learn.microsoft.com/kusto/query/replace-function)
             regex, rewrite, text = node.args
             return self._call(replace(node, func=A.Name("replace_regex"), args=(text, regex, rewrite)))
+        if name in ("extract_json", "extractjson") and len(node.args) in (2, 3):
+            return self._extract_json(node)
         if name in ("ago", "now"):
             args = tuple(self.expr(a) for a in node.args)
             if any(a.type != "timespan" for a in args):
@@ -1069,6 +1071,29 @@ class _Lowerer:
                 raise _Unsupported(arg, f"argument {i + 1} of {name}() must be a constant")
             args.append(lowered)
         return self._function(spec.name, tuple(args), node)
+
+    def _extract_json(self, node: A.Call) -> ir.Expr:
+        """`extract_json(path, source [, typeof(T)])`: the element's string, converted to T by
+        `to<T>()` ("optionally convert the extracted string to a specific type": Kusto's page)."""
+        from rmmc.compiler.functions import json_path_steps
+
+        path = self._constant(node.args[0])
+        if not isinstance(path, str) or json_path_steps(path) is None:
+            raise _Unsupported(node.args[0], "extract_json() needs a constant JSONPath of keys and indexes "
+                               "($.a.b, $['a'], $.a[0])")
+        call = self._function("extract_json", (ir.Literal(path), self.expr(node.args[1])), node)
+        if len(node.args) == 2:
+            return call
+        kind = node.args[2]
+        if not (isinstance(kind, A.Call) and isinstance(kind.func, A.Name) and kind.func.name == "typeof"
+                and len(kind.args) == 1 and isinstance(kind.args[0], A.Name)):
+            raise _Unsupported(kind, "the third argument of extract_json() is a type: typeof(...)")
+        type_name = kind.args[0].name.lower()
+        conversion = _EXTRACT_JSON_CONVERSIONS.get(type_name)
+        if conversion is None:
+            raise _Unsupported(kind, f"extract_json() to typeof({type_name}) is not lowered "
+                               f"({', '.join(_EXTRACT_JSON_CONVERSIONS)} are)")
+        return call if conversion == "tostring" else self._function(conversion, (call,), node)
 
     def _function(self, name: str, args: tuple[ir.Expr, ...], node: Any) -> ir.Call:
         spec = lookup(name)
@@ -1386,6 +1411,8 @@ class _Lowerer:
 
 
 _NO_VALUE = object()
+_EXTRACT_JSON_CONVERSIONS = {"string": "tostring", "int": "toint", "long": "tolong", "real": "todouble",
+                             "double": "todouble", "bool": "tobool", "boolean": "tobool", "datetime": "todatetime"}
 _EXTERNAL_TYPES = ("string", "guid", "int", "long", "real", "bool", "datetime", "timespan", "dynamic")
 _TYPE_ALIASES = {"double": "real", "boolean": "bool", "date": "datetime", "time": "timespan",
                  "int32": "int", "int64": "long"}
