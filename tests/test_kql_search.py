@@ -169,3 +169,11 @@ def test_the_written_kql_runs_on_duckdb_kql_to_the_evaluators_rows(query):
 ])
 def test_what_cannot_be_said_exactly_is_a_located_refusal(query, cause):
     assert cause in _refusal(query)
+
+
+def test_a_union_with_a_table_rmmc_does_not_know_may_read_any_column():
+    # its columns are unknown: the column may be that table's (no refusal for it)
+    lowered = lower_text(f'search in ({FILE}, NoSuchTable) IPAddress == "x"')
+    assert not any("no table of the union" in d.message for d in lowered.diagnostics)
+    lowered = lower_text(f'union {FILE}, NoSuchTable | where IPAddress == "x"')
+    assert not any(d.is_error for d in lowered.diagnostics), [d.message for d in lowered.diagnostics]

@@ -1354,7 +1354,7 @@ class _Lowerer:
         columns = state.columns
         if columns is not None and name in columns:
             return ir.Field(name, columns[name])
-        if state.union is not None and not state.stages and name not in state.dropped:
+        if columns is not None and state.union is not None and not state.stages and name not in state.dropped:
             raise _Unsupported(node, f"no table of the union (or search) has a column '{name}' "
                                "(Microsoft's parser refuses it too)")
         if state.closed or name in state.dropped:
