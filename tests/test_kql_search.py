@@ -161,6 +161,8 @@ def test_the_written_kql_runs_on_duckdb_kql_to_the_evaluators_rows(query):
     (f'search kind=case_sensitive in ({FILE}) FileName =~ "x"', "kind=case_sensitive"),
     (f'search kind=case_sensitive in ({FILE}) FileName in~ ("x")', "kind=case_sensitive"),
     (f'search kind=fuzzy in ({FILE}) "x"', "kind=fuzzy"),
+    (f'let q = {NET} | project RemoteUrl; search kind=case_sensitive in ({FILE}) FileName in (q)', "a query inside"),
+    (f'search kind=case_sensitive in ({FILE}) FileName in ({NET} | project RemoteUrl)', "a query inside"),
     ('search in (NoSuchTable) "ntds"', "columns are unknown"),
     (f'let t = {FILE} | take 1; search in (t) "ntds"', "a let is not a table"),
     (f'search in (({FILE} | take 1)) "ntds"', "name tables"),

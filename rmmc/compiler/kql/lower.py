@@ -480,7 +480,7 @@ class _Lowerer:
             withsource = A.OpParam("withsource", A.Name(search.TABLE_COLUMN, span=node.span), span=node.span)
             self._union(A.Union((withsource,), node.tables, span=node.span), state, None)
             labels = state.union.labels if state.union is not None else ()
-            predicate = search.where_predicate(node.predicate, state.columns, labels, cased)
+            predicate = search.where_predicate(node.predicate, state.columns, labels, cased, self._is_tabular)
         except search.SearchError as exc:
             raise _Unsupported(exc.node, exc.message) from None
         self._where(A.Where(predicate, span=node.span), state)

@@ -24,7 +24,7 @@ documentation does not say whether `*` covers `$table`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from rmmc.compiler import ir
 from rmmc.compiler.kql import ast as A
@@ -73,17 +73,20 @@ def case_sensitive(params: tuple[A.OpParam, ...]) -> bool:
 
 
 def where_predicate(predicate: Any, columns: dict[str, str] | None, labels: tuple[str, ...],
-                    cased: bool) -> Any:
+                    cased: bool, is_tabular: Callable[[Any], bool] = lambda _: False) -> Any:
     """The search predicate as a `where` predicate over `columns` (the union's, `$table`
-    included; None when a table is unknown), for tables named `labels`."""
-    return _Rewriter(columns, labels, cased).boolean(predicate)
+    included; None when a table is unknown), for tables named `labels`; `is_tabular` tells a
+    list item that is a query (or a let bound to one)."""
+    return _Rewriter(columns, labels, cased, is_tabular).boolean(predicate)
 
 
 class _Rewriter:
-    def __init__(self, columns: dict[str, str] | None, labels: tuple[str, ...], cased: bool):
+    def __init__(self, columns: dict[str, str] | None, labels: tuple[str, ...], cased: bool,
+                 is_tabular: Callable[[Any], bool]):
         self.columns = columns
         self.labels = labels
         self.cased = cased
+        self.is_tabular = is_tabular
 
     def boolean(self, node: Any) -> Any:
         """A node standing as a condition: where a string literal is a term."""
@@ -113,6 +116,10 @@ class _Rewriter:
         if isinstance(node, A.ListOp) and self.cased and node.op in _CASE_INSENSITIVE_ONLY:
             raise SearchError(node, f"'{node.op}' in a search with kind=case_sensitive: Kusto forces every "
                               "string operator to match case, and this one has no such form here")
+        if self.cased and (isinstance(node, (A.Pipeline, A.Union, A.Search))
+                           or (isinstance(node, A.ListOp) and any(self.is_tabular(i) for i in node.items))):
+            raise SearchError(node, "a query inside a search with kind=case_sensitive: whether the kind "
+                              "reaches its operators is not documented")
         if isinstance(node, A.Node) and not isinstance(node, (A.Pipeline, A.Union, A.Search)):
             changes = {}
             for name in node.__dataclass_fields__:
