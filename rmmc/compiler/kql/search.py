@@ -14,8 +14,10 @@ with its string-matching extensions spelled out:
   mode": `has` is `has_cs` and so on; an operator with no case-sensitive form (`=~`, `in~`,
   `has_any` ...) is refused rather than guessed.  `default` / `case_insensitive` change nothing.
 
-`* has "err"` becomes an `or` of `Column has "err"` over the union's columns: every string,
-guid and dynamic column; a column of another type (long, datetime, bool ...) only when the
+`* has "err"` becomes an `or` of `Column has "err"` over the union's columns ("search for
+specific terms in all columns of a table", the page says; the find page: "search a term
+across all input columns"): every string, guid and dynamic column (a term test on a dynamic
+column as `where` reads it); a column of another type (long, datetime, bool ...) only when the
 term's characters could occur in that type's text, which is refused (rmmc does not say how
 Kusto prints such a value for a term match), else left out (it can never hold the term).  The
 `$table` column is left out too, and a term that would match a table's name is refused: the
