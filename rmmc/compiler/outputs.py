@@ -21,7 +21,8 @@ The decision is data flow over the stages, never a function's name:
 An Extend column that replaces a name already bound (`extend FileName = tolower(FileName)`)
 is never dropped: the output would show the old value under the name.  A definition reading
 an event field the source's table does not have is never dropped either: that is a mistake in
-the rule, not something a target lacks.  Rules over a union are left alone.
+the rule, not something a target lacks.  `definitions` leaves rules over a union alone; their
+one output-only column is the union's `withsource` label (`without_union_label`).
 """
 
 from __future__ import annotations
