@@ -167,6 +167,7 @@ def test_the_written_kql_runs_on_duckdb_kql_to_the_evaluators_rows(query):
     (f'let t = {FILE} | take 1; search in (t) "ntds"', "a let is not a table"),
     (f'search in (({FILE} | take 1)) "ntds"', "name tables"),
     (f'search in ({FILE}) not("ntds")', "is not a condition"),
+    (f'{FILE} | where FileName:"ntds"', "is search's syntax"),  # Microsoft's parser reads it anywhere
     (f'search in ({FILE}, {NET}) IPAddress == "x"', "no table of the union (or search) has a column 'IPAddress'"),  # Microsoft's parser: a bool expected
 ])
 def test_what_cannot_be_said_exactly_is_a_located_refusal(query, cause):

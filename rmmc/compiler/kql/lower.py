@@ -1007,6 +1007,9 @@ class _Lowerer:
             return self._function(function, (self.expr(node.target), index), node)
         if isinstance(node, (A.Binary, A.Logical, A.ListOp, A.Between)):
             return ir.Boolean(self.condition(node))
+        if isinstance(node, A.SearchColumn):
+            raise _Unsupported(node, f"{_describe(node)} is search's syntax; outside `search` its meaning is not "
+                               f"documented (write {node.column.name} has ... for a term)")
         raise _Unsupported(node, f"cannot lower the expression {_describe(node)}")
 
     def _literal(self, value: Any, node: Any) -> ir.Expr:
