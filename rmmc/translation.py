@@ -202,6 +202,17 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
     def errors(outcome) -> tuple[str, ...]:
         return tuple(d.message for d in outcome.found if d.is_error)
 
+    if rule.union is not None:  # a union's only output-only column: its withsource label
+        from rmmc.compiler.outputs import without_union_label
+
+        smaller = without_union_label(rule)
+        current = attempt(smaller) if smaller is not None else refused
+        if errors(current):
+            return refused
+        note = shape(to, f"the output column {rule.union.withsource} (each row's table) is dropped "
+                         f"({errors(refused)[0]}): no filter, key, count or sort reads it, so the same "
+                         "alerts fire; only the output lacks it", rule.union.span)
+        return current._replace(found=[*current.found, note.with_path(path) if path and not note.path else note])
     defs = definitions(rule)
     first = None
     for choice in range(3):  # which column a Project keeps: its first plain one, else the next

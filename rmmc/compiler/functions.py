@@ -688,6 +688,99 @@ def _looked_up(name: str, where: str) -> Callable[..., Any]:
     return impl
 
 
+_JSON_PATH_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*'([^'\\]*)'\s*\]|\[\s*\"([^\"\\]*)\"\s*\]|\[\s*(\d+)\s*\]")
+
+
+def json_path_steps(path: str) -> tuple[str | int, ...] | None:
+    """The keys and indexes of a JSONPath `$.a.b`, `$['a']`, `$.a[0]` (None for any other
+    form: wildcards, filters, recursive descent)."""
+    if not path.startswith("$"):
+        return None
+    steps: list[str | int] = []
+    at = 1
+    while at < len(path):
+        found = _JSON_PATH_STEP.match(path, at)
+        if found is None:
+            return None
+        name, single, double, index = found.groups()
+        steps.append(int(index) if index is not None else next(s for s in (name, single, double) if s is not None))
+        at = found.end()
+    return tuple(steps)
+
+
+def _extract_json(path: str, source: Any) -> str:
+    """Kusto's `extract_json(path, source)` (alias `extractjson`): the element at a JSONPath
+    of a JSON text, as a string (learn.microsoft.com/kusto/query/extract-json-function: "Get a
+    specified element out of a JSON text using a path expression.  Optionally convert the
+    extracted string to a specific type").  A string element is itself (the page's example:
+    "John"), a whole number its digits, a missing element the empty string (a Kusto string is
+    never null).  The text Kusto gives any other element (an object, a bool, a real, JSON null)
+    and its answer for text that is no JSON are not documented: evaluating them is an error."""
+    steps = json_path_steps(path)
+    if steps is None:
+        raise EvaluationError(f"extract_json(): the path {path!r} is not one rmmc reads")
+    document = source
+    if isinstance(source, str):
+        try:
+            document = json.loads(source)
+        except (ValueError, RecursionError):
+            raise EvaluationError("extract_json() of text that is no JSON: Kusto's answer is not documented") from None
+    value: Any = document
+    for step in steps:
+        if isinstance(step, int) and isinstance(value, list):
+            value = value[step] if step < len(value) else _MISSING
+        elif isinstance(step, str) and isinstance(value, dict):
+            value = value.get(step, _MISSING)
+        else:
+            value = _MISSING
+        if value is _MISSING:
+            return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise EvaluationError(f"extract_json() of a JSON {type(value).__name__}: the text Kusto gives it is not documented")
+
+
+_MISSING = object()
+
+
+_TICKS_ORIGIN = datetime(1, 1, 1, tzinfo=timezone.utc)
+
+
+def _hash(value: Any, mod: Any = None) -> int:
+    """Kusto's `hash(source [, mod])` (learn.microsoft.com/kusto/query/hash-function): xxhash64
+    of the value, reduced to 0 .. mod-1.  What is hashed is measured on the documentation's
+    examples: a string's UTF-8 bytes (hash("World") is 1846988464401551951, hash("World", 100)
+    51), a datetime's 100 ns ticks since 0001-01-01 as 8 little-endian bytes
+    (hash(datetime(2015-01-01)) is 1380966698541616202).  Anything the documentation does not
+    pin down is an evaluation error, never a guessed value: another type (is a long 4 or 8
+    bytes?), and a digest of 2^63 or more without a power-of-two `mod` (is the long it returns
+    the digest's two's complement?  either way a power-of-two remainder is the same)."""
+    from rmmc.compiler.xxhash64 import xxh64
+
+    if isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+    elif isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        delta = moment - _TICKS_ORIGIN
+        ticks = (delta.days * 86_400 + delta.seconds) * 10_000_000 + delta.microseconds * 10
+        data = ticks.to_bytes(8, "little", signed=True)
+    else:
+        raise EvaluationError(f"hash() of {type(value).__name__}: the bytes Kusto hashes for it are not documented")
+    digest = xxh64(data)
+    if mod is None:
+        if digest >= 1 << 63:
+            raise EvaluationError("hash() is 2^63 or more here: how Kusto returns it as a long is not documented")
+        return digest
+    if isinstance(mod, bool) or not isinstance(mod, int) or mod <= 0:
+        raise EvaluationError(f"hash() takes a positive whole modulo, not {mod!r}")
+    if digest >= 1 << 63 and mod & (mod - 1):
+        raise EvaluationError("hash() is 2^63 or more here: its remainder by a modulo that is not a power of "
+                              "two depends on how Kusto reads it as a long, which is not documented")
+    return digest % mod
+
+
 def convert(value: Any, type_name: str) -> Any:
     """A value as `type_name` the way `to<type>()` converts it (null when it does not)."""
     kind = type_name.lower()
@@ -822,12 +915,15 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     Function("geo_info_from_ip_address", 1, 1, "dynamic",
              _looked_up("geo_info_from_ip_address", "MaxMind's GeoLite2-City data"), strings=(0,)),
     Function("parse_path", 1, 1, "dynamic", _parse_path, strings=(0,)),
+    Function("hash", 1, 2, "long", _hash),
+    Function("extract_json", 2, 2, "string", _extract_json, literal_args=(0,), strings=(0,)),
     Function("string_size", 1, 1, "long", lambda text: len(text.encode("utf-8", "surrogatepass")),
              strings=(0,)),
 ]}
 
 ALIASES = {"iif": "iff", "floor": "bin", "tostring": "tostring", "toboolean": "tobool",
-           "toreal": "todouble", "todynamic": "parse_json", "base64_decodestring": "base64_decode_tostring"}
+           "toreal": "todouble", "todynamic": "parse_json", "base64_decodestring": "base64_decode_tostring",
+           "extractjson": "extract_json"}
 INGESTION_TIME = "$IngestionTime"
 """The column of an event the evaluator reads `ingestion_time()` from (Kusto keeps it out of the
 table's columns)."""

@@ -21,7 +21,8 @@ The decision is data flow over the stages, never a function's name:
 An Extend column that replaces a name already bound (`extend FileName = tolower(FileName)`)
 is never dropped: the output would show the old value under the name.  A definition reading
 an event field the source's table does not have is never dropped either: that is a mistake in
-the rule, not something a target lacks.  Rules over a union are left alone.
+the rule, not something a target lacks.  `definitions` leaves rules over a union alone; their
+one output-only column is the union's `withsource` label (`without_union_label`).
 """
 
 from __future__ import annotations
@@ -221,6 +222,45 @@ def drop(rule: ir.Rule, defs: list[Definition], chosen: Iterable[int]) -> ir.Rul
         else:
             stages.append(stage)
     return replace(rule, stages=tuple(stages))
+
+
+def without_union_label(rule: ir.Rule) -> ir.Rule | None:
+    """A union rule without its `withsource` column (KQL `union withsource=T`, and `search`'s
+    `$table`), when nothing but the output reads it: neither the union's where nor a stage filters, groups, sorts, computes
+    or renames with it, a project keeps it only as it is (and keeps another column too), and
+    no join, expansion, parse or aggregate over `*` follows (this pass does not follow columns
+    through them).  None otherwise."""
+    union = rule.union
+    if union is None or not union.withsource:
+        return None
+    name = union.withsource
+    if name in {f.name for f in ir.expr_fields(rule.condition)}:  # the union's own where
+        return None
+    stages: list[ir.Stage] = []
+    for stage in rule.stages:
+        if isinstance(stage, (ir.Join, ir.MvExpand, ir.Parse)):
+            return None
+        if isinstance(stage, ir.Summarize) and any(isinstance(a, ir.Star) for g in stage.aggregates for a in g.args):
+            return None
+        if isinstance(stage, ir.Project):
+            columns = tuple(c for c in stage.columns if c != (name, ir.Field(name, c[1].type)))
+            if not columns or any(name in {f.name for f in ir.expr_fields(e)} for _, e in columns):
+                return None
+            stages.append(replace(stage, columns=columns) if columns != stage.columns else stage)
+            continue
+        if isinstance(stage, (ir.Reorder, ir.ProjectAway)):
+            patterns = tuple(p for p in stage.patterns if p != name)
+            if patterns:
+                stages.append(replace(stage, patterns=patterns))
+            continue
+        if name in ir.stage_reads(stage):
+            return None
+        if isinstance(stage, ir.Rename) and any(new == name for new, _ in stage.pairs):
+            return None
+        if isinstance(stage, ir.Extend) and any(column == name for column, _ in stage.columns):
+            return None
+        stages.append(stage)
+    return replace(rule, union=replace(union, withsource=None), stages=tuple(stages))
 
 
 def _schema_fields(rule: ir.Rule) -> Callable[[str], bool]:

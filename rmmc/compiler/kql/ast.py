@@ -217,6 +217,24 @@ class GenericSource(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Search(Node):
+    """`search [kind=...] [in (T, ...)] predicate`: the predicate's string literals are terms
+    looked for in every column (`SearchColumn` looks in one); `tables` is None without `in`."""
+
+    params: tuple["OpParam", ...]
+    tables: tuple["Expr", ...] | None
+    predicate: "Expr"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchColumn(Node):
+    """`Column:"text"` in a search predicate: the term looked for in that column only."""
+
+    column: Name
+    value: "StringLit"
+
+
+@dataclass(frozen=True, slots=True)
 class OpParam(Node):
     """An operator parameter: `kind=inner`, `hint.strategy=shuffle`, `isfuzzy=true`."""
 
@@ -380,6 +398,7 @@ Expr = typing.Union[
     Name, NamePattern, Star, StringLit, NumberLit, TimespanLit, TypedLit, BoolLit, NullLit,
     DynamicLit, DynArray, DynObject, Paren, Unary, Binary, Logical, ListOp, Between, Call,
     NamedArg, Member, Index, Pipeline, Datatable, ExternalData, GenericSource, Union,
+    Search, SearchColumn,
 ]
 
 

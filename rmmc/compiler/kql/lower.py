@@ -17,6 +17,7 @@ a located error naming the construct: never a silent approximation.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -122,6 +123,9 @@ class _State:
     stages: list[ir.Stage] = field(default_factory=list)
     lookbacks: list[tuple[timedelta, str]] = field(default_factory=list)
     columns: dict[str, str] | None = None  # None: the table is unknown, any column may exist
+    # While `columns` is None: the types of the columns the query itself made (an extend of a
+    # table rmmc does not know still says what `x = tolong(...)` is).
+    computed: dict[str, str] = field(default_factory=dict)
     redefined: set[str] = field(default_factory=set)  # table columns an extend or rename replaced
     aggregated: bool = False  # a summarize (or take) happened: rows are no longer events
     closed: bool = False  # a project or summarize made the columns exactly `columns`
@@ -196,6 +200,8 @@ class _Lowerer:
         source, operators = self._flatten(body)
         if isinstance(source, A.Union):
             self._union(source, state, None)
+        elif isinstance(source, A.Search):
+            self._search(source, state)
         else:
             state.source = self._source(source)
             if self.table is not None:
@@ -351,6 +357,12 @@ class _Lowerer:
             if state.columns is not None:
                 renamed = {old: new for new, old in pairs}
                 state.columns = {renamed.get(k, k): t for k, t in state.columns.items()}
+            else:
+                moved = {new: state.computed.pop(old, None) for new, old in pairs}
+                for new, type_name in moved.items():
+                    state.computed.pop(new, None)
+                    if type_name is not None:
+                        state.computed[new] = type_name
             state.redefined.update(new for new, _ in pairs)
             state.redefined.update(old for _, old in pairs)
             state.dropped.update(old for _, old in pairs)
@@ -447,6 +459,31 @@ class _Lowerer:
         state.source = ir.Source(None, kind)
         state.union = ir.Union(tuple(branches), withsource, fuzzy, labels, node.span)
         self.table = None
+
+    def _search(self, node: A.Search, state: _State) -> None:
+        """`search [kind=...] in (T, ...) predicate`: Kusto's documented meaning, `union
+        withsource=$table T, ... | where predicate` with its terms spelled out (`search.py`)."""
+        from rmmc.compiler.kql import search
+
+        try:
+            cased = search.case_sensitive(node.params)
+            if node.tables is None:
+                raise search.SearchError(node, "search without `in (...)` reads every table of the database: "
+                                         "name the tables (`search in (T1, T2) ...`)")
+            for table in node.tables:
+                if isinstance(table, A.Name) and table.name in self.lets:
+                    raise search.SearchError(table, f"search in ({table.name}): a let is not a table; Kusto "
+                                             "names its rows in $table otherwise")
+                if not isinstance(table, (A.Name, A.NamePattern)):
+                    raise search.SearchError(table, "search in (...) of a query: Kusto names its rows in $table "
+                                             "otherwise; name tables")
+            withsource = A.OpParam("withsource", A.Name(search.TABLE_COLUMN, span=node.span), span=node.span)
+            self._union(A.Union((withsource,), node.tables, span=node.span), state, None)
+            labels = state.union.labels if state.union is not None else ()
+            predicate = search.where_predicate(node.predicate, state.columns, labels, cased, self._is_tabular)
+        except search.SearchError as exc:
+            raise _Unsupported(exc.node, exc.message) from None
+        self._where(A.Where(predicate, span=node.span), state)
 
     def _param_name(self, param: Any) -> str:
         value = param.value
@@ -666,6 +703,8 @@ class _Lowerer:
             state.columns = columns
         elif not keep_others:
             state.columns = {name: expr.type for name, expr in made.items()}
+        else:
+            state.computed.update((name, expr.type) for name, expr in made.items())
         if not keep_others:
             state.closed = True
         for name, expr in made.items():
@@ -735,6 +774,8 @@ class _Lowerer:
         if isinstance(op, A.ProjectAway):
             state.add(ir.ProjectAway(patterns, op.span))
             state.dropped.update(p for p in patterns if "*" not in p)
+            state.computed = {n: t for n, t in state.computed.items()
+                              if not any(fnmatch.fnmatchcase(n, p) for p in patterns)}
             if state.columns is not None:
                 state.columns = {n: t for n, t in state.columns.items()
                                  if not any(fnmatch.fnmatchcase(n, p) for p in patterns)}
@@ -966,6 +1007,9 @@ class _Lowerer:
             return self._function(function, (self.expr(node.target), index), node)
         if isinstance(node, (A.Binary, A.Logical, A.ListOp, A.Between)):
             return ir.Boolean(self.condition(node))
+        if isinstance(node, A.SearchColumn):
+            raise _Unsupported(node, f"{_describe(node)} is search's syntax; outside `search` its meaning is not "
+                               f"documented (write {node.column.name} has ... for a term)")
         raise _Unsupported(node, f"cannot lower the expression {_describe(node)}")
 
     def _literal(self, value: Any, node: Any) -> ir.Expr:
@@ -1013,6 +1057,8 @@ class _Lowerer:
             # (learn.microsoft.com/kusto/query/replace-function)
             regex, rewrite, text = node.args
             return self._call(replace(node, func=A.Name("replace_regex"), args=(text, regex, rewrite)))
+        if name in ("extract_json", "extractjson") and len(node.args) in (2, 3):
+            return self._extract_json(node)
         if name in ("ago", "now"):
             args = tuple(self.expr(a) for a in node.args)
             if any(a.type != "timespan" for a in args):
@@ -1028,6 +1074,29 @@ class _Lowerer:
                 raise _Unsupported(arg, f"argument {i + 1} of {name}() must be a constant")
             args.append(lowered)
         return self._function(spec.name, tuple(args), node)
+
+    def _extract_json(self, node: A.Call) -> ir.Expr:
+        """`extract_json(path, source [, typeof(T)])`: the element's string, converted to T by
+        `to<T>()` ("optionally convert the extracted string to a specific type": Kusto's page)."""
+        from rmmc.compiler.functions import json_path_steps
+
+        path = self._constant(node.args[0])
+        if not isinstance(path, str) or json_path_steps(path) is None:
+            raise _Unsupported(node.args[0], "extract_json() needs a constant JSONPath of keys and indexes "
+                               "($.a.b, $['a'], $.a[0])")
+        call = self._function("extract_json", (ir.Literal(path), self.expr(node.args[1])), node)
+        if len(node.args) == 2:
+            return call
+        kind = node.args[2]
+        if not (isinstance(kind, A.Call) and isinstance(kind.func, A.Name) and kind.func.name == "typeof"
+                and len(kind.args) == 1 and isinstance(kind.args[0], A.Name)):
+            raise _Unsupported(kind, "the third argument of extract_json() is a type: typeof(...)")
+        type_name = kind.args[0].name.lower()
+        conversion = _EXTRACT_JSON_CONVERSIONS.get(type_name)
+        if conversion is None:
+            raise _Unsupported(kind, f"extract_json() to typeof({type_name}) is not lowered "
+                               f"({', '.join(_EXTRACT_JSON_CONVERSIONS)} are)")
+        return call if conversion == "tostring" else self._function(conversion, (call,), node)
 
     def _function(self, name: str, args: tuple[ir.Expr, ...], node: Any) -> ir.Call:
         spec = lookup(name)
@@ -1172,6 +1241,13 @@ class _Lowerer:
             op = _MIRROR[op]
         if value is _NO_VALUE:
             return ir.Compare(subject, op, self.expr(node.right), node.span)
+        if (subject.type in ("int", "long") and isinstance(value, float) and value != int(value)
+                and abs(value) < 2 ** 53):
+            # Kusto compares a long with a real as reals (numeric promotion); for a whole number x
+            # `x < 8.4` is `x < 9`, `x <= 8.4` is `x <= 8`, `x > 8.4` is `x > 8`, `x >= 8.4` is `x >= 9`.
+            op_ir = _COMPARISONS[op]
+            bound = math.ceil(value) if op in ("<", ">=") else math.floor(value)
+            return ir.Predicate(subject, op_ir, (bound,), span=node.span)
         return ir.Predicate(subject, _COMPARISONS[op], (self._typed(value, subject, value_node),), span=node.span)
 
     def _between(self, node: A.Between) -> ir.Condition:
@@ -1216,7 +1292,7 @@ class _Lowerer:
         """Whether a list item is a tabular expression (a query, a let bound to one, a table)."""
         while isinstance(item, A.Paren):
             item = item.expr
-        if isinstance(item, (A.Pipeline, A.Union, A.GenericSource, A.Datatable, A.ExternalData)) or _is_materialize(item):
+        if isinstance(item, (A.Pipeline, A.Union, A.Search, A.GenericSource, A.Datatable, A.ExternalData)) or _is_materialize(item):
             return True
         if isinstance(item, A.Name) and item.name not in seen:
             bound = self.lets.get(item.name)
@@ -1281,9 +1357,14 @@ class _Lowerer:
         columns = state.columns
         if columns is not None and name in columns:
             return ir.Field(name, columns[name])
+        if columns is not None and state.union is not None and not state.stages and name not in state.dropped:
+            raise _Unsupported(node, f"no table of the union (or search) has a column '{name}' "
+                               "(Microsoft's parser refuses it too)")
         if state.closed or name in state.dropped:
             raise _Unsupported(node, f"the column '{name}' is not in the rows at this point of the query "
                                "(an earlier project, summarize or project-away removed it)")
+        if columns is None and name in state.computed:
+            return ir.Field(name, state.computed[name])
         table = self.table
         if table is None:
             return ir.Field(name)
@@ -1336,6 +1417,8 @@ class _Lowerer:
 
 
 _NO_VALUE = object()
+_EXTRACT_JSON_CONVERSIONS = {"string": "tostring", "int": "toint", "long": "tolong", "real": "todouble",
+                             "double": "todouble", "bool": "tobool", "boolean": "tobool", "datetime": "todatetime"}
 _EXTERNAL_TYPES = ("string", "guid", "int", "long", "real", "bool", "datetime", "timespan", "dynamic")
 _TYPE_ALIASES = {"double": "real", "boolean": "bool", "date": "datetime", "time": "timespan",
                  "int32": "int", "int64": "long"}
@@ -1372,9 +1455,13 @@ def _label(rule: ir.Rule, position: int) -> str:
 
 
 def _expanded_name(node: Any) -> str | None:
-    """Kusto's name for `mv-expand x` (x) and `mv-expand a.b` (a_b)."""
+    """Kusto's name for `mv-expand x` (x), `mv-expand a.b` (a_b), and for either behind
+    `todynamic()` / `parse_json()` (the same: measured on Microsoft's parser)."""
     while isinstance(node, A.Paren):
         node = node.expr
+    if (isinstance(node, A.Call) and isinstance(node.func, A.Name) and node.func.name in ("todynamic", "parse_json")
+            and len(node.args) == 1):
+        return _expanded_name(node.args[0])
     if isinstance(node, A.Name):
         return node.name
     if isinstance(node, A.Member):

@@ -254,6 +254,25 @@ class _Builder:
     def generic_source(self, c):
         return A.GenericSource(c[0].value, self._raw(c[1:]), span=_span(c))
 
+    def search_source(self, c):
+        params = tuple(x for x in c[1:-1] if isinstance(x, A.OpParam))
+        tables = None
+        opened = next((i for i, x in enumerate(c) if _is_token(x) and x.type == "LIST_OP"), None)
+        if opened is not None:
+            if c[opened].value != "in":
+                raise _BadString(Diagnostic(Severity.ERROR, f"expected 'in' after search, found '{c[opened].value}'",
+                                            _span(c[opened:opened + 1]), "syntax"))
+            closed = max(i for i, x in enumerate(c) if _is_token(x) and x.type == "RPAR")
+            tables = tuple(_as_expr(x) for x in c[opened + 2:closed]
+                           if x is not None and not (_is_token(x) and x.type == "COMMA"))
+        predicate = c[-1]
+        if _is_token(predicate) and predicate.type == "STAR":
+            predicate = A.Star(span=_span(c[-1:]))
+        return A.Search(params, tables, _as_expr(predicate), span=_span([x for x in c if x is not None]))
+
+    def search_column(self, c):
+        return A.SearchColumn(A.Name(c[0].value, span=_span(c[:1])), c[2], span=_span(c))
+
     def generic_operator(self, c):
         return A.GenericOperator(c[0].value, self._raw(c[1:]), span=_span(c))
 

@@ -58,7 +58,7 @@ def level(node: A.Expr) -> int:
         return binary_level(node.op)
     if isinstance(node, A.Unary):
         return _LEVEL_UNARY
-    if isinstance(node, (A.Pipeline, A.Union, A.Datatable, A.ExternalData, A.GenericSource)):
+    if isinstance(node, (A.Pipeline, A.Union, A.Datatable, A.ExternalData, A.GenericSource, A.Search)):
         return 0
     if isinstance(node, (A.Call, A.Member, A.Index)):
         return _LEVEL_POSTFIX
@@ -276,6 +276,17 @@ def _(node: A.GenericSource) -> str:
 @expr.register
 def _(node: A.Union) -> str:
     return operator(node)
+
+
+@expr.register
+def _(node: A.Search) -> str:
+    tables = f"in ({', '.join(expr(t) for t in node.tables)}) " if node.tables is not None else ""
+    return f"search {_params(node.params)}{tables}{expr(node.predicate)}"
+
+
+@expr.register
+def _(node: A.SearchColumn) -> str:
+    return f"{expr(node.column)}:{expr(node.value)}"
 
 
 def pipeline(node: A.Pipeline, separator: str = "\n") -> str:
