@@ -678,6 +678,10 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
             else:
                 kept.append(c)
         condition = all_of(kept)
+    if type(emitter) is Emitter and _plain_tests(condition):
+        written = _written_at_once(emitter, condition)
+        if written is not None:
+            return written
     condition, replaced = widen(condition, lambda n: not emitter.expressible(n))
     for node in replaced:
         span = getattr(node, "span", None)
@@ -690,6 +694,45 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
                    f"({node.field.type})"
         found.append(lossy(TARGET, f"{what} cannot be said exactly in SPL: dropped, so the query matches "
                                    "more events (never fewer)", span, subject=node))
+    return _split_terms(emitter, condition)
+
+
+def _plain_tests(condition: Condition) -> bool:
+    """Whether every test of the condition is a predicate on a plain column (no constant,
+    comparison, subquery, path or computed subject): then writing a test has no lasting
+    effect but its own diagnostics and field names, and whether it can be written depends
+    only on the test (`_written_at_once`)."""
+    stack = [condition]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (And, Or)):
+            stack.extend(node.operands)
+        elif isinstance(node, Not):
+            stack.append(node.operand)
+        elif not isinstance(node, Predicate) or type(node.field) is not Field:
+            return False
+    return True
+
+
+def _written_at_once(emitter: Emitter, condition: Condition) -> tuple[list[str], list[str]] | None:
+    """`_terms` of a condition of plain tests (`_plain_tests`) without first asking of each
+    test whether SPL can say it (`Emitter.expressible` writes it only to throw the text away):
+    when every conjunct is written, nothing was to be widened, and widening would have
+    returned the condition as it is (it holds no constant to fold); when one cannot be
+    written, the emitter is put back as it was and None says so (the caller widens)."""
+    saved = (len(emitter.diagnostics), dict(emitter._fields), set(emitter._non_ascii_warned))
+    try:
+        return _split_terms(emitter, condition)
+    except Exception:  # SplRefusal, a name SPL cannot carry ...: the widening path decides (and raises)
+        del emitter.diagnostics[saved[0]:]
+        emitter._fields, emitter._non_ascii_warned = saved[1], saved[2]
+        return None
+
+
+def _split_terms(emitter: Emitter, condition: Condition) -> tuple[list[str], list[str]]:
+    """The widened detection as (search terms, where terms): each top-level conjunct of its
+    negation normal form to search when it can go there, else to where (with a search term
+    implied by it, for the index)."""
     condition = _nnf(condition)
     conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
     search_terms: list[str] = []

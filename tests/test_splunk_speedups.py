@@ -1,0 +1,145 @@
+"""The Splunk writer's shortcuts, each against what it stands in for (issue 16): the same SPL
+and the same diagnostics, in the same order, over random rules and the shared corpora.
+
+* `_terms` writes a detection of plain tests at once (`_written_at_once`) instead of first
+  asking of each test whether SPL can say it (`Emitter.expressible`, which writes it and
+  throws the text away) and widening."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from rmmc.backends.base import EmitOptions
+from rmmc.backends.splunk import backend
+from rmmc.compiler import ir
+
+
+def _outcome(run):
+    try:
+        return run()
+    except Exception as exc:  # what the slower path raises, the shortcut must raise
+        return type(exc), str(exc)
+
+
+def _both(monkeypatch, run):
+    """`run()` with the shortcuts, then with each replaced by the path it stands in for (a
+    result, or the exception raised)."""
+    ours = _outcome(run)
+    with monkeypatch.context() as m:
+        m.setattr(backend, "_plain_tests", lambda condition: False)
+        theirs = _outcome(run)
+    return ours, theirs
+
+
+_FIELDS = [ir.Field("CommandLine"), ir.Field("Image"), ir.Field("EventID", "long"),
+           ir.Field("DestinationPort", "int"), ir.Field("NoSuchColumn"), ir.Field("bad name|x"),
+           ir.Field("Amount", "real"), ir.Field("Flag", "bool"), ir.Field("Bag", "dynamic"),
+           ir.Field("When", "datetime")]
+_TEXTS = ["cmd.exe", "a*b", "C:\\Windows\\", "", "\u00e9t\u00e9", "tab\there", "x\"y", "ÄB", "123",
+          "10.0.0.0/8", "::ffff:1.2.3.4/128"]
+_OPS = list(ir.Op)
+
+
+def _predicate(rng: random.Random) -> ir.Predicate:
+    field = rng.choice(_FIELDS)
+    op = rng.choice(_OPS)
+    if field.type in ("long", "int", "real") and rng.random() < 0.8:
+        values = tuple(rng.choice([1, 4688, 2.5, "x", True]) for _ in range(rng.randint(0, 3)))
+    else:
+        values = tuple(rng.choice(_TEXTS) for _ in range(rng.randint(0, 4)))
+    return ir.Predicate(field, op, values, all_values=rng.random() < 0.2,
+                        case_sensitive=rng.random() < 0.2, negated=rng.random() < 0.3)
+
+
+def _condition(rng: random.Random, depth: int) -> ir.Condition:
+    pick = rng.random()
+    if depth <= 0 or pick < 0.4:
+        return _predicate(rng)
+    operands = tuple(_condition(rng, depth - 1) for _ in range(rng.randint(1, 4)))
+    if pick < 0.7:
+        return ir.And(operands)
+    return ir.Or(operands) if pick < 0.93 else ir.Not(operands[0])
+
+
+def test_detection_written_at_once_as_after_widening_random_rules(monkeypatch):
+    """Random detections of plain tests (refusals, lossy widenings, unmapped and unsafe names,
+    non-ASCII and control characters, numbers and texts on either kind of column): the same
+    text and diagnostics with the shortcut as through `expressible` and `widen`."""
+    rng = random.Random(23)
+    shortcut_taken = widened = 0
+    for i in range(1500):
+        rule = ir.Rule(ir.Metadata(title=f"r{i}"), ir.Source("DeviceProcessEvents"), _condition(rng, 3))
+        for fields in ("defender", "cim"):
+            ours, theirs = _both(monkeypatch, lambda: backend.emit_splunk(rule, EmitOptions(), fields=fields))
+            assert ours == theirs, rule.condition
+            if isinstance(ours, tuple):
+                continue
+            shortcut_taken += bool(ours.text) and not any("cannot be said exactly" in d.message
+                                                         for d in ours.diagnostics)
+            widened += any("cannot be said exactly" in d.message for d in ours.diagnostics)
+    assert shortcut_taken > 300 and widened > 300  # both paths were exercised
+
+
+def test_written_at_once_puts_the_emitter_back_when_a_test_cannot_be_written():
+    """A conjunct SPL cannot say (ordering strings) after one that named an unmapped field
+    (a diagnostic and a field name recorded): the emitter is as it was, None says to widen."""
+    emitter = backend.Emitter("DeviceProcessEvents", "cim")
+    emitter.diagnostics.append("before")
+    unmapped = ir.Predicate(ir.Field("NoSuchColumn"), ir.Op.REGEX, ("a.b",))
+    ordered = ir.Predicate(ir.Field("CommandLine"), ir.Op.LT, ("x",))
+    assert backend._plain_tests(ir.And((unmapped, ordered)))
+    assert backend._written_at_once(emitter, ir.And((unmapped, ordered))) is None
+    assert emitter.diagnostics == ["before"] and emitter._fields == {} and not emitter._non_ascii_warned
+    written = backend._written_at_once(emitter, unmapped)
+    assert written == ([], ['match(coalesce(NoSuchColumn, ""), "(?i)a.b")'])
+    assert len(emitter.diagnostics) == 2 and "NoSuchColumn" in emitter._fields
+
+
+def test_plain_tests_are_predicates_on_plain_columns_only():
+    from rmmc.compiler.paths import PathField
+
+    p = ir.Predicate(ir.Field("A"), ir.Op.EQUALS, ("x",))
+    assert backend._plain_tests(ir.Or((p, ir.Not(ir.And((p, p))))))
+    assert not backend._plain_tests(ir.And((p, ir.Const(True))))
+    assert not backend._plain_tests(ir.Or((p, ir.Compare(ir.Field("A"), "==", ir.Field("B")))))
+    assert not backend._plain_tests(ir.Predicate(ir.Call("tolower", (ir.Field("A"),)), ir.Op.EQUALS, ("x",)))
+    assert not backend._plain_tests(ir.Predicate(PathField("A.b", "dynamic", base="A", keys=("b",)),
+                                                 ir.Op.EQUALS, ("x",)))
+
+
+def _corpus_rules(paths: list[Path]):
+    from rmmc.compiler.documents import read_path
+    from rmmc.compiler.pipeline import compile_document
+
+    for path in paths:
+        for document in read_path(str(path)).documents:
+            compiled = compile_document(document, "default")
+            if compiled.rule is not None:
+                yield compiled
+
+
+@pytest.mark.parametrize("corpus, env", [("sigma/rules/windows", "splunk-sysmon"), ("rmm", "splunk-sysmon"),
+                                         ("rmm", "splunk-defender"), ("kql", "splunk-defender")])
+def test_corpora_translate_to_splunk_as_through_widening(monkeypatch, shared_dir: Path, corpus: str, env: str):
+    """Every rule of the shared corpora to Splunk: the same translation with the shortcut as
+    without it (the whole result: text, diagnostics, verdict)."""
+    from rmmc.compiler.documents import iter_rule_files
+    from rmmc.translation import translate_compiled
+
+    root = shared_dir / "corpus" / corpus
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    files = [Path(f) for f in iter_rule_files([str(root)])]
+    if corpus == "kql":  # the files reading a Defender Device* table (as bench/exactness.py)
+        import re
+
+        device = re.compile(r"\bDevice[A-Z][A-Za-z]*(Events|Info|Tvm[A-Za-z]*)\b")
+        files = [f for f in files if f.suffix == ".kql" and device.search(f.read_text(errors="replace"))]
+    compiled = list(_corpus_rules(files))
+    assert compiled
+    for c in compiled:
+        ours, theirs = _both(monkeypatch, lambda: translate_compiled(c, "splunk", env=env))
+        assert (ours.text, ours.diagnostics) == (theirs.text, theirs.diagnostics), c.document.path
