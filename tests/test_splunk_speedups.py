@@ -7,7 +7,9 @@ and the same diagnostics, in the same order, over random rules and the shared co
 
 from __future__ import annotations
 
+import functools
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -110,15 +112,26 @@ def test_plain_tests_are_predicates_on_plain_columns_only():
                                                  ir.Op.EQUALS, ("x",)))
 
 
-def _corpus_rules(paths: list[Path]):
-    from rmmc.compiler.documents import read_path
+@functools.lru_cache(maxsize=None)
+def _compiled_corpus(root: Path) -> tuple:
+    """Every rule of a shared corpus compiled (of the KQL corpus, the files reading a Defender
+    Device* table, as bench/exactness.py counts); () when the corpus is absent."""
+    from rmmc.compiler.documents import iter_rule_files, read_path
     from rmmc.compiler.pipeline import compile_document
 
-    for path in paths:
+    if not root.is_dir():
+        return ()
+    files = [Path(f) for f in iter_rule_files([str(root)])]
+    if root.name == "kql":
+        device = re.compile(r"\bDevice[A-Z][A-Za-z]*(Events|Info|Tvm[A-Za-z]*)\b")
+        files = [f for f in files if f.suffix == ".kql" and device.search(f.read_text(errors="replace"))]
+    out = []
+    for path in files:
         for document in read_path(str(path)).documents:
             compiled = compile_document(document, "default")
             if compiled.rule is not None:
-                yield compiled
+                out.append(compiled)
+    return tuple(out)
 
 
 @pytest.mark.parametrize("corpus, env", [("sigma/rules/windows", "splunk-sysmon"), ("rmm", "splunk-sysmon"),
@@ -126,20 +139,106 @@ def _corpus_rules(paths: list[Path]):
 def test_corpora_translate_to_splunk_as_through_widening(monkeypatch, shared_dir: Path, corpus: str, env: str):
     """Every rule of the shared corpora to Splunk: the same translation with the shortcut as
     without it (the whole result: text, diagnostics, verdict)."""
-    from rmmc.compiler.documents import iter_rule_files
     from rmmc.translation import translate_compiled
 
-    root = shared_dir / "corpus" / corpus
-    if not root.is_dir():
-        pytest.skip(f"{root} not found")
-    files = [Path(f) for f in iter_rule_files([str(root)])]
-    if corpus == "kql":  # the files reading a Defender Device* table (as bench/exactness.py)
-        import re
-
-        device = re.compile(r"\bDevice[A-Z][A-Za-z]*(Events|Info|Tvm[A-Za-z]*)\b")
-        files = [f for f in files if f.suffix == ".kql" and device.search(f.read_text(errors="replace"))]
-    compiled = list(_corpus_rules(files))
-    assert compiled
+    compiled = _compiled_corpus(shared_dir / "corpus" / corpus)
+    if not compiled:
+        pytest.skip(f"{shared_dir / 'corpus' / corpus} not found")
     for c in compiled:
         ours, theirs = _both(monkeypatch, lambda: translate_compiled(c, "splunk", env=env))
         assert (ours.text, ours.diagnostics) == (theirs.text, theirs.diagnostics), c.document.path
+
+
+def _walked_features(rule: ir.Rule) -> dict:
+    """`ir.features` as it was: `walk` over every condition, then `sub_rules` of every rule."""
+    found: dict = {}
+    pending = [rule]
+    in_subquery: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current.source.external is not None and id(current) not in in_subquery:
+            found.setdefault(ir.EXTERNAL, current.source.external.span)
+        if current.union is not None:
+            found.setdefault(ir.UNION, current.union.span)
+        for stage in current.stages:
+            if isinstance(stage, ir.Join):
+                found.setdefault(ir.JOIN, stage.span)
+            elif isinstance(stage, ir.MvExpand):
+                found.setdefault(ir.MV_EXPAND, stage.span)
+            elif isinstance(stage, ir.Parse):
+                found.setdefault(ir.PARSE, stage.span)
+        conditions = [current.condition] + [s.condition for s in current.stages if isinstance(s, ir.Filter)]
+        for condition in conditions:
+            for node in ir.walk(condition):
+                if isinstance(node, ir.InSubquery) and node.rule is not None:
+                    found.setdefault(ir.SUBQUERY, node.span)
+                    in_subquery.add(id(node.rule))
+        pending.extend(_walked_sub_rules(current))
+    return found
+
+
+def _walked_sub_rules(rule: ir.Rule) -> list:
+    found = list(rule.union.branches) if rule.union is not None else []
+    conditions = [rule.condition]
+    for stage in rule.stages:
+        if isinstance(stage, ir.Join):
+            found.append(stage.right)
+        elif isinstance(stage, ir.Filter):
+            conditions.append(stage.condition)
+    for condition in conditions:
+        found.extend(n.rule for n in ir.walk(condition) if isinstance(n, ir.InSubquery) and n.rule is not None)
+    return found
+
+
+def _walked_late_feed_tests(rule: ir.Rule):
+    """`_late_feed_tests` as it was: the detection in negation normal form, every conjunct walked."""
+    condition = backend._nnf(rule.condition)
+    conjuncts = list(condition.operands) if isinstance(condition, ir.And) else [condition]
+    late = [c for c in conjuncts if not backend._is_feed_test(c)
+            and any(backend._is_feed_test(n) for n in ir.walk(c))]
+    if not late:
+        return rule, []
+    return (backend.replace(rule, condition=ir.all_of([c for c in conjuncts if not any(c is x for x in late)])),
+            late)
+
+
+def _all_rules(rule: ir.Rule):
+    pending = [rule]
+    while pending:
+        current = pending.pop()
+        yield current
+        pending.extend(_walked_sub_rules(current))
+
+
+def _check_walks(rule: ir.Rule) -> None:
+    assert ir.features(rule) == _walked_features(rule)
+    assert list(ir.features(rule)) == list(_walked_features(rule))  # first use first
+    for current in _all_rules(rule):
+        assert [id(r) for r in ir.sub_rules(current)] == [id(r) for r in _walked_sub_rules(current)]
+        assert [id(n) for n in ir.subqueries(current.condition)] == \
+            [id(n) for n in ir.walk(current.condition) if isinstance(n, ir.InSubquery)]
+        ours, theirs = backend._late_feed_tests(current), _walked_late_feed_tests(current)
+        assert ours[1] == theirs[1] and (ours[0] is current) == (theirs[0] is current) and ours[0] == theirs[0]
+
+
+def test_features_and_sub_rules_in_one_loop_as_walked(shared_dir: Path):
+    """`ir.features`, `ir.sub_rules`, `ir.subqueries` and `_late_feed_tests` (which now skips
+    a detection without a feed test) against the walks they replace, over the RMM and KQL
+    corpora (joins, unions, subqueries, feeds) and hand-made subqueries under `not` / `or`."""
+    checked = 0
+    for corpus in ("rmm", "kql"):
+        for compiled in _compiled_corpus(shared_dir / "corpus" / corpus):
+            _check_walks(compiled.rule)
+            checked += 1
+    feed = ir.Rule(ir.Metadata(), ir.Source(None, external=ir.ExternalTable(("https://x/feed.csv",), (("ip", "string"),))),
+                   ir.Const(True))
+    table = ir.Rule(ir.Metadata(), ir.Source("DeviceNetworkEvents"), ir.Const(True))
+    p = ir.Predicate(ir.Field("A"), ir.Op.EQUALS, ("x",))
+    for sub in (feed, table):
+        test = ir.InSubquery(ir.Field("RemoteIP"), "feed", rule=sub)
+        for condition in (test, ir.Not(test), ir.And((p, ir.Or((p, test)))), ir.And((ir.Not(ir.And((test, p))), test)),
+                          ir.And((ir.Const(False), ir.Or((p, test))))):
+            _check_walks(ir.Rule(ir.Metadata(), ir.Source("DeviceProcessEvents"), condition,
+                                 stages=(ir.Filter(ir.Or((p, test))),)))
+            checked += 1
+    assert checked > 10

@@ -698,9 +698,24 @@ def sub_rules(rule: Rule) -> list[Rule]:
         elif isinstance(stage, Filter):
             conditions.append(stage.condition)
     for condition in conditions:
-        found.extend(node.rule for node in walk(condition)
-                     if isinstance(node, InSubquery) and node.rule is not None)
+        found.extend(node.rule for node in subqueries(condition) if node.rule is not None)
     return found
+
+
+def subqueries(condition: Condition) -> list[InSubquery]:
+    """The subquery tests of a condition tree, in `walk` order (a list built in one loop: each
+    rule is asked for them several times, and most have none)."""
+    out: list[InSubquery] = []
+    stack = [condition]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (And, Or)):
+            stack.extend(reversed(node.operands))
+        elif isinstance(node, Not):
+            stack.append(node.operand)
+        elif isinstance(node, InSubquery):
+            out.append(node)
+    return out
 
 
 def features(rule: Rule) -> dict[str, Span | None]:
@@ -723,11 +738,12 @@ def features(rule: Rule) -> dict[str, Span | None]:
             elif isinstance(stage, Parse):
                 found.setdefault(PARSE, stage.span)
         conditions = [current.condition] + [s.condition for s in current.stages if isinstance(s, Filter)]
-        for condition in conditions:
-            for node in walk(condition):
-                if isinstance(node, InSubquery) and node.rule is not None:
-                    found.setdefault(SUBQUERY, node.span)
-                    in_subquery.add(id(node.rule))
+        inner = [node for condition in conditions for node in subqueries(condition) if node.rule is not None]
+        for node in inner:
+            found.setdefault(SUBQUERY, node.span)
+            in_subquery.add(id(node.rule))
+        if current.union is None and not inner and not current.stages:
+            continue  # no sub-rule (`sub_rules` would find none)
         pending.extend(sub_rules(current))
     return found
 

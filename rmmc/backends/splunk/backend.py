@@ -831,8 +831,10 @@ def _is_feed_test(node: Any) -> bool:
 def _late_feed_tests(rule: Rule) -> tuple[Rule, list[Condition]]:
     """The rule without the conjuncts of its detection that test a feed inside `or` / `not`
     (a plain `x in (feed)` conjunct stays: it filters the events directly), and those conjuncts."""
-    from rmmc.compiler.ir import walk
+    from rmmc.compiler.ir import subqueries, walk
 
+    if not any(_is_feed_test(n) for n in subqueries(rule.condition)):
+        return rule, []  # no feed test at all (what `_nnf` keeps, it keeps as a subquery test)
     condition = _nnf(rule.condition)
     conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
     late = [c for c in conjuncts if not _is_feed_test(c) and any(_is_feed_test(n) for n in walk(c))]
