@@ -242,3 +242,29 @@ def test_features_and_sub_rules_in_one_loop_as_walked(shared_dir: Path):
                                  stages=(ir.Filter(ir.Or((p, test))),)))
             checked += 1
     assert checked > 10
+
+
+def test_adapter_roles_and_spans_as_worked_out_before(shared_dir: Path):
+    """The adapter's shortcuts against what they replace, on every rule of the corpora and
+    their sub-rules: a rule without stages reads each column decisively (what `column_roles`
+    says of it), and the first spans worked out when first asked are those `_first_spans`
+    gave at once (after a `reset` too)."""
+    from rmmc.environments import environment_for
+    from rmmc.environments.adapt import Adapter, _adapter, _event_columns, _first_spans
+    from rmmc.environments.reads import DECISIVE, column_roles
+
+    checked = 0
+    for corpus, env in (("sigma/rules/windows", "splunk-sysmon"), ("rmm", "splunk-sysmon"),
+                        ("kql", "splunk-defender"), ("kql", "sentinel")):
+        environment = environment_for("splunk" if env != "sentinel" else "kql", env)
+        for compiled in _compiled_corpus(shared_dir / "corpus" / corpus):
+            for rule in _all_rules(compiled.rule):
+                if not rule.stages:
+                    assert column_roles(rule) == {c: {DECISIVE} for c in _event_columns(rule)}
+                made = _adapter(rule, environment, False)
+                if type(made) is Adapter:
+                    assert made.spans == _first_spans(rule)
+                    made.reset(backend.replace(rule, condition=ir.Const(True)))
+                    assert made.spans == {}
+                    checked += 1
+    assert checked > 100

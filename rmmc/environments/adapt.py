@@ -205,7 +205,7 @@ class Adapter:
         self.unknown: set[str] = set()
         self.missing: dict[str, str | None] = {}   # column -> why (explicitly absent) / None
         self.checked: set[str] = set()
-        self.spans: dict[str, Span] = _first_spans(rule)
+        self._spans: dict[str, Span] | None = None  # `spans`, worked out when first asked
         self.names: dict[str, str] = {}
         self.ctx = Context(env.name, self.subject, self.found.append)
         self.profile = None
@@ -213,6 +213,14 @@ class Adapter:
             from rmmc.compiler.schema.profiles import load_profile
 
             self.profile = load_profile(source.names)
+
+    @property
+    def spans(self) -> dict[str, Span]:
+        """Each column's first span in the detection (where a diagnostic about it points),
+        worked out when a diagnostic first needs one: most rules need none."""
+        if self._spans is None:
+            self._spans = _first_spans(self.rule)
+        return self._spans
 
     # ---------------------------------------------------------------- names
 
@@ -577,7 +585,10 @@ class Adapter:
     def prepare(self) -> None:
         """Which columns the rule reads where (`reads`), and which of them this environment lacks
         and only the output reads (left out): before any is rewritten."""
-        self.roles = column_roles(self.rule)
+        if self.rule.stages:
+            self.roles = column_roles(self.rule)
+        else:  # only the detection and exclusions read columns: each of them decisively
+            self.roles = {column: {DECISIVE} for column in self.columns}
         for column, roles in self.forced.items():
             self.roles.setdefault(column, set()).update(roles)
         for column in self.columns:
@@ -707,7 +718,7 @@ class Adapter:
     def reset(self, rule: ir.Rule) -> None:
         self.rule = rule
         self.columns = _event_columns(rule)
-        self.spans = _first_spans(rule)
+        self._spans = None
 
     def left_has(self, column: str) -> bool:
         """Whether this rule's own source has the column (rmmc's schema, else the environment's
