@@ -667,6 +667,10 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
     """The detection's (search terms, where terms); with `pulled`, top-level subqueries with a
     model are taken out (to become joins)."""
     condition = all_of([rule.condition, *_exclusions(rule, options, found)])
+    if type(emitter) is Emitter and _plain_tests(condition):  # (no subquery to pull)
+        written = _written_at_once(emitter, condition)
+        if written is not None:
+            return written
     if pulled is not None:
         conjuncts = _nnf(condition)
         conjuncts = list(conjuncts.operands) if isinstance(conjuncts, And) else [conjuncts]
@@ -678,10 +682,6 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
             else:
                 kept.append(c)
         condition = all_of(kept)
-    if type(emitter) is Emitter and _plain_tests(condition):
-        written = _written_at_once(emitter, condition)
-        if written is not None:
-            return written
     condition, replaced = widen(condition, lambda n: not emitter.expressible(n))
     for node in replaced:
         span = getattr(node, "span", None)
@@ -718,8 +718,10 @@ def _written_at_once(emitter: Emitter, condition: Condition) -> tuple[list[str],
     """`_terms` of a condition of plain tests (`_plain_tests`) without first asking of each
     test whether SPL can say it (`Emitter.expressible` writes it only to throw the text away):
     when every conjunct is written, nothing was to be widened, and widening would have
-    returned the condition as it is (it holds no constant to fold); when one cannot be
-    written, the emitter is put back as it was and None says so (the caller widens)."""
+    returned the condition as it is (it holds no constant to fold; nor a subquery to pull,
+    so putting it into negation normal form first, as `_terms` does to pull them, gives what
+    `_split_terms` gives it); when one cannot be written, the emitter is put back as it was
+    and None says so (the caller widens)."""
     saved = (len(emitter.diagnostics), dict(emitter._fields), set(emitter._non_ascii_warned))
     try:
         return _split_terms(emitter, condition)
