@@ -268,3 +268,69 @@ def test_adapter_roles_and_spans_as_worked_out_before(shared_dir: Path):
                     assert made.spans == {}
                     checked += 1
     assert checked > 100
+
+
+def _rebuilding_paths_as_fields(condition):
+    """`paths.paths_as_fields` as it was: every And / Or / Not rebuilt."""
+    from rmmc.compiler.paths import field_path
+
+    found = []
+
+    def visit(node):
+        if isinstance(node, ir.Predicate) and not isinstance(node.field, ir.Field) \
+                and node.op in ir.STRING_OPS | {ir.Op.EMPTY}:
+            path = field_path(node.field)
+            if path is not None:
+                if path not in found:
+                    found.append(path)
+                return backend.replace(node, field=path)
+            return node
+        if isinstance(node, (ir.And, ir.Or)):
+            return type(node)(tuple(visit(o) for o in node.operands))
+        if isinstance(node, ir.Not):
+            return ir.Not(visit(node.operand))
+        return node
+
+    return visit(condition), found
+
+
+def test_paths_as_fields_keeping_unchanged_subtrees_gives_what_rebuilding_gives(shared_dir: Path):
+    """`paths_as_fields` / `with_paths` keep a subtree (and a rule) with no path test as it is:
+    equal to what rebuilding every node gave, on random trees with path tests and on every
+    detection and filter of the corpora."""
+    from rmmc.compiler.paths import paths_as_fields, with_paths
+
+    def check(condition):
+        ours, theirs = paths_as_fields(condition), _rebuilding_paths_as_fields(condition)
+        assert ours == theirs and type(ours[0]) is type(theirs[0])
+        if ours[1]:
+            assert ours[0] is not condition
+        else:
+            assert ours[0] is condition
+
+    rng = random.Random(7)
+    bag = ir.Field("AdditionalFields", "dynamic")
+    subjects = [ir.Field("A"), ir.Call("tostring", (ir.Call("member", (bag, ir.Literal("x")), "dynamic"),), "string"),
+                ir.Call("member", (bag, ir.Literal("y")), "dynamic"), ir.Call("tolower", (ir.Field("B"),), "string")]
+
+    def tree(depth):
+        pick = rng.random()
+        if depth <= 0 or pick < 0.35:
+            return ir.Predicate(rng.choice(subjects), rng.choice([ir.Op.EQUALS, ir.Op.CONTAINS, ir.Op.GT]), ("v",))
+        operands = tuple(tree(depth - 1) for _ in range(rng.randint(1, 3)))
+        return ir.And(operands) if pick < 0.6 else ir.Or(operands) if pick < 0.9 else ir.Not(operands[0])
+
+    for _ in range(2000):
+        check(tree(4))
+    for corpus in ("sigma/rules/windows", "rmm", "kql"):
+        for compiled in _compiled_corpus(shared_dir / "corpus" / corpus):
+            for rule in _all_rules(compiled.rule):
+                check(rule.condition)
+                new, paths = with_paths(rule)
+                conditions = [new.condition] + [s.condition for s in new.stages if isinstance(s, ir.Filter)]
+                rebuilt = [_rebuilding_paths_as_fields(c)[0] for c in
+                           [rule.condition] + [s.condition for s in rule.stages if isinstance(s, ir.Filter)]]
+                assert conditions == rebuilt and new.stages == tuple(
+                    backend.replace(s, condition=_rebuilding_paths_as_fields(s.condition)[0])
+                    if isinstance(s, ir.Filter) else s for s in rule.stages)
+                assert (new is rule) == (not paths and all(_rebuilding_paths_as_fields(c)[1] == [] for c in rebuilt))
