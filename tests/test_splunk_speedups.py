@@ -334,3 +334,50 @@ def test_paths_as_fields_keeping_unchanged_subtrees_gives_what_rebuilding_gives(
                     backend.replace(s, condition=_rebuilding_paths_as_fields(s.condition)[0])
                     if isinstance(s, ir.Filter) else s for s in rule.stages)
                 assert (new is rule) == (not paths and all(_rebuilding_paths_as_fields(c)[1] == [] for c in rebuilt))
+
+
+def test_joined_pairs_from_the_forms_as_from_the_specs(shared_dir: Path):
+    """`Adapter._joined_pairs` reads each column's spec from the form `prepare` made of it
+    instead of asking `spec_for` again: the same pairs on every rule of the corpora, in the
+    environments with joined fields (sigma: `User` = domain\\name) and without."""
+    from rmmc.environments import environment_for
+    from rmmc.environments.adapt import Adapter, _adapter
+
+    def by_spec(made):
+        pairs = {}
+        for column in made.columns:
+            spec = made.spec_for(column)
+            if spec is not None and spec.form == "joined" and spec.options.get("part") == "first":
+                pairs[column] = (column, spec.options.get("separator", "\\"), spec.options["with"])
+        return pairs
+
+    joined = 0
+    for corpus, target, env in (("kql", "sigma", "sigma"), ("rmm", "sigma", "sigma"),
+                                ("sigma/rules/windows", "splunk", "splunk-sysmon"),
+                                ("rmm", "eql", "elastic-winlogbeat")):
+        environment = environment_for(target, env)
+        for compiled in _compiled_corpus(shared_dir / "corpus" / corpus):
+            for rule in _all_rules(compiled.rule):
+                made = _adapter(rule, environment, False)
+                if type(made) is not Adapter:
+                    continue
+                made.prepare()
+                assert made._joined_pairs() == by_spec(made)
+                joined += bool(made._joined_pairs())
+    assert joined > 0  # joined fields were read
+
+
+def test_target_init_stores_what_the_dataclass_init_stored():
+    import dataclasses
+    import inspect
+
+    from rmmc.environments.adapt import Target
+
+    assert Target.__init__.__code__.co_name != "__init__"  # slots_init's
+    names = [f.name for f in dataclasses.fields(Target)]
+    assert list(inspect.signature(Target.__init__).parameters)[1:] == names
+    t = Target("index=x", None, "i", "T", "_time", ir.Const(True), (("T", Target()),))
+    assert [getattr(t, n) for n in names] == ["index=x", None, "i", "T", "_time", ir.Const(True), (("T", Target()),)]
+    assert Target() == Target(None, None, None, None, None, None, ()) and hash(t) == hash(backend.replace(t))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.table = "U"  # type: ignore[misc]
