@@ -381,3 +381,52 @@ def test_target_init_stores_what_the_dataclass_init_stored():
     assert Target() == Target(None, None, None, None, None, None, ()) and hash(t) == hash(backend.replace(t))
     with pytest.raises(dataclasses.FrozenInstanceError):
         t.table = "U"  # type: ignore[misc]
+
+
+def _rebuilding_simplify(condition):
+    """`rewrite.simplify` as it was: every And / Or / Not built again."""
+    from rmmc.compiler.rewrite import simplify_predicate
+
+    if isinstance(condition, ir.Predicate):
+        return simplify_predicate(condition)
+    if isinstance(condition, ir.And):
+        return ir.all_of([_rebuilding_simplify(o) for o in condition.operands])
+    if isinstance(condition, ir.Or):
+        return ir.any_of([_rebuilding_simplify(o) for o in condition.operands])
+    if isinstance(condition, ir.Not):
+        inner = _rebuilding_simplify(condition.operand)
+        return ir.Const(not inner.value) if isinstance(inner, ir.Const) else ir.Not(inner)
+    return condition
+
+
+def test_simplify_keeping_unchanged_subtrees_gives_what_rebuilding_gives(shared_dir: Path):
+    """`simplify` (and `push_filters` over a rule without filters) keep what they would build
+    again: equal to rebuilding on random trees (constants, nested And / Or, one-operand nodes,
+    tests it rewrites: `tolower(x) == "v"`, `tostring(x)`) and on every detection of the corpora."""
+    from rmmc.compiler.pushdown import push_filters
+    from rmmc.compiler.rewrite import simplify
+
+    rng = random.Random(11)
+    a = ir.Field("A")
+    leaves = [ir.Predicate(a, ir.Op.EQUALS, ("v",)), ir.Predicate(ir.Call("tolower", (a,), "string"), ir.Op.EQUALS, ("v",)),
+              ir.Predicate(ir.Call("tolower", (a,), "string"), ir.Op.EQUALS, ("V",), case_sensitive=True),
+              ir.Predicate(ir.Call("tostring", (a,), "string"), ir.Op.CONTAINS, ("x",)), ir.Const(True), ir.Const(False)]
+
+    def tree(depth):
+        pick = rng.random()
+        if depth <= 0 or pick < 0.3:
+            return rng.choice(leaves)
+        operands = tuple(tree(depth - 1) for _ in range(rng.randint(1, 3)))
+        return ir.And(operands) if pick < 0.6 else ir.Or(operands) if pick < 0.9 else ir.Not(operands[0])
+
+    for _ in range(3000):
+        condition = tree(4)
+        ours, theirs = simplify(condition), _rebuilding_simplify(condition)
+        assert ours == theirs and type(ours) is type(theirs)
+    for corpus in ("sigma/rules/windows", "rmm", "kql"):
+        for compiled in _compiled_corpus(shared_dir / "corpus" / corpus):
+            for rule in _all_rules(compiled.rule):
+                assert simplify(rule.condition) == _rebuilding_simplify(rule.condition)
+                if not any(isinstance(s, ir.Filter) for s in rule.stages):
+                    pushed = push_filters(rule)
+                    assert pushed == backend.replace(rule, condition=_rebuilding_simplify(rule.condition))
