@@ -709,6 +709,8 @@ def subqueries(condition: Condition) -> list[InSubquery]:
     stack = [condition]
     while stack:
         node = stack.pop()
+        if type(node) is Predicate:  # the commonest node, and never one
+            continue
         if isinstance(node, (And, Or)):
             stack.extend(reversed(node.operands))
         elif isinstance(node, Not):
