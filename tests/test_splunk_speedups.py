@@ -430,3 +430,34 @@ def test_simplify_keeping_unchanged_subtrees_gives_what_rebuilding_gives(shared_
                 if not any(isinstance(s, ir.Filter) for s in rule.stages):
                     pushed = push_filters(rule)
                     assert pushed == backend.replace(rule, condition=_rebuilding_simplify(rule.condition))
+
+
+def test_adapting_keeps_what_it_does_not_change_as_rebuilding_did(monkeypatch, shared_dir: Path):
+    """The adapter keeps a test on a column the environment names as the rule does
+    (`forms.renamed`) and an And / Or / Not nothing below changed (`ir.unchanged_operands`):
+    the same adapted rules, placements and diagnostics as copying them, on the corpora in
+    several environments."""
+    from rmmc.compiler.fast_replace import replace
+    from rmmc.environments import environment_for, forms
+    from rmmc.environments.adapt import adapt
+
+    def adapted(rule, environment):
+        made = _outcome(lambda: adapt(rule, environment))
+        if isinstance(made, tuple):
+            return made
+        return made.rule, made.placement, made.diagnostics, made.names, sorted(made.unknown)
+
+    kept = 0
+    for corpus, target, env in (("sigma/rules/windows", "splunk", "splunk-sysmon"), ("rmm", "splunk", "splunk-sysmon"),
+                                ("kql", "sigma", "sigma"), ("rmm", "eql", "elastic-winlogbeat"),
+                                ("sigma/rules/windows", "kql", "defender-xdr")):
+        environment = environment_for(target, env)
+        for compiled in _compiled_corpus(shared_dir / "corpus" / corpus):
+            ours = adapted(compiled.rule, environment)
+            with monkeypatch.context() as m:
+                m.setattr(forms, "renamed", lambda p, subject: replace(p, field=subject))
+                m.setattr(ir, "unchanged_operands", lambda parts, operands, kind: False)
+                theirs = adapted(compiled.rule, environment)
+            assert ours == theirs, compiled.document.path
+            kept += isinstance(ours[0], ir.Rule)
+    assert kept > 1000

@@ -266,6 +266,19 @@ def any_of(conditions: list[Condition] | tuple[Condition, ...]) -> Condition:
     return flat[0] if len(flat) == 1 else Or(tuple(flat))
 
 
+def unchanged_operands(parts: list[Condition], operands: tuple[Condition, ...], kind: type) -> bool:
+    """Whether `all_of` / `any_of` (`kind` And / Or) of `parts` would build a node equal to the
+    one whose `operands` they were made from: they are those operands, at least two, none a
+    constant (dropped or deciding) nor a nested node of the same kind (flattened).  A rewrite
+    that changed nothing then keeps the node instead of building it again."""
+    if len(parts) != len(operands) or len(parts) < 2:
+        return False
+    for part, operand in zip(parts, operands):
+        if part is not operand or isinstance(part, (kind, Const)):
+            return False
+    return True
+
+
 def walk(condition: Condition):
     """Every node of a condition tree, parents before children, left to right (iterative:
     trees may be wide and deep)."""

@@ -44,28 +44,16 @@ def simplify(condition: ir.Condition) -> ir.Condition:
         return simplify_predicate(condition)
     if isinstance(condition, ir.And):
         parts = [simplify(o) for o in condition.operands]
-        return condition if _unchanged(parts, condition.operands, ir.And) else ir.all_of(parts)
+        return condition if ir.unchanged_operands(parts, condition.operands, ir.And) else ir.all_of(parts)
     if isinstance(condition, ir.Or):
         parts = [simplify(o) for o in condition.operands]
-        return condition if _unchanged(parts, condition.operands, ir.Or) else ir.any_of(parts)
+        return condition if ir.unchanged_operands(parts, condition.operands, ir.Or) else ir.any_of(parts)
     if isinstance(condition, ir.Not):
         inner = simplify(condition.operand)
         if inner is condition.operand and not isinstance(inner, ir.Const):
             return condition  # what `ir.Not(inner)` would build again
         return ir.Const(not inner.value) if isinstance(inner, ir.Const) else ir.Not(inner)
     return condition
-
-
-def _unchanged(parts: list[ir.Condition], operands: tuple[ir.Condition, ...], kind: type) -> bool:
-    """Whether `all_of` / `any_of` (`kind` And / Or) of `parts` would build the node again:
-    they are its own operands, at least two, none a constant (dropped or deciding) nor a
-    nested node of the same kind (flattened)."""
-    if len(parts) != len(operands) or len(parts) < 2:
-        return False
-    for part, operand in zip(parts, operands):
-        if part is not operand or isinstance(part, (kind, ir.Const)):
-            return False
-    return True
 
 
 def without_columns(condition: ir.Condition, names: frozenset[str],

@@ -328,12 +328,16 @@ class Adapter:
     def condition(self, c: ir.Condition) -> ir.Condition:
         if isinstance(c, ir.Predicate):
             return self.predicate(c)
-        if isinstance(c, ir.And):
-            return ir.all_of([self.condition(o) for o in c.operands])
+        if isinstance(c, ir.And):  # a node nothing below changed is kept (`ir.unchanged_operands`)
+            parts = [self.condition(o) for o in c.operands]
+            return c if ir.unchanged_operands(parts, c.operands, ir.And) else ir.all_of(parts)
         if isinstance(c, ir.Or):
-            return ir.any_of([self.condition(o) for o in c.operands])
+            parts = [self.condition(o) for o in c.operands]
+            return c if ir.unchanged_operands(parts, c.operands, ir.Or) else ir.any_of(parts)
         if isinstance(c, ir.Not):
             inner = self.condition(c.operand)
+            if inner is c.operand and not isinstance(inner, ir.Const):
+                return c
             return ir.Const(not inner.value) if isinstance(inner, ir.Const) else ir.Not(inner)
         if isinstance(c, ir.InSubquery):
             return self.subquery(c, set())
