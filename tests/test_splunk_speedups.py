@@ -3,7 +3,10 @@ and the same diagnostics, in the same order, over random rules and the shared co
 
 * `_terms` writes a detection of plain tests at once (`_written_at_once`) instead of first
   asking of each test whether SPL can say it (`Emitter.expressible`, which writes it and
-  throws the text away) and widening."""
+  throws the text away) and widening;
+* `Emitter._warned_of` remembers the predicate last found among those warned of, instead of
+  hashing all its values again for each non-ASCII value;
+* and, below the backends, what the tests further down name."""
 
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ def _both(monkeypatch, run):
     ours = _outcome(run)
     with monkeypatch.context() as m:
         m.setattr(backend, "_plain_tests", lambda condition: False)
+        m.setattr(backend.Emitter, "_warned_of", lambda self, p: p in self._non_ascii_warned)
         theirs = _outcome(run)
     return ours, theirs
 

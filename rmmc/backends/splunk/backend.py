@@ -257,6 +257,7 @@ class Emitter:
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
         self.writer = ExprWriter(self)
+        self._last_warned: tuple[set, Predicate] | None = None  # see `_warned_of`
 
     # ---------------------------------------------------------------- fields
 
@@ -547,12 +548,26 @@ class Emitter:
         non-ASCII case folding reported once per predicate."""
         if not p.case_sensitive and p.op is not Op.REGEX:  # the needle as the evaluator folds it
             value = fold_to_ascii(value)
-        if not p.case_sensitive and not value.isascii() and p not in self._non_ascii_warned:
+        if not p.case_sensitive and not value.isascii() and not self._warned_of(p):
             self._non_ascii_warned.add(p)
+            self._last_warned = (self._non_ascii_warned, p)
             self.diagnostics.append(lossy(
                 TARGET, f"case-insensitive test of {p.field.name} with non-ASCII text: Splunk's "
                         "lower()/PCRE (?i) case folding of non-ASCII letters may differ from KQL's", p.span, subject=p))
         return value
+
+    def _warned_of(self, p: Predicate) -> bool:
+        """`p in self._non_ascii_warned`, without hashing all of p's values again for each of
+        them: the last predicate found or added there is remembered with the set it is in
+        (a rolled-back emitter holds another set, so it is asked again)."""
+        warned = self._non_ascii_warned
+        last = self._last_warned
+        if last is not None and last[0] is warned and last[1] is p:
+            return True
+        if p in warned:
+            self._last_warned = (warned, p)
+            return True
+        return False
 
     def string_test(self, p: Predicate, x: str, value: str) -> str:
         value = self.needle(p, value)
