@@ -268,6 +268,19 @@ def any_of(conditions: list[Condition] | tuple[Condition, ...]) -> Condition:
     return flat[0] if len(flat) == 1 else Or(tuple(flat))
 
 
+def unchanged_operands(parts: list[Condition], operands: tuple[Condition, ...], kind: type) -> bool:
+    """Whether `all_of` / `any_of` (`kind` And / Or) of `parts` would build a node equal to the
+    one whose `operands` they were made from: they are those operands, at least two, none a
+    constant (dropped or deciding) nor a nested node of the same kind (flattened).  A rewrite
+    that changed nothing then keeps the node instead of building it again."""
+    if len(parts) != len(operands) or len(parts) < 2:
+        return False
+    for part, operand in zip(parts, operands):
+        if part is not operand or isinstance(part, (kind, Const)):
+            return False
+    return True
+
+
 def walk(condition: Condition):
     """Every node of a condition tree, parents before children, left to right (iterative:
     trees may be wide and deep)."""
@@ -700,9 +713,26 @@ def sub_rules(rule: Rule) -> list[Rule]:
         elif isinstance(stage, Filter):
             conditions.append(stage.condition)
     for condition in conditions:
-        found.extend(node.rule for node in walk(condition)
-                     if isinstance(node, InSubquery) and node.rule is not None)
+        found.extend(node.rule for node in subqueries(condition) if node.rule is not None)
     return found
+
+
+def subqueries(condition: Condition) -> list[InSubquery]:
+    """The subquery tests of a condition tree, in `walk` order (a list built in one loop: each
+    rule is asked for them several times, and most have none)."""
+    out: list[InSubquery] = []
+    stack = [condition]
+    while stack:
+        node = stack.pop()
+        if type(node) is Predicate:  # the commonest node, and never one
+            continue
+        if isinstance(node, (And, Or)):
+            stack.extend(reversed(node.operands))
+        elif isinstance(node, Not):
+            stack.append(node.operand)
+        elif isinstance(node, InSubquery):
+            out.append(node)
+    return out
 
 
 def features(rule: Rule) -> dict[str, Span | None]:
@@ -725,11 +755,12 @@ def features(rule: Rule) -> dict[str, Span | None]:
             elif isinstance(stage, Parse):
                 found.setdefault(PARSE, stage.span)
         conditions = [current.condition] + [s.condition for s in current.stages if isinstance(s, Filter)]
-        for condition in conditions:
-            for node in walk(condition):
-                if isinstance(node, InSubquery) and node.rule is not None:
-                    found.setdefault(SUBQUERY, node.span)
-                    in_subquery.add(id(node.rule))
+        inner = [node for condition in conditions for node in subqueries(condition) if node.rule is not None]
+        for node in inner:
+            found.setdefault(SUBQUERY, node.span)
+            in_subquery.add(id(node.rule))
+        if current.union is None and not inner and not current.stages:
+            continue  # no sub-rule (`sub_rules` would find none)
         pending.extend(sub_rules(current))
     return found
 

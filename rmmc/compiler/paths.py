@@ -120,10 +120,14 @@ def paths_as_fields(condition: ir.Condition) -> tuple[ir.Condition, list[PathFie
                     found.append(path)
                 return replace(node, field=path)
             return node
-        if isinstance(node, (ir.And, ir.Or)):
-            return type(node)(tuple(visit(o) for o in node.operands))
+        if isinstance(node, (ir.And, ir.Or)):  # rebuilt only where a test changed
+            operands = tuple(visit(o) for o in node.operands)
+            if all(new is old for new, old in zip(operands, node.operands)):
+                return node
+            return type(node)(operands)
         if isinstance(node, ir.Not):
-            return ir.Not(visit(node.operand))
+            operand = visit(node.operand)
+            return node if operand is node.operand else ir.Not(operand)
         return node
 
     return visit(condition), found
@@ -137,8 +141,10 @@ def with_paths(rule: ir.Rule) -> tuple[ir.Rule, list[PathField]]:
         if isinstance(stage, ir.Filter):
             new, more = paths_as_fields(stage.condition)
             found.extend(p for p in more if p not in found)
-            stage = replace(stage, condition=new)
+            stage = stage if new is stage.condition else replace(stage, condition=new)
         stages.append(stage)
+    if condition is rule.condition and all(new is old for new, old in zip(stages, rule.stages)):
+        return rule, found  # no path tested: the rule as it is
     return replace(rule, condition=condition, stages=tuple(stages)), found
 
 

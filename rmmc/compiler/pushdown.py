@@ -47,7 +47,8 @@ def push_filters(rule: ir.Rule) -> ir.Rule:
     from rmmc.compiler.rewrite import simplify
 
     if not any(isinstance(s, ir.Filter) for s in rule.stages):
-        return replace(rule, condition=simplify(rule.condition))
+        condition = simplify(rule.condition)
+        return rule if condition is rule.condition else replace(rule, condition=condition)
     defs: dict[str, Any] = {}
     gone: list[str] = []  # patterns of dropped columns (project-away), and "*" after a project
     moved: list[ir.Condition] = []

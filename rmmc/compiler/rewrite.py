@@ -43,11 +43,15 @@ def simplify(condition: ir.Condition) -> ir.Condition:
     if isinstance(condition, ir.Predicate):
         return simplify_predicate(condition)
     if isinstance(condition, ir.And):
-        return ir.all_of([simplify(o) for o in condition.operands])
+        parts = [simplify(o) for o in condition.operands]
+        return condition if ir.unchanged_operands(parts, condition.operands, ir.And) else ir.all_of(parts)
     if isinstance(condition, ir.Or):
-        return ir.any_of([simplify(o) for o in condition.operands])
+        parts = [simplify(o) for o in condition.operands]
+        return condition if ir.unchanged_operands(parts, condition.operands, ir.Or) else ir.any_of(parts)
     if isinstance(condition, ir.Not):
         inner = simplify(condition.operand)
+        if inner is condition.operand and not isinstance(inner, ir.Const):
+            return condition  # what `ir.Not(inner)` would build again
         return ir.Const(not inner.value) if isinstance(inner, ir.Const) else ir.Not(inner)
     return condition
 

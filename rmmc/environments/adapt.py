@@ -56,7 +56,7 @@ _CONVERT = {"string": "tostring", "guid": "tostring", "int": "toint", "long": "t
             "bool": "tobool", "datetime": "todatetime"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     """Where the events are and their time field: what a backend needs besides the rule."""
 
@@ -213,7 +213,7 @@ class Adapter:
         self.unknown: set[str] = set()
         self.missing: dict[str, str | None] = {}   # column -> why (explicitly absent) / None
         self.checked: set[str] = set()
-        self.spans: dict[str, Span] = _first_spans(rule)
+        self._spans: dict[str, Span] | None = None  # `spans`, worked out when first asked
         self.names: dict[str, str] = {}
         self.ctx = Context(env.name, self.subject, self.found.append)
         self.profile = None
@@ -221,6 +221,14 @@ class Adapter:
             from rmmc.compiler.schema.profiles import load_profile
 
             self.profile = load_profile(source.names)
+
+    @property
+    def spans(self) -> dict[str, Span]:
+        """Each column's first span in the detection (where a diagnostic about it points),
+        worked out when a diagnostic first needs one: most rules need none."""
+        if self._spans is None:
+            self._spans = _first_spans(self.rule)
+        return self._spans
 
     # ---------------------------------------------------------------- names
 
@@ -328,12 +336,16 @@ class Adapter:
     def condition(self, c: ir.Condition) -> ir.Condition:
         if isinstance(c, ir.Predicate):
             return self.predicate(c)
-        if isinstance(c, ir.And):
-            return ir.all_of([self.condition(o) for o in c.operands])
+        if isinstance(c, ir.And):  # a node nothing below changed is kept (`ir.unchanged_operands`)
+            parts = [self.condition(o) for o in c.operands]
+            return c if ir.unchanged_operands(parts, c.operands, ir.And) else ir.all_of(parts)
         if isinstance(c, ir.Or):
-            return ir.any_of([self.condition(o) for o in c.operands])
+            parts = [self.condition(o) for o in c.operands]
+            return c if ir.unchanged_operands(parts, c.operands, ir.Or) else ir.any_of(parts)
         if isinstance(c, ir.Not):
             inner = self.condition(c.operand)
+            if inner is c.operand and not isinstance(inner, ir.Const):
+                return c
             return ir.Const(not inner.value) if isinstance(inner, ir.Const) else ir.Not(inner)
         if isinstance(c, ir.InSubquery):
             return self.subquery(c, set())
@@ -620,7 +632,10 @@ class Adapter:
     def prepare(self) -> None:
         """Which columns the rule reads where (`reads`), and which of them this environment lacks
         and only the output reads (left out): before any is rewritten."""
-        self.roles = column_roles(self.rule)
+        if self.rule.stages:
+            self.roles = column_roles(self.rule)
+        else:  # only the detection and exclusions read columns: each of them decisively
+            self.roles = {column: {DECISIVE} for column in self.columns}
         for column, roles in self.forced.items():
             self.roles.setdefault(column, set()).update(roles)
         for column in self.columns:
@@ -750,7 +765,7 @@ class Adapter:
     def reset(self, rule: ir.Rule) -> None:
         self.rule = rule
         self.columns = _event_columns(rule)
-        self.spans = _first_spans(rule)
+        self._spans = None
 
     def left_has(self, column: str) -> bool:
         """Whether this rule's own source has the column (rmmc's schema, else the environment's
@@ -792,10 +807,22 @@ class Adapter:
     def _joined_pairs(self) -> dict[str, tuple[str, str, str]]:
         pairs = {}
         for column in self.columns:
-            spec = self.spec_for(column)
+            form = self.forms.get(column)  # (made from the column's spec by `prepare`)
+            spec = form.spec if form is not None else self.spec_for(column)
             if spec is not None and spec.form == "joined" and spec.options.get("part") == "first":
                 pairs[column] = (column, spec.options.get("separator", "\\"), spec.options["with"])
         return pairs
+
+
+def _speed_up_construction() -> None:
+    """`Target` is made and copied a few times per rule: its `__init__` stores fields through
+    their slots (`rmmc.compiler.slots_init`), as the IR's nodes do."""
+    from rmmc.compiler.slots_init import fast_init
+
+    fast_init(Target)
+
+
+_speed_up_construction()
 
 
 def _profile_column(profile: Any, table: str | None, field_name: str) -> str | None:

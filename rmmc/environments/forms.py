@@ -94,6 +94,14 @@ def per_value(p: ir.Predicate, one: Callable[[ir.Predicate], ir.Condition]) -> i
     return ir.all_of(parts) if p.all_values else ir.any_of(parts)
 
 
+def renamed(p: ir.Predicate, subject: Any) -> ir.Predicate:
+    """The predicate on `subject`: itself when that is its own subject already (a column the
+    environment names as the rule does), not a copy equal to it."""
+    if type(subject) is type(p.field) and subject == p.field:
+        return p
+    return replace(p, field=subject)
+
+
 def regex_predicate(subject: Any, pattern: str, p: ir.Predicate) -> ir.Predicate:
     """A regex test built from `literal_regex` pieces (their classes already fold case)."""
     return ir.Predicate(subject, ir.Op.REGEX, ("(?s)" + pattern,), case_sensitive=True, span=p.span)
@@ -132,7 +140,7 @@ class Form:
                 ctx.lossy(f"{self.column} is text in {self.field}: a {p.op.value} test compares it as text", p)
             values = tuple(str(v) if not isinstance(v, bool) else str(v).lower() for v in p.values)
             return replace(p, field=ctx.subject(self.field, "string"), values=values, case_sensitive=True)
-        return replace(p, field=ctx.subject(self.field, "string" if self.as_text else type_))
+        return renamed(p, ctx.subject(self.field, "string" if self.as_text else type_))
 
     def value(self, type_: str, ctx: Context) -> Any:
         """The column's value as an expression over the environment's fields (None: none)."""

@@ -259,6 +259,7 @@ class Emitter:
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
         self.writer = ExprWriter(self)
+        self._last_warned: tuple[set, Predicate] | None = None  # see `_warned_of`
 
     # ---------------------------------------------------------------- fields
 
@@ -564,12 +565,26 @@ class Emitter:
         non-ASCII case folding reported once per predicate."""
         if not p.case_sensitive and p.op is not Op.REGEX:  # the needle as the evaluator folds it
             value = fold_to_ascii(value)
-        if not p.case_sensitive and not value.isascii() and p not in self._non_ascii_warned:
+        if not p.case_sensitive and not value.isascii() and not self._warned_of(p):
             self._non_ascii_warned.add(p)
+            self._last_warned = (self._non_ascii_warned, p)
             self.diagnostics.append(lossy(
                 TARGET, f"case-insensitive test of {p.field.name} with non-ASCII text: Splunk's "
                         "lower()/PCRE (?i) case folding of non-ASCII letters may differ from KQL's", p.span, subject=p))
         return value
+
+    def _warned_of(self, p: Predicate) -> bool:
+        """`p in self._non_ascii_warned`, without hashing all of p's values again for each of
+        them: the last predicate found or added there is remembered with the set it is in
+        (a rolled-back emitter holds another set, so it is asked again)."""
+        warned = self._non_ascii_warned
+        last = self._last_warned
+        if last is not None and last[0] is warned and last[1] is p:
+            return True
+        if p in warned:
+            self._last_warned = (warned, p)
+            return True
+        return False
 
     def string_test(self, p: Predicate, x: str, value: str) -> str:
         value = self.needle(p, value)
@@ -684,6 +699,10 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
     """The detection's (search terms, where terms); with `pulled`, top-level subqueries with a
     model are taken out (to become joins)."""
     condition = all_of([rule.condition, *_exclusions(rule, options, found)])
+    if type(emitter) is Emitter and _plain_tests(condition):  # (no subquery to pull)
+        written = _written_at_once(emitter, condition)
+        if written is not None:
+            return written
     if pulled is not None:
         conjuncts = _nnf(condition)
         conjuncts = list(conjuncts.operands) if isinstance(conjuncts, And) else [conjuncts]
@@ -707,6 +726,47 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
                    f"({node.field.type})"
         found.append(lossy(TARGET, f"{what} cannot be said exactly in SPL: dropped, so the query matches "
                                    "more events (never fewer)", span, subject=node))
+    return _split_terms(emitter, condition)
+
+
+def _plain_tests(condition: Condition) -> bool:
+    """Whether every test of the condition is a predicate on a plain column (no constant,
+    comparison, subquery, path or computed subject): then writing a test has no lasting
+    effect but its own diagnostics and field names, and whether it can be written depends
+    only on the test (`_written_at_once`)."""
+    stack = [condition]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (And, Or)):
+            stack.extend(node.operands)
+        elif isinstance(node, Not):
+            stack.append(node.operand)
+        elif not isinstance(node, Predicate) or type(node.field) is not Field:
+            return False
+    return True
+
+
+def _written_at_once(emitter: Emitter, condition: Condition) -> tuple[list[str], list[str]] | None:
+    """`_terms` of a condition of plain tests (`_plain_tests`) without first asking of each
+    test whether SPL can say it (`Emitter.expressible` writes it only to throw the text away):
+    when every conjunct is written, nothing was to be widened, and widening would have
+    returned the condition as it is (it holds no constant to fold; nor a subquery to pull,
+    so putting it into negation normal form first, as `_terms` does to pull them, gives what
+    `_split_terms` gives it); when one cannot be written, the emitter is put back as it was
+    and None says so (the caller widens)."""
+    saved = (len(emitter.diagnostics), dict(emitter._fields), set(emitter._non_ascii_warned))
+    try:
+        return _split_terms(emitter, condition)
+    except Exception:  # SplRefusal, a name SPL cannot carry ...: the widening path decides (and raises)
+        del emitter.diagnostics[saved[0]:]
+        emitter._fields, emitter._non_ascii_warned = saved[1], saved[2]
+        return None
+
+
+def _split_terms(emitter: Emitter, condition: Condition) -> tuple[list[str], list[str]]:
+    """The widened detection as (search terms, where terms): each top-level conjunct of its
+    negation normal form to search when it can go there, else to where (with a search term
+    implied by it, for the index)."""
     condition = _nnf(condition)
     conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
     search_terms: list[str] = []
@@ -805,8 +865,10 @@ def _is_feed_test(node: Any) -> bool:
 def _late_feed_tests(rule: Rule) -> tuple[Rule, list[Condition]]:
     """The rule without the conjuncts of its detection that test a feed inside `or` / `not`
     (a plain `x in (feed)` conjunct stays: it filters the events directly), and those conjuncts."""
-    from rmmc.compiler.ir import walk
+    from rmmc.compiler.ir import subqueries, walk
 
+    if not any(_is_feed_test(n) for n in subqueries(rule.condition)):
+        return rule, []  # no feed test at all (what `_nnf` keeps, it keeps as a subquery test)
     condition = _nnf(rule.condition)
     conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
     late = [c for c in conjuncts if not _is_feed_test(c) and any(_is_feed_test(n) for n in walk(c))]
