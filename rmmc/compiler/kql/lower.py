@@ -172,6 +172,17 @@ class _Lowerer:
 
     # -- the query
     def lower(self, query: A.Query, metadata: ir.Metadata) -> ir.Rule | None:
+        if query.directives:
+            # Kusto.Explorer's client directives (#connect, ...) act in the client, before the
+            # query is sent: which cluster and database it runs against, request properties.
+            # Microsoft's parser reads any `#` line before the first statement as one; what a
+            # given one does is the client's, not the query language's, and no detection
+            # platform documents them, so none is read as a comment.
+            directive = query.directives[0]
+            self.error(f"'{directive.text[:40]}' is a client directive (a '#' line, as Kusto.Explorer's "
+                       "#connect): it acts outside the query, which rmmc cannot follow (write // for a comment)",
+                       directive)
+            return None
         body = None
         for statement in query.statements:
             if isinstance(statement, A.Let):
@@ -350,6 +361,11 @@ class _Lowerer:
             state.add(ir.Project(tuple(columns), op.span))
             self._reshape(state, {n: e for n, e in columns}, keep_others=False)
         elif isinstance(op, A.ProjectRename):
+            for item in op.renames:
+                if isinstance(item, A.Name):  # Kusto's semantic check: KS110
+                    name = kql_expr(item)
+                    raise _Unsupported(item, f"project-rename {name}: a column rename assignment is "
+                                       f"expected (NewName = {name})")
             pairs = tuple(op.renames)
             for new, old in pairs:
                 self._known(old, op, state)

@@ -208,8 +208,9 @@ class _Builder:
     # -- statements
     def start(self, c):
         statements = tuple(_nodes(c))
+        directives = tuple(A.Directive(x.value, span=_span([x])) for x in c if _is_token(x) and x.type == "DIRECTIVE")
         span = _span(c) if c else Span(0, 0, 1, 1)
-        return A.Query(statements, span=span, warnings=tuple(self.warnings))
+        return A.Query(statements, span=span, warnings=tuple(self.warnings), directives=directives)
 
     def let_statement(self, c):
         return A.Let(c[1].value, c[3], span=_span(c))
@@ -306,7 +307,7 @@ class _Builder:
         return A.NamedArg(c[0].value, _as_expr(c[2]), span=_span(c))
 
     def column_decl(self, c):
-        return A.ColumnDecl(c[0].value, c[2].value, span=_span(c))
+        return A.ColumnDecl(_name_of(c[0]), c[2].value, span=_span(c))
 
     # -- operators
     def where_operator(self, c):
@@ -334,7 +335,9 @@ class _Builder:
         return A.ProjectKeep(tuple(c[1]), span=_span(c))
 
     def project_rename_operator(self, c):
-        return A.ProjectRename(tuple(x for x in _nodes(c)), span=_span(c))
+        # (new, old) pairs; a bare column stays a Name, for lowering to refuse where it stands
+        return A.ProjectRename(tuple(_as_expr(x) if _is_token(x) else x for x in c[1::2]),
+                               span=_span(c))
 
     def project_reorder_operator(self, c):
         return A.ProjectReorder(tuple(_nodes(c)), span=_span(c))

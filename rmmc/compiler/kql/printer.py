@@ -253,14 +253,14 @@ def _(node: A.Pipeline) -> str:
 
 @expr.register
 def _(node: A.Datatable) -> str:
-    columns = ", ".join(f"{_bare(c.name)}:{c.type}" for c in node.columns)
+    columns = ", ".join(f"{kql_name(c.name)}:{c.type}" for c in node.columns)
     values = ", ".join(expr(v) for v in node.values)
     return f"datatable({columns})[{values}]"
 
 
 @expr.register
 def _(node: A.ExternalData) -> str:
-    columns = ", ".join(f"{_bare(c.name)}:{c.type}" for c in node.columns)
+    columns = ", ".join(f"{kql_name(c.name)}:{c.type}" for c in node.columns)
     uris = ", ".join(expr(u) for u in node.uris)
     text = f"externaldata({columns})[{uris}]"
     if node.properties:
@@ -374,7 +374,8 @@ def _(node: A.ProjectKeep) -> str:
 
 @operator.register
 def _(node: A.ProjectRename) -> str:
-    return "project-rename " + ", ".join(f"{kql_name(new)} = {kql_name(old)}" for new, old in node.renames)
+    return "project-rename " + ", ".join(kql_name(r.name) if isinstance(r, A.Name) else f"{kql_name(r[0])} = {kql_name(r[1])}"
+                                         for r in node.renames)
 
 
 @operator.register
@@ -471,7 +472,7 @@ def _function(node: A.FunctionDef) -> str:
     params = []
     for p in node.params:
         if isinstance(p.type, tuple):
-            ptype = "(" + ", ".join(f"{c.name}:{c.type}" for c in p.type) + ")"
+            ptype = "(" + ", ".join(f"{kql_name(c.name)}:{c.type}" for c in p.type) + ")"
         elif p.type == "*":
             ptype = "(*)"
         else:
@@ -505,7 +506,7 @@ def _top(node: A.Expr, separator: str) -> str:
 def to_kql(node) -> str:
     """Canonical KQL text for a query, statement, operator or expression."""
     if isinstance(node, A.Query):
-        return ";\n".join(statement(s) for s in node.statements)
+        return "".join(d.text + "\n" for d in node.directives) + ";\n".join(statement(s) for s in node.statements)
     if isinstance(node, (A.Let, A.SetOption, A.ExprStatement)):
         return statement(node)
     if isinstance(node, A.Pipeline):
