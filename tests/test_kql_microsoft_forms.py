@@ -1,6 +1,8 @@
 """Forms Microsoft's parser (Kusto.Language) accepts that rmmc once refused: a comment between
 `externaldata` and its schema, bracket-quoted names and a trailing comma in a row schema, a
-bare column in project-rename, `#` directive lines before the first statement.
+bare column in project-rename, `#` directive lines before the first statement, and
+search's `Column:value` with any operands wherever an expression stands (Kusto.Language parses
+`:` as a string operator, SearchExpression).
 
 Each is checked against Microsoft's parser both ways (what rmmc now parses it accepts; the
 neighbouring forms it rejects rmmc rejects too), then for its meaning: the schema forms lower
@@ -9,7 +11,9 @@ to the same rule as their plain spelling (the externaldata operator's documented
 schema is an entity name, which KQL may bracket-quote); a bare project-rename column is refused
 where it stands, as Kusto's semantic check does (KS110 "Column rename assignment expected"; the
 operator's documented form is `NewColumnName = ExistingColumnName`); a directive is refused:
-it is a client instruction (Kusto.Explorer's `#connect` ...), outside the query language.
+it is a client instruction (Kusto.Explorer's `#connect` ...), outside the query language;
+`left:right` is refused unless it is search's documented `ColumnName:StringLiteral` inside
+`search`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,12 @@ ACCEPTED = [
     "#connect cluster('help').database('Samples')\n#second\nDeviceEvents | take 1",
     "// a comment first\n  #directive\nDeviceEvents",
     "#only a directive",
+    "https:Anomalies\n| where TimeGenerated > ago(1h)",
+    "DeviceEvents | where a:b == 1 and c.d:-1",
+    "DeviceEvents | where f(a:b + 1, (x):'y') and g in (a:b)",
+    "DeviceEvents | extend x = a:b | project a:dynamic(1)",
+    "search in (DeviceEvents) DeviceName:abc or FileName:'x'",
+    "let f = (x:string, y:long = 1) { x }; DeviceEvents",
 ]
 
 REJECTED = [
@@ -48,6 +58,10 @@ REJECTED = [
     "DeviceEvents\n#after the query",
     "let x = 1;\n#between statements\nDeviceEvents",
     "DeviceEvents | where # x",
+    "DeviceEvents | where a:b:c",
+    "DeviceEvents | where a:'x' has 'y'",
+    "DeviceEvents | where a:*",
+    "let x = (a:b); DeviceEvents",
 ]
 
 
@@ -115,3 +129,29 @@ def test_a_directive_is_refused_where_it_stands(query, line, column):
     (error,) = [d for d in lowered.diagnostics if d.is_error]
     assert (error.span.line, error.span.column) == (line, column)
     assert "client directive" in error.message and "write // for a comment" in error.message
+
+
+@pytest.mark.parametrize("query, line, column, message", [
+    ("// a link pasted without its //\nhttps://example.org/post\n\nDeviceEvents\n| where ActionType == 'x'", 2, 1,
+     "https:DeviceEvents is search's Column:value condition, written where the query's table should stand"),
+    ("search in (DeviceEvents) DeviceName:abc", 1, 26,
+     'DeviceName:abc: search documents Column:"term" only (a column name, then a string literal); '
+     "what another form looks for is not documented"),
+    ("search in (DeviceEvents) 1:'abc'", 1, 26,
+     "1:'abc': search documents Column:\"term\" only (a column name, then a string literal); "
+     "what another form looks for is not documented"),
+    ("DeviceEvents | where DeviceName:abc", 1, 22,
+     "DeviceName:abc is search's syntax; outside `search` its meaning is not documented "
+     "(write DeviceName has ... for a term)"),
+])
+def test_column_value_other_than_searchs_documented_form_is_refused_where_it_stands(query, line, column, message):
+    lowered = lower_text(query)
+    assert lowered.rule is None
+    (error,) = [d for d in lowered.diagnostics if d.is_error]
+    assert ((error.span.line, error.span.column), error.message) == ((line, column), message)
+
+
+def test_searchs_documented_column_term_still_looks_in_that_column():
+    rule = _rule("search in (DeviceEvents) DeviceName:'abc'")
+    plain = _rule("search in (DeviceEvents) DeviceName has 'abc'")
+    assert rule == plain

@@ -228,10 +228,12 @@ class Search(Node):
 
 @dataclass(frozen=True, slots=True)
 class SearchColumn(Node):
-    """`Column:"text"` in a search predicate: the term looked for in that column only."""
+    """`Column:"text"` in a search predicate: the term looked for in that column only.  Kusto's
+    parser reads `left:right` with any operands, as a string operator; search documents only
+    `ColumnName:StringLiteral`, so lowering refuses any other."""
 
-    column: Name
-    value: "StringLit"
+    column: "Expr"
+    value: "Expr"
 
 
 @dataclass(frozen=True, slots=True)

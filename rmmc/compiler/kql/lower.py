@@ -276,6 +276,9 @@ class _Lowerer:
             self.state.columns = dict(external.columns)
             self.state.closed = True
             return ir.Source(None, external=external)
+        if isinstance(source, A.SearchColumn):
+            raise _Unsupported(source, f"{_describe(source)} is search's Column:value condition, written where "
+                               "the query's table should stand")
         if not isinstance(source, A.Name):
             what = type(source).__name__
             if isinstance(source, A.Union):
@@ -1025,7 +1028,7 @@ class _Lowerer:
             return ir.Boolean(self.condition(node))
         if isinstance(node, A.SearchColumn):
             raise _Unsupported(node, f"{_describe(node)} is search's syntax; outside `search` its meaning is not "
-                               f"documented (write {node.column.name} has ... for a term)")
+                               f"documented (write {_describe(node.column)} has ... for a term)")
         raise _Unsupported(node, f"cannot lower the expression {_describe(node)}")
 
     def _literal(self, value: Any, node: Any) -> ir.Expr:

@@ -272,7 +272,7 @@ class _Builder:
         return A.Search(params, tables, _as_expr(predicate), span=_span([x for x in c if x is not None]))
 
     def search_column(self, c):
-        return A.SearchColumn(A.Name(c[0].value, span=_span(c[:1])), c[2], span=_span(c))
+        return A.SearchColumn(_as_expr(c[0]), _as_expr(c[2]), span=_span(c))
 
     def generic_operator(self, c):
         return A.GenericOperator(c[0].value, self._raw(c[1:]), span=_span(c))

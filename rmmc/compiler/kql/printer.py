@@ -58,6 +58,8 @@ def level(node: A.Expr) -> int:
         return binary_level(node.op)
     if isinstance(node, A.Unary):
         return _LEVEL_UNARY
+    if isinstance(node, A.SearchColumn):
+        return _LEVEL_STR
     if isinstance(node, (A.Pipeline, A.Union, A.Datatable, A.ExternalData, A.GenericSource, A.Search)):
         return 0
     if isinstance(node, (A.Call, A.Member, A.Index)):
@@ -286,7 +288,7 @@ def _(node: A.Search) -> str:
 
 @expr.register
 def _(node: A.SearchColumn) -> str:
-    return f"{expr(node.column)}:{expr(node.value)}"
+    return f"{_wrap(node.column, _LEVEL_STR + 1)}:{_wrap(node.value, _LEVEL_STR + 1)}"
 
 
 def pipeline(node: A.Pipeline, separator: str = "\n") -> str:
