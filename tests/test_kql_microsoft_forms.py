@@ -155,3 +155,23 @@ def test_searchs_documented_column_term_still_looks_in_that_column():
     rule = _rule("search in (DeviceEvents) DeviceName:'abc'")
     plain = _rule("search in (DeviceEvents) DeviceName has 'abc'")
     assert rule == plain
+
+
+def test_keywords_microsoft_refuses_as_bare_schema_names_rmmc_refuses_and_quotes(kusto_oracle):
+    from rmmc.grammar.kql_words import SCHEMA_KEYWORDS
+
+    words = sorted(SCHEMA_KEYWORDS)
+    bare = [f"datatable(a:string, {w}:long)['x', 1]" for w in words]
+    assert not any(v.syntax_ok for v in kusto_oracle.check_many(bare))
+    for query in bare:
+        with pytest.raises(KqlSyntaxError, match="is a keyword: a column so named is written"):
+            parse_kql(query)
+    quoted = [f"externaldata(['{w}']:string){URI}" for w in words]
+    printed = [to_kql(parse_kql(q)) for q in quoted]
+    assert all(f"(['{w}']:string)" in p for w, p in zip(words, printed))
+    assert all(v.syntax_ok for v in kusto_oracle.check_many(printed))
+    # keywords Microsoft's parser does take bare in a schema stay names
+    others = [f"datatable({w}:string)['x']" for w in ("where", "has", "contains", "extend", "summarize", "in")]
+    assert all(v.syntax_ok for v in kusto_oracle.check_many(others))
+    for query in others:
+        parse_kql(query)

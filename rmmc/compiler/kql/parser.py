@@ -17,6 +17,7 @@ from lark.lexer import Token as _Token
 from rmmc.compiler.kql import ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Severity, Span
 from rmmc.compiler.kql.strings import decode_literal, lone_surrogate, pair_surrogates, plain_quoted
+from rmmc.grammar.kql_words import SCHEMA_KEYWORDS
 from rmmc.grammar.lalr_driver import Token as _FastToken
 
 MAX_NESTING = 200
@@ -307,6 +308,9 @@ class _Builder:
         return A.NamedArg(c[0].value, _as_expr(c[2]), span=_span(c))
 
     def column_decl(self, c):
+        if _is_token(c[0]) and c[0].value in SCHEMA_KEYWORDS:  # Microsoft's parser wants ['date']
+            raise _BadString(Diagnostic(Severity.ERROR, f"'{c[0].value}' is a keyword: a column so named is written "
+                                        f"['{c[0].value}'] in a schema", _span(c[:1]), "syntax"))
         return A.ColumnDecl(_name_of(c[0]), c[2].value, span=_span(c))
 
     # -- operators

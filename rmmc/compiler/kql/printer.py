@@ -11,6 +11,7 @@ import re
 from functools import singledispatch
 
 from rmmc.compiler.kql import ast as A
+from rmmc.grammar.kql_words import SCHEMA_KEYWORDS
 
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*|[0-9]+[A-Za-z_][A-Za-z0-9_]*")
 _TIMESPAN_OR_NUMBER = re.compile(r"[0-9]+([.][0-9]*)?([eE][+-]?[0-9]+|[A-Za-z]+)?")
@@ -99,6 +100,12 @@ def kql_name(name: str) -> str:
     if _IDENTIFIER.fullmatch(name) and name not in RESERVED and not _TIMESPAN_OR_NUMBER.fullmatch(name):
         return name
     return "[" + kql_string(name) + "]"
+
+
+def schema_name(name: str) -> str:
+    """A column name in a row schema: as `kql_name`, and bracket-quoted where Microsoft's
+    parser takes no bare keyword (`['date']:datetime`)."""
+    return "[" + kql_string(name) + "]" if name in SCHEMA_KEYWORDS else kql_name(name)
 
 
 def _bare(name: str) -> str:
@@ -255,14 +262,14 @@ def _(node: A.Pipeline) -> str:
 
 @expr.register
 def _(node: A.Datatable) -> str:
-    columns = ", ".join(f"{kql_name(c.name)}:{c.type}" for c in node.columns)
+    columns = ", ".join(f"{schema_name(c.name)}:{c.type}" for c in node.columns)
     values = ", ".join(expr(v) for v in node.values)
     return f"datatable({columns})[{values}]"
 
 
 @expr.register
 def _(node: A.ExternalData) -> str:
-    columns = ", ".join(f"{kql_name(c.name)}:{c.type}" for c in node.columns)
+    columns = ", ".join(f"{schema_name(c.name)}:{c.type}" for c in node.columns)
     uris = ", ".join(expr(u) for u in node.uris)
     text = f"externaldata({columns})[{uris}]"
     if node.properties:
@@ -474,7 +481,7 @@ def _function(node: A.FunctionDef) -> str:
     params = []
     for p in node.params:
         if isinstance(p.type, tuple):
-            ptype = "(" + ", ".join(f"{kql_name(c.name)}:{c.type}" for c in p.type) + ")"
+            ptype = "(" + ", ".join(f"{schema_name(c.name)}:{c.type}" for c in p.type) + ")"
         elif p.type == "*":
             ptype = "(*)"
         else:
