@@ -130,9 +130,10 @@ def _string_problem(text: str, pos: int) -> tuple[str, int] | None:
 def _offered(expected: set[str], previous: Any) -> set[str]:
     """The terminals a message names.  Kusto reads `left:right` after any operand (search's
     Column:"term", parsed as a string operator), but search documents it after a column name
-    only: after any other operand ':' is left out of the list of what could follow."""
+    only: ':' is offered only right after a bare name (one a call could still follow), as the
+    messages did before the general form was read."""
     if ("COLON" in expected and len(expected & _CONTINUATIONS) >= 4
-            and (previous is None or previous.type != "NAME")):
+            and (previous is None or previous.type != "NAME" or "LPAR" not in expected)):
         return expected - {"COLON"}
     return expected
 
