@@ -228,10 +228,12 @@ class Search(Node):
 
 @dataclass(frozen=True, slots=True)
 class SearchColumn(Node):
-    """`Column:"text"` in a search predicate: the term looked for in that column only."""
+    """`Column:"text"` in a search predicate: the term looked for in that column only.  Kusto's
+    parser reads `left:right` with any operands, as a string operator; search documents only
+    `ColumnName:StringLiteral`, so lowering refuses any other."""
 
-    column: Name
-    value: "StringLit"
+    column: "Expr"
+    value: "Expr"
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +293,9 @@ class ProjectKeep(Node):
 
 @dataclass(frozen=True, slots=True)
 class ProjectRename(Node):
-    renames: tuple[tuple[str, str], ...]  # (new, old)
+    # (new, old); a bare `Name` where the query wrote no `New =` (parsed as Microsoft's parser
+    # does, refused when lowered as Kusto's semantic check does)
+    renames: tuple["tuple[str, str] | Name", ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,10 +449,19 @@ Statement = typing.Union[Let, SetOption, ExprStatement]
 
 
 @dataclass(frozen=True, slots=True)
+class Directive(Node):
+    """A `#...` line before the first statement: a client directive (Kusto.Explorer's
+    `#connect`, ...), the whole line as written."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Query(Node):
     statements: tuple[Statement, ...]
     # What the parser noticed but did not refuse (how Kusto reads an odd escape ...).
     warnings: tuple[Diagnostic, ...] = field(default=(), compare=False, repr=False, kw_only=True)
+    directives: tuple[Directive, ...] = field(default=(), kw_only=True)
 
     @property
     def body(self) -> Expr | None:

@@ -127,6 +127,17 @@ def _string_problem(text: str, pos: int) -> tuple[str, int] | None:
     return "unterminated string literal (a string cannot span lines; use ``` for that)", start
 
 
+def _offered(expected: set[str], previous: Any) -> set[str]:
+    """The terminals a message names.  Kusto reads `left:right` after any operand (search's
+    Column:"term", parsed as a string operator), but search documents it after a column name
+    only: ':' is offered only right after a bare name (one a call could still follow), as the
+    messages did before the general form was read."""
+    if ("COLON" in expected and len(expected & _CONTINUATIONS) >= 4
+            and (previous is None or previous.type != "NAME" or "LPAR" not in expected)):
+        return expected - {"COLON"}
+    return expected
+
+
 def describe_syntax_error(exc: Any, text: str, previous: Any) -> Diagnostic:
     """A located diagnostic for one of Lark's UnexpectedInput exceptions."""
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
@@ -135,7 +146,8 @@ def describe_syntax_error(exc: Any, text: str, previous: Any) -> Diagnostic:
         token = exc.token
         expected = set(exc.accepts or exc.expected or ())
         problem = _string_problem(text, token.start_pos) if token.type != "STRING" else None
-        message = f"expected {describe_expected(expected)}{_after(previous)}, found {_token_text(token)}"
+        offered = describe_expected(_offered(expected, previous))
+        message = f"expected {offered}{_after(previous)}, found {_token_text(token)}"
         if previous is not None and previous.type == "COMMA" and token.type in ("RPAR", "RSQB"):
             message += " (KQL does not allow a trailing comma here)"
         if problem is not None:
@@ -150,7 +162,8 @@ def describe_syntax_error(exc: Any, text: str, previous: Any) -> Diagnostic:
             expected = set(exc.accepts or exc.expected or ())
         end = len(text.rstrip())
         line, column = _line_col(text, end)
-        message = f"unexpected end of query: expected {describe_expected(expected)}{_after(previous)}"
+        offered = describe_expected(_offered(expected, previous))
+        message = f"unexpected end of query: expected {offered}{_after(previous)}"
         return Diagnostic(Severity.ERROR, message, Span(end, end, line, column), "syntax")
     if isinstance(exc, UnexpectedCharacters):
         pos = exc.pos_in_stream
@@ -162,7 +175,7 @@ def describe_syntax_error(exc: Any, text: str, previous: Any) -> Diagnostic:
             allowed = set(exc.allowed or ())
             message = f"unexpected character {char!r}"
             if allowed:
-                message += f": expected {describe_expected(allowed)}{_after(previous)}"
+                message += f": expected {describe_expected(_offered(allowed, previous))}{_after(previous)}"
         line, column = _line_col(text, pos)
         return Diagnostic(Severity.ERROR, message, Span(pos, pos + 1, line, column), "syntax")
     line, column = _line_col(text, 0)

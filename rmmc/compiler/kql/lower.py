@@ -172,6 +172,17 @@ class _Lowerer:
 
     # -- the query
     def lower(self, query: A.Query, metadata: ir.Metadata) -> ir.Rule | None:
+        if query.directives:
+            # Kusto.Explorer's client directives (#connect, ...) act in the client, before the
+            # query is sent: which cluster and database it runs against, request properties.
+            # Microsoft's parser reads any `#` line before the first statement as one; what a
+            # given one does is the client's, not the query language's, and no detection
+            # platform documents them, so none is read as a comment.
+            directive = query.directives[0]
+            self.error(f"'{directive.text[:40]}' is a client directive (a '#' line, as Kusto.Explorer's "
+                       "#connect): it acts outside the query, which rmmc cannot follow (write // for a comment)",
+                       directive)
+            return None
         body = None
         for statement in query.statements:
             if isinstance(statement, A.Let):
@@ -265,6 +276,9 @@ class _Lowerer:
             self.state.columns = dict(external.columns)
             self.state.closed = True
             return ir.Source(None, external=external)
+        if isinstance(source, A.SearchColumn):
+            raise _Unsupported(source, f"{_describe(source)} is search's Column:value condition, written where "
+                               "the query's table should stand")
         if not isinstance(source, A.Name):
             what = type(source).__name__
             if isinstance(source, A.Union):
@@ -350,6 +364,11 @@ class _Lowerer:
             state.add(ir.Project(tuple(columns), op.span))
             self._reshape(state, {n: e for n, e in columns}, keep_others=False)
         elif isinstance(op, A.ProjectRename):
+            for item in op.renames:
+                if isinstance(item, A.Name):  # Kusto's semantic check: KS110
+                    name = kql_expr(item)
+                    raise _Unsupported(item, f"project-rename {name}: a column rename assignment is "
+                                       f"expected (NewName = {name})")
             pairs = tuple(op.renames)
             for new, old in pairs:
                 self._known(old, op, state)
@@ -1009,7 +1028,7 @@ class _Lowerer:
             return ir.Boolean(self.condition(node))
         if isinstance(node, A.SearchColumn):
             raise _Unsupported(node, f"{_describe(node)} is search's syntax; outside `search` its meaning is not "
-                               f"documented (write {node.column.name} has ... for a term)")
+                               f"documented (write {_describe(node.column)} has ... for a term)")
         raise _Unsupported(node, f"cannot lower the expression {_describe(node)}")
 
     def _literal(self, value: Any, node: Any) -> ir.Expr:

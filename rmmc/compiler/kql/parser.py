@@ -17,6 +17,7 @@ from lark.lexer import Token as _Token
 from rmmc.compiler.kql import ast as A
 from rmmc.compiler.diagnostics import Diagnostic, RmmcError, Severity, Span
 from rmmc.compiler.kql.strings import decode_literal, lone_surrogate, pair_surrogates, plain_quoted
+from rmmc.grammar.kql_words import SCHEMA_KEYWORDS
 from rmmc.grammar.lalr_driver import Token as _FastToken
 
 MAX_NESTING = 200
@@ -208,8 +209,9 @@ class _Builder:
     # -- statements
     def start(self, c):
         statements = tuple(_nodes(c))
+        directives = tuple(A.Directive(x.value, span=_span([x])) for x in c if _is_token(x) and x.type == "DIRECTIVE")
         span = _span(c) if c else Span(0, 0, 1, 1)
-        return A.Query(statements, span=span, warnings=tuple(self.warnings))
+        return A.Query(statements, span=span, warnings=tuple(self.warnings), directives=directives)
 
     def let_statement(self, c):
         return A.Let(c[1].value, c[3], span=_span(c))
@@ -271,7 +273,7 @@ class _Builder:
         return A.Search(params, tables, _as_expr(predicate), span=_span([x for x in c if x is not None]))
 
     def search_column(self, c):
-        return A.SearchColumn(A.Name(c[0].value, span=_span(c[:1])), c[2], span=_span(c))
+        return A.SearchColumn(_as_expr(c[0]), _as_expr(c[2]), span=_span(c))
 
     def generic_operator(self, c):
         return A.GenericOperator(c[0].value, self._raw(c[1:]), span=_span(c))
@@ -306,7 +308,10 @@ class _Builder:
         return A.NamedArg(c[0].value, _as_expr(c[2]), span=_span(c))
 
     def column_decl(self, c):
-        return A.ColumnDecl(c[0].value, c[2].value, span=_span(c))
+        if _is_token(c[0]) and c[0].value in SCHEMA_KEYWORDS:  # Microsoft's parser wants ['date']
+            raise _BadString(Diagnostic(Severity.ERROR, f"'{c[0].value}' is a keyword: a column so named is written "
+                                        f"['{c[0].value}'] in a schema", _span(c[:1]), "syntax"))
+        return A.ColumnDecl(_name_of(c[0]), c[2].value, span=_span(c))
 
     # -- operators
     def where_operator(self, c):
@@ -334,7 +339,9 @@ class _Builder:
         return A.ProjectKeep(tuple(c[1]), span=_span(c))
 
     def project_rename_operator(self, c):
-        return A.ProjectRename(tuple(x for x in _nodes(c)), span=_span(c))
+        # (new, old) pairs; a bare column stays a Name, for lowering to refuse where it stands
+        return A.ProjectRename(tuple(_as_expr(x) if _is_token(x) else x for x in c[1::2]),
+                               span=_span(c))
 
     def project_reorder_operator(self, c):
         return A.ProjectReorder(tuple(_nodes(c)), span=_span(c))

@@ -11,6 +11,7 @@ import re
 from functools import singledispatch
 
 from rmmc.compiler.kql import ast as A
+from rmmc.grammar.kql_words import SCHEMA_KEYWORDS
 
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*|[0-9]+[A-Za-z_][A-Za-z0-9_]*")
 _TIMESPAN_OR_NUMBER = re.compile(r"[0-9]+([.][0-9]*)?([eE][+-]?[0-9]+|[A-Za-z]+)?")
@@ -58,6 +59,8 @@ def level(node: A.Expr) -> int:
         return binary_level(node.op)
     if isinstance(node, A.Unary):
         return _LEVEL_UNARY
+    if isinstance(node, A.SearchColumn):
+        return _LEVEL_STR
     if isinstance(node, (A.Pipeline, A.Union, A.Datatable, A.ExternalData, A.GenericSource, A.Search)):
         return 0
     if isinstance(node, (A.Call, A.Member, A.Index)):
@@ -97,6 +100,12 @@ def kql_name(name: str) -> str:
     if _IDENTIFIER.fullmatch(name) and name not in RESERVED and not _TIMESPAN_OR_NUMBER.fullmatch(name):
         return name
     return "[" + kql_string(name) + "]"
+
+
+def schema_name(name: str) -> str:
+    """A column name in a row schema: as `kql_name`, and bracket-quoted where Microsoft's
+    parser takes no bare keyword (`['date']:datetime`)."""
+    return "[" + kql_string(name) + "]" if name in SCHEMA_KEYWORDS else kql_name(name)
 
 
 def _bare(name: str) -> str:
@@ -253,14 +262,14 @@ def _(node: A.Pipeline) -> str:
 
 @expr.register
 def _(node: A.Datatable) -> str:
-    columns = ", ".join(f"{_bare(c.name)}:{c.type}" for c in node.columns)
+    columns = ", ".join(f"{schema_name(c.name)}:{c.type}" for c in node.columns)
     values = ", ".join(expr(v) for v in node.values)
     return f"datatable({columns})[{values}]"
 
 
 @expr.register
 def _(node: A.ExternalData) -> str:
-    columns = ", ".join(f"{_bare(c.name)}:{c.type}" for c in node.columns)
+    columns = ", ".join(f"{schema_name(c.name)}:{c.type}" for c in node.columns)
     uris = ", ".join(expr(u) for u in node.uris)
     text = f"externaldata({columns})[{uris}]"
     if node.properties:
@@ -286,7 +295,7 @@ def _(node: A.Search) -> str:
 
 @expr.register
 def _(node: A.SearchColumn) -> str:
-    return f"{expr(node.column)}:{expr(node.value)}"
+    return f"{_wrap(node.column, _LEVEL_STR + 1)}:{_wrap(node.value, _LEVEL_STR + 1)}"
 
 
 def pipeline(node: A.Pipeline, separator: str = "\n") -> str:
@@ -374,7 +383,8 @@ def _(node: A.ProjectKeep) -> str:
 
 @operator.register
 def _(node: A.ProjectRename) -> str:
-    return "project-rename " + ", ".join(f"{kql_name(new)} = {kql_name(old)}" for new, old in node.renames)
+    return "project-rename " + ", ".join(kql_name(r.name) if isinstance(r, A.Name) else f"{kql_name(r[0])} = {kql_name(r[1])}"
+                                         for r in node.renames)
 
 
 @operator.register
@@ -471,7 +481,7 @@ def _function(node: A.FunctionDef) -> str:
     params = []
     for p in node.params:
         if isinstance(p.type, tuple):
-            ptype = "(" + ", ".join(f"{c.name}:{c.type}" for c in p.type) + ")"
+            ptype = "(" + ", ".join(f"{schema_name(c.name)}:{c.type}" for c in p.type) + ")"
         elif p.type == "*":
             ptype = "(*)"
         else:
@@ -505,7 +515,7 @@ def _top(node: A.Expr, separator: str) -> str:
 def to_kql(node) -> str:
     """Canonical KQL text for a query, statement, operator or expression."""
     if isinstance(node, A.Query):
-        return ";\n".join(statement(s) for s in node.statements)
+        return "".join(d.text + "\n" for d in node.directives) + ";\n".join(statement(s) for s in node.statements)
     if isinstance(node, (A.Let, A.SetOption, A.ExprStatement)):
         return statement(node)
     if isinstance(node, A.Pipeline):

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from rmmc.compiler import ir
 from rmmc.compiler.kql import ast as A
+from rmmc.compiler.kql.printer import to_kql
 
 TABLE_COLUMN = "$table"
 
@@ -105,6 +106,9 @@ class _Rewriter:
     def value(self, node: Any) -> Any:
         """Any other node: unchanged, but for `Column:"term"` and the case of string operators."""
         if isinstance(node, A.SearchColumn):
+            if not isinstance(node.column, A.Name) or not isinstance(node.value, A.StringLit):
+                raise SearchError(node, f"{to_kql(node)}: search documents Column:\"term\" only (a column "
+                                  "name, then a string literal); what another form looks for is not documented")
             op, text = self._term(node.value)
             return A.Binary(op, node.column, literal_of(text, node.value), span=node.span)
         if isinstance(node, A.Binary) and self.cased:
