@@ -136,6 +136,19 @@ def shown_uri(table: ir.ExternalTable, uri: str) -> str:
     return uri
 
 
+def reads_only_feeds(rule: ir.Rule | None) -> bool:
+    """Whether every source a rule reads (its own, its branches', its sub-rules') is an
+    external table: a subquery that is a feed list, whatever stages shape it."""
+    pending, seen = ([rule] if rule is not None else []), 0
+    while pending:
+        current = pending.pop()
+        if current.union is None and current.source.external is None:
+            return False
+        seen += 1
+        pending.extend(ir.sub_rules(current))
+    return seen > 0
+
+
 def external_tables(rule: ir.Rule) -> list[ir.ExternalTable]:
     """Every external table a rule reads (its own source, its sub-rules'), each once, in order:
     what a package's lookup list and a Sigma placeholder's definition are made from."""

@@ -394,13 +394,13 @@ class Adapter:
         placeholders` and `rmmc verify` all read the same list).  Only in an environment whose
         feeds are placeholders (its backend says such a test: `InSubquery.op`), only for a
         feed (a subquery over external tables), `in` / `in~`; None otherwise."""
-        from rmmc.compiler.external import external_tables
+        from rmmc.compiler.external import external_tables, reads_only_feeds
         from rmmc.compiler.kql.lower import lower_text
         from rmmc.compiler.rows import output_column
 
         field = c.field
         if (self.env.external != "placeholder" or not isinstance(field, ir.Field) or c.op is not ir.Op.EQUALS
-                or field.type != "string" or not _reads_feeds_only(c.rule) or not external_tables(c.rule)):
+                or field.type != "string" or not reads_only_feeds(c.rule) or not external_tables(c.rule)):
             return None
         form = self.form(field.name)
         column = c.column or output_column(c.rule)
@@ -898,15 +898,3 @@ def _first_spans(rule: ir.Rule) -> dict[str, Span]:
             out.setdefault(f.name, p.span)
     return out
 
-
-def _reads_feeds_only(rule: ir.Rule | None) -> bool:
-    """Whether every source a rule reads (its own, its branches', its sub-rules') is an
-    external table (KQL `externaldata`)."""
-    pending, seen = ([rule] if rule is not None else []), 0
-    while pending:
-        current = pending.pop()
-        if current.union is None and current.source.external is None:
-            return False
-        seen += 1
-        pending.extend(ir.sub_rules(current))
-    return seen > 0

@@ -33,24 +33,11 @@ from typing import Any
 
 from rmmc.backends.base import note, unsupported
 from rmmc.compiler import ir
-from rmmc.compiler.external import external_tables, shown_uri, uri_slug
+from rmmc.compiler.external import external_tables, reads_only_feeds, shown_uri, uri_slug
 
 TARGET = "sigma"
 KIND = "placeholder"
 ATTRIBUTE = "rmmc_placeholders"
-
-
-def feed_rules(rule: ir.Rule) -> bool:
-    """Whether every source the rule reads (its own, its branches', its sub-rules') is an
-    external table."""
-    pending, seen = [rule], 0
-    while pending:
-        current = pending.pop()
-        if current.union is None and current.source.external is None:
-            return False
-        seen += 1
-        pending.extend(ir.sub_rules(current))
-    return seen > 0
 
 
 # the test against the list: `in` itself, or an environment's form of the column
@@ -63,7 +50,7 @@ def is_feed_test(node: Any) -> bool:
     """Whether a condition node is a membership test a placeholder says exactly (module doc)."""
     return (isinstance(node, ir.InSubquery) and node.rule is not None and node.op in _MODIFIERS
             and isinstance(node.field, ir.Field) and node.field.type == "string"
-            and feed_rules(node.rule))
+            and reads_only_feeds(node.rule))
 
 
 def _column(node: ir.InSubquery) -> str | None:
