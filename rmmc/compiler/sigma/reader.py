@@ -419,9 +419,9 @@ class _Detection:
         value_modifiers = (tuple(m for m in modifiers if m not in LIST_MODIFIERS) if modifiers
                            else ())  # (most items: none, and no generator made for them)
         plain_item = plain_values(raws, value_modifiers, column_type)
-        if plain_item is not None:  # most items: plain texts, one predicate (what `_link` makes)
-            op, texts = plain_item
-            condition = ir.Predicate(ir.Field(column, column_type or "string"), op, texts,
+        if plain_item is not None:  # most items: plain texts or numbers, one predicate (what `_link` makes)
+            op, texts, field_type = plain_item
+            condition = ir.Predicate(ir.Field(column, field_type), op, texts,
                                      link_all and len(texts) > 1, span=key_span)
             if reading is not None:
                 condition = _read_values(condition, reading, self.found)
