@@ -1,7 +1,7 @@
 """The Sigma reader's shortcuts, each against what it stands in for: `drop_implied`'s early
 answer for predicates on distinct subjects against its full comparison (generated conjuncts,
 and every SigmaHQ selection as the reader builds it), and the remembered tag meanings,
-logsource routes and plain-scalar values against computing them afresh (every SigmaHQ rule
+logsource routes, detection keys and plain-scalar values against computing them afresh (every SigmaHQ rule
 read with and without them, the whole rule and its diagnostics compared)."""
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
             patch.setattr(prefilter, "_distinct_predicates", lambda c: False)
             patch.setattr(reader, "_TAG_MEANINGS", _Forgetful())
             patch.setattr(reader, "_ROUTES", _Forgetful())
+            patch.setattr(reader, "_KEYS", _Forgetful())
             patch.setattr(yaml_tree, "_resolved", _fresh_resolver())
             patch.setattr(reader, "plain_values", lambda *args: None)
         out = []
@@ -117,6 +118,7 @@ def test_reader_shortcuts_read_every_sigmahq_rule_as_without_them(shared_dir: Pa
     assert len(files) > 2000
     reader._TAG_MEANINGS.clear()
     reader._ROUTES.clear()
+    reader._KEYS.clear()
     assert _read_all(files, monkeypatch, True) == _read_all(files, monkeypatch, False)
 
 
@@ -146,3 +148,35 @@ def test_plain_numbers_read_as_modifiers_and_predicate_read_them(raws, column_ty
     slow = reader._link(per_value, link_all)
     assert fast == slow
     assert [type(v) for v in fast.values] == [type(v) for v in slow.values] and fast.span == slow.span
+
+
+def test_remembered_keys_still_warn_and_refuse_at_each_item():
+    """A key read before (`_KEYS`) still gives its field's warning at each item's own place,
+    and a key that cannot be read is refused every time (never remembered)."""
+    text = """title: t
+logsource: {product: windows, category: process_creation}
+detection:
+  a:
+    NoSuchField|contains: x
+  b:
+    NoSuchField|contains: y
+  c:
+    Image|bogus: z
+  condition: a and b
+"""
+    def read():
+        rules, problems = reader.read_sigma_text(text, "t.yml")
+        return [(d.code, d.span) for d in rules[0].diagnostics], rules[0].rule
+
+    reader._KEYS.clear()
+    first, rule = read()
+    again, rule_again = read()
+    assert first == again and rule == rule_again
+    assert [c for c, _ in first] == ["sigma-field", "sigma-field"]
+    assert first[0][1].line == 5 and first[1][1].line == 7
+    assert not any(key[1].startswith("Image|bogus") for key in reader._KEYS)
+    bad = text.replace("condition: a and b", "condition: a and c")
+    for _ in range(2):
+        rules, _ = reader.read_sigma_text(bad, "t.yml")
+        assert rules[0].rule is None
+        assert [d.code for d in rules[0].diagnostics] == ["sigma-field", "sigma-modifier"]
