@@ -1,7 +1,7 @@
 """The Sigma reader's shortcuts, each against what it stands in for: `drop_implied`'s early
 answer for predicates on distinct subjects against its full comparison (generated conjuncts,
 and every SigmaHQ selection as the reader builds it), and the remembered tag meanings,
-logsource routes and plain-scalar values against computing them afresh (every SigmaHQ rule
+logsource routes, detection keys and plain-scalar values against computing them afresh (every SigmaHQ rule
 read with and without them, the whole rule and its diagnostics compared)."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rmmc.compiler import ir, prefilter
-from rmmc.compiler.sigma import reader, yaml_tree
+from rmmc.compiler.diagnostics import Span
+from rmmc.compiler.sigma import predicates, reader, yaml_tree
+from rmmc.compiler.sigma import values as values_mod
 
 _FIELDS = [ir.Field("A", "string"), ir.Field("B", "string"), ir.Field("A", "long")]
 _OPS = [ir.Op.EQUALS, ir.Op.CONTAINS, ir.Op.STARTSWITH, ir.Op.ENDSWITH, ir.Op.REGEX, ir.Op.TERM,
@@ -62,12 +64,30 @@ def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
             patch.setattr(prefilter, "_distinct_predicates", lambda c: False)
             patch.setattr(reader, "_TAG_MEANINGS", _Forgetful())
             patch.setattr(reader, "_ROUTES", _Forgetful())
+            patch.setattr(reader, "_KEYS", _Forgetful())
             patch.setattr(yaml_tree, "_resolved", _fresh_resolver())
+            patch.setattr(reader, "plain_values", lambda *args: None)
         out = []
         for path in files:
             rules, problems = reader.read_sigma_text(path.read_text(encoding="utf-8"), str(path))
-            out.append(([(r.rule, r.diagnostics, r.title, r.metadata, r.kind) for r in rules], problems))
+            out.append(([(r.rule, _spans(r.rule), r.diagnostics, r.title, r.metadata, r.kind)
+                         for r in rules], problems))
         return out
+
+
+def _spans(rule) -> list:
+    """Every predicate's span in the rule's detection (`Predicate` equality leaves spans out)."""
+    out = []
+
+    def walk(c) -> None:
+        if isinstance(c, ir.Predicate):
+            out.append(c.span)
+        for child in getattr(c, "operands", ()) or ((c.operand,) if isinstance(c, ir.Not) else ()):
+            walk(child)
+
+    if rule is not None:
+        walk(rule.condition)
+    return out
 
 
 class _Forgetful(dict):
@@ -98,4 +118,65 @@ def test_reader_shortcuts_read_every_sigmahq_rule_as_without_them(shared_dir: Pa
     assert len(files) > 2000
     reader._TAG_MEANINGS.clear()
     reader._ROUTES.clear()
+    reader._KEYS.clear()
     assert _read_all(files, monkeypatch, True) == _read_all(files, monkeypatch, False)
+
+
+class _Raw:
+    def __init__(self, value):
+        self.value = value
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.integers(-2**70, 2**70), st.sampled_from([0, 1, 4688, True, False, 1.5, "7", None])),
+                min_size=1, max_size=4),
+       st.sampled_from([None, "string", "long", "int", "real", "bool", "datetime", "dynamic"]),
+       st.booleans())
+def test_plain_numbers_read_as_modifiers_and_predicate_read_them(raws, column_type, link_all):
+    """`plain_values` on whole numbers (no modifier) gives the one predicate the general path
+    (`apply_modifiers`, `predicate`, `_link`) gives, or declines."""
+    span = Span(3, 7, 1, 4)
+    shortcut = predicates.plain_values([_Raw(r) for r in raws], (), column_type)
+    if any(type(r) is not int for r in raws):
+        assert shortcut is None or all(type(r) is str for r in raws)
+        return
+    assert shortcut is not None
+    op, values, field_type = shortcut
+    fast = ir.Predicate(ir.Field("F", field_type), op, values, link_all and len(values) > 1, span=span)
+    per_value = [[predicates.predicate("F", column_type, v, span) for v in values_mod.apply_modifiers(r, [])]
+                 for r in raws]
+    slow = reader._link(per_value, link_all)
+    assert fast == slow
+    assert [type(v) for v in fast.values] == [type(v) for v in slow.values] and fast.span == slow.span
+
+
+def test_remembered_keys_still_warn_and_refuse_at_each_item():
+    """A key read before (`_KEYS`) still gives its field's warning at each item's own place,
+    and a key that cannot be read is refused every time (never remembered)."""
+    text = """title: t
+logsource: {product: windows, category: process_creation}
+detection:
+  a:
+    NoSuchField|contains: x
+  b:
+    NoSuchField|contains: y
+  c:
+    Image|bogus: z
+  condition: a and b
+"""
+    def read():
+        rules, problems = reader.read_sigma_text(text, "t.yml")
+        return [(d.code, d.span) for d in rules[0].diagnostics], rules[0].rule
+
+    reader._KEYS.clear()
+    first, rule = read()
+    again, rule_again = read()
+    assert first == again and rule == rule_again
+    assert [c for c, _ in first] == ["sigma-field", "sigma-field"]
+    assert first[0][1].line == 5 and first[1][1].line == 7
+    assert not any(key[1].startswith("Image|bogus") for key in reader._KEYS)
+    bad = text.replace("condition: a and b", "condition: a and c")
+    for _ in range(2):
+        rules, _ = reader.read_sigma_text(bad, "t.yml")
+        assert rules[0].rule is None
+        assert [d.code for d in rules[0].diagnostics] == ["sigma-field", "sigma-modifier"]

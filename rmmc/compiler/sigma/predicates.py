@@ -83,13 +83,32 @@ def plain_predicate(name: str, column_type: str | None, raw: object, modifiers: 
 
 
 def plain_values(raws: list, modifiers: tuple[str, ...], column_type: str | None
-                 ) -> tuple[Op, tuple[str, ...]] | None:
-    """(operator, values) when every raw value of a detection item (`raws`: its YAML nodes) is
-    one `plain_predicate` reads: the item is then one predicate over all of them, as the
-    reader's merging of single predicates that differ only in their value gives it; None
-    otherwise."""
+                 ) -> tuple[Op, tuple, str] | None:
+    """(operator, values, field type) when the raw values of a detection item (`raws`: its
+    YAML nodes) are all ones `plain_predicate` reads, or all whole numbers with no modifier
+    (`EventID: 4688`, a sixth of the SigmaHQ values `plain_predicate` does not read): the
+    item is then one predicate over all of them, as `predicate` and the reader's merging of
+    single predicates that differ only in their value give it; None otherwise."""
     op = _PLAIN_OPS.get(modifiers)
-    if op is None or not raws or (op is Op.EQUALS and (column_type or "string") in NUMERIC):
+    if op is None or not raws:
+        return None
+    kind = column_type or "string"
+    first = raws[0].value
+    if type(first) is int:  # (not a bool: its type is bool)
+        if op is not Op.EQUALS:
+            return None
+        numbers = []
+        for raw in raws:
+            number = raw.value
+            if type(number) is not int:
+                return None
+            numbers.append(number)
+        if column_type is None:  # `predicate`: the type follows the value
+            return op, tuple(numbers), "long"
+        if kind in NUMERIC:
+            return op, tuple(numbers), kind
+        return op, tuple(str(n) for n in numbers), kind  # on a string column: its text
+    if op is Op.EQUALS and kind in NUMERIC:  # a text may be a number written as text
         return None
     values = []
     for raw in raws:
@@ -97,7 +116,7 @@ def plain_values(raws: list, modifiers: tuple[str, ...], column_type: str | None
         if type(text) is not str or not text or "*" in text or "?" in text or "\\\\" in text:
             return None
         values.append(text)
-    return op, tuple(values)
+    return op, tuple(values), kind
 
 
 def _number_type(n: int | float) -> str:

@@ -397,35 +397,26 @@ class _Detection:
         return None
 
     def item(self, key: str, key_span: Span, node: Y) -> ir.Condition | None:
-        field, *modifiers = key.split("|")
-        if not field:
-            self.found.append(error(f"{key!r}: a keyword (full-text) search with modifiers: rmmc's "
-                                    "detection model tests named fields only", key_span, "sigma-keywords"))
-            return None
-        for m in modifiers:
-            if m not in KNOWN_MODIFIERS:
-                self.found.append(error(f"unknown modifier {m!r} on {field}", key_span, "sigma-modifier"))
+        known = _KEYS.get((self.table, key))
+        if known is None:
+            known = self.key(key, key_span)
+            if known is None:
                 return None
-        reading = self.readers.get(field)
-        if reading is not None:  # a field the table holds in another convention
-            column, column_type = field, "string"
-        else:
-            column, column_type = _column(field, self.table, self.found, key_span)
+        field, modifiers, value_modifiers, link_all, neq, reading, column, column_type, unmapped = known
+        if unmapped:
+            self.found.append(_unmapped(field, self.table, key_span))
         raws = node.value if node.is_list else [node]
         if node.is_map:
             self.found.append(error(f"{key}: a value must be a scalar or a list", node.span, "sigma-structure"))
             return None
-        link_all = "all" in modifiers
-        value_modifiers = (tuple(m for m in modifiers if m not in LIST_MODIFIERS) if modifiers
-                           else ())  # (most items: none, and no generator made for them)
         plain_item = plain_values(raws, value_modifiers, column_type)
-        if plain_item is not None:  # most items: plain texts, one predicate (what `_link` makes)
-            op, texts = plain_item
-            condition = ir.Predicate(ir.Field(column, column_type or "string"), op, texts,
+        if plain_item is not None:  # most items: plain texts or numbers, one predicate (what `_link` makes)
+            op, texts, field_type = plain_item
+            condition = ir.Predicate(ir.Field(column, field_type), op, texts,
                                      link_all and len(texts) > 1, span=key_span)
             if reading is not None:
                 condition = _read_values(condition, reading, self.found)
-            return ir.Not(condition) if "neq" in modifiers else condition
+            return ir.Not(condition) if neq else condition
         per_value: list[list[ir.Predicate]] = []
         for raw in raws:
             if raw.is_map or raw.is_list:
@@ -455,7 +446,39 @@ class _Detection:
         condition = _link(per_value, link_all)
         if reading is not None:
             condition = _read_values(condition, reading, self.found)
-        return ir.Not(condition) if "neq" in modifiers else condition
+        return ir.Not(condition) if neq else condition
+
+    def key(self, key: str, key_span: Span) -> tuple | None:
+        """How a detection key (`Field|mod|mod`) reads on this table: (field, modifiers, value
+        modifiers, `all`, `neq`, the table's reader of the field, column, column type, whether
+        the field has no column), remembered in `_KEYS`; None (with the error) for a key that
+        cannot be read."""
+        field, *modifiers = key.split("|")
+        if not field:
+            self.found.append(error(f"{key!r}: a keyword (full-text) search with modifiers: rmmc's "
+                                    "detection model tests named fields only", key_span, "sigma-keywords"))
+            return None
+        for m in modifiers:
+            if m not in KNOWN_MODIFIERS:
+                self.found.append(error(f"unknown modifier {m!r} on {field}", key_span, "sigma-modifier"))
+                return None
+        reading = self.readers.get(field)
+        if reading is not None:  # a field the table holds in another convention
+            column, column_type, unmapped = field, "string", False
+        else:
+            column, column_type, unmapped = _column_of(field, self.table)
+        known = (field, tuple(modifiers), tuple(m for m in modifiers if m not in LIST_MODIFIERS),
+                 "all" in modifiers, "neq" in modifiers, reading, column, column_type, unmapped)
+        if len(_KEYS) > 4096:
+            _KEYS.clear()
+        _KEYS[(self.table, key)] = known
+        return known
+
+
+_KEYS: dict[tuple, tuple] = {}
+"""(table, detection key) -> how the key reads (`_Detection.key`): the same for every item
+with that key on that table (a table, its Sigma readers and its columns never change once
+loaded), and the SigmaHQ rules write a few thousand keys over 8,600 items."""
 
 
 def _readers(table: Any) -> dict:
@@ -517,16 +540,28 @@ def _merge(predicates: list[ir.Predicate], all_values: bool) -> ir.Condition:
 
 def _column(field: str, table: Any, found: list[Diagnostic], span: Span) -> tuple[str, str | None]:
     """The column a Sigma field lands on in the rule's table, and its type."""
+    column, column_type, unmapped = _column_of(field, table)
+    if unmapped:
+        found.append(_unmapped(field, table, span))
+    return column, column_type
+
+
+def _column_of(field: str, table: Any) -> tuple[str, str | None, bool]:
+    """`_column`'s column and type, and whether the field has no column in the table (the
+    warning `_column` gives then)."""
     if table is None:
-        return field, None
+        return field, None, False
     column = table.column_for_sigma(field)
     if column is None and table.column_type(field) is not None:
         column = field  # a Defender column name written as is (rmmc's own Sigma does this)
     if column is None:
-        found.append(warning(f"Sigma field {field} has no column in {table.name}: kept as {field!r}",
-                             span, "sigma-field"))
-        return field, None
-    return column, table.column_type(column)
+        return field, None, True
+    return column, table.column_type(column), False
+
+
+def _unmapped(field: str, table: Any, span: Span) -> Diagnostic:
+    return warning(f"Sigma field {field} has no column in {table.name}: kept as {field!r}", span,
+                   "sigma-field")
 
 
 def _at(node: Y, column: int) -> Span:
