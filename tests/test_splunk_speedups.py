@@ -465,3 +465,62 @@ def test_adapting_keeps_what_it_does_not_change_as_rebuilding_did(monkeypatch, s
             assert ours == theirs, compiled.document.path
             kept += isinstance(ours[0], ir.Rule)
     assert kept > 1000
+
+
+def _every_field(node):
+    """A condition as nested tuples of every dataclass field, spans included (`==` on IR nodes
+    leaves spans out)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return (type(node).__name__, *(_every_field(getattr(node, f.name)) for f in dataclasses.fields(node)))
+    if isinstance(node, tuple):
+        return tuple(_every_field(x) for x in node)
+    return node
+
+
+def _spanned_predicate(rng: random.Random) -> ir.Predicate:
+    from rmmc.compiler.diagnostics import Span
+
+    p = _predicate(rng)
+    span = Span(rng.randint(1, 9), rng.randint(1, 9), 1, 2) if rng.random() < 0.7 else None
+    return ir.Predicate(p.field, p.op, p.values, p.all_values, p.case_sensitive, p.negated, span)
+
+
+def test_predicate_copied_on_another_subject_as_replace_copies_it():
+    """`forms.on_subject` builds the copy from `ir.Predicate`'s fields in order: it passes every
+    field (a field added to `Predicate` fails here), and each copy equals `replace`'s, spans
+    included."""
+    import dataclasses
+
+    from rmmc.compiler.fast_replace import replace
+    from rmmc.environments.forms import on_subject
+
+    assert [f.name for f in dataclasses.fields(ir.Predicate)] == \
+        ["field", "op", "values", "all_values", "case_sensitive", "negated", "span"]
+    rng = random.Random(23)
+    for _ in range(2000):
+        p, subject = _spanned_predicate(rng), rng.choice(_FIELDS)
+        assert _every_field(on_subject(p, subject)) == _every_field(replace(p, field=subject))
+        assert _every_field(on_subject(p, subject)) == _every_field(dataclasses.replace(p, field=subject))
+
+
+def test_per_value_splits_as_replace_split():
+    """`forms.per_value` builds each value's predicate from the fields in order: the same
+    conditions, spans included, as copying with `replace` did, for random predicates."""
+    from rmmc.compiler.fast_replace import replace
+    from rmmc.environments import forms
+
+    def per_value_by_replace(p, one):
+        if p.negated:
+            return forms.negated(per_value_by_replace(p.negate(), one))
+        if len(p.values) <= 1:
+            return one(p)
+        parts = [one(replace(p, values=(v,), all_values=False)) for v in p.values]
+        return ir.all_of(parts) if p.all_values else ir.any_of(parts)
+
+    rng = random.Random(16)
+    ones = [lambda q: q, lambda q: forms.on_subject(q, ir.Field("Other")), lambda q: q.negate()]
+    for _ in range(2000):
+        p, one = _spanned_predicate(rng), rng.choice(ones)
+        assert _every_field(forms.per_value(p, one)) == _every_field(per_value_by_replace(p, one))

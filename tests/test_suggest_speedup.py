@@ -45,3 +45,39 @@ def test_suggest_guesses_as_difflib_over_every_name():
             words.append("".join(word))
         for word in words:
             assert _suggest.__wrapped__(schema, word) == _every_name_guess(schema, word), word
+
+
+def test_close_match_as_difflib_over_every_name():
+    """`_close_match` drops names by length and by the characters they share with the word
+    (bounds on difflib's `real_quick_ratio` and `quick_ratio`): the same answer as difflib
+    over every name, for misspelt names and for words sharing few or no characters."""
+    from rmmc.environments.fieldsets import _by_length, _close_match
+
+    rng = random.Random(23)
+    schemas = [schema_for([s], (), (), (), None) for s in sorted(set_names())]
+    pools = [sorted(s.names) for s in schemas if s.names][:8]
+    assert pools
+    alphabet = "aAbeEiImnNoOrstT._-xyzQ0é"
+    for names in pools:
+        by_length = _by_length(names)
+        words = ["", "a", "zzzz", "é", *names[:5]]
+        for _ in range(60):
+            words.append("".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 16))))
+            word = list(rng.choice(names))
+            rng.shuffle(word)  # the same characters in another order: the bound lets it through
+            words.append("".join(word[:rng.randrange(1, len(word) + 1)]))
+        for word in words:
+            for cutoff in (0.6, 0.75, 0.8):
+                close = difflib.get_close_matches(word, names, n=1, cutoff=cutoff)
+                assert _close_match(word, by_length, cutoff) == (close[0] if close else None), (word, cutoff)
+
+
+def test_pools_kept_for_the_last_schema_are_its_own():
+    """`_pools` keeps the last schema's pools: asked of schemas in turn, each answer equals the
+    pools built afresh for that schema."""
+    from rmmc.environments.fieldsets import _build_pools, _pools
+
+    schemas = [s for s in (schema_for([n], (), (), (), None) for n in sorted(set_names())) if s.names][:4]
+    assert len(schemas) >= 2
+    for schema in [*schemas, schemas[0], schemas[0], schemas[1], *schemas]:
+        assert _pools(schema) == _build_pools(schema)

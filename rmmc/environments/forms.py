@@ -90,7 +90,9 @@ def per_value(p: ir.Predicate, one: Callable[[ir.Predicate], ir.Condition]) -> i
         return negated(per_value(p.negate(), one))
     if len(p.values) <= 1:
         return one(p)
-    parts = [one(replace(p, values=(v,), all_values=False)) for v in p.values]
+    # each value's predicate built from the fields in order (`on_subject`; p is positive here)
+    subject, op, cased, span = p.field, p.op, p.case_sensitive, p.span
+    parts = [one(ir.Predicate(subject, op, (v,), False, cased, False, span)) for v in p.values]
     return ir.all_of(parts) if p.all_values else ir.any_of(parts)
 
 
@@ -99,7 +101,15 @@ def renamed(p: ir.Predicate, subject: Any) -> ir.Predicate:
     environment names as the rule does), not a copy equal to it."""
     if type(subject) is type(p.field) and subject == p.field:
         return p
-    return replace(p, field=subject)
+    return on_subject(p, subject)
+
+
+def on_subject(p: ir.Predicate, subject: Any) -> ir.Predicate:
+    """`replace(p, field=subject)`, built from the predicate's fields in order: a predicate or
+    more is copied so per test, and `replace` names and looks up every field first
+    (`tests/test_splunk_speedups.py` holds both to the same copy and `ir.Predicate` to these
+    fields)."""
+    return ir.Predicate(subject, p.op, p.values, p.all_values, p.case_sensitive, p.negated, p.span)
 
 
 def regex_predicate(subject: Any, pattern: str, p: ir.Predicate) -> ir.Predicate:
@@ -223,7 +233,7 @@ def rewrite_hives(p: ir.Predicate, subject: Any, source: str, target: str, ctx: 
 
     def one(q: ir.Predicate) -> ir.Condition:
         value = _text(q.values[0]) if q.values else None
-        same = replace(q, field=subject)
+        same = on_subject(q, subject)
         if value is None or q.op in (ir.Op.EMPTY, ir.Op.EXISTS):
             return same
         cased = q.case_sensitive
