@@ -87,16 +87,28 @@ def term_lookup(rows: list[dict], columns: tuple[tuple[str, str], ...]) \
 
 
 def lookup_note(table: ir.ExternalTable, uri: str, terms: bool = False) -> Any:
+    """The note naming the lookup a translation reads for one URI of a feed (with `terms`, its
+    terms lookup) and what it must hold."""
+    holds = (f"the lookup {lookup_file(uri, terms)} must hold the rows of {shown_uri(table, uri)} (format "
+             f"{table.format}{', first record skipped' if table.ignore_first_record else ''}")
     if terms:
-        return note(TARGET, f"the lookup {lookup_file(uri, terms=True)} must hold the rows of "
-                            f"{shown_uri(table, uri)} (format {table.format}"
-                            f"{', first record skipped' if table.ignore_first_record else ''}) and each string "
-                            f"value's term pattern ({TERM_PREFIX}<column>), as `rmmc lookups fetch` writes it "
-                            "(no other tool does): the translation keeps its meaning provided it does", table.span)
-    return note(TARGET, f"the lookup {lookup_file(uri)} must hold the rows of {shown_uri(table, uri)} (format "
-                        f"{table.format}{', first record skipped' if table.ignore_first_record else ''}; "
-                        "`rmmc lookups fetch` writes it): the translation keeps its meaning provided it does",
-                table.span)
+        return note(TARGET, f"{holds}) and each string value's term pattern ({TERM_PREFIX}<column>), as "
+                            "`rmmc lookups fetch` writes it (no other tool does): the translation keeps its "
+                            "meaning provided it does", table.span)
+    return note(TARGET, f"{holds}; `rmmc lookups fetch` writes it): the translation keeps its meaning "
+                        "provided it does", table.span)
+
+
+def _appended_lookups(table: ir.ExternalTable, diagnostics: list[Any], terms: bool = False) -> list[str]:
+    """The commands appending each URI's lookup (its terms lookup) to the events, each lookup's
+    note added to `diagnostics` once."""
+    commands = []
+    for uri in table.uris:
+        commands.append(f"inputlookup append=true strict=true {lookup_file(uri, terms)}")
+        lookup = lookup_note(table, uri, terms)
+        if lookup not in diagnostics:
+            diagnostics.append(lookup)
+    return commands
 
 
 def declared(options: Any, table: ir.ExternalTable) -> None:
@@ -225,11 +237,7 @@ def membership_commands(node: ir.InSubquery, left: str, make_emitter: Any, optio
     right = emitter.writer.string(value, node.span)
     if not node.case_sensitive:
         left, right = f"lower({left})", f"lower({right})"
-    commands = [f'eval {_MARK}=1, {_KEY}="=" . {left}']
-    for uri in table.uris:
-        commands.append(f"inputlookup append=true strict=true {lookup_file(uri)}")
-        if lookup_note(table, uri) not in diagnostics:
-            diagnostics.append(lookup_note(table, uri))
+    commands = [f'eval {_MARK}=1, {_KEY}="=" . {left}', *_appended_lookups(table, diagnostics)]
     if condition != ir.Const(True):
         commands.append(f"where isnotnull({_MARK}) OR ({emitter.condition_text(condition)})")
     commands.append(f'eval {_KEY}=if(isnull({_MARK}), "=" . {right}, {_KEY}), '
@@ -287,11 +295,7 @@ def _term_commands(node: ir.InSubquery, table: ir.ExternalTable, condition: Any,
         raise SplRefusal("a case-sensitive term test against an external table is not written (its lookup "
                          "holds case-insensitive term patterns)", node.span)
     source = _term_source(value, node, table)
-    commands = [f"eval {_MARK}=1"]
-    for uri in table.uris:
-        commands.append(f"inputlookup append=true strict=true {lookup_file(uri, terms=True)}")
-        if lookup_note(table, uri, terms=True) not in diagnostics:
-            diagnostics.append(lookup_note(table, uri, terms=True))
+    commands = [f"eval {_MARK}=1", *_appended_lookups(table, diagnostics, terms=True)]
     if condition != ir.Const(True):
         commands.append(f"where isnotnull({_MARK}) OR ({emitter.condition_text(condition)})")
     commands.append(f"eval rmmc_r=if(isnull({_MARK}), {source}, null())")
