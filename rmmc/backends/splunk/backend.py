@@ -70,7 +70,7 @@ from typing import Any
 
 from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions, Translation, lossy, note,
                                 reads_ipv4, shape, unsupported)
-from rmmc.backends.splunk.expr import (BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, eval_name,
+from rmmc.backends.splunk.expr import (BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, eval_name, set_holds,
                                        regex_literal, regex_string, seconds)
 from rmmc.backends.splunk.stages import StageWriter
 from rmmc.backends.widen import widen
@@ -445,9 +445,7 @@ class Emitter:
         and an integer's only term is its digits, so a digit needle is a term of the text when
         it is an element's digits: `mvfind` (Search Reference: the index of the first value
         matching the regex, else null) over the values `values()` collected as text."""
-        # a set that collected nothing is a missing field (KQL: []): decided before mvfind
-        tests = [f"if(isnull({collected}), false(), isnotnull(mvfind({collected}, "
-                 f"{regex_string('^-?' + v + chr(92) + 'z')})))" for v in p.values]
+        tests = [set_holds(collected, "^-?" + v + "\\z") for v in p.values]
         body = tests[0] if len(tests) == 1 else "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
         return f"NOT {body}" if p.negated else body
 

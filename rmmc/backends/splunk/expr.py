@@ -919,10 +919,15 @@ def _set_has_element(w: ExprWriter, call: ir.Call, span: Span | None) -> tuple[s
             or not isinstance(needle.value, str) or not needle.value:
         raise SplRefusal(f"{describe(call)}: SPL tests only a collected set of strings for a non-empty text",
                          span)
-    pattern = regex_string("^" + regex_literal(needle.value) + "\\z")
-    # values() of no value leaves S missing where KQL's set is []: decided before mvfind, whose
-    # reading of a missing field the Search Reference does not give
-    return "true()", f"if(isnull({value.text}), false(), isnotnull(mvfind({value.text}, {pattern})))"
+    return "true()", set_holds(value.text, "^" + regex_literal(needle.value) + "\\z")
+
+
+def set_holds(collected: str, regex: str) -> str:
+    """Whether a value of the set `collected` (a `values()` column: a make_set with no limit)
+    matches `regex` (`mvfind`, Search Reference: the index of the first value matching the
+    regex, else null).  values() of no value leaves the field missing where KQL's set is []:
+    decided before mvfind, whose reading of a missing field the Search Reference does not give."""
+    return f"if(isnull({collected}), false(), isnotnull(mvfind({collected}, {regex_string(regex)})))"
 
 
 BOOL_TESTS: dict[str, Callable[[ExprWriter, ir.Call, Span | None], tuple[str, str]]] = {
