@@ -33,21 +33,15 @@ from datetime import timedelta
 
 from rmmc.compiler.evaluator import is_term_char
 from rmmc.compiler.ir import Op
+# the term regex's parts, shared with the Sigma reader, which lifts the form back to a term test
+from rmmc.compiler.sigma.values import TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT, escape_regex
 
-TERM_BOUNDARY_LEFT = "(^|[^0-9A-Za-z])"
-TERM_BOUNDARY_RIGHT = "($|[^0-9A-Za-z])"
-_REGEX_META = frozenset("\\.^$|?*+()[]{}")
 _PLAIN_SPECIAL = frozenset("\\*?")
 
 
 def escape_plain(value: str) -> str:
     """A literal string as a Sigma plain value: `\\`, `*` and `?` escaped with a backslash."""
     return "".join("\\" + ch if ch in _PLAIN_SPECIAL else ch for ch in value)
-
-
-def escape_regex(value: str) -> str:
-    """A literal string as a regex that PCRE, RE2, Python and Lucene read the same way."""
-    return "".join("\\" + ch if ch in _REGEX_META else ch for ch in value)
 
 
 def term_boundaries(op: Op, needle: str) -> tuple[bool, bool]:

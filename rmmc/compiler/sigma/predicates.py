@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import re
 
-from rmmc.backends.sigma.values import TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT, escape_regex
 from rmmc.compiler.diagnostics import Span
 from rmmc.compiler.evaluator import is_term_char
 from rmmc.compiler.ir import Field, Op, Predicate
-from rmmc.compiler.sigma.values import (MULTI, SBool, SCidr, SCompare, SExists, SNull, SNumber,
-                                        SRegex, SString, SValue, Wild, literal, normalise)
+from rmmc.compiler.sigma.values import (MULTI, TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT, SBool, SCidr, SCompare,
+                                        SExists, SNull, SNumber, SRegex, SString, SValue, Wild, escape_regex,
+                                        literal, normalise)
 
 NUMERIC = frozenset({"int", "long", "real", "double", "decimal"})
 _COMPARE = {"gt": Op.GT, "gte": Op.GE, "lt": Op.LT, "lte": Op.LE}

@@ -320,3 +320,15 @@ def _windash(parts: tuple[Part, ...]) -> list[tuple[Part, ...]]:
         if last < len(p):
             pieces.append([p[last:]])
     return [normalise(tuple(combo)) for combo in itertools.product(*pieces)]
+
+
+# The term regex rmmc's Sigma backend writes for a KQL term test (`rmmc.backends.sigma.values`
+# documents the form), which the reader recognises and lifts back: defined here, below both.
+TERM_BOUNDARY_LEFT = "(^|[^0-9A-Za-z])"
+TERM_BOUNDARY_RIGHT = "($|[^0-9A-Za-z])"
+_REGEX_META = frozenset("\\.^$|?*+()[]{}")
+
+
+def escape_regex(value: str) -> str:
+    """A literal string as a regex that PCRE, RE2, Python and Lucene read the same way."""
+    return "".join("\\" + ch if ch in _REGEX_META else ch for ch in value)
