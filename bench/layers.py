@@ -1,15 +1,16 @@
 """The SigmaHQ -> Splunk run's layers, each countable by callgrind in one process.
 
     valgrind --tool=callgrind --callgrind-out-file=OUT python bench/layers.py [DIR] [--env NAME]
-    callgrind_annotate --inclusive=yes OUT | grep -E 'starmap_next|functools_reduce|TOTALS'
+    callgrind_annotate --inclusive=yes OUT | grep -E 'filterfalse_next|starmap_next|functools_reduce|TOTALS'
 
-Reads and compiles every rule of DIR (default: the SigmaHQ Windows rules under ../shared),
-then adapts each to the environment (default: splunk-sysmon) inside `itertools.starmap` and
-writes each adapted rule's SPL inside `functools.reduce`: rmmc calls neither, so the inclusive
-instruction count of `starmap_next` is the adapting layer and that of `functools_reduce` the
-writing layer (`emit_adapted`: the backend registry's check, the SPL writer, prefilters,
-diagnostics), each in one pass as the CLI runs them.  Compile the bytecode first
-(`python -m compileall rmmc`), or modules imported on first use are compiled inside a layer.
+Reads and compiles every rule of DIR (default: the SigmaHQ Windows rules under ../shared)
+inside `itertools.filterfalse`, adapts each to the environment (default: splunk-sysmon) inside
+`itertools.starmap` and writes each adapted rule's SPL inside `functools.reduce`: rmmc calls
+none of them, so the inclusive instruction count of `filterfalse_next` is the reading layer
+(files, sniffing, YAML, the Sigma reader, compiling), that of `starmap_next` the adapting layer
+and that of `functools_reduce` the writing layer (`emit_adapted`: the backend registry's check,
+the SPL writer, prefilters, diagnostics), each in one pass as the CLI runs them.  Compile the bytecode first (`python -m compileall
+rmmc`), or modules imported on first use are compiled inside a layer.
 Without valgrind it prints each layer's CPU time.
 """
 
@@ -40,7 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     files = list(iter_rule_files([args.path]))
     env = environment_for("splunk", args.env)
     started = time.process_time()
-    compiled = [compile_document(doc, "default") for f in files for doc in read_path(f).documents]
+    compiled: list = []
+
+    def read(path: str) -> bool:
+        compiled.extend(compile_document(doc, "default") for doc in read_path(path).documents)
+        return False
+
+    for _ in itertools.filterfalse(read, files):
+        pass
     read = time.process_time()
     adapted = list(itertools.starmap(_adapt, [(c.rule, "splunk", env, False) for c in compiled
                                               if c.rule is not None]))
