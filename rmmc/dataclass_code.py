@@ -36,15 +36,14 @@ def install() -> None:
 
     if sys.implementation.name != "cpython" or dataclasses.__dict__.get("exec") is _cached_exec:
         return
-    from rmmc.user_cache import cache_folder
+    from rmmc.user_cache import cache_folder, digest
 
     folder = cache_folder()
     if folder is None:
         return
-    import hashlib
     import os
 
-    build = hashlib.sha256(f"dataclass-code|{sys.version}|{dataclasses.__file__}".encode()).hexdigest()[:16]
+    build = digest(f"dataclass-code|{sys.version}|{dataclasses.__file__}")
     _folder = os.path.join(folder, f"dataclass-code-{build}")
     try:
         os.makedirs(_folder, exist_ok=True)

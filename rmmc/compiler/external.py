@@ -27,7 +27,6 @@ Without a `format` property Kusto detects the format from the URI's extension (`
 
 from __future__ import annotations
 
-import csv
 import re
 import io
 from typing import Any, Iterable, Mapping
@@ -65,6 +64,8 @@ def records(text: str, format: str) -> list[list[str]]:
     separator = SEPARATORS.get(format)
     if separator is None:
         raise ValueError(f"format {format!r} is not one rmmc reads ({', '.join(ir.EXTERNAL_FORMATS)})")
+    import csv  # here, not at the top: SPL imports this module for every translation
+
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, quotechar='"',
                         doublequote=True, strict=False)
     return [row for row in reader if row]
@@ -104,6 +105,8 @@ def rows_of(table: ir.ExternalTable, stored: Mapping[str, bytes | str]) -> list[
 def lookup_text(rows: Iterable[Mapping[str, Any]], columns: tuple[tuple[str, str], ...]) -> str:
     """Rows as the CSV a Splunk lookup reads: a header of the column names, then each row, each
     value as text (`tostring()`), null as an empty field, quoted where CSV needs it."""
+    import csv
+
     from rmmc.compiler.functions import to_text
 
     out = io.StringIO(newline="")

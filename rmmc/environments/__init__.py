@@ -100,14 +100,12 @@ def _cached_path(name: str, text: str) -> str | None:
     """Where built-in `name` is kept: keyed by its text, the Python version and every file of
     this package (size and modification time), so an edit to the loader or the model is
     never answered from an older build."""
-    from rmmc.user_cache import cache_folder
+    from rmmc.user_cache import cache_folder, digest
 
     folder = cache_folder()
     if folder is None:
         return None
-    import hashlib
-
-    digest = hashlib.sha256(f"{sys.version}|{text}".encode("utf-8"))
+    parts = [sys.version, text]
     for base in (_folder(), os.path.join(_folder(), "data")):
         try:
             entries = sorted(os.scandir(base), key=lambda e: e.name)
@@ -116,8 +114,8 @@ def _cached_path(name: str, text: str) -> str | None:
         for entry in entries:
             if entry.name.endswith((".py", ".yml", ".json")) and entry.is_file():
                 stat = entry.stat()
-                digest.update(f"|{entry.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return os.path.join(folder, f"env-{name}-{digest.hexdigest()[:16]}.pickle")
+                parts.append(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return os.path.join(folder, f"env-{name}-{digest('|'.join(parts))}.pickle")
 
 
 def load_environment(name_or_path: str) -> Environment:

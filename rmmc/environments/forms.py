@@ -27,7 +27,6 @@ columns), which is how the Sigma reader puts a Sigma rule's values into Defender
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -612,6 +611,8 @@ class Item(Form):
         value = event.get(self.column)
         size = conventions.digest_length(self.key) or 64
         if value not in (None, "") and not (isinstance(value, str) and re.fullmatch(f"[0-9A-Fa-f]{{{size}}}", value)):
+            import hashlib  # only here (verify's events): it loads OpenSSL, 2% of a cold start
+
             digest = hashlib.sha256(str(value).encode("utf-8", "surrogatepass")).hexdigest()
             event[self.column] = value = (digest * 2)[:size]
         if self.field in event:  # the list itself is a column too (a test rmmc kept on it)

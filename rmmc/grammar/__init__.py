@@ -29,29 +29,25 @@ def cache_file(name: str, grammar: str) -> str | bool:
     """Where Lark keeps the analysed grammar between runs; per grammar file, grammar text
     and Lark version, in the user's cache directory.  Without a writable one, Lark's own
     temporary-file cache."""
-    import hashlib
-
     import lark
 
-    from rmmc.user_cache import cache_folder
+    from rmmc.user_cache import cache_folder, digest
 
     folder = cache_folder()
     if folder is None:
         return True
-    digest = hashlib.sha256((grammar + lark.__version__).encode("utf-8")).hexdigest()[:16]
     stem = name[: -len(".lark")] if name.endswith(".lark") else name
-    return os.path.join(folder, f"{stem}-grammar-{digest}.lark-cache")
+    return os.path.join(folder, f"{stem}-grammar-{digest(grammar + lark.__version__)}.lark-cache")
 
 
 def load_automaton(name: str, **options):
     """The parser of grammar file `name` with `options` as a `lalr_data.Automaton`, which runs
     without importing Lark: kept in the user's cache, and built (by Lark, once) when it is not
     there; None when Lark's parser for it uses what the automaton does not do."""
-    import hashlib
     import marshal
 
     from rmmc.grammar.lalr_data import FORMAT, Automaton, export
-    from rmmc.user_cache import cache_folder, read_bytes, write_bytes
+    from rmmc.user_cache import cache_folder, digest, read_bytes, write_bytes
 
     grammar = grammar_text(name)
     folder = cache_folder()
@@ -59,7 +55,7 @@ def load_automaton(name: str, **options):
     if folder is not None:
         key = f"{FORMAT}|{sys.version}|{sorted(options.items())!r}|{grammar}"
         stem = name[: -len(".lark")] if name.endswith(".lark") else name
-        path = os.path.join(folder, f"{stem}-lalr-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}.marshal")
+        path = os.path.join(folder, f"{stem}-lalr-{digest(key)}.marshal")
         kept = read_bytes(path)
         if kept:
             try:
@@ -231,12 +227,11 @@ def _lexer_re() -> _LexerRe:
         path = None
         if sys.implementation.name == "cpython":
             import _sre
-            import hashlib
 
-            from rmmc.user_cache import cache_folder
+            from rmmc.user_cache import cache_folder, digest
 
             folder = cache_folder()
-            build = hashlib.sha256(f"2|{sys.version}|{_sre.MAGIC}|{_sre.CODESIZE}".encode()).hexdigest()[:16]
+            build = digest(f"2|{sys.version}|{_sre.MAGIC}|{_sre.CODESIZE}")
             if folder is not None:
                 path = os.path.join(folder, f"lexer-re-{build}.marshal")
         _LEXER_RE = _LexerRe(path)

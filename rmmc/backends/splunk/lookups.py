@@ -35,7 +35,6 @@ must hold: the meaning is kept provided the lookup holds them.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -54,6 +53,8 @@ def lookup_file(uri: str, terms: bool = False) -> str:
     """The lookup file holding a URI's rows: `rmmc_ext_<slug>_<8 hex of sha256(uri)>.csv`, the
     slug from the URI's host and last path segment (`external.uri_slug`); with `terms`, the
     file that also holds each string value's term pattern (`..._terms.csv`, `term_lookup`)."""
+    import hashlib  # here: it loads OpenSSL (2% of a cold start), needed only for external data
+
     digest = hashlib.sha256(uri.encode("utf-8")).hexdigest()[:8]
     slug = uri_slug(uri)
     return f"rmmc_ext_{slug}_{digest}{'_terms' if terms else ''}.csv"
