@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Iterable
 
+from rmmc.environments.errors import EnvironmentError
 from rmmc.environments.model import Environment
 
 __all__ = ["DEFAULTS", "Environment", "EnvironmentError", "EnvironmentInfo", "default_environment",
@@ -36,13 +37,13 @@ PROJECT_FILE = "rmmc.yml"
 
 
 def __getattr__(name: str):
-    """`EnvironmentError` and `read_environment` come from the loader, imported when first
-    asked for: it brings the YAML reader, which `rmmc check` without an environment never
-    needs (a third of its start-up)."""
-    if name in ("EnvironmentError", "read_environment"):
+    """`read_environment` comes from the loader, imported when first asked for: it brings the
+    YAML reader, which `rmmc check` without an environment never needs (a third of its
+    start-up), and a built-in environment is read from the user's cache without it."""
+    if name == "read_environment":
         from rmmc.environments import loader
 
-        return getattr(loader, name)
+        return loader.read_environment
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -121,10 +122,10 @@ def _cached_path(name: str, text: str) -> str | None:
 def load_environment(name_or_path: str) -> Environment:
     """A built-in environment by name, or an environment file by path; `EnvironmentError` with
     located diagnostics when the file is not a valid environment, or names nothing."""
-    from rmmc.environments.loader import EnvironmentError, read_environment
-
     if name_or_path in BUILTINS:
         return _builtin(name_or_path)
+    from rmmc.environments.loader import read_environment
+
     if os.path.isfile(name_or_path):
         try:
             with open(name_or_path, encoding="utf-8") as handle:
@@ -156,8 +157,6 @@ def find_environment(paths: Iterable[str]) -> str | None:
 def environment_for(target: str, env: "Environment | str | None") -> Environment:
     """The environment a translation to `target` uses: `env` (a loaded one, a name or a path)
     or the target's default; `EnvironmentError` when it does not serve the target."""
-    from rmmc.environments.loader import EnvironmentError
-
     chosen = default_environment(target) if env is None else (
         env if isinstance(env, Environment) else load_environment(env))
     if not chosen.serves(target):

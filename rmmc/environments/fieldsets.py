@@ -17,7 +17,6 @@ environment may `declare` more names or `prefix.*` patterns.
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -171,6 +170,8 @@ def _close_match(word: str, by_length: dict[int, list[str]], cutoff: float) -> s
         candidates = [n for length, names in by_length.items()
                       if 2.0 * min(length, size) / (length + size) >= cutoff for n in names
                       if 2.0 * (length - len(n.translate(absent))) / (length + size) >= cutoff]
+    import difflib  # only for a "did you mean" (difflib brings heapq: not at start-up)
+
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=cutoff)
     return close[0] if close else None
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Span, error
 from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain
+from rmmc.environments.errors import EnvironmentError
 from rmmc.environments.fieldsets import is_set
 from rmmc.environments.model import (TARGETS, Environment, FieldSpec, Match, Placement, Schedule,
                                      SourceMap, parse_schedule, EXTERNAL_KINDS)
@@ -39,13 +40,6 @@ _FORM_KEY = {"hives": "hives", "part": "joined", "item": "item", "basename": "ba
              "values": "values"}
 NAMINGS = ("sigma", "cim", "ecs", "defender")
 
-
-class EnvironmentError(Exception):
-    """An environment that cannot be used: its located diagnostics say why."""
-
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = tuple(diagnostics)
-        super().__init__("; ".join(d.message for d in diagnostics))
 
 
 class _Reader:
