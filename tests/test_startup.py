@@ -62,3 +62,50 @@ def test_sigma_condition_parser_uses_the_grammar_cache() -> None:
 
     lexers = list(_parser().parser.lexer.lexers.values())
     assert lexers and all(lexer.re is grammar._lexer_re() for lexer in lexers)
+
+
+def _both_exits(argv: list[str], cwd: Path, stdin: str | None = None) -> list[tuple[int, str, str]]:
+    """`rmmc ARGV` through the console script's `main` (which ends the process without the
+    interpreter's teardown) and through click's own `main` (the interpreter's usual exit)."""
+    runs = []
+    for entry in ("from rmmc.__main__ import main", "from rmmc.cli import main"):
+        probe = f"import sys\nsys.argv = ['rmmc'] + {argv!r}\n{entry}\nmain()\n"
+        done = subprocess.run([sys.executable, "-c", probe], input=stdin, capture_output=True, text=True,
+                              cwd=cwd, timeout=120)
+        runs.append((done.returncode, done.stdout, done.stderr))
+    return runs
+
+
+def test_the_quick_exit_prints_and_exits_as_the_interpreter_does(tmp_path: Path) -> None:
+    rule = tmp_path / "rule.yml"
+    rule.write_text(SIGMA_RULE, encoding="utf-8")
+    bad = tmp_path / "bad.yml"
+    bad.write_text(SIGMA_RULE.replace("condition: selection", "condition: selection and nothing"),
+                   encoding="utf-8")
+    cases = {
+        "translated": (["translate", str(rule), "--to", "splunk"], 0),
+        "from stdin": (["translate", "-", "--to", "kql"], 0),
+        "one refused": (["translate", str(rule), str(bad), "--to", "splunk"], 1),
+        "usage error": (["translate", str(rule), "--to", "nowhere"], 2),
+        "check": (["check", str(bad)], 1),
+    }
+    for name, (argv, status) in cases.items():
+        quick, usual = _both_exits(argv, ROOT, SIGMA_RULE)
+        assert quick == usual, name
+        assert quick[0] == status, name
+    assert "7z.exe" in _both_exits(cases["translated"][0], ROOT)[0][1]
+
+
+def test_the_quick_exit_writes_the_same_files(tmp_path: Path) -> None:
+    rule = tmp_path / "rule.yml"
+    rule.write_text(SIGMA_RULE, encoding="utf-8")
+    written = []
+    for entry in ("from rmmc.__main__ import main", "from rmmc.cli import main"):
+        out = tmp_path / f"out-{len(written)}"
+        probe = (f"import sys\nsys.argv = ['rmmc', 'translate', {str(rule)!r}, '--to', 'splunk', '-o', "
+                 f"{str(out)!r}]\n{entry}\nmain()\n")
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        written.append({p.name: p.read_bytes() for p in out.iterdir()})
+    assert written[0] == written[1] and written[0]
