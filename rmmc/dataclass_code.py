@@ -56,6 +56,15 @@ def install() -> None:
     atexit.register(_save)
 
 
+def run(source: str, namespace: dict[str, Any]) -> None:
+    """Execute code rmmc generates for its classes (`source`, in `namespace`, whose `__name__`
+    is the module the classes are in) through the same cache, once `install()` has run."""
+    if _folder is not None:
+        _cached_exec(source, namespace)
+    else:
+        _EXEC(source, namespace)
+
+
 def compiled_this_run() -> int:
     """How many generated functions this process compiled (0 when every one was kept)."""
     return _compiled

@@ -33,7 +33,8 @@ except FrozenInstanceError:
 print(json.dumps({"compiled": dataclass_code.compiled_this_run(), "equal": a == b,
                   "hash": hash(a) == hash(b), "repr": repr(a), "frozen": frozen,
                   "outside": Outside(1) == Outside(1),
-                  "kept": sum(1 for m in dataclass_code._new for k in dataclass_code._new[m] if "Outside" in k)}))
+                  "kept": sum(1 for m in dataclass_code._new for k in dataclass_code._new[m] if "Outside" in k),
+                  "slots_init": any(k.startswith("def init_") for k in dataclass_code._new.get("rmmc.compiler.ir", {}))}))
 """
 
 
@@ -48,6 +49,7 @@ def test_dataclass_code_is_compiled_once_then_read_and_behaves_the_same(tmp_path
     second = json.loads(_run(PROBE, tmp_path).stdout)
     assert first["compiled"] > 50  # the model's classes, generated and compiled the first time
     assert second["compiled"] == 0  # ... and read from the cache the second
+    assert first["slots_init"] and not second["slots_init"]  # slots_init's __init__s too
     plain = json.loads(_run(PROBE.replace("dataclass_code.install()", "pass"), tmp_path / "none").stdout)
     for run in (first, second):
         assert run["equal"] and run["hash"] and run["frozen"] and run["outside"]

@@ -7,7 +7,9 @@ parsing.  `fast_init` gives such a class an `__init__` with the same parameters 
 order, defaults, keyword-only fields) that stores each field through its slot descriptor
 instead: the same object, fields and behaviour (equality, hashing, immutability), made in
 about half the time.  A class it cannot copy exactly (a `__post_init__`, a default factory,
-a field left out of `__init__`, no slots) keeps the `__init__` `dataclasses` gave it.
+a field left out of `__init__`, no slots) keeps the `__init__` `dataclasses` gave it.  The
+code is compiled once and kept in the user's cache with the code `dataclasses` generates
+(`rmmc.dataclass_code`), so a cold start does not compile it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def fast_init(*classes: type) -> None:
     """Replace the `__init__` of each frozen slotted dataclass in `classes` (one compile for
     all of them)."""
     lines: list[str] = []
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__name__": classes[0].__module__ if classes else __name__}
     done: list[tuple[type, str]] = []
     for number, cls in enumerate(classes):
         source = _init_source(cls, number, namespace)
@@ -29,7 +31,9 @@ def fast_init(*classes: type) -> None:
             done.append((cls, f"init_{number}"))
     if not done:
         return
-    exec("\n".join(lines), namespace)  # noqa: S102 -- built from the classes' own fields
+    from rmmc.dataclass_code import run
+
+    run("\n".join(lines), namespace)  # compiled once and kept, as dataclasses' own code
     for cls, name in done:
         function = namespace[name]
         function.__qualname__ = f"{cls.__qualname__}.__init__"
