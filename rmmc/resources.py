@@ -4,8 +4,11 @@ milliseconds (tempfile, shutil, zipfile), more than reading the file."""
 
 from __future__ import annotations
 
+import marshal
 import os
 import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 
 def package_text(package: str, name: str) -> str:
@@ -21,3 +24,59 @@ def package_text(package: str, name: str) -> str:
     from importlib.resources import files
 
     return files(package).joinpath(name).read_text(encoding="utf-8")
+
+
+def package_json_members(package: str, name: str, key: str) -> Mapping[str, Any]:
+    """The object under `key` of JSON data file `name` in `package`, each of its members decoded
+    when first read.  A run needs a few members of a large table (an environment's field sets
+    out of the hundred in `fields.json`): decoding all of it was 3% of a cold translation.
+    The members are kept in the user's cache, each as its own `marshal` record, keyed by the
+    file's text (a changed file is split again); without a cache, the file is decoded whole."""
+    text = package_text(package, name)
+    from rmmc.user_cache import cache_folder, digest, read_bytes, write_bytes
+
+    folder = cache_folder()
+    path = None
+    if folder is not None:
+        import os
+
+        stem = f"{package}.{name}.{key}".replace("/", ".")
+        path = os.path.join(folder, f"json-{stem}-{digest(text)}.marshal")
+        kept = read_bytes(path)
+        if kept:
+            try:
+                records = marshal.loads(kept)
+                if isinstance(records, dict):
+                    return _Members(records)
+            except (EOFError, ValueError, TypeError):
+                pass
+    import json
+
+    members = json.loads(text)[key]
+    if path is not None:
+        write_bytes(path, marshal.dumps({k: marshal.dumps(v) for k, v in members.items()}))
+    return members
+
+
+class _Members(Mapping[str, Any]):
+    """Member name -> value, each `marshal` record decoded once, when first read."""
+
+    def __init__(self, records: dict[str, bytes]):
+        self._records = records
+        self._decoded: dict[str, Any] = {}
+
+    def __getitem__(self, member: str) -> Any:
+        try:
+            return self._decoded[member]
+        except KeyError:
+            value = self._decoded[member] = marshal.loads(self._records[member])
+            return value
+
+    def __contains__(self, member: object) -> bool:
+        return member in self._records  # without decoding it
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)

@@ -97,3 +97,40 @@ def test_a_builtin_environment_from_the_cache_is_the_one_read_from_its_file(tmp_
     environments._builtin.cache_clear()
     assert environments._builtin("sigma").name == "sigma"  # a damaged entry is read again
     environments._builtin.cache_clear()
+
+
+def test_json_members_from_the_cache_are_the_file_s_members(tmp_path, monkeypatch):
+    from rmmc.resources import package_json_members, package_text
+
+    for package, name, key in (("rmmc.environments", "data/fields.json", "sets"),
+                               ("rmmc.environments", "data/log_analytics.json", "tables")):
+        whole = json.loads(package_text(package, name))[key]
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        written = package_json_members(package, name, key)  # decoded whole, and split into the cache
+        kept = package_json_members(package, name, key)     # each member from its record
+        assert type(written) is dict and type(kept) is not dict
+        assert len(kept) == len(whole) and list(kept) == list(whole)
+        for member, value in whole.items():
+            assert kept[member] == value and written[member] == value
+            assert kept[member] is kept[member]  # decoded once
+        assert kept.get("no such member") is None
+        for record in (tmp_path / "cache" / "rmmc").glob("json-*.marshal"):
+            record.write_bytes(b"\x00damaged")
+        assert dict(package_json_members(package, name, key)) == whole  # read from the file again
+        monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-cache-here")
+        assert package_json_members(package, name, key) == whole  # no cache folder: the file
+
+
+def test_field_sets_read_from_the_cache_are_the_file_s(tmp_path, monkeypatch):
+    from rmmc.environments import fieldsets
+
+    whole = json.loads((REPO / "rmmc" / "environments" / "data" / "fields.json").read_text(encoding="utf-8"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for run in range(2):  # the first splits the file into the cache, the second reads it
+        fieldsets._sets.cache_clear()
+        fieldsets.set_names.cache_clear()
+        assert fieldsets.set_names() == frozenset(whole["sets"]) | frozenset(fieldsets.TABLE_SETS)
+        for name, fields in whole["sets"].items():
+            assert fieldsets.field_set(name) == fields
+    fieldsets._sets.cache_clear()
+    fieldsets.set_names.cache_clear()

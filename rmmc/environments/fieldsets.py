@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, Iterable, Mapping
 
-from rmmc.resources import package_text
+from rmmc.resources import package_json_members, package_text
 
 TABLE_SETS = ("defender", "defender:sentinel", "sigma", "log_analytics")
 
@@ -33,14 +33,20 @@ def _data() -> dict:
 
 
 @cache
-def _log_analytics() -> dict:
-    return json.loads(package_text("rmmc.environments", "data/log_analytics.json"))["tables"]
+def _sets() -> Mapping[str, dict]:
+    """`fields.json`'s sets, each decoded when first read (a run reads a few of them)."""
+    return package_json_members("rmmc.environments", "data/fields.json", "sets")
+
+
+@cache
+def _log_analytics() -> Mapping[str, dict]:
+    return package_json_members("rmmc.environments", "data/log_analytics.json", "tables")
 
 
 @cache
 def set_names() -> frozenset[str]:
     """Every field set an environment may name but the Log Analytics tables (`is_set`)."""
-    return frozenset(_data()["sets"]) | frozenset(TABLE_SETS)
+    return frozenset(_sets()) | frozenset(TABLE_SETS)
 
 
 def is_set(name: str) -> bool:
@@ -63,7 +69,7 @@ def field_set(name: str, table: str | None = None) -> Mapping[str, str]:
     if name == "log_analytics":
         return _log_analytics().get(table, {}) if table else {}
     if name not in TABLE_SETS:
-        return _data()["sets"].get(name, {})
+        return _sets().get(name, {})
     from rmmc.compiler.schema import load_schema
 
     schema = load_schema().table(table) if table else None
