@@ -13,6 +13,7 @@ def main() -> None:
 
         print(f"rmmc, version {__version__}")  # what click's version option prints
         sys.exit(0)
+    _put_off_collection()
     from rmmc.cli import main as cli
 
     try:
@@ -20,6 +21,28 @@ def main() -> None:
     except SystemExit as done:
         _end(done.code)
         raise
+
+
+START_UP_OBJECTS = 50_000
+"""About what a cold `rmmc translate` allocates before its first rule is done (some 30,000
+objects that live as long as the process: modules, classes, tables), with room to spare."""
+
+
+def _put_off_collection() -> None:
+    """Put the garbage collector's first run off until START_UP_OBJECTS allocations; from its
+    end on the usual thresholds apply.  Run every 700 allocations, it scanned the objects of
+    start-up some fifty times and found nothing to free (3% of a cold translation)."""
+    import gc
+
+    usual = gc.get_threshold()
+
+    def restore(phase: str, info: dict) -> None:
+        if phase == "stop":
+            gc.set_threshold(*usual)
+            gc.callbacks.remove(restore)  # (a callback after this one skips this stop)
+
+    gc.set_threshold(START_UP_OBJECTS, *usual[1:])
+    gc.callbacks.append(restore)
 
 
 def _end(code: object) -> None:

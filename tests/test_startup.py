@@ -109,3 +109,22 @@ def test_the_quick_exit_writes_the_same_files(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         written.append({p.name: p.read_bytes() for p in out.iterdir()})
     assert written[0] == written[1] and written[0]
+
+
+def test_the_first_collection_is_put_off_then_the_usual_thresholds_apply() -> None:
+    probe = (
+        "import gc, json\n"
+        "from rmmc.__main__ import START_UP_OBJECTS, _put_off_collection\n"
+        "usual = gc.get_threshold()\n"
+        "_put_off_collection()\n"
+        "during = gc.get_threshold()\n"
+        "kept = [[] for _ in range(START_UP_OBJECTS // 2)]  # not enough for a collection\n"
+        "before = gc.get_stats()[0]['collections']\n"
+        "more = [[] for _ in range(START_UP_OBJECTS)]  # enough\n"
+        "after = gc.get_stats()[0]['collections']\n"
+        "print(json.dumps([usual, during, gc.get_threshold(), after > before, len(gc.callbacks)]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    usual, during, now, collected, callbacks = json.loads(done.stdout)
+    assert during[0] > usual[0] and during[1:] == usual[1:]
+    assert collected and now == usual and callbacks == 0
