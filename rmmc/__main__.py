@@ -14,6 +14,9 @@ def main() -> None:
         print(f"rmmc, version {__version__}")  # what click's version option prints
         sys.exit(0)
     _put_off_collection()
+    from rmmc import regex_code
+
+    regex_code.install()
     from rmmc.cli import main as cli
 
     try:

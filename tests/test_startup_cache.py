@@ -134,3 +134,35 @@ def test_field_sets_read_from_the_cache_are_the_file_s(tmp_path, monkeypatch):
             assert fieldsets.field_set(name) == fields
     fieldsets._sets.cache_clear()
     fieldsets.set_names.cache_clear()
+
+
+REGEX_PROBE = """
+import json, re
+from rmmc import regex_code
+regex_code.install()
+import yaml, rmmc.compiler.sigma.reader  # modules that compile patterns when imported
+outside = re.compile("compiled-outside-an-import-([0-9]+)")
+print(json.dumps({"added": regex_code.kept_this_run(), "outside": outside.match("compiled-outside-an-import-42").group(1)}))
+"""
+
+
+def test_regex_code_keeps_what_re_compiles_when_modules_are_imported(tmp_path):
+    import marshal
+    import re
+
+    from rmmc import regex_code
+
+    first = json.loads(_run(REGEX_PROBE, tmp_path).stdout)
+    second = json.loads(_run(REGEX_PROBE, tmp_path).stdout)
+    assert first["added"] > 20 and second["added"] == 0  # compiled once, then read
+    assert first["outside"] == second["outside"] == "42"
+    (kept_file,) = (tmp_path / "rmmc").glob("regex-code-*.marshal")
+    kept = marshal.loads(kept_file.read_bytes())
+    assert not any(pattern.startswith("compiled-outside") for pattern, _ in kept)  # per-rule: not kept
+    for (pattern, flags), args in kept.items():
+        made = regex_code._made(args)
+        assert made == re._compiler.compile(pattern, flags), pattern  # the object re makes
+        assert made.pattern == pattern and made.groupindex == re.compile(pattern, flags).groupindex
+    kept_file.write_bytes(b"\x00damaged")
+    again = json.loads(_run(REGEX_PROBE, tmp_path).stdout)
+    assert again["added"] > 20 and again["outside"] == "42"  # compiled as always, and kept again
