@@ -64,7 +64,8 @@ def kept_this_run() -> int:
 
 
 def _cached_compile(pattern: Any, flags: int = 0) -> Any:
-    if not isinstance(pattern, str) or flags & _DEBUG:  # (re.DEBUG prints while compiling)
+    """`re`'s compiler, answered from the cache where it can be."""
+    if not isinstance(pattern, (str, bytes)) or flags & _DEBUG:  # (re.DEBUG prints while compiling)
         return _compile(pattern, flags)
     flags = int(flags)
     args = _kept.get((pattern, flags))
@@ -102,7 +103,7 @@ def _importing() -> bool:
     return False
 
 
-def _keep(pattern: str, flags: int, compiled: Any) -> None:
+def _keep(pattern: str | bytes, flags: int, compiled: Any) -> None:
     """Remember what `re` gave `_sre.compile` for `pattern`, when making it again gives the
     same pattern object (else, another Python's internals: nothing is kept)."""
     global _added

@@ -17,7 +17,6 @@ anything else exports as None, and Lark is used as before.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 FORMAT = 1
@@ -110,11 +109,15 @@ class _Unsupported(Exception):
 
 
 class Automaton:
-    """`run` with the lexers' expressions compiled once (per process)."""
+    """`run` with the lexers' expressions compiled once (per process, and what `re` compiles
+    them to kept between runs by the grammar's lexer cache, as Lark's lexers are)."""
 
     def __init__(self, data: dict) -> None:
+        from rmmc.grammar import _lexer_re
+
+        compiler = _lexer_re()
         self.data = data
-        self.lexers = [([re.compile(pattern, flags) for pattern, flags in mres], frozenset(ignore))
+        self.lexers = [([compiler.compile(pattern, flags) for pattern, flags in mres], frozenset(ignore))
                        for mres, ignore in data["lexers"]]
 
     def run(self, text: str) -> Any:
