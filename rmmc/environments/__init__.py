@@ -78,9 +78,12 @@ def _builtin(name: str) -> Environment:
         data = read_bytes(path)
         if data is not None:
             try:
-                import pickle
+                try:  # the C unpickler alone: `import pickle` (its Python half) is 1% of a cold start
+                    from _pickle import loads
+                except ImportError:  # pragma: no cover - another Python
+                    from pickle import loads
 
-                env = pickle.loads(data)
+                env = loads(data)
                 if isinstance(env, Environment) and env.name == name:
                     return env
             except Exception:  # an unreadable or stale entry: read the file again
