@@ -38,8 +38,6 @@ def package_json_members(package: str, name: str, key: str) -> Mapping[str, Any]
     folder = cache_folder()
     path = None
     if folder is not None:
-        import os
-
         stem = f"{package}.{name}.{key}".replace("/", ".")
         path = os.path.join(folder, f"json-{stem}-{digest(text)}.marshal")
         kept = read_bytes(path)
