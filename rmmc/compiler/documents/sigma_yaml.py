@@ -20,7 +20,9 @@ SIGMA_KEY = "_sigma"
 def read_sigma_document(text: str, path: str, source: LineIndex,
                         composed: list[Any] | None = None) -> FileResult:
     """`composed`: the file's YAML nodes when the kind was decided on them (`sniff.classify`)."""
-    from rmmc.compiler.sigma import read_sigma_text
+    # from the reader's module, not the package: the package's lazy `__getattr__` ran two
+    # more imports per file
+    from rmmc.compiler.sigma.reader import read_sigma_text
 
     rules, problems = read_sigma_text(text, path, source=source, composed=composed)
     documents = tuple(
