@@ -1,7 +1,9 @@
 """The per-file glue's shortcuts, each against what it stands in for: reading a regular file in
 one `read` when fstat's size is right (every SigmaHQ file, and files that grew, shrank or are
-too large), the blank-file test without stripping the text, and the report's batched
-`click.echo` against one `click.echo` per text (bytes and the order of the two streams)."""
+too large), the blank-file test without stripping the text, the rule-file walk's names and
+extensions without `os.path.join` / `splitext`, a backend found in `sys.modules`, the caret
+line of a printable source line, and the report's batched `click.echo` against one
+`click.echo` per text (bytes and the order of the two streams)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ from pathlib import Path
 
 import click
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rmmc import cli
-from rmmc.compiler import documents
+from rmmc.compiler import documents, render
+from rmmc.compiler.diagnostics import LineIndex, Span, error
 
 
 def _read(path: Path, size: int | None = None) -> bytes:
@@ -144,3 +149,68 @@ def test_the_translate_report_is_written_as_before(shared_dir: Path, monkeypatch
             b"".join(data for name, data in log if name == "err")
 
     assert report(True) == report(False)
+
+
+def _walk_in_full(root: str) -> list[str]:
+    """`documents._walk` as written with `os.path.join` and `os.path.splitext`."""
+    found = []
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in documents.SKIP_DIRS)
+        for name in sorted(filenames):
+            if name == "rmmc.yml" and directory == root:
+                continue
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in documents.RULE_EXTENSIONS:
+                found.append(os.path.join(directory, name))
+    return found
+
+
+def test_the_walk_finds_what_join_and_splitext_find(tmp_path: Path, shared_dir: Path) -> None:
+    names = ["a.", "a.b.YML", "noext", ".hidden.yml", "x..kql", "y.kql.", "z.Md", "rmmc.yml",
+             "w.yaml", "v.txt.bak", "u.csl", "..kql", "t.KQL"]
+    for folder in ("", "sub", "sub/deep", "other"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (tmp_path / folder / name).write_text("T")
+    for root in (str(tmp_path), str(tmp_path) + "/", str(tmp_path) + "//", str(tmp_path / "sub")):
+        assert list(documents._walk(root)) == _walk_in_full(root), root
+    assert len(_walk_in_full(str(tmp_path))) == 4 * 7 - 1
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        for root in (".", "sub", "./sub/"):
+            assert list(documents._walk(root)) == _walk_in_full(root), root
+    finally:
+        os.chdir(here)
+    rules = shared_dir / "corpus" / "sigma" / "rules"
+    if rules.is_dir():
+        assert list(documents._walk(str(rules))) == _walk_in_full(str(rules))
+
+
+def test_a_loaded_backend_is_the_one_import_module_gives() -> None:
+    from importlib import import_module
+
+    from rmmc import backends
+
+    for target, (module, function) in backends._BACKENDS.items():
+        assert backends.backend(target) is getattr(import_module(module), function)
+
+
+_LINE_CHARS = st.sampled_from(list("ab \t\x1b\x00\x7f\u00e9\u200b\u2028\U0001f600\ufeff~-"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(_LINE_CHARS, min_size=1, max_size=12), st.integers(1, 14), st.integers(0, 4))
+def test_the_caret_line_is_drawn_as_in_full(line: str, column: int, width: int) -> None:
+    """A printable line is shown as it is, with a space under each character before the caret."""
+    source = LineIndex("x\n" + line + "\n")
+    offset = source.offset_of(2, min(column, len(line) + 1))
+    diagnostic = error("m", Span(offset, offset + width, *source.position(offset))).with_path("p")
+    text = render.render_text(diagnostic, source)
+    if not line.strip():
+        assert "\n" not in text
+        return
+    span = diagnostic.span
+    prefix = "".join("\t" if ch == "\t" else " " * len(render._printable(ch)) for ch in line[: span.column - 1])
+    shown = render._printable(line)
+    assert text.split("\n", 1)[1] == f"    {shown}\n    {prefix}^" + "~" * (
+        max(1, min(span.end - span.offset, len(line) - (span.column - 1))) - 1)
