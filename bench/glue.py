@@ -11,7 +11,9 @@ adapter and the SPL writer with its backend check.  rmmc calls neither, so `filt
 inclusive is the warm run and `_operator_call` inclusive those layers; the difference is the
 glue: reading files, decoding, sniffing, documents, compiling's bookkeeping, the translation's
 verdicts, the batch loop and the per-rule report (standard output included).  Compile the
-bytecode first (`python -m compileall rmmc`).  Without valgrind it prints the warm run's CPU time.
+bytecode first (`python -m compileall rmmc`).  Add `--toggle-collect=filterfalse_next
+--toggle-collect=_operator_call` to collect the glue alone: `callgrind_annotate` then says
+which functions it is made of.  Without valgrind it prints the warm run's CPU time.
 """
 
 from __future__ import annotations
