@@ -359,49 +359,18 @@ def _report(results, sources, written, outdir, output_format) -> None:
         return
     indexes = sources
     shown = 0
-    echo = Echo()
     for r in results:
         for d in r.diagnostics:
-            echo(render_text(d, indexes.get(d.path or "")), err=True)
+            click.echo(render_text(d, indexes.get(d.path or "")), err=True)
         problem = written.get(id(r), (None, None))[1]
         if problem is not None:
-            echo(render_text(problem, None), err=True)
+            click.echo(render_text(problem, None), err=True)
         if not outdir and r.text:
             if shown:
-                echo("---" if r.target == "sigma" else "")
-            echo(r.stream.rstrip("\n"))
+                click.echo("---" if r.target == "sigma" else "")
+            click.echo(r.stream.rstrip("\n"))
             shown += 1
-    echo(translation_summary(results, written, outdir), err=True)
-    echo.flush()
-
-
-class Echo:
-    """`click.echo` for a run's many short texts: consecutive texts for the same stream go out
-    in one `click.echo` (`echo(a); echo(b)` writes what `echo(a + "\\n" + b)` writes, ANSI
-    stripping included: no escape sequence holds a line break), so a batch makes one write and
-    flush per change of stream or per `LIMIT` characters instead of one per text (a third of
-    the report's cost).  Texts for standard output and standard error stay in the order they
-    were given: the pending ones are written before any text for the other stream.  Call
-    `flush` at the end."""
-
-    LIMIT = 64 * 1024
-
-    def __init__(self) -> None:
-        self.err = False
-        self.pending: list[str] = []
-        self.size = 0
-
-    def __call__(self, text: str, err: bool = False) -> None:
-        if err != self.err or self.size > self.LIMIT:
-            self.flush()
-            self.err = err
-        self.pending.append(text)
-        self.size += len(text)
-
-    def flush(self) -> None:
-        if self.pending:
-            click.echo("\n".join(self.pending), err=self.err)
-            self.pending, self.size = [], 0
+    click.echo(translation_summary(results, written, outdir), err=True)
 
 
 def translation_summary(results, written, outdir) -> str:
