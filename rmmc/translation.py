@@ -10,11 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+# Imported here rather than in the functions that use them: each runs once per rule, and a
+# `from package import name` in a function body runs the import machinery every time.
+from rmmc.backends import FIELD_PROFILE_TARGETS, _unhandled, backend
 from rmmc.backends.base import LOSSY_CODES, EmitOptions, refuse_lossy
 from rmmc.compiler.diagnostics import Diagnostic, Severity
-from rmmc.compiler.documents import read_text
+from rmmc.compiler.documents import read_path, read_text
 from rmmc.compiler.documents.model import RuleDocument
+from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
 from rmmc.compiler.fast_replace import replace
+from rmmc.compiler.pipeline import compile_document
+from rmmc.compiler.schema.profiles import identity
+from rmmc.environments import environment_for
+from rmmc.environments.adapt import adapt
 
 
 EXACT, LOSSY, REFUSED = "exact", "lossy", "refused"
@@ -69,8 +77,6 @@ def translate_document(document: RuleDocument, to: str, options: EmitOptions = E
     conventions and schema (`rmmc.environments.adapt`).  A field the environment lacks is an
     error unless `allow_unknown_fields`.  `fields` (a field profile, the old `--fields`) skips
     environments and names fields by that profile, with a note that it is deprecated."""
-    from rmmc.compiler.pipeline import compile_document
-
     return translate_compiled(compile_document(document, schema), to, options, fields, package,
                               env, allow_unknown_fields, schedule)
 
@@ -82,8 +88,6 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
     once and translates it to every target).  With `package`, the query is written over the
     package's window (`rmmc.packaging.schedule`: `schedule`, a `Schedule` or its text, else
     the environment's, else 5m + 1m)."""
-    from rmmc.backends import emit
-
     document = compiled.document
     diagnostics = list(compiled.diagnostics)
     if compiled.rule is None:
@@ -143,8 +147,6 @@ def _planned(rule, to: str, env: Any, schedule: Any):
         schedule = parsed
     if schedule is None:
         try:
-            from rmmc.environments import environment_for
-
             schedule = environment_for(to, env).schedule
         except Exception:  # a bad environment is reported where it is adapted
             schedule = None
@@ -252,9 +254,6 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
 
 
 def _adapt(rule, to: str, env: Any, allow_unknown_fields: bool):
-    from rmmc.environments import environment_for
-    from rmmc.environments.adapt import adapt
-
     return adapt(rule, environment_for(to, env), allow_unknown_fields)
 
 
@@ -267,9 +266,6 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
     """Run the backend on a rule an environment has put into its names: every column is written
     as it is (the identity naming), the time column is the environment's, and the backend gets
     where the events are (`EmitOptions.placement`)."""
-    from rmmc.backends import FIELD_PROFILE_TARGETS, _unhandled, backend
-    from rmmc.compiler.schema.profiles import identity
-
     refused = _unhandled(to, adapted.rule)  # a construct the backend does not declare it writes
     if refused is not None:
         return refused
@@ -307,10 +303,6 @@ def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
     that cannot be read gives one failed result holding why; one that simply holds no query
     (a Markdown summary) gives none.  `rmmc translate` runs this once per file, in this
     process or in a worker (`rmmc.parallel`)."""
-    from rmmc.compiler.documents import read_path
-
-    from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
-
     read = read_path(path)
     results = [translate_document(doc, to, options, fields=fields, package=package, env=env,
                                   allow_unknown_fields=allow_unknown_fields, schedule=schedule)
@@ -366,8 +358,6 @@ def translate_text(text: str, to: str = "sigma", path: str = "<text>", loose: bo
     options = EmitOptions(loose=loose, apply_exclusions=apply_exclusions, allow_lossy=allow_lossy)
     result = read_text(text, path)
     if env is not None and not hasattr(env, "sources"):
-        from rmmc.environments import environment_for
-
         env = environment_for(to, env)  # once for the text (EnvironmentError: a bad environment)
     out = [translate_document(doc, to, options, schema, fields, package, env, allow_unknown_fields)
            for doc in result.documents]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 from typing import Callable
 
@@ -49,7 +50,7 @@ def _unhandled(target: str, rule):
     used = features(rule)
     if not used:
         return None
-    module = import_module(_BACKENDS[target][0])
+    module = _module(_BACKENDS[target][0])
     handles = getattr(module, "HANDLES", frozenset())
     why = getattr(module, "WHY_NOT", {})  # the backend's reason, where it says one
     # a subquery a backend does not handle keeps its older meaning there (widened, reported)
@@ -68,4 +69,10 @@ def backend(target: str) -> Callable:
         module_name, function = _BACKENDS[target]
     except KeyError:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(_BACKENDS)}") from None
-    return getattr(import_module(module_name), function)
+    return getattr(_module(module_name), function)
+
+
+def _module(name: str):
+    """The backend module `name`, imported on first use.  Asked once per rule: `sys.modules`
+    answers a loaded one in C, where `import_module` runs four Python functions to find it."""
+    return sys.modules.get(name) or import_module(name)

@@ -100,7 +100,9 @@ class LineIndex:
     def __post_init__(self) -> None:
         # Each line starts one past the previous line's end: a running sum over the lines'
         # lengths, all of it in C (a `find` loop costs a Python step per line of every file).
-        lengths = map(len, self.text.split("\n")[:-1])
+        lines = self.text.split("\n")
+        lines.pop()  # the text after the last line break starts a line; nothing starts after it
+        lengths = map(len, lines)
         starts = tuple(accumulate(map((1).__add__, lengths), initial=0))
         object.__setattr__(self, "starts", starts)
 

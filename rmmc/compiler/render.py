@@ -20,11 +20,19 @@ def render_text(diagnostic: Diagnostic, source: LineIndex | None) -> str:
     line = source.line_text(span.line)
     if not line.strip():
         return head
-    shown = _printable(line)
+    shown = line if line.isprintable() else _printable(line)
     # Keep tabs under tabs so the caret lines up in any terminal.
-    prefix = "".join("\t" if ch == "\t" else " " * len(_printable(ch)) for ch in line[: span.column - 1])
+    before = line[: span.column - 1]
+    prefix = " " * len(before) if before.isprintable() else _under(before)
     width = max(1, min(span.end - span.offset, len(line) - (span.column - 1)))
     return f"{head}\n    {shown}\n    {prefix}^{'~' * (width - 1)}"
+
+
+def _under(before: str) -> str:
+    """What goes under `before` (the line up to the caret): a tab under a tab, else as many
+    spaces as the character takes shown (under printable characters only, the usual line, that
+    is as many spaces as there are characters: `render_text` does not call this then)."""
+    return "".join("\t" if ch == "\t" else " " * len(_printable(ch)) for ch in before)
 
 
 def _printable(line: str) -> str:

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Span, error
 from rmmc.compiler.documents.model import DocumentKind, FalsePositiveScenario, RuleDocument
 from rmmc.compiler.documents.result import FileResult
+from rmmc.compiler.documents.sigma_yaml import read_sigma_document
 from rmmc.compiler.documents.sniff import classify, sniff
 
 __all__ = ["DocumentKind", "FalsePositiveScenario", "FileResult", "RuleDocument",
@@ -30,6 +31,8 @@ SKIP_DIRS = frozenset({"node_modules", ".venv", "venv", "__pycache__", ".git"})
 MAX_BYTES = 64 * 1024 * 1024
 STDIN = "-"
 STDIN_NAME = "<stdin>"
+# O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then says what it is.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 Reader = Callable[[str, str, LineIndex], FileResult]
 
@@ -56,11 +59,21 @@ def _walk(root: str) -> Iterator[str]:
     for directory, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames
                              if not d.startswith(".") and d not in SKIP_DIRS)
+        # `os.path.join(directory, name)` is `prefix + name`: the separator is decided once
+        # per directory (join is three Python calls per file)
+        prefix = os.path.join(directory, "")
         for name in sorted(filenames):
             if name == "rmmc.yml" and directory == root:
                 continue  # the rules tree's environment, not a rule
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in RULE_EXTENSIONS:
-                yield os.path.join(directory, name)
+            if not name.startswith(".") and _extension(name) in RULE_EXTENSIONS:
+                yield prefix + name
+
+
+def _extension(name: str) -> str:
+    """`os.path.splitext(name)[1].lower()` for a file name that does not start with a dot
+    (splitext is three Python calls per file)."""
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > 0 else ""
 
 
 def read_path(path: str | Path, kind: DocumentKind | str | None = None) -> FileResult:
@@ -75,31 +88,43 @@ def read_path(path: str | Path, kind: DocumentKind | str | None = None) -> FileR
             return _failed(STDIN_NAME, f"cannot read standard input: {exc}", "doc-unreadable")
         return read_bytes(data, STDIN_NAME, kind)
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then says what it is.
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(name, _OPEN_FLAGS)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         return _failed(name, f"cannot read file: {reason}", "doc-unreadable")
     try:
         status = os.fstat(fd)
         mode = status.st_mode
-        if stat.S_ISDIR(mode):
-            return _failed(name, "cannot read file: Is a directory", "doc-unreadable")
-        what = _not_regular(mode)
-        if what is not None:
-            return _failed(name, f"not a regular file ({what}): not read", "doc-not-regular")
-        # Asking for MAX_BYTES + 1 at once allocates that much (64 MB) for every file;
-        # the size fstat gave, plus one byte to see the end, is enough unless it grew.  Read
-        # from the descriptor itself: a file object costs more system calls than the read.
-        data = _read_upto(fd, min(status.st_size + 1, MAX_BYTES + 1))
-        if status.st_size < len(data) <= MAX_BYTES:
-            data += _read_upto(fd, MAX_BYTES + 1 - len(data))
+        if not stat.S_ISREG(mode):
+            if stat.S_ISDIR(mode):
+                return _failed(name, "cannot read file: Is a directory", "doc-unreadable")
+            return _failed(name, f"not a regular file ({_not_regular(mode)}): not read",
+                           "doc-not-regular")
+        data = _read_regular(fd, status.st_size)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         return _failed(name, f"cannot read file: {reason}", "doc-unreadable")
     finally:
         os.close(fd)
     return read_bytes(data, name, kind)
+
+
+def _read_regular(fd: int, size: int) -> bytes:
+    """A regular file's bytes (MAX_BYTES + 1 at most: enough to see that it is too large),
+    `size` being what fstat said it holds.  Asking for MAX_BYTES + 1 at once allocates that
+    much (64 MB) for every file; `size` plus one byte, to see the end, is enough unless the file
+    grew.  One read that returns exactly `size` bytes is the whole file (had it grown, the read
+    would have returned the byte more), so most files take one read, not a second one to see
+    the end.  Read from the descriptor itself: a file object costs more system calls."""
+    first = min(size + 1, MAX_BYTES + 1)
+    data = os.read(fd, first)
+    if len(data) == size:
+        return data
+    if len(data) < size:  # a short read (or the file shrank since fstat): read on to its end
+        data += _read_upto(fd, first - len(data))
+    if size < len(data) <= MAX_BYTES:  # it grew since fstat
+        data += _read_upto(fd, MAX_BYTES + 1 - len(data))
+    return data
 
 
 def _read_upto(fd: int, size: int) -> bytes:
@@ -118,10 +143,8 @@ def _read_upto(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _not_regular(mode: int) -> str | None:
-    """What a non-regular file is ("a FIFO" ...), or None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
+def _not_regular(mode: int) -> str:
+    """What a file that is neither regular nor a directory is ("a FIFO" ...)."""
     for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
         if test(mode):
@@ -161,8 +184,9 @@ def read_text(text: str, path: str = STDIN_NAME,
     if "\x00" in text:
         return _failed(path, "file looks binary (it contains NUL characters)", "doc-binary",
                        source.span(text.index("\x00")))
-    if not text.lstrip("\ufeff").strip():
-        return _failed(path, "file is empty" if not text.lstrip("\ufeff") else "file is blank",
+    body = text.lstrip("\ufeff")
+    if not body or body.isspace():  # `not body.strip()`, without copying the text
+        return _failed(path, "file is empty" if not body else "file is blank",
                        "doc-empty", source.span(0))
     try:
         classified = classify(text, path, source) if kind is None else None
@@ -171,8 +195,6 @@ def read_text(text: str, path: str = STDIN_NAME,
         return _failed(path, f"unknown document kind {kind!r}", "doc-kind")
     try:
         if classified is not None and classified.yaml_nodes is not None:
-            from rmmc.compiler.documents.sigma_yaml import read_sigma_document
-
             result = read_sigma_document(text, path, source, classified.yaml_nodes)
         else:
             result = _reader(chosen)(text, path, source)
@@ -190,7 +212,6 @@ def _reader(kind: DocumentKind) -> Reader:
         from rmmc.compiler.documents.hunt import read_hunt
         return read_hunt
     if kind is DocumentKind.SIGMA:
-        from rmmc.compiler.documents.sigma_yaml import read_sigma_document
         return read_sigma_document
     if kind is DocumentKind.MARKDOWN:
         from rmmc.compiler.documents.markdown import read_markdown

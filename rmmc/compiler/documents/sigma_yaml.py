@@ -16,13 +16,19 @@ from rmmc.compiler.documents.result import FileResult
 
 SIGMA_KEY = "_sigma"
 
+_reader: Any = None
+"""`rmmc.compiler.sigma.reader` once a Sigma file is read (imported then: `rmmc check` of KQL
+rules never needs it; an import statement run per file costs two raised AttributeErrors inside
+the import machinery even when the module is loaded)."""
+
 
 def read_sigma_document(text: str, path: str, source: LineIndex,
                         composed: list[Any] | None = None) -> FileResult:
     """`composed`: the file's YAML nodes when the kind was decided on them (`sniff.classify`)."""
-    from rmmc.compiler.sigma import read_sigma_text
-
-    rules, problems = read_sigma_text(text, path, source=source, composed=composed)
+    global _reader
+    if _reader is None:
+        from rmmc.compiler.sigma import reader as _reader
+    rules, problems = _reader.read_sigma_text(text, path, source=source, composed=composed)
     documents = tuple(
         RuleDocument(path, DocumentKind.SIGMA, text, source.starts, source, index=i,
                      title=rule.title, metadata={**rule.metadata, SIGMA_KEY: rule})

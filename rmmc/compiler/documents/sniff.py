@@ -45,6 +45,11 @@ KQL_EXT = frozenset({".kql", ".csl"})
 
 _SIGMA_KEYS = ("detection", "correlation", "filter", "logsource")
 
+_yaml_tree: Any = None
+"""`rmmc.compiler.sigma.yaml_tree` once a text needed it: it loads PyYAML, which a bare query
+never needs, and an import statement run per file costs two raised AttributeErrors inside
+the import machinery even when the module is loaded."""
+
 
 @dataclass(frozen=True)
 class Classified:
@@ -74,9 +79,9 @@ def classify(text: str, path: str = "", source: Any = None) -> Classified:
     marker = _HUNT_MARKER.search(text) if "kql" in text.lower() else None
     if marker and _HUNT_BODY.search(text, marker.end()):
         return Classified(DocumentKind.HUNT)
-    nodes = _yaml_mappings(text, source)
-    if nodes is not None:
-        keys = {key for node in nodes for key in _top_keys(node)}
+    mappings = _yaml_mappings(text, source)
+    if mappings is not None:
+        nodes, keys = mappings
         if "query" in keys:
             return Classified(DocumentKind.SENTINEL_YAML)
         if keys.intersection(_SIGMA_KEYS):
@@ -95,23 +100,19 @@ def _might_be_sigma(text: str) -> bool:
     return "detection" in text or "correlation" in text or "filter" in text
 
 
-def _yaml_mappings(text: str, source: Any = None) -> list[Any] | None:
-    """The stream's document nodes when the text is valid YAML whose documents are all
-    mappings (at least one), else None.  Aliases stay shared: composing is linear."""
-    from rmmc.compiler.sigma.yaml_tree import compose_stream, is_mapping
-
+def _yaml_mappings(text: str, source: Any = None) -> tuple[list[Any], set[str]] | None:
+    """The stream's document nodes and their top-level keys when the text is valid YAML
+    whose documents are all mappings (at least one), else None.  Aliases stay shared:
+    composing is linear."""
+    global _yaml_tree
     if ":" not in text:  # no rule mapping without a colon (a bare query, most Markdown)
         return None
-    nodes, problems = compose_stream(text, source)
-    if problems or not nodes or not all(is_mapping(n) for n in nodes):
+    if _yaml_tree is None:
+        from rmmc.compiler.sigma import yaml_tree as _yaml_tree
+    nodes, problems = _yaml_tree.compose_stream(text, source)
+    if problems or not nodes or not all(_yaml_tree.is_mapping(n) for n in nodes):
         return None
-    return nodes
-
-
-def _top_keys(node: Any) -> list[str]:
-    from rmmc.compiler.sigma.yaml_tree import top_keys
-
-    return top_keys(node)
+    return nodes, {key for node in nodes for key in _yaml_tree.top_keys(node)}
 
 
 def _by_lines(text: str, ext: str, has_query_key: bool) -> DocumentKind:

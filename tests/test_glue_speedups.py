@@ -1,0 +1,128 @@
+"""The per-file glue's shortcuts, each against what it stands in for: reading a regular file in
+one `read` when fstat's size is right (every SigmaHQ file, and files that grew, shrank or are
+too large), the blank-file test without stripping the text, the rule-file walk's names and
+extensions without `os.path.join` / `splitext`, a backend found in `sys.modules`, and the caret
+line of a printable source line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rmmc.compiler import documents, render
+from rmmc.compiler.diagnostics import LineIndex, Span, error
+
+
+def _read(path: Path, size: int | None = None) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return documents._read_regular(fd, os.fstat(fd).st_size if size is None else size)
+    finally:
+        os.close(fd)
+
+
+def test_one_read_gives_every_sigmahq_file_whole(shared_dir: Path) -> None:
+    rules = shared_dir / "corpus" / "sigma" / "rules"
+    if not rules.is_dir():
+        pytest.skip("shared/corpus/sigma not present")
+    paths = sorted(rules.rglob("*.yml"))
+    assert len(paths) > 1000
+    for path in paths:
+        assert _read(path) == path.read_bytes(), path
+
+
+@pytest.mark.parametrize("size", [0, 1, 9, 10, 11, 500])
+def test_a_size_fstat_got_wrong_still_reads_the_whole_file(tmp_path: Path, size: int) -> None:
+    """As if the file grew (size too small) or shrank (too large) between fstat and read."""
+    path = tmp_path / "rule.kql"
+    path.write_bytes(b"0123456789")
+    assert _read(path, size) == b"0123456789"
+
+
+def test_a_file_larger_than_the_limit_reads_one_byte_past_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(documents, "MAX_BYTES", 16)
+    path = tmp_path / "big.kql"
+    path.write_bytes(b"x" * 100)
+    for size in (0, 10, 16, 17, 100, 200):
+        assert _read(path, size) == b"x" * 17
+    assert documents.read_path(path).diagnostics[0].code == "doc-too-large"
+
+
+def test_blank_test_agrees_with_strip() -> None:
+    """`not body or body.isspace()` is `not body.strip()` for every character."""
+    for code in range(0x3100):
+        for text in (chr(code), chr(code) * 3, " " + chr(code), chr(code) + "\n"):
+            assert (not text or text.isspace()) == (not text.strip()), hex(code)
+    for text in ("", "\ufeff", "\ufeff \n", "\ufeff\ufeff", " \t\r\n\x0b\x0c\x1c\u2028\u3000"):
+        code = documents.read_text(text, "t.kql").diagnostics[0].code
+        assert code == "doc-empty", repr(text)
+    assert documents.read_text("\ufeff x", "t.kql").documents
+
+
+def _walk_in_full(root: str) -> list[str]:
+    """`documents._walk` as written with `os.path.join` and `os.path.splitext`."""
+    found = []
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in documents.SKIP_DIRS)
+        for name in sorted(filenames):
+            if name == "rmmc.yml" and directory == root:
+                continue
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in documents.RULE_EXTENSIONS:
+                found.append(os.path.join(directory, name))
+    return found
+
+
+def test_the_walk_finds_what_join_and_splitext_find(tmp_path: Path, shared_dir: Path) -> None:
+    names = ["a.", "a.b.YML", "noext", ".hidden.yml", "x..kql", "y.kql.", "z.Md", "rmmc.yml",
+             "w.yaml", "v.txt.bak", "u.csl", "..kql", "t.KQL"]
+    for folder in ("", "sub", "sub/deep", "other"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (tmp_path / folder / name).write_text("T")
+    for root in (str(tmp_path), str(tmp_path) + "/", str(tmp_path) + "//", str(tmp_path / "sub")):
+        assert list(documents._walk(root)) == _walk_in_full(root), root
+    assert len(_walk_in_full(str(tmp_path))) == 4 * 7 - 1
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        for root in (".", "sub", "./sub/"):
+            assert list(documents._walk(root)) == _walk_in_full(root), root
+    finally:
+        os.chdir(here)
+    rules = shared_dir / "corpus" / "sigma" / "rules"
+    if rules.is_dir():
+        assert list(documents._walk(str(rules))) == _walk_in_full(str(rules))
+
+
+def test_a_loaded_backend_is_the_one_import_module_gives() -> None:
+    from importlib import import_module
+
+    from rmmc import backends
+
+    for target, (module, function) in backends._BACKENDS.items():
+        assert backends.backend(target) is getattr(import_module(module), function)
+
+
+_LINE_CHARS = st.sampled_from(list("ab \t\x1b\x00\x7f\u00e9\u200b\u2028\U0001f600\ufeff~-"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(_LINE_CHARS, min_size=1, max_size=12), st.integers(1, 14), st.integers(0, 4))
+def test_the_caret_line_is_drawn_as_in_full(line: str, column: int, width: int) -> None:
+    """A printable line is shown as it is, with a space under each character before the caret."""
+    source = LineIndex("x\n" + line + "\n")
+    offset = source.offset_of(2, min(column, len(line) + 1))
+    diagnostic = error("m", Span(offset, offset + width, *source.position(offset))).with_path("p")
+    text = render.render_text(diagnostic, source)
+    if not line.strip():
+        assert "\n" not in text
+        return
+    span = diagnostic.span
+    prefix = "".join("\t" if ch == "\t" else " " * len(render._printable(ch)) for ch in line[: span.column - 1])
+    shown = render._printable(line)
+    assert text.split("\n", 1)[1] == f"    {shown}\n    {prefix}^" + "~" * (
+        max(1, min(span.end - span.offset, len(line) - (span.column - 1))) - 1)
