@@ -1,7 +1,7 @@
 """The Sigma reader's shortcuts, each against what it stands in for: `drop_implied`'s early
 answer for predicates on distinct subjects against its full comparison (generated conjuncts,
 and every SigmaHQ selection as the reader builds it), and the remembered tag meanings,
-logsource routes, detection keys and plain-scalar values against computing them afresh (every SigmaHQ rule
+logsource routes (and sources), detection keys, modified values and plain-scalar values against computing them afresh (every SigmaHQ rule
 read with and without them, the whole rule and its diagnostics compared)."""
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
             patch.setattr(reader, "_TAG_MEANINGS", _Forgetful())
             patch.setattr(reader, "_ROUTES", _Forgetful())
             patch.setattr(reader, "_KEYS", _Forgetful())
+            patch.setattr(values_mod, "_MODIFIED", _Forgetful())
             patch.setattr(yaml_tree, "_resolved", _fresh_resolver())
             patch.setattr(reader, "plain_values", lambda *args: None)
         out = []
@@ -119,6 +120,7 @@ def test_reader_shortcuts_read_every_sigmahq_rule_as_without_them(shared_dir: Pa
     reader._TAG_MEANINGS.clear()
     reader._ROUTES.clear()
     reader._KEYS.clear()
+    values_mod._MODIFIED.clear()
     assert _read_all(files, monkeypatch, True) == _read_all(files, monkeypatch, False)
 
 

@@ -24,12 +24,13 @@ from typing import Any
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Severity, Span, error, warning
 from rmmc.compiler.prefilter import drop_implied
+from rmmc.compiler.schema import load_schema
 from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, ConditionError, Quantified, Ref,
                                            names_for, parse_condition)
 from rmmc.compiler.sigma.predicates import plain_predicate, plain_values, predicate
 from rmmc.compiler.sigma.values import (KNOWN_MODIFIERS, LIST_MODIFIERS, SigmaValueProblem, Unsupported,
-                                        apply_modifiers)
-from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain
+                                        modified)
+from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain, plain_mapping
 
 _LEVELS = ("informational", "low", "medium", "high", "critical")
 _TECHNIQUE = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
@@ -64,8 +65,6 @@ def read_sigma_text(text: str, path: str = "<sigma>", schema: Any = "default",
     if problems:
         return [], problems
     if schema == "default":
-        from rmmc.compiler.schema import load_schema
-
         schema = load_schema()
     reader = _StreamReader(schema, path)
     return reader.read([d.root for d in documents if d.root is not None],
@@ -84,10 +83,34 @@ def read_sigma_rules(text: str, path: str = "<sigma>") -> list[tuple[ir.Rule | N
 
 # ------------------------------------------------------------------ the stream
 
-_ROUTES: dict[tuple, Any] = {}
-"""(schema, product, category, service) -> the table the logsource goes to (or None): the same
-for every rule of that logsource (a schema never changes once loaded), and `table_for_logsource`
-looks at every table's logsources."""
+_ROUTES: dict[tuple, tuple[ir.Source, Any]] = {}
+"""(schema, product, category, service) -> the rule's source and the table the logsource goes
+to (or None): the same for every rule of that logsource (a schema never changes once loaded,
+and a source is a frozen value), and `table_for_logsource` looks at every table's logsources."""
+
+
+def _route(schema: Any, product: str | None, category: str | None, service: str | None
+           ) -> tuple[ir.Source, Any]:
+    """The source of a rule with this logsource, and its table (None: no Defender table)."""
+    table = None
+    if schema is not None:
+        if service is not None and schema.table(service) is not None:
+            table = schema.table(service)
+        else:
+            table = schema.table_for_logsource(product, category, service)
+    if table is None:
+        return ir.Source(None, ir.EventKind.UNKNOWN, product, category, service, taxonomy="sigma"), None
+    return ir.Source(table.name, ir.EventKind(table.event_kind), product, category, service), table
+
+
+def _text(node: Y | None) -> str | None:
+    """A logsource value as text (None when missing or null), as `str(plain(node))` gives it."""
+    if node is None:
+        return None
+    value = node.value
+    if value is None:
+        return None
+    return value if value.__class__ is str else str(plain(node))
 
 
 class _StreamReader:
@@ -143,56 +166,54 @@ class _StreamReader:
 
     def rule(self, root: Y, duplicates: list[Diagnostic]) -> SigmaRule:
         found: list[Diagnostic] = list(duplicates)
-        meta = {k: plain(v) for k, v in root.value.items() if k != "detection"}
+        meta = plain_mapping(root, "detection")
         title = str(meta["title"]).strip() if meta.get("title") else None
         source, table = self.source(root.get("logsource"), found, root)
         condition = _Detection(root.get("detection"), table, found).condition()
         rule = None
         if condition is not None and not any(d.is_error for d in found):
             rule = ir.Rule(self.metadata(meta, root), source, condition)
-        return SigmaRule(rule, tuple(d.with_path(self.path) for d in found), title, meta, root.span)
+        path = self.path
+        return SigmaRule(rule, tuple([d.with_path(path) for d in found]), title, meta, root.span)
 
     def source(self, logsource: Y | None, found: list[Diagnostic], root: Y) -> tuple[ir.Source, Any]:
-        values = plain(logsource) if logsource is not None else None
-        if not isinstance(values, dict):
+        if logsource is None or not logsource.is_map:
             found.append(error("logsource: missing or not a mapping", (logsource or root).span,
                                "sigma-structure"))
             return ir.Source(None, taxonomy="sigma"), None
-        product, category, service = (str(values[k]) if values.get(k) is not None else None
-                                      for k in ("product", "category", "service"))
-        table = None
-        if self.schema is not None:
-            key = (self.schema, product, category, service)
-            table = _ROUTES.get(key, _ROUTES)
-            if table is _ROUTES:
-                if service is not None and self.schema.table(service) is not None:
-                    table = self.schema.table(service)
-                else:
-                    table = self.schema.table_for_logsource(product, category, service)
-                if len(_ROUTES) > 4096:
-                    _ROUTES.clear()
-                _ROUTES[key] = table
-        if table is None:
-            return ir.Source(None, ir.EventKind.UNKNOWN, product, category, service, taxonomy="sigma"), None
-        return ir.Source(table.name, ir.EventKind(table.event_kind), product, category, service), table
+        values = logsource.value
+        product, category, service = (_text(values.get("product")), _text(values.get("category")),
+                                      _text(values.get("service")))
+        key = (self.schema, product, category, service)
+        routed = _ROUTES.get(key)
+        if routed is None:
+            if len(_ROUTES) > 4096:
+                _ROUTES.clear()
+            routed = _ROUTES[key] = _route(self.schema, product, category, service)
+        return routed
 
     def metadata(self, meta: dict[str, Any], root: Y) -> ir.Metadata:
-        meanings = [_tag_meaning(str(t)) for t in _as_list(meta.get("tags"))]
-        techniques = tuple(technique for technique, _ in meanings if technique is not None)
-        tactics = tuple(tactic for _, tactic in meanings if tactic is not None)
+        techniques: list[str] = []
+        tactics: list[str] = []
+        for tag in _as_list(meta.get("tags")):
+            technique, tactic = _tag_meaning(tag if tag.__class__ is str else str(tag))
+            if technique is not None:
+                techniques.append(technique)
+            elif tactic is not None:  # (a tag names one of them at most)
+                tactics.append(tactic)
         level = str(meta.get("level") or "").lower()
         return ir.Metadata(
             id=str(meta["id"]) if meta.get("id") else None,
             title=str(meta["title"]).strip() if meta.get("title") else None,
             description=str(meta["description"]).strip() if meta.get("description") else None,
             author=str(meta["author"]).strip() if meta.get("author") else None,
-            references=tuple(str(r) for r in _as_list(meta.get("references"))),
-            tactics=tactics, techniques=techniques,
+            references=tuple(map(str, _as_list(meta.get("references")))),
+            tactics=tuple(tactics), techniques=tuple(techniques),
             level=level if level in _LEVELS else None,
             status=str(meta["status"]) if meta.get("status") else None,
             date=str(meta["date"]) if meta.get("date") else None,
             modified=str(meta["modified"]) if meta.get("modified") else None,
-            false_positives=tuple(str(f) for f in _as_list(meta.get("falsepositives")) if f is not None),
+            false_positives=tuple([str(f) for f in _as_list(meta.get("falsepositives")) if f is not None]),
             source_path=self.path, source_span=root.span)
 
     # -------------------------------------------------------------- filters
@@ -427,7 +448,7 @@ class _Detection:
                 per_value.append([simple])
                 continue
             try:
-                values = apply_modifiers(raw.value, modifiers)
+                values = modified(raw.value, modifiers)
             except Unsupported as exc:
                 self.found.append(error(f"{key}: {exc}", key_span, "sigma-unsupported"))
                 return None

@@ -486,6 +486,13 @@ def plain(node: Y | None) -> Any:
 _COLLECTIONS = (dict, list)
 
 
+def plain_mapping(node: Y, leave_out: str) -> dict[str, Any]:
+    """`plain(node)` of a mapping node without the key `leave_out` (a rule's metadata: every
+    key but its detection, which is read as nodes), without building that key's value."""
+    return {k: v.value if v.value.__class__ not in _COLLECTIONS else plain(v)
+            for k, v in node.value.items() if k != leave_out}
+
+
 def walk(node: Y) -> Iterator[Y]:
     """Every node under `node`, itself first."""
     stack = [node]
