@@ -128,15 +128,16 @@ class _StreamReader:
                 file_level.append(error("a Sigma document must be a mapping (title:, logsource:, "
                                         "detection: ...)", root.span, "sigma-structure"))
                 continue
-            if root.get("correlation") is not None:
+            keys = root.value  # (a mapping: its keys looked up without `Y.get`)
+            if keys.get("correlation") is not None:
                 correlations.append(root)
-            elif root.get("filter") is not None:
+            elif keys.get("filter") is not None:
                 filters.append(root)
-            elif root.get("action") is not None and root.get("detection") is None:
+            elif keys.get("action") is not None and keys.get("detection") is None:
                 file_level.append(error(
                     f"action: {plain(root.get('action'))!r} (a Sigma 1 rule collection) is not "
                     "supported: write each rule in full", root.key_span("action"), "sigma-unsupported"))
-            elif root.get("detection") is not None:
+            elif keys.get("detection") is not None:
                 rules.append((root, self.rule(root, dups)))
             else:
                 file_level.append(error("not a Sigma rule: no detection, correlation or filter",
@@ -168,13 +169,15 @@ class _StreamReader:
         found: list[Diagnostic] = list(duplicates)
         meta = plain_mapping(root, "detection")
         title = str(meta["title"]).strip() if meta.get("title") else None
-        source, table = self.source(root.get("logsource"), found, root)
-        condition = _Detection(root.get("detection"), table, found).condition()
+        keys = root.value
+        source, table = self.source(keys.get("logsource"), found, root)
+        condition = _Detection(keys.get("detection"), table, found).condition()
         rule = None
+        span = root.span
         if condition is not None and not any(d.is_error for d in found):
-            rule = ir.Rule(self.metadata(meta, root), source, condition)
+            rule = ir.Rule(self.metadata(meta, span), source, condition)
         path = self.path
-        return SigmaRule(rule, tuple([d.with_path(path) for d in found]), title, meta, root.span)
+        return SigmaRule(rule, tuple([d.with_path(path) for d in found]), title, meta, span)
 
     def source(self, logsource: Y | None, found: list[Diagnostic], root: Y) -> tuple[ir.Source, Any]:
         if logsource is None or not logsource.is_map:
@@ -192,7 +195,7 @@ class _StreamReader:
             routed = _ROUTES[key] = _route(self.schema, product, category, service)
         return routed
 
-    def metadata(self, meta: dict[str, Any], root: Y) -> ir.Metadata:
+    def metadata(self, meta: dict[str, Any], span: Span) -> ir.Metadata:
         techniques: list[str] = []
         tactics: list[str] = []
         for tag in _as_list(meta.get("tags")):
@@ -214,7 +217,7 @@ class _StreamReader:
             date=str(meta["date"]) if meta.get("date") else None,
             modified=str(meta["modified"]) if meta.get("modified") else None,
             false_positives=tuple([str(f) for f in _as_list(meta.get("falsepositives")) if f is not None]),
-            source_path=self.path, source_span=root.span)
+            source_path=self.path, source_span=span)
 
     # -------------------------------------------------------------- filters
 
@@ -315,7 +318,7 @@ class _StreamReader:
             "counted over one window ending now, not over every sliding window of that length",
             body.key_span("timespan"), "sigma-correlation"))
         stages = correlation_stages(group_by, threshold, counted, table)
-        metadata = self.metadata({**base.metadata, **{k: v for k, v in meta.items() if v is not None}}, root)
+        metadata = self.metadata({**base.metadata, **{k: v for k, v in meta.items() if v is not None}}, root.span)
         rule = replace(base.rule, metadata=metadata, stages=stages,
                        lookback=ir.Lookback(window, str(spec.get("timespan"))))
         diagnostics = tuple(d.with_path(self.path) for d in found) + base.diagnostics
@@ -426,14 +429,15 @@ class _Detection:
         field, modifiers, value_modifiers, link_all, neq, reading, column, column_type, unmapped = known
         if unmapped:
             self.found.append(_unmapped(field, self.table, key_span))
-        raws = node.value if node.is_list else [node]
-        if node.is_map:
+        value = node.value  # (a Y's collection is a plain list or dict)
+        if value.__class__ is dict:
             self.found.append(error(f"{key}: a value must be a scalar or a list", node.span, "sigma-structure"))
             return None
+        raws = value if value.__class__ is list else [node]
         plain_item = plain_values(raws, value_modifiers, column_type)
         if plain_item is not None:  # most items: plain texts or numbers, one predicate (what `_link` makes)
             op, texts, field_type = plain_item
-            condition = ir.Predicate(ir.Field(column, field_type), op, texts,
+            condition = ir.Predicate(_field(column, field_type), op, texts,
                                      link_all and len(texts) > 1, span=key_span)
             if reading is not None:
                 condition = _read_values(condition, reading, self.found)
@@ -502,14 +506,37 @@ with that key on that table (a table, its Sigma readers and its columns never ch
 loaded), and the SigmaHQ rules write a few thousand keys over 8,600 items."""
 
 
+def _field(name: str, kind: str) -> ir.Field:
+    """`ir.Field(name, kind)`, one shared value per name and type (a frozen value: the
+    SigmaHQ rules test a few hundred fields over 8,600 items)."""
+    found = _FIELDS.get((name, kind))
+    if found is None:
+        if len(_FIELDS) > 4096:
+            _FIELDS.clear()
+        found = _FIELDS[(name, kind)] = ir.Field(name, kind)
+    return found
+
+
+_FIELDS: dict[tuple[str, str], ir.Field] = {}
+
+
 def _readers(table: Any) -> dict:
     """Sigma fields the table holds in another convention (hives, DOMAIN\\name, Hashes, EventType):
     `rmmc.environments.reading`."""
     if table is None:
-        return {}
-    from rmmc.environments.reading import sigma_readers
+        return _NO_READERS
+    readers = _TABLE_READERS.get(table)
+    if readers is None:  # (imported on first use: a rule with no table never loads environments)
+        from rmmc.environments.reading import sigma_readers
 
-    return sigma_readers(table)
+        readers = _TABLE_READERS[table] = sigma_readers(table)
+    return readers
+
+
+_NO_READERS: dict = {}
+_TABLE_READERS: dict[Any, dict] = {}
+"""Table -> `sigma_readers(table)` (built once per table there; looked up here without
+importing it for every rule)."""
 
 
 def _read_values(condition: ir.Condition, reading: Any, found: list[Diagnostic]) -> ir.Condition:
