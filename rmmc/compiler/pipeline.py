@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, Severity
 from rmmc.compiler.documents.model import DocumentKind, RuleDocument
+from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
 
 _URL = re.compile(r"https?://[^\s'\"<>)\]]+")
 _LEVELS = {"informational": "informational", "info": "informational", "low": "low",
@@ -99,8 +100,6 @@ def compile_document(document: RuleDocument, schema: Any = "default") -> Compile
 
 def _compile_sigma(document: RuleDocument, found: list[Diagnostic]) -> Compiled:
     """A Sigma rule was read with its file (spans in file coordinates already)."""
-    from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
-
     read = document.metadata.get(SIGMA_KEY)
     if read is None:
         found.append(Diagnostic(Severity.ERROR, "internal error: a Sigma document without its rule",

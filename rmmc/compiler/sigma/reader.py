@@ -386,7 +386,7 @@ class _Detection:
                                         _at(where, expr.column), "sigma-condition"))
                 return None
             items = [self.selection(n) for n in names]
-            if any(i is None for i in items):
+            if _failed(items):
                 return None
             return ir.all_of(items) if expr.quantity == "all" else ir.any_of(items)
         if isinstance(expr, CNot):
@@ -395,22 +395,26 @@ class _Detection:
                 return inner.negate()
             return None if inner is None else ir.Not(inner)
         items = [self.resolve(i, where) for i in expr.items]
-        if any(i is None for i in items):
+        if _failed(items):
             return None
         return ir.all_of(items) if isinstance(expr, CAnd) else ir.any_of(items)
 
     def selection(self, name: str) -> ir.Condition | None:
-        if name not in self.built:
-            self.built[name] = self._selection(self.node.value[name], name)
-        return self.built[name]
+        built = self.built
+        if name not in built:
+            built[name] = self._selection(self.node.value[name], name)
+        return built[name]
 
     def _selection(self, node: Y, name: str) -> ir.Condition | None:
-        if node.is_map:
-            items = [self.item(key, node.key_span(key), value) for key, value in node.value.items()]
-            return None if any(i is None for i in items) else ir.all_of(drop_implied(items))
-        if node.is_list and node.value and all(v.is_map for v in node.value):
-            maps = [self._selection(v, name) for v in node.value]
-            return None if any(m is None for m in maps) else ir.any_of(maps)
+        value = node.value  # (a Y's collection is a plain dict or list)
+        if value.__class__ is dict:
+            items = [self.item(key, node.key_span(key), v) for key, v in value.items()]
+            if _failed(items):
+                return None
+            return ir.all_of(drop_implied(items) if len(items) > 1 else items)
+        if value.__class__ is list and value and all(v.value.__class__ is dict for v in value):
+            maps = [self._selection(v, name) for v in value]
+            return None if _failed(maps) else ir.any_of(maps)
         if node.is_list and any(v.is_map for v in node.value):
             self.found.append(error(f"selection {name!r} mixes field maps and keywords",
                                     node.span, "sigma-structure"))
@@ -498,6 +502,14 @@ class _Detection:
             _KEYS.clear()
         _KEYS[(self.table, key)] = known
         return known
+
+
+def _failed(parts: list) -> bool:
+    """Whether a part could not be read (None; its error is found already)."""
+    for part in parts:
+        if part is None:
+            return True
+    return False
 
 
 _KEYS: dict[tuple, tuple] = {}
