@@ -25,6 +25,7 @@ from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Severity, Span, error, warning
 from rmmc.compiler.prefilter import drop_implied
 from rmmc.compiler.schema import load_schema
+from rmmc.compiler.slots_init import fast_init
 from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, ConditionError, Quantified, Ref,
                                            names_for, parse_condition)
 from rmmc.compiler.sigma.predicates import plain_predicate, plain_values, predicate
@@ -42,7 +43,7 @@ _MERGEABLE = frozenset({ir.Op.EQUALS, ir.Op.CONTAINS, ir.Op.STARTSWITH, ir.Op.EN
 COUNT_COLUMN = "Count"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SigmaRule:
     """One rule read from a Sigma file: the rule (None when it has an error), its
     diagnostics, its metadata as written, and where its document(s) sit in the file."""
@@ -53,6 +54,9 @@ class SigmaRule:
     metadata: dict[str, Any]
     span: Span
     kind: str = "rule"  # rule, correlation
+
+
+fast_init(SigmaRule)  # (one per rule read: built through its slots)
 
 
 def read_sigma_text(text: str, path: str = "<sigma>", schema: Any = "default",
@@ -441,8 +445,9 @@ class _Detection:
         plain_item = plain_values(raws, value_modifiers, column_type)
         if plain_item is not None:  # most items: plain texts or numbers, one predicate (what `_link` makes)
             op, texts, field_type = plain_item
+            # (all fields in order, none by keyword: the commonest node the reader builds)
             condition = ir.Predicate(_field(column, field_type), op, texts,
-                                     link_all and len(texts) > 1, span=key_span)
+                                     link_all and len(texts) > 1, False, False, key_span)
             if reading is not None:
                 condition = _read_values(condition, reading, self.found)
             return ir.Not(condition) if neq else condition
