@@ -3,10 +3,11 @@
     valgrind --tool=callgrind --callgrind-out-file=OUT python bench/reader.py [DIR]
     callgrind_annotate --inclusive=yes OUT | grep -E 'takewhile_next|dropwhile_next|TOTALS'
 
-Reads every file of DIR (default: the SigmaHQ Windows rules under ../shared), composes its
-YAML (`yaml_tree.compose_stream`, the compiled composer where built) inside
-`itertools.takewhile`, then reads the composed stream into rules, one file after the other, (`read_sigma_text`: the
-`Y` trees into the detection model, diagnostics included) inside `itertools.dropwhile`.
+Reads every file of DIR (default: the SigmaHQ Windows rules under ../shared), one after the
+other as the CLI does: composes its YAML (`yaml_tree.compose_stream`, the compiled composer
+where built) inside `itertools.takewhile`, then reads the composed stream into rules
+(`read_sigma_text`: the `Y` trees into the detection model, diagnostics included) inside
+`itertools.dropwhile`.
 rmmc calls neither, so `takewhile_next`'s inclusive count is the YAML layer and
 `dropwhile_next`'s the reader's own.  `--profile` prints cProfile's top functions of the
 reader instead; without valgrind it prints each part's CPU time.  Compile the bytecode first
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", default=str(ROOT / ".." / "shared" / "corpus" / "sigma" / "rules" / "windows"))
     parser.add_argument("--profile", nargs="?", const="tottime", help="cProfile the reader (sorted by tottime or cumtime)")
-    parser.add_argument("--repeat", type=int, default=1, help="read the composed files N times (for a sampling profiler)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="read the files N times (warm caches after the first; for a sampling profiler)")
     args = parser.parse_args(argv)
 
     from rmmc.compiler.diagnostics import LineIndex
@@ -75,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         times[0] += composing - started
         times[1] += time.process_time() - composing
     if args.profile:
-        profile.disable()
         pstats.Stats(profile).sort_stats(args.profile).print_stats(45)
     print(f"{len(texts)} files composed in {times[0]:.2f} s CPU, {counts[0]} rules "
           f"({counts[1]} read) in {times[1]:.2f} s", file=sys.stderr)
