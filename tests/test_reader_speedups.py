@@ -1,7 +1,7 @@
 """The Sigma reader's shortcuts, each against what it stands in for: `drop_implied`'s early
 answer for predicates on distinct subjects against its full comparison (generated conjuncts,
 and every SigmaHQ selection as the reader builds it), and the remembered tag meanings,
-logsource routes, detection keys and plain-scalar values against computing them afresh (every SigmaHQ rule
+logsource routes (and sources), detection keys, fields, modified values and plain-scalar values against computing them afresh (every SigmaHQ rule
 read with and without them, the whole rule and its diagnostics compared)."""
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
             patch.setattr(reader, "_TAG_MEANINGS", _Forgetful())
             patch.setattr(reader, "_ROUTES", _Forgetful())
             patch.setattr(reader, "_KEYS", _Forgetful())
+            patch.setattr(values_mod, "_MODIFIED", _Forgetful())
+            patch.setattr(reader, "_FIELDS", _Forgetful())
             patch.setattr(yaml_tree, "_resolved", _fresh_resolver())
             patch.setattr(reader, "plain_values", lambda *args: None)
         out = []
@@ -119,6 +121,7 @@ def test_reader_shortcuts_read_every_sigmahq_rule_as_without_them(shared_dir: Pa
     reader._TAG_MEANINGS.clear()
     reader._ROUTES.clear()
     reader._KEYS.clear()
+    values_mod._MODIFIED.clear()
     assert _read_all(files, monkeypatch, True) == _read_all(files, monkeypatch, False)
 
 
@@ -180,3 +183,21 @@ detection:
         rules, _ = reader.read_sigma_text(bad, "t.yml")
         assert rules[0].rule is None
         assert [d.code for d in rules[0].diagnostics] == ["sigma-field", "sigma-modifier"]
+
+
+_NAME_CHARS = st.sampled_from(list("ab_*.\n\\") + ["sel", "filter_"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_NAME_CHARS, max_size=6).map("".join), st.lists(_NAME_CHARS, max_size=8).map("".join))
+def test_selection_patterns_match_as_their_regex(pattern, name):
+    """`names_for`'s string search gives each name the regex's answer (`*` stops at a line
+    break, `.` and `\\` are themselves)."""
+    from rmmc.compiler.sigma.condition import glob_match, names_for, pattern_regex
+
+    if "*" in pattern:
+        assert glob_match(pattern.split("*"), name) == (pattern_regex(pattern).match(name) is not None)
+    expected = [n for n in [name, "x", pattern] if "*" in pattern and pattern_regex(pattern).match(n)
+                or "*" not in pattern and n == pattern]
+    if pattern != "them":
+        assert names_for(pattern, [name, "x", pattern]) == expected

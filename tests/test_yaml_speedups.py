@@ -109,3 +109,42 @@ def test_hunt_marker_precheck_misses_no_marker():
     for marker in ("KQL Query", "## kql query:", "\u212aQL Query", "**KqL Query**"):
         assert _HUNT_MARKER.search(marker + body)
         assert classify(marker + body, "x.txt").kind is DocumentKind.HUNT, marker
+
+
+def _nodes(y, out: list) -> list:
+    """Every node tuple of a compiled composer's tree (keys' too)."""
+    out.append(y._node)
+    if isinstance(y.value, dict):
+        out.extend(y._keys.values())
+        for child in y.value.values():
+            _nodes(child, out)
+    elif isinstance(y.value, list):
+        for child in y.value:
+            _nodes(child, out)
+    return out
+
+
+def test_compiled_spans_are_the_python_spans_of_every_node(shared_dir: Path):
+    """`_yaml_compose.span` gives every node of every SigmaHQ rule (and of texts whose nodes
+    end past the last line start, or on CR line breaks) the Span `_tuple_span` computes."""
+    if yaml_tree._fast is None:
+        pytest.skip("the compiled composer is not installed")
+    from rmmc.compiler.diagnostics import LineIndex, Span
+
+    texts = ["a: 1", "a: [x, y]", "a:\r  b: c\r", "\ufeffa: 1\n", "- a\n- b: |\n    x\n    y\n",
+             "a: 'x\n\n  y'\nb: c\n\n\n"]
+    rules = shared_dir / "corpus" / "sigma" / "rules"
+    if rules.is_dir():
+        texts += [p.read_text(encoding="utf-8") for p in sorted(rules.rglob("*.yml"))]
+    compared = 0
+    for text in texts:
+        source = LineIndex(text)
+        composed, problems = yaml_tree.compose_stream(text, source)
+        if problems or not composed or not isinstance(composed[0], yaml_tree.YamlDocument):
+            continue
+        for document in composed:
+            for node in _nodes(document.root, []):
+                fast = yaml_tree._fast.span(node, source.starts)
+                assert type(fast) is Span and fast == yaml_tree._tuple_span(node, source), (text[:80], node)
+                compared += 1
+    assert compared > 50

@@ -16,7 +16,9 @@
  * character can start a typed scalar.  Anything this does not carry gives None, and the
  * caller composes the stream with PyYAML instead (the reference, which also words every
  * error): a parse error, an anchor, an alias, an explicit tag, a merge key, a mapping or list
- * as a key, nesting deeper than the caller's limit.  Built by `setup.py` where libyaml's
+ * as a key, nesting deeper than the caller's limit.  `span` gives a node's place as the
+ * `Span` `yaml_tree._tuple_span` computes (the reader asks for one per item and per rule).
+ * Built by `setup.py` where libyaml's
  * headers are at hand; without it `yaml_tree` uses PyYAML alone, with the same results
  * (`tests/test_yaml_compose.py` compares both over the corpora).
  */
@@ -123,6 +125,89 @@ new_y(PyObject *value, PyObject *node, PyObject *source, PyObject *keys)
     }
     set_slot(y, off_keys, keys);
     return y;
+}
+
+/* Where `Span`'s four slots sit in its instances, and the class (`set_span_class`). */
+static Py_ssize_t off_offset = -1, off_end, off_line, off_column;
+static PyTypeObject *SpanType;
+
+/* set_span_class(cls): the class (`diagnostics.Span`: slots offset, end, line, column and
+ * no other state) `span` makes. */
+static PyObject *
+set_span_class(PyObject *self, PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "a class is needed");
+        return NULL;
+    }
+    Py_ssize_t o, e, l, c;
+    if (slot_offset(cls, "offset", &o) < 0 || slot_offset(cls, "end", &e) < 0 ||
+        slot_offset(cls, "line", &l) < 0 || slot_offset(cls, "column", &c) < 0)
+        return NULL;
+    Py_INCREF(cls);
+    Py_XSETREF(SpanType, (PyTypeObject *)cls);
+    off_offset = o, off_end = e, off_line = l, off_column = c;
+    Py_RETURN_NONE;
+}
+
+/* An int item of a tuple as a C integer (-1 with an error when it is not one). */
+static Py_ssize_t
+item_of(PyObject *tuple, Py_ssize_t i)
+{
+    return PyLong_AsSsize_t(PyTuple_GET_ITEM(tuple, i));
+}
+
+/* span(node, starts) -> Span: where a node of `build` sits, as `yaml_tree._tuple_span` says
+ * it (`starts`: the text's `LineIndex.starts`; lines past the last are the last), made here
+ * because the reader asks for one per detection item and per rule: in Python that was a call,
+ * a dozen steps and a Span built through its four slot descriptors. */
+static PyObject *
+span(PyObject *self, PyObject *args)
+{
+    PyObject *node, *starts;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyTuple_Type, &node, &PyTuple_Type, &starts))
+        return NULL;
+    if (SpanType == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_span_class first");
+        return NULL;
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(starts);
+    if (PyTuple_GET_SIZE(node) != 6 || size < 1) {
+        PyErr_SetString(PyExc_ValueError, "not a node of build, or no line starts");
+        return NULL;
+    }
+    Py_ssize_t last = size - 1;
+    Py_ssize_t line = item_of(node, 2), column = item_of(node, 3);
+    Py_ssize_t end_line = item_of(node, 4), end_column = item_of(node, 5);
+    if (PyErr_Occurred())
+        return NULL;
+    if (line > last)
+        line = last;
+    if (end_line > last)
+        end_line = last;
+    if (line < 0 || end_line < 0) {
+        PyErr_SetString(PyExc_ValueError, "a negative line");
+        return NULL;
+    }
+    Py_ssize_t offset = item_of(starts, line) + column;
+    Py_ssize_t end = item_of(starts, end_line) + end_column;
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *values[4] = {PyLong_FromSsize_t(offset), PyLong_FromSsize_t(end > offset ? end : offset),
+                           PyLong_FromSsize_t(line + 1), PyLong_FromSsize_t(column + 1)};
+    PyObject *out = NULL;
+    if (values[0] && values[1] && values[2] && values[3])
+        out = SpanType->tp_alloc(SpanType, 0);
+    if (out == NULL) {
+        for (int i = 0; i < 4; i++)
+            Py_XDECREF(values[i]);
+        return NULL;
+    }
+    set_slot(out, off_offset, values[0]);
+    set_slot(out, off_end, values[1]);
+    set_slot(out, off_line, values[2]);
+    set_slot(out, off_column, values[3]);
+    return out;
 }
 
 typedef struct {
@@ -394,6 +479,8 @@ build(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"set_node_class", set_node_class, METH_O, "set_node_class(cls): the class of the nodes built."},
+    {"set_span_class", set_span_class, METH_O, "set_span_class(cls): the class of the spans made."},
+    {"span", span, METH_VARARGS, "span(node, starts): where a node of build sits, as a Span."},
     {"build", build, METH_VARARGS,
      "build(data, max_depth, source, resolve, known, table): (roots, duplicates) or None."},
     {NULL, NULL, 0, NULL},
@@ -412,7 +499,7 @@ PyInit__yaml_compose(void)
     if (m == NULL)
         return NULL;
     if (PyModule_AddIntConstant(m, "SEQ", SEQ) < 0 || PyModule_AddIntConstant(m, "MAP", MAP) < 0 ||
-        PyModule_AddIntConstant(m, "LAYOUT", 3) < 0) {
+        PyModule_AddIntConstant(m, "LAYOUT", 4) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -150,17 +150,32 @@ def names_for(pattern: str, names: list[str]) -> list[str]:
         return [n for n in names if not n.startswith("_")]
     if "*" not in pattern:
         return [n for n in names if n == pattern]
-    regex = _PATTERNS.get(pattern)
-    if regex is None:  # (a few hundred patterns over SigmaHQ: `selection_*`, `filter_main_*` ...)
-        if len(_PATTERNS) > 4096:
-            _PATTERNS.clear()
-        regex = _PATTERNS[pattern] = re.compile(
-            "".join(".*" if ch == "*" else re.escape(ch) for ch in pattern) + r"\Z")
-    return [n for n in names if regex.match(n)]
+    pieces = pattern.split("*")
+    return [n for n in names if glob_match(pieces, n)]
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {}
-"""`names_for`'s compiled patterns, by pattern (each is built from the pattern alone)."""
+def glob_match(pieces: list[str], name: str) -> bool:
+    """Whether `name` matches the pattern `"*".join(pieces)` as `pattern_regex` reads it (`*`
+    any run of characters but a line break, everything else itself), found by string searches:
+    the SigmaHQ rules write a few hundred patterns (`selection_*`, `filter_main_*` ...), and
+    compiling each into a regex was most of resolving their conditions."""
+    if "\n" in name:  # (`*` stops at a line break: the regex decides)
+        return pattern_regex("*".join(pieces)).match(name) is not None
+    first, last = pieces[0], pieces[-1]
+    position, end = len(first), len(name) - len(last)
+    if end < position or not name.startswith(first) or not name.endswith(last):
+        return False
+    for piece in pieces[1:-1]:  # each as early as it occurs leaves the most room for the rest
+        found = name.find(piece, position, end)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """The regex a name pattern stands for (`*` is `.*`, anchored at both ends)."""
+    return re.compile("".join(".*" if ch == "*" else re.escape(ch) for ch in pattern) + r"\Z")
 
 
 __all__ = ["CAnd", "CExpr", "CNot", "COr", "ConditionError", "Quantified", "Ref", "names_for",

@@ -24,12 +24,14 @@ from typing import Any
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Severity, Span, error, warning
 from rmmc.compiler.prefilter import drop_implied
+from rmmc.compiler.schema import load_schema
+from rmmc.compiler.slots_init import fast_init
 from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, ConditionError, Quantified, Ref,
                                            names_for, parse_condition)
 from rmmc.compiler.sigma.predicates import plain_predicate, plain_values, predicate
 from rmmc.compiler.sigma.values import (KNOWN_MODIFIERS, LIST_MODIFIERS, SigmaValueProblem, Unsupported,
-                                        apply_modifiers)
-from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain
+                                        modified)
+from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain, plain_mapping
 
 _LEVELS = ("informational", "low", "medium", "high", "critical")
 _TECHNIQUE = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
@@ -41,7 +43,7 @@ _MERGEABLE = frozenset({ir.Op.EQUALS, ir.Op.CONTAINS, ir.Op.STARTSWITH, ir.Op.EN
 COUNT_COLUMN = "Count"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SigmaRule:
     """One rule read from a Sigma file: the rule (None when it has an error), its
     diagnostics, its metadata as written, and where its document(s) sit in the file."""
@@ -54,6 +56,9 @@ class SigmaRule:
     kind: str = "rule"  # rule, correlation
 
 
+fast_init(SigmaRule)  # (one per rule read: built through its slots)
+
+
 def read_sigma_text(text: str, path: str = "<sigma>", schema: Any = "default",
                     source: LineIndex | None = None, composed: list[Any] | None = None
                     ) -> tuple[list[SigmaRule], list[Diagnostic]]:
@@ -64,8 +69,6 @@ def read_sigma_text(text: str, path: str = "<sigma>", schema: Any = "default",
     if problems:
         return [], problems
     if schema == "default":
-        from rmmc.compiler.schema import load_schema
-
         schema = load_schema()
     reader = _StreamReader(schema, path)
     return reader.read([d.root for d in documents if d.root is not None],
@@ -84,10 +87,34 @@ def read_sigma_rules(text: str, path: str = "<sigma>") -> list[tuple[ir.Rule | N
 
 # ------------------------------------------------------------------ the stream
 
-_ROUTES: dict[tuple, Any] = {}
-"""(schema, product, category, service) -> the table the logsource goes to (or None): the same
-for every rule of that logsource (a schema never changes once loaded), and `table_for_logsource`
-looks at every table's logsources."""
+_ROUTES: dict[tuple, tuple[ir.Source, Any]] = {}
+"""(schema, product, category, service) -> the rule's source and the table the logsource goes
+to (or None): the same for every rule of that logsource (a schema never changes once loaded,
+and a source is a frozen value), and `table_for_logsource` looks at every table's logsources."""
+
+
+def _route(schema: Any, product: str | None, category: str | None, service: str | None
+           ) -> tuple[ir.Source, Any]:
+    """The source of a rule with this logsource, and its table (None: no Defender table)."""
+    table = None
+    if schema is not None:
+        if service is not None and schema.table(service) is not None:
+            table = schema.table(service)
+        else:
+            table = schema.table_for_logsource(product, category, service)
+    if table is None:
+        return ir.Source(None, ir.EventKind.UNKNOWN, product, category, service, taxonomy="sigma"), None
+    return ir.Source(table.name, ir.EventKind(table.event_kind), product, category, service), table
+
+
+def _text(node: Y | None) -> str | None:
+    """A logsource value as text (None when missing or null), as `str(plain(node))` gives it."""
+    if node is None:
+        return None
+    value = node.value
+    if value is None:
+        return None
+    return value if value.__class__ is str else str(plain(node))
 
 
 class _StreamReader:
@@ -105,15 +132,16 @@ class _StreamReader:
                 file_level.append(error("a Sigma document must be a mapping (title:, logsource:, "
                                         "detection: ...)", root.span, "sigma-structure"))
                 continue
-            if root.get("correlation") is not None:
+            keys = root.value  # (a mapping: its keys looked up without `Y.get`)
+            if keys.get("correlation") is not None:
                 correlations.append(root)
-            elif root.get("filter") is not None:
+            elif keys.get("filter") is not None:
                 filters.append(root)
-            elif root.get("action") is not None and root.get("detection") is None:
+            elif keys.get("action") is not None and keys.get("detection") is None:
                 file_level.append(error(
                     f"action: {plain(root.get('action'))!r} (a Sigma 1 rule collection) is not "
                     "supported: write each rule in full", root.key_span("action"), "sigma-unsupported"))
-            elif root.get("detection") is not None:
+            elif keys.get("detection") is not None:
                 rules.append((root, self.rule(root, dups)))
             else:
                 file_level.append(error("not a Sigma rule: no detection, correlation or filter",
@@ -143,57 +171,57 @@ class _StreamReader:
 
     def rule(self, root: Y, duplicates: list[Diagnostic]) -> SigmaRule:
         found: list[Diagnostic] = list(duplicates)
-        meta = {k: plain(v) for k, v in root.value.items() if k != "detection"}
+        meta = plain_mapping(root, "detection")
         title = str(meta["title"]).strip() if meta.get("title") else None
-        source, table = self.source(root.get("logsource"), found, root)
-        condition = _Detection(root.get("detection"), table, found).condition()
+        keys = root.value
+        source, table = self.source(keys.get("logsource"), found, root)
+        condition = _Detection(keys.get("detection"), table, found).condition()
         rule = None
+        span = root.span
         if condition is not None and not any(d.is_error for d in found):
-            rule = ir.Rule(self.metadata(meta, root), source, condition)
-        return SigmaRule(rule, tuple(d.with_path(self.path) for d in found), title, meta, root.span)
+            rule = ir.Rule(self.metadata(meta, span), source, condition)
+        path = self.path
+        return SigmaRule(rule, tuple([d.with_path(path) for d in found]), title, meta, span)
 
     def source(self, logsource: Y | None, found: list[Diagnostic], root: Y) -> tuple[ir.Source, Any]:
-        values = plain(logsource) if logsource is not None else None
-        if not isinstance(values, dict):
+        if logsource is None or not logsource.is_map:
             found.append(error("logsource: missing or not a mapping", (logsource or root).span,
                                "sigma-structure"))
             return ir.Source(None, taxonomy="sigma"), None
-        product, category, service = (str(values[k]) if values.get(k) is not None else None
-                                      for k in ("product", "category", "service"))
-        table = None
-        if self.schema is not None:
-            key = (self.schema, product, category, service)
-            table = _ROUTES.get(key, _ROUTES)
-            if table is _ROUTES:
-                if service is not None and self.schema.table(service) is not None:
-                    table = self.schema.table(service)
-                else:
-                    table = self.schema.table_for_logsource(product, category, service)
-                if len(_ROUTES) > 4096:
-                    _ROUTES.clear()
-                _ROUTES[key] = table
-        if table is None:
-            return ir.Source(None, ir.EventKind.UNKNOWN, product, category, service, taxonomy="sigma"), None
-        return ir.Source(table.name, ir.EventKind(table.event_kind), product, category, service), table
+        values = logsource.value
+        product, category, service = (_text(values.get("product")), _text(values.get("category")),
+                                      _text(values.get("service")))
+        key = (self.schema, product, category, service)
+        routed = _ROUTES.get(key)
+        if routed is None:
+            if len(_ROUTES) > 4096:
+                _ROUTES.clear()
+            routed = _ROUTES[key] = _route(self.schema, product, category, service)
+        return routed
 
-    def metadata(self, meta: dict[str, Any], root: Y) -> ir.Metadata:
-        meanings = [_tag_meaning(str(t)) for t in _as_list(meta.get("tags"))]
-        techniques = tuple(technique for technique, _ in meanings if technique is not None)
-        tactics = tuple(tactic for _, tactic in meanings if tactic is not None)
+    def metadata(self, meta: dict[str, Any], span: Span) -> ir.Metadata:
+        techniques: list[str] = []
+        tactics: list[str] = []
+        for tag in _as_list(meta.get("tags")):
+            technique, tactic = _tag_meaning(tag if tag.__class__ is str else str(tag))
+            if technique is not None:
+                techniques.append(technique)
+            elif tactic is not None:  # (a tag names one of them at most)
+                tactics.append(tactic)
         level = str(meta.get("level") or "").lower()
         return ir.Metadata(
             id=str(meta["id"]) if meta.get("id") else None,
             title=str(meta["title"]).strip() if meta.get("title") else None,
             description=str(meta["description"]).strip() if meta.get("description") else None,
             author=str(meta["author"]).strip() if meta.get("author") else None,
-            references=tuple(str(r) for r in _as_list(meta.get("references"))),
-            tactics=tactics, techniques=techniques,
+            references=tuple(map(str, _as_list(meta.get("references")))),
+            tactics=tuple(tactics), techniques=tuple(techniques),
             level=level if level in _LEVELS else None,
             status=str(meta["status"]) if meta.get("status") else None,
             date=str(meta["date"]) if meta.get("date") else None,
             modified=str(meta["modified"]) if meta.get("modified") else None,
-            false_positives=tuple(str(f) for f in _as_list(meta.get("falsepositives")) if f is not None),
-            source_path=self.path, source_span=root.span)
+            false_positives=tuple([str(f) for f in _as_list(meta.get("falsepositives")) if f is not None]),
+            source_path=self.path, source_span=span)
 
     # -------------------------------------------------------------- filters
 
@@ -294,7 +322,7 @@ class _StreamReader:
             "counted over one window ending now, not over every sliding window of that length",
             body.key_span("timespan"), "sigma-correlation"))
         stages = correlation_stages(group_by, threshold, counted, table)
-        metadata = self.metadata({**base.metadata, **{k: v for k, v in meta.items() if v is not None}}, root)
+        metadata = self.metadata({**base.metadata, **{k: v for k, v in meta.items() if v is not None}}, root.span)
         rule = replace(base.rule, metadata=metadata, stages=stages,
                        lookback=ir.Lookback(window, str(spec.get("timespan"))))
         diagnostics = tuple(d.with_path(self.path) for d in found) + base.diagnostics
@@ -362,7 +390,7 @@ class _Detection:
                                         _at(where, expr.column), "sigma-condition"))
                 return None
             items = [self.selection(n) for n in names]
-            if any(i is None for i in items):
+            if _failed(items):
                 return None
             return ir.all_of(items) if expr.quantity == "all" else ir.any_of(items)
         if isinstance(expr, CNot):
@@ -371,22 +399,26 @@ class _Detection:
                 return inner.negate()
             return None if inner is None else ir.Not(inner)
         items = [self.resolve(i, where) for i in expr.items]
-        if any(i is None for i in items):
+        if _failed(items):
             return None
         return ir.all_of(items) if isinstance(expr, CAnd) else ir.any_of(items)
 
     def selection(self, name: str) -> ir.Condition | None:
-        if name not in self.built:
-            self.built[name] = self._selection(self.node.value[name], name)
-        return self.built[name]
+        built = self.built
+        if name not in built:
+            built[name] = self._selection(self.node.value[name], name)
+        return built[name]
 
     def _selection(self, node: Y, name: str) -> ir.Condition | None:
-        if node.is_map:
-            items = [self.item(key, node.key_span(key), value) for key, value in node.value.items()]
-            return None if any(i is None for i in items) else ir.all_of(drop_implied(items))
-        if node.is_list and node.value and all(v.is_map for v in node.value):
-            maps = [self._selection(v, name) for v in node.value]
-            return None if any(m is None for m in maps) else ir.any_of(maps)
+        value = node.value  # (a Y's collection is a plain dict or list)
+        if value.__class__ is dict:
+            items = [self.item(key, node.key_span(key), v) for key, v in value.items()]
+            if _failed(items):
+                return None
+            return ir.all_of(drop_implied(items) if len(items) > 1 else items)
+        if value.__class__ is list and value and all(v.value.__class__ is dict for v in value):
+            maps = [self._selection(v, name) for v in value]
+            return None if _failed(maps) else ir.any_of(maps)
         if node.is_list and any(v.is_map for v in node.value):
             self.found.append(error(f"selection {name!r} mixes field maps and keywords",
                                     node.span, "sigma-structure"))
@@ -405,15 +437,17 @@ class _Detection:
         field, modifiers, value_modifiers, link_all, neq, reading, column, column_type, unmapped = known
         if unmapped:
             self.found.append(_unmapped(field, self.table, key_span))
-        raws = node.value if node.is_list else [node]
-        if node.is_map:
+        value = node.value  # (a Y's collection is a plain list or dict)
+        if value.__class__ is dict:
             self.found.append(error(f"{key}: a value must be a scalar or a list", node.span, "sigma-structure"))
             return None
+        raws = value if value.__class__ is list else [node]
         plain_item = plain_values(raws, value_modifiers, column_type)
         if plain_item is not None:  # most items: plain texts or numbers, one predicate (what `_link` makes)
             op, texts, field_type = plain_item
-            condition = ir.Predicate(ir.Field(column, field_type), op, texts,
-                                     link_all and len(texts) > 1, span=key_span)
+            # (all fields in order, none by keyword: the commonest node the reader builds)
+            condition = ir.Predicate(_field(column, field_type), op, texts,
+                                     link_all and len(texts) > 1, False, False, key_span)
             if reading is not None:
                 condition = _read_values(condition, reading, self.found)
             return ir.Not(condition) if neq else condition
@@ -427,7 +461,7 @@ class _Detection:
                 per_value.append([simple])
                 continue
             try:
-                values = apply_modifiers(raw.value, modifiers)
+                values = modified(raw.value, modifiers)
             except Unsupported as exc:
                 self.found.append(error(f"{key}: {exc}", key_span, "sigma-unsupported"))
                 return None
@@ -475,20 +509,51 @@ class _Detection:
         return known
 
 
+def _failed(parts: list) -> bool:
+    """Whether a part could not be read (None; its error is found already)."""
+    for part in parts:
+        if part is None:
+            return True
+    return False
+
+
 _KEYS: dict[tuple, tuple] = {}
 """(table, detection key) -> how the key reads (`_Detection.key`): the same for every item
 with that key on that table (a table, its Sigma readers and its columns never change once
 loaded), and the SigmaHQ rules write a few thousand keys over 8,600 items."""
 
 
+def _field(name: str, kind: str) -> ir.Field:
+    """`ir.Field(name, kind)`, one shared value per name and type (a frozen value: the
+    SigmaHQ rules test a few hundred fields over 8,600 items)."""
+    found = _FIELDS.get((name, kind))
+    if found is None:
+        if len(_FIELDS) > 4096:
+            _FIELDS.clear()
+        found = _FIELDS[(name, kind)] = ir.Field(name, kind)
+    return found
+
+
+_FIELDS: dict[tuple[str, str], ir.Field] = {}
+
+
 def _readers(table: Any) -> dict:
     """Sigma fields the table holds in another convention (hives, DOMAIN\\name, Hashes, EventType):
     `rmmc.environments.reading`."""
     if table is None:
-        return {}
-    from rmmc.environments.reading import sigma_readers
+        return _NO_READERS
+    readers = _TABLE_READERS.get(table)
+    if readers is None:  # (imported on first use: a rule with no table never loads environments)
+        from rmmc.environments.reading import sigma_readers
 
-    return sigma_readers(table)
+        readers = _TABLE_READERS[table] = sigma_readers(table)
+    return readers
+
+
+_NO_READERS: dict = {}
+_TABLE_READERS: dict[Any, dict] = {}
+"""Table -> `sigma_readers(table)` (built once per table there; looked up here without
+importing it for every rule)."""
 
 
 def _read_values(condition: ir.Condition, reading: Any, found: list[Diagnostic]) -> ir.Condition:

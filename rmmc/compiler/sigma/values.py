@@ -212,6 +212,24 @@ def apply_modifiers(raw: object, modifiers: list[str]) -> list[SValue]:
     return values
 
 
+def modified(raw: object, modifiers: tuple[str, ...]) -> tuple[SValue, ...]:
+    """`apply_modifiers`, remembered per raw value (and its type: `1`, `1.0` and `True` are
+    equal keys) and modifiers: it depends on nothing else, its values are frozen, and the
+    SigmaHQ rules write the same value under the same modifiers (a windash flag, a base64
+    keyword) again and again.  A value that cannot be read raises each time (not remembered)."""
+    key = (raw.__class__, raw, modifiers)
+    values = _MODIFIED.get(key)
+    if values is None:
+        values = tuple(apply_modifiers(raw, list(modifiers)))
+        if len(_MODIFIED) > 4096:
+            _MODIFIED.clear()
+        _MODIFIED[key] = values
+    return values
+
+
+_MODIFIED: dict[tuple, tuple[SValue, ...]] = {}
+
+
 def _apply(modifier: str, value: SValue, raw: object, applied: list[str]) -> list[SValue]:
     if modifier in ("contains", "startswith", "endswith"):
         if isinstance(value, SRegex):

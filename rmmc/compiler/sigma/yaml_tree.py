@@ -38,7 +38,7 @@ else:
     except ImportError:
         _fast = None
     else:
-        if getattr(_fast, "LAYOUT", None) != 3:  # built from other source
+        if getattr(_fast, "LAYOUT", None) != 4:  # built from other source
             _fast = None
 
 _STR = "tag:yaml.org,2002:str"
@@ -142,11 +142,11 @@ class _TupleY(Y):
 
     @property
     def span(self) -> Span:
-        return _tuple_span(self._node, self._source)
+        return _fast.span(self._node, self._source.starts)
 
     def key_span(self, key: str) -> Span:
         node = self._keys.get(key) if self._keys else None
-        return _tuple_span(node, self._source) if node is not None else self.span
+        return _fast.span(node, self._source.starts) if node is not None else self.span
 
     def with_value(self, value: Any) -> "Y":
         return _TupleY(value, self._node, self._source, self._keys)
@@ -301,7 +301,9 @@ _ALWAYS = _Always()
 
 
 def _tuple_span(node: tuple, source: LineIndex) -> Span:
-    """`_node_span` of a `_yaml_compose` tuple (its marks at 2..5)."""
+    """`_node_span` of a `_yaml_compose` tuple (its marks at 2..5).  `_yaml_compose.span`
+    computes the same in C (what `_TupleY` asks; `tests/test_yaml_speedups.py` compares both on
+    every node of the corpora)."""
     starts = source.starts
     last = len(starts) - 1
     line = node[2] if node[2] < last else last
@@ -370,6 +372,7 @@ _RESOLVABLE_TABLE = bytes([chr(c) in _RESOLVABLE for c in range(128)]
                              or _RESOLVABLE is _ALWAYS])
 if _fast is not None:
     _fast.set_node_class(_TupleY)
+    _fast.set_span_class(Span)
 
 
 def _convert(node: yaml.Node, source: LineIndex, notes: list[Diagnostic], budget: list[int],
@@ -484,6 +487,13 @@ def plain(node: Y | None) -> Any:
 
 
 _COLLECTIONS = (dict, list)
+
+
+def plain_mapping(node: Y, leave_out: str) -> dict[str, Any]:
+    """`plain(node)` of a mapping node without the key `leave_out` (a rule's metadata: every
+    key but its detection, which is read as nodes), without building that key's value."""
+    return {k: v.value if v.value.__class__ not in _COLLECTIONS else plain(v)
+            for k, v in node.value.items() if k != leave_out}
 
 
 def walk(node: Y) -> Iterator[Y]:
