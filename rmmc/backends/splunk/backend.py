@@ -85,7 +85,8 @@ from rmmc.backends.splunk.multi import (branch_column_commands, selector, select
                                        subsearch_note, union_search, placed)
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
-                              Op, Or, Predicate, Rule, all_of, any_of, features)
+                              Op, Or, Predicate, Rule, all_of, any_of, features,
+                              unchanged_operands)
 from rmmc.compiler.ir import Project as ir_Project
 from rmmc.compiler.paths import PathField, path_name, path_warning_text, resolve_path, with_paths
 from rmmc.compiler.schema.profiles import load_profile, rule_field
@@ -105,6 +106,7 @@ WHY_NOT = {
 _SEARCH_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
 _STRING_TEST_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.TERM,
                               Op.TERM_PREFIX, Op.TERM_SUFFIX, Op.REGEX})
+_TRUE = Const(True)
 _NUMERIC = frozenset({"int", "long", "real", "double", "decimal"})
 _STRINGLIKE = frozenset({"string", "guid"})
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -191,6 +193,8 @@ def _nnf(node: Condition, positive: bool = True) -> Condition:
         return Const(node.value == positive)
     if isinstance(node, (And, Or)):
         parts = [_nnf(o, positive) for o in node.operands]
+        if positive and unchanged_operands(parts, node.operands, type(node)):
+            return node  # what `all_of` / `any_of` would build again (no constant among the parts)
         conj = isinstance(node, And) == positive
         if conj:
             if _holds_const(parts, False):
@@ -231,10 +235,22 @@ _EDGES = {Op.CONTAINS: ("", ""), Op.STARTSWITH: ("^", ""), Op.ENDSWITH: ("", "\\
 digit, as `term_regex` writes it)."""
 
 
-def _matches_empty(p: Predicate) -> bool:
-    if p.op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.EQUALS):
-        return any(str(v) == "" for v in p.values)
-    return True
+_SEARCH_WILDCARDS = {Op.EQUALS: ("", ""), Op.CONTAINS: ("*", "*"), Op.STARTSWITH: ("", "*"), Op.ENDSWITH: ("*", "")}
+"""What a search value has before and after the needle for each operator search says."""
+
+
+def _search_values(values: tuple) -> bool:
+    """Whether search can say a test of these values: at least one, each a non-empty text
+    (so the test cannot match '', see null handling) of printable ASCII without the wildcard
+    `*`, which search cannot escape.  Checked once over the values joined by a space (which
+    is none of what the checks look for); a value that is no text makes the join fail."""
+    if not values or "" in values:
+        return False
+    try:
+        text = " ".join(values)
+    except TypeError:  # a number, a datetime ...
+        return False
+    return text.isascii() and text.isprintable() and "*" not in text
 
 
 @dataclass
@@ -348,35 +364,49 @@ class Emitter:
         return True
 
     def searchable(self, node: Condition) -> bool:
+        """Whether search terms say the condition exactly (every predicate of it `says_in_search`)."""
         if isinstance(node, (And, Or)):
             return all(self.searchable(o) for o in node.operands)
-        if not isinstance(node, Predicate):
-            return False
-        p = node
+        return isinstance(node, Predicate) and self.says_in_search(node)
+
+    def says_in_search(self, p: Predicate) -> bool:
+        """Whether a search term says the predicate exactly: a case-insensitive EQUALS /
+        CONTAINS / STARTSWITH / ENDSWITH on an event's string field, with values search can
+        quote (`_search_values`)."""
         if isinstance(p.field, PathField):
             self.paths.setdefault(p.field.name, p.field)
         return (isinstance(p.field, Field) and p.field.name not in self.columns
                 and p.field.type == "string" and p.op in _SEARCH_OPS and not p.case_sensitive
-                and bool(p.values) and not _matches_empty(p)
-                and all(isinstance(v, str) and v.isascii() and "*" not in v and not has_control(v)
-                        for v in p.values))
+                and _search_values(p.values))
 
     # ---------------------------------------------------------------- search syntax
 
-    def search(self, node: Condition) -> str:
+    def search(self, node: Condition) -> str | None:
+        """The condition as search terms, or None when search cannot say it exactly
+        (`searchable`), found in the same walk that writes it: a predicate's field is named
+        only once every predicate before it was found searchable, and the `where` form that
+        follows a None names those fields first too, in the same order."""
         if isinstance(node, (And, Or)):
-            word = " AND " if isinstance(node, And) else " OR "
-            return "(" + word.join(self.search(o) for o in node.operands) + ")"
-        p: Predicate = node  # type: ignore[assignment]
+            parts = []
+            for operand in node.operands:
+                part = self.search(operand)
+                if part is None:
+                    return None
+                parts.append(part)
+            return "(" + (" AND " if isinstance(node, And) else " OR ").join(parts) + ")"
+        if not isinstance(node, Predicate) or not self.says_in_search(node):
+            return None
+        p = node
         name = self.field(p.field.name, p.span)
-        pattern = {Op.EQUALS: "{}", Op.CONTAINS: "*{}*", Op.STARTSWITH: "{}*", Op.ENDSWITH: "*{}"}[p.op]
-        values = [quote(pattern.format(v)) for v in p.values]
-        if len(values) == 1:
-            text = f"{name}={values[0]}"
+        head, tail = _SEARCH_WILDCARDS[p.op]
+        # every value quoted in one pass: no value holds the separator (`_search_values`)
+        escaped = "\x00".join(p.values).replace("\\", "\\\\").replace('"', '\\"')
+        if len(p.values) == 1:
+            text = f'{name}="{head}{escaped}{tail}"'
         elif p.all_values:
-            text = "(" + " AND ".join(f"{name}={v}" for v in values) + ")"
+            text = "(" + " AND ".join(f'{name}="{head}{v}{tail}"' for v in escaped.split("\x00")) + ")"
         else:
-            text = f"{name} IN ({', '.join(values)})"
+            text = f'{name} IN ("{head}' + escaped.replace("\x00", f'{tail}", "{head}') + f'{tail}")'
         return f"NOT {text}" if p.negated else text
 
     # ---------------------------------------------------------------- eval syntax
@@ -770,17 +800,18 @@ def _split_terms(emitter: Emitter, condition: Condition) -> tuple[list[str], lis
     search_terms: list[str] = []
     where_terms: list[str] = []
     for c in conjuncts:
-        if c == Const(True):
+        if c.__class__ is Const and c == _TRUE:
             continue
-        if emitter.searchable(c):
-            search_terms.append(emitter.search(c))
-        else:
-            where_terms.append(emitter.where(c))
-            prefilter = superset(c, _search_char)  # implied by c: the index narrows, where decides
-            if prefilter != Const(True) and emitter.searchable(prefilter):
-                term = emitter.search(prefilter)
-                if term not in search_terms:
-                    search_terms.append(term)
+        term = emitter.search(c)
+        if term is not None:
+            search_terms.append(term)
+            continue
+        where_terms.append(emitter.where(c))
+        prefilter = superset(c, _search_char)  # implied by c: the index narrows, where decides
+        if prefilter != _TRUE and emitter.searchable(prefilter):
+            term = emitter.search(prefilter)
+            if term not in search_terms:
+                search_terms.append(term)
     return search_terms, where_terms
 
 
