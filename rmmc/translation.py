@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from rmmc.backends import FIELD_PROFILE_TARGETS, _unhandled, backend  # (loaded with .base: no start-up cost)
 from rmmc.backends.base import LOSSY_CODES, EmitOptions, refuse_lossy
 from rmmc.compiler.diagnostics import Diagnostic, Severity
 from rmmc.compiler.documents import read_text
@@ -267,17 +268,17 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
     """Run the backend on a rule an environment has put into its names: every column is written
     as it is (the identity naming), the time column is the environment's, and the backend gets
     where the events are (`EmitOptions.placement`)."""
-    from rmmc.backends import FIELD_PROFILE_TARGETS, _unhandled, backend
-    from rmmc.compiler.schema.profiles import identity
-
     refused = _unhandled(to, adapted.rule)  # a construct the backend does not declare it writes
     if refused is not None:
         return refused
     options = replace(options, placement=adapted.placement, external=adapted.environment.external)
     function = backend(to)
+    if to == "splunk":
+        return function(adapted.rule, options, fields="defender")
     if to in FIELD_PROFILE_TARGETS:
-        naming = "defender" if to == "splunk" else identity(adapted.placement.time_field)
-        return function(adapted.rule, options, fields=naming)
+        from rmmc.compiler.schema.profiles import identity
+
+        return function(adapted.rule, options, fields=identity(adapted.placement.time_field))
     return function(adapted.rule, options)
 
 

@@ -6,6 +6,9 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
   cannot), instead of `searchable` walking it first; it checks and quotes a predicate's
   values once over the values joined (`_search_values`) instead of value by value (`quote`);
 * `_nnf` keeps an And / Or nothing below changed instead of building it again;
+* the detection of a rule with no exclusion applied is its condition (`_detection`), not
+  `all_of` of it alone; `_check_prefix` is memoised; the backend registry keeps each emit
+  function once imported (`backends.backend`).
 """
 
 from __future__ import annotations
@@ -88,6 +91,10 @@ def _old_nnf(node, positive=True):
     raise TypeError(f"not expected here: {node!r}")
 
 
+def _old_detection(rule, options, found):
+    return ir.all_of([rule.condition, *backend._exclusions(rule, options, found)]), True
+
+
 @contextmanager
 def _replaced(monkeypatch):
     """The writer with every speed-up of this file replaced by what it stands in for."""
@@ -95,6 +102,7 @@ def _replaced(monkeypatch):
         m.setattr(backend.Emitter, "searchable", _old_searchable)
         m.setattr(backend.Emitter, "search", _old_search)
         m.setattr(backend, "_nnf", _old_nnf)
+        m.setattr(backend, "_detection", _old_detection)
         yield
 
 
@@ -158,9 +166,12 @@ def test_random_detections_written_as_before(monkeypatch):
     rng = random.Random(16)
     searched = 0
     for i in range(2000):
-        rule = ir.Rule(ir.Metadata(title=f"r{i}"), ir.Source("DeviceProcessEvents"), _condition(rng, rng.randint(0, 3)))
+        exclusions = () if i % 3 else (ir.Exclusion("fp", "x", condition=_condition(rng, 1)), ir.Exclusion("unread"))
+        rule = ir.Rule(ir.Metadata(title=f"r{i}"), ir.Source("DeviceProcessEvents"), _condition(rng, rng.randint(0, 3)),
+                       exclusions=exclusions)
+        options = EmitOptions(apply_exclusions=i % 2 == 0)
         for fields in ("defender", "cim"):
-            ours, theirs = _both(monkeypatch, lambda: backend.emit_splunk(rule, EmitOptions(), fields=fields))
+            ours, theirs = _both(monkeypatch, lambda: backend.emit_splunk(rule, options, fields=fields))
             assert ours == theirs, rule.condition
             searched += not isinstance(ours, tuple) and '="' in ours.text.split("\n")[0]
     assert searched > 600  # search terms were written
@@ -197,3 +208,25 @@ def test_corpora_translate_to_splunk_as_before(monkeypatch, shared_dir: Path, co
             assert ours == theirs, c.document.path
             continue
         assert (ours.text, ours.diagnostics) == (theirs.text, theirs.diagnostics), c.document.path
+
+
+def test_check_prefix_memoised_as_checked_each_time():
+    """`_check_prefix` remembers what it returned (a refusal is raised again each time)."""
+    check = backend._check_prefix.__wrapped__
+    prefixes = ["index=edr sourcetype=x", "`sysmon`", "`m(a, b)` index=x", "a | b", "`bad|`", "x\x01", " y ", "[z]"]
+    for _ in range(2):
+        for prefix in prefixes:
+            for macros in (False, True):
+                assert _outcome(lambda: backend._check_prefix(prefix, macros)) == _outcome(lambda: check(prefix, macros))
+
+
+def test_backend_registry_gives_each_emit_function_as_importing_it():
+    from importlib import import_module
+
+    from rmmc import backends
+
+    for target, (module, name) in backends._BACKENDS.items():
+        assert backends.backend(target) is getattr(import_module(module), name)
+        assert backends.backend(target) is backends.backend(target)
+    with pytest.raises(ValueError, match="unknown target"):
+        backends.backend("nope")

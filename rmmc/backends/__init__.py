@@ -43,12 +43,14 @@ _WHAT = {"union": "union (rows of several sources)", "join": "join (correlating 
 
 
 def _unhandled(target: str, rule):
-    from rmmc.backends.base import Translation, unsupported
-    from rmmc.compiler.ir import SUBQUERY, features
+    from rmmc.compiler.ir import features
 
     used = features(rule)
     if not used:
         return None
+    from rmmc.backends.base import Translation, unsupported
+    from rmmc.compiler.ir import SUBQUERY
+
     module = import_module(_BACKENDS[target][0])
     handles = getattr(module, "HANDLES", frozenset())
     why = getattr(module, "WHY_NOT", {})  # the backend's reason, where it says one
@@ -62,10 +64,18 @@ def _unhandled(target: str, rule):
         for name, span in missing))
 
 
+_LOADED: dict[str, Callable] = {}
+"""Each target's emit function once imported (a batch asks for it once per rule)."""
+
+
 def backend(target: str) -> Callable:
     """The emit function of a target: `emit(rule, options) -> Translation`."""
+    function = _LOADED.get(target)
+    if function is not None:
+        return function
     try:
-        module_name, function = _BACKENDS[target]
+        module_name, name = _BACKENDS[target]
     except KeyError:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(_BACKENDS)}") from None
-    return getattr(import_module(module_name), function)
+    function = _LOADED[target] = getattr(import_module(module_name), name)
+    return function

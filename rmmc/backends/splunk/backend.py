@@ -61,6 +61,7 @@ control character); without it a note says the search runs over every index sear
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -682,9 +683,11 @@ def _exclusions(rule: Rule, options: EmitOptions, found: list[Diagnostic]) -> li
 _MACRO = re.compile(r"`[A-Za-z0-9_.:-]+(?:\([^`|\[\]]*\))?`")
 
 
+@functools.lru_cache(maxsize=64)
 def _check_prefix(prefix: str, macros: bool = False) -> str:
     """Plain search terms; with `macros` (an environment's own search prefix), also macro calls
-    such as `sysmon` in backquotes."""
+    such as `sysmon` in backquotes.  Memoised: a function of its text alone, asked once per
+    rule of a batch with the same environment's search."""
     text = _MACRO.sub("", prefix) if macros else prefix
     if any(ch in text for ch in "|`[]") or has_control(prefix):
         raise ValueError(f"prefix {prefix!r} must be plain search terms (no |, `, [ ], control characters)"
@@ -726,7 +729,7 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
            pulled: list[InSubquery] | None = None) -> tuple[list[str], list[str]]:
     """The detection's (search terms, where terms); with `pulled`, top-level subqueries with a
     model are taken out (to become joins)."""
-    condition = all_of([rule.condition, *_exclusions(rule, options, found)])
+    condition, excluded = _detection(rule, options, found)
     if type(emitter) is Emitter and _plain_tests(condition):  # (no subquery to pull)
         written = _written_at_once(emitter, condition)
         if written is not None:
@@ -755,6 +758,13 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
         found.append(lossy(TARGET, f"{what} cannot be said exactly in SPL: dropped, so the query matches "
                                    "more events (never fewer)", span, subject=node))
     return _split_terms(emitter, condition)
+
+
+def _detection(rule: Rule, options: EmitOptions, found: list[Diagnostic]) -> tuple[Condition, bool]:
+    """The detection with the exclusions applied ANDed in, and whether there were any: the
+    rule's own condition object when none is (most rules have no exclusion)."""
+    excluded = _exclusions(rule, options, found) if rule.exclusions else []
+    return (all_of([rule.condition, *excluded]), True) if excluded else (rule.condition, False)
 
 
 def _plain_tests(condition: Condition) -> bool:
@@ -1051,11 +1061,12 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     datamodel = getattr(options.placement, "datamodel", None)
     if datamodel is not None and _DATAMODEL.match(datamodel) is None:
         raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")
-    models = list(dict.fromkeys(m for m in [datamodel, *(getattr(t, "datamodel", None) for _, t in
-                                                       getattr(options.placement, "parts", ()))] if m))
-    if models and several:  # a branch's data model is never dropped for a plain search
-        raise SplRefusal(f"the environment reads data model datasets ({', '.join(models)}): a union, join "
-                         "or subquery over several sources has no form there")
+    if several:  # a branch's data model is never dropped for a plain search
+        models = list(dict.fromkeys(m for m in [datamodel, *(getattr(t, "datamodel", None) for _, t in
+                                                           getattr(options.placement, "parts", ()))] if m))
+        if models:
+            raise SplRefusal(f"the environment reads data model datasets ({', '.join(models)}): a union, "
+                             "join or subquery over several sources has no form there")
     if options.splunk_form == "tstats":
         from rmmc.backends.splunk.tstats import build_tstats
 
