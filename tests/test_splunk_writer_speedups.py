@@ -8,7 +8,10 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
 * `_nnf` keeps an And / Or nothing below changed instead of building it again;
 * the detection of a rule with no exclusion applied is its condition (`_detection`), not
   `all_of` of it alone; `_check_prefix` is memoised; the backend registry keeps each emit
-  function once imported (`backends.backend`).
+  function once imported (`backends.backend`);
+* a rule that is one source's detection of plain tests (`_settled`) skips `features`,
+  `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
+  detection is known to be `_plain_tests` (written at once) without a second look.
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ def _replaced(monkeypatch):
         m.setattr(backend.Emitter, "search", _old_search)
         m.setattr(backend, "_nnf", _old_nnf)
         m.setattr(backend, "_detection", _old_detection)
+        m.setattr(backend, "_settled", lambda rule: False)
+        m.setattr(backend, "_plain_tests", lambda condition: False)  # (the path through widening)
         yield
 
 
@@ -230,3 +235,70 @@ def test_backend_registry_gives_each_emit_function_as_importing_it():
         assert backends.backend(target) is backends.backend(target)
     with pytest.raises(ValueError, match="unknown target"):
         backends.backend("nope")
+
+
+def _normalized(rng: random.Random, depth: int):
+    """A random detection as the readers build them (`all_of` / `any_of`), now and then with a
+    test on a path or a computed subject, a constant or a subquery."""
+    pick = rng.random()
+    if depth <= 0 or pick < 0.35:
+        odd = rng.random()
+        if odd < 0.03:
+            return Predicate(ir.Call("tolower", (Field("Image"),), "string"), Op.EQUALS, ("x",))
+        if odd < 0.06:
+            bag = Field("AdditionalFields", "dynamic")
+            return Predicate(ir.Call("tostring", (ir.Call("member", (bag, ir.Literal("x")), "dynamic"),), "string"),
+                             Op.EQUALS, ("v",))
+        if odd < 0.08:
+            return InSubquery(Field("Image"), "T | project Image", table="T")
+        return _predicate(rng)
+    operands = [_normalized(rng, depth - 1) for _ in range(rng.randint(1, 4))]
+    if pick < 0.7:
+        return all_of(operands)
+    return any_of(operands) if pick < 0.93 else Not(operands[0])
+
+
+def test_plain_tests_are_what_the_skipped_steps_give_back(shared_dir: Path):
+    """Of a `_plain_tests` detection, `simplify`, `paths_as_fields` and `subqueries` give back
+    the condition itself and nothing found, and a `_settled` rule is what `push_filters`,
+    `with_paths` and `_late_feed_tests` give back, the same object, with no `features`: on
+    random detections (normalized or not) and on every rule of the corpora."""
+    from rmmc.compiler.paths import paths_as_fields, with_paths
+    from rmmc.compiler.pushdown import push_filters
+    from rmmc.compiler.rewrite import simplify
+
+    def check(rule: ir.Rule) -> bool:
+        condition = rule.condition
+        if backend._plain_tests(condition):
+            assert simplify(condition) is condition
+            assert paths_as_fields(condition) == (condition, []) and paths_as_fields(condition)[0] is condition
+            assert ir.subqueries(condition) == []
+        if not backend._settled(rule):
+            return False
+        assert ir.features(rule) == {}
+        assert push_filters(rule) is rule and with_paths(rule)[0] is rule and backend._late_feed_tests(rule) == (rule, [])
+        return True
+
+    rng = random.Random(24)
+    settled = 0
+    for i in range(3000):
+        condition = _normalized(rng, rng.randint(0, 3)) if i % 2 else _condition(rng, rng.randint(0, 3))
+        settled += check(ir.Rule(ir.Metadata(), ir.Source("DeviceProcessEvents"), condition))
+    corpus_settled = 0
+    for corpus in ("sigma/rules/windows", "rmm", "kql"):
+        for compiled in _compiled_corpus(shared_dir / "corpus" / corpus):
+            corpus_settled += check(compiled.rule)
+    assert settled > 500 and corpus_settled > 1000
+
+
+def test_random_rules_as_readers_build_them_written_as_before(monkeypatch):
+    """Normalized random detections (where `_settled` holds most often), with and without a
+    filter stage: the same SPL and diagnostics as through every step the shortcut skips."""
+    rng = random.Random(25)
+    for i in range(1500):
+        condition = _normalized(rng, rng.randint(0, 3))
+        stages = (ir.Filter(_normalized(rng, 1)),) if i % 4 == 0 else ()
+        rule = ir.Rule(ir.Metadata(title=f"r{i}"), ir.Source("DeviceProcessEvents"), condition, stages=stages)
+        ours, theirs = _both(monkeypatch, lambda: backend.emit_splunk(rule, EmitOptions(), fields="defender"))
+        assert ours == theirs, rule
+

@@ -726,11 +726,12 @@ def _make_emitter(rule: Rule, fields: str, options: EmitOptions, prefix: str | N
 
 
 def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagnostic],
-           pulled: list[InSubquery] | None = None) -> tuple[list[str], list[str]]:
+           pulled: list[InSubquery] | None = None, plain: bool = False) -> tuple[list[str], list[str]]:
     """The detection's (search terms, where terms); with `pulled`, top-level subqueries with a
-    model are taken out (to become joins)."""
+    model are taken out (to become joins).  `plain`: the caller found the detection
+    `_plain_tests` already."""
     condition, excluded = _detection(rule, options, found)
-    if type(emitter) is Emitter and _plain_tests(condition):  # (no subquery to pull)
+    if type(emitter) is Emitter and ((plain and not excluded) or _plain_tests(condition)):  # (no subquery to pull)
         written = _written_at_once(emitter, condition)
         if written is not None:
             return written
@@ -769,19 +770,41 @@ def _detection(rule: Rule, options: EmitOptions, found: list[Diagnostic]) -> tup
 
 def _plain_tests(condition: Condition) -> bool:
     """Whether every test of the condition is a predicate on a plain column (no constant,
-    comparison, subquery, path or computed subject): then writing a test has no lasting
-    effect but its own diagnostics and field names, and whether it can be written depends
-    only on the test (`_written_at_once`)."""
+    comparison, subquery, path or computed subject) and every And / Or is as `all_of` /
+    `any_of` build them (two operands or more, none of its own kind).  Then writing a test
+    has no lasting effect but its own diagnostics and field names, and whether it can be
+    written depends only on the test (`_written_at_once`); and the condition is what
+    `push_filters` (`simplify`), `with_paths` and `_late_feed_tests` give back, the same
+    object, so a rule without stages holding it needs none of them (`_settled`)."""
     stack = [condition]
     while stack:
         node = stack.pop()
-        if isinstance(node, (And, Or)):
-            stack.extend(node.operands)
-        elif isinstance(node, Not):
+        kind = node.__class__
+        if kind is Predicate:
+            if node.field.__class__ is not Field:
+                return False
+        elif kind is And or kind is Or:
+            operands = node.operands
+            if len(operands) < 2:
+                return False
+            for operand in operands:
+                if operand.__class__ is kind:
+                    return False
+                stack.append(operand)
+        elif kind is Not:
             stack.append(node.operand)
-        elif not isinstance(node, Predicate) or type(node.field) is not Field:
+        else:
             return False
     return True
+
+
+def _settled(rule: Rule) -> bool:
+    """Whether the rule is one source's detection of plain tests and nothing else: no union, no
+    stage, no external source, a `_plain_tests` condition.  `features` finds nothing in it,
+    and pushing filters down, reading paths as fields and taking feed tests out give it back
+    as it is (the same object), so the writer skips them."""
+    return (rule.union is None and not rule.stages and rule.source.external is None
+            and _plain_tests(rule.condition))
 
 
 def _written_at_once(emitter: Emitter, condition: Condition) -> tuple[list[str], list[str]] | None:
@@ -858,14 +881,17 @@ def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic]
 
 
 def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None, found: list[Diagnostic],
-              select: bool, sub: bool = False) -> tuple[list[str], Emitter]:
-    """A single-table rule's SPL commands (the first is `search ...`) and its emitter."""
-    rule = push_filters(rule)
-    rule, paths = with_paths(rule)
+              select: bool, sub: bool = False, settled: bool = False) -> tuple[list[str], Emitter]:
+    """A single-table rule's SPL commands (the first is `search ...`) and its emitter;
+    `settled`: the caller found the rule `_settled`."""
+    late: list[Condition] = []
+    if not settled:
+        rule = push_filters(rule)
+        rule = with_paths(rule)[0]
+        rule, late = _late_feed_tests(rule)
     emitter = _make_emitter(rule, fields, options, prefix, found)
-    rule, late = _late_feed_tests(rule)
     pulled: list[InSubquery] = []
-    search_terms, where_terms = _terms(emitter, rule, options, found, pulled)
+    search_terms, where_terms = _terms(emitter, rule, options, found, pulled, plain=settled)
     head = _head([rule.lookback], prefix, found, quiet=sub, placement=options.placement)
     if select and not getattr(options.placement, "parts", ()):  # else each source's filter selects it
         placed = bool(prefix or getattr(options.placement, "search", None))
@@ -1042,7 +1068,8 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
                  prefix: str | None = None) -> tuple[str, list[Diagnostic]]:
     """The SPL text and its diagnostics (raises ValueError for a name SPL cannot carry)."""
     found: list[Diagnostic] = []
-    used = features(rule)
+    settled = _settled(rule)
+    used = {} if settled else features(rule)
     several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
     if rule.source.external is not None:  # `Feed | join (T ...)`: read from T's side
         from rmmc.backends.splunk.lookups import feed_first
@@ -1074,7 +1101,7 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     if rule.union is not None:
         commands, _ = _union(rule, options, fields, prefix, found)
     else:
-        commands, _ = _commands(rule, options, fields, prefix, found, select=several)
+        commands, _ = _commands(rule, options, fields, prefix, found, select=several, settled=settled)
     if several and not getattr(options.placement, "parts", ()):
         found.append(selector_warning())
     lines = [commands[0]] + ["| " + c for c in commands[1:]]
