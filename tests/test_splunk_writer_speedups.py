@@ -302,3 +302,21 @@ def test_random_rules_as_readers_build_them_written_as_before(monkeypatch):
         ours, theirs = _both(monkeypatch, lambda: backend.emit_splunk(rule, EmitOptions(), fields="defender"))
         assert ours == theirs, rule
 
+
+def test_printable_ascii_but_writes_a_text_as_each_character():
+    """`PrintableAsciiBut.writes` (the string's C tests) against asking it of each character,
+    and `superset` with it against `superset` with the same test as a plain function (which
+    goes character by character), on random texts and detections."""
+    from rmmc.compiler.prefilter import PrintableAsciiBut, printable_ascii, superset
+
+    rng = random.Random(9)
+    alphabet = [chr(c) for c in range(0, 130)] + ["\u00e9", "\u212a", "\u017f", "\u2028"]
+    writables = [printable_ascii, backend._search_char, PrintableAsciiBut(""), PrintableAsciiBut("ab\\")]
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5)))
+        for w in writables:
+            assert w.writes(text) == all(w(ch) for ch in text), (w, text)
+    for i in range(3000):
+        condition = _condition(rng, rng.randint(0, 3))
+        for w in writables:
+            assert superset(condition, w) == superset(condition, lambda ch, w=w: w(ch)), condition

@@ -41,15 +41,40 @@ from rmmc.compiler.ir import And, Condition, Const, Field, Not, Op, Or, Predicat
 Writable = Callable[[str], bool]
 """Whether the backend can write this character inside an indexable needle."""
 
+
+class PrintableAsciiBut:
+    """A `Writable`: printable ASCII but the characters `excluded` (a backend's wildcards and
+    escapes).  Asked of a whole text (`writes`), it answers with the string's own C tests
+    instead of a call per character: `superset` asks it of every value of every test."""
+
+    __slots__ = ("excluded",)
+
+    def __init__(self, excluded: str):
+        self.excluded = excluded
+
+    def __call__(self, ch: str) -> bool:
+        return " " <= ch <= "~" and ch not in self.excluded
+
+    def writes(self, text: str) -> bool:
+        """Whether every character of `text` is writable (`all(self(ch) for ch in text)`)."""
+        if not (text.isascii() and text.isprintable()):  # ASCII: printable is ' ' to '~'
+            return False
+        for ch in self.excluded:
+            if ch in text:
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"PrintableAsciiBut({self.excluded!r})"
+
 _TO_CONTAINS = {Op.TERM: Op.CONTAINS, Op.TERM_PREFIX: Op.CONTAINS, Op.TERM_SUFFIX: Op.CONTAINS}
 _PLAIN = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
 _TRUE = Const(True)
 
 
-def printable_ascii(ch: str) -> bool:
-    """The characters every target writes in a quoted needle: printable ASCII but the
-    wildcard characters `*` and `?` and the escape `\\` (engines differ on escaping them)."""
-    return " " <= ch <= "~" and ch not in "*?\\"
+printable_ascii = PrintableAsciiBut("*?\\")
+"""The characters every target writes in a quoted needle: printable ASCII but the wildcard
+characters `*` and `?` and the escape `\\` (engines differ on escaping them)."""
 
 
 def superset(condition: Condition, writable: Writable = printable_ascii, positive: bool = True) -> Condition:
@@ -90,10 +115,10 @@ def is_own_superset(condition: Condition, writable: Writable = printable_ascii) 
 
 
 def _all_writable(text: str, writable: Writable) -> bool:
-    """Whether `writable` accepts every character of `text` (for `printable_ascii`, by the
+    """Whether `writable` accepts every character of `text` (a `PrintableAsciiBut` by the
     string's own C tests: this runs for every value of every Sigma rule)."""
-    if writable is printable_ascii:
-        return text.isascii() and text.isprintable() and not ("*" in text or "?" in text or "\\" in text)
+    if type(writable) is PrintableAsciiBut:
+        return writable.writes(text)
     return all(writable(ch) for ch in text)
 
 

@@ -78,7 +78,7 @@ from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dollar
 from rmmc.compiler.functions import describe
-from rmmc.compiler.prefilter import superset
+from rmmc.compiler.prefilter import PrintableAsciiBut, superset
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.splunk.lookups import membership_commands
 from rmmc.backends.splunk.multi import placed
@@ -848,9 +848,8 @@ def _split_terms(emitter: Emitter, condition: Condition) -> tuple[list[str], lis
     return search_terms, where_terms
 
 
-def _search_char(ch: str) -> bool:
-    """A character a quoted search value says literally (printable ASCII but the wildcard)."""
-    return " " <= ch <= "~" and ch != "*"
+_search_char = PrintableAsciiBut("*")
+"""The characters a quoted search value says literally (printable ASCII but the wildcard)."""
 
 
 def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic], quiet: bool = False,
