@@ -9,6 +9,8 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
 * the detection of a rule with no exclusion applied is its condition (`_detection`), not
   `all_of` of it alone; `_check_prefix` is memoised; the backend registry keeps each emit
   function once imported (`backends.backend`);
+* the networks of a `cidr` test are parsed once per text (`base._network`) and each written
+  once (`_network_literal`);
 * a rule that is one source's detection of plain tests (`_settled`) skips `features`,
   `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
   detection is known to be `_plain_tests` (written at once) without a second look.
@@ -320,3 +322,27 @@ def test_printable_ascii_but_writes_a_text_as_each_character():
         condition = _condition(rng, rng.randint(0, 3))
         for w in writables:
             assert superset(condition, w) == superset(condition, lambda ch, w=w: w(ch)), condition
+
+
+def test_networks_remembered_as_parsed_and_written_each_time():
+    """`cidr_networks` (through the remembered `_network`) gives what `ip_network(strict=False)`
+    gives, and raises the same refusal each time for a text that is no network; each network
+    is written as `quote(str(network))`."""
+    import ipaddress
+
+    from rmmc.backends.base import cidr_networks
+
+    texts = ["10.0.0.0/8", "10.1.2.3/8", "::ffff:0:0/96", "fe80::1/10", "192.168.0.1", "2001:db8::/32",
+             "10.0.0.0/33", "nope", "", "::1"]
+    for _ in range(2):
+        for text in texts:
+            p = Predicate(Field("IpAddress"), Op.CIDR, (text,))
+            ours = _outcome(lambda: cidr_networks(p))
+            try:
+                theirs = [ipaddress.ip_network(text, strict=False)]
+            except ValueError as exc:
+                refusal = ValueError(f"{text!r} is not an IP network (cidr on IpAddress): {exc}", None)
+                assert ours == (ValueError, str(refusal))
+                continue
+            assert ours == theirs and [type(n) for n in ours] == [type(n) for n in theirs]
+            assert backend._network_literal(ours[0]) == backend.quote(str(theirs[0]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import import_module
 from typing import Callable
 
@@ -42,10 +43,18 @@ _WHAT = {"union": "union (rows of several sources)", "join": "join (correlating 
          "parse": "parse (columns extracted at query time)"}
 
 
-def _unhandled(target: str, rule):
-    from rmmc.compiler.ir import features
+@functools.cache
+def _ir():
+    """The IR module, imported on first use (the registry loads no compiler module), then kept:
+    `_unhandled` runs for every rule, and an import statement in a function asks the import
+    system again each time."""
+    from rmmc.compiler import ir
 
-    used = features(rule)
+    return ir
+
+
+def _unhandled(target: str, rule):
+    used = _ir().features(rule)
     if not used:
         return None
     from rmmc.backends.base import Translation, unsupported

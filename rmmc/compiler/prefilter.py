@@ -227,7 +227,7 @@ def regex_literal(pattern: str) -> str:
         return ""
     runs, run = [], ""
     for kind, arg in parsed:
-        ch = _single_char(str(kind), arg)
+        ch = _single_char(kind, arg, sre)
         if ch is None:
             runs.append(run)
             run = ""
@@ -237,10 +237,12 @@ def regex_literal(pattern: str) -> str:
     return max(runs, key=len)
 
 
-def _single_char(kind: str, arg) -> str | None:
-    if kind == "LITERAL":
+def _single_char(kind, arg, sre) -> str | None:
+    """The one character a parsed regex item matches (up to case), else None; `kind` is one of
+    the parser's opcode constants (`sre.LITERAL` ...), compared as the objects they are."""
+    if kind is sre.LITERAL:
         return chr(arg)
-    if kind == "IN" and all(str(k) == "LITERAL" for k, _ in arg):
+    if kind is sre.IN and all(k is sre.LITERAL for k, _ in arg):
         chars = {chr(code) for _, code in arg}
         if len(chars) == 1:
             return chars.pop()

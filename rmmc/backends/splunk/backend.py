@@ -136,6 +136,13 @@ def quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@functools.lru_cache(maxsize=1024)
+def _network_literal(network: Any) -> str:
+    """A network's strict notation quoted (`cidrmatch`'s first argument), remembered per network
+    (writing an IPv6 network out is slow, and the same ranges come back rule after rule)."""
+    return quote(str(network))
+
+
 def pcre(pattern: str) -> str:
     """A model (RE2) regex as PCRE reads it the same: PCRE's `$` also matches before a final
     line break, RE2's only at the very end, so each unescaped `$` outside a character class
@@ -179,11 +186,14 @@ def number(value: Any) -> str | None:
 def _nnf(node: Condition, positive: bool = True) -> Condition:
     """NOT pushed down to the predicates (De Morgan holds in three-valued logic), constants
     folded.  In NNF a condition is true exactly when it is true with every unknown
-    predicate read as false, so each predicate is emitted as `true exactly when KQL says true`."""
-    if isinstance(node, Not):
-        return _nnf(node.operand, not positive)
+    predicate read as false, so each predicate is emitted as `true exactly when KQL says true`.
+    (The kinds are asked commonest first: predicates, then And / Or.)"""
     if isinstance(node, Predicate):
         return node if positive else node.negate()
+    if isinstance(node, (And, Or)):
+        return _nnf_group(node, positive)
+    if isinstance(node, Not):
+        return _nnf(node.operand, not positive)
     if isinstance(node, Compare):
         return node if positive else Compare(node.left, _COMPLEMENT[node.op], node.right, node.span)
     if isinstance(node, InSubquery):
@@ -192,19 +202,22 @@ def _nnf(node: Condition, positive: bool = True) -> Condition:
         return replace(node, negated=not node.negated)
     if isinstance(node, Const):
         return Const(node.value == positive)
-    if isinstance(node, (And, Or)):
-        parts = [_nnf(o, positive) for o in node.operands]
-        if positive and unchanged_operands(parts, node.operands, type(node)):
-            return node  # what `all_of` / `any_of` would build again (no constant among the parts)
-        conj = isinstance(node, And) == positive
-        if conj:
-            if _holds_const(parts, False):
-                return Const(False)
-            return all_of(parts)
-        if _holds_const(parts, True):
-            return Const(True)
-        return any_of(parts)
     raise TypeError(f"not expected here: {node!r}")
+
+
+def _nnf_group(node: And | Or, positive: bool) -> Condition:
+    """`_nnf` of an And / Or: its parts', joined (the other way round under a NOT)."""
+    parts = [_nnf(o, positive) for o in node.operands]
+    if positive and unchanged_operands(parts, node.operands, type(node)):
+        return node  # what `all_of` / `any_of` would build again (no constant among the parts)
+    conj = isinstance(node, And) == positive
+    if conj:
+        if _holds_const(parts, False):
+            return Const(False)
+        return all_of(parts)
+    if _holds_const(parts, True):
+        return Const(True)
+    return any_of(parts)
 
 
 def _holds_const(parts: list[Condition], value: bool) -> bool:
@@ -387,6 +400,8 @@ class Emitter:
         (`searchable`), found in the same walk that writes it: a predicate's field is named
         only once every predicate before it was found searchable, and the `where` form that
         follows a None names those fields first too, in the same order."""
+        if isinstance(node, Predicate):
+            return self.search_predicate(node) if self.says_in_search(node) else None
         if isinstance(node, (And, Or)):
             parts = []
             for operand in node.operands:
@@ -395,9 +410,10 @@ class Emitter:
                     return None
                 parts.append(part)
             return "(" + (" AND " if isinstance(node, And) else " OR ").join(parts) + ")"
-        if not isinstance(node, Predicate) or not self.says_in_search(node):
-            return None
-        p = node
+        return None
+
+    def search_predicate(self, p: Predicate) -> str:
+        """A predicate search says (`says_in_search`) as search terms."""
         name = self.field(p.field.name, p.span)
         head, tail = _SEARCH_WILDCARDS[p.op]
         # every value quoted in one pass: no value holds the separator (`_search_values`)
@@ -414,6 +430,8 @@ class Emitter:
 
     def where(self, node: Condition) -> str:
         """A condition in NNF as an eval boolean, true exactly when KQL's is (never null)."""
+        if isinstance(node, Predicate):
+            return self.predicate(node)
         if isinstance(node, (And, Or)):
             word = " AND " if isinstance(node, And) else " OR "
             return "(" + word.join(self.where(o) for o in node.operands) + ")"
@@ -421,8 +439,6 @@ class Emitter:
             return "true()" if node.value else "false()"
         if isinstance(node, Compare):
             return self.compare(node)
-        if isinstance(node, Predicate):
-            return self.predicate(node)
         if isinstance(node, InSubquery):
             raise SplRefusal(f"{node.field.name} in ({node.query}): SPL cannot run a subquery over "
                              "another table with KQL's meaning", node.span)
@@ -580,7 +596,7 @@ class Emitter:
                     TARGET, f"cidr {network} on {p.field.name} overlaps the IPv4-mapped block "
                             "::ffff:0:0/96: whether Splunk's cidrmatch puts an IPv4 value in it is "
                             "not documented (the IR never does)", p.span, subject=p))
-        tests = [f"cidrmatch({quote(str(n))}, {x})" for n in networks]
+        tests = [f"cidrmatch({_network_literal(n)}, {x})" for n in networks]
         if not tests:
             body = "true()" if p.all_values else "false()"
         elif len(tests) == 1:
@@ -644,33 +660,36 @@ class Emitter:
         is null through (none for a value never null)."""
         f = value.text
         nums = [number(_seconds_of(v)) for v in p.values]
-        if not nums or any(n is None for n in nums) or (p.op is Op.BETWEEN and len(nums) != 2):
+        if not nums or None in nums or (p.op is Op.BETWEEN and len(nums) != 2):
             raise SplRefusal(f"{describe(p.field)} {p.op.value} {list(p.values)}: not a number SPL "
                              "can compare with", p.span)
         tests = value.null_tests()
-
-        def present(body: str) -> str:
-            return "(" + " AND ".join([f"isnotnull({t})" for t in tests] + [body]) + ")" if tests else body
-
-        def absent(body: str) -> str:
-            return "(" + " OR ".join([f"isnull({t})" for t in tests] + [body]) + ")" if tests else body
-
         if p.op is Op.EQUALS:
             hits = [f"{f}=={n}" for n in nums]
             if not p.negated:
                 body = hits[0] if len(hits) == 1 else "(" + (" AND " if p.all_values else " OR ").join(hits) + ")"
-                return present(body)
+                return _present(tests, body)
             misses = [f"{f}!={n}" for n in nums]
             body = misses[0] if len(misses) == 1 else "(" + (" OR " if p.all_values else " AND ").join(misses) + ")"
-            return absent(body)
+            return _absent(tests, body)
         if p.op is Op.BETWEEN:
             low, high = nums[0], nums[1]
             body = f"({f}<{low} OR {f}>{high})" if p.negated else f"{f}>={low} AND {f}<={high}"
-            return present(body) if tests else f"({body})"
+            return _present(tests, body) if tests else f"({body})"
         op = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[p.op]
         if p.negated:
             op = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[op]
-        return present(f"{f}{op}{nums[0]}")
+        return _present(tests, f"{f}{op}{nums[0]}")
+
+
+def _present(tests: tuple[str, ...], body: str) -> str:
+    """`body` where none of the values `tests` names is null (else false)."""
+    return "(" + " AND ".join([f"isnotnull({t})" for t in tests] + [body]) + ")" if tests else body
+
+
+def _absent(tests: tuple[str, ...], body: str) -> str:
+    """`body`, or true where one of the values `tests` names is null."""
+    return "(" + " OR ".join([f"isnull({t})" for t in tests] + [body]) + ")" if tests else body
 
 
 # ------------------------------------------------------------------ the rule
