@@ -180,16 +180,20 @@ def _predicate(p: Predicate, writable: Writable) -> Condition:
     if p.op is Op.REGEX:
         if not p.case_sensitive:  # (?i) also folds 'ſ' to 's', which `fold` does not
             return _TRUE
-        tests = [_needle(Op.CONTAINS, regex_literal(v), writable) for v in p.values]
+        needles = ((Op.CONTAINS, regex_literal(v)) for v in p.values)
     else:
         op = _TO_CONTAINS.get(p.op, p.op)
         if op not in _PLAIN:
             return _TRUE
-        tests = [_needle(op, v, writable) for v in p.values]
+        needles = ((op, v) for v in p.values)
+    tests = []
+    for op, value in needles:
+        test = _needle(op, value, writable)
+        if not test[1] and not p.all_values:
+            return _TRUE  # one value with no needle: none of the others' tests is implied
+        tests.append(test)
     if p.all_values:
         return all_of([Predicate(p.field, o, (n,), span=p.span) for o, n in tests if n])
-    if any(not n for _, n in tests):
-        return _TRUE
     ops = {o for o, _ in tests}
     if len(ops) == 1:
         return Predicate(p.field, ops.pop(), tuple(dict.fromkeys(n for _, n in tests)), span=p.span)

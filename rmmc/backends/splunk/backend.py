@@ -934,10 +934,11 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
             emitter.columns[flag] = (flag, "number")
         commands.append("where " + emitter.where(condition))
         commands.append("fields - " + " ".join(f"rmmc_f{i + 1}" for i in range(len(flags))))
-    stages = StageWriter(emitter)
-    commands.extend(stages.write(rule.stages))
+    if rule.stages:  # (a writer of no stage writes nothing and says nothing)
+        stages = StageWriter(emitter)
+        commands.extend(stages.write(rule.stages))
+        found.extend(stages.diagnostics)
     found[:0] = emitter.diagnostics
-    found.extend(stages.diagnostics)
     return commands, emitter
 
 
