@@ -80,9 +80,9 @@ characters `*` and `?` and the escape `\\` (engines differ on escaping them)."""
 def superset(condition: Condition, writable: Writable = printable_ascii, positive: bool = True) -> Condition:
     """An indexable condition implied by `condition` (see the module docstring); with
     `positive` False, implied by its negation (NOT pushed down by De Morgan, which holds in
-    three-valued logic)."""
-    if isinstance(condition, Not):
-        return superset(condition.operand, writable, not positive)
+    three-valued logic).  (The kinds are asked commonest first: predicates, then And / Or.)"""
+    if isinstance(condition, Predicate):
+        return _predicate(condition if positive else condition.negate(), writable)
     if isinstance(condition, (And, Or)):
         parts = [superset(c, writable, positive) for c in condition.operands]
         if isinstance(condition, And) == positive:
@@ -90,8 +90,8 @@ def superset(condition: Condition, writable: Writable = printable_ascii, positiv
         if any(p == _TRUE for p in parts):
             return _TRUE
         return any_of(parts)
-    if isinstance(condition, Predicate):
-        return _predicate(condition if positive else condition.negate(), writable)
+    if isinstance(condition, Not):
+        return superset(condition.operand, writable, not positive)
     return _TRUE
 
 

@@ -114,6 +114,9 @@ _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DIGITS = re.compile(r"[0-9]+")
 _SEARCH_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@-]*\Z")
 _EVAL_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@ -]*\Z")
+_SAFE_NAMES: set[str] = set()
+"""Field names found safe in both search and eval (`Emitter.field`), kept across rules (at
+most a few thousand: the names of an environment's fields)."""
 
 # ------------------------------------------------------------------ literals
 
@@ -206,8 +209,12 @@ def _nnf(node: Condition, positive: bool = True) -> Condition:
 
 
 def _nnf_group(node: And | Or, positive: bool) -> Condition:
-    """`_nnf` of an And / Or: its parts', joined (the other way round under a NOT)."""
-    parts = [_nnf(o, positive) for o in node.operands]
+    """`_nnf` of an And / Or: its parts', joined (the other way round under a NOT).  A positive
+    predicate is its own part (what `_nnf` gives it), without a call."""
+    if positive:
+        parts = [o if o.__class__ is Predicate else _nnf(o, True) for o in node.operands]
+    else:
+        parts = [_nnf(o, False) for o in node.operands]
     if positive and unchanged_operands(parts, node.operands, type(node)):
         return node  # what `all_of` / `any_of` would build again (no constant among the parts)
     conj = isinstance(node, And) == positive
@@ -314,8 +321,11 @@ class Emitter:
                 self.diagnostics.append(lossy(
                     TARGET, f"field {column} has no '{self.profile_name}' field mapping for {where}: "
                             f"emitted as '{column}' (the test matches only if the data has that field)", span, subject=Field(column)))
-        if not _SEARCH_NAME.match(name) or not _EVAL_NAME.match(name):
-            raise ValueError(f"field name {name!r} cannot be written safely in SPL")
+        if name not in _SAFE_NAMES:
+            if not _SEARCH_NAME.match(name) or not _EVAL_NAME.match(name):
+                raise ValueError(f"field name {name!r} cannot be written safely in SPL")
+            if len(_SAFE_NAMES) < 4096:
+                _SAFE_NAMES.add(name)
         self._fields[column] = name
         return name
 
@@ -860,7 +870,7 @@ def _split_terms(emitter: Emitter, condition: Condition) -> tuple[list[str], lis
             continue
         where_terms.append(emitter.where(c))
         prefilter = superset(c, _search_char)  # implied by c: the index narrows, where decides
-        if prefilter != _TRUE and emitter.searchable(prefilter):
+        if (prefilter.__class__ is not Const or not prefilter.value) and emitter.searchable(prefilter):
             term = emitter.search(prefilter)
             if term not in search_terms:
                 search_terms.append(term)
