@@ -14,6 +14,8 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
 * `prefilter._predicate` stops at the first value with no needle when any value's test would
   do (the emoji rule: 3,700 values, none writable);
 * `Emitter.field` remembers the names found safe across rules (`_SAFE_NAMES`);
+* `Emitter.alternation` takes the needles `needle` made of the values instead of folding them
+  again;
 * a rule that is one source's detection of plain tests (`_settled`) skips `features`,
   `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
   detection is known to be `_plain_tests` (written at once) without a second look.
@@ -99,6 +101,24 @@ def _old_nnf(node, positive=True):
     raise TypeError(f"not expected here: {node!r}")
 
 
+def _old_alternation(self, p, x, needles=None):
+    """`alternation` as it was: each value read and folded again (the needles passed ignored)."""
+    from rmmc.compiler.evaluator import fold_to_ascii, is_term_char
+
+    groups = {}
+    for v in p.values:
+        value = self.text_value(p, v)
+        if not p.case_sensitive:
+            value = fold_to_ascii(value)
+        head, tail = backend._EDGES[p.op]
+        start = head if head != "term" else ("(^|[^0-9A-Za-z])" if value and is_term_char(value[0]) else "")
+        end = tail if tail != "term" else ("($|[^0-9A-Za-z])" if value and is_term_char(value[-1]) else "")
+        groups.setdefault((start, end), []).append(backend.regex_literal(value))
+    flags = "" if p.case_sensitive else "(?i)"
+    return [f"match({x}, {backend.regex_string(flags + start + (ls[0] if len(ls) == 1 else '(?:' + '|'.join(ls) + ')') + end)})"
+            for (start, end), ls in groups.items()]
+
+
 def _old_detection(rule, options, found):
     return ir.all_of([rule.condition, *backend._exclusions(rule, options, found)]), True
 
@@ -111,6 +131,7 @@ def _replaced(monkeypatch):
         m.setattr(backend.Emitter, "search", _old_search)
         m.setattr(backend, "_nnf", _old_nnf)
         m.setattr(backend, "_detection", _old_detection)
+        m.setattr(backend.Emitter, "alternation", _old_alternation)
         m.setattr(backend, "_settled", lambda rule: False)
         m.setattr(backend, "_plain_tests", lambda condition: False)  # (the path through widening)
         yield

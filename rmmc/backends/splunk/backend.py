@@ -538,9 +538,8 @@ class Emitter:
         if p.op not in _STRING_TEST_OPS:
             raise SplRefusal(f"{p.op.value} on the string {describe(p.field)}: KQL orders no strings", p.span)
         if len(p.values) > 1 and not p.all_values and p.op in _ALTERNATION_OPS:
-            for v in p.values:  # what each value's own test would check and warn
-                self.needle(p, self.text_value(p, v))
-            tests = self.alternation(p, x)
+            # each value as its own test would check, fold and warn it
+            tests = self.alternation(p, x, [self.needle(p, self.text_value(p, v)) for v in p.values])
         else:
             tests = [self.string_test(p, x, self.text_value(p, v)) for v in p.values]
         if not tests:  # no values: `in ()` is false
@@ -551,16 +550,14 @@ class Emitter:
             body = "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
         return f"NOT {body}" if p.negated else body
 
-    def alternation(self, p: Predicate, x: str) -> list[str]:
-        """Any of several needles as one `match()` per kind of edge: `H(?:a|b|c)T` matches
-        where `HaT`, `HbT` or `HcT` does (a regex alternation is the union), so the event is
-        read once instead of once per needle (the all-tools rule: 186 needles, one regex)."""
+    def alternation(self, p: Predicate, x: str, needles: list[str]) -> list[str]:
+        """Any of several needles (the predicate's values as `needle` reads them) as one
+        `match()` per kind of edge: `H(?:a|b|c)T` matches where `HaT`, `HbT` or `HcT` does (a
+        regex alternation is the union), so the event is read once instead of once per needle
+        (the all-tools rule: 186 needles, one regex)."""
         groups: dict[tuple[str, str], list[str]] = {}
-        for v in p.values:
-            value = self.text_value(p, v)
-            if not p.case_sensitive:
-                value = fold_to_ascii(value)
-            head, tail = _EDGES[p.op]
+        head, tail = _EDGES[p.op]
+        for value in needles:
             start = head if head != "term" else ("(^|[^0-9A-Za-z])" if value and is_term_char(value[0]) else "")
             end = tail if tail != "term" else ("($|[^0-9A-Za-z])" if value and is_term_char(value[-1]) else "")
             groups.setdefault((start, end), []).append(regex_literal(value))
