@@ -259,6 +259,14 @@ def test_backend_registry_gives_each_emit_function_as_importing_it():
     for target, (module, name) in backends._BACKENDS.items():
         assert backends.backend(target) is getattr(import_module(module), name)
         assert backends.backend(target) is backends.backend(target)
+    from rmmc.backends.splunk import backend as splunk_module
+
+    original = splunk_module.emit_splunk
+    try:  # what the module holds when asked (a patched function too), as importing it gave
+        splunk_module.emit_splunk = lambda *a, **k: None
+        assert backends.backend("splunk") is splunk_module.emit_splunk
+    finally:
+        splunk_module.emit_splunk = original
     with pytest.raises(ValueError, match="unknown target"):
         backends.backend("nope")
 

@@ -73,18 +73,18 @@ def _unhandled(target: str, rule):
         for name, span in missing))
 
 
-_LOADED: dict[str, Callable] = {}
-"""Each target's emit function once imported (a batch asks for it once per rule)."""
+_LOADED: dict[str, object] = {}
+"""Each target's backend module once imported (a batch asks for it once per rule); its emit
+function is still read from it each time (what the module holds now)."""
 
 
 def backend(target: str) -> Callable:
     """The emit function of a target: `emit(rule, options) -> Translation`."""
-    function = _LOADED.get(target)
-    if function is not None:
-        return function
     try:
         module_name, name = _BACKENDS[target]
     except KeyError:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(_BACKENDS)}") from None
-    function = _LOADED[target] = getattr(import_module(module_name), name)
-    return function
+    module = _LOADED.get(target)
+    if module is None:
+        module = _LOADED[target] = import_module(module_name)
+    return getattr(module, name)
