@@ -271,9 +271,10 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
         return refused
     options = replace(options, placement=adapted.placement, external=adapted.environment.external)
     function = backend(to)
+    if to == "splunk":
+        return function(adapted.rule, options, fields="defender")
     if to in FIELD_PROFILE_TARGETS:
-        naming = "defender" if to == "splunk" else identity(adapted.placement.time_field)
-        return function(adapted.rule, options, fields=naming)
+        return function(adapted.rule, options, fields=identity(adapted.placement.time_field))
     return function(adapted.rule, options)
 
 

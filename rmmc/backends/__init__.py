@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import functools
 from importlib import import_module
 from typing import Callable
 
@@ -43,14 +43,24 @@ _WHAT = {"union": "union (rows of several sources)", "join": "join (correlating 
          "parse": "parse (columns extracted at query time)"}
 
 
-def _unhandled(target: str, rule):
-    from rmmc.backends.base import Translation, unsupported
-    from rmmc.compiler.ir import SUBQUERY, features
+@functools.cache
+def _ir():
+    """The IR module, imported on first use (the registry loads no compiler module), then kept:
+    `_unhandled` runs for every rule, and an import statement in a function asks the import
+    system again each time."""
+    from rmmc.compiler import ir
 
-    used = features(rule)
+    return ir
+
+
+def _unhandled(target: str, rule):
+    used = _ir().features(rule)
     if not used:
         return None
-    module = _module(_BACKENDS[target][0])
+    from rmmc.backends.base import Translation, unsupported
+    from rmmc.compiler.ir import SUBQUERY
+
+    module = import_module(_BACKENDS[target][0])
     handles = getattr(module, "HANDLES", frozenset())
     why = getattr(module, "WHY_NOT", {})  # the backend's reason, where it says one
     # a subquery a backend does not handle keeps its older meaning there (widened, reported)
@@ -63,16 +73,18 @@ def _unhandled(target: str, rule):
         for name, span in missing))
 
 
+_LOADED: dict[str, object] = {}
+"""Each target's backend module once imported (a batch asks for it once per rule); its emit
+function is still read from it each time (what the module holds now)."""
+
+
 def backend(target: str) -> Callable:
     """The emit function of a target: `emit(rule, options) -> Translation`."""
     try:
-        module_name, function = _BACKENDS[target]
+        module_name, name = _BACKENDS[target]
     except KeyError:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(_BACKENDS)}") from None
-    return getattr(_module(module_name), function)
-
-
-def _module(name: str):
-    """The backend module `name`, imported on first use.  Asked once per rule: `sys.modules`
-    answers a loaded one in C, where `import_module` runs four Python functions to find it."""
-    return sys.modules.get(name) or import_module(name)
+    module = _LOADED.get(target)
+    if module is None:
+        module = _LOADED[target] = import_module(module_name)
+    return getattr(module, name)

@@ -14,6 +14,7 @@ exactly it says so with a diagnostic, never silently:
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -144,10 +145,17 @@ def cidr_networks(p: Predicate, refusal: Callable[..., Exception] = ValueError) 
     networks = []
     for value in p.values:
         try:
-            networks.append(ipaddress.ip_network(str(value), strict=False))
+            networks.append(_network(str(value)))
         except ValueError as exc:
             raise refusal(f"{value!r} is not an IP network (cidr on {p.field.name}): {exc}", p.span) from None
     return networks
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """`ip_network(text, strict=False)`, remembered (a network is an immutable value; the same
+    private ranges come back in rule after rule); a text that is no network raises each time."""
+    return ipaddress.ip_network(text, strict=False)
 
 
 IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")

@@ -41,23 +41,48 @@ from rmmc.compiler.ir import And, Condition, Const, Field, Not, Op, Or, Predicat
 Writable = Callable[[str], bool]
 """Whether the backend can write this character inside an indexable needle."""
 
+
+class PrintableAsciiBut:
+    """A `Writable`: printable ASCII but the characters `excluded` (a backend's wildcards and
+    escapes).  Asked of a whole text (`writes`), it answers with the string's own C tests
+    instead of a call per character: `superset` asks it of every value of every test."""
+
+    __slots__ = ("excluded",)
+
+    def __init__(self, excluded: str):
+        self.excluded = excluded
+
+    def __call__(self, ch: str) -> bool:
+        return " " <= ch <= "~" and ch not in self.excluded
+
+    def writes(self, text: str) -> bool:
+        """Whether every character of `text` is writable (`all(self(ch) for ch in text)`)."""
+        if not (text.isascii() and text.isprintable()):  # ASCII: printable is ' ' to '~'
+            return False
+        for ch in self.excluded:
+            if ch in text:
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"PrintableAsciiBut({self.excluded!r})"
+
 _TO_CONTAINS = {Op.TERM: Op.CONTAINS, Op.TERM_PREFIX: Op.CONTAINS, Op.TERM_SUFFIX: Op.CONTAINS}
 _PLAIN = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
 _TRUE = Const(True)
 
 
-def printable_ascii(ch: str) -> bool:
-    """The characters every target writes in a quoted needle: printable ASCII but the
-    wildcard characters `*` and `?` and the escape `\\` (engines differ on escaping them)."""
-    return " " <= ch <= "~" and ch not in "*?\\"
+printable_ascii = PrintableAsciiBut("*?\\")
+"""The characters every target writes in a quoted needle: printable ASCII but the wildcard
+characters `*` and `?` and the escape `\\` (engines differ on escaping them)."""
 
 
 def superset(condition: Condition, writable: Writable = printable_ascii, positive: bool = True) -> Condition:
     """An indexable condition implied by `condition` (see the module docstring); with
     `positive` False, implied by its negation (NOT pushed down by De Morgan, which holds in
-    three-valued logic)."""
-    if isinstance(condition, Not):
-        return superset(condition.operand, writable, not positive)
+    three-valued logic).  (The kinds are asked commonest first: predicates, then And / Or.)"""
+    if isinstance(condition, Predicate):
+        return _predicate(condition if positive else condition.negate(), writable)
     if isinstance(condition, (And, Or)):
         parts = [superset(c, writable, positive) for c in condition.operands]
         if isinstance(condition, And) == positive:
@@ -65,8 +90,8 @@ def superset(condition: Condition, writable: Writable = printable_ascii, positiv
         if any(p == _TRUE for p in parts):
             return _TRUE
         return any_of(parts)
-    if isinstance(condition, Predicate):
-        return _predicate(condition if positive else condition.negate(), writable)
+    if isinstance(condition, Not):
+        return superset(condition.operand, writable, not positive)
     return _TRUE
 
 
@@ -90,10 +115,10 @@ def is_own_superset(condition: Condition, writable: Writable = printable_ascii) 
 
 
 def _all_writable(text: str, writable: Writable) -> bool:
-    """Whether `writable` accepts every character of `text` (for `printable_ascii`, by the
+    """Whether `writable` accepts every character of `text` (a `PrintableAsciiBut` by the
     string's own C tests: this runs for every value of every Sigma rule)."""
-    if writable is printable_ascii:
-        return text.isascii() and text.isprintable() and not ("*" in text or "?" in text or "\\" in text)
+    if type(writable) is PrintableAsciiBut:
+        return writable.writes(text)
     return all(writable(ch) for ch in text)
 
 
@@ -155,16 +180,20 @@ def _predicate(p: Predicate, writable: Writable) -> Condition:
     if p.op is Op.REGEX:
         if not p.case_sensitive:  # (?i) also folds 'ſ' to 's', which `fold` does not
             return _TRUE
-        tests = [_needle(Op.CONTAINS, regex_literal(v), writable) for v in p.values]
+        needles = ((Op.CONTAINS, regex_literal(v)) for v in p.values)
     else:
         op = _TO_CONTAINS.get(p.op, p.op)
         if op not in _PLAIN:
             return _TRUE
-        tests = [_needle(op, v, writable) for v in p.values]
+        needles = ((op, v) for v in p.values)
+    tests = []
+    for op, value in needles:
+        test = _needle(op, value, writable)
+        if not test[1] and not p.all_values:
+            return _TRUE  # one value with no needle: none of the others' tests is implied
+        tests.append(test)
     if p.all_values:
         return all_of([Predicate(p.field, o, (n,), span=p.span) for o, n in tests if n])
-    if any(not n for _, n in tests):
-        return _TRUE
     ops = {o for o, _ in tests}
     if len(ops) == 1:
         return Predicate(p.field, ops.pop(), tuple(dict.fromkeys(n for _, n in tests)), span=p.span)
@@ -202,7 +231,7 @@ def regex_literal(pattern: str) -> str:
         return ""
     runs, run = [], ""
     for kind, arg in parsed:
-        ch = _single_char(str(kind), arg)
+        ch = _single_char(kind, arg, sre)
         if ch is None:
             runs.append(run)
             run = ""
@@ -212,10 +241,12 @@ def regex_literal(pattern: str) -> str:
     return max(runs, key=len)
 
 
-def _single_char(kind: str, arg) -> str | None:
-    if kind == "LITERAL":
+def _single_char(kind, arg, sre) -> str | None:
+    """The one character a parsed regex item matches (up to case), else None; `kind` is one of
+    the parser's opcode constants (`sre.LITERAL` ...), compared as the objects they are."""
+    if kind is sre.LITERAL:
         return chr(arg)
-    if kind == "IN" and all(str(k) == "LITERAL" for k, _ in arg):
+    if kind is sre.IN and all(k is sre.LITERAL for k, _ in arg):
         chars = {chr(code) for _, code in arg}
         if len(chars) == 1:
             return chars.pop()

@@ -61,6 +61,7 @@ control character); without it a note says the search runs over every index sear
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dollar
 from rmmc.compiler.functions import describe
-from rmmc.compiler.prefilter import superset
+from rmmc.compiler.prefilter import PrintableAsciiBut, superset
 from rmmc.compiler.pushdown import push_filters
 from rmmc.backends.splunk.lookups import membership_commands
 from rmmc.backends.splunk.multi import placed
@@ -85,7 +86,8 @@ from rmmc.backends.splunk.multi import (branch_column_commands, selector, select
                                        subsearch_note, union_search, placed)
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
-                              Op, Or, Predicate, Rule, all_of, any_of, features)
+                              Op, Or, Predicate, Rule, all_of, any_of, features,
+                              unchanged_operands)
 from rmmc.compiler.ir import Project as ir_Project
 from rmmc.compiler.paths import PathField, path_name, path_warning_text, resolve_path, with_paths
 from rmmc.compiler.schema.profiles import load_profile, rule_field
@@ -105,12 +107,16 @@ WHY_NOT = {
 _SEARCH_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH})
 _STRING_TEST_OPS = frozenset({Op.EQUALS, Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.TERM,
                               Op.TERM_PREFIX, Op.TERM_SUFFIX, Op.REGEX})
+_TRUE = Const(True)
 _NUMERIC = frozenset({"int", "long", "real", "double", "decimal"})
 _STRINGLIKE = frozenset({"string", "guid"})
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DIGITS = re.compile(r"[0-9]+")
 _SEARCH_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@-]*\Z")
 _EVAL_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@ -]*\Z")
+_SAFE_NAMES: set[str] = set()
+"""Field names found safe in both search and eval (`Emitter.field`), kept across rules (at
+most a few thousand: the names of an environment's fields)."""
 
 # ------------------------------------------------------------------ literals
 
@@ -131,6 +137,13 @@ def quote(text: str) -> str:
     if has_control(text):
         raise ValueError(f"control character in {text!r}")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@functools.lru_cache(maxsize=1024)
+def _network_literal(network: Any) -> str:
+    """A network's strict notation quoted (`cidrmatch`'s first argument), remembered per network
+    (writing an IPv6 network out is slow, and the same ranges come back rule after rule)."""
+    return quote(str(network))
 
 
 def pcre(pattern: str) -> str:
@@ -176,11 +189,14 @@ def number(value: Any) -> str | None:
 def _nnf(node: Condition, positive: bool = True) -> Condition:
     """NOT pushed down to the predicates (De Morgan holds in three-valued logic), constants
     folded.  In NNF a condition is true exactly when it is true with every unknown
-    predicate read as false, so each predicate is emitted as `true exactly when KQL says true`."""
-    if isinstance(node, Not):
-        return _nnf(node.operand, not positive)
+    predicate read as false, so each predicate is emitted as `true exactly when KQL says true`.
+    (The kinds are asked commonest first: predicates, then And / Or.)"""
     if isinstance(node, Predicate):
         return node if positive else node.negate()
+    if isinstance(node, (And, Or)):
+        return _nnf_group(node, positive)
+    if isinstance(node, Not):
+        return _nnf(node.operand, not positive)
     if isinstance(node, Compare):
         return node if positive else Compare(node.left, _COMPLEMENT[node.op], node.right, node.span)
     if isinstance(node, InSubquery):
@@ -189,17 +205,26 @@ def _nnf(node: Condition, positive: bool = True) -> Condition:
         return replace(node, negated=not node.negated)
     if isinstance(node, Const):
         return Const(node.value == positive)
-    if isinstance(node, (And, Or)):
-        parts = [_nnf(o, positive) for o in node.operands]
-        conj = isinstance(node, And) == positive
-        if conj:
-            if _holds_const(parts, False):
-                return Const(False)
-            return all_of(parts)
-        if _holds_const(parts, True):
-            return Const(True)
-        return any_of(parts)
     raise TypeError(f"not expected here: {node!r}")
+
+
+def _nnf_group(node: And | Or, positive: bool) -> Condition:
+    """`_nnf` of an And / Or: its parts', joined (the other way round under a NOT).  A positive
+    predicate is its own part (what `_nnf` gives it), without a call."""
+    if positive:
+        parts = [o if o.__class__ is Predicate else _nnf(o, True) for o in node.operands]
+    else:
+        parts = [_nnf(o, False) for o in node.operands]
+    if positive and unchanged_operands(parts, node.operands, type(node)):
+        return node  # what `all_of` / `any_of` would build again (no constant among the parts)
+    conj = isinstance(node, And) == positive
+    if conj:
+        if _holds_const(parts, False):
+            return Const(False)
+        return all_of(parts)
+    if _holds_const(parts, True):
+        return Const(True)
+    return any_of(parts)
 
 
 def _holds_const(parts: list[Condition], value: bool) -> bool:
@@ -231,10 +256,22 @@ _EDGES = {Op.CONTAINS: ("", ""), Op.STARTSWITH: ("^", ""), Op.ENDSWITH: ("", "\\
 digit, as `term_regex` writes it)."""
 
 
-def _matches_empty(p: Predicate) -> bool:
-    if p.op in (Op.CONTAINS, Op.STARTSWITH, Op.ENDSWITH, Op.EQUALS):
-        return any(str(v) == "" for v in p.values)
-    return True
+_SEARCH_WILDCARDS = {Op.EQUALS: ("", ""), Op.CONTAINS: ("*", "*"), Op.STARTSWITH: ("", "*"), Op.ENDSWITH: ("*", "")}
+"""What a search value has before and after the needle for each operator search says."""
+
+
+def _search_values(values: tuple) -> bool:
+    """Whether search can say a test of these values: at least one, each a non-empty text
+    (so the test cannot match '', see null handling) of printable ASCII without the wildcard
+    `*`, which search cannot escape.  Checked once over the values joined by a space (which
+    is none of what the checks look for); a value that is no text makes the join fail."""
+    if not values or "" in values:
+        return False
+    try:
+        text = " ".join(values)
+    except TypeError:  # a number, a datetime ...
+        return False
+    return text.isascii() and text.isprintable() and "*" not in text
 
 
 @dataclass
@@ -284,8 +321,11 @@ class Emitter:
                 self.diagnostics.append(lossy(
                     TARGET, f"field {column} has no '{self.profile_name}' field mapping for {where}: "
                             f"emitted as '{column}' (the test matches only if the data has that field)", span, subject=Field(column)))
-        if not _SEARCH_NAME.match(name) or not _EVAL_NAME.match(name):
-            raise ValueError(f"field name {name!r} cannot be written safely in SPL")
+        if name not in _SAFE_NAMES:
+            if not _SEARCH_NAME.match(name) or not _EVAL_NAME.match(name):
+                raise ValueError(f"field name {name!r} cannot be written safely in SPL")
+            if len(_SAFE_NAMES) < 4096:
+                _SAFE_NAMES.add(name)
         self._fields[column] = name
         return name
 
@@ -348,41 +388,60 @@ class Emitter:
         return True
 
     def searchable(self, node: Condition) -> bool:
+        """Whether search terms say the condition exactly (every predicate of it `says_in_search`)."""
         if isinstance(node, (And, Or)):
             return all(self.searchable(o) for o in node.operands)
-        if not isinstance(node, Predicate):
-            return False
-        p = node
+        return isinstance(node, Predicate) and self.says_in_search(node)
+
+    def says_in_search(self, p: Predicate) -> bool:
+        """Whether a search term says the predicate exactly: a case-insensitive EQUALS /
+        CONTAINS / STARTSWITH / ENDSWITH on an event's string field, with values search can
+        quote (`_search_values`)."""
         if isinstance(p.field, PathField):
             self.paths.setdefault(p.field.name, p.field)
         return (isinstance(p.field, Field) and p.field.name not in self.columns
                 and p.field.type == "string" and p.op in _SEARCH_OPS and not p.case_sensitive
-                and bool(p.values) and not _matches_empty(p)
-                and all(isinstance(v, str) and v.isascii() and "*" not in v and not has_control(v)
-                        for v in p.values))
+                and _search_values(p.values))
 
     # ---------------------------------------------------------------- search syntax
 
-    def search(self, node: Condition) -> str:
+    def search(self, node: Condition) -> str | None:
+        """The condition as search terms, or None when search cannot say it exactly
+        (`searchable`), found in the same walk that writes it: a predicate's field is named
+        only once every predicate before it was found searchable, and the `where` form that
+        follows a None names those fields first too, in the same order."""
+        if isinstance(node, Predicate):
+            return self.search_predicate(node) if self.says_in_search(node) else None
         if isinstance(node, (And, Or)):
-            word = " AND " if isinstance(node, And) else " OR "
-            return "(" + word.join(self.search(o) for o in node.operands) + ")"
-        p: Predicate = node  # type: ignore[assignment]
+            parts = []
+            for operand in node.operands:
+                part = self.search(operand)
+                if part is None:
+                    return None
+                parts.append(part)
+            return "(" + (" AND " if isinstance(node, And) else " OR ").join(parts) + ")"
+        return None
+
+    def search_predicate(self, p: Predicate) -> str:
+        """A predicate search says (`says_in_search`) as search terms."""
         name = self.field(p.field.name, p.span)
-        pattern = {Op.EQUALS: "{}", Op.CONTAINS: "*{}*", Op.STARTSWITH: "{}*", Op.ENDSWITH: "*{}"}[p.op]
-        values = [quote(pattern.format(v)) for v in p.values]
-        if len(values) == 1:
-            text = f"{name}={values[0]}"
+        head, tail = _SEARCH_WILDCARDS[p.op]
+        # every value quoted in one pass: no value holds the separator (`_search_values`)
+        escaped = "\x00".join(p.values).replace("\\", "\\\\").replace('"', '\\"')
+        if len(p.values) == 1:
+            text = f'{name}="{head}{escaped}{tail}"'
         elif p.all_values:
-            text = "(" + " AND ".join(f"{name}={v}" for v in values) + ")"
+            text = "(" + " AND ".join(f'{name}="{head}{v}{tail}"' for v in escaped.split("\x00")) + ")"
         else:
-            text = f"{name} IN ({', '.join(values)})"
+            text = f'{name} IN ("{head}' + escaped.replace("\x00", f'{tail}", "{head}') + f'{tail}")'
         return f"NOT {text}" if p.negated else text
 
     # ---------------------------------------------------------------- eval syntax
 
     def where(self, node: Condition) -> str:
         """A condition in NNF as an eval boolean, true exactly when KQL's is (never null)."""
+        if isinstance(node, Predicate):
+            return self.predicate(node)
         if isinstance(node, (And, Or)):
             word = " AND " if isinstance(node, And) else " OR "
             return "(" + word.join(self.where(o) for o in node.operands) + ")"
@@ -390,8 +449,6 @@ class Emitter:
             return "true()" if node.value else "false()"
         if isinstance(node, Compare):
             return self.compare(node)
-        if isinstance(node, Predicate):
-            return self.predicate(node)
         if isinstance(node, InSubquery):
             raise SplRefusal(f"{node.field.name} in ({node.query}): SPL cannot run a subquery over "
                              "another table with KQL's meaning", node.span)
@@ -481,9 +538,8 @@ class Emitter:
         if p.op not in _STRING_TEST_OPS:
             raise SplRefusal(f"{p.op.value} on the string {describe(p.field)}: KQL orders no strings", p.span)
         if len(p.values) > 1 and not p.all_values and p.op in _ALTERNATION_OPS:
-            for v in p.values:  # what each value's own test would check and warn
-                self.needle(p, self.text_value(p, v))
-            tests = self.alternation(p, x)
+            # each value as its own test would check, fold and warn it
+            tests = self.alternation(p, x, [self.needle(p, self.text_value(p, v)) for v in p.values])
         else:
             tests = [self.string_test(p, x, self.text_value(p, v)) for v in p.values]
         if not tests:  # no values: `in ()` is false
@@ -494,16 +550,14 @@ class Emitter:
             body = "(" + (" AND " if p.all_values else " OR ").join(tests) + ")"
         return f"NOT {body}" if p.negated else body
 
-    def alternation(self, p: Predicate, x: str) -> list[str]:
-        """Any of several needles as one `match()` per kind of edge: `H(?:a|b|c)T` matches
-        where `HaT`, `HbT` or `HcT` does (a regex alternation is the union), so the event is
-        read once instead of once per needle (the all-tools rule: 186 needles, one regex)."""
+    def alternation(self, p: Predicate, x: str, needles: list[str]) -> list[str]:
+        """Any of several needles (the predicate's values as `needle` reads them) as one
+        `match()` per kind of edge: `H(?:a|b|c)T` matches where `HaT`, `HbT` or `HcT` does (a
+        regex alternation is the union), so the event is read once instead of once per needle
+        (the all-tools rule: 186 needles, one regex)."""
         groups: dict[tuple[str, str], list[str]] = {}
-        for v in p.values:
-            value = self.text_value(p, v)
-            if not p.case_sensitive:
-                value = fold_to_ascii(value)
-            head, tail = _EDGES[p.op]
+        head, tail = _EDGES[p.op]
+        for value in needles:
             start = head if head != "term" else ("(^|[^0-9A-Za-z])" if value and is_term_char(value[0]) else "")
             end = tail if tail != "term" else ("($|[^0-9A-Za-z])" if value and is_term_char(value[-1]) else "")
             groups.setdefault((start, end), []).append(regex_literal(value))
@@ -549,7 +603,7 @@ class Emitter:
                     TARGET, f"cidr {network} on {p.field.name} overlaps the IPv4-mapped block "
                             "::ffff:0:0/96: whether Splunk's cidrmatch puts an IPv4 value in it is "
                             "not documented (the IR never does)", p.span, subject=p))
-        tests = [f"cidrmatch({quote(str(n))}, {x})" for n in networks]
+        tests = [f"cidrmatch({_network_literal(n)}, {x})" for n in networks]
         if not tests:
             body = "true()" if p.all_values else "false()"
         elif len(tests) == 1:
@@ -613,33 +667,36 @@ class Emitter:
         is null through (none for a value never null)."""
         f = value.text
         nums = [number(_seconds_of(v)) for v in p.values]
-        if not nums or any(n is None for n in nums) or (p.op is Op.BETWEEN and len(nums) != 2):
+        if not nums or None in nums or (p.op is Op.BETWEEN and len(nums) != 2):
             raise SplRefusal(f"{describe(p.field)} {p.op.value} {list(p.values)}: not a number SPL "
                              "can compare with", p.span)
         tests = value.null_tests()
-
-        def present(body: str) -> str:
-            return "(" + " AND ".join([f"isnotnull({t})" for t in tests] + [body]) + ")" if tests else body
-
-        def absent(body: str) -> str:
-            return "(" + " OR ".join([f"isnull({t})" for t in tests] + [body]) + ")" if tests else body
-
         if p.op is Op.EQUALS:
             hits = [f"{f}=={n}" for n in nums]
             if not p.negated:
                 body = hits[0] if len(hits) == 1 else "(" + (" AND " if p.all_values else " OR ").join(hits) + ")"
-                return present(body)
+                return _present(tests, body)
             misses = [f"{f}!={n}" for n in nums]
             body = misses[0] if len(misses) == 1 else "(" + (" OR " if p.all_values else " AND ").join(misses) + ")"
-            return absent(body)
+            return _absent(tests, body)
         if p.op is Op.BETWEEN:
             low, high = nums[0], nums[1]
             body = f"({f}<{low} OR {f}>{high})" if p.negated else f"{f}>={low} AND {f}<={high}"
-            return present(body) if tests else f"({body})"
+            return _present(tests, body) if tests else f"({body})"
         op = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[p.op]
         if p.negated:
             op = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[op]
-        return present(f"{f}{op}{nums[0]}")
+        return _present(tests, f"{f}{op}{nums[0]}")
+
+
+def _present(tests: tuple[str, ...], body: str) -> str:
+    """`body` where none of the values `tests` names is null (else false)."""
+    return "(" + " AND ".join([f"isnotnull({t})" for t in tests] + [body]) + ")" if tests else body
+
+
+def _absent(tests: tuple[str, ...], body: str) -> str:
+    """`body`, or true where one of the values `tests` names is null."""
+    return "(" + " OR ".join([f"isnull({t})" for t in tests] + [body]) + ")" if tests else body
 
 
 # ------------------------------------------------------------------ the rule
@@ -652,9 +709,11 @@ def _exclusions(rule: Rule, options: EmitOptions, found: list[Diagnostic]) -> li
 _MACRO = re.compile(r"`[A-Za-z0-9_.:-]+(?:\([^`|\[\]]*\))?`")
 
 
+@functools.lru_cache(maxsize=64)
 def _check_prefix(prefix: str, macros: bool = False) -> str:
     """Plain search terms; with `macros` (an environment's own search prefix), also macro calls
-    such as `sysmon` in backquotes."""
+    such as `sysmon` in backquotes.  Memoised: a function of its text alone, asked once per
+    rule of a batch with the same environment's search."""
     text = _MACRO.sub("", prefix) if macros else prefix
     if any(ch in text for ch in "|`[]") or has_control(prefix):
         raise ValueError(f"prefix {prefix!r} must be plain search terms (no |, `, [ ], control characters)"
@@ -693,11 +752,12 @@ def _make_emitter(rule: Rule, fields: str, options: EmitOptions, prefix: str | N
 
 
 def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagnostic],
-           pulled: list[InSubquery] | None = None) -> tuple[list[str], list[str]]:
+           pulled: list[InSubquery] | None = None, plain: bool = False) -> tuple[list[str], list[str]]:
     """The detection's (search terms, where terms); with `pulled`, top-level subqueries with a
-    model are taken out (to become joins)."""
-    condition = all_of([rule.condition, *_exclusions(rule, options, found)])
-    if type(emitter) is Emitter and _plain_tests(condition):  # (no subquery to pull)
+    model are taken out (to become joins).  `plain`: the caller found the detection
+    `_plain_tests` already."""
+    condition, excluded = _detection(rule, options, found)
+    if type(emitter) is Emitter and ((plain and not excluded) or _plain_tests(condition)):  # (no subquery to pull)
         written = _written_at_once(emitter, condition)
         if written is not None:
             return written
@@ -727,21 +787,50 @@ def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagn
     return _split_terms(emitter, condition)
 
 
+def _detection(rule: Rule, options: EmitOptions, found: list[Diagnostic]) -> tuple[Condition, bool]:
+    """The detection with the exclusions applied ANDed in, and whether there were any: the
+    rule's own condition object when none is (most rules have no exclusion)."""
+    excluded = _exclusions(rule, options, found) if rule.exclusions else []
+    return (all_of([rule.condition, *excluded]), True) if excluded else (rule.condition, False)
+
+
 def _plain_tests(condition: Condition) -> bool:
     """Whether every test of the condition is a predicate on a plain column (no constant,
-    comparison, subquery, path or computed subject): then writing a test has no lasting
-    effect but its own diagnostics and field names, and whether it can be written depends
-    only on the test (`_written_at_once`)."""
+    comparison, subquery, path or computed subject) and every And / Or is as `all_of` /
+    `any_of` build them (two operands or more, none of its own kind).  Then writing a test
+    has no lasting effect but its own diagnostics and field names, and whether it can be
+    written depends only on the test (`_written_at_once`); and the condition is what
+    `push_filters` (`simplify`), `with_paths` and `_late_feed_tests` give back, the same
+    object, so a rule without stages holding it needs none of them (`_settled`)."""
     stack = [condition]
     while stack:
         node = stack.pop()
-        if isinstance(node, (And, Or)):
-            stack.extend(node.operands)
-        elif isinstance(node, Not):
+        kind = node.__class__
+        if kind is Predicate:
+            if node.field.__class__ is not Field:
+                return False
+        elif kind is And or kind is Or:
+            operands = node.operands
+            if len(operands) < 2:
+                return False
+            for operand in operands:
+                if operand.__class__ is kind:
+                    return False
+                stack.append(operand)
+        elif kind is Not:
             stack.append(node.operand)
-        elif not isinstance(node, Predicate) or type(node.field) is not Field:
+        else:
             return False
     return True
+
+
+def _settled(rule: Rule) -> bool:
+    """Whether the rule is one source's detection of plain tests and nothing else: no union, no
+    stage, no external source, a `_plain_tests` condition.  `features` finds nothing in it,
+    and pushing filters down, reading paths as fields and taking feed tests out give it back
+    as it is (the same object), so the writer skips them."""
+    return (rule.union is None and not rule.stages and rule.source.external is None
+            and _plain_tests(rule.condition))
 
 
 def _written_at_once(emitter: Emitter, condition: Condition) -> tuple[list[str], list[str]] | None:
@@ -770,23 +859,23 @@ def _split_terms(emitter: Emitter, condition: Condition) -> tuple[list[str], lis
     search_terms: list[str] = []
     where_terms: list[str] = []
     for c in conjuncts:
-        if c == Const(True):
+        if c.__class__ is Const and c == _TRUE:
             continue
-        if emitter.searchable(c):
-            search_terms.append(emitter.search(c))
-        else:
-            where_terms.append(emitter.where(c))
-            prefilter = superset(c, _search_char)  # implied by c: the index narrows, where decides
-            if prefilter != Const(True) and emitter.searchable(prefilter):
-                term = emitter.search(prefilter)
-                if term not in search_terms:
-                    search_terms.append(term)
+        term = emitter.search(c)
+        if term is not None:
+            search_terms.append(term)
+            continue
+        where_terms.append(emitter.where(c))
+        prefilter = superset(c, _search_char)  # implied by c: the index narrows, where decides
+        if (prefilter.__class__ is not Const or not prefilter.value) and emitter.searchable(prefilter):
+            term = emitter.search(prefilter)
+            if term not in search_terms:
+                search_terms.append(term)
     return search_terms, where_terms
 
 
-def _search_char(ch: str) -> bool:
-    """A character a quoted search value says literally (printable ASCII but the wildcard)."""
-    return " " <= ch <= "~" and ch != "*"
+_search_char = PrintableAsciiBut("*")
+"""The characters a quoted search value says literally (printable ASCII but the wildcard)."""
 
 
 def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic], quiet: bool = False,
@@ -817,14 +906,17 @@ def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic]
 
 
 def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None, found: list[Diagnostic],
-              select: bool, sub: bool = False) -> tuple[list[str], Emitter]:
-    """A single-table rule's SPL commands (the first is `search ...`) and its emitter."""
-    rule = push_filters(rule)
-    rule, paths = with_paths(rule)
+              select: bool, sub: bool = False, settled: bool = False) -> tuple[list[str], Emitter]:
+    """A single-table rule's SPL commands (the first is `search ...`) and its emitter;
+    `settled`: the caller found the rule `_settled`."""
+    late: list[Condition] = []
+    if not settled:
+        rule = push_filters(rule)
+        rule = with_paths(rule)[0]
+        rule, late = _late_feed_tests(rule)
     emitter = _make_emitter(rule, fields, options, prefix, found)
-    rule, late = _late_feed_tests(rule)
     pulled: list[InSubquery] = []
-    search_terms, where_terms = _terms(emitter, rule, options, found, pulled)
+    search_terms, where_terms = _terms(emitter, rule, options, found, pulled, plain=settled)
     head = _head([rule.lookback], prefix, found, quiet=sub, placement=options.placement)
     if select and not getattr(options.placement, "parts", ()):  # else each source's filter selects it
         placed = bool(prefix or getattr(options.placement, "search", None))
@@ -849,10 +941,11 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
             emitter.columns[flag] = (flag, "number")
         commands.append("where " + emitter.where(condition))
         commands.append("fields - " + " ".join(f"rmmc_f{i + 1}" for i in range(len(flags))))
-    stages = StageWriter(emitter)
-    commands.extend(stages.write(rule.stages))
+    if rule.stages:  # (a writer of no stage writes nothing and says nothing)
+        stages = StageWriter(emitter)
+        commands.extend(stages.write(rule.stages))
+        found.extend(stages.diagnostics)
     found[:0] = emitter.diagnostics
-    found.extend(stages.diagnostics)
     return commands, emitter
 
 
@@ -1001,7 +1094,8 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
                  prefix: str | None = None) -> tuple[str, list[Diagnostic]]:
     """The SPL text and its diagnostics (raises ValueError for a name SPL cannot carry)."""
     found: list[Diagnostic] = []
-    used = features(rule)
+    settled = _settled(rule)
+    used = {} if settled else features(rule)
     several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
     if rule.source.external is not None:  # `Feed | join (T ...)`: read from T's side
         from rmmc.backends.splunk.lookups import feed_first
@@ -1020,11 +1114,12 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     datamodel = getattr(options.placement, "datamodel", None)
     if datamodel is not None and _DATAMODEL.match(datamodel) is None:
         raise ValueError(f"data model {datamodel!r} is not <Model>.<Dataset>")
-    models = list(dict.fromkeys(m for m in [datamodel, *(getattr(t, "datamodel", None) for _, t in
-                                                       getattr(options.placement, "parts", ()))] if m))
-    if models and several:  # a branch's data model is never dropped for a plain search
-        raise SplRefusal(f"the environment reads data model datasets ({', '.join(models)}): a union, join "
-                         "or subquery over several sources has no form there")
+    if several:  # a branch's data model is never dropped for a plain search
+        models = list(dict.fromkeys(m for m in [datamodel, *(getattr(t, "datamodel", None) for _, t in
+                                                           getattr(options.placement, "parts", ()))] if m))
+        if models:
+            raise SplRefusal(f"the environment reads data model datasets ({', '.join(models)}): a union, "
+                             "join or subquery over several sources has no form there")
     if options.splunk_form == "tstats":
         from rmmc.backends.splunk.tstats import build_tstats
 
@@ -1032,7 +1127,7 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     if rule.union is not None:
         commands, _ = _union(rule, options, fields, prefix, found)
     else:
-        commands, _ = _commands(rule, options, fields, prefix, found, select=several)
+        commands, _ = _commands(rule, options, fields, prefix, found, select=several, settled=settled)
     if several and not getattr(options.placement, "parts", ()):
         found.append(selector_warning())
     lines = [commands[0]] + ["| " + c for c in commands[1:]]
