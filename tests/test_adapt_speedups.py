@@ -1,0 +1,209 @@
+"""The adapter's shortcuts (issue 16), each against what it stands in for: the same adapted
+rules, placements and diagnostics, in the same order, over the shared corpora in several
+environments, and the same answers over random inputs.
+
+* `plans.SourcePlan`: what a source answers for any rule over a table (placement, specs,
+  forms, known names, field expressions, the source's own tests), worked out once per
+  (environment, source, table) instead of once per rule;
+* `Adapter.result` without sub-rules, `Adapter.prepare` without stages, and what the tests
+  further down name."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from rmmc.compiler import ir
+from rmmc.compiler.fast_replace import replace
+from rmmc.environments import plans
+from rmmc.environments.adapt import Adapted, Adapter, Target, _adapter, _merged, adapt
+from rmmc.environments.fieldsets import schema_for
+from rmmc.environments.forms import form_of
+from rmmc.environments.model import TIME_COLUMNS, FieldSpec
+from rmmc.environments.reads import DECISIVE, column_roles
+
+from test_splunk_speedups import _all_rules, _compiled_corpus
+
+CASES = [("sigma/rules/windows", "splunk", "splunk-sysmon"), ("rmm", "splunk", "splunk-sysmon"),
+         ("kql", "splunk", "splunk-defender"), ("kql", "sigma", "sigma"), ("rmm", "eql", "elastic-winlogbeat"),
+         ("kql", "kql", "sentinel"), ("sigma/rules/windows", "kql", "defender-xdr")]
+
+
+def _corpus(shared_dir: Path, corpus: str) -> tuple:
+    compiled = _compiled_corpus(shared_dir / "corpus" / corpus)
+    if not compiled:
+        pytest.skip(f"{shared_dir / 'corpus' / corpus} not found")
+    return compiled
+
+
+# ------------------------------------------------------------------ as it was, per rule
+
+
+def _spec_as_before(made: Adapter, column: str) -> FieldSpec | None:
+    if column in TIME_COLUMNS:
+        return FieldSpec(column, made.target.time_field)
+    spec = made.source.fields.get(column)
+    if spec is not None:
+        return spec
+    if made.profile is not None:
+        mapped = made.profile.field(made.table, column)
+        if mapped is not None:
+            return FieldSpec(column, mapped)
+    if made.source.others is not None:
+        return FieldSpec(column, made.source.others.replace("{name}", column))
+    return None
+
+
+def _form_spec_as_before(made: Adapter, column: str) -> FieldSpec | None:
+    """The spec `Adapter.form` made its form of (None: no field)."""
+    spec = _spec_as_before(made, column)
+    if spec is None or spec.field is None:
+        return None
+    if isinstance(spec.field, str) and spec.form == "basename":
+        path = next((c for c, s in made.source.fields.items() if s.field == spec.field and s.form in ("rename", "hives")),
+                    None)
+        if path is None and made.profile is not None and made.table is not None:
+            path = next((c for c, f in made.profile.columns(made.table).items() if f == spec.field), None)
+        spec = replace(spec, options={**spec.options, "path": path})
+    return spec
+
+
+def _subject_as_before(made: Adapter, name: str, type_: str):
+    convert = {"string": "tostring", "guid": "tostring", "int": "toint", "long": "tolong", "real": "todouble",
+               "bool": "tobool", "datetime": "todatetime"}
+    for column in made.source.dynamic:
+        if name.startswith(column + "."):
+            member = ir.Call("member", (ir.Field(column, "dynamic"), ir.Literal(name[len(column) + 1:])), "dynamic")
+            function = convert.get(type_)
+            return ir.Call(function, (member,), "string" if function == "tostring" else type_) if function else member
+    return ir.Field(name, type_)
+
+
+def _filters_as_before(made: Adapter) -> list:
+    out = []
+    for name, values in made.source.filter:
+        numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        subject = _subject_as_before(made, name, "long" if numeric else "string")
+        out.append(ir.Predicate(subject, ir.Op.EQUALS, values, case_sensitive=numeric))
+    return out
+
+
+def _prepare_as_before(self: Adapter) -> None:
+    if self.rule.stages:
+        self.roles = column_roles(self.rule)
+    else:
+        self.roles = {column: {DECISIVE} for column in self.columns}
+    for column, roles in self.forced.items():
+        self.roles.setdefault(column, set()).update(roles)
+    for column in self.columns:
+        self.form(column)
+    self.dropped = {c for c in self.missing if c not in self.unknown and self.roles.get(c)
+                    and DECISIVE not in self.roles[c]}
+
+
+def _result_as_before(self: Adapter, adapted: ir.Rule) -> Adapted:
+    parts: dict = {}
+    placed: list = []
+    for part in self.parts:
+        for table, sub in [(part.table, part), *part.parts.items()]:
+            if table is None:
+                continue
+            parts[table] = _merged(parts[table], sub) if table in parts else sub
+    for part in self.parts:
+        for entry in [(part.rule.source.table, replace(part.placement, parts=())), *part.placement.parts]:
+            if entry[0] and entry not in placed:
+                placed.append(entry)
+    if self.table and adapted.source.table:
+        own = (adapted.source.table, replace(self.target, parts=()))
+        placed = [own, *[p for p in placed if p != own]] if placed else []
+    target = replace(self.target, parts=tuple(placed))
+    forms, unknown = dict(self.forms), set(self.unknown)
+    if self.table in parts:
+        same = parts.pop(self.table)
+        forms, unknown = {**same.forms, **forms}, unknown | same.unknown
+    return Adapted(adapted, self.env, self.source, target, self.found, forms, unknown,
+                   dict(self.names), parts, self.table)
+
+
+# ------------------------------------------------------------------ the tests
+
+
+def test_source_plans_answer_as_worked_out_per_rule(shared_dir: Path):
+    """Every rule (and sub-rule) of the corpora: the plan's placement, schema, specs, forms,
+    known names, field expressions, joined pairs and the source's tests are what the adapter
+    worked out per rule; one plan serves every rule of a (source, table), and an environment
+    read again (another object) gets plans of its own."""
+    from rmmc.environments import environment_for
+
+    checked = 0
+    for corpus, target, env in CASES:
+        environment = environment_for(target, env)
+        for compiled in _corpus(shared_dir, corpus):
+            for rule in _all_rules(compiled.rule):
+                made = _adapter(rule, environment, False)
+                if type(made) is not Adapter:
+                    continue
+                plan, source = made.plan, made.source
+                if rule.source.external is None:
+                    place = environment.place.merged(source.place)
+                    assert made.target == Target(place.search, place.datamodel, place.index, place.table,
+                                                 source.time_field or environment.time_field)
+                    assert _adapter(rule, environment, False).plan is plan
+                assert plan.schema == schema_for(source.schema, source.declare, source.members, source.dynamic,
+                                                 made.table)
+                assert [p for _, p in plan.filters] == _filters_as_before(made)
+                assert plan.filtered == replace(made.target, filter=ir.all_of(_filters_as_before(made))
+                                                if source.filter else None)
+                for column in [*made.columns, *sorted(TIME_COLUMNS)]:
+                    assert plan.spec(column) == _spec_as_before(made, column)
+                    form, spec = plan.form(column), _form_spec_as_before(made, column)
+                    assert (type(form), form.spec if form else None) == \
+                        ((type(form_of(spec)), spec) if spec is not None else (type(None), None))
+                    for name in (form.fields() if form is not None else ()):
+                        assert plan.knows(name) == made.schema.knows(name)
+                    old, pair = _spec_as_before(made, column), None
+                    if old is not None and old.form == "joined" and old.options.get("part") == "first":
+                        pair = (column, old.options.get("separator", "\\"), old.options["with"])
+                    assert plan.joined_pair(column) == pair
+                    for type_ in ("string", "long", "dynamic", "guid"):
+                        name = spec.field if spec is not None and isinstance(spec.field, str) else column
+                        assert plan.subject(name, type_) == _subject_as_before(made, name, type_)
+                checked += 1
+        again = replace(environment)  # equal, but another object: planned anew
+        rule = next(r for c in _corpus(shared_dir, corpus) for r in _all_rules(c.rule)
+                    if type(_adapter(r, environment, False)) is Adapter and r.source.external is None)
+        assert _adapter(rule, again, False).plan is not _adapter(rule, environment, False).plan
+    assert checked > 5000
+
+
+@pytest.mark.parametrize("corpus, target, env", CASES)
+def test_adapting_with_the_shortcuts_as_without(monkeypatch, shared_dir: Path, corpus: str, target: str, env: str):
+    """Every rule of the corpora adapted with the shortcuts, and with each replaced by what it
+    stands in for (a plan made afresh for every rule, so nothing one rule leaves in a plan
+    reaches the next; `prepare` and `result` as they were): the same adapted rules,
+    placements, diagnostics, names, forms and unknown columns."""
+    from rmmc.environments import environment_for
+
+    environment = environment_for(target, env)
+
+    def adapted(rule):
+        try:
+            made = adapt(rule, environment)
+        except Exception as exc:  # what the slower path raises, the shortcut must raise
+            return type(exc), str(exc)
+        forms = {c: (type(f), f.spec) for c, f in made.forms.items()}
+        parts = {t: (p.rule, p.placement, p.diagnostics) for t, p in made.parts.items()}
+        return made.rule, made.placement, made.diagnostics, made.names, sorted(made.unknown), forms, parts
+
+    compiled = _corpus(shared_dir, corpus)
+    ours = [adapted(c.rule) for c in compiled]
+    with monkeypatch.context() as m:
+        m.setattr(plans, "_KEPT", 0)  # every plan made anew
+        m.setattr(Adapter, "prepare", _prepare_as_before)
+        m.setattr(Adapter, "result", _result_as_before)
+        theirs = [adapted(c.rule) for c in compiled]
+    for c, a, b in zip(compiled, ours, theirs):
+        assert a == b, c.document.path
+
