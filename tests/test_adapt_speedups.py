@@ -6,7 +6,8 @@ environments, and the same answers over random inputs.
   forms, known names, field expressions, the source's own tests), worked out once per
   (environment, source, table) instead of once per rule;
 * `Adapter.result` without sub-rules, `Adapter.prepare` without stages, and what the tests
-  further down name."""
+  further down name;
+* `forms.rewrite_hives` folds each value and each style's names once, not per name test."""
 
 from __future__ import annotations
 
@@ -137,23 +138,33 @@ def test_source_plans_answer_as_worked_out_per_rule(shared_dir: Path):
     read again (another object) gets plans of its own."""
     from rmmc.environments import environment_for
 
-    checked = 0
+    checked = refused = 0
     for corpus, target, env in CASES:
         environment = environment_for(target, env)
         for compiled in _corpus(shared_dir, corpus):
             for rule in _all_rules(compiled.rule):
                 made = _adapter(rule, environment, False)
+                if isinstance(made, Adapted) and made.rule is None and rule.union is None:
+                    takes = []  # the refusal names what the environment reads, as it did
+                    for s in environment.sources:
+                        for item in (s.match.table or ()) if s.match.by_table else [s.match.describe()]:
+                            if item not in takes:
+                                takes.append(item)
+                    assert made.diagnostics[0].message.endswith(f"(it reads: {', '.join(takes)})")
+                    refused += 1
                 if type(made) is not Adapter:
                     continue
                 plan, source = made.plan, made.source
                 if rule.source.external is None:
+                    assert source is environment.source_for(rule.source)
                     place = environment.place.merged(source.place)
                     assert made.target == Target(place.search, place.datamodel, place.index, place.table,
                                                  source.time_field or environment.time_field)
                     assert _adapter(rule, environment, False).plan is plan
                 assert plan.schema == schema_for(source.schema, source.declare, source.members, source.dynamic,
                                                  made.table)
-                assert [p for _, p in plan.filters] == _filters_as_before(made)
+                assert list(plan.tests) == [p for _, p in plan.filters] == _filters_as_before(made)
+                assert plan.unknown_filter_fields == tuple(n for n, _ in source.filter if not made.schema.knows(n))
                 assert plan.filtered == replace(made.target, filter=ir.all_of(_filters_as_before(made))
                                                 if source.filter else None)
                 for column in [*made.columns, *sorted(TIME_COLUMNS)]:
@@ -163,10 +174,12 @@ def test_source_plans_answer_as_worked_out_per_rule(shared_dir: Path):
                         ((type(form_of(spec)), spec) if spec is not None else (type(None), None))
                     for name in (form.fields() if form is not None else ()):
                         assert plan.knows(name) == made.schema.knows(name)
+                    assert plan.unknown_fields(column) == tuple(n for n in (form.fields() if form else ())
+                                                                if not made.schema.knows(n))
                     old, pair = _spec_as_before(made, column), None
                     if old is not None and old.form == "joined" and old.options.get("part") == "first":
                         pair = (column, old.options.get("separator", "\\"), old.options["with"])
-                    assert plan.joined_pair(column) == pair
+                    assert plan.first_parts.get(column) == pair
                     for type_ in ("string", "long", "dynamic", "guid"):
                         name = spec.field if spec is not None and isinstance(spec.field, str) else column
                         assert plan.subject(name, type_) == _subject_as_before(made, name, type_)
@@ -175,7 +188,25 @@ def test_source_plans_answer_as_worked_out_per_rule(shared_dir: Path):
         rule = next(r for c in _corpus(shared_dir, corpus) for r in _all_rules(c.rule)
                     if type(_adapter(r, environment, False)) is Adapter and r.source.external is None)
         assert _adapter(rule, again, False).plan is not _adapter(rule, environment, False).plan
-    assert checked > 5000
+    assert checked > 5000 and refused > 100
+
+
+def test_adapted_rule_built_as_replace_builds_it():
+    """`Adapter.run` builds the adapted `ir.Rule` from its fields in order: it passes every
+    field (a field added to `Rule` fails here), and `forms.renamed` compares an `ir.Field`
+    by its fields as `==` does."""
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(ir.Rule)] == \
+        ["metadata", "source", "condition", "lookback", "exclusions", "stages", "union"]
+    assert [f.name for f in dataclasses.fields(ir.Field) if f.compare] == ["name", "type"]
+    from rmmc.environments.forms import renamed
+
+    p = ir.Predicate(ir.Field("A", "long"), ir.Op.EQUALS, (1,))
+    for subject in (ir.Field("A", "long"), ir.Field("A"), ir.Field("B", "long"),
+                    ir.Call("tostring", (ir.Field("A", "long"),), "string")):
+        assert (renamed(p, subject) is p) == (type(subject) is ir.Field and subject == p.field)
+        assert renamed(p, subject) == replace(p, field=subject)
 
 
 @pytest.mark.parametrize("corpus, target, env", CASES)
@@ -207,3 +238,86 @@ def test_adapting_with_the_shortcuts_as_without(monkeypatch, shared_dir: Path, c
     for c, a, b in zip(compiled, ours, theirs):
         assert a == b, c.document.path
 
+
+def _rewrite_hives_as_before(p, subject, source, target, ctx, what):
+    """`forms.rewrite_hives` as it was: every name folded again for each test."""
+    from rmmc.compiler.functions import fold
+    from rmmc.environments import conventions
+    from rmmc.environments.forms import _overlaps, _starts, _text, leading_hive, on_subject, per_value
+
+    src, dst = conventions.hives(source), conventions.hives(target)
+    if source == target:
+        return replace(p, field=subject)
+    every = [*src.values(), *dst.values()]
+
+    def one(q):
+        value = _text(q.values[0]) if q.values else None
+        same = on_subject(q, subject)
+        if value is None or q.op in (ir.Op.EMPTY, ir.Op.EXISTS):
+            return same
+        cased = q.case_sensitive
+        lead = leading_hive(value, src, cased)
+        if q.op is ir.Op.REGEX:
+            text = fold(value)
+            if text.startswith("^") or "\\a" in text or any(fold(t) in text for t in every):
+                ctx.lossy(f"the regex {value!r} on {what} may read the hive name, which is not "
+                          f"rewritten inside a regex for {ctx.env}", q)
+            return same
+        if lead:
+            hive, n = lead
+            if hive not in dst:
+                ctx.lossy(f"{what} {value!r} names hive {src[hive]}, which {ctx.env} has no "
+                          f"{target} name for: written unchanged", q)
+                return same
+            moved = dst[hive] + value[n:]
+            op = {ir.Op.CONTAINS: ir.Op.STARTSWITH, ir.Op.ENDSWITH: ir.Op.EQUALS}.get(q.op, q.op)
+            return replace(same, op=op, values=(moved,))
+        if q.op is ir.Op.STARTSWITH:
+            hits = [h for h, token in src.items() if len(value) < len(token) and _starts(token, value, cased)]
+            if hits:
+                if any(h not in dst for h in hits):
+                    ctx.lossy(f"{what} starts with {value!r}, the start of a hive {ctx.env} "
+                              "has no name for: written unchanged", q)
+                    return same
+                return ir.any_of([replace(same, values=(dst[h],)) for h in hits])
+        if leading_hive(value, dst, cased):
+            ctx.note(f"{what} {value!r} already names its hive as {ctx.env} does: kept", q)
+            return same
+        if q.op is not ir.Op.EQUALS and (_overlaps(value, list(src.values()), cased, skip_zero=True)
+                                         or _overlaps(value, list(dst.values()), cased, skip_zero=True)):
+            ctx.lossy(f"{what} test {q.op.value} {value!r} may match across the hive name, which "
+                      f"{ctx.env} writes otherwise: written unchanged", q)
+        return same
+
+    return per_value(p, one)
+
+
+def test_rewrite_hives_as_when_every_name_was_folded_for_each_test():
+    """`forms.rewrite_hives` folds each value once and each style's names once
+    (`_HiveStyles`): the same conditions and the same diagnostics, in order, as folding them
+    for each name test, over random registry tests between every pair of hive styles, cased
+    and not, one value or several, negated or not, with characters whose case folding is not
+    one for one."""
+    from rmmc.environments import conventions, forms
+
+    rng = random.Random(5)
+    pieces = ["HKLM", "HKEY_LOCAL_MACHINE", "\\REGISTRY\\MACHINE", "hkcu", "HKU", "HKEY_USERS", "\\", "İ",
+              "\u212a", "x", "Software", "^", "\\a", "LM", "EY_", "",
+              "HKEY_L", "hkey_loc", "\\registry\\ma", "HK", "hk", "Hkey_Current"]
+    ops = [ir.Op.EQUALS, ir.Op.CONTAINS, ir.Op.STARTSWITH, ir.Op.ENDSWITH, ir.Op.REGEX, ir.Op.TERM, ir.Op.EMPTY,
+           ir.Op.EXISTS]
+    subject = ir.Field("TargetObject")
+    compared = 0
+    for _ in range(6000):
+        values = tuple("".join(rng.choice(pieces) for _ in range(rng.randint(0, 4))) for _ in range(rng.randint(1, 3)))
+        p = ir.Predicate(ir.Field("RegistryKey"), rng.choice(ops), values, rng.random() < 0.2, rng.random() < 0.3,
+                         rng.random() < 0.2)
+        source, target = rng.choice(conventions.HIVE_STYLES), rng.choice(conventions.HIVE_STYLES)
+        said = ([], [])
+        ours = forms.rewrite_hives(p, subject, source, target, forms.Context("env", ir.Field, said[0].append),
+                                   "RegistryKey")
+        theirs = _rewrite_hives_as_before(p, subject, source, target, forms.Context("env", ir.Field, said[1].append),
+                                          "RegistryKey")
+        assert (ours, said[0]) == (theirs, said[1]), p
+        compared += ours != p
+    assert compared > 1000

@@ -158,11 +158,11 @@ def find_environment(paths: Iterable[str]) -> str | None:
 def environment_for(target: str, env: "Environment | str | None") -> Environment:
     """The environment a translation to `target` uses: `env` (a loaded one, a name or a path)
     or the target's default; `EnvironmentError` when it does not serve the target."""
-    from rmmc.environments.loader import EnvironmentError
-
     chosen = default_environment(target) if env is None else (
         env if isinstance(env, Environment) else load_environment(env))
     if not chosen.serves(target):
+        from rmmc.environments.loader import EnvironmentError
+
         raise EnvironmentError([_problem(
             f"environment {chosen.name} is for {chosen.target}, not {target}")])
     return chosen

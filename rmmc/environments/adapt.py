@@ -38,7 +38,7 @@ the forms' domains first by `normalize`) as the environment would hold it, which
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
@@ -47,29 +47,12 @@ from rmmc.environments.fieldsets import FieldSchema
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, joined_parts,
                                      merge_joined, split_joined)
 from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Match, SourceMap
-from rmmc.environments.plans import SourcePlan, plan_for
+from rmmc.environments.plans import SourcePlan, Target, environment_reads, plan_for
 from rmmc.compiler.extremes import aggregate_names, renamed_columns
 from rmmc.environments.reads import (DECISIVE, GROUP, _table_columns, column_roles, joined_names, names_read,
                                     needed_after, output_names, right_outputs)
 
 CODE = "environment"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where the events are and their time field: what a backend needs besides the rule."""
-
-    search: str | None = None
-    datamodel: str | None = None
-    index: str | None = None
-    table: str | None = None
-    time_field: str | None = None
-    filter: Any = None   # the source's own tests (`EventCode=1`), in the environment's names
-    parts: tuple[tuple[str, "Target"], ...] = ()  # (table as written, placement) per sub-rule source
-
-    def part(self, table: str | None) -> "Target":
-        """The placement of the sub-rule reading `table` (this one when none is recorded)."""
-        return next((t for name, t in self.parts if name == table), self)
 
 
 @dataclass
@@ -173,28 +156,16 @@ def _adapter(rule: ir.Rule, env: Environment, allow_unknown: bool) -> "Adapter |
         own = SourceMap(Match(), fields={n: FieldSpec(n, n) for n in columns}, declare=tuple(columns))
         target = Target(time_field=env.time_field)
         return Adapter(rule, env, own, target, allow_unknown, SourcePlan(own, rule.source.table, target))
-    source = env.source_for(rule.source)
-    where = rule.metadata.source_span
-    if source is None:
+    plan = plan_for(env, rule.source)
+    if plan is None:
         what = (f"table {rule.source.table}" if rule.source.table else
                 "logsource " + ", ".join(f"{k}: {v}" for k, v in (("product", rule.source.product),
                                                                    ("category", rule.source.category),
                                                                    ("service", rule.source.service)) if v))
-        takes = []
-        for s in env.sources:
-            for item in (s.match.table or ()) if s.match.by_table else [s.match.describe()]:
-                if item not in takes:
-                    takes.append(item)
-        message = f"environment {env.name} has no source for {what} (it reads: {', '.join(takes)})"
-        return Adapted(None, env, None, diagnostics=[Diagnostic(Severity.ERROR, message, where, CODE)])
-    plan = plan_for(env, source, rule.source.table, lambda: _placement(env, source))
-    return Adapter(rule, env, source, plan.target, allow_unknown, plan)
-
-
-def _placement(env: Environment, source: SourceMap) -> Target:
-    """Where a source's events are and their time field."""
-    place = env.place.merged(source.place)
-    return Target(place.search, place.datamodel, place.index, place.table, source.time_field or env.time_field)
+        message = f"environment {env.name} has no source for {what} (it reads: {environment_reads(env)})"
+        return Adapted(None, env, None, diagnostics=[Diagnostic(Severity.ERROR, message, rule.metadata.source_span,
+                                                                CODE)])
+    return Adapter(rule, env, plan.source, plan.target, allow_unknown, plan)
 
 
 class Adapter:
@@ -221,7 +192,7 @@ class Adapter:
         self.checked: set[str] = set()
         self._spans: dict[str, Span] | None = None  # `spans`, worked out when first asked
         self.names: dict[str, str] = {}
-        self.ctx = Context(env.name, self.subject, self.found.append)
+        self.ctx = Context(env.name, plan.subject if plan is not None else self.subject, self.found.append)
         self.profile = plan.profile if plan is not None else None
 
     @property
@@ -251,7 +222,7 @@ class Adapter:
                 self.unknown.add(column)
             return None
         self.forms[column] = form
-        for name in form.fields():
+        for name in self.plan.unknown_fields(column):  # (a name the field sets have: nothing to say)
             self.check(name, column)
         if isinstance(form, Joined):
             self.form(form.other)
@@ -415,7 +386,7 @@ class Adapter:
     def predicate(self, p: ir.Predicate) -> ir.Condition:
         subject = p.field
         if isinstance(subject, ir.Field):
-            form = self.form(subject.name)
+            form = self.forms.get(subject.name) or self.form(subject.name)
             if form is None:
                 return p  # unknown (reported): kept under its own name
             self.ctx.origin = p
@@ -603,12 +574,11 @@ class Adapter:
 
     # ---------------------------------------------------------------- the rule
 
-    def filters(self) -> list[ir.Condition]:
-        out = []
-        for name, test in self.plan.filters:
+    def filters(self) -> Sequence[ir.Condition]:
+        """The source's own tests (each field the field sets lack reported once)."""
+        for name in self.plan.unknown_filter_fields:
             self.check(name, None)
-            out.append(test)
-        return out
+        return self.plan.tests
 
     def prepare(self) -> None:
         """Which columns the rule reads where (`reads`), and which of them this environment lacks
@@ -648,7 +618,9 @@ class Adapter:
         source = rule.source
         if source.table != table or source.taxonomy != taxonomy:  # else it is the source as it is
             source = replace(source, table=table, taxonomy=taxonomy)
-        adapted = replace(rule, condition=condition, stages=stages, exclusions=exclusions, source=source)
+        # `replace(rule, ...)`, built from the rule's fields in order (tests/test_adapt_speedups.py
+        # holds `ir.Rule` to these fields)
+        adapted = ir.Rule(rule.metadata, source, condition, rule.lookback, exclusions, stages, rule.union)
         return self.result(adapted)
 
     def result(self, adapted: ir.Rule) -> Adapted:
@@ -796,31 +768,18 @@ class Adapter:
                                         ("category", src.category), ("service", src.service)) if v)
 
     def _joined_pairs(self) -> dict[str, tuple[str, str, str]]:
-        pairs = {}
-        for column in self.columns:
-            pair = self.plan.joined_pair(column)
-            if pair is not None:
-                pairs[column] = pair
-        return pairs
+        """The rule's columns that are the first part of a joined field, each with its pair."""
+        return {c: pair for c, pair in self.plan.first_parts.items() if c in self.columns}
 
 
 _DECISIVE = frozenset({DECISIVE})
 
 
-def _speed_up_construction() -> None:
-    """`Target` is made and copied a few times per rule: its `__init__` stores fields through
-    their slots (`rmmc.compiler.slots_init`), as the IR's nodes do."""
-    from rmmc.compiler.slots_init import fast_init
-
-    fast_init(Target)
-
-
-_speed_up_construction()
-
-
 def _event_columns(rule: ir.Rule) -> dict[str, ir.Field]:
     """Every event column the rule reads (detection, exclusions, and stages where no earlier
     stage made a column of that name), by name."""
+    if not rule.stages and not rule.exclusions:  # the detection's columns (each once, in order)
+        return {f.name: f for f in ir.expr_fields(rule.condition)}
     out: dict[str, ir.Field] = {}
     made: set[str] = set()
     closed = False
