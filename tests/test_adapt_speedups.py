@@ -321,3 +321,45 @@ def test_rewrite_hives_as_when_every_name_was_folded_for_each_test():
         assert (ours, said[0]) == (theirs, said[1]), p
         compared += ours != p
     assert compared > 1000
+
+
+def test_close_match_counting_ascii_names_at_once_as_difflib():
+    """`fieldsets._close_match` counts the characters ASCII names share with the word a length
+    at a time (bytes joined by NULs): the same answer as difflib over every name, with names
+    beyond ASCII and holding NULs in the pool (counted one by one) and words beyond ASCII,
+    with NULs, with surrogates."""
+    import difflib
+
+    from rmmc.environments.fieldsets import _by_length, _close_match
+
+    rng = random.Random(29)
+    alphabet = "aAbeEiImnNoOrstT._-xyzQ0é\0İ\udc80K"
+    ascii_names = ["ProcessId", "Image", "CommandLine", "ParentImage", "TargetObject", "EventType", "User",
+                   "Hashes", "event.code", "process.name", "winlog.event_data.Image"]
+    for names in (ascii_names, [*ascii_names, "Imagé", "Usér", "Tar\0get"],
+                  ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 12))) for _ in range(60)]):
+        names = sorted(set(names))
+        by_length = _by_length(names)
+        words = ["", "\0", "é", "Image\0", *names]
+        for name in names:  # close to a name, with a NUL or a character beyond ASCII in it
+            at = rng.randrange(len(name) + 1)
+            words += [name[:at] + "\0" + name[at:], name[:at] + "é" + name[at + 1:]]
+        for _ in range(150):
+            words.append("".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 14))))
+        for word in words:
+            for cutoff in (0.6, 0.75, 0.8):
+                close = difflib.get_close_matches(word, names, n=1, cutoff=cutoff)
+                assert _close_match(word, by_length, cutoff) == (close[0] if close else None), (word, cutoff)
+
+
+def test_conventions_read_with_libyaml_as_with_pyyaml():
+    """`conventions._data` reads the file with libyaml's loader where PyYAML has it: the same
+    data as PyYAML's pure-Python `safe_load`."""
+    import yaml
+
+    from rmmc.environments import conventions
+    from rmmc.resources import package_text
+
+    text = package_text("rmmc.environments", "data/conventions.yml")
+    assert conventions._data() == yaml.safe_load(text) == yaml.load(text, Loader=yaml.SafeLoader)
+    assert conventions._data()["hives"]["machine"]["native"] == "\\REGISTRY\\MACHINE"

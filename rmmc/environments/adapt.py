@@ -289,10 +289,10 @@ class Adapter:
         if isinstance(c, ir.Predicate):
             return self.predicate(c)
         if isinstance(c, ir.And):  # a node nothing below changed is kept (`ir.unchanged_operands`)
-            parts = [self.condition(o) for o in c.operands]
+            parts = self.operands(c.operands)
             return c if ir.unchanged_operands(parts, c.operands, ir.And) else ir.all_of(parts)
         if isinstance(c, ir.Or):
-            parts = [self.condition(o) for o in c.operands]
+            parts = self.operands(c.operands)
             return c if ir.unchanged_operands(parts, c.operands, ir.Or) else ir.any_of(parts)
         if isinstance(c, ir.Not):
             inner = self.condition(c.operand)
@@ -304,6 +304,11 @@ class Adapter:
         if isinstance(c, ir.Compare):
             return replace(c, left=self.expr(c.left), right=self.expr(c.right))
         return c
+
+    def operands(self, operands: tuple[ir.Condition, ...]) -> list[ir.Condition]:
+        """`condition` of each operand (a predicate, most of them, straight to `predicate`)."""
+        predicate, condition = self.predicate, self.condition
+        return [predicate(o) if type(o) is ir.Predicate else condition(o) for o in operands]
 
     def subquery(self, c: ir.InSubquery, names: set[str]) -> ir.InSubquery:
         """`x in (T | ...)`: the subquery adapted by its own source, `x` renamed (a plain field)."""
@@ -451,6 +456,9 @@ class Adapter:
     # ---------------------------------------------------------------- stages
 
     def stages(self, stages: Iterable[ir.Stage]) -> tuple[ir.Stage, ...]:
+        stages = tuple(stages)
+        if not stages:
+            return stages
         out: list[ir.Stage] = []
         made: set[str] = set()      # names the stages so far produced (they shadow columns)
         events = True               # whether event columns are still readable
@@ -461,9 +469,6 @@ class Adapter:
             return any(f.name in gone or (events and f.name not in made and f.name in self.dropped)
                        for node in nodes for f in ir.expr_fields(node))
 
-        stages = tuple(stages)
-        if not stages:
-            return stages
         after = needed_after(stages)
         for k, stage in enumerate(stages):
             def ex(e: Any) -> Any:
@@ -600,7 +605,7 @@ class Adapter:
         rule = self.rule
         self.prepare()
         pairs = self._joined_pairs()
-        condition = self.condition(merge_joined(rule.condition, pairs))
+        condition = self.condition(merge_joined(rule.condition, pairs) if pairs else rule.condition)
         stages = self.stages(rule.stages)
         exclusions = tuple(replace(e, condition=self.condition(merge_joined(e.condition, pairs)))
                            if e.condition is not None else e for e in rule.exclusions)

@@ -238,7 +238,7 @@ def rewrite_hives(p: ir.Predicate, subject: Any, source: str, target: str, ctx: 
             return same
         styles = _HiveStyles.of(source, target, cased)
         text = value if cased else fold(value)  # (the value folded once for every name test)
-        lead = _leading(text, value, styles.src)
+        lead = _leading(text, value, styles.src, styles.src_names)
         if lead:  # the hive: at the start of the key, the only place a hive is named
             hive, n = lead
             if hive not in dst:
@@ -256,7 +256,7 @@ def rewrite_hives(p: ir.Predicate, subject: Any, source: str, target: str, ctx: 
                               "has no name for: written unchanged", q)
                     return same
                 return ir.any_of([replace(same, values=(dst[h],)) for h in hits])
-        if _leading(text, value, styles.dst):
+        if _leading(text, value, styles.dst, styles.dst_names):
             ctx.note(f"{what} {value!r} already names its hive as {ctx.env} does: kept", q)
             return same
         if q.op is not ir.Op.EQUALS and (_overlapping(text, *styles.src_tails)
@@ -276,12 +276,15 @@ def _hive_names(source: str, target: str) -> tuple[str, ...]:
 
 class _HiveStyles:
     """For `rewrite_hives` from `source` to `target` names, cased or not: each style's (hive,
-    name, name as compared) and `_hive_tails` (the same for every test: made once)."""
+    name, name as compared), the names as compared, and `_hive_tails` (the same for every
+    test: made once)."""
 
     def __init__(self, source: str, target: str, cased: bool):
         src, dst = conventions.hives(source), conventions.hives(target)
         self.src = tuple((h, t, t if cased else fold(t)) for h, t in src.items())
         self.dst = tuple((h, t, t if cased else fold(t)) for h, t in dst.items())
+        self.src_names = tuple(name for _, _, name in self.src)
+        self.dst_names = tuple(name for _, _, name in self.dst)
         self.src_tails = _hive_tails(tuple(src.values()), cased, True)
         self.dst_tails = _hive_tails(tuple(dst.values()), cased, True)
 
@@ -291,8 +294,12 @@ class _HiveStyles:
         return _HiveStyles(source, target, cased)
 
 
-def _leading(text: str, value: str, names: tuple[tuple[str, str, str], ...]) -> tuple[str, int] | None:
-    """`leading_hive` of `value` (`text`: as compared) among (hive, name, name as compared)."""
+def _leading(text: str, value: str, names: tuple[tuple[str, str, str], ...],
+             compared: tuple[str, ...]) -> tuple[str, int] | None:
+    """`leading_hive` of `value` (`text`: as compared) among (hive, name, name as compared);
+    `compared`: the names as compared (most keys start with none of them: one test in C)."""
+    if not text.startswith(compared):
+        return None
     for hive, token, name in names:
         if text.startswith(name) and (len(value) == len(token) or value[len(token)] == "\\"):
             return hive, len(token)
