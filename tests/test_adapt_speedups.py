@@ -139,6 +139,7 @@ def test_source_plans_answer_as_worked_out_per_rule(shared_dir: Path):
     from rmmc.environments import environment_for
 
     checked = refused = 0
+    shared: dict = {}  # one plan per (environment, source, table), whatever the logsource
     for corpus, target, env in CASES:
         environment = environment_for(target, env)
         for compiled in _corpus(shared_dir, corpus):
@@ -161,6 +162,7 @@ def test_source_plans_answer_as_worked_out_per_rule(shared_dir: Path):
                     assert made.target == Target(place.search, place.datamodel, place.index, place.table,
                                                  source.time_field or environment.time_field)
                     assert _adapter(rule, environment, False).plan is plan
+                    assert shared.setdefault((id(environment), id(source), made.table), plan) is plan
                 assert plan.schema == schema_for(source.schema, source.declare, source.members, source.dynamic,
                                                  made.table)
                 assert list(plan.tests) == [p for _, p in plan.filters] == _filters_as_before(made)
@@ -351,15 +353,3 @@ def test_close_match_counting_ascii_names_at_once_as_difflib():
                 close = difflib.get_close_matches(word, names, n=1, cutoff=cutoff)
                 assert _close_match(word, by_length, cutoff) == (close[0] if close else None), (word, cutoff)
 
-
-def test_conventions_read_with_libyaml_as_with_pyyaml():
-    """`conventions._data` reads the file with libyaml's loader where PyYAML has it: the same
-    data as PyYAML's pure-Python `safe_load`."""
-    import yaml
-
-    from rmmc.environments import conventions
-    from rmmc.resources import package_text
-
-    text = package_text("rmmc.environments", "data/conventions.yml")
-    assert conventions._data() == yaml.safe_load(text) == yaml.load(text, Loader=yaml.SafeLoader)
-    assert conventions._data()["hives"]["machine"]["native"] == "\\REGISTRY\\MACHINE"

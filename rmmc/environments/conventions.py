@@ -12,13 +12,9 @@ HIVE_STYLES = ("long", "short", "native")
 
 @cache
 def _data() -> dict:
-    """The file's data, read with libyaml's loader where PyYAML has it (the pure-Python
-    reader was most of the first registry test's cost), else PyYAML's own: the same data
-    (tests/test_adapt_speedups.py)."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(package_text("rmmc.environments", "data/conventions.yml"), Loader=loader)  # noqa: S506
+    return yaml.safe_load(package_text("rmmc.environments", "data/conventions.yml"))
 
 
 @cache

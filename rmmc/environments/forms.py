@@ -133,6 +133,8 @@ def _text(value: Any) -> str | None:
 class Form:
     """A column held under one environment field in some convention."""
 
+    __slots__ = ("spec", "column", "field", "as_text")  # (a plan keeps one per column: small)
+
     def __init__(self, spec: FieldSpec):
         self.spec = spec
         self.column = spec.column
@@ -328,6 +330,8 @@ def hive_event_value(value: Any, source: str, target: str) -> Any:
 class Hives(Form):
     """`hives: short` (the field's style), `from: long` (the column's, Defender's by default)."""
 
+    __slots__ = ()
+
     @property
     def styles(self) -> tuple[str, str]:
         return self.spec.options.get("from", "long"), self.spec.options["hives"]
@@ -376,6 +380,8 @@ class Joined(Form):
     """`part: first|last`, `with: <the other column>`, `separator` (`\\`): the field is
     `first + separator + last` (Sysmon's `User` = AccountDomain \\ AccountName).  Domain: neither
     part holds the separator."""
+
+    __slots__ = ()
 
     @property
     def sep(self) -> str:
@@ -571,6 +577,8 @@ class Item(Form):
     """`item: SHA256`: the column is the value of `SHA256=...` in the field's comma-separated
     list (Sysmon's `Hashes`).  Domain: each digest is hex of its algorithm's length."""
 
+    __slots__ = ()
+
     @property
     def key(self) -> str:
         return self.spec.options["item"]
@@ -706,6 +714,8 @@ class Basename(Form):
     """`basename: true`: the column is the file name, the last part of the path the field holds
     (`FileName` of Sysmon's `Image`).  Domain: the path holds a separator and ends with the name."""
 
+    __slots__ = ()
+
     @property
     def sep(self) -> str:
         return self.spec.options.get("separator", "\\")
@@ -801,6 +811,8 @@ class Values(Form):
     """`values: {column value: field value}`: an enumerated column spelled otherwise (Defender's
     `RegistryValueSet` is Sysmon's `EventType: SetValue`).  Domain: the column takes the
     listed values."""
+
+    __slots__ = ()
 
     @property
     def table(self) -> dict[Any, tuple[Any, ...]]:

@@ -18,7 +18,8 @@ product, category, service), which decides the source (`Environment.source_for`)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from rmmc.compiler import ir
 from rmmc.compiler.fast_replace import replace
@@ -29,6 +30,7 @@ from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Source
 _CONVERT = {"string": "tostring", "guid": "tostring", "int": "toint", "long": "tolong", "real": "todouble",
             "bool": "tobool", "datetime": "todatetime"}
 _UNSEEN = object()
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})  # a plain rename's (one for all: a plan keeps each spec)
 _KEPT = 8  # environments whose plans are kept (a batch uses one; `rmmc build` a few in turn)
 
 
@@ -50,13 +52,15 @@ class Target:
 
 
 class _Planned:
-    """One environment's plans by logsource, and what it reads (for a refusal's message)."""
+    """One environment's plans by logsource and by (source, table) (logsources a source takes
+    share its plan for a table), and what it reads (for a refusal's message)."""
 
-    __slots__ = ("env", "plans", "reads")
+    __slots__ = ("env", "plans", "by_source", "reads")
 
     def __init__(self, env: Environment):
         self.env = env
         self.plans: dict[tuple, SourcePlan | None] = {}
+        self.by_source: dict[tuple[int, str | None], SourcePlan] = {}  # (id of a source of env, table)
         self.reads: str | None = None
 
 
@@ -75,13 +79,17 @@ def _planned(env: Environment) -> _Planned:
 def plan_for(env: Environment, logsource: ir.Source) -> "SourcePlan | None":
     """The plan of the source of `env` that takes rules with this logsource (made once), None
     when no source does."""
-    plans = _planned(env).plans
+    entry = _planned(env)
     key = (logsource.table, logsource.kind, logsource.product, logsource.category, logsource.service)
-    plan = plans.get(key, _UNSEEN)
+    plan = entry.plans.get(key, _UNSEEN)
     if plan is _UNSEEN:
-        source = env.source_for(logsource)
-        plan = plans[key] = None if source is None else SourcePlan(source, logsource.table,
-                                                                   placement(env, source))
+        source, plan = env.source_for(logsource), None
+        if source is not None:
+            plan = entry.by_source.get((id(source), logsource.table))
+            if plan is None:
+                plan = entry.by_source[(id(source), logsource.table)] = SourcePlan(
+                    source, logsource.table, placement(env, source))
+        entry.plans[key] = plan
     return plan
 
 
@@ -120,11 +128,10 @@ class SourcePlan:
             from rmmc.compiler.schema.profiles import load_profile
 
             self.profile = load_profile(source.names)
-        self._specs: dict[str, FieldSpec | None] = {}
         self._forms: dict[str, Form | None] = {}
         self._known: dict[str, bool] = {}
         self._unknown_fields: dict[str, tuple[str, ...]] = {}
-        self._subjects: dict[tuple[str, str], Any] = {}
+        self._subjects: dict[str, dict[str, Any]] = {}  # type -> field name -> expression
         self.filters = tuple((name, self._filter(name, values)) for name, values in source.filter)
         self.filter = ir.all_of([p for _, p in self.filters]) if self.filters else None
         self.filtered = replace(target, filter=self.filter)
@@ -143,24 +150,18 @@ class SourcePlan:
 
     def spec(self, column: str) -> FieldSpec | None:
         """How the source holds `column` (its `fields`, then the profile's name, then `others`),
-        None: not at all."""
-        found = self._specs.get(column, _UNSEEN)
-        if found is _UNSEEN:
-            found = self._specs[column] = self._spec(column)
-        return found
-
-    def _spec(self, column: str) -> FieldSpec | None:
+        None: not at all (asked when a form is first made, or of a column with no field)."""
         if column in TIME_COLUMNS:
-            return FieldSpec(column, self.target.time_field)
+            return FieldSpec(column, self.target.time_field, options=_NO_OPTIONS)
         spec = self.source.fields.get(column)
         if spec is not None:
             return spec
         if self.profile is not None:
             mapped = self.profile.field(self.table, column)
             if mapped is not None:
-                return FieldSpec(column, mapped)
+                return FieldSpec(column, mapped, options=_NO_OPTIONS)
         if self.source.others is not None:
-            return FieldSpec(column, self.source.others.replace("{name}", column))
+            return FieldSpec(column, self.source.others.replace("{name}", column), options=_NO_OPTIONS)
         return None
 
     def form(self, column: str) -> Form | None:
@@ -199,10 +200,12 @@ class SourcePlan:
     def subject(self, name: str, type_: str) -> Any:
         """The IR expression reading environment field `name` (a member of a dynamic column is
         `tostring(EventData.Image)`): one value per (name, type), shared by every rule."""
-        key = (name, type_)
-        found = self._subjects.get(key)
+        of_type = self._subjects.get(type_)
+        if of_type is None:
+            of_type = self._subjects[type_] = {}
+        found = of_type.get(name)
         if found is None:
-            found = self._subjects[key] = self._subject(name, type_)
+            found = of_type[name] = self._subject(name, type_)
         return found
 
     def _subject(self, name: str, type_: str) -> Any:
