@@ -353,3 +353,27 @@ def test_close_match_counting_ascii_names_at_once_as_difflib():
                 close = difflib.get_close_matches(word, names, n=1, cutoff=cutoff)
                 assert _close_match(word, by_length, cutoff) == (close[0] if close else None), (word, cutoff)
 
+
+
+def test_conventions_kept_in_the_user_cache_as_read(monkeypatch, tmp_path: Path):
+    """`conventions._data` keeps the file's data in the user's cache: read there, it is what
+    PyYAML reads from the file; an unreadable entry is read from the file again (and kept
+    anew); without a cache folder the file is read."""
+    import yaml
+
+    from rmmc import user_cache
+    from rmmc.environments import conventions
+    from rmmc.resources import package_text
+
+    expected = yaml.safe_load(package_text("rmmc.environments", "data/conventions.yml"))
+    monkeypatch.setattr(user_cache, "cache_folder", lambda: str(tmp_path))
+    for prepare in (lambda: None, lambda: None, lambda: Path(conventions._cached_path(
+            package_text("rmmc.environments", "data/conventions.yml"))).write_bytes(b"not a pickle")):
+        prepare()
+        conventions._data.cache_clear()
+        assert conventions._data() == expected
+        assert list(tmp_path.glob("conventions-*.pickle"))
+    monkeypatch.setattr(user_cache, "cache_folder", lambda: None)
+    conventions._data.cache_clear()
+    assert conventions._data() == expected
+    conventions._data.cache_clear()

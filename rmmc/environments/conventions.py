@@ -12,9 +12,49 @@ HIVE_STYLES = ("long", "short", "native")
 
 @cache
 def _data() -> dict:
+    """The file's data, kept in the user's cache by its text and the Python version (PyYAML's
+    pure-Python reader was most of the first registry test's cost, some 10 M instructions;
+    libyaml's loader raises the batch's peak memory by its buffers)."""
+    text = package_text("rmmc.environments", "data/conventions.yml")
+    path = _cached_path(text)
+    if path is not None:
+        import pickle
+
+        from rmmc.user_cache import read_bytes
+
+        kept = read_bytes(path)
+        if kept is not None:
+            try:
+                data = pickle.loads(kept)
+                if isinstance(data, dict):
+                    return data
+            except Exception:  # an unreadable entry: read the file again
+                pass
     import yaml
 
-    return yaml.safe_load(package_text("rmmc.environments", "data/conventions.yml"))
+    data = yaml.safe_load(text)
+    if path is not None:
+        import pickle
+
+        from rmmc.user_cache import write_bytes
+
+        write_bytes(path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+    return data
+
+
+def _cached_path(text: str) -> str | None:
+    """Where the data of this text of the file is kept (None: no cache folder)."""
+    import hashlib
+    import os
+    import sys
+
+    from rmmc.user_cache import cache_folder
+
+    folder = cache_folder()
+    if folder is None:
+        return None
+    digest = hashlib.sha256(f"{sys.version}|{text}".encode("utf-8")).hexdigest()[:16]
+    return os.path.join(folder, f"conventions-{digest}.pickle")
 
 
 @cache
