@@ -166,15 +166,3 @@ def test_regex_code_keeps_what_re_compiles_when_modules_are_imported(tmp_path):
     kept_file.write_bytes(b"\x00damaged")
     again = json.loads(_run(REGEX_PROBE, tmp_path).stdout)
     assert again["added"] > 20 and again["outside"] == "42"  # compiled as always, and kept again
-
-
-def test_conventions_read_with_libyaml_are_what_safe_load_reads():
-    import yaml
-
-    from rmmc.environments import conventions
-    from rmmc.resources import package_text
-
-    assert hasattr(yaml, "CSafeLoader")  # the fast path is the one measured
-    conventions._data.cache_clear()
-    assert conventions._data() == yaml.safe_load(package_text("rmmc.environments", "data/conventions.yml"))
-    assert conventions.hives("native")["machine"] == "\\REGISTRY\\MACHINE"

@@ -163,6 +163,8 @@ def environment_for(target: str, env: "Environment | str | None") -> Environment
     chosen = default_environment(target) if env is None else (
         env if isinstance(env, Environment) else load_environment(env))
     if not chosen.serves(target):
+        from rmmc.environments.loader import EnvironmentError
+
         raise EnvironmentError([_problem(
             f"environment {chosen.name} is for {chosen.target}, not {target}")])
     return chosen

@@ -38,39 +38,21 @@ the forms' domains first by `normalize`) as the environment would hold it, which
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
 from rmmc.compiler.fast_replace import replace
-from rmmc.environments.fieldsets import FieldSchema, schema_for
-from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, form_of, joined_parts,
+from rmmc.environments.fieldsets import FieldSchema
+from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, joined_parts,
                                      merge_joined, split_joined)
-from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Match, Placement, SourceMap
+from rmmc.environments.model import TIME_COLUMNS, Environment, FieldSpec, Match, SourceMap
+from rmmc.environments.plans import SourcePlan, Target, environment_reads, plan_for
 from rmmc.compiler.extremes import aggregate_names, renamed_columns
 from rmmc.environments.reads import (DECISIVE, GROUP, _table_columns, column_roles, joined_names, names_read,
                                     needed_after, output_names, right_outputs)
 
 CODE = "environment"
-_CONVERT = {"string": "tostring", "guid": "tostring", "int": "toint", "long": "tolong", "real": "todouble",
-            "bool": "tobool", "datetime": "todatetime"}
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where the events are and their time field: what a backend needs besides the rule."""
-
-    search: str | None = None
-    datamodel: str | None = None
-    index: str | None = None
-    table: str | None = None
-    time_field: str | None = None
-    filter: Any = None   # the source's own tests (`EventCode=1`), in the environment's names
-    parts: tuple[tuple[str, "Target"], ...] = ()  # (table as written, placement) per sub-rule source
-
-    def part(self, table: str | None) -> "Target":
-        """The placement of the sub-rule reading `table` (this one when none is recorded)."""
-        return next((t for name, t in self.parts if name == table), self)
 
 
 @dataclass
@@ -172,35 +154,30 @@ def _adapter(rule: ir.Rule, env: Environment, allow_unknown: bool) -> "Adapter |
         # table's sub-rule put into the environment as any
         columns = [name for name, _ in rule.source.external.columns]
         own = SourceMap(Match(), fields={n: FieldSpec(n, n) for n in columns}, declare=tuple(columns))
-        return Adapter(rule, env, own, Target(time_field=env.time_field), allow_unknown)
-    source = env.source_for(rule.source)
-    where = rule.metadata.source_span
-    if source is None:
+        target = Target(time_field=env.time_field)
+        return Adapter(rule, env, own, target, allow_unknown, SourcePlan(own, rule.source.table, target))
+    plan = plan_for(env, rule.source)
+    if plan is None:
         what = (f"table {rule.source.table}" if rule.source.table else
                 "logsource " + ", ".join(f"{k}: {v}" for k, v in (("product", rule.source.product),
                                                                    ("category", rule.source.category),
                                                                    ("service", rule.source.service)) if v))
-        takes = []
-        for s in env.sources:
-            for item in (s.match.table or ()) if s.match.by_table else [s.match.describe()]:
-                if item not in takes:
-                    takes.append(item)
-        message = f"environment {env.name} has no source for {what} (it reads: {', '.join(takes)})"
-        return Adapted(None, env, None, diagnostics=[Diagnostic(Severity.ERROR, message, where, CODE)])
-    place = env.place.merged(source.place)
-    target = Target(place.search, place.datamodel, place.index, place.table, source.time_field or env.time_field)
-    return Adapter(rule, env, source, target, allow_unknown)
+        message = f"environment {env.name} has no source for {what} (it reads: {environment_reads(env)})"
+        return Adapted(None, env, None, diagnostics=[Diagnostic(Severity.ERROR, message, rule.metadata.source_span,
+                                                                CODE)])
+    return Adapter(rule, env, plan.source, plan.target, allow_unknown, plan)
 
 
 class Adapter:
     def __init__(self, rule: ir.Rule, env: Environment, source: SourceMap, target: Target,
-                 allow_unknown: bool):
-        self.rule, self.env, self.source, self.target = rule, env, source, target
+                 allow_unknown: bool, plan: SourcePlan | None = None):
+        """`plan`: what the rule's source (`source`, None for a union) answers for any rule over
+        its table (`plans`)."""
+        self.rule, self.env, self.source, self.target, self.plan = rule, env, source, target, plan
         self.allow_unknown = allow_unknown or env.unknown_fields == "warning"
         self.found: list[Diagnostic] = []
         self.table = rule.source.table
-        self.schema: FieldSchema | None = schema_for(source.schema, source.declare, source.members,
-                                                     source.dynamic, self.table) if source else None
+        self.schema: FieldSchema | None = plan.schema if plan is not None else None
         self.columns = _event_columns(rule)
         self.keep: set[str] = set()                # columns a union reads under the rule's name
         self.forced: dict[str, set[str]] = {}      # roles a union above reads columns in
@@ -215,12 +192,8 @@ class Adapter:
         self.checked: set[str] = set()
         self._spans: dict[str, Span] | None = None  # `spans`, worked out when first asked
         self.names: dict[str, str] = {}
-        self.ctx = Context(env.name, self.subject, self.found.append)
-        self.profile = None
-        if source is not None and source.names:
-            from rmmc.compiler.schema.profiles import load_profile
-
-            self.profile = load_profile(source.names)
+        self.ctx = Context(env.name, plan.subject if plan is not None else self.subject, self.found.append)
+        self.profile = plan.profile if plan is not None else None
 
     @property
     def spans(self) -> dict[str, Span]:
@@ -233,18 +206,7 @@ class Adapter:
     # ---------------------------------------------------------------- names
 
     def spec_for(self, column: str) -> FieldSpec | None:
-        if column in TIME_COLUMNS:
-            return FieldSpec(column, self.target.time_field)
-        spec = self.source.fields.get(column)
-        if spec is not None:
-            return spec
-        if self.profile is not None:
-            mapped = self.profile.field(self.table, column)
-            if mapped is not None:
-                return FieldSpec(column, mapped)
-        if self.source.others is not None:
-            return FieldSpec(column, self.source.others.replace("{name}", column))
-        return None
+        return self.plan.spec(column)
 
     def form(self, column: str) -> Form | None:
         """The form of a column, or None when it has no field here (reported once)."""
@@ -252,19 +214,15 @@ class Adapter:
             return self.forms[column]
         if column in self.unknown or column in self.missing:
             return None
-        spec = self.spec_for(column)
-        if spec is None or spec.field is None:
+        form = self.plan.form(column)
+        if form is None:
+            spec = self.plan.spec(column)
             self.missing[column] = spec.absent if spec is not None else None
             if self.allow_unknown:
                 self.unknown.add(column)
             return None
-        if isinstance(spec.field, str) and spec.form == "basename":
-            path = next((c for c, s in self.source.fields.items() if s.field == spec.field and s.form in ("rename", "hives")),
-                        None) or _profile_column(self.profile, self.table, spec.field)
-            spec = replace(spec, options={**spec.options, "path": path})
-        form = form_of(spec)
         self.forms[column] = form
-        for name in form.fields():
+        for name in self.plan.unknown_fields(column):  # (a name the field sets have: nothing to say)
             self.check(name, column)
         if isinstance(form, Joined):
             self.form(form.other)
@@ -274,7 +232,7 @@ class Adapter:
         if name in self.checked:
             return
         self.checked.add(name)
-        if self.schema.knows(name):
+        if self.plan.knows(name):
             return
         suggestion = self.schema.suggest(name)
         hint = f" (did you mean {suggestion!r}?)" if suggestion and suggestion != name else ""
@@ -293,13 +251,7 @@ class Adapter:
     def subject(self, name: str, type_: str) -> Any:
         """The IR expression reading environment field `name` (a member of a dynamic column is
         `tostring(EventData.Image)`)."""
-        for column in self.source.dynamic:
-            if name.startswith(column + "."):
-                member = ir.Call("member", (ir.Field(column, "dynamic"), ir.Literal(name[len(column) + 1:])),
-                                 "dynamic")
-                function = _CONVERT.get(type_)
-                return ir.Call(function, (member,), "string" if function == "tostring" else type_) if function else member
-        return ir.Field(name, type_)
+        return self.plan.subject(name, type_)
 
     def rename(self, name: str) -> str:
         """An output column's name: a renamed column's takes the environment's name."""
@@ -337,10 +289,10 @@ class Adapter:
         if isinstance(c, ir.Predicate):
             return self.predicate(c)
         if isinstance(c, ir.And):  # a node nothing below changed is kept (`ir.unchanged_operands`)
-            parts = [self.condition(o) for o in c.operands]
+            parts = self.operands(c.operands)
             return c if ir.unchanged_operands(parts, c.operands, ir.And) else ir.all_of(parts)
         if isinstance(c, ir.Or):
-            parts = [self.condition(o) for o in c.operands]
+            parts = self.operands(c.operands)
             return c if ir.unchanged_operands(parts, c.operands, ir.Or) else ir.any_of(parts)
         if isinstance(c, ir.Not):
             inner = self.condition(c.operand)
@@ -352,6 +304,11 @@ class Adapter:
         if isinstance(c, ir.Compare):
             return replace(c, left=self.expr(c.left), right=self.expr(c.right))
         return c
+
+    def operands(self, operands: tuple[ir.Condition, ...]) -> list[ir.Condition]:
+        """`condition` of each operand (a predicate, most of them, straight to `predicate`)."""
+        predicate, condition = self.predicate, self.condition
+        return [predicate(o) if type(o) is ir.Predicate else condition(o) for o in operands]
 
     def subquery(self, c: ir.InSubquery, names: set[str]) -> ir.InSubquery:
         """`x in (T | ...)`: the subquery adapted by its own source, `x` renamed (a plain field)."""
@@ -434,7 +391,7 @@ class Adapter:
     def predicate(self, p: ir.Predicate) -> ir.Condition:
         subject = p.field
         if isinstance(subject, ir.Field):
-            form = self.form(subject.name)
+            form = self.forms.get(subject.name) or self.form(subject.name)
             if form is None:
                 return p  # unknown (reported): kept under its own name
             self.ctx.origin = p
@@ -499,6 +456,9 @@ class Adapter:
     # ---------------------------------------------------------------- stages
 
     def stages(self, stages: Iterable[ir.Stage]) -> tuple[ir.Stage, ...]:
+        stages = tuple(stages)
+        if not stages:
+            return stages
         out: list[ir.Stage] = []
         made: set[str] = set()      # names the stages so far produced (they shadow columns)
         events = True               # whether event columns are still readable
@@ -509,7 +469,6 @@ class Adapter:
             return any(f.name in gone or (events and f.name not in made and f.name in self.dropped)
                        for node in nodes for f in ir.expr_fields(node))
 
-        stages = tuple(stages)
         after = needed_after(stages)
         for k, stage in enumerate(stages):
             def ex(e: Any) -> Any:
@@ -620,24 +579,22 @@ class Adapter:
 
     # ---------------------------------------------------------------- the rule
 
-    def filters(self) -> list[ir.Condition]:
-        out = []
-        for name, values in self.source.filter:
+    def filters(self) -> Sequence[ir.Condition]:
+        """The source's own tests (each field the field sets lack reported once)."""
+        for name in self.plan.unknown_filter_fields:
             self.check(name, None)
-            numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-            subject = self.subject(name, "long" if numeric else "string")
-            out.append(ir.Predicate(subject, ir.Op.EQUALS, values, case_sensitive=numeric))
-        return out
+        return self.plan.tests
 
     def prepare(self) -> None:
         """Which columns the rule reads where (`reads`), and which of them this environment lacks
         and only the output reads (left out): before any is rewritten."""
         if self.rule.stages:
             self.roles = column_roles(self.rule)
-        else:  # only the detection and exclusions read columns: each of them decisively
-            self.roles = {column: {DECISIVE} for column in self.columns}
+        else:  # only the detection and exclusions read columns: each of them decisively (one
+            # set shared by all, never changed: what a union forces makes a new one below)
+            self.roles = dict.fromkeys(self.columns, _DECISIVE)
         for column, roles in self.forced.items():
-            self.roles.setdefault(column, set()).update(roles)
+            self.roles[column] = {*self.roles.get(column, ()), *roles}
         for column in self.columns:
             self.form(column)
         self.dropped = {c for c in self.missing if c not in self.unknown and self.roles.get(c)
@@ -648,7 +605,7 @@ class Adapter:
         rule = self.rule
         self.prepare()
         pairs = self._joined_pairs()
-        condition = self.condition(merge_joined(rule.condition, pairs))
+        condition = self.condition(merge_joined(rule.condition, pairs) if pairs else rule.condition)
         stages = self.stages(rule.stages)
         exclusions = tuple(replace(e, condition=self.condition(merge_joined(e.condition, pairs)))
                            if e.condition is not None else e for e in rule.exclusions)
@@ -658,16 +615,25 @@ class Adapter:
         filters = self.filters()
         if filters:
             condition = ir.all_of([*filters, condition])
-        self.target = replace(self.target, filter=ir.all_of(filters) if filters else None)
+        self.target = self.plan.filtered if self.target is self.plan.target else \
+            replace(self.target, filter=self.plan.filter)
         self.report_missing()
         taxonomy = "sigma" if self.env.target == "sigma" else None
         table = self.target.table or rule.source.table
-        adapted = replace(rule, condition=condition, stages=stages, exclusions=exclusions,
-                          source=replace(rule.source, table=table, taxonomy=taxonomy))
+        source = rule.source
+        if source.table != table or source.taxonomy != taxonomy:  # else it is the source as it is
+            source = replace(source, table=table, taxonomy=taxonomy)
+        # `replace(rule, ...)`, built from the rule's fields in order (tests/test_adapt_speedups.py
+        # holds `ir.Rule` to these fields)
+        adapted = ir.Rule(rule.metadata, source, condition, rule.lookback, exclusions, stages, rule.union)
         return self.result(adapted)
 
     def result(self, adapted: ir.Rule) -> Adapted:
         """The `Adapted` of this rule, with its sub-rules' placements and adaptations by table."""
+        if not self.parts:  # one source: no sub-rules, and no placements by table
+            target = self.target if not self.target.parts else replace(self.target, parts=())
+            return Adapted(adapted, self.env, self.source, target, self.found, dict(self.forms), set(self.unknown),
+                           dict(self.names), {}, self.table)
         parts: dict[str, Adapted] = {}
         placed: list[tuple[str, Target]] = []
         for part in self.parts:
@@ -722,6 +688,8 @@ class Adapter:
 
     def report_missing(self) -> None:
         """Each column this environment has no field for, by what the rule reads it for."""
+        if not self.missing:
+            return
         from rmmc.backends.base import lossy, shape
 
         for column, why in self.missing.items():
@@ -805,35 +773,18 @@ class Adapter:
                                         ("category", src.category), ("service", src.service)) if v)
 
     def _joined_pairs(self) -> dict[str, tuple[str, str, str]]:
-        pairs = {}
-        for column in self.columns:
-            form = self.forms.get(column)  # (made from the column's spec by `prepare`)
-            spec = form.spec if form is not None else self.spec_for(column)
-            if spec is not None and spec.form == "joined" and spec.options.get("part") == "first":
-                pairs[column] = (column, spec.options.get("separator", "\\"), spec.options["with"])
-        return pairs
+        """The rule's columns that are the first part of a joined field, each with its pair."""
+        return {c: pair for c, pair in self.plan.first_parts.items() if c in self.columns}
 
 
-def _speed_up_construction() -> None:
-    """`Target` is made and copied a few times per rule: its `__init__` stores fields through
-    their slots (`rmmc.compiler.slots_init`), as the IR's nodes do."""
-    from rmmc.compiler.slots_init import fast_init
-
-    fast_init(Target)
-
-
-_speed_up_construction()
-
-
-def _profile_column(profile: Any, table: str | None, field_name: str) -> str | None:
-    if profile is None or table is None:
-        return None
-    return next((c for c, f in profile.columns(table).items() if f == field_name), None)
+_DECISIVE = frozenset({DECISIVE})
 
 
 def _event_columns(rule: ir.Rule) -> dict[str, ir.Field]:
     """Every event column the rule reads (detection, exclusions, and stages where no earlier
     stage made a column of that name), by name."""
+    if not rule.stages and not rule.exclusions:  # the detection's columns (each once, in order)
+        return {f.name: f for f in ir.expr_fields(rule.condition)}
     out: dict[str, ir.Field] = {}
     made: set[str] = set()
     closed = False

@@ -129,8 +129,7 @@ def _suggest(schema: FieldSchema, name: str) -> str | None:
 _LAST_POOLS: list[Any] = [None, None]  # [schema, its pools]: `_pools` of the schema asked last
 
 
-def _pools(schema: FieldSchema) -> tuple[list[str], dict[str, str], dict[int, list[str]], dict[str, str],
-                                         dict[int, list[str]]]:
+def _pools(schema: FieldSchema) -> tuple[list[str], dict[str, str], dict, dict[str, str], dict]:
     """A schema's names as `_suggest` searches them: sorted, by lower case, by length; squashed
     (no case, `_` or `.`) and those by length.  Only the last schema's are kept: `_suggest`
     keeps its answers, and every schema's pools would stay in memory for the whole run, but a
@@ -143,22 +142,25 @@ def _pools(schema: FieldSchema) -> tuple[list[str], dict[str, str], dict[int, li
     return pools
 
 
-def _build_pools(schema: FieldSchema) -> tuple[list[str], dict[str, str], dict[int, list[str]], dict[str, str],
-                                               dict[int, list[str]]]:
+def _build_pools(schema: FieldSchema) -> tuple[list[str], dict[str, str], dict, dict[str, str], dict]:
     pool = sorted(schema.names | {f"{c}.{m}" for c in schema.dynamic for m in schema.members})
     lowered = {n.lower(): n for n in pool}
     squashed = {n.lower().replace("_", "").replace(".", ""): n for n in pool}
     return pool, lowered, _by_length(pool), squashed, _by_length(squashed)
 
 
-def _by_length(names: Iterable[str]) -> dict[int, list[str]]:
+def _by_length(names: Iterable[str]) -> dict[int, tuple[list[str], bytes | None]]:
+    """Names by length, each length's names with them joined by NULs as ASCII bytes (None
+    when one is not ASCII or holds a NUL): `_close_match` counts their characters at once."""
     out: dict[int, list[str]] = {}
     for n in names:
         out.setdefault(len(n), []).append(n)
-    return out
+    return {length: (group, b"\0".join(n.encode("ascii") for n in group)
+                     if all(n.isascii() and "\0" not in n for n in group) else None)
+            for length, group in out.items()}
 
 
-def _close_match(word: str, by_length: dict[int, list[str]], cutoff: float) -> str | None:
+def _close_match(word: str, by_length: dict[int, tuple[list[str], bytes | None]], cutoff: float) -> str | None:
     """`difflib.get_close_matches(word, names, n=1, cutoff=cutoff)`, asked only of the names
     whose length and characters let them reach `cutoff`: difflib's own first tests
     (`real_quick_ratio`, 2 * min(la, lb) / (la + lb), and `quick_ratio`) drop the others, and
@@ -166,16 +168,28 @@ def _close_match(word: str, by_length: dict[int, list[str]], cutoff: float) -> s
     the same answer."""
     size = len(word)
     if not size:
-        candidates = [n for names in by_length.values() for n in names]
+        candidates = [n for names, _ in by_length.values() for n in names]
     else:
         # difflib's second test (`quick_ratio`) counts the characters the two names share, at
         # most the characters of the name that occur in `word` at all: those `translate` does
         # not delete.  A name whose bound misses the cutoff misses `quick_ratio` too (the same
         # sum, same float operations, on a larger count), so difflib would drop it as well.
-        absent = str.maketrans("", "", word)
-        candidates = [n for length, names in by_length.items()
-                      if 2.0 * min(length, size) / (length + size) >= cutoff for n in names
-                      if 2.0 * (length - len(n.translate(absent))) / (length + size) >= cutoff]
+        # ASCII names are counted a length at a time: the word's bytes deleted from the names
+        # joined by NULs (a character beyond ASCII is bytes >= 0x80, which no ASCII name has),
+        # then split at the NULs, which the word has none of.
+        deleted = word.encode("utf-8", "surrogatepass") if "\0" not in word else None
+        absent = None
+        candidates = []
+        for length, (names, joined) in by_length.items():
+            total = length + size
+            if 2.0 * min(length, size) / total < cutoff:
+                continue
+            if joined is not None and deleted is not None:
+                rests = joined.translate(None, deleted).split(b"\0")
+                candidates += [n for n, rest in zip(names, rests) if 2.0 * (length - len(rest)) / total >= cutoff]
+            else:
+                absent = absent or str.maketrans("", "", word)
+                candidates += [n for n in names if 2.0 * (length - len(n.translate(absent))) / total >= cutoff]
     import difflib  # only for a "did you mean" (difflib brings heapq: not at start-up)
 
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=cutoff)

@@ -98,7 +98,10 @@ def per_value(p: ir.Predicate, one: Callable[[ir.Predicate], ir.Condition]) -> i
 def renamed(p: ir.Predicate, subject: Any) -> ir.Predicate:
     """The predicate on `subject`: itself when that is its own subject already (a column the
     environment names as the rule does), not a copy equal to it."""
-    if type(subject) is type(p.field) and subject == p.field:
+    field = p.field
+    if type(subject) is type(field) and (
+            subject.name == field.name and subject.type == field.type if type(field) is ir.Field  # (its `==`)
+            else subject == field):
         return p
     return on_subject(p, subject)
 
@@ -129,18 +132,17 @@ def _text(value: Any) -> str | None:
 class Form:
     """A column held under one environment field in some convention."""
 
+    __slots__ = ("spec", "column", "field", "as_text")  # (a plan keeps one per column: small)
+
     def __init__(self, spec: FieldSpec):
         self.spec = spec
         self.column = spec.column
         self.field = spec.field
+        self.as_text: bool = spec.options.get("type") == "string"
+        """`type: string`: a number column held as text (Elastic's keyword `event.code`)."""
 
     def fields(self) -> tuple[str, ...]:
         return (self.field,)
-
-    @property
-    def as_text(self) -> bool:
-        """`type: string`: a number column held as text (Elastic's keyword `event.code`)."""
-        return self.spec.options.get("type") == "string"
 
     def forward(self, p: ir.Predicate, type_: str, ctx: Context) -> ir.Condition:
         """A test on the column as a test on the environment's field(s)."""
@@ -191,13 +193,7 @@ def _starts(text: str, prefix: str, cased: bool) -> bool:
 def _overlaps(value: str, tokens: list[str], cased: bool, skip_zero: bool = False) -> bool:
     """Whether an occurrence of `value` could begin inside a hive name (before the `\\` that
     ends it, which every style shares)."""
-    v = value if cased else fold(value)
-    tails, joined = _hive_tails(tuple(tokens), cased, skip_zero)
-    if v.startswith(tails):
-        return True
-    if "\0" in v:  # (the separator below)
-        return any(tail.startswith(v) for tail in tails)
-    return "\0" + v in joined  # a tail starts with v
+    return _overlapping(value if cased else fold(value), *_hive_tails(tuple(tokens), cased, skip_zero))
 
 
 @cache
@@ -225,10 +221,9 @@ def rewrite_hives(p: ir.Predicate, subject: Any, source: str, target: str, ctx: 
     """A positive test on a registry key written with `source` hive names, as the test on the
     key written with `target` names.  Domain: a key begins with a hive name of its style
     followed by `\\` or its end, and names no hive (of any style) anywhere else."""
-    src, dst = conventions.hives(source), conventions.hives(target)
     if source == target:
         return replace(p, field=subject)
-    every = [*src.values(), *dst.values()]
+    src, dst = conventions.hives(source), conventions.hives(target)
 
     def one(q: ir.Predicate) -> ir.Condition:
         value = _text(q.values[0]) if q.values else None
@@ -236,13 +231,15 @@ def rewrite_hives(p: ir.Predicate, subject: Any, source: str, target: str, ctx: 
         if value is None or q.op in (ir.Op.EMPTY, ir.Op.EXISTS):
             return same
         cased = q.case_sensitive
-        lead = leading_hive(value, src, cased)
         if q.op is ir.Op.REGEX:
             text = fold(value)
-            if text.startswith("^") or "\\a" in text or any(fold(t) in text for t in every):
+            if text.startswith("^") or "\\a" in text or any(t in text for t in _hive_names(source, target)):
                 ctx.lossy(f"the regex {value!r} on {what} may read the hive name, which is not "
                           f"rewritten inside a regex for {ctx.env}", q)
             return same
+        styles = _HiveStyles.of(source, target, cased)
+        text = value if cased else fold(value)  # (the value folded once for every name test)
+        lead = _leading(text, value, styles.src, styles.src_names)
         if lead:  # the hive: at the start of the key, the only place a hive is named
             hive, n = lead
             if hive not in dst:
@@ -253,23 +250,70 @@ def rewrite_hives(p: ir.Predicate, subject: Any, source: str, target: str, ctx: 
             op = {ir.Op.CONTAINS: ir.Op.STARTSWITH, ir.Op.ENDSWITH: ir.Op.EQUALS}.get(q.op, q.op)
             return replace(same, op=op, values=(moved,))
         if q.op is ir.Op.STARTSWITH:
-            hits = [h for h, token in src.items() if len(value) < len(token) and _starts(token, value, cased)]
+            hits = [h for h, token, name in styles.src if len(value) < len(token) and name.startswith(text)]
             if hits:
                 if any(h not in dst for h in hits):
                     ctx.lossy(f"{what} starts with {value!r}, the start of a hive {ctx.env} "
                               "has no name for: written unchanged", q)
                     return same
                 return ir.any_of([replace(same, values=(dst[h],)) for h in hits])
-        if leading_hive(value, dst, cased):
+        if _leading(text, value, styles.dst, styles.dst_names):
             ctx.note(f"{what} {value!r} already names its hive as {ctx.env} does: kept", q)
             return same
-        if q.op is not ir.Op.EQUALS and (_overlaps(value, list(src.values()), cased, skip_zero=True)
-                                         or _overlaps(value, list(dst.values()), cased, skip_zero=True)):
+        if q.op is not ir.Op.EQUALS and (_overlapping(text, *styles.src_tails)
+                                         or _overlapping(text, *styles.dst_tails)):
             ctx.lossy(f"{what} test {q.op.value} {value!r} may match across the hive name, which "
                       f"{ctx.env} writes otherwise: written unchanged", q)
         return same
 
     return per_value(p, one)
+
+
+@cache
+def _hive_names(source: str, target: str) -> tuple[str, ...]:
+    """Every hive name of both styles, folded (what a regex on the key may read)."""
+    return tuple(fold(t) for t in [*conventions.hives(source).values(), *conventions.hives(target).values()])
+
+
+class _HiveStyles:
+    """For `rewrite_hives` from `source` to `target` names, cased or not: each style's (hive,
+    name, name as compared), the names as compared, and `_hive_tails` (the same for every
+    test: made once)."""
+
+    def __init__(self, source: str, target: str, cased: bool):
+        src, dst = conventions.hives(source), conventions.hives(target)
+        self.src = tuple((h, t, t if cased else fold(t)) for h, t in src.items())
+        self.dst = tuple((h, t, t if cased else fold(t)) for h, t in dst.items())
+        self.src_names = tuple(name for _, _, name in self.src)
+        self.dst_names = tuple(name for _, _, name in self.dst)
+        self.src_tails = _hive_tails(tuple(src.values()), cased, True)
+        self.dst_tails = _hive_tails(tuple(dst.values()), cased, True)
+
+    @staticmethod
+    @cache
+    def of(source: str, target: str, cased: bool) -> "_HiveStyles":
+        return _HiveStyles(source, target, cased)
+
+
+def _leading(text: str, value: str, names: tuple[tuple[str, str, str], ...],
+             compared: tuple[str, ...]) -> tuple[str, int] | None:
+    """`leading_hive` of `value` (`text`: as compared) among (hive, name, name as compared);
+    `compared`: the names as compared (most keys start with none of them: one test in C)."""
+    if not text.startswith(compared):
+        return None
+    for hive, token, name in names:
+        if text.startswith(name) and (len(value) == len(token) or value[len(token)] == "\\"):
+            return hive, len(token)
+    return None
+
+
+def _overlapping(v: str, tails: tuple[str, ...], joined: str) -> bool:
+    """`_overlaps` of a value already compared as its tails are (folded unless cased)."""
+    if v.startswith(tails):
+        return True
+    if "\0" in v:  # (the separator below)
+        return any(tail.startswith(v) for tail in tails)
+    return "\0" + v in joined  # a tail starts with v
 
 
 def hive_event_value(value: Any, source: str, target: str) -> Any:
@@ -284,6 +328,8 @@ def hive_event_value(value: Any, source: str, target: str) -> Any:
 
 class Hives(Form):
     """`hives: short` (the field's style), `from: long` (the column's, Defender's by default)."""
+
+    __slots__ = ()
 
     @property
     def styles(self) -> tuple[str, str]:
@@ -333,6 +379,8 @@ class Joined(Form):
     """`part: first|last`, `with: <the other column>`, `separator` (`\\`): the field is
     `first + separator + last` (Sysmon's `User` = AccountDomain \\ AccountName).  Domain: neither
     part holds the separator."""
+
+    __slots__ = ()
 
     @property
     def sep(self) -> str:
@@ -528,6 +576,8 @@ class Item(Form):
     """`item: SHA256`: the column is the value of `SHA256=...` in the field's comma-separated
     list (Sysmon's `Hashes`).  Domain: each digest is hex of its algorithm's length."""
 
+    __slots__ = ()
+
     @property
     def key(self) -> str:
         return self.spec.options["item"]
@@ -665,6 +715,8 @@ class Basename(Form):
     """`basename: true`: the column is the file name, the last part of the path the field holds
     (`FileName` of Sysmon's `Image`).  Domain: the path holds a separator and ends with the name."""
 
+    __slots__ = ()
+
     @property
     def sep(self) -> str:
         return self.spec.options.get("separator", "\\")
@@ -760,6 +812,8 @@ class Values(Form):
     """`values: {column value: field value}`: an enumerated column spelled otherwise (Defender's
     `RegistryValueSet` is Sysmon's `EventType: SetValue`).  Domain: the column takes the
     listed values."""
+
+    __slots__ = ()
 
     @property
     def table(self) -> dict[Any, tuple[Any, ...]]:
