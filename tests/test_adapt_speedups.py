@@ -128,6 +128,33 @@ def _result_as_before(self: Adapter, adapted: ir.Rule) -> Adapted:
                    dict(self.names), parts, self.table)
 
 
+def _run_as_before(self: Adapter, outputs: tuple[str, ...] = ()) -> Adapted:
+    """`Adapter.run` calling every step, whatever the rule has (`pairs` from `_joined_pairs`,
+    `stages`, the exclusions, `widen_unplaced`, `report_missing`), and `prepare` as before."""
+    from rmmc.environments.forms import merge_joined
+
+    rule = self.rule
+    _prepare_as_before(self)
+    pairs = self._joined_pairs()
+    condition = self.condition(merge_joined(rule.condition, pairs) if pairs else rule.condition)
+    stages = self.stages(rule.stages)
+    exclusions = tuple(replace(e, condition=self.condition(merge_joined(e.condition, pairs)))
+                       if e.condition is not None else e for e in rule.exclusions)
+    for name in outputs:
+        self.rename(name)
+    condition, stages = self.widen_unplaced(condition, stages)
+    filters = self.filters()
+    if filters:
+        condition = ir.all_of([*filters, condition])
+    self.target = self.plan.filtered if self.target is self.plan.target else \
+        replace(self.target, filter=self.plan.filter)
+    self.report_missing()
+    taxonomy = "sigma" if self.env.target == "sigma" else None
+    table = self.target.table or rule.source.table
+    source = replace(rule.source, table=table, taxonomy=taxonomy)
+    return self.result(replace(rule, source=source, condition=condition, exclusions=exclusions, stages=stages))
+
+
 # ------------------------------------------------------------------ the tests
 
 
@@ -236,6 +263,7 @@ def test_adapting_with_the_shortcuts_as_without(monkeypatch, shared_dir: Path, c
         m.setattr(plans, "_KEPT", 0)  # every plan made anew
         m.setattr(Adapter, "prepare", _prepare_as_before)
         m.setattr(Adapter, "result", _result_as_before)
+        m.setattr(Adapter, "run", _run_as_before)
         theirs = [adapted(c.rule) for c in compiled]
     for c, a, b in zip(compiled, ours, theirs):
         assert a == b, c.document.path
@@ -377,3 +405,31 @@ def test_conventions_kept_in_the_user_cache_as_read(monkeypatch, tmp_path: Path)
     conventions._data.cache_clear()
     assert conventions._data() == expected
     conventions._data.cache_clear()
+
+
+def test_values_forms_table_worked_out_once_as_each_time():
+    """`forms.Values` keeps `table` and `env_type`, worked out when it is made: the same as
+    the properties that worked them out at each test, for every `values:` field of every
+    environment (and a numbers-only and a mixed table)."""
+    from rmmc.environments import environment_for
+    from rmmc.environments.forms import Values
+
+    def table_as_before(spec):
+        return {k: tuple(v) if isinstance(v, list) else (v,) for k, v in spec.options["values"].items()}
+
+    def env_type_as_before(spec):
+        numbers = [v for vs in table_as_before(spec).values() for v in vs]
+        return "long" if all(isinstance(v, int) and not isinstance(v, bool) for v in numbers) else "string"
+
+    specs = [FieldSpec("A", "B", form="values", options={"values": {"X": 1, "Y": [2, 3]}}),
+             FieldSpec("A", "B", form="values", options={"values": {"X": 1, "Y": "true", "Z": True}})]
+    for target, name in [("splunk", "splunk-sysmon"), ("splunk", "splunk-cim"), ("eql", "elastic-winlogbeat"),
+                         ("eql", "elastic-endpoint"), ("sigma", "sigma"), ("kql", "sentinel")]:
+        env = environment_for(target, name)
+        specs += [spec for source in env.sources for spec in source.fields.values() if spec.form == "values"]
+    assert len(specs) > 4
+    for spec in specs:
+        form = form_of(spec)
+        assert isinstance(form, Values)
+        assert form.table == table_as_before(spec) and form.env_type == env_type_as_before(spec), spec
+    assert [form_of(s).env_type for s in specs[:2]] == ["long", "string"]

@@ -597,27 +597,33 @@ class Adapter:
             self.roles[column] = {*self.roles.get(column, ()), *roles}
         for column in self.columns:
             self.form(column)
-        self.dropped = {c for c in self.missing if c not in self.unknown and self.roles.get(c)
-                        and DECISIVE not in self.roles[c]}
+        if self.missing:  # (else none is: `missing` only grows)
+            self.dropped = {c for c in self.missing if c not in self.unknown and self.roles.get(c)
+                            and DECISIVE not in self.roles[c]}
 
     def run(self, outputs: tuple[str, ...] = ()) -> Adapted:
         """The adapted rule; `outputs`: columns an enclosing rule reads from it (a join's keys)."""
         rule = self.rule
         self.prepare()
-        pairs = self._joined_pairs()
+        pairs = self._joined_pairs() if self.plan.first_parts else {}
         condition = self.condition(merge_joined(rule.condition, pairs) if pairs else rule.condition)
-        stages = self.stages(rule.stages)
+        # (most rules have no stages, exclusions, subqueries nor missing columns: what would
+        # make nothing of them is not called)
+        stages = self.stages(rule.stages) if rule.stages else rule.stages
         exclusions = tuple(replace(e, condition=self.condition(merge_joined(e.condition, pairs)))
-                           if e.condition is not None else e for e in rule.exclusions)
+                           if e.condition is not None else e for e in rule.exclusions) \
+            if rule.exclusions else rule.exclusions
         for name in outputs:
             self.rename(name)
-        condition, stages = self.widen_unplaced(condition, stages)
+        if self.unplaced:
+            condition, stages = self.widen_unplaced(condition, stages)
         filters = self.filters()
         if filters:
             condition = ir.all_of([*filters, condition])
         self.target = self.plan.filtered if self.target is self.plan.target else \
             replace(self.target, filter=self.plan.filter)
-        self.report_missing()
+        if self.missing:
+            self.report_missing()
         taxonomy = "sigma" if self.env.target == "sigma" else None
         table = self.target.table or rule.source.table
         source = rule.source

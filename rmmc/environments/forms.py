@@ -813,16 +813,17 @@ class Values(Form):
     `RegistryValueSet` is Sysmon's `EventType: SetValue`).  Domain: the column takes the
     listed values."""
 
-    __slots__ = ()
+    __slots__ = ("table", "env_type")
 
-    @property
-    def table(self) -> dict[Any, tuple[Any, ...]]:
-        return {k: tuple(v) if isinstance(v, list) else (v,) for k, v in self.spec.options["values"].items()}
-
-    @property
-    def env_type(self) -> str:
+    def __init__(self, spec: FieldSpec):
+        """`table` and `env_type` worked out once (a plan keeps the form, and every test on the
+        column reads both, `env_type` twice)."""
+        super().__init__(spec)
+        self.table: dict[Any, tuple[Any, ...]] = {k: tuple(v) if isinstance(v, list) else (v,)
+                                                  for k, v in spec.options["values"].items()}
         numbers = [v for vs in self.table.values() for v in vs]
-        return "long" if all(isinstance(v, int) and not isinstance(v, bool) for v in numbers) else "string"
+        self.env_type: str = "long" if all(isinstance(v, int) and not isinstance(v, bool) for v in numbers) \
+            else "string"
 
     def forward(self, p, type_, ctx):
         from rmmc.compiler.evaluator import evaluate_predicate
