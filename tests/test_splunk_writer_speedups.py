@@ -16,6 +16,8 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
 * `Emitter.field` remembers the names found safe across rules (`_SAFE_NAMES`);
 * `Emitter.alternation` takes the needles `needle` made of the values instead of folding them
   again;
+* the backend registry does not look for the constructs over several sources (`ir.features`)
+  in a rule for a backend that declares it writes every one (`backends._handles_all`);
 * a rule that is one source's detection of plain tests (`_settled`) skips `features`,
   `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
   detection is known to be `_plain_tests` (written at once) without a second look.
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from rmmc import backends
 from rmmc.backends.base import EmitOptions
 from rmmc.backends.splunk import backend
 from rmmc.compiler import ir
@@ -134,6 +137,7 @@ def _replaced(monkeypatch):
         m.setattr(backend.Emitter, "alternation", _old_alternation)
         m.setattr(backend, "_settled", lambda rule: False)
         m.setattr(backend, "_plain_tests", lambda condition: False)  # (the path through widening)
+        m.setattr(backends, "_handles_all", lambda module: False)
         yield
 
 
@@ -449,3 +453,24 @@ def test_safe_names_remembered_as_checked_each_time(monkeypatch):
             emitter = backend.Emitter(None, "defender")
             assert _outcome(lambda: emitter.field(name)) == checked(name), name
     assert backend._SAFE_NAMES == {n for n in names if not isinstance(checked(n), tuple)}
+
+
+def test_unhandled_skips_the_walk_only_for_backends_writing_every_construct(monkeypatch, shared_dir: Path):
+    """`_unhandled` of every corpus rule (unions, joins, subqueries, mv-expand, parse, feeds
+    among them) for every target: the same refusal (or None) when the registry knows the
+    backend writes every construct as when it walks the rule to find them."""
+    from importlib import import_module
+
+    assert backends._handles_all(import_module("rmmc.backends.splunk.backend"))
+    assert not backends._handles_all(import_module("rmmc.backends.esql.backend"))
+    rules = [c.rule for corpus in ("kql", "rmm", "sigma/rules/windows")
+             for c in _compiled_corpus(shared_dir / "corpus" / corpus) if c.rule is not None]
+    if not rules:
+        pytest.skip("no shared corpus")
+    assert sum(bool(ir.features(r)) for r in rules) > 20
+    for target in backends.targets():
+        backends.backend(target)  # (loaded: the registry may ask its module)
+        ours = [backends._unhandled(target, r) for r in rules]
+        with monkeypatch.context() as m:
+            m.setattr(backends, "_handles_all", lambda module: False)
+            assert ours == [backends._unhandled(target, r) for r in rules], target
