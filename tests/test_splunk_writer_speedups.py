@@ -20,7 +20,8 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
   in a rule for a backend that declares it writes every one (`backends._handles_all`);
 * a rule that is one source's detection of plain tests (`_settled`) skips `features`,
   `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
-  detection is known to be `_plain_tests` (written at once) without a second look.
+  detection is known to be `_plain_tests` (written at once) without a second look, and one
+  holding no Not (`_PLAIN_NNF`) is not put into negation normal form (it is its own).
 """
 
 from __future__ import annotations
@@ -309,6 +310,9 @@ def test_plain_tests_are_what_the_skipped_steps_give_back(shared_dir: Path):
         condition = rule.condition
         if backend._plain_tests(condition):
             assert simplify(condition) is condition
+            in_nnf = not any(isinstance(node, Not) for node in ir.walk(condition))
+            assert backend._plain_tests(condition) is (backend._PLAIN_NNF if in_nnf else backend._PLAIN)
+            assert (backend._nnf(condition) is condition) == in_nnf  # (what `_split_terms` skips)
             assert paths_as_fields(condition) == (condition, []) and paths_as_fields(condition)[0] is condition
             assert ir.subqueries(condition) == []
         if not backend._settled(rule):
