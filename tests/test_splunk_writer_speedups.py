@@ -18,6 +18,8 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
   again;
 * the backend registry does not look for the constructs over several sources (`ir.features`)
   in a rule for a backend that declares it writes every one (`backends._handles_all`);
+* `emit_adapted` copies the options with each rule's placement through `base.placed_options`,
+  which remembers the copies it made;
 * a rule that is one source's detection of plain tests (`_settled`) skips `features`,
   `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
   detection is known to be `_plain_tests` (written at once) without a second look, and one
@@ -478,3 +480,25 @@ def test_unhandled_skips_the_walk_only_for_backends_writing_every_construct(monk
         with monkeypatch.context() as m:
             m.setattr(backends, "_handles_all", lambda module: False)
             assert ours == [backends._unhandled(target, r) for r in rules], target
+
+
+def test_placed_options_as_replacing_them_each_time():
+    """`placed_options` gives what `replace` gives, for options, placements and external modes
+    asked again and again (interleaved, past the memo's bound), and never the copy made for
+    other (equal but distinct) options or placement."""
+    from dataclasses import replace
+
+    from rmmc.backends.base import _PLACED, placed_options
+    placements = [{"search": "index=a"}, {"search": "index=a"}, {"datamodel": "Endpoint.Processes"}, None]  # (equal, distinct)
+    options = [EmitOptions(), EmitOptions(), EmitOptions(allow_lossy=True), EmitOptions(splunk_form="tstats")]
+    rng = random.Random(26)
+    for _ in range(400):
+        o, p, e = rng.choice(options), rng.choice(placements), rng.choice([None, "lookup"])
+        placed = placed_options(o, p, e)
+        assert placed == replace(o, placement=p, external=e)
+        assert placed.placement is p and placed.external == e
+        assert all(getattr(placed, f) == getattr(o, f) for f in ("loose", "apply_exclusions", "allow_lossy", "splunk_form"))
+    many = [EmitOptions(loose=bool(i % 2)) for i in range(200)]
+    for o in many:
+        assert placed_options(o, None, None) == replace(o, placement=None, external=None)
+    assert len(_PLACED) <= 64
