@@ -20,6 +20,7 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
   in a rule for a backend that declares it writes every one (`backends._handles_all`);
 * `emit_adapted` copies the options with each rule's placement through `base.placed_options`,
   which remembers the copies it made;
+* `Emitter.numeric` writes an int value as its repr without asking `number` (what it gives);
 * a rule that is one source's detection of plain tests (`_settled`) skips `features`,
   `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
   detection is known to be `_plain_tests` (written at once) without a second look, and one
@@ -502,3 +503,28 @@ def test_placed_options_as_replacing_them_each_time():
     for o in many:
         assert placed_options(o, None, None) == replace(o, placement=None, external=None)
     assert len(_PLACED) <= 64
+
+
+def test_int_values_written_as_number_writes_them():
+    """`numeric`'s shortcut for a value of class int gives what `number(_seconds_of(v))` gives;
+    every other value (bool, an int subclass, float, datetime, timespan, text) still goes
+    there; and the SPL of a test on them is unchanged (the numbers appear as `number` says)."""
+    import datetime as dt
+    import enum
+
+    class Small(enum.IntEnum):
+        ONE = 1
+
+    values = [0, 1, -5, 4688, 2 ** 70, -(2 ** 64), True, False, Small.ONE, 1.5, -0.0, float("inf"), 1e20,
+              dt.timedelta(seconds=90), dt.datetime(2024, 1, 2, 3, 4, 5), "7", None]
+    for v in values:
+        if v.__class__ is int:
+            assert repr(v) == backend.number(backend._seconds_of(v)), v
+    for v in values:
+        p = Predicate(Field("EventID", "long"), Op.EQUALS, (v, 4688))
+        expected = backend.number(backend._seconds_of(v))
+        out = _outcome(lambda: backend.Emitter("DeviceProcessEvents", "defender").where(p))
+        if expected is None:
+            assert isinstance(out, tuple) and "not a number" in out[1], (v, out)
+        else:
+            assert out == f"(EventID=={expected} OR EventID==4688)" or f"=={expected}" in out, (v, out)

@@ -666,7 +666,8 @@ class Emitter:
         comparisons false and `!=` true, as in KQL; the null guards test the columns the value
         is null through (none for a value never null)."""
         f = value.text
-        nums = [number(_seconds_of(v)) for v in p.values]
+        # (an int, the commonest value - an event id -, is its repr: what `number` gives it)
+        nums = [repr(v) if v.__class__ is int else number(_seconds_of(v)) for v in p.values]
         if not nums or None in nums or (p.op is Op.BETWEEN and len(nums) != 2):
             raise SplRefusal(f"{describe(p.field)} {p.op.value} {list(p.values)}: not a number SPL "
                              "can compare with", p.span)
