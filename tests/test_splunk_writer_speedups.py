@@ -21,6 +21,7 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
 * `emit_adapted` copies the options with each rule's placement through `base.placed_options`,
   which remembers the copies it made;
 * `Emitter.numeric` writes an int value as its repr without asking `number` (what it gives);
+* `expr.eval_name` remembers the names it wrote;
 * a rule that is one source's detection of plain tests (`_settled`) skips `features`,
   `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
   detection is known to be `_plain_tests` (written at once) without a second look, and one
@@ -528,3 +529,22 @@ def test_int_values_written_as_number_writes_them():
             assert isinstance(out, tuple) and "not a number" in out[1], (v, out)
         else:
             assert out == f"(EventID=={expected} OR EventID==4688)" or f"=={expected}" in out, (v, out)
+
+
+def test_eval_names_remembered_as_written_each_time(monkeypatch):
+    """`eval_name` gives what it gave before remembering (each name asked twice, the memo
+    full or not)."""
+    from rmmc.backends.splunk import expr
+
+    def written(name):
+        return name if expr._PLAIN.match(name) else f"'{name}'"
+
+    names = ["Image", "process.name", "a b", "_time", "x-y", "9lives", "Ünï", "CommandLine", "", "a'b"]
+    for full in (False, True):
+        with monkeypatch.context() as m:
+            m.setattr(expr, "_EVAL_NAMES", {f"n{i}": f"n{i}" for i in range(4096)} if full else {})
+            for _ in range(2):
+                for name in names:
+                    assert expr.eval_name(name) == written(name)
+            assert len(expr._EVAL_NAMES) <= 4096
+    assert expr.eval_name("process.name") == "'process.name'" and expr.eval_name("Image") == "Image"
