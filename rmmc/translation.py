@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 # Imported here rather than in the functions that use them: each runs once per rule, and a
 # `from package import name` in a function body runs the import machinery every time.
 from rmmc.backends import FIELD_PROFILE_TARGETS, _unhandled, backend
-from rmmc.backends.base import LOSSY_CODES, EmitOptions, refuse_lossy
+from rmmc.backends.base import LOSSY_CODES, EmitOptions, placed_options, refuse_lossy
 from rmmc.compiler.diagnostics import Diagnostic, Severity
 from rmmc.compiler.documents import read_path, read_text
 from rmmc.compiler.documents.model import RuleDocument
@@ -269,7 +269,7 @@ def emit_adapted(to: str, adapted: Any, options: EmitOptions):
     refused = _unhandled(to, adapted.rule)  # a construct the backend does not declare it writes
     if refused is not None:
         return refused
-    options = replace(options, placement=adapted.placement, external=adapted.environment.external)
+    options = placed_options(options, adapted.placement, adapted.environment.external)
     function = backend(to)
     if to == "splunk":
         return function(adapted.rule, options, fields="defender")

@@ -16,9 +16,16 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
 * `Emitter.field` remembers the names found safe across rules (`_SAFE_NAMES`);
 * `Emitter.alternation` takes the needles `needle` made of the values instead of folding them
   again;
+* the backend registry does not look for the constructs over several sources (`ir.features`)
+  in a rule for a backend that declares it writes every one (`backends._handles_all`);
+* `emit_adapted` copies the options with each rule's placement through `base.placed_options`,
+  which remembers the copies it made;
+* `Emitter.numeric` writes an int value as its repr without asking `number` (what it gives);
+* `expr.eval_name` remembers the names it wrote;
 * a rule that is one source's detection of plain tests (`_settled`) skips `features`,
   `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
-  detection is known to be `_plain_tests` (written at once) without a second look.
+  detection is known to be `_plain_tests` (written at once) without a second look, and one
+  holding no Not (`_PLAIN_NNF`) is not put into negation normal form (it is its own).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from rmmc import backends
 from rmmc.backends.base import EmitOptions
 from rmmc.backends.splunk import backend
 from rmmc.compiler import ir
@@ -134,6 +142,7 @@ def _replaced(monkeypatch):
         m.setattr(backend.Emitter, "alternation", _old_alternation)
         m.setattr(backend, "_settled", lambda rule: False)
         m.setattr(backend, "_plain_tests", lambda condition: False)  # (the path through widening)
+        m.setattr(backends, "_handles_all", lambda module: False)
         yield
 
 
@@ -305,6 +314,9 @@ def test_plain_tests_are_what_the_skipped_steps_give_back(shared_dir: Path):
         condition = rule.condition
         if backend._plain_tests(condition):
             assert simplify(condition) is condition
+            in_nnf = not any(isinstance(node, Not) for node in ir.walk(condition))
+            assert backend._plain_tests(condition) is (backend._PLAIN_NNF if in_nnf else backend._PLAIN)
+            assert (backend._nnf(condition) is condition) == in_nnf  # (what `_split_terms` skips)
             assert paths_as_fields(condition) == (condition, []) and paths_as_fields(condition)[0] is condition
             assert ir.subqueries(condition) == []
         if not backend._settled(rule):
@@ -449,3 +461,90 @@ def test_safe_names_remembered_as_checked_each_time(monkeypatch):
             emitter = backend.Emitter(None, "defender")
             assert _outcome(lambda: emitter.field(name)) == checked(name), name
     assert backend._SAFE_NAMES == {n for n in names if not isinstance(checked(n), tuple)}
+
+
+def test_unhandled_skips_the_walk_only_for_backends_writing_every_construct(monkeypatch, shared_dir: Path):
+    """`_unhandled` of every corpus rule (unions, joins, subqueries, mv-expand, parse, feeds
+    among them) for every target: the same refusal (or None) when the registry knows the
+    backend writes every construct as when it walks the rule to find them."""
+    from importlib import import_module
+
+    assert backends._handles_all(import_module("rmmc.backends.splunk.backend"))
+    assert not backends._handles_all(import_module("rmmc.backends.esql.backend"))
+    rules = [c.rule for corpus in ("kql", "rmm", "sigma/rules/windows")
+             for c in _compiled_corpus(shared_dir / "corpus" / corpus) if c.rule is not None]
+    if not rules:
+        pytest.skip("no shared corpus")
+    assert sum(bool(ir.features(r)) for r in rules) > 20
+    for target in backends.targets():
+        backends.backend(target)  # (loaded: the registry may ask its module)
+        ours = [backends._unhandled(target, r) for r in rules]
+        with monkeypatch.context() as m:
+            m.setattr(backends, "_handles_all", lambda module: False)
+            assert ours == [backends._unhandled(target, r) for r in rules], target
+
+
+def test_placed_options_as_replacing_them_each_time():
+    """`placed_options` gives what `replace` gives, for options, placements and external modes
+    asked again and again (interleaved, past the memo's bound), and never the copy made for
+    other (equal but distinct) options or placement."""
+    from dataclasses import replace
+
+    from rmmc.backends.base import _PLACED, placed_options
+    placements = [{"search": "index=a"}, {"search": "index=a"}, {"datamodel": "Endpoint.Processes"}, None]  # (equal, distinct)
+    options = [EmitOptions(), EmitOptions(), EmitOptions(allow_lossy=True), EmitOptions(splunk_form="tstats")]
+    rng = random.Random(26)
+    for _ in range(400):
+        o, p, e = rng.choice(options), rng.choice(placements), rng.choice([None, "lookup"])
+        placed = placed_options(o, p, e)
+        assert placed == replace(o, placement=p, external=e)
+        assert placed.placement is p and placed.external == e
+        assert all(getattr(placed, f) == getattr(o, f) for f in ("loose", "apply_exclusions", "allow_lossy", "splunk_form"))
+    many = [EmitOptions(loose=bool(i % 2)) for i in range(200)]
+    for o in many:
+        assert placed_options(o, None, None) == replace(o, placement=None, external=None)
+    assert len(_PLACED) <= 64
+
+
+def test_int_values_written_as_number_writes_them():
+    """`numeric`'s shortcut for a value of class int gives what `number(_seconds_of(v))` gives;
+    every other value (bool, an int subclass, float, datetime, timespan, text) still goes
+    there; and the SPL of a test on them is unchanged (the numbers appear as `number` says)."""
+    import datetime as dt
+    import enum
+
+    class Small(enum.IntEnum):
+        ONE = 1
+
+    values = [0, 1, -5, 4688, 2 ** 70, -(2 ** 64), True, False, Small.ONE, 1.5, -0.0, float("inf"), 1e20,
+              dt.timedelta(seconds=90), dt.datetime(2024, 1, 2, 3, 4, 5), "7", None]
+    for v in values:
+        if v.__class__ is int:
+            assert repr(v) == backend.number(backend._seconds_of(v)), v
+    for v in values:
+        p = Predicate(Field("EventID", "long"), Op.EQUALS, (v, 4688))
+        expected = backend.number(backend._seconds_of(v))
+        out = _outcome(lambda: backend.Emitter("DeviceProcessEvents", "defender").where(p))
+        if expected is None:
+            assert isinstance(out, tuple) and "not a number" in out[1], (v, out)
+        else:
+            assert out == f"(EventID=={expected} OR EventID==4688)" or f"=={expected}" in out, (v, out)
+
+
+def test_eval_names_remembered_as_written_each_time(monkeypatch):
+    """`eval_name` gives what it gave before remembering (each name asked twice, the memo
+    full or not)."""
+    from rmmc.backends.splunk import expr
+
+    def written(name):
+        return name if expr._PLAIN.match(name) else f"'{name}'"
+
+    names = ["Image", "process.name", "a b", "_time", "x-y", "9lives", "Ünï", "CommandLine", "", "a'b"]
+    for full in (False, True):
+        with monkeypatch.context() as m:
+            m.setattr(expr, "_EVAL_NAMES", {f"n{i}": f"n{i}" for i in range(4096)} if full else {})
+            for _ in range(2):
+                for name in names:
+                    assert expr.eval_name(name) == written(name)
+            assert len(expr._EVAL_NAMES) <= 4096
+    assert expr.eval_name("process.name") == "'process.name'" and expr.eval_name("Image") == "Image"

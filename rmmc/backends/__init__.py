@@ -53,7 +53,16 @@ def _ir():
     return ir
 
 
+def _handles_all(module) -> bool:
+    """Whether a backend module declares every construct `features` can find (`HANDLES`):
+    then no rule is refused for one, and the rule need not be walked to find them."""
+    return _ir().FEATURES <= getattr(module, "HANDLES", frozenset())
+
+
 def _unhandled(target: str, rule):
+    module = _LOADED.get(target)
+    if module is not None and _handles_all(module):  # (the SPL and KQL writers: every rule)
+        return None
     used = _ir().features(rule)
     if not used:
         return None

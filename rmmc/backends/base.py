@@ -37,6 +37,27 @@ class EmitOptions:
     external: str | None = None
 
 
+def placed_options(options: EmitOptions, placement: Any, external: str | None) -> EmitOptions:
+    """`replace(options, placement=placement, external=external)`, remembered for the objects
+    last asked: a batch asks once per rule with one options object, one environment and a
+    placement per table.  Exact: the options are frozen, and the copy holds the very objects
+    asked with (kept in the entry, so their ids stay theirs)."""
+    key = (id(options), id(placement), external)
+    entry = _PLACED.get(key)
+    if entry is not None and entry[0] is options and entry[1] is placement:
+        return entry[2]
+    from rmmc.compiler.fast_replace import replace
+
+    placed = replace(options, placement=placement, external=external)
+    if len(_PLACED) >= 64:  # (a long-lived process asks with ever new options: bounded)
+        _PLACED.clear()
+    _PLACED[key] = (options, placement, placed)
+    return placed
+
+
+_PLACED: dict[tuple, tuple] = {}
+
+
 @dataclass(frozen=True)
 class Translation:
     """A backend's answer: the text (empty when it could not translate) and its diagnostics."""

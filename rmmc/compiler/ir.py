@@ -698,6 +698,8 @@ UNION, JOIN, SUBQUERY, MV_EXPAND, PARSE = "union", "join", "subquery", "mv-expan
 EXTERNAL = "externaldata"
 """A feature: a rule (or a join's side, a union's branch) reads an external table.  A subquery
 over one is the SUBQUERY feature only: a backend that does not handle subqueries widens it."""
+FEATURES = frozenset({UNION, JOIN, SUBQUERY, MV_EXPAND, PARSE, EXTERNAL})
+"""Every name `features` can give."""
 
 
 def sub_rules(rule: Rule) -> list[Rule]:

@@ -666,7 +666,8 @@ class Emitter:
         comparisons false and `!=` true, as in KQL; the null guards test the columns the value
         is null through (none for a value never null)."""
         f = value.text
-        nums = [number(_seconds_of(v)) for v in p.values]
+        # (an int, the commonest value - an event id -, is its repr: what `number` gives it)
+        nums = [repr(v) if v.__class__ is int else number(_seconds_of(v)) for v in p.values]
         if not nums or None in nums or (p.op is Op.BETWEEN and len(nums) != 2):
             raise SplRefusal(f"{describe(p.field)} {p.op.value} {list(p.values)}: not a number SPL "
                              "can compare with", p.span)
@@ -752,15 +753,17 @@ def _make_emitter(rule: Rule, fields: str, options: EmitOptions, prefix: str | N
 
 
 def _terms(emitter: Emitter, rule: Rule, options: EmitOptions, found: list[Diagnostic],
-           pulled: list[InSubquery] | None = None, plain: bool = False) -> tuple[list[str], list[str]]:
+           pulled: list[InSubquery] | None = None, plain: str | None = None) -> tuple[list[str], list[str]]:
     """The detection's (search terms, where terms); with `pulled`, top-level subqueries with a
     model are taken out (to become joins).  `plain`: the caller found the detection
-    `_plain_tests` already."""
+    `_plain_tests` already (what it gave)."""
     condition, excluded = _detection(rule, options, found)
-    if type(emitter) is Emitter and ((plain and not excluded) or _plain_tests(condition)):  # (no subquery to pull)
-        written = _written_at_once(emitter, condition)
-        if written is not None:
-            return written
+    if type(emitter) is Emitter:
+        form = plain if plain and not excluded else _plain_tests(condition)
+        if form:  # (no subquery to pull)
+            written = _written_at_once(emitter, condition, in_nnf=form is _PLAIN_NNF)
+            if written is not None:
+                return written
     if pulled is not None:
         conjuncts = _nnf(condition)
         conjuncts = list(conjuncts.operands) if isinstance(conjuncts, And) else [conjuncts]
@@ -794,67 +797,80 @@ def _detection(rule: Rule, options: EmitOptions, found: list[Diagnostic]) -> tup
     return (all_of([rule.condition, *excluded]), True) if excluded else (rule.condition, False)
 
 
-def _plain_tests(condition: Condition) -> bool:
+_PLAIN, _PLAIN_NNF = "plain tests", "plain tests in negation normal form"
+"""What `_plain_tests` finds a condition of plain tests holding no Not, or holding one."""
+
+
+def _plain_tests(condition: Condition) -> str | None:
     """Whether every test of the condition is a predicate on a plain column (no constant,
     comparison, subquery, path or computed subject) and every And / Or is as `all_of` /
     `any_of` build them (two operands or more, none of its own kind).  Then writing a test
     has no lasting effect but its own diagnostics and field names, and whether it can be
     written depends only on the test (`_written_at_once`); and the condition is what
     `push_filters` (`simplify`), `with_paths` and `_late_feed_tests` give back, the same
-    object, so a rule without stages holding it needs none of them (`_settled`)."""
+    object, so a rule without stages holding it needs none of them (`_settled`).  None when
+    not; else `_PLAIN_NNF` when the condition holds no Not, so that it is its own negation
+    normal form (`_nnf` gives it back, the same object, as it gives back every And / Or
+    `all_of` / `any_of` built of positive predicates), else `_PLAIN`."""
+    negated = False
     stack = [condition]
     while stack:
         node = stack.pop()
         kind = node.__class__
         if kind is Predicate:
             if node.field.__class__ is not Field:
-                return False
+                return None
         elif kind is And or kind is Or:
             operands = node.operands
             if len(operands) < 2:
-                return False
+                return None
             for operand in operands:
                 if operand.__class__ is kind:
-                    return False
+                    return None
                 stack.append(operand)
         elif kind is Not:
+            negated = True
             stack.append(node.operand)
         else:
-            return False
-    return True
+            return None
+    return _PLAIN if negated else _PLAIN_NNF
 
 
-def _settled(rule: Rule) -> bool:
+def _settled(rule: Rule) -> str | None:
     """Whether the rule is one source's detection of plain tests and nothing else: no union, no
     stage, no external source, a `_plain_tests` condition.  `features` finds nothing in it,
     and pushing filters down, reading paths as fields and taking feed tests out give it back
-    as it is (the same object), so the writer skips them."""
-    return (rule.union is None and not rule.stages and rule.source.external is None
-            and _plain_tests(rule.condition))
+    as it is (the same object), so the writer skips them.  What `_plain_tests` gave, else None."""
+    if rule.union is None and not rule.stages and rule.source.external is None:
+        return _plain_tests(rule.condition)
+    return None
 
 
-def _written_at_once(emitter: Emitter, condition: Condition) -> tuple[list[str], list[str]] | None:
+def _written_at_once(emitter: Emitter, condition: Condition,
+                     in_nnf: bool = False) -> tuple[list[str], list[str]] | None:
     """`_terms` of a condition of plain tests (`_plain_tests`) without first asking of each
     test whether SPL can say it (`Emitter.expressible` writes it only to throw the text away):
     when every conjunct is written, nothing was to be widened, and widening would have
     returned the condition as it is (it holds no constant to fold; nor a subquery to pull,
     so putting it into negation normal form first, as `_terms` does to pull them, gives what
     `_split_terms` gives it); when one cannot be written, the emitter is put back as it was
-    and None says so (the caller widens)."""
+    and None says so (the caller widens).  `in_nnf`: see `_split_terms`."""
     saved = (len(emitter.diagnostics), dict(emitter._fields), set(emitter._non_ascii_warned))
     try:
-        return _split_terms(emitter, condition)
+        return _split_terms(emitter, condition, in_nnf)
     except Exception:  # SplRefusal, a name SPL cannot carry ...: the widening path decides (and raises)
         del emitter.diagnostics[saved[0]:]
         emitter._fields, emitter._non_ascii_warned = saved[1], saved[2]
         return None
 
 
-def _split_terms(emitter: Emitter, condition: Condition) -> tuple[list[str], list[str]]:
+def _split_terms(emitter: Emitter, condition: Condition, in_nnf: bool = False) -> tuple[list[str], list[str]]:
     """The widened detection as (search terms, where terms): each top-level conjunct of its
     negation normal form to search when it can go there, else to where (with a search term
-    implied by it, for the index)."""
-    condition = _nnf(condition)
+    implied by it, for the index).  `in_nnf`: the caller knows the condition is its own
+    negation normal form (`_PLAIN_NNF`), so it is not walked to find that again."""
+    if not in_nnf:
+        condition = _nnf(condition)
     conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
     search_terms: list[str] = []
     where_terms: list[str] = []
@@ -906,9 +922,9 @@ def _head(rule_lookbacks: list[Any], prefix: str | None, found: list[Diagnostic]
 
 
 def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None, found: list[Diagnostic],
-              select: bool, sub: bool = False, settled: bool = False) -> tuple[list[str], Emitter]:
+              select: bool, sub: bool = False, settled: str | None = None) -> tuple[list[str], Emitter]:
     """A single-table rule's SPL commands (the first is `search ...`) and its emitter;
-    `settled`: the caller found the rule `_settled`."""
+    `settled`: the caller found the rule `_settled` (what that gave)."""
     late: list[Condition] = []
     if not settled:
         rule = push_filters(rule)

@@ -136,8 +136,17 @@ _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 def eval_name(name: str) -> str:
     """A field name as eval reads it: single-quoted unless a plain identifier (a bare dot
-    would concatenate)."""
-    return name if _PLAIN.match(name) else f"'{name}'"
+    would concatenate).  Remembered per name (a function of it alone, asked for each test of
+    a field; a batch names a few hundred fields), up to a bound."""
+    text = _EVAL_NAMES.get(name)
+    if text is None:
+        text = name if _PLAIN.match(name) else f"'{name}'"
+        if len(_EVAL_NAMES) < 4096:
+            _EVAL_NAMES[name] = text
+    return text
+
+
+_EVAL_NAMES: dict[str, str] = {}
 
 
 def pcre(pattern: str) -> str:
