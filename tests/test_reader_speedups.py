@@ -1,5 +1,6 @@
 """The Sigma reader's shortcuts, each against what it stands in for: `drop_implied`'s early
-answer for predicates on distinct subjects against its full comparison (generated conjuncts,
+answer for predicates on distinct subjects, and its skipping of comparisons between predicates
+on different subjects (`_may_imply`), against its full comparison (generated conjuncts,
 and every SigmaHQ selection as the reader builds it), and the remembered tag meanings,
 logsource routes (and sources), detection keys, fields, modified values and plain-scalar values against computing them afresh (every SigmaHQ rule
 read with and without them, the whole rule and its diagnostics compared)."""
@@ -35,11 +36,17 @@ def _predicates(draw):
 def _full(conjuncts, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(prefilter, "_distinct_predicates", lambda c: False)
+        patch.setattr(prefilter, "_may_imply", lambda other, own: True)
         return prefilter.drop_implied(conjuncts)
 
 
+_CONJUNCTS = st.lists(st.one_of(_predicates(), _predicates(),
+                                 st.builds(lambda a, b: ir.And((a, b)), _predicates(), _predicates())),
+                       min_size=2, max_size=4)
+
+
 @settings(max_examples=600, deadline=None)
-@given(st.lists(_predicates(), min_size=2, max_size=4))
+@given(_CONJUNCTS)
 def test_drop_implied_shortcut_drops_what_the_full_comparison_drops(conjuncts):
     with pytest.MonkeyPatch.context() as monkeypatch:
         assert prefilter.drop_implied(conjuncts) == _full(conjuncts, monkeypatch)
@@ -56,12 +63,14 @@ def test_drop_implied_still_drops_on_a_shared_subject():
     assert prefilter.drop_implied([index, exact]) == [exact]
     other = ir.Predicate(ir.Field("B", "string"), ir.Op.REGEX, ("abc",), case_sensitive=True)
     assert prefilter.drop_implied([index, other]) == [index, other]
+    assert prefilter.drop_implied([index, other, exact]) == [other, exact]  # (other: no rival)
 
 
 def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
     with monkeypatch.context() as patch:
         if not shortcuts:
             patch.setattr(prefilter, "_distinct_predicates", lambda c: False)
+            patch.setattr(prefilter, "_may_imply", lambda other, own: True)
             patch.setattr(reader, "_TAG_MEANINGS", _Forgetful())
             patch.setattr(reader, "_ROUTES", _Forgetful())
             patch.setattr(reader, "_KEYS", _Forgetful())
@@ -201,3 +210,4 @@ def test_selection_patterns_match_as_their_regex(pattern, name):
                 or "*" not in pattern and n == pattern]
     if pattern != "them":
         assert names_for(pattern, [name, "x", pattern]) == expected
+

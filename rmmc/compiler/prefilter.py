@@ -131,24 +131,35 @@ def drop_implied(conjuncts: list[Condition]) -> list[Condition]:
         return list(conjuncts)
     if _distinct_predicates(conjuncts):  # most of the others (each item tests its own field)
         return list(conjuncts)
-    own = [is_own_superset(c) for c in conjuncts]
-    if not any(own) or all(own):  # nothing another one could imply
-        return list(conjuncts)
+    own: dict[int, bool] = {}
     supersets: dict[int, Condition] = {}
 
-    def superset_of(j: int) -> Condition:  # each computed once, and only when compared
+    def own_of(j: int) -> bool:  # each computed once, and only when asked
+        if j not in own:
+            own[j] = is_own_superset(conjuncts[j])
+        return own[j]
+
+    def superset_of(j: int) -> Condition:  # likewise
         if j not in supersets:
             supersets[j] = superset(conjuncts[j])
         return supersets[j]
 
     out = []
     for i, c in enumerate(conjuncts):
-        if own[i]:
-            mine = superset_of(i)
-            if any(j != i and not own[j] and superset_of(j) == mine for j in range(len(conjuncts))):
+        rivals = [j for j, other in enumerate(conjuncts) if j != i and _may_imply(other, c)]
+        if rivals and own_of(i):
+            others = [j for j in rivals if not own_of(j)]
+            if others and any(superset_of(j) == superset_of(i) for j in others):
                 continue
         out.append(c)
     return out
+
+
+def _may_imply(other: Condition, own: Condition) -> bool:
+    """Whether `other`'s superset may be that of `own` (a conjunct that is its own superset),
+    told without folding values or parsing regexes (what `drop_implied` spent its time on):
+    two predicates on different subjects cannot, for the reason `_distinct_predicates` gives."""
+    return not (isinstance(other, Predicate) and isinstance(own, Predicate) and other.field != own.field)
 
 
 def _distinct_predicates(conjuncts: list[Condition]) -> bool:

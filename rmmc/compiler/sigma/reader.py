@@ -200,27 +200,33 @@ class _StreamReader:
         return routed
 
     def metadata(self, meta: dict[str, Any], span: Span) -> ir.Metadata:
+        """The rule's metadata (once per rule: each key looked up once, lists not copied, a
+        remembered tag's meaning without a call)."""
+        get = meta.get
         techniques: list[str] = []
         tactics: list[str] = []
-        for tag in _as_list(meta.get("tags")):
-            technique, tactic = _tag_meaning(tag if tag.__class__ is str else str(tag))
+        for tag in _items(get("tags")):
+            meaning = _TAG_MEANINGS.get(tag) if tag.__class__ is str else None
+            if meaning is None:
+                meaning = _tag_meaning(tag if tag.__class__ is str else str(tag))
+            technique, tactic = meaning
             if technique is not None:
                 techniques.append(technique)
             elif tactic is not None:  # (a tag names one of them at most)
                 tactics.append(tactic)
-        level = str(meta.get("level") or "").lower()
+        level = str(get("level") or "").lower()
         return ir.Metadata(
-            id=str(meta["id"]) if meta.get("id") else None,
-            title=str(meta["title"]).strip() if meta.get("title") else None,
-            description=str(meta["description"]).strip() if meta.get("description") else None,
-            author=str(meta["author"]).strip() if meta.get("author") else None,
-            references=tuple(map(str, _as_list(meta.get("references")))),
+            id=str(v) if (v := get("id")) else None,
+            title=str(v).strip() if (v := get("title")) else None,
+            description=str(v).strip() if (v := get("description")) else None,
+            author=str(v).strip() if (v := get("author")) else None,
+            references=tuple(map(str, _items(get("references")))),
             tactics=tuple(tactics), techniques=tuple(techniques),
             level=level if level in _LEVELS else None,
-            status=str(meta["status"]) if meta.get("status") else None,
-            date=str(meta["date"]) if meta.get("date") else None,
-            modified=str(meta["modified"]) if meta.get("modified") else None,
-            false_positives=tuple([str(f) for f in _as_list(meta.get("falsepositives")) if f is not None]),
+            status=str(v) if (v := get("status")) else None,
+            date=str(v) if (v := get("date")) else None,
+            modified=str(v) if (v := get("modified")) else None,
+            false_positives=tuple([str(f) for f in _items(get("falsepositives")) if f is not None]),
             source_path=self.path, source_span=span)
 
     # -------------------------------------------------------------- filters
@@ -656,6 +662,13 @@ def _tag_meaning(tag: str) -> tuple[str | None, str | None]:
 
 
 _TAG_MEANINGS: dict[str, tuple[str | None, str | None]] = {}
+
+
+def _items(value: Any) -> list[Any] | tuple[Any, ...]:
+    """`_as_list(value)` to iterate over once: a list itself, not a copy."""
+    if value is None:
+        return ()
+    return value if isinstance(value, list) else (value,)
 
 
 def _as_list(value: Any) -> list[Any]:
