@@ -21,6 +21,7 @@ from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
 from rmmc.compiler.fast_replace import replace
 from rmmc.compiler.pipeline import compile_document
 from rmmc.compiler.schema.profiles import identity
+from rmmc.compiler.slots_init import fast_init
 from rmmc.environments import environment_for
 from rmmc.environments.adapt import adapt
 
@@ -29,7 +30,7 @@ EXACT, LOSSY, REFUSED = "exact", "lossy", "refused"
 CORRELATION_SUFFIX = ".correlation.yml"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleTranslation:
     """One rule translated to one target: `text` is empty when it could not be.  Its
     `verdict` is exact (written, nothing changes which alerts fire), lossy (written with
@@ -411,3 +412,6 @@ def translate(text: str, to: str = "sigma", *, path: str = "<text>", loose: bool
     body = separator.join(r.stream.rstrip("\n") for r in rules if r.text)
     diagnostics = tuple(d for r in rules for d in r.diagnostics)
     return TranslationResult(body + "\n" if body else "", diagnostics, rules)
+
+
+fast_init(RuleTranslation)  # made per rule: fields stored through their slots (`rmmc.compiler.slots_init`)
