@@ -2,7 +2,8 @@
 one `read` when fstat's size is right (every SigmaHQ file, and files that grew, shrank or are
 too large), the blank-file test without stripping the text, the rule-file walk's names and
 extensions without `os.path.join` / `splitext`, a backend found in `sys.modules`, the caret
-line of a printable source line, the slot-storing `__init__` of the per-rule classes."""
+line of a printable source line, the slot-storing `__init__` of the per-rule classes, and the
+read Sigma rule taken out of each translated document instead of a copy without it."""
 
 from __future__ import annotations
 
@@ -187,3 +188,27 @@ def test_per_rule_classes_get_the_slot_storing_init_with_the_same_parameters(ind
     with pytest.raises(TypeError):
         cls(*values.values(), *([None] * (len(fields) + 1)))
 
+
+def test_translate_file_drops_the_read_rule_as_a_copy_did(shared_dir: Path) -> None:
+    """`translate_file` takes the read Sigma rule out of each document's own metadata instead
+    of copying the document and its result without it: the same results, on SigmaHQ files
+    (every 7th)."""
+    from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
+    from rmmc.compiler.fast_replace import replace
+    from rmmc.translation import translate_document, translate_file
+
+    def as_copied(path: str):
+        results = [translate_document(doc, "splunk") for doc in documents.read_path(path).documents]
+        return [replace(r, document=replace(r.document, metadata={k: v for k, v in r.document.metadata.items()
+                                                                  if k != SIGMA_KEY}))
+                if r.document is not None and SIGMA_KEY in r.document.metadata else r for r in results]
+
+    rules = shared_dir / "corpus" / "sigma" / "rules" / "windows"
+    if not rules.is_dir():
+        pytest.skip("shared/corpus/sigma not present")
+    paths = sorted(rules.rglob("*.yml"))[::7]
+    assert len(paths) > 300
+    for path in paths:
+        now = translate_file(str(path), "splunk")
+        assert now == as_copied(str(path)), path
+        assert all(SIGMA_KEY not in r.document.metadata for r in now if r.document is not None)
