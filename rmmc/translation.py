@@ -21,6 +21,7 @@ from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
 from rmmc.compiler.fast_replace import replace
 from rmmc.compiler.pipeline import compile_document
 from rmmc.compiler.schema.profiles import identity
+from rmmc.compiler.slots_init import fast_init
 from rmmc.environments import environment_for
 from rmmc.environments.adapt import adapt
 
@@ -29,7 +30,7 @@ EXACT, LOSSY, REFUSED = "exact", "lossy", "refused"
 CORRELATION_SUFFIX = ".correlation.yml"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleTranslation:
     """One rule translated to one target: `text` is empty when it could not be.  Its
     `verdict` is exact (written, nothing changes which alerts fire), lossy (written with
@@ -308,14 +309,21 @@ def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
     results = [translate_document(doc, to, options, fields=fields, package=package, env=env,
                                   allow_unknown_fields=allow_unknown_fields, schedule=schedule)
                for doc in read.documents]
-    # A Sigma document carries its read rule for compilation; once translated it is dead
-    # weight (and would travel back from a worker process).
-    results = [replace(r, document=replace(r.document, metadata={k: v for k, v in r.document.metadata.items()
-                                                                  if k != SIGMA_KEY}))
-               if r.document is not None and SIGMA_KEY in r.document.metadata else r for r in results]
+    for document in read.documents:
+        _drop_read_rule(document)
     if not read.documents and any(d.is_error for d in read.diagnostics):
         results.append(RuleTranslation(None, to, "", tuple(read.diagnostics)))
     return results
+
+
+def _drop_read_rule(document: RuleDocument) -> None:
+    """A Sigma document carries its read rule for compilation; once translated it is dead
+    weight (and would travel back from a worker process).  It is taken out of the document's
+    own metadata: the Sigma reader makes that dict for the document alone and the file's read
+    result goes no further than `translate_file`, so no copy of the document (and of the result
+    holding it) is needed."""
+    if SIGMA_KEY in document.metadata:
+        del document.metadata[SIGMA_KEY]
 
 
 def file_failed(path: str, message: str, to: str) -> list[RuleTranslation]:
@@ -411,3 +419,6 @@ def translate(text: str, to: str = "sigma", *, path: str = "<text>", loose: bool
     body = separator.join(r.stream.rstrip("\n") for r in rules if r.text)
     diagnostics = tuple(d for r in rules for d in r.diagnostics)
     return TranslationResult(body + "\n" if body else "", diagnostics, rules)
+
+
+fast_init(RuleTranslation)  # made per rule: fields stored through their slots (`rmmc.compiler.slots_init`)

@@ -1,8 +1,9 @@
 """The per-file glue's shortcuts, each against what it stands in for: reading a regular file in
 one `read` when fstat's size is right (every SigmaHQ file, and files that grew, shrank or are
 too large), the blank-file test without stripping the text, the rule-file walk's names and
-extensions without `os.path.join` / `splitext`, a backend found in `sys.modules`, and the caret
-line of a printable source line."""
+extensions without `os.path.join` / `splitext`, a backend found in `sys.modules`, the caret
+line of a printable source line, the slot-storing `__init__` of the per-rule classes, and the
+read Sigma rule taken out of each translated document instead of a copy without it."""
 
 from __future__ import annotations
 
@@ -126,3 +127,88 @@ def test_the_caret_line_is_drawn_as_in_full(line: str, column: int, width: int) 
     shown = render._printable(line)
     assert text.split("\n", 1)[1] == f"    {shown}\n    {prefix}^" + "~" * (
         max(1, min(span.end - span.offset, len(line) - (span.column - 1))) - 1)
+
+
+def _glue_classes():
+    from rmmc.backends.base import EmitOptions, Translation
+    from rmmc.compiler.diagnostics import Diagnostic
+    from rmmc.compiler.documents.model import FalsePositiveScenario, RuleDocument
+    from rmmc.compiler.documents.result import FileResult
+    from rmmc.compiler.documents.sniff import Classified
+    from rmmc.compiler.pipeline import Compiled
+    from rmmc.compiler.sigma.yaml_tree import YamlDocument
+    from rmmc.translation import RuleTranslation
+
+    return [RuleDocument, FalsePositiveScenario, FileResult, Classified, Compiled, YamlDocument,
+            RuleTranslation, EmitOptions, Translation, Diagnostic]
+
+
+def _dataclass_twin(cls):
+    """The class as `dataclasses` writes it (frozen, slotted), without `fast_init`."""
+    import dataclasses
+
+    fields = [(f.name, f.type, dataclasses.field(default=f.default, default_factory=f.default_factory,
+                                                 compare=f.compare, repr=f.repr, kw_only=f.kw_only))
+              for f in dataclasses.fields(cls)]
+    return dataclasses.make_dataclass(cls.__name__, fields, frozen=True, slots=True)
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_per_rule_classes_get_the_slot_storing_init_with_the_same_parameters(index: int) -> None:
+    """Documents, results, options and diagnostics get `slots_init.fast_init`'s `__init__`
+    (a default factory included): the same parameters and defaults as `dataclasses`' own, the
+    same fields set, a new default-factory value per object, and they still pickle (worker
+    processes send results back) and refuse assignment."""
+    import dataclasses
+    import inspect
+    import pickle
+
+    cls = _glue_classes()[index]
+    assert cls.__init__.__code__.co_name != "__init__"  # slots_init's
+    twin = _dataclass_twin(cls)
+    ours = list(inspect.signature(cls.__init__).parameters.values())
+    theirs = list(inspect.signature(twin.__init__).parameters.values())
+    assert [(p.name, p.kind) for p in ours] == [(p.name, p.kind) for p in theirs]
+    fields = dataclasses.fields(cls)
+    required = [f for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]
+    values = {f.name: object() for f in required}
+    made, expected = cls(**values), twin(**values)
+    assert [getattr(made, f.name) for f in fields] == [getattr(expected, f.name) for f in fields]
+    again = cls(**values)
+    for f in fields:
+        if f.default_factory is not dataclasses.MISSING:
+            assert getattr(again, f.name) is not getattr(made, f.name)
+    everything = {f.name: f"value of {f.name}" for f in fields}
+    assert dataclasses.astuple(cls(**everything)) == dataclasses.astuple(twin(**everything))
+    copied = pickle.loads(pickle.dumps(cls(**everything)))
+    assert copied == cls(**everything)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(made, fields[0].name, None)
+    with pytest.raises(TypeError):
+        cls(*values.values(), *([None] * (len(fields) + 1)))
+
+
+def test_translate_file_drops_the_read_rule_as_a_copy_did(shared_dir: Path) -> None:
+    """`translate_file` takes the read Sigma rule out of each document's own metadata instead
+    of copying the document and its result without it: the same results, on SigmaHQ files
+    (every 7th)."""
+    from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
+    from rmmc.compiler.fast_replace import replace
+    from rmmc.translation import translate_document, translate_file
+
+    def as_copied(path: str):
+        results = [translate_document(doc, "splunk") for doc in documents.read_path(path).documents]
+        return [replace(r, document=replace(r.document, metadata={k: v for k, v in r.document.metadata.items()
+                                                                  if k != SIGMA_KEY}))
+                if r.document is not None and SIGMA_KEY in r.document.metadata else r for r in results]
+
+    rules = shared_dir / "corpus" / "sigma" / "rules" / "windows"
+    if not rules.is_dir():
+        pytest.skip("shared/corpus/sigma not present")
+    paths = sorted(rules.rglob("*.yml"))[::7]
+    assert len(paths) > 300
+    for path in paths:
+        now = translate_file(str(path), "splunk")
+        assert now == as_copied(str(path)), path
+        assert all(SIGMA_KEY not in r.document.metadata for r in now if r.document is not None)

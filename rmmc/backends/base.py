@@ -21,9 +21,10 @@ from typing import Any, Callable
 
 from rmmc.compiler.diagnostics import LOSSY_CODES, LOSSY_HINT, Diagnostic, Severity, Span, refuse_lossy  # noqa: F401 (the policy, said with the diagnostics)
 from rmmc.compiler.ir import Condition, Field, Not, Predicate, Rule
+from rmmc.compiler.slots_init import fast_init
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EmitOptions:
     loose: bool = False             # Sigma: `has` as |contains (a reported widening) instead of |re
     apply_exclusions: bool = False  # AND the understood exclusions into the detection
@@ -58,7 +59,7 @@ def placed_options(options: EmitOptions, placement: Any, external: str | None) -
 _PLACED: dict[tuple, tuple] = {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Translation:
     """A backend's answer: the text (empty when it could not translate) and its diagnostics."""
 
@@ -281,3 +282,6 @@ def wildcard_pattern(regex: str) -> tuple[str | Wildcard, ...] | None:
         return None  # the last `$` was consumed as an escaped literal
     flush()
     return tuple(parts)
+
+
+fast_init(EmitOptions, Translation)  # made per rule: fields stored through their slots (`rmmc.compiler.slots_init`)

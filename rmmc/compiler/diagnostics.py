@@ -30,15 +30,6 @@ class Span:
         return Span(offset, offset, line, column)
 
 
-def _speed_up_spans() -> None:
-    """Spans are made by the thousand while parsing: store their fields through their slots
-    (`rmmc.compiler.slots_init`)."""
-    from rmmc.compiler.slots_init import fast_init
-
-    fast_init(Span)
-
-
-_speed_up_spans()
 
 
 class Severity(str, Enum):
@@ -139,3 +130,14 @@ def refuse_lossy(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> list
     translations are not allowed."""
     return [Diagnostic(Severity.ERROR, d.message + LOSSY_HINT, d.span, d.code, d.path)
             if d.code == "lossy" and d.severity is Severity.WARNING else d for d in diagnostics]
+
+
+def _speed_up() -> None:
+    """Spans are made by the thousand while parsing, diagnostics by the thousand per batch:
+    store their fields through their slots (`rmmc.compiler.slots_init`)."""
+    from rmmc.compiler.slots_init import fast_init
+
+    fast_init(Span, Diagnostic)
+
+
+_speed_up()

@@ -15,13 +15,14 @@ from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Diagnostic, Severity
 from rmmc.compiler.documents.model import DocumentKind, RuleDocument
 from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
+from rmmc.compiler.slots_init import fast_init
 
 _URL = re.compile(r"https?://[^\s'\"<>)\]]+")
 _LEVELS = {"informational": "informational", "info": "informational", "low": "low",
            "medium": "medium", "high": "high", "critical": "critical"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Compiled:
     document: RuleDocument
     rule: ir.Rule | None  # its spans are in the file's coordinates
@@ -122,3 +123,6 @@ def _exclusions(document: RuleDocument, rule: ir.Rule) -> tuple[tuple[ir.Exclusi
         exclusions.append(exclusion)
         notes.extend(d if d.path else d.with_path(document.path) for d in diagnostics)
     return tuple(exclusions), notes
+
+
+fast_init(Compiled)  # made per rule: fields stored through their slots (`rmmc.compiler.slots_init`)

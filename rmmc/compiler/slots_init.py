@@ -6,8 +6,10 @@ the parser builds one node and one span per rule it reduces, so that is a visibl
 parsing.  `fast_init` gives such a class an `__init__` with the same parameters (names,
 order, defaults, keyword-only fields) that stores each field through its slot descriptor
 instead: the same object, fields and behaviour (equality, hashing, immutability), made in
-about half the time.  A class it cannot copy exactly (a `__post_init__`, a default factory,
-a field left out of `__init__`, no slots) keeps the `__init__` `dataclasses` gave it.  The
+about half the time.  A field with a default factory gets it as `dataclasses` does (a marker
+default, the factory called when the marker is passed).  A class it cannot copy exactly (a
+`__post_init__`, a field left out of `__init__`, no slots) keeps the `__init__` `dataclasses`
+gave it.  The
 code is compiled once and kept in the user's cache with the code `dataclasses` generates
 (`rmmc.dataclass_code`), so a cold start does not compile it.
 """
@@ -51,7 +53,7 @@ def _init_source(cls: type, number: int, namespace: dict[str, Any]) -> str | Non
     keyword: list[str] = []
     body: list[str] = []
     for field in dataclasses.fields(cls):
-        if not field.init or field.default_factory is not dataclasses.MISSING:
+        if not field.init:
             return None
         descriptor = _slot(cls, field.name)
         if descriptor is None:
@@ -63,10 +65,26 @@ def _init_source(cls: type, number: int, namespace: dict[str, Any]) -> str | Non
             default = f"_default_{number}_{field.name}"
             namespace[default] = field.default
             parameter += f"={default}"
+        elif field.default_factory is not dataclasses.MISSING:
+            factory = f"_factory_{number}_{field.name}"
+            namespace[factory] = field.default_factory
+            namespace["_NO_VALUE"] = _NO_VALUE
+            parameter += "=_NO_VALUE"
+            body.append(f"    if {field.name} is _NO_VALUE: {field.name} = {factory}()")
         (keyword if field.kw_only else positional).append(parameter)
         body.append(f"    {setter}(self, {field.name})")
     signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
     return "\n".join([f"def init_{number}({signature}):", *(body or ["    pass"])])
+
+
+class _NoValue:
+    """The default of a field with a default factory: not passed, so the factory is called."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_NO_VALUE = _NoValue()
 
 
 def _slot(cls: type, name: str):

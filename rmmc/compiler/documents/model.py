@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any, Mapping
 
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Span
+from rmmc.compiler.slots_init import fast_init
 
 
 class DocumentKind(str, Enum):
@@ -22,7 +23,7 @@ class DocumentKind(str, Enum):
     SIGMA = "sigma"                  # Sigma YAML: rules, correlations, filters (one or more documents)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FalsePositiveScenario:
     """One false-positive scenario of a hunt document, kept verbatim.
 
@@ -35,7 +36,7 @@ class FalsePositiveScenario:
     exclusion_span: Span | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleDocument:
     """One rule read from a file.
 
@@ -91,3 +92,6 @@ class RuleDocument:
     def label(self) -> str:
         """A short name for messages: the title, else path and index."""
         return self.title or (f"{self.path}#{self.index + 1}" if self.index else self.path)
+
+
+fast_init(RuleDocument, FalsePositiveScenario)  # made per rule: fields stored through their slots (`rmmc.compiler.slots_init`)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from rmmc.compiler.diagnostics import Diagnostic
 from rmmc.compiler.documents.model import DocumentKind, RuleDocument
 from rmmc.compiler.fast_replace import replace
+from rmmc.compiler.slots_init import fast_init
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileResult:
     """The rules read from one file (`documents`, in file order) and the file-level
     problems (`diagnostics`: unreadable, not UTF-8, binary, empty, no query).  Readers
@@ -39,3 +40,6 @@ class FileResult:
                      for d in self.documents)
         diags = tuple(d.with_path(path) for d in self.diagnostics)
         return replace(self, path=path, documents=docs, diagnostics=diags)
+
+
+fast_init(FileResult)  # made per rule: fields stored through their slots (`rmmc.compiler.slots_init`)

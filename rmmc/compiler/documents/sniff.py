@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmmc.compiler.documents.model import DocumentKind
+from rmmc.compiler.slots_init import fast_init
 
 _HUNT_MARKER = re.compile(r"(?im)^\ufeff?(?:#{1,6}[ \t]*)?(?:\*\*)?KQL[ \t]+Query(?:\*\*)?"
                           r"[ \t]*:?[ \t]*\r?$")
@@ -51,7 +52,7 @@ never needs, and an import statement run per file costs two raised AttributeErro
 the import machinery even when the module is loaded."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Classified:
     """A text's kind and, when YAML decided it, the stream's composed nodes (so the Sigma
     reader does not parse the text twice)."""
@@ -143,3 +144,6 @@ def looks_like_kql(text: str) -> bool:
     if not text.strip():
         return False
     return bool(_KQL_HINTS.search(text)) or bool(_TABLE_ONLY.fullmatch(text.strip()))
+
+
+fast_init(Classified)  # made per rule: fields stored through their slots (`rmmc.compiler.slots_init`)

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import yaml
 
 from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Span, error, warning
+from rmmc.compiler.slots_init import fast_init
 
 try:  # the C composer when PyYAML was built with libyaml
     from yaml import CSafeLoader as _BaseLoader
@@ -152,7 +153,7 @@ class _TupleY(Y):
         return _TupleY(value, self._node, self._source, self._keys)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class YamlDocument:
     """One document of the stream: its root node (None for an empty document) and the
     warnings found while reading it (duplicate keys, tags the safe loader does not know)."""
@@ -506,3 +507,6 @@ def walk(node: Y) -> Iterator[Y]:
             stack.extend(current.value.values())
         elif isinstance(current.value, list):
             stack.extend(current.value)
+
+
+fast_init(YamlDocument)  # made per rule: fields stored through their slots (`rmmc.compiler.slots_init`)
