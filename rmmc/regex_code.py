@@ -81,15 +81,50 @@ def _cached_compile(pattern: Any, flags: int = 0) -> Any:
 
 def _made(args: tuple) -> Any:
     """The pattern object from a kept entry (None when it cannot be made: a damaged file)."""
+    return made(args)
+
+
+def made(args: tuple, intern: bool = False) -> Any:
+    """The pattern object `_sre.compile` makes of `args` (as `engine_args` gives them), group
+    names interned when `intern`; None when it cannot be made (a damaged cache file)."""
     try:
         import _sre
         from array import array
 
         code = array("I")
-        code.frombytes(args[2])
-        return _sre.compile(args[0], args[1], code.tolist(), args[3], dict(args[4]), args[5])
+        code.frombytes(args[2])  # kept as bytes: loading a cache file stays a copy
+        groupindex, indexgroup = dict(args[4]), args[5]
+        if intern:
+            groupindex = {sys.intern(name): index for name, index in groupindex.items()}
+            indexgroup = tuple(name if name is None else sys.intern(name) for name in indexgroup)
+        return _sre.compile(args[0], args[1], code.tolist(), args[3], groupindex, indexgroup)
     except Exception:
         return None
+
+
+def engine_args(pattern: str | bytes, flags: int, compiled: Any) -> tuple | None:
+    """What `re`'s compiler hands `_sre.compile` for `pattern` (its engine code packed as bytes,
+    flags and groups), when making the pattern again from them gives `compiled`; else None
+    (another Python's internals: nothing to keep)."""
+    try:
+        import _sre
+        from array import array
+        from re import _compiler, _parser
+
+        parsed = _parser.parse(pattern, flags)
+        code = _compiler._code(parsed, flags)
+        groupindex = dict(parsed.state.groupdict)
+        indexgroup = [None] * parsed.state.groups
+        for name, index in groupindex.items():
+            indexgroup[index] = name
+        packed = array("I", code)
+        if packed.itemsize != _sre.CODESIZE:
+            return None
+        args = (pattern, int(flags | parsed.state.flags), packed.tobytes(), parsed.state.groups - 1,
+                groupindex, tuple(indexgroup))
+    except Exception:
+        return None
+    return args if made(args) == compiled else None
 
 
 def _importing() -> bool:
@@ -107,25 +142,8 @@ def _keep(pattern: str | bytes, flags: int, compiled: Any) -> None:
     """Remember what `re` gave `_sre.compile` for `pattern`, when making it again gives the
     same pattern object (else, another Python's internals: nothing is kept)."""
     global _added
-    try:
-        import _sre
-        from array import array
-        from re import _compiler, _parser
-
-        parsed = _parser.parse(pattern, flags)
-        code = _compiler._code(parsed, flags)
-        groupindex = dict(parsed.state.groupdict)
-        indexgroup = [None] * parsed.state.groups
-        for name, index in groupindex.items():
-            indexgroup[index] = name
-        packed = array("I", code)
-        if packed.itemsize != _sre.CODESIZE:
-            return
-        args = (pattern, flags | parsed.state.flags, packed.tobytes(), parsed.state.groups - 1,
-                groupindex, tuple(indexgroup))
-        if _made(args) != compiled:
-            return
-    except Exception:
+    args = engine_args(pattern, flags, compiled)
+    if args is None:
         return
     if len(_kept) >= MAX_KEPT:
         _kept.clear()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+from rmmc import regex_code
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -142,46 +144,18 @@ class _LexerRe:
             return re.compile(pattern, flags)
         kept = self._load().get((pattern, int(flags)))
         if kept is not None:
-            try:
-                import _sre
-                from array import array
-
-                code = array("I")
-                code.frombytes(kept[2])  # kept as bytes: loading the file stays a copy
-                # group names interned: the fast loop looks the terminal a match names up
-                # in tables keyed by the same interned names (identity, no comparison)
-                groupindex = {sys.intern(name): index for name, index in kept[4].items()}
-                indexgroup = tuple(name if name is None else sys.intern(name) for name in kept[5])
-                return _sre.compile(kept[0], kept[1], code.tolist(), kept[3], groupindex, indexgroup)
-            except Exception:
-                pass
+            # group names interned: the fast loop looks the terminal a match names up in
+            # tables keyed by the same interned names (identity, no comparison)
+            made = regex_code.made(kept, intern=True)
+            if made is not None:
+                return made
         compiled = re.compile(pattern, flags)
         self._remember(pattern, int(flags), compiled)
         return compiled
 
     def _remember(self, pattern: str, flags: int, compiled) -> None:
-        try:
-            import _sre
-            from re import _compiler, _parser
-
-            parsed = _parser.parse(pattern, flags)
-            code = _compiler._code(parsed, flags)
-            groupindex = dict(parsed.state.groupdict)
-            indexgroup = [None] * parsed.state.groups
-            for name, index in groupindex.items():
-                indexgroup[index] = name
-            args = (pattern, int(flags | parsed.state.flags), [int(c) for c in code],
-                    parsed.state.groups - 1,
-                    groupindex, tuple(indexgroup))
-            if _sre.compile(*args) != compiled:
-                return
-            from array import array
-
-            packed = array("I", args[2])
-            if packed.itemsize != _sre.CODESIZE:
-                return
-            args = args[:2] + (packed.tobytes(),) + args[3:]
-        except Exception:  # another Python's internals: just do not cache
+        args = regex_code.engine_args(pattern, flags, compiled)
+        if args is None:  # another Python's internals: just do not cache
             return
         known = self._load()
         if len(known) >= _RE_CACHE_MAX:
