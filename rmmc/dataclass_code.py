@@ -81,19 +81,12 @@ def _entries(module: str) -> dict[str, list]:
     (a text held until its last use, then dropped)."""
     entries = _kept.get(module)
     if entries is None:
-        from rmmc.user_cache import read_bytes
+        from rmmc.user_cache import read_dict
 
-        entries = {}
-        data = read_bytes(_path(module))
-        if data:
-            import marshal
-
-            try:
-                loaded = marshal.loads(data)
-                if isinstance(loaded, dict):
-                    entries = {k: list(v) for k, v in loaded.items()}
-            except (EOFError, ValueError, TypeError):
-                pass
+        try:
+            entries = {k: list(v) for k, v in (read_dict(_path(module)) or {}).items()}
+        except TypeError:  # a damaged entry: compiled again
+            entries = {}
         _kept[module] = entries
     return entries
 

@@ -38,22 +38,13 @@ def install() -> None:
     import os
     from re import _compiler
 
-    from rmmc.user_cache import cache_folder, digest, read_bytes
+    from rmmc.user_cache import cache_folder, digest, read_dict
 
     folder = cache_folder()
     if folder is None:
         return
     _path = os.path.join(folder, f"regex-code-{digest(f'{sys.version}|{_sre.MAGIC}|{_sre.CODESIZE}')}.marshal")
-    data = read_bytes(_path)
-    if data:
-        import marshal
-
-        try:
-            loaded = marshal.loads(data)
-            if isinstance(loaded, dict):
-                _kept.update(loaded)
-        except (EOFError, ValueError, TypeError):
-            pass
+    _kept.update(read_dict(_path) or {})
     _compile = _compiler.compile
     _compiler.compile = _cached_compile  # what `re._compile` calls on a miss of its own cache
 
@@ -161,16 +152,10 @@ def _save() -> None:
         return
     import marshal
 
-    from rmmc.user_cache import read_bytes, write_bytes
+    from rmmc.user_cache import read_dict, write_bytes
 
-    merged: dict = {}
-    data = read_bytes(_path)
-    if data:
-        try:
-            loaded = marshal.loads(data)
-            if isinstance(loaded, dict) and len(loaded) < MAX_KEPT:
-                merged = loaded
-        except (EOFError, ValueError, TypeError):
-            pass
+    merged = read_dict(_path) or {}
+    if len(merged) >= MAX_KEPT:
+        merged = {}
     merged.update(_kept)
     write_bytes(_path, marshal.dumps(merged))

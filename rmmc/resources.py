@@ -33,21 +33,16 @@ def package_json_members(package: str, name: str, key: str) -> Mapping[str, Any]
     The members are kept in the user's cache, each as its own `marshal` record, keyed by the
     file's text (a changed file is split again); without a cache, the file is decoded whole."""
     text = package_text(package, name)
-    from rmmc.user_cache import cache_folder, digest, read_bytes, write_bytes
+    from rmmc.user_cache import cache_folder, digest, read_dict, write_bytes
 
     folder = cache_folder()
     path = None
     if folder is not None:
         stem = f"{package}.{name}.{key}".replace("/", ".")
         path = os.path.join(folder, f"json-{stem}-{digest(text)}.marshal")
-        kept = read_bytes(path)
-        if kept:
-            try:
-                records = marshal.loads(kept)
-                if isinstance(records, dict):
-                    return _Members(records)
-            except (EOFError, ValueError, TypeError):
-                pass
+        records = read_dict(path)
+        if records is not None:
+            return _Members(records)
     import json
 
     members = json.loads(text)[key]

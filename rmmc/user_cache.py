@@ -38,6 +38,21 @@ def read_bytes(path: str) -> bytes | None:
         return None
 
 
+def read_dict(path: str) -> dict | None:
+    """The dict kept in `path` as a `marshal` record; None when there is none, or it is damaged
+    or not a dict (the caller derives it again)."""
+    data = read_bytes(path)
+    if not data:
+        return None
+    import marshal
+
+    try:
+        loaded = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
 def write_bytes(path: str, data: bytes) -> None:
     """Write atomically (a temporary file renamed), so that a concurrent run never reads half a
     file; a failure to write is ignored (the next run derives it again)."""

@@ -49,7 +49,7 @@ def load_automaton(name: str, **options):
     import marshal
 
     from rmmc.grammar.lalr_data import FORMAT, Automaton, export
-    from rmmc.user_cache import cache_folder, digest, read_bytes, write_bytes
+    from rmmc.user_cache import cache_folder, digest, read_dict, write_bytes
 
     grammar = grammar_text(name)
     folder = cache_folder()
@@ -58,13 +58,11 @@ def load_automaton(name: str, **options):
         key = f"{FORMAT}|{sys.version}|{sorted(options.items())!r}|{grammar}"
         stem = name[: -len(".lark")] if name.endswith(".lark") else name
         path = os.path.join(folder, f"{stem}-lalr-{digest(key)}.marshal")
-        kept = read_bytes(path)
-        if kept:
+        data = read_dict(path)
+        if data is not None and data.get("format") == FORMAT:
             try:
-                data = marshal.loads(kept)
-                if isinstance(data, dict) and data.get("format") == FORMAT:
-                    return Automaton(data)
-            except (EOFError, ValueError, TypeError, KeyError):
+                return Automaton(data)
+            except (ValueError, TypeError, KeyError):
                 pass
     data = export(load_parser(name, **options))
     if data is None:
@@ -124,17 +122,9 @@ class _LexerRe:
 
     def _load(self) -> dict:
         if self.known is None:
-            self.known = {}
-            if self.path is not None:
-                try:
-                    import marshal
+            from rmmc.user_cache import read_dict
 
-                    with open(self.path, "rb") as handle:
-                        loaded = marshal.load(handle)
-                    if isinstance(loaded, dict):
-                        self.known = loaded
-                except (OSError, EOFError, ValueError, TypeError):
-                    pass
+            self.known = (read_dict(self.path) if self.path is not None else None) or {}
         return self.known
 
     def compile(self, pattern, flags=0):
@@ -172,23 +162,13 @@ class _LexerRe:
         if not self.added or self.path is None:
             return
         import marshal
-        import tempfile
+
+        from rmmc.user_cache import write_bytes
 
         mine, self.known, self.added = self.known or {}, None, 0
         merged = self._load()
         merged.update(mine)
-        try:
-            handle = tempfile.NamedTemporaryFile("wb", dir=os.path.dirname(self.path),
-                                                 prefix=".rmmc-", suffix=".tmp", delete=False)
-            try:
-                with handle:
-                    marshal.dump(merged, handle)
-                os.replace(handle.name, self.path)
-            except BaseException:
-                os.unlink(handle.name)
-                raise
-        except Exception:
-            pass
+        write_bytes(self.path, marshal.dumps(merged))
         self.known = merged
 
 
