@@ -69,7 +69,7 @@ def _unhandled(target: str, rule):
     from rmmc.backends.base import Translation, unsupported
     from rmmc.compiler.ir import SUBQUERY
 
-    module = import_module(_BACKENDS[target][0])
+    module = _module(target)
     handles = getattr(module, "HANDLES", frozenset())
     why = getattr(module, "WHY_NOT", {})  # the backend's reason, where it says one
     # a subquery a backend does not handle keeps its older meaning there (widened, reported)
@@ -90,10 +90,15 @@ function is still read from it each time (what the module holds now)."""
 def backend(target: str) -> Callable:
     """The emit function of a target: `emit(rule, options) -> Translation`."""
     try:
-        module_name, name = _BACKENDS[target]
+        name = _BACKENDS[target][1]
     except KeyError:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(_BACKENDS)}") from None
+    return getattr(_module(target), name)
+
+
+def _module(target: str):
+    """The backend module of a known `target`, imported on first use and kept in `_LOADED`."""
     module = _LOADED.get(target)
     if module is None:
-        module = _LOADED[target] = import_module(module_name)
-    return getattr(module, name)
+        module = _LOADED[target] = import_module(_BACKENDS[target][0])
+    return module
