@@ -44,6 +44,22 @@ def test_parsers_use_the_cache_and_parse_alike() -> None:
 
     parser, _, _ = _lark()
     lexers = list(parser.parser.lexer.lexer.lexers.values())
-    assert lexers and all(lexer.re is grammar._lexer_re() for lexer in lexers)
+    assert lexers and all(lexer.re is grammar._lexer_re("kql.lark") for lexer in lexers)
     query = parse_kql('DeviceNetworkEvents | where RemoteUrl has "x.com" and RemotePort in (1, 2)')
     assert query.statements
+
+
+def test_each_grammar_has_its_own_lexer_cache_file() -> None:
+    """A run reads the expressions of the grammars it parses with, not every grammar's."""
+    kql, sigma = grammar._lexer_re("kql.lark"), grammar._lexer_re("sigma_condition.lark")
+    assert kql is grammar._lexer_re("kql.lark") and kql is not sigma
+    if kql.path is not None:
+        assert kql.path != sigma.path
+        assert "lexer-re-kql-" in kql.path and "lexer-re-sigma_condition-" in sigma.path
+
+
+def test_the_kql_driver_compiles_with_the_grammars_lexer_cache() -> None:
+    from rmmc.compiler.kql.parser import _driver
+
+    driver = _driver()
+    assert driver.compiler is grammar._lexer_re("kql.lark")

@@ -61,7 +61,7 @@ def test_sigma_condition_parser_uses_the_grammar_cache() -> None:
     from rmmc.compiler.sigma.condition import _parser
 
     lexers = list(_parser().parser.lexer.lexers.values())
-    assert lexers and all(lexer.re is grammar._lexer_re() for lexer in lexers)
+    assert lexers and all(lexer.re is grammar._lexer_re("sigma_condition.lark") for lexer in lexers)
 
 
 def _both_exits(argv: list[str], cwd: Path, stdin: str | None = None) -> list[tuple[int, str, str]]:

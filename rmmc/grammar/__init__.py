@@ -61,7 +61,7 @@ def load_automaton(name: str, **options):
         data = read_dict(path)
         if data is not None and data.get("format") == FORMAT:
             try:
-                return Automaton(data)
+                return Automaton(data, name)
             except (ValueError, TypeError, KeyError):
                 pass
     data = export(load_parser(name, **options))
@@ -69,7 +69,7 @@ def load_automaton(name: str, **options):
         return None
     if path is not None:
         write_bytes(path, marshal.dumps(data))
-    return Automaton(data)
+    return Automaton(data, name)
 
 
 def load_parser(name: str, **options):
@@ -91,7 +91,7 @@ def load_parser(name: str, **options):
             parser = Lark(grammar, cache=cache, **options)
         except Exception:
             parser = Lark(grammar, **options)
-    _use_cached_re(parser)
+    _use_cached_re(parser, name)
     return parser
 
 
@@ -102,7 +102,9 @@ def load_parser(name: str, **options):
 # cannot keep a compiled expression between runs, but it can keep what `re` compiles it to:
 # `_LexerRe.compile` stores, per (pattern, flags), the arguments `re` gives `_sre.compile`
 # (checked to give an equal pattern object before they are kept), in the user's cache
-# directory, per Python build.  Anything unexpected falls back to plain `re.compile`.
+# directory, per grammar file and Python build: a run reads only its grammars' expressions
+# (the Sigma condition lexer's three, not KQL's 750 KB).  Anything unexpected falls back to
+# plain `re.compile`.
 
 _RE_CACHE_MAX = 1000  # the KQL grammar's lexer states number about 160
 
@@ -172,12 +174,13 @@ class _LexerRe:
         self.known = merged
 
 
-_LEXER_RE: _LexerRe | None = None
+_LEXER_RES: dict[str, _LexerRe] = {}  # grammar file -> its lexers' expressions
 
 
-def _lexer_re() -> _LexerRe:
-    global _LEXER_RE
-    if _LEXER_RE is None:
+def _lexer_re(grammar: str) -> _LexerRe:
+    """The expressions of grammar file `grammar`'s lexers (one cache file per grammar)."""
+    shim = _LEXER_RES.get(grammar)
+    if shim is None:
         path = None
         if sys.implementation.name == "cpython":
             import _sre
@@ -187,15 +190,16 @@ def _lexer_re() -> _LexerRe:
             folder = cache_folder()
             build = digest(f"2|{sys.version}|{_sre.MAGIC}|{_sre.CODESIZE}")
             if folder is not None:
-                path = os.path.join(folder, f"lexer-re-{build}.marshal")
-        _LEXER_RE = _LexerRe(path)
-    return _LEXER_RE
+                stem = grammar[: -len(".lark")] if grammar.endswith(".lark") else grammar
+                path = os.path.join(folder, f"lexer-re-{stem}-{build}.marshal")
+        shim = _LEXER_RES[grammar] = _LexerRe(path)
+    return shim
 
 
-def _use_cached_re(parser) -> None:
-    """Point every lexer of a Lark LALR parser at `_LexerRe` (their scanners are built lazily,
-    so none has compiled anything yet)."""
-    shim = _lexer_re()
+def _use_cached_re(parser, grammar: str) -> None:
+    """Point every lexer of a Lark LALR parser of grammar file `grammar` at its `_LexerRe`
+    (their scanners are built lazily, so none has compiled anything yet)."""
+    shim = _lexer_re(grammar)
     frontend = getattr(parser, "parser", None)
     lexer = getattr(frontend, "lexer", None)
     lexer = getattr(lexer, "lexer", lexer)  # through the postlexer connector

@@ -112,10 +112,15 @@ class Automaton:
     """`run` with the lexers' expressions compiled once (per process, and what `re` compiles
     them to kept between runs by the grammar's lexer cache, as Lark's lexers are)."""
 
-    def __init__(self, data: dict) -> None:
-        from rmmc.grammar import _lexer_re
+    def __init__(self, data: dict, grammar: str | None = None) -> None:
+        """`data` as `export` gives it; `grammar`: the grammar file whose lexer cache compiles
+        the expressions (None: `re` compiles them)."""
+        if grammar is None:
+            import re as compiler
+        else:
+            from rmmc.grammar import _lexer_re
 
-        compiler = _lexer_re()
+            compiler = _lexer_re(grammar)
         self.data = data
         self.lexers = [([compiler.compile(pattern, flags) for pattern, flags in mres], frozenset(ignore))
                        for mres, ignore in data["lexers"]]

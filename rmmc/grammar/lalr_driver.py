@@ -21,6 +21,7 @@ reads what Lark built from it.
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from operator import itemgetter
 from sys import intern
@@ -208,13 +209,14 @@ class _Dispatch(dict):
     (`rmmc.grammar.first_chars`), in the state's order, so it finds what the whole one would.
     Built per character on first use; any character but ASCII gets the whole alternation."""
 
-    def __init__(self, terminals: list, flags: int, whole: Callable, compiled: dict[str, Callable]):
+    def __init__(self, terminals: list, flags: int, whole: Callable, compiled: dict[str, Callable],
+                 compiler: Any):
         from rmmc.grammar.first_chars import first_chars
 
         super().__init__()
         self.terminals = [(t.name, t.pattern.to_regexp()) for t in terminals]
         self.firsts = [first_chars(regexp, flags) for _, regexp in self.terminals]
-        self.flags, self.whole, self.compiled = flags, whole, compiled
+        self.flags, self.whole, self.compiled, self.compiler = flags, whole, compiled, compiler
 
     def __missing__(self, char: str) -> Callable:
         match = self.whole
@@ -227,9 +229,7 @@ class _Dispatch(dict):
                 pattern = "|".join(f"(?P<{name}>{regexp})" for name, regexp in chosen)
                 match = self.compiled.get(pattern)
                 if match is None:
-                    from rmmc.grammar import _lexer_re
-
-                    match = self.compiled[pattern] = _lexer_re().compile(pattern, self.flags).match
+                    match = self.compiled[pattern] = self.compiler.compile(pattern, self.flags).match
         self[char] = match
         return match
 
@@ -285,6 +285,8 @@ class LalrDriver:
         self.terminal_callbacks = {k: v for k, v in callbacks.items() if isinstance(k, str)}
         lexer = frontend.lexer
         self.lexers = getattr(lexer, "lexer", lexer).lexers  # through the post-lexer connector
+        # what the lexers compile their expressions with (the grammar's lexer cache, or `re`)
+        self.compiler = getattr(next(iter(self.lexers.values()), None), "re", None) or re
         self.scanners: list[tuple | None] = [None] * count
         opening, closing, limit = brackets or ((), (), 0)
         self.opening, self.closing, self.limit = frozenset(opening), frozenset(closing), limit
@@ -297,11 +299,9 @@ class LalrDriver:
         self.no_skip_table = bytes(128)  # the same as 128 flags, for the compiled loop
         ignored = [t for t in lark_parser.terminals if t.name in lark_parser.lexer_conf.ignore]
         if skip_ignored and ignored:  # one match for a run of ignored terminals, in Lark's order
-            from rmmc.grammar import _lexer_re
-
             ignored.sort(key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name))
             pattern = "(?:" + "|".join(f"(?:{t.pattern.to_regexp()})" for t in ignored) + ")+"
-            self.skip = _lexer_re().compile(pattern, lark_parser.lexer_conf.g_regex_flags).match
+            self.skip = self.compiler.compile(pattern, lark_parser.lexer_conf.g_regex_flags).match
             from rmmc.grammar.first_chars import ASCII, first_chars
 
             firsts = first_chars(pattern, lark_parser.lexer_conf.g_regex_flags)
@@ -335,7 +335,8 @@ class LalrDriver:
             dispatch = self.dispatches.get(id(scanner))
             if dispatch is None:
                 dispatch = self.dispatches[id(scanner)] = _Dispatch(
-                    scanner.terminals, scanner.g_regex_flags, scanner._mres[0].match, self.compiled)
+                    scanner.terminals, scanner.g_regex_flags, scanner._mres[0].match, self.compiled,
+                    self.compiler)
         else:  # several expressions (Python's group limit): Lark's own, in turn
             dispatch = _Several(tuple(m.match for m in scanner._mres))
         special = {intern(kind) for kind in (set(retype) | set(callbacks) | set(lexer.newline_types)
