@@ -166,3 +166,28 @@ def test_regex_code_keeps_what_re_compiles_when_modules_are_imported(tmp_path):
     kept_file.write_bytes(b"\x00damaged")
     again = json.loads(_run(REGEX_PROBE, tmp_path).stdout)
     assert again["added"] > 20 and again["outside"] == "42"  # compiled as always, and kept again
+
+
+def test_json_members_are_split_again_when_the_file_changes(tmp_path, monkeypatch):
+    """The cache entry is keyed by the file's path, size and modification time: an edited file
+    is read again, never answered with the members of its former text."""
+    import os
+    import sys
+    import types
+
+    from rmmc.resources import package_json_members
+
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    package = types.ModuleType("rmmc_test_json_pkg")
+    package.__file__ = str(folder / "__init__.py")
+    monkeypatch.setitem(sys.modules, package.__name__, package)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = folder / "data.json"
+    data.write_text(json.dumps({"sets": {"a": [1, 2], "b": ["x"]}}))
+    os.utime(data, ns=(1_000_000_000, 1_000_000_000))
+    assert dict(package_json_members(package.__name__, "data.json", "sets")) == {"a": [1, 2], "b": ["x"]}
+    assert package_json_members(package.__name__, "data.json", "sets")["a"] == [1, 2]  # kept
+    data.write_text(json.dumps({"sets": {"a": [3, 4], "b": ["y"]}}))  # the same size
+    os.utime(data, ns=(2_000_000_000, 2_000_000_000))
+    assert dict(package_json_members(package.__name__, "data.json", "sets")) == {"a": [3, 4], "b": ["y"]}
