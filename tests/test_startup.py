@@ -56,6 +56,23 @@ def test_sigma_to_splunk_loads_neither_kql_nor_other_backends(tmp_path: Path) ->
         assert unwanted not in loaded and unwanted not in modules, unwanted
 
 
+def test_the_dataclasses_a_translation_loads_have_docstrings(tmp_path: Path) -> None:
+    """`dataclasses` writes a class without a docstring one from `inspect.signature` when the
+    class is made: 27 such classes were 2% of a cold Sigma -> Splunk translation."""
+    import dataclasses
+    import importlib
+
+    modules, _ = _modules_after(["translate", "-", "--to", "splunk"], tmp_path, SIGMA_RULE)
+    undocumented = []
+    for name in sorted(m for m in modules if m == "rmmc" or m.startswith("rmmc.")):
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if (isinstance(value, type) and dataclasses.is_dataclass(value)
+                    and value.__module__ == name and (value.__doc__ or "").startswith(f"{value.__name__}(")):
+                undocumented.append(f"{name}.{value.__qualname__}")
+    assert undocumented == []
+
+
 def test_sigma_condition_parser_uses_the_grammar_cache() -> None:
     from rmmc import grammar
     from rmmc.compiler.sigma.condition import _parser

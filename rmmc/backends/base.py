@@ -26,6 +26,8 @@ from rmmc.compiler.slots_init import fast_init
 
 @dataclass(frozen=True, slots=True)
 class EmitOptions:
+    """How a backend writes a rule: the choices of the command line and the environment."""
+
     loose: bool = False             # Sigma: `has` as |contains (a reported widening) instead of |re
     apply_exclusions: bool = False  # AND the understood exclusions into the detection
     allow_lossy: bool = False       # write a translation whose alerts differ (flagged), not refuse it

@@ -76,6 +76,9 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class Predicate:
+    """A test of one subject (a field or an expression) by `op` against `values` (any of them,
+    or all with `all_values`)."""
+
     field: "Field | Expr"  # the subject: a column, or a scalar expression over the row
     op: Op
     values: tuple[Value, ...] = ()
@@ -91,16 +94,22 @@ class Predicate:
 
 @dataclass(frozen=True, slots=True)
 class And:
+    """True when every operand is."""
+
     operands: tuple["Condition", ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Or:
+    """True when any operand is."""
+
     operands: tuple["Condition", ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
+    """True when its operand is false."""
+
     operand: "Condition"
 
 
@@ -474,6 +483,8 @@ class Reorder:
 
 @dataclass(frozen=True)
 class SortKey:
+    """One key of a Sort: an expression, its direction and where nulls go."""
+
     expr: Expr
     descending: bool = True  # KQL's default
     nulls_first: bool | None = None  # None: KQL's default (nulls last ascending, first descending)
@@ -481,6 +492,8 @@ class SortKey:
 
 @dataclass(frozen=True)
 class Sort:
+    """Rows ordered by `keys`, the first deciding first (KQL sort / order by)."""
+
     keys: tuple[SortKey, ...]
     span: Span | None = field(default=None, compare=False)
 
@@ -636,6 +649,9 @@ def summarize_of(stages: tuple[Stage, ...]) -> Summarize | None:
 
 @dataclass(frozen=True, slots=True)  # (slots: built once per rule read, by `fast_init`'s __init__)
 class Metadata:
+    """A rule's descriptive facts (id, title, level, techniques, ...): what it says, not what
+    it matches."""
+
     id: str | None = None
     title: str | None = None
     description: str | None = None

@@ -24,6 +24,9 @@ _LEVELS = {"informational": "informational", "info": "informational", "low": "lo
 
 @dataclass(frozen=True, slots=True)
 class Compiled:
+    """A document read and lowered: its rule (None when it has errors) and what was said about
+    it."""
+
     document: RuleDocument
     rule: ir.Rule | None  # its spans are in the file's coordinates
     diagnostics: tuple[Diagnostic, ...]  # file coordinates, with the document's path

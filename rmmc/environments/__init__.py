@@ -49,6 +49,8 @@ def __getattr__(name: str):
 
 @dataclass(frozen=True)
 class EnvironmentInfo:
+    """A built-in environment as `rmmc` lists it."""
+
     name: str
     target: str
     description: str

@@ -57,6 +57,8 @@ CODE = "environment"
 
 @dataclass
 class Adapted:
+    """A rule put into an environment, with where it runs and what was said on the way."""
+
     rule: ir.Rule | None                      # None: refused (see diagnostics)
     environment: Environment
     source: SourceMap | None

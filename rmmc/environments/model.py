@@ -110,6 +110,9 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class SourceMap:
+    """Where one logsource's events are in an environment, and how their fields are named and
+    held."""
+
     match: Match
     place: Placement = Placement()
     filter: tuple[tuple[str, tuple[Any, ...]], ...] = ()
@@ -209,6 +212,8 @@ _SOURCES_FOR: dict[int, tuple[Any, dict[tuple, Any]]] = {}
 
 @dataclass(frozen=True)
 class Environment:
+    """Where and how a platform holds the events rules read (a built-in or user YAML file)."""
+
     name: str
     description: str
     target: str

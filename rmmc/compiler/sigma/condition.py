@@ -24,12 +24,16 @@ class ConditionError(Exception):
 
 @dataclass(frozen=True)
 class Ref:
+    """A selection named in a condition (at `column`)."""
+
     name: str
     column: int
 
 
 @dataclass(frozen=True)
 class Quantified:
+    """`1 of` / `all of` the selections a pattern (or `them`) names."""
+
     quantity: str  # "1" (any) or "all"
     pattern: str   # a name pattern, or "them"
     column: int
@@ -37,16 +41,22 @@ class Quantified:
 
 @dataclass(frozen=True)
 class CAnd:
+    """Every item holds."""
+
     items: tuple["CExpr", ...]
 
 
 @dataclass(frozen=True)
 class COr:
+    """Any item holds."""
+
     items: tuple["CExpr", ...]
 
 
 @dataclass(frozen=True)
 class CNot:
+    """The item does not hold."""
+
     item: "CExpr"
 
 

@@ -40,6 +40,8 @@ class Unsupported(SigmaValueProblem):
 
 @dataclass(frozen=True, slots=True)
 class Wild:
+    """A wildcard in a plain string: `*` (any run) or `?` (one character)."""
+
     char: str  # "*" or "?"
 
 
@@ -51,44 +53,58 @@ _ESCAPABLE = frozenset("*?\\")
 
 @dataclass(frozen=True, slots=True)
 class SString:
+    """A plain Sigma string: literal text and wildcards."""
+
     parts: tuple[Part, ...]
     cased: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class SRegex:
+    """A regular expression (`|re`), with its `i` / `m` / `s` flags."""
+
     pattern: str
     flags: frozenset[str] = frozenset()  # subset of {"i", "m", "s"}
 
 
 @dataclass(frozen=True, slots=True)
 class SNumber:
+    """A number value."""
+
     value: int | float
 
 
 @dataclass(frozen=True, slots=True)
 class SBool:
+    """A boolean value."""
+
     value: bool
 
 
 @dataclass(frozen=True, slots=True)
 class SNull:
-    pass
+    """The null value (`field: null`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SCidr:
+    """A network (`|cidr`)."""
+
     network: str  # normalised (ipaddress) notation
 
 
 @dataclass(frozen=True, slots=True)
 class SCompare:
+    """A numeric comparison (`|gt`, `|gte`, `|lt`, `|lte`)."""
+
     op: str  # gt, gte, lt, lte
     value: int | float
 
 
 @dataclass(frozen=True, slots=True)
 class SExists:
+    """Whether the field exists (`|exists`)."""
+
     value: bool
 
 
