@@ -73,6 +73,30 @@ def test_the_dataclasses_a_translation_loads_have_docstrings(tmp_path: Path) -> 
     assert undocumented == []
 
 
+def test_sigma_to_splunk_imports_no_module_it_does_not_use() -> None:
+    """Modules a translation of a plain rule never calls (pathlib, ipaddress, urllib.parse) are
+    not imported: each costs a cold start 1-5%.  Run without `site` (an editable install's
+    import hook loads pathlib before rmmc does), the packages found as they are here."""
+    import sysconfig
+
+    probe = (
+        "import json, sys\n"
+        f"sys.path[:0] = [{str(ROOT)!r}, {sysconfig.get_paths()['purelib']!r}]\n"
+        "sys.argv = ['rmmc', 'translate', '-', '--to', 'splunk']\n"
+        "import atexit\n"
+        "atexit.register(lambda: sys.__stderr__.write('MODULES' + json.dumps(sorted(sys.modules))))\n"
+        "from rmmc.__main__ import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", probe], input=SIGMA_RULE, capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert "7z.exe" in done.stdout  # it did translate
+    modules = set(json.loads(done.stderr.split("MODULES", 1)[1]))
+    assert "rmmc.backends.splunk.backend" in modules
+    for unwanted in ("pathlib", "ipaddress", "urllib.parse"):
+        assert unwanted not in modules, unwanted
+
+
 def test_sigma_condition_parser_uses_the_grammar_cache() -> None:
     from rmmc import grammar
     from rmmc.compiler.sigma.condition import _parser

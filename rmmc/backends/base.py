@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import enum
 import functools
-import ipaddress
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rmmc.compiler.diagnostics import LOSSY_CODES, LOSSY_HINT, Diagnostic, Severity, Span, refuse_lossy  # noqa: F401 (the policy, said with the diagnostics)
 from rmmc.compiler.ir import Condition, Field, Not, Predicate, Rule
 from rmmc.compiler.slots_init import fast_init
+
+if TYPE_CHECKING:  # `ipaddress` is imported when a rule tests a network (a cold start does without it)
+    import ipaddress
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,17 +181,20 @@ def cidr_networks(p: Predicate, refusal: Callable[..., Exception] = ValueError) 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """`ip_network(text, strict=False)`, remembered (a network is an immutable value; the same
     private ranges come back in rule after rule); a text that is no network raises each time."""
+    import ipaddress
+
     return ipaddress.ip_network(text, strict=False)
 
 
-IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+IPV4_MAPPED = "::ffff:0:0/96"
+"""The block where engines that store an IPv4 address as its mapped IPv6 form put it."""
 
 
 def reads_ipv4(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     """Whether an IPv6 network overlaps the IPv4-mapped block ::ffff:0:0/96, where engines that
     store an IPv4 address as its mapped IPv6 form (or read it so) put IPv4 values, which the
     IR never does."""
-    return network.version == 6 and network.overlaps(IPV4_MAPPED)
+    return network.version == 6 and network.overlaps(_network(IPV4_MAPPED))
 
 
 def exclusion_conditions(rule: Rule, options: EmitOptions, target: str, found: list[Diagnostic],

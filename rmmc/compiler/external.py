@@ -30,13 +30,20 @@ from __future__ import annotations
 import re
 import io
 from typing import Any, Iterable, Mapping
-from urllib.parse import urlsplit
 
 from rmmc.compiler import ir
 from rmmc.compiler.functions import convert
 
 SEPARATORS = {"csv": ",", "tsv": "\t", "psv": "|", "scsv": ";", "sohsv": "\x01"}
 _STRING_TYPES = ("string", "guid")
+
+
+def urlsplit(uri: str):
+    """`urllib.parse.urlsplit`, imported when a rule reads a feed (a cold start does without
+    the module)."""
+    from urllib.parse import urlsplit as split
+
+    return split(uri)
 
 
 def detect_format(uri: str) -> str:

@@ -23,7 +23,6 @@ quirks, so that rmmc's reader and pySigma's agree on every SigmaHQ rule:
 from __future__ import annotations
 
 import base64
-import ipaddress
 import itertools
 import re
 from dataclasses import dataclass, replace
@@ -302,6 +301,8 @@ def _apply(modifier: str, value: SValue, raw: object, applied: list[str]) -> lis
         if applied or not isinstance(raw, str):
             raise SigmaValueProblem("modifier cidr applies only to an unmodified string value")
         try:
+            import ipaddress  # (only for a |cidr value: a cold start does without it)
+
             return [SCidr(str(ipaddress.ip_network(raw)))]
         except ValueError as exc:
             raise SigmaValueProblem(f"invalid CIDR network: {exc}") from None
