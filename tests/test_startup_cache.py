@@ -191,3 +191,35 @@ def test_json_members_are_split_again_when_the_file_changes(tmp_path, monkeypatc
     data.write_text(json.dumps({"sets": {"a": [3, 4], "b": ["y"]}}))  # the same size
     os.utime(data, ns=(2_000_000_000, 2_000_000_000))
     assert dict(package_json_members(package.__name__, "data.json", "sets")) == {"a": [3, 4], "b": ["y"]}
+
+
+def test_json_files_from_the_cache_are_the_files(tmp_path, monkeypatch):
+    """Every JSON data file shipped in rmmc's packages reads the same through its cache record
+    (written, then read, then damaged and decoded again) as decoded from the file."""
+    import importlib
+
+    import rmmc
+    from rmmc.resources import package_json, package_text
+
+    root = Path(rmmc.__file__).parent
+    files = []
+    for path in sorted(root.rglob("*.json")):
+        folder = path.parent
+        while not (folder / "__init__.py").exists():  # a data folder inside a package
+            folder = folder.parent
+        package = ".".join(folder.relative_to(root.parent).parts)
+        importlib.import_module(package)
+        files.append((package, path.relative_to(folder).as_posix()))
+    assert ("rmmc.compiler.schema", "defender_xdr.json") in files
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for package, name in files:
+        whole = json.loads(package_text(package, name))
+        assert package_json(package, name) == whole  # decoded, and kept
+        kept = package_json(package, name)
+        assert kept == whole and type(kept) is type(whole)
+    records = list((tmp_path / "cache" / "rmmc").glob("json-*.whole-*.marshal"))
+    assert len(records) == len(files)
+    for record in records:
+        record.write_bytes(b"\x00damaged")
+    for package, name in files:
+        assert package_json(package, name) == json.loads(package_text(package, name))

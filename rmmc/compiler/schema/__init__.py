@@ -8,14 +8,13 @@ a table stands for, and column <-> Sigma field for pySigma's ``microsoft_xdr`` p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from types import MappingProxyType
 from typing import Any
 
-from rmmc.resources import package_text
+from rmmc.resources import package_json
 
 __all__ = ["KQL_TYPES", "Schema", "TableSchema", "load_schema"]
 
@@ -174,7 +173,7 @@ def _table(name: str, raw: Mapping[str, Any], renames: Mapping[str, str]) -> Tab
 @cache
 def load_schema() -> Schema:
     """Load (once) the Defender XDR schema shipped with rmmc."""
-    raw = json.loads(package_text(__package__, DATA_FILE))
+    raw = package_json(__package__, DATA_FILE)
     renames = raw.get("renames", {})
     tables = {name: _table(name, body, renames) for name, body in raw["tables"].items()}
     return Schema(tables=MappingProxyType(tables))

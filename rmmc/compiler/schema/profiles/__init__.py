@@ -28,13 +28,12 @@ for ecs, ``Timestamp`` for defender.  `Profile.field(table, "Timestamp")` return
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
 from types import MappingProxyType
 from typing import Mapping
 
-from rmmc.resources import package_text
+from rmmc.resources import package_json
 
 __all__ = ["PROFILES", "Profile", "field_for_sigma", "identity", "load_profile", "rule_field"]
 
@@ -77,7 +76,7 @@ def load_profile(name: str) -> Profile:
     """Load (once) a profile shipped with rmmc; ValueError for an unknown name."""
     if name not in PROFILES:
         raise ValueError(f"unknown field profile {name!r}; choose one of {', '.join(PROFILES)}")
-    raw = json.loads(package_text(__package__, f"{name}.json"))
+    raw = package_json(__package__, f"{name}.json")
     tables = MappingProxyType({t: MappingProxyType(dict(cols)) for t, cols in raw["tables"].items()})
     return Profile(name=name, tables=tables, time_field_name=raw["time_field"])
 
