@@ -52,7 +52,10 @@ def test_sigma_to_splunk_loads_neither_kql_nor_other_backends(tmp_path: Path) ->
     loaded = {m for m in modules if m.startswith("rmmc.")}
     for unwanted in ("rmmc.backends.sigma.backend", "rmmc.backends.kql", "rmmc.backends.eql",
                      "rmmc.backends.esql.backend", "rmmc.compiler.kql.ast", "rmmc.compiler.kql.parser",
-                     "rmmc.compiler.kql.lower", "rmmc.verify.command", "rmmc.serve"):
+                     "rmmc.compiler.kql.lower", "rmmc.verify.command", "rmmc.serve",
+                     # SPL's writers of stages, feeds and several sources: a plain rule has none
+                     "rmmc.backends.splunk.stages", "rmmc.backends.splunk.lookups",
+                     "rmmc.backends.splunk.multi"):
         assert unwanted not in loaded and unwanted not in modules, unwanted
 
 

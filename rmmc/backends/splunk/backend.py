@@ -73,17 +73,14 @@ from rmmc.backends.base import (cidr_networks, exclusion_conditions, EmitOptions
                                 reads_ipv4, shape, unsupported)
 from rmmc.backends.splunk.expr import (BOOL_TESTS, ExprWriter, Spl, SplRefusal, epoch, eval_name, set_holds,
                                        regex_literal, regex_string, seconds)
-from rmmc.backends.splunk.stages import StageWriter
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
 from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dollar
 from rmmc.compiler.functions import describe
 from rmmc.compiler.prefilter import PrintableAsciiBut, superset
 from rmmc.compiler.pushdown import push_filters
-from rmmc.backends.splunk.lookups import membership_commands
-from rmmc.backends.splunk.multi import placed
-from rmmc.backends.splunk.multi import (branch_column_commands, selector, selector_warning, subquery_commands,
-                                       subsearch_note, union_search, placed)
+# (stages, lookups and multi are imported where a rule needs them: most rules are one source's
+# detection, and a cold start does without the three modules)
 from rmmc.compiler.diagnostics import Severity
 from rmmc.compiler.ir import (JOIN, SUBQUERY, UNION, And, Call, Compare, Condition, Const, Field, InSubquery, Not,
                               Op, Or, Predicate, Rule, all_of, any_of, features,
@@ -935,12 +932,17 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
     search_terms, where_terms = _terms(emitter, rule, options, found, pulled, plain=settled)
     head = _head([rule.lookback], prefix, found, quiet=sub, placement=options.placement)
     if select and not getattr(options.placement, "parts", ()):  # else each source's filter selects it
+        from rmmc.backends.splunk.multi import selector
+
         placed = bool(prefix or getattr(options.placement, "search", None))
         head.insert(1 if placed else 0, selector(rule.source.table)[0])
     commands = ["search " + (" ".join(head + search_terms) if head or search_terms else "*")]
     if where_terms:
         commands.append("where " + " AND ".join(where_terms))
     for node in pulled:
+        from rmmc.backends.splunk.lookups import membership_commands
+        from rmmc.backends.splunk.multi import subquery_commands, subsearch_note
+
         if node.rule.source.external is not None:  # a feed: its lookup, in this search
             left = emitter.writer.string(node.field, node.span)
             commands.extend(membership_commands(node, left, lambda: Emitter(None, fields), options, found))
@@ -948,6 +950,8 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
         commands.extend(subquery_commands(node, emitter))
         found.append(subsearch_note())
     if late:  # tests of feeds inside or / not: each a flag on the events, then the test
+        from rmmc.backends.splunk.lookups import membership_commands
+
         flags: list[InSubquery] = []
         condition = _nnf(all_of([_flagged(c, flags) for c in late]))
         for i, node in enumerate(flags):
@@ -958,6 +962,8 @@ def _commands(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
         commands.append("where " + emitter.where(condition))
         commands.append("fields - " + " ".join(f"rmmc_f{i + 1}" for i in range(len(flags))))
     if rule.stages:  # (a writer of no stage writes nothing and says nothing)
+        from rmmc.backends.splunk.stages import StageWriter
+
         stages = StageWriter(emitter)
         commands.extend(stages.write(rule.stages))
         found.extend(stages.diagnostics)
@@ -1024,6 +1030,8 @@ def _subsearch(rule: Rule, options: EmitOptions, fields: str, prefix: str | None
     if rule.source.external is not None:
         raise SplRefusal("a join against an external table is not written over its lookup (a subquery "
                          "`in (feed ...)` is)", rule.source.external.span)
+    from rmmc.backends.splunk.multi import placed
+
     sub_found: list[Diagnostic] = []
     commands, emitter = _commands(replace(rule, exclusions=()),
                                   EmitOptions(loose=options.loose, placement=placed(options.placement, rule.source.table)),
@@ -1037,6 +1045,9 @@ def _subsearch(rule: Rule, options: EmitOptions, fields: str, prefix: str | None
 
 def _union(rule: Rule, options: EmitOptions, fields: str, prefix: str | None,
            found: list[Diagnostic]) -> tuple[list[str], Emitter]:
+    from rmmc.backends.splunk.lookups import membership_commands
+    from rmmc.backends.splunk.multi import branch_column_commands, union_search
+    from rmmc.backends.splunk.stages import StageWriter
     from rmmc.compiler.branches import split_union
 
     def emitter_for(part: Rule) -> Emitter:
@@ -1115,13 +1126,14 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
     if rule.source.external is not None:  # `Feed | join (T ...)`: read from T's side
         from rmmc.backends.splunk.lookups import feed_first
+        from rmmc.backends.splunk.multi import placed
 
         rule = feed_first(rule)
         used = features(rule)
         several = UNION in used or ((JOIN in used or SUBQUERY in used) and not _feeds_only(rule))
         options = replace(options, placement=placed(options.placement, rule.source.table))
     if JOIN in used:  # `A | join kind=rightanti (B)`: read from B's side
-        from rmmc.backends.splunk.multi import right_joins_swapped
+        from rmmc.backends.splunk.multi import placed, right_joins_swapped
 
         swapped = right_joins_swapped(rule)
         if swapped is not rule:
@@ -1145,6 +1157,8 @@ def build_splunk(rule: Rule, options: EmitOptions = EmitOptions(), *, fields: st
     else:
         commands, _ = _commands(rule, options, fields, prefix, found, select=several, settled=settled)
     if several and not getattr(options.placement, "parts", ()):
+        from rmmc.backends.splunk.multi import selector_warning
+
         found.append(selector_warning())
     lines = [commands[0]] + ["| " + c for c in commands[1:]]
     if datamodel is not None:  # the data model's events, fields named <Dataset>.<field>
