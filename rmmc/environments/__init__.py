@@ -109,9 +109,17 @@ def _cached_path(name: str, text: str) -> str | None:
     from rmmc.user_cache import cache_folder, digest
 
     folder = cache_folder()
-    if folder is None:
+    stamps = _package_stamps()
+    if folder is None or stamps is None:
         return None
-    parts = [sys.version, text]
+    return os.path.join(folder, f"env-{name}-{digest('|'.join([sys.version, text, *stamps]))}.pickle")
+
+
+@cache
+def _package_stamps() -> tuple[str, ...] | None:
+    """Each file of this package and its data folder as `name:size:mtime` (None when a folder
+    cannot be listed): listed once per process, not for each environment a run loads."""
+    stamps = []
     for base in (_folder(), os.path.join(_folder(), "data")):
         try:
             entries = sorted(os.scandir(base), key=lambda e: e.name)
@@ -120,8 +128,8 @@ def _cached_path(name: str, text: str) -> str | None:
         for entry in entries:
             if entry.name.endswith((".py", ".yml", ".json")) and entry.is_file():
                 stat = entry.stat()
-                parts.append(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return os.path.join(folder, f"env-{name}-{digest('|'.join(parts))}.pickle")
+                stamps.append(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return tuple(stamps)
 
 
 def load_environment(name_or_path: str) -> Environment:
