@@ -18,7 +18,6 @@ one place their meaning is written down.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -127,6 +126,8 @@ def to_text(value: Any) -> str:
     if isinstance(value, timedelta):
         return timespan_text(value)
     if isinstance(value, (list, tuple, dict)):
+        import json  # (here, not at import: a translation never calls it)
+
         return json.dumps(_jsonable(value), separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
@@ -227,6 +228,8 @@ def to_dynamic(value: Any) -> Any:
     a dynamic value stays itself."""
     if not isinstance(value, str):
         return value
+    import json
+
     try:
         return json.loads(value)
     except (ValueError, RecursionError):
@@ -721,6 +724,8 @@ def _extract_json(path: str, source: Any) -> str:
         raise EvaluationError(f"extract_json(): the path {path!r} is not one rmmc reads")
     document = source
     if isinstance(source, str):
+        import json
+
         try:
             document = json.loads(source)
         except (ValueError, RecursionError):

@@ -17,19 +17,19 @@ environment may `declare` more names or `prefix.*` patterns.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, Iterable, Mapping
 
-from rmmc.resources import package_json_members, package_text
+from rmmc.resources import package_json, package_json_members
 
 TABLE_SETS = ("defender", "defender:sentinel", "sigma", "log_analytics")
 
 
 @cache
 def _data() -> dict:
-    return json.loads(package_text("rmmc.environments", "data/fields.json"))
+    """`fields.json` whole (through the user's cache: a cold start does without `json`)."""
+    return package_json("rmmc.environments", "data/fields.json")
 
 
 @cache
