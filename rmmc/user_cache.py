@@ -8,15 +8,27 @@ from __future__ import annotations
 import os
 
 
+_MADE: dict[str, str] = {}  # base folder -> its rmmc folder, made and writable in this process
+
+
 def cache_folder() -> str | None:
-    """The folder (created if need be), or None when there is no writable one."""
+    """The folder (created if need be), or None when there is no writable one.  Checked once
+    per process and base folder (a translation's caches ask eleven times; making and checking
+    it each time was 0.5% of a cold start); a folder removed meanwhile only makes the caches
+    miss (what they keep is written and read with every failure ignored)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = _MADE.get(base)
+    if folder is not None:
+        return folder
     folder = os.path.join(base, "rmmc")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError:
         return None
-    return folder if os.access(folder, os.W_OK) else None
+    if not os.access(folder, os.W_OK):
+        return None
+    _MADE[base] = folder
+    return folder
 
 
 def digest(text: str) -> str:

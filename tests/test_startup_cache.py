@@ -223,3 +223,16 @@ def test_json_files_from_the_cache_are_the_files(tmp_path, monkeypatch):
         record.write_bytes(b"\x00damaged")
     for package, name in files:
         assert package_json(package, name) == json.loads(package_text(package, name))
+
+
+def test_the_cache_folder_follows_its_base_folder(tmp_path, monkeypatch):
+    """The folder is made once per base folder and process; another base gives its own, and a
+    base where nothing can be made gives None (asked again next time)."""
+    from rmmc.user_cache import cache_folder
+
+    for base in (tmp_path / "one", tmp_path / "two"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(base))
+        assert cache_folder() == str(base / "rmmc") and (base / "rmmc").is_dir()
+        assert cache_folder() == str(base / "rmmc")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-cache-here")
+    assert cache_folder() is None and cache_folder() is None
