@@ -75,7 +75,7 @@ def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
             patch.setattr(reader, "_ROUTES", _Forgetful())
             patch.setattr(reader, "_KEYS", _Forgetful())
             patch.setattr(values_mod, "_MODIFIED", _Forgetful())
-            patch.setattr(reader, "_FIELDS", _Forgetful())
+            patch.setattr(predicates, "_FIELDS", _Forgetful())
             patch.setattr(yaml_tree, "_resolved", _fresh_resolver())
             patch.setattr(reader, "plain_values", lambda *args: None)
         out = []

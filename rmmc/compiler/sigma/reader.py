@@ -28,7 +28,7 @@ from rmmc.compiler.schema import load_schema
 from rmmc.compiler.slots_init import fast_init
 from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, ConditionError, Quantified, Ref,
                                            names_for, parse_condition)
-from rmmc.compiler.sigma.predicates import plain_predicate, plain_values, predicate
+from rmmc.compiler.sigma.predicates import plain_predicate, plain_values, predicate, shared_field
 from rmmc.compiler.sigma.values import (KNOWN_MODIFIERS, LIST_MODIFIERS, SigmaValueProblem, Unsupported,
                                         modified)
 from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain, plain_mapping
@@ -452,7 +452,7 @@ class _Detection:
         if plain_item is not None:  # most items: plain texts or numbers, one predicate (what `_link` makes)
             op, texts, field_type = plain_item
             # (all fields in order, none by keyword: the commonest node the reader builds)
-            condition = ir.Predicate(_field(column, field_type), op, texts,
+            condition = ir.Predicate(shared_field(column, field_type), op, texts,
                                      link_all and len(texts) > 1, False, False, key_span)
             if reading is not None:
                 condition = _read_values(condition, reading, self.found)
@@ -529,20 +529,6 @@ with that key on that table (a table, its Sigma readers and its columns never ch
 loaded), and the SigmaHQ rules write a few thousand keys over 8,600 items."""
 
 
-def _field(name: str, kind: str) -> ir.Field:
-    """`ir.Field(name, kind)`, one shared value per name and type (a frozen value: the
-    SigmaHQ rules test a few hundred fields over 8,600 items)."""
-    found = _FIELDS.get((name, kind))
-    if found is None:
-        if len(_FIELDS) > 4096:
-            _FIELDS.clear()
-        found = _FIELDS[(name, kind)] = ir.Field(name, kind)
-    return found
-
-
-_FIELDS: dict[tuple[str, str], ir.Field] = {}
-
-
 def _readers(table: Any) -> dict:
     """Sigma fields the table holds in another convention (hives, DOMAIN\\name, Hashes, EventType):
     `rmmc.environments.reading`."""
@@ -588,17 +574,16 @@ def _link(per_value: list[list[ir.Predicate]], link_all: bool) -> ir.Condition:
 def _merge(predicates: list[ir.Predicate], all_values: bool) -> ir.Condition:
     if len(predicates) == 1:  # most items: one value, nothing to merge
         return predicates[0]
-    groups: dict[tuple, list[ir.Predicate]] = {}
-    order: list[tuple] = []
-    for p in predicates:
+    groups: dict[tuple, list[ir.Predicate]] = {}  # (in the order each group first occurs)
+    for p in predicates:  # (one lookup per predicate: its key's hash calls Field's and Op's)
         key = (p.field, p.op, p.case_sensitive, p.negated) if p.op in _MERGEABLE else (id(p),)
-        if key not in groups:
-            groups[key] = []
-            order.append(key)
-        groups[key].append(p)
+        members = groups.get(key)
+        if members is None:
+            groups[key] = [p]
+        else:
+            members.append(p)
     out: list[ir.Condition] = []
-    for key in order:
-        members = groups[key]
+    for members in groups.values():
         first = members[0]
         if len(members) == 1:
             out.append(first)
