@@ -54,6 +54,26 @@ def test_drop_implied_shortcut_drops_what_the_full_comparison_drops(conjuncts):
             assert _full(conjuncts, monkeypatch) == conjuncts
 
 
+def test_drop_implied_shortcut_on_every_pair_of_a_grid():
+    """Every pair of predicates on one subject from a grid of operators, needles (whole,
+    shortened by a wildcard or a backslash, a case twin, a term regex) and flags, against the
+    full comparison: the pairs where one implies the other (some of each operator) are few
+    among generated conjuncts."""
+    field = ir.Field("A", "string")
+    grid = [ir.Predicate(field, op, values, False, cased, negated)
+            for op in _OPS if op is not ir.Op.EXISTS
+            for values in (("ab",), ("AB",), ("x\\ab",), ("ab*",), ("ab", "cd"), ("(^|[^0-9A-Za-z])ab",))
+            for cased in (False, True) for negated in (False, True)]
+    dropped = 0
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for p in grid:
+            for q in grid:
+                kept = prefilter.drop_implied([p, q])
+                assert kept == _full([p, q], monkeypatch)
+                dropped += len(kept) < 2
+    assert dropped > 20  # (the grid holds implied pairs of every plain operator)
+
+
 def test_drop_implied_still_drops_on_a_shared_subject():
     """The shortcut leaves the case it is for alone: `X|contains` beside `X|re` reads back as
     the regex alone (the pair rmmc's Sigma backend writes for an index)."""
