@@ -54,6 +54,18 @@ def test_drop_implied_shortcut_drops_what_the_full_comparison_drops(conjuncts):
             assert _full(conjuncts, monkeypatch) == conjuncts
 
 
+def test_no_condition_is_false():
+    """The reader tells a part it could not read (None) from a condition by `all(parts)`:
+    right only while no IR node can be false."""
+    import dataclasses
+
+    nodes = [v for v in vars(ir).values() if isinstance(v, type) and dataclasses.is_dataclass(v)]
+    assert ir.Predicate in nodes and ir.And in nodes and ir.Const in nodes
+    for node in nodes:
+        assert not hasattr(node, "__bool__") and not hasattr(node, "__len__"), node
+    assert all([ir.Const(False), ir.And(()), ir.Or(()), ir.Predicate(ir.Field("A"), ir.Op.EXISTS)])
+
+
 def test_drop_implied_shortcut_on_every_pair_of_a_grid():
     """Every pair of predicates on one subject from a grid of operators, needles (whole,
     shortened by a wildcard or a backslash, a case twin, a term regex) and flags, against the

@@ -128,7 +128,7 @@ class _StreamReader:
         correlations: list[Y] = []
         filters: list[Y] = []
         for root, dups in zip(roots, duplicates):
-            if not root.is_map:
+            if root.value.__class__ is not dict:  # (a Y's mapping is a plain dict)
                 file_level.append(error("a Sigma document must be a mapping (title:, logsource:, "
                                         "detection: ...)", root.span, "sigma-structure"))
                 continue
@@ -184,7 +184,7 @@ class _StreamReader:
         return SigmaRule(rule, tuple([d.with_path(path) for d in found]), title, meta, span)
 
     def source(self, logsource: Y | None, found: list[Diagnostic], root: Y) -> tuple[ir.Source, Any]:
-        if logsource is None or not logsource.is_map:
+        if logsource is None or logsource.value.__class__ is not dict:
             found.append(error("logsource: missing or not a mapping", (logsource or root).span,
                                "sigma-structure"))
             return ir.Source(None, taxonomy="sigma"), None
@@ -352,16 +352,17 @@ class _Detection:
 
     def condition(self) -> ir.Condition | None:
         node = self.node
-        if node is None or not node.is_map:
+        if node is None or node.value.__class__ is not dict:
             self.found.append(error("detection: must be a mapping of selections and a condition",
                                     node.span if node else None, "sigma-structure"))
             return None
-        cond_node = node.get("condition")
+        selections = node.value  # (its keys looked up without `Y.get`)
+        cond_node = selections.get("condition")
         if cond_node is None:
             self.found.append(error("detection: no condition", node.span, "sigma-structure"))
             return None
-        self.names = [k for k in node.value if k != "condition" and k != "timeframe"]
-        if node.get("timeframe") is not None:
+        self.names = [k for k in selections if k != "condition" and k != "timeframe"]
+        if selections.get("timeframe") is not None:
             self.found.append(error("detection: timeframe (Sigma 1 aggregation) is not supported; "
                                     "use a correlation rule", node.key_span("timeframe"), "sigma-unsupported"))
             return None
@@ -380,7 +381,7 @@ class _Detection:
             if built is None:
                 return None
             parts.append(built)
-        return ir.any_of(parts)
+        return parts[0] if len(parts) == 1 else ir.any_of(parts)  # (either of one is that one)
 
     def resolve(self, expr: CExpr, where: Y) -> ir.Condition | None:
         if isinstance(expr, Ref):
@@ -396,8 +397,10 @@ class _Detection:
                                         _at(where, expr.column), "sigma-condition"))
                 return None
             items = [self.selection(n) for n in names]
-            if _failed(items):
+            if not all(items):  # (see "Parts not read" below)
                 return None
+            if len(items) == 1:  # (all or any of one is that one)
+                return items[0]
             return ir.all_of(items) if expr.quantity == "all" else ir.any_of(items)
         if isinstance(expr, CNot):
             inner = self.resolve(expr.item, where)
@@ -405,7 +408,7 @@ class _Detection:
                 return inner.negate()
             return None if inner is None else ir.Not(inner)
         items = [self.resolve(i, where) for i in expr.items]
-        if _failed(items):
+        if not all(items):  # (see "Parts not read" below)
             return None
         return ir.all_of(items) if isinstance(expr, CAnd) else ir.any_of(items)
 
@@ -419,12 +422,14 @@ class _Detection:
         value = node.value  # (a Y's collection is a plain dict or list)
         if value.__class__ is dict:
             items = [self.item(key, node.key_span(key), v) for key, v in value.items()]
-            if _failed(items):
+            if not all(items):  # (see "Parts not read" below)
                 return None
-            return ir.all_of(drop_implied(items) if len(items) > 1 else items)
+            if len(items) == 1:  # most selections: one item, its own AND
+                return items[0]
+            return ir.all_of(drop_implied(items))
         if value.__class__ is list and value and all(v.value.__class__ is dict for v in value):
             maps = [self._selection(v, name) for v in value]
-            return None if _failed(maps) else ir.any_of(maps)
+            return ir.any_of(maps) if all(maps) else None  # (see "Parts not read" below)
         if node.is_list and any(v.is_map for v in node.value):
             self.found.append(error(f"selection {name!r} mixes field maps and keywords",
                                     node.span, "sigma-structure"))
@@ -515,12 +520,9 @@ class _Detection:
         return known
 
 
-def _failed(parts: list) -> bool:
-    """Whether a part could not be read (None; its error is found already)."""
-    for part in parts:
-        if part is None:
-            return True
-    return False
+# Parts not read: a part that could not be read is None (its error found already); `all(parts)` says
+# none is, without a Python call per part or per check: a condition is never false (no IR node
+# defines `__bool__` or `__len__`; `test_reader_speedups` checks it).
 
 
 _KEYS: dict[tuple, tuple] = {}
