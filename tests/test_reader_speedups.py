@@ -109,7 +109,7 @@ def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
             patch.setattr(values_mod, "_MODIFIED", _Forgetful())
             patch.setattr(predicates, "_FIELDS", _Forgetful())
             patch.setattr(yaml_tree, "_resolved", _fresh_resolver())
-            patch.setattr(reader, "plain_values", lambda *args: None)
+            patch.setattr(reader, "plain_item", lambda *args: None)
         out = []
         for path in files:
             rules, problems = reader.read_sigma_text(path.read_text(encoding="utf-8"), str(path))
@@ -177,16 +177,14 @@ class _Raw:
        st.sampled_from([None, "string", "long", "int", "real", "bool", "datetime", "dynamic"]),
        st.booleans())
 def test_plain_numbers_read_as_modifiers_and_predicate_read_them(raws, column_type, link_all):
-    """`plain_values` on whole numbers (no modifier) gives the one predicate the general path
+    """`plain_item` on whole numbers (no modifier) gives the one predicate the general path
     (`apply_modifiers`, `predicate`, `_link`) gives, or declines."""
     span = Span(3, 7, 1, 4)
-    shortcut = predicates.plain_values([_Raw(r) for r in raws], (), column_type)
+    fast = predicates.plain_item([_Raw(r) for r in raws], (), "F", column_type, link_all, span)
     if any(type(r) is not int for r in raws):
-        assert shortcut is None or all(type(r) is str for r in raws)
+        assert fast is None or all(type(r) is str for r in raws)
         return
-    assert shortcut is not None
-    op, values, field_type = shortcut
-    fast = ir.Predicate(ir.Field("F", field_type), op, values, link_all and len(values) > 1, span=span)
+    assert fast is not None
     per_value = [[predicates.predicate("F", column_type, v, span) for v in values_mod.apply_modifiers(r, [])]
                  for r in raws]
     slow = reader._link(per_value, link_all)
@@ -234,10 +232,10 @@ _NAME_CHARS = st.sampled_from(list("ab_*.\n\\") + ["sel", "filter_"])
 def test_selection_patterns_match_as_their_regex(pattern, name):
     """`names_for`'s string search gives each name the regex's answer (`*` stops at a line
     break, `.` and `\\` are themselves)."""
-    from rmmc.compiler.sigma.condition import glob_match, names_for, pattern_regex
+    from rmmc.compiler.sigma.condition import glob_matches, names_for, pattern_regex
 
     if "*" in pattern:
-        assert glob_match(pattern.split("*"), name) == (pattern_regex(pattern).match(name) is not None)
+        assert glob_matches(pattern.split("*"), [name]) == ([name] if pattern_regex(pattern).match(name) else [])
     expected = [n for n in [name, "x", pattern] if "*" in pattern and pattern_regex(pattern).match(n)
                 or "*" not in pattern and n == pattern]
     if pattern != "them":

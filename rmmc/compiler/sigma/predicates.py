@@ -97,41 +97,41 @@ def plain_predicate(name: str, column_type: str | None, raw: object, modifiers: 
     return Predicate(shared_field(name, kind), op, (raw,), span=span)
 
 
-def plain_values(raws: list, modifiers: tuple[str, ...], column_type: str | None
-                 ) -> tuple[Op, tuple, str] | None:
-    """(operator, values, field type) when the raw values of a detection item (`raws`: its
-    YAML nodes) are all ones `plain_predicate` reads, or all whole numbers with no modifier
-    (`EventID: 4688`, a sixth of the SigmaHQ values `plain_predicate` does not read): the
-    item is then one predicate over all of them, as `predicate` and the reader's merging of
-    single predicates that differ only in their value give it; None otherwise."""
+def plain_item(raws: list, modifiers: tuple[str, ...], name: str, column_type: str | None,
+               link_all: bool, span: Span | None) -> Predicate | None:
+    """The one predicate of a detection item on `name` when its raw values (`raws`: its YAML
+    nodes) are all ones `plain_predicate` reads, or all whole numbers with no modifier
+    (`EventID: 4688`, a sixth of the SigmaHQ values `plain_predicate` does not read), as
+    `predicate` and the reader's merging of single predicates that differ only in their value
+    (`_link`, all of them with `link_all`) give it; None otherwise.  Most items of the
+    SigmaHQ rules are read here, built in one call."""
     op = _PLAIN_OPS.get(modifiers)
     if op is None or not raws:
         return None
     kind = column_type or "string"
-    first = raws[0].value
-    if type(first) is int:  # (not a bool: its type is bool)
+    values = []
+    if type(raws[0].value) is int:  # (not a bool: its type is bool)
         if op is not Op.EQUALS:
             return None
-        numbers = []
         for raw in raws:
             number = raw.value
             if type(number) is not int:
                 return None
-            numbers.append(number)
+            values.append(number)
         if column_type is None:  # `predicate`: the type follows the value
-            return op, tuple(numbers), "long"
-        if kind in NUMERIC:
-            return op, tuple(numbers), kind
-        return op, tuple(str(n) for n in numbers), kind  # on a string column: its text
-    if op is Op.EQUALS and kind in NUMERIC:  # a text may be a number written as text
-        return None
-    values = []
-    for raw in raws:
-        text = raw.value
-        if type(text) is not str or not text or "*" in text or "?" in text or "\\\\" in text:
+            kind = "long"
+        elif kind not in NUMERIC:  # on a string column: its text
+            values = [str(n) for n in values]
+    else:
+        if op is Op.EQUALS and kind in NUMERIC:  # a text may be a number written as text
             return None
-        values.append(text)
-    return op, tuple(values), kind
+        for raw in raws:
+            text = raw.value
+            if type(text) is not str or not text or "*" in text or "?" in text or "\\\\" in text:
+                return None
+            values.append(text)
+    field = _FIELDS.get((name, kind)) or shared_field(name, kind)
+    return Predicate(field, op, tuple(values), link_all and len(values) > 1, False, False, span)
 
 
 def _number_type(n: int | float) -> str:

@@ -28,7 +28,7 @@ from rmmc.compiler.schema import load_schema
 from rmmc.compiler.slots_init import fast_init
 from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, ConditionError, Quantified, Ref,
                                            names_for, parse_condition)
-from rmmc.compiler.sigma.predicates import plain_predicate, plain_values, predicate, shared_field
+from rmmc.compiler.sigma.predicates import plain_item, plain_predicate, predicate
 from rmmc.compiler.sigma.values import (KNOWN_MODIFIERS, LIST_MODIFIERS, SigmaValueProblem, Unsupported,
                                         modified)
 from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain, plain_mapping
@@ -70,9 +70,12 @@ def read_sigma_text(text: str, path: str = "<sigma>", schema: Any = "default",
         return [], problems
     if schema == "default":
         schema = load_schema()
-    reader = _StreamReader(schema, path)
-    return reader.read([d.root for d in documents if d.root is not None],
-                       [list(d.duplicates) for d in documents if d.root is not None])
+    roots, duplicates = [], []
+    for d in documents:  # (a loop: two comprehensions were two calls per file)
+        if d.root is not None:
+            roots.append(d.root)
+            duplicates.append(list(d.duplicates))
+    return _StreamReader(schema, path).read(roots, duplicates)
 
 
 def read_sigma_rules(text: str, path: str = "<sigma>") -> list[tuple[ir.Rule | None, list[Diagnostic]]]:
@@ -181,7 +184,8 @@ class _StreamReader:
         if condition is not None and not any(d.is_error for d in found):
             rule = ir.Rule(self.metadata(meta, span), source, condition)
         path = self.path
-        return SigmaRule(rule, tuple([d.with_path(path) for d in found]), title, meta, span)
+        diagnostics = tuple([d.with_path(path) for d in found]) if found else ()  # (most: none)
+        return SigmaRule(rule, diagnostics, title, meta, span)
 
     def source(self, logsource: Y | None, found: list[Diagnostic], root: Y) -> tuple[ir.Source, Any]:
         if logsource is None or logsource.value.__class__ is not dict:
@@ -361,7 +365,10 @@ class _Detection:
         if cond_node is None:
             self.found.append(error("detection: no condition", node.span, "sigma-structure"))
             return None
-        self.names = [k for k in selections if k != "condition" and k != "timeframe"]
+        self.names = names = []
+        for key in selections:  # (a loop: a comprehension is a call per rule)
+            if key != "condition" and key != "timeframe":
+                names.append(key)
         if selections.get("timeframe") is not None:
             self.found.append(error("detection: timeframe (Sigma 1 aggregation) is not supported; "
                                     "use a correlation rule", node.key_span("timeframe"), "sigma-unsupported"))
@@ -421,7 +428,9 @@ class _Detection:
     def _selection(self, node: Y, name: str) -> ir.Condition | None:
         value = node.value  # (a Y's collection is a plain dict or list)
         if value.__class__ is dict:
-            items = [self.item(key, node.key_span(key), v) for key, v in value.items()]
+            items = []
+            for key, v in value.items():  # (a loop: a comprehension is a call per selection)
+                items.append(self.item(key, node.key_span(key), v))
             if not all(items):  # (see "Parts not read" below)
                 return None
             if len(items) == 1:  # most selections: one item, its own AND
@@ -453,12 +462,8 @@ class _Detection:
             self.found.append(error(f"{key}: a value must be a scalar or a list", node.span, "sigma-structure"))
             return None
         raws = value if value.__class__ is list else [node]
-        plain_item = plain_values(raws, value_modifiers, column_type)
-        if plain_item is not None:  # most items: plain texts or numbers, one predicate (what `_link` makes)
-            op, texts, field_type = plain_item
-            # (all fields in order, none by keyword: the commonest node the reader builds)
-            condition = ir.Predicate(shared_field(column, field_type), op, texts,
-                                     link_all and len(texts) > 1, False, False, key_span)
+        condition = plain_item(raws, value_modifiers, column, column_type, link_all, key_span)
+        if condition is not None:  # most items: plain texts or numbers, one predicate (what `_link` makes)
             if reading is not None:
                 condition = _read_values(condition, reading, self.found)
             return ir.Not(condition) if neq else condition
