@@ -110,14 +110,18 @@ def _route(schema: Any, product: str | None, category: str | None, service: str 
     return ir.Source(table.name, ir.EventKind(table.event_kind), product, category, service), table
 
 
-def _text(node: Y | None) -> str | None:
-    """A logsource value as text (None when missing or null), as `str(plain(node))` gives it."""
-    if node is None:
-        return None
-    value = node.value
-    if value is None:
-        return None
-    return value if value.__class__ is str else str(plain(node))
+_LOGSOURCE_KEYS = ("product", "category", "service")
+
+
+def _logsource_texts(values: dict[str, Y]) -> list[str | None]:
+    """The logsource's product, category and service as text (None when missing or null), as
+    `str(plain(node))` gives each (one call per rule, not one per key)."""
+    texts = []
+    for name in _LOGSOURCE_KEYS:
+        node = values.get(name)
+        value = None if node is None else node.value
+        texts.append(value if value is None or value.__class__ is str else str(plain(node)))
+    return texts
 
 
 class _StreamReader:
@@ -192,9 +196,7 @@ class _StreamReader:
             found.append(error("logsource: missing or not a mapping", (logsource or root).span,
                                "sigma-structure"))
             return ir.Source(None, taxonomy="sigma"), None
-        values = logsource.value
-        product, category, service = (_text(values.get("product")), _text(values.get("category")),
-                                      _text(values.get("service")))
+        product, category, service = _logsource_texts(logsource.value)
         key = (self.schema, product, category, service)
         routed = _ROUTES.get(key)
         if routed is None:
@@ -352,7 +354,9 @@ class _Detection:
         self.table = table
         self.found = found
         self.built: dict[str, ir.Condition | None] = {}
-        self.readers = _readers(table)  # asked for each item: looked up once
+        # (asked for each item: looked up once; `_readers` makes them for a table's first rule)
+        readers = _NO_READERS if table is None else _TABLE_READERS.get(table)
+        self.readers = readers if readers is not None else _readers(table)
 
     def condition(self) -> ir.Condition | None:
         node = self.node

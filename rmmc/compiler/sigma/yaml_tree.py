@@ -478,12 +478,20 @@ def plain(node: Y | None) -> Any:
         return None
     value = node.value
     # (a Y's collection is a plain dict or list: both composers and `with_value`'s callers
-    # make them so; a scalar child is its value, looked at without a call)
+    # make them so; a scalar child is its value, looked at without a call; loops, as a
+    # comprehension is a call of its own: every rule's tags, references ... come here)
     if value.__class__ is dict:
-        return {k: v.value if v.value.__class__ not in _COLLECTIONS else plain(v)
-                for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            child = v.value
+            out[k] = child if child.__class__ not in _COLLECTIONS else plain(v)
+        return out
     if value.__class__ is list:
-        return [v.value if v.value.__class__ not in _COLLECTIONS else plain(v) for v in value]
+        items = []
+        for v in value:
+            child = v.value
+            items.append(child if child.__class__ not in _COLLECTIONS else plain(v))
+        return items
     return value
 
 
@@ -493,8 +501,12 @@ _COLLECTIONS = (dict, list)
 def plain_mapping(node: Y, leave_out: str) -> dict[str, Any]:
     """`plain(node)` of a mapping node without the key `leave_out` (a rule's metadata: every
     key but its detection, which is read as nodes), without building that key's value."""
-    return {k: v.value if v.value.__class__ not in _COLLECTIONS else plain(v)
-            for k, v in node.value.items() if k != leave_out}
+    out = {}
+    for k, v in node.value.items():
+        if k != leave_out:
+            child = v.value
+            out[k] = child if child.__class__ not in _COLLECTIONS else plain(v)
+    return out
 
 
 def walk(node: Y) -> Iterator[Y]:
