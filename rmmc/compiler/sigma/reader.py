@@ -232,7 +232,7 @@ class _StreamReader:
             status=str(v) if (v := get("status")) else None,
             date=str(v) if (v := get("date")) else None,
             modified=str(v) if (v := get("modified")) else None,
-            false_positives=tuple([str(f) for f in _items(get("falsepositives")) if f is not None]),
+            false_positives=_texts(get("falsepositives")),
             source_path=self.path, source_span=span)
 
     # -------------------------------------------------------------- filters
@@ -407,7 +407,9 @@ class _Detection:
                 self.found.append(error(f"condition: {expr.quantity} of {expr.pattern} matches no selection",
                                         _at(where, expr.column), "sigma-condition"))
                 return None
-            items = [self.selection(n) for n in names]
+            items = []
+            for name in names:  # (loops here: a comprehension is a call of its own)
+                items.append(self.selection(name))
             if not all(items):  # (see "Parts not read" below)
                 return None
             if len(items) == 1:  # (all or any of one is that one)
@@ -418,7 +420,9 @@ class _Detection:
             if isinstance(inner, ir.Predicate):  # the same test (a comparison stays unknown on null)
                 return inner.negate()
             return None if inner is None else ir.Not(inner)
-        items = [self.resolve(i, where) for i in expr.items]
+        items = []
+        for part in expr.items:
+            items.append(self.resolve(part, where))
         if not all(items):  # (see "Parts not read" below)
             return None
         return ir.all_of(items) if isinstance(expr, CAnd) else ir.any_of(items)
@@ -665,6 +669,15 @@ def _items(value: Any) -> list[Any] | tuple[Any, ...]:
     if value is None:
         return ()
     return value if isinstance(value, list) else (value,)
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    """The texts of `_items(value)` but nulls (a loop: a comprehension is a call of its own)."""
+    out = []
+    for item in _items(value):
+        if item is not None:
+            out.append(str(item))
+    return tuple(out)
 
 
 def _as_list(value: Any) -> list[Any]:
