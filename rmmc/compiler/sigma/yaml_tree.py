@@ -322,12 +322,15 @@ def _built_documents(built: tuple[list[Y], list[tuple[int, tuple, str]]], source
     budget), merge keys, mappings or lists as keys, nesting deeper than MAX_DEPTH, and text
     that is not strict UTF-8 (so no lone surrogate)."""
     roots, duplicates = built
-    notes: list[list[Diagnostic]] = [[] for _ in roots]
+    notes: dict[int, list[Diagnostic]] = {}  # (a document's index -> its warnings; most: none)
     for index, key_node, key_text in duplicates:
-        notes[index].append(warning(
+        notes.setdefault(index, []).append(warning(
             f"duplicate key {key_text!r}: the last one is used (as YAML loaders do)",
             _tuple_span(key_node, source), "sigma-duplicate-key"))
-    return [YamlDocument(root, tuple(found)) for root, found in zip(roots, notes)]
+    documents = []
+    for index, root in enumerate(roots):  # (a loop: a comprehension is a call of its own)
+        documents.append(YamlDocument(root, tuple(notes.get(index, ()))))
+    return documents
 
 
 def _resolve_plain() -> Any:
