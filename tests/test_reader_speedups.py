@@ -54,6 +54,38 @@ def test_drop_implied_shortcut_drops_what_the_full_comparison_drops(conjuncts):
             assert _full(conjuncts, monkeypatch) == conjuncts
 
 
+def test_no_condition_is_false():
+    """The reader tells a part it could not read (None) from a condition by `all(parts)`:
+    right only while no IR node can be false."""
+    import dataclasses
+
+    nodes = [v for v in vars(ir).values() if isinstance(v, type) and dataclasses.is_dataclass(v)]
+    assert ir.Predicate in nodes and ir.And in nodes and ir.Const in nodes
+    for node in nodes:
+        assert not hasattr(node, "__bool__") and not hasattr(node, "__len__"), node
+    assert all([ir.Const(False), ir.And(()), ir.Or(()), ir.Predicate(ir.Field("A"), ir.Op.EXISTS)])
+
+
+def test_drop_implied_shortcut_on_every_pair_of_a_grid():
+    """Every pair of predicates on one subject from a grid of operators, needles (whole,
+    shortened by a wildcard or a backslash, a case twin, a term regex) and flags, against the
+    full comparison: the pairs where one implies the other (some of each operator) are few
+    among generated conjuncts."""
+    field = ir.Field("A", "string")
+    grid = [ir.Predicate(field, op, values, False, cased, negated)
+            for op in _OPS if op is not ir.Op.EXISTS
+            for values in (("ab",), ("AB",), ("x\\ab",), ("ab*",), ("ab", "cd"), ("(^|[^0-9A-Za-z])ab",))
+            for cased in (False, True) for negated in (False, True)]
+    dropped = 0
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for p in grid:
+            for q in grid:
+                kept = prefilter.drop_implied([p, q])
+                assert kept == _full([p, q], monkeypatch)
+                dropped += len(kept) < 2
+    assert dropped > 20  # (the grid holds implied pairs of every plain operator)
+
+
 def test_drop_implied_still_drops_on_a_shared_subject():
     """The shortcut leaves the case it is for alone: `X|contains` beside `X|re` reads back as
     the regex alone (the pair rmmc's Sigma backend writes for an index)."""
@@ -75,9 +107,9 @@ def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
             patch.setattr(reader, "_ROUTES", _Forgetful())
             patch.setattr(reader, "_KEYS", _Forgetful())
             patch.setattr(values_mod, "_MODIFIED", _Forgetful())
-            patch.setattr(reader, "_FIELDS", _Forgetful())
+            patch.setattr(predicates, "_FIELDS", _Forgetful())
             patch.setattr(yaml_tree, "_resolved", _fresh_resolver())
-            patch.setattr(reader, "plain_values", lambda *args: None)
+            patch.setattr(reader, "plain_item", lambda *args: None)
         out = []
         for path in files:
             rules, problems = reader.read_sigma_text(path.read_text(encoding="utf-8"), str(path))
@@ -145,16 +177,14 @@ class _Raw:
        st.sampled_from([None, "string", "long", "int", "real", "bool", "datetime", "dynamic"]),
        st.booleans())
 def test_plain_numbers_read_as_modifiers_and_predicate_read_them(raws, column_type, link_all):
-    """`plain_values` on whole numbers (no modifier) gives the one predicate the general path
+    """`plain_item` on whole numbers (no modifier) gives the one predicate the general path
     (`apply_modifiers`, `predicate`, `_link`) gives, or declines."""
     span = Span(3, 7, 1, 4)
-    shortcut = predicates.plain_values([_Raw(r) for r in raws], (), column_type)
+    fast = predicates.plain_item([_Raw(r) for r in raws], (), "F", column_type, link_all, span)
     if any(type(r) is not int for r in raws):
-        assert shortcut is None or all(type(r) is str for r in raws)
+        assert fast is None or all(type(r) is str for r in raws)
         return
-    assert shortcut is not None
-    op, values, field_type = shortcut
-    fast = ir.Predicate(ir.Field("F", field_type), op, values, link_all and len(values) > 1, span=span)
+    assert fast is not None
     per_value = [[predicates.predicate("F", column_type, v, span) for v in values_mod.apply_modifiers(r, [])]
                  for r in raws]
     slow = reader._link(per_value, link_all)
@@ -202,10 +232,10 @@ _NAME_CHARS = st.sampled_from(list("ab_*.\n\\") + ["sel", "filter_"])
 def test_selection_patterns_match_as_their_regex(pattern, name):
     """`names_for`'s string search gives each name the regex's answer (`*` stops at a line
     break, `.` and `\\` are themselves)."""
-    from rmmc.compiler.sigma.condition import glob_match, names_for, pattern_regex
+    from rmmc.compiler.sigma.condition import glob_matches, names_for, pattern_regex
 
     if "*" in pattern:
-        assert glob_match(pattern.split("*"), name) == (pattern_regex(pattern).match(name) is not None)
+        assert glob_matches(pattern.split("*"), [name]) == ([name] if pattern_regex(pattern).match(name) else [])
     expected = [n for n in [name, "x", pattern] if "*" in pattern and pattern_regex(pattern).match(n)
                 or "*" not in pattern and n == pattern]
     if pattern != "them":

@@ -28,6 +28,7 @@ TRICKY = [
     "y: &anchor 'x'\nz: *anchor\n",
     "v: !!str 12\n",
     "a: 1\na: 2\nb:\n  c: 1\n  c: 2\n",
+    "a: 1\na: 2\n---\nb: 1\n---\nc: 1\nc: 2\nc: 3\n",  # (each document's own duplicates)
     "yes: 1\n1: 2\n~: 3\n1.5: 4\n",
     "a: b\n---\nc: d\n...\n---\n- e\n",
     "",

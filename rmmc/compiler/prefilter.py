@@ -158,8 +158,17 @@ def drop_implied(conjuncts: list[Condition]) -> list[Condition]:
 def _may_imply(other: Condition, own: Condition) -> bool:
     """Whether `other`'s superset may be that of `own` (a conjunct that is its own superset),
     told without folding values or parsing regexes (what `drop_implied` spent its time on):
-    two predicates on different subjects cannot, for the reason `_distinct_predicates` gives."""
-    return not (isinstance(other, Predicate) and isinstance(own, Predicate) and other.field != own.field)
+    two predicates on different subjects cannot, for the reason `_distinct_predicates` gives;
+    nor can a predicate whose tests have another operator than `own`'s, unless `own` is a
+    CONTAINS: `own`'s superset tests with `own.op` alone, and `_predicate` gives `other` tests
+    with `other.op` (a term test's as CONTAINS) or CONTAINS (a regex's literal, a shortened
+    needle), or none (`_TRUE`).  (Same-subject pairs of different operators, `|startswith`
+    beside `|endswith`, are most of the SigmaHQ selections that reach the comparison.)"""
+    if not (isinstance(other, Predicate) and isinstance(own, Predicate)):
+        return True
+    if other.field != own.field:
+        return False
+    return own.op is Op.CONTAINS or other.op is own.op
 
 
 def _distinct_predicates(conjuncts: list[Condition]) -> bool:

@@ -160,27 +160,34 @@ def names_for(pattern: str, names: list[str]) -> list[str]:
         return [n for n in names if not n.startswith("_")]
     if "*" not in pattern:
         return [n for n in names if n == pattern]
-    pieces = pattern.split("*")
-    return [n for n in names if glob_match(pieces, n)]
+    return glob_matches(pattern.split("*"), names)
 
 
-def glob_match(pieces: list[str], name: str) -> bool:
-    """Whether `name` matches the pattern `"*".join(pieces)` as `pattern_regex` reads it (`*`
+def glob_matches(pieces: list[str], names: list[str]) -> list[str]:
+    """The names that match the pattern `"*".join(pieces)` as `pattern_regex` reads it (`*`
     any run of characters but a line break, everything else itself), found by string searches:
     the SigmaHQ rules write a few hundred patterns (`selection_*`, `filter_main_*` ...), and
-    compiling each into a regex was most of resolving their conditions."""
-    if "\n" in name:  # (`*` stops at a line break: the regex decides)
-        return pattern_regex("*".join(pieces)).match(name) is not None
+    compiling each into a regex was most of resolving their conditions.  (One call per
+    pattern, not per name.)"""
     first, last = pieces[0], pieces[-1]
-    position, end = len(first), len(name) - len(last)
-    if end < position or not name.startswith(first) or not name.endswith(last):
-        return False
-    for piece in pieces[1:-1]:  # each as early as it occurs leaves the most room for the rest
-        found = name.find(piece, position, end)
-        if found < 0:
-            return False
-        position = found + len(piece)
-    return True
+    middle = pieces[1:-1]
+    out = []
+    for name in names:
+        if "\n" in name:  # (`*` stops at a line break: the regex decides)
+            if pattern_regex("*".join(pieces)).match(name) is not None:
+                out.append(name)
+            continue
+        position, end = len(first), len(name) - len(last)
+        if end < position or not name.startswith(first) or not name.endswith(last):
+            continue
+        for piece in middle:  # each as early as it occurs leaves the most room for the rest
+            found = name.find(piece, position, end)
+            if found < 0:
+                break
+            position = found + len(piece)
+        else:
+            out.append(name)
+    return out
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:

@@ -28,7 +28,7 @@ from rmmc.compiler.schema import load_schema
 from rmmc.compiler.slots_init import fast_init
 from rmmc.compiler.sigma.condition import (CAnd, CExpr, CNot, ConditionError, Quantified, Ref,
                                            names_for, parse_condition)
-from rmmc.compiler.sigma.predicates import plain_predicate, plain_values, predicate
+from rmmc.compiler.sigma.predicates import plain_item, plain_predicate, predicate
 from rmmc.compiler.sigma.values import (KNOWN_MODIFIERS, LIST_MODIFIERS, SigmaValueProblem, Unsupported,
                                         modified)
 from rmmc.compiler.sigma.yaml_tree import Y, load_stream, plain, plain_mapping
@@ -70,9 +70,12 @@ def read_sigma_text(text: str, path: str = "<sigma>", schema: Any = "default",
         return [], problems
     if schema == "default":
         schema = load_schema()
-    reader = _StreamReader(schema, path)
-    return reader.read([d.root for d in documents if d.root is not None],
-                       [list(d.duplicates) for d in documents if d.root is not None])
+    roots, duplicates = [], []
+    for d in documents:  # (a loop: two comprehensions were two calls per file)
+        if d.root is not None:
+            roots.append(d.root)
+            duplicates.append(list(d.duplicates))
+    return _StreamReader(schema, path).read(roots, duplicates)
 
 
 def read_sigma_rules(text: str, path: str = "<sigma>") -> list[tuple[ir.Rule | None, list[Diagnostic]]]:
@@ -107,14 +110,18 @@ def _route(schema: Any, product: str | None, category: str | None, service: str 
     return ir.Source(table.name, ir.EventKind(table.event_kind), product, category, service), table
 
 
-def _text(node: Y | None) -> str | None:
-    """A logsource value as text (None when missing or null), as `str(plain(node))` gives it."""
-    if node is None:
-        return None
-    value = node.value
-    if value is None:
-        return None
-    return value if value.__class__ is str else str(plain(node))
+_LOGSOURCE_KEYS = ("product", "category", "service")
+
+
+def _logsource_texts(values: dict[str, Y]) -> list[str | None]:
+    """The logsource's product, category and service as text (None when missing or null), as
+    `str(plain(node))` gives each (one call per rule, not one per key)."""
+    texts = []
+    for name in _LOGSOURCE_KEYS:
+        node = values.get(name)
+        value = None if node is None else node.value
+        texts.append(value if value is None or value.__class__ is str else str(plain(node)))
+    return texts
 
 
 class _StreamReader:
@@ -128,7 +135,7 @@ class _StreamReader:
         correlations: list[Y] = []
         filters: list[Y] = []
         for root, dups in zip(roots, duplicates):
-            if not root.is_map:
+            if root.value.__class__ is not dict:  # (a Y's mapping is a plain dict)
                 file_level.append(error("a Sigma document must be a mapping (title:, logsource:, "
                                         "detection: ...)", root.span, "sigma-structure"))
                 continue
@@ -181,16 +188,15 @@ class _StreamReader:
         if condition is not None and not any(d.is_error for d in found):
             rule = ir.Rule(self.metadata(meta, span), source, condition)
         path = self.path
-        return SigmaRule(rule, tuple([d.with_path(path) for d in found]), title, meta, span)
+        diagnostics = tuple([d.with_path(path) for d in found]) if found else ()  # (most: none)
+        return SigmaRule(rule, diagnostics, title, meta, span)
 
     def source(self, logsource: Y | None, found: list[Diagnostic], root: Y) -> tuple[ir.Source, Any]:
-        if logsource is None or not logsource.is_map:
+        if logsource is None or logsource.value.__class__ is not dict:
             found.append(error("logsource: missing or not a mapping", (logsource or root).span,
                                "sigma-structure"))
             return ir.Source(None, taxonomy="sigma"), None
-        values = logsource.value
-        product, category, service = (_text(values.get("product")), _text(values.get("category")),
-                                      _text(values.get("service")))
+        product, category, service = _logsource_texts(logsource.value)
         key = (self.schema, product, category, service)
         routed = _ROUTES.get(key)
         if routed is None:
@@ -226,7 +232,7 @@ class _StreamReader:
             status=str(v) if (v := get("status")) else None,
             date=str(v) if (v := get("date")) else None,
             modified=str(v) if (v := get("modified")) else None,
-            false_positives=tuple([str(f) for f in _items(get("falsepositives")) if f is not None]),
+            false_positives=_texts(get("falsepositives")),
             source_path=self.path, source_span=span)
 
     # -------------------------------------------------------------- filters
@@ -348,20 +354,26 @@ class _Detection:
         self.table = table
         self.found = found
         self.built: dict[str, ir.Condition | None] = {}
-        self.readers = _readers(table)  # asked for each item: looked up once
+        # (asked for each item: looked up once; `_readers` makes them for a table's first rule)
+        readers = _NO_READERS if table is None else _TABLE_READERS.get(table)
+        self.readers = readers if readers is not None else _readers(table)
 
     def condition(self) -> ir.Condition | None:
         node = self.node
-        if node is None or not node.is_map:
+        if node is None or node.value.__class__ is not dict:
             self.found.append(error("detection: must be a mapping of selections and a condition",
                                     node.span if node else None, "sigma-structure"))
             return None
-        cond_node = node.get("condition")
+        selections = node.value  # (its keys looked up without `Y.get`)
+        cond_node = selections.get("condition")
         if cond_node is None:
             self.found.append(error("detection: no condition", node.span, "sigma-structure"))
             return None
-        self.names = [k for k in node.value if k != "condition" and k != "timeframe"]
-        if node.get("timeframe") is not None:
+        self.names = names = []
+        for key in selections:  # (a loop: a comprehension is a call per rule)
+            if key != "condition" and key != "timeframe":
+                names.append(key)
+        if selections.get("timeframe") is not None:
             self.found.append(error("detection: timeframe (Sigma 1 aggregation) is not supported; "
                                     "use a correlation rule", node.key_span("timeframe"), "sigma-unsupported"))
             return None
@@ -380,7 +392,7 @@ class _Detection:
             if built is None:
                 return None
             parts.append(built)
-        return ir.any_of(parts)
+        return parts[0] if len(parts) == 1 else ir.any_of(parts)  # (either of one is that one)
 
     def resolve(self, expr: CExpr, where: Y) -> ir.Condition | None:
         if isinstance(expr, Ref):
@@ -395,17 +407,23 @@ class _Detection:
                 self.found.append(error(f"condition: {expr.quantity} of {expr.pattern} matches no selection",
                                         _at(where, expr.column), "sigma-condition"))
                 return None
-            items = [self.selection(n) for n in names]
-            if _failed(items):
+            items = []
+            for name in names:  # (loops here: a comprehension is a call of its own)
+                items.append(self.selection(name))
+            if not all(items):  # (see "Parts not read" below)
                 return None
+            if len(items) == 1:  # (all or any of one is that one)
+                return items[0]
             return ir.all_of(items) if expr.quantity == "all" else ir.any_of(items)
         if isinstance(expr, CNot):
             inner = self.resolve(expr.item, where)
             if isinstance(inner, ir.Predicate):  # the same test (a comparison stays unknown on null)
                 return inner.negate()
             return None if inner is None else ir.Not(inner)
-        items = [self.resolve(i, where) for i in expr.items]
-        if _failed(items):
+        items = []
+        for part in expr.items:
+            items.append(self.resolve(part, where))
+        if not all(items):  # (see "Parts not read" below)
             return None
         return ir.all_of(items) if isinstance(expr, CAnd) else ir.any_of(items)
 
@@ -418,13 +436,17 @@ class _Detection:
     def _selection(self, node: Y, name: str) -> ir.Condition | None:
         value = node.value  # (a Y's collection is a plain dict or list)
         if value.__class__ is dict:
-            items = [self.item(key, node.key_span(key), v) for key, v in value.items()]
-            if _failed(items):
+            items = []
+            for key, v in value.items():  # (a loop: a comprehension is a call per selection)
+                items.append(self.item(key, node.key_span(key), v))
+            if not all(items):  # (see "Parts not read" below)
                 return None
-            return ir.all_of(drop_implied(items) if len(items) > 1 else items)
+            if len(items) == 1:  # most selections: one item, its own AND
+                return items[0]
+            return ir.all_of(drop_implied(items))
         if value.__class__ is list and value and all(v.value.__class__ is dict for v in value):
             maps = [self._selection(v, name) for v in value]
-            return None if _failed(maps) else ir.any_of(maps)
+            return ir.any_of(maps) if all(maps) else None  # (see "Parts not read" below)
         if node.is_list and any(v.is_map for v in node.value):
             self.found.append(error(f"selection {name!r} mixes field maps and keywords",
                                     node.span, "sigma-structure"))
@@ -448,12 +470,8 @@ class _Detection:
             self.found.append(error(f"{key}: a value must be a scalar or a list", node.span, "sigma-structure"))
             return None
         raws = value if value.__class__ is list else [node]
-        plain_item = plain_values(raws, value_modifiers, column_type)
-        if plain_item is not None:  # most items: plain texts or numbers, one predicate (what `_link` makes)
-            op, texts, field_type = plain_item
-            # (all fields in order, none by keyword: the commonest node the reader builds)
-            condition = ir.Predicate(_field(column, field_type), op, texts,
-                                     link_all and len(texts) > 1, False, False, key_span)
+        condition = plain_item(raws, value_modifiers, column, column_type, link_all, key_span)
+        if condition is not None:  # most items: plain texts or numbers, one predicate (what `_link` makes)
             if reading is not None:
                 condition = _read_values(condition, reading, self.found)
             return ir.Not(condition) if neq else condition
@@ -515,32 +533,15 @@ class _Detection:
         return known
 
 
-def _failed(parts: list) -> bool:
-    """Whether a part could not be read (None; its error is found already)."""
-    for part in parts:
-        if part is None:
-            return True
-    return False
+# Parts not read: a part that could not be read is None (its error found already); `all(parts)` says
+# none is, without a Python call per part or per check: a condition is never false (no IR node
+# defines `__bool__` or `__len__`; `test_reader_speedups` checks it).
 
 
 _KEYS: dict[tuple, tuple] = {}
 """(table, detection key) -> how the key reads (`_Detection.key`): the same for every item
 with that key on that table (a table, its Sigma readers and its columns never change once
 loaded), and the SigmaHQ rules write a few thousand keys over 8,600 items."""
-
-
-def _field(name: str, kind: str) -> ir.Field:
-    """`ir.Field(name, kind)`, one shared value per name and type (a frozen value: the
-    SigmaHQ rules test a few hundred fields over 8,600 items)."""
-    found = _FIELDS.get((name, kind))
-    if found is None:
-        if len(_FIELDS) > 4096:
-            _FIELDS.clear()
-        found = _FIELDS[(name, kind)] = ir.Field(name, kind)
-    return found
-
-
-_FIELDS: dict[tuple[str, str], ir.Field] = {}
 
 
 def _readers(table: Any) -> dict:
@@ -588,17 +589,16 @@ def _link(per_value: list[list[ir.Predicate]], link_all: bool) -> ir.Condition:
 def _merge(predicates: list[ir.Predicate], all_values: bool) -> ir.Condition:
     if len(predicates) == 1:  # most items: one value, nothing to merge
         return predicates[0]
-    groups: dict[tuple, list[ir.Predicate]] = {}
-    order: list[tuple] = []
-    for p in predicates:
+    groups: dict[tuple, list[ir.Predicate]] = {}  # (in the order each group first occurs)
+    for p in predicates:  # (one lookup per predicate: its key's hash calls Field's and Op's)
         key = (p.field, p.op, p.case_sensitive, p.negated) if p.op in _MERGEABLE else (id(p),)
-        if key not in groups:
-            groups[key] = []
-            order.append(key)
-        groups[key].append(p)
+        members = groups.get(key)
+        if members is None:
+            groups[key] = [p]
+        else:
+            members.append(p)
     out: list[ir.Condition] = []
-    for key in order:
-        members = groups[key]
+    for members in groups.values():
         first = members[0]
         if len(members) == 1:
             out.append(first)
@@ -669,6 +669,15 @@ def _items(value: Any) -> list[Any] | tuple[Any, ...]:
     if value is None:
         return ()
     return value if isinstance(value, list) else (value,)
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    """The texts of `_items(value)` but nulls (a loop: a comprehension is a call of its own)."""
+    out = []
+    for item in _items(value):
+        if item is not None:
+            out.append(str(item))
+    return tuple(out)
 
 
 def _as_list(value: Any) -> list[Any]:

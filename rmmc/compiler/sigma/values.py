@@ -160,8 +160,9 @@ def parse_plain(text: str) -> tuple[Part, ...]:
 
 def literal(parts: tuple[Part, ...]) -> str | None:
     """The text of a string without wildcards, else None."""
-    if any(isinstance(p, Wild) for p in parts):
-        return None
+    for p in parts:  # (a loop: a generator is a call per value)
+        if isinstance(p, Wild):
+            return None
     return "".join(parts)  # type: ignore[arg-type]
 
 

@@ -322,12 +322,15 @@ def _built_documents(built: tuple[list[Y], list[tuple[int, tuple, str]]], source
     budget), merge keys, mappings or lists as keys, nesting deeper than MAX_DEPTH, and text
     that is not strict UTF-8 (so no lone surrogate)."""
     roots, duplicates = built
-    notes: list[list[Diagnostic]] = [[] for _ in roots]
+    notes: dict[int, list[Diagnostic]] = {}  # (a document's index -> its warnings; most: none)
     for index, key_node, key_text in duplicates:
-        notes[index].append(warning(
+        notes.setdefault(index, []).append(warning(
             f"duplicate key {key_text!r}: the last one is used (as YAML loaders do)",
             _tuple_span(key_node, source), "sigma-duplicate-key"))
-    return [YamlDocument(root, tuple(found)) for root, found in zip(roots, notes)]
+    documents = []
+    for index, root in enumerate(roots):  # (a loop: a comprehension is a call of its own)
+        documents.append(YamlDocument(root, tuple(notes.get(index, ()))))
+    return documents
 
 
 def _resolve_plain() -> Any:
@@ -478,12 +481,20 @@ def plain(node: Y | None) -> Any:
         return None
     value = node.value
     # (a Y's collection is a plain dict or list: both composers and `with_value`'s callers
-    # make them so; a scalar child is its value, looked at without a call)
+    # make them so; a scalar child is its value, looked at without a call; loops, as a
+    # comprehension is a call of its own: every rule's tags, references ... come here)
     if value.__class__ is dict:
-        return {k: v.value if v.value.__class__ not in _COLLECTIONS else plain(v)
-                for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            child = v.value
+            out[k] = child if child.__class__ not in _COLLECTIONS else plain(v)
+        return out
     if value.__class__ is list:
-        return [v.value if v.value.__class__ not in _COLLECTIONS else plain(v) for v in value]
+        items = []
+        for v in value:
+            child = v.value
+            items.append(child if child.__class__ not in _COLLECTIONS else plain(v))
+        return items
     return value
 
 
@@ -493,8 +504,12 @@ _COLLECTIONS = (dict, list)
 def plain_mapping(node: Y, leave_out: str) -> dict[str, Any]:
     """`plain(node)` of a mapping node without the key `leave_out` (a rule's metadata: every
     key but its detection, which is read as nodes), without building that key's value."""
-    return {k: v.value if v.value.__class__ not in _COLLECTIONS else plain(v)
-            for k, v in node.value.items() if k != leave_out}
+    out = {}
+    for k, v in node.value.items():
+        if k != leave_out:
+            child = v.value
+            out[k] = child if child.__class__ not in _COLLECTIONS else plain(v)
+    return out
 
 
 def walk(node: Y) -> Iterator[Y]:
