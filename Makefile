@@ -73,7 +73,7 @@ mutate: $(TEST_STAMP) $(ORACLE_STAMP) $(MUTATE_STAMP)
 	$(PY) mutate/run.py $(MUTATE_ARGS)
 
 $(MUTATE_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[mutate]'
+	$(PY) -m pip install --quiet --disable-pip-version-check $(EDITABLE) -e '.[mutate]'
 	@touch $@
 
 install: $(INSTALL_STAMP)
@@ -87,14 +87,20 @@ $(PY):
 # setup.py builds the optional compiled loop (rmmc/grammar/_lalr_loop.c) and YAML composer
 # (rmmc/compiler/sigma/_yaml_compose.c, with libyaml-dev): a change to either
 # installs again, which builds it again (where it cannot be built, rmmc runs without it)
-BUILD_FILES := pyproject.toml setup.py rmmc/grammar/_lalr_loop.c rmmc/compiler/sigma/_yaml_compose.c
+BUILD_FILES := Makefile pyproject.toml setup.py rmmc/grammar/_lalr_loop.c rmmc/compiler/sigma/_yaml_compose.c
+
+# The editable install puts the checkout on sys.path with a plain .pth line ("compat" mode), as a
+# wheel's files are found, instead of setuptools' import hook: the hook imports pathlib, urllib
+# and importlib.util at every interpreter start (python -c pass: 88 M -> 39 M instructions; a
+# cold translation 317 M -> 302 M), which no installed rmmc pays
+EDITABLE := --config-settings editable_mode=compat
 
 $(INSTALL_STAMP): $(BUILD_FILES) | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[verify,web]'
+	$(PY) -m pip install --quiet --disable-pip-version-check $(EDITABLE) -e '.[verify,web]'
 	@touch $@
 
 $(TEST_STAMP): $(BUILD_FILES) | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check $(EDITABLE) -e '.[test]'
 	@touch $@ $(INSTALL_STAMP)
 
 $(ORACLE_STAMP): $(ORACLE_DIR)/package.json $(ORACLE_DIR)/package-lock.json
