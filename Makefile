@@ -85,9 +85,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # setup.py builds the optional compiled loop (rmmc/grammar/_lalr_loop.c) and YAML composer
-# (rmmc/compiler/sigma/_yaml_compose.c, with libyaml-dev): a change to either
+# (rmmc/compiler/sigma/_yaml_compose.c, with libyaml-dev), and the line starts of a read file
+# (rmmc/compiler/_line_starts.c): a change to any
 # installs again, which builds it again (where it cannot be built, rmmc runs without it)
-BUILD_FILES := pyproject.toml setup.py rmmc/grammar/_lalr_loop.c rmmc/compiler/sigma/_yaml_compose.c
+BUILD_FILES := pyproject.toml setup.py rmmc/grammar/_lalr_loop.c rmmc/compiler/sigma/_yaml_compose.c \
+	rmmc/compiler/_line_starts.c
 
 $(INSTALL_STAMP): $(BUILD_FILES) | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[verify,web]'

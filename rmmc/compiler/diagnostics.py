@@ -8,10 +8,11 @@ cannot go on raises `RmmcError`, which simply carries its diagnostics.
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from itertools import accumulate
-from typing import Any
+from typing import Any, Callable
 
 from rmmc.compiler.fast_replace import replace
 
@@ -89,13 +90,7 @@ class LineIndex:
     starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Each line starts one past the previous line's end: a running sum over the lines'
-        # lengths, all of it in C (a `find` loop costs a Python step per line of every file).
-        lines = self.text.split("\n")
-        lines.pop()  # the text after the last line break starts a line; nothing starts after it
-        lengths = map(len, lines)
-        starts = tuple(accumulate(map((1).__add__, lengths), initial=0))
-        object.__setattr__(self, "starts", starts)
+        object.__setattr__(self, "starts", line_starts(self.text))
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based line and column of `offset` (clamped to the text)."""
@@ -117,6 +112,32 @@ class LineIndex:
 
     def offset_of(self, line: int, column: int) -> int:
         return self.starts[line - 1] + column - 1
+
+
+def line_starts_python(text: str) -> tuple[int, ...]:
+    """0, then one past each `\\n` of `text`: where each line starts.  Each line starts one past
+    the previous line's end: a running sum over the lines' lengths, all of it in C (a `find`
+    loop costs a Python step per line of every file).  The reference for the compiled
+    `_line_starts.starts` (`line_starts`), and what runs where it is not built."""
+    lines = text.split("\n")
+    lines.pop()  # the text after the last line break starts a line; nothing starts after it
+    return tuple(accumulate(map((1).__add__, map(len, lines)), initial=0))
+
+
+def _compiled_line_starts() -> Callable[[str], tuple[int, ...]]:
+    """`_line_starts.starts` where it is built (every file read gets a LineIndex: in Python its
+    starts were a few percent of a batch translation), else `line_starts_python`, which
+    `RMMC_PURE_PYTHON=1` also chooses."""
+    if os.environ.get("RMMC_PURE_PYTHON", "") not in ("", "0"):
+        return line_starts_python
+    try:
+        from rmmc.compiler._line_starts import starts
+    except ImportError:  # not built (no C compiler): the same starts, in Python
+        return line_starts_python
+    return starts
+
+
+line_starts = _compiled_line_starts()
 
 
 LOSSY_CODES = frozenset({"lossy", "loose"})
