@@ -198,7 +198,18 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
     (`rmmc.compiler.outputs`): when the target can then write it, the same alerts fire and only
     the output lacks those columns, each named in a `shape` warning with why it was dropped.
     All such columns are dropped at once (a Project keeps one of its own), then given back one by one
-    where the target can write them.  Else it is refused for what stops it then."""
+    where the target can write them.  Else it is refused for what stops it then.
+
+    A rule without stages or union (every Sigma rule but a correlation) has no column of its
+    own, so there is nothing to drop and it stays refused as it is, without the retry's
+    imports and walks (`_dropping_output_columns` finds no column and gives `refused` back)."""
+    if rule.union is None and not rule.stages:
+        return refused
+    return _dropping_output_columns(rule, to, attempt, refused, path)
+
+
+def _dropping_output_columns(rule, to: str, attempt, refused, path: str | None = None):
+    """`_without_output_columns` for a rule that may have columns of its own."""
     from rmmc.backends.base import shape
     from rmmc.compiler.outputs import closure, definitions, drop, widest
 

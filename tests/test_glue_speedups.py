@@ -212,3 +212,39 @@ def test_translate_file_drops_the_read_rule_as_a_copy_did(shared_dir: Path) -> N
         now = translate_file(str(path), "splunk")
         assert now == as_copied(str(path)), path
         assert all(SIGMA_KEY not in r.document.metadata for r in now if r.document is not None)
+
+
+def _stageless_rules(shared_dir: Path) -> list:
+    """Every compiled SigmaHQ Windows rule (every 3rd file) without stages or union."""
+    from rmmc.compiler.pipeline import compile_document
+
+    rules = shared_dir / "corpus" / "sigma" / "rules" / "windows"
+    if not rules.is_dir():
+        pytest.skip("shared/corpus/sigma not present")
+    found = []
+    for path in sorted(rules.rglob("*.yml"))[::3]:
+        for doc in documents.read_path(str(path)).documents:
+            rule = compile_document(doc).rule
+            if rule is not None and not rule.stages and rule.union is None:
+                found.append(rule)
+    assert len(found) > 500
+    return found
+
+
+def test_a_rule_without_stages_is_refused_as_the_retry_would_refuse_it(shared_dir: Path) -> None:
+    """`_without_output_columns` gives a rule without stages or union back refused at once:
+    the retry it skips (`_dropping_output_columns`) finds no column to drop in any of them, so
+    it tries nothing and gives back the same refusal."""
+    from rmmc import translation
+
+    refused = object()
+    for rule in _stageless_rules(shared_dir):
+        tried = []
+
+        def attempt(candidate):
+            tried.append(candidate)
+            return refused
+
+        assert translation._dropping_output_columns(rule, "splunk", attempt, refused, "x") is refused
+        assert translation._without_output_columns(rule, "splunk", attempt, refused, "x") is refused
+        assert not tried
