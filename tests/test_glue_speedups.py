@@ -248,3 +248,50 @@ def test_a_rule_without_stages_is_refused_as_the_retry_would_refuse_it(shared_di
         assert translation._dropping_output_columns(rule, "splunk", attempt, refused, "x") is refused
         assert translation._without_output_columns(rule, "splunk", attempt, refused, "x") is refused
         assert not tried
+
+
+_KQL_ALPHABET = ["k", "K", "\u212a", "q", "Q", "l", "L", "\u0130", "x", "\n", "é"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_KQL_ALPHABET), max_size=12).map("".join))
+def test_holds_kql_is_kql_in_the_lower_cased_text(text: str) -> None:
+    """`sniff._holds_kql` (the hunt marker's pre-check, at each q) against the lower-cased
+    copy it stands in for, on texts of the letters that lower-case to k, q or l."""
+    from rmmc.compiler.documents.sniff import _holds_kql
+
+    assert _holds_kql(text) == ("kql" in text.lower())
+
+
+def test_holds_kql_on_the_corpora(shared_dir: Path) -> None:
+    from rmmc.compiler.documents.sniff import _holds_kql
+
+    seen = {True: 0, False: 0}
+    for path in sorted((shared_dir / "corpus").rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        held = _holds_kql(text)
+        assert held == ("kql" in text.lower()), path
+        seen[held] += 1
+    assert seen[True] > 10 and seen[False] > 2000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["error", "warning", "note"]), st.text(max_size=5),
+       st.none() | st.builds(Span, st.integers(0, 9), st.integers(0, 9), st.integers(1, 9), st.integers(1, 9)),
+       st.text(max_size=4), st.none() | st.text(max_size=4), st.none() | st.text(max_size=3),
+       st.none() | st.text(max_size=4))
+def test_with_path_is_replace(severity, message, span, code, path, subject, new_path) -> None:
+    """`Diagnostic.with_path` (made directly) against `dataclasses.replace` it stands in for."""
+    import dataclasses
+
+    from rmmc.compiler.diagnostics import Diagnostic, Severity
+
+    d = Diagnostic(Severity(severity), message, span, code, path, subject)
+    made, replaced = d.with_path(new_path), dataclasses.replace(d, path=new_path)
+    assert made == replaced and made.__class__ is replaced.__class__
+    assert made.subject is replaced.subject and made.path == new_path
