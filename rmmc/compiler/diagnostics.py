@@ -14,7 +14,6 @@ from enum import Enum
 from itertools import accumulate
 from typing import Any, Callable
 
-from rmmc.compiler.fast_replace import replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +59,9 @@ class Diagnostic:
         return self.severity is Severity.ERROR
 
     def with_path(self, path: str | None) -> "Diagnostic":
-        return replace(self, path=path)
+        """The same diagnostic about `path` (made directly: `replace` would look up the fields
+        `__init__` takes and read each by name, for every diagnostic of a batch)."""
+        return self.__class__(self.severity, self.message, self.span, self.code, path, self.subject)
 
 
 def error(message: str, span: Span | None = None, code: str = "error") -> Diagnostic:
