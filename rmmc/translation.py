@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 # `from package import name` in a function body runs the import machinery every time.
 from rmmc.backends import FIELD_PROFILE_TARGETS, _unhandled, backend
 from rmmc.backends.base import LOSSY_CODES, EmitOptions, placed_options, refuse_lossy
-from rmmc.compiler.diagnostics import Diagnostic, Severity
+from rmmc.compiler.diagnostics import Diagnostic, Severity, has_error
 from rmmc.compiler.documents import read_path, read_text
 from rmmc.compiler.documents.model import RuleDocument
 from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
@@ -46,7 +46,7 @@ class RuleTranslation:
 
     @property
     def ok(self) -> bool:
-        return bool(self.text) and not any(d.is_error for d in self.diagnostics)
+        return bool(self.text) and not has_error(self.diagnostics)
 
     @property
     def title(self) -> str | None:
@@ -102,7 +102,7 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
 
     try:
         outcome = attempt(rule)
-        if any(d.is_error for d in outcome.found):
+        if has_error(outcome.found):
             outcome = _without_output_columns(rule, to, attempt, outcome, document.path)
     except Exception as exc:  # a backend bug must not stop a batch
         diagnostics.append(Diagnostic(Severity.ERROR, f"internal error in the {to} backend: "
@@ -110,7 +110,7 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
                                       "internal", document.path))
         return RuleTranslation(document, to, "", tuple(diagnostics))
     diagnostics.extend(outcome.found)
-    text = outcome.text if not any(d.is_error for d in diagnostics) else ""
+    text = outcome.text if not has_error(diagnostics) else ""
     placement, emitted, entities = outcome.placement, outcome.emitted, outcome.entities
     companions: tuple[tuple[str, str], ...] = ()
     if text and to == "sigma":
@@ -126,7 +126,7 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
                                    plan_=plan, table=getattr(placement, "table", None),
                                    entities=entities)
         diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
-        if any(d.is_error for d in notes):  # a package its platform would not import
+        if has_error(notes):  # a package its platform would not import
             text = ""
         elif to == "splunk":  # the lookups it reads: their definitions and manifest beside it
             from rmmc.packaging.splunk import lookup_companions
@@ -189,7 +189,7 @@ def _attempt(rule, to: str, options: EmitOptions, fields: str | None, env: Any,
     # The compiled rule's spans are in file coordinates already: only the path is added.
     said = [d if d.path else d.with_path(document.path) for d in result.diagnostics]
     found.extend(said if options.allow_lossy else refuse_lossy(said))
-    return _Outcome(found, result.text if not any(d.is_error for d in found) else "", placement,
+    return _Outcome(found, result.text if not has_error(found) else "", placement,
                     emitted, entities)
 
 
@@ -322,7 +322,7 @@ def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
                for doc in read.documents]
     for document in read.documents:
         _drop_read_rule(document)
-    if not read.documents and any(d.is_error for d in read.diagnostics):
+    if not read.documents and has_error(read.diagnostics):
         results.append(RuleTranslation(None, to, "", tuple(read.diagnostics)))
     return results
 
@@ -363,7 +363,7 @@ def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
     from rmmc.backends.sigma.backend import emit_sigma_filters
 
     filters = emit_sigma_filters(rule, options)
-    if not filters.text or any(d.is_error for d in filters.diagnostics):
+    if not filters.text or has_error(filters.diagnostics):
         diagnostics.extend(d.with_path(document.path) for d in filters.diagnostics if d.is_error)
         return ()
     return ((".filters.yml", filters.text),)

@@ -295,3 +295,13 @@ def test_with_path_is_replace(severity, message, span, code, path, subject, new_
     made, replaced = d.with_path(new_path), dataclasses.replace(d, path=new_path)
     assert made == replaced and made.__class__ is replaced.__class__
     assert made.subject is replaced.subject and made.path == new_path
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["error", "warning", "note"]), max_size=6))
+def test_has_error_is_any_is_error(severities) -> None:
+    """`diagnostics.has_error` (a loop) against the `any` over a generator it stands in for."""
+    from rmmc.compiler.diagnostics import Diagnostic, Severity, has_error
+
+    found = [Diagnostic(Severity(s), s) for s in severities]
+    assert has_error(found) == any(d.is_error for d in found) == has_error(iter(found))

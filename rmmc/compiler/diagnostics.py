@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from itertools import accumulate
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 
@@ -36,6 +36,9 @@ class Severity(str, Enum):
     ERROR = "error"
     WARNING = "warning"
     NOTE = "note"
+
+
+_ERROR = Severity.ERROR
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,17 @@ class Diagnostic:
         """The same diagnostic about `path` (made directly: `replace` would look up the fields
         `__init__` takes and read each by name, for every diagnostic of a batch)."""
         return self.__class__(self.severity, self.message, self.span, self.code, path, self.subject)
+
+
+def has_error(diagnostics: Iterable[Diagnostic]) -> bool:
+    """Whether any of `diagnostics` is an error: `any(d.is_error for d in diagnostics)` as a
+    loop, asked several times per rule.  A generator `any` stops in the middle (at a refused
+    rule's first error) is closed by raising GeneratorExit into it, an exception and a
+    traceback each time."""
+    for d in diagnostics:
+        if d.severity is _ERROR:
+            return True
+    return False
 
 
 def error(message: str, span: Span | None = None, code: str = "error") -> Diagnostic:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rmmc.compiler.diagnostics import Diagnostic
+from rmmc.compiler.diagnostics import Diagnostic, has_error
 from rmmc.compiler.documents.model import DocumentKind, RuleDocument
 from rmmc.compiler.fast_replace import replace
 from rmmc.compiler.slots_init import fast_init
@@ -23,7 +23,7 @@ class FileResult:
 
     @property
     def has_errors(self) -> bool:
-        return any(d.is_error for d in self.all_diagnostics)
+        return has_error(self.all_diagnostics)
 
     @property
     def all_diagnostics(self) -> tuple[Diagnostic, ...]:
