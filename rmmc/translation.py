@@ -180,17 +180,24 @@ def _attempt(rule, to: str, options: EmitOptions, fields: str | None, env: Any,
             from rmmc.packaging.columns import entity_fields
 
             entities = entity_fields(rule, adapted.environment)
-        found.extend(d if d.path else d.with_path(document.path)
-                     for d in _relaxed(adapted.diagnostics, options))
+        found.extend(_located(adapted.diagnostics, document.path, options))
         if not adapted.ok:
             return _Outcome(found, "", None, emitted, entities)
         placement = adapted.placement
         result = emit_adapted(to, adapted, options)
-    # The compiled rule's spans are in file coordinates already: only the path is added.
-    said = [d if d.path else d.with_path(document.path) for d in result.diagnostics]
-    found.extend(said if options.allow_lossy else refuse_lossy(said))
+    found.extend(_located(result.diagnostics, document.path, options))
     return _Outcome(found, result.text if not has_error(found) else "", placement,
                     emitted, entities)
+
+
+def _located(diagnostics, path: str | None, options: EmitOptions) -> list[Diagnostic]:
+    """The diagnostics of adapting or emitting a rule, about its file (the compiled rule's spans
+    are in file coordinates already: only the path is added), each lossy warning an error
+    unless lossy translations are allowed.  Most rules have none: nothing to copy then."""
+    if not diagnostics:
+        return []
+    said = [d if d.path else d.with_path(path) for d in diagnostics]
+    return said if options.allow_lossy else refuse_lossy(said)
 
 
 def _without_output_columns(rule, to: str, attempt, refused, path: str | None = None):
@@ -267,11 +274,6 @@ def _dropping_output_columns(rule, to: str, attempt, refused, path: str | None =
 
 def _adapt(rule, to: str, env: Any, allow_unknown_fields: bool):
     return adapt(rule, environment_for(to, env), allow_unknown_fields)
-
-
-def _relaxed(diagnostics, options: EmitOptions) -> list[Diagnostic]:
-    """An environment's lossy warnings become errors unless lossy translations are allowed."""
-    return refuse_lossy(list(diagnostics)) if not options.allow_lossy else list(diagnostics)
 
 
 def emit_adapted(to: str, adapted: Any, options: EmitOptions):

@@ -305,3 +305,31 @@ def test_has_error_is_any_is_error(severities) -> None:
 
     found = [Diagnostic(Severity(s), s) for s in severities]
     assert has_error(found) == any(d.is_error for d in found) == has_error(iter(found))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["error", "warning", "note"]),
+                          st.sampled_from(["lossy", "loose", "shape", "x"]),
+                          st.none() | st.just("given.yml"), st.none() | st.just("subject")),
+                max_size=4),
+       st.booleans())
+def test_located_is_what_adapting_and_emitting_did(specs, allow_lossy) -> None:
+    """`translation._located` (one way for the diagnostics of adapting and of emitting, nothing
+    copied for none) against the two ways it replaces: adapting's refused lossy warnings, then
+    added the path; emitting's added the path, then refused lossy warnings."""
+    from rmmc.backends.base import EmitOptions
+    from rmmc.compiler.diagnostics import Diagnostic, Severity, refuse_lossy
+    from rmmc.translation import _located
+
+    found = tuple(Diagnostic(Severity(s), f"m {code}", None, code, path, subject)
+                  for s, code, path, subject in specs)
+    options = EmitOptions(allow_lossy=allow_lossy)
+    relaxed = refuse_lossy(list(found)) if not allow_lossy else list(found)
+    adapting = [d if d.path else d.with_path("file.yml") for d in relaxed]
+    said = [d if d.path else d.with_path("file.yml") for d in found]
+    emitting = said if allow_lossy else refuse_lossy(said)
+    located = _located(found, "file.yml", options)
+    for before in (adapting, emitting):
+        assert located == before
+        assert [d.subject for d in located] == [d.subject for d in before]
+        assert [d.path for d in located] == [d.path for d in before]
