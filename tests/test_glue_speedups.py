@@ -333,3 +333,26 @@ def test_located_is_what_adapting_and_emitting_did(specs, allow_lossy) -> None:
         assert located == before
         assert [d.subject for d in located] == [d.subject for d in before]
         assert [d.path for d in located] == [d.path for d in before]
+
+
+_PATHS = st.sampled_from(["a.yml", "b.yml"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PATHS, st.lists(_PATHS, max_size=2),
+       st.lists(st.tuples(_PATHS, st.lists(_PATHS, max_size=2)), max_size=3), _PATHS)
+def test_file_result_about_is_the_generators_it_replaces(path, diagnostic_paths, documents_, asked) -> None:
+    """`FileResult._about` (loops) against the `all` over generators it replaces in `with_path`."""
+    from rmmc.compiler.documents.model import DocumentKind, RuleDocument
+    from rmmc.compiler.documents.result import FileResult
+
+    source = LineIndex("q")
+    docs = tuple(RuleDocument(doc_path, DocumentKind.KQL, "q", (0,), source,
+                              warnings=tuple(error("w").with_path(p) for p in warnings))
+                 for doc_path, warnings in documents_)
+    result = FileResult(path, docs, tuple(error("d").with_path(p) for p in diagnostic_paths))
+    before = (result.path == asked and all(d.path == asked for d in result.diagnostics)
+              and all(doc.path == asked and all(w.path == asked for w in doc.warnings)
+                      for doc in result.documents))
+    assert result._about(asked) == before
+    assert (result.with_path(asked) is result) == before
