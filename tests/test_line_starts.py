@@ -84,3 +84,22 @@ def test_pure_python_runs_without_them():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                           env=dict(os.environ, RMMC_PURE_PYTHON="1"))
     assert done.stdout.split() == ["True", "(0,", "2,", "5)"]
+
+
+def test_slotted_line_index_behaves_as_the_dataclass_did():
+    """LineIndex is slotted with its own `__init__` (each file read makes one): built from its
+    text alone, equal and hashed by the text, frozen, copied by `replace` and pickled (results
+    come back from worker processes) with its starts."""
+    import dataclasses
+    import pickle
+
+    index = LineIndex("a\nb\r\nc")
+    assert not hasattr(index, "__dict__")
+    assert index == LineIndex(text="a\nb\r\nc") and hash(index) == hash(LineIndex("a\nb\r\nc"))
+    assert index != LineIndex("a\nb")
+    assert repr(index) == "LineIndex(text='a\\nb\\r\\nc')"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        index.text = "x"  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(index)).starts == index.starts == (0, 2, 5)
+    assert dataclasses.replace(index, text="x\ny").starts == (0, 2)
+    assert [f.name for f in dataclasses.fields(LineIndex)] == ["text", "starts"]

@@ -96,16 +96,19 @@ class RmmcError(Exception):
         super().__init__("; ".join(d.message for d in self.diagnostics))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, init=False)
 class LineIndex:
     """Maps offsets of a text to 1-based (line, column) and back.  `\\r\\n` counts as one
-    line break; the `\\r` belongs to the line it ends."""
+    line break; the `\\r` belongs to the line it ends.  Every file read gets one: slotted, with
+    its fields stored through their slots (a frozen dataclass's `__init__` and `__post_init__`
+    set each by name, on an instance dictionary)."""
 
     text: str
     starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "starts", line_starts(self.text))
+    def __init__(self, text: str) -> None:
+        _set_text(self, text)
+        _set_starts(self, line_starts(text))
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based line and column of `offset` (clamped to the text)."""
@@ -153,6 +156,9 @@ def _compiled_line_starts() -> Callable[[str], tuple[int, ...]]:
 
 
 line_starts = _compiled_line_starts()
+
+
+_set_text, _set_starts = LineIndex.text.__set__, LineIndex.starts.__set__  # type: ignore[attr-defined]
 
 
 LOSSY_CODES = frozenset({"lossy", "loose"})
