@@ -36,8 +36,10 @@ starts(PyObject *self, PyObject *text)
         PyErr_SetString(PyExc_TypeError, "starts(text): text must be a str");
         return NULL;
     }
+#if PY_VERSION_HEX < 0x030C0000  /* every str is ready from 3.12 on (the macro is deprecated) */
     if (PyUnicode_READY(text) < 0)
         return NULL;
+#endif
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     Py_ssize_t length = PyUnicode_GET_LENGTH(text);
