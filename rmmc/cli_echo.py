@@ -14,11 +14,17 @@ terminal.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
-from click._compat import (_default_text_stderr, _default_text_stdout, should_strip_ansi,
-                           strip_ansi)
-from click.globals import resolve_color_default
+import click
+
+try:  # click's own decisions (8.1 and later); a click without them: click.echo per text
+    from click._compat import (WIN, _default_text_stderr, _default_text_stdout,
+                               should_strip_ansi, strip_ansi)
+    from click.globals import resolve_color_default
+except ImportError:  # pragma: no cover - another click
+    WIN = True
 
 _ESCAPE = "\x1b"
 """What every ANSI style click strips starts with (`click._compat._ansi_re`): a text without
@@ -28,7 +34,10 @@ it has nothing to strip."""
 def stream_echo(err: bool = False, color: bool | None = None) -> Callable[[str], None]:
     """A function printing a text and a line break to standard output (standard error with
     `err`) as `click.echo(text, err=err, color=color)` does, for as long as the stream and the
-    context's color setting stay what they are now (a command's report)."""
+    context's color setting stay what they are now (a command's report).  On Windows click may
+    also wrap the stream for ANSI styles: click.echo itself prints there."""
+    if WIN:
+        return partial(click.echo, err=err, color=color)
     stream = _default_text_stderr() if err else _default_text_stdout()
     if stream is None:  # no standard stream to write to (click.echo prints nothing then)
         return _nowhere

@@ -93,3 +93,14 @@ def test_no_stream(monkeypatch):
 
     monkeypatch.setattr(cli_echo, "_default_text_stdout", lambda: None)
     cli_echo.stream_echo()("text")  # nothing to write to, nothing raised
+
+
+def test_on_windows_click_echo_itself_prints(monkeypatch):
+    """Where click may wrap the stream for ANSI styles (Windows), stream_echo is click.echo."""
+    import click
+
+    from rmmc import cli_echo
+
+    monkeypatch.setattr(cli_echo, "WIN", True)
+    echo = cli_echo.stream_echo(err=True)
+    assert echo.func is click.echo and echo.keywords == {"err": True, "color": None}
