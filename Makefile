@@ -85,9 +85,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # setup.py builds the optional compiled loop (rmmc/grammar/_lalr_loop.c) and YAML composer
-# (rmmc/compiler/sigma/_yaml_compose.c, with libyaml-dev): a change to either
+# (rmmc/compiler/sigma/_yaml_compose.c, with libyaml-dev), and the line starts of a read file
+# (rmmc/compiler/_line_starts.c): a change to any
 # installs again, which builds it again (where it cannot be built, rmmc runs without it)
-BUILD_FILES := Makefile pyproject.toml setup.py rmmc/grammar/_lalr_loop.c rmmc/compiler/sigma/_yaml_compose.c
+BUILD_FILES := Makefile pyproject.toml setup.py rmmc/grammar/_lalr_loop.c rmmc/compiler/sigma/_yaml_compose.c \
+	rmmc/compiler/_line_starts.c
 
 # The editable install puts the checkout on sys.path with a plain .pth line ("compat" mode), as a
 # wheel's files are found, instead of setuptools' import hook: the hook imports pathlib, urllib
