@@ -21,6 +21,8 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
 * `emit_adapted` copies the options with each rule's placement through `base.placed_options`,
   which remembers the copies it made;
 * `Emitter.numeric` writes an int value as its repr without asking `number` (what it gives);
+* `_split_terms` writes a where conjunct's prefilter with `search` alone (None: search cannot
+  say it), not asking `searchable` first: its fields are the conjunct's, named already;
 * `expr.eval_name` remembers the names it wrote;
 * a rule that is one source's detection of plain tests (`_settled`) skips `features`,
   `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
@@ -127,6 +129,28 @@ def _old_alternation(self, p, x, needles=None):
             for (start, end), ls in groups.items()]
 
 
+def _old_split_terms(emitter, condition, in_nnf=False):
+    """`_split_terms` asking whether search can say a conjunct's prefilter before writing it."""
+    if not in_nnf:
+        condition = backend._nnf(condition)
+    conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
+    search_terms, where_terms = [], []
+    for c in conjuncts:
+        if c.__class__ is Const and c == backend._TRUE:
+            continue
+        term = emitter.search(c)
+        if term is not None:
+            search_terms.append(term)
+            continue
+        where_terms.append(emitter.where(c))
+        prefilter = backend.superset(c, backend._search_char)
+        if (prefilter.__class__ is not Const or not prefilter.value) and emitter.searchable(prefilter):
+            term = emitter.search(prefilter)
+            if term not in search_terms:
+                search_terms.append(term)
+    return search_terms, where_terms
+
+
 def _old_detection(rule, options, found):
     return ir.all_of([rule.condition, *backend._exclusions(rule, options, found)]), True
 
@@ -139,6 +163,7 @@ def _replaced(monkeypatch):
         m.setattr(backend.Emitter, "search", _old_search)
         m.setattr(backend, "_nnf", _old_nnf)
         m.setattr(backend, "_detection", _old_detection)
+        m.setattr(backend, "_split_terms", _old_split_terms)
         m.setattr(backend.Emitter, "alternation", _old_alternation)
         m.setattr(backend, "_settled", lambda rule: False)
         m.setattr(backend, "_plain_tests", lambda condition: False)  # (the path through widening)

@@ -883,9 +883,11 @@ def _split_terms(emitter: Emitter, condition: Condition, in_nnf: bool = False) -
             continue
         where_terms.append(emitter.where(c))
         prefilter = superset(c, _search_char)  # implied by c: the index narrows, where decides
-        if (prefilter.__class__ is not Const or not prefilter.value) and emitter.searchable(prefilter):
+        if prefilter.__class__ is not Const or not prefilter.value:
+            # asked and written in one walk (`search`): its fields are c's, named by `where`
+            # already, so a walk that stops half-way names nothing new
             term = emitter.search(prefilter)
-            if term not in search_terms:
+            if term is not None and term not in search_terms:
                 search_terms.append(term)
     return search_terms, where_terms
 
