@@ -573,3 +573,23 @@ def test_eval_names_remembered_as_written_each_time(monkeypatch):
                     assert expr.eval_name(name) == written(name)
             assert len(expr._EVAL_NAMES) <= 4096
     assert expr.eval_name("process.name") == "'process.name'" and expr.eval_name("Image") == "Image"
+
+
+def test_prefilter_regex_literal_remembered_as_parsed_each_time(shared_dir: Path):
+    """`prefilter.regex_literal` (remembered per pattern) gives what parsing the pattern again
+    gives, twice over, for random patterns (unreadable ones too) and every regex value of the
+    SigmaHQ rules."""
+    from rmmc.compiler import prefilter as pf
+
+    parsed_each_time = pf.regex_literal.__wrapped__
+    rng = random.Random(41)
+    pieces = ["a", "b", "[jJ]", "[ab]", ".", "\\", "(", ")", "(?i)", "*", "+", "x{2}", "|", "$", "^", "é", "\\d", "\\."]
+    patterns = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 6))) for _ in range(3000)]
+    for compiled in _compiled_corpus(shared_dir / "corpus" / "sigma" / "rules" / "windows"):
+        for p in ir.walk_predicates(compiled.rule.condition) if compiled.rule is not None else ():
+            if p.op is Op.REGEX:
+                patterns.extend(v for v in p.values if isinstance(v, str))
+    assert len(patterns) > 3050
+    for _ in range(2):
+        for pattern in patterns:
+            assert pf.regex_literal(pattern) == parsed_each_time(pattern), pattern
