@@ -20,7 +20,8 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
   in a rule for a backend that declares it writes every one (`backends._handles_all`);
 * `emit_adapted` copies the options with each rule's placement through `base.placed_options`,
   which remembers the copies it made;
-* `Emitter.numeric` writes an int value as its repr without asking `number` (what it gives);
+* `Emitter.numeric` writes an int value as its repr without asking `number` (what it gives),
+  and its test of the values so written is remembered (`_numeric_test`);
 * `_split_terms` writes a where conjunct's prefilter with `search` alone (None: search cannot
   say it), not asking `searchable` first: its fields are the conjunct's, named already;
 * `expr.eval_name` remembers the names it wrote;
@@ -164,6 +165,7 @@ def _replaced(monkeypatch):
         m.setattr(backend, "_nnf", _old_nnf)
         m.setattr(backend, "_detection", _old_detection)
         m.setattr(backend, "_split_terms", _old_split_terms)
+        m.setattr(backend, "_numeric_test", backend._numeric_test.__wrapped__)
         m.setattr(backend.Emitter, "alternation", _old_alternation)
         m.setattr(backend, "_settled", lambda rule: False)
         m.setattr(backend, "_plain_tests", lambda condition: False)  # (the path through widening)

@@ -665,29 +665,37 @@ class Emitter:
         """A test on a number (a datetime as epoch seconds): a null makes `==` and the
         comparisons false and `!=` true, as in KQL; the null guards test the columns the value
         is null through (none for a value never null)."""
-        f = value.text
         # (an int, the commonest value - an event id -, is its repr: what `number` gives it)
-        nums = [repr(v) if v.__class__ is int else number(_seconds_of(v)) for v in p.values]
+        nums = tuple([repr(v) if v.__class__ is int else number(_seconds_of(v)) for v in p.values])
         if not nums or None in nums or (p.op is Op.BETWEEN and len(nums) != 2):
             raise SplRefusal(f"{describe(p.field)} {p.op.value} {list(p.values)}: not a number SPL "
                              "can compare with", p.span)
-        tests = value.null_tests()
-        if p.op is Op.EQUALS:
-            hits = [f"{f}=={n}" for n in nums]
-            if not p.negated:
-                body = hits[0] if len(hits) == 1 else "(" + (" AND " if p.all_values else " OR ").join(hits) + ")"
-                return _present(tests, body)
-            misses = [f"{f}!={n}" for n in nums]
-            body = misses[0] if len(misses) == 1 else "(" + (" OR " if p.all_values else " AND ").join(misses) + ")"
-            return _absent(tests, body)
-        if p.op is Op.BETWEEN:
-            low, high = nums[0], nums[1]
-            body = f"({f}<{low} OR {f}>{high})" if p.negated else f"{f}>={low} AND {f}<={high}"
-            return _present(tests, body) if tests else f"({body})"
-        op = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[p.op]
-        if p.negated:
-            op = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[op]
-        return _present(tests, f"{f}{op}{nums[0]}")
+        return _numeric_test(value.text, value.null_tests(), p.op, nums, p.negated, p.all_values)
+
+
+@functools.lru_cache(maxsize=4096)
+def _numeric_test(f: str, tests: tuple[str, ...], op: Op, nums: tuple[str, ...], negated: bool,
+                  all_values: bool) -> str:
+    """`Emitter.numeric`'s test of the value `f` (null when one of `tests` is) against the
+    numbers `nums` as SPL writes them: a function of these alone, remembered (an environment's
+    own filter, `EventCode==1`, is one of every rule's tests; event ids come back rule after
+    rule), up to 4,096."""
+    if op is Op.EQUALS:
+        hits = [f"{f}=={n}" for n in nums]
+        if not negated:
+            body = hits[0] if len(hits) == 1 else "(" + (" AND " if all_values else " OR ").join(hits) + ")"
+            return _present(tests, body)
+        misses = [f"{f}!={n}" for n in nums]
+        body = misses[0] if len(misses) == 1 else "(" + (" OR " if all_values else " AND ").join(misses) + ")"
+        return _absent(tests, body)
+    if op is Op.BETWEEN:
+        low, high = nums[0], nums[1]
+        body = f"({f}<{low} OR {f}>{high})" if negated else f"{f}>={low} AND {f}<={high}"
+        return _present(tests, body) if tests else f"({body})"
+    text = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[op]
+    if negated:
+        text = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[text]
+    return _present(tests, f"{f}{text}{nums[0]}")
 
 
 def _present(tests: tuple[str, ...], body: str) -> str:
