@@ -595,3 +595,26 @@ def test_prefilter_regex_literal_remembered_as_parsed_each_time(shared_dir: Path
     for _ in range(2):
         for pattern in patterns:
             assert pf.regex_literal(pattern) == parsed_each_time(pattern), pattern
+
+
+def test_emitter_freed_with_its_rule_not_by_the_collector():
+    """`Emitter.writer` is made when asked, so an emitter that has written tests is no reference
+    cycle: it is freed when its rule is done, without the garbage collector.  The writer holds
+    nothing but the emitter (so one made per use writes what a kept one wrote)."""
+    import gc
+    import weakref
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        emitter = backend.Emitter("DeviceProcessEvents", "defender")
+        text = emitter.where(all_of([Predicate(Field("EventID", "long"), Op.EQUALS, (1,)),
+                                     Predicate(Field("FileName"), Op.TERM, ("cmd",))]))
+        assert text == '((isnotnull(EventID) AND EventID==1) AND match(coalesce(FileName, ""), "(?i)(^|[^0-9A-Za-z])cmd($|[^0-9A-Za-z])"))'
+        assert vars(emitter.writer) == {"context": emitter}
+        freed = weakref.ref(emitter)
+        del emitter
+        assert freed() is None
+    finally:
+        if enabled:
+            gc.enable()

@@ -295,8 +295,14 @@ class Emitter:
 
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
-        self.writer = ExprWriter(self)
         self._last_warned: tuple[set, Predicate] | None = None  # see `_warned_of`
+
+    @property
+    def writer(self) -> ExprWriter:
+        """The expression writer over this emitter's columns, made when asked: it holds nothing
+        but the emitter, and kept on it the two were a reference cycle, so every rule's
+        emitter (its dicts, diagnostics, names) waited for the garbage collector."""
+        return ExprWriter(self)
 
     # ---------------------------------------------------------------- fields
 
