@@ -118,7 +118,7 @@ def _old_alternation(self, p, x, needles=None):
 
     groups = {}
     for v in p.values:
-        value = self.text_value(p, v)
+        value = str(v)
         if not p.case_sensitive:
             value = fold_to_ascii(value)
         head, tail = backend._EDGES[p.op]

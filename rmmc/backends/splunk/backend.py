@@ -543,11 +543,12 @@ class Emitter:
             return self.cidr(p, x)
         if p.op not in _STRING_TEST_OPS:
             raise SplRefusal(f"{p.op.value} on the string {describe(p.field)}: KQL orders no strings", p.span)
-        if len(p.values) > 1 and not p.all_values and p.op in _ALTERNATION_OPS:
+        texts = self.texts(p)
+        if len(texts) > 1 and not p.all_values and p.op in _ALTERNATION_OPS:
             # each value as its own test would check, fold and warn it
-            tests = self.alternation(p, x, [self.needle(p, self.text_value(p, v)) for v in p.values])
+            tests = self.alternation(p, x, [self.needle(p, v) for v in texts])
         else:
-            tests = [self.string_test(p, x, self.text_value(p, v)) for v in p.values]
+            tests = [self.string_test(p, x, v) for v in texts]
         if not tests:  # no values: `in ()` is false
             body = "false()"
         elif len(tests) == 1:
@@ -571,10 +572,16 @@ class Emitter:
         return [f"match({x}, {regex_string(flags + start + (literals[0] if len(literals) == 1 else '(?:' + '|'.join(literals) + ')') + end)})"
                 for (start, end), literals in groups.items()]
 
-    def text_value(self, p: Predicate, value: Any) -> str:
-        if p.op is Op.REGEX and not isinstance(value, str):
-            raise SplRefusal(f"regex {value!r} on {describe(p.field)} is not text", p.span)
-        return str(value)
+    def texts(self, p: Predicate) -> list[str]:
+        """The predicate's values as text, in order, in one call (a test may hold hundreds);
+        a regex must be text.  (Writing a value never fails before its text does, and a
+        failure discards what the values before it said, so asking them all first is the
+        same.)"""
+        if p.op is Op.REGEX:
+            for value in p.values:
+                if not isinstance(value, str):
+                    raise SplRefusal(f"regex {value!r} on {describe(p.field)} is not text", p.span)
+        return [str(v) for v in p.values]
 
     def compare(self, node: Compare) -> str:
         """`left op right` between expressions, true exactly when KQL's is: ordering with a
