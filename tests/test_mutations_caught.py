@@ -26,8 +26,8 @@ MUTATIONS = {
     "eql-colon-as-double-equals": ("rmmc/backends/eql.py", 'f"{f} : {string_literal(v)}"',
                                    'f"{f} == {string_literal(v)}"', "test_property_5_eql"),
     # Splunk: `<` written `<=`
-    "splunk-lt-as-le": ("rmmc/backends/splunk/backend.py", 'op = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[p.op]',
-                        'op = {Op.LT: "<=", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[p.op]',
+    "splunk-lt-as-le": ("rmmc/backends/splunk/backend.py", 'text = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[op]',
+                        'text = {Op.LT: "<=", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[op]',
                         "test_property_6_splunk"),
 }
 

@@ -20,7 +20,10 @@ shared corpora.  The replaced code is kept here, as it was, to compare with.
   in a rule for a backend that declares it writes every one (`backends._handles_all`);
 * `emit_adapted` copies the options with each rule's placement through `base.placed_options`,
   which remembers the copies it made;
-* `Emitter.numeric` writes an int value as its repr without asking `number` (what it gives);
+* `Emitter.numeric` writes an int value as its repr without asking `number` (what it gives),
+  and its test of the values so written is remembered (`_numeric_test`);
+* `_split_terms` writes a where conjunct's prefilter with `search` alone (None: search cannot
+  say it), not asking `searchable` first: its fields are the conjunct's, named already;
 * `expr.eval_name` remembers the names it wrote;
 * a rule that is one source's detection of plain tests (`_settled`) skips `features`,
   `push_filters`, `with_paths` and `_late_feed_tests`, which give it back as it is; and its
@@ -115,7 +118,7 @@ def _old_alternation(self, p, x, needles=None):
 
     groups = {}
     for v in p.values:
-        value = self.text_value(p, v)
+        value = str(v)
         if not p.case_sensitive:
             value = fold_to_ascii(value)
         head, tail = backend._EDGES[p.op]
@@ -125,6 +128,28 @@ def _old_alternation(self, p, x, needles=None):
     flags = "" if p.case_sensitive else "(?i)"
     return [f"match({x}, {backend.regex_string(flags + start + (ls[0] if len(ls) == 1 else '(?:' + '|'.join(ls) + ')') + end)})"
             for (start, end), ls in groups.items()]
+
+
+def _old_split_terms(emitter, condition, in_nnf=False):
+    """`_split_terms` asking whether search can say a conjunct's prefilter before writing it."""
+    if not in_nnf:
+        condition = backend._nnf(condition)
+    conjuncts = list(condition.operands) if isinstance(condition, And) else [condition]
+    search_terms, where_terms = [], []
+    for c in conjuncts:
+        if c.__class__ is Const and c == backend._TRUE:
+            continue
+        term = emitter.search(c)
+        if term is not None:
+            search_terms.append(term)
+            continue
+        where_terms.append(emitter.where(c))
+        prefilter = backend.superset(c, backend._search_char)
+        if (prefilter.__class__ is not Const or not prefilter.value) and emitter.searchable(prefilter):
+            term = emitter.search(prefilter)
+            if term not in search_terms:
+                search_terms.append(term)
+    return search_terms, where_terms
 
 
 def _old_detection(rule, options, found):
@@ -139,6 +164,8 @@ def _replaced(monkeypatch):
         m.setattr(backend.Emitter, "search", _old_search)
         m.setattr(backend, "_nnf", _old_nnf)
         m.setattr(backend, "_detection", _old_detection)
+        m.setattr(backend, "_split_terms", _old_split_terms)
+        m.setattr(backend, "_numeric_test", backend._numeric_test.__wrapped__)
         m.setattr(backend.Emitter, "alternation", _old_alternation)
         m.setattr(backend, "_settled", lambda rule: False)
         m.setattr(backend, "_plain_tests", lambda condition: False)  # (the path through widening)
@@ -548,3 +575,46 @@ def test_eval_names_remembered_as_written_each_time(monkeypatch):
                     assert expr.eval_name(name) == written(name)
             assert len(expr._EVAL_NAMES) <= 4096
     assert expr.eval_name("process.name") == "'process.name'" and expr.eval_name("Image") == "Image"
+
+
+def test_prefilter_regex_literal_remembered_as_parsed_each_time(shared_dir: Path):
+    """`prefilter.regex_literal` (remembered per pattern) gives what parsing the pattern again
+    gives, twice over, for random patterns (unreadable ones too) and every regex value of the
+    SigmaHQ rules."""
+    from rmmc.compiler import prefilter as pf
+
+    parsed_each_time = pf.regex_literal.__wrapped__
+    rng = random.Random(41)
+    pieces = ["a", "b", "[jJ]", "[ab]", ".", "\\", "(", ")", "(?i)", "*", "+", "x{2}", "|", "$", "^", "é", "\\d", "\\."]
+    patterns = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 6))) for _ in range(3000)]
+    for compiled in _compiled_corpus(shared_dir / "corpus" / "sigma" / "rules" / "windows"):
+        for p in ir.walk_predicates(compiled.rule.condition) if compiled.rule is not None else ():
+            if p.op is Op.REGEX:
+                patterns.extend(v for v in p.values if isinstance(v, str))
+    assert len(patterns) > 3050
+    for _ in range(2):
+        for pattern in patterns:
+            assert pf.regex_literal(pattern) == parsed_each_time(pattern), pattern
+
+
+def test_emitter_freed_with_its_rule_not_by_the_collector():
+    """`Emitter.writer` is made when asked, so an emitter that has written tests is no reference
+    cycle: it is freed when its rule is done, without the garbage collector.  The writer holds
+    nothing but the emitter (so one made per use writes what a kept one wrote)."""
+    import gc
+    import weakref
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        emitter = backend.Emitter("DeviceProcessEvents", "defender")
+        text = emitter.where(all_of([Predicate(Field("EventID", "long"), Op.EQUALS, (1,)),
+                                     Predicate(Field("FileName"), Op.TERM, ("cmd",))]))
+        assert text == '((isnotnull(EventID) AND EventID==1) AND match(coalesce(FileName, ""), "(?i)(^|[^0-9A-Za-z])cmd($|[^0-9A-Za-z])"))'
+        assert vars(emitter.writer) == {"context": emitter}
+        freed = weakref.ref(emitter)
+        del emitter
+        assert freed() is None
+    finally:
+        if enabled:
+            gc.enable()

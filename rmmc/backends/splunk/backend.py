@@ -292,8 +292,14 @@ class Emitter:
 
     def __post_init__(self) -> None:
         self.profile = load_profile(self.profile_name)
-        self.writer = ExprWriter(self)
         self._last_warned: tuple[set, Predicate] | None = None  # see `_warned_of`
+
+    @property
+    def writer(self) -> ExprWriter:
+        """The expression writer over this emitter's columns, made when asked: it holds nothing
+        but the emitter, and kept on it the two were a reference cycle, so every rule's
+        emitter (its dicts, diagnostics, names) waited for the garbage collector."""
+        return ExprWriter(self)
 
     # ---------------------------------------------------------------- fields
 
@@ -534,11 +540,12 @@ class Emitter:
             return self.cidr(p, x)
         if p.op not in _STRING_TEST_OPS:
             raise SplRefusal(f"{p.op.value} on the string {describe(p.field)}: KQL orders no strings", p.span)
-        if len(p.values) > 1 and not p.all_values and p.op in _ALTERNATION_OPS:
+        texts = self.texts(p)
+        if len(texts) > 1 and not p.all_values and p.op in _ALTERNATION_OPS:
             # each value as its own test would check, fold and warn it
-            tests = self.alternation(p, x, [self.needle(p, self.text_value(p, v)) for v in p.values])
+            tests = self.alternation(p, x, [self.needle(p, v) for v in texts])
         else:
-            tests = [self.string_test(p, x, self.text_value(p, v)) for v in p.values]
+            tests = [self.string_test(p, x, v) for v in texts]
         if not tests:  # no values: `in ()` is false
             body = "false()"
         elif len(tests) == 1:
@@ -562,10 +569,16 @@ class Emitter:
         return [f"match({x}, {regex_string(flags + start + (literals[0] if len(literals) == 1 else '(?:' + '|'.join(literals) + ')') + end)})"
                 for (start, end), literals in groups.items()]
 
-    def text_value(self, p: Predicate, value: Any) -> str:
-        if p.op is Op.REGEX and not isinstance(value, str):
-            raise SplRefusal(f"regex {value!r} on {describe(p.field)} is not text", p.span)
-        return str(value)
+    def texts(self, p: Predicate) -> list[str]:
+        """The predicate's values as text, in order, in one call (a test may hold hundreds);
+        a regex must be text.  (Writing a value never fails before its text does, and a
+        failure discards what the values before it said, so asking them all first is the
+        same.)"""
+        if p.op is Op.REGEX:
+            for value in p.values:
+                if not isinstance(value, str):
+                    raise SplRefusal(f"regex {value!r} on {describe(p.field)} is not text", p.span)
+        return [str(v) for v in p.values]
 
     def compare(self, node: Compare) -> str:
         """`left op right` between expressions, true exactly when KQL's is: ordering with a
@@ -662,29 +675,37 @@ class Emitter:
         """A test on a number (a datetime as epoch seconds): a null makes `==` and the
         comparisons false and `!=` true, as in KQL; the null guards test the columns the value
         is null through (none for a value never null)."""
-        f = value.text
         # (an int, the commonest value - an event id -, is its repr: what `number` gives it)
-        nums = [repr(v) if v.__class__ is int else number(_seconds_of(v)) for v in p.values]
+        nums = tuple([repr(v) if v.__class__ is int else number(_seconds_of(v)) for v in p.values])
         if not nums or None in nums or (p.op is Op.BETWEEN and len(nums) != 2):
             raise SplRefusal(f"{describe(p.field)} {p.op.value} {list(p.values)}: not a number SPL "
                              "can compare with", p.span)
-        tests = value.null_tests()
-        if p.op is Op.EQUALS:
-            hits = [f"{f}=={n}" for n in nums]
-            if not p.negated:
-                body = hits[0] if len(hits) == 1 else "(" + (" AND " if p.all_values else " OR ").join(hits) + ")"
-                return _present(tests, body)
-            misses = [f"{f}!={n}" for n in nums]
-            body = misses[0] if len(misses) == 1 else "(" + (" OR " if p.all_values else " AND ").join(misses) + ")"
-            return _absent(tests, body)
-        if p.op is Op.BETWEEN:
-            low, high = nums[0], nums[1]
-            body = f"({f}<{low} OR {f}>{high})" if p.negated else f"{f}>={low} AND {f}<={high}"
-            return _present(tests, body) if tests else f"({body})"
-        op = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[p.op]
-        if p.negated:
-            op = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[op]
-        return _present(tests, f"{f}{op}{nums[0]}")
+        return _numeric_test(value.text, value.null_tests(), p.op, nums, p.negated, p.all_values)
+
+
+@functools.lru_cache(maxsize=4096)
+def _numeric_test(f: str, tests: tuple[str, ...], op: Op, nums: tuple[str, ...], negated: bool,
+                  all_values: bool) -> str:
+    """`Emitter.numeric`'s test of the value `f` (null when one of `tests` is) against the
+    numbers `nums` as SPL writes them: a function of these alone, remembered (an environment's
+    own filter, `EventCode==1`, is one of every rule's tests; event ids come back rule after
+    rule), up to 4,096."""
+    if op is Op.EQUALS:
+        hits = [f"{f}=={n}" for n in nums]
+        if not negated:
+            body = hits[0] if len(hits) == 1 else "(" + (" AND " if all_values else " OR ").join(hits) + ")"
+            return _present(tests, body)
+        misses = [f"{f}!={n}" for n in nums]
+        body = misses[0] if len(misses) == 1 else "(" + (" OR " if all_values else " AND ").join(misses) + ")"
+        return _absent(tests, body)
+    if op is Op.BETWEEN:
+        low, high = nums[0], nums[1]
+        body = f"({f}<{low} OR {f}>{high})" if negated else f"{f}>={low} AND {f}<={high}"
+        return _present(tests, body) if tests else f"({body})"
+    text = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}[op]
+    if negated:
+        text = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[text]
+    return _present(tests, f"{f}{text}{nums[0]}")
 
 
 def _present(tests: tuple[str, ...], body: str) -> str:
@@ -880,9 +901,11 @@ def _split_terms(emitter: Emitter, condition: Condition, in_nnf: bool = False) -
             continue
         where_terms.append(emitter.where(c))
         prefilter = superset(c, _search_char)  # implied by c: the index narrows, where decides
-        if (prefilter.__class__ is not Const or not prefilter.value) and emitter.searchable(prefilter):
+        if prefilter.__class__ is not Const or not prefilter.value:
+            # asked and written in one walk (`search`): its fields are c's, named by `where`
+            # already, so a walk that stops half-way names nothing new
             term = emitter.search(prefilter)
-            if term not in search_terms:
+            if term is not None and term not in search_terms:
                 search_terms.append(term)
     return search_terms, where_terms
 

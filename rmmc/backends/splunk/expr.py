@@ -33,6 +33,7 @@ from rmmc.compiler.diagnostics import Span
 from rmmc.compiler.evaluator import re2_dollar
 from rmmc.compiler.functions import INTEGER_TYPES, NUMERIC_TYPES, STRING_TYPES, WHITESPACE, describe
 from rmmc.compiler.regexes import can_match_empty, group_always_set, parse
+from rmmc.compiler.slots_init import fast_init
 
 TIME_TYPES = frozenset({"datetime", "timespan"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -48,7 +49,7 @@ class SplRefusal(ValueError):
         self.span = span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Spl:
     """An eval expression: its text (always an atom: a name, literal, call or parenthesized,
     so it composes without precedence questions), whether
@@ -64,6 +65,9 @@ class Spl:
     def null_tests(self) -> tuple[str, ...]:
         """The texts whose nullness makes this null (to test instead of repeating it)."""
         return () if not self.nullable else (self.null_if if self.null_if is not None else (self.text,))
+
+
+fast_init(Spl)  # made per test written: fields stored through their slots (`rmmc.compiler.slots_init`)
 
 
 def derived(text: str, operands: list["Spl"], kind: str = "number") -> Spl:
