@@ -54,6 +54,8 @@ from dataclasses import dataclass
 
 from rmmc.compiler import functions as F
 from rmmc.compiler.functions import fold  # noqa: F401 - the one folding, re-exported
+from rmmc.compiler.text_rules import (_ASCII_FOLDS, fold_to_ascii,  # noqa: F401 - defined there, re-exported
+                                      is_term_char, re2_dollar)
 from rmmc.compiler.ir import (And, Call, Compare, Condition, Const, Field, InSubquery, Literal, Not, Op,
                               Or, Predicate, Rule, Star, Boolean)
 
@@ -75,25 +77,6 @@ class Context:
 
 
 _NO_CONTEXT = Context()
-
-
-def fold_to_ascii(text: str) -> str:
-    """`text` with each non-ASCII character whose fold is an ASCII one replaced by it (KELVIN
-    SIGN U+212A is `k`; it is the only one).  Case-insensitively the two texts are equal, so
-    a backend writes a case-insensitive needle this way: its term edges are then the ones this
-    evaluator sees (`has 'K'` is `has 'k'`), whatever the target's own case folding."""
-    if text.isascii():
-        return text
-    return text.translate(_ASCII_FOLDS)
-
-
-_ASCII_FOLDS = str.maketrans({"\u212a": "k"})
-"""Every non-ASCII character whose `fold` is ASCII, to it (tests/test_batch_speedups.py checks
-every code point): one `str.translate` instead of a fold per character."""
-
-
-def is_term_char(ch: str) -> bool:
-    return ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9")
 
 
 def term_match(haystack: str, needle: str, check_start: bool = True, check_end: bool = True) -> bool:
@@ -120,52 +103,6 @@ def compiled_regex(pattern: str, flags: int = 0) -> re.Pattern[str]:
 
 def _regex(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
     return compiled_regex(pattern, 0 if case_sensitive else re.IGNORECASE)
-
-
-_LEADING_FLAGS = re.compile(r"\(\?([a-zA-Z]+)\)")
-
-
-def re2_dollar(pattern: str, end: str = "\\Z") -> str:
-    """The pattern with RE2's `$` for Python's `re`: outside multi-line mode RE2 reads `$` as
-    the very end of the text, Python also before a final line break, so each unescaped `$`
-    outside a character class becomes `\\Z` (Python's very end; `end` names another engine's,
-    e.g. PCRE's `\\z`).  A pattern that turns on multi-line mode in its leading flags (`(?m)`,
-    `(?sm)` ...) keeps its `$`, which both read as the end of a line."""
-    if "$" not in pattern:
-        return pattern
-    at = 0
-    while (m := _LEADING_FLAGS.match(pattern, at)) is not None:
-        if "m" in m.group(1):
-            return pattern
-        at = m.end()
-    out, i, in_class = [], 0, False
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            out.append(pattern[i:i + 2])
-            i += 2
-            continue
-        if in_class:
-            if ch == "]":
-                in_class = False
-        elif ch == "[":
-            in_class = True
-            out.append(ch)
-            i += 1
-            if pattern.startswith("^", i):  # `[^]...]`: a leading `]` is a literal
-                out.append("^")
-                i += 1
-            if pattern.startswith("]", i):
-                out.append("]")
-                i += 1
-            continue
-        elif ch == "$":
-            out.append(end)
-            i += 1
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
 
 
 # ------------------------------------------------------------------ reading a field

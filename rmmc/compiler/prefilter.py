@@ -36,7 +36,8 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from rmmc.compiler.evaluator import fold, fold_to_ascii
+from rmmc.compiler.functions import fold
+from rmmc.compiler.text_rules import fold_to_ascii
 from rmmc.compiler.ir import And, Condition, Const, Field, Not, Op, Or, Predicate, all_of, any_of
 
 Writable = Callable[[str], bool]

@@ -75,8 +75,8 @@ from rmmc.backends.splunk.expr import (BOOL_TESTS, ExprWriter, Spl, SplRefusal, 
                                        regex_literal, regex_string, seconds)
 from rmmc.backends.widen import widen
 from rmmc.compiler.diagnostics import Diagnostic, Span
-from rmmc.compiler.evaluator import fold, fold_to_ascii, is_term_char, re2_dollar
-from rmmc.compiler.functions import describe
+from rmmc.compiler.text_rules import fold_to_ascii, is_term_char, re2_dollar
+from rmmc.compiler.functions import describe, fold
 from rmmc.compiler.prefilter import PrintableAsciiBut, superset
 from rmmc.compiler.pushdown import push_filters
 # (stages, lookups and multi are imported where a rule needs them: most rules are one source's

@@ -30,7 +30,7 @@ from typing import Any, Callable, Protocol
 
 from rmmc.compiler import ir
 from rmmc.compiler.diagnostics import Span
-from rmmc.compiler.evaluator import re2_dollar
+from rmmc.compiler.text_rules import re2_dollar
 from rmmc.compiler.functions import INTEGER_TYPES, NUMERIC_TYPES, STRING_TYPES, WHITESPACE, describe
 from rmmc.compiler.regexes import can_match_empty, group_always_set, parse
 from rmmc.compiler.slots_init import fast_init

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from rmmc.compiler.diagnostics import Span
-from rmmc.compiler.evaluator import is_term_char
+from rmmc.compiler.text_rules import is_term_char
 from rmmc.compiler.ir import Field, Op, Predicate
 from rmmc.compiler.sigma.values import (MULTI, TERM_BOUNDARY_LEFT, TERM_BOUNDARY_RIGHT, SBool, SCidr, SCompare,
                                         SExists, SNull, SNumber, SRegex, SString, SValue, Wild, escape_regex,
