@@ -37,6 +37,7 @@ def _full(conjuncts, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(prefilter, "_distinct_predicates", lambda c: False)
         patch.setattr(prefilter, "_may_imply", lambda other, own: True)
+        patch.setattr(prefilter, "_needles_may_match", lambda other, own: True)
         return prefilter.drop_implied(conjuncts)
 
 
@@ -52,6 +53,42 @@ def test_drop_implied_shortcut_drops_what_the_full_comparison_drops(conjuncts):
         assert prefilter.drop_implied(conjuncts) == _full(conjuncts, monkeypatch)
         if prefilter._distinct_predicates(conjuncts):
             assert _full(conjuncts, monkeypatch) == conjuncts
+
+
+_NESTED = st.recursive(_predicates(), lambda inner: st.one_of(
+    st.builds(lambda a, b: ir.And((a, b)), inner, inner), st.builds(lambda a, b: ir.Or((a, b)), inner, inner),
+    st.builds(ir.Not, inner)), max_leaves=4)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_predicates(), _NESTED)
+def test_needles_may_match_whenever_the_supersets_are_equal(own, other):
+    """`_needles_may_match` is a necessary condition: wherever `own` is its own superset and
+    `other`'s superset equals it, it says they may match (predicates and And / Or / Not trees
+    of them, needles with case twins, the Kelvin sign, wildcards and non-ASCII letters)."""
+    if prefilter.is_own_superset(own) and prefilter.superset(other) == prefilter.superset(own):
+        assert prefilter._needles_may_match(other, own)
+
+
+def test_needles_may_match_on_a_grid():
+    """Every pair of a grid (one subject; needles whole, cut by a wildcard, case twins, a
+    regex; nested in Or / Not) against the supersets' comparison, with both answers seen."""
+    field = ir.Field("A", "string")
+    leaves = [ir.Predicate(field, op, values, all_values, cased, False)
+              for op in (ir.Op.EQUALS, ir.Op.CONTAINS, ir.Op.STARTSWITH, ir.Op.TERM, ir.Op.REGEX)
+              for values in (("ab",), ("AB",), ("xab*",), ("ab", "cd"), ("\u212aa",), ("ka", "KA"))
+              for all_values in ((False, True) if len(values) > 1 else (False,)) for cased in (False, True)]
+    grid = leaves + [ir.Or((p, q)) for p in leaves[::7] for q in leaves[::5]] + [ir.Not(p) for p in leaves]
+    seen = set()
+    for own in leaves:
+        if not prefilter.is_own_superset(own):
+            continue
+        for other in grid:
+            equal = prefilter.superset(other) == prefilter.superset(own)
+            may = prefilter._needles_may_match(other, own)
+            assert may or not equal, (own, other)
+            seen.add((equal, may))
+    assert seen >= {(True, True), (False, False)}
 
 
 def test_no_condition_is_false():
@@ -103,6 +140,7 @@ def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
         if not shortcuts:
             patch.setattr(prefilter, "_distinct_predicates", lambda c: False)
             patch.setattr(prefilter, "_may_imply", lambda other, own: True)
+            patch.setattr(prefilter, "_needles_may_match", lambda other, own: True)
             patch.setattr(reader, "_TAG_MEANINGS", _Forgetful())
             patch.setattr(reader, "_ROUTES", _Forgetful())
             patch.setattr(reader, "_KEYS", _Forgetful())
