@@ -91,6 +91,26 @@ def test_needles_may_match_on_a_grid():
     assert seen >= {(True, True), (False, False)}
 
 
+def test_metadata_is_built_in_its_field_order():
+    """`_StreamReader.metadata` passes `ir.Metadata`'s fields by position: in this order."""
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(ir.Metadata)] == [
+        "id", "title", "description", "author", "references", "tactics", "techniques", "level",
+        "status", "date", "modified", "false_positives", "source_path", "source_span"]
+    rules, _ = reader.read_sigma_text(
+        "title: T\nid: X\nstatus: test\ndescription: D\nauthor: A\ndate: 2024-01-02\nmodified: 2024-02-03\n"
+        "references: [r]\ntags: [attack.execution, attack.t1059]\nlevel: HIGH\nfalsepositives: [f]\n"
+        "logsource: {category: process_creation, product: windows}\n"
+        "detection: {s: {Image: a}, condition: s}\n", "p.yml")
+    meta = rules[0].rule.metadata
+    assert (meta.id, meta.title, meta.description, meta.author, meta.references, meta.tactics,
+            meta.techniques, meta.level, meta.status, meta.date, meta.modified, meta.false_positives,
+            meta.source_path) == ("X", "T", "D", "A", ("r",), ("Execution",), ("T1059",), "high", "test",
+                                  "2024-01-02", "2024-02-03", ("f",), "p.yml")
+    assert meta.source_span is not None
+
+
 def test_no_condition_is_false():
     """The reader tells a part it could not read (None) from a condition by `all(parts)`:
     right only while no IR node can be false."""
