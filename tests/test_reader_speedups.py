@@ -92,8 +92,12 @@ def test_needles_may_match_on_a_grid():
 
 
 def test_metadata_is_built_in_its_field_order():
-    """`_StreamReader.metadata` passes `ir.Metadata`'s fields by position: in this order."""
+    """`_StreamReader.metadata` passes `ir.Metadata`'s fields by position, and the predicate
+    builders of `predicates` `ir.Predicate`'s: in these orders."""
     import dataclasses
+
+    assert [f.name for f in dataclasses.fields(ir.Predicate)] == [
+        "field", "op", "values", "all_values", "case_sensitive", "negated", "span"]
 
     assert [f.name for f in dataclasses.fields(ir.Metadata)] == [
         "id", "title", "description", "author", "references", "tactics", "techniques", "level",
