@@ -115,6 +115,16 @@ def test_metadata_is_built_in_its_field_order():
     assert meta.source_span is not None
 
 
+@pytest.mark.parametrize("value", [None, "a", 3, ["a", "b"], ["a", 3, None, 1.5, True], [], [["x"]], [{"k": 1}]])
+def test_strs_and_texts_give_what_str_gives(value):
+    """`_strs` (a rule's references) keeps texts as they are and `str`s the rest, as
+    `tuple(map(str, ...))` did; `_texts` likewise with nulls left out."""
+    items = reader._items(value)
+    assert reader._strs(value) == tuple(map(str, items))
+    assert all(type(x) is str for x in reader._strs(value))
+    assert reader._texts(value) == tuple(str(x) for x in items if x is not None)
+
+
 def test_no_condition_is_false():
     """The reader tells a part it could not read (None) from a condition by `all(parts)`:
     right only while no IR node can be false."""

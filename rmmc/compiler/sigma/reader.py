@@ -228,7 +228,7 @@ class _StreamReader:
             str(v).strip() if (v := get("title")) else None,  # title
             str(v).strip() if (v := get("description")) else None,  # description
             str(v).strip() if (v := get("author")) else None,  # author
-            tuple(map(str, _items(get("references")))),  # references
+            _strs(get("references")),  # references
             tuple(tactics), tuple(techniques),
             level if level in _LEVELS else None,  # level
             str(v) if (v := get("status")) else None,  # status
@@ -674,12 +674,24 @@ def _items(value: Any) -> list[Any] | tuple[Any, ...]:
 
 
 def _texts(value: Any) -> tuple[str, ...]:
-    """The texts of `_items(value)` but nulls (a loop: a comprehension is a call of its own)."""
+    """The texts of `_items(value)` but nulls (a loop: a comprehension is a call of its own;
+    `str` called only on what is not a text already, as `_strs`)."""
     out = []
     for item in _items(value):
         if item is not None:
-            out.append(str(item))
+            out.append(item if item.__class__ is str else str(item))
     return tuple(out)
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    """`tuple(map(str, _items(value)))`: the items themselves when all are texts (a rule's
+    references: `str` called through `map` per item was a tenth of reading a rule's
+    metadata)."""
+    out = tuple(_items(value))
+    for item in out:
+        if item.__class__ is not str:
+            return tuple(map(str, out))
+    return out
 
 
 def _as_list(value: Any) -> list[Any]:
