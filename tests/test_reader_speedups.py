@@ -37,6 +37,7 @@ def _full(conjuncts, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(prefilter, "_distinct_predicates", lambda c: False)
         patch.setattr(prefilter, "_may_imply", lambda other, own: True)
+        patch.setattr(prefilter, "_needles_may_match", lambda other, own: True)
         return prefilter.drop_implied(conjuncts)
 
 
@@ -52,6 +53,76 @@ def test_drop_implied_shortcut_drops_what_the_full_comparison_drops(conjuncts):
         assert prefilter.drop_implied(conjuncts) == _full(conjuncts, monkeypatch)
         if prefilter._distinct_predicates(conjuncts):
             assert _full(conjuncts, monkeypatch) == conjuncts
+
+
+_NESTED = st.recursive(_predicates(), lambda inner: st.one_of(
+    st.builds(lambda a, b: ir.And((a, b)), inner, inner), st.builds(lambda a, b: ir.Or((a, b)), inner, inner),
+    st.builds(ir.Not, inner)), max_leaves=4)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_predicates(), _NESTED)
+def test_needles_may_match_whenever_the_supersets_are_equal(own, other):
+    """`_needles_may_match` is a necessary condition: wherever `own` is its own superset and
+    `other`'s superset equals it, it says they may match (predicates and And / Or / Not trees
+    of them, needles with case twins, the Kelvin sign, wildcards and non-ASCII letters)."""
+    if prefilter.is_own_superset(own) and prefilter.superset(other) == prefilter.superset(own):
+        assert prefilter._needles_may_match(other, own)
+
+
+def test_needles_may_match_on_a_grid():
+    """Every pair of a grid (one subject; needles whole, cut by a wildcard, case twins, a
+    regex; nested in Or / Not) against the supersets' comparison, with both answers seen."""
+    field = ir.Field("A", "string")
+    leaves = [ir.Predicate(field, op, values, all_values, cased, False)
+              for op in (ir.Op.EQUALS, ir.Op.CONTAINS, ir.Op.STARTSWITH, ir.Op.TERM, ir.Op.REGEX)
+              for values in (("ab",), ("AB",), ("xab*",), ("ab", "cd"), ("\u212aa",), ("ka", "KA"))
+              for all_values in ((False, True) if len(values) > 1 else (False,)) for cased in (False, True)]
+    grid = leaves + [ir.Or((p, q)) for p in leaves[::7] for q in leaves[::5]] + [ir.Not(p) for p in leaves]
+    seen = set()
+    for own in leaves:
+        if not prefilter.is_own_superset(own):
+            continue
+        for other in grid:
+            equal = prefilter.superset(other) == prefilter.superset(own)
+            may = prefilter._needles_may_match(other, own)
+            assert may or not equal, (own, other)
+            seen.add((equal, may))
+    assert seen >= {(True, True), (False, False)}
+
+
+def test_metadata_is_built_in_its_field_order():
+    """`_StreamReader.metadata` passes `ir.Metadata`'s fields by position, and the predicate
+    builders of `predicates` `ir.Predicate`'s: in these orders."""
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(ir.Predicate)] == [
+        "field", "op", "values", "all_values", "case_sensitive", "negated", "span"]
+
+    assert [f.name for f in dataclasses.fields(ir.Metadata)] == [
+        "id", "title", "description", "author", "references", "tactics", "techniques", "level",
+        "status", "date", "modified", "false_positives", "source_path", "source_span"]
+    rules, _ = reader.read_sigma_text(
+        "title: T\nid: X\nstatus: test\ndescription: D\nauthor: A\ndate: 2024-01-02\nmodified: 2024-02-03\n"
+        "references: [r]\ntags: [attack.execution, attack.t1059]\nlevel: HIGH\nfalsepositives: [f]\n"
+        "logsource: {category: process_creation, product: windows}\n"
+        "detection: {s: {Image: a}, condition: s}\n", "p.yml")
+    meta = rules[0].rule.metadata
+    assert (meta.id, meta.title, meta.description, meta.author, meta.references, meta.tactics,
+            meta.techniques, meta.level, meta.status, meta.date, meta.modified, meta.false_positives,
+            meta.source_path) == ("X", "T", "D", "A", ("r",), ("Execution",), ("T1059",), "high", "test",
+                                  "2024-01-02", "2024-02-03", ("f",), "p.yml")
+    assert meta.source_span is not None
+
+
+@pytest.mark.parametrize("value", [None, "a", 3, ["a", "b"], ["a", 3, None, 1.5, True], [], [["x"]], [{"k": 1}]])
+def test_strs_and_texts_give_what_str_gives(value):
+    """`_strs` (a rule's references) keeps texts as they are and `str`s the rest, as
+    `tuple(map(str, ...))` did; `_texts` likewise with nulls left out."""
+    items = reader._items(value)
+    assert reader._strs(value) == tuple(map(str, items))
+    assert all(type(x) is str for x in reader._strs(value))
+    assert reader._texts(value) == tuple(str(x) for x in items if x is not None)
 
 
 def test_no_condition_is_false():
@@ -103,6 +174,7 @@ def _read_all(files: list[Path], monkeypatch, shortcuts: bool) -> list:
         if not shortcuts:
             patch.setattr(prefilter, "_distinct_predicates", lambda c: False)
             patch.setattr(prefilter, "_may_imply", lambda other, own: True)
+            patch.setattr(prefilter, "_needles_may_match", lambda other, own: True)
             patch.setattr(reader, "_TAG_MEANINGS", _Forgetful())
             patch.setattr(reader, "_ROUTES", _Forgetful())
             patch.setattr(reader, "_KEYS", _Forgetful())

@@ -151,8 +151,12 @@ def drop_implied(conjuncts: list[Condition]) -> list[Condition]:
         rivals = [j for j, other in enumerate(conjuncts) if j != i and _may_imply(other, c)]
         if rivals and own_of(i):
             others = [j for j in rivals if not own_of(j)]
-            if others and any(superset_of(j) == superset_of(i) for j in others):
-                continue
+            for j in others:
+                if _needles_may_match(conjuncts[j], c) and superset_of(j) == superset_of(i):
+                    break
+            else:
+                out.append(c)
+            continue
         out.append(c)
     return out
 
@@ -171,6 +175,46 @@ def _may_imply(other: Condition, own: Condition) -> bool:
     if other.field != own.field:
         return False
     return own.op is Op.CONTAINS or other.op is own.op
+
+
+def _needles_may_match(other: Condition, own: Condition) -> bool:
+    """Whether `other`'s superset may equal `own`'s (`own` its own superset, `other` not),
+    told by a substring test per value instead of building `other`'s superset (what
+    `drop_implied` spent half its time on; SigmaHQ's same-field `|contains` beside
+    `|contains|all` pairs never match).  Necessary, for a predicate `own`: its superset tests
+    its subject with each of its values folded as a needle, and a needle of `other`'s
+    superset is a folded value (or a run of one) of a leaf predicate of `other` (reached
+    through And / Or / Not, as `superset` reaches them) on that subject, unless the leaf is a
+    regex (its literal: then the full comparison decides).  The leaves' values are joined by
+    NUL (never in a writable needle) and folded at once where ASCII (`fold` of an ASCII text
+    is `lower`, one character for one); otherwise, or for an And / Or `own`, the answer is
+    yes."""
+    if own.__class__ is not Predicate:
+        return True
+    subject = own.field
+    texts: list[str] = []
+    stack = [other]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Predicate):
+            if node.field == subject:
+                if node.op is Op.REGEX:
+                    return True
+                for value in node.values:
+                    if value.__class__ is str:
+                        texts.append(value)
+        elif isinstance(node, (And, Or)):
+            stack.extend(node.operands)
+        elif isinstance(node, Not):
+            stack.append(node.operand)
+    haystack = "\0".join(texts)
+    if not haystack.isascii():
+        return True
+    haystack = haystack.lower()
+    for value in own.values:
+        if fold(fold_to_ascii(value)) not in haystack:
+            return False
+    return True
 
 
 def _distinct_predicates(conjuncts: list[Condition]) -> bool:

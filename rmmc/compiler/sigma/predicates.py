@@ -94,7 +94,7 @@ def plain_predicate(name: str, column_type: str | None, raw: object, modifiers: 
     kind = column_type or "string"
     if op is Op.EQUALS and kind in NUMERIC:  # may be a number written as text
         return None
-    return Predicate(shared_field(name, kind), op, (raw,), span=span)
+    return Predicate(shared_field(name, kind), op, (raw,), False, False, False, span)
 
 
 def plain_item(raws: list, modifiers: tuple[str, ...], name: str, column_type: str | None,
@@ -139,6 +139,8 @@ def _number_type(n: int | float) -> str:
 
 
 def _string(name: str, kind: str, value: SString, span: Span | None) -> Predicate:
+    # (the common predicates below, as in plain_predicate / plain_item / _regex, are built with
+    # positional arguments: a class called with keywords builds a dict of them first)
     parts = normalise(value.parts)
     field = shared_field(name, kind)
     cased = value.cased
@@ -150,16 +152,16 @@ def _string(name: str, kind: str, value: SString, span: Span | None) -> Predicat
             # Windows logs write ids in hex ('0x3e7', the SYSTEM logon id); Defender's numeric
             # columns hold the number (LogonId 999): the same value.
             return Predicate(field, Op.EQUALS, (int(text, 16),), span=span)
-        return Predicate(field, Op.EQUALS, (text,), case_sensitive=cased, span=span)
+        return Predicate(field, Op.EQUALS, (text,), False, cased, False, span)
     if parts == (MULTI,):
         return Predicate(field, Op.EXISTS, span=span)
     if len(parts) == 3 and parts[0] == MULTI and parts[-1] == MULTI and isinstance(parts[1], str):
-        return Predicate(field, Op.CONTAINS, (parts[1],), case_sensitive=cased, span=span)
+        return Predicate(field, Op.CONTAINS, (parts[1],), False, cased, False, span)
     if len(parts) == 2 and isinstance(parts[0], str) and parts[1] == MULTI:
-        return Predicate(field, Op.STARTSWITH, (parts[0],), case_sensitive=cased, span=span)
+        return Predicate(field, Op.STARTSWITH, (parts[0],), False, cased, False, span)
     if len(parts) == 2 and parts[0] == MULTI and isinstance(parts[1], str):
-        return Predicate(field, Op.ENDSWITH, (parts[1],), case_sensitive=cased, span=span)
-    return Predicate(field, Op.REGEX, (wildcard_regex(parts),), case_sensitive=cased, span=span)
+        return Predicate(field, Op.ENDSWITH, (parts[1],), False, cased, False, span)
+    return Predicate(field, Op.REGEX, (wildcard_regex(parts),), False, cased, False, span)
 
 
 def wildcard_regex(parts) -> str:
@@ -191,10 +193,10 @@ def _regex(name: str, kind: str, value: SRegex, span: Span | None) -> Predicate:
         lifted = lift_term_regex(value.pattern)
         if lifted is not None:
             op, needle = lifted
-            return Predicate(field, op, (needle,), case_sensitive=cased, span=span)
+            return Predicate(field, op, (needle,), False, cased, False, span)
     inline = "".join(sorted(value.flags - {"i"}))
     pattern = f"(?{inline}){value.pattern}" if inline else value.pattern
-    return Predicate(field, Op.REGEX, (pattern,), case_sensitive=cased, span=span)
+    return Predicate(field, Op.REGEX, (pattern,), False, cased, False, span)
 
 
 def lift_term_regex(pattern: str) -> tuple[Op, str] | None:
