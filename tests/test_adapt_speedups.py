@@ -472,3 +472,30 @@ def test_values_forms_loops_as_any_over_generators():
                 assert _holds_for_any(replace(p, field=probe), env_values) == expected, (p, env_values)
                 checked += 1
     assert checked > 100
+
+
+def test_event_columns_from_the_field_map_as_from_the_list(shared_dir: Path):
+    """`ir.expr_field_map` (the dict `expr_fields` lists) is what building a dict of the list
+    gave, in the same order, for every condition, exclusion and stage expression of the
+    shared corpora's rules; `_event_columns` of a rule without stages or exclusions uses it."""
+    from rmmc.environments.adapt import _event_columns
+
+    checked = 0
+    for corpus in ("sigma/rules/windows", "rmm", "kql"):
+        for compiled in _compiled_corpus(shared_dir / "corpus" / corpus):
+            if compiled.rule is None:
+                continue
+            for rule in _all_rules(compiled.rule):
+                nodes = [rule.condition, *(e.condition for e in rule.exclusions if e.condition is not None),
+                         *(s for s in rule.stages)]
+                for node in nodes:
+                    as_list = {f.name: f for f in ir.expr_fields(node)}
+                    as_map = ir.expr_field_map(node)
+                    assert list(as_map.items()) == list(as_list.items())
+                if not rule.stages and not rule.exclusions:
+                    assert list(_event_columns(rule).items()) == \
+                        list({f.name: f for f in ir.expr_fields(rule.condition)}.items())
+                checked += 1
+    if not checked:
+        pytest.skip("shared corpora not found")
+    assert checked > 2000

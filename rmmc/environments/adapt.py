@@ -792,7 +792,7 @@ def _event_columns(rule: ir.Rule) -> dict[str, ir.Field]:
     """Every event column the rule reads (detection, exclusions, and stages where no earlier
     stage made a column of that name), by name."""
     if not rule.stages and not rule.exclusions:  # the detection's columns (each once, in order)
-        return {f.name: f for f in ir.expr_fields(rule.condition)}
+        return ir.expr_field_map(rule.condition)
     out: dict[str, ir.Field] = {}
     made: set[str] = set()
     closed = False
