@@ -433,3 +433,69 @@ def test_values_forms_table_worked_out_once_as_each_time():
         assert isinstance(form, Values)
         assert form.table == table_as_before(spec) and form.env_type == env_type_as_before(spec), spec
     assert [form_of(s).env_type for s in specs[:2]] == ["long", "string"]
+
+
+def test_values_forms_loops_as_any_over_generators():
+    """`forms._names_key` and `forms._holds_for_any` (loops, one probe predicate for every key
+    or value) answer as the `any(...)` over a generator, with a probe copied per value, that
+    they replace: for every `values:` field of the built-in environments, values that are and
+    are not keys (folded, cased), and tests of every string operator."""
+    from rmmc.compiler.evaluator import evaluate_predicate
+    from rmmc.environments import environment_for
+    from rmmc.environments.forms import Values, _holds_for_any, _names_key, _same
+
+    forms = []
+    for target, name in [("splunk", "splunk-sysmon"), ("splunk", "splunk-cim"), ("eql", "elastic-winlogbeat"),
+                         ("eql", "elastic-endpoint"), ("sigma", "sigma"), ("kql", "sentinel")]:
+        env = environment_for(target, name)
+        forms += [form_of(spec) for source in env.sources for spec in source.fields.values()
+                  if spec.form == "values"]
+    assert forms and all(isinstance(f, Values) for f in forms)
+    rng = random.Random(16)
+    checked = 0
+    for form in forms:
+        keys = list(form.table)
+        values = [v for vs in form.table.values() for v in vs]
+        candidates = keys + [k.upper() for k in keys if isinstance(k, str)] + values + ["", "nothing", 0]
+        for value in candidates:
+            for cased in (True, False):
+                assert _names_key(value, form.table, cased) == any(_same(value, k, cased) for k in form.table)
+        for _ in range(40):
+            op = rng.choice([ir.Op.EQUALS, ir.Op.CONTAINS, ir.Op.STARTSWITH, ir.Op.ENDSWITH])
+            picked = rng.choice(candidates)
+            needle = str(picked)[:rng.randint(0, 4)] if op is not ir.Op.EQUALS else str(picked)
+            p = ir.Predicate(ir.Field("A", "string"), op, (needle,), negated=rng.random() < 0.3,
+                             case_sensitive=rng.random() < 0.3)
+            probe = ir.Field("v", "string")
+            for env_values in form.table.values():
+                expected = any(evaluate_predicate(replace(p, field=probe), {"v": v}) is True for v in env_values)
+                assert _holds_for_any(replace(p, field=probe), env_values) == expected, (p, env_values)
+                checked += 1
+    assert checked > 100
+
+
+def test_event_columns_from_the_field_map_as_from_the_list(shared_dir: Path):
+    """`ir.expr_field_map` (the dict `expr_fields` lists) is what building a dict of the list
+    gave, in the same order, for every condition, exclusion and stage expression of the
+    shared corpora's rules; `_event_columns` of a rule without stages or exclusions uses it."""
+    from rmmc.environments.adapt import _event_columns
+
+    checked = 0
+    for corpus in ("sigma/rules/windows", "rmm", "kql"):
+        for compiled in _compiled_corpus(shared_dir / "corpus" / corpus):
+            if compiled.rule is None:
+                continue
+            for rule in _all_rules(compiled.rule):
+                nodes = [rule.condition, *(e.condition for e in rule.exclusions if e.condition is not None),
+                         *(s for s in rule.stages)]
+                for node in nodes:
+                    as_list = {f.name: f for f in ir.expr_fields(node)}
+                    as_map = ir.expr_field_map(node)
+                    assert list(as_map.items()) == list(as_list.items())
+                if not rule.stages and not rule.exclusions:
+                    assert list(_event_columns(rule).items()) == \
+                        list({f.name: f for f in ir.expr_fields(rule.condition)}.items())
+                checked += 1
+    if not checked:
+        pytest.skip("shared corpora not found")
+    assert checked > 2000

@@ -618,3 +618,43 @@ def test_emitter_freed_with_its_rule_not_by_the_collector():
     finally:
         if enabled:
             gc.enable()
+
+
+def test_emitter_made_by_its_init_as_the_dataclass_made_it():
+    """`Emitter` (a plain class with its own `__init__`) holds what the dataclass it replaces
+    held when made: every attribute the dataclass set, equal and of its type; each container
+    its own (never shared between emitters); the same profile.  The corpora tests above
+    compare the SPL written through it."""
+    from dataclasses import dataclass, field
+
+    from rmmc.compiler.schema.profiles import load_profile
+
+    @dataclass
+    class AsBefore:  # the replaced dataclass's fields and __post_init__
+        table: str | None
+        profile_name: str
+        taxonomy: str | None = None
+        diagnostics: list = field(default_factory=list)
+        columns: dict = field(default_factory=dict)
+        _fields: dict = field(default_factory=dict)
+        _non_ascii_warned: set = field(default_factory=set)
+        paths: dict = field(default_factory=dict)
+        aliases: dict = field(default_factory=dict)
+        subsearch: object = None
+        options: object = None
+        sets: dict = field(default_factory=dict)
+
+        def __post_init__(self):
+            self.profile = load_profile(self.profile_name)
+            self._last_warned = None
+
+    for cls in (backend.Emitter, backend.UnionEmitter):
+        for args in [("DeviceProcessEvents", "defender"), (None, "sigma", "sigma"), ("T", "cim", None)]:
+            before, now, other = AsBefore(*args), cls(*args), cls(*args)
+            expected = vars(before) if cls is backend.Emitter else {**vars(before), "branches": []}
+            assert set(vars(now)) == set(expected)
+            for name, value in expected.items():
+                assert getattr(now, name) == value and type(getattr(now, name)) is type(value), name
+                if isinstance(value, (list, dict, set)):
+                    assert getattr(now, name) is not getattr(other, name), name
+            assert now.profile is before.profile

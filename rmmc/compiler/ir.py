@@ -219,6 +219,11 @@ def is_field(node: Any) -> bool:
 
 def expr_fields(expr: Any) -> list[Field]:
     """Every column an expression (or condition) reads, in order, each once."""
+    return list(expr_field_map(expr).values())
+
+
+def expr_field_map(expr: Any) -> dict[str, Field]:
+    """`expr_fields` by name (a new dict, in the same order): for callers that want them so."""
     seen: dict[str, Field] = {}
     stack = [expr]
     while stack:
@@ -241,7 +246,7 @@ def expr_fields(expr: Any) -> list[Field]:
             stack.extend((node.right, node.left))
         elif isinstance(node, Not):
             stack.append(node.operand)
-    return list(seen.values())
+    return seen
 
 
 _TRUE, _FALSE = Const(True), Const(False)  # built once: all_of / any_of test every operand

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from rmmc.compiler import ir
-from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
+from rmmc.compiler.diagnostics import Diagnostic, Severity, Span, has_error
 from rmmc.compiler.fast_replace import replace
 from rmmc.environments.fieldsets import FieldSchema
 from rmmc.environments.forms import (Basename, Context, Form, Hives, Joined, joined_parts,
@@ -72,7 +72,7 @@ class Adapted:
 
     @property
     def ok(self) -> bool:
-        return self.rule is not None and not any(d.is_error for d in self.diagnostics)
+        return self.rule is not None and not has_error(self.diagnostics)  # (a loop, see has_error)
 
     def output_name(self, name: str) -> str:
         """The name a column of the rule's output has here (`DeviceName` -> `Computer`)."""
@@ -369,7 +369,7 @@ class Adapter:
         op, stages = made
         query = f"{c.query} {stages}"
         lowered = lower_text(query)
-        if lowered.rule is None or any(d.is_error for d in lowered.diagnostics):
+        if lowered.rule is None or has_error(lowered.diagnostics):
             return None
         return replace(c, field=ir.Field(form.field, "string"), op=op, query=query, rule=lowered.rule,
                        column=column)
@@ -792,7 +792,7 @@ def _event_columns(rule: ir.Rule) -> dict[str, ir.Field]:
     """Every event column the rule reads (detection, exclusions, and stages where no earlier
     stage made a column of that name), by name."""
     if not rule.stages and not rule.exclusions:  # the detection's columns (each once, in order)
-        return {f.name: f for f in ir.expr_fields(rule.condition)}
+        return ir.expr_field_map(rule.condition)
     out: dict[str, ir.Field] = {}
     made: set[str] = set()
     closed = False

@@ -832,12 +832,13 @@ class Values(Form):
         subject = ctx.subject(self.field, self.env_type)
         probe = ir.Field("v", type_)
         if p.op is ir.Op.EQUALS:
-            strange = [v for v in p.values if not any(_same(v, k, p.case_sensitive) for k in table)]
+            strange = [v for v in p.values if not _names_key(v, table, p.case_sensitive)]
             if strange:
                 ctx.lossy(f"{self.column} {', '.join(map(repr, strange))} has no form in {ctx.env} "
                           f"(its {self.field} values stand for {', '.join(map(repr, table))}): "
                           "that test never holds there", p)
-        hits = [key for key in table if evaluate_predicate(replace(p, field=probe), {"v": key}) is True]
+        probed = replace(p, field=probe)  # (one copy for every key: the test is the same)
+        hits = [key for key in table if evaluate_predicate(probed, {"v": key}) is True]
         wanted = [v for key in hits for v in table[key]]
         shared = [key for key in table if key not in hits and set(table[key]) & set(wanted)]
         if shared:
@@ -885,14 +886,31 @@ class Values(Form):
                 return
 
     def read(self, p, columns, ctx):
-        from rmmc.compiler.evaluator import evaluate_predicate
-
         probe = ir.Field("v", p.field.type if isinstance(p.field, ir.Field) else "string")
-        hits = [key for key, env_values in self.table.items()
-                if any(evaluate_predicate(replace(p, field=probe), {"v": v}) is True for v in env_values)]
+        probed = replace(p, field=probe)  # (one copy for every value: the test is the same)
+        hits = [key for key, env_values in self.table.items() if _holds_for_any(probed, env_values)]
         if not hits:
             return ir.Const(False)
         return ir.Predicate(columns[self.column], ir.Op.EQUALS, tuple(hits), span=p.span)
+
+
+def _names_key(value: Any, table: dict[Any, Any], cased: bool) -> bool:
+    """Whether `value` is one of the table's keys (`_same`): a loop, not `any` over a generator,
+    which the first key found closes by raising GeneratorExit into it."""
+    for key in table:
+        if _same(value, key, cased):
+            return True
+    return False
+
+
+def _holds_for_any(p: ir.Predicate, values: tuple[Any, ...]) -> bool:
+    """Whether the test `p` of the field `v` holds for one of `values` (a loop, as `_names_key`)."""
+    from rmmc.compiler.evaluator import evaluate_predicate
+
+    for v in values:
+        if evaluate_predicate(p, {"v": v}) is True:
+            return True
+    return False
 
 
 def _same(a: Any, b: Any, cased: bool) -> bool:

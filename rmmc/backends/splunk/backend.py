@@ -64,7 +64,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-from dataclasses import dataclass, field
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -271,27 +270,28 @@ def _search_values(values: tuple) -> bool:
     return text.isascii() and text.isprintable() and "*" not in text
 
 
-@dataclass
 class Emitter:
     """Conditions and expressions over the row as the stages so far made it.  `columns` holds
     the columns the stages made (KQL name -> SPL name and kind: `string`, `number`, `time`,
-    `segment`, `multi`); any other column is the event's field through the profile."""
+    `segment`, `multi`); any other column is the event's field through the profile.
 
-    table: str | None
-    profile_name: str
-    taxonomy: str | None = None  # "sigma": the rule's fields are Sigma names already
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    columns: dict[str, tuple[str, str]] = field(default_factory=dict)
-    _fields: dict[str, str] = field(default_factory=dict)
-    _non_ascii_warned: set = field(default_factory=set)  # predicates already reported
-    paths: dict[str, PathField] = field(default_factory=dict)  # `AdditionalFields.x` read as fields
-    aliases: dict[str, Any] = field(default_factory=dict)  # columns that are a dynamic value (paths.dynamic_alias)
-    subsearch: Any = None  # sub-rule -> (its SPL commands, its emitter), for joins and subqueries
-    options: Any = None  # the translation's EmitOptions (how external tables are held: lookups)
-    sets: dict = field(default_factory=dict)  # column -> "string" / "integer": every distinct value a make_set collected
+    Made for every rule (and sub-rule) written, by a plain `__init__`: a dataclass's asked
+    for each of its eight container fields whether one was passed before making it."""
 
-    def __post_init__(self) -> None:
-        self.profile = load_profile(self.profile_name)
+    def __init__(self, table: str | None, profile_name: str, taxonomy: str | None = None) -> None:
+        self.table = table
+        self.profile_name = profile_name
+        self.taxonomy = taxonomy  # "sigma": the rule's fields are Sigma names already
+        self.diagnostics: list[Diagnostic] = []
+        self.columns: dict[str, tuple[str, str]] = {}
+        self._fields: dict[str, str] = {}
+        self._non_ascii_warned: set = set()  # predicates already reported
+        self.paths: dict[str, PathField] = {}  # `AdditionalFields.x` read as fields
+        self.aliases: dict[str, Any] = {}  # columns that are a dynamic value (paths.dynamic_alias)
+        self.subsearch: Any = None  # sub-rule -> (its SPL commands, its emitter), for joins and subqueries
+        self.options: Any = None  # the translation's EmitOptions (how external tables are held: lookups)
+        self.sets: dict = {}  # column -> "string" / "integer": every distinct value a make_set collected
+        self.profile = load_profile(profile_name)
         self._last_warned: tuple[set, Predicate] | None = None  # see `_warned_of`
 
     @property
@@ -743,7 +743,9 @@ def _check_prefix(prefix: str, macros: bool = False) -> str:
 class UnionEmitter(Emitter):
     """The columns of a union's rows: each named alike in every source's SPL fields."""
 
-    branches: list[Emitter] = field(default_factory=list)
+    def __init__(self, table: str | None, profile_name: str, taxonomy: str | None = None) -> None:
+        super().__init__(table, profile_name, taxonomy)
+        self.branches: list[Emitter] = []
 
     def field(self, column: str, span: Span | None = None) -> str:
         if column in self.columns:
