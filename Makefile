@@ -85,8 +85,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # setup.py builds the optional compiled loop (rmmc/grammar/_lalr_loop.c) and YAML composer
-# (rmmc/compiler/sigma/_yaml_compose.c, with libyaml-dev): a change to either
+# (rmmc/compiler/sigma/_yaml_compose.c, with libyaml-dev), and the line starts of a read file
+# (rmmc/compiler/_line_starts.c): a change to any
 # installs again, which builds it again (where it cannot be built, rmmc runs without it)
+<<<<<<< HEAD
 BUILD_FILES := Makefile pyproject.toml setup.py rmmc/grammar/_lalr_loop.c rmmc/compiler/sigma/_yaml_compose.c
 
 # The editable install puts the checkout on sys.path with a plain .pth line ("compat" mode), as a
@@ -94,6 +96,10 @@ BUILD_FILES := Makefile pyproject.toml setup.py rmmc/grammar/_lalr_loop.c rmmc/c
 # and importlib.util at every interpreter start (python -c pass: 88 M -> 39 M instructions; a
 # cold translation 317 M -> 302 M), which no installed rmmc pays
 EDITABLE := --config-settings editable_mode=compat
+=======
+BUILD_FILES := pyproject.toml setup.py rmmc/grammar/_lalr_loop.c rmmc/compiler/sigma/_yaml_compose.c \
+	rmmc/compiler/_line_starts.c
+>>>>>>> speed3-glue
 
 $(INSTALL_STAMP): $(BUILD_FILES) | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(EDITABLE) -e '.[verify,web]'

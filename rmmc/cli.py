@@ -107,6 +107,9 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | N
         }
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
+        from rmmc.cli_echo import stream_echo
+
+        echo = stream_echo()  # a text per diagnostic: what click.echo asks, asked once
         for checked in report.files:
             shown = [d for d in checked.all_diagnostics()
                      if not quiet or d.severity is Severity.ERROR]
@@ -114,8 +117,8 @@ def check(paths: tuple[str, ...], output_format: str, quiet: bool, jobs: int | N
                 continue
             source = LineIndex(checked.source_text) if checked.source_text is not None else None
             for diagnostic in shown:
-                click.echo(render_text(diagnostic, source))
-        click.echo(report.summary())
+                echo(render_text(diagnostic, source))
+        echo(report.summary())
     sys.exit(0 if report.ok else 1)
 
 
@@ -357,20 +360,23 @@ def _report(results, sources, written, outdir, output_format) -> None:
         } for r in results]
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
+    from rmmc.cli_echo import stream_echo
+
     indexes = sources
     shown = 0
+    echo, echo_err = stream_echo(), stream_echo(err=True)  # thousands of texts: decided once
     for r in results:
         for d in r.diagnostics:
-            click.echo(render_text(d, indexes.get(d.path or "")), err=True)
+            echo_err(render_text(d, indexes.get(d.path or "")))
         problem = written.get(id(r), (None, None))[1]
         if problem is not None:
-            click.echo(render_text(problem, None), err=True)
+            echo_err(render_text(problem, None))
         if not outdir and r.text:
             if shown:
-                click.echo("---" if r.target == "sigma" else "")
-            click.echo(r.stream.rstrip("\n"))
+                echo("---" if r.target == "sigma" else "")
+            echo(r.stream.rstrip("\n"))
             shown += 1
-    click.echo(translation_summary(results, written, outdir), err=True)
+    echo_err(translation_summary(results, written, outdir))
 
 
 def translation_summary(results, written, outdir) -> str:

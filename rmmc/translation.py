@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 # `from package import name` in a function body runs the import machinery every time.
 from rmmc.backends import FIELD_PROFILE_TARGETS, _unhandled, backend
 from rmmc.backends.base import LOSSY_CODES, EmitOptions, placed_options, refuse_lossy
-from rmmc.compiler.diagnostics import Diagnostic, Severity
+from rmmc.compiler.diagnostics import Diagnostic, Severity, has_error
 from rmmc.compiler.documents import read_path, read_text
 from rmmc.compiler.documents.model import RuleDocument
 from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
@@ -46,7 +46,7 @@ class RuleTranslation:
 
     @property
     def ok(self) -> bool:
-        return bool(self.text) and not any(d.is_error for d in self.diagnostics)
+        return bool(self.text) and not has_error(self.diagnostics)
 
     @property
     def title(self) -> str | None:
@@ -102,7 +102,7 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
 
     try:
         outcome = attempt(rule)
-        if any(d.is_error for d in outcome.found):
+        if has_error(outcome.found):
             outcome = _without_output_columns(rule, to, attempt, outcome, document.path)
     except Exception as exc:  # a backend bug must not stop a batch
         diagnostics.append(Diagnostic(Severity.ERROR, f"internal error in the {to} backend: "
@@ -110,7 +110,7 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
                                       "internal", document.path))
         return RuleTranslation(document, to, "", tuple(diagnostics))
     diagnostics.extend(outcome.found)
-    text = outcome.text if not any(d.is_error for d in diagnostics) else ""
+    text = outcome.text if not has_error(diagnostics) else ""
     placement, emitted, entities = outcome.placement, outcome.emitted, outcome.entities
     companions: tuple[tuple[str, str], ...] = ()
     if text and to == "sigma":
@@ -126,7 +126,7 @@ def translate_compiled(compiled, to: str, options: EmitOptions = EmitOptions(),
                                    plan_=plan, table=getattr(placement, "table", None),
                                    entities=entities)
         diagnostics.extend(d if d.path else d.with_path(document.path) for d in notes)
-        if any(d.is_error for d in notes):  # a package its platform would not import
+        if has_error(notes):  # a package its platform would not import
             text = ""
         elif to == "splunk":  # the lookups it reads: their definitions and manifest beside it
             from rmmc.packaging.splunk import lookup_companions
@@ -180,17 +180,24 @@ def _attempt(rule, to: str, options: EmitOptions, fields: str | None, env: Any,
             from rmmc.packaging.columns import entity_fields
 
             entities = entity_fields(rule, adapted.environment)
-        found.extend(d if d.path else d.with_path(document.path)
-                     for d in _relaxed(adapted.diagnostics, options))
+        found.extend(_located(adapted.diagnostics, document.path, options))
         if not adapted.ok:
             return _Outcome(found, "", None, emitted, entities)
         placement = adapted.placement
         result = emit_adapted(to, adapted, options)
-    # The compiled rule's spans are in file coordinates already: only the path is added.
-    said = [d if d.path else d.with_path(document.path) for d in result.diagnostics]
-    found.extend(said if options.allow_lossy else refuse_lossy(said))
-    return _Outcome(found, result.text if not any(d.is_error for d in found) else "", placement,
+    found.extend(_located(result.diagnostics, document.path, options))
+    return _Outcome(found, result.text if not has_error(found) else "", placement,
                     emitted, entities)
+
+
+def _located(diagnostics, path: str | None, options: EmitOptions) -> list[Diagnostic]:
+    """The diagnostics of adapting or emitting a rule, about its file (the compiled rule's spans
+    are in file coordinates already: only the path is added), each lossy warning an error
+    unless lossy translations are allowed.  Most rules have none: nothing to copy then."""
+    if not diagnostics:
+        return []
+    said = [d if d.path else d.with_path(path) for d in diagnostics]
+    return said if options.allow_lossy else refuse_lossy(said)
 
 
 def _without_output_columns(rule, to: str, attempt, refused, path: str | None = None):
@@ -198,7 +205,18 @@ def _without_output_columns(rule, to: str, attempt, refused, path: str | None = 
     (`rmmc.compiler.outputs`): when the target can then write it, the same alerts fire and only
     the output lacks those columns, each named in a `shape` warning with why it was dropped.
     All such columns are dropped at once (a Project keeps one of its own), then given back one by one
-    where the target can write them.  Else it is refused for what stops it then."""
+    where the target can write them.  Else it is refused for what stops it then.
+
+    A rule without stages or union (every Sigma rule but a correlation) has no column of its
+    own, so there is nothing to drop and it stays refused as it is, without the retry's
+    imports and walks (`_dropping_output_columns` finds no column and gives `refused` back)."""
+    if rule.union is None and not rule.stages:
+        return refused
+    return _dropping_output_columns(rule, to, attempt, refused, path)
+
+
+def _dropping_output_columns(rule, to: str, attempt, refused, path: str | None = None):
+    """`_without_output_columns` for a rule that may have columns of its own."""
     from rmmc.backends.base import shape
     from rmmc.compiler.outputs import closure, definitions, drop, widest
 
@@ -258,11 +276,6 @@ def _adapt(rule, to: str, env: Any, allow_unknown_fields: bool):
     return adapt(rule, environment_for(to, env), allow_unknown_fields)
 
 
-def _relaxed(diagnostics, options: EmitOptions) -> list[Diagnostic]:
-    """An environment's lossy warnings become errors unless lossy translations are allowed."""
-    return refuse_lossy(list(diagnostics)) if not options.allow_lossy else list(diagnostics)
-
-
 def emit_adapted(to: str, adapted: Any, options: EmitOptions):
     """Run the backend on a rule an environment has put into its names: every column is written
     as it is (the identity naming), the time column is the environment's, and the backend gets
@@ -311,7 +324,7 @@ def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
                for doc in read.documents]
     for document in read.documents:
         _drop_read_rule(document)
-    if not read.documents and any(d.is_error for d in read.diagnostics):
+    if not read.documents and has_error(read.diagnostics):
         results.append(RuleTranslation(None, to, "", tuple(read.diagnostics)))
     return results
 
@@ -352,7 +365,7 @@ def _sigma_filters(rule, options: EmitOptions, diagnostics: list[Diagnostic],
     from rmmc.backends.sigma.backend import emit_sigma_filters
 
     filters = emit_sigma_filters(rule, options)
-    if not filters.text or any(d.is_error for d in filters.diagnostics):
+    if not filters.text or has_error(filters.diagnostics):
         diagnostics.extend(d.with_path(document.path) for d in filters.diagnostics if d.is_error)
         return ()
     return ((".filters.yml", filters.text),)

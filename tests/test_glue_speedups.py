@@ -212,3 +212,147 @@ def test_translate_file_drops_the_read_rule_as_a_copy_did(shared_dir: Path) -> N
         now = translate_file(str(path), "splunk")
         assert now == as_copied(str(path)), path
         assert all(SIGMA_KEY not in r.document.metadata for r in now if r.document is not None)
+
+
+def _stageless_rules(shared_dir: Path) -> list:
+    """Every compiled SigmaHQ Windows rule (every 3rd file) without stages or union."""
+    from rmmc.compiler.pipeline import compile_document
+
+    rules = shared_dir / "corpus" / "sigma" / "rules" / "windows"
+    if not rules.is_dir():
+        pytest.skip("shared/corpus/sigma not present")
+    found = []
+    for path in sorted(rules.rglob("*.yml"))[::3]:
+        for doc in documents.read_path(str(path)).documents:
+            rule = compile_document(doc).rule
+            if rule is not None and not rule.stages and rule.union is None:
+                found.append(rule)
+    assert len(found) > 500
+    return found
+
+
+def test_a_rule_without_stages_is_refused_as_the_retry_would_refuse_it(shared_dir: Path) -> None:
+    """`_without_output_columns` gives a rule without stages or union back refused at once:
+    the retry it skips (`_dropping_output_columns`) finds no column to drop in any of them, so
+    it tries nothing and gives back the same refusal."""
+    from rmmc import translation
+
+    refused = object()
+    for rule in _stageless_rules(shared_dir):
+        tried = []
+
+        def attempt(candidate):
+            tried.append(candidate)
+            return refused
+
+        assert translation._dropping_output_columns(rule, "splunk", attempt, refused, "x") is refused
+        assert translation._without_output_columns(rule, "splunk", attempt, refused, "x") is refused
+        assert not tried
+
+
+_KQL_ALPHABET = ["k", "K", "\u212a", "q", "Q", "l", "L", "\u0130", "x", "\n", "é"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_KQL_ALPHABET), max_size=12).map("".join))
+def test_holds_kql_is_kql_in_the_lower_cased_text(text: str) -> None:
+    """`sniff._holds_kql` (the hunt marker's pre-check, at each q) against the lower-cased
+    copy it stands in for, on texts of the letters that lower-case to k, q or l."""
+    from rmmc.compiler.documents.sniff import _holds_kql
+
+    assert _holds_kql(text) == ("kql" in text.lower())
+
+
+def test_holds_kql_on_the_corpora(shared_dir: Path) -> None:
+    from rmmc.compiler.documents.sniff import _holds_kql
+
+    seen = {True: 0, False: 0}
+    for path in sorted((shared_dir / "corpus").rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        held = _holds_kql(text)
+        assert held == ("kql" in text.lower()), path
+        seen[held] += 1
+    assert seen[True] > 10 and seen[False] > 2000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["error", "warning", "note"]), st.text(max_size=5),
+       st.none() | st.builds(Span, st.integers(0, 9), st.integers(0, 9), st.integers(1, 9), st.integers(1, 9)),
+       st.text(max_size=4), st.none() | st.text(max_size=4), st.none() | st.text(max_size=3),
+       st.none() | st.text(max_size=4))
+def test_with_path_is_replace(severity, message, span, code, path, subject, new_path) -> None:
+    """`Diagnostic.with_path` (made directly) against `dataclasses.replace` it stands in for."""
+    import dataclasses
+
+    from rmmc.compiler.diagnostics import Diagnostic, Severity
+
+    d = Diagnostic(Severity(severity), message, span, code, path, subject)
+    made, replaced = d.with_path(new_path), dataclasses.replace(d, path=new_path)
+    assert made == replaced and made.__class__ is replaced.__class__
+    assert made.subject is replaced.subject and made.path == new_path
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["error", "warning", "note"]), max_size=6))
+def test_has_error_is_any_is_error(severities) -> None:
+    """`diagnostics.has_error` (a loop) against the `any` over a generator it stands in for."""
+    from rmmc.compiler.diagnostics import Diagnostic, Severity, has_error
+
+    found = [Diagnostic(Severity(s), s) for s in severities]
+    assert has_error(found) == any(d.is_error for d in found) == has_error(iter(found))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["error", "warning", "note"]),
+                          st.sampled_from(["lossy", "loose", "shape", "x"]),
+                          st.none() | st.just("given.yml"), st.none() | st.just("subject")),
+                max_size=4),
+       st.booleans())
+def test_located_is_what_adapting_and_emitting_did(specs, allow_lossy) -> None:
+    """`translation._located` (one way for the diagnostics of adapting and of emitting, nothing
+    copied for none) against the two ways it replaces: adapting's refused lossy warnings, then
+    added the path; emitting's added the path, then refused lossy warnings."""
+    from rmmc.backends.base import EmitOptions
+    from rmmc.compiler.diagnostics import Diagnostic, Severity, refuse_lossy
+    from rmmc.translation import _located
+
+    found = tuple(Diagnostic(Severity(s), f"m {code}", None, code, path, subject)
+                  for s, code, path, subject in specs)
+    options = EmitOptions(allow_lossy=allow_lossy)
+    relaxed = refuse_lossy(list(found)) if not allow_lossy else list(found)
+    adapting = [d if d.path else d.with_path("file.yml") for d in relaxed]
+    said = [d if d.path else d.with_path("file.yml") for d in found]
+    emitting = said if allow_lossy else refuse_lossy(said)
+    located = _located(found, "file.yml", options)
+    for before in (adapting, emitting):
+        assert located == before
+        assert [d.subject for d in located] == [d.subject for d in before]
+        assert [d.path for d in located] == [d.path for d in before]
+
+
+_PATHS = st.sampled_from(["a.yml", "b.yml"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PATHS, st.lists(_PATHS, max_size=2),
+       st.lists(st.tuples(_PATHS, st.lists(_PATHS, max_size=2)), max_size=3), _PATHS)
+def test_file_result_about_is_the_generators_it_replaces(path, diagnostic_paths, documents_, asked) -> None:
+    """`FileResult._about` (loops) against the `all` over generators it replaces in `with_path`."""
+    from rmmc.compiler.documents.model import DocumentKind, RuleDocument
+    from rmmc.compiler.documents.result import FileResult
+
+    source = LineIndex("q")
+    docs = tuple(RuleDocument(doc_path, DocumentKind.KQL, "q", (0,), source,
+                              warnings=tuple(error("w").with_path(p) for p in warnings))
+                 for doc_path, warnings in documents_)
+    result = FileResult(path, docs, tuple(error("d").with_path(p) for p in diagnostic_paths))
+    before = (result.path == asked and all(d.path == asked for d in result.diagnostics)
+              and all(doc.path == asked and all(w.path == asked for w in doc.warnings)
+                      for doc in result.documents))
+    assert result._about(asked) == before
+    assert (result.with_path(asked) is result) == before

@@ -8,12 +8,12 @@ cannot go on raises `RmmcError`, which simply carries its diagnostics.
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from itertools import accumulate
-from typing import Any
+from typing import Any, Callable, Iterable
 
-from rmmc.compiler.fast_replace import replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,9 @@ class Severity(str, Enum):
     NOTE = "note"
 
 
+_ERROR = Severity.ERROR
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     """One message about one place.  `span` is relative to the text it was found in
@@ -59,7 +62,20 @@ class Diagnostic:
         return self.severity is Severity.ERROR
 
     def with_path(self, path: str | None) -> "Diagnostic":
-        return replace(self, path=path)
+        """The same diagnostic about `path` (made directly: `replace` would look up the fields
+        `__init__` takes and read each by name, for every diagnostic of a batch)."""
+        return self.__class__(self.severity, self.message, self.span, self.code, path, self.subject)
+
+
+def has_error(diagnostics: Iterable[Diagnostic]) -> bool:
+    """Whether any of `diagnostics` is an error: `any(d.is_error for d in diagnostics)` as a
+    loop, asked several times per rule.  A generator `any` stops in the middle (at a refused
+    rule's first error) is closed by raising GeneratorExit into it, an exception and a
+    traceback each time."""
+    for d in diagnostics:
+        if d.severity is _ERROR:
+            return True
+    return False
 
 
 def error(message: str, span: Span | None = None, code: str = "error") -> Diagnostic:
@@ -80,22 +96,19 @@ class RmmcError(Exception):
         super().__init__("; ".join(d.message for d in self.diagnostics))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, init=False)
 class LineIndex:
     """Maps offsets of a text to 1-based (line, column) and back.  `\\r\\n` counts as one
-    line break; the `\\r` belongs to the line it ends."""
+    line break; the `\\r` belongs to the line it ends.  Every file read gets one: slotted, with
+    its fields stored through their slots (a frozen dataclass's `__init__` and `__post_init__`
+    set each by name, on an instance dictionary)."""
 
     text: str
     starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        # Each line starts one past the previous line's end: a running sum over the lines'
-        # lengths, all of it in C (a `find` loop costs a Python step per line of every file).
-        lines = self.text.split("\n")
-        lines.pop()  # the text after the last line break starts a line; nothing starts after it
-        lengths = map(len, lines)
-        starts = tuple(accumulate(map((1).__add__, lengths), initial=0))
-        object.__setattr__(self, "starts", starts)
+    def __init__(self, text: str) -> None:
+        _set_text(self, text)
+        _set_starts(self, line_starts(text))
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based line and column of `offset` (clamped to the text)."""
@@ -117,6 +130,35 @@ class LineIndex:
 
     def offset_of(self, line: int, column: int) -> int:
         return self.starts[line - 1] + column - 1
+
+
+def line_starts_python(text: str) -> tuple[int, ...]:
+    """0, then one past each `\\n` of `text`: where each line starts.  Each line starts one past
+    the previous line's end: a running sum over the lines' lengths, all of it in C (a `find`
+    loop costs a Python step per line of every file).  The reference for the compiled
+    `_line_starts.starts` (`line_starts`), and what runs where it is not built."""
+    lines = text.split("\n")
+    lines.pop()  # the text after the last line break starts a line; nothing starts after it
+    return tuple(accumulate(map((1).__add__, map(len, lines)), initial=0))
+
+
+def _compiled_line_starts() -> Callable[[str], tuple[int, ...]]:
+    """`_line_starts.starts` where it is built (every file read gets a LineIndex: in Python its
+    starts were a few percent of a batch translation), else `line_starts_python`, which
+    `RMMC_PURE_PYTHON=1` also chooses."""
+    if os.environ.get("RMMC_PURE_PYTHON", "") not in ("", "0"):
+        return line_starts_python
+    try:
+        from rmmc.compiler._line_starts import starts
+    except ImportError:  # not built (no C compiler): the same starts, in Python
+        return line_starts_python
+    return starts
+
+
+line_starts = _compiled_line_starts()
+
+
+_set_text, _set_starts = LineIndex.text.__set__, LineIndex.starts.__set__  # type: ignore[attr-defined]
 
 
 LOSSY_CODES = frozenset({"lossy", "loose"})

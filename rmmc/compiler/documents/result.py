@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rmmc.compiler.diagnostics import Diagnostic
+from rmmc.compiler.diagnostics import Diagnostic, has_error
 from rmmc.compiler.documents.model import DocumentKind, RuleDocument
 from rmmc.compiler.fast_replace import replace
 from rmmc.compiler.slots_init import fast_init
@@ -23,7 +23,7 @@ class FileResult:
 
     @property
     def has_errors(self) -> bool:
-        return any(d.is_error for d in self.all_diagnostics)
+        return has_error(self.all_diagnostics)
 
     @property
     def all_diagnostics(self) -> tuple[Diagnostic, ...]:
@@ -32,14 +32,28 @@ class FileResult:
 
     def with_path(self, path: str) -> "FileResult":
         """The same result with `path` set on it, its documents and all diagnostics."""
-        if (self.path == path and all(d.path == path for d in self.diagnostics)
-                and all(doc.path == path and all(w.path == path for w in doc.warnings)
-                        for doc in self.documents)):
+        if self._about(path):
             return self  # set already (as every reader does): nothing to copy
         docs = tuple(replace(d, path=path, warnings=tuple(w.with_path(path) for w in d.warnings))
                      for d in self.documents)
         diags = tuple(d.with_path(path) for d in self.diagnostics)
         return replace(self, path=path, documents=docs, diagnostics=diags)
+
+    def _about(self, path: str) -> bool:
+        """Whether the result, its documents and all diagnostics say `path` already (loops, not
+        generators: asked of every file read)."""
+        if self.path != path:
+            return False
+        for diagnostic in self.diagnostics:
+            if diagnostic.path != path:
+                return False
+        for document in self.documents:
+            if document.path != path:
+                return False
+            for warning in document.warnings:
+                if warning.path != path:
+                    return False
+        return True
 
 
 fast_init(FileResult)  # made per rule: fields stored through their slots (`rmmc.compiler.slots_init`)

@@ -77,7 +77,7 @@ def classify(text: str, path: str = "", source: Any = None) -> Classified:
     # The hunt marker holds the letters KQL, and every character `(?i)k`, `q`, `l` matches is that
     # letter once lower-cased: a text without them is no hunt document, and the test costs a
     # fifth of the marker's search, which looks at every line of every file.
-    marker = _HUNT_MARKER.search(text) if "kql" in text.lower() else None
+    marker = _HUNT_MARKER.search(text) if _holds_kql(text) else None
     if marker and _HUNT_BODY.search(text, marker.end()):
         return Classified(DocumentKind.HUNT)
     mappings = _yaml_mappings(text, source)
@@ -94,6 +94,25 @@ def classify(text: str, path: str = "", source: Any = None) -> Classified:
     if not has_query_key and _might_be_sigma(text) and _SIGMA_BODY.search(text) and _SIGMA_HEAD.search(text):
         return Classified(DocumentKind.SIGMA)
     return Classified(_by_lines(text, ext, has_query_key))
+
+
+_K = "kK\u212a"
+"""Every character whose `lower()` is `k` (the Kelvin sign too)."""
+
+
+def _holds_kql(text: str) -> bool:
+    """`"kql" in text.lower()`, found at each `q` or `Q` of the text (a rule file holds about
+    one) instead of lower-casing a copy of the whole file.  Exact: the characters that lower-case
+    to `q` or `l` are those letters in either case, those that do to `k` are `_K`, and the one
+    character whose lower case is two characters (`\u0130`: `i` and a dot above) gives none
+    of them."""
+    for q in "qQ":
+        at = text.find(q, 1)
+        while at != -1:
+            if text[at - 1] in _K and text[at + 1:at + 2] in ("l", "L"):
+                return True
+            at = text.find(q, at + 1)
+    return False
 
 
 def _might_be_sigma(text: str) -> bool:
