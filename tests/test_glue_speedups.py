@@ -356,3 +356,45 @@ def test_file_result_about_is_the_generators_it_replaces(path, diagnostic_paths,
                       for doc in result.documents))
     assert result._about(asked) == before
     assert (result.with_path(asked) is result) == before
+
+
+def _read_both_ways(data: bytes, path: str) -> None:
+    """`read_bytes` hands the composer the file's own bytes; `read_text` of the decoded text
+    (no bytes) lets it encode the text again, as it did for every file before: the same
+    result."""
+    assert documents.read_bytes(data, path) == documents.read_text(data.decode("utf-8"), path), path
+
+
+def test_the_read_bytes_reach_the_composer_unchanged(shared_dir: Path) -> None:
+    """On the corpora (SigmaHQ every 3rd file, the rmm and KQL corpora whole)."""
+    corpus = shared_dir / "corpus"
+    if not corpus.is_dir():
+        pytest.skip("shared/corpus not present")
+    paths = sorted((corpus / "sigma" / "rules" / "windows").rglob("*.yml"))[::3]
+    paths += sorted(p for p in (corpus / "rmm").rglob("*") if p.is_file())
+    paths += sorted(p for p in (corpus / "kql").rglob("*") if p.is_file())
+    read = 0
+    for path in paths:
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if b"\x00" not in data:
+            _read_both_ways(data, str(path))
+            read += 1
+    assert read > 1000
+
+
+_YAML_PIECES = ["title: a\n", "detection:\n", "  sel:\n", "    Image|endswith: 'é\u2028x'\n",
+                "  condition: sel\n", "logsource: {product: windows}\n", "query: |\n  T | take 1\n",
+                "\ufeff", "\r", "\r\n", "\n", "- x\n", "&a b: *a\n", "---\n", "é: ü\n", "\t", "  "]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_YAML_PIECES), max_size=10).map("".join))
+def test_the_read_bytes_reach_the_composer_unchanged_on_generated_texts(text: str) -> None:
+    """Texts of Sigma and Sentinel pieces, with BOMs, lone carriage returns (read as line
+    breaks: then the text is no longer what the bytes say, and the composer gets none),
+    non-ASCII characters, anchors."""
+    _read_both_ways(text.encode("utf-8"), "gen.yml")

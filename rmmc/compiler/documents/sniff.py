@@ -66,9 +66,11 @@ def sniff(text: str, path: str = "") -> DocumentKind:
     return classify(text, path).kind
 
 
-def classify(text: str, path: str = "", source: Any = None) -> Classified:
+def classify(text: str, path: str = "", source: Any = None,
+             encoded: bytes | None = None) -> Classified:
     """The kind of `text` (see the module doc), with the YAML nodes it was decided on
-    (`source`: the text's `LineIndex`, when the caller has it, for those nodes' spans)."""
+    (`source`: the text's `LineIndex`, when the caller has it, for those nodes' spans;
+    `encoded`: the text's UTF-8 bytes, when the caller has them)."""
     # only compared with the extensions above (a name ending in "." has none of them, as
     # with PurePath, which cost several times as much per file)
     ext = os.path.splitext(path)[1].lower() if path else ""
@@ -80,7 +82,7 @@ def classify(text: str, path: str = "", source: Any = None) -> Classified:
     marker = _HUNT_MARKER.search(text) if _holds_kql(text) else None
     if marker and _HUNT_BODY.search(text, marker.end()):
         return Classified(DocumentKind.HUNT)
-    mappings = _yaml_mappings(text, source)
+    mappings = _yaml_mappings(text, source, encoded)
     if mappings is not None:
         nodes, keys = mappings
         if "query" in keys:
@@ -120,7 +122,8 @@ def _might_be_sigma(text: str) -> bool:
     return "detection" in text or "correlation" in text or "filter" in text
 
 
-def _yaml_mappings(text: str, source: Any = None) -> tuple[list[Any], set[str]] | None:
+def _yaml_mappings(text: str, source: Any = None,
+                   encoded: bytes | None = None) -> tuple[list[Any], set[str]] | None:
     """The stream's document nodes and their top-level keys when the text is valid YAML
     whose documents are all mappings (at least one), else None.  Aliases stay shared:
     composing is linear."""
@@ -129,7 +132,7 @@ def _yaml_mappings(text: str, source: Any = None) -> tuple[list[Any], set[str]] 
         return None
     if _yaml_tree is None:
         from rmmc.compiler.sigma import yaml_tree as _yaml_tree
-    nodes, problems = _yaml_tree.compose_stream(text, source)
+    nodes, problems = _yaml_tree.compose_stream(text, source, encoded)
     if problems or not nodes or not all(_yaml_tree.is_mapping(n) for n in nodes):
         return None
     return nodes, {key for node in nodes for key in _yaml_tree.top_keys(node)}
