@@ -398,3 +398,47 @@ def test_the_read_bytes_reach_the_composer_unchanged_on_generated_texts(text: st
     breaks: then the text is no longer what the bytes say, and the composer gets none),
     non-ASCII characters, anchors."""
     _read_both_ways(text.encode("utf-8"), "gen.yml")
+
+
+def _yaml_mappings_as_before(text: str):
+    """`sniff._yaml_mappings` as it was written: `all` over a generator, a set comprehension."""
+    from rmmc.compiler.sigma import yaml_tree
+
+    if ":" not in text:
+        return None
+    nodes, problems = yaml_tree.compose_stream(text, None)
+    if problems or not nodes or not all(yaml_tree.is_mapping(n) for n in nodes):
+        return None
+    return {key for node in nodes for key in yaml_tree.top_keys(node)}
+
+
+def _keys_now(text: str):
+    from rmmc.compiler.documents.sniff import _yaml_mappings
+
+    found = _yaml_mappings(text)
+    return None if found is None else found[1]
+
+
+def test_yaml_mappings_loop_is_the_generators_it_replaces(shared_dir: Path) -> None:
+    corpus = shared_dir / "corpus"
+    if not corpus.is_dir():
+        pytest.skip("shared/corpus not present")
+    paths = sorted((corpus / "sigma" / "rules" / "windows").rglob("*.yml"))[::3]
+    paths += sorted(p for p in (corpus / "rmm").rglob("*") if p.is_file())
+    seen = {True: 0, False: 0}
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        before = _yaml_mappings_as_before(text)
+        assert _keys_now(text) == before, path
+        seen[before is None] += 1
+    assert seen[True] > 10 and seen[False] > 500
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_YAML_PIECES + ["---\n- a\n", "--- x\n", "...\n"]), max_size=10).map("".join))
+def test_yaml_mappings_loop_on_generated_streams(text: str) -> None:
+    """Streams of several documents, some not mappings, some empty."""
+    assert _keys_now(text) == _yaml_mappings_as_before(text)

@@ -133,9 +133,16 @@ def _yaml_mappings(text: str, source: Any = None,
     if _yaml_tree is None:
         from rmmc.compiler.sigma import yaml_tree as _yaml_tree
     nodes, problems = _yaml_tree.compose_stream(text, source, encoded)
-    if problems or not nodes or not all(_yaml_tree.is_mapping(n) for n in nodes):
+    if problems or not nodes:
         return None
-    return nodes, {key for node in nodes for key in _yaml_tree.top_keys(node)}
+    # one loop (a generator for `all` and a nested set comprehension were two frames and a
+    # generator per file, for the one document a rule file holds)
+    keys: set[str] = set()
+    for node in nodes:
+        if not _yaml_tree.is_mapping(node):
+            return None
+        keys.update(_yaml_tree.top_keys(node))
+    return nodes, keys
 
 
 def _by_lines(text: str, ext: str, has_query_key: bool) -> DocumentKind:
