@@ -319,10 +319,11 @@ def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
     (a Markdown summary) gives none.  `rmmc translate` runs this once per file, in this
     process or in a worker (`rmmc.parallel`)."""
     read = read_path(path)
-    results = [translate_document(doc, to, options, fields=fields, package=package, env=env,
-                                  allow_unknown_fields=allow_unknown_fields, schedule=schedule)
-               for doc in read.documents]
+    results = []  # one loop (a list comprehension is a frame of its own, per file)
     for document in read.documents:
+        results.append(translate_document(document, to, options, fields=fields, package=package,
+                                          env=env, allow_unknown_fields=allow_unknown_fields,
+                                          schedule=schedule))
         _drop_read_rule(document)
     if not read.documents and has_error(read.diagnostics):
         results.append(RuleTranslation(None, to, "", tuple(read.diagnostics)))

@@ -442,3 +442,56 @@ def test_yaml_mappings_loop_is_the_generators_it_replaces(shared_dir: Path) -> N
 def test_yaml_mappings_loop_on_generated_streams(text: str) -> None:
     """Streams of several documents, some not mappings, some empty."""
     assert _keys_now(text) == _yaml_mappings_as_before(text)
+
+
+_STREAM = """\
+title: Base
+name: base_rule
+id: 6f1d2c7e-0000-4000-8000-000000000002
+logsource:
+    category: process_creation
+    product: windows
+detection:
+    selection:
+        CommandLine|contains: evil
+    condition: selection
+---
+title: Other
+name: other_rule
+logsource:
+    category: process_creation
+    product: windows
+detection:
+    selection:
+        Image|endswith: '\\\\x.exe'
+    condition: selection
+---
+title: Many evil
+correlation:
+    type: event_count
+    rules: [base_rule, other_rule]
+    generate: true
+    group-by: [User]
+    timespan: 1h
+    condition:
+        gte: 10
+"""
+
+
+@pytest.mark.parametrize("to", ["sigma", "splunk", "kql", "esql"])
+def test_translate_file_drops_each_read_rule_once_translated(tmp_path: Path, to: str) -> None:
+    """`translate_file` takes each document's read rule out right after translating it (one
+    loop), not after translating them all: a stream whose correlation names the rules before
+    it translates as each document translated on its own (the read rules refer to each other,
+    not to the documents' metadata)."""
+    from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
+    from rmmc.compiler.fast_replace import replace
+    from rmmc.translation import translate_document, translate_file
+
+    path = tmp_path / "stream.yml"
+    path.write_text(_STREAM, encoding="utf-8")
+    every = [translate_document(doc, to) for doc in documents.read_path(str(path)).documents]
+    assert len(every) == 3 and sum(bool(r.text) for r in every) >= 2
+    expected = [replace(r, document=replace(r.document, metadata={
+        k: v for k, v in r.document.metadata.items() if k != SIGMA_KEY})) for r in every]
+    assert translate_file(str(path), to) == expected
