@@ -63,7 +63,10 @@ class RuleTranslation:
     def verdict(self) -> str:
         if not self.ok:
             return REFUSED
-        return LOSSY if any(d.code in LOSSY_CODES for d in self.diagnostics) else EXACT
+        for d in self.diagnostics:  # a loop, not any() over a generator: asked of every rule
+            if d.code in LOSSY_CODES:
+                return LOSSY
+        return EXACT
 
 
 def translate_document(document: RuleDocument, to: str, options: EmitOptions = EmitOptions(),

@@ -495,3 +495,24 @@ def test_translate_file_drops_each_read_rule_once_translated(tmp_path: Path, to:
     expected = [replace(r, document=replace(r.document, metadata={
         k: v for k, v in r.document.metadata.items() if k != SIGMA_KEY})) for r in every]
     assert translate_file(str(path), to) == expected
+
+
+_CODES = ["lossy", "shape", "loose", "unsupported", "note", "sigma-yaml"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["error", "warning", "note"]), st.sampled_from(_CODES)),
+                max_size=5), st.booleans())
+def test_verdict_and_the_lossy_count_loops_are_the_any_they_replace(specs, text) -> None:
+    """`RuleTranslation.verdict` and the summary's `_refused_as_lossy` (loops) against the
+    generator `any` expressions they stand in for."""
+    from rmmc.cli import _refused_as_lossy
+    from rmmc.compiler.diagnostics import Diagnostic, Severity
+    from rmmc.translation import EXACT, LOSSY, LOSSY_CODES, REFUSED, RuleTranslation
+
+    diagnostics = tuple(Diagnostic(Severity(s), "m", None, c) for s, c in specs)
+    r = RuleTranslation(None, "splunk", "q" if text else "", diagnostics)
+    before = (REFUSED if not r.ok else
+              LOSSY if any(d.code in LOSSY_CODES for d in diagnostics) else EXACT)
+    assert r.verdict == before
+    assert _refused_as_lossy(diagnostics) == any(d.code == "lossy" and d.is_error for d in diagnostics)
