@@ -71,9 +71,6 @@ def classify(text: str, path: str = "", source: Any = None,
     """The kind of `text` (see the module doc), with the YAML nodes it was decided on
     (`source`: the text's `LineIndex`, when the caller has it, for those nodes' spans;
     `encoded`: the text's UTF-8 bytes, when the caller has them)."""
-    # only compared with the extensions above (a name ending in "." has none of them, as
-    # with PurePath, which cost several times as much per file)
-    ext = os.path.splitext(path)[1].lower() if path else ""
     # each expression is searched for only where the words it needs are in the text (a
     # search of a whole file for a line start costs tens of times a substring test)
     # The hunt marker holds the letters KQL, and every character `(?i)k`, `q`, `l` matches is that
@@ -89,13 +86,22 @@ def classify(text: str, path: str = "", source: Any = None,
             return Classified(DocumentKind.SENTINEL_YAML)
         if keys.intersection(_SIGMA_KEYS):
             return Classified(DocumentKind.SIGMA, nodes)
+        ext = _extension(path)
         if ext in YAML_EXT:
             return Classified(DocumentKind.SENTINEL_YAML)
         return Classified(_by_lines(text, ext, False))
     has_query_key = "query" in text and _QUERY_KEY.search(text) is not None
     if not has_query_key and _might_be_sigma(text) and _SIGMA_BODY.search(text) and _SIGMA_HEAD.search(text):
         return Classified(DocumentKind.SIGMA)
-    return Classified(_by_lines(text, ext, has_query_key))
+    return Classified(_by_lines(text, _extension(path), has_query_key))
+
+
+def _extension(path: str) -> str:
+    """`path`'s extension, lower-cased, only compared with the extensions above (a name ending
+    in "." has none of them, as with PurePath, which cost several times as much per file).
+    Asked only where the content did not decide: a Sigma file never needs it (splitext is three
+    Python calls)."""
+    return os.path.splitext(path)[1].lower() if path else ""
 
 
 _K = "kK\u212a"
