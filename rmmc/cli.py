@@ -379,6 +379,16 @@ def _report(results, sources, written, outdir, output_format) -> None:
     echo_err(translation_summary(results, written, outdir))
 
 
+def _refused_as_lossy(diagnostics) -> bool:
+    """Whether a lossy diagnostic is among the errors: `any(d.code == "lossy" and d.is_error
+    ...)` as a loop (a generator `any` stops at the first, closing the generator by raising
+    GeneratorExit into it: for each such refused rule)."""
+    for d in diagnostics:
+        if d.code == "lossy" and d.is_error:
+            return True
+    return False
+
+
 def translation_summary(results, written, outdir) -> str:
     """`N of M rules translated to T: A exact, B lossy, C refused` (lossy ones are written only
     with --allow-lossy; refused ones that only a lossy translation could say are counted)."""
@@ -387,7 +397,7 @@ def translation_summary(results, written, outdir) -> str:
     for r in results:
         verdict = r.verdict if not written.get(id(r), (None, None))[1] else "refused"
         counts[verdict] += 1
-        if verdict == "refused" and any(d.code == "lossy" and d.is_error for d in r.diagnostics):
+        if verdict == "refused" and _refused_as_lossy(r.diagnostics):
             blocked += 1
     ok = counts["exact"] + counts["lossy"]
     text = (f"{ok} of {len(results)} rule{'s' * (len(results) != 1)} translated to {results[0].target}"

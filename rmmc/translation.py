@@ -63,7 +63,10 @@ class RuleTranslation:
     def verdict(self) -> str:
         if not self.ok:
             return REFUSED
-        return LOSSY if any(d.code in LOSSY_CODES for d in self.diagnostics) else EXACT
+        for d in self.diagnostics:  # a loop, not any() over a generator: asked of every rule
+            if d.code in LOSSY_CODES:
+                return LOSSY
+        return EXACT
 
 
 def translate_document(document: RuleDocument, to: str, options: EmitOptions = EmitOptions(),
@@ -319,10 +322,11 @@ def translate_file(path: str, to: str, options: EmitOptions = EmitOptions(),
     (a Markdown summary) gives none.  `rmmc translate` runs this once per file, in this
     process or in a worker (`rmmc.parallel`)."""
     read = read_path(path)
-    results = [translate_document(doc, to, options, fields=fields, package=package, env=env,
-                                  allow_unknown_fields=allow_unknown_fields, schedule=schedule)
-               for doc in read.documents]
+    results = []  # one loop (a list comprehension is a frame of its own, per file)
     for document in read.documents:
+        results.append(translate_document(document, to, options, fields=fields, package=package,
+                                          env=env, allow_unknown_fields=allow_unknown_fields,
+                                          schedule=schedule))
         _drop_read_rule(document)
     if not read.documents and has_error(read.diagnostics):
         results.append(RuleTranslation(None, to, "", tuple(read.diagnostics)))

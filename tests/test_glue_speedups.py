@@ -356,3 +356,163 @@ def test_file_result_about_is_the_generators_it_replaces(path, diagnostic_paths,
                       for doc in result.documents))
     assert result._about(asked) == before
     assert (result.with_path(asked) is result) == before
+
+
+def _read_both_ways(data: bytes, path: str) -> None:
+    """`read_bytes` hands the composer the file's own bytes; `read_text` of the decoded text
+    (no bytes) lets it encode the text again, as it did for every file before: the same
+    result."""
+    assert documents.read_bytes(data, path) == documents.read_text(data.decode("utf-8"), path), path
+
+
+def test_the_read_bytes_reach_the_composer_unchanged(shared_dir: Path) -> None:
+    """On the corpora (SigmaHQ every 3rd file, the rmm and KQL corpora whole)."""
+    corpus = shared_dir / "corpus"
+    if not corpus.is_dir():
+        pytest.skip("shared/corpus not present")
+    paths = sorted((corpus / "sigma" / "rules" / "windows").rglob("*.yml"))[::3]
+    paths += sorted(p for p in (corpus / "rmm").rglob("*") if p.is_file())
+    paths += sorted(p for p in (corpus / "kql").rglob("*") if p.is_file())
+    read = 0
+    for path in paths:
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if b"\x00" not in data:
+            _read_both_ways(data, str(path))
+            read += 1
+    assert read > 1000
+
+
+_YAML_PIECES = ["title: a\n", "detection:\n", "  sel:\n", "    Image|endswith: 'é\u2028x'\n",
+                "  condition: sel\n", "logsource: {product: windows}\n", "query: |\n  T | take 1\n",
+                "\ufeff", "\r", "\r\n", "\n", "- x\n", "&a b: *a\n", "---\n", "é: ü\n", "\t", "  "]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_YAML_PIECES), max_size=10).map("".join))
+def test_the_read_bytes_reach_the_composer_unchanged_on_generated_texts(text: str) -> None:
+    """Texts of Sigma and Sentinel pieces, with BOMs, lone carriage returns (read as line
+    breaks: then the text is no longer what the bytes say, and the composer gets none),
+    non-ASCII characters, anchors."""
+    _read_both_ways(text.encode("utf-8"), "gen.yml")
+
+
+def _yaml_mappings_as_before(text: str):
+    """`sniff._yaml_mappings` as it was written: `all` over a generator, a set comprehension."""
+    from rmmc.compiler.sigma import yaml_tree
+
+    if ":" not in text:
+        return None
+    nodes, problems = yaml_tree.compose_stream(text, None)
+    if problems or not nodes or not all(yaml_tree.is_mapping(n) for n in nodes):
+        return None
+    return {key for node in nodes for key in yaml_tree.top_keys(node)}
+
+
+def _keys_now(text: str):
+    from rmmc.compiler.documents.sniff import _yaml_mappings
+
+    found = _yaml_mappings(text)
+    return None if found is None else found[1]
+
+
+def test_yaml_mappings_loop_is_the_generators_it_replaces(shared_dir: Path) -> None:
+    corpus = shared_dir / "corpus"
+    if not corpus.is_dir():
+        pytest.skip("shared/corpus not present")
+    paths = sorted((corpus / "sigma" / "rules" / "windows").rglob("*.yml"))[::3]
+    paths += sorted(p for p in (corpus / "rmm").rglob("*") if p.is_file())
+    seen = {True: 0, False: 0}
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        before = _yaml_mappings_as_before(text)
+        assert _keys_now(text) == before, path
+        seen[before is None] += 1
+    assert seen[True] > 10 and seen[False] > 500
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_YAML_PIECES + ["---\n- a\n", "--- x\n", "...\n"]), max_size=10).map("".join))
+def test_yaml_mappings_loop_on_generated_streams(text: str) -> None:
+    """Streams of several documents, some not mappings, some empty."""
+    assert _keys_now(text) == _yaml_mappings_as_before(text)
+
+
+_STREAM = """\
+title: Base
+name: base_rule
+id: 6f1d2c7e-0000-4000-8000-000000000002
+logsource:
+    category: process_creation
+    product: windows
+detection:
+    selection:
+        CommandLine|contains: evil
+    condition: selection
+---
+title: Other
+name: other_rule
+logsource:
+    category: process_creation
+    product: windows
+detection:
+    selection:
+        Image|endswith: '\\\\x.exe'
+    condition: selection
+---
+title: Many evil
+correlation:
+    type: event_count
+    rules: [base_rule, other_rule]
+    generate: true
+    group-by: [User]
+    timespan: 1h
+    condition:
+        gte: 10
+"""
+
+
+@pytest.mark.parametrize("to", ["sigma", "splunk", "kql", "esql"])
+def test_translate_file_drops_each_read_rule_once_translated(tmp_path: Path, to: str) -> None:
+    """`translate_file` takes each document's read rule out right after translating it (one
+    loop), not after translating them all: a stream whose correlation names the rules before
+    it translates as each document translated on its own (the read rules refer to each other,
+    not to the documents' metadata)."""
+    from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
+    from rmmc.compiler.fast_replace import replace
+    from rmmc.translation import translate_document, translate_file
+
+    path = tmp_path / "stream.yml"
+    path.write_text(_STREAM, encoding="utf-8")
+    every = [translate_document(doc, to) for doc in documents.read_path(str(path)).documents]
+    assert len(every) == 3 and sum(bool(r.text) for r in every) >= 2
+    expected = [replace(r, document=replace(r.document, metadata={
+        k: v for k, v in r.document.metadata.items() if k != SIGMA_KEY})) for r in every]
+    assert translate_file(str(path), to) == expected
+
+
+_CODES = ["lossy", "shape", "loose", "unsupported", "note", "sigma-yaml"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["error", "warning", "note"]), st.sampled_from(_CODES)),
+                max_size=5), st.booleans())
+def test_verdict_and_the_lossy_count_loops_are_the_any_they_replace(specs, text) -> None:
+    """`RuleTranslation.verdict` and the summary's `_refused_as_lossy` (loops) against the
+    generator `any` expressions they stand in for."""
+    from rmmc.cli import _refused_as_lossy
+    from rmmc.compiler.diagnostics import Diagnostic, Severity
+    from rmmc.translation import EXACT, LOSSY, LOSSY_CODES, REFUSED, RuleTranslation
+
+    diagnostics = tuple(Diagnostic(Severity(s), "m", None, c) for s, c in specs)
+    r = RuleTranslation(None, "splunk", "q" if text else "", diagnostics)
+    before = (REFUSED if not r.ok else
+              LOSSY if any(d.code in LOSSY_CODES for d in diagnostics) else EXACT)
+    assert r.verdict == before
+    assert _refused_as_lossy(diagnostics) == any(d.code == "lossy" and d.is_error for d in diagnostics)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from rmmc.compiler import ir
-from rmmc.compiler.diagnostics import Diagnostic, Severity
+from rmmc.compiler.diagnostics import Diagnostic, Severity, has_error
 from rmmc.compiler.documents.model import DocumentKind, RuleDocument
 from rmmc.compiler.documents.sigma_yaml import SIGMA_KEY
 from rmmc.compiler.slots_init import fast_init
@@ -33,7 +33,7 @@ class Compiled:
 
     @property
     def ok(self) -> bool:
-        return self.rule is not None and not any(d.is_error for d in self.diagnostics)
+        return self.rule is not None and not has_error(self.diagnostics)
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -97,7 +97,7 @@ def compile_document(document: RuleDocument, schema: Any = "default") -> Compile
         exclusions, notes = _exclusions(document, rule)
         rule = replace(rule, exclusions=exclusions)
         found.extend(notes)
-    if any(d.is_error for d in found):
+    if has_error(found):
         rule = None
     return Compiled(document, rule, tuple(found))
 
@@ -110,7 +110,7 @@ def _compile_sigma(document: RuleDocument, found: list[Diagnostic]) -> Compiled:
                                 None, "internal", document.path))
         return Compiled(document, None, tuple(found))
     found.extend(read.diagnostics)
-    rule = read.rule if not any(d.is_error for d in found) else None
+    rule = read.rule if not has_error(found) else None
     return Compiled(document, rule, tuple(found))
 
 

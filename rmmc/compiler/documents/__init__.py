@@ -172,16 +172,21 @@ def read_bytes(data: bytes, path: str = STDIN_NAME,
     except UnicodeDecodeError as exc:
         return _failed(path, f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at byte "
                        f"offset {exc.start})", "doc-encoding", _prefix_span(data, exc.start))
-    return read_text(text, path, kind)
+    return read_text(text, path, kind, encoded=data)
 
 
 def read_text(text: str, path: str = STDIN_NAME,
-              kind: DocumentKind | str | None = None) -> FileResult:
+              kind: DocumentKind | str | None = None, *,
+              encoded: bytes | None = None) -> FileResult:
     """Read a decoded text; `kind` forces a reader, else the content decides.  A lone
     carriage return (old Mac line ends) is a line break in KQL, YAML and Markdown alike: it is
-    read as `\\n`, which keeps every offset where it was."""
+    read as `\\n`, which keeps every offset where it was.  `encoded`: the UTF-8 bytes `text`
+    was decoded from, when the caller has them (the YAML composer reads bytes: it need not
+    encode the text again)."""
     if "\r" in text:
-        text = _LONE_CR.sub("\n", text)
+        fixed = _LONE_CR.sub("\n", text)
+        if fixed != text:
+            text, encoded = fixed, None
     source = LineIndex(text)
     if "\x00" in text:
         return _failed(path, "file looks binary (it contains NUL characters)", "doc-binary",
@@ -191,7 +196,7 @@ def read_text(text: str, path: str = STDIN_NAME,
         return _failed(path, "file is empty" if not body else "file is blank",
                        "doc-empty", source.span(0))
     try:
-        classified = classify(text, path, source) if kind is None else None
+        classified = classify(text, path, source, encoded) if kind is None else None
         chosen = DocumentKind(kind) if kind is not None else classified.kind
     except ValueError:
         return _failed(path, f"unknown document kind {kind!r}", "doc-kind")

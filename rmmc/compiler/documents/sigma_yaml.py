@@ -29,8 +29,9 @@ def read_sigma_document(text: str, path: str, source: LineIndex,
     if _reader is None:
         from rmmc.compiler.sigma import reader as _reader
     rules, problems = _reader.read_sigma_text(text, path, source=source, composed=composed)
-    documents = tuple(
-        RuleDocument(path, DocumentKind.SIGMA, text, source.starts, source, index=i,
-                     title=rule.title, metadata={**rule.metadata, SIGMA_KEY: rule})
-        for i, rule in enumerate(rules))
-    return FileResult(path, documents, tuple(problems), DocumentKind.SIGMA)
+    documents = []  # a loop, not tuple() over a generator: run for every Sigma file
+    for i, rule in enumerate(rules):
+        documents.append(RuleDocument(path, DocumentKind.SIGMA, text, source.starts, source,
+                                      index=i, title=rule.title,
+                                      metadata={**rule.metadata, SIGMA_KEY: rule}))
+    return FileResult(path, tuple(documents), tuple(problems), DocumentKind.SIGMA)

@@ -66,12 +66,11 @@ def sniff(text: str, path: str = "") -> DocumentKind:
     return classify(text, path).kind
 
 
-def classify(text: str, path: str = "", source: Any = None) -> Classified:
+def classify(text: str, path: str = "", source: Any = None,
+             encoded: bytes | None = None) -> Classified:
     """The kind of `text` (see the module doc), with the YAML nodes it was decided on
-    (`source`: the text's `LineIndex`, when the caller has it, for those nodes' spans)."""
-    # only compared with the extensions above (a name ending in "." has none of them, as
-    # with PurePath, which cost several times as much per file)
-    ext = os.path.splitext(path)[1].lower() if path else ""
+    (`source`: the text's `LineIndex`, when the caller has it, for those nodes' spans;
+    `encoded`: the text's UTF-8 bytes, when the caller has them)."""
     # each expression is searched for only where the words it needs are in the text (a
     # search of a whole file for a line start costs tens of times a substring test)
     # The hunt marker holds the letters KQL, and every character `(?i)k`, `q`, `l` matches is that
@@ -80,20 +79,29 @@ def classify(text: str, path: str = "", source: Any = None) -> Classified:
     marker = _HUNT_MARKER.search(text) if _holds_kql(text) else None
     if marker and _HUNT_BODY.search(text, marker.end()):
         return Classified(DocumentKind.HUNT)
-    mappings = _yaml_mappings(text, source)
+    mappings = _yaml_mappings(text, source, encoded)
     if mappings is not None:
         nodes, keys = mappings
         if "query" in keys:
             return Classified(DocumentKind.SENTINEL_YAML)
         if keys.intersection(_SIGMA_KEYS):
             return Classified(DocumentKind.SIGMA, nodes)
+        ext = _extension(path)
         if ext in YAML_EXT:
             return Classified(DocumentKind.SENTINEL_YAML)
         return Classified(_by_lines(text, ext, False))
     has_query_key = "query" in text and _QUERY_KEY.search(text) is not None
     if not has_query_key and _might_be_sigma(text) and _SIGMA_BODY.search(text) and _SIGMA_HEAD.search(text):
         return Classified(DocumentKind.SIGMA)
-    return Classified(_by_lines(text, ext, has_query_key))
+    return Classified(_by_lines(text, _extension(path), has_query_key))
+
+
+def _extension(path: str) -> str:
+    """`path`'s extension, lower-cased, only compared with the extensions above (a name ending
+    in "." has none of them, as with PurePath, which cost several times as much per file).
+    Asked only where the content did not decide: a Sigma file never needs it (splitext is three
+    Python calls)."""
+    return os.path.splitext(path)[1].lower() if path else ""
 
 
 _K = "kK\u212a"
@@ -120,7 +128,8 @@ def _might_be_sigma(text: str) -> bool:
     return "detection" in text or "correlation" in text or "filter" in text
 
 
-def _yaml_mappings(text: str, source: Any = None) -> tuple[list[Any], set[str]] | None:
+def _yaml_mappings(text: str, source: Any = None,
+                   encoded: bytes | None = None) -> tuple[list[Any], set[str]] | None:
     """The stream's document nodes and their top-level keys when the text is valid YAML
     whose documents are all mappings (at least one), else None.  Aliases stay shared:
     composing is linear."""
@@ -129,10 +138,17 @@ def _yaml_mappings(text: str, source: Any = None) -> tuple[list[Any], set[str]] 
         return None
     if _yaml_tree is None:
         from rmmc.compiler.sigma import yaml_tree as _yaml_tree
-    nodes, problems = _yaml_tree.compose_stream(text, source)
-    if problems or not nodes or not all(_yaml_tree.is_mapping(n) for n in nodes):
+    nodes, problems = _yaml_tree.compose_stream(text, source, encoded)
+    if problems or not nodes:
         return None
-    return nodes, {key for node in nodes for key in _yaml_tree.top_keys(node)}
+    # one loop (a generator for `all` and a nested set comprehension were two frames and a
+    # generator per file, for the one document a rule file holds)
+    keys: set[str] = set()
+    for node in nodes:
+        if not _yaml_tree.is_mapping(node):
+            return None
+        keys.update(_yaml_tree.top_keys(node))
+    return nodes, keys
 
 
 def _by_lines(text: str, ext: str, has_query_key: bool) -> DocumentKind:

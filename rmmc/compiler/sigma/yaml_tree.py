@@ -191,18 +191,22 @@ class _Refused(Exception):
         self.node = node
 
 
-def compose_stream(text: str, source: LineIndex | None) -> tuple[list[Any], list[Diagnostic]]:
+def compose_stream(text: str, source: LineIndex | None, encoded: bytes | None = None
+                   ) -> tuple[list[Any], list[Diagnostic]]:
     """The root node of each non-empty document (aliases still shared), or the first YAML
     error, located in `source` (when given).  Cheap: the document kind is decided on this
     (`documents.sniff`).  Where the compiled composer (`_yaml_compose`) reads the stream
     (no anchors, aliases, tags, merge keys or errors) these are already `load_stream`'s
     documents, built with `source` (or the text's own LineIndex); else PyYAML's nodes.
-    `is_mapping` and `top_keys` read either."""
+    `is_mapping` and `top_keys` read either.  `encoded`: `text`'s UTF-8 bytes, when the
+    caller decoded it from them (the compiled composer reads those)."""
     if _fast is not None:
-        try:
-            data = text.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: PyYAML says what it says
-            data = None
+        data = encoded
+        if data is None:
+            try:
+                data = text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: PyYAML says what it says
+                pass
         if data is not None:
             lines = source if source is not None else LineIndex(text)
             built = _fast.build(data, MAX_DEPTH, lines, _resolved, _resolved.known, _RESOLVABLE_TABLE)
