@@ -176,6 +176,21 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def corpus_texts(shared_dir: Path) -> list[tuple[Path, str]]:
+    """Every file of the shared corpora that reads as UTF-8 text, with its text, in path order
+    (for comparing a fast path with the code it replaces on real inputs)."""
+    texts = []
+    for path in sorted((shared_dir / "corpus").rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            texts.append((path, path.read_text(encoding="utf-8")))
+        except (UnicodeDecodeError, OSError):
+            continue
+    return texts
+
+
+@pytest.fixture(scope="session")
 def kql_corpus(shared_dir: Path) -> Path:
     path = shared_dir / "corpus" / "kql"
     if not (path / "index.jsonl").is_file():

@@ -263,17 +263,11 @@ def test_holds_kql_is_kql_in_the_lower_cased_text(text: str) -> None:
     assert _holds_kql(text) == ("kql" in text.lower())
 
 
-def test_holds_kql_on_the_corpora(shared_dir: Path) -> None:
+def test_holds_kql_on_the_corpora(corpus_texts: list[tuple[Path, str]]) -> None:
     from rmmc.compiler.documents.sniff import _holds_kql
 
     seen = {True: 0, False: 0}
-    for path in sorted((shared_dir / "corpus").rglob("*")):
-        if not path.is_file():
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
+    for path, text in corpus_texts:
         held = _holds_kql(text)
         assert held == ("kql" in text.lower()), path
         seen[held] += 1
