@@ -90,12 +90,13 @@ def _serves(env: str, target: str) -> bool:
 
 def _check(text: str, path: str) -> dict:
     from rmmc.compiler.check import check_file
+    from rmmc.compiler.diagnostics import has_error
     from rmmc.compiler.documents import read_text
     from rmmc.compiler.render import to_json
 
     checked = check_file(read_text(text, path))
     diagnostics = checked.all_diagnostics()
-    return {"ok": not any(d.is_error for d in diagnostics), "rules": len(checked.rules),
+    return {"ok": not has_error(diagnostics), "rules": len(checked.rules),
             "diagnostics": [to_json(d) for d in diagnostics]}
 
 

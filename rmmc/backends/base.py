@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from rmmc.compiler.diagnostics import LOSSY_CODES, LOSSY_HINT, Diagnostic, Severity, Span, refuse_lossy  # noqa: F401 (the policy, said with the diagnostics)
+from rmmc.compiler.diagnostics import LOSSY_CODES, LOSSY_HINT, Diagnostic, Severity, Span, has_error, refuse_lossy  # noqa: F401 (the policy, said with the diagnostics)
 from rmmc.compiler.ir import Condition, Field, Not, Predicate, Rule
 from rmmc.compiler.slots_init import fast_init
 
@@ -73,7 +73,7 @@ class Translation:
 
     @property
     def ok(self) -> bool:
-        return bool(self.text) and not any(d.is_error for d in self.diagnostics)
+        return bool(self.text) and not has_error(self.diagnostics)
 
 
 def lossy(target: str, message: str, span: Span | None = None, subject: object = None) -> Diagnostic:

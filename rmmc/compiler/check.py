@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from rmmc.compiler.diagnostics import Diagnostic, Severity, refuse_lossy
+from rmmc.compiler.diagnostics import Diagnostic, Severity, has_error, refuse_lossy
 from rmmc.compiler.documents import FileResult, RuleDocument, iter_rule_files, read_path
 
 
@@ -21,7 +21,7 @@ class CheckedRule:
 
     @property
     def ok(self) -> bool:
-        return not any(d.is_error for d in self.diagnostics)
+        return not has_error(self.diagnostics)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rmmc.compiler.diagnostics import Diagnostic, LineIndex
+from rmmc.compiler.diagnostics import Diagnostic, LineIndex, has_error
 
 Json = dict[str, Any]
 
@@ -128,7 +128,7 @@ def compile_file(path: str, relative: str, envs: tuple, allow_lossy: bool = Fals
             tuple(diagnostic_json(d, document.source, document.path) for d in own),
             tuple(targets), document.query_span.line if document.query else None))
     file_level = tuple(diagnostic_json(d, None, path) for d in read.diagnostics)
-    if not read.documents and any(d.is_error for d in read.diagnostics):
+    if not read.documents and has_error(read.diagnostics):
         rules.append(failed_rule(relative, digest, envs, file_level))
     elif rules and file_level:  # said of the file, not of one rule: told with its first rule
         rules[0] = replace(rules[0], diagnostics=file_level + rules[0].diagnostics)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from rmmc.compiler import ir
-from rmmc.compiler.diagnostics import Diagnostic
+from rmmc.compiler.diagnostics import Diagnostic, has_error
 
 _SHAPE_ONLY = (ir.Extend, ir.Project, ir.ProjectAway, ir.Rename, ir.Reorder, ir.Sort)
 _EVENTS_FIRST = ("inner", "leftsemi")                    # events on the left, feed on the right
@@ -96,7 +96,7 @@ def _feed_test(key: str, feed: ir.Rule, column: str, span) -> ir.InSubquery | No
         return None
     query = f"{text.text.strip()} | project {kql_name(column)}"
     lowered = lower_text(query)
-    if lowered.rule is None or any(d.is_error for d in lowered.diagnostics) \
+    if lowered.rule is None or has_error(lowered.diagnostics) \
             or output_column(lowered.rule) != column:
         return None
     return ir.InSubquery(ir.Field(key, "string"), query, None, case_sensitive=True, span=span,

@@ -45,7 +45,7 @@ from rmmc.backends.sigma.fields import TARGET, FieldMapper
 from rmmc.backends.sigma.meta import MetaBuilder
 from rmmc.backends.sigma.placeholders import ATTRIBUTE
 from rmmc.backends.sigma.output import DEFAULT_TIMESPAN, plan_output
-from rmmc.compiler.diagnostics import Diagnostic, Severity
+from rmmc.compiler.diagnostics import Diagnostic, Severity, has_error
 from rmmc.compiler.ir import Const, Exclusion, Join, Not, Rule, Summarize
 from rmmc.compiler.paths import path_name, path_warning_text, with_paths
 
@@ -122,7 +122,7 @@ def _documents(rule: Rule, options: EmitOptions, schema: Any,
     """The Sigma documents of a single-table rule (None when refused), what was said, and the
     rule's `name` (set when `named` or when a correlation refers to it)."""
     rule, adapted = in_sigma(rule)
-    if any(d.is_error for d in adapted):
+    if has_error(adapted):
         return None, adapted, ""
     documents, diagnostics, name = _single_documents(rule, options, schema, named)
     return documents, [*adapted, *diagnostics], name
@@ -143,7 +143,7 @@ def _single_documents(rule: Rule, options: EmitOptions, schema: Any,
     plan = plan_output(rule, ctx.fields)
     ctx.diagnostics.extend(plan.diagnostics)
     ctx.exclusion_notes(options.apply_exclusions)
-    if detection is None or any(d.is_error for d in ctx.all_diagnostics()):
+    if detection is None or has_error(ctx.all_diagnostics()):
         return None, ctx.all_diagnostics(), ""
 
     meta = ctx.meta
@@ -267,7 +267,7 @@ def _union_correlation(rule: Rule, parts: list[tuple[str, Rule]], names: list[st
         mapper = FieldMapper(part.source.table, _table_schema(part, schema), part.source.taxonomy)
         plans.append(plan_output(replace(part, stages=tuple(counted), lookback=rule.lookback), mapper))
     said = list(plans[0].diagnostics)
-    if plans[0].correlation is None or any(d.is_error for d in said):
+    if plans[0].correlation is None or has_error(said):
         return None, said
     body = dict(plans[0].correlation, rules=list(names))
     aliases: dict[str, dict[str, str]] = {}
@@ -384,7 +384,7 @@ def emit_sigma_filters(rule: Rule, options: EmitOptions = EmitOptions(), *,
         return Translation(TARGET, "", ())  # a union's exclusions are kept as text
     else:
         rule, adapted = in_sigma(rule)
-        if any(d.is_error for d in adapted):
+        if has_error(adapted):
             return Translation(TARGET, "", tuple(adapted))
     ctx = _Context(rule, options, schema)
     meta = ctx.meta
@@ -416,7 +416,7 @@ def emit_sigma_filters(rule: Rule, options: EmitOptions = EmitOptions(), *,
         }
         documents.append(doc)
     ctx.diagnostics.extend(widening_diagnostics_all(ctx))
-    if any(d.is_error for d in ctx.all_diagnostics()) or not documents:
+    if has_error(ctx.all_diagnostics()) or not documents:
         return Translation(TARGET, "", tuple(ctx.all_diagnostics()))
     return Translation(TARGET, _dump(documents), tuple(ctx.all_diagnostics()))
 

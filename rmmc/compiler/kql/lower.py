@@ -26,7 +26,7 @@ from typing import Any
 from rmmc.compiler import ir
 from rmmc.compiler.kql import ast as A
 from rmmc.compiler.constants import Constants, NotConstant, RelativeTime, timespan_text
-from rmmc.compiler.diagnostics import Diagnostic, Severity, Span
+from rmmc.compiler.diagnostics import Diagnostic, Severity, Span, has_error
 from rmmc.compiler.extremes import extreme_columns
 from rmmc.compiler.functions import OPERATORS, lookup
 from rmmc.compiler.kql.printer import expr as kql_expr, to_kql
@@ -75,7 +75,7 @@ class Lowered:
 
     @property
     def ok(self) -> bool:
-        return self.rule is not None and not any(d.is_error for d in self.diagnostics)
+        return self.rule is not None and not has_error(self.diagnostics)
 
 
 def _span(node: Any) -> Span | None:
@@ -1335,7 +1335,7 @@ class _Lowerer:
         except _Unsupported as exc:
             why = exc.message
         else:
-            if any(d.is_error for d in local):
+            if has_error(local):
                 why, rule = next(d.message for d in local if d.is_error), None
             else:
                 self.diagnostics.extend(local)
@@ -1573,7 +1573,7 @@ def lower_query(query: A.Query, metadata: ir.Metadata | None = None, schema: Any
     except RecursionError:
         lowerer.error("the query is nested too deeply to lower", query, "too-deep")
         rule = None
-    if rule is not None and any(d.is_error for d in lowerer.diagnostics):
+    if rule is not None and has_error(lowerer.diagnostics):
         rule = None
     return Lowered(rule, tuple(query.warnings) + tuple(lowerer.diagnostics))
 

@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from rmmc.compiler import ir
-from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Severity, Span, error, warning
+from rmmc.compiler.diagnostics import Diagnostic, LineIndex, Severity, Span, error, has_error, warning
 from rmmc.compiler.prefilter import drop_implied
 from rmmc.compiler.schema import load_schema
 from rmmc.compiler.slots_init import fast_init
@@ -185,7 +185,7 @@ class _StreamReader:
         condition = _Detection(keys.get("detection"), table, found).condition()
         rule = None
         span = root.span
-        if condition is not None and not any(d.is_error for d in found):
+        if condition is not None and not has_error(found):
             rule = ir.Rule(self.metadata(meta, span), source, condition)
         path = self.path
         diagnostics = tuple([d.with_path(path) for d in found]) if found else ()  # (most: none)
@@ -259,7 +259,7 @@ class _StreamReader:
             table = self.schema.table(rule.rule.source.table) if (self.schema and rule.rule.source.table) else None
             condition = _Detection(detection, table, found).condition()
             found = [d.with_path(self.path) for d in found]
-            if condition is None or any(d.is_error for d in found):
+            if condition is None or has_error(found):
                 out.append((y, replace(rule, rule=None, diagnostics=rule.diagnostics + tuple(found))))
             else:
                 new_rule = replace(rule.rule, condition=ir.all_of([rule.rule.condition, condition]))
@@ -340,7 +340,7 @@ class _StreamReader:
         rule = replace(base.rule, metadata=metadata, stages=stages,
                        lookback=ir.Lookback(window, str(spec.get("timespan"))))
         diagnostics = tuple(d.with_path(self.path) for d in found) + base.diagnostics
-        if any(d.is_error for d in diagnostics):
+        if has_error(diagnostics):
             rule = None
         return SigmaRule(rule, diagnostics, title or base.title, meta, root.span, "correlation"), bases
 
